@@ -1,0 +1,267 @@
+//! The compute-backend abstraction.
+//!
+//! A backend owns no tensors. It provides a memory type ([`Backend::Buffer`]:
+//! `[f32]` for CPU backends, a device allocation for a GPU backend) and a small
+//! set of kernels that read and write [`Span`]s of one such buffer. The graph
+//! decides where every tensor lives and which kernels run; the backend only
+//! runs them. Layers, losses and optimizers are composed from these kernels, so
+//! a new backend implements this trait and nothing else.
+//!
+//! Every kernel that produces a gradient accumulates (`+=`) into its output, or
+//! takes an [`Acc`] saying whether to overwrite or accumulate.
+
+pub mod cpu;
+pub mod kernels;
+
+pub use cpu::Cpu;
+
+use crate::ops::map::Map;
+use crate::ops::optim::Update;
+use crate::ops::zip::Zip;
+use crate::Result;
+
+/// A contiguous range of a backend buffer, in floats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Span {
+    /// First float.
+    pub offset: usize,
+    /// Number of floats.
+    pub len: usize,
+}
+
+impl Span {
+    /// A span of `len` floats at `offset`.
+    pub const fn new(offset: usize, len: usize) -> Self {
+        Span { offset, len }
+    }
+    /// One past the last float.
+    pub const fn end(&self) -> usize {
+        self.offset + self.len
+    }
+    /// Whether the two spans share a float.
+    pub const fn overlaps(&self, other: &Span) -> bool {
+        self.len != 0 && other.len != 0 && self.offset < other.end() && other.offset < self.end()
+    }
+    /// The sub-span `[start, start + len)` of this one.
+    pub const fn sub(&self, start: usize, len: usize) -> Span {
+        Span::new(self.offset + start, len)
+    }
+}
+
+/// Whether a kernel overwrites its output or adds to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Acc {
+    /// `out = result`.
+    Set,
+    /// `out += result`.
+    Add,
+}
+
+/// A contiguous tensor seen around one axis: `[outer, len, inner]` in row-major order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct AxisDims {
+    /// Product of the dimensions before the axis.
+    pub outer: usize,
+    /// The axis' length.
+    pub len: usize,
+    /// Product of the dimensions after the axis.
+    pub inner: usize,
+}
+
+impl AxisDims {
+    /// Splits `dims` (of rank `rank`) around `axis`.
+    pub fn around(dims: &[usize], axis: usize) -> Self {
+        AxisDims {
+            outer: dims[..axis].iter().product(),
+            len: dims[axis],
+            inner: dims[axis + 1..].iter().product(),
+        }
+    }
+    /// Number of elements of the full tensor.
+    pub const fn numel(&self) -> usize {
+        self.outer * self.len * self.inner
+    }
+}
+
+/// A row-major matrix product `c (+)= op(a) · op(b)`, batched over `batch`
+/// independent products laid out one after another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Gemm {
+    /// Rows of `op(a)` and `c`.
+    pub m: usize,
+    /// Columns of `op(b)` and `c`.
+    pub n: usize,
+    /// Columns of `op(a)`, rows of `op(b)`.
+    pub k: usize,
+    /// `a`, stored `[m, k]`, or `[k, m]` when `trans_a`.
+    pub a: Span,
+    /// Use `aᵀ`.
+    pub trans_a: bool,
+    /// `b`, stored `[k, n]`, or `[n, k]` when `trans_b`.
+    pub b: Span,
+    /// Use `bᵀ`.
+    pub trans_b: bool,
+    /// `c`, stored `[m, n]`.
+    pub c: Span,
+    /// Overwrite or accumulate into `c`.
+    pub acc: Acc,
+}
+
+/// A strided block copy: `blocks` blocks of `block_len` floats, the i-th read at
+/// `src.offset + i * src_stride` and written at `dst.offset + i * dst_stride`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Blocks {
+    /// Where the source blocks start (its `len` covers them all).
+    pub src: Span,
+    /// Distance between source blocks.
+    pub src_stride: usize,
+    /// Where the destination blocks start (its `len` covers them all).
+    pub dst: Span,
+    /// Distance between destination blocks.
+    pub dst_stride: usize,
+    /// Number of blocks.
+    pub blocks: usize,
+    /// Floats per block.
+    pub block_len: usize,
+    /// Overwrite or accumulate.
+    pub acc: Acc,
+}
+
+/// A reduction along an axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Reduce {
+    /// Sum.
+    Sum,
+    /// Maximum (NaN wins, as in PyTorch).
+    Max,
+    /// Index of the first maximum, as a float.
+    ArgMax,
+}
+
+/// A compute backend: memory plus the kernels that the graph runs on it.
+///
+/// Kernels take the whole buffer and [`Span`]s into it. The graph guarantees
+/// that an output span never overlaps an input span; implementations may check
+/// it, and must return an error rather than misbehave when a span lies outside
+/// the buffer.
+pub trait Backend {
+    /// The memory tensors live in: `[f32]` on the CPU, device memory on a GPU.
+    type Buffer: ?Sized;
+
+    /// Floats in the buffer.
+    fn buffer_len(&self, buf: &Self::Buffer) -> usize;
+    /// Copies host floats into `dst`.
+    fn upload(&self, buf: &mut Self::Buffer, dst: Span, src: &[f32]) -> Result<()>;
+    /// Copies `src` to host floats.
+    fn download(&self, buf: &Self::Buffer, src: Span, dst: &mut [f32]) -> Result<()>;
+    /// Sets every float of `dst` to `value`.
+    fn fill(&self, buf: &mut Self::Buffer, dst: Span, value: f32) -> Result<()>;
+    /// Strided block copy (also plain copies, concatenation and its gradient).
+    fn copy(&self, buf: &mut Self::Buffer, blocks: &Blocks) -> Result<()>;
+    /// `y = f(x)` elementwise.
+    fn map(&self, buf: &mut Self::Buffer, f: Map, x: Span, y: Span) -> Result<()>;
+    /// `dx += f'(x) · dy` elementwise (`y = f(x)` is given for functions whose
+    /// derivative is cheaper from the output).
+    fn map_backward(
+        &self,
+        buf: &mut Self::Buffer,
+        f: Map,
+        x: Span,
+        y: Span,
+        dy: Span,
+        dx: Span,
+    ) -> Result<()>;
+    /// `y = a ∘ b` elementwise.
+    fn zip(&self, buf: &mut Self::Buffer, f: Zip, a: Span, b: Span, y: Span) -> Result<()>;
+    /// `da += ∂(a ∘ b)/∂a · dy` (or `db`, when `rhs`).
+    #[allow(clippy::too_many_arguments)]
+    fn zip_backward(
+        &self,
+        buf: &mut Self::Buffer,
+        f: Zip,
+        rhs: bool,
+        a: Span,
+        b: Span,
+        dy: Span,
+        d: Span,
+    ) -> Result<()>;
+    /// Matrix product.
+    fn gemm(&self, buf: &mut Self::Buffer, batch: usize, g: &Gemm) -> Result<()>;
+    /// `y[o, i] (+)= reduce over l of x[o, l, i]`.
+    fn reduce(
+        &self,
+        buf: &mut Self::Buffer,
+        op: Reduce,
+        x: Span,
+        y: Span,
+        dims: AxisDims,
+        acc: Acc,
+    ) -> Result<()>;
+    /// `y[o, l, i] (+)= x[o, i]`: broadcast along an axis.
+    fn expand(
+        &self,
+        buf: &mut Self::Buffer,
+        x: Span,
+        y: Span,
+        dims: AxisDims,
+        acc: Acc,
+    ) -> Result<()>;
+    /// Gradient of a max along an axis: `dx[o, l, i] += dy[o, i]` at the first
+    /// `l` where `x[o, l, i] == y[o, i]`.
+    fn max_backward(
+        &self,
+        buf: &mut Self::Buffer,
+        x: Span,
+        y: Span,
+        dy: Span,
+        dx: Span,
+        dims: AxisDims,
+    ) -> Result<()>;
+    /// Softmax (or log-softmax when `log`) along an axis.
+    fn softmax(
+        &self,
+        buf: &mut Self::Buffer,
+        x: Span,
+        y: Span,
+        dims: AxisDims,
+        log: bool,
+    ) -> Result<()>;
+    /// Gradient of softmax (or log-softmax) from its output: `dx += J(y)ᵀ dy`.
+    #[allow(clippy::too_many_arguments)]
+    fn softmax_backward(
+        &self,
+        buf: &mut Self::Buffer,
+        y: Span,
+        dy: Span,
+        dx: Span,
+        dims: AxisDims,
+        log: bool,
+    ) -> Result<()>;
+    /// `y[b] (+)= x[b]ᵀ` for `batch` matrices of `rows × cols`.
+    #[allow(clippy::too_many_arguments)]
+    fn transpose(
+        &self,
+        buf: &mut Self::Buffer,
+        x: Span,
+        y: Span,
+        batch: usize,
+        rows: usize,
+        cols: usize,
+        acc: Acc,
+    ) -> Result<()>;
+    /// One optimizer update of a parameter in place (see [`Update`]).
+    fn update(
+        &self,
+        buf: &mut Self::Buffer,
+        rule: &Update,
+        param: Span,
+        grad: Span,
+        state: Span,
+    ) -> Result<()>;
+}

@@ -1,0 +1,640 @@
+//! The tape: a graph of fixed capacity that records operations and walks them backward.
+//!
+//! A [`Graph`] borrows a [`Memory`] for as long as it lives. Every tensor made
+//! while it lives is a node of the graph; its value (and, during or after
+//! `backward`, its gradient) is a [`Span`] of the memory above the persistent
+//! region. Dropping the graph (or calling [`Graph::reset`]) returns all of it.
+//!
+//! Nodes are stored in creation order, which is a topological order, so the
+//! backward walk is a single reverse sweep with no allocation.
+
+use crate::backend::{AxisDims, Reduce};
+use crate::backend::{Backend, Span};
+use crate::error::{Error, Result};
+use crate::memory::Memory;
+use crate::ops;
+use crate::ops::map::Map;
+use crate::ops::zip::Zip;
+use crate::shape::Dims;
+use core::cell::RefCell;
+
+/// The id of "no node".
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// Default node capacity of a [`Graph`].
+pub const DEFAULT_NODES: usize = 128;
+
+/// What produced a node, with what its backward pass needs to know.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Op {
+    /// A tensor made from data.
+    Leaf,
+    /// A parameter that lives in the persistent part of [`Memory`].
+    Param,
+    /// A view of another tensor's value that gradients do not flow through.
+    Detach,
+    /// Elementwise function of one tensor.
+    Map(Map),
+    /// Elementwise function of two tensors.
+    Zip(Zip),
+    /// Batched matrix product `y = op(a) op(b)`.
+    MatMul {
+        /// Independent products.
+        batch: usize,
+        /// Rows of the result.
+        m: usize,
+        /// Columns of the result.
+        n: usize,
+        /// Inner dimension.
+        k: usize,
+        /// `a` is stored transposed.
+        trans_a: bool,
+        /// `b` is stored transposed.
+        trans_b: bool,
+    },
+    /// Sum or maximum along an axis.
+    Reduce {
+        /// Which reduction.
+        op: Reduce,
+        /// The input seen around the axis.
+        dims: AxisDims,
+    },
+    /// Broadcast along a new axis.
+    Expand {
+        /// The output seen around the new axis.
+        dims: AxisDims,
+    },
+    /// Softmax or log-softmax along an axis.
+    Softmax {
+        /// The tensor seen around the axis.
+        dims: AxisDims,
+        /// Log-softmax.
+        log: bool,
+    },
+    /// Swap of the last two dimensions.
+    Transpose {
+        /// Number of matrices.
+        batch: usize,
+        /// Rows of the input.
+        rows: usize,
+        /// Columns of the input.
+        cols: usize,
+    },
+    /// Same data, another shape.
+    Reshape,
+    /// Concatenation of two tensors along an axis.
+    Concat {
+        /// Product of the dimensions before the axis.
+        outer: usize,
+        /// Floats per outer index taken from the first input.
+        a_block: usize,
+        /// Floats per outer index taken from the second input.
+        b_block: usize,
+    },
+}
+
+impl Op {
+    /// The name of the node's backward function, as PyTorch's `grad_fn`
+    /// prints it (`None` for leaves).
+    pub fn name(&self) -> Option<&'static str> {
+        Some(match self {
+            Op::Leaf | Op::Param | Op::Detach => return None,
+            Op::Map(m) => m.name(),
+            Op::Zip(z) => z.name(),
+            Op::MatMul { .. } => "MmBackward",
+            Op::Reduce {
+                op: Reduce::Sum, ..
+            } => "SumBackward",
+            Op::Reduce {
+                op: Reduce::Max, ..
+            } => "MaxBackward",
+            Op::Reduce {
+                op: Reduce::ArgMax, ..
+            } => "ArgMax",
+            Op::Expand { .. } => "ExpandBackward",
+            Op::Softmax { log: false, .. } => "SoftmaxBackward",
+            Op::Softmax { log: true, .. } => "LogSoftmaxBackward",
+            Op::Transpose { .. } => "TransposeBackward",
+            Op::Reshape => "ViewBackward",
+            Op::Concat { .. } => "CatBackward",
+        })
+    }
+}
+
+/// One recorded tensor.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Node {
+    pub op: Op,
+    pub dims: Dims,
+    pub value: Span,
+    pub grad: Option<Span>,
+    pub requires_grad: bool,
+    pub parents: [u32; 2],
+    pub freed: bool,
+}
+
+impl Node {
+    fn is_leaf(&self) -> bool {
+        matches!(self.op, Op::Leaf | Op::Param | Op::Detach)
+    }
+}
+
+/// What a node's backward pass sees of one of its inputs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Input {
+    pub value: Span,
+    /// Where to accumulate the input's gradient; `None` when it needs none.
+    pub grad: Option<Span>,
+}
+
+/// The seed of a backward walk.
+#[derive(Clone, Copy, Debug)]
+pub enum Seed<'a> {
+    /// `1` for a one-element tensor.
+    One,
+    /// An external gradient from the host (a vector-Jacobian product).
+    Host(&'a [f32]),
+    /// An external gradient held by another tensor of the same graph.
+    Tensor(u32),
+}
+
+/// A kernel that fills a new node's value from its inputs' values.
+pub type Kernel<'k, B> =
+    &'k mut dyn FnMut(&B, &mut <B as Backend>::Buffer, Span, [Span; 2]) -> Result<()>;
+
+/// The recording interface of a graph, object-safe so that tensors need not
+/// carry the graph's capacity in their type. Users call the methods of
+/// [`Graph`] and [`Tensor`](crate::Tensor); the methods of this trait are the
+/// plumbing behind them.
+pub trait Tape<B: Backend> {
+    /// The backend the graph runs on.
+    fn backend(&self) -> &B;
+    /// Records a node whose value is `numel(dims)` new floats filled by `kernel`.
+    #[doc(hidden)]
+    fn record(&self, op: Op, dims: Dims, parents: [u32; 2], kernel: Kernel<'_, B>) -> u32;
+    /// Records a node that shares its value with `parent` (reshape, detach).
+    #[doc(hidden)]
+    fn record_alias(&self, op: Op, dims: Dims, parent: u32) -> u32;
+    /// Records a parameter leaf over persistent memory.
+    #[doc(hidden)]
+    fn record_param(&self, dims: Dims, value: Span, grad: Span) -> u32;
+    /// A node's value span, shape, gradient span and whether it requires a gradient.
+    #[doc(hidden)]
+    fn node(&self, id: u32) -> Result<(Span, Dims, Option<Span>, bool, Op)>;
+    /// Runs `f` on the backend and the graph's buffer.
+    #[doc(hidden)]
+    fn with_buffer(&self, f: &mut dyn FnMut(&B, &mut B::Buffer) -> Result<()>) -> Result<()>;
+    /// Makes a leaf require a gradient (allocating it, zeroed).
+    #[doc(hidden)]
+    fn set_requires_grad(&self, id: u32) -> Result<()>;
+    /// Walks the graph backward from `root`.
+    #[doc(hidden)]
+    fn backward(&self, root: u32, seed: Seed<'_>, retain: bool) -> Result<()>;
+    /// Records the first error; later operations return invalid tensors.
+    fn fail(&self, e: Error);
+    /// The first error recorded, if any.
+    fn error(&self) -> Option<Error>;
+    /// Whether operations are recorded for backward.
+    fn is_grad_enabled(&self) -> bool;
+    /// Turns recording on or off; returns the previous setting.
+    fn set_grad_enabled(&self, on: bool) -> bool;
+}
+
+struct Inner<'m, B: Backend + ?Sized, const N: usize> {
+    buf: &'m mut B::Buffer,
+    /// First float the graph may use (the end of the persistent region).
+    base: usize,
+    /// First free float.
+    top: usize,
+    /// Floats in the buffer.
+    cap: usize,
+    nodes: heapless::Vec<Node, N>,
+    error: Option<Error>,
+    grad_enabled: bool,
+}
+
+impl<B: Backend, const N: usize> Inner<'_, B, N> {
+    fn alloc(&mut self, len: usize) -> Result<Span> {
+        let available = self.cap - self.top;
+        if len > available {
+            return Err(Error::OutOfMemory {
+                needed: len,
+                available,
+            });
+        }
+        let s = Span::new(self.top, len);
+        self.top += len;
+        Ok(s)
+    }
+
+    fn push(&mut self, node: Node) -> Result<u32> {
+        let id = self.nodes.len() as u32;
+        self.nodes
+            .push(node)
+            .map_err(|_| Error::TooManyNodes { capacity: N })?;
+        Ok(id)
+    }
+
+    fn get(&self, id: u32) -> Result<&Node> {
+        self.nodes.get(id as usize).ok_or(Error::InvalidTensor)
+    }
+
+    fn requires(&self, parents: &[u32; 2]) -> bool {
+        self.grad_enabled
+            && parents
+                .iter()
+                .any(|&p| p != NONE && self.nodes.get(p as usize).is_some_and(|n| n.requires_grad))
+    }
+}
+
+/// A tape of at most `N` nodes over a [`Memory`].
+///
+/// ```
+/// use ember_core::prelude::*;
+/// let mut buf = [0.0f32; 256];
+/// let mut mem = Memory::new(&Cpu, &mut buf[..]);
+/// let g: Graph<'_, Cpu> = Graph::new(&mut mem);
+/// let x = g.tensor([1.0f32, 2.0, 3.0]).requires_grad();
+/// let y = (x * x).sum();
+/// y.backward().unwrap();
+/// assert_eq!(x.grad().unwrap(), Some([2.0, 4.0, 6.0]));
+/// ```
+pub struct Graph<'m, B: Backend, const N: usize = DEFAULT_NODES> {
+    backend: &'m B,
+    inner: RefCell<Inner<'m, B, N>>,
+}
+
+impl<'m, B: Backend> Graph<'m, B, DEFAULT_NODES> {
+    /// A graph of [`DEFAULT_NODES`] nodes that records into the free part of
+    /// `mem` until it is dropped.
+    pub fn new<'a>(mem: &'m mut Memory<'a, B>) -> Self
+    where
+        'a: 'm,
+    {
+        Self::with_capacity(mem)
+    }
+}
+
+impl<'m, B: Backend, const N: usize> Graph<'m, B, N> {
+    /// A graph of at most `N` nodes that records into the free part of `mem`
+    /// until it is dropped: `Graph::<_, 32>::with_capacity(&mut mem)`.
+    pub fn with_capacity<'a>(mem: &'m mut Memory<'a, B>) -> Self
+    where
+        'a: 'm,
+    {
+        let (backend, buf, base) = mem.split();
+        let cap = backend.buffer_len(buf);
+        Graph {
+            backend,
+            inner: RefCell::new(Inner {
+                buf,
+                base,
+                top: base,
+                cap,
+                nodes: heapless::Vec::new(),
+                error: None,
+                grad_enabled: true,
+            }),
+        }
+    }
+
+    /// Forgets every node and returns all graph memory. Tensors of the graph
+    /// cannot outlive this call (the borrow checker sees to it).
+    pub fn reset(&mut self) {
+        let inner = self.inner.get_mut();
+        inner.nodes.clear();
+        inner.top = inner.base;
+        inner.error = None;
+        inner.grad_enabled = true;
+    }
+
+    /// Floats used by the graph so far (values and gradients).
+    pub fn used(&self) -> usize {
+        let inner = self.inner.borrow();
+        inner.top - inner.base
+    }
+
+    /// Nodes recorded so far.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().nodes.len()
+    }
+
+    /// Whether no node was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first error recorded, as a `Result`.
+    pub fn status(&self) -> Result<()> {
+        match self.inner.borrow().error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` with recording turned off (PyTorch's `torch.no_grad()`).
+    pub fn no_grad<R>(&self, f: impl FnOnce() -> R) -> R {
+        let prev = Tape::set_grad_enabled(self, false);
+        let r = f();
+        Tape::set_grad_enabled(self, prev);
+        r
+    }
+}
+
+impl<'m, B: Backend, const N: usize> core::ops::Deref for Graph<'m, B, N> {
+    type Target = dyn Tape<B> + 'm;
+    fn deref(&self) -> &Self::Target {
+        self
+    }
+}
+
+impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
+    fn backend(&self) -> &B {
+        self.backend
+    }
+
+    fn record(&self, op: Op, dims: Dims, parents: [u32; 2], kernel: Kernel<'_, B>) -> u32 {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        if inner.error.is_some() {
+            return NONE;
+        }
+        let result = (|| {
+            let mut ins = [Span::default(); 2];
+            for (slot, &p) in ins.iter_mut().zip(parents.iter()) {
+                if p != NONE {
+                    *slot = inner.get(p)?.value;
+                }
+            }
+            let requires_grad = inner.requires(&parents);
+            let mark = inner.top;
+            let value = inner.alloc(dims.numel())?;
+            if inner.nodes.is_full() {
+                inner.top = mark;
+                return Err(Error::TooManyNodes { capacity: N });
+            }
+            kernel(self.backend, inner.buf, value, ins)?;
+            inner.push(Node {
+                op,
+                dims,
+                value,
+                grad: None,
+                requires_grad,
+                parents: if requires_grad { parents } else { [NONE; 2] },
+                freed: false,
+            })
+        })();
+        result.unwrap_or_else(|e| {
+            inner.error = Some(e);
+            NONE
+        })
+    }
+
+    fn record_alias(&self, op: Op, dims: Dims, parent: u32) -> u32 {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        if inner.error.is_some() {
+            return NONE;
+        }
+        let result = (|| {
+            let value = inner.get(parent)?.value;
+            let flows = op != Op::Detach;
+            let requires_grad = flows && inner.requires(&[parent, NONE]);
+            inner.push(Node {
+                op,
+                dims,
+                value,
+                grad: None,
+                requires_grad,
+                parents: if requires_grad {
+                    [parent, NONE]
+                } else {
+                    [NONE; 2]
+                },
+                freed: false,
+            })
+        })();
+        result.unwrap_or_else(|e| {
+            inner.error = Some(e);
+            NONE
+        })
+    }
+
+    fn record_param(&self, dims: Dims, value: Span, grad: Span) -> u32 {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        if inner.error.is_some() {
+            return NONE;
+        }
+        if value.end() > inner.base || grad.end() > inner.base || value.len != dims.numel() {
+            inner.error = Some(Error::InvalidTensor);
+            return NONE;
+        }
+        let requires_grad = inner.grad_enabled;
+        inner
+            .push(Node {
+                op: Op::Param,
+                dims,
+                value,
+                grad: requires_grad.then_some(grad),
+                requires_grad,
+                parents: [NONE; 2],
+                freed: false,
+            })
+            .unwrap_or_else(|e| {
+                inner.error = Some(e);
+                NONE
+            })
+    }
+
+    fn node(&self, id: u32) -> Result<(Span, Dims, Option<Span>, bool, Op)> {
+        let inner = self.inner.borrow();
+        if let Some(e) = inner.error {
+            return Err(e);
+        }
+        let n = inner.get(id)?;
+        Ok((n.value, n.dims, n.grad, n.requires_grad, n.op))
+    }
+
+    fn with_buffer(&self, f: &mut dyn FnMut(&B, &mut B::Buffer) -> Result<()>) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        f(self.backend, inner.buf)
+    }
+
+    fn set_requires_grad(&self, id: u32) -> Result<()> {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        if let Some(e) = inner.error {
+            return Err(e);
+        }
+        let node = *inner.get(id)?;
+        if node.op != Op::Leaf {
+            return Err(Error::NotALeaf);
+        }
+        if node.grad.is_some() {
+            return Ok(());
+        }
+        let grad = inner.alloc(node.value.len)?;
+        self.backend.fill(inner.buf, grad, 0.0)?;
+        let n = &mut inner.nodes[id as usize];
+        n.grad = Some(grad);
+        n.requires_grad = true;
+        Ok(())
+    }
+
+    fn backward(&self, root: u32, seed: Seed<'_>, retain: bool) -> Result<()> {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        if let Some(e) = inner.error {
+            return Err(e);
+        }
+        let root_node = *inner.get(root)?;
+        if !root_node.requires_grad {
+            return Err(Error::NoGradient);
+        }
+        let mark = inner.top;
+        let result = walk_backward(self.backend, inner, root, &root_node, seed);
+        // Intermediate gradients are scratch: return their memory.
+        for n in inner.nodes.iter_mut().take(root as usize + 1) {
+            if !n.is_leaf() {
+                if !retain && result.is_ok() && n.grad.is_some() {
+                    n.freed = true;
+                }
+                n.grad = None;
+            }
+        }
+        inner.top = mark;
+        result
+    }
+
+    fn fail(&self, e: Error) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.error.is_none() {
+            inner.error = Some(e);
+        }
+    }
+
+    fn error(&self) -> Option<Error> {
+        self.inner.borrow().error
+    }
+
+    fn is_grad_enabled(&self) -> bool {
+        self.inner.borrow().grad_enabled
+    }
+
+    fn set_grad_enabled(&self, on: bool) -> bool {
+        core::mem::replace(&mut self.inner.borrow_mut().grad_enabled, on)
+    }
+}
+
+fn walk_backward<B: Backend, const N: usize>(
+    backend: &B,
+    inner: &mut Inner<'_, B, N>,
+    root: u32,
+    root_node: &Node,
+    seed: Seed<'_>,
+) -> Result<()> {
+    // Seed the root's gradient.
+    let root_grad = match root_node.grad {
+        Some(g) => g,
+        None => {
+            let g = inner.alloc(root_node.value.len)?;
+            backend.fill(inner.buf, g, 0.0)?;
+            inner.nodes[root as usize].grad = Some(g);
+            g
+        }
+    };
+    let numel = root_node.value.len;
+    match seed {
+        Seed::One => {
+            if numel != 1 {
+                return Err(Error::NotScalar { numel });
+            }
+            let seed_span = inner.alloc(1)?;
+            backend.fill(inner.buf, seed_span, 1.0)?;
+            add_into(backend, inner.buf, seed_span, root_grad)?;
+        }
+        Seed::Host(data) => {
+            if data.len() != numel {
+                return Err(Error::Length {
+                    expected: numel,
+                    found: data.len(),
+                });
+            }
+            let seed_span = inner.alloc(numel)?;
+            backend.upload(inner.buf, seed_span, data)?;
+            add_into(backend, inner.buf, seed_span, root_grad)?;
+        }
+        Seed::Tensor(id) => {
+            let src = inner.get(id)?;
+            if src.dims != root_node.dims {
+                return Err(Error::Shape {
+                    op: "backward",
+                    expected: root_node.dims,
+                    found: src.dims,
+                });
+            }
+            let s = src.value;
+            add_into(backend, inner.buf, s, root_grad)?;
+        }
+    }
+
+    for id in (0..=root as usize).rev() {
+        let node = inner.nodes[id];
+        let Some(dy) = node.grad else { continue };
+        if node.is_leaf() || !node.requires_grad {
+            continue;
+        }
+        if node.freed {
+            return Err(Error::GraphFreed);
+        }
+        let mut inputs = [None; 2];
+        for (slot, &p) in inputs.iter_mut().zip(node.parents.iter()) {
+            if p == NONE {
+                continue;
+            }
+            let pn = inner.nodes[p as usize];
+            let grad = if pn.requires_grad {
+                match pn.grad {
+                    Some(g) => Some(g),
+                    None => {
+                        let g = inner.alloc(pn.value.len)?;
+                        backend.fill(inner.buf, g, 0.0)?;
+                        inner.nodes[p as usize].grad = Some(g);
+                        Some(g)
+                    }
+                }
+            } else {
+                None
+            };
+            *slot = Some(Input {
+                value: pn.value,
+                grad,
+            });
+        }
+        ops::backward(backend, inner.buf, &node.op, node.value, dy, inputs)?;
+    }
+    Ok(())
+}
+
+/// `dst += src`.
+pub(crate) fn add_into<B: Backend>(
+    backend: &B,
+    buf: &mut B::Buffer,
+    src: Span,
+    dst: Span,
+) -> Result<()> {
+    backend.copy(
+        buf,
+        &crate::backend::Blocks {
+            src,
+            src_stride: 0,
+            dst,
+            dst_stride: 0,
+            blocks: 1,
+            block_len: src.len,
+            acc: crate::backend::Acc::Add,
+        },
+    )
+}

@@ -1,0 +1,343 @@
+//! Elementwise functions of one tensor: math and activations.
+//!
+//! Each function's value and derivative are defined here, once; every CPU
+//! kernel evaluates [`Map::apply`] and [`Map::derivative`]. The tensor methods
+//! (`x.exp()`, `x.relu()`, ...) record a [`Map`] node on the tape.
+
+use crate::backend::Backend;
+use crate::graph::Op;
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+use libm::{cosf, erff, expf, expm1f, fabsf, logf, powf, sinf, sqrtf, tanhf};
+
+/// SELU's α (PyTorch's constant).
+pub const SELU_ALPHA: f32 = 1.673_263_2;
+/// SELU's scale (PyTorch's constant).
+pub const SELU_SCALE: f32 = 1.050_701;
+/// `sqrt(2 / π)`, for GELU's tanh form.
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+/// `1 / sqrt(2)`, for GELU's erf form.
+const FRAC_1_SQRT_2: f32 = core::f32::consts::FRAC_1_SQRT_2;
+/// `1 / sqrt(2π)`.
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// An elementwise function of one tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Map {
+    /// `-x`.
+    Neg,
+    /// `x + c`.
+    AddScalar(f32),
+    /// `x · c`.
+    MulScalar(f32),
+    /// `xᵖ` for a scalar exponent `p`.
+    Pow(f32),
+    /// `1 / x`.
+    Recip,
+    /// `eˣ`.
+    Exp,
+    /// `ln x`.
+    Ln,
+    /// `√x`.
+    Sqrt,
+    /// `|x|` (gradient 0 at 0, as PyTorch).
+    Abs,
+    /// `sin x`.
+    Sin,
+    /// `cos x`.
+    Cos,
+    /// `tanh x`.
+    Tanh,
+    /// `1 / (1 + e⁻ˣ)`.
+    Sigmoid,
+    /// `max(x, 0)` (gradient 0 at 0, as PyTorch).
+    Relu,
+    /// `x` if `x > 0`, else `slope · x`.
+    LeakyRelu(f32),
+    /// `x` if `x > 0`, else `α (eˣ - 1)`.
+    Elu(f32),
+    /// `scale · elu(x, α)` with PyTorch's constants.
+    Selu,
+    /// `x · sigmoid(x)` (swish).
+    Silu,
+    /// GELU, tanh approximation.
+    GeluTanh,
+    /// GELU, exact (erf) form.
+    GeluErf,
+    /// `x / (1 + |x|)`.
+    Softsign,
+}
+
+#[inline]
+fn sigmoid(x: f32) -> f32 {
+    // Split by sign so that neither branch overflows.
+    if x >= 0.0 {
+        1.0 / (1.0 + expf(-x))
+    } else {
+        let e = expf(x);
+        e / (1.0 + e)
+    }
+}
+
+impl Map {
+    /// The function's value at `x`.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Map::Neg => -x,
+            Map::AddScalar(c) => x + c,
+            Map::MulScalar(c) => x * c,
+            Map::Pow(p) => {
+                if p == 2.0 {
+                    x * x
+                } else {
+                    powf(x, p)
+                }
+            }
+            Map::Recip => 1.0 / x,
+            Map::Exp => expf(x),
+            Map::Ln => logf(x),
+            Map::Sqrt => sqrtf(x),
+            Map::Abs => fabsf(x),
+            Map::Sin => sinf(x),
+            Map::Cos => cosf(x),
+            Map::Tanh => tanhf(x),
+            Map::Sigmoid => sigmoid(x),
+            Map::Relu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    0.0
+                }
+            }
+            Map::LeakyRelu(s) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    s * x
+                }
+            }
+            Map::Elu(a) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    a * expm1f(x)
+                }
+            }
+            Map::Selu => SELU_SCALE * if x > 0.0 { x } else { SELU_ALPHA * expm1f(x) },
+            Map::Silu => x * sigmoid(x),
+            Map::GeluTanh => {
+                let u = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
+                0.5 * x * (1.0 + tanhf(u))
+            }
+            Map::GeluErf => 0.5 * x * (1.0 + erff(x * FRAC_1_SQRT_2)),
+            Map::Softsign => x / (1.0 + fabsf(x)),
+        }
+    }
+
+    /// The derivative at `x`, where `y = self.apply(x)`.
+    #[inline]
+    pub fn derivative(self, x: f32, y: f32) -> f32 {
+        match self {
+            Map::Neg => -1.0,
+            Map::AddScalar(_) => 1.0,
+            Map::MulScalar(c) => c,
+            Map::Pow(p) => {
+                if p == 0.0 {
+                    0.0
+                } else if p == 1.0 {
+                    1.0
+                } else if p == 2.0 {
+                    2.0 * x
+                } else {
+                    p * powf(x, p - 1.0)
+                }
+            }
+            Map::Recip => -y * y,
+            Map::Exp => y,
+            Map::Ln => 1.0 / x,
+            Map::Sqrt => 0.5 / y,
+            Map::Abs => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            Map::Sin => cosf(x),
+            Map::Cos => -sinf(x),
+            Map::Tanh => 1.0 - y * y,
+            Map::Sigmoid => y * (1.0 - y),
+            Map::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Map::LeakyRelu(s) => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    s
+                }
+            }
+            Map::Elu(a) => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    a * expf(x)
+                }
+            }
+            Map::Selu => {
+                if x > 0.0 {
+                    SELU_SCALE
+                } else {
+                    SELU_SCALE * SELU_ALPHA * expf(x)
+                }
+            }
+            Map::Silu => {
+                let s = sigmoid(x);
+                s * (1.0 + x * (1.0 - s))
+            }
+            Map::GeluTanh => {
+                let x2 = x * x;
+                let u = SQRT_2_OVER_PI * (x + 0.044_715 * x2 * x);
+                let t = tanhf(u);
+                let du = SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044_715 * x2);
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
+            }
+            Map::GeluErf => {
+                let cdf = 0.5 * (1.0 + erff(x * FRAC_1_SQRT_2));
+                let pdf = FRAC_1_SQRT_2PI * expf(-0.5 * x * x);
+                cdf + x * pdf
+            }
+            Map::Softsign => {
+                let d = 1.0 + fabsf(x);
+                1.0 / (d * d)
+            }
+        }
+    }
+
+    /// The name PyTorch gives this function's backward node.
+    pub fn name(self) -> &'static str {
+        match self {
+            Map::Neg => "NegBackward",
+            Map::AddScalar(_) => "AddBackward",
+            Map::MulScalar(_) => "MulBackward",
+            Map::Pow(_) => "PowBackward",
+            Map::Recip => "ReciprocalBackward",
+            Map::Exp => "ExpBackward",
+            Map::Ln => "LogBackward",
+            Map::Sqrt => "SqrtBackward",
+            Map::Abs => "AbsBackward",
+            Map::Sin => "SinBackward",
+            Map::Cos => "CosBackward",
+            Map::Tanh => "TanhBackward",
+            Map::Sigmoid => "SigmoidBackward",
+            Map::Relu => "ReluBackward",
+            Map::LeakyRelu(_) => "LeakyReluBackward",
+            Map::Elu(_) => "EluBackward",
+            Map::Selu => "EluBackward",
+            Map::Silu => "SiluBackward",
+            Map::GeluTanh | Map::GeluErf => "GeluBackward",
+            Map::Softsign => "SoftsignBackward",
+        }
+    }
+}
+
+impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
+    /// Applies an elementwise function.
+    pub fn map(self, f: Map) -> Self {
+        self.unary_op(Op::Map(f), self.shape, |be, buf, out, ins| {
+            be.map(buf, f, ins[0], out)
+        })
+    }
+    /// `-x`.
+    pub fn neg(self) -> Self {
+        self.map(Map::Neg)
+    }
+    /// `xᵖ` for a scalar exponent.
+    pub fn pow(self, p: f32) -> Self {
+        self.map(Map::Pow(p))
+    }
+    /// `xᵖ` (alias of [`pow`](Self::pow), named as in PyTorch's `powf`).
+    pub fn powf(self, p: f32) -> Self {
+        self.pow(p)
+    }
+    /// `x²`.
+    pub fn square(self) -> Self {
+        self.map(Map::Pow(2.0))
+    }
+    /// `1 / x`.
+    pub fn recip(self) -> Self {
+        self.map(Map::Recip)
+    }
+    /// `eˣ`.
+    pub fn exp(self) -> Self {
+        self.map(Map::Exp)
+    }
+    /// `ln x`.
+    pub fn ln(self) -> Self {
+        self.map(Map::Ln)
+    }
+    /// `√x`.
+    pub fn sqrt(self) -> Self {
+        self.map(Map::Sqrt)
+    }
+    /// `|x|`.
+    pub fn abs(self) -> Self {
+        self.map(Map::Abs)
+    }
+    /// `sin x`.
+    pub fn sin(self) -> Self {
+        self.map(Map::Sin)
+    }
+    /// `cos x`.
+    pub fn cos(self) -> Self {
+        self.map(Map::Cos)
+    }
+    /// `tanh x`.
+    pub fn tanh(self) -> Self {
+        self.map(Map::Tanh)
+    }
+    /// The logistic sigmoid.
+    pub fn sigmoid(self) -> Self {
+        self.map(Map::Sigmoid)
+    }
+    /// `max(x, 0)`.
+    pub fn relu(self) -> Self {
+        self.map(Map::Relu)
+    }
+    /// Leaky ReLU with the given negative slope (PyTorch's default is 0.01).
+    pub fn leaky_relu(self, slope: f32) -> Self {
+        self.map(Map::LeakyRelu(slope))
+    }
+    /// ELU with the given α (PyTorch's default is 1).
+    pub fn elu(self, alpha: f32) -> Self {
+        self.map(Map::Elu(alpha))
+    }
+    /// SELU.
+    pub fn selu(self) -> Self {
+        self.map(Map::Selu)
+    }
+    /// SiLU (swish): `x · sigmoid(x)`.
+    pub fn silu(self) -> Self {
+        self.map(Map::Silu)
+    }
+    /// GELU, tanh approximation (PyTorch's `approximate='tanh'`).
+    pub fn gelu_tanh(self) -> Self {
+        self.map(Map::GeluTanh)
+    }
+    /// GELU, exact erf form (PyTorch's default).
+    pub fn gelu(self) -> Self {
+        self.map(Map::GeluErf)
+    }
+    /// `x / (1 + |x|)`.
+    pub fn softsign(self) -> Self {
+        self.map(Map::Softsign)
+    }
+}

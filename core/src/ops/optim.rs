@@ -1,0 +1,172 @@
+//! Optimizer update rules, elementwise, defined once.
+//!
+//! An [`Update`] carries one step's hyper-parameters (with per-step scalars such
+//! as Adam's bias corrections already worked out); [`Update::step`] updates one
+//! element. Backends run it over a whole parameter in one kernel
+//! ([`Backend::update`](crate::backend::Backend::update)), so that optimizer
+//! state never leaves the device. The optimizers in `nn::optim` build these.
+
+use libm::sqrtf;
+
+/// One optimizer step for one parameter, following PyTorch's update conventions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Update {
+    /// SGD with optional momentum, dampening, Nesterov momentum and L2 weight decay.
+    /// State: the momentum buffer (when `momentum != 0`).
+    Sgd {
+        /// Learning rate.
+        lr: f32,
+        /// Momentum factor.
+        momentum: f32,
+        /// Dampening of the momentum.
+        dampening: f32,
+        /// Nesterov momentum.
+        nesterov: bool,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+        /// The first step (the momentum buffer starts as the gradient).
+        first: bool,
+    },
+    /// Adam, or AdamW when `decoupled`. State: first and second moments.
+    Adam {
+        /// Learning rate.
+        lr: f32,
+        /// First-moment decay.
+        beta1: f32,
+        /// Second-moment decay.
+        beta2: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// Weight decay: an L2 term in the gradient (Adam) or a decoupled shrink (AdamW).
+        weight_decay: f32,
+        /// AdamW's decoupled weight decay.
+        decoupled: bool,
+        /// `1 - beta1^t`.
+        bias1: f32,
+        /// `sqrt(1 - beta2^t)`.
+        bias2_sqrt: f32,
+    },
+    /// RMSprop. State: the square average, the momentum buffer, the gradient average.
+    RmsProp {
+        /// Learning rate.
+        lr: f32,
+        /// Smoothing constant.
+        alpha: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+        /// Momentum factor.
+        momentum: f32,
+        /// Normalise by the centred second moment.
+        centered: bool,
+    },
+    /// Adagrad. State: the sum of squared gradients.
+    Adagrad {
+        /// This step's learning rate, after decay.
+        lr: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+    },
+}
+
+impl Update {
+    /// Floats of state per parameter element.
+    pub const fn state_planes(&self) -> usize {
+        match self {
+            Update::Sgd { momentum, .. } => {
+                if *momentum != 0.0 {
+                    1
+                } else {
+                    0
+                }
+            }
+            Update::Adam { .. } => 2,
+            Update::RmsProp { .. } => 3,
+            Update::Adagrad { .. } => 1,
+        }
+    }
+
+    /// The updated value of one element `p` with gradient `g`; `s` holds this
+    /// element's state (first `state_planes()` entries used).
+    #[inline]
+    pub fn step(&self, p: f32, g: f32, s: &mut [f32; 3]) -> f32 {
+        match *self {
+            Update::Sgd {
+                lr,
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+                first,
+            } => {
+                let mut d = g + weight_decay * p;
+                if momentum != 0.0 {
+                    s[0] = if first {
+                        d
+                    } else {
+                        momentum * s[0] + (1.0 - dampening) * d
+                    };
+                    d = if nesterov { d + momentum * s[0] } else { s[0] };
+                }
+                p - lr * d
+            }
+            Update::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled,
+                bias1,
+                bias2_sqrt,
+            } => {
+                let (mut p, mut g) = (p, g);
+                if decoupled {
+                    p *= 1.0 - lr * weight_decay;
+                } else {
+                    g += weight_decay * p;
+                }
+                s[0] = beta1 * s[0] + (1.0 - beta1) * g;
+                s[1] = beta2 * s[1] + (1.0 - beta2) * g * g;
+                let denom = sqrtf(s[1]) / bias2_sqrt + eps;
+                p - (lr / bias1) * s[0] / denom
+            }
+            Update::RmsProp {
+                lr,
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+            } => {
+                let g = g + weight_decay * p;
+                s[0] = alpha * s[0] + (1.0 - alpha) * g * g;
+                let avg = if centered {
+                    s[2] = alpha * s[2] + (1.0 - alpha) * g;
+                    sqrtf(s[0] - s[2] * s[2]) + eps
+                } else {
+                    sqrtf(s[0]) + eps
+                };
+                if momentum > 0.0 {
+                    s[1] = momentum * s[1] + g / avg;
+                    p - lr * s[1]
+                } else {
+                    p - lr * g / avg
+                }
+            }
+            Update::Adagrad {
+                lr,
+                eps,
+                weight_decay,
+            } => {
+                let g = g + weight_decay * p;
+                s[0] += g * g;
+                p - lr * g / (sqrtf(s[0]) + eps)
+            }
+        }
+    }
+}

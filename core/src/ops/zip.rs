@@ -1,0 +1,145 @@
+//! Elementwise functions of two tensors of one shape, the arithmetic operators,
+//! and their broadcasting forms (a tensor with a scalar, a batch with a row).
+
+use crate::backend::Backend;
+use crate::graph::Op;
+use crate::ops::map::Map;
+use crate::shape::{Dim, Shape};
+use crate::tensor::Tensor;
+use core::ops::{Add, Div, Mul, Neg, Sub};
+
+/// An elementwise function of two tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Zip {
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a · b`.
+    Mul,
+    /// `a / b`.
+    Div,
+}
+
+impl Zip {
+    /// The value.
+    #[inline]
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            Zip::Add => a + b,
+            Zip::Sub => a - b,
+            Zip::Mul => a * b,
+            Zip::Div => a / b,
+        }
+    }
+    /// `∂/∂a`.
+    #[inline]
+    pub fn d_lhs(self, _a: f32, b: f32) -> f32 {
+        match self {
+            Zip::Add | Zip::Sub => 1.0,
+            Zip::Mul => b,
+            Zip::Div => 1.0 / b,
+        }
+    }
+    /// `∂/∂b`.
+    #[inline]
+    pub fn d_rhs(self, a: f32, b: f32) -> f32 {
+        match self {
+            Zip::Add => 1.0,
+            Zip::Sub => -1.0,
+            Zip::Mul => a,
+            Zip::Div => -a / (b * b),
+        }
+    }
+    /// The name of the backward node.
+    pub fn name(self) -> &'static str {
+        match self {
+            Zip::Add => "AddBackward",
+            Zip::Sub => "SubBackward",
+            Zip::Mul => "MulBackward",
+            Zip::Div => "DivBackward",
+        }
+    }
+}
+
+impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
+    /// Applies an elementwise function of two tensors of the same shape.
+    pub fn zip(self, rhs: Self, f: Zip) -> Self {
+        if let Err(e) = self.check_same_shape("elementwise op", &rhs) {
+            return self.fail(e);
+        }
+        self.binary_op(rhs.id, Op::Zip(f), self.shape, |be, buf, out, ins| {
+            be.zip(buf, f, ins[0], ins[1], out)
+        })
+    }
+    /// Adds a constant.
+    pub fn add_scalar(self, c: f32) -> Self {
+        self.map(Map::AddScalar(c))
+    }
+    /// Multiplies by a constant.
+    pub fn mul_scalar(self, c: f32) -> Self {
+        self.map(Map::MulScalar(c))
+    }
+    /// Divides by a constant.
+    pub fn div_scalar(self, c: f32) -> Self {
+        self.map(Map::MulScalar(1.0 / c))
+    }
+}
+
+macro_rules! binary_operator {
+    ($tr:ident, $method:ident, $zip:expr, $scalar:expr) => {
+        impl<'t, S: Shape, B: Backend> $tr for Tensor<'t, S, B> {
+            type Output = Self;
+            fn $method(self, rhs: Self) -> Self {
+                self.zip(rhs, $zip)
+            }
+        }
+        impl<'t, S: Shape, B: Backend> $tr<f32> for Tensor<'t, S, B> {
+            type Output = Self;
+            fn $method(self, rhs: f32) -> Self {
+                #[allow(clippy::redundant_closure_call)]
+                ($scalar)(self, rhs)
+            }
+        }
+        /// Broadcasts the row vector over every row of the batch.
+        impl<'t, R: Dim, C: Dim, B: Backend> $tr<Tensor<'t, (C,), B>> for Tensor<'t, (R, C), B> {
+            type Output = Self;
+            fn $method(self, rhs: Tensor<'t, (C,), B>) -> Self {
+                let rows = rhs.broadcast_rows(self.shape.0);
+                self.zip(rows, $zip)
+            }
+        }
+    };
+}
+binary_operator!(Add, add, Zip::Add, |t: Self, c: f32| t.add_scalar(c));
+binary_operator!(Sub, sub, Zip::Sub, |t: Self, c: f32| t.add_scalar(-c));
+binary_operator!(Mul, mul, Zip::Mul, |t: Self, c: f32| t.mul_scalar(c));
+binary_operator!(Div, div, Zip::Div, |t: Self, c: f32| t.div_scalar(c));
+
+macro_rules! scalar_lhs_operator {
+    ($tr:ident, $method:ident, $body:expr) => {
+        impl<'t, S: Shape, B: Backend> $tr<Tensor<'t, S, B>> for f32 {
+            type Output = Tensor<'t, S, B>;
+            fn $method(self, rhs: Tensor<'t, S, B>) -> Tensor<'t, S, B> {
+                #[allow(clippy::redundant_closure_call)]
+                ($body)(self, rhs)
+            }
+        }
+    };
+}
+scalar_lhs_operator!(Add, add, |c: f32, t: Tensor<'t, S, B>| t.add_scalar(c));
+scalar_lhs_operator!(Sub, sub, |c: f32, t: Tensor<'t, S, B>| t
+    .neg()
+    .add_scalar(c));
+scalar_lhs_operator!(Mul, mul, |c: f32, t: Tensor<'t, S, B>| t.mul_scalar(c));
+scalar_lhs_operator!(Div, div, |c: f32, t: Tensor<'t, S, B>| t
+    .recip()
+    .mul_scalar(c));
+
+impl<'t, S: Shape, B: Backend> Neg for Tensor<'t, S, B> {
+    type Output = Self;
+    fn neg(self) -> Self {
+        self.map(Map::Neg)
+    }
+}

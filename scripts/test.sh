@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every check of the project: formatting, lints, all tests (unit, property,
+# doc, cross-crate), and the embedded builds. Installs what it needs when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain components and targets"
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+for t in thumbv6m-none-eabi thumbv7em-none-eabihf; do
+  rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+done
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (host crates, all targets)"
+cargo clippy --workspace --exclude ember-firmware --all-targets -- -D warnings
+
+step "core without std or alloc, for Cortex-M0 and Cortex-M4F"
+cargo build -p ember-core --no-default-features --target thumbv6m-none-eabi
+cargo build -p ember-core --no-default-features --target thumbv7em-none-eabihf
+cargo build -p ember-core --features defmt --target thumbv7em-none-eabihf
+
+step "tests"
+cargo test --workspace --exclude ember-firmware --all-features
