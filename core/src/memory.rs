@@ -10,7 +10,6 @@
 use crate::backend::{Backend, Span};
 use crate::error::{Error, Result};
 use crate::shape::{ConstShape, Dims, Shape};
-use core::marker::PhantomData;
 
 /// A parameter (or any persistent tensor): its value and its gradient, which
 /// accumulates across backward passes until it is zeroed.
@@ -20,7 +19,8 @@ pub struct Param<S: Shape> {
     pub value: Span,
     /// Where the gradient lives.
     pub grad: Span,
-    _shape: PhantomData<S>,
+    /// The shape.
+    pub shape: S,
 }
 
 impl<S: Shape> Clone for Param<S> {
@@ -54,16 +54,10 @@ impl<S: Shape> From<&Param<S>> for ParamRef {
     }
 }
 
-impl<S: ConstShape> Param<S> {
-    /// Number of elements.
-    pub const NUMEL: usize = S::NUMEL;
-    /// The shape.
-    pub fn shape(&self) -> S {
-        S::default()
-    }
+impl<S: Shape> Param<S> {
     /// The sizes, for messages.
     pub fn dims(&self) -> Dims {
-        S::default().dims_slice()
+        self.shape.dims_slice()
     }
 }
 
@@ -135,13 +129,35 @@ impl<'m, B: Backend> Memory<'m, B> {
                 available: self.available(),
             });
         }
-        let value = self.alloc(S::NUMEL)?;
-        let grad = self.alloc(S::NUMEL)?;
-        Ok(Param {
-            value,
-            grad,
-            _shape: PhantomData,
-        })
+        self.param_zeros_shaped(S::default())
+    }
+
+    /// A zero parameter of any shape, including run-time dimensions.
+    pub fn param_zeros_shaped<S: Shape>(&mut self, shape: S) -> Result<Param<S>> {
+        let n = shape.numel();
+        let needed = 2 * n;
+        if needed > self.available() {
+            return Err(Error::OutOfMemory {
+                needed,
+                available: self.available(),
+            });
+        }
+        let value = self.alloc(n)?;
+        let grad = self.alloc(n)?;
+        Ok(Param { value, grad, shape })
+    }
+
+    /// A parameter of any shape (including run-time dimensions) holding a copy of `data`.
+    pub fn param_shaped<S: Shape>(&mut self, shape: S, data: &[f32]) -> Result<Param<S>> {
+        if data.len() != shape.numel() {
+            return Err(Error::Length {
+                expected: shape.numel(),
+                found: data.len(),
+            });
+        }
+        let p = self.param_zeros_shaped(shape)?;
+        self.backend.upload(self.buf, p.value, data)?;
+        Ok(p)
     }
 
     /// A parameter whose `i`-th element (row-major) is `f(i)`.

@@ -132,8 +132,8 @@ impl<'t, B: Backend> dyn Tape<B> + 't {
 
     /// The parameter `p` as a leaf of this graph: no copy is made, and its
     /// gradient accumulates into the parameter's gradient in memory.
-    pub fn param<S: ConstShape>(&'t self, p: &Param<S>) -> Tensor<'t, S, B> {
-        let shape = S::default();
+    pub fn param<S: Shape>(&'t self, p: &Param<S>) -> Tensor<'t, S, B> {
+        let shape = p.shape;
         let id = self.record_param(shape.dims_slice(), p.value, p.grad);
         Tensor::from_id(self, id, shape)
     }
