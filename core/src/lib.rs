@@ -101,6 +101,7 @@ pub mod error;
 pub mod gradcheck;
 pub mod graph;
 pub mod memory;
+pub mod nn;
 pub mod ops;
 pub mod rng;
 pub mod shape;

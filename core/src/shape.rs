@@ -323,6 +323,7 @@ macro_rules! axis_impls {
         impl<$($d: Dim),+> HasAxis<$ax> for ($($d,)+) {
             type Removed = ($($r,)*);
             #[inline]
+            #[allow(clippy::unused_unit)]
             fn remove(&self) -> Self::Removed {
                 ($(self.$keep,)*)
             }
@@ -468,12 +469,13 @@ pub(crate) mod check {
     /// `A` and `B` hold the same number of elements (when both are known).
     pub struct SameNumel<A, B>(PhantomData<(A, B)>);
     impl<A: Shape, B: Shape> SameNumel<A, B> {
-        pub const OK: () = match (static_numel(A::STATIC_DIMS), static_numel(B::STATIC_DIMS)) {
-            (Some(a), Some(b)) => assert!(
+        pub const OK: () = if let (Some(a), Some(b)) =
+            (static_numel(A::STATIC_DIMS), static_numel(B::STATIC_DIMS))
+        {
+            assert!(
                 a == b,
                 "reshape: the shapes hold different numbers of elements"
-            ),
-            _ => {}
+            )
         };
     }
 

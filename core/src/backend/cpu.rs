@@ -18,14 +18,17 @@ const ALIASED: Error = Error::InvalidArgument {
     what: "a kernel's output overlaps another of its operands",
 };
 
+/// Shared input slices and mutable output slices of one buffer.
+pub type Parts<'a, const I: usize, const O: usize> = ([&'a [f32]; I], [&'a mut [f32]; O]);
+
 /// Splits `buf` into shared slices for `ins` and mutable slices for `outs`,
 /// after checking that every span lies in the buffer, that outputs overlap
 /// neither each other nor any input. Inputs may overlap each other.
-pub fn split<'a, const I: usize, const O: usize>(
-    buf: &'a mut [f32],
+pub fn split<const I: usize, const O: usize>(
+    buf: &mut [f32],
     ins: [Span; I],
     outs: [Span; O],
-) -> Result<([&'a [f32]; I], [&'a mut [f32]; O])> {
+) -> Result<Parts<'_, I, O>> {
     let len = buf.len();
     if ins.iter().chain(outs.iter()).any(|s| s.end() > len) {
         return Err(OUT_OF_BOUNDS);

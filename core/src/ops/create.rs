@@ -4,7 +4,7 @@
 use crate::backend::Backend;
 use crate::error::Error;
 use crate::graph::{Op, Tape, NONE};
-use crate::memory::Param;
+use crate::memory::{Param, ParamRef};
 use crate::rng::Rng;
 use crate::shape::{ArrayShape, Const, ConstShape, Shape};
 use crate::tensor::{invalid, Tensor};
@@ -134,6 +134,14 @@ impl<'t, B: Backend> dyn Tape<B> + 't {
     /// gradient accumulates into the parameter's gradient in memory.
     pub fn param<S: Shape>(&'t self, p: &Param<S>) -> Tensor<'t, S, B> {
         let shape = p.shape;
+        let id = self.record_param(shape.dims_slice(), p.value, p.grad);
+        Tensor::from_id(self, id, shape)
+    }
+
+    /// A parameter of any shape seen as a flat vector (for penalties and
+    /// statistics over all of a model's parameters).
+    pub fn param_flat(&'t self, p: &ParamRef) -> Tensor<'t, (usize,), B> {
+        let shape = (p.value.len,);
         let id = self.record_param(shape.dims_slice(), p.value, p.grad);
         Tensor::from_id(self, id, shape)
     }

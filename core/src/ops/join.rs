@@ -28,8 +28,8 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         let (a, b) = (self.dims(), other.dims());
         let mut out = [1usize; MAX_RANK];
         let mut ok = true;
-        for i in 0..S::RANK {
-            out[i] = if i == AX {
+        for (i, o) in out.iter_mut().enumerate().take(S::RANK) {
+            *o = if i == AX {
                 a.dims[i] + b.dims[i]
             } else {
                 a.dims[i]

@@ -8,7 +8,7 @@ use crate::backend::Backend;
 use crate::graph::Op;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
-use libm::{cosf, erff, expf, expm1f, fabsf, logf, powf, sinf, sqrtf, tanhf};
+use libm::{cosf, erff, expf, expm1f, fabsf, log1pf, logf, powf, sinf, sqrtf, tanhf};
 
 /// SELU's α (PyTorch's constant).
 pub const SELU_ALPHA: f32 = 1.673_263_2;
@@ -67,6 +67,10 @@ pub enum Map {
     GeluErf,
     /// `x / (1 + |x|)`.
     Softsign,
+    /// `ln(1 + eˣ)`, computed without overflow.
+    Softplus,
+    /// `x` limited to `[lo, hi]` (gradient 1 inside, 0 outside).
+    Clamp(f32, f32),
 }
 
 #[inline]
@@ -133,6 +137,9 @@ impl Map {
             }
             Map::GeluErf => 0.5 * x * (1.0 + erff(x * FRAC_1_SQRT_2)),
             Map::Softsign => x / (1.0 + fabsf(x)),
+            // max(x, 0) + ln(1 + e^-|x|): exact for large |x| of either sign.
+            Map::Softplus => x.max(0.0) + log1pf(expf(-fabsf(x))),
+            Map::Clamp(lo, hi) => x.max(lo).min(hi),
         }
     }
 
@@ -219,6 +226,14 @@ impl Map {
                 let d = 1.0 + fabsf(x);
                 1.0 / (d * d)
             }
+            Map::Softplus => sigmoid(x),
+            Map::Clamp(lo, hi) => {
+                if x >= lo && x <= hi {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
         }
     }
 
@@ -245,6 +260,8 @@ impl Map {
             Map::Silu => "SiluBackward",
             Map::GeluTanh | Map::GeluErf => "GeluBackward",
             Map::Softsign => "SoftsignBackward",
+            Map::Softplus => "SoftplusBackward",
+            Map::Clamp(..) => "ClampBackward",
         }
     }
 }
@@ -256,7 +273,8 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
             be.map(buf, f, ins[0], out)
         })
     }
-    /// `-x`.
+    /// `-x` (also the `-` operator).
+    #[allow(clippy::should_implement_trait)]
     pub fn neg(self) -> Self {
         self.map(Map::Neg)
     }
@@ -339,5 +357,13 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// `x / (1 + |x|)`.
     pub fn softsign(self) -> Self {
         self.map(Map::Softsign)
+    }
+    /// `ln(1 + eˣ)`.
+    pub fn softplus(self) -> Self {
+        self.map(Map::Softplus)
+    }
+    /// Limits every element to `[lo, hi]`.
+    pub fn clamp(self, lo: f32, hi: f32) -> Self {
+        self.map(Map::Clamp(lo, hi))
     }
 }

@@ -1,0 +1,238 @@
+//! Activation layers, `Flatten` and `Dropout`.
+
+use super::{Build, Forward, Module, Name, ParamInfo};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::memory::Memory;
+use crate::rng::Rng;
+use crate::shape::{Const, HasFirst, Shape};
+use crate::tensor::Tensor;
+use core::cell::Cell;
+use core::fmt;
+
+macro_rules! parameterless_module {
+    () => {
+        const PARAMS: usize = 0;
+        const IN_FEATURES: Option<usize> = None;
+        const OUT_FEATURES: Option<usize> = None;
+        const SCRATCH_FIXED: usize = 0;
+        fn visit(&self, _name: &mut Name, _f: &mut dyn FnMut(&ParamInfo<'_>)) {}
+    };
+}
+
+macro_rules! activation {
+    ($(#[$doc:meta])* $name:ident, $method:ident, $print:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name;
+
+        impl Module for $name {
+            parameterless_module!();
+            const NODES: usize = 1;
+            const SCRATCH_PER_FEATURE: usize = 2;
+            fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
+                f.write_str($print)
+            }
+        }
+
+        impl Build for $name {
+            fn build<B: Backend>(_mem: &mut Memory<'_, B>, _rng: &mut Rng) -> Result<Self> {
+                Ok($name)
+            }
+        }
+
+        impl<'t, S: Shape, B: Backend> Forward<Tensor<'t, S, B>> for $name {
+            type Output = Tensor<'t, S, B>;
+            fn forward(&self, x: Tensor<'t, S, B>) -> Self::Output {
+                x.$method()
+            }
+        }
+    };
+}
+
+activation!(
+    /// `max(x, 0)`.
+    ReLU, relu, "ReLU()");
+activation!(
+    /// The logistic sigmoid.
+    Sigmoid, sigmoid, "Sigmoid()");
+activation!(
+    /// `tanh x`.
+    Tanh, tanh, "Tanh()");
+activation!(
+    /// SELU with PyTorch's constants.
+    SELU, selu, "SELU()");
+activation!(
+    /// `x · sigmoid(x)` (swish).
+    SiLU, silu, "SiLU()");
+activation!(
+    /// GELU, exact erf form (PyTorch's default).
+    GELU, gelu, "GELU(approximate='none')");
+activation!(
+    /// GELU, tanh approximation.
+    GELUTanh, gelu_tanh, "GELU(approximate='tanh')");
+activation!(
+    /// `x / (1 + |x|)`.
+    Softsign, softsign, "Softsign()");
+activation!(
+    /// `ln(1 + eˣ)`.
+    Softplus, softplus, "Softplus(beta=1.0, threshold=20.0)");
+
+macro_rules! parameterised_activation {
+    ($(#[$doc:meta])* $name:ident, $field:ident, $default:expr, $method:ident, $print:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub struct $name {
+            #[doc = concat!("The `", stringify!($field), "` parameter.")]
+            pub $field: f32,
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name { $field: $default }
+            }
+        }
+
+        impl Module for $name {
+            parameterless_module!();
+            const NODES: usize = 1;
+            const SCRATCH_PER_FEATURE: usize = 2;
+            fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
+                write!(f, $print, self.$field)
+            }
+        }
+
+        impl Build for $name {
+            fn build<B: Backend>(_mem: &mut Memory<'_, B>, _rng: &mut Rng) -> Result<Self> {
+                Ok(Self::default())
+            }
+        }
+
+        impl<'t, S: Shape, B: Backend> Forward<Tensor<'t, S, B>> for $name {
+            type Output = Tensor<'t, S, B>;
+            fn forward(&self, x: Tensor<'t, S, B>) -> Self::Output {
+                x.$method(self.$field)
+            }
+        }
+    };
+}
+
+parameterised_activation!(
+    /// Leaky ReLU; the negative slope defaults to PyTorch's 0.01.
+    LeakyReLU, negative_slope, 0.01, leaky_relu, "LeakyReLU(negative_slope={})");
+parameterised_activation!(
+    /// ELU; α defaults to 1.
+    ELU, alpha, 1.0, elu, "ELU(alpha={})");
+
+/// Flattens every dimension after the first into `N` features: `[b, 28, 28]` to `[b, 784]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flatten<const N: usize>;
+
+impl<const N: usize> Module for Flatten<N> {
+    const PARAMS: usize = 0;
+    const NODES: usize = 1;
+    const IN_FEATURES: Option<usize> = Some(N);
+    const OUT_FEATURES: Option<usize> = Some(N);
+    const SCRATCH_FIXED: usize = 0;
+    const SCRATCH_PER_FEATURE: usize = 1;
+    fn visit(&self, _name: &mut Name, _f: &mut dyn FnMut(&ParamInfo<'_>)) {}
+    fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
+        f.write_str("Flatten(start_dim=1, end_dim=-1)")
+    }
+}
+
+impl<const N: usize> Build for Flatten<N> {
+    fn build<B: Backend>(_mem: &mut Memory<'_, B>, _rng: &mut Rng) -> Result<Self> {
+        Ok(Flatten)
+    }
+}
+
+impl<'t, S: HasFirst, const N: usize, B: Backend> Forward<Tensor<'t, S, B>> for Flatten<N> {
+    type Output = Tensor<'t, (S::First, Const<N>), B>;
+    fn forward(&self, x: Tensor<'t, S, B>) -> Self::Output {
+        x.flatten::<N>()
+    }
+}
+
+/// Dropout: in training mode, zeroes each element with probability `p` and
+/// scales the rest by `1 / (1 - p)`; in evaluation mode, passes its input through.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dropout {
+    p: f32,
+    training: bool,
+    rng: Cell<Rng>,
+}
+
+impl Dropout {
+    /// Dropout with probability `p` in `[0, 1)`, drawing masks from a generator seeded with `seed`.
+    pub fn new(p: f32, seed: u64) -> Result<Self> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::InvalidArgument {
+                what: "dropout probability must be in [0, 1)",
+            });
+        }
+        Ok(Dropout {
+            p,
+            training: true,
+            rng: Cell::new(Rng::new(seed)),
+        })
+    }
+
+    /// The drop probability.
+    pub fn p(&self) -> f32 {
+        self.p
+    }
+
+    /// Whether the layer is in training mode.
+    pub fn is_training(&self) -> bool {
+        self.training
+    }
+
+    /// The mask generator's state (for checkpoints).
+    pub fn rng_state(&self) -> [u32; 4] {
+        self.rng.get().state()
+    }
+
+    /// Restores the mask generator's state.
+    pub fn set_rng_state(&self, s: [u32; 4]) {
+        self.rng.set(Rng::from_state(s));
+    }
+}
+
+impl Module for Dropout {
+    parameterless_module!();
+    const NODES: usize = 2;
+    // The mask, the product and the product's gradient.
+    const SCRATCH_PER_FEATURE: usize = 3;
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+    fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
+        write!(f, "Dropout(p={}, inplace=False)", self.p)
+    }
+}
+
+impl Build for Dropout {
+    /// `p = 0.5`, seeded from `rng`.
+    fn build<B: Backend>(_mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
+        let seed = (u64::from(rng.next_u32()) << 32) | u64::from(rng.next_u32());
+        Dropout::new(0.5, seed)
+    }
+}
+
+impl<'t, S: Shape, B: Backend> Forward<Tensor<'t, S, B>> for Dropout {
+    type Output = Tensor<'t, S, B>;
+    fn forward(&self, x: Tensor<'t, S, B>) -> Self::Output {
+        if !self.training || self.p == 0.0 {
+            return x;
+        }
+        let mut rng = self.rng.get();
+        let keep = 1.0 / (1.0 - self.p);
+        let p = self.p;
+        let mask = x
+            .tape()
+            .from_fn(x.shape(), |_| if rng.uniform() < p { 0.0 } else { keep });
+        self.rng.set(rng);
+        x * mask
+    }
+}

@@ -1,0 +1,89 @@
+//! The fully connected layer.
+
+use super::{Build, Forward, Module, Name, ParamInfo, ParamKind};
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::memory::{Memory, Param};
+use crate::rng::Rng;
+use crate::shape::{Const, Dim, Rank1, Rank2};
+use crate::tensor::Tensor;
+use core::fmt;
+
+/// `y = x Wᵀ + b`, with `W` stored `[OUT, IN]` and `b` `[OUT]`, as PyTorch's `nn.Linear`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Linear<const IN: usize, const OUT: usize> {
+    /// The weight, `[OUT, IN]`.
+    pub weight: Param<Rank2<OUT, IN>>,
+    /// The bias, `[OUT]`.
+    pub bias: Param<Rank1<OUT>>,
+}
+
+impl<const IN: usize, const OUT: usize> Linear<IN, OUT> {
+    /// A layer whose weight and bias are drawn from `U(-1/√IN, 1/√IN)`, as PyTorch does.
+    pub fn new<B: Backend>(mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
+        let bound = 1.0 / libm::sqrtf(IN as f32);
+        let weight = mem.param_from_fn(|_| rng.uniform_in(-bound, bound))?;
+        let bias = mem.param_from_fn(|_| rng.uniform_in(-bound, bound))?;
+        Ok(Linear { weight, bias })
+    }
+}
+
+impl<const IN: usize, const OUT: usize> Build for Linear<IN, OUT> {
+    fn build<B: Backend>(mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
+        Self::new(mem, rng)
+    }
+}
+
+impl<const IN: usize, const OUT: usize> Module for Linear<IN, OUT> {
+    const PARAMS: usize = IN * OUT + OUT;
+    // weight, bias, product, broadcast bias, sum
+    const NODES: usize = 5;
+    const IN_FEATURES: Option<usize> = Some(IN);
+    const OUT_FEATURES: Option<usize> = Some(OUT);
+    // Three [batch, OUT] values (product, broadcast bias, sum) and their gradients.
+    const SCRATCH_FIXED: usize = 6 * OUT;
+    const SCRATCH_PER_FEATURE: usize = 0;
+
+    fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>)) {
+        name.with("weight", |n| {
+            f(&ParamInfo {
+                name: n.as_str(),
+                kind: ParamKind::Weight,
+                dims: self.weight.dims(),
+                param: self.weight.into(),
+            })
+        });
+        name.with("bias", |n| {
+            f(&ParamInfo {
+                name: n.as_str(),
+                kind: ParamKind::Bias,
+                dims: self.bias.dims(),
+                param: self.bias.into(),
+            })
+        });
+    }
+
+    fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
+        write!(f, "Linear(in_features={IN}, out_features={OUT}, bias=True)")
+    }
+}
+
+impl<'t, R: Dim, const IN: usize, const OUT: usize, B: Backend>
+    Forward<Tensor<'t, (R, Const<IN>), B>> for Linear<IN, OUT>
+{
+    type Output = Tensor<'t, (R, Const<OUT>), B>;
+    fn forward(&self, x: Tensor<'t, (R, Const<IN>), B>) -> Self::Output {
+        let g = x.tape();
+        x.matmul_t(g.param(&self.weight)) + g.param(&self.bias)
+    }
+}
+
+impl<'t, const IN: usize, const OUT: usize, B: Backend> Forward<Tensor<'t, (Const<IN>,), B>>
+    for Linear<IN, OUT>
+{
+    type Output = Tensor<'t, (Const<OUT>,), B>;
+    fn forward(&self, x: Tensor<'t, (Const<IN>,), B>) -> Self::Output {
+        let g = x.tape();
+        g.param(&self.weight).matmul(x) + g.param(&self.bias)
+    }
+}

@@ -1,0 +1,170 @@
+//! Loss functions and parameter penalties, composed from tensor operations
+//! (so each one's gradient follows from theirs and is checked with them).
+
+use super::Module;
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::graph::Tape;
+use crate::shape::{Dim, Shape};
+use crate::tensor::{invalid, Tensor};
+
+/// How per-element losses are combined.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reduction {
+    /// The mean (PyTorch's default). For class losses, the mean over samples.
+    #[default]
+    Mean,
+    /// The sum.
+    Sum,
+}
+
+/// Scratch floats per sample and class that [`cross_entropy`] uses in a
+/// training step (one-hot targets, log-softmax, product; values and gradients).
+pub const CROSS_ENTROPY_PER_CLASS: usize = 5;
+
+/// Probabilities are clamped up to this before the logarithm (whose result is
+/// then clamped at -100, as PyTorch's `binary_cross_entropy` does), so that
+/// `p = 0` gives a finite loss and a zero, not NaN, gradient.
+const MIN_PROB: f32 = 1e-44;
+
+fn reduce<'t, S: Shape, B: Backend>(
+    x: Tensor<'t, S, B>,
+    r: Reduction,
+    count: usize,
+) -> Tensor<'t, (), B> {
+    match r {
+        Reduction::Sum => x.sum(),
+        Reduction::Mean => x.sum().mul_scalar(1.0 / count.max(1) as f32),
+    }
+}
+
+/// Mean squared error.
+pub fn mse<'t, S: Shape, B: Backend>(
+    pred: Tensor<'t, S, B>,
+    target: Tensor<'t, S, B>,
+    r: Reduction,
+) -> Tensor<'t, (), B> {
+    let n = pred.numel();
+    reduce((pred - target).square(), r, n)
+}
+
+/// Mean absolute error (L1).
+pub fn l1<'t, S: Shape, B: Backend>(
+    pred: Tensor<'t, S, B>,
+    target: Tensor<'t, S, B>,
+    r: Reduction,
+) -> Tensor<'t, (), B> {
+    let n = pred.numel();
+    reduce((pred - target).abs(), r, n)
+}
+
+/// One-hot rows for class indices, or an error naming the bad index.
+fn one_hot<'t, R: Dim, C: Dim, B: Backend>(
+    like: Tensor<'t, (R, C), B>,
+    targets: &[usize],
+) -> Tensor<'t, (R, C), B> {
+    let (rows, classes) = (like.shape().0.size(), like.shape().1.size());
+    if targets.len() != rows {
+        return invalid(
+            like.tape(),
+            like.shape(),
+            Error::Length {
+                expected: rows,
+                found: targets.len(),
+            },
+        );
+    }
+    if targets.iter().any(|&t| t >= classes) {
+        return invalid(
+            like.tape(),
+            like.shape(),
+            Error::InvalidArgument {
+                what: "class index out of range",
+            },
+        );
+    }
+    like.tape().from_fn(like.shape(), |i| {
+        if targets[i / classes] == i % classes {
+            1.0
+        } else {
+            0.0
+        }
+    })
+}
+
+/// Negative log-likelihood of class indices, given log-probabilities `[rows, classes]`.
+pub fn nll<'t, R: Dim, C: Dim, B: Backend>(
+    log_probs: Tensor<'t, (R, C), B>,
+    targets: &[usize],
+    r: Reduction,
+) -> Tensor<'t, (), B> {
+    let rows = log_probs.shape().0.size();
+    let picked = log_probs * one_hot(log_probs, targets);
+    reduce(picked, r, rows).neg()
+}
+
+/// Cross-entropy of logits `[rows, classes]` against class indices
+/// (PyTorch's `CrossEntropyLoss`: log-softmax, then NLL).
+pub fn cross_entropy<'t, R: Dim, C: Dim, B: Backend>(
+    logits: Tensor<'t, (R, C), B>,
+    targets: &[usize],
+    r: Reduction,
+) -> Tensor<'t, (), B> {
+    nll(logits.log_softmax::<1>(), targets, r)
+}
+
+/// Binary cross-entropy of probabilities `p` against targets `y` in `[0, 1]`.
+/// Logarithms are clamped at -100, as in PyTorch.
+pub fn bce<'t, S: Shape, B: Backend>(
+    p: Tensor<'t, S, B>,
+    y: Tensor<'t, S, B>,
+    r: Reduction,
+) -> Tensor<'t, (), B> {
+    let n = p.numel();
+    let log_p = p.clamp(MIN_PROB, 1.0).ln().clamp(-100.0, 0.0);
+    let log_1mp = (1.0 - p).clamp(MIN_PROB, 1.0).ln().clamp(-100.0, 0.0);
+    let per = (y * log_p + (1.0 - y) * log_1mp).neg();
+    reduce(per, r, n)
+}
+
+/// Binary cross-entropy on logits: `softplus(z) − z·y`, stable for any `z`.
+pub fn bce_with_logits<'t, S: Shape, B: Backend>(
+    logits: Tensor<'t, S, B>,
+    y: Tensor<'t, S, B>,
+    r: Reduction,
+) -> Tensor<'t, (), B> {
+    let n = logits.numel();
+    reduce(logits.softplus() - logits * y, r, n)
+}
+
+fn penalty<'t, M: Module, B: Backend>(
+    tape: &'t (dyn Tape<B> + 't),
+    model: &M,
+    f: impl Fn(Tensor<'t, (usize,), B>) -> Tensor<'t, (), B>,
+) -> Tensor<'t, (), B> {
+    let mut total: Option<Tensor<'t, (), B>> = None;
+    model.named_parameters(&mut |p| {
+        let term = f(tape.param_flat(&p.param));
+        total = Some(match total {
+            Some(t) => t + term,
+            None => term,
+        });
+    });
+    total.unwrap_or_else(|| tape.full_like((), 0.0))
+}
+
+/// `Σ |w|` over every parameter of `model` (add `λ ·` this to a loss).
+pub fn l1_penalty<'t, M: Module, B: Backend>(
+    tape: &'t (dyn Tape<B> + 't),
+    model: &M,
+) -> Tensor<'t, (), B> {
+    penalty(tape, model, |w| w.abs().sum())
+}
+
+/// `Σ w²` over every parameter of `model` (add `λ ·` this to a loss).
+pub fn l2_penalty<'t, M: Module, B: Backend>(
+    tape: &'t (dyn Tape<B> + 't),
+    model: &M,
+) -> Tensor<'t, (), B> {
+    penalty(tape, model, |w| w.square().sum())
+}

@@ -1,0 +1,246 @@
+//! Neural-network building blocks: modules, losses, optimizers, learning-rate
+//! schedulers and initialisers, all without `std` or an allocator.
+//!
+//! A model is a type: a layer, or a tuple of layers run in sequence (PyTorch's
+//! `nn.Sequential`). Its parameters live in a [`Memory`]; the model value
+//! holds only where they are, so it is small and `Copy`-cheap to pass around.
+//!
+//! ```
+//! use ember_core::prelude::*;
+//! use ember_core::nn::{self, Build, Forward, Linear, Module, ReLU};
+//!
+//! type Mlp = (Linear<4, 8>, ReLU, Linear<8, 3>);
+//! // Parameters, gradients, Adam's two moments, and a batch-16 step's scratch:
+//! const FLOATS: usize = nn::train_floats::<Mlp>(16, 3, 2);
+//! let mut buf = [0.0f32; FLOATS];
+//! let mut mem = Memory::new(&Cpu, &mut buf[..]);
+//! let mut rng = Rng::new(0);
+//! let model = Mlp::build(&mut mem, &mut rng)?;
+//! assert_eq!(Mlp::PARAMS, 4 * 8 + 8 + 8 * 3 + 3);
+//!
+//! let g = Graph::new(&mut mem);
+//! let x = g.from_fn((16usize, Const::<4>), |i| (i % 7) as f32 / 7.0);
+//! let logits = model.forward(x);
+//! let labels = [0usize; 16];
+//! let loss = nn::loss::cross_entropy(logits, &labels, nn::loss::Reduction::Mean);
+//! loss.backward()?;
+//! # Ok::<(), ember_core::Error>(())
+//! ```
+
+pub mod activation;
+pub mod init;
+pub mod linear;
+pub mod loss;
+pub mod optim;
+pub mod sched;
+mod sequential;
+pub mod summary;
+
+pub use activation::{
+    Dropout, Flatten, GELUTanh, LeakyReLU, ReLU, SiLU, Sigmoid, Softplus, Softsign, Tanh, ELU,
+    GELU, SELU,
+};
+pub use linear::Linear;
+pub use optim::{Optimizer, Rule};
+pub use summary::summary;
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::memory::{Memory, ParamRef};
+use crate::rng::Rng;
+use crate::shape::Dims;
+use core::fmt;
+
+/// What a parameter is, for initialisers that treat weights and biases apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A weight matrix.
+    Weight,
+    /// A bias vector.
+    Bias,
+}
+
+/// A parameter as a model's visitor sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamInfo<'a> {
+    /// Its name, as in PyTorch's `named_parameters()`: `0.weight`, `2.bias`, ...
+    pub name: &'a str,
+    /// Weight or bias.
+    pub kind: ParamKind,
+    /// Its shape (`[out, in]` for a weight).
+    pub dims: Dims,
+    /// Where it lives.
+    pub param: ParamRef,
+}
+
+impl ParamInfo<'_> {
+    /// Inputs per output unit (PyTorch's fan-in: the second dimension of a
+    /// weight, 1 for a bias... as `torch.nn.init` computes it).
+    pub fn fan_in(&self) -> usize {
+        let d = self.dims.as_slice();
+        if d.len() >= 2 {
+            d[1..].iter().product()
+        } else {
+            d.first().copied().unwrap_or(1)
+        }
+    }
+    /// Outputs (PyTorch's fan-out: the first dimension).
+    pub fn fan_out(&self) -> usize {
+        let d = self.dims.as_slice();
+        if d.len() >= 2 {
+            d[0] * d[2..].iter().product::<usize>()
+        } else {
+            d.first().copied().unwrap_or(1)
+        }
+    }
+}
+
+/// A dotted parameter path built without allocation.
+pub struct Name {
+    buf: heapless::String<128>,
+}
+
+impl Default for Name {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Name {
+    /// The empty path.
+    pub fn new() -> Self {
+        Name {
+            buf: heapless::String::new(),
+        }
+    }
+    /// The path so far.
+    pub fn as_str(&self) -> &str {
+        &self.buf
+    }
+    /// Runs `f` with `segment` appended (after a dot unless the path is empty).
+    /// Paths longer than 128 bytes are cut short rather than failing.
+    pub fn with<R>(&mut self, segment: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        let len = self.buf.len();
+        if !self.buf.is_empty() {
+            let _ = self.buf.push('.');
+        }
+        for c in segment.chars() {
+            if self.buf.push(c).is_err() {
+                break;
+            }
+        }
+        let r = f(self);
+        self.buf.truncate(len);
+        r
+    }
+}
+
+/// A layer or model: its parameters, names, mode and size.
+///
+/// The associated constants let a program size its memory at compile time:
+/// see [`train_floats`].
+pub trait Module {
+    /// Scalar parameters.
+    const PARAMS: usize;
+    /// Graph nodes one forward pass records (an upper bound).
+    const NODES: usize;
+    /// Input features, when the module fixes them (a `Linear` does; an activation does not).
+    const IN_FEATURES: Option<usize>;
+    /// Output features, when the module changes them (`None`: same as its input).
+    const OUT_FEATURES: Option<usize>;
+    /// Scratch floats per sample for forward and backward, not counting the
+    /// part proportional to the input width...
+    const SCRATCH_FIXED: usize;
+    /// ...which is this many floats per input feature per sample.
+    const SCRATCH_PER_FEATURE: usize;
+
+    /// Visits every parameter with its name (relative to `name`).
+    fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>));
+
+    /// Switches between training and evaluation behaviour (dropout). Default: nothing.
+    fn set_training(&mut self, training: bool) {
+        let _ = training;
+    }
+
+    /// Writes this module the way PyTorch's `print(model)` does, indented by `indent` levels.
+    fn fmt_module(&self, f: &mut fmt::Formatter<'_>, indent: usize) -> fmt::Result;
+
+    /// Calls `f` for every parameter with its full name.
+    fn named_parameters(&self, f: &mut dyn FnMut(&ParamInfo<'_>)) {
+        self.visit(&mut Name::new(), f)
+    }
+
+    /// Training mode (PyTorch's `model.train()`).
+    fn train(&mut self) {
+        self.set_training(true)
+    }
+
+    /// Evaluation mode (PyTorch's `model.eval()`).
+    fn eval(&mut self) {
+        self.set_training(false)
+    }
+
+    /// Zeroes every parameter's gradient.
+    fn zero_grad<B: Backend>(&self, mem: &mut Memory<'_, B>) -> Result<()>
+    where
+        Self: Sized,
+    {
+        let mut r = Ok(());
+        self.named_parameters(&mut |p| {
+            if r.is_ok() {
+                r = mem.fill(p.param.grad, 0.0);
+            }
+        });
+        r
+    }
+}
+
+/// A module that can be made with its default initialisation.
+pub trait Build: Sized {
+    /// Allocates the parameters in `mem` and initialises them as PyTorch does.
+    fn build<B: Backend>(mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self>;
+}
+
+/// Running a module on an input.
+pub trait Forward<X> {
+    /// The result's type.
+    type Output;
+    /// The forward pass.
+    fn forward(&self, x: X) -> Self::Output;
+}
+
+/// Graph scratch (values and gradients) one sample needs in a training step
+/// of `M` on inputs of `in_features`.
+pub const fn scratch_per_sample<M: Module>(in_features: usize) -> usize {
+    M::SCRATCH_FIXED + M::SCRATCH_PER_FEATURE * in_features
+}
+
+/// Floats of memory a training step of `M` needs, an upper bound: parameters
+/// and their gradients, `opt_state_planes` floats of optimizer state per
+/// parameter (0 for SGD, 1 with momentum, 2 for Adam), the input batch, the
+/// graph's values and gradients, and a cross-entropy loss over `classes`.
+pub const fn train_floats<M: Module>(
+    batch: usize,
+    classes: usize,
+    opt_state_planes: usize,
+) -> usize {
+    let input = match M::IN_FEATURES {
+        Some(n) => n,
+        None => 0,
+    };
+    M::PARAMS * (2 + opt_state_planes)
+        + batch * (input + scratch_per_sample::<M>(input) + loss::CROSS_ENTROPY_PER_CLASS * classes)
+        + GRAPH_OVERHEAD
+}
+
+/// Floats of memory an inference pass of `M` needs (no gradients).
+pub const fn infer_floats<M: Module>(batch: usize) -> usize {
+    let input = match M::IN_FEATURES {
+        Some(n) => n,
+        None => 0,
+    };
+    M::PARAMS * 2 + batch * (input + scratch_per_sample::<M>(input)) + GRAPH_OVERHEAD
+}
+
+/// Fixed floats a graph may use beyond its nodes' values (backward seeds, loss scalars).
+pub const GRAPH_OVERHEAD: usize = 64;

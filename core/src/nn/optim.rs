@@ -1,0 +1,479 @@
+//! Optimizers: SGD (momentum, dampening, Nesterov, weight decay), Adam, AdamW,
+//! RMSprop and Adagrad, with parameter groups, gradient clipping and state
+//! that can be saved and restored.
+//!
+//! State lives in the same [`Memory`] as the parameters (so on a GPU it never
+//! leaves the device); the bookkeeping lives in fixed-size tables of at most
+//! `P` parameters and `G` groups.
+
+use super::Module;
+use crate::backend::{Backend, Span};
+use crate::error::{Error, Result};
+use crate::memory::{Memory, ParamRef};
+use crate::ops::optim::Update;
+
+/// An optimization algorithm and its hyper-parameters (PyTorch's defaults via the constructors).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rule {
+    /// Stochastic gradient descent.
+    Sgd {
+        /// Momentum factor (0: none).
+        momentum: f32,
+        /// Dampening for momentum.
+        dampening: f32,
+        /// Nesterov momentum.
+        nesterov: bool,
+        /// L2 penalty.
+        weight_decay: f32,
+    },
+    /// Adam (Kingma and Ba), with L2 weight decay in the gradient.
+    Adam {
+        /// Decay of the first moment.
+        beta1: f32,
+        /// Decay of the second moment.
+        beta2: f32,
+        /// Denominator term.
+        eps: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+    },
+    /// AdamW (Loshchilov and Hutter): Adam with decoupled weight decay.
+    AdamW {
+        /// Decay of the first moment.
+        beta1: f32,
+        /// Decay of the second moment.
+        beta2: f32,
+        /// Denominator term.
+        eps: f32,
+        /// Decoupled weight decay.
+        weight_decay: f32,
+    },
+    /// RMSprop.
+    RmsProp {
+        /// Smoothing constant.
+        alpha: f32,
+        /// Denominator term.
+        eps: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+        /// Momentum factor.
+        momentum: f32,
+        /// Centred variant.
+        centered: bool,
+    },
+    /// Adagrad.
+    Adagrad {
+        /// Learning-rate decay per step.
+        lr_decay: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+        /// Denominator term.
+        eps: f32,
+        /// Starting value of the squared-gradient sum.
+        initial_accumulator: f32,
+    },
+}
+
+impl Rule {
+    /// Plain SGD.
+    pub const fn sgd() -> Self {
+        Rule::Sgd {
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+    /// SGD with momentum.
+    pub const fn sgd_momentum(momentum: f32) -> Self {
+        Rule::Sgd {
+            momentum,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+    /// Adam with PyTorch's defaults (betas 0.9/0.999, eps 1e-8).
+    pub const fn adam() -> Self {
+        Rule::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+    /// AdamW with PyTorch's defaults (weight decay 0.01).
+    pub const fn adamw() -> Self {
+        Rule::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
+    }
+    /// RMSprop with PyTorch's defaults (alpha 0.99, eps 1e-8).
+    pub const fn rmsprop() -> Self {
+        Rule::RmsProp {
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+        }
+    }
+    /// Adagrad with PyTorch's defaults (eps 1e-10).
+    pub const fn adagrad() -> Self {
+        Rule::Adagrad {
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            eps: 1e-10,
+            initial_accumulator: 0.0,
+        }
+    }
+
+    /// Floats of state per parameter element.
+    pub const fn state_planes(&self) -> usize {
+        match self {
+            Rule::Sgd { momentum, .. } => {
+                if *momentum != 0.0 {
+                    1
+                } else {
+                    0
+                }
+            }
+            Rule::Adam { .. } | Rule::AdamW { .. } => 2,
+            Rule::RmsProp { .. } => 3,
+            Rule::Adagrad { .. } => 1,
+        }
+    }
+
+    /// The elementwise update of step `t` (1-based) at learning rate `lr`.
+    fn update(&self, lr: f32, t: u32) -> Update {
+        let tf = t as f32;
+        match *self {
+            Rule::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+            } => Update::Sgd {
+                lr,
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+                first: t == 1,
+            },
+            Rule::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+            | Rule::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => Update::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled: matches!(self, Rule::AdamW { .. }),
+                bias1: 1.0 - libm::powf(beta1, tf),
+                bias2_sqrt: libm::sqrtf(1.0 - libm::powf(beta2, tf)),
+            },
+            Rule::RmsProp {
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+            } => Update::RmsProp {
+                lr,
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+            },
+            Rule::Adagrad {
+                lr_decay,
+                weight_decay,
+                eps,
+                ..
+            } => Update::Adagrad {
+                lr: lr / (1.0 + (tf - 1.0) * lr_decay),
+                eps,
+                weight_decay,
+            },
+        }
+    }
+}
+
+/// A parameter group: its base learning rate and its current one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Group {
+    /// The learning rate the group was created with.
+    pub base_lr: f32,
+    /// The learning rate used by the next step (schedulers set it).
+    pub lr: f32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    param: ParamRef,
+    state: Span,
+    group: u8,
+}
+
+/// An optimizer over at most `P` parameters in at most `G` groups.
+#[derive(Clone, Debug)]
+pub struct Optimizer<const P: usize = 64, const G: usize = 4> {
+    rule: Rule,
+    groups: heapless::Vec<Group, G>,
+    slots: heapless::Vec<Slot, P>,
+    steps: u32,
+}
+
+impl<const P: usize, const G: usize> Optimizer<P, G> {
+    /// An optimizer for every parameter of `model` at learning rate `lr`
+    /// (group 0), its state allocated in `mem`.
+    pub fn new<M: Module, B: Backend>(
+        mem: &mut Memory<'_, B>,
+        model: &M,
+        rule: Rule,
+        lr: f32,
+    ) -> Result<Self> {
+        let mut opt = Optimizer {
+            rule,
+            groups: heapless::Vec::new(),
+            slots: heapless::Vec::new(),
+            steps: 0,
+        };
+        opt.add_group(mem, model, lr)?;
+        Ok(opt)
+    }
+
+    /// Adds the parameters of `module` as a new group with its own learning
+    /// rate (PyTorch's `[{'params': ...}, {'params': ..., 'lr': ...}]`);
+    /// returns the group's index.
+    pub fn add_group<M: Module, B: Backend>(
+        &mut self,
+        mem: &mut Memory<'_, B>,
+        module: &M,
+        lr: f32,
+    ) -> Result<usize> {
+        if !lr.is_finite() || lr < 0.0 {
+            return Err(Error::InvalidArgument {
+                what: "learning rate must be finite and non-negative",
+            });
+        }
+        let group = self.groups.len();
+        self.groups
+            .push(Group { base_lr: lr, lr })
+            .map_err(|_| Error::InvalidArgument {
+                what: "too many parameter groups for this optimizer",
+            })?;
+        let planes = self.rule.state_planes();
+        let init = match self.rule {
+            Rule::Adagrad {
+                initial_accumulator,
+                ..
+            } => initial_accumulator,
+            _ => 0.0,
+        };
+        let mut result = Ok(());
+        module.named_parameters(&mut |p| {
+            if result.is_err() {
+                return;
+            }
+            result = (|| {
+                if self.slots.iter().any(|s| s.param == p.param) {
+                    return Err(Error::InvalidArgument {
+                        what: "a parameter appears in two groups",
+                    });
+                }
+                let state = mem.alloc(planes * p.param.value.len)?;
+                if init != 0.0 {
+                    mem.fill(state, init)?;
+                }
+                self.slots
+                    .push(Slot {
+                        param: p.param,
+                        state,
+                        group: group as u8,
+                    })
+                    .map_err(|_| Error::InvalidArgument {
+                        what: "too many parameters for this optimizer",
+                    })
+            })();
+        });
+        result.map(|()| group)
+    }
+
+    /// The rule.
+    pub fn rule(&self) -> &Rule {
+        &self.rule
+    }
+
+    /// The parameter groups.
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    /// The learning rate of group 0.
+    pub fn lr(&self) -> f32 {
+        self.groups.first().map_or(0.0, |g| g.lr)
+    }
+
+    /// Sets every group's learning rate.
+    pub fn set_lr(&mut self, lr: f32) {
+        for g in self.groups.iter_mut() {
+            g.lr = lr;
+        }
+    }
+
+    /// Sets each group's learning rate to `f(base_lr)` (what a scheduler does).
+    pub fn set_lr_with(&mut self, mut f: impl FnMut(f32) -> f32) {
+        for g in self.groups.iter_mut() {
+            g.lr = f(g.base_lr);
+        }
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u32 {
+        self.steps
+    }
+
+    /// Zeroes the gradient of every parameter this optimizer updates.
+    pub fn zero_grad<B: Backend>(&self, mem: &mut Memory<'_, B>) -> Result<()> {
+        for s in &self.slots {
+            mem.fill(s.param.grad, 0.0)?;
+        }
+        Ok(())
+    }
+
+    /// One update of every parameter from its gradient.
+    pub fn step<B: Backend>(&mut self, mem: &mut Memory<'_, B>) -> Result<()> {
+        let t = self.steps + 1;
+        for s in &self.slots {
+            let lr = self.groups.get(s.group as usize).map_or(0.0, |g| g.lr);
+            let rule = self.rule.update(lr, t);
+            mem.with_buffer(|be, buf| be.update(buf, &rule, s.param.value, s.param.grad, s.state))?;
+        }
+        self.steps = t;
+        Ok(())
+    }
+
+    /// Floats of optimizer state (for [`save_state`](Self::save_state)).
+    pub fn state_len(&self) -> usize {
+        self.slots.iter().map(|s| s.state.len).sum()
+    }
+
+    /// Copies the state (moments, momentum buffers) to `out`, which must be
+    /// [`state_len`](Self::state_len) long. Save [`steps`](Self::steps) and
+    /// [`groups`](Self::groups) beside it.
+    pub fn save_state<B: Backend>(&self, mem: &Memory<'_, B>, out: &mut [f32]) -> Result<()> {
+        self.check_len(out.len())?;
+        let mut at = 0;
+        for s in &self.slots {
+            mem.read(s.state, &mut out[at..at + s.state.len])?;
+            at += s.state.len;
+        }
+        Ok(())
+    }
+
+    /// Restores state saved by [`save_state`](Self::save_state), the step
+    /// count and the groups' current learning rates.
+    pub fn load_state<B: Backend>(
+        &mut self,
+        mem: &mut Memory<'_, B>,
+        data: &[f32],
+        steps: u32,
+        lrs: &[f32],
+    ) -> Result<()> {
+        self.check_len(data.len())?;
+        if lrs.len() != self.groups.len() {
+            return Err(Error::Length {
+                expected: self.groups.len(),
+                found: lrs.len(),
+            });
+        }
+        let mut at = 0;
+        for s in &self.slots {
+            mem.write(s.state, &data[at..at + s.state.len])?;
+            at += s.state.len;
+        }
+        for (g, &lr) in self.groups.iter_mut().zip(lrs) {
+            g.lr = lr;
+        }
+        self.steps = steps;
+        Ok(())
+    }
+
+    fn check_len(&self, n: usize) -> Result<()> {
+        if n == self.state_len() {
+            Ok(())
+        } else {
+            Err(Error::Length {
+                expected: self.state_len(),
+                found: n,
+            })
+        }
+    }
+}
+
+/// Scales the gradients of `model` so that their global L2 norm is at most
+/// `max_norm`; returns the norm before clipping (PyTorch's `clip_grad_norm_`).
+/// A NaN or infinite norm is an error and leaves the gradients untouched.
+pub fn clip_grad_norm<M: Module, B: Backend>(
+    mem: &mut Memory<'_, B>,
+    model: &M,
+    max_norm: f32,
+) -> Result<f32> {
+    let mut chunk = [0.0f32; 256];
+    let mut sum = 0.0f64;
+    let mut result = Ok(());
+    model.named_parameters(&mut |p| {
+        let g = p.param.grad;
+        let mut done = 0;
+        while result.is_ok() && done < g.len {
+            let n = (g.len - done).min(chunk.len());
+            result = mem.read(g.sub(done, n), &mut chunk[..n]);
+            sum += chunk[..n]
+                .iter()
+                .map(|&v| f64::from(v) * f64::from(v))
+                .sum::<f64>();
+            done += n;
+        }
+    });
+    result?;
+    let norm = libm::sqrt(sum) as f32;
+    if !norm.is_finite() {
+        return Err(Error::NonFinite {
+            what: "gradient norm",
+        });
+    }
+    let scale = max_norm / (norm + 1e-6);
+    if scale < 1.0 {
+        let mut result = Ok(());
+        model.named_parameters(&mut |p| {
+            let g = p.param.grad;
+            let mut done = 0;
+            while result.is_ok() && done < g.len {
+                let n = (g.len - done).min(chunk.len());
+                let span = g.sub(done, n);
+                result = mem.read(span, &mut chunk[..n]).and_then(|()| {
+                    chunk[..n].iter_mut().for_each(|v| *v *= scale);
+                    mem.write(span, &chunk[..n])
+                });
+                done += n;
+            }
+        });
+        result?;
+    }
+    Ok(norm)
+}
