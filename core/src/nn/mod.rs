@@ -46,9 +46,9 @@ pub use summary::summary;
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::memory::{Memory, ParamRef};
+use crate::memory::{Memory, Param, ParamRef};
 use crate::rng::Rng;
-use crate::shape::Dims;
+use crate::shape::{ConstShape, Dims};
 use core::fmt;
 
 /// What a parameter is, for initialisers that treat weights and biases apart.
@@ -207,6 +207,29 @@ pub trait Forward<X> {
     type Output;
     /// The forward pass.
     fn forward(&self, x: X) -> Self::Output;
+}
+
+/// A bare parameter is a module of its own (handy for optimizing a tensor
+/// directly, as in `torch.optim.SGD([w], lr)`); its one parameter is named by
+/// the path it is visited under (empty at the top level).
+impl<S: ConstShape> Module for Param<S> {
+    const PARAMS: usize = S::NUMEL;
+    const NODES: usize = 1;
+    const IN_FEATURES: Option<usize> = None;
+    const OUT_FEATURES: Option<usize> = None;
+    const SCRATCH_FIXED: usize = 0;
+    const SCRATCH_PER_FEATURE: usize = 0;
+    fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>)) {
+        f(&ParamInfo {
+            name: name.as_str(),
+            kind: ParamKind::Weight,
+            dims: self.dims(),
+            param: (*self).into(),
+        })
+    }
+    fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
+        write!(f, "Parameter({:?})", self.dims())
+    }
 }
 
 /// Graph scratch (values and gradients) one sample needs in a training step
