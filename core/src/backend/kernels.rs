@@ -24,10 +24,14 @@ pub fn map(f: Map, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// `dx += f'(x) · dy`.
+/// `dx += f'(x) · dy`. A zero `dy` contributes exactly zero, even where
+/// `f'(x)` is infinite (`ln` at a clamped 0), so that a gradient blocked
+/// downstream stays blocked instead of turning into `0 · ∞ = NaN`.
 pub fn map_backward(f: Map, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
     for i in 0..dx.len().min(x.len()).min(y.len()).min(dy.len()) {
-        dx[i] += f.derivative(x[i], y[i]) * dy[i];
+        if dy[i] != 0.0 {
+            dx[i] += f.derivative(x[i], y[i]) * dy[i];
+        }
     }
 }
 

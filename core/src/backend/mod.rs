@@ -167,7 +167,8 @@ pub trait Backend {
     /// `y = f(x)` elementwise.
     fn map(&self, buf: &mut Self::Buffer, f: Map, x: Span, y: Span) -> Result<()>;
     /// `dx += f'(x) · dy` elementwise (`y = f(x)` is given for functions whose
-    /// derivative is cheaper from the output).
+    /// derivative is cheaper from the output). Where `dy` is exactly zero the
+    /// contribution is zero, even if `f'(x)` is infinite.
     fn map_backward(
         &self,
         buf: &mut Self::Buffer,
