@@ -1,6 +1,8 @@
 //! Layers, losses, names, summaries, initialisers, gradient clipping and
 //! state round trips.
 
+#![allow(clippy::excessive_precision)] // reference numbers are quoted verbatim
+
 use ember_core::gradcheck::{check, GradCheck};
 use ember_core::nn::init::{self, FanMode, Init};
 use ember_core::nn::loss::{self, Reduction};

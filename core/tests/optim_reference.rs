@@ -1,6 +1,8 @@
 //! Optimizer trajectories and scheduler sequences from
 //! shared/reference/pytorch-behaviours.md, to 1e-5 relative.
 
+#![allow(clippy::excessive_precision)] // reference numbers are quoted verbatim
+
 use ember_core::nn::sched::{
     Constant, CosineAnnealingLR, ExponentialLR, LrScheduler, MultiStepLR, PlateauMode,
     ReduceLROnPlateau, StepLR, Warmup,
