@@ -97,6 +97,7 @@
 extern crate alloc;
 
 pub mod backend;
+pub mod deploy;
 pub mod error;
 pub mod gradcheck;
 pub mod graph;

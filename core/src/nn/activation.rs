@@ -1,7 +1,8 @@
 //! Activation layers, `Flatten` and `Dropout`.
 
-use super::{Build, Forward, Module, Name, ParamInfo};
+use super::{Build, Forward, Layer, LayerKind, Module, Name, ParamInfo, Signature};
 use crate::backend::Backend;
+use crate::deploy::Activation;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
 use crate::rng::Rng;
@@ -21,7 +22,7 @@ macro_rules! parameterless_module {
 }
 
 macro_rules! activation {
-    ($(#[$doc:meta])* $name:ident, $method:ident, $print:literal) => {
+    ($(#[$doc:meta])* $name:ident, $method:ident, $print:literal, $kind:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct $name;
@@ -33,11 +34,20 @@ macro_rules! activation {
             fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
                 f.write_str($print)
             }
+            fn layers(&self, f: &mut dyn FnMut(Layer)) {
+                f(Layer::Activation(Activation::$kind))
+            }
         }
 
         impl Build for $name {
             fn build<B: Backend>(_mem: &mut Memory<'_, B>, _rng: &mut Rng) -> Result<Self> {
                 Ok($name)
+            }
+        }
+
+        impl Signature for $name {
+            fn signature(f: &mut dyn FnMut(LayerKind)) {
+                f(LayerKind::Activation(Activation::$kind))
             }
         }
 
@@ -52,34 +62,34 @@ macro_rules! activation {
 
 activation!(
     /// `max(x, 0)`.
-    ReLU, relu, "ReLU()");
+    ReLU, relu, "ReLU()", Relu);
 activation!(
     /// The logistic sigmoid.
-    Sigmoid, sigmoid, "Sigmoid()");
+    Sigmoid, sigmoid, "Sigmoid()", Sigmoid);
 activation!(
     /// `tanh x`.
-    Tanh, tanh, "Tanh()");
+    Tanh, tanh, "Tanh()", Tanh);
 activation!(
     /// SELU with PyTorch's constants.
-    SELU, selu, "SELU()");
+    SELU, selu, "SELU()", Selu);
 activation!(
     /// `x · sigmoid(x)` (swish).
-    SiLU, silu, "SiLU()");
+    SiLU, silu, "SiLU()", Silu);
 activation!(
     /// GELU, exact erf form (PyTorch's default).
-    GELU, gelu, "GELU(approximate='none')");
+    GELU, gelu, "GELU(approximate='none')", Gelu);
 activation!(
     /// GELU, tanh approximation.
-    GELUTanh, gelu_tanh, "GELU(approximate='tanh')");
+    GELUTanh, gelu_tanh, "GELU(approximate='tanh')", GeluTanh);
 activation!(
     /// `x / (1 + |x|)`.
-    Softsign, softsign, "Softsign()");
+    Softsign, softsign, "Softsign()", Softsign);
 activation!(
     /// `ln(1 + eˣ)`.
-    Softplus, softplus, "Softplus(beta=1.0, threshold=20.0)");
+    Softplus, softplus, "Softplus(beta=1.0, threshold=20.0)", Softplus);
 
 macro_rules! parameterised_activation {
-    ($(#[$doc:meta])* $name:ident, $field:ident, $default:expr, $method:ident, $print:literal) => {
+    ($(#[$doc:meta])* $name:ident, $field:ident, $default:expr, $method:ident, $print:literal, $kind:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq)]
         pub struct $name {
@@ -100,11 +110,20 @@ macro_rules! parameterised_activation {
             fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
                 write!(f, $print, self.$field)
             }
+            fn layers(&self, f: &mut dyn FnMut(Layer)) {
+                f(Layer::Activation(Activation::$kind(self.$field)))
+            }
         }
 
         impl Build for $name {
             fn build<B: Backend>(_mem: &mut Memory<'_, B>, _rng: &mut Rng) -> Result<Self> {
                 Ok(Self::default())
+            }
+        }
+
+        impl Signature for $name {
+            fn signature(f: &mut dyn FnMut(LayerKind)) {
+                f(LayerKind::Activation(Activation::$kind($default)))
             }
         }
 
@@ -119,10 +138,10 @@ macro_rules! parameterised_activation {
 
 parameterised_activation!(
     /// Leaky ReLU; the negative slope defaults to PyTorch's 0.01.
-    LeakyReLU, negative_slope, 0.01, leaky_relu, "LeakyReLU(negative_slope={})");
+    LeakyReLU, negative_slope, 0.01, leaky_relu, "LeakyReLU(negative_slope={})", LeakyRelu);
 parameterised_activation!(
     /// ELU; α defaults to 1.
-    ELU, alpha, 1.0, elu, "ELU(alpha={})");
+    ELU, alpha, 1.0, elu, "ELU(alpha={})", Elu);
 
 /// Flattens every dimension after the first into `N` features: `[b, 28, 28]` to `[b, 784]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -139,6 +158,14 @@ impl<const N: usize> Module for Flatten<N> {
     fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
         f.write_str("Flatten(start_dim=1, end_dim=-1)")
     }
+}
+
+impl<const N: usize> Signature for Flatten<N> {
+    fn signature(_f: &mut dyn FnMut(LayerKind)) {}
+}
+
+impl Signature for Dropout {
+    fn signature(_f: &mut dyn FnMut(LayerKind)) {}
 }
 
 impl<const N: usize> Build for Flatten<N> {

@@ -28,6 +28,15 @@ impl<const IN: usize, const OUT: usize> Linear<IN, OUT> {
     }
 }
 
+impl<const IN: usize, const OUT: usize> super::Signature for Linear<IN, OUT> {
+    fn signature(f: &mut dyn FnMut(super::LayerKind)) {
+        f(super::LayerKind::Dense {
+            in_features: IN,
+            out_features: OUT,
+        })
+    }
+}
+
 impl<const IN: usize, const OUT: usize> Build for Linear<IN, OUT> {
     fn build<B: Backend>(mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
         Self::new(mem, rng)
@@ -65,6 +74,15 @@ impl<const IN: usize, const OUT: usize> Module for Linear<IN, OUT> {
 
     fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
         write!(f, "Linear(in_features={IN}, out_features={OUT}, bias=True)")
+    }
+
+    fn layers(&self, f: &mut dyn FnMut(super::Layer)) {
+        f(super::Layer::Dense {
+            in_features: IN,
+            out_features: OUT,
+            weight: self.weight.into(),
+            bias: self.bias.into(),
+        })
     }
 }
 

@@ -157,6 +157,13 @@ pub trait Module {
     /// Visits every parameter with its name (relative to `name`).
     fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>));
 
+    /// Describes the module's inference layers in order (what the deployable
+    /// weight format stores). Layers that do nothing at inference (dropout,
+    /// flatten) describe nothing. The default describes nothing.
+    fn layers(&self, f: &mut dyn FnMut(Layer)) {
+        let _ = f;
+    }
+
     /// Switches between training and evaluation behaviour (dropout). Default: nothing.
     fn set_training(&mut self, training: bool) {
         let _ = training;
@@ -193,6 +200,44 @@ pub trait Module {
         });
         r
     }
+}
+
+/// An inference layer, as the deployable format sees a model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Layer {
+    /// A fully connected layer and where its parameters live.
+    Dense {
+        /// Input features.
+        in_features: usize,
+        /// Output features.
+        out_features: usize,
+        /// The `[out, in]` weight.
+        weight: ParamRef,
+        /// The `[out]` bias.
+        bias: ParamRef,
+    },
+    /// An elementwise activation.
+    Activation(crate::deploy::Activation),
+}
+
+/// A layer of a model type, known without an instance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LayerKind {
+    /// A fully connected layer.
+    Dense {
+        /// Input features.
+        in_features: usize,
+        /// Output features.
+        out_features: usize,
+    },
+    /// An elementwise activation (with its default parameter).
+    Activation(crate::deploy::Activation),
+}
+
+/// A model type's inference layers, for checking a weight file against a type.
+pub trait Signature {
+    /// Describes the type's inference layers in order.
+    fn signature(f: &mut dyn FnMut(LayerKind));
 }
 
 /// A module that can be made with its default initialisation.

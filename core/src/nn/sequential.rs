@@ -4,7 +4,7 @@
 //! instantiation per trait rather than a tower of nested types, which keeps
 //! compile times linear in the depth.
 
-use super::{Build, Forward, Module, Name, ParamInfo};
+use super::{Build, Forward, LayerKind, Module, Name, ParamInfo, Signature};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::memory::Memory;
@@ -88,6 +88,10 @@ macro_rules! sequential {
                 $( self.$i.set_training(training); )+
             }
 
+            fn layers(&self, f: &mut dyn FnMut(super::Layer)) {
+                $( self.$i.layers(f); )+
+            }
+
             fn fmt_module(&self, f: &mut fmt::Formatter<'_>, indent: usize) -> fmt::Result {
                 f.write_str("Sequential(\n")?;
                 $(
@@ -102,6 +106,12 @@ macro_rules! sequential {
                     f.write_str("  ")?;
                 }
                 f.write_str(")")
+            }
+        }
+
+        impl<$($m: Signature),+> Signature for ($($m,)+) {
+            fn signature(f: &mut dyn FnMut(LayerKind)) {
+                $( $m::signature(f); )+
             }
         }
 

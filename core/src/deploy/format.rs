@@ -1,0 +1,660 @@
+//! Reading (zero-copy, validated) and writing the deployable weight format.
+
+use super::{crc32, Activation};
+use crate::backend::Backend;
+use crate::memory::Memory;
+use crate::nn::{Layer, LayerKind, Module, Signature};
+
+/// The format version this crate writes and reads.
+pub const VERSION: u16 = 1;
+/// Most dense layers a file may hold.
+pub const MAX_LAYERS: usize = 16;
+pub(crate) const MAGIC: [u8; 4] = *b"EMBR";
+pub(crate) const FIXED: usize = 32;
+pub(crate) const RECORD: usize = 48;
+pub(crate) const ALIGN: usize = 16;
+pub(crate) const DTYPE_F32: u8 = 0;
+pub(crate) const DTYPE_I8: u8 = 1;
+
+/// Why a weight file was rejected.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FormatError {
+    /// Fewer bytes than a header.
+    TooShort,
+    /// The first four bytes are not `EMBR`.
+    BadMagic,
+    /// A version this build does not read.
+    UnsupportedVersion(u16),
+    /// An unknown data type code.
+    BadDtype(u8),
+    /// No layers, or more than [`MAX_LAYERS`].
+    BadLayerCount(u8),
+    /// The header length is not what the layer count implies.
+    BadHeaderLength,
+    /// The file's length differs from what its header says.
+    LengthMismatch {
+        /// Bytes the header implies.
+        expected: usize,
+        /// Bytes given.
+        found: usize,
+    },
+    /// The checksum does not match: the file is corrupt.
+    Crc {
+        /// Stored CRC.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// A layer has an unknown activation code.
+    BadActivation {
+        /// Which layer.
+        layer: usize,
+    },
+    /// A layer's data lies outside the file, overlaps the header, or is misaligned.
+    BadOffset {
+        /// Which layer.
+        layer: usize,
+    },
+    /// A layer's input width differs from the previous layer's output width, or is zero.
+    BadShape {
+        /// Which layer.
+        layer: usize,
+    },
+    /// A layer's quantization parameters are not finite and positive.
+    BadQuantization {
+        /// Which layer.
+        layer: usize,
+    },
+    /// The bytes do not start at a 4-byte boundary (embed them in [`Aligned`](super::Aligned)).
+    Misaligned,
+    /// This target is big-endian; the format is little-endian and read in place.
+    BigEndian,
+    /// The file describes a different model than the type it is loaded for.
+    SignatureMismatch {
+        /// First layer that differs.
+        layer: usize,
+    },
+    /// The model cannot be stored in this format (e.g. an activation with no dense layer before it).
+    Unsupported,
+    /// The output buffer is too small.
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// Reading parameters from memory failed.
+    Memory(crate::Error),
+}
+
+impl core::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FormatError::TooShort => write!(f, "too short to be an Ember weight file"),
+            FormatError::BadMagic => write!(f, "not an Ember weight file (bad magic)"),
+            FormatError::UnsupportedVersion(v) => write!(
+                f,
+                "format version {v} is not supported (this build reads {VERSION})"
+            ),
+            FormatError::BadDtype(d) => write!(f, "unknown data type code {d}"),
+            FormatError::BadLayerCount(n) => write!(f, "bad layer count {n} (1 to {MAX_LAYERS})"),
+            FormatError::BadHeaderLength => {
+                write!(f, "header length does not match the layer count")
+            }
+            FormatError::LengthMismatch { expected, found } => {
+                write!(
+                    f,
+                    "truncated or padded: header implies {expected} bytes, found {found}"
+                )
+            }
+            FormatError::Crc { stored, computed } => {
+                write!(f, "checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt")
+            }
+            FormatError::BadActivation { layer } => write!(f, "layer {layer}: unknown activation"),
+            FormatError::BadOffset { layer } => {
+                write!(f, "layer {layer}: data offset out of bounds or misaligned")
+            }
+            FormatError::BadShape { layer } => write!(
+                f,
+                "layer {layer}: input width does not match the previous layer"
+            ),
+            FormatError::BadQuantization { layer } => {
+                write!(f, "layer {layer}: invalid quantization parameters")
+            }
+            FormatError::Misaligned => write!(f, "weight bytes are not 4-byte aligned"),
+            FormatError::BigEndian => {
+                write!(f, "big-endian targets cannot read the format in place")
+            }
+            FormatError::SignatureMismatch { layer } => {
+                write!(
+                    f,
+                    "the file describes a different model (first difference at layer {layer})"
+                )
+            }
+            FormatError::Unsupported => write!(f, "this model cannot be stored in the format"),
+            FormatError::BufferTooSmall { needed } => {
+                write!(f, "output buffer too small ({needed} bytes needed)")
+            }
+            FormatError::Memory(e) => write!(f, "reading parameters: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for FormatError {}
+
+/// A dense layer's record in the header.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct LayerHeader {
+    /// Input features.
+    pub in_features: usize,
+    /// Output features.
+    pub out_features: usize,
+    /// Activation applied to the output.
+    pub activation: Activation,
+    /// int8: scale of the input.
+    pub in_scale: f32,
+    /// int8: zero point of the input.
+    pub in_zero: i32,
+    /// int8: scale of the output.
+    pub out_scale: f32,
+    /// int8: zero point of the output.
+    pub out_zero: i32,
+}
+
+/// A dense layer's parameters, pointing into the file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LayerWeights<'a> {
+    /// f32 weight `[out, in]` and bias `[out]`.
+    F32 {
+        /// Weight, row-major `[out, in]`.
+        weight: &'a [f32],
+        /// Bias.
+        bias: &'a [f32],
+    },
+    /// int8 weight `[out, in]` (symmetric, per output channel), i32 bias
+    /// (with the input zero point folded in), per-channel weight scales, and
+    /// per-channel requantization (multiplier, shift) pairs.
+    Int8 {
+        /// Weight, row-major `[out, in]`.
+        weight: &'a [i8],
+        /// Bias in accumulator units, minus `in_zero · Σ w`.
+        bias: &'a [i32],
+        /// Weight scale per output channel.
+        scales: &'a [f32],
+        /// `[multiplier, shift]` per output channel.
+        requant: &'a [i32],
+    },
+}
+
+/// A parsed, validated model whose weights point into the bytes it came from.
+#[derive(Clone, Debug)]
+pub struct Model<'a> {
+    pub(crate) int8: bool,
+    pub(crate) layers: heapless::Vec<(LayerHeader, LayerWeights<'a>), MAX_LAYERS>,
+    pub(crate) max_width: usize,
+}
+
+fn rd_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+fn rd_f32(b: &[u8], at: usize) -> f32 {
+    f32::from_bits(rd_u32(b, at))
+}
+fn rd_i32(b: &[u8], at: usize) -> i32 {
+    rd_u32(b, at) as i32
+}
+
+/// Reinterprets `len` elements at `data[off..]` in place.
+fn view<T: Pod>(data: &[u8], off: usize, len: usize, layer: usize) -> Result<&[T], FormatError> {
+    let size = core::mem::size_of::<T>();
+    let bytes = len
+        .checked_mul(size)
+        .ok_or(FormatError::BadOffset { layer })?;
+    let end = off
+        .checked_add(bytes)
+        .ok_or(FormatError::BadOffset { layer })?;
+    let slice = data.get(off..end).ok_or(FormatError::BadOffset { layer })?;
+    if !(slice.as_ptr() as usize).is_multiple_of(core::mem::align_of::<T>()) {
+        return Err(FormatError::BadOffset { layer });
+    }
+    // SAFETY: `slice` is in bounds (checked by `get`), aligned for `T`
+    // (checked above) and exactly `len * size_of::<T>()` bytes long; `T` is
+    // one of i8, i32, f32, for which every bit pattern is a valid value; the
+    // returned slice borrows `data`, so the bytes outlive it.
+    Ok(unsafe { core::slice::from_raw_parts(slice.as_ptr().cast::<T>(), len) })
+}
+
+/// Types that any bit pattern is a valid value of.
+trait Pod: Copy {}
+impl Pod for i8 {}
+impl Pod for i32 {}
+impl Pod for f32 {}
+
+impl<'a> Model<'a> {
+    /// Validates `bytes` completely and returns a view of the model in them.
+    /// Never panics, whatever `bytes` holds.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        if cfg!(target_endian = "big") {
+            return Err(FormatError::BigEndian);
+        }
+        if bytes.len() < FIXED + 4 {
+            return Err(FormatError::TooShort);
+        }
+        if bytes[0..4] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+        if version != VERSION {
+            return Err(FormatError::UnsupportedVersion(version));
+        }
+        let int8 = match bytes[6] {
+            DTYPE_F32 => false,
+            DTYPE_I8 => true,
+            d => return Err(FormatError::BadDtype(d)),
+        };
+        let n = bytes[7];
+        if n == 0 || n as usize > MAX_LAYERS {
+            return Err(FormatError::BadLayerCount(n));
+        }
+        let n = n as usize;
+        let header_len = rd_u32(bytes, 8) as usize;
+        if header_len != padded(FIXED + RECORD * n) {
+            return Err(FormatError::BadHeaderLength);
+        }
+        let data_len = rd_u32(bytes, 12) as usize;
+        let expected = header_len
+            .checked_add(data_len)
+            .and_then(|v| v.checked_add(4))
+            .ok_or(FormatError::BadHeaderLength)?;
+        if bytes.len() != expected {
+            return Err(FormatError::LengthMismatch {
+                expected,
+                found: bytes.len(),
+            });
+        }
+        let stored = rd_u32(bytes, header_len + data_len);
+        let computed = crc32(0, &bytes[..header_len + data_len]);
+        if stored != computed {
+            return Err(FormatError::Crc { stored, computed });
+        }
+        if !(bytes.as_ptr() as usize).is_multiple_of(4) {
+            return Err(FormatError::Misaligned);
+        }
+        let data = &bytes[header_len..header_len + data_len];
+        let mut layers = heapless::Vec::new();
+        let mut max_width = rd_u32(bytes, 16) as usize;
+        let mut prev_out = max_width;
+        for l in 0..n {
+            let r = FIXED + RECORD * l;
+            let (inf, outf) = (rd_u32(bytes, r) as usize, rd_u32(bytes, r + 4) as usize);
+            if inf == 0 || outf == 0 || inf != prev_out {
+                return Err(FormatError::BadShape { layer: l });
+            }
+            prev_out = outf;
+            max_width = max_width.max(outf);
+            let activation = Activation::decode(bytes[r + 8], rd_f32(bytes, r + 12))
+                .ok_or(FormatError::BadActivation { layer: l })?;
+            let offs = [
+                rd_u32(bytes, r + 16) as usize,
+                rd_u32(bytes, r + 20) as usize,
+                rd_u32(bytes, r + 24) as usize,
+                rd_u32(bytes, r + 28) as usize,
+            ];
+            let header = LayerHeader {
+                in_features: inf,
+                out_features: outf,
+                activation,
+                in_scale: rd_f32(bytes, r + 32),
+                in_zero: rd_i32(bytes, r + 36),
+                out_scale: rd_f32(bytes, r + 40),
+                out_zero: rd_i32(bytes, r + 44),
+            };
+            let wlen = inf
+                .checked_mul(outf)
+                .ok_or(FormatError::BadShape { layer: l })?;
+            let weights = if int8 {
+                let ok = |s: f32| s.is_finite() && s > 0.0;
+                let zero_ok = |z: i32| (-128..=127).contains(&z);
+                if !ok(header.in_scale)
+                    || !ok(header.out_scale)
+                    || !zero_ok(header.in_zero)
+                    || !zero_ok(header.out_zero)
+                {
+                    return Err(FormatError::BadQuantization { layer: l });
+                }
+                let scales: &[f32] = view(data, offs[2], outf, l)?;
+                if !scales.iter().all(|&s| s.is_finite() && s >= 0.0) {
+                    return Err(FormatError::BadQuantization { layer: l });
+                }
+                let requant: &[i32] = view(data, offs[3], 2 * outf, l)?;
+                if requant
+                    .chunks(2)
+                    .any(|p| !(0..=i32::MAX).contains(&p[0]) || !(-31..=30).contains(&p[1]))
+                {
+                    return Err(FormatError::BadQuantization { layer: l });
+                }
+                LayerWeights::Int8 {
+                    weight: view(data, offs[0], wlen, l)?,
+                    bias: view(data, offs[1], outf, l)?,
+                    scales,
+                    requant,
+                }
+            } else {
+                LayerWeights::F32 {
+                    weight: view(data, offs[0], wlen, l)?,
+                    bias: view(data, offs[1], outf, l)?,
+                }
+            };
+            // Capacity is MAX_LAYERS and n <= MAX_LAYERS, so this cannot fail.
+            layers
+                .push((header, weights))
+                .map_err(|_| FormatError::BadLayerCount(n as u8))?;
+        }
+        if rd_u32(bytes, 20) as usize != prev_out {
+            return Err(FormatError::BadShape { layer: n });
+        }
+        Ok(Model {
+            int8,
+            layers,
+            max_width,
+        })
+    }
+
+    /// A model from layer tables in memory (e.g. the `LAYERS` static that
+    /// [`write_rust_source`](super::write_rust_source) generates), validated
+    /// like a file.
+    pub fn from_layers(layers: &[(LayerHeader, LayerWeights<'a>)]) -> Result<Self, FormatError> {
+        let n = layers.len();
+        if n == 0 || n > MAX_LAYERS {
+            return Err(FormatError::BadLayerCount(n.min(255) as u8));
+        }
+        let int8 = matches!(layers[0].1, LayerWeights::Int8 { .. });
+        let mut out = heapless::Vec::new();
+        let mut prev = layers[0].0.in_features;
+        let mut max_width = prev;
+        for (l, &(h, w)) in layers.iter().enumerate() {
+            if h.in_features == 0 || h.out_features == 0 || h.in_features != prev {
+                return Err(FormatError::BadShape { layer: l });
+            }
+            prev = h.out_features;
+            max_width = max_width.max(prev);
+            let wlen = h
+                .in_features
+                .checked_mul(h.out_features)
+                .ok_or(FormatError::BadShape { layer: l })?;
+            let ok = match w {
+                LayerWeights::F32 { weight, bias } => {
+                    !int8 && weight.len() == wlen && bias.len() == h.out_features
+                }
+                LayerWeights::Int8 {
+                    weight,
+                    bias,
+                    scales,
+                    requant,
+                } => {
+                    int8 && weight.len() == wlen
+                        && bias.len() == h.out_features
+                        && scales.len() == h.out_features
+                        && requant.len() == 2 * h.out_features
+                }
+            };
+            if !ok {
+                return Err(FormatError::BadOffset { layer: l });
+            }
+            out.push((h, w))
+                .map_err(|_| FormatError::BadLayerCount(n as u8))?;
+        }
+        Ok(Model {
+            int8,
+            layers: out,
+            max_width,
+        })
+    }
+
+    /// [`parse`](Self::parse), then checks that the file describes the model type `M`.
+    pub fn load<M: Signature>(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        let m = Self::parse(bytes)?;
+        m.check_signature::<M>()?;
+        Ok(m)
+    }
+
+    /// Checks that the layers match those of `M` (widths and activation kinds).
+    pub fn check_signature<M: Signature>(&self) -> Result<(), FormatError> {
+        let mut i = 0usize;
+        let mut err = None;
+        let mut pending: Option<(usize, usize, Activation)> = None;
+        let compare =
+            |d: (usize, usize, Activation), i: &mut usize, err: &mut Option<FormatError>| {
+                if err.is_some() {
+                    return;
+                }
+                match self.layers.get(*i) {
+                    Some((h, _))
+                        if h.in_features == d.0
+                            && h.out_features == d.1
+                            && core::mem::discriminant(&h.activation)
+                                == core::mem::discriminant(&d.2) => {}
+                    _ => *err = Some(FormatError::SignatureMismatch { layer: *i }),
+                }
+                *i += 1;
+            };
+        M::signature(&mut |layer| match layer {
+            LayerKind::Dense {
+                in_features,
+                out_features,
+            } => {
+                if let Some(p) = pending.take() {
+                    compare(p, &mut i, &mut err);
+                }
+                pending = Some((in_features, out_features, Activation::Identity));
+            }
+            LayerKind::Activation(a) => match pending.as_mut() {
+                Some(p) if p.2 == Activation::Identity => p.2 = a,
+                _ => err = err.or(Some(FormatError::SignatureMismatch { layer: i })),
+            },
+        });
+        if let Some(p) = pending.take() {
+            compare(p, &mut i, &mut err);
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        if i != self.layers.len() {
+            return Err(FormatError::SignatureMismatch { layer: i });
+        }
+        Ok(())
+    }
+
+    /// Whether the weights are int8.
+    pub fn is_int8(&self) -> bool {
+        self.int8
+    }
+
+    /// The dense layers.
+    pub fn layers(&self) -> &[(LayerHeader, LayerWeights<'a>)] {
+        &self.layers
+    }
+
+    /// Input features.
+    pub fn input_features(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.0.in_features)
+    }
+
+    /// Output features.
+    pub fn output_features(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.0.out_features)
+    }
+
+    /// Scratch elements inference needs: two activation buffers of the widest layer.
+    pub fn scratch_len(&self) -> usize {
+        2 * self.max_width
+    }
+
+    /// Bytes of parameters (weights, biases, quantization tables).
+    pub fn parameter_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|(_, w)| match w {
+                LayerWeights::F32 { weight, bias } => 4 * (weight.len() + bias.len()),
+                LayerWeights::Int8 {
+                    weight,
+                    bias,
+                    scales,
+                    requant,
+                } => weight.len() + 4 * (bias.len() + scales.len() + requant.len()),
+            })
+            .sum()
+    }
+}
+
+pub(crate) const fn padded(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+/// Dense layers with their activations folded in, from a model's layer list.
+pub(crate) fn dense_layers<M: Module>(
+    model: &M,
+) -> Result<heapless::Vec<(Layer, Activation), MAX_LAYERS>, FormatError> {
+    let mut out: heapless::Vec<(Layer, Activation), MAX_LAYERS> = heapless::Vec::new();
+    let mut err = None;
+    model.layers(&mut |l| match l {
+        Layer::Dense { .. } => {
+            if out.push((l, Activation::Identity)).is_err() {
+                err = Some(FormatError::BadLayerCount(u8::MAX));
+            }
+        }
+        Layer::Activation(a) => match out.last_mut() {
+            Some(last) if last.1 == Activation::Identity => last.1 = a,
+            _ => err = Some(FormatError::Unsupported),
+        },
+    });
+    match err {
+        Some(e) => Err(e),
+        None if out.is_empty() => Err(FormatError::Unsupported),
+        None => Ok(out),
+    }
+}
+
+/// Writes header fields common to both data types; returns the header length.
+pub(crate) fn write_header(
+    out: &mut [u8],
+    int8: bool,
+    layers: &[(usize, usize, Activation)],
+    data_len: usize,
+) -> usize {
+    let header_len = padded(FIXED + RECORD * layers.len());
+    out[..header_len].fill(0);
+    out[0..4].copy_from_slice(&MAGIC);
+    out[4..6].copy_from_slice(&VERSION.to_le_bytes());
+    out[6] = if int8 { DTYPE_I8 } else { DTYPE_F32 };
+    out[7] = layers.len() as u8;
+    out[8..12].copy_from_slice(&(header_len as u32).to_le_bytes());
+    out[12..16].copy_from_slice(&(data_len as u32).to_le_bytes());
+    let first_in = layers.first().map_or(0, |l| l.0);
+    let last_out = layers.last().map_or(0, |l| l.1);
+    out[16..20].copy_from_slice(&(first_in as u32).to_le_bytes());
+    out[20..24].copy_from_slice(&(last_out as u32).to_le_bytes());
+    for (i, &(inf, outf, act)) in layers.iter().enumerate() {
+        let r = FIXED + RECORD * i;
+        out[r..r + 4].copy_from_slice(&(inf as u32).to_le_bytes());
+        out[r + 4..r + 8].copy_from_slice(&(outf as u32).to_le_bytes());
+        let (code, param) = act.encode();
+        out[r + 8] = code;
+        out[r + 12..r + 16].copy_from_slice(&param.to_le_bytes());
+    }
+    header_len
+}
+
+/// Sets a layer record's field (byte offset within the record) to `v`.
+pub(crate) fn set_field(out: &mut [u8], layer: usize, field: usize, v: [u8; 4]) {
+    let at = FIXED + RECORD * layer + field;
+    out[at..at + 4].copy_from_slice(&v);
+}
+
+/// Appends the CRC after `len` bytes; returns the total length.
+pub(crate) fn finish(out: &mut [u8], len: usize) -> usize {
+    let crc = crc32(0, &out[..len]);
+    out[len..len + 4].copy_from_slice(&crc.to_le_bytes());
+    len + 4
+}
+
+/// Bytes [`export_f32`] writes for `model`.
+pub fn export_len<M: Module>(model: &M) -> Result<usize, FormatError> {
+    let layers = dense_layers(model)?;
+    let data: usize = layers
+        .iter()
+        .map(|(l, _)| match *l {
+            Layer::Dense {
+                in_features,
+                out_features,
+                ..
+            } => padded(4 * in_features * out_features) + padded(4 * out_features),
+            Layer::Activation(_) => 0,
+        })
+        .sum();
+    Ok(padded(FIXED + RECORD * layers.len()) + data + 4)
+}
+
+/// Writes `model`'s parameters from `mem` in the f32 format; returns the
+/// number of bytes written. No allocation.
+pub fn export_f32<M: Module, B: Backend>(
+    model: &M,
+    mem: &Memory<'_, B>,
+    out: &mut [u8],
+) -> Result<usize, FormatError> {
+    let needed = export_len(model)?;
+    if out.len() < needed {
+        return Err(FormatError::BufferTooSmall { needed });
+    }
+    let layers = dense_layers(model)?;
+    let mut shapes: heapless::Vec<(usize, usize, Activation), MAX_LAYERS> = heapless::Vec::new();
+    for (l, a) in &layers {
+        if let Layer::Dense {
+            in_features,
+            out_features,
+            ..
+        } = *l
+        {
+            let _ = shapes.push((in_features, out_features, *a));
+        }
+    }
+    let data_len = needed - 4 - padded(FIXED + RECORD * layers.len());
+    let header_len = write_header(out, false, &shapes, data_len);
+    let mut at = header_len;
+    for (i, (l, _)) in layers.iter().enumerate() {
+        let Layer::Dense { weight, bias, .. } = *l else {
+            continue;
+        };
+        for (field, span) in [(16, weight.value), (20, bias.value)] {
+            set_field(out, i, field, ((at - header_len) as u32).to_le_bytes());
+            let end = at + padded(4 * span.len);
+            write_floats(mem, span, &mut out[at..end])?;
+            at = end;
+        }
+    }
+    Ok(finish(out, at))
+}
+
+/// Copies a span of `mem` as little-endian f32 into `out` (zero-padding the rest).
+fn write_floats<B: Backend>(
+    mem: &Memory<'_, B>,
+    span: crate::Span,
+    out: &mut [u8],
+) -> Result<(), FormatError> {
+    out.fill(0);
+    let mut chunk = [0.0f32; 64];
+    let mut done = 0;
+    while done < span.len {
+        let n = (span.len - done).min(chunk.len());
+        mem.read(span.sub(done, n), &mut chunk[..n])
+            .map_err(FormatError::Memory)?;
+        for (j, v) in chunk[..n].iter().enumerate() {
+            let p = 4 * (done + j);
+            out[p..p + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        done += n;
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Deployment: the weight format a microcontroller runs from flash, its f32
+//! and int8 inference kernels, post-training quantization, and export as Rust
+//! source.
+//!
+//! The format (version 1, little-endian, every part aligned to 16 bytes):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `EMBR` |
+//! | 4 | 2 | format version (1) |
+//! | 6 | 1 | dtype: 0 = f32, 1 = int8 |
+//! | 7 | 1 | number of dense layers `L` (at most [`MAX_LAYERS`]) |
+//! | 8 | 4 | header length `H` (bytes before the data) |
+//! | 12 | 4 | data length `D` |
+//! | 16 | 4 | model input features |
+//! | 20 | 4 | model output features |
+//! | 24 | 8 | reserved (zero) |
+//! | 32 | 48·L | layer records (see [`LayerHeader`]) |
+//! | H | D | data: weights, biases, per-channel scales, requantization |
+//! | H + D | 4 | CRC-32 (IEEE) of bytes `[0, H + D)` |
+//!
+//! The header is the model's signature: layer widths and activation kinds,
+//! and for int8 the quantization parameters. [`Model::parse`] validates every
+//! byte of it (and never panics, whatever the input), checks the CRC, and
+//! gives slices that point into the input: nothing is copied, so weights in
+//! flash (`include_bytes!`) are read in place. [`Model::load`] also checks the
+//! signature against a model type.
+//!
+//! ```
+//! use ember_core::prelude::*;
+//! use ember_core::deploy::{self, Model};
+//! use ember_core::nn::{Build, Linear, ReLU};
+//! type Net = (Linear<4, 8>, ReLU, Linear<8, 3>);
+//!
+//! let mut buf = [0.0f32; 512];
+//! let mut mem = Memory::new(&Cpu, &mut buf[..]);
+//! let net = Net::build(&mut mem, &mut Rng::new(0))?;
+//! let mut bytes = deploy::Aligned([0u8; 1024]);
+//! let n = deploy::export_f32(&net, &mem, &mut bytes.0)?;
+//! let model = Model::load::<Net>(&bytes.0[..n]).expect("valid");
+//! let mut scratch = [0.0f32; 16];
+//! let out = model.infer_f32(&[0.1, 0.2, 0.3, 0.4], &mut scratch).expect("runs");
+//! assert_eq!(out.len(), 3);
+//! # Ok::<(), ember_core::Error>(())
+//! ```
+
+mod crc;
+mod format;
+mod infer;
+mod quant;
+mod source;
+
+pub use crc::crc32;
+pub use format::{
+    export_f32, export_len, FormatError, LayerHeader, LayerWeights, Model, MAX_LAYERS, VERSION,
+};
+pub use infer::{argmax, dense_f32, dense_i8, InferError};
+pub use quant::{quantize, quantized_len, requantize, Calibration, QuantParams};
+pub use source::write_rust_source;
+
+/// Bytes aligned to 16, so that a weight file embedded with `include_bytes!`
+/// can be read in place as `f32`:
+/// `static W: Aligned<[u8; N]> = Aligned(*include_bytes!("model.emb"));`
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Aligned<T: ?Sized>(pub T);
+
+/// An activation as the format stores it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Activation {
+    /// None (the identity).
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// Logistic sigmoid.
+    Sigmoid,
+    /// `tanh`.
+    Tanh,
+    /// Leaky ReLU with this negative slope.
+    LeakyRelu(f32),
+    /// ELU with this α.
+    Elu(f32),
+    /// SELU.
+    Selu,
+    /// SiLU.
+    Silu,
+    /// GELU (erf).
+    Gelu,
+    /// GELU (tanh approximation).
+    GeluTanh,
+    /// Softsign.
+    Softsign,
+    /// Softplus.
+    Softplus,
+}
+
+impl Activation {
+    /// The code stored in the file and the activation's parameter.
+    pub fn encode(self) -> (u8, f32) {
+        match self {
+            Activation::Identity => (0, 0.0),
+            Activation::Relu => (1, 0.0),
+            Activation::Sigmoid => (2, 0.0),
+            Activation::Tanh => (3, 0.0),
+            Activation::LeakyRelu(s) => (4, s),
+            Activation::Elu(a) => (5, a),
+            Activation::Selu => (6, 0.0),
+            Activation::Silu => (7, 0.0),
+            Activation::Gelu => (8, 0.0),
+            Activation::GeluTanh => (9, 0.0),
+            Activation::Softsign => (10, 0.0),
+            Activation::Softplus => (11, 0.0),
+        }
+    }
+
+    /// The activation for a stored code, if the code is known.
+    pub fn decode(code: u8, param: f32) -> Option<Self> {
+        Some(match code {
+            0 => Activation::Identity,
+            1 => Activation::Relu,
+            2 => Activation::Sigmoid,
+            3 => Activation::Tanh,
+            4 => Activation::LeakyRelu(param),
+            5 => Activation::Elu(param),
+            6 => Activation::Selu,
+            7 => Activation::Silu,
+            8 => Activation::Gelu,
+            9 => Activation::GeluTanh,
+            10 => Activation::Softsign,
+            11 => Activation::Softplus,
+            _ => return None,
+        })
+    }
+
+    /// The same function the training graph uses.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        use crate::ops::map::Map;
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => Map::Relu.apply(x),
+            Activation::Sigmoid => Map::Sigmoid.apply(x),
+            Activation::Tanh => Map::Tanh.apply(x),
+            Activation::LeakyRelu(s) => Map::LeakyRelu(s).apply(x),
+            Activation::Elu(a) => Map::Elu(a).apply(x),
+            Activation::Selu => Map::Selu.apply(x),
+            Activation::Silu => Map::Silu.apply(x),
+            Activation::Gelu => Map::GeluErf.apply(x),
+            Activation::GeluTanh => Map::GeluTanh.apply(x),
+            Activation::Softsign => Map::Softsign.apply(x),
+            Activation::Softplus => Map::Softplus.apply(x),
+        }
+    }
+}

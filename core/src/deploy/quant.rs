@@ -1,0 +1,260 @@
+//! Post-training quantization: symmetric per-output-channel int8 weights,
+//! asymmetric int8 activations calibrated on sample inputs, and fixed-point
+//! requantization (a Q31 multiplier and a shift per channel, as in
+//! gemmlowp, TFLite Micro and CMSIS-NN).
+
+use super::format::{
+    finish, padded, set_field, write_header, FormatError, LayerWeights, Model, FIXED, MAX_LAYERS,
+    RECORD,
+};
+use super::infer::dense_f32;
+use super::Activation;
+
+/// An affine int8 quantization: `real = scale · (q − zero)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct QuantParams {
+    /// Real units per step.
+    pub scale: f32,
+    /// The integer that represents 0.
+    pub zero: i32,
+}
+
+impl QuantParams {
+    /// Parameters covering `[min, max]` (widened to include 0) with 256 levels.
+    pub fn from_range(min: f32, max: f32) -> Self {
+        let (lo, hi) = (min.min(0.0), max.max(0.0));
+        let range = hi - lo;
+        if !range.is_finite() || range <= 0.0 {
+            return QuantParams {
+                scale: 1.0,
+                zero: 0,
+            };
+        }
+        let scale = range / 255.0;
+        let zero = (libm::roundf(-128.0 - lo / scale) as i32).clamp(-128, 127);
+        QuantParams { scale, zero }
+    }
+}
+
+/// `round(acc · multiplier · 2^(shift − 31))`, saturated to i32: the
+/// fixed-point rescale of an i32 accumulator by a real factor.
+#[inline]
+pub fn requantize(acc: i32, multiplier: i32, shift: i32) -> i32 {
+    let prod = i64::from(acc) * i64::from(multiplier);
+    let s = 31 - shift.clamp(-31, 30);
+    let r = (prod + (1i64 << (s - 1))) >> s;
+    r.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// The Q31 multiplier and shift with `multiplier · 2^(shift − 31) ≈ real`.
+pub(crate) fn quantize_multiplier(real: f64) -> (i32, i32) {
+    if real <= 0.0 || !real.is_finite() {
+        return (0, 0);
+    }
+    let (m, e) = libm::frexp(real);
+    let mut q = libm::round(m * (1u64 << 31) as f64) as i64;
+    let mut shift = e;
+    if q == 1i64 << 31 {
+        q /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        return (0, 0);
+    }
+    if shift > 30 {
+        return (i32::MAX, 30);
+    }
+    (q as i32, shift)
+}
+
+/// Value ranges seen at each layer boundary while running calibration samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Calibration {
+    /// `(min, max)` of the model input and of each layer's output.
+    pub ranges: [(f32, f32); MAX_LAYERS + 1],
+    /// Samples observed.
+    pub samples: usize,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Calibration {
+            ranges: [(f32::INFINITY, f32::NEG_INFINITY); MAX_LAYERS + 1],
+            samples: 0,
+        }
+    }
+}
+
+impl Calibration {
+    /// No samples yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs the f32 `model` on `input`, widening the ranges; `scratch` must hold
+    /// [`Model::scratch_len`] floats.
+    pub fn observe(
+        &mut self,
+        model: &Model<'_>,
+        input: &[f32],
+        scratch: &mut [f32],
+    ) -> Result<(), super::InferError> {
+        if model.is_int8() {
+            return Err(super::InferError::WrongDtype);
+        }
+        if input.len() != model.input_features() {
+            return Err(super::InferError::InputLength {
+                expected: model.input_features(),
+                found: input.len(),
+            });
+        }
+        let w = model.max_width;
+        if scratch.len() < 2 * w {
+            return Err(super::InferError::ScratchTooSmall { needed: 2 * w });
+        }
+        widen(&mut self.ranges[0], input);
+        let (a, b) = scratch.split_at_mut(w);
+        let mut cur_in_a = false;
+        for (i, (h, lw)) in model.layers().iter().enumerate() {
+            let LayerWeights::F32 { weight, bias } = *lw else {
+                return Err(super::InferError::WrongDtype);
+            };
+            let (src, dst): (&[f32], &mut [f32]) = if i == 0 {
+                (input, &mut a[..h.out_features])
+            } else if cur_in_a {
+                (&a[..h.in_features], &mut b[..h.out_features])
+            } else {
+                (&b[..h.in_features], &mut a[..h.out_features])
+            };
+            dense_f32(weight, bias, src, dst, h.activation);
+            widen(&mut self.ranges[i + 1], dst);
+            cur_in_a = i == 0 || !cur_in_a;
+        }
+        self.samples += 1;
+        Ok(())
+    }
+}
+
+fn widen(r: &mut (f32, f32), xs: &[f32]) {
+    for &x in xs {
+        if x.is_finite() {
+            r.0 = r.0.min(x);
+            r.1 = r.1.max(x);
+        }
+    }
+}
+
+/// Bytes [`quantize`] writes for `model`.
+pub fn quantized_len(model: &Model<'_>) -> usize {
+    let data: usize = model
+        .layers()
+        .iter()
+        .map(|(h, _)| {
+            padded(h.in_features * h.out_features)
+                + 3 * padded(4 * h.out_features)
+                + padded(4 * h.out_features)
+        })
+        .sum();
+    padded(FIXED + RECORD * model.layers().len()) + data + 4
+}
+
+/// Quantizes an f32 model to the int8 format using calibrated ranges; returns
+/// the number of bytes written to `out`.
+pub fn quantize(
+    model: &Model<'_>,
+    calib: &Calibration,
+    out: &mut [u8],
+) -> Result<usize, FormatError> {
+    if model.is_int8() || calib.samples == 0 {
+        return Err(FormatError::Unsupported);
+    }
+    let needed = quantized_len(model);
+    if out.len() < needed {
+        return Err(FormatError::BufferTooSmall { needed });
+    }
+    let mut shapes: heapless::Vec<(usize, usize, Activation), MAX_LAYERS> = heapless::Vec::new();
+    for (h, _) in model.layers() {
+        let _ = shapes.push((h.in_features, h.out_features, h.activation));
+    }
+    let header_len = padded(FIXED + RECORD * shapes.len());
+    let data_len = needed - 4 - header_len;
+    write_header(out, true, &shapes, data_len);
+    out[header_len..header_len + data_len].fill(0);
+    let mut at = header_len;
+    for (i, (h, lw)) in model.layers().iter().enumerate() {
+        let LayerWeights::F32 { weight, bias } = *lw else {
+            return Err(FormatError::Unsupported);
+        };
+        let qin = QuantParams::from_range(calib.ranges[i].0, calib.ranges[i].1);
+        let qout = QuantParams::from_range(calib.ranges[i + 1].0, calib.ranges[i + 1].1);
+        set_field(out, i, 32, qin.scale.to_le_bytes());
+        set_field(out, i, 36, qin.zero.to_le_bytes());
+        set_field(out, i, 40, qout.scale.to_le_bytes());
+        set_field(out, i, 44, qout.zero.to_le_bytes());
+        let (n_in, n_out) = (h.in_features, h.out_features);
+        let w_off = at;
+        let b_off = w_off + padded(n_in * n_out);
+        let s_off = b_off + padded(4 * n_out);
+        let r_off = s_off + padded(4 * n_out);
+        at = r_off + padded(8 * n_out);
+        for (field, off) in [(16, w_off), (20, b_off), (24, s_off), (28, r_off)] {
+            set_field(out, i, field, ((off - header_len) as u32).to_le_bytes());
+        }
+        for (o, (row, &b)) in weight.chunks_exact(n_in.max(1)).zip(bias).enumerate() {
+            let max = row.iter().fold(0.0f32, |m, &w| m.max(w.abs()));
+            let ws = if max > 0.0 && max.is_finite() {
+                max / 127.0
+            } else {
+                1.0
+            };
+            let mut wsum = 0i32;
+            for (j, &w) in row.iter().enumerate() {
+                let q = (libm::roundf(w / ws) as i32).clamp(-127, 127);
+                wsum += q;
+                out[w_off + o * n_in + j] = q as i8 as u8;
+            }
+            let acc_scale = f64::from(qin.scale) * f64::from(ws);
+            let bq = libm::round(f64::from(b) / acc_scale)
+                .clamp(i32::MIN as f64 / 2.0, i32::MAX as f64 / 2.0) as i32;
+            let folded = bq.saturating_sub(qin.zero.saturating_mul(wsum));
+            out[b_off + 4 * o..b_off + 4 * o + 4].copy_from_slice(&folded.to_le_bytes());
+            out[s_off + 4 * o..s_off + 4 * o + 4].copy_from_slice(&ws.to_le_bytes());
+            let (m, s) = quantize_multiplier(acc_scale / f64::from(qout.scale));
+            out[r_off + 8 * o..r_off + 8 * o + 4].copy_from_slice(&m.to_le_bytes());
+            out[r_off + 8 * o + 4..r_off + 8 * o + 8].copy_from_slice(&s.to_le_bytes());
+        }
+    }
+    Ok(finish(out, at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiplier_round_trips() {
+        for &real in &[0.5, 0.25, 0.001234, 0.9999, 1.5, 3.0e-5] {
+            let (m, s) = quantize_multiplier(real);
+            let back = f64::from(m) * 2f64.powi(s - 31);
+            assert!((back / real - 1.0).abs() < 1e-8, "{real} -> {m} {s}");
+            for acc in [-100_000, -7, 0, 3, 12_345, 1 << 20] {
+                let want = (f64::from(acc) * real).round();
+                let got = f64::from(requantize(acc, m, s));
+                assert!((got - want).abs() <= 1.0, "{acc} * {real}: {got} vs {want}");
+            }
+        }
+        assert_eq!(quantize_multiplier(0.0), (0, 0));
+        assert_eq!(requantize(i32::MAX, i32::MAX, 30), i32::MAX);
+    }
+
+    #[test]
+    fn range_params_cover_zero() {
+        let q = QuantParams::from_range(0.0, 6.0);
+        assert_eq!(q.zero, -128);
+        assert!((q.scale - 6.0 / 255.0).abs() < 1e-7);
+        let q = QuantParams::from_range(-1.0, 1.0);
+        assert!(q.zero == 0 || q.zero == -1);
+        assert_eq!(QuantParams::from_range(f32::NAN, 1.0).scale, 1.0);
+    }
+}

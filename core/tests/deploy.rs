@@ -1,0 +1,257 @@
+//! The deployable weight format: round trips, validation that never panics,
+//! signature checks, int8 quantization accuracy, and Rust source export.
+
+use ember_core::deploy::{self, Aligned, Calibration, FormatError, Model};
+use ember_core::nn::{Build, Forward, Linear, ReLU, Sigmoid, Tanh};
+use ember_core::prelude::*;
+use proptest::prelude::{any, proptest, ProptestConfig};
+
+type Net = (Linear<6, 16>, ReLU, Linear<16, 8>, Tanh, Linear<8, 4>);
+type Other = (Linear<6, 16>, ReLU, Linear<16, 8>, Sigmoid, Linear<8, 4>);
+
+/// Builds `Net` with seed `seed`, exports it, and returns the bytes (aligned).
+fn exported(seed: u64) -> (Vec<u32>, usize, Vec<f32>) {
+    let mut buf = vec![0.0f32; 4096];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let net = Net::build(&mut mem, &mut Rng::new(seed)).unwrap();
+    let len = deploy::export_len(&net).unwrap();
+    // A Vec<u32> gives 4-byte alignment.
+    let mut words = vec![0u32; len.div_ceil(4)];
+    let bytes = bytes_mut(&mut words);
+    let n = deploy::export_f32(&net, &mem, bytes).unwrap();
+    assert_eq!(n, len);
+    // Reference outputs from the training graph for 8 inputs.
+    let g = Graph::new(&mut mem);
+    let x = g.from_fn((8usize, Const::<6>), input);
+    let y = g.no_grad(|| net.forward(x));
+    let mut out = vec![0.0; 32];
+    y.read(&mut out).unwrap();
+    (words, n, out)
+}
+
+fn input(i: usize) -> f32 {
+    ((i * 37 % 23) as f32 / 11.0 - 1.0) * 1.5
+}
+
+fn bytes_mut(words: &mut [u32]) -> &mut [u8] {
+    // SAFETY: u8 has no alignment or validity requirements; the slice covers
+    // exactly the words' bytes and borrows them mutably.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 4) }
+}
+
+fn bytes(words: &[u32]) -> &[u8] {
+    // SAFETY: as above, shared.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 4) }
+}
+
+#[test]
+fn f32_round_trip_matches_the_training_graph() {
+    let (words, n, reference) = exported(1);
+    let model = Model::load::<Net>(&bytes(&words)[..n]).unwrap();
+    assert_eq!(
+        (
+            model.input_features(),
+            model.output_features(),
+            model.layers().len()
+        ),
+        (6, 4, 3)
+    );
+    assert_eq!(model.scratch_len(), 32);
+    let mut scratch = [0.0f32; 32];
+    for s in 0..8 {
+        let x: Vec<f32> = (0..6).map(|j| input(s * 6 + j)).collect();
+        let out = model.infer_f32(&x, &mut scratch).unwrap();
+        for (a, b) in out.iter().zip(&reference[s * 4..s * 4 + 4]) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+    // Wrong calls are typed errors.
+    assert!(model.infer_f32(&[0.0; 5], &mut scratch).is_err());
+    assert!(model.infer_f32(&[0.0; 6], &mut scratch[..10]).is_err());
+    assert!(model
+        .infer_i8(&[0.0; 6], &mut [0i8; 32], &mut [0.0; 4])
+        .is_err());
+}
+
+#[test]
+fn wrong_model_type_is_a_signature_mismatch() {
+    let (words, n, _) = exported(2);
+    let b = &bytes(&words)[..n];
+    assert!(matches!(
+        Model::load::<Other>(b),
+        Err(FormatError::SignatureMismatch { layer: 1 })
+    ));
+    assert!(matches!(
+        Model::load::<(Linear<6, 16>, ReLU, Linear<16, 4>)>(b),
+        Err(FormatError::SignatureMismatch { .. })
+    ));
+    assert!(matches!(
+        Model::load::<(
+            Linear<6, 16>,
+            ReLU,
+            Linear<16, 8>,
+            Tanh,
+            Linear<8, 4>,
+            ReLU,
+            Linear<4, 2>
+        )>(b),
+        Err(FormatError::SignatureMismatch { .. })
+    ));
+}
+
+#[test]
+fn every_truncation_and_single_byte_corruption_is_rejected() {
+    let (words, n, _) = exported(3);
+    let good = &bytes(&words)[..n];
+    for len in 0..n {
+        assert!(
+            Model::parse(&good[..len]).is_err(),
+            "truncated to {len} accepted"
+        );
+    }
+    let mut copy = words.clone();
+    for i in 0..n {
+        let b = bytes_mut(&mut copy);
+        b[i] ^= 0x5A;
+        assert!(
+            Model::parse(&b[..n]).is_err(),
+            "corruption at byte {i} accepted"
+        );
+        b[i] ^= 0x5A;
+    }
+    assert!(Model::parse(&bytes(&copy)[..n]).is_ok());
+    // Misaligned input is refused, not read unaligned.
+    let mut shifted = vec![0u32; n.div_ceil(4) + 1];
+    let sb = bytes_mut(&mut shifted);
+    sb[1..n + 1].copy_from_slice(good);
+    assert!(matches!(
+        Model::parse(&sb[1..n + 1]),
+        Err(FormatError::Misaligned)
+    ));
+}
+
+/// Re-stamps the CRC so that mutations reach the validation behind it.
+fn restamp(b: &mut [u8]) {
+    if b.len() >= 36 {
+        let h = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
+        let d = u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as usize;
+        if let Some(end) = h.checked_add(d) {
+            if end + 4 <= b.len() {
+                let crc = deploy::crc32(0, &b[..end]);
+                b[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn parse_never_panics_on_arbitrary_bytes(data in proptest::collection::vec(any::<u32>(), 0..200)) {
+        let b = bytes(&data);
+        let _ = Model::parse(b);
+        let mut copy = data.clone();
+        let m = bytes_mut(&mut copy);
+        if m.len() >= 8 {
+            m[0..4].copy_from_slice(b"EMBR");
+            m[4] = 1;
+            m[5] = 0;
+        }
+        restamp(m);
+        let _ = Model::parse(m);
+    }
+
+    #[test]
+    fn parse_never_panics_on_mutated_files(
+        seed in 0u64..4,
+        edits in proptest::collection::vec((0usize..2000, any::<u8>()), 1..8),
+        fix_crc in any::<bool>(),
+    ) {
+        let (mut words, n, _) = exported(seed);
+        let b = bytes_mut(&mut words);
+        for (at, v) in edits {
+            let at = at % n;
+            b[at] = v;
+        }
+        if fix_crc {
+            restamp(&mut b[..n]);
+        }
+        if let Ok(model) = Model::parse(&b[..n]) {
+            // Whatever was accepted must also run without panicking.
+            let mut scratch = vec![0.0f32; model.scratch_len()];
+            let x = vec![0.5f32; model.input_features()];
+            let _ = model.infer_f32(&x, &mut scratch);
+        };
+    }
+}
+
+#[test]
+fn int8_quantization_tracks_f32() {
+    let (words, n, _) = exported(4);
+    let model = Model::parse(&bytes(&words)[..n]).unwrap();
+    let mut rng = Rng::new(9);
+    let mut calib = Calibration::new();
+    let mut scratch = vec![0.0f32; model.scratch_len()];
+    let samples: Vec<Vec<f32>> = (0..256)
+        .map(|_| (0..6).map(|_| rng.normal()).collect())
+        .collect();
+    for s in &samples[..128] {
+        calib.observe(&model, s, &mut scratch).unwrap();
+    }
+    let mut qbuf = vec![0u32; deploy::quantized_len(&model).div_ceil(4)];
+    let qn = deploy::quantize(&model, &calib, bytes_mut(&mut qbuf)).unwrap();
+    let q = Model::load::<Net>(&bytes(&qbuf)[..qn]).unwrap();
+    assert!(q.is_int8());
+    assert!(q.parameter_bytes() < model.parameter_bytes());
+    let mut qs = vec![0i8; q.scratch_len()];
+    let (mut agree, mut max_err, mut max_out) = (0, 0.0f32, 0.0f32);
+    for s in &samples[128..] {
+        let f = model.infer_f32(s, &mut scratch).unwrap().to_vec();
+        let mut o = [0.0f32; 4];
+        q.infer_i8(s, &mut qs, &mut o).unwrap();
+        agree += usize::from(deploy::argmax(&f) == deploy::argmax(&o));
+        for (a, b) in f.iter().zip(&o) {
+            max_err = max_err.max((a - b).abs());
+            max_out = max_out.max(a.abs());
+        }
+    }
+    assert!(agree >= 120, "int8 and f32 agree on {agree}/128 argmaxes");
+    assert!(
+        max_err < 0.1 * max_out,
+        "max error {max_err} for outputs up to {max_out}"
+    );
+}
+
+#[test]
+fn rust_source_export_matches_the_golden_file_and_runs() {
+    // A small fixed model (seed 5) exported to Rust source. The golden file is
+    // compiled into this test below, so a change in the generator shows up
+    // both as a text difference and, if it breaks the code, as a build error.
+    let mut buf = vec![0.0f32; 512];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let net = <(Linear<3, 4>, ReLU, Linear<4, 2>)>::build(&mut mem, &mut Rng::new(5)).unwrap();
+    let mut bytes_buf = Aligned([0u8; 512]);
+    let n = deploy::export_f32(&net, &mem, &mut bytes_buf.0).unwrap();
+    let model = Model::parse(&bytes_buf.0[..n]).unwrap();
+    let mut src = String::new();
+    deploy::write_rust_source(&model, &mut src).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tiny_model.rs");
+    if std::env::var_os("EMBER_BLESS").is_some() {
+        std::fs::write(path, &src).unwrap();
+    }
+    let golden = std::fs::read_to_string(path).unwrap();
+    assert_eq!(src, golden, "regenerate with EMBER_BLESS=1");
+
+    mod golden {
+        include!("data/tiny_model.rs");
+    }
+    let from_src = Model::from_layers(&golden::LAYERS).unwrap();
+    let mut s1 = [0.0f32; 8];
+    let mut s2 = [0.0f32; 8];
+    let x = [0.3, -0.7, 1.2];
+    assert_eq!(
+        model.infer_f32(&x, &mut s1).unwrap(),
+        from_src.infer_f32(&x, &mut s2).unwrap()
+    );
+}
