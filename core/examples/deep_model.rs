@@ -4,7 +4,7 @@
 //! Run: `cargo run --release -p ember-core --example deep_model`
 
 use ember_core::nn::loss::{cross_entropy, Reduction};
-use ember_core::nn::{self, summary, Build, Forward, Linear, Module, Optimizer, ReLU, Rule};
+use ember_core::nn::{self, summary, Build, Footprint, Forward, Linear, Optimizer, ReLU, Rule};
 use ember_core::prelude::*;
 
 type Deep = (

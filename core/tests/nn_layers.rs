@@ -7,6 +7,7 @@ use ember_core::gradcheck::{check, GradCheck};
 use ember_core::nn::init::{self, FanMode, Init};
 use ember_core::nn::loss::{self, Reduction};
 use ember_core::nn::optim::clip_grad_norm;
+use ember_core::nn::Footprint;
 use ember_core::nn::{
     summary, Build, Dropout, Flatten, Forward, GELUTanh, LeakyReLU, Linear, Module, Optimizer,
     ParamKind, ReLU, Rule, SiLU, Sigmoid, Softplus, Softsign, Tanh, ELU, GELU, SELU,

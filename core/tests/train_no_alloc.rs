@@ -5,7 +5,7 @@
 use core::cell::Cell;
 use ember_core::nn::loss::{cross_entropy, Reduction};
 use ember_core::nn::sched::{LrScheduler, StepLR};
-use ember_core::nn::{self, Build, Forward, Linear, Module, Optimizer, Rule, Tanh};
+use ember_core::nn::{self, Build, Footprint, Forward, Linear, Module, Optimizer, Rule, Tanh};
 use ember_core::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 

@@ -141,6 +141,12 @@ impl core::fmt::Display for FormatError {
 
 impl core::error::Error for FormatError {}
 
+impl From<crate::Error> for FormatError {
+    fn from(e: crate::Error) -> Self {
+        FormatError::Memory(e)
+    }
+}
+
 /// A dense layer's record in the header.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

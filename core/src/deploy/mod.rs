@@ -36,7 +36,7 @@
 //! let mut mem = Memory::new(&Cpu, &mut buf[..]);
 //! let net = Net::build(&mut mem, &mut Rng::new(0))?;
 //! let mut bytes = deploy::Aligned([0u8; 1024]);
-//! let n = deploy::export_f32(&net, &mem, &mut bytes.0)?;
+//! let n = deploy::export_f32(&net, &mem, &mut bytes.0).expect("fits");
 //! let model = Model::load::<Net>(&bytes.0[..n]).expect("valid");
 //! let mut scratch = [0.0f32; 16];
 //! let out = model.infer_f32(&[0.1, 0.2, 0.3, 0.4], &mut scratch).expect("runs");

@@ -255,6 +255,7 @@ mod tests {
         assert!((q.scale - 6.0 / 255.0).abs() < 1e-7);
         let q = QuantParams::from_range(-1.0, 1.0);
         assert!(q.zero == 0 || q.zero == -1);
-        assert_eq!(QuantParams::from_range(f32::NAN, 1.0).scale, 1.0);
+        assert_eq!(QuantParams::from_range(f32::NAN, f32::NAN).scale, 1.0);
+        assert_eq!(QuantParams::from_range(f32::NEG_INFINITY, 1.0).scale, 1.0);
     }
 }

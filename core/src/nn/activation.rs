@@ -1,6 +1,6 @@
 //! Activation layers, `Flatten` and `Dropout`.
 
-use super::{Build, Forward, Layer, LayerKind, Module, Name, ParamInfo, Signature};
+use super::{Build, Footprint, Forward, Layer, LayerKind, Module, Name, ParamInfo, Signature};
 use crate::backend::Backend;
 use crate::deploy::Activation;
 use crate::error::{Error, Result};
@@ -11,13 +11,16 @@ use crate::tensor::Tensor;
 use core::cell::Cell;
 use core::fmt;
 
-macro_rules! parameterless_module {
-    () => {
-        const PARAMS: usize = 0;
-        const IN_FEATURES: Option<usize> = None;
-        const OUT_FEATURES: Option<usize> = None;
-        const SCRATCH_FIXED: usize = 0;
-        fn visit(&self, _name: &mut Name, _f: &mut dyn FnMut(&ParamInfo<'_>)) {}
+macro_rules! elementwise_footprint {
+    ($name:ty, $nodes:expr, $per_feature:expr) => {
+        impl Footprint for $name {
+            const PARAMS: usize = 0;
+            const NODES: usize = $nodes;
+            const IN_FEATURES: Option<usize> = None;
+            const OUT_FEATURES: Option<usize> = None;
+            const SCRATCH_FIXED: usize = 0;
+            const SCRATCH_PER_FEATURE: usize = $per_feature;
+        }
     };
 }
 
@@ -27,10 +30,11 @@ macro_rules! activation {
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct $name;
 
+        // One node; its value and gradient per feature.
+        elementwise_footprint!($name, 1, 2);
+
         impl Module for $name {
-            parameterless_module!();
-            const NODES: usize = 1;
-            const SCRATCH_PER_FEATURE: usize = 2;
+            fn visit(&self, _name: &mut Name, _f: &mut dyn FnMut(&ParamInfo<'_>)) {}
             fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
                 f.write_str($print)
             }
@@ -103,10 +107,10 @@ macro_rules! parameterised_activation {
             }
         }
 
+        elementwise_footprint!($name, 1, 2);
+
         impl Module for $name {
-            parameterless_module!();
-            const NODES: usize = 1;
-            const SCRATCH_PER_FEATURE: usize = 2;
+            fn visit(&self, _name: &mut Name, _f: &mut dyn FnMut(&ParamInfo<'_>)) {}
             fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
                 write!(f, $print, self.$field)
             }
@@ -147,13 +151,16 @@ parameterised_activation!(
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flatten<const N: usize>;
 
-impl<const N: usize> Module for Flatten<N> {
+impl<const N: usize> Footprint for Flatten<N> {
     const PARAMS: usize = 0;
     const NODES: usize = 1;
     const IN_FEATURES: Option<usize> = Some(N);
     const OUT_FEATURES: Option<usize> = Some(N);
     const SCRATCH_FIXED: usize = 0;
     const SCRATCH_PER_FEATURE: usize = 1;
+}
+
+impl<const N: usize> Module for Flatten<N> {
     fn visit(&self, _name: &mut Name, _f: &mut dyn FnMut(&ParamInfo<'_>)) {}
     fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
         f.write_str("Flatten(start_dim=1, end_dim=-1)")
@@ -226,11 +233,11 @@ impl Dropout {
     }
 }
 
+// The mask, the product and the product's gradient.
+elementwise_footprint!(Dropout, 2, 3);
+
 impl Module for Dropout {
-    parameterless_module!();
-    const NODES: usize = 2;
-    // The mask, the product and the product's gradient.
-    const SCRATCH_PER_FEATURE: usize = 3;
+    fn visit(&self, _name: &mut Name, _f: &mut dyn FnMut(&ParamInfo<'_>)) {}
     fn set_training(&mut self, training: bool) {
         self.training = training;
     }

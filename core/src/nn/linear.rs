@@ -1,6 +1,6 @@
 //! The fully connected layer.
 
-use super::{Build, Forward, Module, Name, ParamInfo, ParamKind};
+use super::{Build, Footprint, Forward, Module, Name, ParamInfo, ParamKind};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::memory::{Memory, Param};
@@ -43,7 +43,7 @@ impl<const IN: usize, const OUT: usize> Build for Linear<IN, OUT> {
     }
 }
 
-impl<const IN: usize, const OUT: usize> Module for Linear<IN, OUT> {
+impl<const IN: usize, const OUT: usize> Footprint for Linear<IN, OUT> {
     const PARAMS: usize = IN * OUT + OUT;
     // weight, bias, product, broadcast bias, sum
     const NODES: usize = 5;
@@ -52,7 +52,9 @@ impl<const IN: usize, const OUT: usize> Module for Linear<IN, OUT> {
     // Three [batch, OUT] values (product, broadcast bias, sum) and their gradients.
     const SCRATCH_FIXED: usize = 6 * OUT;
     const SCRATCH_PER_FEATURE: usize = 0;
+}
 
+impl<const IN: usize, const OUT: usize> Module for Linear<IN, OUT> {
     fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>)) {
         name.with("weight", |n| {
             f(&ParamInfo {

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use ember_core::prelude::*;
-//! use ember_core::nn::{self, Build, Forward, Linear, Module, ReLU};
+//! use ember_core::nn::{self, Build, Footprint, Forward, Linear, ReLU};
 //!
 //! type Mlp = (Linear<4, 8>, ReLU, Linear<8, 3>);
 //! // Parameters, gradients, Adam's two moments, and a batch-16 step's scratch:
@@ -48,7 +48,7 @@ use crate::backend::Backend;
 use crate::error::Result;
 use crate::memory::{Memory, Param, ParamRef};
 use crate::rng::Rng;
-use crate::shape::{ConstShape, Dims};
+use crate::shape::{ConstShape, Dims, Shape};
 use core::fmt;
 
 /// What a parameter is, for initialisers that treat weights and biases apart.
@@ -137,23 +137,10 @@ impl Name {
 
 /// A layer or model: its parameters, names, mode and size.
 ///
-/// The associated constants let a program size its memory at compile time:
-/// see [`train_floats`].
+/// Module types whose sizes are fixed at compile time also implement
+/// [`Footprint`], whose constants let a program size its memory before
+/// running: see [`train_floats`].
 pub trait Module {
-    /// Scalar parameters.
-    const PARAMS: usize;
-    /// Graph nodes one forward pass records (an upper bound).
-    const NODES: usize;
-    /// Input features, when the module fixes them (a `Linear` does; an activation does not).
-    const IN_FEATURES: Option<usize>;
-    /// Output features, when the module changes them (`None`: same as its input).
-    const OUT_FEATURES: Option<usize>;
-    /// Scratch floats per sample for forward and backward, not counting the
-    /// part proportional to the input width...
-    const SCRATCH_FIXED: usize;
-    /// ...which is this many floats per input feature per sample.
-    const SCRATCH_PER_FEATURE: usize;
-
     /// Visits every parameter with its name (relative to `name`).
     fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>));
 
@@ -171,6 +158,13 @@ pub trait Module {
 
     /// Writes this module the way PyTorch's `print(model)` does, indented by `indent` levels.
     fn fmt_module(&self, f: &mut fmt::Formatter<'_>, indent: usize) -> fmt::Result;
+
+    /// Scalar parameters (counted by visiting them).
+    fn param_count(&self) -> usize {
+        let mut n = 0;
+        self.visit(&mut Name::new(), &mut |p| n += p.param.value.len);
+        n
+    }
 
     /// Calls `f` for every parameter with its full name.
     fn named_parameters(&self, f: &mut dyn FnMut(&ParamInfo<'_>)) {
@@ -220,6 +214,25 @@ pub enum Layer {
     Activation(crate::deploy::Activation),
 }
 
+/// Sizes of a module type known at compile time: parameters, graph nodes,
+/// and the scratch memory a training step needs, as an affine function of
+/// the input width (so that a sequence can compose them).
+pub trait Footprint {
+    /// Scalar parameters.
+    const PARAMS: usize;
+    /// Graph nodes one forward pass records (an upper bound).
+    const NODES: usize;
+    /// Input features, when the module fixes them (a `Linear` does; an activation does not).
+    const IN_FEATURES: Option<usize>;
+    /// Output features, when the module changes them (`None`: same as its input).
+    const OUT_FEATURES: Option<usize>;
+    /// Scratch floats per sample for forward and backward, not counting the
+    /// part proportional to the input width...
+    const SCRATCH_FIXED: usize;
+    /// ...which is this many floats per input feature per sample.
+    const SCRATCH_PER_FEATURE: usize;
+}
+
 /// A layer of a model type, known without an instance.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LayerKind {
@@ -257,13 +270,16 @@ pub trait Forward<X> {
 /// A bare parameter is a module of its own (handy for optimizing a tensor
 /// directly, as in `torch.optim.SGD([w], lr)`); its one parameter is named by
 /// the path it is visited under (empty at the top level).
-impl<S: ConstShape> Module for Param<S> {
+impl<S: ConstShape> Footprint for Param<S> {
     const PARAMS: usize = S::NUMEL;
     const NODES: usize = 1;
     const IN_FEATURES: Option<usize> = None;
     const OUT_FEATURES: Option<usize> = None;
     const SCRATCH_FIXED: usize = 0;
     const SCRATCH_PER_FEATURE: usize = 0;
+}
+
+impl<S: Shape> Module for Param<S> {
     fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>)) {
         f(&ParamInfo {
             name: name.as_str(),
@@ -279,7 +295,7 @@ impl<S: ConstShape> Module for Param<S> {
 
 /// Graph scratch (values and gradients) one sample needs in a training step
 /// of `M` on inputs of `in_features`.
-pub const fn scratch_per_sample<M: Module>(in_features: usize) -> usize {
+pub const fn scratch_per_sample<M: Footprint>(in_features: usize) -> usize {
     M::SCRATCH_FIXED + M::SCRATCH_PER_FEATURE * in_features
 }
 
@@ -287,7 +303,7 @@ pub const fn scratch_per_sample<M: Module>(in_features: usize) -> usize {
 /// and their gradients, `opt_state_planes` floats of optimizer state per
 /// parameter (0 for SGD, 1 with momentum, 2 for Adam), the input batch, the
 /// graph's values and gradients, and a cross-entropy loss over `classes`.
-pub const fn train_floats<M: Module>(
+pub const fn train_floats<M: Footprint>(
     batch: usize,
     classes: usize,
     opt_state_planes: usize,
@@ -302,7 +318,7 @@ pub const fn train_floats<M: Module>(
 }
 
 /// Floats of memory an inference pass of `M` needs (no gradients).
-pub const fn infer_floats<M: Module>(batch: usize) -> usize {
+pub const fn infer_floats<M: Footprint>(batch: usize) -> usize {
     let input = match M::IN_FEATURES {
         Some(n) => n,
         None => 0,

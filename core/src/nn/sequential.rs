@@ -4,7 +4,7 @@
 //! instantiation per trait rather than a tower of nested types, which keeps
 //! compile times linear in the depth.
 
-use super::{Build, Forward, LayerKind, Module, Name, ParamInfo, Signature};
+use super::{Build, Footprint, Forward, LayerKind, Module, Name, ParamInfo, Signature};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::memory::Memory;
@@ -45,7 +45,7 @@ const fn first_some(a: Option<usize>, b: Option<usize>) -> Option<usize> {
 
 macro_rules! sequential {
     ($($m:ident $i:tt),+) => {
-        impl<$($m: Module),+> Module for ($($m,)+) {
+        impl<$($m: Footprint),+> Footprint for ($($m,)+) {
             const PARAMS: usize = 0 $(+ $m::PARAMS)+;
             const NODES: usize = 0 $(+ $m::NODES)+;
             const IN_FEATURES: Option<usize> = {
@@ -79,7 +79,9 @@ macro_rules! sequential {
                 $( acc = compose(acc, $m::SCRATCH_FIXED, $m::SCRATCH_PER_FEATURE, $m::OUT_FEATURES); )+
                 acc.1
             };
+        }
 
+        impl<$($m: Module),+> Module for ($($m,)+) {
             fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>)) {
                 $( name.with(INDEX[$i], |n| self.$i.visit(n, f)); )+
             }

@@ -29,7 +29,7 @@ impl<M: Module> fmt::Display for Summary<'_, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt_module(f, 0)?;
         f.write_str("\nTotal params: ")?;
-        write_grouped(f, M::PARAMS)?;
+        write_grouped(f, self.0.param_count())?;
         f.write_str("\n")
     }
 }
