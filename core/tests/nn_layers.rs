@@ -499,3 +499,68 @@ fn parameters_and_optimizer_state_round_trip_exactly() {
     });
     assert_eq!(a, c, "resumed training differs from uninterrupted training");
 }
+
+#[test]
+fn runtime_mlp_matches_the_typed_model() {
+    use ember_core::deploy::{self, Activation, Model};
+    use ember_core::nn::Mlp;
+    type Typed = (Linear<5, 7>, Tanh, Linear<7, 3>);
+    let mut buf = vec![0.0f32; 4096];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let typed = Typed::build(&mut mem, &mut Rng::new(12)).unwrap();
+    let dynm = Mlp::new(&mut mem, &mut Rng::new(12), &[5, 7, 3], Activation::Tanh).unwrap();
+    // Same seed, same draws: identical parameters; same names and summary.
+    let mut a = vec![];
+    typed.named_parameters(&mut |p| {
+        a.push((
+            p.name.to_string(),
+            p.dims.as_slice().to_vec(),
+            p.param.value.len,
+        ))
+    });
+    let mut b = vec![];
+    dynm.named_parameters(&mut |p| {
+        b.push((
+            p.name.to_string(),
+            p.dims.as_slice().to_vec(),
+            p.param.value.len,
+        ))
+    });
+    assert_eq!(a, b);
+    assert_eq!(summary(&typed).to_string(), summary(&dynm).to_string());
+    assert_eq!(dynm.param_count(), Typed::PARAMS);
+    {
+        let g = Graph::new(&mut mem);
+        let x1 = g.from_fn((4usize, Const::<5>), |i| (i as f32 * 0.3).sin());
+        let x2 = g.from_fn((4usize, 5usize), |i| (i as f32 * 0.3).sin());
+        let (mut y1, mut y2) = ([0.0f32; 12], [0.0f32; 12]);
+        typed.forward(x1).read(&mut y1).unwrap();
+        dynm.forward(x2).read(&mut y2).unwrap();
+        assert_eq!(y1, y2);
+    }
+    // Gradients check, and the file it exports matches it (and not another width).
+    let mut params = vec![];
+    dynm.named_parameters(&mut |p| params.push(p.param));
+    check(&mut mem, &params, &GradCheck::default(), |g| {
+        let x = g.from_fn((2usize, 5usize), |i| (i as f32).cos());
+        dynm.forward(x).square().sum()
+    })
+    .unwrap();
+    let mut bytes = deploy::Aligned([0u8; 1024]);
+    let n = deploy::export_f32(&dynm, &mem, &mut bytes.0).unwrap();
+    let model = Model::load::<Typed>(&bytes.0[..n]).unwrap();
+    model.check_module(&dynm).unwrap();
+    let other = Mlp::new(&mut mem, &mut Rng::new(1), &[5, 8, 3], Activation::Tanh).unwrap();
+    assert!(model.check_module(&other).is_err());
+    // The run-time memory estimate suffices for a training step.
+    let need = dynm.train_floats(16, 2);
+    let mut buf2 = vec![0.0f32; need];
+    let mut mem2 = Memory::new(&Cpu, &mut buf2[..]);
+    let m2 = Mlp::new(&mut mem2, &mut Rng::new(1), &[5, 7, 3], Activation::Tanh).unwrap();
+    let _opt: Optimizer = Optimizer::new(&mut mem2, &m2, Rule::adam(), 0.1).unwrap();
+    let g = Graph::new(&mut mem2);
+    let x = g.from_fn((16usize, 5usize), |i| i as f32);
+    loss::cross_entropy(m2.forward(x), &[0; 16], Reduction::Mean)
+        .backward()
+        .unwrap();
+}

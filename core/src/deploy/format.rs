@@ -473,6 +473,32 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
+    /// Checks that the layers match those of a model value (for models whose
+    /// widths are chosen at run time, such as [`Mlp`](crate::nn::Mlp)).
+    pub fn check_module<M: Module>(&self, model: &M) -> Result<(), FormatError> {
+        let layers = dense_layers(model)?;
+        if layers.len() != self.layers.len() {
+            return Err(FormatError::SignatureMismatch {
+                layer: layers.len().min(self.layers.len()),
+            });
+        }
+        for (i, ((l, a), (h, _))) in layers.iter().zip(self.layers.iter()).enumerate() {
+            let Layer::Dense {
+                in_features,
+                out_features,
+                ..
+            } = *l
+            else {
+                return Err(FormatError::SignatureMismatch { layer: i });
+            };
+            if in_features != h.in_features || out_features != h.out_features || *a != h.activation
+            {
+                return Err(FormatError::SignatureMismatch { layer: i });
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the weights are int8.
     pub fn is_int8(&self) -> bool {
         self.int8

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod activation;
+pub mod dynamic;
 pub mod init;
 pub mod linear;
 pub mod loss;
@@ -40,6 +41,7 @@ pub use activation::{
     Dropout, Flatten, GELUTanh, LeakyReLU, ReLU, SiLU, Sigmoid, Softplus, Softsign, Tanh, ELU,
     GELU, SELU,
 };
+pub use dynamic::{DynLinear, Mlp};
 pub use linear::Linear;
 pub use optim::{Optimizer, Rule};
 pub use summary::summary;

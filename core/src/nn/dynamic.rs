@@ -1,0 +1,298 @@
+//! Models whose widths are chosen at run time (a command line's
+//! `--layers 784-256-128-10`): the same operations and memory as the typed
+//! layers, with `usize` dimensions checked when the graph runs.
+
+use super::{loss, Forward, Layer, Module, Name, ParamInfo, ParamKind, GRAPH_OVERHEAD};
+use crate::backend::Backend;
+use crate::deploy::Activation;
+use crate::error::{Error, Result};
+use crate::memory::{Memory, Param};
+use crate::ops::map::Map;
+use crate::rng::Rng;
+use crate::shape::{Dim, Shape};
+use crate::tensor::Tensor;
+use core::fmt;
+
+/// Most dense layers in an [`Mlp`].
+pub const MAX_DEPTH: usize = 16;
+
+/// A fully connected layer of run-time width, stored as `nn.Linear` stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DynLinear {
+    /// The weight, `[out, in]`.
+    pub weight: Param<(usize, usize)>,
+    /// The bias, `[out]`.
+    pub bias: Param<(usize,)>,
+}
+
+impl DynLinear {
+    /// A layer initialised as PyTorch does: `U(-1/√in, 1/√in)`.
+    pub fn new<B: Backend>(
+        mem: &mut Memory<'_, B>,
+        rng: &mut Rng,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Self> {
+        if in_features == 0 || out_features == 0 {
+            return Err(Error::InvalidArgument {
+                what: "layer widths must be positive",
+            });
+        }
+        let bound = 1.0 / libm::sqrtf(in_features as f32);
+        let weight = mem.param_zeros_shaped((out_features, in_features))?;
+        mem.write_fn(weight.value, |_| rng.uniform_in(-bound, bound))?;
+        let bias = mem.param_zeros_shaped((out_features,))?;
+        mem.write_fn(bias.value, |_| rng.uniform_in(-bound, bound))?;
+        Ok(DynLinear { weight, bias })
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.weight.shape.1
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.weight.shape.0
+    }
+}
+
+impl Module for DynLinear {
+    fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>)) {
+        for (seg, kind, dims, param) in [
+            (
+                "weight",
+                ParamKind::Weight,
+                self.weight.dims(),
+                self.weight.into(),
+            ),
+            ("bias", ParamKind::Bias, self.bias.dims(), self.bias.into()),
+        ] {
+            name.with(seg, |n| {
+                f(&ParamInfo {
+                    name: n.as_str(),
+                    kind,
+                    dims,
+                    param,
+                })
+            });
+        }
+    }
+
+    fn layers(&self, f: &mut dyn FnMut(Layer)) {
+        f(Layer::Dense {
+            in_features: self.in_features(),
+            out_features: self.out_features(),
+            weight: self.weight.into(),
+            bias: self.bias.into(),
+        })
+    }
+
+    fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
+        write!(
+            f,
+            "Linear(in_features={}, out_features={}, bias=True)",
+            self.in_features(),
+            self.out_features()
+        )
+    }
+}
+
+impl<'t, R: Dim, B: Backend> Forward<Tensor<'t, (R, usize), B>> for DynLinear {
+    type Output = Tensor<'t, (R, usize), B>;
+    fn forward(&self, x: Tensor<'t, (R, usize), B>) -> Self::Output {
+        let g = x.tape();
+        x.matmul_t(g.param(&self.weight)) + g.param(&self.bias)
+    }
+}
+
+impl Activation {
+    /// The elementwise function of the training graph (`None` for the identity).
+    pub fn as_map(self) -> Option<Map> {
+        Some(match self {
+            Activation::Identity => return None,
+            Activation::Relu => Map::Relu,
+            Activation::Sigmoid => Map::Sigmoid,
+            Activation::Tanh => Map::Tanh,
+            Activation::LeakyRelu(s) => Map::LeakyRelu(s),
+            Activation::Elu(a) => Map::Elu(a),
+            Activation::Selu => Map::Selu,
+            Activation::Silu => Map::Silu,
+            Activation::Gelu => Map::GeluErf,
+            Activation::GeluTanh => Map::GeluTanh,
+            Activation::Softsign => Map::Softsign,
+            Activation::Softplus => Map::Softplus,
+        })
+    }
+
+    /// The name PyTorch prints for the activation module.
+    pub fn module_name(self) -> &'static str {
+        match self {
+            Activation::Identity => "Identity()",
+            Activation::Relu => "ReLU()",
+            Activation::Sigmoid => "Sigmoid()",
+            Activation::Tanh => "Tanh()",
+            Activation::LeakyRelu(_) => "LeakyReLU()",
+            Activation::Elu(_) => "ELU()",
+            Activation::Selu => "SELU()",
+            Activation::Silu => "SiLU()",
+            Activation::Gelu => "GELU(approximate='none')",
+            Activation::GeluTanh => "GELU(approximate='tanh')",
+            Activation::Softsign => "Softsign()",
+            Activation::Softplus => "Softplus(beta=1.0, threshold=20.0)",
+        }
+    }
+}
+
+impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
+    /// Applies an activation given at run time.
+    pub fn activation(self, a: Activation) -> Self {
+        match a.as_map() {
+            Some(m) => self.map(m),
+            None => self,
+        }
+    }
+}
+
+/// A multilayer perceptron of run-time widths: `Linear, act, Linear, act, …,
+/// Linear`, with PyTorch's `Sequential` parameter names (`0.weight`,
+/// `2.weight`, …).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mlp {
+    layers: heapless::Vec<DynLinear, MAX_DEPTH>,
+    activation: Activation,
+}
+
+impl Mlp {
+    /// An MLP with the given widths (`[784, 256, 128, 10]`) and hidden activation.
+    pub fn new<B: Backend>(
+        mem: &mut Memory<'_, B>,
+        rng: &mut Rng,
+        widths: &[usize],
+        activation: Activation,
+    ) -> Result<Self> {
+        if widths.len() < 2 || widths.len() > MAX_DEPTH + 1 {
+            return Err(Error::InvalidArgument {
+                what: "an MLP needs 2 to 17 widths",
+            });
+        }
+        let mut layers = heapless::Vec::new();
+        for w in widths.windows(2) {
+            let l = DynLinear::new(mem, rng, w[0], w[1])?;
+            layers.push(l).map_err(|_| Error::InvalidArgument {
+                what: "too many layers",
+            })?;
+        }
+        Ok(Mlp { layers, activation })
+    }
+
+    /// The dense layers.
+    pub fn linears(&self) -> &[DynLinear] {
+        &self.layers
+    }
+
+    /// The hidden activation.
+    pub fn hidden_activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.layers.first().map_or(0, DynLinear::in_features)
+    }
+
+    /// Output features (classes).
+    pub fn out_features(&self) -> usize {
+        self.layers.last().map_or(0, DynLinear::out_features)
+    }
+
+    /// The widths, input first.
+    pub fn widths(&self) -> heapless::Vec<usize, { MAX_DEPTH + 1 }> {
+        let mut w = heapless::Vec::new();
+        let _ = w.push(self.in_features());
+        for l in &self.layers {
+            let _ = w.push(l.out_features());
+        }
+        w
+    }
+
+    /// Graph nodes one forward pass records.
+    pub fn nodes(&self) -> usize {
+        6 * self.layers.len()
+    }
+
+    /// Floats of memory a training step needs: parameters, gradients,
+    /// `opt_state_planes` floats of optimizer state per parameter, the input
+    /// batch and the graph, with a cross-entropy loss (an upper bound).
+    pub fn train_floats(&self, batch: usize, opt_state_planes: usize) -> usize {
+        let per_sample: usize = self
+            .layers
+            .iter()
+            .map(|l| 8 * l.out_features())
+            .sum::<usize>()
+            + self.in_features()
+            + loss::CROSS_ENTROPY_PER_CLASS * self.out_features();
+        self.param_count() * (2 + opt_state_planes) + batch * per_sample + GRAPH_OVERHEAD
+    }
+
+    /// Floats of memory for the parameters and gradients of an MLP of these widths.
+    pub fn param_floats(widths: &[usize]) -> usize {
+        2 * widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum::<usize>()
+    }
+}
+
+const SEQ_INDEX: [&str; 2 * MAX_DEPTH] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31",
+];
+
+impl Module for Mlp {
+    fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>)) {
+        for (i, l) in self.layers.iter().enumerate() {
+            name.with(SEQ_INDEX[2 * i], |n| l.visit(n, f));
+        }
+    }
+
+    fn layers(&self, f: &mut dyn FnMut(Layer)) {
+        let n = self.layers.len();
+        for (i, l) in self.layers.iter().enumerate() {
+            l.layers(f);
+            if i + 1 < n && self.activation != Activation::Identity {
+                f(Layer::Activation(self.activation));
+            }
+        }
+    }
+
+    fn fmt_module(&self, f: &mut fmt::Formatter<'_>, indent: usize) -> fmt::Result {
+        f.write_str("Sequential(\n")?;
+        let n = self.layers.len();
+        let pad = |f: &mut fmt::Formatter<'_>, k: usize| (0..k).try_for_each(|_| f.write_str("  "));
+        for (i, l) in self.layers.iter().enumerate() {
+            pad(f, indent + 1)?;
+            write!(f, "({}): ", 2 * i)?;
+            l.fmt_module(f, indent + 1)?;
+            f.write_str("\n")?;
+            if i + 1 < n {
+                pad(f, indent + 1)?;
+                writeln!(f, "({}): {}", 2 * i + 1, self.activation.module_name())?;
+            }
+        }
+        pad(f, indent)?;
+        f.write_str(")")
+    }
+}
+
+impl<'t, R: Dim, B: Backend> Forward<Tensor<'t, (R, usize), B>> for Mlp {
+    type Output = Tensor<'t, (R, usize), B>;
+    fn forward(&self, x: Tensor<'t, (R, usize), B>) -> Self::Output {
+        let n = self.layers.len();
+        let mut h = x;
+        for (i, l) in self.layers.iter().enumerate() {
+            h = l.forward(h);
+            if i + 1 < n {
+                h = h.activation(self.activation);
+            }
+        }
+        h
+    }
+}
