@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the firmware example (firmware-example/, package ember-firmware) in
+# release and runs it under QEMU: it trains a small MLP on XOR with no
+# allocator and exits 0 only if the loss fell and all four points are right.
+# Installs what is missing: the Rust targets, qemu-system-arm (apt) and
+# defmt-print (cargo install, several minutes the first time).
+#
+# Usage: scripts/run-firmware.sh [TARGET...]
+#   thumbv7em-none-eabihf  Cortex-M4F on QEMU's mps2-an386 (default)
+#   thumbv6m-none-eabi     Cortex-M0 on QEMU's microbit (soft float)
+# With no argument both run. Exit status: 0 when every run passes, otherwise
+# the first failure's (1: the firmware failed, 124: QEMU timed out).
+# EMBER_QEMU_TIMEOUT sets QEMU's time limit in seconds (default 120).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(thumbv7em-none-eabihf thumbv6m-none-eabi)
+
+step "tools"
+for t in "${targets[@]}"; do
+  rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+done
+if ! command -v qemu-system-arm >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends qemu-system-arm
+fi
+command -v defmt-print >/dev/null || cargo install defmt-print --locked
+qemu-system-arm --version | head -n 1
+defmt-print --version | head -n 1
+
+status=0
+for t in "${targets[@]}"; do
+  step "build ember-firmware for $t (release)"
+  cargo build -p ember-firmware --release --target "$t"
+  elf="${CARGO_TARGET_DIR:-target}/$t/release/ember-firmware"
+  if command -v llvm-size >/dev/null; then llvm-size "$elf"; fi
+
+  step "run under QEMU ($t)"
+  # Cargo's runner for the target (.cargo/config.toml): QEMU piped into defmt-print.
+  rc=0
+  cargo run -q -p ember-firmware --release --target "$t" || rc=$?
+  echo "exit status: $rc"
+  if [ "$rc" -ne 0 ] && [ "$status" -eq 0 ]; then status=$rc; fi
+done
+exit "$status"
