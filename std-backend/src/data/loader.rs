@@ -133,13 +133,22 @@ impl<D: Dataset + ?Sized + 'static> fmt::Debug for DataLoader<D> {
     }
 }
 
-impl<D: Dataset + ?Sized + 'static> DataLoader<D> {
+impl<D: Dataset + 'static> DataLoader<D> {
     /// Batches of `batch_size` samples (at least 1) of `dataset`, in order,
     /// keeping the last smaller batch, seed 0, training mode, prefetching 2
-    /// batches.
-    pub fn new(dataset: impl Into<Arc<D>>, batch_size: usize) -> Self {
+    /// batches. (An `Arc<D>` is a data set too, for one shared with other
+    /// code; see also [`from_arc`](Self::from_arc).)
+    pub fn new(dataset: D, batch_size: usize) -> Self {
+        Self::from_arc(Arc::new(dataset), batch_size)
+    }
+}
+
+impl<D: Dataset + ?Sized + 'static> DataLoader<D> {
+    /// As [`new`](Self::new), for a shared data set, which may be a trait
+    /// object (`Arc<dyn Dataset>`).
+    pub fn from_arc(dataset: Arc<D>, batch_size: usize) -> Self {
         DataLoader {
-            dataset: dataset.into(),
+            dataset,
             batch_size: batch_size.max(1),
             shuffle: false,
             drop_last: false,
@@ -316,7 +325,7 @@ impl<D: Dataset + ?Sized + 'static> DataLoader<D> {
     }
 }
 
-impl<'a, D: Dataset + ?Sized + 'static> IntoIterator for &'a mut DataLoader<D> {
+impl<D: Dataset + ?Sized + 'static> IntoIterator for &mut DataLoader<D> {
     type Item = MiniBatch;
     type IntoIter = Batches<D>;
 

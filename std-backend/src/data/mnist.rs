@@ -138,7 +138,7 @@ fn assemble(
         .pixels
         .par_iter()
         .with_min_len(1 << 14)
-        .map(|&p| f32::from(p) * (1.0 / 255.0))
+        .map(|&p| f32::from(p) / 255.0)
         .collect();
     let labels = labels.into_iter().map(usize::from).collect();
     TensorDataset::new(features, labels, images.rows * images.cols, num_classes)?
