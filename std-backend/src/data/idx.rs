@@ -88,12 +88,33 @@ pub fn decode_maybe_gz(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
 
 /// Reads an IDX file of `u8` (raw or gzip) of any rank.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    parse_idx(path, &read_maybe_gz(path)?, None)
+    parse_idx_vec(path, read_maybe_gz(path)?, None)
 }
 
 /// Parses the (decompressed) content of an IDX file of `u8`; `path` names
 /// it in errors. With `expect_magic`, any other magic number is an error.
 pub fn parse_idx(path: &Path, bytes: &[u8], expect_magic: Option<u32>) -> Result<IdxArray> {
+    let (dims, header_len) = parse_header(path, bytes, expect_magic)?;
+    Ok(IdxArray {
+        dims,
+        data: bytes[header_len..].to_vec(),
+    })
+}
+
+/// As [`parse_idx`], reusing `bytes` for the data.
+fn parse_idx_vec(path: &Path, mut bytes: Vec<u8>, expect_magic: Option<u32>) -> Result<IdxArray> {
+    let (dims, header_len) = parse_header(path, &bytes, expect_magic)?;
+    bytes.drain(..header_len);
+    Ok(IdxArray { dims, data: bytes })
+}
+
+/// Checks an IDX file's header against its length: the dimensions and the
+/// header's length.
+fn parse_header(
+    path: &Path,
+    bytes: &[u8],
+    expect_magic: Option<u32>,
+) -> Result<(Vec<usize>, usize)> {
     let truncated = |what, expected| DataError::Truncated {
         path: path.to_path_buf(),
         what,
@@ -140,19 +161,16 @@ pub fn parse_idx(path: &Path, bytes: &[u8], expect_magic: Option<u32>) -> Result
             path: path.to_path_buf(),
             what: format!("dimensions {dims:?} are too large"),
         })?;
-    let data = bytes
-        .get(header_len..numel)
-        .ok_or_else(|| truncated("header and data", numel))?;
+    if bytes.len() < numel {
+        return Err(truncated("header and data", numel));
+    }
     if bytes.len() > numel {
         return Err(DataError::TrailingData {
             path: path.to_path_buf(),
             extra: bytes.len() - numel,
         });
     }
-    Ok(IdxArray {
-        dims,
-        data: data.to_vec(),
-    })
+    Ok((dims, header_len))
 }
 
 fn magic_name(magic: u32) -> &'static str {
@@ -165,13 +183,19 @@ fn magic_name(magic: u32) -> &'static str {
 
 /// Reads an IDX file of `u8` images `[n, rows, cols]` (magic 2051).
 pub fn read_idx_images(path: &Path) -> Result<IdxImages> {
-    parse_idx_images(path, &read_maybe_gz(path)?)
+    images_from(
+        path,
+        parse_idx_vec(path, read_maybe_gz(path)?, Some(IMAGES_MAGIC))?,
+    )
 }
 
 /// Parses the (decompressed) content of an IDX image file; `path` names it
 /// in errors.
 pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<IdxImages> {
-    let a = parse_idx(path, bytes, Some(IMAGES_MAGIC))?;
+    images_from(path, parse_idx(path, bytes, Some(IMAGES_MAGIC))?)
+}
+
+fn images_from(path: &Path, a: IdxArray) -> Result<IdxImages> {
     match a.dims[..] {
         [count, rows, cols] => Ok(IdxImages {
             count,
@@ -185,13 +209,19 @@ pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<IdxImages> {
 
 /// Reads an IDX file of `u8` labels `[n]` (magic 2049).
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
-    parse_idx_labels(path, &read_maybe_gz(path)?)
+    labels_from(
+        path,
+        parse_idx_vec(path, read_maybe_gz(path)?, Some(LABELS_MAGIC))?,
+    )
 }
 
 /// Parses the (decompressed) content of an IDX label file; `path` names it
 /// in errors.
 pub fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
-    let a = parse_idx(path, bytes, Some(LABELS_MAGIC))?;
+    labels_from(path, parse_idx(path, bytes, Some(LABELS_MAGIC))?)
+}
+
+fn labels_from(path: &Path, a: IdxArray) -> Result<Vec<u8>> {
     match a.dims[..] {
         [_] => Ok(a.data),
         _ => unreachable_rank(path, &a.dims),
