@@ -211,3 +211,25 @@ fn works_with_a_borrowed_trait_object() {
     assert_eq!(loader.dataset().len(), 5);
     assert_eq!(loader.batch_size(), 2);
 }
+
+#[test]
+fn prefetching_inside_a_one_thread_rayon_pool_does_not_deadlock() {
+    // The consumer occupies the pool's only thread; the worker assembles
+    // batches (with transforms, so in parallel) on the global pool or, when
+    // the consumer is itself on the global pool, through the consumer's
+    // yields.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let n = pool.install(|| {
+        let mut l = DataLoader::new(numbered(64, 16), 4).augment(GaussianNoise::new(0.1));
+        l.iter().count()
+    });
+    assert_eq!(n, 16);
+    let n = rayon::scope(|_| {
+        let mut l = DataLoader::new(numbered(64, 16), 4).augment(GaussianNoise::new(0.1));
+        l.iter().count()
+    });
+    assert_eq!(n, 16);
+}

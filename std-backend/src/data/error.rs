@@ -31,11 +31,18 @@ pub enum DataError {
     },
 
     /// None of the places a data set's file may be in holds it.
-    #[error("{}: not found (looked for {})", .dir.display(), .tried.join(", "))]
+    #[error(
+        "{}: {file}.gz not found (nor {file}, nor either below raw/ or {}/raw/)",
+        .dir.display(), .subdir
+    )]
     NotFound {
         /// The directory searched.
         dir: PathBuf,
-        /// The file names tried, relative to `dir`.
+        /// The file's name, without `.gz`.
+        file: String,
+        /// The data set's subdirectory in torchvision's layout.
+        subdir: String,
+        /// Every path tried, relative to `dir`.
         tried: Vec<String>,
     },
 

@@ -6,9 +6,10 @@ use super::transform::Transform;
 use ember_core::Rng;
 use rayon::prelude::*;
 use std::fmt;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Batches with at least this many values (or any transform) are assembled
 /// in parallel; smaller ones are not worth the hand-off.
@@ -429,6 +430,30 @@ impl<D: Dataset + ?Sized + 'static> Batches<D> {
     }
 }
 
+/// Waits for the worker's next batch (`None` once it has stopped). On a
+/// thread of rayon's pool, which the worker may need to assemble the batch,
+/// the wait runs the pool's pending jobs instead of blocking it.
+fn receive(rx: &Receiver<MiniBatch>) -> Option<MiniBatch> {
+    if rayon::current_thread_index().is_none() {
+        return rx.recv().ok();
+    }
+    loop {
+        match rx.try_recv() {
+            Ok(b) => return Some(b),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    match rx.recv_timeout(Duration::from_micros(200)) {
+                        Ok(b) => return Some(b),
+                        Err(RecvTimeoutError::Disconnected) => return None,
+                        Err(RecvTimeoutError::Timeout) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl<D: Dataset + ?Sized + 'static> Iterator for Batches<D> {
     type Item = MiniBatch;
 
@@ -436,7 +461,7 @@ impl<D: Dataset + ?Sized + 'static> Iterator for Batches<D> {
         if self.next >= self.end {
             return None;
         }
-        let received = self.rx.as_ref().and_then(|rx| rx.recv().ok());
+        let received = self.rx.as_ref().and_then(receive);
         let batch = match received {
             Some(b) => b,
             None => {

@@ -88,6 +88,8 @@ fn find_file(dir: &Path, sub: &str, name: &str) -> Result<PathBuf> {
     }
     Err(DataError::NotFound {
         dir: dir.to_path_buf(),
+        file: name.to_string(),
+        subdir: sub.to_string(),
         tried,
     })
 }
