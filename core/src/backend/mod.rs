@@ -266,3 +266,32 @@ pub trait Backend {
         state: Span,
     ) -> Result<()>;
 }
+
+/// A backend that can allocate its own memory (the host and GPU backends;
+/// on a microcontroller the caller provides a `static` buffer instead).
+pub trait Device: Backend {
+    /// Owned memory of this device.
+    type Storage: AsMut<Self::Buffer> + AsRef<Self::Buffer>;
+    /// `floats` zeroed floats of device memory.
+    fn alloc(&self, floats: usize) -> Result<Self::Storage>;
+    /// A short name for messages (`"cpu"`, `"cuda:0 (NVIDIA H100)"`).
+    fn name(&self) -> &str;
+}
+
+#[cfg(feature = "alloc")]
+impl Device for Cpu {
+    type Storage = alloc::vec::Vec<f32>;
+    fn alloc(&self, floats: usize) -> Result<Self::Storage> {
+        let mut v = alloc::vec::Vec::new();
+        v.try_reserve_exact(floats)
+            .map_err(|_| crate::Error::OutOfMemory {
+                needed: floats,
+                available: 0,
+            })?;
+        v.resize(floats, 0.0);
+        Ok(v)
+    }
+    fn name(&self) -> &str {
+        "cpu (single thread)"
+    }
+}
