@@ -1,0 +1,197 @@
+//! Training checkpoints: model, optimizer, scheduler, data-loader RNG and
+//! epoch in one safetensors file, with a CRC over the tensor data, written
+//! atomically. A checkpoint restores a run bit for bit.
+
+use crate::atomic::write_atomic;
+use crate::state_dict::{self, NamedTensor};
+use safetensors::tensor::SafeTensors;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Why a checkpoint could not be written or read. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Not a checkpoint, or a damaged one.
+    #[error("{path}: not a valid Ember checkpoint: {msg}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A checkpoint of another architecture.
+    #[error("{path}: checkpoint is for a {found} model, this run builds {expected}")]
+    Architecture {
+        /// The file.
+        path: PathBuf,
+        /// This run's architecture.
+        expected: String,
+        /// The checkpoint's.
+        found: String,
+    },
+}
+
+/// Everything in a checkpoint besides the tensors.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    /// Layer widths, input first.
+    pub widths: Vec<usize>,
+    /// Hidden activation name.
+    pub activation: String,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer steps taken.
+    pub optimizer_steps: u32,
+    /// Current learning rate of each parameter group.
+    pub lrs: Vec<f32>,
+    /// Scheduler state (its own JSON).
+    pub scheduler: serde_json::Value,
+    /// Data loader RNG state and epoch.
+    pub loader_rng: [u32; 4],
+    /// Data loader epoch counter.
+    pub loader_epoch: u64,
+    /// Best validation loss so far (early stopping).
+    pub best_val_loss: Option<f32>,
+    /// Epochs since the best validation loss.
+    pub bad_epochs: usize,
+    /// Per-epoch metrics so far.
+    pub history: Vec<crate::train::EpochMetrics>,
+    /// The run's configuration.
+    pub config: serde_json::Value,
+}
+
+/// A checkpoint in memory.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// Scalars and history.
+    pub meta: Meta,
+    /// Model parameters by PyTorch name.
+    pub params: Vec<NamedTensor>,
+    /// Optimizer state, flat.
+    pub optimizer: Vec<f32>,
+}
+
+const FORMAT: &str = "ember-checkpoint-1";
+const OPT: &str = "optimizer.state";
+
+fn data_crc(tensors: &[NamedTensor], opt: &[f32]) -> u32 {
+    let mut crc = 0;
+    for t in tensors {
+        for v in &t.data {
+            crc = ember_core::deploy::crc32(crc, &v.to_le_bytes());
+        }
+    }
+    for v in opt {
+        crc = ember_core::deploy::crc32(crc, &v.to_le_bytes());
+    }
+    crc
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint atomically.
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let mut tensors: Vec<NamedTensor> = self
+            .params
+            .iter()
+            .map(|t| NamedTensor {
+                name: format!("model.{}", t.name),
+                shape: t.shape.clone(),
+                data: t.data.clone(),
+            })
+            .collect();
+        tensors.push(NamedTensor {
+            name: OPT.into(),
+            shape: vec![self.optimizer.len()],
+            data: self.optimizer.clone(),
+        });
+        let mut md = HashMap::new();
+        md.insert("format".into(), FORMAT.into());
+        md.insert("crc32".into(), data_crc(&self.params, &self.optimizer).to_string());
+        md.insert(
+            "meta".into(),
+            serde_json::to_string(&self.meta).map_err(|e| CheckpointError::Invalid {
+                path: path.into(),
+                msg: e.to_string(),
+            })?,
+        );
+        let bytes = state_dict::to_bytes(&tensors, Some(md)).map_err(|msg| CheckpointError::Invalid {
+            path: path.into(),
+            msg,
+        })?;
+        write_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// Reads and verifies a checkpoint.
+    pub fn load(path: &Path) -> Result<Self, CheckpointError> {
+        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let invalid = |msg: String| CheckpointError::Invalid { path: path.into(), msg };
+        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let md = header.metadata().clone().unwrap_or_default();
+        if md.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(invalid("missing or unknown format tag".into()));
+        }
+        let meta: Meta = serde_json::from_str(md.get("meta").ok_or_else(|| invalid("no metadata".into()))?)
+            .map_err(|e| invalid(format!("metadata: {e}")))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let mut params = Vec::new();
+        let mut optimizer = None;
+        let mut names = st.names();
+        names.sort();
+        for name in names {
+            let view = st.tensor(name).map_err(|e| invalid(e.to_string()))?;
+            let data = state_dict::to_f32(path, name, &view).map_err(|e| invalid(e.to_string()))?;
+            if name == OPT {
+                optimizer = Some(data);
+            } else if let Some(n) = name.strip_prefix("model.") {
+                params.push(NamedTensor {
+                    name: n.to_string(),
+                    shape: view.shape().to_vec(),
+                    data,
+                });
+            } else {
+                return Err(invalid(format!("unexpected tensor `{name}`")));
+            }
+        }
+        // Restore visiting order (0.weight, 0.bias, 2.weight, ...).
+        params.sort_by_key(|t| {
+            let (idx, kind) = t.name.split_once('.').unwrap_or((&t.name, ""));
+            (idx.parse::<usize>().unwrap_or(usize::MAX), kind != "weight")
+        });
+        let optimizer = optimizer.ok_or_else(|| invalid("no optimizer state".into()))?;
+        let stored: u32 = md.get("crc32").and_then(|s| s.parse().ok()).ok_or_else(|| invalid("no checksum".into()))?;
+        if stored != data_crc(&params, &optimizer) {
+            return Err(invalid("checksum mismatch: the file is corrupt".into()));
+        }
+        Ok(Checkpoint { meta, params, optimizer })
+    }
+
+    /// Checks that the checkpoint is for a model of these widths and activation.
+    pub fn check_architecture(&self, path: &Path, widths: &[usize], activation: &str) -> Result<(), CheckpointError> {
+        if self.meta.widths != widths || self.meta.activation != activation {
+            let fmt = |w: &[usize], a: &str| {
+                format!("{} {a}", w.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("-"))
+            };
+            return Err(CheckpointError::Architecture {
+                path: path.into(),
+                expected: fmt(widths, activation),
+                found: fmt(&self.meta.widths, &self.meta.activation),
+            });
+        }
+        Ok(())
+    }
+}

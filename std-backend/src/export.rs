@@ -1,0 +1,114 @@
+//! Exporting a trained MLP: the deployable format (f32 and calibrated int8),
+//! Rust source, and evaluation through the very kernels a microcontroller runs.
+
+use crate::atomic::write_atomic;
+use crate::data::{Dataset, TensorDataset};
+use crate::state_dict::NamedTensor;
+use crate::train::{parse_activation, write_params};
+use ember_core::deploy::{self, Calibration, FormatError, Model};
+use ember_core::nn::Mlp;
+use ember_core::{Cpu, Memory, Rng};
+use std::path::Path;
+
+/// Bytes aligned for in-place reading of weight files on the host.
+pub struct AlignedBytes {
+    words: Vec<u32>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    /// Copies `bytes` into 4-byte-aligned storage.
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut words = vec![0u32; bytes.len().div_ceil(4)];
+        for (w, c) in words.iter_mut().zip(bytes.chunks(4)) {
+            let mut a = [0u8; 4];
+            a[..c.len()].copy_from_slice(c);
+            *w = u32::from_ne_bytes(a);
+        }
+        AlignedBytes { words, len: bytes.len() }
+    }
+
+    /// A zeroed buffer of `len` bytes.
+    pub fn zeroed(len: usize) -> Self {
+        AlignedBytes {
+            words: vec![0; len.div_ceil(4)],
+            len,
+        }
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the words own at least `len` initialised bytes (4 per
+        // word), u8 has no alignment or validity requirements, and the slice
+        // borrows `self`.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// The bytes, mutably.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`, with a unique borrow of `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// Keeps the first `len` bytes.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+/// Builds the f32 weight file of an MLP from its parameters.
+pub fn f32_file(widths: &[usize], activation: &str, params: &[NamedTensor]) -> Result<AlignedBytes, String> {
+    let act = parse_activation(activation).map_err(|e| e.to_string())?;
+    let mut buf = vec![0.0f32; Mlp::param_floats(widths) + 64];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let model = Mlp::new(&mut mem, &mut Rng::new(0), widths, act).map_err(|e| e.to_string())?;
+    write_params(&model, &mut mem, params, Path::new("<parameters>")).map_err(|e| e.to_string())?;
+    let len = deploy::export_len(&model).map_err(|e| e.to_string())?;
+    let mut out = AlignedBytes::zeroed(len);
+    let n = deploy::export_f32(&model, &mem, out.bytes_mut()).map_err(|e| e.to_string())?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// Quantizes an f32 weight file to int8, calibrating on up to `samples` rows of `data`.
+pub fn int8_file(f32_bytes: &AlignedBytes, data: &TensorDataset, samples: usize) -> Result<AlignedBytes, FormatError> {
+    let model = Model::parse(f32_bytes.bytes())?;
+    let mut calib = Calibration::new();
+    let mut scratch = vec![0.0f32; model.scratch_len()];
+    let d = data.feature_len();
+    for row in data.features().chunks_exact(d).take(samples) {
+        calib.observe(&model, row, &mut scratch).map_err(|_| FormatError::Unsupported)?;
+    }
+    let mut out = AlignedBytes::zeroed(deploy::quantized_len(&model));
+    let n = deploy::quantize(&model, &calib, out.bytes_mut())?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// Accuracy and predictions of a weight file on a data set, computed with
+/// the deployment kernels (f32 or int8).
+pub fn evaluate_file(model: &Model<'_>, data: &TensorDataset) -> Result<(f32, Vec<usize>), String> {
+    let d = data.feature_len();
+    let mut preds = Vec::with_capacity(data.len());
+    let mut fs = vec![0.0f32; model.scratch_len()];
+    let mut is = vec![0i8; model.scratch_len()];
+    let mut out = vec![0.0f32; model.output_features()];
+    for row in data.features().chunks_exact(d) {
+        let p = if model.is_int8() {
+            model.infer_i8(row, &mut is, &mut out).map_err(|e| e.to_string())?;
+            deploy::argmax(&out)
+        } else {
+            deploy::argmax(model.infer_f32(row, &mut fs).map_err(|e| e.to_string())?)
+        };
+        preds.push(p);
+    }
+    let correct = preds.iter().zip(data.labels()).filter(|(p, y)| p == y).count();
+    Ok((correct as f32 / data.len().max(1) as f32, preds))
+}
+
+/// Writes a weight file's Rust source next to it.
+pub fn write_rust(model: &Model<'_>, path: &Path) -> Result<(), String> {
+    let mut src = String::new();
+    deploy::write_rust_source(model, &mut src).map_err(|e| e.to_string())?;
+    write_atomic(path, src.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+}

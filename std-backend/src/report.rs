@@ -1,0 +1,167 @@
+//! Reports of a run: metrics as CSV, loss and accuracy curves as SVG, and
+//! accuracy per class with a confusion matrix.
+
+use crate::atomic::write_atomic;
+use crate::train::EpochMetrics;
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The per-epoch metrics as CSV text.
+pub fn metrics_csv(history: &[EpochMetrics]) -> String {
+    let mut s = String::from("epoch,train_loss,train_acc,val_loss,val_acc,lr,samples_per_sec,seconds\n");
+    let opt = |v: Option<f32>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+    for m in history {
+        let _ = writeln!(
+            s,
+            "{},{:.6},{:.6},{},{},{:.6e},{:.1},{:.3}",
+            m.epoch,
+            m.train_loss,
+            m.train_acc,
+            opt(m.val_loss),
+            opt(m.val_acc),
+            m.lr,
+            m.samples_per_sec,
+            m.seconds
+        );
+    }
+    s
+}
+
+/// Writes the metrics CSV atomically.
+pub fn write_metrics(path: &Path, history: &[EpochMetrics]) -> std::io::Result<()> {
+    write_atomic(path, metrics_csv(history).as_bytes())
+}
+
+/// Draws loss (left) and accuracy (right) per epoch as an SVG file.
+pub fn plot_curves(path: &Path, history: &[EpochMetrics]) -> Result<(), String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 400)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (left, right) = root.split_horizontally(480);
+        let n = history.len().max(1) as f32;
+        let series = |f: &dyn Fn(&EpochMetrics) -> Option<f32>| -> Vec<(f32, f32)> {
+            history.iter().filter_map(|m| f(m).map(|v| (m.epoch as f32, v))).collect()
+        };
+        let panels: [(&DrawingArea<_, _>, &str, [Vec<(f32, f32)>; 2]); 2] = [
+            (&left, "loss", [series(&|m| Some(m.train_loss)), series(&|m| m.val_loss)]),
+            (&right, "accuracy", [series(&|m| Some(m.train_acc)), series(&|m| m.val_acc)]),
+        ];
+        for (area, name, [train, val]) in panels {
+            let ymax = train.iter().chain(val.iter()).map(|p| p.1).fold(0.0f32, f32::max).max(1e-3) * 1.05;
+            let ymin = train.iter().chain(val.iter()).map(|p| p.1).fold(ymax, f32::min).min(0.0).max(0.0);
+            let mut chart = ChartBuilder::on(area)
+                .caption(name, ("sans-serif", 20))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(50)
+                .build_cartesian_2d(0.5f32..n + 0.5, ymin..ymax)
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .draw()
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(LineSeries::new(train, &BLUE))
+                .map_err(|e| e.to_string())?
+                .label("train")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+            if !val.is_empty() {
+                chart
+                    .draw_series(LineSeries::new(val, &RED))
+                    .map_err(|e| e.to_string())?
+                    .label("validation")
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+            }
+            chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    write_atomic(path, svg.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Confusion matrix: `m[true][predicted]`.
+pub fn confusion(labels: &[usize], predictions: &[usize], classes: usize) -> Vec<Vec<usize>> {
+    let mut m = vec![vec![0usize; classes]; classes];
+    for (&y, &p) in labels.iter().zip(predictions) {
+        if y < classes && p < classes {
+            m[y][p] += 1;
+        }
+    }
+    m
+}
+
+/// Accuracy, accuracy per class and the confusion matrix, as text.
+pub fn classification_report(labels: &[usize], predictions: &[usize], names: &[String]) -> String {
+    let classes = names.len().max(labels.iter().chain(predictions).max().map_or(0, |m| m + 1));
+    let m = confusion(labels, predictions, classes);
+    let total = labels.len().max(1);
+    let correct: usize = (0..classes).map(|c| m[c][c]).sum();
+    let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
+    let mut s = format!("accuracy: {:.4} ({correct}/{})\n\nper class:\n", correct as f64 / total as f64, labels.len());
+    for (c, row) in m.iter().enumerate() {
+        let n: usize = row.iter().sum();
+        let acc = if n == 0 { 0.0 } else { row[c] as f64 / n as f64 };
+        let _ = writeln!(s, "  {:>2} {:<12} {:.4} ({}/{n})", c, name(c), acc, row[c]);
+    }
+    s.push_str("\nconfusion matrix (rows: true class, columns: predicted):\n    ");
+    for c in 0..classes {
+        let _ = write!(s, "{c:>6}");
+    }
+    s.push('\n');
+    for (c, row) in m.iter().enumerate() {
+        let _ = write!(s, "  {c:>2}");
+        for v in row {
+            let _ = write!(s, "{v:>6}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confusion_and_report() {
+        let y = [0, 0, 1, 1, 2];
+        let p = [0, 1, 1, 1, 0];
+        let m = confusion(&y, &p, 3);
+        assert_eq!(m, vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]);
+        let r = classification_report(&y, &p, &["a".into(), "b".into(), "c".into()]);
+        assert!(r.starts_with("accuracy: 0.6000 (3/5)"), "{r}");
+        assert!(r.contains(" 1 b            1.0000 (2/2)"), "{r}");
+    }
+
+    #[test]
+    fn csv_and_svg() {
+        let h: Vec<EpochMetrics> = (1..=3)
+            .map(|e| EpochMetrics {
+                epoch: e,
+                train_loss: 1.0 / e as f32,
+                train_acc: 0.5 + 0.1 * e as f32,
+                val_loss: Some(1.1 / e as f32),
+                val_acc: Some(0.45 + 0.1 * e as f32),
+                lr: 1e-3,
+                samples_per_sec: 1000.0,
+                seconds: 1.0,
+            })
+            .collect();
+        let csv = metrics_csv(&h);
+        assert_eq!(csv.lines().count(), 4);
+        assert!(csv.lines().nth(1).unwrap().starts_with("1,1.000000,0.600000,1.100000,0.550000,"));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.svg");
+        plot_curves(&p, &h).unwrap();
+        let svg = std::fs::read_to_string(&p).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{}", &svg[..200.min(svg.len())]);
+    }
+}
