@@ -123,6 +123,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
 
     /// Backward with an external gradient held by a tensor of the same graph.
     pub fn backward_with_tensor(&self, grad: &Tensor<'t, S, B>, retain: bool) -> Result<()> {
+        self.check_same_tape(grad)?;
         self.tape.backward(self.id, Seed::Tensor(grad.id), retain)
     }
 

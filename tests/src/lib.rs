@@ -1,1 +1,10 @@
-//! placeholder
+//! Integration tests of `ember-core`; the tests live in `tests/`:
+//!
+//! - `gradients.rs`: every differentiable operation against finite
+//!   differences (proptest, random run-time shapes);
+//! - `reference.rs`: autograd semantics, activations and losses against the
+//!   numbers PyTorch gives, and errors (out of memory, full tape, run-time
+//!   shape mismatches) that must never panic;
+//! - `compile_fail.rs`: shape errors between compile-time dimensions that must
+//!   not build (trybuild, cases in `tests/ui`);
+//! - `no_alloc.rs`: a training step performs no heap allocation.

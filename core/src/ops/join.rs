@@ -90,7 +90,8 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         })
     }
 
-    /// Stacks `self` and `other` along a new first axis of size 2.
+    /// Stacks `self` and `other` along a new first axis of size 2; their
+    /// run-time dimensions must agree too.
     pub fn stack(self, other: Self) -> Tensor<'t, S::Stacked, B>
     where
         S: Stack,
@@ -100,6 +101,10 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         dims[1..=S::RANK].copy_from_slice(self.dims().as_slice());
         match <S::Stacked as Shape>::from_dims(&dims[..S::RANK + 1]) {
             Some(shape) => {
+                // Run-time dimensions may differ even though the types agree.
+                if let Err(e) = self.check_same_shape("stack", &other) {
+                    return invalid(self.tape, shape, e);
+                }
                 let joined = self
                     .flatten_dyn()
                     .cat::<0, (usize,), _>(other.flatten_dyn());

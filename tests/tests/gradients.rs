@@ -1,0 +1,548 @@
+//! Every differentiable operation's backward pass agrees with finite
+//! differences, over random shapes and values.
+//!
+//! Each property builds its inputs as parameters with run-time dimensions
+//! (`(usize, usize)` shapes, sizes 1 to 5 chosen by proptest) and hands
+//! [`ember_core::gradcheck::check`] a scalar function of them. An operation
+//! whose output has several elements is reduced with a random weight tensor,
+//! `(y * w).sum()`, so that every row of its Jacobian takes part (a plain sum
+//! would only test the Jacobian's column sums).
+//!
+//! **Tolerances.** The checker's defaults are used throughout
+//! (`|analytic − numeric| ≤ 1e-3 + 1e-2·max(|analytic|, |numeric|)`, step
+//! `1e-2·max(1, |x|)`): it evaluates in `f32` but extrapolates central
+//! differences at `h` and `h/2` (Richardson) in `f64`, so its truncation error
+//! is `O(h⁴)` and its rounding error about `1e-5·|f|`. Input ranges are chosen
+//! to keep `|f|` moderate (at most a few tens), so a correct gradient passes
+//! with a wide margin while a wrong factor, sign or term fails (see
+//! `checker_catches_a_missing_term`). Finite differences are meaningless at a
+//! kink, so inputs of ReLU, |x|, leaky ReLU, ELU, SELU and softsign keep
+//! `|x| ≥ 0.1` (ten steps away), and inputs of `max` are distinct and at
+//! least 0.4 apart.
+//!
+//! Case counts are small (24 per property, or `PROPTEST_CASES`) so that the
+//! file runs in seconds in a debug build.
+
+use ember_core::gradcheck::{check, GradCheck, GradCheckError};
+use ember_core::prelude::*;
+use ember_core::{ParamRef, Tape};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+type T<'t, S> = Tensor<'t, S, Cpu>;
+type M = (usize, usize);
+
+/// 24 cases per property unless `PROPTEST_CASES` asks for more (a soak run).
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    ProptestConfig::with_cases(cases)
+}
+
+/// Floats of memory for parameters and the checker's graphs.
+const MEM: usize = 1 << 14;
+
+// ---------------------------------------------------------------- strategies
+
+/// How input values are drawn.
+#[derive(Clone, Copy, Debug)]
+enum D {
+    /// Uniform in `[lo, hi)`.
+    U(f32, f32),
+    /// `|x|` uniform in `[lo, hi)`, either sign: away from a kink at 0.
+    Away(f32, f32),
+}
+
+fn vals(n: usize, d: D) -> BoxedStrategy<Vec<f32>> {
+    match d {
+        D::U(lo, hi) => vec(lo..hi, n).boxed(),
+        D::Away(lo, hi) => vec(
+            (lo..hi, any::<bool>()).prop_map(|(m, pos)| if pos { m } else { -m }),
+            n,
+        )
+        .boxed(),
+    }
+}
+
+fn dim() -> std::ops::RangeInclusive<usize> {
+    1..=5
+}
+
+/// A run-time `(rows, cols)` shape and values for it.
+fn mat(d: D) -> impl Strategy<Value = (M, Vec<f32>)> {
+    (dim(), dim()).prop_flat_map(move |s| (Just(s), vals(s.0 * s.1, d)))
+}
+
+/// A shape and two value sets for it.
+fn mat2(da: D, db: D) -> impl Strategy<Value = (M, Vec<f32>, Vec<f32>)> {
+    (dim(), dim()).prop_flat_map(move |s| (Just(s), vals(s.0 * s.1, da), vals(s.0 * s.1, db)))
+}
+
+/// `n` distinct values at least 0.4 apart, in random order (no ties for max).
+fn distinct(n: usize) -> impl Strategy<Value = Vec<f32>> {
+    (
+        Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
+        vec(0.0f32..0.1, n),
+    )
+        .prop_map(move |(perm, noise)| {
+            perm.iter()
+                .zip(noise)
+                .map(|(&i, e)| 0.5 * i as f32 - 0.25 * n as f32 + e)
+                .collect()
+        })
+}
+
+/// Weights for reducing any output here (at most 75 elements) to a scalar.
+fn weights() -> impl Strategy<Value = Vec<f32>> {
+    vec(-1.0f32..1.0, 75)
+}
+
+// ------------------------------------------------------------------- helpers
+
+/// `(y * w).sum()` with the first `numel(y)` weights: a random linear
+/// functional of `y`, so the check covers the whole Jacobian.
+fn weighted<'t, S: Shape>(y: T<'t, S>, w: &[f32]) -> T<'t, ()> {
+    let wt = y.tape().from_slice(y.shape(), &w[..y.numel()]);
+    (y * wt).sum()
+}
+
+/// Runs the gradient check with the default tolerances and turns a failure
+/// into a proptest failure naming the operation.
+fn grad_ok<F>(
+    what: &str,
+    mem: &mut Memory<'_, Cpu>,
+    params: &[ParamRef],
+    f: F,
+) -> Result<(), TestCaseError>
+where
+    F: for<'t> FnMut(&'t (dyn Tape<Cpu> + 't)) -> T<'t, ()>,
+{
+    match check(mem, params, &GradCheck::default(), f) {
+        Ok(report) => {
+            let expected: usize = params.iter().map(|p| p.value.len).sum();
+            prop_assert_eq!(
+                report.checked,
+                expected,
+                "{}: not every element checked",
+                what
+            );
+            Ok(())
+        }
+        Err(e) => Err(TestCaseError::fail(format!("{what}: {e}"))),
+    }
+}
+
+/// Checks `weighted(f(x))` for an elementwise function `f` of one `(r, c)` input.
+fn unary(
+    what: &str,
+    s: M,
+    x: &[f32],
+    w: &[f32],
+    f: impl for<'t> Fn(T<'t, M>) -> T<'t, M>,
+) -> Result<(), TestCaseError> {
+    let mut buf = vec![0.0f32; MEM];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let xp = mem.param_shaped(s, x).unwrap();
+    grad_ok(what, &mut mem, &[xp.into()], |g| {
+        weighted(f(g.param(&xp)), w)
+    })
+}
+
+/// Checks `weighted(f(a, b))` with respect to both inputs.
+#[allow(clippy::too_many_arguments)]
+fn binary<SA: Shape, SB: Shape, SO: Shape>(
+    what: &str,
+    sa: SA,
+    a: &[f32],
+    sb: SB,
+    b: &[f32],
+    w: &[f32],
+    f: impl for<'t> Fn(T<'t, SA>, T<'t, SB>) -> T<'t, SO>,
+) -> Result<(), TestCaseError> {
+    let mut buf = vec![0.0f32; MEM];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let ap = mem.param_shaped(sa, a).unwrap();
+    let bp = mem.param_shaped(sb, b).unwrap();
+    grad_ok(what, &mut mem, &[ap.into(), bp.into()], |g| {
+        weighted(f(g.param(&ap), g.param(&bp)), w)
+    })
+}
+
+/// Checks `weighted(f(x))` for any shape-changing function of one input.
+fn view<SI: Shape, SO: Shape>(
+    what: &str,
+    s: SI,
+    x: &[f32],
+    w: &[f32],
+    f: impl for<'t> Fn(T<'t, SI>) -> T<'t, SO>,
+) -> Result<(), TestCaseError> {
+    let mut buf = vec![0.0f32; MEM];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let xp = mem.param_shaped(s, x).unwrap();
+    grad_ok(what, &mut mem, &[xp.into()], |g| {
+        weighted(f(g.param(&xp)), w)
+    })
+}
+
+// ------------------------------------------------------------ elementwise
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Smooth functions defined everywhere, and the scalar arithmetic.
+    #[test]
+    fn smooth_maps((s, x) in mat(D::U(-3.0, 3.0)), w in weights()) {
+        unary("neg", s, &x, &w, |x| x.neg())?;
+        unary("-x", s, &x, &w, |x| -x)?;
+        unary("sin", s, &x, &w, |x| x.sin())?;
+        unary("cos", s, &x, &w, |x| x.cos())?;
+        unary("tanh", s, &x, &w, |x| x.tanh())?;
+        unary("sigmoid", s, &x, &w, |x| x.sigmoid())?;
+        unary("silu", s, &x, &w, |x| x.silu())?;
+        unary("gelu_tanh", s, &x, &w, |x| x.gelu_tanh())?;
+        unary("gelu", s, &x, &w, |x| x.gelu())?;
+        unary("add_scalar", s, &x, &w, |x| x.add_scalar(0.7))?;
+        unary("mul_scalar", s, &x, &w, |x| x.mul_scalar(-1.3))?;
+        unary("div_scalar", s, &x, &w, |x| x.div_scalar(2.5))?;
+        unary("x + c", s, &x, &w, |x| x + 0.3)?;
+        unary("x - c", s, &x, &w, |x| x - 0.3)?;
+        unary("x * c", s, &x, &w, |x| x * 1.5)?;
+        unary("x / c", s, &x, &w, |x| x / 4.0)?;
+        unary("c + x", s, &x, &w, |x| 0.5 + x)?;
+        unary("c - x", s, &x, &w, |x| 2.0 - x)?;
+        unary("c * x", s, &x, &w, |x| 3.0 * x)?;
+        unary("square", s, &x, &w, |x| x.square())?;
+        unary("pow 2", s, &x, &w, |x| x.pow(2.0))?;
+        unary("pow 3", s, &x, &w, |x| x.pow(3.0))?;
+        unary("pow 1", s, &x, &w, |x| x.pow(1.0))?;
+        unary("pow 0", s, &x, &w, |x| x.pow(0.0))?;
+    }
+
+    /// `exp` on a narrower range, so that `|f|` stays moderate (see the header).
+    #[test]
+    fn exp_map((s, x) in mat(D::U(-2.0, 2.0)), w in weights()) {
+        unary("exp", s, &x, &w, |x| x.exp())?;
+    }
+
+    /// Functions of positive inputs: ln, sqrt and real exponents.
+    #[test]
+    fn positive_maps((s, x) in mat(D::U(0.5, 2.0)), w in weights()) {
+        unary("ln", s, &x, &w, |x| x.ln())?;
+        unary("sqrt", s, &x, &w, |x| x.sqrt())?;
+        for p in [0.5f32, -1.5, 2.5, -2.0, 1.7] {
+            unary(&format!("pow {p}"), s, &x, &w, |x| x.pow(p))?;
+            unary(&format!("powf {p}"), s, &x, &w, |x| x.powf(p))?;
+        }
+    }
+
+    /// Functions with a kink or a pole at 0, on inputs away from it.
+    #[test]
+    fn kinked_maps((s, x) in mat(D::Away(0.1, 3.0)), w in weights()) {
+        unary("abs", s, &x, &w, |x| x.abs())?;
+        unary("relu", s, &x, &w, |x| x.relu())?;
+        unary("leaky_relu 0.01", s, &x, &w, |x| x.leaky_relu(0.01))?;
+        unary("leaky_relu 0.2", s, &x, &w, |x| x.leaky_relu(0.2))?;
+        unary("elu 1", s, &x, &w, |x| x.elu(1.0))?;
+        unary("elu 0.5", s, &x, &w, |x| x.elu(0.5))?;
+        unary("selu", s, &x, &w, |x| x.selu())?;
+        unary("softsign", s, &x, &w, |x| x.softsign())?;
+    }
+
+    /// `1/x` and `c/x`, away from the pole.
+    #[test]
+    fn reciprocal_maps((s, x) in mat(D::Away(0.5, 2.0)), w in weights()) {
+        unary("recip", s, &x, &w, |x| x.recip())?;
+        unary("c / x", s, &x, &w, |x| 3.0 / x)?;
+    }
+
+    /// `a ∘ b` for the four operators, with respect to both operands.
+    #[test]
+    fn zip_ops((s, a, b) in mat2(D::U(-2.0, 2.0), D::Away(0.5, 2.0)), w in weights()) {
+        binary("a + b", s, &a, s, &b, &w, |a, b| a + b)?;
+        binary("a - b", s, &a, s, &b, &w, |a, b| a - b)?;
+        binary("a * b", s, &a, s, &b, &w, |a, b| a * b)?;
+        binary("a / b", s, &a, s, &b, &w, |a, b| a / b)?;
+        // The same tensor on both sides: both contributions accumulate.
+        unary("x * x", s, &a, &w, |x| x * x)?;
+        unary("x / x + x", s, &b, &w, |x| x / x + x)?;
+    }
+
+    /// A row vector broadcast over every row of a batch, for all four operators.
+    #[test]
+    fn row_broadcast(
+        ((r, c), a, v) in (dim(), dim()).prop_flat_map(|(r, c)| {
+            (Just((r, c)), vals(r * c, D::U(-2.0, 2.0)), vals(c, D::Away(0.5, 2.0)))
+        }),
+        w in weights(),
+    ) {
+        let (sa, sv) = ((r, c), (c,));
+        binary("(R,C) + (C,)", sa, &a, sv, &v, &w, |a, v| a + v)?;
+        binary("(R,C) - (C,)", sa, &a, sv, &v, &w, |a, v| a - v)?;
+        binary("(R,C) * (C,)", sa, &a, sv, &v, &w, |a, v| a * v)?;
+        binary("(R,C) / (C,)", sa, &a, sv, &v, &w, |a, v| a / v)?;
+        view("broadcast_rows", sv, &v, &w, move |v| v.broadcast_rows(r))?;
+    }
+
+    /// A scalar broadcast to a matrix.
+    #[test]
+    fn scalar_broadcast(s in (dim(), dim()), x in -2.0f32..2.0, w in weights()) {
+        view("broadcast_to", (), &[x], &w, move |x| x.broadcast_to(s))?;
+    }
+}
+
+// -------------------------------------------------------------- products
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The four shape forms of `matmul`, and the transposed-operand products.
+    #[test]
+    fn matmul_forms(
+        ((m, k, n), a, b, c) in (dim(), dim(), dim()).prop_flat_map(|(m, k, n)| {
+            let u = D::U(-1.5, 1.5);
+            (Just((m, k, n)), vals(m * k, u), vals(k * n, u), vals(m * n, u))
+        }),
+        w in weights(),
+    ) {
+        binary("[m,k]·[k,n]", (m, k), &a, (k, n), &b, &w, |a, b| a.matmul(b))?;
+        binary("[k]·[k,n]", (k,), &a[..k], (k, n), &b, &w, |a, b| a.matmul(b))?;
+        binary("[m,k]·[k]", (m, k), &a, (k,), &b[..k], &w, |a, b| a.matmul(b))?;
+        binary("[k]·[k]", (k,), &a[..k], (k,), &b[..k], &w, |a, b| a.matmul(b))?;
+        // a as [m, k] and b as [n, k]: a · bᵀ, of shape [m, n].
+        binary("matmul_t", (m, k), &a, (n, k), &b, &w, |a, b| a.matmul_t(b))?;
+        // a as [m, k] and c as [m, n]: aᵀ · c, of shape [k, n].
+        binary("t_matmul", (m, k), &a, (m, n), &c, &w, |a, c| a.t_matmul(c))?;
+        // Mixed compile-time and run-time dimensions take the same path.
+        binary(
+            "[m,3]·[3,n]",
+            (m, Const::<3>),
+            &vec![0.25; m * 3],
+            (Const::<3>, n),
+            &b.iter().cycle().take(3 * n).copied().collect::<Vec<_>>(),
+            &w,
+            |a, b| a.matmul(b),
+        )?;
+    }
+
+    /// Transpose of the last two axes, rank 2 and rank 3.
+    #[test]
+    fn transpose(
+        ((b, r, c), x) in (1usize..=3, dim(), dim())
+            .prop_flat_map(|s| (Just(s), vals(s.0 * s.1 * s.2, D::U(-2.0, 2.0)))),
+        w in weights(),
+    ) {
+        view("t rank 2", (r, c), &x[..r * c], &w, |x| x.t())?;
+        view("t rank 3", (b, r, c), &x, &w, |x| x.t())?;
+        // A transpose feeding a product: the gradient is transposed back.
+        view("t · x", (r, c), &x[..r * c], &w, |x| x.t().matmul(x))?;
+    }
+}
+
+// ----------------------------------------------------------------- views
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Reshape, flatten, squeeze and unsqueeze share data; their gradients
+    /// must land on the right elements.
+    #[test]
+    fn views((s, x) in mat(D::U(-2.0, 2.0)), w in weights()) {
+        let (r, c) = s;
+        view("reshape_to (c, r)", s, &x, &w, move |x| x.reshape_to((c, r)).sin())?;
+        view("reshape_to (rc,)", s, &x, &w, move |x| x.reshape_to((r * c,)))?;
+        view("reshape_to (r, 1, c)", s, &x, &w, move |x| x.reshape_to((r, 1usize, c)).exp())?;
+        view("unsqueeze 0", s, &x, &w, |x| x.unsqueeze::<0>())?;
+        view("unsqueeze 1", s, &x, &w, |x| x.unsqueeze::<1>().tanh())?;
+        view("unsqueeze 2", s, &x, &w, |x| x.unsqueeze::<2>())?;
+        view("unsqueeze 1 squeeze 1", s, &x, &w, |x| x.unsqueeze::<1>().squeeze::<1>().sin())?;
+        // A run-time axis of size 1 squeezed away.
+        view("squeeze run-time axis", (r, 1usize, c), &x, &w, |x| x.squeeze::<1>().cos())?;
+        view("squeeze run-time axis 0", (1usize, r * c), &x, &w, |x| x.squeeze::<0>().sin())?;
+    }
+
+    /// `flatten::<4>` of `[b, r, c]` with `r · c = 4`.
+    #[test]
+    fn flatten(
+        (b, r, x) in (dim(), prop::sample::select(vec![1usize, 2, 4]))
+            .prop_flat_map(|(b, r)| (Just(b), Just(r), vals(b * 4, D::U(-2.0, 2.0)))),
+        w in weights(),
+    ) {
+        let c = 4 / r;
+        view("flatten", (b, r, c), &x, &w, |x| x.flatten::<4>().sin())?;
+        view("flatten rank 2", (b, 4usize), &x, &w, |x| x.flatten::<4>())?;
+    }
+}
+
+// ------------------------------------------------------------ reductions
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Sum and mean, of everything and along each axis.
+    #[test]
+    fn sums((s, x) in mat(D::U(-2.0, 2.0)), w in weights()) {
+        view("sum", s, &x, &w, |x| x.sum())?;
+        view("mean", s, &x, &w, |x| x.mean())?;
+        view("sum_axis 0", s, &x, &w, |x| x.sum_axis::<0>())?;
+        view("sum_axis 1", s, &x, &w, |x| x.sum_axis::<1>())?;
+        view("mean_axis 0", s, &x, &w, |x| x.mean_axis::<0>())?;
+        view("mean_axis 1", s, &x, &w, |x| x.mean_axis::<1>())?;
+        view("sum of squares", s, &x, &w, |x| x.square().sum())?;
+    }
+
+    /// Max of everything and along each axis, on distinct inputs (no ties).
+    #[test]
+    fn maxima(
+        (s, x) in (dim(), dim()).prop_flat_map(|s| (Just(s), distinct(s.0 * s.1))),
+        w in weights(),
+    ) {
+        view("max", s, &x, &w, |x| x.max())?;
+        view("max_axis 0", s, &x, &w, |x| x.max_axis::<0>())?;
+        view("max_axis 1", s, &x, &w, |x| x.max_axis::<1>())?;
+        // The maximum of a (monotonic, so still tie-free) function of x.
+        view("max of exp", s, &x, &w, |x| (x * 0.3).exp().max_axis::<1>())?;
+    }
+
+    /// Softmax and log-softmax along each axis.
+    #[test]
+    fn softmaxes((s, x) in mat(D::U(-2.0, 2.0)), w in weights()) {
+        view("softmax 0", s, &x, &w, |x| x.softmax::<0>())?;
+        view("softmax 1", s, &x, &w, |x| x.softmax::<1>())?;
+        view("log_softmax 0", s, &x, &w, |x| x.log_softmax::<0>())?;
+        view("log_softmax 1", s, &x, &w, |x| x.log_softmax::<1>())?;
+    }
+}
+
+// ---------------------------------------------------------------- rank 3
+
+type M3 = (usize, usize, usize);
+
+/// A rank-3 run-time shape (sizes 1 to 3) and values for it.
+fn cube(d: D) -> impl Strategy<Value = (M3, Vec<f32>)> {
+    (1usize..=3, 1usize..=3, 1usize..=3).prop_flat_map(move |s| (Just(s), vals(s.0 * s.1 * s.2, d)))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Axis operations on the middle axis of a rank-3 tensor, where the
+    /// elements before and after the axis are both strided.
+    #[test]
+    fn rank3_axis_ops((s, x) in cube(D::U(-2.0, 2.0)), w in weights()) {
+        view("sum_axis 1", s, &x, &w, |x| x.sum_axis::<1>())?;
+        view("sum_axis 2", s, &x, &w, |x| x.sum_axis::<2>())?;
+        view("mean_axis 1", s, &x, &w, |x| x.mean_axis::<1>())?;
+        view("softmax 1", s, &x, &w, |x| x.softmax::<1>())?;
+        view("log_softmax 1", s, &x, &w, |x| x.log_softmax::<1>())?;
+        view("log_softmax 2", s, &x, &w, |x| x.log_softmax::<2>())?;
+        let (a, b, c) = s;
+        view("broadcast_axis 1", (a, c), &x[..a * c], &w, move |x| {
+            x.broadcast_axis::<1, M3>((a, b, c))
+        })?;
+        view("cat 1", s, &x, &w, |x| x.cat::<1, M3, _>(x.sin()))?;
+        view("cat 2", s, &x, &w, |x| x.cat::<2, M3, _>(x.exp()))?;
+    }
+
+    /// Max along the middle axis, on distinct inputs.
+    #[test]
+    fn rank3_max(
+        (s, x) in (1usize..=3, 1usize..=3, 1usize..=3)
+            .prop_flat_map(|s| (Just(s), distinct(s.0 * s.1 * s.2))),
+        w in weights(),
+    ) {
+        view("max_axis 1", s, &x, &w, |x| x.max_axis::<1>())?;
+        view("max_axis 2", s, &x, &w, |x| x.max_axis::<2>())?;
+    }
+}
+
+// ----------------------------------------------------------------- joins
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Concatenation along axis 0 and axis 1, and stacking.
+    #[test]
+    fn joins(
+        ((r1, r2, c), a, b) in (dim(), dim(), dim()).prop_flat_map(|(r1, r2, c)| {
+            (Just((r1, r2, c)), vals(r1 * c, D::U(-2.0, 2.0)), vals(r2 * c, D::U(-2.0, 2.0)))
+        }),
+        w in weights(),
+    ) {
+        // [r1, c] ++ [r2, c] along axis 0.
+        binary("cat 0", (r1, c), &a, (r2, c), &b, &w, |a, b| a.cat::<0, M, _>(b))?;
+        // [c, r1] ++ [c, r2] along axis 1 (same data, other shapes).
+        binary("cat 1", (c, r1), &a, (c, r2), &b, &w, |a, b| a.cat::<1, M, _>(b).sin())?;
+        // Two [r1, c] stacked into [2, r1, c].
+        let b1 = &b.iter().cycle().take(r1 * c).copied().collect::<Vec<_>>();
+        binary("stack", (r1, c), &a, (r1, c), b1, &w, |a, b| a.stack(b))?;
+        binary("stack 1-d", (r1 * c,), &a, (r1 * c,), b1, &w, |a, b| a.stack(b).exp())?;
+        // A tensor joined with a function of itself.
+        view("cat x, x²", (r1, c), &a, &w, |x| x.cat::<1, M, _>(x.square()))?;
+    }
+
+    /// A composition in which inputs reach the output along several paths.
+    #[test]
+    fn composite((s, x) in mat(D::U(-1.5, 1.5)), w in weights()) {
+        view("composite", s, &x, &w, |x| {
+            let y = (x * x.sin() + x).tanh();
+            let z = y.softmax::<1>() * x.exp();
+            z + y.sum_axis::<1>().broadcast_axis::<1, M>(z.shape())
+        })?;
+    }
+}
+
+// ------------------------------------------------ the checker itself
+
+/// A deliberately wrong gradient must fail the check: `x * x.detach()` has
+/// value `x²` (so finite differences see `2x`), but backward, which does not
+/// see through `detach`, gives `x`.
+#[test]
+fn checker_catches_a_missing_term() {
+    let mut buf = vec![0.0f32; MEM];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let data = [0.5f32, -1.0, 2.0, 1.5, -0.7, 0.9];
+    let xp = mem.param_shaped((2usize, 3usize), &data).unwrap();
+    let r = check(&mut mem, &[xp.into()], &GradCheck::default(), |g| {
+        let x = g.param(&xp);
+        (x * x.detach()).sum()
+    });
+    match r {
+        Err(GradCheckError::Mismatch {
+            param: 0,
+            index: 0,
+            analytic,
+            numeric,
+        }) => {
+            assert!((analytic - 0.5).abs() < 1e-6, "analytic {analytic}");
+            assert!((numeric - 1.0).abs() < 1e-3, "numeric {numeric}");
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    // The same function without the detach passes.
+    check(&mut mem, &[xp.into()], &GradCheck::default(), |g| {
+        let x = g.param(&xp);
+        (x * x).sum()
+    })
+    .expect("x * x passes");
+}
+
+/// A gradient off by a small factor fails too: the tolerance is tight enough.
+#[test]
+fn checker_catches_a_wrong_factor() {
+    let mut buf = vec![0.0f32; MEM];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let xp = mem.param_shaped((3usize,), &[0.3, -1.2, 2.0]).unwrap();
+    // Value: 1.05·sin(x). Backward sees sin(x) + 0.05·sin(x0), with x0 held
+    // fixed by detach: the analytic gradient is cos(x), 5 % too small.
+    let r = check(&mut mem, &[xp.into()], &GradCheck::default(), |g| {
+        let x = g.param(&xp);
+        (x.sin() + x.sin().detach() * 0.05).sum()
+    });
+    assert!(
+        matches!(r, Err(GradCheckError::Mismatch { .. })),
+        "expected a mismatch, got {r:?}"
+    );
+}

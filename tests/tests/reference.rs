@@ -1,0 +1,853 @@
+//! The autograd semantics, activations and loss values PyTorch gives (float32),
+//! reproduced with ember's operations.
+//!
+//! **Tolerances.** Values are compared to `1e-5` relative. Numbers printed
+//! with 6 decimals (the activation table) can be off by half a unit in the
+//! last place, so those comparisons add an absolute `5e-7`; numbers printed
+//! with 7 significant digits add `5e-8`. Exact small integers are compared
+//! exactly.
+
+// The reference numbers are written as PyTorch printed them, even where an
+// `f32` cannot hold every digit.
+#![allow(clippy::excessive_precision)]
+
+use ember_core::graph::Graph;
+use ember_core::prelude::*;
+use ember_core::{Error, Tape};
+
+type T<'t, S> = Tensor<'t, S, Cpu>;
+
+/// Asserts `|a − e| ≤ rel·|e| + abs` elementwise.
+#[track_caller]
+fn close_tol(what: &str, actual: &[f32], expected: &[f32], rel: f32, abs: f32) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths differ");
+    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            (a - e).abs() <= rel * e.abs() + abs,
+            "{what}[{i}]: got {a}, expected {e} (all: {actual:?})"
+        );
+    }
+}
+
+/// `1e-5` relative, plus half a unit in the 7th significant digit.
+#[track_caller]
+fn close(what: &str, actual: &[f32], expected: &[f32]) {
+    close_tol(what, actual, expected, 1e-5, 5e-8);
+}
+
+fn buffer() -> Vec<f32> {
+    vec![0.0; 4096]
+}
+
+// ======================================================= autograd semantics
+
+/// Q = 3a³ − b²: values, vector-Jacobian products, accumulation without zeroing.
+#[test]
+fn q_equals_3a3_minus_b2_and_gradients_accumulate() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let a = g.tensor([2.0f32, 3.0]).requires_grad();
+    let b = g.tensor([6.0f32, 4.0]).requires_grad();
+    let q = a.pow(3.0) * 3.0 - b.pow(2.0);
+    assert_eq!(q.to_array().unwrap(), [-12.0, 65.0]);
+    assert_eq!(q.grad_fn(), Some("SubBackward"));
+    q.backward_with(&[1.0, 1.0]).unwrap();
+    assert_eq!(a.grad().unwrap(), Some([36.0, 81.0]));
+    assert_eq!(b.grad().unwrap(), Some([-12.0, -8.0]));
+
+    // Rebuild Q without zeroing; the external gradient [2, 2] doubles this
+    // pass's contribution, which adds to the previous one.
+    let q = a.pow(3.0) * 3.0 - b.pow(2.0);
+    q.backward_with(&[2.0, 2.0]).unwrap();
+    assert_eq!(a.grad().unwrap(), Some([108.0, 243.0]));
+    assert_eq!(b.grad().unwrap(), Some([-36.0, -24.0]));
+}
+
+/// `out = (eye(4,5) + 1)².t()`, walked three times with `retain_graph`:
+/// 4/2, then 8/4 (accumulated), then 4/2 again after zeroing.
+#[test]
+fn retain_graph_repeated_backward_and_zero_grad() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let inp = g.eye::<4, 5>().requires_grad();
+    let out = (inp + 1.0).pow(2.0).t();
+    assert_eq!(out.grad_fn(), Some("TransposeBackward"));
+    let ones = [1.0f32; 20];
+    let expect = |diag: f32, off: f32| {
+        let mut e = [[off; 5]; 4];
+        for (i, row) in e.iter_mut().enumerate() {
+            row[i] = diag;
+        }
+        Some(e)
+    };
+
+    out.backward_with_retain(&ones).unwrap();
+    assert_eq!(inp.grad().unwrap(), expect(4.0, 2.0));
+    out.backward_with_retain(&ones).unwrap();
+    assert_eq!(inp.grad().unwrap(), expect(8.0, 4.0));
+    inp.zero_grad().unwrap();
+    assert_eq!(inp.grad().unwrap(), expect(0.0, 0.0));
+    out.backward_with_retain(&ones).unwrap();
+    assert_eq!(inp.grad().unwrap(), expect(4.0, 2.0));
+
+    // A plain backward frees the graph: a further walk is refused and
+    // leaves the gradient as it was.
+    out.backward_with(&ones).unwrap();
+    assert_eq!(inp.grad().unwrap(), expect(8.0, 4.0));
+    assert_eq!(out.backward_with(&ones), Err(Error::GraphFreed));
+    assert_eq!(out.backward_with_retain(&ones), Err(Error::GraphFreed));
+    assert_eq!(inp.grad().unwrap(), expect(8.0, 4.0));
+}
+
+/// The scalar form: `backward_retain` twice, then `backward`, then `GraphFreed`.
+#[test]
+fn scalar_backward_retain_then_graph_freed() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let x = g.tensor([1.0f32, 2.0, 3.0]).requires_grad();
+    let y = (x * x).sum();
+    y.backward_retain().unwrap();
+    y.backward_retain().unwrap();
+    assert_eq!(x.grad().unwrap(), Some([4.0, 8.0, 12.0]));
+    y.backward().unwrap();
+    assert_eq!(x.grad().unwrap(), Some([6.0, 12.0, 18.0]));
+    assert_eq!(y.backward(), Err(Error::GraphFreed));
+    assert_eq!(y.backward_retain(), Err(Error::GraphFreed));
+    assert_eq!(x.grad().unwrap(), Some([6.0, 12.0, 18.0]));
+    // The forward values are still readable, and a new graph built from the
+    // leaf works.
+    assert_eq!(y.item().unwrap(), 14.0);
+    x.zero_grad().unwrap();
+    let y2 = x.sin().sum();
+    y2.backward().unwrap();
+    close(
+        "d sin",
+        &x.grad().unwrap().unwrap(),
+        &[1.0f32.cos(), 2.0f32.cos(), 3.0f32.cos()],
+    );
+}
+
+/// f = (x + y)(y − z) at x = 1, y = 2, z = 3.
+#[test]
+fn product_of_sum_and_difference() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let x = g.tensor([1.0f32]).requires_grad();
+    let y = g.tensor([2.0f32]).requires_grad();
+    let z = g.tensor([3.0f32]).requires_grad();
+    let f = (x + y) * (y - z);
+    assert_eq!(f.to_array().unwrap(), [-3.0]);
+    assert_eq!(f.grad_fn(), Some("MulBackward"));
+    f.backward().unwrap();
+    assert_eq!(x.grad().unwrap(), Some([-1.0]));
+    assert_eq!(y.grad().unwrap(), Some([2.0]));
+    assert_eq!(z.grad().unwrap(), Some([-3.0]));
+}
+
+/// z = w @ x with only w requiring grad: x.grad is None, w.grad accumulates,
+/// and nothing is recorded under `no_grad`.
+#[test]
+fn dot_product_grads_and_no_grad() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let w = g.tensor([1.0f32, 1.0, 1.0]).requires_grad();
+    let x = g.tensor([1.0f32, 2.0, 3.0]);
+    let z = w.matmul(x);
+    assert_eq!(z.item().unwrap(), 6.0);
+    assert_eq!(z.grad_fn(), Some("MmBackward"));
+    z.backward().unwrap();
+    assert_eq!(w.grad().unwrap(), Some([1.0, 2.0, 3.0]));
+    assert_eq!(x.grad().unwrap(), None);
+
+    let z = w.matmul(x);
+    z.backward().unwrap();
+    assert_eq!(w.grad().unwrap(), Some([2.0, 4.0, 6.0]));
+
+    // Under no_grad the result does not require grad, has no grad_fn, and
+    // backward refuses; w.grad is untouched.
+    let z = g.no_grad(|| w.matmul(x) * 2.0);
+    assert_eq!(z.item().unwrap(), 12.0);
+    assert!(!z.is_requires_grad());
+    assert_eq!(z.grad_fn(), None);
+    assert_eq!(z.backward(), Err(Error::NoGradient));
+    assert_eq!(w.grad().unwrap(), Some([2.0, 4.0, 6.0]));
+    assert!(g.is_grad_enabled(), "recording resumes after no_grad");
+    let z = w.matmul(x);
+    assert!(z.is_requires_grad());
+    g.status().unwrap();
+}
+
+/// The external gradient of a vector-Jacobian product can be a tensor of
+/// the same graph.
+#[test]
+fn backward_with_a_tensor_gradient() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let a = g.tensor([2.0f32, 3.0]).requires_grad();
+    let q = a.pow(3.0) * 3.0;
+    let v = g.tensor([1.0f32, 2.0]);
+    q.backward_with_tensor(&v, true).unwrap();
+    assert_eq!(a.grad().unwrap(), Some([36.0, 162.0]));
+    q.backward_with_tensor(&v, false).unwrap();
+    assert_eq!(a.grad().unwrap(), Some([72.0, 324.0]));
+    assert_eq!(q.backward_with_tensor(&v, false), Err(Error::GraphFreed));
+}
+
+/// `no_grad` also covers parameters: a parameter read under it is a constant.
+#[test]
+fn no_grad_with_parameters() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let p = mem.param::<Rank1<2>>(&[1.0, 2.0]).unwrap();
+    {
+        let g = Graph::new(&mut mem);
+        let y = g.no_grad(|| (g.param(&p) * 3.0).sum());
+        assert_eq!(y.item().unwrap(), 9.0);
+        assert!(!y.is_requires_grad());
+        assert_eq!(y.backward(), Err(Error::NoGradient));
+        let y = (g.param(&p) * 3.0).sum();
+        assert!(y.is_requires_grad());
+        y.backward().unwrap();
+    }
+    assert_eq!(mem.grad(&p).unwrap(), [3.0, 3.0]);
+}
+
+/// y = x·x detached is a constant: z = x·y gives dz/dx = y = 4 at x = 2.
+#[test]
+fn detach_makes_a_constant() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let x = g.tensor([2.0f32]).requires_grad();
+    let y = (x * x).detach();
+    assert!(!y.is_requires_grad());
+    assert_eq!(y.grad_fn(), None);
+    assert_eq!(y.to_array().unwrap(), [4.0]);
+    let z = x * y;
+    z.backward().unwrap();
+    assert_eq!(x.grad().unwrap(), Some([4.0]));
+}
+
+/// y = sin(x)(sin²x + cos²x) = sin x, so the gradient is cos x.
+#[test]
+fn sin_times_pythagorean_identity() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let x = g.linspace::<5>(-2.0, 2.0).requires_grad();
+    let y = x.sin() * (x.sin().pow(2.0) + x.cos().pow(2.0));
+    y.sum().backward().unwrap();
+    close(
+        "x.grad",
+        &x.grad().unwrap().unwrap(),
+        &[-0.4161468, 0.5403023, 1.0, 0.5403023, -0.4161468],
+    );
+}
+
+/// Which tensors require grad, and their `grad_fn` names.
+#[test]
+fn requires_grad_propagation_and_grad_fn_names() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let a = g.tensor([[1.0f32, 2.0], [3.0, 4.0]]);
+    let b = g.tensor([[0.5f32, -1.0], [2.0, 1.0]]);
+    // Neither requires grad: no result does.
+    let c = (a * b + a).exp().sum();
+    assert!(!a.is_requires_grad() && !c.is_requires_grad());
+    assert_eq!(c.grad_fn(), None);
+    assert_eq!(c.backward(), Err(Error::NoGradient));
+    assert_eq!(a.grad().unwrap(), None);
+
+    let x = g.tensor([[1.0f32, 2.0], [3.0, 4.0]]).requires_grad();
+    assert!(x.is_requires_grad());
+    assert_eq!(x.grad_fn(), None, "leaves have no grad_fn");
+    assert_eq!(
+        x.grad().unwrap(),
+        Some([[0.0; 2]; 2]),
+        "a new leaf's grad is zero"
+    );
+    let names: [(Option<&str>, T<'_, Rank2<2, 2>>); 16] = [
+        (Some("AddBackward"), x + b),
+        (Some("AddBackward"), x + 1.0),
+        (Some("SubBackward"), b - x),
+        (Some("MulBackward"), a * x),
+        (Some("MulBackward"), x * 2.0),
+        (Some("DivBackward"), x / b),
+        (Some("NegBackward"), -x),
+        (Some("PowBackward"), x.pow(3.0)),
+        (Some("ExpBackward"), x.exp()),
+        (Some("LogBackward"), x.ln()),
+        (Some("SigmoidBackward"), x.sigmoid()),
+        (Some("ReluBackward"), x.relu()),
+        (Some("MmBackward"), a.matmul(x)),
+        (Some("SoftmaxBackward"), x.softmax::<1>()),
+        (Some("LogSoftmaxBackward"), x.log_softmax::<0>()),
+        (Some("TransposeBackward"), x.t()),
+    ];
+    for (name, t) in names {
+        assert!(t.is_requires_grad(), "{name:?}");
+        assert_eq!(t.grad_fn(), name);
+    }
+    assert_eq!(x.sum().grad_fn(), Some("SumBackward"));
+    assert_eq!(x.max().grad_fn(), Some("MaxBackward"));
+    assert_eq!(x.reshape::<Rank1<4>>().grad_fn(), Some("ViewBackward"));
+    assert_eq!(
+        x.cat::<0, Rank2<4, 2>, _>(a).grad_fn(),
+        Some("CatBackward"),
+        "one input requiring grad is enough"
+    );
+    // The same ops on `a` alone do not require grad.
+    assert_eq!(a.t().grad_fn(), None);
+    assert_eq!(a.cat::<0, Rank2<4, 2>, _>(b).grad_fn(), None);
+    g.status().unwrap();
+}
+
+/// Only leaves that require grad keep a gradient; an intermediate's is
+/// scratch, released after the walk (PyTorch's `.grad` of a non-leaf is None).
+#[test]
+fn intermediate_gradients_are_not_kept() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let x = g.tensor([1.0f32, -2.0]).requires_grad();
+    let y = x * 3.0;
+    let z = y.square().sum();
+    z.backward().unwrap();
+    assert_eq!(y.grad().unwrap(), None);
+    assert_eq!(x.grad().unwrap(), Some([18.0, -36.0]));
+}
+
+/// `requires_grad` on a non-leaf, and `backward` on a vector.
+#[test]
+fn misuse_is_reported() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let x = g.tensor([1.0f32, 2.0]).requires_grad();
+    let y = x * 2.0;
+    assert_eq!(y.backward(), Err(Error::NotScalar { numel: 2 }));
+    assert_eq!(
+        y.backward_with(&[1.0]),
+        Err(Error::Length {
+            expected: 2,
+            found: 1
+        })
+    );
+    let _ = y.requires_grad();
+    assert_eq!(g.status(), Err(Error::NotALeaf));
+}
+
+// ================================================= errors, never panics
+
+/// Parameters that do not fit.
+#[test]
+fn memory_too_small_for_a_parameter() {
+    let mut buf = [0.0f32; 8];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    assert_eq!(
+        mem.param::<Rank1<5>>(&[0.0; 5]),
+        Err(Error::OutOfMemory {
+            needed: 10,
+            available: 8
+        })
+    );
+    let p = mem.param::<Rank1<2>>(&[1.0, 2.0]).unwrap();
+    assert_eq!(mem.used(), 4);
+    assert_eq!(
+        mem.param_shaped((3usize,), &[0.0; 3]),
+        Err(Error::OutOfMemory {
+            needed: 6,
+            available: 4
+        })
+    );
+    assert_eq!(mem.value(&p).unwrap(), [1.0, 2.0]);
+}
+
+/// A graph that runs out of memory records the first error; later
+/// operations yield invalid tensors and every `Result` reports it.
+#[test]
+fn out_of_memory_is_an_error_and_sticky() {
+    let mut buf = [0.0f32; 16];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut g = Graph::new(&mut mem);
+    let a = g.tensor([1.0f32; 8]);
+    let b = g.tensor([2.0f32; 8]);
+    assert_eq!(g.used(), 16);
+    g.status().unwrap();
+    let c = a + b; // needs 8 more floats
+    let oom = Error::OutOfMemory {
+        needed: 8,
+        available: 0,
+    };
+    assert_eq!(g.status(), Err(oom));
+    assert!(!c.is_valid() && !a.is_valid());
+    // Everything after it fails with the same, first, error.
+    let d = (c * a).exp().sum();
+    assert_eq!(d.item(), Err(oom));
+    assert_eq!(d.backward(), Err(oom));
+    assert_eq!(a.to_array(), Err(oom));
+    let _ = g.tensor([[1.0f32; 40]; 40]);
+    let _ = g.zeros::<Rank1<1>>().requires_grad();
+    assert_eq!(g.status(), Err(oom));
+    assert_eq!(g.used(), 16, "a failed op takes no memory");
+    // `reset` clears the error and returns the memory.
+    g.reset();
+    g.status().unwrap();
+    assert_eq!(g.used(), 0);
+    let x = g.tensor([3.0f32; 2]).requires_grad();
+    let y = (x * x).sum();
+    y.backward().unwrap();
+    assert_eq!(x.grad().unwrap(), Some([6.0; 2]));
+}
+
+/// A forward pass that fits but whose backward pass does not.
+#[test]
+fn out_of_memory_during_backward() {
+    let mut buf = [0.0f32; 16];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let x = g.tensor([1.0f32, 2.0, 3.0, 4.0]).requires_grad(); // 4 + 4 (grad)
+    let y = x * x; // 4
+    let s = y.sum(); // 1
+    assert_eq!(g.used(), 13);
+    assert!(matches!(s.backward(), Err(Error::OutOfMemory { .. })));
+    // Nothing reached the leaf, and the scratch was returned.
+    assert_eq!(x.grad().unwrap(), Some([0.0; 4]));
+    assert_eq!(g.used(), 13);
+}
+
+/// A full node table: `TooManyNodes`, first error kept, nothing panics.
+#[test]
+fn too_many_nodes_is_an_error_and_sticky() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let p = mem.param::<Rank1<2>>(&[1.0, 2.0]).unwrap();
+    let mut g = Graph::<Cpu, 4>::with_capacity(&mut mem);
+    let x = g.tensor([1.0f32, 2.0]).requires_grad();
+    let y = x * 2.0;
+    let z = y + x;
+    let w = z.sum();
+    assert_eq!(g.len(), 4);
+    g.status().unwrap();
+    let used = g.used();
+    let v = w * 3.0;
+    let full = Error::TooManyNodes { capacity: 4 };
+    assert_eq!(g.status(), Err(full));
+    assert_eq!(v.item(), Err(full));
+    assert_eq!(w.backward(), Err(full));
+    let _ = g.param(&p);
+    let _ = g.tensor([[0.0f32; 100]; 100]); // would not fit either
+    assert_eq!(g.status(), Err(full), "the first error is kept");
+    assert_eq!((g.len(), g.used()), (4, used));
+    g.reset();
+    assert!(g.is_empty());
+    g.status().unwrap();
+
+    // The default capacity: a long chain fails cleanly too.
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let mut t = g.tensor([0.0f32]);
+    for _ in 0..200 {
+        t = t + 1.0;
+    }
+    assert_eq!(
+        t.item(),
+        Err(Error::TooManyNodes {
+            capacity: ember_core::DEFAULT_NODES
+        })
+    );
+}
+
+/// Run-time dimensions that disagree: a `Shape` error, not a panic.
+#[test]
+fn run_time_shape_mismatch() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let a: T<'_, Batch<3>> = g.from_slice((2usize, Const::<3>), &[1.0; 6]);
+    let b: T<'_, Batch<3>> = g.from_slice((3usize, Const::<3>), &[1.0; 9]);
+    g.status().unwrap();
+    let c = a + b;
+    match g.status() {
+        Err(Error::Shape {
+            expected, found, ..
+        }) => {
+            assert_eq!(expected.as_slice(), &[2, 3]);
+            assert_eq!(found.as_slice(), &[3, 3]);
+        }
+        other => panic!("expected a shape error, got {other:?}"),
+    }
+    assert!(matches!(c.sum().item(), Err(Error::Shape { .. })));
+}
+
+/// The other run-time shape checks: matmul's inner dimension, reshape's
+/// element count, squeeze of a run-time axis, and a host slice's length.
+#[test]
+fn run_time_shape_checks() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut g = Graph::new(&mut mem);
+    let shape_err = |g: &Graph<'_, Cpu>| matches!(g.status(), Err(Error::Shape { .. }));
+
+    let a = g.from_slice((2usize, 3usize), &[1.0; 6]);
+    let b = g.from_slice((4usize, 2usize), &[1.0; 8]);
+    let _ = a.matmul(b);
+    assert!(shape_err(&g), "matmul {:?}", g.status());
+    g.reset();
+
+    let a = g.from_slice((2usize, 3usize), &[1.0; 6]);
+    let _ = a.reshape_to((4usize,));
+    assert!(shape_err(&g), "reshape {:?}", g.status());
+    g.reset();
+
+    let a = g.from_slice((2usize, 3usize), &[1.0; 6]);
+    let _ = a.squeeze::<0>();
+    assert!(shape_err(&g), "squeeze {:?}", g.status());
+    g.reset();
+
+    let a = g.from_slice((2usize, 3usize), &[1.0; 6]);
+    let b = g.from_slice((2usize, 4usize), &[1.0; 8]);
+    let _ = a.cat::<0, (usize, usize), _>(b);
+    assert!(shape_err(&g), "cat {:?}", g.status());
+    g.reset();
+
+    let _ = g.from_slice((2usize, 3usize), &[1.0; 5]);
+    assert_eq!(
+        g.status(),
+        Err(Error::Length {
+            expected: 6,
+            found: 5
+        })
+    );
+}
+
+/// Regression: `stack` of two tensors whose types agree but whose run-time
+/// dimensions differ (same element count) used to succeed silently.
+#[test]
+fn stack_checks_run_time_dimensions() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut g = Graph::new(&mut mem);
+    let a = g.from_slice((2usize, 3usize), &[1.0; 6]);
+    let b = g.from_slice((3usize, 2usize), &[1.0; 6]);
+    let s = a.stack(b);
+    assert!(!s.is_valid());
+    match g.status() {
+        Err(Error::Shape {
+            expected, found, ..
+        }) => {
+            assert_eq!(expected.as_slice(), &[2, 3]);
+            assert_eq!(found.as_slice(), &[3, 2]);
+        }
+        other => panic!("expected a shape error, got {other:?}"),
+    }
+    g.reset();
+    let a = g.from_slice((2usize, 3usize), &[1.0; 6]);
+    let b = g.from_slice((2usize, 3usize), &[2.0; 6]);
+    let s = a.stack(b);
+    assert_eq!(s.dims().as_slice(), &[2, 2, 3]);
+    assert_eq!(s.sum().item().unwrap(), 18.0);
+}
+
+/// Regression: an external gradient held by a tensor of another graph used
+/// to be looked up by its id in this graph (here a node of the same shape),
+/// silently seeding backward with the wrong values.
+#[test]
+fn backward_with_a_tensor_of_another_graph_is_refused() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut buf2 = buffer();
+    let mut mem2 = Memory::new(&Cpu, &mut buf2[..]);
+    let g = Graph::new(&mut mem);
+    let g2 = Graph::new(&mut mem2);
+    let x = g.tensor([1.0f32, 2.0]).requires_grad(); // node 0 of g
+    let y = x * 3.0;
+    let _unused = g2.tensor([9.0f32, 9.0]); // node 0 of g2
+    let v2 = g2.tensor([5.0f32, 7.0]); // node 1 of g2; node 1 of g is y
+    assert_eq!(y.backward_with_tensor(&v2, true), Err(Error::InvalidTensor));
+    assert_eq!(x.grad().unwrap(), Some([0.0, 0.0]));
+    let v = g.tensor([5.0f32, 7.0]);
+    y.backward_with_tensor(&v, false).unwrap();
+    assert_eq!(x.grad().unwrap(), Some([15.0, 21.0]));
+}
+
+// ============================================================= activations
+
+const XS: [f32; 7] = [-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0];
+
+/// The values of `f(x)` at `XS`, and the gradient of their sum.
+fn activation(f: impl for<'t> Fn(T<'t, Rank1<7>>) -> T<'t, Rank1<7>>) -> ([f32; 7], [f32; 7]) {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let x = g.tensor(XS).requires_grad();
+    let y = f(x);
+    y.sum().backward().unwrap();
+    (y.to_array().unwrap(), x.grad().unwrap().unwrap())
+}
+
+/// Compares an activation's values and gradients with the table (6 decimals:
+/// `1e-5` relative plus half a unit in the last place).
+#[track_caller]
+fn table_row(
+    name: &str,
+    f: impl for<'t> Fn(T<'t, Rank1<7>>) -> T<'t, Rank1<7>>,
+    value: [f32; 7],
+    grad: [f32; 7],
+) {
+    let (v, d) = activation(f);
+    close_tol(&format!("{name} value"), &v, &value, 1e-5, 5e-7);
+    close_tol(&format!("{name} grad"), &d, &grad, 1e-5, 5e-7);
+}
+
+#[test]
+fn relu_row() {
+    table_row(
+        "relu",
+        |x| x.relu(),
+        [0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 3.0],
+        [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0], // 0 at 0
+    );
+}
+
+#[test]
+fn leaky_relu_row() {
+    table_row(
+        "leaky_relu",
+        |x| x.leaky_relu(0.01),
+        [-0.03, -0.01, -0.005, 0.0, 0.5, 1.0, 3.0],
+        [0.01, 0.01, 0.01, 0.01, 1.0, 1.0, 1.0],
+    );
+}
+
+#[test]
+fn sigmoid_row() {
+    table_row(
+        "sigmoid",
+        |x| x.sigmoid(),
+        [
+            0.047426, 0.268941, 0.377541, 0.5, 0.622459, 0.731059, 0.952574,
+        ],
+        [
+            0.045177, 0.196612, 0.235004, 0.25, 0.235004, 0.196612, 0.045177,
+        ],
+    );
+}
+
+#[test]
+fn tanh_row() {
+    table_row(
+        "tanh",
+        |x| x.tanh(),
+        [
+            -0.995055, -0.761594, -0.462117, 0.0, 0.462117, 0.761594, 0.995055,
+        ],
+        [
+            0.009866, 0.419974, 0.786448, 1.0, 0.786448, 0.419974, 0.009866,
+        ],
+    );
+}
+
+#[test]
+fn elu_row() {
+    table_row(
+        "elu",
+        |x| x.elu(1.0),
+        [-0.950213, -0.632121, -0.393469, 0.0, 0.5, 1.0, 3.0],
+        [0.049787, 0.367879, 0.606531, 1.0, 1.0, 1.0, 1.0],
+    );
+}
+
+#[test]
+fn selu_row() {
+    table_row(
+        "selu",
+        |x| x.selu(),
+        [
+            -1.670569, -1.111331, -0.691758, 0.0, 0.525351, 1.050701, 3.152103,
+        ],
+        [
+            0.087531, 0.646769, 1.066341, 1.758099, 1.050701, 1.050701, 1.050701,
+        ],
+    );
+}
+
+#[test]
+fn silu_row() {
+    table_row(
+        "silu",
+        |x| x.silu(),
+        [
+            -0.142278, -0.268941, -0.18877, 0.0, 0.31123, 0.731059, 2.857723,
+        ],
+        [
+            -0.088104, 0.072329, 0.260039, 0.5, 0.739961, 0.927671, 1.088104,
+        ],
+    );
+}
+
+/// GELU's tanh form: ember evaluates the same formula as PyTorch's
+/// `approximate='tanh'`, so the table's tolerance applies unchanged.
+#[test]
+fn gelu_tanh_row() {
+    table_row(
+        "gelu_tanh",
+        |x| x.gelu_tanh(),
+        [
+            -0.003637, -0.158808, -0.154286, 0.0, 0.345714, 0.841192, 2.996363,
+        ],
+        [
+            -0.011584, -0.082964, 0.13263, 0.5, 0.86737, 1.082964, 1.011584,
+        ],
+    );
+}
+
+/// GELU's exact (erf) form, through `libm::erff`; same tolerance.
+#[test]
+fn gelu_erf_row() {
+    table_row(
+        "gelu",
+        |x| x.gelu(),
+        [
+            -0.00405, -0.158655, -0.154269, 0.0, 0.345731, 0.841345, 2.99595,
+        ],
+        [
+            -0.011946, -0.083315, 0.132505, 0.5, 0.867495, 1.083315, 1.011946,
+        ],
+    );
+}
+
+#[test]
+fn softsign_row() {
+    table_row(
+        "softsign",
+        |x| x.softsign(),
+        [-0.75, -0.5, -0.333333, 0.0, 0.333333, 0.5, 0.75],
+        [0.0625, 0.25, 0.444444, 1.0, 0.444444, 0.25, 0.0625],
+    );
+}
+
+// ================================================================== losses
+
+const SOFTMAX_L: [[f32; 3]; 2] = [
+    [0.0900306, 0.2447285, 0.6652409],
+    [0.4683105, 0.4683105, 0.0633789],
+];
+
+#[test]
+fn softmax_and_log_softmax_values() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let l = g.tensor([[1.0f32, 2.0, 3.0], [1.0, 1.0, -1.0]]);
+    let p = l.softmax::<1>().to_array().unwrap();
+    close("softmax", p.as_flattened(), SOFTMAX_L.as_flattened());
+    let lp = l.log_softmax::<1>().to_array().unwrap();
+    close(
+        "log_softmax",
+        lp.as_flattened(),
+        &[
+            -2.4076059, -1.4076059, -0.4076059, -0.7586237, -0.7586237, -2.7586236,
+        ],
+    );
+    // Along axis 0 of the transpose: the same numbers, transposed.
+    let pt = l.t().softmax::<0>().t().to_array().unwrap();
+    close(
+        "softmax axis 0",
+        pt.as_flattened(),
+        SOFTMAX_L.as_flattened(),
+    );
+}
+
+/// nll_loss(log_softmax(l), [2, 0]) = cross_entropy(l, [2, 0]) as
+/// `−(log_softmax(l) ⊙ onehot).sum() / 2`; its gradient is `(softmax − onehot) / 2`.
+#[test]
+fn cross_entropy_composed_from_ops() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let l = g
+        .tensor([[1.0f32, 2.0, 3.0], [1.0, 1.0, -1.0]])
+        .requires_grad();
+    let onehot = g.tensor([[0.0f32, 0.0, 1.0], [1.0, 0.0, 0.0]]);
+    let loss = -(l.log_softmax::<1>() * onehot).sum() / 2.0;
+    close("nll", &[loss.item().unwrap()], &[0.5831148]);
+    loss.backward().unwrap();
+    let mut expected = SOFTMAX_L;
+    for (row, t) in expected.iter_mut().zip([2, 0]) {
+        row[t] -= 1.0;
+        row.iter_mut().for_each(|v| *v /= 2.0);
+    }
+    close_tol(
+        "d nll / d logits",
+        l.grad().unwrap().unwrap().as_flattened(),
+        expected.as_flattened(),
+        1e-5,
+        1e-7,
+    );
+
+    // CrossEntropyLoss(logits [[1, 2, 3]], target [1]).
+    let l1 = g.tensor([[1.0f32, 2.0, 3.0]]);
+    let ce = -(l1.log_softmax::<1>() * g.tensor([[0.0f32, 1.0, 0.0]])).sum();
+    close("cross_entropy", &[ce.item().unwrap()], &[1.4076059]);
+}
+
+/// The other losses of the reference, composed from ops.
+#[test]
+fn mse_l1_and_bce_composed_from_ops() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let pred = g.tensor([[0.5f32, -1.0], [2.0, 0.0]]);
+    let target = g.tensor([[1.0f32, 0.0], [1.5, -0.5]]);
+    close(
+        "mse",
+        &[(pred - target).square().mean().item().unwrap()],
+        &[0.4375],
+    );
+    close(
+        "l1",
+        &[(pred - target).abs().mean().item().unwrap()],
+        &[0.625],
+    );
+    let p = g.tensor([0.9f32, 0.2, 0.6]);
+    let y = g.tensor([1.0f32, 0.0, 1.0]);
+    let bce = -(y * p.ln() + (1.0 - y) * (1.0 - p).ln()).mean();
+    close("bce", &[bce.item().unwrap()], &[0.2797766]);
+}
+
+/// One linear layer and BCE with logits, with
+/// `bce_with_logits(z, y) = mean(max(z, 0) − z·y + ln(1 + e^{−|z|}))`.
+#[test]
+fn linear_layer_with_bce_with_logits() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let w = mem
+        .param_from_fn::<Rank2<5, 3>>(|i| i as f32 * 0.1 - 0.7)
+        .unwrap();
+    let b = mem.param::<Rank1<3>>(&[0.1, -0.2, 0.3]).unwrap();
+    {
+        let g = Graph::new(&mut mem);
+        let x = g.ones::<Rank1<5>>();
+        let y = g.zeros::<Rank1<3>>();
+        let z = x.matmul(g.param(&w)) + g.param(&b);
+        close("z", &z.to_array().unwrap(), &[-0.4, -0.2, 0.8]);
+        let loss = (z.relu() - z * y + z.abs().neg().exp().add_scalar(1.0).ln()).mean();
+        close("loss", &[loss.item().unwrap()], &[0.7607517]);
+        loss.backward().unwrap();
+    }
+    let dz = [0.1337708, 0.1500553, 0.2299915];
+    close("b.grad", &mem.grad(&b).unwrap(), &dz);
+    let gw = mem.grad(&w).unwrap();
+    for (i, row) in gw.iter().enumerate() {
+        close(&format!("w.grad row {i}"), row, &dz);
+    }
+}
