@@ -131,7 +131,7 @@ impl Debug for Dims {
 #[cfg(feature = "defmt")]
 impl defmt::Format for Dims {
     fn format(&self, f: defmt::Formatter) {
-        defmt::write!(f, "{=[usize]}", self.as_slice())
+        defmt::write!(f, "{=[?]}", self.as_slice())
     }
 }
 
