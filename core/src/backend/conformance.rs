@@ -700,13 +700,17 @@ pub const TRANSPOSES: [(usize, usize, usize); 7] = [
     (1, 1, LARGE),
 ];
 
-/// Strided copies `(blocks, block_len, src_stride, dst_stride)`.
-pub const COPIES: [(usize, usize, usize, usize); 9] = [
+/// Strided copies `(blocks, block_len, src_stride, dst_stride)`: source
+/// blocks may overlap or repeat (stride 0); destination blocks never overlap,
+/// as the order of overlapping writes is not part of the contract.
+pub const COPIES: [(usize, usize, usize, usize); 11] = [
     (0, 5, 5, 5),
     (1, 1, 1, 1),
     (4, 6, 6, 6),
     (5, 3, 7, 4),
     (100, 10, 0, 10),
+    (4000, 10, 0, 11),
+    (3, 8, 2, 8),
     (3000, 13, 13, 20),
     (1000, 40, 50, 45),
     (7, 10_000, 10_003, 10_001),
