@@ -1,8 +1,9 @@
 //! # ember-std
 //!
-//! What a desktop adds to `ember-core`: a multi-threaded CPU backend, data
-//! sets and data loaders, training runs with checkpoints and reports,
-//! safetensors interchange with PyTorch, and the `ember` command line.
+//! What a desktop adds to `ember-core`: [`Parallel`], a multi-threaded CPU
+//! backend with a SIMD GEMM; data sets and data loaders; training runs with
+//! checkpoints and reports; safetensors interchange with PyTorch; and the
+//! `ember` command line.
 //!
 //! The command line is the quickest way in:
 //!
@@ -10,16 +11,21 @@
 //! cargo run --release -p ember-std --bin ember -- train
 //! ```
 //!
-//! trains a 784-256-128-10 MLP on FashionMNIST (the full set from
+//! trains an MLP on FashionMNIST (the full set from
 //! `/usr/share/datasets/fashion-mnist/` when installed, otherwise a built-in
 //! subset), reports accuracy per class with a confusion matrix, and exports
 //! the model for microcontrollers (f32 and int8) and for PyTorch.
+
+#![deny(missing_docs)]
 
 pub mod atomic;
 pub mod checkpoint;
 pub mod data;
 pub mod export;
 pub mod image;
+pub mod parallel;
 pub mod report;
 pub mod state_dict;
 pub mod train;
+
+pub use parallel::{Parallel, PAR_THRESHOLD};

@@ -1,0 +1,630 @@
+//! [`Parallel`], a multi-threaded CPU backend for [`ember_core`]. Tensors live
+//! in a `[f32]`, as with the portable [`Cpu`] backend, so the same models and
+//! training loops run on either; only the kernels differ.
+//!
+//! * Matrix products run on the [`gemm`] crate (a blocked, SIMD GEMM with
+//!   run-time CPU feature detection, as used by candle). Transposed operands
+//!   cost nothing: they are passed as strides. Large products are split over
+//!   the backend's threads; batches of small ones run one product per thread.
+//! * Every other kernel runs the portable slice kernels of
+//!   [`ember_core::backend::kernels`] (the reference [`Cpu`] runs the same
+//!   functions, so results agree bit for bit): on the calling thread below
+//!   [`PAR_THRESHOLD`] elements, and above it on chunks handed to the
+//!   backend's threads. Kernels along an axis (reductions, softmax, ...) are
+//!   split over the dimensions before the axis.
+//!
+//! Each backend owns its own [`rayon::ThreadPool`], so its thread count is
+//! independent of rayon's global pool and of other backends.
+//!
+//! ```
+//! use ember_core::prelude::*;
+//! use ember_std::Parallel;
+//!
+//! let be = Parallel::new(2);
+//! let mut buf = vec![0.0f32; 1024];
+//! let mut mem = Memory::new(&be, &mut buf[..]);
+//! let g = Graph::new(&mut mem);
+//! let a = g.tensor([[1.0f32, 2.0], [3.0, 4.0]]);
+//! let b = g.tensor([[1.0f32, 0.0], [1.0, 1.0]]);
+//! assert_eq!(a.matmul(b).to_array()?, [[3.0, 2.0], [7.0, 4.0]]);
+//! # Ok::<(), ember_core::Error>(())
+//! ```
+
+use core::ops::Range;
+use ember_core::backend::cpu::{blocks_extent, check_gemm, split};
+use ember_core::backend::{kernels, Acc, AxisDims, Backend, Blocks, Cpu, Gemm, Reduce, Span};
+use ember_core::ops::map::Map;
+use ember_core::ops::optim::Update;
+use ember_core::ops::zip::Zip;
+use ember_core::{Error, Result};
+use rayon::prelude::*;
+
+/// Elements below which a kernel other than GEMM runs on the calling thread:
+/// under this size, handing work to other threads costs more than it saves.
+pub const PAR_THRESHOLD: usize = 32 * 1024;
+
+/// The fewest elements a kernel hands to one task when it does split.
+pub const MIN_CHUNK: usize = 8 * 1024;
+
+/// Multiply-adds (`m·n·k`) below which one matrix product runs on one thread;
+/// a batch of such products is then split over the threads, one product per
+/// task. This is the `gemm` crate's own threading threshold.
+pub const GEMM_PAR_THRESHOLD: usize = gemm::DEFAULT_THREADING_THRESHOLD;
+
+/// Floats of optimizer state that [`Backend::update`] gathers at a time
+/// per plane (state planes of a chunk of a parameter are not contiguous).
+const UPDATE_TILE: usize = 1024;
+
+/// A multi-threaded CPU backend: tensors live in a `[f32]`, kernels run on a
+/// thread pool of its own.
+#[derive(Debug)]
+pub struct Parallel {
+    pool: rayon::ThreadPool,
+    threads: usize,
+}
+
+impl Parallel {
+    /// A backend with `threads` worker threads (0: one per available core,
+    /// or as many as `RAYON_NUM_THREADS` says).
+    ///
+    /// # Panics
+    /// If the operating system cannot start the threads; see [`try_new`](Self::try_new).
+    pub fn new(threads: usize) -> Self {
+        Self::try_new(threads).expect("could not start the backend's threads")
+    }
+
+    /// A backend with `threads` worker threads (0: one per available core),
+    /// or the error that kept the threads from starting.
+    pub fn try_new(threads: usize) -> core::result::Result<Self, rayon::ThreadPoolBuildError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("ember-std-{i}"))
+            .build()?;
+        let threads = pool.current_num_threads();
+        Ok(Parallel { pool, threads })
+    }
+
+    /// The number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// How many units (elements, rows, blocks, matrices) of `unit` floats
+    /// each go to one task, out of `units`: about four tasks per thread, none
+    /// smaller than [`MIN_CHUNK`] floats.
+    fn units_per_task(&self, units: usize, unit: usize) -> usize {
+        let per_task = units.div_ceil(self.threads * 4);
+        per_task.max(MIN_CHUNK.div_ceil(unit.max(1))).max(1)
+    }
+
+    /// Runs `f` on chunks of an elementwise output of `len` floats, in
+    /// parallel; `f` gets the chunk's range and the chunk.
+    fn elementwise(&self, out: &mut [f32], f: impl Fn(Range<usize>, &mut [f32]) + Sync) {
+        let c = self.units_per_task(out.len(), 1);
+        self.pool.install(|| {
+            out.par_chunks_mut(c).enumerate().for_each(|(i, out)| {
+                let start = i * c;
+                f(start..start + out.len(), out)
+            })
+        });
+    }
+
+    /// Runs `f` on chunks of the outer dimension of an axis kernel, in
+    /// parallel: `out` has `out_row` floats per outer index, and `f` gets the
+    /// chunk's outer indices, the dimensions of the chunk and its output.
+    fn over_outer(
+        &self,
+        d: AxisDims,
+        out: &mut [f32],
+        out_row: usize,
+        f: impl Fn(Range<usize>, AxisDims, &mut [f32]) + Sync,
+    ) {
+        let rows = self.units_per_task(d.outer, d.len * d.inner);
+        self.pool.install(|| {
+            out[..d.outer * out_row]
+                .par_chunks_mut(rows * out_row)
+                .enumerate()
+                .for_each(|(i, out)| {
+                    let first = i * rows;
+                    let n = out.len() / out_row;
+                    f(first..first + n, AxisDims { outer: n, ..d }, out)
+                })
+        });
+    }
+
+    /// Whether an axis kernel over `d` is worth splitting over `d.outer`.
+    fn split_axis(d: AxisDims) -> bool {
+        d.numel() >= PAR_THRESHOLD && d.outer >= 2
+    }
+}
+
+impl Default for Parallel {
+    /// One thread per available core.
+    fn default() -> Self {
+        Parallel::new(0)
+    }
+}
+
+fn same_len(spans: &[Span]) -> Result<()> {
+    if spans.windows(2).all(|w| w[0].len == w[1].len) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            what: "elementwise operands differ in length",
+        })
+    }
+}
+
+fn check_axis(x: Span, y: Span, d: AxisDims) -> Result<()> {
+    if x.len == d.numel() && y.len == d.outer * d.inner {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            what: "axis dimensions do not match the operands",
+        })
+    }
+}
+
+/// The rows `r` of a tensor with `row` floats per row.
+fn rows<'a>(x: &'a [f32], r: &Range<usize>, row: usize) -> &'a [f32] {
+    &x[r.start * row..r.end * row]
+}
+
+/// One row-major product `c (+)= op(a) · op(b)` on the `gemm` crate.
+#[allow(clippy::too_many_arguments)]
+fn gemm_one(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    acc: Acc,
+    parallelism: gemm::Parallelism,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // op(a)[i, p] lives at a[i * rs + p * cs].
+    let (a_rs, a_cs) = if trans_a { (1, m) } else { (k, 1) };
+    let (b_rs, b_cs) = if trans_b { (1, k) } else { (n, 1) };
+    // SAFETY: with these strides every element the product reads is at an
+    // index below m·k of `a` and below k·n of `b`, and every element it
+    // writes is below m·n of `c` (row-major, row stride n); the assertion
+    // above keeps all of them inside the slices. `c` is a `&mut` slice, so it
+    // overlaps neither `a` nor `b`, and nothing else touches these slices
+    // while the call runs. Slice lengths fit in `isize`, so the casts do not
+    // wrap.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            acc == Acc::Add,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+impl Backend for Parallel {
+    type Buffer = [f32];
+
+    fn buffer_len(&self, buf: &[f32]) -> usize {
+        buf.len()
+    }
+
+    fn upload(&self, buf: &mut [f32], dst: Span, src: &[f32]) -> Result<()> {
+        Cpu.upload(buf, dst, src)
+    }
+
+    fn download(&self, buf: &[f32], src: Span, dst: &mut [f32]) -> Result<()> {
+        Cpu.download(buf, src, dst)
+    }
+
+    fn fill(&self, buf: &mut [f32], dst: Span, value: f32) -> Result<()> {
+        if dst.len < PAR_THRESHOLD {
+            return Cpu.fill(buf, dst, value);
+        }
+        let ([], [d]) = split(buf, [], [dst])?;
+        self.elementwise(d, |_, d| d.fill(value));
+        Ok(())
+    }
+
+    fn copy(&self, buf: &mut [f32], b: &Blocks) -> Result<()> {
+        let overlapping = b.blocks > 1 && b.dst_stride < b.block_len;
+        if b.blocks.saturating_mul(b.block_len) < PAR_THRESHOLD || overlapping {
+            // Overlapping destination blocks must be written in order.
+            return Cpu.copy(buf, b);
+        }
+        let src = blocks_extent(b.src, b.src_stride, b.blocks, b.block_len)?;
+        let dst = blocks_extent(b.dst, b.dst_stride, b.blocks, b.block_len)?;
+        let ([s], [d]) = split(buf, [src], [dst])?;
+        if b.blocks == 1 {
+            // One large block: split it.
+            self.elementwise(d, |r, d| {
+                kernels::copy_blocks(&s[r], 0, d, 0, 1, d.len(), b.acc)
+            });
+            return Ok(());
+        }
+        // Whole blocks per task. With dst_stride ≥ block_len, the blocks
+        // `first..first + nb` lie inside the task's `nb · dst_stride` floats.
+        let per = self.units_per_task(b.blocks, b.block_len);
+        self.pool.install(|| {
+            d.par_chunks_mut(per * b.dst_stride)
+                .enumerate()
+                .for_each(|(i, d)| {
+                    let first = i * per;
+                    let nb = per.min(b.blocks - first);
+                    kernels::copy_blocks(
+                        &s[first * b.src_stride..],
+                        b.src_stride,
+                        d,
+                        b.dst_stride,
+                        nb,
+                        b.block_len,
+                        b.acc,
+                    )
+                })
+        });
+        Ok(())
+    }
+
+    fn map(&self, buf: &mut [f32], f: Map, x: Span, y: Span) -> Result<()> {
+        if x.len < PAR_THRESHOLD {
+            return Cpu.map(buf, f, x, y);
+        }
+        same_len(&[x, y])?;
+        let ([x], [y]) = split(buf, [x], [y])?;
+        self.elementwise(y, |r, y| kernels::map(f, &x[r], y));
+        Ok(())
+    }
+
+    fn map_backward(
+        &self,
+        buf: &mut [f32],
+        f: Map,
+        x: Span,
+        y: Span,
+        dy: Span,
+        dx: Span,
+    ) -> Result<()> {
+        if x.len < PAR_THRESHOLD {
+            return Cpu.map_backward(buf, f, x, y, dy, dx);
+        }
+        same_len(&[x, y, dy, dx])?;
+        let ([x, y, dy], [dx]) = split(buf, [x, y, dy], [dx])?;
+        self.elementwise(dx, |r, dx| {
+            kernels::map_backward(f, &x[r.clone()], &y[r.clone()], &dy[r], dx)
+        });
+        Ok(())
+    }
+
+    fn zip(&self, buf: &mut [f32], f: Zip, a: Span, b: Span, y: Span) -> Result<()> {
+        if a.len < PAR_THRESHOLD {
+            return Cpu.zip(buf, f, a, b, y);
+        }
+        same_len(&[a, b, y])?;
+        let ([a, b], [y]) = split(buf, [a, b], [y])?;
+        self.elementwise(y, |r, y| kernels::zip(f, &a[r.clone()], &b[r], y));
+        Ok(())
+    }
+
+    fn zip_backward(
+        &self,
+        buf: &mut [f32],
+        f: Zip,
+        rhs: bool,
+        a: Span,
+        b: Span,
+        dy: Span,
+        d: Span,
+    ) -> Result<()> {
+        if a.len < PAR_THRESHOLD {
+            return Cpu.zip_backward(buf, f, rhs, a, b, dy, d);
+        }
+        same_len(&[a, b, dy, d])?;
+        let ([a, b, dy], [d]) = split(buf, [a, b, dy], [d])?;
+        self.elementwise(d, |r, d| {
+            kernels::zip_backward(f, rhs, &a[r.clone()], &b[r.clone()], &dy[r], d)
+        });
+        Ok(())
+    }
+
+    fn gemm(&self, buf: &mut [f32], batch: usize, g: &Gemm) -> Result<()> {
+        check_gemm(batch, g)?;
+        let ([a, b], [c]) = split(buf, [g.a, g.b], [g.c])?;
+        let (m, n, k) = (g.m, g.n, g.k);
+        let (sa, sb, sc) = (m * k, k * n, m * n);
+        let c = &mut c[..batch * sc];
+        if sc == 0 {
+            return Ok(());
+        }
+        if k == 0 {
+            // An empty sum: c = 0, or c unchanged.
+            if g.acc == Acc::Set {
+                c.fill(0.0);
+            }
+            return Ok(());
+        }
+        let one = |i: usize, c: &mut [f32], p| {
+            let (a, b) = (&a[i * sa..][..sa], &b[i * sb..][..sb]);
+            gemm_one((m, n, k), a, g.trans_a, b, g.trans_b, c, g.acc, p)
+        };
+        self.pool.install(|| {
+            if batch > 1 && m * n * k < GEMM_PAR_THRESHOLD && self.threads > 1 {
+                // Small products: one per task.
+                c.par_chunks_mut(sc)
+                    .enumerate()
+                    .for_each(|(i, c)| one(i, c, gemm::Parallelism::None));
+            } else {
+                let p = if self.threads > 1 {
+                    gemm::Parallelism::Rayon(self.threads)
+                } else {
+                    gemm::Parallelism::None
+                };
+                for (i, c) in c.chunks_mut(sc).enumerate() {
+                    one(i, c, p);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn reduce(
+        &self,
+        buf: &mut [f32],
+        op: Reduce,
+        x: Span,
+        y: Span,
+        d: AxisDims,
+        acc: Acc,
+    ) -> Result<()> {
+        if !Self::split_axis(d) {
+            return Cpu.reduce(buf, op, x, y, d, acc);
+        }
+        check_axis(x, y, d)?;
+        let ([x], [y]) = split(buf, [x], [y])?;
+        self.over_outer(d, y, d.inner, |r, dc, y| {
+            kernels::reduce(op, rows(x, &r, d.len * d.inner), y, dc, acc)
+        });
+        Ok(())
+    }
+
+    fn expand(&self, buf: &mut [f32], x: Span, y: Span, d: AxisDims, acc: Acc) -> Result<()> {
+        if !Self::split_axis(d) {
+            return Cpu.expand(buf, x, y, d, acc);
+        }
+        check_axis(y, x, d)?;
+        let ([x], [y]) = split(buf, [x], [y])?;
+        self.over_outer(d, y, d.len * d.inner, |r, dc, y| {
+            kernels::expand(rows(x, &r, d.inner), y, dc, acc)
+        });
+        Ok(())
+    }
+
+    fn max_backward(
+        &self,
+        buf: &mut [f32],
+        x: Span,
+        y: Span,
+        dy: Span,
+        dx: Span,
+        d: AxisDims,
+    ) -> Result<()> {
+        if !Self::split_axis(d) {
+            return Cpu.max_backward(buf, x, y, dy, dx, d);
+        }
+        check_axis(x, y, d)?;
+        same_len(&[x, dx])?;
+        same_len(&[y, dy])?;
+        let ([x, y, dy], [dx]) = split(buf, [x, y, dy], [dx])?;
+        self.over_outer(d, dx, d.len * d.inner, |r, dc, dx| {
+            let (xr, yr) = (d.len * d.inner, d.inner);
+            kernels::max_backward(rows(x, &r, xr), rows(y, &r, yr), rows(dy, &r, yr), dx, dc)
+        });
+        Ok(())
+    }
+
+    fn softmax(&self, buf: &mut [f32], x: Span, y: Span, d: AxisDims, log: bool) -> Result<()> {
+        if !Self::split_axis(d) {
+            return Cpu.softmax(buf, x, y, d, log);
+        }
+        same_len(&[x, y, Span::new(0, d.numel())])?;
+        let ([x], [y]) = split(buf, [x], [y])?;
+        self.over_outer(d, y, d.len * d.inner, |r, dc, y| {
+            kernels::softmax(rows(x, &r, d.len * d.inner), y, dc, log)
+        });
+        Ok(())
+    }
+
+    fn softmax_backward(
+        &self,
+        buf: &mut [f32],
+        y: Span,
+        dy: Span,
+        dx: Span,
+        d: AxisDims,
+        log: bool,
+    ) -> Result<()> {
+        if !Self::split_axis(d) {
+            return Cpu.softmax_backward(buf, y, dy, dx, d, log);
+        }
+        same_len(&[y, dy, dx, Span::new(0, d.numel())])?;
+        let ([y, dy], [dx]) = split(buf, [y, dy], [dx])?;
+        let row = d.len * d.inner;
+        self.over_outer(d, dx, row, |r, dc, dx| {
+            kernels::softmax_backward(rows(y, &r, row), rows(dy, &r, row), dx, dc, log)
+        });
+        Ok(())
+    }
+
+    fn transpose(
+        &self,
+        buf: &mut [f32],
+        x: Span,
+        y: Span,
+        batch: usize,
+        rows: usize,
+        cols: usize,
+        acc: Acc,
+    ) -> Result<()> {
+        let sz = rows * cols;
+        // One matrix is not split: a block of its rows is a strided block of
+        // the output's columns.
+        if batch * sz < PAR_THRESHOLD || batch < 2 {
+            return Cpu.transpose(buf, x, y, batch, rows, cols, acc);
+        }
+        same_len(&[x, y, Span::new(0, batch * sz)])?;
+        let ([x], [y]) = split(buf, [x], [y])?;
+        let per = self.units_per_task(batch, sz);
+        self.pool.install(|| {
+            y.par_chunks_mut(per * sz).enumerate().for_each(|(i, y)| {
+                let nb = y.len() / sz;
+                let x = &x[i * per * sz..][..nb * sz];
+                kernels::transpose(x, y, nb, rows, cols, acc)
+            })
+        });
+        Ok(())
+    }
+
+    fn update(
+        &self,
+        buf: &mut [f32],
+        rule: &Update,
+        param: Span,
+        grad: Span,
+        state: Span,
+    ) -> Result<()> {
+        if param.len < PAR_THRESHOLD {
+            return Cpu.update(buf, rule, param, grad, state);
+        }
+        same_len(&[param, grad])?;
+        let planes = rule.state_planes();
+        let n = param.len;
+        if state.len < planes * n {
+            return Err(Error::InvalidArgument {
+                what: "optimizer state smaller than the parameter",
+            });
+        }
+        let ([g], [p, s]) = split(buf, [grad], [param, state])?;
+        let rule = *rule;
+        let per = self.units_per_task(n, 1);
+        // State plane `k` of element `i` is at `s[k * n + i]`: a task's
+        // elements have their state in `planes` separate runs, one per plane.
+        let mut plane_chunks: [Vec<&mut [f32]>; 3] = Default::default();
+        for (chunks, plane) in plane_chunks.iter_mut().zip(s[..planes * n].chunks_mut(n)) {
+            *chunks = plane.chunks_mut(per).collect();
+        }
+        let [s0, s1, s2] = plane_chunks.map(|v| v.into_iter().map(Some));
+        let tasks: Vec<_> = p
+            .chunks_mut(per)
+            .zip(g.chunks(per))
+            .zip(s0.chain(core::iter::repeat_with(|| None)))
+            .zip(s1.chain(core::iter::repeat_with(|| None)))
+            .zip(s2.chain(core::iter::repeat_with(|| None)))
+            .map(|((((p, g), s0), s1), s2)| (p, g, [s0, s1, s2]))
+            .collect();
+        self.pool.install(|| {
+            tasks
+                .into_par_iter()
+                .for_each(|(p, g, mut s)| update_tiles(&rule, planes, p, g, &mut s))
+        });
+        Ok(())
+    }
+}
+
+/// Runs [`kernels::update`] over `p` in tiles, gathering each tile's state
+/// from its `planes` separate runs into one contiguous buffer and back.
+fn update_tiles(
+    rule: &Update,
+    planes: usize,
+    p: &mut [f32],
+    g: &[f32],
+    s: &mut [Option<&mut [f32]>; 3],
+) {
+    let mut tile = [0.0f32; 3 * UPDATE_TILE];
+    let mut start = 0;
+    while start < p.len() {
+        let t = (p.len() - start).min(UPDATE_TILE);
+        let r = start..start + t;
+        for (k, plane) in s.iter().take(planes).enumerate() {
+            if let Some(plane) = plane {
+                tile[k * t..(k + 1) * t].copy_from_slice(&plane[r.clone()]);
+            }
+        }
+        kernels::update(
+            rule,
+            &mut p[r.clone()],
+            &g[r.clone()],
+            &mut tile[..planes * t],
+        );
+        for (k, plane) in s.iter_mut().take(planes).enumerate() {
+            if let Some(plane) = plane {
+                plane[r.clone()].copy_from_slice(&tile[k * t..(k + 1) * t]);
+            }
+        }
+        start += t;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_counts() {
+        assert_eq!(Parallel::new(1).threads(), 1);
+        assert_eq!(Parallel::new(3).threads(), 3);
+        assert!(Parallel::new(0).threads() >= 1);
+    }
+
+    #[test]
+    fn chunks_are_never_tiny() {
+        let be = Parallel::new(2);
+        assert_eq!(be.units_per_task(100_000, 1), 12_500);
+        assert_eq!(be.units_per_task(40_000, 1), MIN_CHUNK);
+        assert_eq!(be.units_per_task(10, 4100), 2);
+        assert_eq!(be.units_per_task(1, 0), 8192);
+    }
+
+    #[test]
+    fn errors_match_the_reference() {
+        let be = Parallel::new(2);
+        let mut buf = vec![0.0f32; 3 * PAR_THRESHOLD];
+        let (x, y) = (
+            Span::new(0, PAR_THRESHOLD),
+            Span::new(PAR_THRESHOLD, PAR_THRESHOLD),
+        );
+        let shorter = Span::new(PAR_THRESHOLD, PAR_THRESHOLD - 1);
+        let overlapping = Span::new(PAR_THRESHOLD / 2, PAR_THRESHOLD);
+        let outside = Span::new(2 * PAR_THRESHOLD + 1, PAR_THRESHOLD);
+        for y in [shorter, overlapping, outside] {
+            let ours = be.map(&mut buf, Map::Exp, x, y).unwrap_err();
+            let reference = Cpu.map(&mut buf, Map::Exp, x, y).unwrap_err();
+            assert_eq!(ours, reference);
+        }
+        be.map(&mut buf, Map::Exp, x, y).unwrap();
+    }
+}
+
+impl ember_core::backend::Device for Parallel {
+    type Storage = Vec<f32>;
+    fn alloc(&self, floats: usize) -> Result<Vec<f32>> {
+        ember_core::backend::Device::alloc(&Cpu, floats)
+    }
+    fn name(&self) -> &str {
+        "cpu (rayon)"
+    }
+}
