@@ -224,6 +224,28 @@ fn int8_quantization_tracks_f32() {
 }
 
 #[test]
+fn int8_export_of_odd_widths_parses() {
+    // Widths whose byte sizes are not multiples of the 16-byte alignment.
+    type Odd = (Linear<7, 5>, ReLU, Linear<5, 3>);
+    let mut buf = vec![0.0f32; 1024];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let net = Odd::build(&mut mem, &mut Rng::new(6)).unwrap();
+    let mut f = Aligned([0u8; 2048]);
+    let n = deploy::export_f32(&net, &mem, &mut f.0).unwrap();
+    assert_eq!(n, deploy::export_len(&net).unwrap());
+    let model = Model::load::<Odd>(&f.0[..n]).unwrap();
+    let mut calib = Calibration::new();
+    let mut scratch = [0.0f32; 16];
+    calib
+        .observe(&model, &[0.5, -0.5, 1.0, 0.0, 0.2, 0.9, -1.0], &mut scratch)
+        .unwrap();
+    let mut q = Aligned([0u8; 2048]);
+    let qn = deploy::quantize(&model, &calib, &mut q.0).unwrap();
+    assert_eq!(qn, deploy::quantized_len(&model));
+    Model::load::<Odd>(&q.0[..qn]).unwrap();
+}
+
+#[test]
 fn rust_source_export_matches_the_golden_file_and_runs() {
     // A small fixed model (seed 5) exported to Rust source. The golden file is
     // compiled into this test below, so a change in the generator shows up

@@ -115,7 +115,10 @@ impl Checkpoint {
         });
         let mut md = HashMap::new();
         md.insert("format".into(), FORMAT.into());
-        md.insert("crc32".into(), data_crc(&self.params, &self.optimizer).to_string());
+        md.insert(
+            "crc32".into(),
+            data_crc(&self.params, &self.optimizer).to_string(),
+        );
         md.insert(
             "meta".into(),
             serde_json::to_string(&self.meta).map_err(|e| CheckpointError::Invalid {
@@ -123,10 +126,11 @@ impl Checkpoint {
                 msg: e.to_string(),
             })?,
         );
-        let bytes = state_dict::to_bytes(&tensors, Some(md)).map_err(|msg| CheckpointError::Invalid {
-            path: path.into(),
-            msg,
-        })?;
+        let bytes =
+            state_dict::to_bytes(&tensors, Some(md)).map_err(|msg| CheckpointError::Invalid {
+                path: path.into(),
+                msg,
+            })?;
         write_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
             path: path.into(),
             source,
@@ -139,14 +143,20 @@ impl Checkpoint {
             path: path.into(),
             source,
         })?;
-        let invalid = |msg: String| CheckpointError::Invalid { path: path.into(), msg };
+        let invalid = |msg: String| CheckpointError::Invalid {
+            path: path.into(),
+            msg,
+        };
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| invalid(e.to_string()))?;
         let md = header.metadata().clone().unwrap_or_default();
         if md.get("format").map(String::as_str) != Some(FORMAT) {
             return Err(invalid("missing or unknown format tag".into()));
         }
-        let meta: Meta = serde_json::from_str(md.get("meta").ok_or_else(|| invalid("no metadata".into()))?)
-            .map_err(|e| invalid(format!("metadata: {e}")))?;
+        let meta: Meta = serde_json::from_str(
+            md.get("meta")
+                .ok_or_else(|| invalid("no metadata".into()))?,
+        )
+        .map_err(|e| invalid(format!("metadata: {e}")))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| invalid(e.to_string()))?;
         let mut params = Vec::new();
         let mut optimizer = None;
@@ -173,18 +183,36 @@ impl Checkpoint {
             (idx.parse::<usize>().unwrap_or(usize::MAX), kind != "weight")
         });
         let optimizer = optimizer.ok_or_else(|| invalid("no optimizer state".into()))?;
-        let stored: u32 = md.get("crc32").and_then(|s| s.parse().ok()).ok_or_else(|| invalid("no checksum".into()))?;
+        let stored: u32 = md
+            .get("crc32")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| invalid("no checksum".into()))?;
         if stored != data_crc(&params, &optimizer) {
             return Err(invalid("checksum mismatch: the file is corrupt".into()));
         }
-        Ok(Checkpoint { meta, params, optimizer })
+        Ok(Checkpoint {
+            meta,
+            params,
+            optimizer,
+        })
     }
 
     /// Checks that the checkpoint is for a model of these widths and activation.
-    pub fn check_architecture(&self, path: &Path, widths: &[usize], activation: &str) -> Result<(), CheckpointError> {
+    pub fn check_architecture(
+        &self,
+        path: &Path,
+        widths: &[usize],
+        activation: &str,
+    ) -> Result<(), CheckpointError> {
         if self.meta.widths != widths || self.meta.activation != activation {
             let fmt = |w: &[usize], a: &str| {
-                format!("{} {a}", w.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("-"))
+                format!(
+                    "{} {a}",
+                    w.iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join("-")
+                )
             };
             return Err(CheckpointError::Architecture {
                 path: path.into(),

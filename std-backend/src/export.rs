@@ -25,7 +25,10 @@ impl AlignedBytes {
             a[..c.len()].copy_from_slice(c);
             *w = u32::from_ne_bytes(a);
         }
-        AlignedBytes { words, len: bytes.len() }
+        AlignedBytes {
+            words,
+            len: bytes.len(),
+        }
     }
 
     /// A zeroed buffer of `len` bytes.
@@ -57,7 +60,11 @@ impl AlignedBytes {
 }
 
 /// Builds the f32 weight file of an MLP from its parameters.
-pub fn f32_file(widths: &[usize], activation: &str, params: &[NamedTensor]) -> Result<AlignedBytes, String> {
+pub fn f32_file(
+    widths: &[usize],
+    activation: &str,
+    params: &[NamedTensor],
+) -> Result<AlignedBytes, String> {
     let act = parse_activation(activation).map_err(|e| e.to_string())?;
     let mut buf = vec![0.0f32; Mlp::param_floats(widths) + 64];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
@@ -71,13 +78,19 @@ pub fn f32_file(widths: &[usize], activation: &str, params: &[NamedTensor]) -> R
 }
 
 /// Quantizes an f32 weight file to int8, calibrating on up to `samples` rows of `data`.
-pub fn int8_file(f32_bytes: &AlignedBytes, data: &TensorDataset, samples: usize) -> Result<AlignedBytes, FormatError> {
+pub fn int8_file(
+    f32_bytes: &AlignedBytes,
+    data: &TensorDataset,
+    samples: usize,
+) -> Result<AlignedBytes, FormatError> {
     let model = Model::parse(f32_bytes.bytes())?;
     let mut calib = Calibration::new();
     let mut scratch = vec![0.0f32; model.scratch_len()];
     let d = data.feature_len();
     for row in data.features().chunks_exact(d).take(samples) {
-        calib.observe(&model, row, &mut scratch).map_err(|_| FormatError::Unsupported)?;
+        calib
+            .observe(&model, row, &mut scratch)
+            .map_err(|_| FormatError::Unsupported)?;
     }
     let mut out = AlignedBytes::zeroed(deploy::quantized_len(&model));
     let n = deploy::quantize(&model, &calib, out.bytes_mut())?;
@@ -95,14 +108,20 @@ pub fn evaluate_file(model: &Model<'_>, data: &TensorDataset) -> Result<(f32, Ve
     let mut out = vec![0.0f32; model.output_features()];
     for row in data.features().chunks_exact(d) {
         let p = if model.is_int8() {
-            model.infer_i8(row, &mut is, &mut out).map_err(|e| e.to_string())?;
+            model
+                .infer_i8(row, &mut is, &mut out)
+                .map_err(|e| e.to_string())?;
             deploy::argmax(&out)
         } else {
             deploy::argmax(model.infer_f32(row, &mut fs).map_err(|e| e.to_string())?)
         };
         preds.push(p);
     }
-    let correct = preds.iter().zip(data.labels()).filter(|(p, y)| p == y).count();
+    let correct = preds
+        .iter()
+        .zip(data.labels())
+        .filter(|(p, y)| p == y)
+        .count();
     Ok((correct as f32 / data.len().max(1) as f32, preds))
 }
 

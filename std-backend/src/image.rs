@@ -47,10 +47,19 @@ impl Grey {
             for x in 0..width {
                 let sx = (x * self.width / width.max(1)).min(self.width.saturating_sub(1));
                 let sy = (y * self.height / height.max(1)).min(self.height.saturating_sub(1));
-                pixels.push(self.pixels.get(sy * self.width + sx).copied().unwrap_or(0.0));
+                pixels.push(
+                    self.pixels
+                        .get(sy * self.width + sx)
+                        .copied()
+                        .unwrap_or(0.0),
+                );
             }
         }
-        Grey { width, height, pixels }
+        Grey {
+            width,
+            height,
+            pixels,
+        }
     }
 }
 
@@ -60,7 +69,10 @@ pub fn read(path: &Path) -> Result<Grey, ImageError> {
         path: path.into(),
         source,
     })?;
-    let fmt = |msg: String| ImageError::Format { path: path.into(), msg };
+    let fmt = |msg: String| ImageError::Format {
+        path: path.into(),
+        msg,
+    };
     if bytes.starts_with(b"\x89PNG") {
         decode_png(&bytes).map_err(fmt)
     } else if bytes.starts_with(b"P5") || bytes.starts_with(b"P2") {
@@ -142,16 +154,26 @@ fn decode_pgm(bytes: &[u8]) -> Result<Grey, String> {
             if data.len() < n {
                 return Err(format!("truncated PGM data: {} of {n} pixels", data.len()));
             }
-            data[..n].iter().map(|&v| f32::from(v) / max as f32).collect()
+            data[..n]
+                .iter()
+                .map(|&v| f32::from(v) / max as f32)
+                .collect()
         } else {
             if data.len() < 2 * n {
                 return Err("truncated PGM data".into());
             }
-            data.chunks_exact(2).take(n).map(|c| f32::from(u16::from_be_bytes([c[0], c[1]])) / max as f32).collect()
+            data.chunks_exact(2)
+                .take(n)
+                .map(|c| f32::from(u16::from_be_bytes([c[0], c[1]])) / max as f32)
+                .collect()
         }
     } else {
         let text = std::str::from_utf8(&bytes[i..]).map_err(|_| "PGM data is not text")?;
-        let v: Result<Vec<f32>, _> = text.split_whitespace().take(n).map(|t| t.parse::<f32>().map(|x| x / max as f32)).collect();
+        let v: Result<Vec<f32>, _> = text
+            .split_whitespace()
+            .take(n)
+            .map(|t| t.parse::<f32>().map(|x| x / max as f32))
+            .collect();
         let v = v.map_err(|_| "bad PGM pixel value")?;
         if v.len() < n {
             return Err("truncated PGM data".into());
@@ -168,7 +190,11 @@ fn decode_pgm(bytes: &[u8]) -> Result<Grey, String> {
 /// Writes a grey image as binary PGM (for tests and exporting samples).
 pub fn write_pgm(img: &Grey) -> Vec<u8> {
     let mut out = format!("P5\n{} {}\n255\n", img.width, img.height).into_bytes();
-    out.extend(img.pixels.iter().map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8));
+    out.extend(
+        img.pixels
+            .iter()
+            .map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8),
+    );
     out
 }
 
@@ -200,7 +226,10 @@ mod tests {
             let mut enc = png::Encoder::new(f, 2, 1);
             enc.set_color(png::ColorType::Grayscale);
             enc.set_depth(png::BitDepth::Eight);
-            enc.write_header().unwrap().write_image_data(&[0, 255]).unwrap();
+            enc.write_header()
+                .unwrap()
+                .write_image_data(&[0, 255])
+                .unwrap();
         }
         assert_eq!(read(&pp).unwrap().pixels, vec![0.0, 1.0]);
         assert_eq!(img.resize(6, 4).pixels.len(), 24);

@@ -9,7 +9,8 @@ use std::path::Path;
 
 /// The per-epoch metrics as CSV text.
 pub fn metrics_csv(history: &[EpochMetrics]) -> String {
-    let mut s = String::from("epoch,train_loss,train_acc,val_loss,val_acc,lr,samples_per_sec,seconds\n");
+    let mut s =
+        String::from("epoch,train_loss,train_acc,val_loss,val_acc,lr,samples_per_sec,seconds\n");
     let opt = |v: Option<f32>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
     for m in history {
         let _ = writeln!(
@@ -42,15 +43,38 @@ pub fn plot_curves(path: &Path, history: &[EpochMetrics]) -> Result<(), String> 
         let (left, right) = root.split_horizontally(480);
         let n = history.len().max(1) as f32;
         let series = |f: &dyn Fn(&EpochMetrics) -> Option<f32>| -> Vec<(f32, f32)> {
-            history.iter().filter_map(|m| f(m).map(|v| (m.epoch as f32, v))).collect()
+            history
+                .iter()
+                .filter_map(|m| f(m).map(|v| (m.epoch as f32, v)))
+                .collect()
         };
         let panels: [(&DrawingArea<_, _>, &str, [Vec<(f32, f32)>; 2]); 2] = [
-            (&left, "loss", [series(&|m| Some(m.train_loss)), series(&|m| m.val_loss)]),
-            (&right, "accuracy", [series(&|m| Some(m.train_acc)), series(&|m| m.val_acc)]),
+            (
+                &left,
+                "loss",
+                [series(&|m| Some(m.train_loss)), series(&|m| m.val_loss)],
+            ),
+            (
+                &right,
+                "accuracy",
+                [series(&|m| Some(m.train_acc)), series(&|m| m.val_acc)],
+            ),
         ];
         for (area, name, [train, val]) in panels {
-            let ymax = train.iter().chain(val.iter()).map(|p| p.1).fold(0.0f32, f32::max).max(1e-3) * 1.05;
-            let ymin = train.iter().chain(val.iter()).map(|p| p.1).fold(ymax, f32::min).min(0.0).max(0.0);
+            let ymax = train
+                .iter()
+                .chain(val.iter())
+                .map(|p| p.1)
+                .fold(0.0f32, f32::max)
+                .max(1e-3)
+                * 1.05;
+            let ymin = train
+                .iter()
+                .chain(val.iter())
+                .map(|p| p.1)
+                .fold(ymax, f32::min)
+                .min(0.0)
+                .max(0.0);
             let mut chart = ChartBuilder::on(area)
                 .caption(name, ("sans-serif", 20))
                 .margin(10)
@@ -100,15 +124,25 @@ pub fn confusion(labels: &[usize], predictions: &[usize], classes: usize) -> Vec
 
 /// Accuracy, accuracy per class and the confusion matrix, as text.
 pub fn classification_report(labels: &[usize], predictions: &[usize], names: &[String]) -> String {
-    let classes = names.len().max(labels.iter().chain(predictions).max().map_or(0, |m| m + 1));
+    let classes = names
+        .len()
+        .max(labels.iter().chain(predictions).max().map_or(0, |m| m + 1));
     let m = confusion(labels, predictions, classes);
     let total = labels.len().max(1);
     let correct: usize = (0..classes).map(|c| m[c][c]).sum();
     let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
-    let mut s = format!("accuracy: {:.4} ({correct}/{})\n\nper class:\n", correct as f64 / total as f64, labels.len());
+    let mut s = format!(
+        "accuracy: {:.4} ({correct}/{})\n\nper class:\n",
+        correct as f64 / total as f64,
+        labels.len()
+    );
     for (c, row) in m.iter().enumerate() {
         let n: usize = row.iter().sum();
-        let acc = if n == 0 { 0.0 } else { row[c] as f64 / n as f64 };
+        let acc = if n == 0 {
+            0.0
+        } else {
+            row[c] as f64 / n as f64
+        };
         let _ = writeln!(s, "  {:>2} {:<12} {:.4} ({}/{n})", c, name(c), acc, row[c]);
     }
     s.push_str("\nconfusion matrix (rows: true class, columns: predicted):\n    ");
@@ -157,11 +191,19 @@ mod tests {
             .collect();
         let csv = metrics_csv(&h);
         assert_eq!(csv.lines().count(), 4);
-        assert!(csv.lines().nth(1).unwrap().starts_with("1,1.000000,0.600000,1.100000,0.550000,"));
+        assert!(csv
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("1,1.000000,0.600000,1.100000,0.550000,"));
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.svg");
         plot_curves(&p, &h).unwrap();
         let svg = std::fs::read_to_string(&p).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{}", &svg[..200.min(svg.len())]);
+        assert!(
+            svg.starts_with("<svg") && svg.contains("polyline"),
+            "{}",
+            &svg[..200.min(svg.len())]
+        );
     }
 }

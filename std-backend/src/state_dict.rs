@@ -96,7 +96,10 @@ pub struct NamedTensor {
 }
 
 /// Reads every parameter of `model` out of `mem`, in visiting order.
-pub fn named_tensors<M: Module, B: Backend>(model: &M, mem: &Memory<'_, B>) -> Result<Vec<NamedTensor>, ember_core::Error> {
+pub fn named_tensors<M: Module, B: Backend>(
+    model: &M,
+    mem: &Memory<'_, B>,
+) -> Result<Vec<NamedTensor>, ember_core::Error> {
     let mut out = Vec::new();
     let mut err = Ok(());
     model.named_parameters(&mut |p| {
@@ -114,10 +117,19 @@ pub fn named_tensors<M: Module, B: Backend>(model: &M, mem: &Memory<'_, B>) -> R
 }
 
 /// Serializes tensors (and optional metadata) to safetensors bytes, f32 little-endian.
-pub fn to_bytes(tensors: &[NamedTensor], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>, String> {
+pub fn to_bytes(
+    tensors: &[NamedTensor],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>, String> {
     let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|t| (t.name.clone(), t.shape.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.shape.clone(),
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let views = raw
         .iter()
@@ -128,12 +140,19 @@ pub fn to_bytes(tensors: &[NamedTensor], metadata: Option<HashMap<String, String
 }
 
 /// Writes `model`'s state_dict as safetensors (atomically).
-pub fn save<M: Module, B: Backend>(path: &Path, model: &M, mem: &Memory<'_, B>) -> Result<(), StateDictError> {
+pub fn save<M: Module, B: Backend>(
+    path: &Path,
+    model: &M,
+    mem: &Memory<'_, B>,
+) -> Result<(), StateDictError> {
     let tensors = named_tensors(model, mem).map_err(|source| StateDictError::Memory {
         path: path.into(),
         source,
     })?;
-    let bytes = to_bytes(&tensors, None).map_err(|msg| StateDictError::Parse { path: path.into(), msg })?;
+    let bytes = to_bytes(&tensors, None).map_err(|msg| StateDictError::Parse {
+        path: path.into(),
+        msg,
+    })?;
     write_atomic(path, &bytes).map_err(|source| StateDictError::Io {
         path: path.into(),
         source,
@@ -144,7 +163,10 @@ pub fn save<M: Module, B: Backend>(path: &Path, model: &M, mem: &Memory<'_, B>) 
 pub fn to_f32(path: &Path, name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, StateDictError> {
     let b = view.data();
     let v: Vec<f32> = match view.dtype() {
-        Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
         Dtype::F64 => b
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
@@ -153,7 +175,10 @@ pub fn to_f32(path: &Path, name: &str, view: &TensorView<'_>) -> Result<Vec<f32>
             .chunks_exact(2)
             .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
             .collect(),
-        Dtype::F16 => b.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+        Dtype::F16 => b
+            .chunks_exact(2)
+            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
         other => {
             return Err(StateDictError::Dtype {
                 path: path.into(),
@@ -241,24 +266,33 @@ pub fn load_bytes<M: Module, B: Backend>(
     if let Some(e) = first_err {
         return Err(e);
     }
-    if let Some(extra) = st.names().into_iter().find(|n| n.starts_with(prefix) && !wanted.iter().any(|w| w == *n)) {
+    if let Some(extra) = st
+        .names()
+        .into_iter()
+        .find(|n| n.starts_with(prefix) && !wanted.iter().any(|w| w == *n))
+    {
         return Err(StateDictError::Unexpected {
             path: path.into(),
             name: extra.to_string(),
         });
     }
     for (span, data) in staged {
-        mem.write(span, &data).map_err(|source| StateDictError::Memory {
-            path: path.into(),
-            source,
-        })?;
+        mem.write(span, &data)
+            .map_err(|source| StateDictError::Memory {
+                path: path.into(),
+                source,
+            })?;
     }
     Ok(())
 }
 
 /// Reads a state_dict file into `model`'s parameters (PyTorch's
 /// `load_state_dict(strict=True)`).
-pub fn load<M: Module, B: Backend>(path: &Path, model: &M, mem: &mut Memory<'_, B>) -> Result<(), StateDictError> {
+pub fn load<M: Module, B: Backend>(
+    path: &Path,
+    model: &M,
+    mem: &mut Memory<'_, B>,
+) -> Result<(), StateDictError> {
     let bytes = std::fs::read(path).map_err(|source| StateDictError::Io {
         path: path.into(),
         source,
@@ -283,7 +317,10 @@ mod tests {
         let b = Mlp::new(&mut mem, &mut Rng::new(2), &[4, 6, 3], Activation::Relu).unwrap();
         save(&path, &a, &mem).unwrap();
         load(&path, &b, &mut mem).unwrap();
-        let (ta, tb) = (named_tensors(&a, &mem).unwrap(), named_tensors(&b, &mem).unwrap());
+        let (ta, tb) = (
+            named_tensors(&a, &mem).unwrap(),
+            named_tensors(&b, &mem).unwrap(),
+        );
         for (x, y) in ta.iter().zip(&tb) {
             assert_eq!((&x.name, &x.shape, &x.data), (&y.name, &y.shape, &y.data));
         }
@@ -297,17 +334,32 @@ mod tests {
         assert!(matches!(e, StateDictError::Shape { .. }), "{e}");
         assert!(e.to_string().contains("m.safetensors") && e.to_string().contains("0.weight"));
         let deeper = Mlp::new(&mut mem, &mut Rng::new(3), &[4, 6, 6, 3], Activation::Relu).unwrap();
-        assert!(matches!(load(&path, &deeper, &mut mem), Err(StateDictError::Shape { .. } | StateDictError::Missing { .. })));
+        assert!(matches!(
+            load(&path, &deeper, &mut mem),
+            Err(StateDictError::Shape { .. } | StateDictError::Missing { .. })
+        ));
         let shallow = Mlp::new(&mut mem, &mut Rng::new(3), &[4, 6], Activation::Relu).unwrap();
-        assert!(matches!(load(&path, &shallow, &mut mem), Err(StateDictError::Unexpected { .. })));
+        assert!(matches!(
+            load(&path, &shallow, &mut mem),
+            Err(StateDictError::Unexpected { .. })
+        ));
 
         // Corrupt and truncated files.
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        assert!(matches!(load(&path, &b, &mut mem), Err(StateDictError::Parse { .. })));
+        assert!(matches!(
+            load(&path, &b, &mut mem),
+            Err(StateDictError::Parse { .. })
+        ));
         std::fs::write(&path, b"not safetensors").unwrap();
-        assert!(matches!(load(&path, &b, &mut mem), Err(StateDictError::Parse { .. })));
-        assert!(matches!(load(&dir.path().join("absent"), &b, &mut mem), Err(StateDictError::Io { .. })));
+        assert!(matches!(
+            load(&path, &b, &mut mem),
+            Err(StateDictError::Parse { .. })
+        ));
+        assert!(matches!(
+            load(&dir.path().join("absent"), &b, &mut mem),
+            Err(StateDictError::Io { .. })
+        ));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! stopping, and a clean stop on a NaN or infinite loss.
 
 use crate::checkpoint::{Checkpoint, CheckpointError, Meta};
-use crate::data::{Dataset, DataLoader, MiniBatch, TensorDataset};
+use crate::data::{DataLoader, Dataset, MiniBatch, TensorDataset};
 use crate::state_dict::{named_tensors, NamedTensor};
 use ember_core::backend::Device;
 use ember_core::deploy::Activation;
@@ -181,16 +181,24 @@ impl TrainConfig {
 
     fn validate(&self) -> Result<(), TrainError> {
         if self.widths.len() < 2 || self.widths.iter().any(|&w| w == 0) {
-            return Err(TrainError::Config("at least two positive layer widths are needed".into()));
+            return Err(TrainError::Config(
+                "at least two positive layer widths are needed".into(),
+            ));
         }
         if self.batch == 0 || self.epochs == 0 {
-            return Err(TrainError::Config("batch and epochs must be positive".into()));
+            return Err(TrainError::Config(
+                "batch and epochs must be positive".into(),
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(TrainError::Config("the learning rate must be positive".into()));
+            return Err(TrainError::Config(
+                "the learning rate must be positive".into(),
+            ));
         }
         if !(0.0..0.9).contains(&self.val_fraction) {
-            return Err(TrainError::Config("the validation fraction must be in [0, 0.9)".into()));
+            return Err(TrainError::Config(
+                "the validation fraction must be in [0, 0.9)".into(),
+            ));
         }
         parse_activation(&self.activation)?;
         self.rule()?;
@@ -225,7 +233,12 @@ impl Schedule {
             "step" => Kind::Step(StepLR::new(cfg.step_size, cfg.gamma)),
             "exponential" => Kind::Exponential(ExponentialLR::new(cfg.gamma)),
             "cosine" => Kind::Cosine(CosineAnnealingLR::new(after, 0.0)),
-            "plateau" => Kind::Plateau(ReduceLROnPlateau::new(PlateauMode::Min, cfg.gamma.min(0.99), 2, 1e-4)),
+            "plateau" => Kind::Plateau(ReduceLROnPlateau::new(
+                PlateauMode::Min,
+                cfg.gamma.min(0.99),
+                2,
+                1e-4,
+            )),
             other => return Err(TrainError::Config(format!("unknown scheduler `{other}`"))),
         };
         Ok(Schedule {
@@ -279,14 +292,18 @@ impl Schedule {
 
     /// Restores a state saved by [`state`](Self::state).
     pub fn restore(&mut self, v: &serde_json::Value) -> Result<(), String> {
-        let get_u = |o: &serde_json::Value, k: &str| o.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
-        let get_f = |o: &serde_json::Value, k: &str| o.get(k).and_then(|x| x.as_f64()).map(|x| x as f32);
+        let get_u =
+            |o: &serde_json::Value, k: &str| o.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
+        let get_f =
+            |o: &serde_json::Value, k: &str| o.get(k).and_then(|x| x.as_f64()).map(|x| x as f32);
         self.epoch = get_u(v, "epoch").ok_or("scheduler epoch missing")?;
         let inner = v.get("inner").ok_or("scheduler state missing")?;
         match &mut self.kind {
             Kind::None => {}
             Kind::Step(s) => s.epoch = get_u(inner, "epoch").ok_or("scheduler epoch missing")?,
-            Kind::Exponential(s) => s.epoch = get_u(inner, "epoch").ok_or("scheduler epoch missing")?,
+            Kind::Exponential(s) => {
+                s.epoch = get_u(inner, "epoch").ok_or("scheduler epoch missing")?
+            }
             Kind::Cosine(s) => s.epoch = get_u(inner, "epoch").ok_or("scheduler epoch missing")?,
             Kind::Plateau(s) => {
                 // `best` is +inf before any metric; JSON stores that as null.
@@ -361,7 +378,10 @@ pub struct Checkpointing {
 }
 
 /// Splits off the last `fraction` of `data` as a validation set.
-pub fn split_validation(data: TensorDataset, fraction: f32) -> (TensorDataset, Option<TensorDataset>) {
+pub fn split_validation(
+    data: TensorDataset,
+    fraction: f32,
+) -> (TensorDataset, Option<TensorDataset>) {
     let n = data.len();
     let v = ((n as f32) * fraction).round() as usize;
     if v == 0 || v >= n {
@@ -414,7 +434,9 @@ pub fn train<D: Device>(
     let mut opt: Optimizer = Optimizer::new(&mut mem, &model, rule, cfg.lr)?;
     let mut sched = Schedule::new(cfg)?;
 
-    let mut loader = DataLoader::new(train_set, cfg.batch).shuffle(true).seed(cfg.seed ^ 0x5EED);
+    let mut loader = DataLoader::new(train_set, cfg.batch)
+        .shuffle(true)
+        .seed(cfg.seed ^ 0x5EED);
     if let Some(a) = augment {
         loader = loader.augment(a);
     }
@@ -433,10 +455,12 @@ pub fn train<D: Device>(
                 path: path.clone(),
                 msg: format!("optimizer state does not fit this run: {e}"),
             })?;
-        sched.restore(&c.meta.scheduler).map_err(|msg| CheckpointError::Invalid {
-            path: path.clone(),
-            msg,
-        })?;
+        sched
+            .restore(&c.meta.scheduler)
+            .map_err(|msg| CheckpointError::Invalid {
+                path: path.clone(),
+                msg,
+            })?;
         loader.set_state(crate::data::LoaderState {
             rng: c.meta.loader_rng,
             epoch: c.meta.loader_epoch,
@@ -453,7 +477,9 @@ pub fn train<D: Device>(
     let mut stopped_early = false;
     let nodes_ok = model.nodes() + 16 <= ember_core::DEFAULT_NODES;
     if !nodes_ok {
-        return Err(TrainError::Config("too many layers for the graph's node table".into()));
+        return Err(TrainError::Config(
+            "too many layers for the graph's node table".into(),
+        ));
     }
     for epoch in start..=cfg.epochs {
         let t0 = Instant::now();
@@ -491,7 +517,12 @@ pub fn train<D: Device>(
             correct += count_correct(&preds[..n], &batch);
             seen += n;
             let secs = t0.elapsed().as_secs_f32().max(1e-6);
-            progress.batch(bi + 1, (loss_sum / seen as f64) as f32, correct as f32 / seen as f32, seen as f32 / secs);
+            progress.batch(
+                bi + 1,
+                (loss_sum / seen as f64) as f32,
+                correct as f32 / seen as f32,
+                seen as f32 / secs,
+            );
         }
         let train_secs = t0.elapsed().as_secs_f32();
         let (val_loss, val_acc) = match val_set {
@@ -566,7 +597,11 @@ pub fn train<D: Device>(
 }
 
 fn count_correct(preds: &[f32], batch: &MiniBatch) -> usize {
-    preds.iter().zip(&batch.labels).filter(|(p, y)| **p as usize == **y).count()
+    preds
+        .iter()
+        .zip(&batch.labels)
+        .filter(|(p, y)| **p as usize == **y)
+        .count()
 }
 
 /// Writes named parameters into `model`'s memory (names and shapes must match).
@@ -577,19 +612,33 @@ pub fn write_params<M: Module, D: Device>(
     path: &Path,
 ) -> Result<(), CheckpointError> {
     let mut spans = Vec::new();
-    model.named_parameters(&mut |p| spans.push((p.name.to_string(), p.dims.as_slice().to_vec(), p.param.value)));
+    model.named_parameters(&mut |p| {
+        spans.push((
+            p.name.to_string(),
+            p.dims.as_slice().to_vec(),
+            p.param.value,
+        ))
+    });
     let invalid = |msg: String| CheckpointError::Invalid {
         path: path.into(),
         msg,
     };
     if spans.len() != params.len() {
-        return Err(invalid(format!("{} tensors, the model has {}", params.len(), spans.len())));
+        return Err(invalid(format!(
+            "{} tensors, the model has {}",
+            params.len(),
+            spans.len()
+        )));
     }
     for ((name, shape, span), t) in spans.iter().zip(params) {
         if *name != t.name || *shape != t.shape {
-            return Err(invalid(format!("tensor `{}` {:?} does not fit `{name}` {shape:?}", t.name, t.shape)));
+            return Err(invalid(format!(
+                "tensor `{}` {:?} does not fit `{name}` {shape:?}",
+                t.name, t.shape
+            )));
         }
-        mem.write(*span, &t.data).map_err(|e| invalid(e.to_string()))?;
+        mem.write(*span, &t.data)
+            .map_err(|e| invalid(e.to_string()))?;
     }
     Ok(())
 }
@@ -606,7 +655,12 @@ pub struct EvalResult {
 }
 
 /// Evaluates `model` on `data` in batches, recording nothing for backward.
-pub fn evaluate<D: Device>(model: &Mlp, mem: &mut Memory<'_, D>, data: &TensorDataset, batch: usize) -> Result<EvalResult, TrainError> {
+pub fn evaluate<D: Device>(
+    model: &Mlp,
+    mem: &mut Memory<'_, D>,
+    data: &TensorDataset,
+    batch: usize,
+) -> Result<EvalResult, TrainError> {
     let d = data.feature_len();
     let (feats, labels) = (data.features(), data.labels());
     let mut predictions = Vec::with_capacity(labels.len());
@@ -625,7 +679,11 @@ pub fn evaluate<D: Device>(model: &Mlp, mem: &mut Memory<'_, D>, data: &TensorDa
         loss_sum += f64::from(loss);
         predictions.extend(preds[..n].iter().map(|&p| p as usize));
     }
-    let correct = predictions.iter().zip(labels).filter(|(p, y)| p == y).count();
+    let correct = predictions
+        .iter()
+        .zip(labels)
+        .filter(|(p, y)| p == y)
+        .count();
     Ok(EvalResult {
         loss: (loss_sum / labels.len().max(1) as f64) as f32,
         accuracy: correct as f32 / labels.len().max(1) as f32,

@@ -150,10 +150,11 @@ pub fn quantized_len(model: &Model<'_>) -> usize {
     let data: usize = model
         .layers()
         .iter()
+        // Weight, bias, scales and requantization pairs, laid out as in `quantize`.
         .map(|(h, _)| {
             padded(h.in_features * h.out_features)
-                + 3 * padded(4 * h.out_features)
-                + padded(4 * h.out_features)
+                + 2 * padded(4 * h.out_features)
+                + padded(8 * h.out_features)
         })
         .sum();
     padded(FIXED + RECORD * model.layers().len()) + data + 4

@@ -1,0 +1,620 @@
+//! `ember`: train, evaluate, inspect, export, import and run MLPs on
+//! FashionMNIST (or any IDX data set of the same layout).
+
+use clap::{Args, Parser, Subcommand};
+use ember_core::deploy::Model;
+use ember_core::nn::{summary, Mlp};
+use ember_core::{Cpu, Memory, Rng};
+use ember_std::checkpoint::Checkpoint;
+use ember_std::data::transform::{
+    Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
+};
+use ember_std::data::{Dataset, FashionMnist, Split, TensorDataset};
+use ember_std::export::{evaluate_file, f32_file, int8_file, write_rust, AlignedBytes};
+use ember_std::train::{
+    self, parse_activation, parse_widths, Checkpointing, EpochMetrics, Progress, TrainConfig,
+};
+use ember_std::{atomic::write_atomic, image, report, state_dict, Parallel};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ember",
+    version,
+    about = "Train small neural networks and deploy them to microcontrollers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an MLP, report on the test set, and export it (the main job).
+    Train(TrainArgs),
+    /// Accuracy, per-class accuracy and confusion matrix of a model on the test set.
+    Eval(ModelArgs),
+    /// Print a model's layers and parameter count.
+    Summary(ArchArgs),
+    /// Write a checkpoint's model as .emb (f32 and int8), safetensors and Rust source.
+    Export {
+        /// Checkpoint to export.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Output directory.
+        #[arg(long, default_value = "runs/export")]
+        out: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Read a PyTorch state_dict (safetensors) and write it in Ember's formats.
+    Import {
+        /// The safetensors file (`0.weight` [out, in], `0.bias`, ...).
+        #[arg(long)]
+        safetensors: PathBuf,
+        #[command(flatten)]
+        arch: ArchArgs,
+        /// Output directory.
+        #[arg(long, default_value = "runs/import")]
+        out: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Classify an image (PNG or PGM) or a test-set sample; print the top 3 classes.
+    Predict {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Image file.
+        image: Option<PathBuf>,
+        /// Index into the test set instead of an image.
+        #[arg(long)]
+        index: Option<usize>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Directory of FashionMNIST IDX files (default /usr/share/datasets/fashion-mnist/;
+    /// a built-in subset is used when the files are absent).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct ArchArgs {
+    /// Layer sizes, input first.
+    #[arg(long, default_value = "784-256-128-10")]
+    layers: String,
+    /// Hidden activation.
+    #[arg(long, default_value = "relu")]
+    activation: String,
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// A model: .emb (f32 or int8), a checkpoint, or a safetensors state_dict (with --layers).
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    arch: ArchArgs,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    arch: ArchArgs,
+    /// sgd, adam, adamw, rmsprop or adagrad.
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Momentum (SGD, RMSprop).
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    /// Weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    /// none, step, exponential, cosine or plateau.
+    #[arg(long, default_value = "cosine")]
+    scheduler: String,
+    /// StepLR period in epochs.
+    #[arg(long, default_value_t = 5)]
+    step_size: usize,
+    /// Decay factor of step, exponential and plateau schedules.
+    #[arg(long, default_value_t = 0.5)]
+    gamma: f32,
+    /// Epochs of linear warmup.
+    #[arg(long, default_value_t = 0)]
+    warmup: usize,
+    /// Epochs.
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Seed of initialisation, shuffling and augmentation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Augment training images: shifts, rotations (±15°), flips and noise.
+    #[arg(long)]
+    augment: bool,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Fraction of the training set held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f32,
+    /// Stop after this many epochs without a better validation loss.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Clip gradients to this global norm.
+    #[arg(long)]
+    clip: Option<f32>,
+    /// Use at most this many training samples (quick runs).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Continue from this checkpoint (bit-identical to an uninterrupted run).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// cpu or cuda (cuda falls back to the CPU when no GPU is usable).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Output directory: metrics.csv, curves.svg, checkpoint, model files, report.
+    #[arg(long, default_value = "runs/latest")]
+    out: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => cmd_train(a),
+        Command::Eval(m) => cmd_eval(&m),
+        Command::Summary(a) => cmd_summary(&a),
+        Command::Export {
+            checkpoint,
+            out,
+            data,
+        } => cmd_export(&checkpoint, &out, &data),
+        Command::Import {
+            safetensors,
+            arch,
+            out,
+            data,
+        } => cmd_import(&safetensors, &arch, &out, &data),
+        Command::Predict {
+            model,
+            image,
+            index,
+        } => cmd_predict(&model, image.as_deref(), index),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Res<T = ()> = Result<T, String>;
+
+fn load(data: &DataArgs, split: Split) -> Res<TensorDataset> {
+    let (set, source) =
+        FashionMnist::load_or_builtin(data.data.as_deref(), split).map_err(|e| e.to_string())?;
+    eprintln!(
+        "{} ({} {} samples)",
+        source,
+        set.dataset().len(),
+        if split == Split::Train {
+            "training"
+        } else {
+            "test"
+        }
+    );
+    Ok(set.into_dataset())
+}
+
+struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress for Bar {
+    fn epoch_start(&mut self, epoch: usize, batches: usize) {
+        let bar = ProgressBar::new(batches as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(epoch.to_string());
+        self.bar = Some(bar);
+    }
+    fn batch(&mut self, done: usize, loss: f32, acc: f32, sps: f32) {
+        if let Some(b) = &self.bar {
+            b.set_position(done as u64);
+            if done % 10 == 0 {
+                b.set_message(format!(
+                    "loss {loss:.4} acc {:.1}% {sps:.0} samples/s",
+                    acc * 100.0
+                ));
+            }
+        }
+    }
+    fn epoch_end(&mut self, m: &EpochMetrics) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        let val = match (m.val_loss, m.val_acc) {
+            (Some(l), Some(a)) => format!("  val loss {l:.4} acc {:.2}%", a * 100.0),
+            _ => String::new(),
+        };
+        eprintln!(
+            "epoch {:>3}  loss {:.4}  acc {:.2}%{val}  lr {:.2e}  {:.0} samples/s  {:.1}s",
+            m.epoch,
+            m.train_loss,
+            m.train_acc * 100.0,
+            m.lr,
+            m.samples_per_sec,
+            m.seconds
+        );
+    }
+}
+
+fn cmd_train(a: TrainArgs) -> Res {
+    let cfg = TrainConfig {
+        widths: parse_widths(&a.arch.layers).map_err(|e| e.to_string())?,
+        activation: a.arch.activation.clone(),
+        optimizer: a.optimizer,
+        lr: a.lr,
+        momentum: a.momentum,
+        weight_decay: a.weight_decay,
+        scheduler: a.scheduler,
+        step_size: a.step_size,
+        gamma: a.gamma,
+        warmup: a.warmup,
+        epochs: a.epochs,
+        batch: a.batch,
+        seed: a.seed,
+        augment: a.augment,
+        val_fraction: a.val_fraction,
+        patience: a.patience,
+        clip: a.clip,
+    };
+    let mut train_all = load(&a.data, Split::Train)?;
+    if let Some(n) = a.limit {
+        if n < train_all.len() {
+            train_all = train_all.split_at(n).0;
+        }
+    }
+    let test = load(&a.data, Split::Test)?;
+    let (train_set, val_set) = train::split_validation(train_all, cfg.val_fraction);
+    let augment = cfg.augment.then(|| {
+        Compose::new()
+            .then(RandomShift::new(2))
+            .then(RandomRotation::new(15.0))
+            .then(RandomHorizontalFlip::new(0.5))
+            .then(GaussianNoise::new(0.02))
+    });
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let ckpt = Checkpointing {
+        path: Some(a.out.join("checkpoint.safetensors")),
+        resume: a.resume.clone(),
+    };
+    if a.device == "cuda" {
+        eprintln!("{}", cuda_fallback_message());
+    } else if a.device != "cpu" {
+        return Err(format!("unknown device `{}` (cpu or cuda)", a.device));
+    }
+    let backend = Parallel::try_new(a.threads).map_err(|e| e.to_string())?;
+    eprintln!(
+        "training {} ({} activation) with {} on {} thread(s): {} training, {} validation samples",
+        a.arch.layers,
+        cfg.activation,
+        cfg.optimizer,
+        backend.threads(),
+        train_set.len(),
+        val_set.as_ref().map_or(0, |v| v.len())
+    );
+    let mut bar = Bar { bar: None };
+    let started = std::time::Instant::now();
+    let outcome = train::train(
+        &backend,
+        &cfg,
+        train_set,
+        val_set.as_ref(),
+        augment,
+        &ckpt,
+        &mut bar,
+    );
+    let outcome = outcome.map_err(|e| e.to_string())?;
+    if outcome.stopped_early {
+        eprintln!(
+            "early stopping: no better validation loss for {} epochs",
+            cfg.patience.unwrap_or(0)
+        );
+    }
+    write_reports(&a.out, &outcome.history)?;
+
+    // Report on the test set and export, through the deployment kernels.
+    let f32_bytes = f32_file(&cfg.widths, &cfg.activation, &outcome.params)?;
+    let train_for_calib = load_quiet(&a.data, Split::Train)?;
+    let int8_bytes = int8_file(&f32_bytes, &train_for_calib, 1000).map_err(|e| e.to_string())?;
+    let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+    let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
+    let (acc32, preds) = evaluate_file(&f32_model, &test)?;
+    let (acc8, _) = evaluate_file(&int8_model, &test)?;
+    let mut text = report::classification_report(test.labels(), &preds, &class_names());
+    text.push_str(&format!(
+        "\nint8 accuracy (host, deployment kernels): {acc8:.4} ({:+.2} points vs f32 {acc32:.4})\n\
+         training time: {:.1}s\n",
+        100.0 * (acc8 - acc32),
+        started.elapsed().as_secs_f32()
+    ));
+    println!("\n{text}");
+    write_atomic(&a.out.join("report.txt"), text.as_bytes()).map_err(|e| e.to_string())?;
+    write_atomic(&a.out.join("model.emb"), f32_bytes.bytes()).map_err(|e| e.to_string())?;
+    write_atomic(&a.out.join("model-int8.emb"), int8_bytes.bytes()).map_err(|e| e.to_string())?;
+    save_safetensors(
+        &a.out.join("model.safetensors"),
+        &cfg.widths,
+        &cfg.activation,
+        &outcome.params,
+    )?;
+    eprintln!(
+        "wrote {}: metrics.csv, curves.svg, checkpoint.safetensors, model.safetensors, model.emb ({} bytes), model-int8.emb ({} bytes), report.txt",
+        a.out.display(),
+        f32_bytes.bytes().len(),
+        int8_bytes.bytes().len()
+    );
+    Ok(())
+}
+
+fn cuda_fallback_message() -> String {
+    "--device cuda: this build of the command line has no CUDA support; training on the CPU instead"
+        .into()
+}
+
+fn load_quiet(data: &DataArgs, split: Split) -> Res<TensorDataset> {
+    FashionMnist::load_or_builtin(data.data.as_deref(), split)
+        .map(|(s, _)| s.into_dataset())
+        .map_err(|e| e.to_string())
+}
+
+fn class_names() -> Vec<String> {
+    FashionMnist::CLASSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn write_reports(out: &Path, history: &[EpochMetrics]) -> Res {
+    report::write_metrics(&out.join("metrics.csv"), history).map_err(|e| e.to_string())?;
+    report::plot_curves(&out.join("curves.svg"), history)
+}
+
+fn save_safetensors(
+    path: &Path,
+    widths: &[usize],
+    act: &str,
+    params: &[state_dict::NamedTensor],
+) -> Res {
+    let mut md = std::collections::HashMap::new();
+    md.insert(
+        "ember.layers".into(),
+        widths
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join("-"),
+    );
+    md.insert("ember.activation".into(), act.to_string());
+    let bytes = state_dict::to_bytes(params, Some(md))?;
+    write_atomic(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Any model file as weight-file bytes.
+fn model_bytes(m: &ModelArgs) -> Res<AlignedBytes> {
+    let path = &m.model;
+    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if raw.starts_with(b"EMBR") {
+        let b = AlignedBytes::new(&raw);
+        Model::parse(b.bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(b);
+    }
+    if let Ok(c) = Checkpoint::load(path) {
+        return f32_file(&c.meta.widths, &c.meta.activation, &c.params);
+    }
+    // A safetensors state_dict: the architecture comes from --layers or the file's metadata.
+    let (widths, act) = arch_of(path, &raw, &m.arch)?;
+    let params = read_state_dict(path, &widths, &act)?;
+    f32_file(&widths, &act, &params)
+}
+
+fn arch_of(path: &Path, raw: &[u8], arch: &ArchArgs) -> Res<(Vec<usize>, String)> {
+    let md = safetensors::SafeTensors::read_metadata(raw)
+        .map_err(|e| {
+            format!(
+                "{}: not an .emb, checkpoint or safetensors file ({e})",
+                path.display()
+            )
+        })?
+        .1
+        .metadata()
+        .clone()
+        .unwrap_or_default();
+    let layers = md
+        .get("ember.layers")
+        .cloned()
+        .unwrap_or_else(|| arch.layers.clone());
+    let act = md
+        .get("ember.activation")
+        .cloned()
+        .unwrap_or_else(|| arch.activation.clone());
+    Ok((parse_widths(&layers).map_err(|e| e.to_string())?, act))
+}
+
+fn read_state_dict(path: &Path, widths: &[usize], act: &str) -> Res<Vec<state_dict::NamedTensor>> {
+    let a = parse_activation(act).map_err(|e| e.to_string())?;
+    let mut buf = vec![0.0f32; Mlp::param_floats(widths) + 64];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let model = Mlp::new(&mut mem, &mut Rng::new(0), widths, a).map_err(|e| e.to_string())?;
+    state_dict::load(path, &model, &mut mem).map_err(|e| e.to_string())?;
+    state_dict::named_tensors(&model, &mem).map_err(|e| e.to_string())
+}
+
+fn cmd_eval(m: &ModelArgs) -> Res {
+    let bytes = model_bytes(m)?;
+    let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
+    let test = load(&m.data, Split::Test)?;
+    check_inputs(&model, &test)?;
+    let (_, preds) = evaluate_file(&model, &test)?;
+    println!(
+        "{} model, {} layers, {} parameter bytes\n",
+        if model.is_int8() { "int8" } else { "f32" },
+        model.layers().len(),
+        model.parameter_bytes()
+    );
+    print!(
+        "{}",
+        report::classification_report(test.labels(), &preds, &class_names())
+    );
+    Ok(())
+}
+
+fn check_inputs(model: &Model<'_>, data: &TensorDataset) -> Res {
+    if model.input_features() != data.feature_len() {
+        return Err(format!(
+            "the model takes {} inputs but the data has {} features",
+            model.input_features(),
+            data.feature_len()
+        ));
+    }
+    Ok(())
+}
+
+fn cmd_summary(a: &ArchArgs) -> Res {
+    let widths = parse_widths(&a.layers).map_err(|e| e.to_string())?;
+    let act = parse_activation(&a.activation).map_err(|e| e.to_string())?;
+    let mut buf = vec![0.0f32; Mlp::param_floats(&widths) + 64];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let model = Mlp::new(&mut mem, &mut Rng::new(0), &widths, act).map_err(|e| e.to_string())?;
+    print!("{}", summary(&model));
+    let per = |b: usize| model.train_floats(b, 2) * 4;
+    println!(
+        "Training memory (Adam): {:.1} MiB at batch 64, {:.1} MiB at batch 256",
+        per(64) as f64 / (1 << 20) as f64,
+        per(256) as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}
+
+fn export_all(
+    widths: &[usize],
+    act: &str,
+    params: &[state_dict::NamedTensor],
+    out: &Path,
+    data: &DataArgs,
+) -> Res {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let f32_bytes = f32_file(widths, act, params)?;
+    let calib = load_quiet(data, Split::Train)?;
+    let int8_bytes = int8_file(&f32_bytes, &calib, 1000).map_err(|e| e.to_string())?;
+    let f = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+    let q = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
+    write_atomic(&out.join("model.emb"), f32_bytes.bytes()).map_err(|e| e.to_string())?;
+    write_atomic(&out.join("model-int8.emb"), int8_bytes.bytes()).map_err(|e| e.to_string())?;
+    write_rust(&f, &out.join("model.rs"))?;
+    write_rust(&q, &out.join("model_int8.rs"))?;
+    save_safetensors(&out.join("model.safetensors"), widths, act, params)?;
+    let test = load_quiet(data, Split::Test)?;
+    if check_inputs(&f, &test).is_ok() {
+        let (a32, _) = evaluate_file(&f, &test)?;
+        let (a8, _) = evaluate_file(&q, &test)?;
+        println!("test accuracy: f32 {a32:.4}, int8 {a8:.4}");
+    }
+    println!(
+        "wrote {}: model.emb, model-int8.emb, model.rs, model_int8.rs, model.safetensors",
+        out.display()
+    );
+    Ok(())
+}
+
+fn cmd_export(checkpoint: &Path, out: &Path, data: &DataArgs) -> Res {
+    let c = Checkpoint::load(checkpoint).map_err(|e| e.to_string())?;
+    export_all(&c.meta.widths, &c.meta.activation, &c.params, out, data)
+}
+
+fn cmd_import(path: &Path, arch: &ArchArgs, out: &Path, data: &DataArgs) -> Res {
+    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (widths, act) = arch_of(path, &raw, arch)?;
+    let params = read_state_dict(path, &widths, &act)?;
+    println!("read {} tensors from {}", params.len(), path.display());
+    export_all(&widths, &act, &params, out, data)
+}
+
+fn cmd_predict(m: &ModelArgs, image_path: Option<&Path>, index: Option<usize>) -> Res {
+    let bytes = model_bytes(m)?;
+    let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
+    let side = (model.input_features() as f64).sqrt() as usize;
+    let (input, truth) = match (image_path, index) {
+        (Some(p), None) => {
+            if side * side != model.input_features() {
+                return Err("the model's input is not a square image".into());
+            }
+            let img = image::read(p)
+                .map_err(|e| e.to_string())?
+                .resize(side, side);
+            (img.pixels, None)
+        }
+        (None, Some(i)) => {
+            let test = load(&m.data, Split::Test)?;
+            let s = test.get(i).ok_or_else(|| {
+                format!("index {i} is outside the test set ({} samples)", test.len())
+            })?;
+            (s.features.to_vec(), Some(s.label))
+        }
+        _ => return Err("give either an image file or --index".into()),
+    };
+    if input.len() != model.input_features() {
+        return Err(format!(
+            "the model takes {} inputs, the input has {}",
+            model.input_features(),
+            input.len()
+        ));
+    }
+    let mut logits = vec![0.0f32; model.output_features()];
+    if model.is_int8() {
+        let mut s = vec![0i8; model.scratch_len()];
+        model
+            .infer_i8(&input, &mut s, &mut logits)
+            .map_err(|e| e.to_string())?;
+    } else {
+        let mut s = vec![0.0f32; model.scratch_len()];
+        logits.copy_from_slice(model.infer_f32(&input, &mut s).map_err(|e| e.to_string())?);
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    let mut ranked: Vec<(usize, f32)> = exps.iter().map(|&e| e / sum).enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let names = class_names();
+    for (rank, (c, p)) in ranked.iter().take(3).enumerate() {
+        println!(
+            "{}. {:<12} {:.4}",
+            rank + 1,
+            names.get(*c).map_or("?", |s| s.as_str()),
+            p
+        );
+    }
+    if let Some(t) = truth {
+        println!("true class: {}", names.get(t).map_or("?", |s| s.as_str()));
+    }
+    Ok(())
+}
