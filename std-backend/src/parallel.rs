@@ -579,6 +579,16 @@ fn update_tiles(
     }
 }
 
+impl ember_core::backend::Device for Parallel {
+    type Storage = Vec<f32>;
+    fn alloc(&self, floats: usize) -> Result<Vec<f32>> {
+        ember_core::backend::Device::alloc(&Cpu, floats)
+    }
+    fn name(&self) -> &str {
+        "cpu (rayon)"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,15 +626,5 @@ mod tests {
             assert_eq!(ours, reference);
         }
         be.map(&mut buf, Map::Exp, x, y).unwrap();
-    }
-}
-
-impl ember_core::backend::Device for Parallel {
-    type Storage = Vec<f32>;
-    fn alloc(&self, floats: usize) -> Result<Vec<f32>> {
-        ember_core::backend::Device::alloc(&Cpu, floats)
-    }
-    fn name(&self) -> &str {
-        "cpu (rayon)"
     }
 }

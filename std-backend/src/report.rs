@@ -41,74 +41,77 @@ pub fn plot_curves(path: &Path, history: &[EpochMetrics]) -> Result<(), String> 
         let root = SVGBackend::with_string(&mut svg, (960, 400)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (left, right) = root.split_horizontally(480);
-        let n = history.len().max(1) as f32;
         let series = |f: &dyn Fn(&EpochMetrics) -> Option<f32>| -> Vec<(f32, f32)> {
             history
                 .iter()
                 .filter_map(|m| f(m).map(|v| (m.epoch as f32, v)))
                 .collect()
         };
-        let panels: [(&DrawingArea<_, _>, &str, [Vec<(f32, f32)>; 2]); 2] = [
-            (
-                &left,
-                "loss",
-                [series(&|m| Some(m.train_loss)), series(&|m| m.val_loss)],
-            ),
-            (
-                &right,
-                "accuracy",
-                [series(&|m| Some(m.train_acc)), series(&|m| m.val_acc)],
-            ),
-        ];
-        for (area, name, [train, val]) in panels {
-            let ymax = train
-                .iter()
-                .chain(val.iter())
-                .map(|p| p.1)
-                .fold(0.0f32, f32::max)
-                .max(1e-3)
-                * 1.05;
-            let ymin = train
-                .iter()
-                .chain(val.iter())
-                .map(|p| p.1)
-                .fold(ymax, f32::min)
-                .min(0.0)
-                .max(0.0);
-            let mut chart = ChartBuilder::on(area)
-                .caption(name, ("sans-serif", 20))
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(50)
-                .build_cartesian_2d(0.5f32..n + 0.5, ymin..ymax)
-                .map_err(|e| e.to_string())?;
-            chart
-                .configure_mesh()
-                .x_desc("epoch")
-                .draw()
-                .map_err(|e| e.to_string())?;
-            chart
-                .draw_series(LineSeries::new(train, &BLUE))
-                .map_err(|e| e.to_string())?
-                .label("train")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-            if !val.is_empty() {
-                chart
-                    .draw_series(LineSeries::new(val, &RED))
-                    .map_err(|e| e.to_string())?
-                    .label("validation")
-                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-            }
-            chart
-                .configure_series_labels()
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.8))
-                .draw()
-                .map_err(|e| e.to_string())?;
-        }
+        let n = history.len().max(1) as f32;
+        draw_panel(
+            &left,
+            "loss",
+            n,
+            series(&|m| Some(m.train_loss)),
+            series(&|m| m.val_loss),
+        )?;
+        draw_panel(
+            &right,
+            "accuracy",
+            n,
+            series(&|m| Some(m.train_acc)),
+            series(&|m| m.val_acc),
+        )?;
         root.present().map_err(|e| e.to_string())?;
     }
     write_atomic(path, svg.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// One panel: a training curve and, when present, a validation curve, from 0 up.
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    name: &str,
+    epochs: f32,
+    train: Vec<(f32, f32)>,
+    val: Vec<(f32, f32)>,
+) -> Result<(), String> {
+    let ymax = train
+        .iter()
+        .chain(val.iter())
+        .map(|p| p.1)
+        .fold(0.0f32, f32::max)
+        .max(1e-3)
+        * 1.05;
+    let mut chart = ChartBuilder::on(area)
+        .caption(name, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5f32..epochs + 0.5, 0.0f32..ymax)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(LineSeries::new(train, &BLUE))
+        .map_err(|e| e.to_string())?
+        .label("train")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    if !val.is_empty() {
+        chart
+            .draw_series(LineSeries::new(val, &RED))
+            .map_err(|e| e.to_string())?
+            .label("validation")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 /// Confusion matrix: `m[true][predicted]`.

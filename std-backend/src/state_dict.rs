@@ -80,7 +80,7 @@ pub enum StateDictError {
         /// The file.
         path: PathBuf,
         /// The core error.
-        source: ember_core::Error,
+        source: Box<ember_core::Error>,
     },
 }
 
@@ -147,7 +147,7 @@ pub fn save<M: Module, B: Backend>(
 ) -> Result<(), StateDictError> {
     let tensors = named_tensors(model, mem).map_err(|source| StateDictError::Memory {
         path: path.into(),
-        source,
+        source: Box::new(source),
     })?;
     let bytes = to_bytes(&tensors, None).map_err(|msg| StateDictError::Parse {
         path: path.into(),
@@ -280,7 +280,7 @@ pub fn load_bytes<M: Module, B: Backend>(
         mem.write(span, &data)
             .map_err(|source| StateDictError::Memory {
                 path: path.into(),
-                source,
+                source: Box::new(source),
             })?;
     }
     Ok(())

@@ -180,7 +180,7 @@ impl TrainConfig {
     }
 
     fn validate(&self) -> Result<(), TrainError> {
-        if self.widths.len() < 2 || self.widths.iter().any(|&w| w == 0) {
+        if self.widths.len() < 2 || self.widths.contains(&0) {
             return Err(TrainError::Config(
                 "at least two positive layer widths are needed".into(),
             ));
@@ -375,6 +375,8 @@ pub struct Checkpointing {
     pub path: Option<PathBuf>,
     /// Resume from this checkpoint.
     pub resume: Option<PathBuf>,
+    /// End the run (as if interrupted) after this epoch; resume it later.
+    pub stop_after: Option<usize>,
 }
 
 /// Splits off the last `fraction` of `data` as a validation set.
@@ -582,6 +584,9 @@ pub fn train<D: Device>(
         }
         if cfg.patience.is_some_and(|p| bad_epochs >= p) {
             stopped_early = true;
+            break;
+        }
+        if ckpt.stop_after == Some(epoch) {
             break;
         }
     }

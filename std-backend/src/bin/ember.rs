@@ -161,6 +161,9 @@ struct TrainArgs {
     /// Continue from this checkpoint (bit-identical to an uninterrupted run).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Stop after this epoch (the run can be resumed from its checkpoint).
+    #[arg(long)]
+    stop_after: Option<usize>,
     /// cpu or cuda (cuda falls back to the CPU when no GPU is usable).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -239,7 +242,7 @@ impl Progress for Bar {
     fn batch(&mut self, done: usize, loss: f32, acc: f32, sps: f32) {
         if let Some(b) = &self.bar {
             b.set_position(done as u64);
-            if done % 10 == 0 {
+            if done.is_multiple_of(10) {
                 b.set_message(format!(
                     "loss {loss:.4} acc {:.1}% {sps:.0} samples/s",
                     acc * 100.0
@@ -306,6 +309,7 @@ fn cmd_train(a: TrainArgs) -> Res {
     let ckpt = Checkpointing {
         path: Some(a.out.join("checkpoint.safetensors")),
         resume: a.resume.clone(),
+        stop_after: a.stop_after,
     };
     if a.device == "cuda" {
         eprintln!("{}", cuda_fallback_message());

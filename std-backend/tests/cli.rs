@@ -1,0 +1,185 @@
+//! The `ember` command line end to end, on the built-in data subset.
+
+use std::path::Path;
+use std::process::Command;
+
+fn ember(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn train_eval_predict_export_import_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_s = run.to_str().unwrap();
+    // A directory without the data set: the built-in subset is used, and said so.
+    let (ok, text) = ember(&[
+        "train",
+        "--layers",
+        "784-32-10",
+        "--epochs",
+        "2",
+        "--limit",
+        "600",
+        "--data",
+        "/nonexistent",
+        "--out",
+        run_s,
+        "--threads",
+        "2",
+        "--augment",
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("built-in"), "{text}");
+    assert!(
+        text.contains("confusion matrix") && text.contains("int8 accuracy"),
+        "{text}"
+    );
+    for f in [
+        "metrics.csv",
+        "curves.svg",
+        "checkpoint.safetensors",
+        "model.safetensors",
+        "model.emb",
+        "model-int8.emb",
+        "report.txt",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+
+    let emb = run.join("model.emb");
+    let (ok, text) = ember(&[
+        "eval",
+        "--model",
+        emb.to_str().unwrap(),
+        "--data",
+        "/nonexistent",
+    ]);
+    assert!(ok && text.contains("per class"), "{text}");
+    let (ok, text) = ember(&[
+        "eval",
+        "--model",
+        run.join("model-int8.emb").to_str().unwrap(),
+        "--data",
+        "/nonexistent",
+    ]);
+    assert!(ok && text.starts_with("int8 model"), "{text}");
+
+    let (ok, text) = ember(&[
+        "predict",
+        "--model",
+        emb.to_str().unwrap(),
+        "--index",
+        "3",
+        "--data",
+        "/nonexistent",
+    ]);
+    assert!(
+        ok && text.contains("1. ") && text.contains("3. ") && text.contains("true class"),
+        "{text}"
+    );
+    // An image file: write test sample 3 as PGM and classify it.
+    let pgm = dir.path().join("x.pgm");
+    let set = ember_std::data::FashionMnist::builtin(ember_std::data::Split::Test).unwrap();
+    let s = ember_std::data::Dataset::get(set.dataset(), 3).unwrap();
+    let img = ember_std::image::Grey {
+        width: 28,
+        height: 28,
+        pixels: s.features.to_vec(),
+    };
+    std::fs::write(&pgm, ember_std::image::write_pgm(&img)).unwrap();
+    let (ok, text2) = ember(&[
+        "predict",
+        "--model",
+        emb.to_str().unwrap(),
+        pgm.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text2}");
+    assert_eq!(
+        text.lines().next(),
+        text2.lines().next(),
+        "index and image disagree"
+    );
+
+    let exp = dir.path().join("exp");
+    let ck = run.join("checkpoint.safetensors");
+    let (ok, text) = ember(&[
+        "export",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        exp.to_str().unwrap(),
+        "--data",
+        "/nonexistent",
+    ]);
+    assert!(ok && text.contains("test accuracy"), "{text}");
+    for f in [
+        "model.emb",
+        "model-int8.emb",
+        "model.rs",
+        "model_int8.rs",
+        "model.safetensors",
+    ] {
+        assert!(exp.join(f).is_file(), "missing {f}");
+    }
+    let (ok, text) = ember(&[
+        "import",
+        "--safetensors",
+        run.join("model.safetensors").to_str().unwrap(),
+        "--layers",
+        "784-32-10",
+        "--out",
+        dir.path().join("imp").to_str().unwrap(),
+        "--data",
+        "/nonexistent",
+    ]);
+    assert!(ok, "{text}");
+    assert_eq!(
+        std::fs::read(dir.path().join("imp/model.emb")).unwrap(),
+        std::fs::read(&emb).unwrap()
+    );
+
+    // Wrong architecture and bad files are clear errors.
+    let (ok, text) = ember(&[
+        "import",
+        "--safetensors",
+        run.join("checkpoint.safetensors").to_str().unwrap(),
+        "--layers",
+        "784-64-10",
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+        "--data",
+        "/nonexistent",
+    ]);
+    assert!(!ok && text.contains("error:"), "{text}");
+    let junk = dir.path().join("junk.emb");
+    std::fs::write(&junk, b"EMBR\x01\x00").unwrap();
+    let (ok, text) = ember(&[
+        "eval",
+        "--model",
+        junk.to_str().unwrap(),
+        "--data",
+        "/nonexistent",
+    ]);
+    assert!(!ok && text.contains("junk.emb"), "{text}");
+
+    let (ok, text) = ember(&["summary", "--layers", "784-512-512-10"]);
+    assert!(ok && text.contains("Total params: 669,706"), "{text}");
+    assert!(Path::new(env!("CARGO_BIN_EXE_ember")).exists());
+}

@@ -1,0 +1,265 @@
+//! Training runs: exact resume, a NaN loss that stops training and keeps the
+//! last good checkpoint, checkpoints of another architecture or corrupted,
+//! and early stopping.
+
+use ember_std::checkpoint::{Checkpoint, CheckpointError};
+use ember_std::data::transform::{Compose, RandomRotation, RandomShift};
+use ember_std::data::{Dataset, FashionMnist, Split, TensorDataset};
+use ember_std::train::{self, Checkpointing, Quiet, TrainConfig, TrainError};
+use ember_std::Parallel;
+use std::path::Path;
+
+fn subset(n: usize) -> TensorDataset {
+    FashionMnist::builtin(Split::Train)
+        .unwrap()
+        .into_dataset()
+        .split_at(n)
+        .0
+}
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        widths: vec![784, 24, 10],
+        epochs: 4,
+        batch: 32,
+        seed: 7,
+        augment: true,
+        scheduler: "plateau".into(),
+        val_fraction: 0.2,
+        ..TrainConfig::default()
+    }
+}
+
+fn augment() -> Option<Compose> {
+    Some(
+        Compose::new()
+            .then(RandomShift::new(2))
+            .then(RandomRotation::new(15.0)),
+    )
+}
+
+fn run(cfg: &TrainConfig, ckpt: &Checkpointing) -> Result<train::TrainOutcome, TrainError> {
+    let (tr, val) = train::split_validation(subset(400), cfg.val_fraction);
+    train::train(
+        &Parallel::new(2),
+        cfg,
+        tr,
+        val.as_ref(),
+        augment(),
+        ckpt,
+        &mut Quiet,
+    )
+}
+
+#[test]
+fn resume_is_bit_identical_to_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config();
+    let full = run(
+        &cfg,
+        &Checkpointing {
+            path: Some(dir.path().join("full.ckpt")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+
+    let part = dir.path().join("part.ckpt");
+    let first = run(
+        &cfg,
+        &Checkpointing {
+            path: Some(part.clone()),
+            stop_after: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(first.history.len(), 2);
+    let resumed = run(
+        &cfg,
+        &Checkpointing {
+            path: Some(part.clone()),
+            resume: Some(part.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(resumed.history.len(), 4);
+    for (a, b) in full.history.iter().zip(&resumed.history) {
+        assert_eq!(
+            (a.train_loss, a.train_acc, a.val_loss, a.lr),
+            (b.train_loss, b.train_acc, b.val_loss, b.lr)
+        );
+    }
+    assert_eq!(
+        full.params, resumed.params,
+        "resumed parameters differ from the uninterrupted run"
+    );
+}
+
+#[test]
+fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.ckpt");
+    let mut cfg = config();
+    cfg.epochs = 1;
+    run(
+        &cfg,
+        &Checkpointing {
+            path: Some(path.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let before = std::fs::read(&path).unwrap();
+
+    // Resume for a second epoch on data that makes the loss infinite.
+    cfg.epochs = 2;
+    let (mut feats, labels) = subset(320).into_parts();
+    feats.iter_mut().for_each(|v| *v *= 1e38);
+    let poisoned = TensorDataset::new(feats, labels, 784, 10).unwrap();
+    let err = train::train(
+        &Parallel::new(1),
+        &cfg,
+        poisoned,
+        None,
+        None,
+        &Checkpointing {
+            path: Some(path.clone()),
+            resume: Some(path.clone()),
+            ..Default::default()
+        },
+        &mut Quiet,
+    )
+    .unwrap_err();
+    match &err {
+        TrainError::NonFiniteLoss {
+            epoch, checkpoint, ..
+        } => {
+            assert_eq!(*epoch, 2);
+            assert_eq!(checkpoint.as_deref(), Some(path.as_path()));
+        }
+        other => panic!("expected a non-finite loss, got {other}"),
+    }
+    assert!(err.to_string().contains("last good checkpoint"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the good checkpoint was overwritten"
+    );
+    assert_eq!(Checkpoint::load(&path).unwrap().meta.epoch, 1);
+}
+
+#[test]
+fn checkpoints_of_another_architecture_or_corrupted_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.ckpt");
+    let mut cfg = config();
+    cfg.epochs = 1;
+    run(
+        &cfg,
+        &Checkpointing {
+            path: Some(path.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut other = cfg.clone();
+    other.widths = vec![784, 32, 10];
+    other.epochs = 2;
+    let err = run(
+        &other,
+        &Checkpointing {
+            resume: Some(path.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::Checkpoint(CheckpointError::Architecture { .. })
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("784-24-10") && err.to_string().contains("c.ckpt"),
+        "{err}"
+    );
+
+    let bytes = std::fs::read(&path).unwrap();
+    let corrupt = |b: &[u8], name: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, b).unwrap();
+        let e = Checkpoint::load(&p).unwrap_err();
+        assert!(matches!(e, CheckpointError::Invalid { .. }), "{name}: {e}");
+        assert!(e.to_string().contains(name), "{e}");
+    };
+    let mut flipped = bytes.clone();
+    let n = flipped.len();
+    flipped[n - 10] ^= 0x40;
+    corrupt(&flipped, "flipped.ckpt");
+    corrupt(&bytes[..bytes.len() - 100], "truncated.ckpt");
+    corrupt(b"garbage", "garbage.ckpt");
+    assert!(matches!(
+        Checkpoint::load(Path::new("/nonexistent/c.ckpt")),
+        Err(CheckpointError::Io { .. })
+    ));
+}
+
+#[test]
+fn early_stopping_ends_the_run_and_keeps_the_best_parameters() {
+    let mut cfg = config();
+    cfg.epochs = 10;
+    cfg.lr = 5.0; // so large that the validation loss soon stops improving
+    cfg.optimizer = "sgd".into();
+    cfg.momentum = 0.0;
+    cfg.patience = Some(2);
+    cfg.scheduler = "none".into();
+    cfg.augment = false;
+    let (tr, val) = train::split_validation(subset(400), cfg.val_fraction);
+    let out = train::train(
+        &Parallel::new(2),
+        &cfg,
+        tr,
+        val.as_ref(),
+        None,
+        &Checkpointing::default(),
+        &mut Quiet,
+    );
+    match out {
+        Ok(o) => {
+            assert!(
+                o.stopped_early && o.history.len() < 10,
+                "{} epochs",
+                o.history.len()
+            );
+        }
+        // Divergence to an infinite loss is also a clean stop.
+        Err(TrainError::NonFiniteLoss { .. }) => {}
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn bad_settings_are_reported() {
+    let mut cfg = config();
+    cfg.optimizer = "lbfgs".into();
+    assert!(matches!(
+        run(&cfg, &Checkpointing::default()),
+        Err(TrainError::Config(_))
+    ));
+    let mut cfg = config();
+    cfg.widths = vec![100, 10];
+    assert!(matches!(
+        run(&cfg, &Checkpointing::default()),
+        Err(TrainError::Data(_))
+    ));
+    assert!(train::parse_widths("784-x-10").is_err());
+    assert!(train::parse_widths("784").is_err());
+    assert_eq!(
+        train::parse_widths("784-256-10").unwrap(),
+        vec![784, 256, 10]
+    );
+    let _ = FashionMnist::builtin(Split::Test).unwrap().dataset().len();
+}
