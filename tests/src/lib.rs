@@ -8,3 +8,10 @@
 //! - `compile_fail.rs`: shape errors between compile-time dimensions that must
 //!   not build (trybuild, cases in `tests/ui`);
 //! - `no_alloc.rs`: a training step performs no heap allocation.
+//!
+//! The README's Rust example is compiled as a doctest here, so it cannot drift
+//! from the API.
+
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
