@@ -106,8 +106,15 @@ fn draw_panel<DB: DrawingBackend>(
             .label("validation")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     }
+    // Loss falls and accuracy rises: put the legend where the curves are not.
+    let corner = if name == "loss" {
+        SeriesLabelPosition::UpperRight
+    } else {
+        SeriesLabelPosition::LowerRight
+    };
     chart
         .configure_series_labels()
+        .position(corner)
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Ember against PyTorch on the CPU, side by side in one run, same machine,
+same thread count, data in memory.
+
+    python3 scripts/bench.py [--threads 2] [--seconds 3]
+
+Builds and runs `cargo run --release -p ember-std --example bench_train`,
+then times the same workloads in PyTorch (if installed) and prints both with
+their ratio. PyTorch's absence is reported, not an error.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+CASES = [
+    # name, widths, batch, optimizer
+    ("784-128-10 adam b64", [784, 128, 10], 64, "adam"),
+    ("784-512-512-10 sgd b64", [784, 512, 512, 10], 64, "sgd"),
+    ("784-512-512-10 sgd b256", [784, 512, 512, 10], 256, "sgd"),
+]
+
+
+def ember(threads, seconds):
+    cmd = ["cargo", "run", "-q", "--release", "-p", "ember-std", "--example", "bench_train", "--",
+           "--threads", str(threads), "--seconds", str(seconds)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def torch_results(threads, seconds):
+    try:
+        import torch
+    except ImportError:
+        return None, "PyTorch is not installed (pip install torch numpy): Ember figures only"
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    res = {}
+    for n in (256, 512, 1024):
+        a, b = torch.rand(n, n), torch.rand(n, n)
+        best = 0.0
+        for _ in range(5):
+            t0, reps = time.perf_counter(), 0
+            while time.perf_counter() - t0 < seconds / 5:
+                a @ b
+                reps += 1
+            best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9)
+        res[("gemm", n)] = best
+    for name, widths, batch, opt_name in CASES:
+        layers = []
+        for i in range(len(widths) - 1):
+            layers.append(torch.nn.Linear(widths[i], widths[i + 1]))
+            if i + 2 < len(widths):
+                layers.append(torch.nn.ReLU())
+        model = torch.nn.Sequential(*layers)
+        opt = (torch.optim.Adam if opt_name == "adam" else torch.optim.SGD)(model.parameters(), lr=1e-3)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        xs = torch.rand(16, batch, widths[0])
+        ys = torch.randint(0, widths[-1], (16, batch))
+
+        def step(i):
+            opt.zero_grad()
+            loss = loss_fn(model(xs[i % 16]), ys[i % 16])
+            loss.backward()
+            opt.step()
+
+        for i in range(10):
+            step(i)
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds:
+            step(n)
+            n += 1
+        res[("train", name)] = n * batch / (time.perf_counter() - t0)
+    return res, f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=3.0)
+    a = p.parse_args()
+    e = ember(a.threads, a.seconds)
+    t, note = torch_results(a.threads, a.seconds)
+    print(f"threads: {a.threads}; {note}\n")
+    print(f"{'benchmark':<28} {'Ember':>12} {'PyTorch':>12} {'ratio':>7}")
+    for r in e:
+        if r["bench"] == "gemm":
+            key, label, val, unit = ("gemm", r["n"]), f"GEMM {r['n']}^3 (GFLOP/s)", r["gflops"], ""
+        else:
+            key, label, val = ("train", r["case"]), f"{r['case']} (samples/s)", r["samples_per_sec"]
+        tv = t.get(key) if t else None
+        ratio = f"{val / tv:.2f}x" if tv else "-"
+        print(f"{label:<28} {val:>12.1f} {tv if tv else float('nan'):>12.1f} {ratio:>7}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
