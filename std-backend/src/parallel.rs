@@ -31,7 +31,7 @@
 //! ```
 
 use core::ops::Range;
-use ember_core::backend::cpu::{blocks_extent, check_gemm, split};
+use ember_core::backend::cpu::{blocks_extent, check_axis, check_gemm, same_len, split};
 use ember_core::backend::{kernels, Acc, AxisDims, Backend, Blocks, Cpu, Gemm, Reduce, Span};
 use ember_core::ops::map::Map;
 use ember_core::ops::optim::Update;
@@ -142,26 +142,6 @@ impl Default for Parallel {
     /// One thread per available core.
     fn default() -> Self {
         Parallel::new(0)
-    }
-}
-
-fn same_len(spans: &[Span]) -> Result<()> {
-    if spans.windows(2).all(|w| w[0].len == w[1].len) {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument {
-            what: "elementwise operands differ in length",
-        })
-    }
-}
-
-fn check_axis(x: Span, y: Span, d: AxisDims) -> Result<()> {
-    if x.len == d.numel() && y.len == d.outer * d.inner {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument {
-            what: "axis dimensions do not match the operands",
-        })
     }
 }
 

@@ -81,7 +81,8 @@ pub fn check_gemm(batch: usize, g: &Gemm) -> Result<()> {
     }
 }
 
-fn same_len(spans: &[Span]) -> Result<()> {
+/// Checks that elementwise operands have one length.
+pub fn same_len(spans: &[Span]) -> Result<()> {
     if spans.windows(2).all(|w| w[0].len == w[1].len) {
         Ok(())
     } else {
@@ -91,7 +92,8 @@ fn same_len(spans: &[Span]) -> Result<()> {
     }
 }
 
-fn check_axis(x: Span, y: Span, d: AxisDims) -> Result<()> {
+/// Checks that `x` is the full tensor and `y` the tensor without the axis.
+pub fn check_axis(x: Span, y: Span, d: AxisDims) -> Result<()> {
     if x.len == d.numel() && y.len == d.outer * d.inner {
         Ok(())
     } else {
