@@ -10,6 +10,7 @@
 //! Every kernel that produces a gradient accumulates (`+=`) into its output, or
 //! takes an [`Acc`] saying whether to overwrite or accumulate.
 
+pub mod conformance;
 pub mod cpu;
 pub mod kernels;
 
