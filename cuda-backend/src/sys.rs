@@ -96,6 +96,8 @@ pub(crate) fn device_count() -> Result<usize, CudaError> {
     guard("cuDeviceGetCount", || match CudaContext::device_count() {
         Ok(n) => Ok(usize::try_from(n).unwrap_or(0)),
         Err(e) if e.0 == driver::sys::CUresult::CUDA_ERROR_NO_DEVICE => Ok(0),
+        // The toolkit's link stub (stubs/libcuda.so) found instead of a driver.
+        Err(e) if e.0 == driver::sys::CUresult::CUDA_ERROR_STUB_LIBRARY => Err(CudaError::NoDriver),
         Err(e) => Err(driver_err("cuInit")(e)),
     })
 }
@@ -508,4 +510,32 @@ fn c_chars_to_string(chars: &[c_char]) -> String {
         .map(|&c| c as u8)
         .collect();
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_turns_a_panic_into_an_error() {
+        let r: Result<(), _> = guard("test call", || panic!("library not found"));
+        assert_eq!(
+            r,
+            Err(CudaError::Panicked {
+                call: "test call",
+                message: "library not found".into()
+            })
+        );
+        let r: Result<(), _> = guard("test call", || panic!("{} symbol", "missing"));
+        assert!(
+            matches!(r, Err(CudaError::Panicked { message, .. }) if message == "missing symbol")
+        );
+        assert_eq!(guard("ok", || Ok(3)), Ok(3));
+    }
+
+    #[test]
+    fn nvrtc_text_stops_at_the_nul() {
+        let chars: Vec<c_char> = b"ptx\0junk".iter().map(|&b| b as c_char).collect();
+        assert_eq!(c_chars_to_string(&chars), "ptx");
+    }
 }
