@@ -23,7 +23,7 @@
 //! ## How it works
 //!
 //! - **Memory.** A [`CudaBuffer`] is one device allocation of floats
-//!   ([`Device::alloc`](ember_core::backend::Device::alloc)); ember-core's
+//!   ([`Device::alloc`]); ember-core's
 //!   [`Memory`](ember_core::Memory) carves parameters and graph scratch out of
 //!   it as [`Span`]s, exactly as it does a host slice.
 //! - **Kernels.** Each [`Backend`] method family is a CUDA C kernel in
@@ -54,17 +54,31 @@
 //! the library search path. The two libraries are opened on first use, so a
 //! program that never runs a GEMM does not need cuBLAS.
 //!
+//! ## Testing without a GPU
+//! `cargo test` runs everywhere. Without a device, the tests that need one
+//! print `skipping: no CUDA device: …` and pass, and `CudaBackend::new` is
+//! checked to return [`CudaError::NoDriver`] or [`CudaError::NoDevice`]. The
+//! kernels themselves are still exercised: the unit tests compile
+//! `kernels/*.cu` as host C++ (with `emulator/cuda_host.hpp` standing in for
+//! CUDA's device environment, and a reference SGEMM with cuBLAS' argument
+//! rules) and run ember-core's conformance suite and a training run through
+//! this backend's own launch code. `tests/nvrtc.rs` (ignored by default)
+//! compiles every source with NVRTC when libnvrtc is available.
+//!
 //! All cudarc calls go through one private module (`sys`), so that cudarc's
 //! API changes touch one file.
 
 #![deny(missing_docs)]
 
+#[cfg(test)]
+mod emulator;
 mod error;
 pub mod kernels;
 mod sys;
 
 use std::sync::{Mutex, OnceLock};
 
+use ember_core::backend::conformance::Call;
 use ember_core::backend::cpu::{blocks_extent, check_gemm};
 use ember_core::backend::{Acc, AxisDims, Backend, Blocks, Device, Gemm, Reduce, Span};
 use ember_core::ops::map::Map;
@@ -84,8 +98,35 @@ use sys::{Arg, ColumnMajorGemm, DeviceFloats, Dims, Gpu, Module};
 /// Create it with [`Device::alloc`]; it is freed when dropped (after the work
 /// queued on its stream).
 pub struct CudaBuffer {
-    mem: DeviceFloats,
+    mem: Mem,
     len: usize,
+}
+
+/// The memory behind a [`CudaBuffer`].
+enum Mem {
+    Device(DeviceFloats),
+    /// Host memory of the test-only emulator.
+    #[cfg(test)]
+    Host(Vec<f32>),
+}
+
+/// Where a backend's work runs.
+enum Exec {
+    Gpu(Gpu),
+    /// The kernels compiled for the host by a C++ compiler, so that the
+    /// tests of machines without a GPU run them too (see `emulator`).
+    #[cfg(test)]
+    Emulator(emulator::Emulator),
+}
+
+impl Exec {
+    fn gpu(&self) -> Option<&Gpu> {
+        match self {
+            Exec::Gpu(gpu) => Some(gpu),
+            #[cfg(test)]
+            Exec::Emulator(_) => None,
+        }
+    }
 }
 
 impl CudaBuffer {
@@ -124,7 +165,8 @@ impl AsMut<CudaBuffer> for CudaBuffer {
 /// Implements [`Backend`] (the kernels) and [`Device`] (allocating device
 /// memory). A [`CudaBuffer`] works only with the backend that allocated it.
 pub struct CudaBackend {
-    gpu: Gpu,
+    exec: Exec,
+    grid: GridLimits,
     ordinal: usize,
     name: String,
     /// One compiled module per kernel source, built on first use.
@@ -138,7 +180,7 @@ impl core::fmt::Debug for CudaBackend {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("CudaBackend")
             .field("name", &self.name)
-            .field("capability", &self.gpu.capability)
+            .field("capability", &self.compute_capability())
             .finish_non_exhaustive()
     }
 }
@@ -195,22 +237,53 @@ fn size(n: usize) -> Arg {
     Arg::U64(n as u64)
 }
 
-/// A one-dimensional launch over `n` items: `BLOCK` threads per block, and
-/// enough blocks to give each item a thread, up to 65 536 blocks (the kernels
-/// loop over the rest).
-fn dims_1d(n: usize) -> Dims {
-    let blocks = n.div_ceil(BLOCK as usize).clamp(1, 1 << 16) as u32;
-    Dims {
-        grid: (blocks, 1, 1),
-        block: (BLOCK, 1, 1),
-    }
+/// The most blocks a launch asks for along each grid dimension; every kernel
+/// loops over the work beyond its grid, so these are tuning knobs, bounded by
+/// the hardware's limits (2³¹ − 1 along x, 65 535 along y and z).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct GridLimits {
+    /// Along x.
+    x: usize,
+    /// Along y and z.
+    yz: usize,
 }
 
-/// One block per output position, up to 65 535 blocks (the kernels loop).
-fn dims_per_position(positions: usize) -> Dims {
-    Dims {
-        grid: (positions.clamp(1, 65_535) as u32, 1, 1),
-        block: (BLOCK, 1, 1),
+impl GridLimits {
+    /// What a GPU gets: far more blocks than it runs at once, so that a
+    /// launch fills the device, within every dimension's limit.
+    const GPU: GridLimits = GridLimits {
+        x: 65_535,
+        yz: 65_535,
+    };
+
+    /// A one-dimensional launch over `n` items: `BLOCK` threads per block,
+    /// and enough blocks to give each item a thread, up to the limit.
+    fn dims_1d(self, n: usize) -> Dims {
+        Dims {
+            grid: (n.div_ceil(BLOCK as usize).clamp(1, self.x) as u32, 1, 1),
+            block: (BLOCK, 1, 1),
+        }
+    }
+
+    /// One block per output position, up to the limit.
+    fn dims_per_position(self, positions: usize) -> Dims {
+        Dims {
+            grid: (positions.clamp(1, self.x) as u32, 1, 1),
+            block: (BLOCK, 1, 1),
+        }
+    }
+
+    /// 32 × 8 threads per 32 × 32 tile: tile columns along x, tile rows
+    /// along y, matrices along z.
+    fn dims_tiles(self, batch: usize, rows: usize, cols: usize) -> Dims {
+        Dims {
+            grid: (
+                cols.div_ceil(32).clamp(1, self.x) as u32,
+                rows.div_ceil(32).clamp(1, self.yz) as u32,
+                batch.clamp(1, self.yz) as u32,
+            ),
+            block: (32, 8, 1),
+        }
     }
 }
 
@@ -236,14 +309,44 @@ impl CudaBackend {
     pub fn new(ordinal: usize) -> core::result::Result<Self, CudaError> {
         let gpu = Gpu::open(ordinal)?;
         let name = format!("cuda:{ordinal} ({})", gpu.name);
-        Ok(CudaBackend {
-            gpu,
+        Ok(Self::with(Exec::Gpu(gpu), GridLimits::GPU, ordinal, name))
+    }
+
+    fn with(exec: Exec, grid: GridLimits, ordinal: usize, name: String) -> Self {
+        CudaBackend {
+            exec,
+            grid,
             ordinal,
             name,
             modules: Default::default(),
             blas: OnceLock::new(),
             last_error: Mutex::new(None),
-        })
+        }
+    }
+
+    /// A backend whose kernels run on the host, compiled from the same CUDA
+    /// C by a C++ compiler (`None`, with a message, without one). With
+    /// `small_grids`, launches get at most 3 blocks along x and 2 along y
+    /// and z, so that every kernel's loops over the work beyond its grid run.
+    #[cfg(test)]
+    pub(crate) fn emulated(small_grids: bool) -> Option<Self> {
+        let grid = if small_grids {
+            GridLimits { x: 3, yz: 2 }
+        } else {
+            GridLimits::GPU
+        };
+        match emulator::Emulator::build() {
+            Ok(e) => Some(Self::with(
+                Exec::Emulator(e),
+                grid,
+                0,
+                "emulated cuda (host)".into(),
+            )),
+            Err(e) => {
+                eprintln!("skipping: cannot build the kernel emulator: {e}");
+                None
+            }
+        }
     }
 
     /// Number of CUDA devices; [`CudaError::NoDriver`] without a driver.
@@ -258,24 +361,35 @@ impl CudaBackend {
 
     /// The device's compute capability, `(major, minor)`.
     pub fn compute_capability(&self) -> (u32, u32) {
-        self.gpu.capability
+        match &self.exec {
+            Exec::Gpu(g) => g.capability,
+            #[cfg(test)]
+            Exec::Emulator(_) => (0, 0),
+        }
     }
 
     /// Compiles every kernel and creates the cuBLAS handle now, rather than
     /// at first use, so that a missing library or a compile error shows up
     /// here.
     pub fn warm_up(&self) -> core::result::Result<(), CudaError> {
+        let Some(gpu) = self.exec.gpu() else {
+            return Ok(()); // the emulator compiles nothing at run time
+        };
         for file in File::ALL {
-            self.module(file).map_err(|_| self.take_error())?;
+            self.module(gpu, file).map_err(|_| self.take_error())?;
         }
-        self.blas().map_err(|_| self.take_error())?;
+        self.blas(gpu).map_err(|_| self.take_error())?;
         Ok(())
     }
 
     /// Waits until every queued kernel and copy has finished; reports a
     /// fault of an earlier kernel.
     pub fn synchronize(&self) -> core::result::Result<(), CudaError> {
-        self.gpu.synchronize()
+        match &self.exec {
+            Exec::Gpu(g) => g.synchronize(),
+            #[cfg(test)]
+            Exec::Emulator(_) => Ok(()),
+        }
     }
 
     /// The full error behind the last [`ember_core::Error::Backend`] (or
@@ -303,9 +417,9 @@ impl CudaBackend {
     }
 
     /// The compiled module of `file`, compiling and loading it on first use.
-    fn module(&self, file: File) -> Result<&Module> {
+    fn module(&self, gpu: &Gpu, file: File) -> Result<&Module> {
         let slot = &self.modules[file as usize];
-        match slot.get_or_init(|| self.build(file)) {
+        match slot.get_or_init(|| self.build(gpu, file)) {
             Ok(m) => Ok(m),
             Err(e) => Err(self.fail(e.clone())),
         }
@@ -317,9 +431,9 @@ impl CudaBackend {
     /// If NVRTC does not know the architecture (a GPU newer than NVRTC), PTX
     /// is tried, for the architecture and then for NVRTC's default, and the
     /// driver compiles it.
-    fn build(&self, file: File) -> core::result::Result<Module, CudaError> {
+    fn build(&self, gpu: &Gpu, file: File) -> core::result::Result<Module, CudaError> {
         let src = &SOURCES[file as usize];
-        let (major, minor) = self.gpu.capability;
+        let (major, minor) = gpu.capability;
         let mut first_err = None;
         for target in [
             Target::Cubin(major, minor),
@@ -327,7 +441,7 @@ impl CudaBackend {
             Target::Ptx(None),
         ] {
             let loaded = sys::compile(src.file, src.source, target)
-                .and_then(|image| self.gpu.load(&image, src.kernels));
+                .and_then(|image| gpu.load(&image, src.kernels));
             match loaded {
                 Ok(m) => return Ok(m),
                 // Without NVRTC no target will do.
@@ -340,8 +454,8 @@ impl CudaBackend {
         Err(first_err.expect("at least one target was tried"))
     }
 
-    fn blas(&self) -> Result<&sys::Blas> {
-        match self.blas.get_or_init(|| self.gpu.blas()) {
+    fn blas(&self, gpu: &Gpu) -> Result<&sys::Blas> {
+        match self.blas.get_or_init(|| gpu.blas()) {
             Ok(b) => Ok(b),
             Err(e) => Err(self.fail(e.clone())),
         }
@@ -351,7 +465,14 @@ impl CudaBackend {
     /// that no output overlaps an input or another output (inputs may
     /// overlap each other), as the CPU backend does.
     fn check(&self, buf: &CudaBuffer, ins: &[Span], outs: &[Span]) -> Result<()> {
-        if !self.gpu.owns(&buf.mem) {
+        let ours = match (&self.exec, &buf.mem) {
+            (Exec::Gpu(g), Mem::Device(d)) => g.owns(d),
+            #[cfg(test)]
+            (Exec::Emulator(_), Mem::Host(_)) => true,
+            #[cfg(test)]
+            _ => false,
+        };
+        if !ours {
             return Err(FOREIGN_BUFFER);
         }
         let fits = |s: &Span| s.offset.checked_add(s.len).is_some_and(|e| e <= buf.len);
@@ -375,11 +496,104 @@ impl CudaBackend {
         dims: Dims,
         args: &[Arg],
     ) -> Result<()> {
-        let module = self.module(file)?;
-        self.gpu
-            .launch(module.function(kernel), dims, &mut buf.mem, args)
-            .map_err(|e| self.fail(e))
+        let done = match (&self.exec, &mut buf.mem) {
+            (Exec::Gpu(gpu), Mem::Device(mem)) => {
+                let module = self.module(gpu, file)?;
+                gpu.launch(module.function(kernel), dims, mem, args)
+            }
+            #[cfg(test)]
+            (Exec::Emulator(e), Mem::Host(mem)) => {
+                e.launch(SOURCES[file as usize].kernels[kernel], dims, mem, args)
+            }
+            #[cfg(test)]
+            _ => return Err(FOREIGN_BUFFER),
+        };
+        done.map_err(|e| self.fail(e))
     }
+
+    /// Sets `len` floats at `offset` to `+0.0` (a memset, no kernel).
+    fn zero(&self, buf: &mut CudaBuffer, offset: usize, len: usize) -> Result<()> {
+        let done = match (&self.exec, &mut buf.mem) {
+            (Exec::Gpu(gpu), Mem::Device(mem)) => gpu.zero(mem, offset, len),
+            #[cfg(test)]
+            (Exec::Emulator(_), Mem::Host(mem)) => {
+                mem[offset..offset + len].fill(0.0);
+                Ok(())
+            }
+            #[cfg(test)]
+            _ => return Err(FOREIGN_BUFFER),
+        };
+        done.map_err(|e| self.fail(e))
+    }
+
+    /// Runs a column-major strided batched SGEMM (cuBLAS on a GPU).
+    fn sgemm(&self, buf: &mut CudaBuffer, g: &ColumnMajorGemm) -> Result<()> {
+        let done = match (&self.exec, &mut buf.mem) {
+            (Exec::Gpu(gpu), Mem::Device(mem)) => {
+                let blas = self.blas(gpu)?;
+                gpu.sgemm(blas, mem, g)
+            }
+            #[cfg(test)]
+            (Exec::Emulator(e), Mem::Host(mem)) => e.sgemm(mem, g),
+            #[cfg(test)]
+            _ => return Err(FOREIGN_BUFFER),
+        };
+        done.map_err(|e| self.fail(e))
+    }
+}
+
+/// Conformance cases beyond ember-core's list
+/// ([`conformance::cases`](ember_core::backend::conformance::cases)) that
+/// reach this backend's other code paths: the block-per-position forms of
+/// the axis kernels (long axes, with and without an inner dimension, and an
+/// empty axis) and copies whose destination blocks overlap (the serial
+/// kernel). Run each with
+/// [`conformance::check_case`](ember_core::backend::conformance::check_case).
+pub fn extra_conformance_cases() -> impl Iterator<Item = Call> {
+    use ember_core::backend::conformance::Dist;
+    let ax = |outer, len, inner| AxisDims { outer, len, inner };
+    let axes = [ax(3, 300, 5), ax(2, 1000, 1), ax(40, 256, 1), ax(2, 0, 3)];
+    let dists = [
+        Dist::Uniform(-1.0, 1.0),
+        Dist::Ints(-3.0, 3.0),
+        Dist::SomeNans(-1.0, 1.0),
+    ];
+    let axis = axes.into_iter().flat_map(move |dims| {
+        let reduce = [Reduce::Sum, Reduce::Max, Reduce::ArgMax]
+            .into_iter()
+            .flat_map(move |op| {
+                [Acc::Set, Acc::Add].into_iter().flat_map(move |acc| {
+                    dists.into_iter().map(move |dist| Call::Reduce {
+                        op,
+                        dims,
+                        acc,
+                        dist,
+                    })
+                })
+            });
+        let max = dists
+            .into_iter()
+            .map(move |dist| Call::MaxBackward { dims, dist });
+        let softmax = [false, true].into_iter().flat_map(move |log| {
+            [
+                Call::Softmax { dims, log },
+                Call::SoftmaxBackward { dims, log },
+            ]
+        });
+        reduce.chain(max).chain(softmax)
+    });
+    let copy = [(5, 4, 4, 2), (6, 3, 1, 0), (3, 5, 0, 1)]
+        .into_iter()
+        .flat_map(|(blocks, block_len, src_stride, dst_stride)| {
+            [Acc::Set, Acc::Add].map(|acc| Call::Copy {
+                blocks,
+                block_len,
+                src_stride,
+                dst_stride,
+                acc,
+            })
+        });
+    axis.chain(copy)
 }
 
 impl File {
@@ -403,7 +617,11 @@ impl Device for CudaBackend {
     /// [`Error::OutOfMemory`].
     fn alloc(&self, floats: usize) -> Result<CudaBuffer> {
         floats.checked_mul(4).ok_or(TOO_LARGE)?;
-        let mem = self.gpu.alloc_zeros(floats).map_err(|e| self.fail(e))?;
+        let mem = match &self.exec {
+            Exec::Gpu(gpu) => Mem::Device(gpu.alloc_zeros(floats).map_err(|e| self.fail(e))?),
+            #[cfg(test)]
+            Exec::Emulator(_) => Mem::Host(vec![0.0; floats]),
+        };
         Ok(CudaBuffer { mem, len: floats })
     }
 
@@ -423,17 +641,33 @@ impl Backend for CudaBackend {
     fn upload(&self, buf: &mut CudaBuffer, dst: Span, src: &[f32]) -> Result<()> {
         same_len(&[dst, Span::new(0, src.len())])?;
         self.check(buf, &[], &[dst])?;
-        self.gpu
-            .upload(&mut buf.mem, dst.offset, src)
-            .map_err(|e| self.fail(e))
+        let done = match (&self.exec, &mut buf.mem) {
+            (Exec::Gpu(gpu), Mem::Device(mem)) => gpu.upload(mem, dst.offset, src),
+            #[cfg(test)]
+            (Exec::Emulator(_), Mem::Host(mem)) => {
+                mem[dst.offset..dst.end()].copy_from_slice(src);
+                Ok(())
+            }
+            #[cfg(test)]
+            _ => return Err(FOREIGN_BUFFER),
+        };
+        done.map_err(|e| self.fail(e))
     }
 
     fn download(&self, buf: &CudaBuffer, src: Span, dst: &mut [f32]) -> Result<()> {
         same_len(&[src, Span::new(0, dst.len())])?;
         self.check(buf, &[src], &[])?;
-        self.gpu
-            .download(&buf.mem, src.offset, dst)
-            .map_err(|e| self.fail(e))
+        let done = match (&self.exec, &buf.mem) {
+            (Exec::Gpu(gpu), Mem::Device(mem)) => gpu.download(mem, src.offset, dst),
+            #[cfg(test)]
+            (Exec::Emulator(_), Mem::Host(mem)) => {
+                dst.copy_from_slice(&mem[src.offset..src.end()]);
+                Ok(())
+            }
+            #[cfg(test)]
+            _ => return Err(FOREIGN_BUFFER),
+        };
+        done.map_err(|e| self.fail(e))
     }
 
     fn fill(&self, buf: &mut CudaBuffer, dst: Span, value: f32) -> Result<()> {
@@ -443,16 +677,13 @@ impl Backend for CudaBackend {
         }
         if value.to_bits() == 0 {
             // +0.0 is all zero bits: a memset, no kernel (and no NVRTC).
-            return self
-                .gpu
-                .zero(&mut buf.mem, dst.offset, dst.len)
-                .map_err(|e| self.fail(e));
+            return self.zero(buf, dst.offset, dst.len);
         }
         self.launch(
             buf,
             File::Fill,
             0,
-            dims_1d(dst.len),
+            self.grid.dims_1d(dst.len),
             &[off(dst), size(dst.len), Arg::F32(value)],
         )
     }
@@ -477,7 +708,7 @@ impl Backend for CudaBackend {
                 },
             )
         } else {
-            (0, dims_1d(n))
+            (0, self.grid.dims_1d(n))
         };
         self.launch(
             buf,
@@ -507,7 +738,7 @@ impl Backend for CudaBackend {
             buf,
             File::Map,
             0,
-            dims_1d(x.len),
+            self.grid.dims_1d(x.len),
             &[
                 off(x),
                 off(y),
@@ -538,7 +769,7 @@ impl Backend for CudaBackend {
             buf,
             File::Map,
             1,
-            dims_1d(x.len),
+            self.grid.dims_1d(x.len),
             &[
                 off(x),
                 off(y),
@@ -562,7 +793,7 @@ impl Backend for CudaBackend {
             buf,
             File::Zip,
             0,
-            dims_1d(a.len),
+            self.grid.dims_1d(a.len),
             &[
                 off(a),
                 off(b),
@@ -592,7 +823,7 @@ impl Backend for CudaBackend {
             buf,
             File::Zip,
             1,
-            dims_1d(a.len),
+            self.grid.dims_1d(a.len),
             &[
                 off(a),
                 off(b),
@@ -635,10 +866,7 @@ impl Backend for CudaBackend {
         }
         if g.k == 0 {
             return match g.acc {
-                Acc::Set => self
-                    .gpu
-                    .zero(&mut buf.mem, g.c.offset, batch * g.m * g.n)
-                    .map_err(|e| self.fail(e)),
+                Acc::Set => self.zero(buf, g.c.offset, batch * g.m * g.n),
                 Acc::Add => Ok(()),
             };
         }
@@ -666,10 +894,7 @@ impl Backend for CudaBackend {
             })
         })()
         .map_err(|e| self.fail(e))?;
-        let blas = self.blas()?;
-        self.gpu
-            .sgemm(blas, &mut buf.mem, &args)
-            .map_err(|e| self.fail(e))
+        self.sgemm(buf, &args)
     }
 
     fn reduce(
@@ -688,9 +913,9 @@ impl Backend for CudaBackend {
             return Ok(());
         }
         let (kernel, dims) = if block_per_position(d) {
-            (1, dims_per_position(positions))
+            (1, self.grid.dims_per_position(positions))
         } else {
-            (0, dims_1d(positions))
+            (0, self.grid.dims_1d(positions))
         };
         self.launch(
             buf,
@@ -719,7 +944,7 @@ impl Backend for CudaBackend {
             buf,
             File::Expand,
             0,
-            dims_1d(y.len),
+            self.grid.dims_1d(y.len),
             &[
                 off(x),
                 off(y),
@@ -749,9 +974,9 @@ impl Backend for CudaBackend {
             return Ok(());
         }
         let (kernel, dims) = if block_per_position(d) {
-            (3, dims_per_position(positions))
+            (3, self.grid.dims_per_position(positions))
         } else {
-            (2, dims_1d(positions))
+            (2, self.grid.dims_1d(positions))
         };
         self.launch(
             buf,
@@ -790,9 +1015,9 @@ impl Backend for CudaBackend {
         }
         let positions = d.outer * d.inner;
         let (kernel, dims) = if block_per_position(d) {
-            (1, dims_per_position(positions))
+            (1, self.grid.dims_per_position(positions))
         } else {
-            (0, dims_1d(positions))
+            (0, self.grid.dims_1d(positions))
         };
         self.launch(
             buf,
@@ -831,9 +1056,9 @@ impl Backend for CudaBackend {
         }
         let positions = d.outer * d.inner;
         let (kernel, dims) = if block_per_position(d) {
-            (3, dims_per_position(positions))
+            (3, self.grid.dims_per_position(positions))
         } else {
-            (2, dims_1d(positions))
+            (2, self.grid.dims_1d(positions))
         };
         self.launch(
             buf,
@@ -871,16 +1096,7 @@ impl Backend for CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        // 32 × 8 threads per 32 × 32 tile; the grid covers tiles and matrices
-        // up to the hardware's limits and the kernel loops over the rest.
-        let dims = Dims {
-            grid: (
-                cols.div_ceil(32).min(1 << 16) as u32,
-                rows.div_ceil(32).min(65_535) as u32,
-                batch.min(65_535) as u32,
-            ),
-            block: (32, 8, 1),
-        };
+        let dims = self.grid.dims_tiles(batch, rows, cols);
         self.launch(
             buf,
             File::Transpose,
@@ -921,7 +1137,7 @@ impl Backend for CudaBackend {
             buf,
             File::Update,
             0,
-            dims_1d(param.len),
+            self.grid.dims_1d(param.len),
             &[
                 off(param),
                 off(grad),

@@ -32,4 +32,10 @@ fn conformance() {
         );
         assert_eq!(report.cases, conformance::cases().count());
     }
+    // The paths ember-core's list does not reach (block-per-position axis
+    // kernels, overlapping copy destinations).
+    for (i, call) in ember_cuda::extra_conformance_cases().enumerate() {
+        conformance::check_case(&cuda, &mut buf, &mut host, 10_000 + i, call, 42, TOL)
+            .unwrap_or_else(|m| panic!("{m}\nlast CUDA error: {:?}", cuda.last_error()));
+    }
 }
