@@ -12,7 +12,7 @@
 //! cuBLAS themselves.
 //!
 //! The C++ compiler is `$CXX`, or `c++`. The tests that use the emulator skip
-//! with a message when there is none.
+//! with a message when there is none, and fail if the kernels do not compile.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CString};
 use std::fmt::Write as _;
@@ -74,33 +74,52 @@ fn translation_unit() -> String {
     tu
 }
 
+/// Why the emulator could not be built.
+#[derive(Clone, Debug)]
+pub(crate) enum BuildError {
+    /// There is no C++ compiler: the tests skip.
+    NoCompiler(String),
+    /// The kernels did not compile or load as host code: the tests fail.
+    Failed(String),
+}
+
 /// Compiles and loads the library once per process.
-fn library() -> Result<&'static libloading::Library, String> {
-    static LIB: OnceLock<Result<libloading::Library, String>> = OnceLock::new();
+fn library() -> Result<&'static libloading::Library, BuildError> {
+    static LIB: OnceLock<Result<libloading::Library, BuildError>> = OnceLock::new();
     LIB.get_or_init(|| {
+        let failed = |e: &dyn std::fmt::Display| BuildError::Failed(e.to_string());
         let dir = std::env::temp_dir().join(format!("ember-cuda-emulator-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&dir).map_err(|e| failed(&e))?;
         let cpp = dir.join("kernels.cpp");
         let so = dir.join("libkernels.so");
-        std::fs::write(&cpp, translation_unit()).map_err(|e| e.to_string())?;
+        std::fs::write(&cpp, translation_unit()).map_err(|e| failed(&e))?;
         let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
         let out = Command::new(&cxx)
             .args(["-std=c++17", "-O2", "-ffp-contract=off", "-shared", "-fPIC"])
-            .args(["-Wall", "-Wno-unused-function", "-Werror", "-o"])
+            .args(["-Wall", "-Wno-unused-function", "-o"])
             .arg(&so)
             .arg(&cpp)
             .output()
-            .map_err(|e| format!("{cxx}: {e}"))?;
+            .map_err(|e| {
+                let _ = std::fs::remove_dir_all(&dir);
+                BuildError::NoCompiler(format!("{cxx}: {e}"))
+            })?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
-            return Err(format!(
-                "{cxx} failed on {}:\n{}",
-                cpp.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
+            return Err(BuildError::Failed(format!(
+                "{cxx} failed on {}:\n{stderr}",
+                cpp.display()
+            )));
+        }
+        if !stderr.trim().is_empty() {
+            eprintln!("{cxx} warned about the emulated kernels:\n{stderr}");
         }
         // SAFETY: a library just built from our own sources; its only
         // initialisers are those of its static variables.
-        unsafe { libloading::Library::new(&so) }.map_err(|e| e.to_string())
+        let lib = unsafe { libloading::Library::new(&so) }.map_err(|e| failed(&e))?;
+        // Loaded: the files are no longer needed.
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(lib)
     })
     .as_ref()
     .map_err(Clone::clone)
@@ -108,10 +127,11 @@ fn library() -> Result<&'static libloading::Library, String> {
 
 impl Emulator {
     /// Builds the kernels for the host (once per process).
-    pub(crate) fn build() -> Result<Emulator, String> {
+    pub(crate) fn build() -> Result<Emulator, BuildError> {
         let lib = library()?;
         // SAFETY: `emu_launch` is defined by the translation unit with this signature.
-        let launch = unsafe { lib.get::<LaunchFn>(b"emu_launch") }.map_err(|e| e.to_string())?;
+        let launch = unsafe { lib.get::<LaunchFn>(b"emu_launch") }
+            .map_err(|e| BuildError::Failed(e.to_string()))?;
         Ok(Emulator { launch: *launch })
     }
 
@@ -320,5 +340,70 @@ mod tests {
             assert!((e - c).abs() < 1e-4, "step {i}: {e} vs {c}");
         }
         assert!(emulated[59] < 0.3 * emulated[0], "{emulated:?}");
+    }
+
+    /// The host-side checks (shared with the GPU path): a span outside the
+    /// buffer, an output overlapping an input, mismatched lengths and
+    /// overflowing sizes are errors, and nothing is launched.
+    #[test]
+    fn emulated_backend_rejects_bad_spans() {
+        use ember_core::backend::{Acc, AxisDims, Backend, Blocks};
+        use ember_core::ops::map::Map;
+        use ember_core::{Error, Span};
+
+        let Some(emu) = CudaBackend::emulated(false) else {
+            return;
+        };
+        let mut buf = emu.alloc(64).unwrap();
+        emu.upload(&mut buf, Span::new(0, 8), &[1.0; 8]).unwrap();
+        let invalid = |r: ember_core::Result<()>| {
+            assert!(
+                matches!(r, Err(Error::InvalidArgument { .. })),
+                "expected InvalidArgument, got {r:?}"
+            )
+        };
+        invalid(emu.upload(&mut buf, Span::new(60, 8), &[0.0; 8]));
+        invalid(emu.upload(&mut buf, Span::new(usize::MAX, 2), &[0.0; 2]));
+        invalid(emu.map(&mut buf, Map::Exp, Span::new(0, 8), Span::new(60, 8)));
+        invalid(emu.map(&mut buf, Map::Exp, Span::new(0, 8), Span::new(4, 8)));
+        invalid(emu.map(&mut buf, Map::Exp, Span::new(0, 8), Span::new(8, 4)));
+        let huge = AxisDims {
+            outer: usize::MAX,
+            len: 2,
+            inner: 2,
+        };
+        invalid(emu.softmax(&mut buf, Span::new(0, 8), Span::new(8, 8), huge, false));
+        invalid(emu.transpose(
+            &mut buf,
+            Span::new(0, 8),
+            Span::new(8, 8),
+            usize::MAX,
+            2,
+            2,
+            Acc::Set,
+        ));
+        // A copy whose last block runs past its span.
+        invalid(emu.copy(
+            &mut buf,
+            &Blocks {
+                src: Span::new(0, 8),
+                src_stride: 4,
+                dst: Span::new(16, 32),
+                dst_stride: 4,
+                blocks: 3,
+                block_len: 4,
+                acc: Acc::Set,
+            },
+        ));
+        // Nothing was written.
+        let mut out = [0.0f32; 64];
+        emu.download(&buf, Span::new(0, 64), &mut out).unwrap();
+        assert_eq!(&out[..8], &[1.0; 8]);
+        assert!(out[8..].iter().all(|&v| v == 0.0));
+        // And the buffer still works.
+        emu.map(&mut buf, Map::Exp, Span::new(8, 8), Span::new(16, 8))
+            .unwrap();
+        emu.download(&buf, Span::new(16, 8), &mut out[..8]).unwrap();
+        assert_eq!(&out[..8], &[1.0; 8]);
     }
 }

@@ -342,10 +342,11 @@ impl CudaBackend {
                 0,
                 "emulated cuda (host)".into(),
             )),
-            Err(e) => {
-                eprintln!("skipping: cannot build the kernel emulator: {e}");
+            Err(emulator::BuildError::NoCompiler(e)) => {
+                eprintln!("skipping: no C++ compiler for the kernel emulator: {e}");
                 None
             }
+            Err(emulator::BuildError::Failed(e)) => panic!("the kernel emulator: {e}"),
         }
     }
 

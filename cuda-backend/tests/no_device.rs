@@ -61,3 +61,11 @@ fn a_missing_driver_is_reported_as_such() {
         eprintln!("skipping: a CUDA driver is installed");
     }
 }
+
+#[test]
+fn backend_and_buffer_can_be_shared_between_threads() {
+    fn check<T: Send + Sync>() {}
+    check::<CudaBackend>();
+    check::<ember_cuda::CudaBuffer>();
+    check::<CudaError>();
+}
