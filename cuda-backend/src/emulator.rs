@@ -373,6 +373,20 @@ mod tests {
             inner: 2,
         };
         invalid(emu.softmax(&mut buf, Span::new(0, 8), Span::new(8, 8), huge, false));
+        // An empty axis with an overflowing number of positions.
+        let empty = AxisDims {
+            outer: usize::MAX,
+            len: 0,
+            inner: 2,
+        };
+        invalid(emu.reduce(
+            &mut buf,
+            ember_core::backend::Reduce::Sum,
+            Span::new(0, 0),
+            Span::new(8, 8),
+            empty,
+            Acc::Set,
+        ));
         invalid(emu.transpose(
             &mut buf,
             Span::new(0, 8),

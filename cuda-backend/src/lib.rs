@@ -54,6 +54,16 @@
 //! the library search path. The two libraries are opened on first use, so a
 //! program that never runs a GEMM does not need cuBLAS.
 //!
+//! ## Not yet
+//! - `upload` copies from pageable host memory (the driver stages it);
+//!   pinned staging buffers would overlap copies with kernels.
+//! - No fused kernels beyond the optimizer update (one kernel per parameter
+//!   and step); bias + activation would be the next.
+//! - Reductions along a non-contiguous axis use one thread or one block per
+//!   output position; a tiled two-dimensional reduction would read memory
+//!   better for long axes with a large inner size.
+//! - One device per backend; no CUDA graphs, no TF32 or half precision.
+//!
 //! ## Testing without a GPU
 //! `cargo test` runs everywhere. Without a device, the tests that need one
 //! print `skipping: no CUDA device: …` and pass, and `CudaBackend::new` is
@@ -213,7 +223,7 @@ fn check_axis(x: Span, y: Span, d: AxisDims) -> Result<()> {
         .outer
         .checked_mul(d.len)
         .and_then(|v| v.checked_mul(d.inner));
-    if Some(x.len) == numel && y.len == d.outer * d.inner {
+    if Some(x.len) == numel && Some(y.len) == d.outer.checked_mul(d.inner) {
         Ok(())
     } else {
         Err(Error::InvalidArgument {
@@ -597,6 +607,13 @@ pub fn extra_conformance_cases() -> impl Iterator<Item = Call> {
     axis.chain(copy)
 }
 
+impl Drop for CudaBackend {
+    /// Waits for the queued work before the compiled modules are unloaded.
+    fn drop(&mut self) {
+        let _ = self.synchronize();
+    }
+}
+
 impl File {
     const ALL: [File; SOURCES.len()] = [
         File::Fill,
@@ -693,7 +710,7 @@ impl Backend for CudaBackend {
         let src = blocks_extent(b.src, b.src_stride, b.blocks, b.block_len)?;
         let dst = blocks_extent(b.dst, b.dst_stride, b.blocks, b.block_len)?;
         self.check(buf, &[src], &[dst])?;
-        let n = b.blocks * b.block_len; // fits: the extent check bounded it
+        let n = b.blocks.checked_mul(b.block_len).ok_or(TOO_LARGE)?;
         if n == 0 {
             return Ok(());
         }
@@ -1125,7 +1142,11 @@ impl Backend for CudaBackend {
         state: Span,
     ) -> Result<()> {
         same_len(&[param, grad])?;
-        if state.len < rule.state_planes() * param.len {
+        if rule
+            .state_planes()
+            .checked_mul(param.len)
+            .is_none_or(|need| state.len < need)
+        {
             return Err(Error::InvalidArgument {
                 what: "optimizer state smaller than the parameter",
             });
