@@ -1,0 +1,541 @@
+//! The one module that calls cudarc.
+//!
+//! cudarc's API changes between minor versions (0.x); everything the backend
+//! needs from it goes through the few functions here, so an upgrade touches
+//! this file only. Everything here returns [`CudaError`] and never panics:
+//!
+//! - cudarc opens libcuda, libnvrtc and libcublas on first use
+//!   (`dynamic-loading`) and *panics* when one is missing. Each library's
+//!   presence is checked first (`is_culib_present`), and every call is also
+//!   wrapped in [`guard`], which catches a panic (a missing symbol in an old
+//!   driver, say) and returns [`CudaError::Panicked`]. This needs the default
+//!   `panic = "unwind"`; with `panic = "abort"` such a panic would abort.
+//! - cudarc's multi-stream event tracking is switched off: a backend uses one
+//!   stream, on which every copy, kernel and cuBLAS call is ordered.
+
+use std::any::Any;
+use std::ffi::{c_char, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use cudarc::cublas::{self, CudaBlas};
+use cudarc::driver::{
+    self, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, DeviceRepr, LaunchConfig,
+    PushKernelArg,
+};
+use cudarc::nvrtc;
+
+use crate::error::CudaError;
+use crate::kernels::UpdateParams;
+
+// SAFETY: `UpdateParams` is `#[repr(C)]`, `Copy`, and made of `i32`s and
+// `f32`s only, so its bytes are exactly update.cu's `struct UpdateParams`,
+// which the kernel takes by value.
+unsafe impl DeviceRepr for UpdateParams {}
+
+/// Device memory of floats.
+pub(crate) type DeviceFloats = CudaSlice<f32>;
+
+/// Runs `f`, turning a panic inside it into [`CudaError::Panicked`].
+pub(crate) fn guard<T>(
+    call: &'static str,
+    f: impl FnOnce() -> Result<T, CudaError>,
+) -> Result<T, CudaError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => Err(CudaError::Panicked {
+            call,
+            message: panic_message(payload.as_ref()),
+        }),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a non-string panic)".to_owned()
+    }
+}
+
+fn driver_err(call: &'static str) -> impl FnOnce(driver::DriverError) -> CudaError {
+    move |e| CudaError::Driver {
+        call,
+        message: e.to_string(),
+    }
+}
+
+fn cublas_err(call: &'static str) -> impl FnOnce(cublas::result::CublasError) -> CudaError {
+    move |e| CudaError::Cublas {
+        call,
+        message: e.to_string(),
+    }
+}
+
+const NVRTC_HINT: &str = "libnvrtc.so.12 or libnvrtc.so on the library search path \
+    (LD_LIBRARY_PATH): the CUDA 12 toolkit, or the nvidia-cuda-nvrtc-cu12 wheel's \
+    nvidia/cuda_nvrtc/lib";
+const CUBLAS_HINT: &str = "libcublas.so.12 or libcublas.so on the library search path \
+    (LD_LIBRARY_PATH): the CUDA 12 toolkit, or the nvidia-cublas-cu12 wheel's \
+    nvidia/cublas/lib";
+
+/// Whether the driver library can be loaded.
+pub(crate) fn driver_present() -> bool {
+    // SAFETY: tries to open the library by its usual names and closes it again.
+    unsafe { driver::sys::is_culib_present() }
+}
+
+/// Number of CUDA devices: an error when there is no driver, 0 when the
+/// driver finds no device.
+pub(crate) fn device_count() -> Result<usize, CudaError> {
+    if !driver_present() {
+        return Err(CudaError::NoDriver);
+    }
+    guard("cuDeviceGetCount", || match CudaContext::device_count() {
+        Ok(n) => Ok(usize::try_from(n).unwrap_or(0)),
+        Err(e) if e.0 == driver::sys::CUresult::CUDA_ERROR_NO_DEVICE => Ok(0),
+        // The toolkit's link stub (stubs/libcuda.so) found instead of a driver.
+        Err(e) if e.0 == driver::sys::CUresult::CUDA_ERROR_STUB_LIBRARY => Err(CudaError::NoDriver),
+        Err(e) => Err(driver_err("cuInit")(e)),
+    })
+}
+
+/// One device and the stream all of a backend's work is ordered on.
+#[derive(Debug)]
+pub(crate) struct Gpu {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    /// The device's name (`"NVIDIA H100 80GB HBM3"`).
+    pub name: String,
+    /// Compute capability `(major, minor)`.
+    pub capability: (u32, u32),
+}
+
+impl Gpu {
+    /// Opens device `ordinal` (its primary context) and creates a stream.
+    pub(crate) fn open(ordinal: usize) -> Result<Gpu, CudaError> {
+        let count = device_count()?;
+        if ordinal >= count {
+            return Err(CudaError::NoDevice { ordinal, count });
+        }
+        guard("CudaContext::new", || {
+            let ctx = CudaContext::new(ordinal).map_err(driver_err("cuDevicePrimaryCtxRetain"))?;
+            // SAFETY: the backend uses this one stream for everything, so no
+            // cross-stream ordering is needed (which is what the events do).
+            unsafe { ctx.disable_event_tracking() };
+            let stream = ctx.new_stream().map_err(driver_err("cuStreamCreate"))?;
+            let name = ctx.name().map_err(driver_err("cuDeviceGetName"))?;
+            let (major, minor) = ctx
+                .compute_capability()
+                .map_err(driver_err("cuDeviceGetAttribute"))?;
+            Ok(Gpu {
+                ctx,
+                stream,
+                name,
+                capability: (major.max(0) as u32, minor.max(0) as u32),
+            })
+        })
+    }
+
+    /// Whether `mem` was allocated on this backend's stream.
+    pub(crate) fn owns(&self, mem: &DeviceFloats) -> bool {
+        Arc::ptr_eq(mem.stream(), &self.stream)
+    }
+
+    /// `len` zeroed floats (at least one is allocated, so that an empty
+    /// buffer is still a valid allocation).
+    pub(crate) fn alloc_zeros(&self, len: usize) -> Result<DeviceFloats, CudaError> {
+        guard("cuMemAlloc", || {
+            self.stream
+                .alloc_zeros::<f32>(len.max(1))
+                .map_err(|e| match e.0 {
+                    driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                        CudaError::OutOfMemory { floats: len }
+                    }
+                    _ => driver_err("cuMemAlloc")(e),
+                })
+        })
+    }
+
+    /// Copies host floats to `mem[offset..]`. The copy is queued on the
+    /// stream; `src` may be reused at once (the driver stages pageable
+    /// memory before returning). Pinned staging buffers would make the copy
+    /// truly asynchronous; not done yet.
+    pub(crate) fn upload(
+        &self,
+        mem: &mut DeviceFloats,
+        offset: usize,
+        src: &[f32],
+    ) -> Result<(), CudaError> {
+        if src.is_empty() {
+            return Ok(());
+        }
+        guard("cuMemcpyHtoDAsync", || {
+            let mut dst = mem.slice_mut(offset..offset + src.len());
+            self.stream
+                .memcpy_htod(src, &mut dst)
+                .map_err(driver_err("cuMemcpyHtoDAsync"))
+        })
+    }
+
+    /// Copies `mem[offset..]` to host floats and waits for the stream, so
+    /// that `dst` holds the result of every kernel queued before.
+    pub(crate) fn download(
+        &self,
+        mem: &DeviceFloats,
+        offset: usize,
+        dst: &mut [f32],
+    ) -> Result<(), CudaError> {
+        if dst.is_empty() {
+            return self.synchronize();
+        }
+        guard("cuMemcpyDtoHAsync", || {
+            let src = mem.slice(offset..offset + dst.len());
+            self.stream
+                .memcpy_dtoh(&src, dst)
+                .map_err(driver_err("cuMemcpyDtoHAsync"))?;
+            self.stream
+                .synchronize()
+                .map_err(driver_err("cuStreamSynchronize"))
+        })
+    }
+
+    /// Sets `mem[offset..offset + len]` to zero bits (`0.0`) with a memset.
+    pub(crate) fn zero(
+        &self,
+        mem: &mut DeviceFloats,
+        offset: usize,
+        len: usize,
+    ) -> Result<(), CudaError> {
+        if len == 0 {
+            return Ok(());
+        }
+        guard("cuMemsetD8Async", || {
+            let mut dst = mem.slice_mut(offset..offset + len);
+            self.stream
+                .memset_zeros(&mut dst)
+                .map_err(driver_err("cuMemsetD8Async"))
+        })
+    }
+
+    /// Waits for everything queued on the stream. Errors of earlier kernels
+    /// (an illegal address, say) surface here.
+    pub(crate) fn synchronize(&self) -> Result<(), CudaError> {
+        guard("cuStreamSynchronize", || {
+            self.stream
+                .synchronize()
+                .map_err(driver_err("cuStreamSynchronize"))
+        })
+    }
+
+    /// Loads a compiled module and looks up its kernels, in the order of `names`.
+    pub(crate) fn load(&self, image: &Image, names: &[&str]) -> Result<Module, CudaError> {
+        guard("cuModuleLoadData", || {
+            let ptx = match image {
+                Image::Cubin(bytes) => nvrtc::Ptx::from_binary(bytes.clone()),
+                Image::Ptx(text) => nvrtc::Ptx::from_src(text.clone()),
+            };
+            let module = self
+                .ctx
+                .load_module(ptx)
+                .map_err(driver_err("cuModuleLoadData"))?;
+            let functions = names
+                .iter()
+                .map(|n| {
+                    module
+                        .load_function(n)
+                        .map_err(driver_err("cuModuleGetFunction"))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Module { functions })
+        })
+    }
+
+    /// Queues `f` on the stream with the buffer as its first argument and
+    /// `args` after it. Launch errors are reported here; faults inside the
+    /// kernel surface at the next synchronisation.
+    pub(crate) fn launch(
+        &self,
+        f: &CudaFunction,
+        dims: Dims,
+        mem: &mut DeviceFloats,
+        args: &[Arg],
+    ) -> Result<(), CudaError> {
+        guard("cuLaunchKernel", || {
+            let mut launch = self.stream.launch_builder(f);
+            launch.arg(mem);
+            for a in args {
+                match a {
+                    Arg::U64(v) => launch.arg(v),
+                    Arg::I32(v) => launch.arg(v),
+                    Arg::F32(v) => launch.arg(v),
+                    Arg::Update(v) => launch.arg(v),
+                };
+            }
+            let cfg = LaunchConfig {
+                grid_dim: dims.grid,
+                block_dim: dims.block,
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: the argument list matches the kernel's parameters (each
+            // caller passes the buffer then the values its kernel declares,
+            // in order and of the same types), and the host checked that every
+            // offset the kernel will touch lies inside the buffer.
+            unsafe { launch.launch(cfg) }
+                .map(drop)
+                .map_err(driver_err("cuLaunchKernel"))
+        })
+    }
+
+    /// A cuBLAS handle bound to this stream.
+    pub(crate) fn blas(&self) -> Result<Blas, CudaError> {
+        // SAFETY: tries to open the library by its usual names and closes it again.
+        if !unsafe { cublas::sys::is_culib_present() } {
+            return Err(CudaError::MissingLibrary {
+                library: "cublas",
+                hint: CUBLAS_HINT,
+            });
+        }
+        guard("cublasCreate", || {
+            CudaBlas::new(self.stream.clone())
+                .map(Blas)
+                .map_err(cublas_err("cublasCreate"))
+        })
+    }
+
+    /// `cublasSgemmStridedBatched` with cuBLAS' own (column-major) meaning
+    /// of every argument; the operands are offsets into `mem`.
+    pub(crate) fn sgemm(
+        &self,
+        blas: &Blas,
+        mem: &mut DeviceFloats,
+        g: &ColumnMajorGemm,
+    ) -> Result<(), CudaError> {
+        guard("cublasSgemmStridedBatched", || {
+            self.ctx
+                .bind_to_thread()
+                .map_err(driver_err("cuCtxSetCurrent"))?;
+            let (base, _record) = mem.device_ptr_mut(&self.stream);
+            let at = |offset: usize| (base + (offset * size_of::<f32>()) as u64) as *mut f32;
+            let op = |t: bool| {
+                if t {
+                    cublas::sys::cublasOperation_t::CUBLAS_OP_T
+                } else {
+                    cublas::sys::cublasOperation_t::CUBLAS_OP_N
+                }
+            };
+            let alpha = 1.0f32;
+            // SAFETY: the handle is live and bound to this stream; the host
+            // checked that every product's operands lie inside `mem` for these
+            // dimensions, leading dimensions and strides; alpha and beta are
+            // host values (the handle's default pointer mode).
+            unsafe {
+                cublas::result::sgemm_strided_batched(
+                    *blas.0.handle(),
+                    op(g.trans_a),
+                    op(g.trans_b),
+                    g.m,
+                    g.n,
+                    g.k,
+                    &alpha,
+                    at(g.a),
+                    g.lda,
+                    g.stride_a,
+                    at(g.b),
+                    g.ldb,
+                    g.stride_b,
+                    &g.beta,
+                    at(g.c),
+                    g.ldc,
+                    g.stride_c,
+                    g.batch,
+                )
+            }
+            .map_err(cublas_err("cublasSgemmStridedBatched"))
+        })
+    }
+}
+
+/// A cuBLAS handle.
+#[derive(Debug)]
+pub(crate) struct Blas(CudaBlas);
+
+/// A strided batched SGEMM in cuBLAS' terms: `C = op(A) op(B) + beta C`,
+/// column-major, `op(A)` of `m × k`; `a`, `b`, `c` are offsets in floats.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ColumnMajorGemm {
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub m: i32,
+    pub n: i32,
+    pub k: i32,
+    pub a: usize,
+    pub lda: i32,
+    pub stride_a: i64,
+    pub b: usize,
+    pub ldb: i32,
+    pub stride_b: i64,
+    pub beta: f32,
+    pub c: usize,
+    pub ldc: i32,
+    pub stride_c: i64,
+    pub batch: i32,
+}
+
+/// A loaded module's kernels.
+#[derive(Debug)]
+pub(crate) struct Module {
+    functions: Vec<CudaFunction>,
+}
+
+impl Module {
+    /// The `i`-th kernel of the list it was loaded with.
+    pub(crate) fn function(&self, i: usize) -> &CudaFunction {
+        &self.functions[i]
+    }
+}
+
+/// A kernel argument after the buffer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Arg {
+    U64(u64),
+    I32(i32),
+    F32(f32),
+    Update(UpdateParams),
+}
+
+/// Grid and block dimensions of a launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dims {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+}
+
+/// What NVRTC produces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Image {
+    /// Machine code for one GPU architecture (`sm_XY`), loaded without JIT.
+    Cubin(Vec<u8>),
+    /// PTX text, compiled by the driver's JIT when loaded.
+    Ptx(String),
+}
+
+/// What to ask NVRTC for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// CUBIN for compute capability `(major, minor)` (`-arch=sm_XY`).
+    Cubin(u32, u32),
+    /// PTX for a virtual architecture (`-arch=compute_XY`), or NVRTC's default.
+    Ptx(Option<(u32, u32)>),
+}
+
+/// Compiles CUDA C with NVRTC. Needs libnvrtc only, no device.
+///
+/// Options: `--fmad=false`, so that `a * b + c` rounds twice as on the CPU
+/// reference rather than fusing into one FMA; IEEE division and square
+/// root are NVRTC's defaults.
+pub(crate) fn compile(
+    file: &'static str,
+    source: &str,
+    target: Target,
+) -> Result<Image, CudaError> {
+    // SAFETY: tries to open the library by its usual names and closes it again.
+    if !unsafe { nvrtc::sys::is_culib_present() } {
+        return Err(CudaError::MissingLibrary {
+            library: "nvrtc",
+            hint: NVRTC_HINT,
+        });
+    }
+    let compile_err = |log: String| CudaError::Compile { file, log };
+    let src = CString::new(source).map_err(|_| compile_err("the source contains a NUL".into()))?;
+    let name = CString::new(file).map_err(|_| compile_err("the name contains a NUL".into()))?;
+    guard("nvrtcCompileProgram", || {
+        let prog = nvrtc::result::create_program(&src, Some(&name))
+            .map_err(|e| compile_err(format!("nvrtcCreateProgram: {e}")))?;
+        let mut options = vec!["--fmad=false".to_owned()];
+        match target {
+            Target::Cubin(major, minor) => {
+                options.push(format!("--gpu-architecture=sm_{major}{minor}"))
+            }
+            Target::Ptx(Some((major, minor))) => {
+                options.push(format!("--gpu-architecture=compute_{major}{minor}"))
+            }
+            Target::Ptx(None) => {}
+        }
+        // SAFETY (all blocks below): `prog` was created above and is
+        // destroyed once, at the end; the buffers passed to NVRTC are sized
+        // by its own size queries.
+        let result = match unsafe { nvrtc::result::compile_program(prog, &options) } {
+            Err(e) => {
+                let log = unsafe { nvrtc::result::get_program_log(prog) }
+                    .map(|l| c_chars_to_string(&l))
+                    .unwrap_or_default();
+                Err(compile_err(format!("{e} ({}):\n{log}", options.join(" "))))
+            }
+            Ok(()) => match target {
+                Target::Cubin(..) => unsafe { cubin(prog) }
+                    .map(Image::Cubin)
+                    .map_err(|e| compile_err(format!("nvrtcGetCUBIN: {e}"))),
+                Target::Ptx(_) => unsafe { nvrtc::result::get_ptx(prog) }
+                    .map(|p| Image::Ptx(c_chars_to_string(&p)))
+                    .map_err(|e| compile_err(format!("nvrtcGetPTX: {e}"))),
+            },
+        };
+        let _ = unsafe { nvrtc::result::destroy_program(prog) };
+        result
+    })
+}
+
+/// The CUBIN of a compiled program (cudarc wraps only the PTX getter).
+///
+/// # Safety
+/// `prog` must be a live, successfully compiled program.
+unsafe fn cubin(prog: nvrtc::sys::nvrtcProgram) -> Result<Vec<u8>, nvrtc::result::NvrtcError> {
+    let mut size = 0usize;
+    // SAFETY: per this function's contract; `size` is a valid out pointer.
+    unsafe { nvrtc::sys::nvrtcGetCUBINSize(prog, &mut size) }.result()?;
+    let mut bytes = vec![0u8; size];
+    // SAFETY: `bytes` holds the `size` bytes NVRTC reported.
+    unsafe { nvrtc::sys::nvrtcGetCUBIN(prog, bytes.as_mut_ptr() as *mut c_char) }.result()?;
+    Ok(bytes)
+}
+
+/// NVRTC's NUL-terminated text as a `String`.
+fn c_chars_to_string(chars: &[c_char]) -> String {
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_turns_a_panic_into_an_error() {
+        let r: Result<(), _> = guard("test call", || panic!("library not found"));
+        assert_eq!(
+            r,
+            Err(CudaError::Panicked {
+                call: "test call",
+                message: "library not found".into()
+            })
+        );
+        let r: Result<(), _> = guard("test call", || panic!("{} symbol", "missing"));
+        assert!(
+            matches!(r, Err(CudaError::Panicked { message, .. }) if message == "missing symbol")
+        );
+        assert_eq!(guard("ok", || Ok(3)), Ok(3));
+    }
+
+    #[test]
+    fn nvrtc_text_stops_at_the_nul() {
+        let chars: Vec<c_char> = b"ptx\0junk".iter().map(|&b| b as c_char).collect();
+        assert_eq!(c_chars_to_string(&chars), "ptx");
+    }
+}
