@@ -250,10 +250,14 @@ mod tests {
     use ember_core::backend::conformance::{self, BUF_LEN};
     use ember_core::backend::Device;
 
+    /// Tolerance of the emulated conformance runs (as on a GPU).
+    const TOL: f32 = 1e-4;
+
     /// ember-core's conformance suite on the emulated kernels: every kernel
     /// source, with the host code that launches it, against the CPU
-    /// reference. The host's libm is close to the CPU reference's, so the
-    /// tolerance is tighter than on a GPU.
+    /// reference. The tolerance is the GPU test's: a sum of 70,001 floats in
+    /// the kernels' tree order differs from the reference's sequential f32
+    /// sum by a few parts in 1e5 (both are rounded; neither is exact).
     #[test]
     fn emulated_kernels_conform() {
         let Some(emu) = CudaBackend::emulated(false) else {
@@ -261,7 +265,7 @@ mod tests {
         };
         let mut buf = emu.alloc(BUF_LEN).unwrap();
         let mut host = vec![0.0f32; BUF_LEN];
-        let report = conformance::check(&emu, &mut buf, &mut host, 42, 1e-5)
+        let report = conformance::check(&emu, &mut buf, &mut host, 42, TOL)
             .unwrap_or_else(|m| panic!("{m}\nlast error: {:?}", emu.last_error()));
         eprintln!(
             "emulated: {} cases, {} floats, largest difference {:e} (in {})",
@@ -279,10 +283,10 @@ mod tests {
         };
         let mut buf = emu.alloc(BUF_LEN).unwrap();
         let mut host = vec![0.0f32; BUF_LEN];
-        conformance::check(&emu, &mut buf, &mut host, 43, 1e-5)
+        conformance::check(&emu, &mut buf, &mut host, 43, TOL)
             .unwrap_or_else(|m| panic!("{m}\nlast error: {:?}", emu.last_error()));
         for (i, call) in crate::extra_conformance_cases().enumerate() {
-            conformance::check_case(&emu, &mut buf, &mut host, 10_000 + i, call, 42, 1e-5)
+            conformance::check_case(&emu, &mut buf, &mut host, 10_000 + i, call, 42, TOL)
                 .unwrap_or_else(|m| panic!("{m}\nlast error: {:?}", emu.last_error()));
         }
     }

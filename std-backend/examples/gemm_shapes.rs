@@ -33,7 +33,11 @@ fn main() {
                 be.gemm(&mut buf[..], 1, &g).unwrap();
             }
             let s = t.elapsed().as_secs_f64() / reps as f64;
-            println!("{name:<14} {acc:?}: {:.3} ms, {:.1} GFLOP/s", s * 1e3, 2.0 * (m * n * k) as f64 / s / 1e9);
+            println!(
+                "{name:<14} {acc:?}: {:.3} ms, {:.1} GFLOP/s",
+                s * 1e3,
+                2.0 * (m * n * k) as f64 / s / 1e9
+            );
         }
     }
 }
