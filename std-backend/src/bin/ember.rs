@@ -311,78 +311,128 @@ fn cmd_train(a: TrainArgs) -> Res {
         resume: a.resume.clone(),
         stop_after: a.stop_after,
     };
-    if a.device == "cuda" {
-        eprintln!("{}", cuda_fallback_message());
-    } else if a.device != "cpu" {
+    if a.device != "cpu" && a.device != "cuda" {
         return Err(format!("unknown device `{}` (cpu or cuda)", a.device));
+    }
+    #[cfg(feature = "cuda")]
+    if a.device == "cuda" {
+        match ember_cuda::CudaBackend::new(0) {
+            Ok(gpu) => {
+                eprintln!("training on {}", ember_core::backend::Device::name(&gpu));
+                let run = TrainRun {
+                    cfg: &cfg,
+                    out: &a.out,
+                    data: &a.data,
+                    test: &test,
+                    layers: &a.arch.layers,
+                };
+                return run.go(&gpu, train_set, val_set, augment, &ckpt);
+            }
+            Err(e) => eprintln!("--device cuda: no usable GPU ({e}); training on the CPU instead"),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    if a.device == "cuda" {
+        eprintln!("--device cuda: this build has no CUDA support (feature `cuda`); training on the CPU instead");
     }
     let backend = Parallel::try_new(a.threads).map_err(|e| e.to_string())?;
     eprintln!(
-        "training {} ({} activation) with {} on {} thread(s): {} training, {} validation samples",
-        a.arch.layers,
-        cfg.activation,
-        cfg.optimizer,
-        backend.threads(),
-        train_set.len(),
-        val_set.as_ref().map_or(0, |v| v.len())
+        "training on {} with {} thread(s)",
+        ember_core::backend::Device::name(&backend),
+        backend.threads()
     );
-    let mut bar = Bar { bar: None };
-    let started = std::time::Instant::now();
-    let outcome = train::train(
-        &backend,
-        &cfg,
-        train_set,
-        val_set.as_ref(),
-        augment,
-        &ckpt,
-        &mut bar,
-    );
-    let outcome = outcome.map_err(|e| e.to_string())?;
-    if outcome.stopped_early {
-        eprintln!(
-            "early stopping: no better validation loss for {} epochs",
-            cfg.patience.unwrap_or(0)
-        );
-    }
-    write_reports(&a.out, &outcome.history)?;
-
-    // Report on the test set and export, through the deployment kernels.
-    let f32_bytes = f32_file(&cfg.widths, &cfg.activation, &outcome.params)?;
-    let train_for_calib = load_quiet(&a.data, Split::Train)?;
-    let int8_bytes = int8_file(&f32_bytes, &train_for_calib, 1000).map_err(|e| e.to_string())?;
-    let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
-    let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
-    let (acc32, preds) = evaluate_file(&f32_model, &test)?;
-    let (acc8, _) = evaluate_file(&int8_model, &test)?;
-    let mut text = report::classification_report(test.labels(), &preds, &class_names());
-    text.push_str(&format!(
-        "\nint8 accuracy (host, deployment kernels): {acc8:.4} ({:+.2} points vs f32 {acc32:.4})\n\
-         training time: {:.1}s\n",
-        100.0 * (acc8 - acc32),
-        started.elapsed().as_secs_f32()
-    ));
-    println!("\n{text}");
-    write_atomic(&a.out.join("report.txt"), text.as_bytes()).map_err(|e| e.to_string())?;
-    write_atomic(&a.out.join("model.emb"), f32_bytes.bytes()).map_err(|e| e.to_string())?;
-    write_atomic(&a.out.join("model-int8.emb"), int8_bytes.bytes()).map_err(|e| e.to_string())?;
-    save_safetensors(
-        &a.out.join("model.safetensors"),
-        &cfg.widths,
-        &cfg.activation,
-        &outcome.params,
-    )?;
-    eprintln!(
-        "wrote {}: metrics.csv, curves.svg, checkpoint.safetensors, model.safetensors, model.emb ({} bytes), model-int8.emb ({} bytes), report.txt",
-        a.out.display(),
-        f32_bytes.bytes().len(),
-        int8_bytes.bytes().len()
-    );
-    Ok(())
+    let run = TrainRun {
+        cfg: &cfg,
+        out: &a.out,
+        data: &a.data,
+        test: &test,
+        layers: &a.arch.layers,
+    };
+    run.go(&backend, train_set, val_set, augment, &ckpt)
 }
 
-fn cuda_fallback_message() -> String {
-    "--device cuda: this build of the command line has no CUDA support; training on the CPU instead"
-        .into()
+/// The part of `train` that is the same on every device.
+struct TrainRun<'a> {
+    cfg: &'a TrainConfig,
+    out: &'a Path,
+    data: &'a DataArgs,
+    test: &'a TensorDataset,
+    layers: &'a str,
+}
+
+impl TrainRun<'_> {
+    fn go<D: ember_core::backend::Device>(
+        &self,
+        device: &D,
+        train_set: TensorDataset,
+        val_set: Option<TensorDataset>,
+        augment: Option<Compose>,
+        ckpt: &Checkpointing,
+    ) -> Res {
+        let (cfg, test) = (self.cfg, self.test);
+        eprintln!(
+            "model {} ({} activation), {} optimizer: {} training, {} validation samples",
+            self.layers,
+            cfg.activation,
+            cfg.optimizer,
+            train_set.len(),
+            val_set.as_ref().map_or(0, |v| v.len())
+        );
+        let mut bar = Bar { bar: None };
+        let started = std::time::Instant::now();
+        let outcome = train::train(
+            device,
+            cfg,
+            train_set,
+            val_set.as_ref(),
+            augment,
+            ckpt,
+            &mut bar,
+        );
+        let outcome = outcome.map_err(|e| e.to_string())?;
+        if outcome.stopped_early {
+            eprintln!(
+                "early stopping: no better validation loss for {} epochs",
+                cfg.patience.unwrap_or(0)
+            );
+        }
+        write_reports(self.out, &outcome.history)?;
+
+        // Report on the test set and export, through the deployment kernels.
+        let f32_bytes = f32_file(&cfg.widths, &cfg.activation, &outcome.params)?;
+        let train_for_calib = load_quiet(self.data, Split::Train)?;
+        let int8_bytes =
+            int8_file(&f32_bytes, &train_for_calib, 1000).map_err(|e| e.to_string())?;
+        let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+        let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
+        let (acc32, preds) = evaluate_file(&f32_model, test)?;
+        let (acc8, _) = evaluate_file(&int8_model, test)?;
+        let mut text = report::classification_report(test.labels(), &preds, &class_names());
+        text.push_str(&format!(
+            "\nint8 accuracy (host, deployment kernels): {acc8:.4} ({:+.2} points vs f32 {acc32:.4})\n\
+             training time: {:.1}s\n",
+            100.0 * (acc8 - acc32),
+            started.elapsed().as_secs_f32()
+        ));
+        println!("\n{text}");
+        let out = self.out;
+        write_atomic(&out.join("report.txt"), text.as_bytes()).map_err(|e| e.to_string())?;
+        write_atomic(&out.join("model.emb"), f32_bytes.bytes()).map_err(|e| e.to_string())?;
+        write_atomic(&out.join("model-int8.emb"), int8_bytes.bytes()).map_err(|e| e.to_string())?;
+        save_safetensors(
+            &out.join("model.safetensors"),
+            &cfg.widths,
+            &cfg.activation,
+            &outcome.params,
+        )?;
+        eprintln!(
+            "wrote {}: metrics.csv, curves.svg, checkpoint.safetensors, model.safetensors, model.emb ({} bytes), model-int8.emb ({} bytes), report.txt",
+            out.display(),
+            f32_bytes.bytes().len(),
+            int8_bytes.bytes().len()
+        );
+        Ok(())
+    }
 }
 
 fn load_quiet(data: &DataArgs, split: Split) -> Res<TensorDataset> {
