@@ -179,6 +179,28 @@ fn train_eval_predict_export_import_summary() {
     ]);
     assert!(!ok && text.contains("junk.emb"), "{text}");
 
+    // Without a usable GPU, --device cuda says so and trains on the CPU.
+    let (ok, text) = ember(&[
+        "train",
+        "--device",
+        "cuda",
+        "--layers",
+        "784-8-10",
+        "--epochs",
+        "1",
+        "--limit",
+        "200",
+        "--data",
+        "/nonexistent",
+        "--out",
+        dir.path().join("cuda").to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("training on") && (text.contains("CPU instead") || text.contains("cuda:")),
+        "{text}"
+    );
+
     let (ok, text) = ember(&["summary", "--layers", "784-512-512-10"]);
     assert!(ok && text.contains("Total params: 669,706"), "{text}");
     assert!(Path::new(env!("CARGO_BIN_EXE_ember")).exists());

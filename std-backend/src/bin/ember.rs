@@ -211,16 +211,12 @@ type Res<T = ()> = Result<T, String>;
 fn load(data: &DataArgs, split: Split) -> Res<TensorDataset> {
     let (set, source) =
         FashionMnist::load_or_builtin(data.data.as_deref(), split).map_err(|e| e.to_string())?;
-    eprintln!(
-        "{} ({} {} samples)",
-        source,
-        set.dataset().len(),
-        if split == Split::Train {
-            "training"
-        } else {
-            "test"
-        }
-    );
+    let which = if split == Split::Train {
+        "training"
+    } else {
+        "test"
+    };
+    eprintln!("{which} set: {} samples from {source}", set.dataset().len());
     Ok(set.into_dataset())
 }
 
