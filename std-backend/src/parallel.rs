@@ -34,7 +34,7 @@ use core::ops::Range;
 use ember_core::backend::cpu::{blocks_extent, check_axis, check_gemm, same_len, split};
 use ember_core::backend::{kernels, Acc, AxisDims, Backend, Blocks, Cpu, Gemm, Reduce, Span};
 use ember_core::ops::map::Map;
-use ember_core::ops::optim::Update;
+use ember_core::ops::optim::{Sqrt, Update};
 use ember_core::ops::zip::Zip;
 use ember_core::{Error, Result};
 use rayon::prelude::*;
@@ -50,10 +50,6 @@ pub const MIN_CHUNK: usize = 8 * 1024;
 /// a batch of such products is then split over the threads, one product per
 /// task. This is the `gemm` crate's own threading threshold.
 pub const GEMM_PAR_THRESHOLD: usize = gemm::DEFAULT_THREADING_THRESHOLD;
-
-/// Floats of optimizer state that [`Backend::update`] gathers at a time
-/// per plane (state planes of a chunk of a parameter are not contiguous).
-const UPDATE_TILE: usize = 1024;
 
 /// A multi-threaded CPU backend: tensors live in a `[f32]`, kernels run on a
 /// thread pool of its own.
@@ -487,9 +483,6 @@ impl Backend for Parallel {
         grad: Span,
         state: Span,
     ) -> Result<()> {
-        if param.len < PAR_THRESHOLD {
-            return Cpu.update(buf, rule, param, grad, state);
-        }
         same_len(&[param, grad])?;
         let planes = rule.state_planes();
         let n = param.len;
@@ -499,63 +492,49 @@ impl Backend for Parallel {
             });
         }
         let ([g], [p, s]) = split(buf, [grad], [param, state])?;
+        if n < PAR_THRESHOLD {
+            kernels::update_with::<StdSqrt>(rule, p, g, kernels::state_planes(s, n, planes));
+            return Ok(());
+        }
         let rule = *rule;
         let per = self.units_per_task(n, 1);
-        // State plane `k` of element `i` is at `s[k * n + i]`: a task's
-        // elements have their state in `planes` separate runs, one per plane.
-        let mut plane_chunks: [Vec<&mut [f32]>; 3] = Default::default();
-        for (chunks, plane) in plane_chunks.iter_mut().zip(s[..planes * n].chunks_mut(n)) {
-            *chunks = plane.chunks_mut(per).collect();
+        // Each task takes the same run of elements from the parameter, the
+        // gradient and every state plane.
+        let [s0, s1, s2] = kernels::state_planes(s, n, planes);
+        fn chunks(s: &mut [f32], per: usize, count: usize) -> Vec<&mut [f32]> {
+            let mut v: Vec<&mut [f32]> = s.chunks_mut(per).collect();
+            v.resize_with(count, Default::default);
+            v
         }
-        let [s0, s1, s2] = plane_chunks.map(|v| v.into_iter().map(Some));
+        let count = n.div_ceil(per);
         let tasks: Vec<_> = p
             .chunks_mut(per)
             .zip(g.chunks(per))
-            .zip(s0.chain(core::iter::repeat_with(|| None)))
-            .zip(s1.chain(core::iter::repeat_with(|| None)))
-            .zip(s2.chain(core::iter::repeat_with(|| None)))
-            .map(|((((p, g), s0), s1), s2)| (p, g, [s0, s1, s2]))
+            .zip(
+                chunks(s0, per, count)
+                    .into_iter()
+                    .zip(chunks(s1, per, count))
+                    .zip(chunks(s2, per, count)),
+            )
+            .map(|((p, g), ((a, b), c))| (p, g, [a, b, c]))
             .collect();
         self.pool.install(|| {
             tasks
                 .into_par_iter()
-                .for_each(|(p, g, mut s)| update_tiles(&rule, planes, p, g, &mut s))
+                .for_each(|(p, g, planes)| kernels::update_with::<StdSqrt>(&rule, p, g, planes))
         });
         Ok(())
     }
 }
 
-/// Runs [`kernels::update`] over `p` in tiles, gathering each tile's state
-/// from its `planes` separate runs into one contiguous buffer and back.
-fn update_tiles(
-    rule: &Update,
-    planes: usize,
-    p: &mut [f32],
-    g: &[f32],
-    s: &mut [Option<&mut [f32]>; 3],
-) {
-    let mut tile = [0.0f32; 3 * UPDATE_TILE];
-    let mut start = 0;
-    while start < p.len() {
-        let t = (p.len() - start).min(UPDATE_TILE);
-        let r = start..start + t;
-        for (k, plane) in s.iter().take(planes).enumerate() {
-            if let Some(plane) = plane {
-                tile[k * t..(k + 1) * t].copy_from_slice(&plane[r.clone()]);
-            }
-        }
-        kernels::update(
-            rule,
-            &mut p[r.clone()],
-            &g[r.clone()],
-            &mut tile[..planes * t],
-        );
-        for (k, plane) in s.iter_mut().take(planes).enumerate() {
-            if let Some(plane) = plane {
-                plane[r.clone()].copy_from_slice(&tile[k * t..(k + 1) * t]);
-            }
-        }
-        start += t;
+/// The hardware square root, which the compiler vectorises (libm's, which
+/// core uses so that it runs without `std`, it does not).
+struct StdSqrt;
+
+impl Sqrt for StdSqrt {
+    #[inline(always)]
+    fn sqrt(x: f32) -> f32 {
+        x.sqrt()
     }
 }
 

@@ -303,7 +303,12 @@ impl Backend for Cpu {
             });
         }
         let ([g], [p, s]) = split(buf, [grad], [param, state])?;
-        kernels::update(rule, p, g, s);
+        kernels::update(
+            rule,
+            p,
+            g,
+            kernels::state_planes(s, param.len, rule.state_planes()),
+        );
         Ok(())
     }
 }

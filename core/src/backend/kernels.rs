@@ -6,7 +6,7 @@
 
 use super::{Acc, AxisDims, Reduce};
 use crate::ops::map::Map;
-use crate::ops::optim::Update;
+use crate::ops::optim::{LibmSqrt, Sqrt, Update};
 use crate::ops::zip::Zip;
 
 #[inline]
@@ -273,19 +273,75 @@ pub fn copy_blocks(
     }
 }
 
-/// One optimizer update over a parameter; `state` holds `rule.state_planes()`
-/// planes of `param.len()` floats each.
-pub fn update(rule: &Update, param: &mut [f32], grad: &[f32], state: &mut [f32]) {
-    let n = param.len();
-    let planes = rule.state_planes();
-    for i in 0..n {
-        let mut s = [0.0f32; 3];
-        for (k, sk) in s.iter_mut().enumerate().take(planes) {
-            *sk = state[k * n + i];
+/// One optimizer update over a parameter. State plane `k` of element `i` is
+/// `planes[k][i]` (planes the rule does not use may be empty). Elements
+/// beyond the shortest slice the rule uses are left alone.
+pub fn update(rule: &Update, param: &mut [f32], grad: &[f32], planes: [&mut [f32]; 3]) {
+    update_with::<LibmSqrt>(rule, param, grad, planes)
+}
+
+/// [`update`] with a chosen square root (a host backend passes one the
+/// compiler can vectorise).
+pub fn update_with<Q: Sqrt>(
+    rule: &Update,
+    param: &mut [f32],
+    grad: &[f32],
+    planes: [&mut [f32]; 3],
+) {
+    /// One loop per rule and plane count, so that the rule's `match` is
+    /// resolved outside the loop and the loop can be vectorised.
+    #[inline(always)]
+    fn run<const K: usize, Q: Sqrt>(r: Update, p: &mut [f32], g: &[f32], planes: [&mut [f32]; 3]) {
+        let [s0, s1, s2] = planes;
+        let mut n = p.len().min(g.len());
+        for s in [&*s0, &*s1, &*s2].into_iter().take(K) {
+            n = n.min(s.len());
         }
-        param[i] = rule.step(param[i], grad[i], &mut s);
-        for (k, sk) in s.iter().enumerate().take(planes) {
-            state[k * n + i] = *sk;
+        let (p, g) = (&mut p[..n], &g[..n]);
+        let (l0, l1, l2) = (n.min(s0.len()), n.min(s1.len()), n.min(s2.len()));
+        let (s0, s1, s2) = (&mut s0[..l0], &mut s1[..l1], &mut s2[..l2]);
+        for i in 0..n {
+            let mut s = [0.0f32; 3];
+            if K > 0 {
+                s[0] = s0[i];
+            }
+            if K > 1 {
+                s[1] = s1[i];
+            }
+            if K > 2 {
+                s[2] = s2[i];
+            }
+            p[i] = r.step_with::<Q>(p[i], g[i], &mut s);
+            if K > 0 {
+                s0[i] = s[0];
+            }
+            if K > 1 {
+                s1[i] = s[1];
+            }
+            if K > 2 {
+                s2[i] = s[2];
+            }
         }
     }
+    match *rule {
+        r @ Update::Sgd { momentum: 0.0, .. } => run::<0, Q>(r, param, grad, planes),
+        r @ Update::Sgd { .. } => run::<1, Q>(r, param, grad, planes),
+        r @ Update::Adam { .. } => run::<2, Q>(r, param, grad, planes),
+        r @ Update::RmsProp { .. } => run::<3, Q>(r, param, grad, planes),
+        r @ Update::Adagrad { .. } => run::<1, Q>(r, param, grad, planes),
+    }
+}
+
+/// Splits optimizer state of `n`-element parameters into its planes.
+pub fn state_planes(state: &mut [f32], n: usize, planes: usize) -> [&mut [f32]; 3] {
+    let used = (planes * n).min(state.len());
+    let (mut rest, _) = state.split_at_mut(used);
+    let mut out: [&mut [f32]; 3] = [&mut [], &mut [], &mut []];
+    for o in out.iter_mut().take(planes) {
+        let k = n.min(rest.len());
+        let (head, tail) = core::mem::take(&mut rest).split_at_mut(k);
+        *o = head;
+        rest = tail;
+    }
+    out
 }

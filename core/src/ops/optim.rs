@@ -6,7 +6,24 @@
 //! ([`Backend::update`](crate::backend::Backend::update)), so that optimizer
 //! state never leaves the device. The optimizers in `nn::optim` build these.
 
-use libm::sqrtf;
+/// The square root the update rules use. Core's default is `libm`, which
+/// works everywhere (no `std`); a host backend can supply one the compiler
+/// vectorises (`f32::sqrt`) without the formulas being written twice.
+pub trait Sqrt {
+    /// `√x`.
+    fn sqrt(x: f32) -> f32;
+}
+
+/// [`Sqrt`] from `libm` (no `std` needed).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LibmSqrt;
+
+impl Sqrt for LibmSqrt {
+    #[inline(always)]
+    fn sqrt(x: f32) -> f32 {
+        libm::sqrtf(x)
+    }
+}
 
 /// One optimizer step for one parameter, following PyTorch's update conventions.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,8 +109,15 @@ impl Update {
 
     /// The updated value of one element `p` with gradient `g`; `s` holds this
     /// element's state (first `state_planes()` entries used).
-    #[inline]
+    #[inline(always)]
     pub fn step(&self, p: f32, g: f32, s: &mut [f32; 3]) -> f32 {
+        self.step_with::<LibmSqrt>(p, g, s)
+    }
+
+    /// [`step`](Self::step) with a chosen square root.
+    #[inline(always)]
+    pub fn step_with<Q: Sqrt>(&self, p: f32, g: f32, s: &mut [f32; 3]) -> f32 {
+        let sqrtf = Q::sqrt;
         match *self {
             Update::Sgd {
                 lr,
