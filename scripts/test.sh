@@ -23,7 +23,12 @@ step "cargo clippy (firmware, bare metal: QEMU for Cortex-M4F and M0, the STM32F
 cargo clippy -p ember-firmware --no-deps --target thumbv7em-none-eabihf -- -D warnings
 cargo clippy -p ember-firmware --no-deps --target thumbv6m-none-eabi -- -D warnings
 cargo clippy -p ember-firmware --no-deps --target thumbv7em-none-eabihf \
-  --no-default-features --features stm32f411 -- -D warnings
+  --no-default-features --features stm32f411,xor,int8-model -- -D warnings
+# The inference-only and platform-only variants that scripts/firmware-footprint.sh measures.
+cargo clippy -p ember-firmware --no-deps --target thumbv7em-none-eabihf \
+  --no-default-features --features qemu,int8-model -- -D warnings
+cargo clippy -p ember-firmware --no-deps --target thumbv6m-none-eabi \
+  --no-default-features --features qemu -- -D warnings
 
 step "core without std or alloc, for Cortex-M0 and Cortex-M4F"
 cargo build -p ember-core --no-default-features --target thumbv6m-none-eabi
@@ -32,10 +37,10 @@ cargo build -p ember-core --features defmt --target thumbv7em-none-eabihf
 
 step "firmware for a real board (STM32F411, defmt over RTT): build only"
 cargo build -p ember-firmware --release --target thumbv7em-none-eabihf \
-  --no-default-features --features stm32f411
+  --no-default-features --features stm32f411,xor,int8-model
 
 step "tests"
 cargo test --workspace --all-features
 
-step "firmware: trains XOR without an allocator under QEMU (Cortex-M4F and Cortex-M0)"
+step "firmware under QEMU (Cortex-M4F and Cortex-M0): trains XOR without an allocator, classifies FashionMNIST from flash (committed models)"
 scripts/run-firmware.sh

@@ -1,32 +1,42 @@
-//! Ember on a microcontroller: a small MLP learns XOR on a Cortex-M4F with no
-//! allocator, all tensors in one static arena of `f32`s.
+//! Ember on a microcontroller, with no allocator: a small MLP learns XOR on
+//! the device (training), and a FashionMNIST classifier trained on the host
+//! runs from flash, in f32 and in int8 (inference).
 //!
 //! Built for a bare-metal target (`target_os = "none"`) this is firmware:
 //! `cortex-m-rt` starts it, defmt logs over semihosting (feature `qemu`, the
-//! default, for QEMU's `mps2-an386`) or RTT (feature `stm32f411`, for a real
-//! board), and the run ends with a pass/fail exit status. Built for the host
-//! it is an ordinary program running the same training code, which keeps it
-//! under the workspace's host lints and tests. See `README.md`.
+//! default, for QEMU's `mps2-an386` and `microbit`) or RTT (feature
+//! `stm32f411`, for a real board), and the run ends with a pass/fail exit
+//! status. Built for the host it is an ordinary program running the same
+//! code, which keeps it under the workspace's host lints and tests. See
+//! `README.md`.
 
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
 /// Logs a line: defmt on the microcontroller, `println!` on the host. Format
 /// strings use only `{}`, which both understand.
+// (Unused in a build with none of the features.)
 #[cfg(target_os = "none")]
+#[allow(unused_macros)]
 macro_rules! say {
     ($($arg:tt)*) => { defmt::println!($($arg)*) };
 }
 #[cfg(not(target_os = "none"))]
+#[allow(unused_macros)]
 macro_rules! say {
     ($($arg:tt)*) => { std::println!($($arg)*) };
 }
 
+#[cfg(any(model_f32, model_int8))]
+mod inference;
+#[cfg(feature = "xor")]
 mod xor;
 
 /// Points that must be classified correctly for the run to pass.
+#[cfg(feature = "xor")]
 const REQUIRED_CORRECT: usize = 4;
 
+#[cfg(feature = "xor")]
 fn summary(r: &xor::Report) {
     say!(
         "loss {} -> {}, {} of 4 points right ({} required)",
@@ -42,28 +52,79 @@ fn summary(r: &xor::Report) {
         r.graph_nodes,
         xor::NODES
     );
-    say!("{}", if r.passed() { "PASS" } else { "FAIL" });
+    say!(
+        "on-device training: {}",
+        if r.passed() { "pass" } else { "FAIL" }
+    );
+}
+
+/// Says why a Cortex-M0 build has no f32 model.
+#[cfg(all(cortex_m0, feature = "f32-model"))]
+fn f32_left_out() {
+    say!("f32 model: left out of Cortex-M0 builds (its 437732 bytes do not fit the micro:bit's 256 KiB of flash); int8 only");
 }
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    let mut arena = [0.0f32; xor::ARENA_FLOATS];
-    match xor::run(&mut arena, xor::SEED, REQUIRED_CORRECT) {
-        Ok(r) => {
-            summary(&r);
-            if !r.passed() {
-                std::process::exit(1);
+    // (Never changed in a build without any of the features.)
+    #[allow(unused_mut)]
+    let mut passed = true;
+    #[cfg(feature = "xor")]
+    {
+        let mut arena = [0.0f32; xor::ARENA_FLOATS];
+        match xor::run(&mut arena, xor::SEED, REQUIRED_CORRECT) {
+            Ok(r) => {
+                summary(&r);
+                passed &= r.passed();
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                passed = false;
             }
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
+    }
+    #[cfg(any(model_f32, model_int8))]
+    {
+        let start = std::time::Instant::now();
+        let clock = move || start.elapsed().as_nanos() as u64;
+        let mut input = [0.0f32; inference::PIXELS];
+        let timed = |r: Option<inference::Report>| match r {
+            Some(r) => {
+                inference::summary(&r);
+                say!(
+                    "{}: {} ns per inference, Model::load {} ns (host, debug builds are slow; not deterministic)",
+                    r.name,
+                    r.ticks / r.images.max(1) as u64,
+                    r.load_ticks
+                );
+                r.passed()
+            }
+            None => false,
+        };
+        #[cfg(model_f32)]
+        {
+            let mut scratch = vec![0.0f32; inference::SCRATCH];
+            passed &= timed(inference::run_f32(&mut input, &mut scratch, &clock));
         }
+        #[cfg(model_int8)]
+        {
+            let mut scratch = vec![0i8; inference::SCRATCH];
+            passed &= timed(inference::run_int8(&mut input, &mut scratch, &clock));
+        }
+    }
+    say!("{}", if passed { "PASS" } else { "FAIL" });
+    if !passed {
+        std::process::exit(1);
     }
 }
 
 #[cfg(target_os = "none")]
 mod firmware {
+    #[cfg(all(cortex_m0, feature = "f32-model"))]
+    use super::f32_left_out;
+    #[cfg(any(model_f32, model_int8))]
+    use super::inference;
+    #[cfg(feature = "xor")]
     use super::{summary, xor, REQUIRED_CORRECT};
     use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     use cortex_m::peripheral::syst::SystClkSource;
@@ -83,36 +144,128 @@ mod firmware {
 
     #[entry]
     fn main() -> ! {
-        // The whole model, its gradients, Adam's state and every graph live
-        // here, in .bss. (`#[entry]` turns a `static mut` declared at the top
-        // of the function into a safe `&'static mut`, taken once.)
+        // Everything lives in .bss. (`#[entry]` turns a `static mut` declared
+        // at the top of the function into a safe `&'static mut`, taken once.)
+        // The XOR model, its gradients, Adam's state and every graph:
+        #[cfg(feature = "xor")]
         static mut ARENA: [f32; xor::ARENA_FLOATS] = [0.0; xor::ARENA_FLOATS];
-        let arena: &'static mut [f32; xor::ARENA_FLOATS] = ARENA;
+        // Inference: the input image as floats, and each model's scratch (two
+        // activation buffers of the widest layer). The weights stay in flash.
+        #[cfg(any(model_f32, model_int8))]
+        static mut INPUT: [f32; inference::PIXELS] = [0.0; inference::PIXELS];
+        #[cfg(model_f32)]
+        static mut SCRATCH_F32: [f32; inference::SCRATCH] = [0.0; inference::SCRATCH];
+        #[cfg(model_int8)]
+        static mut SCRATCH_I8: [i8; inference::SCRATCH] = [0; inference::SCRATCH];
 
         if let Some(cp) = Peripherals::take() {
             start_clock(cp.SYST);
         }
+        // (Never changed in a build without any of the features.)
+        #[allow(unused_mut)]
+        let mut passed = true;
 
-        match xor::run(&mut arena[..], xor::SEED, REQUIRED_CORRECT) {
-            Ok(r) => {
-                let ticks = clock_ticks();
-                #[cfg(feature = "qemu")]
-                defmt::println!(
-                    "{=u64} SysTick ticks, about {=u64} instructions (QEMU -icount shift=0)",
-                    ticks,
-                    ticks * QEMU_PS_PER_TICK / 1000
-                );
-                #[cfg(not(feature = "qemu"))]
-                defmt::println!("{=u64} core clock cycles", ticks);
-                defmt::println!("stack used: {=usize} bytes", stack_used());
-                summary(&r);
-                exit(r.passed())
-            }
-            Err(e) => {
-                defmt::error!("training failed: {}", e);
-                exit(false)
+        #[cfg(feature = "xor")]
+        {
+            let start = clock_ticks();
+            match xor::run(&mut ARENA[..], xor::SEED, REQUIRED_CORRECT) {
+                Ok(r) => {
+                    let ticks = clock_ticks() - start;
+                    #[cfg(feature = "qemu")]
+                    defmt::println!(
+                        "{=u64} SysTick ticks, about {=u64} instructions (QEMU -icount shift=0)",
+                        ticks,
+                        instructions(ticks)
+                    );
+                    #[cfg(not(feature = "qemu"))]
+                    defmt::println!("{=u64} core clock cycles", ticks);
+                    defmt::println!("stack used: {=usize} bytes", stack_used());
+                    summary(&r);
+                    passed &= r.passed();
+                }
+                Err(e) => {
+                    defmt::error!("training failed: {}", e);
+                    passed = false;
+                }
             }
         }
+
+        #[cfg(any(model_f32, model_int8))]
+        defmt::println!(
+            "inference: {=usize} FashionMNIST test images in flash",
+            inference::images()
+        );
+        #[cfg(all(cortex_m0, feature = "f32-model"))]
+        f32_left_out();
+        #[cfg(model_f32)]
+        {
+            repaint_stack();
+            let r = inference::run_f32(&mut *INPUT, &mut SCRATCH_F32[..], &clock_ticks);
+            passed &= model_report(r);
+        }
+        #[cfg(model_int8)]
+        {
+            repaint_stack();
+            let r = inference::run_int8(&mut *INPUT, &mut SCRATCH_I8[..], &clock_ticks);
+            passed &= model_report(r);
+        }
+
+        // A build with none of the features only starts, logs and exits (the
+        // footprint of the platform part alone).
+        #[cfg(not(any(feature = "xor", model_f32, model_int8)))]
+        defmt::println!("nothing to run; stack used: {=usize} bytes", stack_used());
+        #[cfg(feature = "qemu")]
+        defmt::println!(
+            "whole run: about {=u64} instructions",
+            instructions(clock_ticks())
+        );
+        #[cfg(not(feature = "qemu"))]
+        defmt::println!("whole run: {=u64} core clock cycles", clock_ticks());
+
+        defmt::println!("{}", if passed { "PASS" } else { "FAIL" });
+        exit(passed)
+    }
+
+    /// Logs a model's results, its cost per inference and the stack it used
+    /// (painted again just before it ran); returns its verdict.
+    #[cfg(any(model_f32, model_int8))]
+    fn model_report(r: Option<inference::Report>) -> bool {
+        let Some(r) = r else {
+            return false;
+        };
+        inference::summary(&r);
+        #[cfg(feature = "qemu")]
+        defmt::println!(
+            "{}: {=u64} SysTick ticks for {=usize} inferences, about {=u32} instructions per inference; Model::load (validation, CRC) about {=u64} instructions",
+            r.name,
+            r.ticks,
+            r.images,
+            per_inference(instructions(r.ticks), r.images),
+            instructions(r.load_ticks)
+        );
+        #[cfg(not(feature = "qemu"))]
+        defmt::println!(
+            "{}: {=u32} core clock cycles per inference; Model::load {=u64} cycles",
+            r.name,
+            per_inference(r.ticks, r.images),
+            r.load_ticks
+        );
+        defmt::println!("{}: stack used: {=usize} bytes", r.name, stack_used());
+        r.passed()
+    }
+
+    /// `total / images` in 32 bits (saturating): a 64-bit division would link
+    /// about 1 KB of library code, and one inference is far below 2^32.
+    #[cfg(any(model_f32, model_int8))]
+    fn per_inference(total: u64, images: usize) -> u32 {
+        u32::try_from(total).unwrap_or(u32::MAX) / (images.max(1) as u32)
+    }
+
+    /// Instructions executed in `ticks` SysTick ticks under QEMU's `-icount
+    /// shift=0` (rounded down; the division by 2 is a shift).
+    #[cfg(feature = "qemu")]
+    fn instructions(ticks: u64) -> u64 {
+        ticks * QEMU_INSTRUCTIONS_PER_2_TICKS / 2
     }
 
     /// Ends the run with a verdict. Under QEMU: a semihosting exit, which makes
@@ -156,9 +309,11 @@ mod firmware {
 
     const RELOAD: u32 = 0x00ff_ffff;
 
-    /// Picoseconds per SysTick tick in QEMU: micro:bit's 16 MHz, mps2's 25 MHz.
+    /// Instructions per two SysTick ticks in QEMU with `-icount shift=0` (one
+    /// instruction per nanosecond): a tick is a period of the micro:bit's
+    /// 16 MHz (62.5 ns) or mps2's 25 MHz (40 ns).
     #[cfg(feature = "qemu")]
-    const QEMU_PS_PER_TICK: u64 = if cfg!(cortex_m0) { 62_500 } else { 40_000 };
+    const QEMU_INSTRUCTIONS_PER_2_TICKS: u64 = if cfg!(cortex_m0) { 125 } else { 80 };
 
     /// Times SysTick wrapped (it counts down from `RELOAD`).
     static WRAPS: AtomicU32 = AtomicU32::new(0);
@@ -201,6 +356,27 @@ mod firmware {
             p += 4;
         }
         top - p
+    }
+
+    /// Paints the free part of the stack (below the stack pointer) again, so
+    /// that the next [`stack_used`] measures only the deepest point reached
+    /// after this call.
+    #[cfg(any(model_f32, model_int8))]
+    fn repaint_stack() {
+        extern "C" {
+            static _stack_end: u32;
+        }
+        let bottom = (&raw const _stack_end) as usize;
+        let sp = cortex_m::register::msp::read() as usize;
+        let mut p = bottom;
+        while p < sp {
+            // SAFETY: [_stack_end, sp) is the free part of the stack: RAM
+            // reserved for it that no live frame occupies. An exception taken
+            // meanwhile pushes its frame below `sp` and pops it before we
+            // continue, so nothing there is live when it is overwritten.
+            unsafe { core::ptr::write_volatile(p as *mut u32, STACK_PAINT_VALUE) };
+            p += 4;
+        }
     }
 
     static PANICKED: AtomicBool = AtomicBool::new(false);

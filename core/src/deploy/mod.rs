@@ -133,23 +133,24 @@ impl Activation {
         })
     }
 
-    /// The same function the training graph uses.
+    /// The same function the training graph uses ([`Map::apply`](crate::ops::map::Map::apply)
+    /// evaluates the same helpers), without linking the other elementwise functions.
     #[inline]
     pub fn apply(self, x: f32) -> f32 {
-        use crate::ops::map::Map;
+        use crate::ops::map::act;
         match self {
             Activation::Identity => x,
-            Activation::Relu => Map::Relu.apply(x),
-            Activation::Sigmoid => Map::Sigmoid.apply(x),
-            Activation::Tanh => Map::Tanh.apply(x),
-            Activation::LeakyRelu(s) => Map::LeakyRelu(s).apply(x),
-            Activation::Elu(a) => Map::Elu(a).apply(x),
-            Activation::Selu => Map::Selu.apply(x),
-            Activation::Silu => Map::Silu.apply(x),
-            Activation::Gelu => Map::GeluErf.apply(x),
-            Activation::GeluTanh => Map::GeluTanh.apply(x),
-            Activation::Softsign => Map::Softsign.apply(x),
-            Activation::Softplus => Map::Softplus.apply(x),
+            Activation::Relu => act::relu(x),
+            Activation::Sigmoid => act::sigmoid(x),
+            Activation::Tanh => act::tanh(x),
+            Activation::LeakyRelu(s) => act::leaky_relu(s, x),
+            Activation::Elu(a) => act::elu(a, x),
+            Activation::Selu => act::selu(x),
+            Activation::Silu => act::silu(x),
+            Activation::Gelu => act::gelu_erf(x),
+            Activation::GeluTanh => act::gelu_tanh(x),
+            Activation::Softsign => act::softsign(x),
+            Activation::Softplus => act::softplus(x),
         }
     }
 }

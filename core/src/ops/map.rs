@@ -8,7 +8,7 @@ use crate::backend::Backend;
 use crate::graph::Op;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
-use libm::{cosf, erff, expf, expm1f, fabsf, log1pf, logf, powf, sinf, sqrtf, tanhf};
+use libm::{cosf, erff, expf, fabsf, logf, powf, sinf, sqrtf, tanhf};
 
 /// SELU's α (PyTorch's constant).
 pub const SELU_ALPHA: f32 = 1.673_263_2;
@@ -73,16 +73,92 @@ pub enum Map {
     Clamp(f32, f32),
 }
 
-#[inline]
-fn sigmoid(x: f32) -> f32 {
-    // Split by sign so that neither branch overflows.
-    if x >= 0.0 {
-        1.0 / (1.0 + expf(-x))
-    } else {
-        let e = expf(x);
-        e / (1.0 + e)
+/// The activation functions, each on its own, for code that applies one
+/// chosen at run time (`deploy::Activation::apply`): calling these instead of
+/// [`Map::apply`] links only the activations' math, not every elementwise
+/// function's (`sin`, `cos`, `pow`, ...), which matters in a microcontroller's
+/// flash. [`Map::apply`] uses them too, so the values are the same.
+pub(crate) mod act {
+    use super::{FRAC_1_SQRT_2, SELU_ALPHA, SELU_SCALE, SQRT_2_OVER_PI};
+    use libm::{erff, expf, expm1f, fabsf, log1pf, tanhf};
+
+    #[inline]
+    pub(crate) fn sigmoid(x: f32) -> f32 {
+        // Split by sign so that neither branch overflows.
+        if x >= 0.0 {
+            1.0 / (1.0 + expf(-x))
+        } else {
+            let e = expf(x);
+            e / (1.0 + e)
+        }
+    }
+
+    #[inline]
+    pub(crate) fn tanh(x: f32) -> f32 {
+        tanhf(x)
+    }
+
+    #[inline]
+    pub(crate) fn relu(x: f32) -> f32 {
+        if x > 0.0 {
+            x
+        } else {
+            0.0
+        }
+    }
+
+    #[inline]
+    pub(crate) fn leaky_relu(slope: f32, x: f32) -> f32 {
+        if x > 0.0 {
+            x
+        } else {
+            slope * x
+        }
+    }
+
+    #[inline]
+    pub(crate) fn elu(alpha: f32, x: f32) -> f32 {
+        if x > 0.0 {
+            x
+        } else {
+            alpha * expm1f(x)
+        }
+    }
+
+    #[inline]
+    pub(crate) fn selu(x: f32) -> f32 {
+        SELU_SCALE * if x > 0.0 { x } else { SELU_ALPHA * expm1f(x) }
+    }
+
+    #[inline]
+    pub(crate) fn silu(x: f32) -> f32 {
+        x * sigmoid(x)
+    }
+
+    #[inline]
+    pub(crate) fn gelu_tanh(x: f32) -> f32 {
+        let u = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
+        0.5 * x * (1.0 + tanhf(u))
+    }
+
+    #[inline]
+    pub(crate) fn gelu_erf(x: f32) -> f32 {
+        0.5 * x * (1.0 + erff(x * FRAC_1_SQRT_2))
+    }
+
+    #[inline]
+    pub(crate) fn softsign(x: f32) -> f32 {
+        x / (1.0 + fabsf(x))
+    }
+
+    /// `max(x, 0) + ln(1 + e^-|x|)`: exact for large |x| of either sign.
+    #[inline]
+    pub(crate) fn softplus(x: f32) -> f32 {
+        x.max(0.0) + log1pf(expf(-fabsf(x)))
     }
 }
+
+use act::sigmoid;
 
 impl Map {
     /// The function's value at `x`.
@@ -106,39 +182,17 @@ impl Map {
             Map::Abs => fabsf(x),
             Map::Sin => sinf(x),
             Map::Cos => cosf(x),
-            Map::Tanh => tanhf(x),
+            Map::Tanh => act::tanh(x),
             Map::Sigmoid => sigmoid(x),
-            Map::Relu => {
-                if x > 0.0 {
-                    x
-                } else {
-                    0.0
-                }
-            }
-            Map::LeakyRelu(s) => {
-                if x > 0.0 {
-                    x
-                } else {
-                    s * x
-                }
-            }
-            Map::Elu(a) => {
-                if x > 0.0 {
-                    x
-                } else {
-                    a * expm1f(x)
-                }
-            }
-            Map::Selu => SELU_SCALE * if x > 0.0 { x } else { SELU_ALPHA * expm1f(x) },
-            Map::Silu => x * sigmoid(x),
-            Map::GeluTanh => {
-                let u = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
-                0.5 * x * (1.0 + tanhf(u))
-            }
-            Map::GeluErf => 0.5 * x * (1.0 + erff(x * FRAC_1_SQRT_2)),
-            Map::Softsign => x / (1.0 + fabsf(x)),
-            // max(x, 0) + ln(1 + e^-|x|): exact for large |x| of either sign.
-            Map::Softplus => x.max(0.0) + log1pf(expf(-fabsf(x))),
+            Map::Relu => act::relu(x),
+            Map::LeakyRelu(s) => act::leaky_relu(s, x),
+            Map::Elu(a) => act::elu(a, x),
+            Map::Selu => act::selu(x),
+            Map::Silu => act::silu(x),
+            Map::GeluTanh => act::gelu_tanh(x),
+            Map::GeluErf => act::gelu_erf(x),
+            Map::Softsign => act::softsign(x),
+            Map::Softplus => act::softplus(x),
             Map::Clamp(lo, hi) => x.max(lo).min(hi),
         }
     }

@@ -1,0 +1,299 @@
+//! Inference from flash: the 784-128-64-10 FashionMNIST classifier trained
+//! by `ember train` (`models/`), f32 and int8, on embedded test images.
+//!
+//! The weight files are embedded with `include_bytes!` inside
+//! [`Aligned`], so [`Model::load`] validates them (header, CRC, and the
+//! layer signature of [`Net`]) and reads the weights in place, from flash:
+//! nothing is copied. Inference needs [`Model::scratch_len`] elements of
+//! scratch (two activation buffers of the widest layer, here the 784-pixel
+//! input) and the input as floats; both are the caller's.
+//!
+//! Each image's predicted class is compared with the class the host
+//! computed with the same kernels (`cargo xtask test-images`): the run passes
+//! only if they agree for every image. Accuracy against the true labels is
+//! reported too. No `std`, no allocator; on the host the same code runs as
+//! part of an ordinary program.
+
+use ember_core::deploy::{argmax, Aligned, InferError, Model};
+use ember_core::nn::{Linear, ReLU};
+
+/// The model type the files must describe; [`Model::load`] checks it.
+pub type Net = (
+    Linear<784, 128>,
+    ReLU,
+    Linear<128, 64>,
+    ReLU,
+    Linear<64, 10>,
+);
+
+/// Pixels per image, the model's input features.
+pub const PIXELS: usize = 784;
+/// Scratch elements inference needs: `Model::scratch_len()` of [`Net`], two
+/// buffers of the widest layer (the input, 784).
+pub const SCRATCH: usize = 2 * PIXELS;
+/// Mismatches logged one by one (the rest are only counted).
+const LOG_MISMATCHES: usize = 10;
+
+/// The f32 weight file, read in place from flash.
+#[cfg(model_f32)]
+pub static F32_MODEL: &Aligned<[u8]> =
+    &Aligned(*include_bytes!("../models/fashion-784-128-64-10.emb"));
+/// The int8 weight file, read in place from flash.
+#[cfg(model_int8)]
+pub static INT8_MODEL: &Aligned<[u8]> =
+    &Aligned(*include_bytes!("../models/fashion-784-128-64-10-int8.emb"));
+
+/// Test images, `PIXELS` bytes each (build.rs copies them from `models/`).
+static IMAGES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-images.bin"));
+/// Their true classes.
+static LABELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-labels.bin"));
+/// The classes the host's f32 inference gives them.
+#[cfg(model_f32)]
+static EXPECTED_F32: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/expected-f32.bin"));
+/// The classes the host's int8 inference gives them.
+#[cfg(model_int8)]
+static EXPECTED_INT8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/expected-int8.bin"));
+
+/// Number of embedded test images.
+pub fn images() -> usize {
+    IMAGES.len() / PIXELS
+}
+
+/// What one model's run measured; [`Report::passed`] is the verdict.
+#[derive(Clone, Copy, Debug)]
+pub struct Report {
+    /// `"f32"` or `"int8"`.
+    pub name: &'static str,
+    /// Images run.
+    pub images: usize,
+    /// Predictions equal to the host's.
+    pub matches: usize,
+    /// Predictions equal to the true label.
+    pub correct: usize,
+    /// The host's predictions equal to the true label.
+    pub host_correct: usize,
+    /// Clock ticks spent in the inference calls (and `argmax`), all images.
+    pub ticks: u64,
+    /// Clock ticks `Model::load` took (validation, CRC, signature check).
+    pub load_ticks: u64,
+}
+
+impl Report {
+    /// Every image ran and every prediction is the host's.
+    pub fn passed(&self) -> bool {
+        self.images > 0 && self.images == images() && self.matches == self.images
+    }
+}
+
+/// Runs `infer` (one image's floats in, the predicted class out) on every
+/// embedded image and compares with `expected`. `clock` times the calls.
+fn check(
+    name: &'static str,
+    expected: &[u8],
+    input: &mut [f32; PIXELS],
+    clock: &dyn Fn() -> u64,
+    mut infer: impl FnMut(&[f32]) -> Result<usize, InferError>,
+) -> Report {
+    let mut r = Report {
+        name,
+        images: 0,
+        matches: 0,
+        correct: 0,
+        host_correct: 0,
+        ticks: 0,
+        load_ticks: 0,
+    };
+    let n = images();
+    if expected.len() != n || LABELS.len() != n {
+        say!(
+            "{}: {} expected classes and {} labels for {} images",
+            name,
+            expected.len(),
+            LABELS.len(),
+            n
+        );
+        return r;
+    }
+    for (i, image) in IMAGES.chunks_exact(PIXELS).enumerate() {
+        // As the data loader does: pixels scaled to [0, 1].
+        for (x, &p) in input.iter_mut().zip(image) {
+            *x = f32::from(p) / 255.0;
+        }
+        let start = clock();
+        let class = infer(&input[..]);
+        r.ticks += clock().wrapping_sub(start);
+        let class = match class {
+            Ok(c) => c,
+            Err(e) => {
+                say!("{} image {}: inference failed: {}", name, i, e);
+                return r;
+            }
+        };
+        let (host, label) = (usize::from(expected[i]), usize::from(LABELS[i]));
+        r.images += 1;
+        r.correct += usize::from(class == label);
+        r.host_correct += usize::from(host == label);
+        if class == host {
+            r.matches += 1;
+        } else if i - r.matches < LOG_MISMATCHES {
+            say!(
+                "{} image {}: class {}, but the host predicted {} (label {})",
+                name,
+                i,
+                class,
+                host,
+                label
+            );
+        }
+    }
+    r
+}
+
+/// Loads the f32 model from flash and checks it on every image.
+/// `scratch` must hold [`SCRATCH`] floats.
+#[cfg(model_f32)]
+pub fn run_f32(
+    input: &mut [f32; PIXELS],
+    scratch: &mut [f32],
+    clock: &dyn Fn() -> u64,
+) -> Option<Report> {
+    let start = clock();
+    let loaded = Model::load::<Net>(&F32_MODEL.0);
+    let load_ticks = clock().wrapping_sub(start);
+    // Borrowed in place: the model (about 1 KiB of layer table) is not moved.
+    let model = match &loaded {
+        Ok(m) => m,
+        Err(e) => {
+            say!("f32 model rejected: {}", e);
+            return None;
+        }
+    };
+    describe("f32", model, scratch.len(), 4);
+    let r = check("f32", EXPECTED_F32, input, clock, |x| {
+        model.infer_f32(x, scratch).map(argmax)
+    });
+    Some(Report { load_ticks, ..r })
+}
+
+/// Loads the int8 model from flash and checks it on every image.
+/// `scratch` must hold [`SCRATCH`] bytes.
+#[cfg(model_int8)]
+pub fn run_int8(
+    input: &mut [f32; PIXELS],
+    scratch: &mut [i8],
+    clock: &dyn Fn() -> u64,
+) -> Option<Report> {
+    let start = clock();
+    let loaded = Model::load::<Net>(&INT8_MODEL.0);
+    let load_ticks = clock().wrapping_sub(start);
+    let model = match &loaded {
+        Ok(m) => m,
+        Err(e) => {
+            say!("int8 model rejected: {}", e);
+            return None;
+        }
+    };
+    describe("int8", model, scratch.len(), 1);
+    let mut logits = [0.0f32; 10];
+    let r = check("int8", EXPECTED_INT8, input, clock, |x| {
+        model.infer_i8(x, scratch, &mut logits)?;
+        Ok(argmax(&logits))
+    });
+    Some(Report { load_ticks, ..r })
+}
+
+fn describe(name: &str, model: &Model<'_>, scratch: usize, elem: usize) {
+    say!(
+        "{} model 784-128-64-10 (ReLU): {} parameter bytes, read in place from the embedded file; scratch {} of {} elements ({} bytes)",
+        name,
+        model.parameter_bytes(),
+        model.scratch_len(),
+        scratch,
+        scratch * elem
+    );
+}
+
+/// Logs a report's outcome.
+pub fn summary(r: &Report) {
+    let pct = |k: usize| 100.0 * k as f32 / r.images.max(1) as f32;
+    say!(
+        "{}: {} of {} predictions match the host; accuracy {}/{} = {}% (host {}/{})",
+        r.name,
+        r.matches,
+        images(),
+        r.correct,
+        r.images,
+        pct(r.correct),
+        r.host_correct,
+        r.images
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ember_core::deploy::FormatError;
+
+    /// The committed models, run on the host, give the committed expected
+    /// classes (what the firmware checks itself against).
+    #[test]
+    fn host_predictions_match_the_expected_files() {
+        let clock = || 0u64;
+        let mut input = [0.0f32; PIXELS];
+        #[cfg(model_f32)]
+        {
+            let mut scratch = vec![0.0f32; SCRATCH];
+            let r = run_f32(&mut input, &mut scratch, &clock).expect("the f32 model loads");
+            assert!(r.passed(), "{r:?}");
+            assert_eq!(r.correct, r.host_correct);
+        }
+        #[cfg(model_int8)]
+        {
+            let mut scratch = vec![0i8; SCRATCH];
+            let r = run_int8(&mut input, &mut scratch, &clock).expect("the int8 model loads");
+            assert!(r.passed(), "{r:?}");
+            assert_eq!(r.correct, r.host_correct);
+        }
+    }
+
+    /// `Model::load` checks the file against the model type, and the CRC.
+    #[cfg(model_int8)]
+    #[test]
+    fn load_checks_signature_and_checksum() {
+        let bytes = &INT8_MODEL.0;
+        assert!(Model::load::<Net>(bytes).is_ok());
+        type Wider = (
+            Linear<784, 256>,
+            ReLU,
+            Linear<256, 64>,
+            ReLU,
+            Linear<64, 10>,
+        );
+        assert_eq!(
+            Model::load::<Wider>(bytes).err(),
+            Some(FormatError::SignatureMismatch { layer: 0 })
+        );
+        type NoRelu = (Linear<784, 128>, Linear<128, 64>, ReLU, Linear<64, 10>);
+        assert!(matches!(
+            Model::load::<NoRelu>(bytes),
+            Err(FormatError::SignatureMismatch { .. })
+        ));
+        // A flipped bit in the weights: the copy must stay 4-byte aligned.
+        let mut words = vec![0u32; bytes.len().div_ceil(4)];
+        let copy: &mut [u8] = &mut as_bytes_mut(&mut words)[..bytes.len()];
+        copy.copy_from_slice(bytes);
+        copy[bytes.len() / 2] ^= 1;
+        assert!(matches!(
+            Model::load::<Net>(copy),
+            Err(FormatError::Crc { .. })
+        ));
+    }
+
+    /// The bytes of a `u32` buffer (4-byte aligned).
+    #[cfg(model_int8)]
+    fn as_bytes_mut(words: &mut [u32]) -> &mut [u8] {
+        // SAFETY: u8 has no alignment or validity requirements; the slice
+        // covers exactly the words' bytes and borrows them uniquely.
+        unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 4 * words.len()) }
+    }
+}

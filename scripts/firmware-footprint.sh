@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Measures the firmware's footprint: builds each variant (feature set) in
+# release, sizes it with llvm-size, runs it under QEMU for the stack peaks and
+# instruction counts, and prints a Markdown table (firmware-example/README.md
+# and BENCHMARKS.md quote it).
+#
+# Usage: scripts/firmware-footprint.sh [TARGET...]
+#   default: thumbv7em-none-eabihf (mps2-an386) and thumbv6m-none-eabi (microbit)
+#
+# Columns, in bytes:
+#   flash  = .vector_table + .text + .rodata + .data (what is programmed)
+#   embedded data = the embedded files: weight files, test images, labels
+#            and the host's expected classes (all in .rodata, read in place)
+#   code   = flash - embedded data: the program beyond the weights and test data
+#   core runtime = of the code, what the variant adds to the platform-only
+#            build (features `qemu`: start-up, vector table, defmt, panic,
+#            exit), counted by symbol: ember-core's code (for inference: the
+#            parser, CRC table, signature check and kernels) and the libm and
+#            compiler-builtins functions it links; the firmware's own code
+#            (check loop, logging) and defmt's are left out
+#   RAM    = .data + .bss + the stack peak (painted stack, logged by the firmware)
+# Needs what scripts/run-firmware.sh installs (targets, qemu-system-arm,
+# defmt-print) and llvm-size (rustup component llvm-tools, or LLVM's package).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(thumbv7em-none-eabihf thumbv6m-none-eabi)
+
+size_tool=$(command -v llvm-size || true)
+if [ -z "$size_tool" ]; then
+  rustup component list --installed 2>/dev/null | grep -q '^llvm-tools' || rustup component add llvm-tools
+  size_tool=$(ls "$(rustc --print sysroot)"/lib/rustlib/*/bin/llvm-size | head -n 1)
+fi
+for t in "${targets[@]}"; do
+  rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+done
+command -v qemu-system-arm >/dev/null && command -v defmt-print >/dev/null || {
+  echo "firmware-footprint.sh: run scripts/run-firmware.sh once first (it installs QEMU and defmt-print)" >&2
+  exit 2
+}
+
+models=firmware-example/models
+f32_file=$(stat -c %s "$models/fashion-784-128-64-10.emb")
+int8_file=$(stat -c %s "$models/fashion-784-128-64-10-int8.emb")
+out_dir=${CARGO_TARGET_DIR:-target}
+
+variants=(
+  "qemu"
+  "qemu,xor"
+  "qemu,int8-model"
+  "qemu,f32-model"
+  "qemu,f32-model,int8-model"
+  "qemu,xor,f32-model,int8-model"
+)
+
+# Code and read-only symbols with their sizes, hashes and LLVM suffixes removed.
+symbols() {
+  "$nm_tool" -S -C --radix=d "$1" | awk '$3 ~ /^[tTrR]$/ {
+    n = $4; for (i = 5; i <= NF; i++) n = n " " $i
+    sub(/::h[0-9a-f]{16}/, "", n); sub(/ \(\.llvm\.[0-9]+\)/, "", n); sub(/\.llvm\.[0-9]+/, "", n)
+    sub(/^\.Lanon\.[0-9a-f]+\./, "anon.", n); sub(/^anon\.[0-9a-f]+\./, "anon.", n)
+    print $2 + 0 "\t" n }' | sort -t$'\t' -k2
+}
+nm_tool=$(dirname "$size_tool")/llvm-nm
+[ -x "$nm_tool" ] || nm_tool=$(command -v llvm-nm)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+echo "| target | features | flash | embedded data | code | core runtime | .data | .bss | stack peak | RAM |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for t in "${targets[@]}"; do
+  for features in "${variants[@]}"; do
+    # Cortex-M0 builds leave the f32 model out (build.rs): skip the variants
+    # that would only repeat another.
+    if [[ $t == thumbv6m* && $features == *f32-model* && $features != *xor* ]]; then continue; fi
+    cargo build -q -p ember-firmware --release --target "$t" --no-default-features --features "$features" >&2
+    elf="$out_dir/$t/release/ember-firmware"
+    read -r vt text rodata data bss < <("$size_tool" -A "$elf" | awk '
+      $1 == ".vector_table" {vt = $2} $1 == ".text" {tx = $2} $1 == ".rodata" {ro = $2}
+      $1 == ".data" {da = $2} $1 == ".bss" {bs = $2} $1 == ".uninit" {bs += $2}
+      END {print vt + 0, tx + 0, ro + 0, da + 0, bs + 0}')
+    log=$(EMBER_QEMU_TIMEOUT=${EMBER_QEMU_TIMEOUT:-120} cargo run -q -p ember-firmware --release \
+      --target "$t" --no-default-features --features "$features" 2>&1) || {
+      echo "$log" >&2
+      echo "firmware-footprint.sh: $t $features failed" >&2
+      exit 1
+    }
+    images=$(echo "$log" | sed -n 's/.*inference: \([0-9]*\) FashionMNIST.*/\1/p')
+    images=${images:-0}
+    embedded=0
+    if [ "$images" -gt 0 ]; then
+      embedded=$((images * 784 + images))
+      if [[ $features == *f32-model* && $t != thumbv6m* ]]; then embedded=$((embedded + f32_file + images)); fi
+      if [[ $features == *int8-model* ]]; then embedded=$((embedded + int8_file + images)); fi
+    fi
+    stack=$(echo "$log" | sed -n 's/.*stack used: \([0-9]*\) bytes.*/\1/p' | sort -n | tail -n 1)
+    stack=${stack:-0}
+    flash=$((vt + text + rodata + data))
+    # Symbols the variant adds to the platform-only build ("qemu", built
+    # first): the firmware's own and defmt's are the harness; the weights and
+    # images (over 100 KB) and small anonymous constants (test data, format
+    # tables) are not code; the 1 KiB anonymous table is the CRC-32 table.
+    symbols "$elf" > "$tmp/variant"
+    if [ "$features" = qemu ]; then cp "$tmp/variant" "$tmp/platform-$t"; fi
+    runtime=$(awk -F'\t' 'NR == FNR {base[$2] = 1; next}
+      !($2 in base) && $1 < 100000 && $2 !~ /ember_firmware|defmt/ && ($2 !~ /^anon/ || $1 == 1024) {s += $1}
+      END {print s + 0}' "$tmp/platform-$t" "$tmp/variant")
+    echo "| $t | $features | $flash | $embedded | $((flash - embedded)) | $runtime | $data | $bss | $stack | $((data + bss + stack)) |"
+    echo "$log" | grep -E "instructions|stack used|images in flash|PASS|FAIL" | sed "s/^/    [$t $features] /" >&2
+  done
+done
