@@ -19,20 +19,64 @@ fn store(out: &mut f32, v: f32, acc: Acc) {
 
 /// `y = f(x)`.
 pub fn map(f: Map, x: &[f32], y: &mut [f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = f.apply(x);
+    #[inline(always)]
+    fn run(f: Map, x: &[f32], y: &mut [f32]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = f.apply(x);
+        }
     }
+    each_map!(f, m => run(m, x, y))
 }
+
+/// Calls `$body` with `$m` bound to `$f` in an arm per variant, so that the
+/// function's `match` is resolved once, outside the loop in `$body`, and the
+/// loop can be vectorised.
+macro_rules! each_map {
+    ($f:expr, $m:ident => $body:expr) => {
+        match $f {
+            $m @ Map::Neg => $body,
+            $m @ Map::AddScalar(_) => $body,
+            $m @ Map::MulScalar(_) => $body,
+            $m @ Map::Pow(_) => $body,
+            $m @ Map::Recip => $body,
+            $m @ Map::Exp => $body,
+            $m @ Map::Ln => $body,
+            $m @ Map::Sqrt => $body,
+            $m @ Map::Abs => $body,
+            $m @ Map::Sin => $body,
+            $m @ Map::Cos => $body,
+            $m @ Map::Tanh => $body,
+            $m @ Map::Sigmoid => $body,
+            $m @ Map::Relu => $body,
+            $m @ Map::LeakyRelu(_) => $body,
+            $m @ Map::Elu(_) => $body,
+            $m @ Map::Selu => $body,
+            $m @ Map::Silu => $body,
+            $m @ Map::GeluTanh => $body,
+            $m @ Map::GeluErf => $body,
+            $m @ Map::Softsign => $body,
+            $m @ Map::Softplus => $body,
+            $m @ Map::Clamp(..) => $body,
+        }
+    };
+}
+use each_map;
 
 /// `dx += f'(x) · dy`. A zero `dy` contributes exactly zero, even where
 /// `f'(x)` is infinite (`ln` at a clamped 0), so that a gradient blocked
 /// downstream stays blocked instead of turning into `0 · ∞ = NaN`.
 pub fn map_backward(f: Map, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
-    for i in 0..dx.len().min(x.len()).min(y.len()).min(dy.len()) {
-        if dy[i] != 0.0 {
-            dx[i] += f.derivative(x[i], y[i]) * dy[i];
+    #[inline(always)]
+    fn run(f: Map, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let n = dx.len().min(x.len()).min(y.len()).min(dy.len());
+        let (x, y, dy, dx) = (&x[..n], &y[..n], &dy[..n], &mut dx[..n]);
+        for i in 0..n {
+            let d = f.derivative(x[i], y[i]) * dy[i];
+            // A select, not a branch, so that the loop vectorises.
+            dx[i] += if dy[i] != 0.0 { d } else { 0.0 };
         }
     }
+    each_map!(f, m => run(m, x, y, dy, dx))
 }
 
 /// `y = a ∘ b`.
@@ -118,6 +162,9 @@ pub fn gemm(
 
 /// `y[o, i] (+)= reduce over l of x[o, l, i]`.
 pub fn reduce(op: Reduce, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
+    if op == Reduce::Sum && d.inner > 1 {
+        return sum_rows(x, y, d, acc);
+    }
     for o in 0..d.outer {
         for i in 0..d.inner {
             let at = |l: usize| x[(o * d.len + l) * d.inner + i];
@@ -152,6 +199,33 @@ pub fn reduce(op: Reduce, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
                 }
             };
             store(&mut y[o * d.inner + i], v, acc);
+        }
+    }
+}
+
+/// Sum along an axis with `inner > 1`: rows of `inner` floats are added
+/// in order, a block of columns at a time, so that the reads are contiguous
+/// and the adds vectorise. Each column is summed in the same order as a
+/// column-by-column loop would, so results are identical.
+fn sum_rows(x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
+    const BLOCK: usize = 64;
+    let mut t = [0.0f32; BLOCK];
+    for o in 0..d.outer {
+        let mut i0 = 0;
+        while i0 < d.inner {
+            let w = (d.inner - i0).min(BLOCK);
+            let t = &mut t[..w];
+            t.fill(0.0);
+            for l in 0..d.len {
+                let row = &x[(o * d.len + l) * d.inner + i0..][..w];
+                for (t, &v) in t.iter_mut().zip(row) {
+                    *t += v;
+                }
+            }
+            for (yv, &v) in y[o * d.inner + i0..][..w].iter_mut().zip(t.iter()) {
+                store(yv, v, acc);
+            }
+            i0 += w;
         }
     }
 }

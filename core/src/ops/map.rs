@@ -162,7 +162,7 @@ use act::sigmoid;
 
 impl Map {
     /// The function's value at `x`.
-    #[inline]
+    #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Map::Neg => -x,
@@ -198,7 +198,7 @@ impl Map {
     }
 
     /// The derivative at `x`, where `y = self.apply(x)`.
-    #[inline]
+    #[inline(always)]
     pub fn derivative(self, x: f32, y: f32) -> f32 {
         match self {
             Map::Neg => -1.0,
