@@ -83,6 +83,15 @@ pub enum Op {
     },
     /// Same data, another shape.
     Reshape,
+    /// `x Wᵀ + b` (a fully connected layer's affine map).
+    Linear {
+        /// Rows.
+        m: usize,
+        /// Output features.
+        n: usize,
+        /// Input features.
+        k: usize,
+    },
     /// Concatenation of two tensors along an axis.
     Concat {
         /// Product of the dimensions before the axis.
@@ -103,6 +112,7 @@ impl Op {
             Op::Map(m) => m.name(),
             Op::Zip(z) => z.name(),
             Op::MatMul { .. } => "MmBackward",
+            Op::Linear { .. } => "AddmmBackward",
             Op::Reduce {
                 op: Reduce::Sum, ..
             } => "SumBackward",
@@ -130,7 +140,7 @@ pub(crate) struct Node {
     pub value: Span,
     pub grad: Option<Span>,
     pub requires_grad: bool,
-    pub parents: [u32; 2],
+    pub parents: [u32; 3],
     pub freed: bool,
 }
 
@@ -161,7 +171,7 @@ pub enum Seed<'a> {
 
 /// A kernel that fills a new node's value from its inputs' values.
 pub type Kernel<'k, B> =
-    &'k mut dyn FnMut(&B, &mut <B as Backend>::Buffer, Span, [Span; 2]) -> Result<()>;
+    &'k mut dyn FnMut(&B, &mut <B as Backend>::Buffer, Span, [Span; 3]) -> Result<()>;
 
 /// The recording interface of a graph, object-safe so that tensors need not
 /// carry the graph's capacity in their type. Users call the methods of
@@ -172,7 +182,7 @@ pub trait Tape<B: Backend> {
     fn backend(&self) -> &B;
     /// Records a node whose value is `numel(dims)` new floats filled by `kernel`.
     #[doc(hidden)]
-    fn record(&self, op: Op, dims: Dims, parents: [u32; 2], kernel: Kernel<'_, B>) -> u32;
+    fn record(&self, op: Op, dims: Dims, parents: [u32; 3], kernel: Kernel<'_, B>) -> u32;
     /// Records a node that shares its value with `parent` (reshape, detach).
     #[doc(hidden)]
     fn record_alias(&self, op: Op, dims: Dims, parent: u32) -> u32;
@@ -240,7 +250,7 @@ impl<B: Backend, const N: usize> Inner<'_, B, N> {
         self.nodes.get(id as usize).ok_or(Error::InvalidTensor)
     }
 
-    fn requires(&self, parents: &[u32; 2]) -> bool {
+    fn requires(&self, parents: &[u32; 3]) -> bool {
         self.grad_enabled
             && parents
                 .iter()
@@ -354,14 +364,14 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         self.backend
     }
 
-    fn record(&self, op: Op, dims: Dims, parents: [u32; 2], kernel: Kernel<'_, B>) -> u32 {
+    fn record(&self, op: Op, dims: Dims, parents: [u32; 3], kernel: Kernel<'_, B>) -> u32 {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         if inner.error.is_some() {
             return NONE;
         }
         let result = (|| {
-            let mut ins = [Span::default(); 2];
+            let mut ins = [Span::default(); 3];
             for (slot, &p) in ins.iter_mut().zip(parents.iter()) {
                 if p != NONE {
                     *slot = inner.get(p)?.value;
@@ -381,7 +391,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
                 value,
                 grad: None,
                 requires_grad,
-                parents: if requires_grad { parents } else { [NONE; 2] },
+                parents: if requires_grad { parents } else { [NONE; 3] },
                 freed: false,
             })
         })();
@@ -400,7 +410,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         let result = (|| {
             let value = inner.get(parent)?.value;
             let flows = op != Op::Detach;
-            let requires_grad = flows && inner.requires(&[parent, NONE]);
+            let requires_grad = flows && inner.requires(&[parent, NONE, NONE]);
             inner.push(Node {
                 op,
                 dims,
@@ -408,9 +418,9 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
                 grad: None,
                 requires_grad,
                 parents: if requires_grad {
-                    [parent, NONE]
+                    [parent, NONE, NONE]
                 } else {
-                    [NONE; 2]
+                    [NONE; 3]
                 },
                 freed: false,
             })
@@ -439,7 +449,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
                 value,
                 grad: requires_grad.then_some(grad),
                 requires_grad,
-                parents: [NONE; 2],
+                parents: [NONE; 3],
                 freed: false,
             })
             .unwrap_or_else(|e| {
@@ -589,7 +599,7 @@ fn walk_backward<B: Backend, const N: usize>(
         if node.freed {
             return Err(Error::GraphFreed);
         }
-        let mut inputs = [None; 2];
+        let mut inputs = [None; 3];
         for (slot, &p) in inputs.iter_mut().zip(node.parents.iter()) {
             if p == NONE {
                 continue;

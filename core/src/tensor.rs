@@ -174,13 +174,14 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         self,
         op: Op,
         shape: S2,
-        mut kernel: impl FnMut(&B, &mut B::Buffer, Span, [Span; 2]) -> Result<()>,
+        mut kernel: impl FnMut(&B, &mut B::Buffer, Span, [Span; 3]) -> Result<()>,
     ) -> Tensor<'t, S2, B> {
         let k: Kernel<'_, B> = &mut kernel;
         let id = if self.id == NONE {
             NONE
         } else {
-            self.tape.record(op, shape.dims_slice(), [self.id, NONE], k)
+            self.tape
+                .record(op, shape.dims_slice(), [self.id, NONE, NONE], k)
         };
         Tensor::from_id(self.tape, id, shape)
     }
@@ -191,13 +192,14 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         rhs: u32,
         op: Op,
         shape: S2,
-        mut kernel: impl FnMut(&B, &mut B::Buffer, Span, [Span; 2]) -> Result<()>,
+        mut kernel: impl FnMut(&B, &mut B::Buffer, Span, [Span; 3]) -> Result<()>,
     ) -> Tensor<'t, S2, B> {
         let k: Kernel<'_, B> = &mut kernel;
         let id = if self.id == NONE || rhs == NONE {
             NONE
         } else {
-            self.tape.record(op, shape.dims_slice(), [self.id, rhs], k)
+            self.tape
+                .record(op, shape.dims_slice(), [self.id, rhs, NONE], k)
         };
         Tensor::from_id(self.tape, id, shape)
     }

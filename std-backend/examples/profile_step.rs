@@ -167,7 +167,12 @@ fn main() {
         Rule::sgd()
     };
     let be = Timed {
-        inner: Parallel::new(std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(0)),
+        inner: Parallel::new(
+            std::env::var("THREADS")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0),
+        ),
         times: RefCell::new(BTreeMap::new()),
     };
     let mut rng = Rng::new(0);

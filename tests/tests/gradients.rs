@@ -327,6 +327,25 @@ proptest! {
         )?;
     }
 
+    /// The fused affine map of a layer, `x · Wᵀ + b`, with respect to all three.
+    #[test]
+    fn linear(
+        ((m, k, n), x, wt, b) in (dim(), dim(), dim()).prop_flat_map(|(m, k, n)| {
+            let u = D::U(-1.5, 1.5);
+            (Just((m, k, n)), vals(m * k, u), vals(n * k, u), vals(n, u))
+        }),
+        w in weights(),
+    ) {
+        let mut buf = vec![0.0f32; MEM];
+        let mut mem = Memory::new(&Cpu, &mut buf[..]);
+        let xp = mem.param_shaped((m, k), &x).unwrap();
+        let wp = mem.param_shaped((n, k), &wt).unwrap();
+        let bp = mem.param_shaped((n,), &b).unwrap();
+        grad_ok("linear", &mut mem, &[xp.into(), wp.into(), bp.into()], |g| {
+            weighted(g.param(&xp).linear(g.param(&wp), g.param(&bp)), &w)
+        })?;
+    }
+
     /// Transpose of the last two axes, rank 2 and rank 3.
     #[test]
     fn transpose(

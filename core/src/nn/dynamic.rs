@@ -102,7 +102,7 @@ impl<'t, R: Dim, B: Backend> Forward<Tensor<'t, (R, usize), B>> for DynLinear {
     type Output = Tensor<'t, (R, usize), B>;
     fn forward(&self, x: Tensor<'t, (R, usize), B>) -> Self::Output {
         let g = x.tape();
-        x.matmul_t(g.param(&self.weight)) + g.param(&self.bias)
+        x.linear(g.param(&self.weight), g.param(&self.bias))
     }
 }
 
@@ -218,7 +218,7 @@ impl Mlp {
 
     /// Graph nodes one forward pass records.
     pub fn nodes(&self) -> usize {
-        6 * self.layers.len()
+        4 * self.layers.len()
     }
 
     /// Floats of memory a training step needs: parameters, gradients,
@@ -228,7 +228,8 @@ impl Mlp {
         let per_sample: usize = self
             .layers
             .iter()
-            .map(|l| 8 * l.out_features())
+            // The affine map and the activation, values and gradients.
+            .map(|l| 4 * l.out_features())
             .sum::<usize>()
             + self.in_features()
             + loss::CROSS_ENTROPY_PER_CLASS * self.out_features();

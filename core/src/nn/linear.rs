@@ -45,12 +45,13 @@ impl<const IN: usize, const OUT: usize> Build for Linear<IN, OUT> {
 
 impl<const IN: usize, const OUT: usize> Footprint for Linear<IN, OUT> {
     const PARAMS: usize = IN * OUT + OUT;
-    // weight, bias, product, broadcast bias, sum
-    const NODES: usize = 5;
+    // Weight, bias and the affine map (a vector input records a product and
+    // a sum instead of the one affine node).
+    const NODES: usize = 4;
     const IN_FEATURES: Option<usize> = Some(IN);
     const OUT_FEATURES: Option<usize> = Some(OUT);
-    // Three [batch, OUT] values (product, broadcast bias, sum) and their gradients.
-    const SCRATCH_FIXED: usize = 6 * OUT;
+    // One [batch, OUT] value (the fused affine map) and its gradient.
+    const SCRATCH_FIXED: usize = 2 * OUT;
     const SCRATCH_PER_FEATURE: usize = 0;
 }
 
@@ -94,7 +95,7 @@ impl<'t, R: Dim, const IN: usize, const OUT: usize, B: Backend>
     type Output = Tensor<'t, (R, Const<OUT>), B>;
     fn forward(&self, x: Tensor<'t, (R, Const<IN>), B>) -> Self::Output {
         let g = x.tape();
-        x.matmul_t(g.param(&self.weight)) + g.param(&self.bias)
+        x.linear(g.param(&self.weight), g.param(&self.bias))
     }
 }
 

@@ -20,9 +20,9 @@ impl<'t, B: Backend> dyn Tape<B> + 't {
         let id = self.record(
             Op::Leaf,
             shape.dims_slice(),
-            [NONE; 2],
+            [NONE; 3],
             &mut |be, buf, out, _| {
-                let mut chunk = [0.0f32; 64];
+                let mut chunk = [0.0f32; 256];
                 let mut done = 0;
                 while done < out.len {
                     let n = (out.len - done).min(chunk.len());
@@ -59,7 +59,7 @@ impl<'t, B: Backend> dyn Tape<B> + 't {
         let id = self.record(
             Op::Leaf,
             shape.dims_slice(),
-            [NONE; 2],
+            [NONE; 3],
             &mut |be, buf, out, _| be.upload(buf, out, data),
         );
         Tensor::from_id(self, id, shape)
@@ -70,7 +70,7 @@ impl<'t, B: Backend> dyn Tape<B> + 't {
         let id = self.record(
             Op::Leaf,
             shape.dims_slice(),
-            [NONE; 2],
+            [NONE; 3],
             &mut |be, buf, out, _| be.fill(buf, out, value),
         );
         Tensor::from_id(self, id, shape)

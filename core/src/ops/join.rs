@@ -131,7 +131,7 @@ pub(crate) fn backward<B: Backend>(
     a_block: usize,
     b_block: usize,
     dy: Span,
-    inputs: [Option<Input>; 2],
+    inputs: [Option<Input>; 3],
 ) -> Result<()> {
     let stride = a_block + b_block;
     if let Some(Input { grad: Some(da), .. }) = inputs[0] {

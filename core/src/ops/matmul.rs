@@ -195,7 +195,7 @@ pub(crate) fn backward<B: Backend>(
     buf: &mut B::Buffer,
     op: &Op,
     dy: Span,
-    inputs: [Option<Input>; 2],
+    inputs: [Option<Input>; 3],
 ) -> Result<()> {
     let Op::MatMul {
         batch,

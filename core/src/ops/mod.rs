@@ -3,6 +3,7 @@
 
 pub mod create;
 pub mod join;
+pub mod linear;
 pub mod map;
 pub mod matmul;
 pub mod optim;
@@ -22,13 +23,14 @@ pub(crate) fn backward<B: Backend>(
     op: &Op,
     y: Span,
     dy: Span,
-    inputs: [Option<Input>; 2],
+    inputs: [Option<Input>; 3],
 ) -> Result<()> {
     match *op {
         Op::Leaf | Op::Param | Op::Detach => Ok(()),
         Op::Map(f) => map_backward(be, buf, f, y, dy, inputs),
         Op::Zip(f) => zip_backward(be, buf, f, dy, inputs),
         Op::MatMul { .. } => matmul::backward(be, buf, op, dy, inputs),
+        Op::Linear { m, n, k } => linear::backward(be, buf, (m, n, k), dy, inputs),
         Op::Reduce { op: r, dims } => reduce::backward(be, buf, r, dims, y, dy, inputs),
         Op::Expand { dims } => reduce::expand_backward(be, buf, dims, dy, inputs),
         Op::Softmax { dims, log } => softmax::backward(be, buf, dims, log, y, dy, inputs),
@@ -50,7 +52,7 @@ fn map_backward<B: Backend>(
     f: map::Map,
     y: Span,
     dy: Span,
-    inputs: [Option<Input>; 2],
+    inputs: [Option<Input>; 3],
 ) -> Result<()> {
     if let Some(Input {
         value,
@@ -68,7 +70,7 @@ fn zip_backward<B: Backend>(
     buf: &mut B::Buffer,
     f: zip::Zip,
     dy: Span,
-    inputs: [Option<Input>; 2],
+    inputs: [Option<Input>; 3],
 ) -> Result<()> {
     let (Some(a), Some(b)) = (inputs[0], inputs[1]) else {
         return Ok(());

@@ -18,7 +18,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
             };
             let id = self
                 .tape
-                .record(node, out.dims_slice(), [NONE; 2], &mut |be, buf, y, _| {
+                .record(node, out.dims_slice(), [NONE; 3], &mut |be, buf, y, _| {
                     be.reduce(buf, op, x, y, dims, Acc::Set)
                 });
             return Tensor::from_id(self.tape, id, out);
@@ -157,7 +157,7 @@ pub(crate) fn backward<B: Backend>(
     dims: AxisDims,
     y: Span,
     dy: Span,
-    inputs: [Option<Input>; 2],
+    inputs: [Option<Input>; 3],
 ) -> Result<()> {
     let Some(Input {
         value: x,
@@ -179,7 +179,7 @@ pub(crate) fn expand_backward<B: Backend>(
     buf: &mut B::Buffer,
     dims: AxisDims,
     dy: Span,
-    inputs: [Option<Input>; 2],
+    inputs: [Option<Input>; 3],
 ) -> Result<()> {
     if let Some(Input { grad: Some(dx), .. }) = inputs[0] {
         be.reduce(buf, Reduce::Sum, dy, dx, dims, Acc::Add)?;

@@ -43,7 +43,7 @@ pub(crate) fn backward<B: Backend>(
     log: bool,
     y: Span,
     dy: Span,
-    inputs: [Option<Input>; 2],
+    inputs: [Option<Input>; 3],
 ) -> Result<()> {
     if let Some(Input { grad: Some(dx), .. }) = inputs[0] {
         be.softmax_backward(buf, y, dy, dx, dims, log)?;

@@ -124,7 +124,7 @@ pub(crate) fn transpose_backward<B: Backend>(
     rows: usize,
     cols: usize,
     dy: Span,
-    inputs: [Option<Input>; 2],
+    inputs: [Option<Input>; 3],
 ) -> Result<()> {
     if let Some(Input { grad: Some(dx), .. }) = inputs[0] {
         be.transpose(buf, dy, dx, batch, cols, rows, Acc::Add)?;
@@ -136,7 +136,7 @@ pub(crate) fn reshape_backward<B: Backend>(
     be: &B,
     buf: &mut B::Buffer,
     dy: Span,
-    inputs: [Option<Input>; 2],
+    inputs: [Option<Input>; 3],
 ) -> Result<()> {
     if let Some(Input { grad: Some(dx), .. }) = inputs[0] {
         add_into(be, buf, dy, dx)?;
