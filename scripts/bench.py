@@ -78,20 +78,33 @@ def torch_results(threads, seconds):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="Ember and PyTorch alternate this many times; medians are reported")
     a = p.parse_args()
-    e = ember(a.threads, a.seconds)
-    t, note = torch_results(a.threads, a.seconds)
-    print(f"threads: {a.threads}; {note}\n")
-    print(f"{'benchmark':<28} {'Ember':>12} {'PyTorch':>12} {'ratio':>7}")
-    for r in e:
+    import statistics
+    ember_runs, torch_runs, note = [], [], ""
+    for _ in range(a.rounds):
+        ember_runs.append(ember(a.threads, a.seconds))
+        t, note = torch_results(a.threads, a.seconds)
+        if t:
+            torch_runs.append(t)
+    print(f"threads: {a.threads}; {note}; median of {a.rounds} alternating rounds\n")
+    print(f"{'benchmark':<36} {'Ember':>10} {'PyTorch':>10} {'ratio':>7}  ratios per round")
+    for idx, r in enumerate(ember_runs[0]):
         if r["bench"] == "gemm":
-            key, label, val, unit = ("gemm", r["n"]), f"GEMM {r['n']}^3 (GFLOP/s)", r["gflops"], ""
+            key, label, field = ("gemm", r["n"]), f"GEMM {r['n']}^3 (GFLOP/s)", "gflops"
         else:
-            key, label, val = ("train", r["case"]), f"{r['case']} (samples/s)", r["samples_per_sec"]
-        tv = t.get(key) if t else None
-        ratio = f"{val / tv:.2f}x" if tv else "-"
-        print(f"{label:<28} {val:>12.1f} {tv if tv else float('nan'):>12.1f} {ratio:>7}")
+            key, label, field = ("train", r["case"]), f"{r['case']} (samples/s)", "samples_per_sec"
+        ev = [run[idx][field] for run in ember_runs]
+        tv = [run[key] for run in torch_runs]
+        em = statistics.median(ev)
+        if tv:
+            tm = statistics.median(tv)
+            per = " ".join(f"{e / t:.2f}" for e, t in zip(ev, tv))
+            print(f"{label:<36} {em:>10.1f} {tm:>10.1f} {em / tm:>6.2f}x  {per}")
+        else:
+            print(f"{label:<36} {em:>10.1f} {'-':>10} {'-':>7}")
     return 0
 
 
