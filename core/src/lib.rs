@@ -70,7 +70,7 @@
 //! written once ([`ops::map::Map`], [`ops::zip::Zip`], [`ops::optim::Update`])
 //! and shared by every CPU backend.
 //!
-//! **Backends.** A [`Backend`](backend::Backend) provides a buffer type and a
+//! **Backends.** A [`Backend`] provides a buffer type and a
 //! small set of kernels over spans of that buffer: upload/download, fill,
 //! strided copy, elementwise map and zip (each with its backward), batched
 //! GEMM with transposed operands, reduction along an axis and its transpose

@@ -1,5 +1,5 @@
 //! Operations: each module holds one family's forward (the tensor methods that
-//! record a node) and its backward (the function [`backward`] dispatches to).
+//! record a node) and its backward (the crate-private `backward` function dispatches to).
 
 pub mod create;
 pub mod join;
