@@ -39,6 +39,9 @@ step "firmware for a real board (STM32F411, defmt over RTT): build only"
 cargo build -p ember-firmware --release --target thumbv7em-none-eabihf \
   --no-default-features --features stm32f411,xor,int8-model
 
+step "rustdoc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ember-core -p ember-std -p ember-cuda
+
 step "tests"
 cargo test --workspace --all-features
 

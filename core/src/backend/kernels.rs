@@ -25,12 +25,18 @@ pub fn map(f: Map, x: &[f32], y: &mut [f32]) {
             *y = f.apply(x);
         }
     }
-    each_map!(f, m => run(m, x, y))
+    // On microcontrollers flash is scarcer than cycles: one loop serves all
+    // functions. Elsewhere each function gets its own vectorisable loop.
+    #[cfg(not(target_os = "none"))]
+    each_map!(f, m => run(m, x, y));
+    #[cfg(target_os = "none")]
+    run(f, x, y);
 }
 
 /// Calls `$body` with `$m` bound to `$f` in an arm per variant, so that the
 /// function's `match` is resolved once, outside the loop in `$body`, and the
 /// loop can be vectorised.
+#[cfg_attr(target_os = "none", allow(unused_macros))]
 macro_rules! each_map {
     ($f:expr, $m:ident => $body:expr) => {
         match $f {
@@ -60,6 +66,7 @@ macro_rules! each_map {
         }
     };
 }
+#[cfg_attr(target_os = "none", allow(unused_imports))]
 use each_map;
 
 /// `dx += f'(x) · dy`. A zero `dy` contributes exactly zero, even where
@@ -76,7 +83,10 @@ pub fn map_backward(f: Map, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
             dx[i] += if dy[i] != 0.0 { d } else { 0.0 };
         }
     }
-    each_map!(f, m => run(m, x, y, dy, dx))
+    #[cfg(not(target_os = "none"))]
+    each_map!(f, m => run(m, x, y, dy, dx));
+    #[cfg(target_os = "none")]
+    run(f, x, y, dy, dx);
 }
 
 /// `y = a ∘ b`.
