@@ -89,7 +89,7 @@ mod sys;
 use std::sync::{Mutex, OnceLock};
 
 use ember_core::backend::conformance::Call;
-use ember_core::backend::cpu::{blocks_extent, check_gemm};
+use ember_core::backend::cpu::{blocks_extent, check_axis, check_gemm, same_len};
 use ember_core::backend::{Acc, AxisDims, Backend, Blocks, Device, Gemm, Reduce, Span};
 use ember_core::ops::map::Map;
 use ember_core::ops::optim::Update;
@@ -208,30 +208,6 @@ const TOO_LARGE: Error = Error::InvalidArgument {
     what: "a size overflows",
 };
 
-fn same_len(spans: &[Span]) -> Result<()> {
-    if spans.windows(2).all(|w| w[0].len == w[1].len) {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument {
-            what: "elementwise operands differ in length",
-        })
-    }
-}
-
-fn check_axis(x: Span, y: Span, d: AxisDims) -> Result<()> {
-    let numel = d
-        .outer
-        .checked_mul(d.len)
-        .and_then(|v| v.checked_mul(d.inner));
-    if Some(x.len) == numel && Some(y.len) == d.outer.checked_mul(d.inner) {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument {
-            what: "axis dimensions do not match the operands",
-        })
-    }
-}
-
 fn acc_code(acc: Acc) -> Arg {
     Arg::I32(match acc {
         Acc::Set => 0,
@@ -309,6 +285,18 @@ fn to_i32(v: usize, what: &'static str) -> core::result::Result<i32, CudaError> 
 }
 
 impl CudaBackend {
+    /// The kernel (`first`: one thread per output position, `first + 1`:
+    /// one block per position, for long axes) and launch dimensions of an
+    /// axis kernel.
+    fn axis_launch(&self, d: AxisDims, first: usize) -> (usize, Dims) {
+        let positions = d.outer * d.inner;
+        if block_per_position(d) {
+            (first + 1, self.grid.dims_per_position(positions))
+        } else {
+            (first, self.grid.dims_1d(positions))
+        }
+    }
+
     /// Opens CUDA device `ordinal`.
     ///
     /// Fails with a [`CudaError`], and never panics, when the driver library
@@ -930,11 +918,7 @@ impl Backend for CudaBackend {
         if positions == 0 {
             return Ok(());
         }
-        let (kernel, dims) = if block_per_position(d) {
-            (1, self.grid.dims_per_position(positions))
-        } else {
-            (0, self.grid.dims_1d(positions))
-        };
+        let (kernel, dims) = self.axis_launch(d, 0);
         self.launch(
             buf,
             File::Reduce,
@@ -991,11 +975,7 @@ impl Backend for CudaBackend {
         if positions == 0 {
             return Ok(());
         }
-        let (kernel, dims) = if block_per_position(d) {
-            (3, self.grid.dims_per_position(positions))
-        } else {
-            (2, self.grid.dims_1d(positions))
-        };
+        let (kernel, dims) = self.axis_launch(d, 2);
         self.launch(
             buf,
             File::Reduce,
@@ -1031,12 +1011,7 @@ impl Backend for CudaBackend {
         if numel == 0 {
             return Ok(());
         }
-        let positions = d.outer * d.inner;
-        let (kernel, dims) = if block_per_position(d) {
-            (1, self.grid.dims_per_position(positions))
-        } else {
-            (0, self.grid.dims_1d(positions))
-        };
+        let (kernel, dims) = self.axis_launch(d, 0);
         self.launch(
             buf,
             File::Softmax,
@@ -1072,12 +1047,7 @@ impl Backend for CudaBackend {
         if numel == 0 {
             return Ok(());
         }
-        let positions = d.outer * d.inner;
-        let (kernel, dims) = if block_per_position(d) {
-            (3, self.grid.dims_per_position(positions))
-        } else {
-            (2, self.grid.dims_1d(positions))
-        };
+        let (kernel, dims) = self.axis_launch(d, 2);
         self.launch(
             buf,
             File::Softmax,

@@ -92,9 +92,14 @@ pub fn same_len(spans: &[Span]) -> Result<()> {
     }
 }
 
-/// Checks that `x` is the full tensor and `y` the tensor without the axis.
+/// Checks that `x` is the full tensor and `y` the tensor without the axis
+/// (with overflow-checked sizes, so absurd dimensions are an error).
 pub fn check_axis(x: Span, y: Span, d: AxisDims) -> Result<()> {
-    if x.len == d.numel() && y.len == d.outer * d.inner {
+    let numel = d
+        .outer
+        .checked_mul(d.len)
+        .and_then(|v| v.checked_mul(d.inner));
+    if Some(x.len) == numel && Some(y.len) == d.outer.checked_mul(d.inner) {
         Ok(())
     } else {
         Err(Error::InvalidArgument {
