@@ -92,6 +92,26 @@ pub enum Op {
         /// Input features.
         k: usize,
     },
+    /// `f(x Wᵀ + b)`: a fully connected layer and its activation in one
+    /// node (the activation is one that [`Map::fuses`]).
+    LinearAct {
+        /// Rows.
+        m: usize,
+        /// Output features.
+        n: usize,
+        /// Input features.
+        k: usize,
+        /// The activation.
+        act: Map,
+    },
+    /// Per-row cross-entropy of logits `[rows, classes]` against class
+    /// indices (softmax and negative log-likelihood fused).
+    CrossEntropy {
+        /// Rows.
+        rows: usize,
+        /// Classes.
+        classes: usize,
+    },
     /// Concatenation of two tensors along an axis.
     Concat {
         /// Product of the dimensions before the axis.
@@ -113,6 +133,8 @@ impl Op {
             Op::Zip(z) => z.name(),
             Op::MatMul { .. } => "MmBackward",
             Op::Linear { .. } => "AddmmBackward",
+            Op::LinearAct { act, .. } => act.name(),
+            Op::CrossEntropy { .. } => "NllLossBackward",
             Op::Reduce {
                 op: Reduce::Sum, ..
             } => "SumBackward",

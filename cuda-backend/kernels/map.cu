@@ -139,3 +139,25 @@ extern "C" __global__ void ember_map_backward(float* buf, u64 x, u64 y, u64 dy, 
         }
     }
 }
+
+// The epilogue of a fused linear layer, in place: buf[y + r*cols + c] =
+// f(buf[y + r*cols + c] + buf[bias + c]) (ember-core's `kernels::bias_act`).
+extern "C" __global__ void ember_bias_act(float* buf, u64 bias, u64 y, u64 n, u64 cols, int f,
+                                          float p0, float p1) {
+    FOR_EACH(i, n) {
+        buf[y + i] = map_apply(f, p0, p1, buf[y + i] + buf[bias + i % cols]);
+    }
+}
+
+// Backward through a fused activation, in place: dy = f'(y) * dy, with the
+// derivative taken from the output alone (`Map::fuses`: derivative(y, y)).
+// A zero dy stays zero.
+extern "C" __global__ void ember_act_backward(float* buf, u64 y, u64 dy, u64 n, int f,
+                                              float p0, float p1) {
+    FOR_EACH(i, n) {
+        float g = buf[dy + i];
+        float yv = buf[y + i];
+        float d = map_derivative(f, p0, p1, yv, yv) * g;
+        buf[dy + i] = g != 0.0f ? d : 0.0f;
+    }
+}

@@ -116,3 +116,127 @@ extern "C" __global__ void ember_softmax_backward_block(float* buf, u64 y, u64 d
         }
     }
 }
+
+// ---- Softmax and cross-entropy fused (ember-core's `kernels::cross_entropy`):
+// logits x [rows, classes], class indices t [rows] as floats.
+
+// The class a target float names, or -1 if it is not an integer in [0, classes).
+__device__ __forceinline__ long long class_of(float t, u64 classes) {
+    if (t >= 0.0f && t < (float)classes && floorf(t) == t) {
+        return (long long)t;
+    }
+    return -1;
+}
+
+// loss[r] = (m + ln Σ e^(x - m)) - x[t[r]], one thread per row.
+extern "C" __global__ void ember_cross_entropy_serial(float* buf, u64 x, u64 t, u64 loss,
+                                                      u64 rows, u64 classes) {
+    FOR_EACH(r, rows) {
+        const float* xs = buf + x + r * classes;
+        float m = NEG_INF;
+        for (u64 c = 0; c < classes; c++) {
+            m = fmaxf(m, xs[c]);
+        }
+        if (m == NEG_INF) {
+            m = 0.0f;
+        }
+        float s = 0.0f;
+        for (u64 c = 0; c < classes; c++) {
+            s += expf(xs[c] - m);
+        }
+        long long k = class_of(buf[t + r], classes);
+        buf[loss + r] = k < 0 ? __int_as_float(0x7fc00000) : (m + logf(s)) - xs[k];
+    }
+}
+
+// The same with one block per row, for many classes.
+extern "C" __global__ void ember_cross_entropy_block(float* buf, u64 x, u64 t, u64 loss,
+                                                     u64 rows, u64 classes) {
+    for (u64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float* xs = buf + x + r * classes;
+        float m = NEG_INF;
+        for (u64 c = threadIdx.x; c < classes; c += BLOCK) {
+            m = fmaxf(m, xs[c]);
+        }
+        m = block_fmax(m);
+        if (m == NEG_INF) {
+            m = 0.0f;
+        }
+        float s = 0.0f;
+        for (u64 c = threadIdx.x; c < classes; c += BLOCK) {
+            s += expf(xs[c] - m);
+        }
+        s = block_sum(s);
+        if (threadIdx.x == 0) {
+            long long k = class_of(buf[t + r], classes);
+            buf[loss + r] = k < 0 ? __int_as_float(0x7fc00000) : (m + logf(s)) - xs[k];
+        }
+    }
+}
+
+// dx[r, c] += dloss[r] * (softmax(x[r])[c] - [c == t[r]]), one thread per row;
+// rows with a zero dloss get nothing, a row with an invalid target gets NaN.
+extern "C" __global__ void ember_cross_entropy_backward_serial(float* buf, u64 x, u64 t,
+                                                               u64 dloss, u64 dx, u64 rows,
+                                                               u64 classes) {
+    FOR_EACH(r, rows) {
+        float g = buf[dloss + r];
+        if (g == 0.0f) {
+            continue;
+        }
+        const float* xs = buf + x + r * classes;
+        float* ds = buf + dx + r * classes;
+        float m = NEG_INF;
+        for (u64 c = 0; c < classes; c++) {
+            m = fmaxf(m, xs[c]);
+        }
+        if (m == NEG_INF) {
+            m = 0.0f;
+        }
+        float s = 0.0f;
+        for (u64 c = 0; c < classes; c++) {
+            s += expf(xs[c] - m);
+        }
+        float inv = 1.0f / s;
+        long long k = class_of(buf[t + r], classes);
+        for (u64 c = 0; c < classes; c++) {
+            float p = expf(xs[c] - m) * inv;
+            float hot = k < 0 ? __int_as_float(0x7fc00000) : ((long long)c == k ? 1.0f : 0.0f);
+            ds[c] += g * (p - hot);
+        }
+    }
+}
+
+// The same with one block per row (g is the row's, so a block skips a row as one).
+extern "C" __global__ void ember_cross_entropy_backward_block(float* buf, u64 x, u64 t,
+                                                              u64 dloss, u64 dx, u64 rows,
+                                                              u64 classes) {
+    for (u64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        float g = buf[dloss + r];
+        if (g == 0.0f) {
+            continue;
+        }
+        const float* xs = buf + x + r * classes;
+        float* ds = buf + dx + r * classes;
+        float m = NEG_INF;
+        for (u64 c = threadIdx.x; c < classes; c += BLOCK) {
+            m = fmaxf(m, xs[c]);
+        }
+        m = block_fmax(m);
+        if (m == NEG_INF) {
+            m = 0.0f;
+        }
+        float s = 0.0f;
+        for (u64 c = threadIdx.x; c < classes; c += BLOCK) {
+            s += expf(xs[c] - m);
+        }
+        s = block_sum(s);
+        float inv = 1.0f / s;
+        long long k = class_of(buf[t + r], classes);
+        for (u64 c = threadIdx.x; c < classes; c += BLOCK) {
+            float p = expf(xs[c] - m) * inv;
+            float hot = k < 0 ? __int_as_float(0x7fc00000) : ((long long)c == k ? 1.0f : 0.0f);
+            ds[c] += g * (p - hot);
+        }
+    }
+}

@@ -58,7 +58,15 @@ pub(crate) enum File {
 pub const SOURCES: [KernelSource; 9] = [
     source!("fill.cu", ["ember_fill"]),
     source!("copy.cu", ["ember_copy", "ember_copy_serial"]),
-    source!("map.cu", ["ember_map", "ember_map_backward"]),
+    source!(
+        "map.cu",
+        [
+            "ember_map",
+            "ember_map_backward",
+            "ember_bias_act",
+            "ember_act_backward",
+        ]
+    ),
     source!("zip.cu", ["ember_zip", "ember_zip_backward"]),
     source!(
         "reduce.cu",
@@ -77,6 +85,10 @@ pub const SOURCES: [KernelSource; 9] = [
             "ember_softmax_block",
             "ember_softmax_backward_serial",
             "ember_softmax_backward_block",
+            "ember_cross_entropy_serial",
+            "ember_cross_entropy_block",
+            "ember_cross_entropy_backward_serial",
+            "ember_cross_entropy_backward_block",
         ]
     ),
     source!("transpose.cu", ["ember_transpose"]),

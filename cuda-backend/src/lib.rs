@@ -89,7 +89,9 @@ mod sys;
 use std::sync::{Mutex, OnceLock};
 
 use ember_core::backend::conformance::Call;
-use ember_core::backend::cpu::{blocks_extent, check_axis, check_gemm, same_len};
+use ember_core::backend::cpu::{
+    blocks_extent, check_axis, check_class_rows, check_gemm, check_rows, same_len,
+};
 use ember_core::backend::{Acc, AxisDims, Backend, Blocks, Device, Gemm, Reduce, Span};
 use ember_core::ops::map::Map;
 use ember_core::ops::optim::Update;
@@ -278,6 +280,15 @@ impl GridLimits {
 /// position would read memory with a stride) rather than one thread.
 fn block_per_position(d: AxisDims) -> bool {
     d.len >= BLOCK as usize && (d.inner == 1 || d.outer * d.inner < 8192)
+}
+
+/// `rows` rows of `classes` floats, seen as an axis kernel's dimensions.
+fn rows_of(rows: usize, classes: usize) -> AxisDims {
+    AxisDims {
+        outer: rows,
+        len: classes,
+        inner: 1,
+    }
 }
 
 fn to_i32(v: usize, what: &'static str) -> core::result::Result<i32, CudaError> {
@@ -789,6 +800,54 @@ impl Backend for CudaBackend {
         )
     }
 
+    /// The epilogue of a fused linear layer: one pass over the GEMM's output.
+    fn bias_act(&self, buf: &mut CudaBuffer, f: Map, bias: Span, y: Span) -> Result<()> {
+        check_rows(y, bias.len)?;
+        self.check(buf, &[bias], &[y])?;
+        if y.len == 0 {
+            return Ok(());
+        }
+        let (code, p0, p1) = kernels::map_code(f);
+        self.launch(
+            buf,
+            File::Map,
+            2,
+            self.grid.dims_1d(y.len),
+            &[
+                off(bias),
+                off(y),
+                size(y.len),
+                size(bias.len),
+                Arg::I32(code),
+                Arg::F32(p0),
+                Arg::F32(p1),
+            ],
+        )
+    }
+
+    fn act_backward(&self, buf: &mut CudaBuffer, f: Map, y: Span, dy: Span) -> Result<()> {
+        same_len(&[y, dy])?;
+        self.check(buf, &[y], &[dy])?;
+        if y.len == 0 {
+            return Ok(());
+        }
+        let (code, p0, p1) = kernels::map_code(f);
+        self.launch(
+            buf,
+            File::Map,
+            3,
+            self.grid.dims_1d(y.len),
+            &[
+                off(y),
+                off(dy),
+                size(y.len),
+                Arg::I32(code),
+                Arg::F32(p0),
+                Arg::F32(p1),
+            ],
+        )
+    }
+
     fn zip(&self, buf: &mut CudaBuffer, f: Zip, a: Span, b: Span, y: Span) -> Result<()> {
         same_len(&[a, b, y])?;
         self.check(buf, &[a, b], &[y])?;
@@ -1061,6 +1120,70 @@ impl Backend for CudaBackend {
                 size(d.len),
                 size(d.inner),
                 Arg::I32(log as i32),
+            ],
+        )
+    }
+
+    /// One thread per row, or one block per row for 256 classes or more.
+    fn cross_entropy(
+        &self,
+        buf: &mut CudaBuffer,
+        x: Span,
+        targets: Span,
+        loss: Span,
+        classes: usize,
+    ) -> Result<()> {
+        check_class_rows(x, targets, classes)?;
+        same_len(&[targets, loss])?;
+        self.check(buf, &[x, targets], &[loss])?;
+        if loss.len == 0 {
+            return Ok(());
+        }
+        let (kernel, dims) = self.axis_launch(rows_of(loss.len, classes), 4);
+        self.launch(
+            buf,
+            File::Softmax,
+            kernel,
+            dims,
+            &[
+                off(x),
+                off(targets),
+                off(loss),
+                size(loss.len),
+                size(classes),
+            ],
+        )
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        buf: &mut CudaBuffer,
+        x: Span,
+        targets: Span,
+        dloss: Span,
+        dx: Span,
+        classes: usize,
+    ) -> Result<()> {
+        check_class_rows(x, targets, classes)?;
+        same_len(&[targets, dloss])?;
+        same_len(&[x, dx])?;
+        self.check(buf, &[x, targets, dloss], &[dx])?;
+        if dloss.len == 0 || classes == 0 {
+            return Ok(());
+        }
+        let (kernel, dims) = self.axis_launch(rows_of(dloss.len, classes), 6);
+        self.launch(
+            buf,
+            File::Softmax,
+            kernel,
+            dims,
+            &[
+                off(x),
+                off(targets),
+                off(dloss),
+                off(dx),
+                size(dloss.len),
+                size(classes),
             ],
         )
     }

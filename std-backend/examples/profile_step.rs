@@ -64,6 +64,12 @@ impl Backend for Timed {
             self.inner.map_backward(buf, f, x, y, dy, dx)
         })
     }
+    fn bias_act(&self, buf: &mut [f32], f: Map, bias: Span, y: Span) -> Result<()> {
+        self.time("bias_act", || self.inner.bias_act(buf, f, bias, y))
+    }
+    fn act_backward(&self, buf: &mut [f32], f: Map, y: Span, dy: Span) -> Result<()> {
+        self.time("act_backward", || self.inner.act_backward(buf, f, y, dy))
+    }
     fn zip(&self, buf: &mut [f32], f: Zip, a: Span, b: Span, y: Span) -> Result<()> {
         self.time("zip", || self.inner.zip(buf, f, a, b, y))
     }
@@ -131,6 +137,32 @@ impl Backend for Timed {
     ) -> Result<()> {
         self.time("softmax_backward", || {
             self.inner.softmax_backward(buf, y, dy, dx, d, log)
+        })
+    }
+    fn cross_entropy(
+        &self,
+        buf: &mut [f32],
+        x: Span,
+        t: Span,
+        loss: Span,
+        classes: usize,
+    ) -> Result<()> {
+        self.time("cross_entropy", || {
+            self.inner.cross_entropy(buf, x, t, loss, classes)
+        })
+    }
+    fn cross_entropy_backward(
+        &self,
+        buf: &mut [f32],
+        x: Span,
+        t: Span,
+        dloss: Span,
+        dx: Span,
+        classes: usize,
+    ) -> Result<()> {
+        self.time("cross_entropy_bwd", || {
+            self.inner
+                .cross_entropy_backward(buf, x, t, dloss, dx, classes)
         })
     }
     fn transpose(

@@ -31,7 +31,9 @@
 //! ```
 
 use core::ops::Range;
-use ember_core::backend::cpu::{blocks_extent, check_axis, check_gemm, same_len, split};
+use ember_core::backend::cpu::{
+    blocks_extent, check_axis, check_class_rows, check_gemm, check_rows, same_len, split,
+};
 use ember_core::backend::{kernels, Acc, AxisDims, Backend, Blocks, Cpu, Gemm, Reduce, Span};
 use ember_core::ops::map::Map;
 use ember_core::ops::optim::{Sqrt, Update};
@@ -124,6 +126,21 @@ impl Parallel {
                     let first = i * rows;
                     let n = out.len() / out_row;
                     f(first..first + n, AxisDims { outer: n, ..d }, out)
+                })
+        });
+    }
+
+    /// Runs `f` on chunks of whole rows of `row` floats of `out`, in
+    /// parallel; `f` gets the chunk's row indices and the chunk.
+    fn over_rows(&self, out: &mut [f32], row: usize, f: impl Fn(Range<usize>, &mut [f32]) + Sync) {
+        let row = row.max(1);
+        let per = self.units_per_task(out.len() / row, row);
+        self.pool.install(|| {
+            out.par_chunks_mut(per * row)
+                .enumerate()
+                .for_each(|(i, out)| {
+                    let first = i * per;
+                    f(first..first + out.len() / row, out)
                 })
         });
     }
@@ -287,6 +304,26 @@ impl Backend for Parallel {
         Ok(())
     }
 
+    fn bias_act(&self, buf: &mut [f32], f: Map, bias: Span, y: Span) -> Result<()> {
+        if y.len < PAR_THRESHOLD || bias.len == 0 {
+            return Cpu.bias_act(buf, f, bias, y);
+        }
+        check_rows(y, bias.len)?;
+        let ([bias], [y]) = split(buf, [bias], [y])?;
+        self.over_rows(y, bias.len(), |_, y| kernels::bias_act(f, bias, y));
+        Ok(())
+    }
+
+    fn act_backward(&self, buf: &mut [f32], f: Map, y: Span, dy: Span) -> Result<()> {
+        if y.len < PAR_THRESHOLD {
+            return Cpu.act_backward(buf, f, y, dy);
+        }
+        same_len(&[y, dy])?;
+        let ([y], [dy]) = split(buf, [y], [dy])?;
+        self.elementwise(dy, |r, dy| kernels::act_backward(f, &y[r], dy));
+        Ok(())
+    }
+
     fn zip(&self, buf: &mut [f32], f: Zip, a: Span, b: Span, y: Span) -> Result<()> {
         if a.len < PAR_THRESHOLD {
             return Cpu.zip(buf, f, a, b, y);
@@ -442,6 +479,58 @@ impl Backend for Parallel {
         let row = d.len * d.inner;
         self.over_outer(d, dx, row, |r, dc, dx| {
             kernels::softmax_backward(rows(y, &r, row), rows(dy, &r, row), dx, dc, log)
+        });
+        Ok(())
+    }
+
+    fn cross_entropy(
+        &self,
+        buf: &mut [f32],
+        x: Span,
+        targets: Span,
+        loss: Span,
+        classes: usize,
+    ) -> Result<()> {
+        if x.len < PAR_THRESHOLD || classes == 0 {
+            return Cpu.cross_entropy(buf, x, targets, loss, classes);
+        }
+        check_class_rows(x, targets, classes)?;
+        same_len(&[targets, loss])?;
+        let ([x, t], [loss]) = split(buf, [x, targets], [loss])?;
+        let per = self.units_per_task(loss.len(), classes);
+        self.pool.install(|| {
+            loss.par_chunks_mut(per).enumerate().for_each(|(i, loss)| {
+                let r = i * per..i * per + loss.len();
+                kernels::cross_entropy(rows(x, &r, classes), &t[r], loss, classes)
+            })
+        });
+        Ok(())
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        buf: &mut [f32],
+        x: Span,
+        targets: Span,
+        dloss: Span,
+        dx: Span,
+        classes: usize,
+    ) -> Result<()> {
+        if x.len < PAR_THRESHOLD || classes == 0 {
+            return Cpu.cross_entropy_backward(buf, x, targets, dloss, dx, classes);
+        }
+        check_class_rows(x, targets, classes)?;
+        same_len(&[targets, dloss])?;
+        same_len(&[x, dx])?;
+        let ([x, t, dl], [dx]) = split(buf, [x, targets, dloss], [dx])?;
+        self.over_rows(dx, classes, |r, dx| {
+            kernels::cross_entropy_backward(
+                rows(x, &r, classes),
+                &t[r.clone()],
+                &dl[r],
+                dx,
+                classes,
+            )
         });
         Ok(())
     }

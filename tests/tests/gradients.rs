@@ -24,6 +24,8 @@
 //! file runs in seconds in a debug build.
 
 use ember_core::gradcheck::{check, GradCheck, GradCheckError};
+use ember_core::nn::loss::Reduction;
+use ember_core::ops::map::Map;
 use ember_core::prelude::*;
 use ember_core::{ParamRef, Tape};
 use proptest::collection::vec;
@@ -346,6 +348,37 @@ proptest! {
         })?;
     }
 
+    /// A layer with its activation fused in (`linear_act`), with respect to
+    /// all three inputs, for every activation that fuses; kinked ones only
+    /// where no pre-activation lies within 0.1 of the kink.
+    #[test]
+    fn linear_act(
+        ((m, k, n), x, wt, b) in (dim(), dim(), dim()).prop_flat_map(|(m, k, n)| {
+            let u = D::U(-1.5, 1.5);
+            (Just((m, k, n)), vals(m * k, u), vals(n * k, u), vals(n, u))
+        }),
+        w in weights(),
+    ) {
+        let z = |i: usize, j: usize| {
+            (0..k).map(|p| x[i * k + p] * wt[j * k + p]).sum::<f32>() + b[j]
+        };
+        let near_kink = (0..m).any(|i| (0..n).any(|j| z(i, j).abs() < 0.1));
+        for f in [Map::Sigmoid, Map::Tanh, Map::Relu, Map::LeakyRelu(0.1), Map::Elu(1.0)] {
+            if near_kink && !matches!(f, Map::Sigmoid | Map::Tanh) {
+                continue;
+            }
+            let mut buf = vec![0.0f32; MEM];
+            let mut mem = Memory::new(&Cpu, &mut buf[..]);
+            let xp = mem.param_shaped((m, k), &x).unwrap();
+            let wp = mem.param_shaped((n, k), &wt).unwrap();
+            let bp = mem.param_shaped((n,), &b).unwrap();
+            let what = format!("linear_act {f:?}");
+            grad_ok(&what, &mut mem, &[xp.into(), wp.into(), bp.into()], |g| {
+                weighted(g.param(&xp).linear_act(g.param(&wp), g.param(&bp), f), &w)
+            })?;
+        }
+    }
+
     /// Transpose of the last two axes, rank 2 and rank 3.
     #[test]
     fn transpose(
@@ -423,6 +456,27 @@ proptest! {
         view("max_axis 1", s, &x, &w, |x| x.max_axis::<1>())?;
         // The maximum of a (monotonic, so still tie-free) function of x.
         view("max of exp", s, &x, &w, |x| (x * 0.3).exp().max_axis::<1>())?;
+    }
+
+    /// Softmax and cross-entropy fused, per row (with some rows weighted
+    /// zero, which the backward skips) and as the mean loss.
+    #[test]
+    fn cross_entropy(
+        ((r, c), x, t) in (dim(), dim()).prop_flat_map(|(r, c)| {
+            (Just((r, c)), vals(r * c, D::U(-3.0, 3.0)), vec(0..c, r))
+        }),
+        w in vec(prop_oneof![Just(0.0f32), -1.0f32..1.0], 75),
+    ) {
+        let targets: Vec<f32> = t.iter().map(|&t| t as f32).collect();
+        view("cross_entropy_rows", (r, c), &x, &w, |x| {
+            x.cross_entropy_rows(x.tape().from_slice((r,), &targets))
+        })?;
+        view("cross_entropy mean", (r, c), &x, &w, |x| {
+            ember_core::nn::loss::cross_entropy(x, &t, Reduction::Mean)
+        })?;
+        view("cross_entropy sum", (r, c), &x, &w, |x| {
+            ember_core::nn::loss::cross_entropy(x, &t, Reduction::Sum)
+        })?;
     }
 
     /// Softmax and log-softmax along each axis.

@@ -800,6 +800,121 @@ fn cross_entropy_composed_from_ops() {
     close("cross_entropy", &[ce.item().unwrap()], &[1.4076059]);
 }
 
+/// The fused loss (`nn::loss::cross_entropy`, one node) gives the reference's
+/// numbers and the same gradient, `(softmax − onehot) / rows`; bad targets
+/// are typed errors, and a NaN logit gives a NaN loss, not a panic.
+#[test]
+fn cross_entropy_fused() {
+    use ember_core::nn::loss::{cross_entropy, Reduction};
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let l = g
+        .tensor([[1.0f32, 2.0, 3.0], [1.0, 1.0, -1.0]])
+        .requires_grad();
+    let loss = cross_entropy(l, &[2, 0], Reduction::Mean);
+    close("cross_entropy mean", &[loss.item().unwrap()], &[0.5831148]);
+    loss.backward().unwrap();
+    let mut expected = SOFTMAX_L;
+    for (row, t) in expected.iter_mut().zip([2, 0]) {
+        row[t] -= 1.0;
+        row.iter_mut().for_each(|v| *v /= 2.0);
+    }
+    close_tol(
+        "d cross_entropy / d logits",
+        l.grad().unwrap().unwrap().as_flattened(),
+        expected.as_flattened(),
+        1e-5,
+        1e-7,
+    );
+    let rows = g.tensor([[1.0f32, 2.0, 3.0]]).requires_grad();
+    let per_row = rows.cross_entropy_rows(g.tensor([1.0f32]));
+    assert_eq!(per_row.grad_fn(), Some("NllLossBackward"));
+    let mut v = [0.0];
+    per_row.read(&mut v).unwrap();
+    close("cross_entropy_rows", &v, &[1.4076059]);
+    let sum = cross_entropy(l, &[2, 0], Reduction::Sum);
+    close(
+        "cross_entropy sum",
+        &[sum.item().unwrap()],
+        &[2.0 * 0.5831148],
+    );
+
+    // A NaN logit: a NaN loss for its row.
+    let nan = g.tensor([[f32::NAN, 0.0], [0.0, 1.0]]);
+    let mut v = [0.0; 2];
+    nan.cross_entropy_rows(g.tensor([0.0f32, 1.0]))
+        .read(&mut v)
+        .unwrap();
+    assert!(v[0].is_nan() && (v[1] - 0.3132617).abs() < 1e-6, "{v:?}");
+
+    // Typed errors, sticky on the graph.
+    {
+        let g = Graph::new(&mut mem);
+        let l = g.tensor([[1.0f32, 2.0, 3.0]]);
+        let e = cross_entropy(l, &[3], Reduction::Mean).item();
+        assert_eq!(
+            e,
+            Err(Error::InvalidArgument {
+                what: "class index out of range"
+            })
+        );
+    }
+    let g = Graph::new(&mut mem);
+    let l = g.tensor([[1.0f32, 2.0, 3.0]]);
+    let e = cross_entropy(l, &[0, 1], Reduction::Mean).item();
+    assert_eq!(
+        e,
+        Err(Error::Length {
+            expected: 1,
+            found: 2
+        })
+    );
+}
+
+/// `linear_act` equals `linear` then the activation, value and gradients,
+/// and records one node named after the activation (as PyTorch names
+/// `relu(addmm(...))`'s `grad_fn`).
+#[test]
+fn linear_act_equals_linear_then_activation() {
+    use ember_core::ops::map::Map;
+    for f in [
+        Map::Relu,
+        Map::LeakyRelu(0.2),
+        Map::Sigmoid,
+        Map::Tanh,
+        Map::Silu,
+    ] {
+        let mut results = Vec::new();
+        for fused in [false, true] {
+            let mut buf = buffer();
+            let mut mem = Memory::new(&Cpu, &mut buf[..]);
+            let x = mem.param(&[[1.0f32, -2.0, 0.5], [0.3, 0.1, -0.7]]).unwrap();
+            let w = mem.param(&[[0.2f32, -0.4, 0.6], [-0.1, 0.5, 0.3]]).unwrap();
+            let b = mem.param(&[0.05f32, -0.3]).unwrap();
+            let g = Graph::new(&mut mem);
+            let (xt, wt, bt) = (g.param(&x), g.param(&w), g.param(&b));
+            let y = if fused {
+                xt.linear_act(wt, bt, f)
+            } else {
+                xt.linear(wt, bt).map(f)
+            };
+            assert_eq!(y.grad_fn(), Some(f.name()), "{f:?}");
+            let weights = g.tensor([[1.0f32, -2.0], [0.5, 3.0]]);
+            (y * weights).sum().backward().unwrap();
+            let mut r = vec![0.0; 4];
+            y.read(&mut r).unwrap();
+            let (mut dx, mut dw, mut db) = ([0.0; 6], [0.0; 6], [0.0; 2]);
+            assert!(xt.read_grad(&mut dx).unwrap());
+            assert!(wt.read_grad(&mut dw).unwrap());
+            assert!(bt.read_grad(&mut db).unwrap());
+            r.extend(dx.iter().chain(&dw).chain(&db));
+            results.push(r);
+        }
+        close_tol(&format!("{f:?}"), &results[1], &results[0], 1e-6, 1e-7);
+    }
+}
+
 /// The other losses of the reference, composed from ops.
 #[test]
 fn mse_l1_and_bce_composed_from_ops() {

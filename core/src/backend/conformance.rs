@@ -152,6 +152,23 @@ pub enum Call {
         /// Elements.
         len: usize,
     },
+    /// [`Backend::bias_act`].
+    BiasAct {
+        /// The activation.
+        f: Map,
+        /// Rows of the output.
+        rows: usize,
+        /// Columns (the bias' length).
+        cols: usize,
+    },
+    /// [`Backend::act_backward`] (its `y` is `f` of random data, worked out
+    /// by the reference).
+    ActBackward {
+        /// The activation.
+        f: Map,
+        /// Elements.
+        len: usize,
+    },
     /// [`Backend::zip`].
     Zip {
         /// The function.
@@ -226,6 +243,24 @@ pub enum Call {
         /// Log-softmax.
         log: bool,
     },
+    /// [`Backend::cross_entropy`].
+    CrossEntropy {
+        /// Rows.
+        rows: usize,
+        /// Classes.
+        classes: usize,
+        /// Some targets out of range (`-1` or `classes`): NaN losses.
+        bad_targets: bool,
+    },
+    /// [`Backend::cross_entropy_backward`].
+    CrossEntropyBackward {
+        /// Rows.
+        rows: usize,
+        /// Classes.
+        classes: usize,
+        /// Some targets out of range: NaN gradients in their rows.
+        bad_targets: bool,
+    },
     /// [`Backend::transpose`].
     Transpose {
         /// Matrices.
@@ -287,6 +322,8 @@ impl Call {
             Call::Copy { .. } => "copy",
             Call::Map { .. } => "map",
             Call::MapBackward { .. } => "map_backward",
+            Call::BiasAct { .. } => "bias_act",
+            Call::ActBackward { .. } => "act_backward",
             Call::Zip { .. } => "zip",
             Call::ZipBackward { .. } => "zip_backward",
             Call::Gemm { .. } => "gemm",
@@ -295,6 +332,8 @@ impl Call {
             Call::MaxBackward { .. } => "max_backward",
             Call::Softmax { .. } => "softmax",
             Call::SoftmaxBackward { .. } => "softmax_backward",
+            Call::CrossEntropy { .. } => "cross_entropy",
+            Call::CrossEntropyBackward { .. } => "cross_entropy_backward",
             Call::Transpose { .. } => "transpose",
             Call::Update { .. } => "update",
         }
@@ -320,6 +359,14 @@ impl Call {
                 ("y", len, map_domain(f)),
                 ("dy", len, Dist::SomeZeros(-1.0, 1.0)),
                 ("dx", len, UNIT),
+            ]),
+            Call::BiasAct { f, rows, cols } => {
+                operands([("bias", cols, UNIT), ("y", rows * cols, map_domain(f))])
+            }
+            Call::ActBackward { f, len } => operands([
+                ("x", len, map_domain(f)),
+                ("y", len, Dist::Nan),
+                ("dy", len, Dist::SomeZeros(-1.0, 1.0)),
             ]),
             Call::Zip { f, len } => operands([
                 ("a", len, Dist::Uniform(-2.0, 2.0)),
@@ -370,6 +417,25 @@ impl Call {
                 ("dy", dims.numel(), UNIT),
                 ("dx", dims.numel(), UNIT),
             ]),
+            Call::CrossEntropy {
+                rows,
+                classes,
+                bad_targets,
+            } => operands([
+                ("x", rows * classes, Dist::Uniform(-6.0, 6.0)),
+                ("targets", rows, targets(classes, bad_targets)),
+                ("loss", rows, Dist::Nan),
+            ]),
+            Call::CrossEntropyBackward {
+                rows,
+                classes,
+                bad_targets,
+            } => operands([
+                ("x", rows * classes, Dist::Uniform(-6.0, 6.0)),
+                ("targets", rows, targets(classes, bad_targets)),
+                ("dloss", rows, Dist::SomeZeros(-1.0, 1.0)),
+                ("dx", rows * classes, UNIT),
+            ]),
             Call::Transpose {
                 batch,
                 rows,
@@ -403,6 +469,7 @@ impl Call {
                 Cpu.reduce(host, Reduce::Max, s[0], s[1], dims, Acc::Set)
             }
             Call::SoftmaxBackward { dims, log } => Cpu.softmax(host, s[0], s[1], dims, log),
+            Call::ActBackward { f, .. } => Cpu.map(host, f, s[0], s[1]),
             _ => Ok(()),
         }
     }
@@ -437,6 +504,8 @@ impl Call {
             ),
             Call::Map { f, .. } => be.map(buf, f, s[0], s[1]),
             Call::MapBackward { f, .. } => be.map_backward(buf, f, s[0], s[1], s[2], s[3]),
+            Call::BiasAct { f, .. } => be.bias_act(buf, f, s[0], s[1]),
+            Call::ActBackward { f, .. } => be.act_backward(buf, f, s[1], s[2]),
             Call::Zip { f, .. } => be.zip(buf, f, s[0], s[1], s[2]),
             Call::ZipBackward { f, rhs, .. } => {
                 be.zip_backward(buf, f, rhs, s[0], s[1], s[2], s[3])
@@ -470,6 +539,10 @@ impl Call {
             Call::Softmax { dims, log } => be.softmax(buf, s[0], s[1], dims, log),
             Call::SoftmaxBackward { dims, log } => {
                 be.softmax_backward(buf, s[1], s[2], s[3], dims, log)
+            }
+            Call::CrossEntropy { classes, .. } => be.cross_entropy(buf, s[0], s[1], s[2], classes),
+            Call::CrossEntropyBackward { classes, .. } => {
+                be.cross_entropy_backward(buf, s[0], s[1], s[2], s[3], classes)
             }
             Call::Transpose {
                 batch,
@@ -530,6 +603,17 @@ pub fn map_domain(f: Map) -> Dist {
     }
 }
 
+/// Class indices as floats: in `[0, classes)`, or, with `bad`, from `-1` to
+/// `classes` (so some are out of range).
+fn targets(classes: usize, bad: bool) -> Dist {
+    let hi = classes as f32;
+    if bad {
+        Dist::Ints(-1.0, hi)
+    } else {
+        Dist::Ints(0.0, (hi - 1.0).max(0.0))
+    }
+}
+
 fn zip_rhs_domain(f: Zip) -> Dist {
     match f {
         Zip::Div => Dist::Uniform(0.5, 2.0),
@@ -569,6 +653,40 @@ pub const MAPS: [Map; 30] = [
     Map::Softplus,
     Map::Clamp(-1.0, 1.0),
     Map::Clamp(0.0, 0.5),
+];
+
+/// The activations that fuse into a linear layer ([`Map::fuses`]), with the
+/// parameters tried: the [`Backend::bias_act`] and [`Backend::act_backward`] cases.
+pub const FUSED_MAPS: [Map; 5] = [
+    Map::Relu,
+    Map::LeakyRelu(0.01),
+    Map::LeakyRelu(0.0),
+    Map::Sigmoid,
+    Map::Tanh,
+];
+
+/// `(rows, cols)` of the [`Backend::bias_act`] cases: empty, one row, one
+/// column, odd sizes, and a layer's output above any parallel threshold.
+pub const BIAS_ROWS: [(usize, usize); 7] = [
+    (0, 5),
+    (1, 1),
+    (1, 7),
+    (9, 1),
+    (13, 10),
+    (256, 130),
+    (700, 101),
+];
+
+/// `(rows, classes)` of the cross-entropy cases: empty, one class, typical
+/// class counts, many rows, and a long row (1000 classes).
+pub const CLASS_ROWS: [(usize, usize); 7] = [
+    (0, 10),
+    (1, 1),
+    (3, 2),
+    (17, 10),
+    (4000, 10),
+    (5, 1000),
+    (64, 1000),
 ];
 
 /// Every elementwise function of two tensors.
@@ -740,6 +858,29 @@ pub fn cases() -> impl Iterator<Item = Call> + Clone {
         LENS.iter()
             .flat_map(move |&len| [Call::Map { f, len }, Call::MapBackward { f, len }])
     });
+    let fused = FUSED_MAPS.iter().flat_map(|&f| {
+        let bias = BIAS_ROWS
+            .iter()
+            .map(move |&(rows, cols)| Call::BiasAct { f, rows, cols });
+        let back = LENS.iter().map(move |&len| Call::ActBackward { f, len });
+        bias.chain(back)
+    });
+    let cross_entropy = CLASS_ROWS.iter().flat_map(|&(rows, classes)| {
+        BOOLS.iter().flat_map(move |&bad_targets| {
+            [
+                Call::CrossEntropy {
+                    rows,
+                    classes,
+                    bad_targets,
+                },
+                Call::CrossEntropyBackward {
+                    rows,
+                    classes,
+                    bad_targets,
+                },
+            ]
+        })
+    });
     let zip = ZIPS.iter().flat_map(|&f| {
         LENS.iter().flat_map(move |&len| {
             [
@@ -812,21 +953,25 @@ pub fn cases() -> impl Iterator<Item = Call> + Clone {
         .flat_map(|&rule| LENS.iter().map(move |&len| Call::Update { rule, len }));
     fill.chain(copy)
         .chain(map)
+        .chain(fused)
         .chain(zip)
         .chain(gemm)
         .chain(reduce)
         .chain(axis)
+        .chain(cross_entropy)
         .chain(transpose)
         .chain(update)
 }
 
 /// The names of the [`Backend`] kernels the cases run (upload, download and
 /// `buffer_len` are run by [`check`] itself on every case).
-pub const KERNELS: [&str; 14] = [
+pub const KERNELS: [&str; 18] = [
     "fill",
     "copy",
     "map",
     "map_backward",
+    "bias_act",
+    "act_backward",
     "zip",
     "zip_backward",
     "gemm",
@@ -835,6 +980,8 @@ pub const KERNELS: [&str; 14] = [
     "max_backward",
     "softmax",
     "softmax_backward",
+    "cross_entropy",
+    "cross_entropy_backward",
     "transpose",
     "update",
 ];
@@ -1126,6 +1273,12 @@ mod tests {
         ) -> crate::Result<()> {
             Cpu.map_backward(buf, f, x, y, dy, dx)
         }
+        fn bias_act(&self, buf: &mut [f32], f: Map, bias: Span, y: Span) -> crate::Result<()> {
+            Cpu.bias_act(buf, f, bias, y)
+        }
+        fn act_backward(&self, buf: &mut [f32], f: Map, y: Span, dy: Span) -> crate::Result<()> {
+            Cpu.act_backward(buf, f, y, dy)
+        }
         fn zip(&self, buf: &mut [f32], f: Zip, a: Span, b: Span, y: Span) -> crate::Result<()> {
             Cpu.zip(buf, f, a, b, y)
         }
@@ -1196,6 +1349,27 @@ mod tests {
             log: bool,
         ) -> crate::Result<()> {
             Cpu.softmax_backward(buf, y, dy, dx, d, log)
+        }
+        fn cross_entropy(
+            &self,
+            buf: &mut [f32],
+            x: Span,
+            t: Span,
+            loss: Span,
+            classes: usize,
+        ) -> crate::Result<()> {
+            Cpu.cross_entropy(buf, x, t, loss, classes)
+        }
+        fn cross_entropy_backward(
+            &self,
+            buf: &mut [f32],
+            x: Span,
+            t: Span,
+            dloss: Span,
+            dx: Span,
+            classes: usize,
+        ) -> crate::Result<()> {
+            Cpu.cross_entropy_backward(buf, x, t, dloss, dx, classes)
         }
         fn transpose(
             &self,

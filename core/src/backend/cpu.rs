@@ -92,6 +92,30 @@ pub fn same_len(spans: &[Span]) -> Result<()> {
     }
 }
 
+/// Checks that `y` is whole rows of `cols` floats (no floats when `cols` is 0).
+pub fn check_rows(y: Span, cols: usize) -> Result<()> {
+    // `n.is_multiple_of(0)` holds for `n = 0` only.
+    if y.len.is_multiple_of(cols) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            what: "the output is not whole rows of the bias",
+        })
+    }
+}
+
+/// Checks that logits `x` are `[rows, classes]` for `targets` of `rows`
+/// (overflow-checked).
+pub fn check_class_rows(x: Span, targets: Span, classes: usize) -> Result<()> {
+    if targets.len.checked_mul(classes) == Some(x.len) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            what: "logits are not [rows, classes] for the targets",
+        })
+    }
+}
+
 /// Checks that `x` is the full tensor and `y` the tensor without the axis
 /// (with overflow-checked sizes, so absurd dimensions are an error).
 pub fn check_axis(x: Span, y: Span, d: AxisDims) -> Result<()> {
@@ -170,6 +194,20 @@ impl Backend for Cpu {
         same_len(&[x, y, dy, dx])?;
         let ([x, y, dy], [dx]) = split(buf, [x, y, dy], [dx])?;
         kernels::map_backward(f, x, y, dy, dx);
+        Ok(())
+    }
+
+    fn bias_act(&self, buf: &mut [f32], f: Map, bias: Span, y: Span) -> Result<()> {
+        check_rows(y, bias.len)?;
+        let ([bias], [y]) = split(buf, [bias], [y])?;
+        kernels::bias_act(f, bias, y);
+        Ok(())
+    }
+
+    fn act_backward(&self, buf: &mut [f32], f: Map, y: Span, dy: Span) -> Result<()> {
+        same_len(&[y, dy])?;
+        let ([y], [dy]) = split(buf, [y], [dy])?;
+        kernels::act_backward(f, y, dy);
         Ok(())
     }
 
@@ -274,6 +312,38 @@ impl Backend for Cpu {
         same_len(&[y, dy, dx, Span::new(0, d.numel())])?;
         let ([y, dy], [dx]) = split(buf, [y, dy], [dx])?;
         kernels::softmax_backward(y, dy, dx, d, log);
+        Ok(())
+    }
+
+    fn cross_entropy(
+        &self,
+        buf: &mut [f32],
+        x: Span,
+        targets: Span,
+        loss: Span,
+        classes: usize,
+    ) -> Result<()> {
+        check_class_rows(x, targets, classes)?;
+        same_len(&[targets, loss])?;
+        let ([x, t], [loss]) = split(buf, [x, targets], [loss])?;
+        kernels::cross_entropy(x, t, loss, classes);
+        Ok(())
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        buf: &mut [f32],
+        x: Span,
+        targets: Span,
+        dloss: Span,
+        dx: Span,
+        classes: usize,
+    ) -> Result<()> {
+        check_class_rows(x, targets, classes)?;
+        same_len(&[targets, dloss])?;
+        same_len(&[x, dx])?;
+        let ([x, t, dl], [dx]) = split(buf, [x, targets, dloss], [dx])?;
+        kernels::cross_entropy_backward(x, t, dl, dx, classes);
         Ok(())
     }
 

@@ -89,6 +89,121 @@ pub fn map_backward(f: Map, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
     run(f, x, y, dy, dx);
 }
 
+/// The epilogue of a fused linear layer, in place: `y[r, c] = f(y[r, c] + bias[c])`
+/// for every row of `y` (rows of `bias.len()` floats; a partial last row is
+/// left alone).
+pub fn bias_act(f: Map, bias: &[f32], y: &mut [f32]) {
+    #[inline(always)]
+    fn run(f: Map, bias: &[f32], y: &mut [f32]) {
+        if bias.is_empty() {
+            return;
+        }
+        for row in y.chunks_exact_mut(bias.len()) {
+            for (v, &b) in row.iter_mut().zip(bias) {
+                *v = f.apply(*v + b);
+            }
+        }
+    }
+    #[cfg(not(target_os = "none"))]
+    each_map!(f, m => run(m, bias, y));
+    #[cfg(target_os = "none")]
+    run(f, bias, y);
+}
+
+/// Backward through a fused activation, in place: `dy = f'(y) · dy`, the
+/// derivative taken from the output `y = f(x)` alone (`f` must be one that
+/// [`Map::fuses`]). Where `dy` is exactly zero it stays zero.
+pub fn act_backward(f: Map, y: &[f32], dy: &mut [f32]) {
+    #[inline(always)]
+    fn run(f: Map, y: &[f32], dy: &mut [f32]) {
+        let n = y.len().min(dy.len());
+        let (y, dy) = (&y[..n], &mut dy[..n]);
+        for i in 0..n {
+            let g = dy[i];
+            let d = f.derivative(y[i], y[i]) * g;
+            dy[i] = if g != 0.0 { d } else { 0.0 };
+        }
+    }
+    #[cfg(not(target_os = "none"))]
+    each_map!(f, m => run(m, y, dy));
+    #[cfg(target_os = "none")]
+    run(f, y, dy);
+}
+
+/// The class a target float names: an integer in `[0, classes)`, or `None`.
+#[inline]
+pub fn class_of(t: f32, classes: usize) -> Option<usize> {
+    if t >= 0.0 && t < classes as f32 && libm::floorf(t) == t {
+        Some(t as usize)
+    } else {
+        None
+    }
+}
+
+/// The maximum of a row (NaNs ignored, `0` if every value is `-inf`) and
+/// `Σ e^(x − max)`: the shift and the denominator of a stable softmax, in the
+/// order [`softmax`] computes them.
+#[inline]
+fn shift_and_sum(row: &[f32]) -> (f32, f32) {
+    let mut m = f32::NEG_INFINITY;
+    for &v in row {
+        m = m.max(v);
+    }
+    if m == f32::NEG_INFINITY {
+        m = 0.0;
+    }
+    let mut s = 0.0f32;
+    for &v in row {
+        s += libm::expf(v - m);
+    }
+    (m, s)
+}
+
+/// Softmax and cross-entropy fused, per row: for logits `x` `[rows, classes]`
+/// and class indices `t` `[rows]` (as floats),
+/// `loss[r] = (m + ln Σ_c e^(x[r, c] − m)) − x[r, t[r]]`, `m` the row's maximum.
+/// A target that is not an integer in `[0, classes)` gives a NaN loss.
+pub fn cross_entropy(x: &[f32], t: &[f32], loss: &mut [f32], classes: usize) {
+    if classes == 0 {
+        loss.fill(f32::NAN);
+        return;
+    }
+    for ((row, &t), l) in x.chunks_exact(classes).zip(t).zip(loss) {
+        let (m, s) = shift_and_sum(row);
+        *l = match class_of(t, classes) {
+            Some(c) => (m + libm::logf(s)) - row[c],
+            None => f32::NAN,
+        };
+    }
+}
+
+/// The gradient of [`cross_entropy`]:
+/// `dx[r, c] += dloss[r] · (softmax(x[r])[c] − [c = t[r]])`. Rows whose
+/// `dloss` is exactly zero get nothing; a row with an invalid target gets NaN.
+pub fn cross_entropy_backward(x: &[f32], t: &[f32], dloss: &[f32], dx: &mut [f32], classes: usize) {
+    if classes == 0 {
+        return;
+    }
+    let rows = x.chunks_exact(classes).zip(dx.chunks_exact_mut(classes));
+    for (((row, drow), &t), &g) in rows.zip(t).zip(dloss) {
+        if g == 0.0 {
+            continue;
+        }
+        let (m, s) = shift_and_sum(row);
+        let inv = 1.0 / s;
+        let target = class_of(t, classes);
+        for (c, (&v, d)) in row.iter().zip(drow.iter_mut()).enumerate() {
+            let p = libm::expf(v - m) * inv;
+            let hot = match target {
+                Some(k) if k == c => 1.0,
+                Some(_) => 0.0,
+                None => f32::NAN,
+            };
+            *d += g * (p - hot);
+        }
+    }
+}
+
 /// `y = a ∘ b`.
 pub fn zip(f: Zip, a: &[f32], b: &[f32], y: &mut [f32]) {
     for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {

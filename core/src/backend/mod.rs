@@ -179,6 +179,14 @@ pub trait Backend {
         dy: Span,
         dx: Span,
     ) -> Result<()>;
+    /// The epilogue of a fused linear layer, in place:
+    /// `y[r, c] = f(y[r, c] + bias[c])` for every row of `y` (`y.len` a
+    /// multiple of `bias.len`). One pass instead of a broadcast and a map.
+    fn bias_act(&self, buf: &mut Self::Buffer, f: Map, bias: Span, y: Span) -> Result<()>;
+    /// Backward through a fused activation, in place: `dy = f'(y) · dy`, with
+    /// the derivative taken from the output `y` (`f` must be one that
+    /// [`Map::fuses`]). Where `dy` is exactly zero it stays zero.
+    fn act_backward(&self, buf: &mut Self::Buffer, f: Map, y: Span, dy: Span) -> Result<()>;
     /// `y = a ∘ b` elementwise.
     fn zip(&self, buf: &mut Self::Buffer, f: Zip, a: Span, b: Span, y: Span) -> Result<()>;
     /// `da += ∂(a ∘ b)/∂a · dy` (or `db`, when `rhs`).
@@ -244,6 +252,31 @@ pub trait Backend {
         dx: Span,
         dims: AxisDims,
         log: bool,
+    ) -> Result<()>;
+    /// Softmax and cross-entropy fused, per row: for logits `x`
+    /// `[rows, classes]` and class indices `targets` `[rows]` (as floats),
+    /// `loss[r] = logsumexp(x[r]) − x[r, targets[r]]`, computed stably. A
+    /// target that is not an integer in `[0, classes)` gives NaN (never an
+    /// out-of-bounds read).
+    fn cross_entropy(
+        &self,
+        buf: &mut Self::Buffer,
+        x: Span,
+        targets: Span,
+        loss: Span,
+        classes: usize,
+    ) -> Result<()>;
+    /// The gradient of [`cross_entropy`](Backend::cross_entropy):
+    /// `dx[r, c] += dloss[r] · (softmax(x[r])[c] − [c = targets[r]])`. Rows
+    /// whose `dloss` is exactly zero get nothing.
+    fn cross_entropy_backward(
+        &self,
+        buf: &mut Self::Buffer,
+        x: Span,
+        targets: Span,
+        dloss: Span,
+        dx: Span,
+        classes: usize,
     ) -> Result<()>;
     /// `y[b] (+)= x[b]ᵀ` for `batch` matrices of `rows × cols`.
     #[allow(clippy::too_many_arguments)]

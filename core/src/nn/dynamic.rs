@@ -287,12 +287,16 @@ impl<'t, R: Dim, B: Backend> Forward<Tensor<'t, (R, usize), B>> for Mlp {
     type Output = Tensor<'t, (R, usize), B>;
     fn forward(&self, x: Tensor<'t, (R, usize), B>) -> Self::Output {
         let n = self.layers.len();
+        let g = x.tape();
         let mut h = x;
         for (i, l) in self.layers.iter().enumerate() {
-            h = l.forward(h);
-            if i + 1 < n {
-                h = h.activation(self.activation);
-            }
+            let (w, b) = (g.param(&l.weight), g.param(&l.bias));
+            h = match self.activation.as_map() {
+                // Hidden layers: the activation fused into the layer where
+                // its gradient allows (`Map::fuses`), else after it.
+                Some(f) if i + 1 < n => h.linear_act(w, b, f),
+                _ => h.linear(w, b),
+            };
         }
         h
     }

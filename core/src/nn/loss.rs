@@ -19,8 +19,9 @@ pub enum Reduction {
 }
 
 /// Scratch floats per sample and class that [`cross_entropy`] uses in a
-/// training step (one-hot targets, log-softmax, product; values and gradients).
-pub const CROSS_ENTROPY_PER_CLASS: usize = 5;
+/// training step, an upper bound: it needs the targets, the per-row losses
+/// and their gradient, three floats per sample whatever the classes.
+pub const CROSS_ENTROPY_PER_CLASS: usize = 3;
 
 /// Probabilities are clamped up to this before the logarithm (whose result is
 /// then clamped at -100, as PyTorch's `binary_cross_entropy` does), so that
@@ -104,13 +105,37 @@ pub fn nll<'t, R: Dim, C: Dim, B: Backend>(
 }
 
 /// Cross-entropy of logits `[rows, classes]` against class indices
-/// (PyTorch's `CrossEntropyLoss`: log-softmax, then NLL).
+/// (PyTorch's `CrossEntropyLoss`), as one fused node
+/// ([`Tensor::cross_entropy_rows`]: a stable log-sum-exp forward, a
+/// `softmax − one_hot` backward). A wrong number of targets or an index out
+/// of range is a typed error.
 pub fn cross_entropy<'t, R: Dim, C: Dim, B: Backend>(
     logits: Tensor<'t, (R, C), B>,
     targets: &[usize],
     r: Reduction,
 ) -> Tensor<'t, (), B> {
-    nll(logits.log_softmax::<1>(), targets, r)
+    let (rows, classes) = (logits.shape().0.size(), logits.shape().1.size());
+    let out = (logits.shape().0,);
+    let bad = if targets.len() != rows {
+        Some(Error::Length {
+            expected: rows,
+            found: targets.len(),
+        })
+    } else if targets.iter().any(|&t| t >= classes) {
+        Some(Error::InvalidArgument {
+            what: "class index out of range",
+        })
+    } else {
+        None
+    };
+    let per_row = match bad {
+        Some(e) => invalid(logits.tape(), out, e),
+        None => {
+            let t = logits.tape().from_fn(out, |i| targets[i] as f32);
+            logits.cross_entropy_rows(t)
+        }
+    };
+    reduce(per_row, r, rows)
 }
 
 /// Binary cross-entropy of probabilities `p` against targets `y` in `[0, 1]`.

@@ -2,10 +2,18 @@
 //! `F.linear`, `addmm`), as one node: the bias is broadcast into the output
 //! and the product accumulated onto it, so a layer records one node and one
 //! `[rows, out]` buffer instead of three.
+//!
+//! [`Tensor::linear_act`] fuses the activation after it as well:
+//! `y = f(x Wᵀ + b)` is the product, then one in-place pass that adds the
+//! bias and applies `f` ([`Backend::bias_act`]). Its backward turns the
+//! output gradient into the pre-activation gradient in place
+//! ([`Backend::act_backward`], from the output alone), so the layer keeps
+//! one `[rows, out]` buffer and no pre-activation copy.
 
 use crate::backend::{Acc, AxisDims, Backend, Gemm, Reduce, Span};
 use crate::error::{Error, Result};
 use crate::graph::{Input, Op};
+use crate::ops::map::Map;
 use crate::shape::Dim;
 use crate::tensor::{invalid, Tensor};
 
@@ -16,6 +24,33 @@ impl<'t, R: Dim, K: Dim, B: Backend> Tensor<'t, (R, K), B> {
         self,
         weight: Tensor<'t, (N, K), B>,
         bias: Tensor<'t, (N,), B>,
+    ) -> Tensor<'t, (R, N), B> {
+        self.affine(weight, bias, None)
+    }
+
+    /// `f(self · weightᵀ + bias)`: [`linear`](Self::linear) and an
+    /// activation in one node, whose gradient is worked out from the output
+    /// alone (see [`Map::fuses`]: ReLU, leaky ReLU, sigmoid, tanh). Another
+    /// `f` is recorded unfused, as `linear` then [`map`](Self::map), with the
+    /// same result.
+    pub fn linear_act<N: Dim>(
+        self,
+        weight: Tensor<'t, (N, K), B>,
+        bias: Tensor<'t, (N,), B>,
+        f: Map,
+    ) -> Tensor<'t, (R, N), B> {
+        if f.fuses() {
+            self.affine(weight, bias, Some(f))
+        } else {
+            self.affine(weight, bias, None).map(f)
+        }
+    }
+
+    fn affine<N: Dim>(
+        self,
+        weight: Tensor<'t, (N, K), B>,
+        bias: Tensor<'t, (N,), B>,
+        act: Option<Map>,
     ) -> Tensor<'t, (R, N), B> {
         let out = (self.shape.0, weight.shape.0);
         let (m, k, n) = (
@@ -40,35 +75,44 @@ impl<'t, R: Dim, K: Dim, B: Backend> Tensor<'t, (R, K), B> {
                 },
             );
         }
+        let op = match act {
+            None => Op::Linear { m, n, k },
+            Some(act) => Op::LinearAct { m, n, k, act },
+        };
         let id = if !self.is_valid() || !weight.is_valid() || !bias.is_valid() {
             crate::graph::NONE
         } else {
             self.tape.record(
-                Op::Linear { m, n, k },
+                op,
                 out.dims_slice(),
                 [self.id, weight.id, bias.id],
                 &mut |be, buf, y, ins| {
-                    let rows = AxisDims {
-                        outer: 1,
-                        len: m,
-                        inner: n,
+                    let product = |acc| Gemm {
+                        m,
+                        n,
+                        k,
+                        a: ins[0],
+                        trans_a: false,
+                        b: ins[1],
+                        trans_b: true,
+                        c: y,
+                        acc,
                     };
-                    be.expand(buf, ins[2], y, rows, Acc::Set)?;
-                    be.gemm(
-                        buf,
-                        1,
-                        &Gemm {
-                            m,
-                            n,
-                            k,
-                            a: ins[0],
-                            trans_a: false,
-                            b: ins[1],
-                            trans_b: true,
-                            c: y,
-                            acc: Acc::Add,
-                        },
-                    )
+                    match act {
+                        None => {
+                            let rows = AxisDims {
+                                outer: 1,
+                                len: m,
+                                inner: n,
+                            };
+                            be.expand(buf, ins[2], y, rows, Acc::Set)?;
+                            be.gemm(buf, 1, &product(Acc::Add))
+                        }
+                        Some(f) => {
+                            be.gemm(buf, 1, &product(Acc::Set))?;
+                            be.bias_act(buf, f, ins[2], y)
+                        }
+                    }
                 },
             )
         };
@@ -77,6 +121,24 @@ impl<'t, R: Dim, K: Dim, B: Backend> Tensor<'t, (R, K), B> {
 }
 
 use crate::shape::Shape;
+
+/// The backward of [`Op::LinearAct`]: the output gradient `dy` becomes the
+/// pre-activation gradient in place (nothing reads a node's gradient after
+/// its own backward), then as [`Op::Linear`].
+pub(crate) fn act_backward<B: Backend>(
+    be: &B,
+    buf: &mut B::Buffer,
+    (m, n, k, act): (usize, usize, usize, Map),
+    y: Span,
+    dy: Span,
+    inputs: [Option<Input>; 3],
+) -> Result<()> {
+    if inputs.iter().flatten().all(|i| i.grad.is_none()) {
+        return Ok(());
+    }
+    be.act_backward(buf, act, y, dy)?;
+    backward(be, buf, (m, n, k), dy, inputs)
+}
 
 pub(crate) fn backward<B: Backend>(
     be: &B,

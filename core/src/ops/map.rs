@@ -291,6 +291,20 @@ impl Map {
         }
     }
 
+    /// Whether the derivative is a function of the output alone, so that an
+    /// activation can be fused into the layer before it
+    /// ([`Tensor::linear_act`](crate::Tensor::linear_act)) without keeping
+    /// its input: for these, `derivative(y, y) == derivative(x, y)` wherever
+    /// `y = apply(x)`. ReLU and leaky ReLU with a non-negative slope
+    /// (`y > 0` exactly when `x > 0`), sigmoid (`y(1 − y)`) and tanh (`1 − y²`).
+    pub fn fuses(self) -> bool {
+        match self {
+            Map::Relu | Map::Sigmoid | Map::Tanh => true,
+            Map::LeakyRelu(s) => s >= 0.0,
+            _ => false,
+        }
+    }
+
     /// The name PyTorch gives this function's backward node.
     pub fn name(self) -> &'static str {
         match self {

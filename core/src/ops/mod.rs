@@ -2,6 +2,7 @@
 //! record a node) and its backward (the crate-private `backward` function dispatches to).
 
 pub mod create;
+pub mod cross_entropy;
 pub mod join;
 pub mod linear;
 pub mod map;
@@ -31,6 +32,10 @@ pub(crate) fn backward<B: Backend>(
         Op::Zip(f) => zip_backward(be, buf, f, dy, inputs),
         Op::MatMul { .. } => matmul::backward(be, buf, op, dy, inputs),
         Op::Linear { m, n, k } => linear::backward(be, buf, (m, n, k), dy, inputs),
+        Op::LinearAct { m, n, k, act } => {
+            linear::act_backward(be, buf, (m, n, k, act), y, dy, inputs)
+        }
+        Op::CrossEntropy { classes, .. } => cross_entropy::backward(be, buf, classes, dy, inputs),
         Op::Reduce { op: r, dims } => reduce::backward(be, buf, r, dims, y, dy, inputs),
         Op::Expand { dims } => reduce::expand_backward(be, buf, dims, dy, inputs),
         Op::Softmax { dims, log } => softmax::backward(be, buf, dims, log, y, dy, inputs),
