@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Ember against PyTorch on the CPU, side by side in one run, same machine,
-same thread count, data in memory.
+"""Ember against PyTorch, side by side in one run, same machine, same
+workloads, data in host memory (each step moves its batch to the device).
 
-    python3 scripts/bench.py [--threads 2] [--seconds 3]
+    python3 scripts/bench.py [--threads 2] [--seconds 3]        # CPU
+    python3 scripts/bench.py --device cuda [--ember-bin PATH]   # GPU
 
-Builds and runs `cargo run --release -p ember-std --example bench_train`,
-then times the same workloads in PyTorch (if installed) and prints both with
-their ratio. PyTorch's absence is reported, not an error.
+Builds and runs `cargo run --release -p ember-std --example bench_train`
+(or runs the prebuilt `--ember-bin`, for a GPU machine without Rust), then
+times the same workloads in PyTorch (if installed) and prints both with their
+ratio, Ember and PyTorch alternating `--rounds` times. PyTorch's absence is
+reported, not an error. On the GPU: 784-512-512-10, SGD, batch 64/256/1024,
+both sides waiting for the GPU at the end of each timing window.
 """
 import argparse
 import json
@@ -20,16 +24,20 @@ CASES = [
     ("784-512-512-10 sgd b64", [784, 512, 512, 10], 64, "sgd"),
     ("784-512-512-10 sgd b256", [784, 512, 512, 10], 256, "sgd"),
 ]
+GPU_CASES = [(f"784-512-512-10 sgd b{b}", [784, 512, 512, 10], b, "sgd") for b in (64, 256, 1024)]
 
 
-def ember(threads, seconds):
-    cmd = ["cargo", "run", "-q", "--release", "-p", "ember-std", "--example", "bench_train", "--",
-           "--threads", str(threads), "--seconds", str(seconds)]
+def ember(threads, seconds, device, binary):
+    cmd = [binary] if binary else ["cargo", "run", "-q", "--release", "-p", "ember-std",
+                                   "--example", "bench_train", "--"]
+    cmd += ["--threads", str(threads), "--seconds", str(seconds)]
+    if device == "cuda":
+        cmd += ["--device", "cuda"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
-def torch_results(threads, seconds):
+def torch_results(threads, seconds, device):
     try:
         import torch
     except ImportError:
@@ -37,7 +45,18 @@ def torch_results(threads, seconds):
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     res = {}
-    for n in (256, 512, 1024):
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            return None, "PyTorch sees no GPU: Ember figures only"
+        sync = torch.cuda.synchronize
+        cases = GPU_CASES
+        note = f"PyTorch {torch.__version__} on {torch.cuda.get_device_name(0)}, " \
+               f"TF32 matmul {torch.backends.cuda.matmul.allow_tf32}"
+    else:
+        sync = lambda: None
+        cases = CASES
+        note = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
+    for n in (256, 512, 1024) if device == "cpu" else ():
         a, b = torch.rand(n, n), torch.rand(n, n)
         best = 0.0
         for _ in range(5):
@@ -47,32 +66,35 @@ def torch_results(threads, seconds):
                 reps += 1
             best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9)
         res[("gemm", n)] = best
-    for name, widths, batch, opt_name in CASES:
+    for name, widths, batch, opt_name in cases:
         layers = []
         for i in range(len(widths) - 1):
             layers.append(torch.nn.Linear(widths[i], widths[i + 1]))
             if i + 2 < len(widths):
                 layers.append(torch.nn.ReLU())
-        model = torch.nn.Sequential(*layers)
+        model = torch.nn.Sequential(*layers).to(device)
         opt = (torch.optim.Adam if opt_name == "adam" else torch.optim.SGD)(model.parameters(), lr=1e-3)
         loss_fn = torch.nn.CrossEntropyLoss()
         xs = torch.rand(16, batch, widths[0])
         ys = torch.randint(0, widths[-1], (16, batch))
 
         def step(i):
+            x, y = xs[i % 16].to(device), ys[i % 16].to(device)
             opt.zero_grad()
-            loss = loss_fn(model(xs[i % 16]), ys[i % 16])
+            loss = loss_fn(model(x), y)
             loss.backward()
             opt.step()
 
         for i in range(10):
             step(i)
+        sync()
         t0, n = time.perf_counter(), 0
         while time.perf_counter() - t0 < seconds:
             step(n)
             n += 1
+        sync()
         res[("train", name)] = n * batch / (time.perf_counter() - t0)
-    return res, f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
+    return res, note
 
 
 def main():
@@ -81,15 +103,22 @@ def main():
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--rounds", type=int, default=3,
                    help="Ember and PyTorch alternate this many times; medians are reported")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--ember-bin", help="a prebuilt bench_train binary (default: cargo run)")
     a = p.parse_args()
     import statistics
     ember_runs, torch_runs, note = [], [], ""
     for _ in range(a.rounds):
-        ember_runs.append(ember(a.threads, a.seconds))
-        t, note = torch_results(a.threads, a.seconds)
+        try:
+            ember_runs.append(ember(a.threads, a.seconds, a.device, a.ember_bin))
+        except subprocess.CalledProcessError as e:
+            print(f"Ember's benchmark failed ({e.returncode}): {e.stderr.strip()}")
+            return 1
+        t, note = torch_results(a.threads, a.seconds, a.device)
         if t:
             torch_runs.append(t)
-    print(f"threads: {a.threads}; {note}; median of {a.rounds} alternating rounds\n")
+    where = f"threads: {a.threads}" if a.device == "cpu" else f"GPU: {ember_runs[0][0].get('device')}"
+    print(f"{where}; {note}; median of {a.rounds} alternating rounds\n")
     print(f"{'benchmark':<36} {'Ember':>10} {'PyTorch':>10} {'ratio':>7}  ratios per round")
     for idx, r in enumerate(ember_runs[0]):
         if r["bench"] == "gemm":

@@ -1,9 +1,14 @@
 //! Training throughput and GEMM speed of Ember, printed as one JSON object per
 //! line so that `scripts/bench.py` can put them beside PyTorch's.
 //!
-//! `cargo run --release -p ember-std --example bench_train -- [--threads N] [--seconds S]`
+//! `cargo run --release -p ember-std --example bench_train -- [--threads N] [--seconds S] [--device cuda]`
+//!
+//! With `--device cuda` it times the GPU cases (784-512-512-10, SGD, batch
+//! 64, 256 and 1024) on [`ember_cuda::CudaBackend`] instead, waiting for the
+//! GPU at the end of each timing window; without a usable GPU it says why and
+//! exits with status 2.
 
-use ember_core::backend::{Acc, Backend, Gemm, Span};
+use ember_core::backend::{Acc, Backend, Device, Gemm, Span};
 use ember_core::deploy::Activation;
 use ember_core::nn::loss::{cross_entropy, Reduction};
 use ember_core::nn::{Forward, Mlp, Optimizer, Rule};
@@ -21,9 +26,12 @@ fn arg(name: &str, default: f64) -> f64 {
 }
 
 /// Samples per second of full training steps (zero_grad, forward, loss,
-/// backward, optimizer step) on random in-memory data.
-fn train_throughput(
-    be: &Parallel,
+/// backward, optimizer step) on random data already in host memory (each
+/// step uploads its batch, as a data loader's would be). `sync` waits for the
+/// device (a no-op on the CPU), at the end of the warm-up and of the window.
+fn train_throughput<D: Device>(
+    be: &D,
+    sync: &dyn Fn(),
     widths: &[usize],
     batch: usize,
     rule: Rule,
@@ -37,8 +45,8 @@ fn train_throughput(
             .map(|mlp| mlp.train_floats(batch, rule.state_planes()))
             .unwrap_or(0)
     };
-    let mut buf = vec![0.0f32; need];
-    let mut mem = Memory::new(be, &mut buf[..]);
+    let mut storage = be.alloc(need).expect("device memory");
+    let mut mem = Memory::new(be, storage.as_mut());
     let model = Mlp::new(&mut mem, &mut rng, widths, Activation::Relu).expect("memory");
     let mut opt: Optimizer = Optimizer::new(&mut mem, &model, rule, 1e-3).expect("memory");
     let batches = 16;
@@ -70,12 +78,14 @@ fn train_throughput(
     for i in 0..10 {
         step(i);
     }
+    sync();
     let t = Instant::now();
     let mut n = 0;
     while t.elapsed().as_secs_f64() < seconds {
         step(n);
         n += 1;
     }
+    sync();
     (n * batch) as f64 / t.elapsed().as_secs_f64()
 }
 
@@ -112,6 +122,10 @@ fn gemm_gflops(be: &Parallel, n: usize, seconds: f64) -> f64 {
 fn main() {
     let threads = arg("--threads", 0.0) as usize;
     let seconds = arg("--seconds", 3.0);
+    let args: Vec<String> = std::env::args().collect();
+    if args.windows(2).any(|w| w[0] == "--device" && w[1] == "cuda") {
+        std::process::exit(cuda(seconds));
+    }
     let be = Parallel::new(threads);
     let t = be.threads();
     for n in [256, 512, 1024] {
@@ -134,7 +148,33 @@ fn main() {
         ),
     ];
     for (name, widths, batch, rule) in cases {
-        let sps = train_throughput(&be, widths, batch, rule, seconds);
+        let sps = train_throughput(&be, &|| {}, widths, batch, rule, seconds);
         println!("{{\"bench\": \"train\", \"case\": \"{name}\", \"threads\": {t}, \"samples_per_sec\": {sps:.1}}}");
     }
+}
+
+/// The GPU cases; the process' exit status.
+#[cfg(feature = "cuda")]
+fn cuda(seconds: f64) -> i32 {
+    let gpu = match ember_cuda::CudaBackend::new(0).and_then(|g| g.warm_up().map(|()| g)) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("no usable GPU: {e}");
+            return 2;
+        }
+    };
+    let sync = || gpu.synchronize().expect("the GPU failed");
+    let device = gpu.name().to_owned();
+    for batch in [64, 256, 1024] {
+        let name = format!("784-512-512-10 sgd b{batch}");
+        let sps = train_throughput(&gpu, &sync, &[784, 512, 512, 10], batch, Rule::sgd(), seconds);
+        println!("{{\"bench\": \"train\", \"case\": \"{name}\", \"device\": \"{device}\", \"samples_per_sec\": {sps:.1}}}");
+    }
+    0
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(_: f64) -> i32 {
+    eprintln!("this build has no CUDA support (feature `cuda`)");
+    2
 }

@@ -205,3 +205,42 @@ fn train_eval_predict_export_import_summary() {
     assert!(ok && text.contains("Total params: 669,706"), "{text}");
     assert!(Path::new(env!("CARGO_BIN_EXE_ember")).exists());
 }
+
+/// `--eval-test` puts the test set's accuracy in the validation columns each
+/// epoch (what a time-to-accuracy figure reads); the last epoch's equals the
+/// final report's. It refuses to run beside a validation split.
+#[test]
+fn eval_test_tracks_test_accuracy_per_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let common = [
+        "train",
+        "--layers",
+        "784-16-10",
+        "--epochs",
+        "2",
+        "--limit",
+        "300",
+        "--data",
+        "/nonexistent",
+        "--threads",
+        "2",
+        "--eval-test",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    let (ok, text) = ember(&common);
+    assert!(!ok && text.contains("--eval-test needs --val-fraction 0"), "{text}");
+    let (ok, text) = ember(&[&common[..], &["--val-fraction", "0"]].concat());
+    assert!(ok, "{text}");
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let last = csv.lines().last().unwrap();
+    let val_acc: f32 = last.split(',').nth(4).unwrap().parse().unwrap();
+    let reported = text
+        .lines()
+        .find_map(|l| l.strip_prefix("int8 accuracy"))
+        .and_then(|l| l.split("vs f32 ").nth(1))
+        .and_then(|v| v.trim_end_matches(')').parse::<f32>().ok())
+        .unwrap_or_else(|| panic!("no f32 accuracy in {text}"));
+    assert!((val_acc - reported).abs() < 2e-3, "{val_acc} vs {reported}");
+}

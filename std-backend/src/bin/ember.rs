@@ -149,6 +149,11 @@ struct TrainArgs {
     /// Fraction of the training set held out for validation.
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f32,
+    /// Evaluate the test set after every epoch, in the validation columns of
+    /// metrics.csv (with --val-fraction 0): for time-to-accuracy benchmarks,
+    /// not for choosing a model.
+    #[arg(long)]
+    eval_test: bool,
     /// Stop after this many epochs without a better validation loss.
     #[arg(long)]
     patience: Option<usize>,
@@ -294,6 +299,11 @@ fn cmd_train(a: TrainArgs) -> Res {
     }
     let test = load(&a.data, Split::Test)?;
     let (train_set, val_set) = train::split_validation(train_all, cfg.val_fraction);
+    let val_set = match (a.eval_test, val_set) {
+        (false, v) => v,
+        (true, None) => Some(test.clone()),
+        (true, Some(_)) => return Err("--eval-test needs --val-fraction 0".into()),
+    };
     let augment = cfg.augment.then(|| {
         Compose::new()
             .then(RandomShift::new(2))
