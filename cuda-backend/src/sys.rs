@@ -10,13 +10,17 @@
 //!   wrapped in [`guard`], which catches a panic (a missing symbol in an old
 //!   driver, say) and returns [`CudaError::Panicked`]. This needs the default
 //!   `panic = "unwind"`; with `panic = "abort"` such a panic would abort.
+//! - NVRTC and cuBLAS not found by name are looked for by full path in a few
+//!   directories ([`find_library`]) and, when found, loaded before cudarc
+//!   looks for them, so that cudarc's own lookup by name finds them loaded.
 //! - cudarc's multi-stream event tracking is switched off: a backend uses one
 //!   stream, on which every copy, kernel and cuBLAS call is ordered.
 
 use std::any::Any;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, CString, OsString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use cudarc::cublas::{self, CudaBlas};
 use cudarc::driver::{
@@ -74,12 +78,191 @@ fn cublas_err(call: &'static str) -> impl FnOnce(cublas::result::CublasError) ->
     }
 }
 
-const NVRTC_HINT: &str = "libnvrtc.so.12 or libnvrtc.so on the library search path \
-    (LD_LIBRARY_PATH): the CUDA 12 toolkit, or the nvidia-cuda-nvrtc-cu12 wheel's \
-    nvidia/cuda_nvrtc/lib";
-const CUBLAS_HINT: &str = "libcublas.so.12 or libcublas.so on the library search path \
-    (LD_LIBRARY_PATH): the CUDA 12 toolkit, or the nvidia-cublas-cu12 wheel's \
-    nvidia/cublas/lib";
+const NVRTC_HINT: &str = "libnvrtc.so.13 or libnvrtc.so.12 (CUDA 13 or 12), by name on \
+    the library search path (LD_LIBRARY_PATH), or by full path in a directory listed in \
+    EMBER_CUDA_LIB_DIR (colon-separated), $CUDA_PATH/lib64, $CUDA_HOME/lib64, \
+    /usr/local/cuda/lib64 or /usr/local/cuda/targets/<arch>-linux/lib; the pip wheels ship it \
+    in site-packages/nvidia/cu13/lib (CUDA 13) or nvidia/cuda_nvrtc/lib (CUDA 12)";
+const CUBLAS_HINT: &str = "libcublas.so.13 or libcublas.so.12 (CUDA 13 or 12) with its \
+    libcublasLt, by name on the library search path (LD_LIBRARY_PATH), or by full path in a \
+    directory listed in EMBER_CUDA_LIB_DIR (colon-separated), $CUDA_PATH/lib64, \
+    $CUDA_HOME/lib64, /usr/local/cuda/lib64 or /usr/local/cuda/targets/<arch>-linux/lib; the \
+    pip wheels ship it in site-packages/nvidia/cu13/lib (CUDA 13) or nvidia/cublas/lib (CUDA 12)";
+
+/// A CUDA library, other than the driver, that cudarc opens by name at its
+/// first call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CudaLib {
+    Nvrtc = 0,
+    Cublas = 1,
+}
+
+impl CudaLib {
+    /// The name between `lib` and `.so`.
+    fn stem(self) -> &'static str {
+        match self {
+            CudaLib::Nvrtc => "nvrtc",
+            CudaLib::Cublas => "cublas",
+        }
+    }
+
+    /// Libraries that it opens, or needs, by name and that are opened first,
+    /// by full path, from its directory `dir` (for the file name `suffix`),
+    /// so that they are found even if its run path would not find them:
+    /// NVRTC opens `libnvrtc-builtins.so.13.x` at its first compile, cuBLAS
+    /// needs libcublasLt. (The CUDA 13 wheel's libraries have `RUNPATH
+    /// $ORIGIN`, which finds them anyway; a libnvrtc without it fails to
+    /// compile with "failed to open libnvrtc-builtins.so.13.x" unless they
+    /// are loaded first.)
+    #[cfg(unix)]
+    fn companions(self, dir: &Path, suffix: &str) -> Vec<PathBuf> {
+        match self {
+            CudaLib::Nvrtc => {
+                // `libnvrtc-builtins.so.13.2` for `.so.13`; any version for `.so`.
+                let prefix = format!("libnvrtc-builtins{suffix}.");
+                let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .map(|e| e.path())
+                    .collect();
+                found.sort();
+                found
+            }
+            CudaLib::Cublas => vec![dir.join(format!("libcublasLt{suffix}"))],
+        }
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            CudaLib::Nvrtc => NVRTC_HINT,
+            CudaLib::Cublas => CUBLAS_HINT,
+        }
+    }
+
+    /// Whether cudarc's lookup by name finds the library: with the
+    /// `cuda-13000` feature it tries `libX.so`, `libX.so.13`, `libX.so.12`
+    /// and older (`cudarc::get_lib_name_candidates`).
+    fn found_by_name(self) -> bool {
+        // SAFETY (both): opens the library by cudarc's candidate names, which
+        // runs its initialisers, and closes it again; nothing is called.
+        match self {
+            CudaLib::Nvrtc => unsafe { nvrtc::sys::is_culib_present() },
+            CudaLib::Cublas => unsafe { cublas::sys::is_culib_present() },
+        }
+    }
+}
+
+/// The environment variable naming extra directories (colon-separated) that
+/// NVRTC and cuBLAS are looked for in, first, when not found by name.
+pub(crate) const LIB_DIR_VAR: &str = "EMBER_CUDA_LIB_DIR";
+
+/// The file names tried in each directory, newest first.
+#[cfg(unix)]
+const SUFFIXES: [&str; 3] = [".so.13", ".so.12", ".so"];
+
+/// The directories searched, in order, when a library is not found by name:
+/// each entry of `EMBER_CUDA_LIB_DIR`, `$CUDA_PATH/lib64`, `$CUDA_HOME/lib64`,
+/// `/usr/local/cuda/lib64` and `/usr/local/cuda/targets/<arch>-linux/lib`.
+/// `var` reads an environment variable.
+fn search_dirs(var: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(list) = var(LIB_DIR_VAR) {
+        dirs.extend(std::env::split_paths(&list).filter(|d| !d.as_os_str().is_empty()));
+    }
+    for root in ["CUDA_PATH", "CUDA_HOME"] {
+        if let Some(root) = var(root).filter(|r| !r.is_empty()) {
+            dirs.push(Path::new(&root).join("lib64"));
+        }
+    }
+    dirs.push("/usr/local/cuda/lib64".into());
+    let arch = if cfg!(target_arch = "aarch64") {
+        "sbsa-linux"
+    } else {
+        "x86_64-linux"
+    };
+    dirs.push(format!("/usr/local/cuda/targets/{arch}/lib").into());
+    dirs
+}
+
+/// Checks that cudarc will find `lib`, loading it by full path from one of
+/// [`search_dirs`] when it is not found by name; [`CudaError::MissingLibrary`]
+/// when it is nowhere. Decided once per process.
+///
+/// The library is opened with `RTLD_NOW | RTLD_GLOBAL` and kept loaded for
+/// the rest of the process. cudarc then opens it by name (`libnvrtc.so.13`),
+/// and glibc's `dlopen` of a name without a slash first compares it with the
+/// `DT_SONAME` of the objects already loaded, so it finds this one without a
+/// search path. What the library itself opens later is found through its own
+/// run path or, failing that, as a library loaded earlier: NVRTC opens
+/// `libnvrtc-builtins.so.13.x` by name at the first compile, which the
+/// wheels' `RUNPATH $ORIGIN` finds next to libnvrtc; the builtins are loaded
+/// from there first all the same ([`CudaLib::companions`]), in case a
+/// libnvrtc has no such run path.
+pub(crate) fn find_library(lib: CudaLib) -> Result<(), CudaError> {
+    static FOUND: [OnceLock<bool>; 2] = [OnceLock::new(), OnceLock::new()];
+    let found = *FOUND[lib as usize].get_or_init(|| {
+        lib.found_by_name() || load_by_path(lib, &search_dirs(|v| std::env::var_os(v))).is_some()
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(CudaError::MissingLibrary {
+            library: lib.stem(),
+            hint: lib.hint(),
+        })
+    }
+}
+
+/// Loads `lib` from the first of `dirs` that has it under one of
+/// [`SUFFIXES`]' names and keeps it loaded; returns the file loaded. A file
+/// that fails to open, or that cudarc would still not find by name (its
+/// `SONAME` none of cudarc's names), is passed over.
+#[cfg(unix)]
+fn load_by_path(lib: CudaLib, dirs: &[PathBuf]) -> Option<PathBuf> {
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+
+    /// Every library this module loaded: never closed.
+    static KEPT: Mutex<Vec<Library>> = Mutex::new(Vec::new());
+
+    let open = |path: &Path| {
+        // SAFETY: opens a shared library, which runs its initialisers: the
+        // CUDA library by its own file name, in a directory the user's
+        // configuration names, as cudarc would by name from the search path.
+        unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) }.ok()
+    };
+    for dir in dirs {
+        for suffix in SUFFIXES {
+            let path = dir.join(format!("lib{}{suffix}", lib.stem()));
+            if !path.is_file() {
+                continue;
+            }
+            let companions: Vec<Library> = lib
+                .companions(dir, suffix)
+                .iter()
+                .filter_map(|c| open(c))
+                .collect();
+            let Some(library) = open(&path) else {
+                continue;
+            };
+            if lib.found_by_name() {
+                let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+                kept.extend(companions);
+                kept.push(library);
+                return Some(path);
+            }
+        }
+    }
+    None
+}
+
+/// Loading by full path needs `dlopen`'s `SONAME` matching; elsewhere the
+/// library must be found by name.
+#[cfg(not(unix))]
+fn load_by_path(_lib: CudaLib, _dirs: &[PathBuf]) -> Option<PathBuf> {
+    None
+}
 
 /// Whether the driver library can be loaded.
 pub(crate) fn driver_present() -> bool {
@@ -291,13 +474,7 @@ impl Gpu {
 
     /// A cuBLAS handle bound to this stream.
     pub(crate) fn blas(&self) -> Result<Blas, CudaError> {
-        // SAFETY: tries to open the library by its usual names and closes it again.
-        if !unsafe { cublas::sys::is_culib_present() } {
-            return Err(CudaError::MissingLibrary {
-                library: "cublas",
-                hint: CUBLAS_HINT,
-            });
-        }
+        find_library(CudaLib::Cublas)?;
         guard("cublasCreate", || {
             CudaBlas::new(self.stream.clone())
                 .map(Blas)
@@ -441,13 +618,7 @@ pub(crate) fn compile(
     source: &str,
     target: Target,
 ) -> Result<Image, CudaError> {
-    // SAFETY: tries to open the library by its usual names and closes it again.
-    if !unsafe { nvrtc::sys::is_culib_present() } {
-        return Err(CudaError::MissingLibrary {
-            library: "nvrtc",
-            hint: NVRTC_HINT,
-        });
-    }
+    find_library(CudaLib::Nvrtc)?;
     let compile_err = |log: String| CudaError::Compile { file, log };
     let src = CString::new(source).map_err(|_| compile_err("the source contains a NUL".into()))?;
     let name = CString::new(file).map_err(|_| compile_err("the name contains a NUL".into()))?;
@@ -531,6 +702,67 @@ mod tests {
             matches!(r, Err(CudaError::Panicked { message, .. }) if message == "missing symbol")
         );
         assert_eq!(guard("ok", || Ok(3)), Ok(3));
+    }
+
+    #[test]
+    fn library_directories_come_in_order() {
+        let env = |name: &str| -> Option<OsString> {
+            match name {
+                "EMBER_CUDA_LIB_DIR" => Some("/a/lib::/b/lib".into()),
+                "CUDA_PATH" => Some("/opt/cuda".into()),
+                "CUDA_HOME" => Some("".into()),
+                _ => None,
+            }
+        };
+        let dirs = search_dirs(env);
+        let arch = if cfg!(target_arch = "aarch64") {
+            "sbsa-linux"
+        } else {
+            "x86_64-linux"
+        };
+        assert_eq!(
+            dirs,
+            [
+                PathBuf::from("/a/lib"),
+                "/b/lib".into(),
+                "/opt/cuda/lib64".into(),
+                "/usr/local/cuda/lib64".into(),
+                format!("/usr/local/cuda/targets/{arch}/lib").into(),
+            ]
+        );
+        assert_eq!(search_dirs(|_| None).len(), 2);
+    }
+
+    #[test]
+    fn no_library_in_the_directories_is_none_not_a_panic() {
+        let dir = std::env::temp_dir().join(format!("ember-cuda-libs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Files by the right names that are not shared libraries.
+        std::fs::write(dir.join("libnvrtc.so.13"), b"not an ELF file").unwrap();
+        std::fs::write(dir.join("libcublas.so"), b"").unwrap();
+        let dirs = [dir.join("missing"), dir.clone()];
+        assert_eq!(load_by_path(CudaLib::Nvrtc, &dirs), None);
+        assert_eq!(load_by_path(CudaLib::Cublas, &dirs), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let err = CudaError::MissingLibrary {
+            library: CudaLib::Nvrtc.stem(),
+            hint: CudaLib::Nvrtc.hint(),
+        };
+        assert!(err.to_string().contains(LIB_DIR_VAR), "{err}");
+    }
+
+    /// Loads NVRTC and cuBLAS through the fallback (no GPU needed), e.g.
+    /// `EMBER_CUDA_LIB_DIR=.../site-packages/nvidia/cu13/lib cargo test -p
+    /// ember-cuda --lib -- --ignored libraries_load`, without LD_LIBRARY_PATH.
+    #[test]
+    #[ignore = "needs NVRTC and cuBLAS in a directory of EMBER_CUDA_LIB_DIR"]
+    fn libraries_load_from_ember_cuda_lib_dir() {
+        for lib in [CudaLib::Nvrtc, CudaLib::Cublas] {
+            let by_name = lib.found_by_name();
+            assert_eq!(find_library(lib), Ok(()));
+            assert!(lib.found_by_name());
+            eprintln!("{}: found by name before: {by_name}", lib.stem());
+        }
     }
 
     #[test]
