@@ -41,6 +41,17 @@
 //! - **Ordering.** All work of a backend goes to one CUDA stream, in order.
 //!   Kernels are asynchronous; [`Backend::download`] waits for the stream, so
 //!   whatever a host reads reflects every kernel queued before.
+//! - **Uploads.** [`Backend::upload`] copies the host data into one of three
+//!   pinned (page-locked) staging buffers of 4 MiB, allocated as uploads
+//!   first need them, queues an asynchronous copy from there on the stream
+//!   and records an event after it; larger uploads go through the buffers in
+//!   4 MiB chunks, round-robin. The call returns once the data is staged:
+//!   the caller may reuse its slice at once, and the copy runs on the device
+//!   after the kernels queued before it while the host goes on. It blocks
+//!   only when the buffer it needs next still has a copy in flight (that
+//!   buffer's event is waited for first). Uploads under 16 KiB are queued straight from the caller's
+//!   memory, which the driver stages itself without blocking. Downloads wait
+//!   for the stream anyway and copy into the caller's memory directly.
 //! - **Errors.** [`CudaBackend::new`] returns a [`CudaError`] when the driver
 //!   library is missing, no device exists, or the device cannot be opened. A
 //!   failing kernel returns [`ember_core::Error::Backend`] (or
@@ -71,8 +82,6 @@
 //! no longer compiles for Volta (`sm_70`): such GPUs need CUDA 12 too.
 //!
 //! ## Not yet
-//! - `upload` copies from pageable host memory (the driver stages it);
-//!   pinned staging buffers would overlap copies with kernels.
 //! - No fused kernels beyond the optimizer update (one kernel per parameter
 //!   and step); bias + activation would be the next.
 //! - Reductions along a non-contiguous axis use one thread or one block per
