@@ -41,6 +41,17 @@
 //! - **Ordering.** All work of a backend goes to one CUDA stream, in order.
 //!   Kernels are asynchronous; [`Backend::download`] waits for the stream, so
 //!   whatever a host reads reflects every kernel queued before.
+//! - **Uploads.** [`Backend::upload`] copies the host data into one of three
+//!   pinned (page-locked) staging buffers of 4 MiB, allocated as uploads
+//!   first need them, queues an asynchronous copy from there on the stream
+//!   and records an event after it; larger uploads go through the buffers in
+//!   4 MiB chunks, round-robin. The call returns once the data is staged:
+//!   the caller may reuse its slice at once, and the copy runs on the device
+//!   after the kernels queued before it while the host goes on. It blocks
+//!   only when the buffer it needs next still has a copy in flight (that
+//!   buffer's event is waited for first). Uploads under 16 KiB are queued straight from the caller's
+//!   memory, which the driver stages itself without blocking. Downloads wait
+//!   for the stream anyway and copy into the caller's memory directly.
 //! - **Errors.** [`CudaBackend::new`] returns a [`CudaError`] when the driver
 //!   library is missing, no device exists, or the device cannot be opened. A
 //!   failing kernel returns [`ember_core::Error::Backend`] (or
@@ -48,15 +59,29 @@
 //!   kept for [`CudaBackend::last_error`].
 //!
 //! ## Run-time requirements
-//! Nothing CUDA is needed to build (cudarc's `dynamic-loading`). To run: an
-//! NVIDIA driver (libcuda), NVRTC (`libnvrtc.so.12`, from the CUDA 12 toolkit
-//! or the `nvidia-cuda-nvrtc-cu12` wheel) and cuBLAS (`libcublas.so.12`) on
-//! the library search path. The two libraries are opened on first use, so a
-//! program that never runs a GEMM does not need cuBLAS.
+//! Nothing CUDA is needed to build (cudarc's `dynamic-loading`, bindings of
+//! the CUDA 13.0 API). To run: an NVIDIA driver (libcuda), NVRTC and cuBLAS
+//! of CUDA 13 (`libnvrtc.so.13`, `libcublas.so.13` with `libcublasLt.so.13`)
+//! or CUDA 12 (`.so.12`). The two libraries are opened on first use, so a
+//! program that never runs a GEMM does not need cuBLAS. Each is looked for:
+//!
+//! 1. by name, on the library search path (`LD_LIBRARY_PATH`, the loader's
+//!    cache): `libnvrtc.so`, `libnvrtc.so.13`, `libnvrtc.so.12`, older ones;
+//! 2. failing that, by full path, as `libnvrtc.so.13`, `.so.12` or `.so`, in
+//!    each directory listed in the `EMBER_CUDA_LIB_DIR` environment variable
+//!    (colon-separated), then `$CUDA_PATH/lib64`, `$CUDA_HOME/lib64`,
+//!    `/usr/local/cuda/lib64` and `/usr/local/cuda/targets/<arch>-linux/lib`.
+//!    The file found is loaded and kept loaded (with the libraries beside it
+//!    that it needs: NVRTC's `libnvrtc-builtins.so.*`, cuBLAS' libcublasLt),
+//!    so no search path needs setting. For PyTorch's CUDA 13 wheels, that is
+//!    `EMBER_CUDA_LIB_DIR=<site-packages>/nvidia/cu13/lib`.
+//!
+//! A library found nowhere is [`CudaError::MissingLibrary`], with these
+//! places in its hint. Code compiled by NVRTC 13 is meant for a CUDA 13
+//! driver (R580 or newer); with an older driver, use CUDA 12's NVRTC. CUDA 13
+//! no longer compiles for Volta (`sm_70`): such GPUs need CUDA 12 too.
 //!
 //! ## Not yet
-//! - `upload` copies from pageable host memory (the driver stages it);
-//!   pinned staging buffers would overlap copies with kernels.
 //! - No fused kernels beyond the optimizer update (one kernel per parameter
 //!   and step); bias + activation would be the next.
 //! - Reductions along a non-contiguous axis use one thread or one block per

@@ -119,3 +119,77 @@ fn autograd_on_the_device() {
     assert_eq!(a.grad().unwrap(), Some([36.0, 81.0]));
     assert_eq!(b.grad().unwrap(), Some([-12.0, -8.0]));
 }
+
+/// Uploads of 16 KiB and more go through the pinned staging buffers (three of
+/// 1 Mi floats), in chunks; the caller's slice may be changed as soon as
+/// `upload` returns, and every copy lands in order after the kernels queued
+/// before it.
+#[test]
+fn large_uploads_are_staged_in_order_and_the_source_may_be_reused() {
+    let Some(cuda) = common::device() else {
+        return;
+    };
+    let big = (5 << 20) / 2 + 3; // 2.5 staging buffers and a bit: 3 chunks
+    let part = 300_000; // 1.2 MB: one chunk
+    let parts = 8; // more uploads than buffers: each is reused
+    let len = 37 + big + parts * part + 100;
+    let mut buf = cuda.alloc(len).unwrap();
+    // A kernel queued before the uploads, writing where they write.
+    cuda.fill(&mut buf, Span::new(0, len), 7.0).unwrap();
+
+    // Exact in f32 (below 2^24) and different for every upload `k` < 256.
+    let value = |k: usize, i: usize| ((i % 65_536) * 256 + k) as f32;
+    let mut host: Vec<f32> = (0..big).map(|i| value(100, i)).collect();
+    cuda.upload(&mut buf, Span::new(37, big), &host).unwrap();
+    let mut at = 37 + big;
+    for k in 0..parts {
+        // The same host memory, rewritten at once for the next upload.
+        for (i, v) in host[..part].iter_mut().enumerate() {
+            *v = value(k, i);
+        }
+        cuda.upload(&mut buf, Span::new(at, part), &host[..part])
+            .unwrap();
+        at += part;
+    }
+    // A small upload, from the caller's memory, queued after the large ones.
+    cuda.upload(&mut buf, Span::new(at, 100), &[-1.0; 100])
+        .unwrap();
+
+    let mut out = vec![0.0f32; len];
+    cuda.download(&buf, Span::new(0, len), &mut out).unwrap();
+    assert!(out[..37].iter().all(|&v| v == 7.0));
+    assert!(
+        (0..big).all(|i| out[37 + i] == value(100, i)),
+        "the large upload"
+    );
+    for k in 0..parts {
+        let start = 37 + big + k * part;
+        assert!(
+            (0..part).all(|i| out[start + i] == value(k, i)),
+            "upload {k} of the same host memory"
+        );
+    }
+    assert!(out[len - 100..].iter().all(|&v| v == -1.0));
+    assert!(cuda.last_error().is_none());
+}
+
+/// Dropping the buffer and the backend right after large uploads, with the
+/// copies possibly still in flight, is safe (the staging buffers outlive
+/// their copies).
+#[test]
+fn dropping_right_after_large_uploads_is_safe() {
+    let Some(cuda) = common::device() else {
+        return;
+    };
+    let n = 3 << 20;
+    let mut buf = cuda.alloc(n).unwrap();
+    let host = vec![1.5f32; n];
+    cuda.upload(&mut buf, Span::new(0, n), &host).unwrap();
+    drop(buf);
+    drop(cuda);
+    let cuda = common::device().unwrap();
+    let mut buf = cuda.alloc(n).unwrap();
+    cuda.upload(&mut buf, Span::new(0, n), &host).unwrap();
+    drop(cuda); // the backend first, then the buffer
+    drop(buf);
+}
