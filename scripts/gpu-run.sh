@@ -5,7 +5,9 @@
 #   2. throughput against PyTorch CUDA: 784-512-512-10 at batch 64/256/1024;
 #   3. a full FashionMNIST training run on the GPU, test accuracy per epoch.
 # Results go to $OUT (default /tmp/ember-gpu): tests.log, bench.txt,
-# train.log, run/metrics.csv.
+# train.log, run/metrics.csv. SMOKE=1 makes every step short (a check of the
+# script itself, on any machine: without a GPU the tests skip, the benchmark
+# says why it cannot run, and training falls back to the CPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/ember-gpu}
@@ -37,12 +39,17 @@ for t in "$bin"/test-*; do
     "$t" --include-ignored --test-threads 1 2>&1 | tee -a "$out/tests.log" || status=1
 done
 
-python3 scripts/bench.py --device cuda --ember-bin "$bin/bench_train" --rounds 3 --seconds 3 \
+if [ "${SMOKE:-0}" = 1 ]; then
+    rounds=1 seconds=0.2 train_args=(--epochs 1 --limit 2000)
+else
+    rounds=3 seconds=3 train_args=(--epochs 15)
+fi
+python3 scripts/bench.py --device cuda --ember-bin "$bin/bench_train" --rounds $rounds --seconds $seconds \
     2>&1 | tee "$out/bench.txt" || status=1
 
 data=.gpu/data
 [ -d "$data" ] || data=/nonexistent   # the built-in subset
-time "$bin/ember" train --device cuda --layers 784-512-256-10 --epochs 15 \
+time "$bin/ember" train --device cuda --layers 784-512-256-10 "${train_args[@]}" \
     --batch 128 --lr 1e-3 --scheduler cosine --val-fraction 0 --eval-test \
     --data "$data" --out "$out/run" 2>&1 | tee "$out/train.log" || status=1
 python3 - "$out/run/metrics.csv" <<'PY' | tee -a "$out/train.log"

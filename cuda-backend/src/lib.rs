@@ -38,6 +38,16 @@
 //!   [`CudaBackend::gemm`](Backend::gemm) for the row-major derivation).
 //!   cuBLAS' default math mode is kept: full FP32, no TF32, unless the
 //!   environment sets `NVIDIA_TF32_OVERRIDE=1`.
+//! - **Fused kernels.** A hidden layer and its activation
+//!   ([`Tensor::linear_act`](ember_core::Tensor::linear_act), which `Mlp`
+//!   uses) is one cuBLAS GEMM and one epilogue kernel that adds the bias and
+//!   applies the activation in place ([`Backend::bias_act`]); its backward
+//!   turns the output gradient into the pre-activation gradient in place
+//!   ([`Backend::act_backward`]). Softmax and cross-entropy are one kernel
+//!   each way ([`Backend::cross_entropy`], one thread or, from 256 classes,
+//!   one block per row). Each optimizer update (SGD with momentum, Adam,
+//!   AdamW, RMSprop, Adagrad) is one kernel per parameter that reads and
+//!   writes every element's parameter, gradient and state once.
 //! - **Ordering.** All work of a backend goes to one CUDA stream, in order.
 //!   Kernels are asynchronous; [`Backend::download`] waits for the stream, so
 //!   whatever a host reads reflects every kernel queued before.
@@ -49,9 +59,10 @@
 //!   the caller may reuse its slice at once, and the copy runs on the device
 //!   after the kernels queued before it while the host goes on. It blocks
 //!   only when the buffer it needs next still has a copy in flight (that
-//!   buffer's event is waited for first). Uploads under 16 KiB are queued straight from the caller's
-//!   memory, which the driver stages itself without blocking. Downloads wait
-//!   for the stream anyway and copy into the caller's memory directly.
+//!   buffer's event is waited for first). Uploads under 16 KiB are queued
+//!   straight from the caller's memory, which the driver stages itself
+//!   without blocking. Downloads wait for the stream anyway and copy into the
+//!   caller's memory directly.
 //! - **Errors.** [`CudaBackend::new`] returns a [`CudaError`] when the driver
 //!   library is missing, no device exists, or the device cannot be opened. A
 //!   failing kernel returns [`ember_core::Error::Backend`] (or
@@ -82,8 +93,9 @@
 //! no longer compiles for Volta (`sm_70`): such GPUs need CUDA 12 too.
 //!
 //! ## Not yet
-//! - No fused kernels beyond the optimizer update (one kernel per parameter
-//!   and step); bias + activation would be the next.
+//! - The bias + activation epilogue is a kernel of its own after the GEMM,
+//!   not a cuBLASLt epilogue inside it; a training step is still about
+//!   twenty launches (no CUDA graphs), which dominates at small batches.
 //! - Reductions along a non-contiguous axis use one thread or one block per
 //!   output position; a tiled two-dimensional reduction would read memory
 //!   better for long axes with a large inner size.

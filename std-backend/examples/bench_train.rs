@@ -123,7 +123,10 @@ fn main() {
     let threads = arg("--threads", 0.0) as usize;
     let seconds = arg("--seconds", 3.0);
     let args: Vec<String> = std::env::args().collect();
-    if args.windows(2).any(|w| w[0] == "--device" && w[1] == "cuda") {
+    if args
+        .windows(2)
+        .any(|w| w[0] == "--device" && w[1] == "cuda")
+    {
         std::process::exit(cuda(seconds));
     }
     let be = Parallel::new(threads);
@@ -167,7 +170,14 @@ fn cuda(seconds: f64) -> i32 {
     let device = gpu.name().to_owned();
     for batch in [64, 256, 1024] {
         let name = format!("784-512-512-10 sgd b{batch}");
-        let sps = train_throughput(&gpu, &sync, &[784, 512, 512, 10], batch, Rule::sgd(), seconds);
+        let sps = train_throughput(
+            &gpu,
+            &sync,
+            &[784, 512, 512, 10],
+            batch,
+            Rule::sgd(),
+            seconds,
+        );
         println!("{{\"bench\": \"train\", \"case\": \"{name}\", \"device\": \"{device}\", \"samples_per_sec\": {sps:.1}}}");
     }
     0

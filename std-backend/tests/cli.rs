@@ -230,7 +230,10 @@ fn eval_test_tracks_test_accuracy_per_epoch() {
         run.to_str().unwrap(),
     ];
     let (ok, text) = ember(&common);
-    assert!(!ok && text.contains("--eval-test needs --val-fraction 0"), "{text}");
+    assert!(
+        !ok && text.contains("--eval-test needs --val-fraction 0"),
+        "{text}"
+    );
     let (ok, text) = ember(&[&common[..], &["--val-fraction", "0"]].concat());
     assert!(ok, "{text}");
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
