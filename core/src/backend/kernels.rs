@@ -17,12 +17,29 @@ fn store(out: &mut f32, v: f32, acc: Acc) {
     }
 }
 
+/// `f(x)`: inlined into each loop on hosts (where each function gets its
+/// own loop, see [`map`]); on microcontrollers one out-of-line copy that
+/// every elementwise kernel calls, so that the function's code is in flash
+/// once rather than once per kernel.
+#[cfg_attr(not(target_os = "none"), inline(always))]
+#[cfg_attr(target_os = "none", inline(never))]
+fn apply(f: Map, x: f32) -> f32 {
+    f.apply(x)
+}
+
+/// `f'(x)` given `y = f(x)`, placed as [`apply`] is.
+#[cfg_attr(not(target_os = "none"), inline(always))]
+#[cfg_attr(target_os = "none", inline(never))]
+fn derivative(f: Map, x: f32, y: f32) -> f32 {
+    f.derivative(x, y)
+}
+
 /// `y = f(x)`.
 pub fn map(f: Map, x: &[f32], y: &mut [f32]) {
     #[inline(always)]
     fn run(f: Map, x: &[f32], y: &mut [f32]) {
         for (y, &x) in y.iter_mut().zip(x) {
-            *y = f.apply(x);
+            *y = apply(f, x);
         }
     }
     // On microcontrollers flash is scarcer than cycles: one loop serves all
@@ -78,7 +95,7 @@ pub fn map_backward(f: Map, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
         let n = dx.len().min(x.len()).min(y.len()).min(dy.len());
         let (x, y, dy, dx) = (&x[..n], &y[..n], &dy[..n], &mut dx[..n]);
         for i in 0..n {
-            let d = f.derivative(x[i], y[i]) * dy[i];
+            let d = derivative(f, x[i], y[i]) * dy[i];
             // A select, not a branch, so that the loop vectorises.
             dx[i] += if dy[i] != 0.0 { d } else { 0.0 };
         }
@@ -100,7 +117,7 @@ pub fn bias_act(f: Map, bias: &[f32], y: &mut [f32]) {
         }
         for row in y.chunks_exact_mut(bias.len()) {
             for (v, &b) in row.iter_mut().zip(bias) {
-                *v = f.apply(*v + b);
+                *v = apply(f, *v + b);
             }
         }
     }
@@ -120,7 +137,7 @@ pub fn act_backward(f: Map, y: &[f32], dy: &mut [f32]) {
         let (y, dy) = (&y[..n], &mut dy[..n]);
         for i in 0..n {
             let g = dy[i];
-            let d = f.derivative(y[i], y[i]) * g;
+            let d = derivative(f, y[i], y[i]) * g;
             dy[i] = if g != 0.0 { d } else { 0.0 };
         }
     }
