@@ -424,4 +424,99 @@ mod tests {
         emu.download(&buf, Span::new(16, 8), &mut out[..8]).unwrap();
         assert_eq!(&out[..8], &[1.0; 8]);
     }
+
+    /// Weights trained through this backend export to the same deployable
+    /// bytes as the same weights on the CPU (the export reads them back from
+    /// device memory), and the exported file, run by the deployment
+    /// kernels, gives the outputs of the graph that trained it. The model
+    /// is an `Mlp`, whose hidden layers are fused `linear_act` nodes, trained
+    /// with the fused cross-entropy.
+    #[test]
+    fn emulated_training_exports_deployable_weights() {
+        use ember_core::backend::Backend;
+        use ember_core::deploy::{self, Activation, Model};
+        use ember_core::nn::loss::{cross_entropy, Reduction};
+        use ember_core::nn::{Forward, Mlp, Optimizer, Rule};
+        use ember_core::prelude::*;
+
+        const N: usize = 24;
+        let widths = [6, 16, 12, 4];
+        let mut rng = Rng::new(3);
+        let xs: Vec<f32> = (0..N * widths[0]).map(|_| rng.normal()).collect();
+        let ys: Vec<usize> = (0..N).map(|i| i % 4).collect();
+
+        /// Trains `steps` steps of SGD with momentum; the model, the bytes
+        /// it exports to and the graph's logits for `xs` after training.
+        fn run<B: Backend>(
+            mem: &mut Memory<'_, B>,
+            widths: &[usize],
+            xs: &[f32],
+            ys: &[usize],
+            steps: usize,
+        ) -> (Vec<u32>, usize, Vec<f32>) {
+            let model = Mlp::new(mem, &mut Rng::new(11), widths, Activation::Relu).unwrap();
+            let mut opt: Optimizer =
+                Optimizer::new(mem, &model, Rule::sgd_momentum(0.9), 0.05).unwrap();
+            for _ in 0..steps {
+                opt.zero_grad(mem).unwrap();
+                {
+                    let g = Graph::new(mem);
+                    let x = g.from_slice((N, widths[0]), xs);
+                    let loss = cross_entropy(model.forward(x), ys, Reduction::Mean);
+                    loss.backward().unwrap();
+                }
+                opt.step(mem).unwrap();
+            }
+            let len = deploy::export_len(&model).unwrap();
+            // A Vec<u32> gives the 4-byte alignment `Model::parse` needs.
+            let mut words = vec![0u32; len.div_ceil(4)];
+            let n = {
+                // SAFETY: u8 has no alignment or validity requirements, and
+                // the slice covers exactly the vector's own bytes.
+                let bytes = unsafe {
+                    core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, words.len() * 4)
+                };
+                deploy::export_f32(&model, mem, bytes).unwrap()
+            };
+            let g = Graph::new(mem);
+            let logits = model.forward(g.from_slice((N, widths[0]), xs));
+            let mut out = vec![0.0; N * widths[widths.len() - 1]];
+            logits.read(&mut out).unwrap();
+            (words, n, out)
+        }
+        fn bytes(words: &[u32], n: usize) -> &[u8] {
+            // SAFETY: as above, a view of the slice's own bytes.
+            let all = unsafe {
+                core::slice::from_raw_parts(words.as_ptr() as *const u8, words.len() * 4)
+            };
+            &all[..n]
+        }
+
+        let Some(emu) = CudaBackend::emulated(false) else {
+            return;
+        };
+        let floats = Mlp::param_floats(&widths) * 2 + N * 400 + 4096;
+        let mut dbuf = emu.alloc(floats).unwrap();
+        let mut hbuf = vec![0.0f32; floats];
+
+        // Untrained: the same weights, so the same bytes.
+        let (dev, dn, _) = run(&mut Memory::new(&emu, &mut dbuf), &widths, &xs, &ys, 0);
+        let (host, hn, _) = run(&mut Memory::new(&Cpu, &mut hbuf[..]), &widths, &xs, &ys, 0);
+        assert_eq!(bytes(&dev, dn), bytes(&host, hn));
+
+        // Trained on the backend: the file parses with the layer signature,
+        // and the deployment kernels reproduce the graph's logits.
+        let (dev, dn, logits) = run(&mut Memory::new(&emu, &mut dbuf), &widths, &xs, &ys, 20);
+        let model = Model::parse(bytes(&dev, dn)).unwrap();
+        let mut scratch = vec![0.0f32; model.scratch_len()];
+        for (i, row) in xs.chunks(widths[0]).enumerate() {
+            let out = model.infer_f32(row, &mut scratch).unwrap();
+            for (a, b) in out.iter().zip(&logits[i * 4..(i + 1) * 4]) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{out:?} vs {logits:?}"
+                );
+            }
+        }
+    }
 }
