@@ -127,7 +127,7 @@ use std::sync::{Mutex, OnceLock};
 
 use ember_core::backend::conformance::Call;
 use ember_core::backend::cpu::{
-    blocks_extent, check_axis, check_class_rows, check_gemm, check_rows, same_len,
+    blocks_extent, check_axis, check_cross_entropy, check_gemm, check_rows, same_len,
 };
 use ember_core::backend::{Acc, AxisDims, Backend, Blocks, Device, Gemm, Reduce, Span};
 use ember_core::ops::map::Map;
@@ -252,6 +252,13 @@ fn acc_code(acc: Acc) -> Arg {
         Acc::Set => 0,
         Acc::Add => 1,
     })
+}
+
+/// A map's function code and its two parameters, the last arguments of
+/// every `map.cu` kernel.
+fn map_fn(f: Map) -> [Arg; 3] {
+    let (code, p0, p1) = kernels::map_code(f);
+    [Arg::I32(code), Arg::F32(p0), Arg::F32(p1)]
 }
 
 fn off(s: Span) -> Arg {
@@ -787,20 +794,13 @@ impl Backend for CudaBackend {
         if x.len == 0 {
             return Ok(());
         }
-        let (code, p0, p1) = kernels::map_code(f);
+        let [code, p0, p1] = map_fn(f);
         self.launch(
             buf,
             File::Map,
             0,
             self.grid.dims_1d(x.len),
-            &[
-                off(x),
-                off(y),
-                size(x.len),
-                Arg::I32(code),
-                Arg::F32(p0),
-                Arg::F32(p1),
-            ],
+            &[off(x), off(y), size(x.len), code, p0, p1],
         )
     }
 
@@ -818,22 +818,13 @@ impl Backend for CudaBackend {
         if x.len == 0 {
             return Ok(());
         }
-        let (code, p0, p1) = kernels::map_code(f);
+        let [code, p0, p1] = map_fn(f);
         self.launch(
             buf,
             File::Map,
             1,
             self.grid.dims_1d(x.len),
-            &[
-                off(x),
-                off(y),
-                off(dy),
-                off(dx),
-                size(x.len),
-                Arg::I32(code),
-                Arg::F32(p0),
-                Arg::F32(p1),
-            ],
+            &[off(x), off(y), off(dy), off(dx), size(x.len), code, p0, p1],
         )
     }
 
@@ -844,21 +835,13 @@ impl Backend for CudaBackend {
         if y.len == 0 {
             return Ok(());
         }
-        let (code, p0, p1) = kernels::map_code(f);
+        let [code, p0, p1] = map_fn(f);
         self.launch(
             buf,
             File::Map,
             2,
             self.grid.dims_1d(y.len),
-            &[
-                off(bias),
-                off(y),
-                size(y.len),
-                size(bias.len),
-                Arg::I32(code),
-                Arg::F32(p0),
-                Arg::F32(p1),
-            ],
+            &[off(bias), off(y), size(y.len), size(bias.len), code, p0, p1],
         )
     }
 
@@ -868,20 +851,13 @@ impl Backend for CudaBackend {
         if y.len == 0 {
             return Ok(());
         }
-        let (code, p0, p1) = kernels::map_code(f);
+        let [code, p0, p1] = map_fn(f);
         self.launch(
             buf,
             File::Map,
             3,
             self.grid.dims_1d(y.len),
-            &[
-                off(y),
-                off(dy),
-                size(y.len),
-                Arg::I32(code),
-                Arg::F32(p0),
-                Arg::F32(p1),
-            ],
+            &[off(y), off(dy), size(y.len), code, p0, p1],
         )
     }
 
@@ -1170,8 +1146,7 @@ impl Backend for CudaBackend {
         loss: Span,
         classes: usize,
     ) -> Result<()> {
-        check_class_rows(x, targets, classes)?;
-        same_len(&[targets, loss])?;
+        check_cross_entropy(x, targets, loss, None, classes)?;
         self.check(buf, &[x, targets], &[loss])?;
         if loss.len == 0 {
             return Ok(());
@@ -1201,9 +1176,7 @@ impl Backend for CudaBackend {
         dx: Span,
         classes: usize,
     ) -> Result<()> {
-        check_class_rows(x, targets, classes)?;
-        same_len(&[targets, dloss])?;
-        same_len(&[x, dx])?;
+        check_cross_entropy(x, targets, dloss, Some(dx), classes)?;
         self.check(buf, &[x, targets, dloss], &[dx])?;
         if dloss.len == 0 || classes == 0 {
             return Ok(());

@@ -32,7 +32,7 @@
 
 use core::ops::Range;
 use ember_core::backend::cpu::{
-    blocks_extent, check_axis, check_class_rows, check_gemm, check_rows, same_len, split,
+    blocks_extent, check_axis, check_cross_entropy, check_gemm, check_rows, same_len, split,
 };
 use ember_core::backend::{kernels, Acc, AxisDims, Backend, Blocks, Cpu, Gemm, Reduce, Span};
 use ember_core::ops::map::Map;
@@ -494,8 +494,7 @@ impl Backend for Parallel {
         if x.len < PAR_THRESHOLD || classes == 0 {
             return Cpu.cross_entropy(buf, x, targets, loss, classes);
         }
-        check_class_rows(x, targets, classes)?;
-        same_len(&[targets, loss])?;
+        check_cross_entropy(x, targets, loss, None, classes)?;
         let ([x, t], [loss]) = split(buf, [x, targets], [loss])?;
         let per = self.units_per_task(loss.len(), classes);
         self.pool.install(|| {
@@ -519,9 +518,7 @@ impl Backend for Parallel {
         if x.len < PAR_THRESHOLD || classes == 0 {
             return Cpu.cross_entropy_backward(buf, x, targets, dloss, dx, classes);
         }
-        check_class_rows(x, targets, classes)?;
-        same_len(&[targets, dloss])?;
-        same_len(&[x, dx])?;
+        check_cross_entropy(x, targets, dloss, Some(dx), classes)?;
         let ([x, t, dl], [dx]) = split(buf, [x, targets, dloss], [dx])?;
         self.over_rows(dx, classes, |r, dx| {
             kernels::cross_entropy_backward(

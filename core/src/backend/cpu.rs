@@ -104,16 +104,24 @@ pub fn check_rows(y: Span, cols: usize) -> Result<()> {
     }
 }
 
-/// Checks that logits `x` are `[rows, classes]` for `targets` of `rows`
-/// (overflow-checked).
-pub fn check_class_rows(x: Span, targets: Span, classes: usize) -> Result<()> {
-    if targets.len.checked_mul(classes) == Some(x.len) {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument {
+/// Checks the operands of a cross-entropy kernel: logits `x` are
+/// `[rows, classes]` (overflow-checked) for `targets` of `rows`, `per_row`
+/// (the losses, or their gradient) has one float per row, and `dx`, when
+/// given, is the logits' shape.
+pub fn check_cross_entropy(
+    x: Span,
+    targets: Span,
+    per_row: Span,
+    dx: Option<Span>,
+    classes: usize,
+) -> Result<()> {
+    if targets.len.checked_mul(classes) != Some(x.len) {
+        return Err(Error::InvalidArgument {
             what: "logits are not [rows, classes] for the targets",
-        })
+        });
     }
+    same_len(&[targets, per_row])?;
+    dx.map_or(Ok(()), |dx| same_len(&[x, dx]))
 }
 
 /// Checks that `x` is the full tensor and `y` the tensor without the axis
@@ -323,8 +331,7 @@ impl Backend for Cpu {
         loss: Span,
         classes: usize,
     ) -> Result<()> {
-        check_class_rows(x, targets, classes)?;
-        same_len(&[targets, loss])?;
+        check_cross_entropy(x, targets, loss, None, classes)?;
         let ([x, t], [loss]) = split(buf, [x, targets], [loss])?;
         kernels::cross_entropy(x, t, loss, classes);
         Ok(())
@@ -339,9 +346,7 @@ impl Backend for Cpu {
         dx: Span,
         classes: usize,
     ) -> Result<()> {
-        check_class_rows(x, targets, classes)?;
-        same_len(&[targets, dloss])?;
-        same_len(&[x, dx])?;
+        check_cross_entropy(x, targets, dloss, Some(dx), classes)?;
         let ([x, t, dl], [dx]) = split(buf, [x, targets, dloss], [dx])?;
         kernels::cross_entropy_backward(x, t, dl, dx, classes);
         Ok(())
