@@ -19,26 +19,21 @@
 #            compiler-builtins functions it links; the firmware's own code
 #            (check loop, logging) and defmt's are left out
 #   RAM    = .data + .bss + the stack peak (painted stack, logged by the firmware)
-# Needs what scripts/run-firmware.sh installs (targets, qemu-system-arm,
-# defmt-print) and llvm-size (rustup component llvm-tools, or LLVM's package).
+# Installs what it needs when missing, as scripts/run-firmware.sh does (targets,
+# qemu-system-arm, defmt-print), and llvm-size (rustup component llvm-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(thumbv7em-none-eabihf thumbv6m-none-eabi)
 
 size_tool=$(command -v llvm-size || true)
 if [ -z "$size_tool" ]; then
-  rustup component list --installed 2>/dev/null | grep -q '^llvm-tools' || rustup component add llvm-tools
-  size_tool=$(ls "$(rustc --print sysroot)"/lib/rustlib/*/bin/llvm-size | head -n 1)
+  ensure_components llvm-tools
+  size_tool=$(first_line compgen -G "$(rustc --print sysroot)/lib/rustlib/*/bin/llvm-size")
 fi
-for t in "${targets[@]}"; do
-  rustup target list --installed | grep -qx "$t" || rustup target add "$t"
-done
-command -v qemu-system-arm >/dev/null && command -v defmt-print >/dev/null || {
-  echo "firmware-footprint.sh: run scripts/run-firmware.sh once first (it installs QEMU and defmt-print)" >&2
-  exit 2
-}
+ensure_firmware_tools "${targets[@]}"
 
 models=firmware-example/models
 f32_file=$(stat -c %s "$models/fashion-784-128-64-10.emb")

@@ -18,6 +18,7 @@
 # EMBER_QEMU_TIMEOUT sets QEMU's time limit in seconds (default 120).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -25,18 +26,9 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(thumbv7em-none-eabihf thumbv6m-none-eabi)
 
 step "tools"
-for t in "${targets[@]}"; do
-  rustup target list --installed | grep -qx "$t" || rustup target add "$t"
-done
-if ! command -v qemu-system-arm >/dev/null; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends qemu-system-arm
-fi
-command -v defmt-print >/dev/null || cargo install defmt-print --locked
-qemu-system-arm --version | head -n 1
-defmt-print --version | head -n 1
+ensure_firmware_tools "${targets[@]}"
+first_line qemu-system-arm --version
+first_line defmt-print --version
 
 status=0
 for t in "${targets[@]}"; do

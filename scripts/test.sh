@@ -3,15 +3,21 @@
 # doc, cross-crate), and the embedded builds. Installs what it needs when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain components and targets"
-rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
-rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
-for t in thumbv6m-none-eabi thumbv7em-none-eabihf; do
-  rustup target list --installed | grep -qx "$t" || rustup target add "$t"
-done
+ensure_components rustfmt clippy
+ensure_targets thumbv6m-none-eabi thumbv7em-none-eabihf
+
+step "scripts: no pipeline into a reader that stops early (see scripts/lib.sh)"
+early=$(grep -nE '\|[[:space:]]*(head|grep[[:space:]]+(-[a-zA-Z]*[qm]|--quiet|--max-count))' \
+  scripts/*.sh .ci/run firmware-example/*.sh | grep -vE '^[^:]+:[0-9]+:[[:space:]]*#' || true)
+if [ -n "$early" ]; then
+  printf 'a pipeline whose reader may stop early (SIGPIPE under pipefail):\n%s\n' "$early" >&2
+  exit 1
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
