@@ -22,6 +22,8 @@ use std::{env, fs, path::Path, path::PathBuf};
 const M0_IMAGES: usize = 80;
 /// Bytes per image (28 × 28 pixels).
 const PIXELS: usize = 784;
+/// Classes: the int8 logits per image in `expected-int8.bin`.
+const CLASSES: usize = 10;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -65,7 +67,7 @@ fn main() {
 }
 
 /// Copies the first `limit` (default: all) test images, their labels and the
-/// host's expected classes from `models/` to `out`, checking that the files
+/// host's expected outputs from `models/` to `out`, checking that the files
 /// agree on the number of images.
 fn test_data(out: &Path, limit: Option<usize>) {
     let read = |name: &str| {
@@ -86,14 +88,19 @@ fn test_data(out: &Path, limit: Option<usize>) {
     let count = images.len() / PIXELS;
     let keep = limit.map_or(count, |l| l.min(count));
     fs::write(out.join("test-images.bin"), &images[..keep * PIXELS]).expect("write images");
-    for name in ["test-labels.bin", "expected-f32.bin", "expected-int8.bin"] {
+    // Bytes per image: a class, or the int8 model's CLASSES logits.
+    for (name, per) in [
+        ("test-labels.bin", 1),
+        ("expected-f32.bin", 1),
+        ("expected-int8.bin", CLASSES),
+    ] {
         let bytes = read(name);
         assert_eq!(
             bytes.len(),
-            count,
-            "models/{name} has {} entries for {count} images; regenerate with `cargo xtask test-images`",
+            count * per,
+            "models/{name} has {} bytes for {count} images ({per} each); regenerate with `cargo xtask test-images`",
             bytes.len()
         );
-        fs::write(out.join(name), &bytes[..keep]).expect("write test data");
+        fs::write(out.join(name), &bytes[..keep * per]).expect("write test data");
     }
 }

@@ -52,7 +52,7 @@ fn f32_round_trip_matches_the_training_graph() {
         (
             model.input_features(),
             model.output_features(),
-            model.layers().len()
+            model.layer_count()
         ),
         (6, 4, 3)
     );
@@ -69,7 +69,7 @@ fn f32_round_trip_matches_the_training_graph() {
     assert!(model.infer_f32(&[0.0; 5], &mut scratch).is_err());
     assert!(model.infer_f32(&[0.0; 6], &mut scratch[..10]).is_err());
     assert!(model
-        .infer_i8(&[0.0; 6], &mut [0i8; 32], &mut [0.0; 4])
+        .infer_i8(&[0.0; 6], &mut [0i8; 6], &mut [0i8; 32], &mut [0.0; 4])
         .is_err());
 }
 
@@ -205,11 +205,12 @@ fn int8_quantization_tracks_f32() {
     assert!(q.is_int8());
     assert!(q.parameter_bytes() < model.parameter_bytes());
     let mut qs = vec![0i8; q.scratch_len()];
+    let mut qi = vec![0i8; q.input_features()];
     let (mut agree, mut max_err, mut max_out) = (0, 0.0f32, 0.0f32);
     for s in &samples[128..] {
         let f = model.infer_f32(s, &mut scratch).unwrap().to_vec();
         let mut o = [0.0f32; 4];
-        q.infer_i8(s, &mut qs, &mut o).unwrap();
+        q.infer_i8(s, &mut qi, &mut qs, &mut o).unwrap();
         agree += usize::from(deploy::argmax(&f) == deploy::argmax(&o));
         for (a, b) in f.iter().zip(&o) {
             max_err = max_err.max((a - b).abs());

@@ -105,11 +105,12 @@ pub fn evaluate_file(model: &Model<'_>, data: &TensorDataset) -> Result<(f32, Ve
     let mut preds = Vec::with_capacity(data.len());
     let mut fs = vec![0.0f32; model.scratch_len()];
     let mut is = vec![0i8; model.scratch_len()];
+    let mut qi = vec![0i8; model.input_features()];
     let mut out = vec![0.0f32; model.output_features()];
     for row in data.features().chunks_exact(d) {
         let p = if model.is_int8() {
             model
-                .infer_i8(row, &mut is, &mut out)
+                .infer_i8(row, &mut qi, &mut is, &mut out)
                 .map_err(|e| e.to_string())?;
             deploy::argmax(&out)
         } else {

@@ -4,13 +4,14 @@
 //! `cargo xtask test-images` writes the data the firmware checks itself
 //! against, so that building and running the firmware needs no data set:
 //! the first `--count` FashionMNIST test images (u8 pixels), their labels, and
-//! the classes the host predicts for them with the deployed kernels
-//! (`Model::infer_f32` / `Model::infer_i8` + `argmax`, the code the firmware
-//! runs). The firmware passes only if it predicts the same class as the host
-//! for every image, with either model.
+//! what the host computes for them with the deployed kernels, the code the
+//! firmware runs: the f32 model's class (`Model::infer_f32` + `argmax`) and the
+//! int8 model's whole output vector (`Model::infer_u8` on the pixels). The
+//! firmware passes only if it predicts the same f32 class and the same int8
+//! logits, byte for byte, for every image.
 
 use clap::{Parser, Subcommand};
-use ember_core::deploy::{argmax, Model};
+use ember_core::deploy::{argmax, argmax_i8, Model};
 use ember_core::nn::{Linear, ReLU};
 use ember_std::atomic::write_atomic;
 use ember_std::data::{Dataset, FashionMnist, Split};
@@ -131,7 +132,7 @@ fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Res
     let (mut labels, mut pred_f32, mut pred_int8) = (Vec::new(), Vec::new(), Vec::new());
     let mut fs = vec![0.0f32; f32_model.scratch_len()];
     let mut is = vec![0i8; int8_model.scratch_len()];
-    let mut out = vec![0.0f32; int8_model.output_features()];
+    let mut logits_int8 = Vec::new();
     for (i, row) in test.features().chunks_exact(PIXELS).take(count).enumerate() {
         // The loader scales pixels to [0, 1] with `p / 255`; recover the
         // bytes, and check that the firmware's `f32::from(p) / 255.0` gives
@@ -147,16 +148,18 @@ fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Res
             .infer_f32(&input, &mut fs)
             .map_err(|e| e.to_string())?;
         pred_f32.push(argmax(logits) as u8);
-        int8_model
-            .infer_i8(&input, &mut is, &mut out)
+        // The firmware's call: the pixels themselves, read in place.
+        let q = int8_model
+            .infer_u8(&pixels, &mut is)
             .map_err(|e| e.to_string())?;
-        pred_int8.push(argmax(&out) as u8);
+        pred_int8.push(argmax_i8(q) as u8);
+        logits_int8.extend(q.iter().map(|&v| v as u8));
     }
 
     write(&dir.join("test-images.bin"), &images)?;
     write(&dir.join("test-labels.bin"), &labels)?;
     write(&dir.join("expected-f32.bin"), &pred_f32)?;
-    write(&dir.join("expected-int8.bin"), &pred_int8)?;
+    write(&dir.join("expected-int8.bin"), &logits_int8)?;
 
     let correct = |p: &[u8]| p.iter().zip(&labels).filter(|(a, b)| a == b).count();
     println!("{source}: the first {count} test images");
@@ -167,9 +170,10 @@ fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Res
         pred_f32.iter().zip(&pred_int8).filter(|(a, b)| a != b).count()
     );
     println!(
-        "wrote {}: test-images.bin ({} bytes), test-labels.bin, expected-f32.bin, expected-int8.bin ({count} bytes each)",
+        "wrote {}: test-images.bin ({} bytes), test-labels.bin and expected-f32.bin ({count} bytes each), expected-int8.bin ({} int8 logits per image)",
         dir.display(),
-        images.len()
+        images.len(),
+        int8_model.output_features()
     );
     Ok(())
 }

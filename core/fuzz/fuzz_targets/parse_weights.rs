@@ -16,8 +16,11 @@ fuzz_target!(|data: &[u8]| {
         let x = vec![0.25f32; model.input_features()];
         if model.is_int8() {
             let mut s = vec![0i8; model.scratch_len()];
+            let mut q = vec![0i8; model.input_features()];
             let mut out = vec![0.0f32; model.output_features()];
-            let _ = model.infer_i8(&x, &mut s, &mut out);
+            let _ = model.infer_i8(&x, &mut q, &mut s, &mut out);
+            let pixels = vec![200u8; model.input_features()];
+            let _ = model.infer_u8(&pixels, &mut s);
         } else {
             let mut s = vec![0.0f32; model.scratch_len()];
             let _ = model.infer_f32(&x, &mut s);

@@ -82,6 +82,18 @@ pub enum FormatError {
         /// Bytes needed.
         needed: usize,
     },
+    /// A reserved or padding byte is not zero, or an activation without a
+    /// parameter has a non-zero one (`None`: in the fixed header).
+    Reserved {
+        /// Which layer's record or data.
+        layer: Option<usize>,
+    },
+    /// An int8 layer's input quantization differs from the previous layer's
+    /// output quantization.
+    QuantizationChain {
+        /// Which layer.
+        layer: usize,
+    },
     /// Reading parameters from memory failed.
     Memory(crate::Error),
 }
@@ -90,7 +102,7 @@ impl core::fmt::Display for FormatError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             FormatError::TooShort => write!(f, "too short to be an Ember weight file"),
-            FormatError::BadMagic => write!(f, "not an Ember weight file (bad magic)"),
+            FormatError::BadMagic => write!(f, "not an Ember model (bad magic)"),
             FormatError::UnsupportedVersion(v) => write!(
                 f,
                 "format version {v} is not supported (this build reads {VERSION})"
@@ -110,9 +122,10 @@ impl core::fmt::Display for FormatError {
                 write!(f, "checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt")
             }
             FormatError::BadActivation { layer } => write!(f, "layer {layer}: unknown activation"),
-            FormatError::BadOffset { layer } => {
-                write!(f, "layer {layer}: data offset out of bounds or misaligned")
-            }
+            FormatError::BadOffset { layer } => write!(
+                f,
+                "layer {layer}: data not where the format puts it (out of bounds, misaligned, overlapping or with gaps)"
+            ),
             FormatError::BadShape { layer } => write!(
                 f,
                 "layer {layer}: input width does not match the previous layer"
@@ -134,6 +147,16 @@ impl core::fmt::Display for FormatError {
             FormatError::BufferTooSmall { needed } => {
                 write!(f, "output buffer too small ({needed} bytes needed)")
             }
+            FormatError::Reserved { layer: None } => {
+                write!(f, "a reserved header byte is not zero")
+            }
+            FormatError::Reserved { layer: Some(l) } => {
+                write!(f, "layer {l}: a reserved or padding byte is not zero")
+            }
+            FormatError::QuantizationChain { layer } => write!(
+                f,
+                "layer {layer}: input quantization differs from the previous layer's output"
+            ),
             FormatError::Memory(e) => write!(f, "reading parameters: {e}"),
         }
     }
@@ -193,17 +216,56 @@ pub enum LayerWeights<'a> {
 }
 
 /// A parsed, validated model whose weights point into the bytes it came from.
-#[derive(Clone, Debug)]
+///
+/// Small (a few words): the layer records are decoded from the bytes when
+/// used, so a model costs no RAM for a layer table on a microcontroller.
+#[derive(Clone, Copy, Debug)]
 pub struct Model<'a> {
     pub(crate) int8: bool,
-    pub(crate) layers: heapless::Vec<(LayerHeader, LayerWeights<'a>), MAX_LAYERS>,
+    source: Source<'a>,
+    count: usize,
+    /// The widest activation a layer produces (the input is read in place).
     pub(crate) max_width: usize,
 }
 
+/// Where a model's layers are.
+#[derive(Clone, Copy, Debug)]
+enum Source<'a> {
+    /// A validated file: its header and data parts.
+    File { header: &'a [u8], data: &'a [u8] },
+    /// Layer tables in memory ([`Model::from_layers`]).
+    Tables(&'a [(LayerHeader, LayerWeights<'a>)]),
+}
+
+/// The layers of a [`Model`], in order.
+#[derive(Clone, Debug)]
+pub struct Layers<'m, 'a> {
+    model: &'m Model<'a>,
+    next: usize,
+}
+
+impl<'a> Iterator for Layers<'_, 'a> {
+    type Item = (LayerHeader, LayerWeights<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let l = self.model.layer(self.next)?;
+        self.next += 1;
+        Some(l)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.model.count.saturating_sub(self.next);
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Layers<'_, '_> {}
+
 fn rd_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
+    match b.get(at..at + 4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    }
 }
 fn rd_f32(b: &[u8], at: usize) -> f32 {
     f32::from_bits(rd_u32(b, at))
@@ -238,18 +300,91 @@ impl Pod for i8 {}
 impl Pod for i32 {}
 impl Pod for f32 {}
 
+/// The data parts of a layer as the writer lays them out, `(offset, bytes)`
+/// each, from `at` (relative to the data): weight, bias, and for int8 the
+/// scales and the requantization pairs. Every part starts on a 16-byte
+/// boundary and is zero-padded to the next one.
+pub(crate) fn layer_parts(
+    int8: bool,
+    in_features: usize,
+    out_features: usize,
+    at: usize,
+) -> Option<([(usize, usize); 4], usize)> {
+    let w = in_features.checked_mul(out_features)?;
+    let sizes = if int8 {
+        [w, 4 * out_features, 4 * out_features, 8 * out_features]
+    } else {
+        [w.checked_mul(4)?, 4 * out_features, 0, 0]
+    };
+    let mut parts = [(0, 0); 4];
+    let mut at = at;
+    for (p, &size) in parts.iter_mut().zip(&sizes) {
+        *p = (at, size);
+        at = at.checked_add(size.checked_next_multiple_of(ALIGN)?)?;
+    }
+    Some((parts, at))
+}
+
+/// Decodes layer `l`'s record and views of its data (no validation beyond
+/// bounds and alignment: [`Model::parse`] does that once).
+fn decode_layer<'a>(
+    header: &'a [u8],
+    data: &'a [u8],
+    l: usize,
+    int8: bool,
+) -> Result<(LayerHeader, LayerWeights<'a>), FormatError> {
+    let r = FIXED + RECORD * l;
+    let (inf, outf) = (rd_u32(header, r) as usize, rd_u32(header, r + 4) as usize);
+    let activation = Activation::decode(header[r + 8], rd_f32(header, r + 12))
+        .ok_or(FormatError::BadActivation { layer: l })?;
+    let off = |k: usize| rd_u32(header, r + 16 + 4 * k) as usize;
+    let h = LayerHeader {
+        in_features: inf,
+        out_features: outf,
+        activation,
+        in_scale: rd_f32(header, r + 32),
+        in_zero: rd_i32(header, r + 36),
+        out_scale: rd_f32(header, r + 40),
+        out_zero: rd_i32(header, r + 44),
+    };
+    let wlen = inf
+        .checked_mul(outf)
+        .ok_or(FormatError::BadShape { layer: l })?;
+    let weights = if int8 {
+        LayerWeights::Int8 {
+            weight: view(data, off(0), wlen, l)?,
+            bias: view(data, off(1), outf, l)?,
+            scales: view(data, off(2), outf, l)?,
+            requant: view(data, off(3), 2 * outf, l)?,
+        }
+    } else {
+        LayerWeights::F32 {
+            weight: view(data, off(0), wlen, l)?,
+            bias: view(data, off(1), outf, l)?,
+        }
+    };
+    Ok((h, weights))
+}
+
 impl<'a> Model<'a> {
     /// Validates `bytes` completely and returns a view of the model in them.
     /// Never panics, whatever `bytes` holds.
+    ///
+    /// Only the canonical layout is accepted, the one the writers produce:
+    /// every data part where the writer puts it (in order, 16-byte aligned,
+    /// no gap, no overlap), padding and reserved bytes zero, activation
+    /// parameters zero where the activation has none, and for int8 each
+    /// layer's input quantization equal to the previous layer's output
+    /// quantization.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
         if cfg!(target_endian = "big") {
             return Err(FormatError::BigEndian);
         }
+        if bytes.len() >= 4 && bytes[0..4] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
         if bytes.len() < FIXED + 4 {
             return Err(FormatError::TooShort);
-        }
-        if bytes[0..4] != MAGIC {
-            return Err(FormatError::BadMagic);
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
         if version != VERSION {
@@ -288,82 +423,94 @@ impl<'a> Model<'a> {
         if !(bytes.as_ptr() as usize).is_multiple_of(4) {
             return Err(FormatError::Misaligned);
         }
+        let header = &bytes[..header_len];
         let data = &bytes[header_len..header_len + data_len];
-        let mut layers = heapless::Vec::new();
-        let mut max_width = rd_u32(bytes, 16) as usize;
-        let mut prev_out = max_width;
+        // Reserved: bytes 24..32 and the header's padding after the records.
+        if !zero(&header[24..FIXED]) || !zero(&header[FIXED + RECORD * n..]) {
+            return Err(FormatError::Reserved { layer: None });
+        }
+        let model_in = rd_u32(bytes, 16) as usize;
+        let mut prev_out = model_in;
+        let mut prev_q = None;
+        let mut max_width = 0;
+        let mut at = 0;
         for l in 0..n {
-            let r = FIXED + RECORD * l;
-            let (inf, outf) = (rd_u32(bytes, r) as usize, rd_u32(bytes, r + 4) as usize);
-            if inf == 0 || outf == 0 || inf != prev_out {
+            let (h, w) = decode_layer(header, data, l, int8)?;
+            if h.in_features == 0 || h.out_features == 0 || h.in_features != prev_out {
                 return Err(FormatError::BadShape { layer: l });
             }
-            prev_out = outf;
-            max_width = max_width.max(outf);
-            let activation = Activation::decode(bytes[r + 8], rd_f32(bytes, r + 12))
-                .ok_or(FormatError::BadActivation { layer: l })?;
-            let offs = [
-                rd_u32(bytes, r + 16) as usize,
-                rd_u32(bytes, r + 20) as usize,
-                rd_u32(bytes, r + 24) as usize,
-                rd_u32(bytes, r + 28) as usize,
-            ];
-            let header = LayerHeader {
-                in_features: inf,
-                out_features: outf,
-                activation,
-                in_scale: rd_f32(bytes, r + 32),
-                in_zero: rd_i32(bytes, r + 36),
-                out_scale: rd_f32(bytes, r + 40),
-                out_zero: rd_i32(bytes, r + 44),
-            };
-            let wlen = inf
-                .checked_mul(outf)
+            prev_out = h.out_features;
+            max_width = max_width.max(h.out_features);
+            let r = FIXED + RECORD * l;
+            let (_, param) = h.activation.encode();
+            if !zero(&header[r + 9..r + 12]) || rd_f32(header, r + 12).to_bits() != param.to_bits()
+            {
+                return Err(FormatError::Reserved { layer: Some(l) });
+            }
+            // The canonical layout: each part where the writer puts it.
+            let (parts, end) = layer_parts(int8, h.in_features, h.out_features, at)
                 .ok_or(FormatError::BadShape { layer: l })?;
-            let weights = if int8 {
-                let ok = |s: f32| s.is_finite() && s > 0.0;
-                let zero_ok = |z: i32| (-128..=127).contains(&z);
-                if !ok(header.in_scale)
-                    || !ok(header.out_scale)
-                    || !zero_ok(header.in_zero)
-                    || !zero_ok(header.out_zero)
-                {
-                    return Err(FormatError::BadQuantization { layer: l });
+            for (k, &(off, size)) in parts.iter().enumerate() {
+                let used = if int8 || k < 2 {
+                    if rd_u32(header, r + 16 + 4 * k) as usize != off {
+                        return Err(FormatError::BadOffset { layer: l });
+                    }
+                    off + size
+                } else {
+                    if rd_u32(header, r + 16 + 4 * k) != 0 {
+                        return Err(FormatError::Reserved { layer: Some(l) });
+                    }
+                    continue;
+                };
+                let pad_end = used.next_multiple_of(ALIGN);
+                if !zero(
+                    data.get(used..pad_end)
+                        .ok_or(FormatError::BadOffset { layer: l })?,
+                ) {
+                    return Err(FormatError::Reserved { layer: Some(l) });
                 }
-                let scales: &[f32] = view(data, offs[2], outf, l)?;
-                if !scales.iter().all(|&s| s.is_finite() && s >= 0.0) {
-                    return Err(FormatError::BadQuantization { layer: l });
-                }
-                let requant: &[i32] = view(data, offs[3], 2 * outf, l)?;
-                if requant
-                    .chunks(2)
-                    .any(|p| !(0..=i32::MAX).contains(&p[0]) || !(-31..=30).contains(&p[1]))
-                {
-                    return Err(FormatError::BadQuantization { layer: l });
-                }
+            }
+            at = end;
+            match w {
                 LayerWeights::Int8 {
-                    weight: view(data, offs[0], wlen, l)?,
-                    bias: view(data, offs[1], outf, l)?,
-                    scales,
-                    requant,
+                    scales, requant, ..
+                } => {
+                    let ok = |s: f32| s.is_finite() && s > 0.0;
+                    let zero_ok = |z: i32| (-128..=127).contains(&z);
+                    if !ok(h.in_scale)
+                        || !ok(h.out_scale)
+                        || !zero_ok(h.in_zero)
+                        || !zero_ok(h.out_zero)
+                        || !scales.iter().all(|&s| s.is_finite() && s >= 0.0)
+                        || requant
+                            .chunks(2)
+                            .any(|p| !(0..=i32::MAX).contains(&p[0]) || !(-31..=30).contains(&p[1]))
+                    {
+                        return Err(FormatError::BadQuantization { layer: l });
+                    }
+                    let q = (h.in_scale.to_bits(), h.in_zero);
+                    if prev_q.is_some_and(|p| p != q) {
+                        return Err(FormatError::QuantizationChain { layer: l });
+                    }
+                    prev_q = Some((h.out_scale.to_bits(), h.out_zero));
                 }
-            } else {
-                LayerWeights::F32 {
-                    weight: view(data, offs[0], wlen, l)?,
-                    bias: view(data, offs[1], outf, l)?,
+                LayerWeights::F32 { .. } => {
+                    if !zero(&header[r + 32..r + RECORD]) {
+                        return Err(FormatError::Reserved { layer: Some(l) });
+                    }
                 }
-            };
-            // Capacity is MAX_LAYERS and n <= MAX_LAYERS, so this cannot fail.
-            layers
-                .push((header, weights))
-                .map_err(|_| FormatError::BadLayerCount(n as u8))?;
+            }
+        }
+        if at != data_len {
+            return Err(FormatError::BadOffset { layer: n - 1 });
         }
         if rd_u32(bytes, 20) as usize != prev_out {
             return Err(FormatError::BadShape { layer: n });
         }
         Ok(Model {
             int8,
-            layers,
+            source: Source::File { header, data },
+            count: n,
             max_width,
         })
     }
@@ -371,15 +518,14 @@ impl<'a> Model<'a> {
     /// A model from layer tables in memory (e.g. the `LAYERS` static that
     /// [`write_rust_source`](super::write_rust_source) generates), validated
     /// like a file.
-    pub fn from_layers(layers: &[(LayerHeader, LayerWeights<'a>)]) -> Result<Self, FormatError> {
+    pub fn from_layers(layers: &'a [(LayerHeader, LayerWeights<'a>)]) -> Result<Self, FormatError> {
         let n = layers.len();
         if n == 0 || n > MAX_LAYERS {
             return Err(FormatError::BadLayerCount(n.min(255) as u8));
         }
         let int8 = matches!(layers[0].1, LayerWeights::Int8 { .. });
-        let mut out = heapless::Vec::new();
         let mut prev = layers[0].0.in_features;
-        let mut max_width = prev;
+        let mut max_width = 0;
         for (l, &(h, w)) in layers.iter().enumerate() {
             if h.in_features == 0 || h.out_features == 0 || h.in_features != prev {
                 return Err(FormatError::BadShape { layer: l });
@@ -409,14 +555,29 @@ impl<'a> Model<'a> {
             if !ok {
                 return Err(FormatError::BadOffset { layer: l });
             }
-            out.push((h, w))
-                .map_err(|_| FormatError::BadLayerCount(n as u8))?;
         }
         Ok(Model {
             int8,
-            layers: out,
+            source: Source::Tables(layers),
+            count: n,
             max_width,
         })
+    }
+
+    /// Layer `i`, if there is one.
+    pub fn layer(&self, i: usize) -> Option<(LayerHeader, LayerWeights<'a>)> {
+        if i >= self.count {
+            return None;
+        }
+        match self.source {
+            Source::File { header, data } => decode_layer(header, data, i, self.int8).ok(),
+            Source::Tables(t) => t.get(i).copied(),
+        }
+    }
+
+    /// Number of dense layers.
+    pub fn layer_count(&self) -> usize {
+        self.count
     }
 
     /// [`parse`](Self::parse), then checks that the file describes the model type `M`.
@@ -441,7 +602,7 @@ impl<'a> Model<'a> {
                 if err.is_some() {
                     return;
                 }
-                match self.layers.get(*i) {
+                match self.layer(*i) {
                     Some((h, _))
                         if h.in_features == d.0
                             && h.out_features == d.1
@@ -472,7 +633,7 @@ impl<'a> Model<'a> {
         if let Some(e) = err {
             return Err(e);
         }
-        if i != self.layers.len() {
+        if i != self.count {
             return Err(FormatError::SignatureMismatch { layer: i });
         }
         Ok(())
@@ -482,12 +643,12 @@ impl<'a> Model<'a> {
     /// widths are chosen at run time, such as [`Mlp`](crate::nn::Mlp)).
     pub fn check_module<M: Module>(&self, model: &M) -> Result<(), FormatError> {
         let layers = dense_layers(model)?;
-        if layers.len() != self.layers.len() {
+        if layers.len() != self.count {
             return Err(FormatError::SignatureMismatch {
-                layer: layers.len().min(self.layers.len()),
+                layer: layers.len().min(self.count),
             });
         }
-        for (i, ((l, a), (h, _))) in layers.iter().zip(self.layers.iter()).enumerate() {
+        for (i, ((l, a), (h, _))) in layers.iter().zip(self.layers()).enumerate() {
             let Layer::Dense {
                 in_features,
                 out_features,
@@ -509,30 +670,34 @@ impl<'a> Model<'a> {
         self.int8
     }
 
-    /// The dense layers.
-    pub fn layers(&self) -> &[(LayerHeader, LayerWeights<'a>)] {
-        &self.layers
+    /// The dense layers, in order.
+    pub fn layers(&self) -> Layers<'_, 'a> {
+        Layers {
+            model: self,
+            next: 0,
+        }
     }
 
     /// Input features.
     pub fn input_features(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.0.in_features)
+        self.layer(0).map_or(0, |l| l.0.in_features)
     }
 
     /// Output features.
     pub fn output_features(&self) -> usize {
-        self.layers.last().map_or(0, |l| l.0.out_features)
+        self.layer(self.count.saturating_sub(1))
+            .map_or(0, |l| l.0.out_features)
     }
 
-    /// Scratch elements inference needs: two activation buffers of the widest layer.
+    /// Scratch elements inference needs: two activation buffers of the
+    /// widest activation a layer produces (the input is read in place).
     pub fn scratch_len(&self) -> usize {
         2 * self.max_width
     }
 
     /// Bytes of parameters (weights, biases, quantization tables).
     pub fn parameter_bytes(&self) -> usize {
-        self.layers
-            .iter()
+        self.layers()
             .map(|(_, w)| match w {
                 LayerWeights::F32 { weight, bias } => 4 * (weight.len() + bias.len()),
                 LayerWeights::Int8 {
@@ -694,4 +859,9 @@ fn write_floats<B: Backend>(
         done += n;
     }
     Ok(())
+}
+
+/// Whether every byte is zero.
+fn zero(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
 }

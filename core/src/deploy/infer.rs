@@ -2,9 +2,8 @@
 //! them through two activation buffers. The host evaluates int8 models with
 //! these very functions, so its numbers are the microcontroller's.
 
-use super::format::{LayerHeader, LayerWeights, Model};
-use super::quant::requantize;
-use super::Activation;
+use super::dense::{dense_f32, dense_i8, Int8Input};
+use super::format::{LayerWeights, Model};
 
 /// Why inference could not run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +28,11 @@ pub enum InferError {
         /// Elements expected.
         expected: usize,
     },
+    /// `infer_u8` on a model whose input zero point is not −128.
+    NotU8Input {
+        /// The model's input zero point.
+        zero: i32,
+    },
 }
 
 impl core::fmt::Display for InferError {
@@ -46,63 +50,15 @@ impl core::fmt::Display for InferError {
             InferError::OutputLength { expected } => {
                 write!(f, "output buffer must hold {expected} elements")
             }
+            InferError::NotU8Input { zero } => write!(
+                f,
+                "the model's input zero point is {zero}, not -128: bytes cannot be its input"
+            ),
         }
     }
 }
 
 impl core::error::Error for InferError {}
-
-/// `y = act(W x + b)` for `W` stored `[y.len(), x.len()]`.
-pub fn dense_f32(weight: &[f32], bias: &[f32], x: &[f32], y: &mut [f32], act: Activation) {
-    let n = x.len().max(1);
-    for ((row, &b), yo) in weight.chunks_exact(n).zip(bias).zip(y.iter_mut()) {
-        let mut s = b;
-        for (&w, &xv) in row.iter().zip(x) {
-            s += w * xv;
-        }
-        *yo = act.apply(s);
-    }
-}
-
-/// The int8 dense layer: accumulate `Σ x·w` in i32 from the folded bias,
-/// requantize per output channel, apply the activation (ReLU and identity in
-/// integers, the others through f32), and saturate to i8.
-#[allow(clippy::too_many_arguments)]
-pub fn dense_i8(
-    weight: &[i8],
-    bias: &[i32],
-    scales: &[f32],
-    requant: &[i32],
-    x: &[i8],
-    y: &mut [i8],
-    h: &LayerHeader,
-) {
-    let n = x.len().max(1);
-    let rows = weight
-        .chunks_exact(n)
-        .zip(bias.iter().zip(scales))
-        .zip(requant.chunks_exact(2));
-    for (((row, (&b, &ws)), rq), yo) in rows.zip(y.iter_mut()) {
-        let mut acc = b;
-        for (&w, &xv) in row.iter().zip(x) {
-            acc = acc.wrapping_add(i32::from(w) * i32::from(xv));
-        }
-        let q = match h.activation {
-            Activation::Identity => requantize(acc, rq[0], rq[1]).saturating_add(h.out_zero),
-            Activation::Relu => requantize(acc, rq[0], rq[1])
-                .saturating_add(h.out_zero)
-                .max(h.out_zero),
-            act => {
-                let real = acc as f32 * h.in_scale * ws;
-                let v = act.apply(real) / h.out_scale;
-                let r = libm::roundf(v);
-                // NaN becomes 0 through `as`; out-of-range values saturate.
-                (r as i32).saturating_add(h.out_zero)
-            }
-        };
-        *yo = q.clamp(-128, 127) as i8;
-    }
-}
 
 impl Model<'_> {
     /// Runs an f32 model on `input`; `scratch` must hold
@@ -119,8 +75,8 @@ impl Model<'_> {
         self.check(input.len(), scratch.len())?;
         let (a, b) = scratch.split_at_mut(self.max_width);
         let mut in_a = false;
-        for (i, (h, w)) in self.layers.iter().enumerate() {
-            let LayerWeights::F32 { weight, bias } = *w else {
+        for (i, (h, w)) in self.layers().enumerate() {
+            let LayerWeights::F32 { weight, bias } = w else {
                 return Err(InferError::WrongDtype);
             };
             let (src, dst): (&[f32], &mut [f32]) = if i == 0 {
@@ -137,68 +93,143 @@ impl Model<'_> {
         Ok(if in_a { &a[..n] } else { &b[..n] })
     }
 
-    /// Runs an int8 model on `input` (quantized with the first layer's input
-    /// parameters); `scratch` must hold [`scratch_len`](Self::scratch_len)
-    /// bytes; the dequantized outputs go to `out`.
+    /// Runs an int8 model on quantized input (the first layer's input
+    /// quantization, see [`quantize_input`](Self::quantize_input)), read in
+    /// place; `scratch` must hold [`scratch_len`](Self::scratch_len) bytes.
+    /// Returns the quantized outputs (a slice of `scratch`; see
+    /// [`dequantize_output`](Self::dequantize_output)).
+    pub fn infer_q8<'s>(
+        &self,
+        input: &[i8],
+        scratch: &'s mut [i8],
+    ) -> Result<&'s [i8], InferError> {
+        self.run_i8(input, scratch)
+    }
+
+    /// Runs an int8 model on bytes read in place, a byte `p` standing for the
+    /// quantized input `p − 128`: the raw pixels of an image, for a model
+    /// whose input quantization is zero point −128 (which `ember export`
+    /// gives a model trained on data scaled to `[0, 1]`: scale 1/255, so `p`
+    /// is the real value `p / 255`). No input buffer, no conversion.
+    /// Returns the quantized outputs, as [`infer_q8`](Self::infer_q8).
+    pub fn infer_u8<'s>(
+        &self,
+        input: &[u8],
+        scratch: &'s mut [i8],
+    ) -> Result<&'s [i8], InferError> {
+        match self.layer(0) {
+            Some((h, _)) if h.in_zero == -128 => self.run_i8(input, scratch),
+            Some((h, _)) => Err(InferError::NotU8Input { zero: h.in_zero }),
+            None => Err(InferError::WrongDtype),
+        }
+    }
+
+    /// Quantizes real inputs with the first layer's input parameters:
+    /// `round(x / scale) + zero`, saturated, computed as a multiplication by
+    /// the reciprocal (no division per element). `out` must hold
+    /// [`input_features`](Self::input_features) values.
+    pub fn quantize_input(&self, input: &[f32], out: &mut [i8]) -> Result<(), InferError> {
+        let Some((h, LayerWeights::Int8 { .. })) = self.layer(0) else {
+            return Err(InferError::WrongDtype);
+        };
+        for len in [input.len(), out.len()] {
+            if len != h.in_features {
+                return Err(InferError::InputLength {
+                    expected: h.in_features,
+                    found: len,
+                });
+            }
+        }
+        let inv = 1.0 / h.in_scale;
+        for (q, &x) in out.iter_mut().zip(input) {
+            *q = quantize_value(x, inv, h.in_zero);
+        }
+        Ok(())
+    }
+
+    /// Real values of quantized outputs: `scale · (q − zero)` with the last
+    /// layer's output parameters. `out` must hold as many values as `q`.
+    pub fn dequantize_output(&self, q: &[i8], out: &mut [f32]) -> Result<(), InferError> {
+        let Some((h, LayerWeights::Int8 { .. })) = self.layer(self.layer_count().saturating_sub(1))
+        else {
+            return Err(InferError::WrongDtype);
+        };
+        if q.len() != out.len() {
+            return Err(InferError::OutputLength { expected: q.len() });
+        }
+        for (o, &v) in out.iter_mut().zip(q) {
+            *o = (i32::from(v) - h.out_zero) as f32 * h.out_scale;
+        }
+        Ok(())
+    }
+
+    /// Runs an int8 model on `input` (real values, quantized with
+    /// [`quantize_input`](Self::quantize_input) into `quantized`, which must
+    /// hold [`input_features`](Self::input_features) bytes); `scratch` must
+    /// hold [`scratch_len`](Self::scratch_len) bytes; the dequantized
+    /// outputs go to `out`.
     pub fn infer_i8(
         &self,
         input: &[f32],
+        quantized: &mut [i8],
         scratch: &mut [i8],
         out: &mut [f32],
     ) -> Result<(), InferError> {
-        if !self.int8 {
-            return Err(InferError::WrongDtype);
-        }
-        self.check(input.len(), scratch.len())?;
         if out.len() != self.output_features() {
             return Err(InferError::OutputLength {
                 expected: self.output_features(),
             });
         }
-        let (a, b) = scratch.split_at_mut(self.max_width);
-        if let Some((h0, _)) = self.layers.first() {
-            for (q, &x) in a.iter_mut().zip(input) {
-                *q = quantize_value(x, h0.in_scale, h0.in_zero);
-            }
+        self.quantize_input(input, quantized)?;
+        let q = self.run_i8(&*quantized, scratch)?;
+        self.dequantize_output(q, out)
+    }
+
+    /// The int8 layers, the first reading `input` in place, the others
+    /// alternating between the two halves of `scratch`.
+    fn run_i8<'s, X: Int8Input>(
+        &self,
+        input: &[X],
+        scratch: &'s mut [i8],
+    ) -> Result<&'s [i8], InferError> {
+        if !self.int8 {
+            return Err(InferError::WrongDtype);
         }
+        self.check(input.len(), scratch.len())?;
+        let (a, b) = scratch.split_at_mut(self.max_width);
         let mut in_a = true;
-        let mut last = (1.0, 0);
-        for (h, w) in self.layers.iter() {
+        for (i, (h, w)) in self.layers().enumerate() {
             let LayerWeights::Int8 {
                 weight,
                 bias,
                 scales,
                 requant,
-            } = *w
+            } = w
             else {
                 return Err(InferError::WrongDtype);
             };
-            let (src, dst): (&[i8], &mut [i8]) = if in_a {
-                (&a[..h.in_features], &mut b[..])
+            if i == 0 {
+                dense_i8(
+                    weight,
+                    bias,
+                    scales,
+                    requant,
+                    input,
+                    &mut a[..h.out_features],
+                    &h,
+                );
+                continue;
+            }
+            let (src, dst) = if in_a {
+                (&a[..h.in_features], &mut b[..h.out_features])
             } else {
-                (&b[..h.in_features], &mut a[..])
+                (&b[..h.in_features], &mut a[..h.out_features])
             };
-            dense_i8(
-                weight,
-                bias,
-                scales,
-                requant,
-                src,
-                &mut dst[..h.out_features],
-                h,
-            );
+            dense_i8(weight, bias, scales, requant, src, dst, &h);
             in_a = !in_a;
-            last = (h.out_scale, h.out_zero);
         }
-        let res = if in_a {
-            &a[..out.len()]
-        } else {
-            &b[..out.len()]
-        };
-        for (o, &q) in out.iter_mut().zip(res) {
-            *o = (i32::from(q) - last.1) as f32 * last.0;
-        }
-        Ok(())
+        let n = self.output_features();
+        Ok(if in_a { &a[..n] } else { &b[..n] })
     }
 
     fn check(&self, input: usize, scratch: usize) -> Result<(), InferError> {
@@ -217,10 +248,13 @@ impl Model<'_> {
     }
 }
 
-/// `round(x / scale) + zero`, saturated to i8.
+/// `round(x · inv_scale) + zero` (half away from zero), saturated to i8;
+/// NaN gives `zero`.
 #[inline]
-pub(crate) fn quantize_value(x: f32, scale: f32, zero: i32) -> i8 {
-    let r = libm::roundf(x / scale);
+pub(crate) fn quantize_value(x: f32, inv_scale: f32, zero: i32) -> i8 {
+    let v = x * inv_scale;
+    let r = if v >= 0.0 { v + 0.5 } else { v - 0.5 };
+    // `as` truncates toward zero, saturates, and turns NaN into 0.
     (r as i32).saturating_add(zero).clamp(-128, 127) as i8
 }
 
@@ -229,6 +263,18 @@ pub fn argmax(values: &[f32]) -> usize {
     let mut best = (0usize, f32::NEG_INFINITY);
     for (i, &v) in values.iter().enumerate() {
         if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// Index of the first largest quantized value (the predicted class: the
+/// dequantization is increasing); 0 for an empty slice.
+pub fn argmax_i8(values: &[i8]) -> usize {
+    let mut best = (0usize, i8::MIN);
+    for (i, &v) in values.iter().enumerate() {
+        if v > best.1 || i == 0 {
             best = (i, v);
         }
     }

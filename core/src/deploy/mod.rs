@@ -45,16 +45,19 @@
 //! ```
 
 mod crc;
+mod dense;
 mod format;
 mod infer;
 mod quant;
 mod source;
 
 pub use crc::crc32;
+pub use dense::{dense_f32, dense_f32_row, dense_i8, Int8Input, ROWS_F32};
 pub use format::{
-    export_f32, export_len, FormatError, LayerHeader, LayerWeights, Model, MAX_LAYERS, VERSION,
+    export_f32, export_len, FormatError, LayerHeader, LayerWeights, Layers, Model, MAX_LAYERS,
+    VERSION,
 };
-pub use infer::{argmax, dense_f32, dense_i8, InferError};
+pub use infer::{argmax, argmax_i8, InferError};
 pub use quant::{quantize, quantized_len, requantize, Calibration, QuantParams};
 pub use source::write_rust_source;
 

@@ -3,11 +3,11 @@
 //! requantization (a Q31 multiplier and a shift per channel, as in
 //! gemmlowp, TFLite Micro and CMSIS-NN).
 
+use super::dense::dense_f32;
 use super::format::{
-    finish, padded, set_field, write_header, FormatError, LayerWeights, Model, FIXED, MAX_LAYERS,
-    RECORD,
+    finish, layer_parts, padded, set_field, write_header, FormatError, LayerWeights, Model, FIXED,
+    MAX_LAYERS, RECORD,
 };
-use super::infer::dense_f32;
 use super::Activation;
 
 /// An affine int8 quantization: `real = scale · (q − zero)`.
@@ -116,8 +116,8 @@ impl Calibration {
         widen(&mut self.ranges[0], input);
         let (a, b) = scratch.split_at_mut(w);
         let mut cur_in_a = false;
-        for (i, (h, lw)) in model.layers().iter().enumerate() {
-            let LayerWeights::F32 { weight, bias } = *lw else {
+        for (i, (h, lw)) in model.layers().enumerate() {
+            let LayerWeights::F32 { weight, bias } = lw else {
                 return Err(super::InferError::WrongDtype);
             };
             let (src, dst): (&[f32], &mut [f32]) = if i == 0 {
@@ -149,7 +149,6 @@ fn widen(r: &mut (f32, f32), xs: &[f32]) {
 pub fn quantized_len(model: &Model<'_>) -> usize {
     let data: usize = model
         .layers()
-        .iter()
         // Weight, bias, scales and requantization pairs, laid out as in `quantize`.
         .map(|(h, _)| {
             padded(h.in_features * h.out_features)
@@ -157,7 +156,7 @@ pub fn quantized_len(model: &Model<'_>) -> usize {
                 + padded(8 * h.out_features)
         })
         .sum();
-    padded(FIXED + RECORD * model.layers().len()) + data + 4
+    padded(FIXED + RECORD * model.layer_count()) + data + 4
 }
 
 /// Quantizes an f32 model to the int8 format using calibrated ranges; returns
@@ -183,8 +182,8 @@ pub fn quantize(
     write_header(out, true, &shapes, data_len);
     out[header_len..header_len + data_len].fill(0);
     let mut at = header_len;
-    for (i, (h, lw)) in model.layers().iter().enumerate() {
-        let LayerWeights::F32 { weight, bias } = *lw else {
+    for (i, (h, lw)) in model.layers().enumerate() {
+        let LayerWeights::F32 { weight, bias } = lw else {
             return Err(FormatError::Unsupported);
         };
         let qin = QuantParams::from_range(calib.ranges[i].0, calib.ranges[i].1);
@@ -194,11 +193,9 @@ pub fn quantize(
         set_field(out, i, 40, qout.scale.to_le_bytes());
         set_field(out, i, 44, qout.zero.to_le_bytes());
         let (n_in, n_out) = (h.in_features, h.out_features);
-        let w_off = at;
-        let b_off = w_off + padded(n_in * n_out);
-        let s_off = b_off + padded(4 * n_out);
-        let r_off = s_off + padded(4 * n_out);
-        at = r_off + padded(8 * n_out);
+        let ([(w_off, _), (b_off, _), (s_off, _), (r_off, _)], end) =
+            layer_parts(true, n_in, n_out, at).ok_or(FormatError::Unsupported)?;
+        at = end;
         for (field, off) in [(16, w_off), (20, b_off), (24, s_off), (28, r_off)] {
             set_field(out, i, field, ((off - header_len) as u32).to_le_bytes());
         }

@@ -101,8 +101,8 @@ pub fn write_rust_source(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
         "use ember_core::deploy::{{Activation, LayerHeader, LayerWeights}};"
     )?;
     writeln!(w)?;
-    for (i, (_, lw)) in model.layers().iter().enumerate() {
-        match *lw {
+    for (i, (_, lw)) in model.layers().enumerate() {
+        match lw {
             LayerWeights::F32 { weight, bias } => {
                 array(w, &format_name(i, "WEIGHT"), "f32", weight, |v| {
                     F2(0, Some(v))
@@ -130,7 +130,7 @@ pub fn write_rust_source(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
             }
         }
     }
-    let n = model.layers().len();
+    let n = model.layer_count();
     writeln!(
         w,
         "\n/// The model's layers; run them with `Model::from_layers(&LAYERS)`."
@@ -139,9 +139,9 @@ pub fn write_rust_source(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
         w,
         "pub static LAYERS: [(LayerHeader, LayerWeights<'static>); {n}] = ["
     )?;
-    for (i, (h, lw)) in model.layers().iter().enumerate() {
+    for (i, (h, lw)) in model.layers().enumerate() {
         w.write_str("    (")?;
-        header(w, h)?;
+        header(w, &h)?;
         match lw {
             LayerWeights::F32 { .. } => write!(
                 w,

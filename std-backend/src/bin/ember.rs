@@ -538,7 +538,7 @@ fn cmd_eval(m: &ModelArgs) -> Res {
     println!(
         "{} model, {} layers, {} parameter bytes\n",
         if model.is_int8() { "int8" } else { "f32" },
-        model.layers().len(),
+        model.layer_count(),
         model.parameter_bytes()
     );
     print!(
@@ -652,8 +652,9 @@ fn cmd_predict(m: &ModelArgs, image_path: Option<&Path>, index: Option<usize>) -
     let mut logits = vec![0.0f32; model.output_features()];
     if model.is_int8() {
         let mut s = vec![0i8; model.scratch_len()];
+        let mut q = vec![0i8; model.input_features()];
         model
-            .infer_i8(&input, &mut s, &mut logits)
+            .infer_i8(&input, &mut q, &mut s, &mut logits)
             .map_err(|e| e.to_string())?;
     } else {
         let mut s = vec![0.0f32; model.scratch_len()];
