@@ -87,7 +87,7 @@ for t in "${targets[@]}"; do
     if [ "$images" -gt 0 ]; then
       embedded=$((images * 784 + images))
       if [[ $features == *f32-model* && $t != thumbv6m* ]]; then embedded=$((embedded + f32_file + images)); fi
-      if [[ $features == *int8-model* ]]; then embedded=$((embedded + int8_file + images)); fi
+      if [[ $features == *int8-model* ]]; then embedded=$((embedded + int8_file + 10 * images)); fi
     fi
     stack=$(echo "$log" | sed -n 's/.*stack used: \([0-9]*\) bytes.*/\1/p' | sort -n | tail -n 1)
     stack=${stack:-0}
