@@ -197,7 +197,7 @@ pub fn run_f32(
             return None;
         }
     };
-    describe("f32", model, scratch.len(), 4);
+    describe("f32", F32_MODEL.0.len(), model, scratch.len(), 4);
     let r = check("f32", EXPECTED_F32, 1, clock, |image, want| {
         for (x, &p) in input.iter_mut().zip(image) {
             *x = f32::from(p) / 255.0;
@@ -222,7 +222,7 @@ pub fn run_int8(scratch: &mut [i8], clock: &dyn Fn() -> u64) -> Option<Report> {
             return None;
         }
     };
-    describe("int8", model, scratch.len(), 1);
+    describe("int8", INT8_MODEL.0.len(), model, scratch.len(), 1);
     let r = check("int8", EXPECTED_INT8, CLASSES, clock, |image, want| {
         let logits = model.infer_u8(image, scratch)?;
         let same = logits.iter().zip(want).all(|(&q, &w)| q as u8 == w);
@@ -231,11 +231,11 @@ pub fn run_int8(scratch: &mut [i8], clock: &dyn Fn() -> u64) -> Option<Report> {
     Some(Report { load_ticks, ..r })
 }
 
-fn describe(name: &str, model: &Model<'_>, scratch: usize, elem: usize) {
+fn describe(name: &str, file_bytes: usize, model: &Model<'_>, scratch: usize, elem: usize) {
     say!(
-        "{} model 784-128-64-10 (ReLU): {} parameter bytes, read in place from the embedded file; scratch {} of {} elements ({} bytes)",
+        "{} model 784-128-64-10 (ReLU): a {}-byte file, read in place; scratch {} of {} elements ({} bytes)",
         name,
-        model.parameter_bytes(),
+        file_bytes,
         model.scratch_len(),
         scratch,
         scratch * elem
@@ -244,15 +244,18 @@ fn describe(name: &str, model: &Model<'_>, scratch: usize, elem: usize) {
 
 /// Logs a report's outcome.
 pub fn summary(r: &Report) {
-    let pct = |k: usize| 100.0 * k as f32 / r.images.max(1) as f32;
+    // Per mille, in integers: a float division would link soft-float code
+    // on a Cortex-M0.
+    let permille = (1000 * r.correct + r.images / 2) / r.images.max(1);
     say!(
-        "{}: {} of {} predictions match the host; accuracy {}/{} = {}% (host {}/{})",
+        "{}: {} of {} predictions match the host; accuracy {}/{} = {}.{}% (host {}/{})",
         r.name,
         r.matches,
         images(),
         r.correct,
         r.images,
-        pct(r.correct),
+        permille / 10,
+        permille % 10,
         r.host_correct,
         r.images
     );

@@ -172,6 +172,7 @@ pub fn dense_i8<X: Int8Input>(
 pub(crate) struct Int8Layer<'a, 'h> {
     pub(crate) weight: &'a [i8],
     pub(crate) bias: &'a [i32],
+    #[cfg_attr(not(feature = "int8-float-activations"), allow(dead_code))]
     pub(crate) scales: &'a [f32],
     pub(crate) requant: &'a [i32],
     pub(crate) header: &'h LayerHeader,
@@ -191,6 +192,7 @@ impl Int8Layer<'_, '_> {
             Activation::Relu => requantize(acc, m, s)
                 .saturating_add(h.out_zero)
                 .max(h.out_zero),
+            #[cfg(feature = "int8-float-activations")]
             act => {
                 let ws = self.scales.get(o).copied().unwrap_or(0.0);
                 let real = acc as f32 * h.in_scale * ws;
@@ -199,6 +201,10 @@ impl Int8Layer<'_, '_> {
                 // NaN becomes 0 through `as`; out-of-range values saturate.
                 (r as i32).saturating_add(h.out_zero)
             }
+            // Never reached: `Model::parse` and `Model::from_layers` reject
+            // such layers in a build without the feature.
+            #[cfg(not(feature = "int8-float-activations"))]
+            _ => h.out_zero,
         };
         q.clamp(-128, 127) as i8
     }

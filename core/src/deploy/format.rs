@@ -94,6 +94,12 @@ pub enum FormatError {
         /// Which layer.
         layer: usize,
     },
+    /// An int8 layer's activation is neither ReLU nor the identity, and
+    /// this build leaves out the f32 activation math for int8 layers.
+    ActivationNotBuilt {
+        /// Which layer.
+        layer: usize,
+    },
     /// Reading parameters from memory failed.
     Memory(crate::Error),
 }
@@ -156,6 +162,10 @@ impl core::fmt::Display for FormatError {
             FormatError::QuantizationChain { layer } => write!(
                 f,
                 "layer {layer}: input quantization differs from the previous layer's output"
+            ),
+            FormatError::ActivationNotBuilt { layer } => write!(
+                f,
+                "layer {layer}: this int8 activation needs ember-core's feature `int8-float-activations`"
             ),
             FormatError::Memory(e) => write!(f, "reading parameters: {e}"),
         }
@@ -226,6 +236,8 @@ pub struct Model<'a> {
     count: usize,
     /// The widest activation a layer produces (the input is read in place).
     pub(crate) max_width: usize,
+    input: usize,
+    output: usize,
 }
 
 /// Where a model's layers are.
@@ -488,6 +500,7 @@ impl<'a> Model<'a> {
                     {
                         return Err(FormatError::BadQuantization { layer: l });
                     }
+                    int8_activation_built(h.activation, l)?;
                     let q = (h.in_scale.to_bits(), h.in_zero);
                     if prev_q.is_some_and(|p| p != q) {
                         return Err(FormatError::QuantizationChain { layer: l });
@@ -512,6 +525,8 @@ impl<'a> Model<'a> {
             source: Source::File { header, data },
             count: n,
             max_width,
+            input: model_in,
+            output: prev_out,
         })
     }
 
@@ -555,12 +570,17 @@ impl<'a> Model<'a> {
             if !ok {
                 return Err(FormatError::BadOffset { layer: l });
             }
+            if int8 {
+                int8_activation_built(h.activation, l)?;
+            }
         }
         Ok(Model {
             int8,
             source: Source::Tables(layers),
             count: n,
             max_width,
+            input: layers[0].0.in_features,
+            output: prev,
         })
     }
 
@@ -680,13 +700,12 @@ impl<'a> Model<'a> {
 
     /// Input features.
     pub fn input_features(&self) -> usize {
-        self.layer(0).map_or(0, |l| l.0.in_features)
+        self.input
     }
 
     /// Output features.
     pub fn output_features(&self) -> usize {
-        self.layer(self.count.saturating_sub(1))
-            .map_or(0, |l| l.0.out_features)
+        self.output
     }
 
     /// Scratch elements inference needs: two activation buffers of the
@@ -864,4 +883,15 @@ fn write_floats<B: Backend>(
 /// Whether every byte is zero.
 fn zero(b: &[u8]) -> bool {
     b.iter().all(|&x| x == 0)
+}
+
+/// Whether this build runs an int8 layer with `activation` (see the feature
+/// `int8-float-activations`).
+fn int8_activation_built(activation: Activation, layer: usize) -> Result<(), FormatError> {
+    let integer = matches!(activation, Activation::Identity | Activation::Relu);
+    if integer || cfg!(feature = "int8-float-activations") {
+        Ok(())
+    } else {
+        Err(FormatError::ActivationNotBuilt { layer })
+    }
 }
