@@ -5,8 +5,10 @@ use crate::backend::Backend;
 use crate::memory::Memory;
 use crate::nn::{Layer, LayerKind, Module, Signature};
 
-/// The format version this crate writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this crate writes. It reads it, and version 1 f32
+/// files (the same layout); version 1 int8 files (weights row-major, biases
+/// folded for `i8` input) must be exported again.
+pub const VERSION: u16 = 2;
 /// Most dense layers a file may hold.
 pub const MAX_LAYERS: usize = 16;
 pub(crate) const MAGIC: [u8; 4] = *b"EMBR";
@@ -111,7 +113,7 @@ impl core::fmt::Display for FormatError {
             FormatError::BadMagic => write!(f, "not an Ember model (bad magic)"),
             FormatError::UnsupportedVersion(v) => write!(
                 f,
-                "format version {v} is not supported (this build reads {VERSION})"
+                "format version {v} is not supported (this build reads {VERSION}, and 1 for f32; export the model again)"
             ),
             FormatError::BadDtype(d) => write!(f, "unknown data type code {d}"),
             FormatError::BadLayerCount(n) => write!(f, "bad layer count {n} (1 to {MAX_LAYERS})"),
@@ -399,14 +401,14 @@ impl<'a> Model<'a> {
             return Err(FormatError::TooShort);
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != VERSION {
-            return Err(FormatError::UnsupportedVersion(version));
-        }
         let int8 = match bytes[6] {
             DTYPE_F32 => false,
             DTYPE_I8 => true,
             d => return Err(FormatError::BadDtype(d)),
         };
+        if !(version == VERSION || version == 1 && !int8) {
+            return Err(FormatError::UnsupportedVersion(version));
+        }
         let n = bytes[7];
         if n == 0 || n as usize > MAX_LAYERS {
             return Err(FormatError::BadLayerCount(n));

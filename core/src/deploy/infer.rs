@@ -2,8 +2,9 @@
 //! them through two activation buffers. The host evaluates int8 models with
 //! these very functions, so its numbers are the microcontroller's.
 
-use super::dense::{dense_f32, dense_i8, Int8Input};
+use super::dense_f32::dense_f32;
 use super::format::{LayerWeights, Model};
+use super::int8::{self, Input, Int8Input, Int8Layer};
 
 /// Why inference could not run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,11 +118,7 @@ impl Model<'_> {
         input: &[u8],
         scratch: &'s mut [i8],
     ) -> Result<&'s [i8], InferError> {
-        match self.layer(0) {
-            Some((h, _)) if h.in_zero == -128 => self.run_i8(input, scratch),
-            Some((h, _)) => Err(InferError::NotU8Input { zero: h.in_zero }),
-            None => Err(InferError::WrongDtype),
-        }
+        self.run_i8(input, scratch)
     }
 
     /// Quantizes real inputs with the first layer's input parameters:
@@ -186,7 +183,9 @@ impl Model<'_> {
     }
 
     /// The int8 layers, the first reading `input` in place, the others
-    /// alternating between the two halves of `scratch`.
+    /// alternating between the two halves of `scratch`. Hidden activations
+    /// are stored as `q + 128` (what the next kernel reads), the outputs as
+    /// `q`.
     fn run_i8<'s, X: Int8Input>(
         &self,
         input: &[X],
@@ -196,7 +195,9 @@ impl Model<'_> {
             return Err(InferError::WrongDtype);
         }
         self.check(input.len(), scratch.len())?;
+        let scratch = int8::bytes_mut(scratch);
         let (a, b) = scratch.split_at_mut(self.max_width);
+        let last = self.layer_count().saturating_sub(1);
         let mut in_a = true;
         for (i, (h, w)) in self.layers().enumerate() {
             let LayerWeights::Int8 {
@@ -208,16 +209,23 @@ impl Model<'_> {
             else {
                 return Err(InferError::WrongDtype);
             };
+            let layer = Int8Layer {
+                weight,
+                bias,
+                scales,
+                requant,
+                header: &h,
+                out_flip: if i == last { 0 } else { 0x80 },
+            };
             if i == 0 {
-                dense_i8(
-                    weight,
-                    bias,
-                    scales,
-                    requant,
-                    input,
-                    &mut a[..h.out_features],
-                    &h,
-                );
+                if X::FLIP == 0 && h.in_zero != -128 {
+                    return Err(InferError::NotU8Input { zero: h.in_zero });
+                }
+                let x = Input {
+                    bytes: X::bytes(input),
+                    flip: X::FLIP,
+                };
+                int8::run(&layer, x, &mut a[..h.out_features]);
                 continue;
             }
             let (src, dst) = if in_a {
@@ -225,11 +233,18 @@ impl Model<'_> {
             } else {
                 (&b[..h.in_features], &mut a[..h.out_features])
             };
-            dense_i8(weight, bias, scales, requant, src, dst, &h);
+            int8::run(
+                &layer,
+                Input {
+                    bytes: src,
+                    flip: 0,
+                },
+                dst,
+            );
             in_a = !in_a;
         }
         let n = self.output_features();
-        Ok(if in_a { &a[..n] } else { &b[..n] })
+        Ok(int8::as_i8(if in_a { &a[..n] } else { &b[..n] }))
     }
 
     fn check(&self, input: usize, scratch: usize) -> Result<(), InferError> {

@@ -2,12 +2,12 @@
 //! and int8 inference kernels, post-training quantization, and export as Rust
 //! source.
 //!
-//! The format (version 1, little-endian, every part aligned to 16 bytes):
+//! The format (version 2, little-endian, every part aligned to 16 bytes):
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `EMBR` |
-//! | 4 | 2 | format version (1) |
+//! | 4 | 2 | format version ([`VERSION`]) |
 //! | 6 | 1 | dtype: 0 = f32, 1 = int8 |
 //! | 7 | 1 | number of dense layers `L` (at most [`MAX_LAYERS`]) |
 //! | 8 | 4 | header length `H` (bytes before the data) |
@@ -18,6 +18,15 @@
 //! | 32 | 48·L | layer records (see [`LayerHeader`]) |
 //! | H | D | data: weights, biases, per-channel scales, requantization |
 //! | H + D | 4 | CRC-32 (IEEE) of bytes `[0, H + D)` |
+//!
+//! Each layer's data follow in order: weight, bias, and for int8 the
+//! per-channel weight scales and `(multiplier, shift)` requantization pairs,
+//! each part starting on a 16-byte boundary, zero-padded. f32 weights are
+//! row-major `[out, in]`; int8 weights are in the kernels' block layout
+//! ([`int8_weight_offset`]) and int8 biases are folded for the kernels'
+//! unsigned input (the `int8` kernels' documentation): version 2. Version 1
+//! differs only there (row-major int8 weights, biases folded for `i8`
+//! input); its f32 files still load.
 //!
 //! The header is the model's signature: layer widths and activation kinds,
 //! and for int8 the quantization parameters. [`Model::parse`] validates every
@@ -45,19 +54,21 @@
 //! ```
 
 mod crc;
-mod dense;
+mod dense_f32;
 mod format;
 mod infer;
+mod int8;
 mod quant;
 mod source;
 
 pub use crc::crc32;
-pub use dense::{dense_f32, dense_f32_row, dense_i8, Int8Input, ROWS_F32};
+pub use dense_f32::{dense_f32, dense_f32_row, ROWS_F32};
 pub use format::{
     export_f32, export_len, FormatError, LayerHeader, LayerWeights, Layers, Model, MAX_LAYERS,
     VERSION,
 };
 pub use infer::{argmax, argmax_i8, InferError};
+pub use int8::{dense_i8, int8_weight_offset, Int8Input};
 pub use quant::{quantize, quantized_len, requantize, Calibration, QuantParams};
 pub use source::write_rust_source;
 

@@ -3,11 +3,12 @@
 //! requantization (a Q31 multiplier and a shift per channel, as in
 //! gemmlowp, TFLite Micro and CMSIS-NN).
 
-use super::dense::dense_f32;
+use super::dense_f32::dense_f32;
 use super::format::{
     finish, layer_parts, padded, set_field, write_header, FormatError, LayerWeights, Model, FIXED,
     MAX_LAYERS, RECORD,
 };
+use super::int8::int8_weight_offset;
 use super::Activation;
 
 /// An affine int8 quantization: `real = scale · (q − zero)`.
@@ -37,12 +38,32 @@ impl QuantParams {
     }
 }
 
-/// `round(acc · multiplier · 2^(shift − 31))`, saturated to i32: the
-/// fixed-point rescale of an i32 accumulator by a real factor.
+/// `round(acc · multiplier · 2^(shift − 31))` (halves rounded up), saturated
+/// to i32: the fixed-point rescale of an i32 accumulator by a real factor.
+///
+/// For a non-negative multiplier and a factor below 1/4 (`shift ≤ −2`, the
+/// usual case between layers) it takes the high word of the 64-bit product
+/// and rounds with one 32-bit add and shift: exactly the same result
+/// (checked against the 64-bit formula by a test), in a few instructions
+/// on a Cortex-M.
 #[inline]
 pub fn requantize(acc: i32, multiplier: i32, shift: i32) -> i32 {
     let prod = i64::from(acc) * i64::from(multiplier);
-    let s = 31 - shift.clamp(-31, 30);
+    if (-31..=-2).contains(&shift) && multiplier >= 0 {
+        // With s = 31 − shift = 32 + k, k in 1..=30: |prod| ≤ 2^62, so
+        // |hi| ≤ 2^30 and hi + 2^(k−1) fits in i32, and
+        // floor((hi·2^32 + lo + 2^(s−1)) / 2^s) = (hi + 2^(k−1)) >> k,
+        // as lo < 2^32 cannot carry past the k-bit shift.
+        let hi = (prod >> 32) as i32;
+        let k = -1 - shift;
+        return (hi + (1 << (k - 1))) >> k;
+    }
+    requantize_wide(prod, 31 - shift.clamp(-31, 30))
+}
+
+/// The 64-bit rounding shift of [`requantize`], saturated to i32.
+#[inline(never)]
+fn requantize_wide(prod: i64, s: i32) -> i32 {
     let r = (prod + (1i64 << (s - 1))) >> s;
     r.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
@@ -210,12 +231,13 @@ pub fn quantize(
             for (j, &w) in row.iter().enumerate() {
                 let q = (libm::roundf(w / ws) as i32).clamp(-127, 127);
                 wsum += q;
-                out[w_off + o * n_in + j] = q as i8 as u8;
+                out[w_off + int8_weight_offset(o, j, n_out, n_in)] = q as i8 as u8;
             }
             let acc_scale = f64::from(qin.scale) * f64::from(ws);
             let bq = libm::round(f64::from(b) / acc_scale)
                 .clamp(i32::MIN as f64 / 2.0, i32::MAX as f64 / 2.0) as i32;
-            let folded = bq.saturating_sub(qin.zero.saturating_mul(wsum));
+            // Folded for the kernels' unsigned input `q + 128`.
+            let folded = bq.saturating_sub((qin.zero + 128).saturating_mul(wsum));
             out[b_off + 4 * o..b_off + 4 * o + 4].copy_from_slice(&folded.to_le_bytes());
             out[s_off + 4 * o..s_off + 4 * o + 4].copy_from_slice(&ws.to_le_bytes());
             let (m, s) = quantize_multiplier(acc_scale / f64::from(qout.scale));
@@ -244,6 +266,21 @@ mod tests {
         }
         assert_eq!(quantize_multiplier(0.0), (0, 0));
         assert_eq!(requantize(i32::MAX, i32::MAX, 30), i32::MAX);
+    }
+
+    proptest::proptest! {
+        /// The fast path gives the 64-bit formula's results.
+        #[test]
+        fn requantize_matches_the_wide_formula(
+            acc in proptest::prelude::any::<i32>(),
+            m in 0i32..=i32::MAX,
+            shift in -31i32..=30,
+        ) {
+            let s = 31 - shift;
+            let want = ((i64::from(acc) * i64::from(m) + (1i64 << (s - 1))) >> s)
+                .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+            proptest::prop_assert_eq!(requantize(acc, m, shift), want);
+        }
     }
 
     #[test]

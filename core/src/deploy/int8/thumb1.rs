@@ -1,0 +1,89 @@
+//! The int8 kernel of Armv6-M (Cortex-M0/M0+): no DSP extension and only
+//! the low registers for most instructions, so two rows of a block at a
+//! time, one multiply and add per weight, in assembly (LLVM unrolls the
+//! portable loop and spills the accumulators).
+
+use super::{block_columns, leftover_rows, Input, Int8Layer};
+
+/// Per block: rows 0 and 1, then rows 2 and 3, over the block's groups (in
+/// assembly when the input needs no flip), then its leftover columns; then
+/// the leftover rows.
+pub(super) fn kernel(layer: &Int8Layer<'_, '_>, x: Input<'_>, y: &mut [u8]) {
+    let n = x.bytes.len().max(1);
+    let rows = layer.rows(n, y.len());
+    let groups = x.bytes.len() / 4;
+    for (b, block) in layer.weight[..rows / 4 * 4 * n]
+        .chunks_exact(4 * n)
+        .enumerate()
+    {
+        let mut acc = [
+            layer.bias[4 * b],
+            layer.bias[4 * b + 1],
+            layer.bias[4 * b + 2],
+            layer.bias[4 * b + 3],
+        ];
+        let done = if x.flip == 0 && groups > 0 && block.len() == 4 * x.bytes.len() {
+            let [a0, a1, a2, a3] = &mut acc;
+            pair_groups(a0, a1, block, x.bytes, groups);
+            // Rows 2 and 3 of a group start 8 bytes into it.
+            pair_groups(a2, a3, &block[8..], x.bytes, groups);
+            groups
+        } else {
+            0
+        };
+        block_columns(&mut acc, block, x, done);
+        layer.output_block(
+            b,
+            acc,
+            &layer.requant[8 * b..8 * b + 8],
+            &mut y[4 * b..4 * b + 4],
+        );
+    }
+    leftover_rows(layer, x, y, rows);
+}
+
+/// Adds to `a0` and `a1` the products of `groups` groups of two rows: bytes
+/// 0..4 (row `r`) and 4..8 (row `r + 1`) of each 16 in `w`, times the
+/// unsigned bytes of `x`, four a group. Needs `groups > 0`,
+/// `16 · (groups − 1) + 8 ≤ w.len()` and `4 · groups ≤ x.len()`.
+#[inline(always)]
+fn pair_groups(a0: &mut i32, a1: &mut i32, w: &[i8], x: &[u8], groups: usize) {
+    if groups == 0 || 16 * (groups - 1) + 8 > w.len() || 4 * groups > x.len() {
+        return;
+    }
+    // SAFETY: the loop runs `groups` (> 0) times; iteration g reads
+    // x[4g..4g + 4] and w[16g..16g + 8], in bounds by the check above. It
+    // writes only the operand registers, the flags, and r7 (which operands
+    // may not name: pushed before and popped after, so the asm uses the
+    // stack; no memory Rust can see is written).
+    unsafe {
+        core::arch::asm!(
+            "push {{r7}}",
+            "2:",
+            "ldrb r7, [{xp}, #0]",
+            "ldrb {t}, [{wp}, #0]", "sxtb {t}, {t}", "muls {t}, r7, {t}", "adds {a0}, {a0}, {t}",
+            "ldrb {t}, [{wp}, #4]", "sxtb {t}, {t}", "muls {t}, r7, {t}", "adds {a1}, {a1}, {t}",
+            "ldrb r7, [{xp}, #1]",
+            "ldrb {t}, [{wp}, #1]", "sxtb {t}, {t}", "muls {t}, r7, {t}", "adds {a0}, {a0}, {t}",
+            "ldrb {t}, [{wp}, #5]", "sxtb {t}, {t}", "muls {t}, r7, {t}", "adds {a1}, {a1}, {t}",
+            "ldrb r7, [{xp}, #2]",
+            "ldrb {t}, [{wp}, #2]", "sxtb {t}, {t}", "muls {t}, r7, {t}", "adds {a0}, {a0}, {t}",
+            "ldrb {t}, [{wp}, #6]", "sxtb {t}, {t}", "muls {t}, r7, {t}", "adds {a1}, {a1}, {t}",
+            "ldrb r7, [{xp}, #3]",
+            "ldrb {t}, [{wp}, #3]", "sxtb {t}, {t}", "muls {t}, r7, {t}", "adds {a0}, {a0}, {t}",
+            "ldrb {t}, [{wp}, #7]", "sxtb {t}, {t}", "muls {t}, r7, {t}", "adds {a1}, {a1}, {t}",
+            "adds {xp}, #4",
+            "adds {wp}, #16",
+            "subs {n}, #1",
+            "bne 2b",
+            "pop {{r7}}",
+            xp = inout(reg) x.as_ptr() => _,
+            wp = inout(reg) w.as_ptr() => _,
+            n = inout(reg) groups => _,
+            a0 = inout(reg) *a0,
+            a1 = inout(reg) *a1,
+            t = out(reg) _,
+            options(readonly),
+        );
+    }
+}
