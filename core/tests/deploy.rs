@@ -278,3 +278,176 @@ fn rust_source_export_matches_the_golden_file_and_runs() {
         from_src.infer_f32(&x, &mut s2).unwrap()
     );
 }
+
+/// `Net` exported with seed `seed` and quantized to int8 (calibrated on
+/// the reference inputs); the bytes, 4-byte aligned.
+fn quantized(seed: u64) -> (Vec<u32>, usize) {
+    let (words, n, _) = exported(seed);
+    let model = Model::parse(&bytes(&words)[..n]).unwrap();
+    let mut calib = Calibration::new();
+    let mut scratch = vec![0.0f32; model.scratch_len()];
+    for s in 0..8 {
+        let x: Vec<f32> = (0..6).map(|j| input(s * 6 + j)).collect();
+        calib.observe(&model, &x, &mut scratch).unwrap();
+    }
+    let mut q = vec![0u32; deploy::quantized_len(&model).div_ceil(4)];
+    let qn = deploy::quantize(&model, &calib, bytes_mut(&mut q)).unwrap();
+    (q, qn)
+}
+
+fn rd(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Applies `edit` to a copy of the file, restamps the CRC and parses it.
+fn parse_edited(words: &[u32], n: usize, edit: impl FnOnce(&mut [u8])) -> Result<(), FormatError> {
+    let mut copy = words.to_vec();
+    let b = &mut bytes_mut(&mut copy)[..n];
+    edit(b);
+    restamp(b);
+    Model::parse(b).map(|_| ())
+}
+
+/// The byte positions that only the layout decides (reserved header bytes,
+/// record reserved bytes and data offsets, padding in the data): changing
+/// any of them must be rejected, even with a valid CRC.
+fn structural_bytes(b: &[u8]) -> Vec<usize> {
+    let layers = usize::from(b[7]);
+    let header = rd(b, 8) as usize;
+    let int8 = b[6] == 1;
+    let mut at: Vec<usize> = (24..32).collect();
+    at.extend(32 + 48 * layers..header);
+    for l in 0..layers {
+        let r = 32 + 48 * l;
+        at.extend(r + 9..r + 12);
+        at.extend(r + 16..r + 32);
+        if !int8 {
+            at.extend(r + 32..r + 48);
+        }
+        // Padding after each part: from its end to its 16-byte boundary.
+        let (inf, outf) = (rd(b, r) as usize, rd(b, r + 4) as usize);
+        let sizes = if int8 {
+            [inf * outf, 4 * outf, 4 * outf, 8 * outf]
+        } else {
+            [4 * inf * outf, 4 * outf, 0, 0]
+        };
+        for (k, size) in sizes.into_iter().enumerate().filter(|&(_, s)| s > 0) {
+            let off = header + rd(b, r + 16 + 4 * k) as usize;
+            at.extend(off + size..off + size.next_multiple_of(16));
+        }
+    }
+    at
+}
+
+#[test]
+fn only_the_canonical_layout_is_accepted() {
+    for (words, n) in [
+        {
+            let (w, n, _) = exported(5);
+            (w, n)
+        },
+        quantized(5),
+    ] {
+        let good = &bytes(&words)[..n];
+        assert!(Model::parse(good).is_ok());
+        let int8 = good[6] == 1;
+        // A weight offset moved by one byte (int8 views stay aligned) or by
+        // a whole 16-byte step, with the CRC re-stamped.
+        for delta in [1u32, 16] {
+            let moved = parse_edited(&words, n, |b| {
+                let v = rd(b, 32 + 16) + delta;
+                b[48..52].copy_from_slice(&v.to_le_bytes());
+            });
+            assert!(
+                matches!(moved, Err(FormatError::BadOffset { layer: 0 })),
+                "int8 {int8}, +{delta}: {moved:?}"
+            );
+        }
+        // Layer 1's bias where layer 0's weights are (overlap).
+        let overlap = parse_edited(&words, n, |b| {
+            let w0 = rd(b, 48);
+            b[32 + 48 + 20..32 + 48 + 24].copy_from_slice(&w0.to_le_bytes());
+        });
+        assert!(
+            matches!(overlap, Err(FormatError::BadOffset { layer: 1 })),
+            "{overlap:?}"
+        );
+        // Reserved bytes.
+        let reserved = parse_edited(&words, n, |b| b[27] = 1);
+        assert_eq!(reserved, Err(FormatError::Reserved { layer: None }));
+        let record = parse_edited(&words, n, |b| b[32 + 48 + 10] = 7);
+        assert_eq!(record, Err(FormatError::Reserved { layer: Some(1) }));
+        // A parameter for an activation without one (layer 0 is ReLU).
+        let param = parse_edited(&words, n, |b| {
+            b[32 + 12..32 + 16].copy_from_slice(&0.5f32.to_le_bytes())
+        });
+        assert_eq!(param, Err(FormatError::Reserved { layer: Some(0) }));
+        for at in structural_bytes(good) {
+            let r = parse_edited(&words, n, |b| b[at] ^= 0x21);
+            assert!(r.is_err(), "int8 {int8}: byte {at} changed and accepted");
+        }
+    }
+}
+
+#[test]
+fn int8_quantization_must_chain() {
+    let (words, n) = quantized(6);
+    // Layer 1's input scale differs from layer 0's output scale.
+    let r = parse_edited(&words, n, |b| {
+        let s = f32::from_bits(rd(b, 32 + 48 + 32)) * 1.5;
+        b[32 + 48 + 32..32 + 48 + 36].copy_from_slice(&s.to_le_bytes());
+    });
+    assert_eq!(r, Err(FormatError::QuantizationChain { layer: 1 }));
+    // Its zero point.
+    let r = parse_edited(&words, n, |b| {
+        let z = rd(b, 32 + 48 + 36) as i32 + 1;
+        b[32 + 48 + 36..32 + 48 + 40].copy_from_slice(&z.to_le_bytes());
+    });
+    assert_eq!(r, Err(FormatError::QuantizationChain { layer: 1 }));
+}
+
+#[test]
+fn magic_and_versions() {
+    let (words, n, _) = exported(7);
+    let not_ember = parse_edited(&words, n, |b| b[0..4].copy_from_slice(b"GGUF"));
+    assert_eq!(not_ember, Err(FormatError::BadMagic));
+    assert_eq!(
+        FormatError::BadMagic.to_string(),
+        "not an Ember model (bad magic)"
+    );
+    // A safetensors file starts with its header length, then JSON.
+    let mut st = 16u64.to_le_bytes().to_vec();
+    st.extend_from_slice(br#"{"__metadata__":{}}"#);
+    st.resize(64, b' ');
+    assert_eq!(Model::parse(&st).err(), Some(FormatError::BadMagic));
+    assert_eq!(Model::parse(b"GG").err(), Some(FormatError::BadMagic));
+    assert_eq!(Model::parse(b"EMB").err(), Some(FormatError::TooShort));
+    // Version 1: f32 files still load; int8 ones (another layout) do not.
+    assert!(parse_edited(&words, n, |b| b[4] = 1).is_ok());
+    let (q, qn) = quantized(7);
+    assert_eq!(
+        parse_edited(&q, qn, |b| b[4] = 1),
+        Err(FormatError::UnsupportedVersion(1))
+    );
+    assert_eq!(
+        parse_edited(&words, n, |b| b[4] = 3),
+        Err(FormatError::UnsupportedVersion(3))
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The canonical-layout rules under random edits: changing any byte
+    /// that only the layout decides is rejected, whatever the new value,
+    /// even with a valid CRC; any file accepted runs without panicking.
+    #[test]
+    fn layout_bytes_are_checked(seed in 0u64..3, pick in any::<usize>(), v in 1u8..=255, int8 in any::<bool>()) {
+        let (words, n) = if int8 { quantized(seed) } else { let (w, n, _) = exported(seed); (w, n) };
+        let good = &bytes(&words)[..n];
+        let at = structural_bytes(good);
+        let i = at[pick % at.len()];
+        let r = parse_edited(&words, n, |b| b[i] ^= v);
+        proptest::prop_assert!(r.is_err(), "byte {} ^ {:#x} accepted", i, v);
+    }
+}

@@ -247,3 +247,17 @@ fn eval_test_tracks_test_accuracy_per_epoch() {
         .unwrap_or_else(|| panic!("no f32 accuracy in {text}"));
     assert!((val_acc - reported).abs() < 2e-3, "{val_acc} vs {reported}");
 }
+
+#[test]
+fn a_file_that_is_no_model_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, b"GGUF and other things, not a model at all").unwrap();
+    let (ok, text) = ember(&["eval", "--model", path.to_str().unwrap()]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("not an Ember model (bad magic)"), "{text}");
+    // An .emb whose magic is right but whose bytes are not: the format's error.
+    std::fs::write(&path, b"EMBR\x02\x00\x00\x01").unwrap();
+    let (ok, text) = ember(&["eval", "--model", path.to_str().unwrap()]);
+    assert!(!ok && text.contains("too short"), "{text}");
+}

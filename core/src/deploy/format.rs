@@ -394,7 +394,8 @@ impl<'a> Model<'a> {
         if cfg!(target_endian = "big") {
             return Err(FormatError::BigEndian);
         }
-        if bytes.len() >= 4 && bytes[0..4] != MAGIC {
+        // Whatever the length: a file that starts otherwise is not ours.
+        if !MAGIC.starts_with(&bytes[..bytes.len().min(4)]) {
             return Err(FormatError::BadMagic);
         }
         if bytes.len() < FIXED + 4 {

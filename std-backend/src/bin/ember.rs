@@ -501,7 +501,7 @@ fn arch_of(path: &Path, raw: &[u8], arch: &ArchArgs) -> Res<(Vec<usize>, String)
     let md = safetensors::SafeTensors::read_metadata(raw)
         .map_err(|e| {
             format!(
-                "{}: not an .emb, checkpoint or safetensors file ({e})",
+                "{}: not an Ember model (bad magic), nor an Ember checkpoint or a safetensors state_dict ({e})",
                 path.display()
             )
         })?
