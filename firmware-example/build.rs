@@ -2,10 +2,16 @@
 //!
 //! Models: the cfgs `model_f32` and `model_int8` are set from the features
 //! `f32-model` and `int8-model`, except that Cortex-M0 (`thumbv6m-none-eabi`,
-//! QEMU's micro:bit with 256 KiB of flash) never gets the f32 model: its
-//! 437,732 bytes do not fit. With a model, the test data of `models/` is
-//! copied into `OUT_DIR` for `include_bytes!`: all of it, or on Cortex-M0 the
-//! first [`M0_IMAGES`] images, so that the int8 model, the images and the XOR
+//! QEMU's micro:bit with 256 KiB of flash) never gets the f32 model: the
+//! committed one's 437,732 bytes do not fit. The models come from the
+//! directory `EMBER_FIRMWARE_MODELS` (default `models/`): one `NAME.emb` (f32)
+//! and `NAME-int8.emb` pair of the same architecture, whatever it is. Their
+//! header gives the model type, which is written to `OUT_DIR/model.rs`
+//! (`ember_core::deploy::write_model_type`: `Net`, `INPUTS`, `OUTPUTS`,
+//! `WIDEST`, `ARCHITECTURE`); the firmware checks the files against it with
+//! `Model::load::<Net>`. The files and the directory's test data are copied
+//! into `OUT_DIR` for `include_bytes!`: all the images, or on Cortex-M0 the
+//! first [`M0_IMAGES`], so that the int8 model, the images and the XOR
 //! training fit the micro:bit's flash together.
 //!
 //! Bare metal: puts the chosen `memory.x` on the linker's search path and
@@ -16,14 +22,13 @@
 //! machines, `memory.x` (mps2-an386, Cortex-M4F) or, for Cortex-M0,
 //! `boards/microbit/memory.x`, which also sets the `cortex_m0` cfg.
 
+use ember_core::deploy::{write_model_type, Model};
 use std::{env, fs, path::Path, path::PathBuf};
 
 /// Test images a Cortex-M0 build embeds (784 bytes each).
 const M0_IMAGES: usize = 80;
 /// Bytes per image (28 × 28 pixels).
 const PIXELS: usize = 784;
-/// Classes: the int8 logits per image in `expected-int8.bin`.
-const CLASSES: usize = 10;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -43,7 +48,11 @@ fn main() {
         println!("cargo:rustc-cfg=model_int8");
     }
     if f32_model || int8_model {
-        test_data(&out, if m0 { Some(M0_IMAGES) } else { None });
+        println!("cargo:rerun-if-env-changed=EMBER_FIRMWARE_MODELS");
+        let dir = env::var_os("EMBER_FIRMWARE_MODELS")
+            .map_or_else(|| PathBuf::from("models"), PathBuf::from);
+        let outputs = models(&dir, &out);
+        test_data(&dir, &out, outputs, if m0 { Some(M0_IMAGES) } else { None });
     }
 
     if !bare_metal {
@@ -66,12 +75,66 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
 }
 
+/// Finds the model pair in `dir`, checks that both files describe the same
+/// model, copies them to `out` (`model-f32.emb`, `model-int8.emb`) and
+/// writes `out/model.rs`; returns the model's output count.
+fn models(dir: &Path, out: &Path) -> usize {
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut int8: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with("-int8.emb"))
+        .collect();
+    int8.sort();
+    let [int8] = &int8[..] else {
+        panic!(
+            "{} must hold exactly one NAME.emb and NAME-int8.emb pair (found {} -int8.emb files); `scripts/model-to-firmware.sh` writes them",
+            dir.display(),
+            int8.len()
+        )
+    };
+    let name = int8.to_string_lossy().replace("-int8.emb", ".emb");
+    let f32 = PathBuf::from(name);
+    let mut arch = Vec::new();
+    for (path, copy) in [(&f32, "model-f32.emb"), (int8, "model-int8.emb")] {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // Parsed from 4-byte-aligned storage, as the firmware reads it.
+        let mut words = vec![0u32; bytes.len().div_ceil(4)];
+        let aligned = bytemuck_bytes(&mut words);
+        aligned[..bytes.len()].copy_from_slice(&bytes);
+        let model = Model::parse(&aligned[..bytes.len()])
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut src = String::new();
+        write_model_type(&model, &mut src).expect("formatting to a String");
+        arch.push((src, model.output_features()));
+        fs::write(out.join(copy), &bytes).expect("copy the model");
+    }
+    assert_eq!(
+        arch[0].0,
+        arch[1].0,
+        "{} and {} describe different models",
+        f32.display(),
+        int8.display()
+    );
+    fs::write(out.join("model.rs"), &arch[0].0).expect("write model.rs");
+    arch[0].1
+}
+
+/// The bytes of `u32` words.
+fn bytemuck_bytes(words: &mut [u32]) -> &mut [u8] {
+    // SAFETY: u8 has no alignment or validity requirements; the slice covers
+    // exactly the words' bytes and borrows them uniquely.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 4 * words.len()) }
+}
+
 /// Copies the first `limit` (default: all) test images, their labels and the
-/// host's expected outputs from `models/` to `out`, checking that the files
-/// agree on the number of images.
-fn test_data(out: &Path, limit: Option<usize>) {
+/// host's expected outputs (a class per image for f32, `outputs` int8 logits
+/// per image for int8) from `dir` to `out`, checking that the files agree on
+/// the number of images.
+fn test_data(dir: &Path, out: &Path, outputs: usize, limit: Option<usize>) {
     let read = |name: &str| {
-        let path = Path::new("models").join(name);
+        let path = dir.join(name);
         println!("cargo:rerun-if-changed={}", path.display());
         fs::read(&path).unwrap_or_else(|e| {
             panic!(
@@ -83,22 +146,21 @@ fn test_data(out: &Path, limit: Option<usize>) {
     let images = read("test-images.bin");
     assert!(
         !images.is_empty() && images.len() % PIXELS == 0,
-        "models/test-images.bin must hold whole 28x28 images"
+        "test-images.bin must hold whole 28x28 images"
     );
     let count = images.len() / PIXELS;
     let keep = limit.map_or(count, |l| l.min(count));
     fs::write(out.join("test-images.bin"), &images[..keep * PIXELS]).expect("write images");
-    // Bytes per image: a class, or the int8 model's CLASSES logits.
     for (name, per) in [
         ("test-labels.bin", 1),
         ("expected-f32.bin", 1),
-        ("expected-int8.bin", CLASSES),
+        ("expected-int8.bin", outputs),
     ] {
         let bytes = read(name);
         assert_eq!(
             bytes.len(),
             count * per,
-            "models/{name} has {} bytes for {count} images ({per} each); regenerate with `cargo xtask test-images`",
+            "{name} has {} bytes for {count} images ({per} each); regenerate with `cargo xtask test-images`",
             bytes.len()
         );
         fs::write(out.join(name), &bytes[..keep * per]).expect("write test data");

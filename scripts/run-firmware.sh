@@ -16,6 +16,10 @@
 # With no argument both run. Exit status: 0 when every run passes, otherwise
 # the first failure's (1: the firmware failed, 124: QEMU timed out).
 # EMBER_QEMU_TIMEOUT sets QEMU's time limit in seconds (default 120).
+# EMBER_FIRMWARE_MODELS: the model directory the firmware embeds (default
+# firmware-example/models; see firmware-example/build.rs).
+# EMBER_FIRMWARE_FEATURES: extra cargo features of ember-firmware (e.g.
+# int8-float-activations, for an int8 model with tanh or sigmoid layers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -30,17 +34,20 @@ ensure_firmware_tools "${targets[@]}"
 first_line qemu-system-arm --version
 first_line defmt-print --version
 
+features=()
+[ -z "${EMBER_FIRMWARE_FEATURES:-}" ] || features=(--features "$EMBER_FIRMWARE_FEATURES")
+
 status=0
 for t in "${targets[@]}"; do
   step "build ember-firmware for $t (release)"
-  cargo build -p ember-firmware --release --target "$t"
+  cargo build -p ember-firmware --release --target "$t" "${features[@]}"
   elf="${CARGO_TARGET_DIR:-target}/$t/release/ember-firmware"
   if command -v llvm-size >/dev/null; then llvm-size "$elf"; fi
 
   step "run under QEMU ($t)"
   # Cargo's runner for the target (.cargo/config.toml): QEMU piped into defmt-print.
   rc=0
-  cargo run -q -p ember-firmware --release --target "$t" || rc=$?
+  cargo run -q -p ember-firmware --release --target "$t" "${features[@]}" || rc=$?
   echo "exit status: $rc"
   if [ "$rc" -ne 0 ] && [ "$status" -eq 0 ]; then status=$rc; fi
 done

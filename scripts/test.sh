@@ -53,3 +53,9 @@ cargo test --workspace --all-features
 
 step "firmware under QEMU (Cortex-M4F and Cortex-M0): trains XOR without an allocator, classifies FashionMNIST from flash (committed models)"
 scripts/run-firmware.sh
+
+step "firmware for another architecture: train 784-64-32-10 tanh briefly, export, derive the model type, run under QEMU"
+other=$(mktemp -d)
+trap 'rm -rf "$other"' EXIT
+scripts/model-to-firmware.sh --layers 784-64-32-10 --activation tanh --epochs 1 --limit 2000 \
+  --models "$other/models" --out "$other/run"

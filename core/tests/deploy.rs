@@ -451,3 +451,23 @@ proptest! {
         proptest::prop_assert!(r.is_err(), "byte {} ^ {:#x} accepted", i, v);
     }
 }
+
+#[test]
+fn model_type_source_names_the_layers() {
+    let (words, n, _) = exported(8);
+    let model = Model::load::<Net>(&bytes(&words)[..n]).unwrap();
+    let mut src = String::new();
+    deploy::write_model_type(&model, &mut src).unwrap();
+    assert!(
+        src.contains("pub type Net = (Linear<6, 16>, ReLU, Linear<16, 8>, Tanh, Linear<8, 4>);"),
+        "{src}"
+    );
+    for line in [
+        "pub const INPUTS: usize = 6;",
+        "pub const OUTPUTS: usize = 4;",
+        "pub const WIDEST: usize = 16;",
+        "pub const ARCHITECTURE: &str = \"6-16-8-4 (ReLU, Tanh)\";",
+    ] {
+        assert!(src.contains(line), "{line} missing from {src}");
+    }
+}

@@ -1,5 +1,6 @@
-//! Inference from flash: the 784-128-64-10 FashionMNIST classifier trained
-//! by `ember train` (`models/`), f32 and int8, on embedded test images.
+//! Inference from flash: the FashionMNIST classifier trained by `ember
+//! train` (`models/`, by default the committed 784-128-64-10 ReLU model; any
+//! MLP with 784 inputs), f32 and int8, on embedded test images.
 //!
 //! The weight files are embedded with `include_bytes!` inside
 //! [`Aligned`], so [`Model::load`] validates them (header, CRC, and the
@@ -18,35 +19,39 @@
 #[cfg(model_f32)]
 use ember_core::deploy::argmax;
 use ember_core::deploy::{argmax_i8, Aligned, InferError, Model};
-use ember_core::nn::{Linear, ReLU};
+/// The model type the files describe, written by build.rs from their
+/// header (`ember_core::deploy::write_model_type`): `Net`, `INPUTS`,
+/// `OUTPUTS`, `WIDEST` and `ARCHITECTURE`. [`Model::load`] checks the files
+/// against `Net`.
+mod model {
+    #[allow(unused_imports)]
+    use ember_core::nn::*;
+    include!(concat!(env!("OUT_DIR"), "/model.rs"));
+}
+pub use model::Net;
 
-/// The model type the files must describe; [`Model::load`] checks it.
-pub type Net = (
-    Linear<784, 128>,
-    ReLU,
-    Linear<128, 64>,
-    ReLU,
-    Linear<64, 10>,
-);
-
-/// Pixels per image, the model's input features.
+/// Pixels per image (28 × 28), the model's input features.
 pub const PIXELS: usize = 784;
-/// Classes, the model's outputs.
-pub const CLASSES: usize = 10;
+const _: () = assert!(
+    model::INPUTS == PIXELS,
+    "the firmware's test images are 28x28: the model must take 784 inputs"
+);
+/// The model's outputs (the int8 logits compared per image).
+pub const CLASSES: usize = model::OUTPUTS;
 /// Scratch elements inference needs: `Model::scratch_len()` of [`Net`], two
-/// buffers of the widest layer output (128).
-pub const SCRATCH: usize = 2 * 128;
+/// buffers of the widest layer output.
+pub const SCRATCH: usize = 2 * model::WIDEST;
 /// Mismatches logged one by one (the rest are only counted).
 const LOG_MISMATCHES: usize = 10;
 
 /// The f32 weight file, read in place from flash.
 #[cfg(model_f32)]
 pub static F32_MODEL: &Aligned<[u8]> =
-    &Aligned(*include_bytes!("../models/fashion-784-128-64-10.emb"));
+    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model-f32.emb")));
 /// The int8 weight file, read in place from flash.
 #[cfg(model_int8)]
 pub static INT8_MODEL: &Aligned<[u8]> =
-    &Aligned(*include_bytes!("../models/fashion-784-128-64-10-int8.emb"));
+    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model-int8.emb")));
 
 /// Test images, `PIXELS` bytes each (build.rs copies them from `models/`).
 static IMAGES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-images.bin"));
@@ -233,8 +238,9 @@ pub fn run_int8(scratch: &mut [i8], clock: &dyn Fn() -> u64) -> Option<Report> {
 
 fn describe(name: &str, file_bytes: usize, model: &Model<'_>, scratch: usize, elem: usize) {
     say!(
-        "{} model 784-128-64-10 (ReLU): a {}-byte file, read in place; scratch {} of {} elements ({} bytes)",
+        "{} model {}: a {}-byte file, read in place; scratch {} of {} elements ({} bytes)",
         name,
+        model::ARCHITECTURE,
         file_bytes,
         model.scratch_len(),
         scratch,
@@ -265,6 +271,7 @@ pub fn summary(r: &Report) {
 mod tests {
     use super::*;
     use ember_core::deploy::FormatError;
+    use ember_core::nn::{Linear, ReLU};
 
     /// The committed models, run on the host, give the committed expected
     /// classes (what the firmware checks itself against).
@@ -294,22 +301,12 @@ mod tests {
     fn load_checks_signature_and_checksum() {
         let bytes = &INT8_MODEL.0;
         assert!(Model::load::<Net>(bytes).is_ok());
-        type Wider = (
-            Linear<784, 256>,
-            ReLU,
-            Linear<256, 64>,
-            ReLU,
-            Linear<64, 10>,
-        );
+        // No model in models/ has a first layer of 784 → 3.
+        type Other = (Linear<784, 3>, ReLU, Linear<3, 2>);
         assert_eq!(
-            Model::load::<Wider>(bytes).err(),
+            Model::load::<Other>(bytes).err(),
             Some(FormatError::SignatureMismatch { layer: 0 })
         );
-        type NoRelu = (Linear<784, 128>, Linear<128, 64>, ReLU, Linear<64, 10>);
-        assert!(matches!(
-            Model::load::<NoRelu>(bytes),
-            Err(FormatError::SignatureMismatch { .. })
-        ));
         // A flipped bit in the weights: the copy must stay 4-byte aligned.
         let mut words = vec![0u32; bytes.len().div_ceil(4)];
         let copy: &mut [u8] = &mut as_bytes_mut(&mut words)[..bytes.len()];

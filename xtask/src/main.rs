@@ -11,22 +11,12 @@
 //! logits, byte for byte, for every image.
 
 use clap::{Parser, Subcommand};
-use ember_core::deploy::{argmax, argmax_i8, Model};
-use ember_core::nn::{Linear, ReLU};
+use ember_core::deploy::{argmax, argmax_i8, write_model_type, Model};
 use ember_std::atomic::write_atomic;
 use ember_std::data::{Dataset, FashionMnist, Split};
 use ember_std::export::AlignedBytes;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-/// The firmware's model type; `Model::load` checks the files against it.
-type Net = (
-    Linear<784, 128>,
-    ReLU,
-    Linear<128, 64>,
-    ReLU,
-    Linear<64, 10>,
-);
 
 /// Pixels per image.
 const PIXELS: usize = 784;
@@ -90,13 +80,23 @@ fn workspace_path(p: &Path) -> PathBuf {
 fn read_model(path: &Path) -> Result<AlignedBytes, String> {
     let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let bytes = AlignedBytes::new(&raw);
-    Model::load::<Net>(bytes.bytes()).map_err(|e| {
-        format!(
-            "{}: {e} (the firmware expects 784-128-64-10 with ReLU)",
-            path.display()
-        )
-    })?;
+    let model = Model::parse(bytes.bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    if model.input_features() != PIXELS {
+        return Err(format!(
+            "{}: the model takes {} inputs; the firmware's test images have {PIXELS} pixels",
+            path.display(),
+            model.input_features()
+        ));
+    }
     Ok(bytes)
+}
+
+/// The model's type as the firmware's build script writes it.
+fn model_type(model: &Model<'_>) -> String {
+    let mut s = String::new();
+    // Formatting into a String cannot fail.
+    let _ = write_model_type(model, &mut s);
+    s
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -112,6 +112,13 @@ fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Res
     if f32_model.is_int8() || !int8_model.is_int8() {
         return Err(format!(
             "{} must be the f32 model and {} the int8 one",
+            f32_path.display(),
+            int8_path.display()
+        ));
+    }
+    if model_type(&f32_model) != model_type(&int8_model) {
+        return Err(format!(
+            "{} and {} describe different models",
             f32_path.display(),
             int8_path.display()
         ));

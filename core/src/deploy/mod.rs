@@ -70,7 +70,7 @@ pub use format::{
 pub use infer::{argmax, argmax_i8, InferError};
 pub use int8::{dense_i8, int8_weight_offset, Int8Input};
 pub use quant::{quantize, quantized_len, requantize, Calibration, QuantParams};
-pub use source::write_rust_source;
+pub use source::{write_model_type, write_rust_source};
 
 /// Bytes aligned to 16, so that a weight file embedded with `include_bytes!`
 /// can be read in place as `f32`:
