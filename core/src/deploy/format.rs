@@ -395,7 +395,7 @@ impl<'a> Model<'a> {
             return Err(FormatError::BigEndian);
         }
         // Whatever the length: a file that starts otherwise is not ours.
-        if !MAGIC.starts_with(&bytes[..bytes.len().min(4)]) {
+        if bytes.iter().zip(MAGIC).any(|(&a, b)| a != b) {
             return Err(FormatError::BadMagic);
         }
         if bytes.len() < FIXED + 4 {
@@ -497,9 +497,7 @@ impl<'a> Model<'a> {
                         || !zero_ok(h.in_zero)
                         || !zero_ok(h.out_zero)
                         || !scales.iter().all(|&s| s.is_finite() && s >= 0.0)
-                        || requant
-                            .chunks(2)
-                            .any(|p| !(0..=i32::MAX).contains(&p[0]) || !(-31..=30).contains(&p[1]))
+                        || !requant_ok(requant)
                     {
                         return Err(FormatError::BadQuantization { layer: l });
                     }
@@ -883,7 +881,19 @@ fn write_floats<B: Backend>(
     Ok(())
 }
 
+/// Whether every `(multiplier, shift)` pair is in range: a non-negative
+/// multiplier, a shift in `-31..=30`.
+fn requant_ok(requant: &[i32]) -> bool {
+    for p in requant.chunks_exact(2) {
+        if p[0] < 0 || !(-31..=30).contains(&p[1]) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Whether every byte is zero.
+#[inline(never)]
 fn zero(b: &[u8]) -> bool {
     b.iter().all(|&x| x == 0)
 }

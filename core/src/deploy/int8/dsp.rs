@@ -20,16 +20,17 @@ pub(crate) trait Dsp {
     /// `acc + a.lo·b.lo + a.hi·b.hi` (signed halfwords, wrapping).
     fn smlad(a: u32, b: u32, acc: i32) -> i32;
 
-    /// `steps` steps over a block (four rows of `n = x.len()` weights in
-    /// the layout), from its first group: each step adds to `acc` the
+    /// Up to `steps` steps over a block (four rows of `n = x.len()` weights
+    /// in the layout), from its first group: each step adds to `acc` the
     /// products of two groups (eight columns), each input word XOR-ed with
-    /// `flip` first. Needs `8 · steps ≤ n` and `block.len() == 4n`.
+    /// `flip` first. Returns the groups done (the caller does the rest).
     #[inline(always)]
-    fn steps(acc: &mut [i32; 4], block: &[i8], x: &[u8], flip: u32, steps: usize) {
+    fn steps(acc: &mut [i32; 4], block: &[i8], x: &[u8], flip: u32, steps: usize) -> usize {
         let groups = block
             .chunks_exact(16)
             .zip(x.chunks_exact(4))
             .take(2 * steps);
+        let mut done = 0;
         for (g, xs) in groups {
             let xw = u32::from_le_bytes([xs[0], xs[1], xs[2], xs[3]]) ^ flip;
             let (xe, xo) = (Self::uxtb16(xw), Self::uxtb16_ror8(xw));
@@ -38,20 +39,26 @@ pub(crate) trait Dsp {
                 *a = Self::smlad(Self::sxtb16(ww), xe, *a);
                 *a = Self::smlad(Self::sxtb16_ror8(ww), xo, *a);
             }
+            done += 1;
         }
+        done
     }
 
     /// Adds to `acc` the products of one row-major row `w` with `x` over
-    /// their first `4 · (min(w.len(), x.len()) / 4)` columns, four a step,
-    /// each input word XOR-ed with `flip` first.
+    /// up to their first `4 · (min(w.len(), x.len()) / 4)` columns, four a
+    /// step, each input word XOR-ed with `flip` first. Returns the columns
+    /// done (the caller does the rest).
     #[inline(always)]
-    fn row(acc: &mut i32, w: &[i8], x: &[u8], flip: u32) {
+    fn row(acc: &mut i32, w: &[i8], x: &[u8], flip: u32) -> usize {
+        let mut done = 0;
         for (c, xs) in w.chunks_exact(4).zip(x.chunks_exact(4)) {
             let xw = u32::from_le_bytes([xs[0], xs[1], xs[2], xs[3]]) ^ flip;
             let ww = u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8]);
             *acc = Self::smlad(Self::sxtb16(ww), Self::uxtb16(xw), *acc);
             *acc = Self::smlad(Self::sxtb16_ror8(ww), Self::uxtb16_ror8(xw), *acc);
+            done += 4;
         }
+        done
     }
 }
 
@@ -71,14 +78,13 @@ pub(crate) fn packed<D: Dsp>(layer: &Int8Layer<'_, '_>, x: Input<'_>, y: &mut [u
         .zip(y[..4 * q].chunks_exact_mut(4));
     for (b, (((block, bias), rq), out)) in blocks.enumerate() {
         let mut acc = [bias[0], bias[1], bias[2], bias[3]];
-        D::steps(&mut acc, block, x.bytes, flip, steps);
-        if 8 * steps != x.bytes.len() {
-            block_columns(&mut acc, block, x, 2 * steps);
+        let done = D::steps(&mut acc, block, x.bytes, flip, steps);
+        if 4 * done != x.bytes.len() {
+            block_columns(&mut acc, block, x, done);
         }
         layer.output_block(b, acc, rq, out);
     }
     // The rows after the last block, row-major.
-    let n4 = x.bytes.len() / 4 * 4;
     let first = rows / 4 * 4;
     let rest = layer.weight[first * n..rows * n]
         .chunks_exact(n)
@@ -86,8 +92,10 @@ pub(crate) fn packed<D: Dsp>(layer: &Int8Layer<'_, '_>, x: Input<'_>, y: &mut [u
         .zip(&mut y[first..rows]);
     for (k, ((w, &bias), yo)) in rest.enumerate() {
         let mut acc = bias;
-        D::row(&mut acc, w, x.bytes, flip);
-        for (&wv, &b) in w[n4.min(n)..].iter().zip(&x.bytes[n4..]) {
+        let done = D::row(&mut acc, w, x.bytes, flip)
+            .min(w.len())
+            .min(x.bytes.len());
+        for (&wv, &b) in w[done..].iter().zip(&x.bytes[done..]) {
             acc = acc.wrapping_add(i32::from(wv) * x.value(b));
         }
         *yo = layer.output(first + k, acc);
@@ -155,160 +163,142 @@ impl Dsp for Arm {
         Emulated::smlad(a, b, acc)
     }
 
-    /// The steps in assembly, 48 instructions for 32 multiply-adds (50 with
-    /// a flip): two word loads and four `UXTB16` for the input, then per row
-    /// and group one load, two `SXTB16` and two `SMLAD`. One pointer walks
-    /// the block (the first load of a step moves it with pre-indexed
-    /// writeback); twelve operands and r7, which operands may not name
-    /// (pushed before the loop and popped after).
+    /// The steps in assembly, 48 instructions for 32 multiply-adds: two
+    /// word loads and four `UXTB16` for the input, then per row and group
+    /// one load, two `SXTB16` and two `SMLAD`. One pointer walks the block
+    /// (the first load of a step moves it with pre-indexed writeback);
+    /// twelve operands and r7, which operands may not name (pushed before
+    /// the loop and popped after). Input that needs a flip (`i8` input, only
+    /// ever a first layer) is left to the portable loop: it keeps one loop
+    /// in flash.
     #[inline(always)]
-    fn steps(acc: &mut [i32; 4], block: &[i8], x: &[u8], flip: u32, steps: usize) {
+    fn steps(acc: &mut [i32; 4], block: &[i8], x: &[u8], flip: u32, steps: usize) -> usize {
         let n = x.len();
-        if steps == 0 || 8 * steps > n || block.len() != 4 * n {
-            return Emulated::steps(acc, block, x, flip, steps);
+        if flip != 0 || steps == 0 || 8 * steps > n || block.len() != 4 * n {
+            return 0;
         }
         let [mut a0, mut a1, mut a2, mut a3] = *acc;
-        macro_rules! steps_loop {
-            ($($flip:literal)?) => {
-                // SAFETY: the loop runs `steps` (> 0) times; a step reads
-                // the 8 bytes at `xp` and the 32 at `wp + 32` (then moves
-                // `xp` by 8 and `wp` by 32), so it reads x[..8 · steps] and
-                // block[..32 · steps]: in bounds, as 8 · steps ≤ n = x.len()
-                // and block.len() = 4n (checked above). `wp` starts 32 bytes
-                // before the block and is only dereferenced after moving
-                // into it. Unaligned word loads are allowed on Armv7E-M. It
-                // writes only the operand registers, the flags, and r7
-                // (pushed before and popped after, so the asm uses the stack;
-                // no memory Rust can see is written).
-                unsafe {
-                    core::arch::asm!(
-                        "push {{r7}}",
-                        "2:",
-                        "ldr {xa}, [{xp}], #4",
-                        "ldr {xb}, [{xp}], #4",
-                        $(concat!("eor {xa}, {xa}, #", $flip),
-                          concat!("eor {xb}, {xb}, #", $flip),)?
-                        "uxtb16 {xo0}, {xa}, ror #8",
-                        "uxtb16 {xa}, {xa}",
-                        "uxtb16 {xo1}, {xb}, ror #8",
-                        "uxtb16 {xb}, {xb}",
-                        "ldr r7, [{wp}, #32]!",
-                        "sxtb16 {u}, r7",
-                        "smlad {a0}, {u}, {xa}, {a0}",
-                        "sxtb16 r7, r7, ror #8",
-                        "smlad {a0}, r7, {xo0}, {a0}",
-                        "ldr r7, [{wp}, #4]",
-                        "sxtb16 {u}, r7",
-                        "smlad {a1}, {u}, {xa}, {a1}",
-                        "sxtb16 r7, r7, ror #8",
-                        "smlad {a1}, r7, {xo0}, {a1}",
-                        "ldr r7, [{wp}, #8]",
-                        "sxtb16 {u}, r7",
-                        "smlad {a2}, {u}, {xa}, {a2}",
-                        "sxtb16 r7, r7, ror #8",
-                        "smlad {a2}, r7, {xo0}, {a2}",
-                        "ldr r7, [{wp}, #12]",
-                        "sxtb16 {u}, r7",
-                        "smlad {a3}, {u}, {xa}, {a3}",
-                        "sxtb16 r7, r7, ror #8",
-                        "smlad {a3}, r7, {xo0}, {a3}",
-                        "ldr r7, [{wp}, #16]",
-                        "sxtb16 {u}, r7",
-                        "smlad {a0}, {u}, {xb}, {a0}",
-                        "sxtb16 r7, r7, ror #8",
-                        "smlad {a0}, r7, {xo1}, {a0}",
-                        "ldr r7, [{wp}, #20]",
-                        "sxtb16 {u}, r7",
-                        "smlad {a1}, {u}, {xb}, {a1}",
-                        "sxtb16 r7, r7, ror #8",
-                        "smlad {a1}, r7, {xo1}, {a1}",
-                        "ldr r7, [{wp}, #24]",
-                        "sxtb16 {u}, r7",
-                        "smlad {a2}, {u}, {xb}, {a2}",
-                        "sxtb16 r7, r7, ror #8",
-                        "smlad {a2}, r7, {xo1}, {a2}",
-                        "ldr r7, [{wp}, #28]",
-                        "sxtb16 {u}, r7",
-                        "smlad {a3}, {u}, {xb}, {a3}",
-                        "sxtb16 r7, r7, ror #8",
-                        "smlad {a3}, r7, {xo1}, {a3}",
-                        "subs {steps}, #1",
-                        "bne 2b",
-                        "pop {{r7}}",
-                        xp = inout(reg) x.as_ptr() => _,
-                        wp = inout(reg) block.as_ptr().wrapping_sub(32) => _,
-                        steps = inout(reg) steps => _,
-                        a0 = inout(reg) a0,
-                        a1 = inout(reg) a1,
-                        a2 = inout(reg) a2,
-                        a3 = inout(reg) a3,
-                        xa = out(reg) _,
-                        xb = out(reg) _,
-                        xo0 = out(reg) _,
-                        xo1 = out(reg) _,
-                        u = out(reg) _,
-                        options(readonly),
-                    );
-                }
-            };
-        }
-        if flip == 0 {
-            steps_loop!();
-        } else {
-            steps_loop!("0x80808080");
+        // SAFETY: the loop runs `steps` (> 0) times; a step reads the 8
+        // bytes at `xp` and the 32 at `wp + 32` (then moves `xp` by 8 and
+        // `wp` by 32), so it reads x[..8 · steps] and block[..32 · steps]:
+        // in bounds, as 8 · steps ≤ n = x.len() and block.len() = 4n
+        // (checked above). `wp` starts 32 bytes before the block and is only
+        // dereferenced after moving into it. Unaligned word loads are allowed
+        // on Armv7E-M. It writes only the operand registers, the flags, and
+        // r7 (pushed before and popped after, so the asm uses the stack; no
+        // memory Rust can see is written).
+        unsafe {
+            core::arch::asm!(
+                "push {{r7}}",
+                "2:",
+                "ldr {xa}, [{xp}], #4",
+                "ldr {xb}, [{xp}], #4",
+                "uxtb16 {xo0}, {xa}, ror #8",
+                "uxtb16 {xa}, {xa}",
+                "uxtb16 {xo1}, {xb}, ror #8",
+                "uxtb16 {xb}, {xb}",
+                "ldr r7, [{wp}, #32]!",
+                "sxtb16 {u}, r7",
+                "smlad {a0}, {u}, {xa}, {a0}",
+                "sxtb16 r7, r7, ror #8",
+                "smlad {a0}, r7, {xo0}, {a0}",
+                "ldr r7, [{wp}, #4]",
+                "sxtb16 {u}, r7",
+                "smlad {a1}, {u}, {xa}, {a1}",
+                "sxtb16 r7, r7, ror #8",
+                "smlad {a1}, r7, {xo0}, {a1}",
+                "ldr r7, [{wp}, #8]",
+                "sxtb16 {u}, r7",
+                "smlad {a2}, {u}, {xa}, {a2}",
+                "sxtb16 r7, r7, ror #8",
+                "smlad {a2}, r7, {xo0}, {a2}",
+                "ldr r7, [{wp}, #12]",
+                "sxtb16 {u}, r7",
+                "smlad {a3}, {u}, {xa}, {a3}",
+                "sxtb16 r7, r7, ror #8",
+                "smlad {a3}, r7, {xo0}, {a3}",
+                "ldr r7, [{wp}, #16]",
+                "sxtb16 {u}, r7",
+                "smlad {a0}, {u}, {xb}, {a0}",
+                "sxtb16 r7, r7, ror #8",
+                "smlad {a0}, r7, {xo1}, {a0}",
+                "ldr r7, [{wp}, #20]",
+                "sxtb16 {u}, r7",
+                "smlad {a1}, {u}, {xb}, {a1}",
+                "sxtb16 r7, r7, ror #8",
+                "smlad {a1}, r7, {xo1}, {a1}",
+                "ldr r7, [{wp}, #24]",
+                "sxtb16 {u}, r7",
+                "smlad {a2}, {u}, {xb}, {a2}",
+                "sxtb16 r7, r7, ror #8",
+                "smlad {a2}, r7, {xo1}, {a2}",
+                "ldr r7, [{wp}, #28]",
+                "sxtb16 {u}, r7",
+                "smlad {a3}, {u}, {xb}, {a3}",
+                "sxtb16 r7, r7, ror #8",
+                "smlad {a3}, r7, {xo1}, {a3}",
+                "subs {steps}, #1",
+                "bne 2b",
+                "pop {{r7}}",
+                xp = inout(reg) x.as_ptr() => _,
+                wp = inout(reg) block.as_ptr().wrapping_sub(32) => _,
+                steps = inout(reg) steps => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                xa = out(reg) _,
+                xb = out(reg) _,
+                xo0 = out(reg) _,
+                xo1 = out(reg) _,
+                u = out(reg) _,
+                options(readonly),
+            );
         }
         *acc = [a0, a1, a2, a3];
+        2 * steps
     }
 
-    /// One row in assembly: 10 instructions for four multiply-adds (11
-    /// with a flip).
+    /// One row in assembly: 10 instructions for four multiply-adds
+    /// (unflipped input only, as `steps`).
     #[inline(always)]
-    fn row(acc: &mut i32, w: &[i8], x: &[u8], flip: u32) {
+    fn row(acc: &mut i32, w: &[i8], x: &[u8], flip: u32) -> usize {
         let steps = w.len().min(x.len()) / 4;
-        if steps == 0 {
-            return;
+        if flip != 0 || steps == 0 {
+            return 0;
         }
         let mut a = *acc;
-        macro_rules! row_loop {
-            ($($flip:literal)?) => {
-                // SAFETY: the loop runs `steps` (> 0) times and reads the
-                // words at `xp` and `wp`, advancing both by 4: x[..4 · steps]
-                // and w[..4 · steps], in bounds as 4 · steps ≤ min(w.len(),
-                // x.len()). Unaligned word loads are allowed on Armv7E-M. It
-                // writes only its operand registers and the flags.
-                unsafe {
-                    core::arch::asm!(
-                        "2:",
-                        "ldr {t}, [{xp}], #4",
-                        $(concat!("eor {t}, {t}, #", $flip),)?
-                        "ldr {u}, [{wp}], #4",
-                        "uxtb16 {v}, {t}",
-                        "sxtb16 {s}, {u}",
-                        "smlad {a}, {s}, {v}, {a}",
-                        "uxtb16 {t}, {t}, ror #8",
-                        "sxtb16 {u}, {u}, ror #8",
-                        "smlad {a}, {u}, {t}, {a}",
-                        "subs {n}, #1",
-                        "bne 2b",
-                        xp = inout(reg) x.as_ptr() => _,
-                        wp = inout(reg) w.as_ptr() => _,
-                        n = inout(reg) steps => _,
-                        a = inout(reg) a,
-                        t = out(reg) _,
-                        u = out(reg) _,
-                        v = out(reg) _,
-                        s = out(reg) _,
-                        options(readonly, nostack),
-                    );
-                }
-            };
-        }
-        if flip == 0 {
-            row_loop!();
-        } else {
-            row_loop!("0x80808080");
+        // SAFETY: the loop runs `steps` (> 0) times and reads the words at
+        // `xp` and `wp`, advancing both by 4: x[..4 · steps] and
+        // w[..4 · steps], in bounds as 4 · steps ≤ min(w.len(), x.len()).
+        // Unaligned word loads are allowed on Armv7E-M. It writes only its
+        // operand registers and the flags.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr {t}, [{xp}], #4",
+                "ldr {u}, [{wp}], #4",
+                "uxtb16 {v}, {t}",
+                "sxtb16 {s}, {u}",
+                "smlad {a}, {s}, {v}, {a}",
+                "uxtb16 {t}, {t}, ror #8",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a}, {u}, {t}, {a}",
+                "subs {n}, #1",
+                "bne 2b",
+                xp = inout(reg) x.as_ptr() => _,
+                wp = inout(reg) w.as_ptr() => _,
+                n = inout(reg) steps => _,
+                a = inout(reg) a,
+                t = out(reg) _,
+                u = out(reg) _,
+                v = out(reg) _,
+                s = out(reg) _,
+                options(readonly, nostack),
+            );
         }
         *acc = a;
+        4 * steps
     }
 }
 

@@ -175,30 +175,44 @@ impl Int8Layer<'_, '_> {
     #[inline(always)]
     fn output(&self, o: usize, acc: i32) -> u8 {
         let h = self.header;
+        let floor = match h.activation {
+            Activation::Relu => h.out_zero,
+            Activation::Identity => i32::MIN,
+            _ => return self.output_float(o, acc),
+        };
         let (m, s) = match self.requant.get(2 * o..2 * o + 2) {
             Some(&[m, s]) => (m, s),
             _ => (0, 0),
         };
-        let q = match h.activation {
-            Activation::Identity => requantize(acc, m, s).saturating_add(h.out_zero),
-            Activation::Relu => requantize(acc, m, s)
-                .saturating_add(h.out_zero)
-                .max(h.out_zero),
-            #[cfg(feature = "int8-float-activations")]
-            act => {
-                let ws = self.scales.get(o).copied().unwrap_or(0.0);
-                let real = acc as f32 * h.in_scale * ws;
-                let v = act.apply(real) / h.out_scale;
-                let r = libm::roundf(v);
-                // NaN becomes 0 through `as`; out-of-range values saturate.
-                (r as i32).saturating_add(h.out_zero)
-            }
-            // Never reached: `Model::parse` and `Model::from_layers` reject
-            // such layers in a build without the feature.
-            #[cfg(not(feature = "int8-float-activations"))]
-            _ => h.out_zero,
-        };
+        self.store(requantize(acc, m, s).saturating_add(h.out_zero).max(floor))
+    }
+
+    /// `q` saturated to i8, as the output byte.
+    #[inline(always)]
+    fn store(&self, q: i32) -> u8 {
         (q.clamp(-128, 127) as i8 as u8) ^ self.out_flip
+    }
+
+    /// The output of row `o` for an activation other than ReLU and the
+    /// identity, through f32.
+    #[inline(never)]
+    fn output_float(&self, o: usize, acc: i32) -> u8 {
+        #[cfg(feature = "int8-float-activations")]
+        {
+            let h = self.header;
+            let ws = self.scales.get(o).copied().unwrap_or(0.0);
+            let real = acc as f32 * h.in_scale * ws;
+            let v = h.activation.apply(real) / h.out_scale;
+            // NaN becomes 0 through `as`; out-of-range values saturate.
+            self.store((libm::roundf(v) as i32).saturating_add(h.out_zero))
+        }
+        // Never reached: `Model::parse` and `Model::from_layers` reject such
+        // layers in a build without the feature.
+        #[cfg(not(feature = "int8-float-activations"))]
+        {
+            let _ = (o, acc);
+            self.store(self.header.out_zero)
+        }
     }
 
     /// Rows that the layer, `x` and `y` all have.
@@ -217,16 +231,17 @@ impl Int8Layer<'_, '_> {
             Activation::Identity => i32::MIN,
             _ => {
                 for (k, (o, a)) in out.iter_mut().zip(acc).enumerate() {
-                    *o = self.output(4 * b + k, a);
+                    *o = self.output_float(4 * b + k, a);
                 }
                 return;
             }
         };
         for ((o, a), p) in out.iter_mut().zip(acc).zip(rq.chunks_exact(2)) {
-            let q = requantize(a, p[0], p[1])
-                .saturating_add(h.out_zero)
-                .max(floor);
-            *o = (q.clamp(-128, 127) as i8 as u8) ^ self.out_flip;
+            *o = self.store(
+                requantize(a, p[0], p[1])
+                    .saturating_add(h.out_zero)
+                    .max(floor),
+            );
         }
     }
 }
@@ -274,29 +289,25 @@ pub(crate) fn portable(layer: &Int8Layer<'_, '_>, x: Input<'_>, y: &mut [u8]) {
 }
 
 /// Adds to `acc` the products of a block's columns from group `from_group`
-/// on: its remaining four-column groups, then its leftover columns.
-#[inline]
+/// on: its remaining four-column groups, then its leftover columns. (Out of
+/// line: on a microcontroller it is the rare path, and flash matters more.)
+#[inline(never)]
 fn block_columns(acc: &mut [i32; 4], block: &[i8], x: Input<'_>, from_group: usize) {
     let n = x.bytes.len();
     let body = n / 4 * 4;
-    let from = (4 * from_group).min(body);
-    let groups = block[4 * from..4 * body]
-        .chunks_exact(16)
-        .zip(x.bytes[from..body].chunks_exact(4));
-    for (g, xs) in groups {
-        for (a, w) in acc.iter_mut().zip(g.chunks_exact(4)) {
-            for (&wv, &b) in w.iter().zip(xs) {
-                *a = a.wrapping_add(i32::from(wv) * x.value(b));
-            }
-        }
-    }
     let t = n - body;
-    if t > 0 {
-        let tail = &block[4 * body..];
-        for (a, w) in acc.iter_mut().zip(tail.chunks_exact(t)) {
-            for (&wv, &b) in w.iter().zip(&x.bytes[body..]) {
-                *a = a.wrapping_add(i32::from(wv) * x.value(b));
-            }
+    // Column by column; each row's weight of column `j` is at `at + 4r`
+    // in a group, at `at + t·r` in the leftover columns.
+    for j in (4 * from_group).min(n)..n {
+        let (at, stride) = if j < body {
+            (16 * (j / 4) + j % 4, 4)
+        } else {
+            (4 * body + (j - body), t)
+        };
+        let u = x.value(x.bytes[j]);
+        for (r, a) in acc.iter_mut().enumerate() {
+            let w = block.get(at + stride * r).copied().unwrap_or(0);
+            *a = a.wrapping_add(i32::from(w) * u);
         }
     }
 }
