@@ -282,12 +282,17 @@ fn rust_source_export_matches_the_golden_file_and_runs() {
 /// `Net` exported with seed `seed` and quantized to int8 (calibrated on
 /// the reference inputs); the bytes, 4-byte aligned.
 fn quantized(seed: u64) -> (Vec<u32>, usize) {
+    quantized_on(seed, input)
+}
+
+/// As [`quantized`], calibrated on the inputs `x`.
+fn quantized_on(seed: u64, x: fn(usize) -> f32) -> (Vec<u32>, usize) {
     let (words, n, _) = exported(seed);
     let model = Model::parse(&bytes(&words)[..n]).unwrap();
     let mut calib = Calibration::new();
     let mut scratch = vec![0.0f32; model.scratch_len()];
     for s in 0..8 {
-        let x: Vec<f32> = (0..6).map(|j| input(s * 6 + j)).collect();
+        let x: Vec<f32> = (0..6).map(|j| x(s * 6 + j)).collect();
         calib.observe(&model, &x, &mut scratch).unwrap();
     }
     let mut q = vec![0u32; deploy::quantized_len(&model).div_ceil(4)];
@@ -470,4 +475,62 @@ fn model_type_source_names_the_layers() {
     ] {
         assert!(src.contains(line), "{line} missing from {src}");
     }
+}
+
+#[test]
+fn dequantized_layers_are_the_f32_layers_within_a_step() {
+    let (words, n, _) = exported(9);
+    let f = Model::parse(&bytes(&words)[..n]).unwrap();
+    let (q, qn) = quantized(9);
+    let q = Model::parse(&bytes(&q)[..qn]).unwrap();
+    for l in 0..f.layer_count() {
+        let (h, _) = f.layer(l).unwrap();
+        let (rows, cols) = (h.out_features, h.in_features);
+        let (mut wf, mut bf) = (vec![0.0; rows * cols], vec![0.0; rows]);
+        let (mut wq, mut bq) = (vec![0.0; rows * cols], vec![0.0; rows]);
+        f.dequantize_layer(l, &mut wf, &mut bf).unwrap();
+        q.dequantize_layer(l, &mut wq, &mut bq).unwrap();
+        let (qh, deploy::LayerWeights::Int8 { scales, .. }) = q.layer(l).unwrap() else {
+            panic!("int8");
+        };
+        for o in 0..rows {
+            let ws = scales[o];
+            for j in 0..cols {
+                let d = (wf[o * cols + j] - wq[o * cols + j]).abs();
+                assert!(
+                    d <= ws / 2.0 + 1e-6,
+                    "layer {l} w[{o},{j}]: {d} vs step {ws}"
+                );
+            }
+            let step = qh.in_scale * ws;
+            assert!(
+                (bf[o] - bq[o]).abs() <= step / 2.0 + 1e-6,
+                "layer {l} b[{o}]"
+            );
+        }
+    }
+    let mut small = [0.0f32; 3];
+    assert!(q.dequantize_layer(0, &mut small, &mut [0.0; 16]).is_err());
+    assert!(q.dequantize_layer(9, &mut small, &mut [0.0; 16]).is_err());
+}
+
+#[test]
+fn features_are_the_first_layers_of_inference() {
+    // Inputs in [0, 1.5]: the input zero point is -128, so bytes can go in.
+    let (q, qn) = quantized_on(10, |i| input(i).abs());
+    let q = Model::parse(&bytes(&q)[..qn]).unwrap();
+    let mut scratch = vec![0i8; q.scratch_len()];
+    let x: Vec<i8> = (0..6).map(|j| (j * 37 % 200) as i8).collect();
+    let all = q.infer_q8(&x, &mut scratch).unwrap().to_vec();
+    // All layers through `features` is the whole inference, as bytes.
+    let xu: Vec<u8> = x.iter().map(|&v| (v as u8) ^ 0x80).collect();
+    assert_eq!(q.features_u8(&xu, 3, &mut scratch).unwrap(), &all[..]);
+    // The first layer alone, dequantized, tracks the f32 layer's ReLU output.
+    let f1 = q.features_u8(&xu, 1, &mut scratch).unwrap().to_vec();
+    assert_eq!(f1.len(), 16);
+    let mut real = vec![0.0; 16];
+    q.dequantize_output_of(0, &f1, &mut real).unwrap();
+    assert!(real.iter().all(|&v| v >= 0.0), "ReLU outputs: {real:?}");
+    assert!(q.features_u8(&xu, 0, &mut scratch).is_err());
+    assert!(q.features_u8(&xu, 4, &mut scratch).is_err());
 }

@@ -29,6 +29,11 @@ pub enum InferError {
         /// Elements expected.
         expected: usize,
     },
+    /// A layer count or index beyond the model's layers (or zero layers).
+    LayerCount {
+        /// Layers the model has.
+        layers: usize,
+    },
     /// `infer_u8` on a model whose input zero point is not −128.
     NotU8Input {
         /// The model's input zero point.
@@ -50,6 +55,9 @@ impl core::fmt::Display for InferError {
             }
             InferError::OutputLength { expected } => {
                 write!(f, "output buffer must hold {expected} elements")
+            }
+            InferError::LayerCount { layers } => {
+                write!(f, "the model has {layers} layers")
             }
             InferError::NotU8Input { zero } => write!(
                 f,
@@ -104,7 +112,7 @@ impl Model<'_> {
         input: &[i8],
         scratch: &'s mut [i8],
     ) -> Result<&'s [i8], InferError> {
-        self.run_i8(input, scratch)
+        self.run_i8(input, scratch, self.layer_count())
     }
 
     /// Runs an int8 model on bytes read in place, a byte `p` standing for the
@@ -118,7 +126,94 @@ impl Model<'_> {
         input: &[u8],
         scratch: &'s mut [i8],
     ) -> Result<&'s [i8], InferError> {
-        self.run_i8(input, scratch)
+        self.run_i8(input, scratch, self.layer_count())
+    }
+
+    /// Runs the first `layers` layers of an int8 model on bytes read in
+    /// place, as [`infer_u8`](Self::infer_u8) runs them all: the frozen
+    /// feature layers of a model whose head is trained on the device.
+    /// Returns layer `layers − 1`'s quantized outputs (a slice of `scratch`);
+    /// [`dequantize_output_of`](Self::dequantize_output_of) makes them real.
+    pub fn features_u8<'s>(
+        &self,
+        input: &[u8],
+        layers: usize,
+        scratch: &'s mut [i8],
+    ) -> Result<&'s [i8], InferError> {
+        self.run_i8(input, scratch, layers)
+    }
+
+    /// Real values of layer `layer`'s quantized outputs: `scale · (q − zero)`
+    /// with its output parameters. `out` must hold as many values as `q`.
+    pub fn dequantize_output_of(
+        &self,
+        layer: usize,
+        q: &[i8],
+        out: &mut [f32],
+    ) -> Result<(), InferError> {
+        let Some((h, LayerWeights::Int8 { .. })) = self.layer(layer) else {
+            return Err(InferError::WrongDtype);
+        };
+        if q.len() != out.len() || q.len() > h.out_features {
+            return Err(InferError::OutputLength {
+                expected: h.out_features,
+            });
+        }
+        for (o, &v) in out.iter_mut().zip(q) {
+            *o = (i32::from(v) - h.out_zero) as f32 * h.out_scale;
+        }
+        Ok(())
+    }
+
+    /// Layer `layer`'s parameters as real numbers: the weight row-major
+    /// `[out, in]` into `weight`, the bias into `bias`. For an int8 layer,
+    /// `w = q · s_w` per output channel and `b` the bias the quantizer
+    /// rounded (unfolded from the zero point), so that a layer trained on
+    /// the device can start from the deployed one.
+    pub fn dequantize_layer(
+        &self,
+        layer: usize,
+        weight: &mut [f32],
+        bias: &mut [f32],
+    ) -> Result<(), InferError> {
+        let Some((h, w)) = self.layer(layer) else {
+            return Err(InferError::LayerCount {
+                layers: self.layer_count(),
+            });
+        };
+        let (rows, n) = (h.out_features, h.in_features);
+        if weight.len() != rows * n || bias.len() != rows {
+            return Err(InferError::OutputLength { expected: rows * n });
+        }
+        match w {
+            LayerWeights::F32 {
+                weight: wf,
+                bias: bf,
+            } => {
+                weight.copy_from_slice(wf);
+                bias.copy_from_slice(bf);
+            }
+            LayerWeights::Int8 {
+                weight: wq,
+                bias: bq,
+                scales,
+                ..
+            } => {
+                for (o, (row, b)) in weight.chunks_exact_mut(n).zip(bias.iter_mut()).enumerate() {
+                    let ws = scales[o];
+                    let mut sum = 0i32;
+                    for (j, v) in row.iter_mut().enumerate() {
+                        let q = wq[int8::int8_weight_offset(o, j, rows, n)];
+                        sum += i32::from(q);
+                        *v = f32::from(q) * ws;
+                    }
+                    // The file holds bq − (z_in + 128)·Σw.
+                    let unfolded = i64::from(bq[o]) + i64::from(h.in_zero + 128) * i64::from(sum);
+                    *b = (unfolded as f64 * f64::from(h.in_scale) * f64::from(ws)) as f32;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Quantizes real inputs with the first layer's input parameters:
@@ -178,7 +273,7 @@ impl Model<'_> {
             });
         }
         self.quantize_input(input, quantized)?;
-        let q = self.run_i8(&*quantized, scratch)?;
+        let q = self.run_i8(&*quantized, scratch, self.layer_count())?;
         self.dequantize_output(q, out)
     }
 
@@ -190,16 +285,24 @@ impl Model<'_> {
         &self,
         input: &[X],
         scratch: &'s mut [i8],
+        count: usize,
     ) -> Result<&'s [i8], InferError> {
         if !self.int8 {
             return Err(InferError::WrongDtype);
         }
+        if count == 0 || count > self.layer_count() {
+            return Err(InferError::LayerCount {
+                layers: self.layer_count(),
+            });
+        }
         self.check(input.len(), scratch.len())?;
         let scratch = int8::bytes_mut(scratch);
         let (a, b) = scratch.split_at_mut(self.max_width);
-        let last = self.layer_count().saturating_sub(1);
+        let last = count - 1;
         let mut in_a = true;
-        for (i, (h, w)) in self.layers().enumerate() {
+        let mut n = 0;
+        for (i, (h, w)) in self.layers().take(count).enumerate() {
+            n = h.out_features;
             let LayerWeights::Int8 {
                 weight,
                 bias,
@@ -243,7 +346,6 @@ impl Model<'_> {
             );
             in_a = !in_a;
         }
-        let n = self.output_features();
         Ok(int8::as_i8(if in_a { &a[..n] } else { &b[..n] }))
     }
 
