@@ -35,6 +35,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(cortex_m0)");
     println!("cargo::rustc-check-cfg=cfg(model_f32)");
     println!("cargo::rustc-check-cfg=cfg(model_int8)");
+    println!("cargo::rustc-check-cfg=cfg(finetune)");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bare_metal = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none");
     let m0 = bare_metal && env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv6m"));
@@ -53,6 +54,14 @@ fn main() {
             .map_or_else(|| PathBuf::from("models"), PathBuf::from);
         let outputs = models(&dir, &out);
         test_data(&dir, &out, outputs, if m0 { Some(M0_IMAGES) } else { None });
+        // Fine-tuning on the device (src/finetune.rs): Cortex-M4F and host
+        // builds (the M0's flash holds no more images), with the committed
+        // model, whose head the host's expected CRC is for.
+        let committed = env::var_os("EMBER_FIRMWARE_MODELS").is_none();
+        if int8_model && !m0 && committed && env::var_os("CARGO_FEATURE_FINETUNE").is_some() {
+            println!("cargo:rustc-cfg=finetune");
+            finetune_data(Path::new("models"), &out);
+        }
     }
 
     if !bare_metal {
@@ -119,6 +128,28 @@ fn models(dir: &Path, out: &Path) -> usize {
     );
     fs::write(out.join("model.rs"), &arch[0].0).expect("write model.rs");
     arch[0].1
+}
+
+/// Copies the fine-tuning data (always from `models/`: it goes with the
+/// committed model's head) and the host's head CRC to `out`.
+fn finetune_data(dir: &Path, out: &Path) {
+    for name in [
+        "finetune-train-images.bin",
+        "finetune-train-labels.bin",
+        "finetune-eval-images.bin",
+        "finetune-eval-labels.bin",
+        "finetune-head.crc32",
+    ] {
+        let path = dir.join(name);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let bytes = fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; `cargo xtask test-images` writes the images and `EMBER_UPDATE_FINETUNE=1 cargo test -p ember-firmware` the CRC",
+                path.display()
+            )
+        });
+        fs::write(out.join(name), bytes).expect("write fine-tuning data");
+    }
 }
 
 /// The bytes of `u32` words.

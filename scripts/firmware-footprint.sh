@@ -46,7 +46,8 @@ variants=(
   "qemu,int8-model"
   "qemu,f32-model"
   "qemu,f32-model,int8-model"
-  "qemu,xor,f32-model,int8-model"
+  "qemu,finetune"
+  "qemu,xor,f32-model,int8-model,finetune"
 )
 
 # Code and read-only symbols with their sizes, hashes and LLVM suffixes removed.
@@ -69,6 +70,8 @@ for t in "${targets[@]}"; do
     # Cortex-M0 builds leave the f32 model out (build.rs): skip the variants
     # that would only repeat another.
     if [[ $t == thumbv6m* && $features == *f32-model* && $features != *xor* ]]; then continue; fi
+    # Nor fine-tuning (its images do not fit the micro:bit's flash).
+    if [[ $t == thumbv6m* && $features == qemu,finetune ]]; then continue; fi
     cargo build -q -p ember-firmware --release --target "$t" --no-default-features --features "$features" >&2
     elf="$out_dir/$t/release/ember-firmware"
     read -r vt text rodata data bss < <("$size_tool" -A "$elf" | awk '
@@ -87,7 +90,10 @@ for t in "${targets[@]}"; do
     if [ "$images" -gt 0 ]; then
       embedded=$((images * 784 + images))
       if [[ $features == *f32-model* && $t != thumbv6m* ]]; then embedded=$((embedded + f32_file + images)); fi
-      if [[ $features == *int8-model* ]]; then embedded=$((embedded + int8_file + 10 * images)); fi
+      if [[ $features == *int8-model* || $features == *finetune* ]]; then embedded=$((embedded + int8_file + 10 * images)); fi
+      if [[ $features == *finetune* && $t != thumbv6m* ]]; then
+        for f in "$models"/finetune-*; do embedded=$((embedded + $(stat -c %s "$f"))); done
+      fi
     fi
     stack=$(echo "$log" | sed -n 's/.*stack used: \([0-9]*\) bytes.*/\1/p' | sort -n | tail -n 1)
     stack=${stack:-0}
@@ -102,6 +108,6 @@ for t in "${targets[@]}"; do
       !($2 in base) && $1 < 100000 && $2 !~ /ember_firmware|defmt/ && ($2 !~ /^anon/ || $1 == 1024) {s += $1}
       END {print s + 0}' "$tmp/platform-$t" "$tmp/variant")
     echo "| $t | $features | $flash | $embedded | $((flash - embedded)) | $runtime | $data | $bss | $stack | $((data + bss + stack)) |"
-    echo "$log" | grep -E "instructions|stack used|images in flash|PASS|FAIL" | sed "s/^/    [$t $features] /" >&2
+    echo "$log" | grep -E "instructions|stack used|images in flash|finetune|PASS|FAIL" | sed "s/^/    [$t $features] /" >&2
   done
 done

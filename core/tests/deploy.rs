@@ -471,6 +471,7 @@ fn model_type_source_names_the_layers() {
         "pub const INPUTS: usize = 6;",
         "pub const OUTPUTS: usize = 4;",
         "pub const WIDEST: usize = 16;",
+        "pub const LAST_INPUTS: usize = 8;",
         "pub const ARCHITECTURE: &str = \"6-16-8-4 (ReLU, Tanh)\";",
     ] {
         assert!(src.contains(line), "{line} missing from {src}");

@@ -23,7 +23,8 @@ use ember_core::deploy::{argmax_i8, Aligned, InferError, Model};
 /// header (`ember_core::deploy::write_model_type`): `Net`, `INPUTS`,
 /// `OUTPUTS`, `WIDEST` and `ARCHITECTURE`. [`Model::load`] checks the files
 /// against `Net`.
-mod model {
+#[allow(dead_code)] // which of its items a build uses depends on the features
+pub mod model {
     #[allow(unused_imports)]
     use ember_core::nn::*;
     include!(concat!(env!("OUT_DIR"), "/model.rs"));

@@ -27,6 +27,8 @@ macro_rules! say {
     ($($arg:tt)*) => { std::println!($($arg)*) };
 }
 
+#[cfg(finetune)]
+mod finetune;
 #[cfg(any(model_f32, model_int8))]
 mod inference;
 #[cfg(feature = "xor")]
@@ -46,11 +48,13 @@ fn summary(r: &xor::Report) {
         r.required
     );
     say!(
-        "arena floats: {} persistent, {} for a forward pass of {} of {} nodes",
+        "arena floats: {} persistent, {} for a training step of {} of {} nodes; {} of {} used",
         r.persistent_floats,
         r.graph_floats,
         r.graph_nodes,
-        xor::NODES
+        xor::NODES,
+        r.persistent_floats + r.graph_floats,
+        xor::ARENA_FLOATS
     );
     say!(
         "on-device training: {}",
@@ -112,6 +116,26 @@ fn main() {
             passed &= timed(inference::run_int8(&mut scratch, &clock));
         }
     }
+    #[cfg(finetune)]
+    {
+        let mut arena = vec![0.0f32; finetune::ARENA_FLOATS];
+        let start = std::time::Instant::now();
+        let clock = move || start.elapsed().as_nanos() as u64;
+        match finetune::run(&mut arena, &clock) {
+            Ok(r) => {
+                finetune::summary(&r);
+                say!(
+                    "finetune: {} ns per training sample (host, not deterministic)",
+                    r.train_ticks / r.samples.max(1) as u64
+                );
+                passed &= r.passed();
+            }
+            Err(e) => {
+                eprintln!("fine-tuning failed: {e}");
+                passed = false;
+            }
+        }
+    }
     say!("{}", if passed { "PASS" } else { "FAIL" });
     if !passed {
         std::process::exit(1);
@@ -122,6 +146,8 @@ fn main() {
 mod firmware {
     #[cfg(all(cortex_m0, feature = "f32-model"))]
     use super::f32_left_out;
+    #[cfg(finetune)]
+    use super::finetune;
     #[cfg(any(model_f32, model_int8))]
     use super::inference;
     #[cfg(feature = "xor")]
@@ -146,7 +172,8 @@ mod firmware {
     fn main() -> ! {
         // Everything lives in .bss. (`#[entry]` turns a `static mut` declared
         // at the top of the function into a safe `&'static mut`, taken once.)
-        // The XOR model, its gradients, Adam's state and every graph:
+        // The XOR model, its gradients, Adam's state and every graph, sized by
+        // `nn::train_floats` from the model's type:
         #[cfg(feature = "xor")]
         static mut ARENA: [f32; xor::ARENA_FLOATS] = [0.0; xor::ARENA_FLOATS];
         // Inference: each model's scratch (two activation buffers of the
@@ -158,6 +185,10 @@ mod firmware {
         static mut SCRATCH_F32: [f32; inference::SCRATCH] = [0.0; inference::SCRATCH];
         #[cfg(model_int8)]
         static mut SCRATCH_I8: [i8; inference::SCRATCH] = [0; inference::SCRATCH];
+        // Fine-tuning: the head, its gradients, Adam's state and a training
+        // step's graph, sized by `nn::train_floats` at compile time.
+        #[cfg(finetune)]
+        static mut FINETUNE_ARENA: [f32; finetune::ARENA_FLOATS] = [0.0; finetune::ARENA_FLOATS];
 
         if let Some(cp) = Peripherals::take() {
             start_clock(cp.SYST);
@@ -211,6 +242,39 @@ mod firmware {
             passed &= model_report(r);
         }
 
+        #[cfg(finetune)]
+        {
+            repaint_stack();
+            match finetune::run(&mut FINETUNE_ARENA[..], &clock_ticks) {
+                Ok(r) => {
+                    finetune::summary(&r);
+                    #[cfg(feature = "qemu")]
+                    defmt::println!(
+                        "finetune: about {=u32} instructions per training sample (features, forward, backward, update)",
+                        per_inference(instructions(r.train_ticks), r.samples)
+                    );
+                    #[cfg(not(feature = "qemu"))]
+                    defmt::println!(
+                        "finetune: {=u32} core clock cycles per training sample",
+                        per_inference(r.train_ticks, r.samples)
+                    );
+                    let stack = stack_used();
+                    defmt::println!("finetune: stack used: {=usize} bytes", stack);
+                    defmt::println!(
+                        "finetune: RAM {=usize} bytes (arena {=usize} + stack {=usize})",
+                        4 * finetune::ARENA_FLOATS + stack,
+                        4 * finetune::ARENA_FLOATS,
+                        stack
+                    );
+                    passed &= r.passed();
+                }
+                Err(e) => {
+                    defmt::error!("fine-tuning failed: {}", defmt::Display2Format(&e));
+                    passed = false;
+                }
+            }
+        }
+
         // A build with none of the features only starts, logs and exits (the
         // footprint of the platform part alone).
         #[cfg(not(any(feature = "xor", model_f32, model_int8)))]
@@ -257,7 +321,7 @@ mod firmware {
 
     /// `total / images` in 32 bits (saturating): a 64-bit division would link
     /// about 1 KB of library code, and one inference is far below 2^32.
-    #[cfg(any(model_f32, model_int8))]
+    #[cfg(any(model_f32, model_int8, finetune))]
     fn per_inference(total: u64, images: usize) -> u32 {
         u32::try_from(total).unwrap_or(u32::MAX) / (images.max(1) as u32)
     }
@@ -362,7 +426,7 @@ mod firmware {
     /// Paints the free part of the stack (below the stack pointer) again, so
     /// that the next [`stack_used`] measures only the deepest point reached
     /// after this call.
-    #[cfg(any(model_f32, model_int8))]
+    #[cfg(any(model_f32, model_int8, finetune))]
     fn repaint_stack() {
         extern "C" {
             static _stack_end: u32;

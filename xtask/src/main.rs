@@ -13,7 +13,7 @@
 use clap::{Parser, Subcommand};
 use ember_core::deploy::{argmax, argmax_i8, write_model_type, Model};
 use ember_std::atomic::write_atomic;
-use ember_std::data::{Dataset, FashionMnist, Split};
+use ember_std::data::{Dataset, FashionMnist, Split, TensorDataset};
 use ember_std::export::AlignedBytes;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -99,6 +99,44 @@ fn model_type(model: &Model<'_>) -> String {
     s
 }
 
+/// Images of the fine-tuning stream, after the `count` test images.
+const FINETUNE_TRAIN: usize = 240;
+/// Held-out images for its accuracy, after those.
+const FINETUNE_EVAL: usize = 200;
+
+/// The shifted data the firmware fine-tunes its head on: test images the
+/// model has never seen, colour-inverted (`255 − p`), a stream to learn from
+/// and a held-out set, with their labels.
+fn finetune_data(dir: &Path, test: &TensorDataset, count: usize) -> Result<(), String> {
+    let need = count + FINETUNE_TRAIN + FINETUNE_EVAL;
+    if test.len() < need {
+        return Err(format!(
+            "fine-tuning needs {need} test images, the data has {}",
+            test.len()
+        ));
+    }
+    let inverted = |range: std::ops::Range<usize>| -> (Vec<u8>, Vec<u8>) {
+        let mut images = Vec::with_capacity(range.len() * PIXELS);
+        let mut labels = Vec::with_capacity(range.len());
+        for i in range {
+            let row = &test.features()[i * PIXELS..(i + 1) * PIXELS];
+            images.extend(row.iter().map(|&x| 255 - (x * 255.0).round() as u8));
+            labels.push(test.labels()[i] as u8);
+        }
+        (images, labels)
+    };
+    let (ti, tl) = inverted(count..count + FINETUNE_TRAIN);
+    let (ei, el) = inverted(count + FINETUNE_TRAIN..need);
+    write(&dir.join("finetune-train-images.bin"), &ti)?;
+    write(&dir.join("finetune-train-labels.bin"), &tl)?;
+    write(&dir.join("finetune-eval-images.bin"), &ei)?;
+    write(&dir.join("finetune-eval-labels.bin"), &el)?;
+    println!(
+        "fine-tuning: {FINETUNE_TRAIN} colour-inverted test images to learn from, {FINETUNE_EVAL} held out (test images {count}..{need})"
+    );
+    Ok(())
+}
+
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     write_atomic(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -167,6 +205,7 @@ fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Res
     write(&dir.join("test-labels.bin"), &labels)?;
     write(&dir.join("expected-f32.bin"), &pred_f32)?;
     write(&dir.join("expected-int8.bin"), &logits_int8)?;
+    finetune_data(dir, &test, count)?;
 
     let correct = |p: &[u8]| p.iter().zip(&labels).filter(|(a, b)| a == b).count();
     println!("{source}: the first {count} test images");

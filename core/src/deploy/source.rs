@@ -198,6 +198,7 @@ fn nn_type(a: Activation) -> Option<&'static str> {
 /// - `pub const INPUTS: usize`, `OUTPUTS: usize`: the model's widths;
 /// - `pub const WIDEST: usize`: the widest activation a layer produces, so
 ///   inference needs `2 * WIDEST` elements of scratch;
+/// - `pub const LAST_INPUTS: usize`: the last layer's input features;
 /// - `pub const ARCHITECTURE: &str`, e.g. `"784-128-64-10 (ReLU)"`.
 pub fn write_model_type(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
     writeln!(
@@ -232,6 +233,14 @@ pub fn write_model_type(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
     writeln!(w, "pub const OUTPUTS: usize = {};", model.output_features())?;
     writeln!(w, "/// The widest activation a layer produces.")?;
     writeln!(w, "pub const WIDEST: usize = {widest};")?;
+    let last_in = model
+        .layer(model.layer_count().saturating_sub(1))
+        .map_or(0, |(h, _)| h.in_features);
+    writeln!(
+        w,
+        "/// Input features of the last layer (a head's features)."
+    )?;
+    writeln!(w, "pub const LAST_INPUTS: usize = {last_in};")?;
     writeln!(w, "/// Layer widths and activations.")?;
     write!(w, "pub const ARCHITECTURE: &str = \"{widths}")?;
     if !acts.is_empty() {
