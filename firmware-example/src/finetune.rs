@@ -43,8 +43,9 @@ pub const LR: f32 = 0.05;
 /// and the optimizer's state: parameters, gradients, momentum, and one
 /// training step's graph (`nn::train_floats`).
 pub const ARENA_FLOATS: usize = nn::train_floats::<Head>(BATCH, CLASSES, RULE.state_planes());
-/// Node capacity of a training step's graph.
-pub const NODES: usize = 16;
+/// Node capacity of a training step's graph: the head's, the input's and
+/// the loss's.
+pub const NODES: usize = <Head as nn::Footprint>::NODES + 4;
 /// Points the held-out accuracy must gain.
 pub const REQUIRED_GAIN_POINTS: usize = 20;
 
@@ -172,19 +173,92 @@ fn features(
     Ok(())
 }
 
+/// Held-out images the deployed model (all of it, int8) gets right.
+#[inline(never)]
+fn accuracy_before(model: &Model<'_>) -> Result<usize, FinetuneError> {
+    let mut scratch = [0i8; 2 * model::WIDEST];
+    let mut right = 0;
+    for (image, &label) in EVAL_IMAGES.chunks_exact(PIXELS).zip(EVAL_LABELS) {
+        let logits = model.infer_u8(image, &mut scratch)?;
+        right += usize::from(argmax_i8(logits) == usize::from(label));
+    }
+    Ok(right)
+}
+
+/// One training step on a mini-batch as it arrives: the frozen features,
+/// then zero_grad, forward, loss, backward, step. Returns the graph's
+/// floats and nodes and the batch's samples. (Out of line, like the
+/// evaluations, so that the stack holds one phase's buffers at a time.)
+#[inline(never)]
+fn step(
+    model: &Model<'_>,
+    head: &Head,
+    optimizer: &mut Optimizer<2, 1>,
+    mem: &mut Memory<'_, Cpu>,
+    images: &[u8],
+    ys: &[u8],
+) -> Result<(usize, usize, usize), FinetuneError> {
+    let mut scratch = [0i8; 2 * model::WIDEST];
+    let (mut feats, mut labels) = ([0.0f32; BATCH * FEATURES], [0usize; BATCH]);
+    let n = ys.len().min(images.len() / PIXELS).min(BATCH);
+    for (j, (image, &y)) in images.chunks_exact(PIXELS).zip(ys).take(n).enumerate() {
+        features(
+            model,
+            image,
+            &mut scratch,
+            &mut feats[j * FEATURES..(j + 1) * FEATURES],
+        )?;
+        labels[j] = usize::from(y);
+    }
+    optimizer.zero_grad(mem)?;
+    let used = {
+        let g = Graph::<Cpu, NODES>::with_capacity(mem);
+        let x = g.from_slice((n, Const::<FEATURES>), &feats[..n * FEATURES]);
+        let loss = cross_entropy(head.forward(x), &labels[..n], Reduction::Mean);
+        loss.backward()?;
+        (g.used(), g.len())
+    };
+    optimizer.step(mem)?;
+    Ok((used.0, used.1, n))
+}
+
+/// Held-out images the frozen features through the trained head get right
+/// (the head read in place from the arena), and the head's CRC-32.
+#[inline(never)]
+fn evaluate(
+    model: &Model<'_>,
+    head: &Head,
+    mem: &mut Memory<'_, Cpu>,
+) -> Result<(usize, u32), FinetuneError> {
+    let mut scratch = [0i8; 2 * model::WIDEST];
+    let (mut right, mut crc, mut status) = (0, 0, Ok(()));
+    let mut f = [0.0f32; FEATURES];
+    let mut logits = [0.0f32; CLASSES];
+    mem.with_buffer(|_, buf| {
+        let (w, b) = head_slices(buf, head)?;
+        for (image, &label) in EVAL_IMAGES.chunks_exact(PIXELS).zip(EVAL_LABELS) {
+            if let Err(e) = features(model, image, &mut scratch, &mut f) {
+                status = Err(e);
+                break;
+            }
+            dense_f32(w, b, &f, &mut logits, Activation::Identity);
+            right += usize::from(argmax(&logits) == usize::from(label));
+        }
+        for v in w.iter().chain(b.iter()) {
+            crc = crc32(crc, &v.to_le_bytes());
+        }
+        Ok(())
+    })?;
+    status?;
+    Ok((right, crc))
+}
+
 /// Fine-tunes the head in `arena` (at least [`ARENA_FLOATS`] floats) and
 /// measures it; `clock` times the training.
 pub fn run(arena: &mut [f32], clock: &dyn Fn() -> u64) -> Result<Report, FinetuneError> {
     let model = Model::load::<Net>(&INT8_MODEL.0)?;
-    let mut scratch = [0i8; 2 * model::WIDEST];
     let eval = EVAL_LABELS.len().min(EVAL_IMAGES.len() / PIXELS);
-
-    // Before: the deployed model, all of it in int8.
-    let mut before = 0;
-    for (image, &label) in EVAL_IMAGES.chunks_exact(PIXELS).zip(EVAL_LABELS) {
-        let logits = model.infer_u8(image, &mut scratch)?;
-        before += usize::from(argmax_i8(logits) == usize::from(label));
-    }
+    let before = accuracy_before(&model)?;
 
     // The head, started from the deployed last layer (written in place in
     // the arena: no staging copy on the stack).
@@ -197,12 +271,12 @@ pub fn run(arena: &mut [f32], clock: &dyn Fn() -> u64) -> Result<Report, Finetun
         Ok(())
     })?;
     init?;
-    let mut optimizer: Optimizer = Optimizer::new(&mut mem, &head, RULE, LR)?;
+    // Two parameters in one group: a small optimizer table on the stack.
+    let mut optimizer: Optimizer<2, 1> = Optimizer::new(&mut mem, &head, RULE, LR)?;
     let mut scheduler = CosineAnnealingLR::new(PASSES, LR / 10.0);
     let persistent_floats = mem.used();
 
     // Training: mini-batches as they arrive, a few passes.
-    let (mut feats, mut labels) = ([0.0f32; BATCH * FEATURES], [0usize; BATCH]);
     let (mut graph_floats, mut graph_nodes, mut samples) = (0, 0, 0);
     let start = clock();
     for _ in 0..PASSES {
@@ -210,26 +284,9 @@ pub fn run(arena: &mut [f32], clock: &dyn Fn() -> u64) -> Result<Report, Finetun
             .chunks(BATCH * PIXELS)
             .zip(TRAIN_LABELS.chunks(BATCH));
         for (images, ys) in batches {
-            let n = ys.len().min(images.len() / PIXELS);
-            for (j, (image, &y)) in images.chunks_exact(PIXELS).zip(ys).enumerate() {
-                features(
-                    &model,
-                    image,
-                    &mut scratch,
-                    &mut feats[j * FEATURES..(j + 1) * FEATURES],
-                )?;
-                labels[j] = usize::from(y);
-            }
-            optimizer.zero_grad(&mut mem)?;
-            {
-                let g = Graph::<Cpu, NODES>::with_capacity(&mut mem);
-                let x = g.from_slice((n, Const::<FEATURES>), &feats[..n * FEATURES]);
-                let loss = cross_entropy(head.forward(x), &labels[..n], Reduction::Mean);
-                loss.backward()?;
-                graph_floats = graph_floats.max(g.used());
-                graph_nodes = graph_nodes.max(g.len());
-            }
-            optimizer.step(&mut mem)?;
+            let (floats, nodes, n) = step(&model, &head, &mut optimizer, &mut mem, images, ys)?;
+            graph_floats = graph_floats.max(floats);
+            graph_nodes = graph_nodes.max(nodes);
             samples += n;
         }
         scheduler.step();
@@ -237,26 +294,7 @@ pub fn run(arena: &mut [f32], clock: &dyn Fn() -> u64) -> Result<Report, Finetun
     }
     let train_ticks = clock().wrapping_sub(start);
 
-    // After: the frozen features through the trained head, read in place.
-    let (mut after, mut crc, mut status) = (0, 0, Ok(()));
-    let mut f = [0.0f32; FEATURES];
-    let mut logits = [0.0f32; CLASSES];
-    mem.with_buffer(|_, buf| {
-        let (w, b) = head_slices(buf, &head)?;
-        for (image, &label) in EVAL_IMAGES.chunks_exact(PIXELS).zip(EVAL_LABELS) {
-            if let Err(e) = features(&model, image, &mut scratch, &mut f) {
-                status = Err(e);
-                break;
-            }
-            dense_f32(w, b, &f, &mut logits, Activation::Identity);
-            after += usize::from(argmax(&logits) == usize::from(label));
-        }
-        for v in w.iter().chain(b.iter()) {
-            crc = crc32(crc, &v.to_le_bytes());
-        }
-        Ok(())
-    })?;
-    status?;
+    let (after, crc) = evaluate(&model, &head, &mut mem)?;
     Ok(Report {
         before,
         after,

@@ -70,7 +70,7 @@ pub fn run(arena: &mut [f32], seed: u64, required: usize) -> Result<Report> {
     let mut mem = Memory::new(&Cpu, arena);
     let mut rng = Rng::new(seed);
     let mlp = XorNet::build(&mut mem, &mut rng)?;
-    let mut optimizer: Optimizer = Optimizer::new(&mut mem, &mlp, RULE, LR)?;
+    let mut optimizer: Optimizer<4, 1> = Optimizer::new(&mut mem, &mlp, RULE, LR)?;
     let persistent_floats = mem.used();
     say!(
         "MLP 2-{}-2, {} parameters; arena {} floats, {} persistent",
