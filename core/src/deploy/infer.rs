@@ -281,6 +281,8 @@ impl Model<'_> {
     /// alternating between the two halves of `scratch`. Hidden activations
     /// are stored as `q + 128` (what the next kernel reads), the outputs as
     /// `q`.
+    // Inlined into each caller: a firmware links only the callers it uses.
+    #[inline(always)]
     fn run_i8<'s, X: Int8Input>(
         &self,
         input: &[X],
