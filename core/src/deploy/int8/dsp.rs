@@ -5,7 +5,7 @@
 //! assembly; [`Emulated`] defines the same instructions in portable Rust,
 //! so that the host tests the kernel against the reference.
 
-use super::{block_columns, Input, Int8Layer};
+use super::{blocks, Input, Int8Layer};
 
 /// The instructions the packed kernel uses, and its eight-column step.
 pub(crate) trait Dsp {
@@ -66,40 +66,15 @@ pub(crate) trait Dsp {
 /// last group (when the groups are odd) and leftover columns; then the
 /// leftover rows.
 pub(crate) fn packed<D: Dsp>(layer: &Int8Layer<'_, '_>, x: Input<'_>, y: &mut [u8]) {
-    let n = x.bytes.len().max(1);
-    let rows = layer.rows(n, y.len());
     let steps = x.bytes.len() / 8;
     let flip = u32::from_le_bytes([x.flip; 4]);
-    let q = rows / 4;
-    let blocks = layer.weight[..4 * q * n]
-        .chunks_exact(4 * n)
-        .zip(layer.bias[..4 * q].chunks_exact(4))
-        .zip(layer.requant[..8 * q].chunks_exact(8))
-        .zip(y[..4 * q].chunks_exact_mut(4));
-    for (b, (((block, bias), rq), out)) in blocks.enumerate() {
-        let mut acc = [bias[0], bias[1], bias[2], bias[3]];
-        let done = D::steps(&mut acc, block, x.bytes, flip, steps);
-        if 4 * done != x.bytes.len() {
-            block_columns(&mut acc, block, x, done);
-        }
-        layer.output_block(b, acc, rq, out);
-    }
-    // The rows after the last block, row-major.
-    let first = rows / 4 * 4;
-    let rest = layer.weight[first * n..rows * n]
-        .chunks_exact(n)
-        .zip(&layer.bias[first..rows])
-        .zip(&mut y[first..rows]);
-    for (k, ((w, &bias), yo)) in rest.enumerate() {
-        let mut acc = bias;
-        let done = D::row(&mut acc, w, x.bytes, flip)
-            .min(w.len())
-            .min(x.bytes.len());
-        for (&wv, &b) in w[done..].iter().zip(&x.bytes[done..]) {
-            acc = acc.wrapping_add(i32::from(wv) * x.value(b));
-        }
-        *yo = layer.output(first + k, acc);
-    }
+    blocks(
+        layer,
+        x,
+        y,
+        |acc, block| D::steps(acc, block, x.bytes, flip, steps),
+        |acc, w| D::row(acc, w, x.bytes, flip),
+    );
 }
 
 /// The instructions' definitions in portable Rust.

@@ -265,27 +265,53 @@ pub(crate) fn reference(layer: &Int8Layer<'_, '_>, x: Input<'_>, y: &mut [u8]) {
 /// The portable kernel: block by block, group by group.
 #[cfg_attr(any(ember_dsp, ember_thumb1), allow(dead_code))]
 pub(crate) fn portable(layer: &Int8Layer<'_, '_>, x: Input<'_>, y: &mut [u8]) {
+    blocks(layer, x, y, |_, _| 0, |_, _| 0);
+}
+
+/// Runs a layer in the weight layout, the driver of every kernel: per
+/// block, `groups(acc, block)` adds the products of as many leading
+/// four-column groups as the target's loop does and returns how many, the
+/// portable loop does the block's other columns, and the block's four
+/// outputs are written; then per leftover row, `row(acc, w)` adds the
+/// products of as many leading columns as it does and returns how many, and
+/// the portable loop does the rest.
+#[inline(always)]
+pub(crate) fn blocks(
+    layer: &Int8Layer<'_, '_>,
+    x: Input<'_>,
+    y: &mut [u8],
+    mut groups: impl FnMut(&mut [i32; 4], &[i8]) -> usize,
+    mut row: impl FnMut(&mut i32, &[i8]) -> usize,
+) {
     let n = x.bytes.len().max(1);
     let rows = layer.rows(n, y.len());
-    for (b, block) in layer.weight[..rows / 4 * 4 * n]
+    let q = rows / 4;
+    let full = layer.weight[..4 * q * n]
         .chunks_exact(4 * n)
-        .enumerate()
-    {
-        let mut acc = [
-            layer.bias[4 * b],
-            layer.bias[4 * b + 1],
-            layer.bias[4 * b + 2],
-            layer.bias[4 * b + 3],
-        ];
-        block_columns(&mut acc, block, x, 0);
-        layer.output_block(
-            b,
-            acc,
-            &layer.requant[8 * b..8 * b + 8],
-            &mut y[4 * b..4 * b + 4],
-        );
+        .zip(layer.bias[..4 * q].chunks_exact(4))
+        .zip(layer.requant[..8 * q].chunks_exact(8))
+        .zip(y[..4 * q].chunks_exact_mut(4));
+    for (b, (((block, bias), rq), out)) in full.enumerate() {
+        let mut acc = [bias[0], bias[1], bias[2], bias[3]];
+        let done = groups(&mut acc, block);
+        if 4 * done != x.bytes.len() {
+            block_columns(&mut acc, block, x, done);
+        }
+        layer.output_block(b, acc, rq, out);
     }
-    leftover_rows(layer, x, y, rows);
+    let first = 4 * q;
+    let rest = layer.weight[first * n..rows * n]
+        .chunks_exact(n)
+        .zip(&layer.bias[first..rows])
+        .zip(&mut y[first..rows]);
+    for (k, ((w, &bias), yo)) in rest.enumerate() {
+        let mut acc = bias;
+        let done = row(&mut acc, w).min(w.len()).min(x.bytes.len());
+        for (&wv, &b) in w[done..].iter().zip(&x.bytes[done..]) {
+            acc = acc.wrapping_add(i32::from(wv) * x.value(b));
+        }
+        *yo = layer.output(first + k, acc);
+    }
 }
 
 /// Adds to `acc` the products of a block's columns from group `from_group`
@@ -309,23 +335,6 @@ fn block_columns(acc: &mut [i32; 4], block: &[i8], x: Input<'_>, from_group: usi
             let w = block.get(at + stride * r).copied().unwrap_or(0);
             *a = a.wrapping_add(i32::from(w) * u);
         }
-    }
-}
-
-/// The rows after the last full block (row-major), one by one.
-fn leftover_rows(layer: &Int8Layer<'_, '_>, x: Input<'_>, y: &mut [u8], rows: usize) {
-    let n = x.bytes.len().max(1);
-    let first = rows / 4 * 4;
-    let rest = layer.weight[first * n..rows * n]
-        .chunks_exact(n)
-        .zip(&layer.bias[first..rows])
-        .zip(&mut y[first..rows]);
-    for (k, ((w, &bias), yo)) in rest.enumerate() {
-        let mut acc = bias;
-        for (&wv, &b) in w.iter().zip(x.bytes) {
-            acc = acc.wrapping_add(i32::from(wv) * x.value(b));
-        }
-        *yo = layer.output(first + k, acc);
     }
 }
 

@@ -3,43 +3,30 @@
 //! time, one multiply and add per weight, in assembly (LLVM unrolls the
 //! portable loop and spills the accumulators).
 
-use super::{block_columns, leftover_rows, Input, Int8Layer};
+use super::{blocks, Input, Int8Layer};
 
 /// Per block: rows 0 and 1, then rows 2 and 3, over the block's groups (in
 /// assembly when the input needs no flip), then its leftover columns; then
 /// the leftover rows.
 pub(super) fn kernel(layer: &Int8Layer<'_, '_>, x: Input<'_>, y: &mut [u8]) {
-    let n = x.bytes.len().max(1);
-    let rows = layer.rows(n, y.len());
     let groups = x.bytes.len() / 4;
-    for (b, block) in layer.weight[..rows / 4 * 4 * n]
-        .chunks_exact(4 * n)
-        .enumerate()
-    {
-        let mut acc = [
-            layer.bias[4 * b],
-            layer.bias[4 * b + 1],
-            layer.bias[4 * b + 2],
-            layer.bias[4 * b + 3],
-        ];
-        let done = if x.flip == 0 && groups > 0 && block.len() == 4 * x.bytes.len() {
-            let [a0, a1, a2, a3] = &mut acc;
+    let assembly = x.flip == 0 && groups > 0;
+    blocks(
+        layer,
+        x,
+        y,
+        |acc, block| {
+            if !assembly || block.len() != 4 * x.bytes.len() {
+                return 0;
+            }
+            let [a0, a1, a2, a3] = acc;
             pair_groups(a0, a1, block, x.bytes, groups);
             // Rows 2 and 3 of a group start 8 bytes into it.
             pair_groups(a2, a3, &block[8..], x.bytes, groups);
             groups
-        } else {
-            0
-        };
-        block_columns(&mut acc, block, x, done);
-        layer.output_block(
-            b,
-            acc,
-            &layer.requant[8 * b..8 * b + 8],
-            &mut y[4 * b..4 * b + 4],
-        );
-    }
-    leftover_rows(layer, x, y, rows);
+        },
+        |_, _| 0,
+    );
 }
 
 /// Adds to `a0` and `a1` the products of `groups` groups of two rows: bytes
