@@ -1,6 +1,7 @@
-//! Inference kernels (f32 and int8 dense layers) and the runner that chains
-//! them through two activation buffers. The host evaluates int8 models with
-//! these very functions, so its numbers are the microcontroller's.
+//! Inference: the runners that chain the dense kernels (`dense_f32`, `int8`)
+//! through two activation buffers, input quantization, dequantization of
+//! outputs and layers. The host evaluates int8 models with these very
+//! functions, so its numbers are the microcontroller's.
 
 use super::dense_f32::dense_f32;
 use super::format::{LayerWeights, Model};
