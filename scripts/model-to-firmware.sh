@@ -4,7 +4,8 @@
 #   2. export the checkpoint: .emb in f32 and int8 (`ember export`), into the
 #      models directory as NAME.emb and NAME-int8.emb (NAME from the layers);
 #   3. write the firmware's test images, their labels and the host's outputs
-#      (`cargo xtask test-images`);
+#      (`cargo xtask test-images`), and for the models in firmware-example/models
+#      (the ones the firmware also fine-tunes) the host's fine-tuned head CRC;
 #   4. build the firmware and run it under QEMU (scripts/run-firmware.sh),
 #      with EMBER_FIRMWARE_MODELS pointing at the models directory: its build
 #      script derives the model type from the files' header, so any
@@ -78,6 +79,13 @@ ls -l "$models/$name.emb" "$models/$name-int8.emb"
 
 step "test images and the host's outputs: cargo xtask test-images"
 cargo xtask test-images --models "$(realpath "$models")" --name "$name"
+
+if [ "$(realpath "$models")" = "$(realpath firmware-example/models)" ]; then
+  # The firmware fine-tunes the model in models/ and checks its head against
+  # the host's: the host's figure is the new model's now.
+  step "fine-tuning on the host: the head's CRC for the firmware to match"
+  EMBER_UPDATE_FINETUNE=1 cargo test -q -p ember-firmware host_finetuning
+fi
 
 step "firmware: build and run under QEMU"
 EMBER_FIRMWARE_MODELS=$(realpath "$models") EMBER_FIRMWARE_FEATURES=$features \
