@@ -243,17 +243,7 @@ impl Model<'_> {
     /// Real values of quantized outputs: `scale · (q − zero)` with the last
     /// layer's output parameters. `out` must hold as many values as `q`.
     pub fn dequantize_output(&self, q: &[i8], out: &mut [f32]) -> Result<(), InferError> {
-        let Some((h, LayerWeights::Int8 { .. })) = self.layer(self.layer_count().saturating_sub(1))
-        else {
-            return Err(InferError::WrongDtype);
-        };
-        if q.len() != out.len() {
-            return Err(InferError::OutputLength { expected: q.len() });
-        }
-        for (o, &v) in out.iter_mut().zip(q) {
-            *o = (i32::from(v) - h.out_zero) as f32 * h.out_scale;
-        }
-        Ok(())
+        self.dequantize_output_of(self.layer_count().saturating_sub(1), q, out)
     }
 
     /// Runs an int8 model on `input` (real values, quantized with
