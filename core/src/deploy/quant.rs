@@ -168,15 +168,14 @@ fn widen(r: &mut (f32, f32), xs: &[f32]) {
 
 /// Bytes [`quantize`] writes for `model`.
 pub fn quantized_len(model: &Model<'_>) -> usize {
+    // Weight, bias, scales and requantization pairs, laid out as `quantize`
+    // (and `Model::parse`) lay them out.
     let data: usize = model
         .layers()
-        // Weight, bias, scales and requantization pairs, laid out as in `quantize`.
         .map(|(h, _)| {
-            padded(h.in_features * h.out_features)
-                + 2 * padded(4 * h.out_features)
-                + padded(8 * h.out_features)
+            layer_parts(true, h.in_features, h.out_features, 0).map_or(usize::MAX, |(_, end)| end)
         })
-        .sum();
+        .fold(0, usize::saturating_add);
     padded(FIXED + RECORD * model.layer_count()) + data + 4
 }
 
