@@ -27,7 +27,8 @@ type Deep = (
 );
 
 const BATCH: usize = 16;
-const FLOATS: usize = nn::train_floats::<Deep>(BATCH, 10, 2);
+const FLOATS: usize =
+    nn::train_floats::<Deep>(BATCH, nn::loss::Loss::CrossEntropy, nn::Rule::adam());
 
 fn main() -> Result<()> {
     let mut buf = vec![0.0f32; FLOATS];

@@ -15,7 +15,8 @@ const BATCH: usize = 40;
 const EPOCHS: usize = 120;
 
 type Model = (Linear<2, 32>, Tanh, Linear<32, 32>, ReLU, Linear<32, 2>);
-const FLOATS: usize = nn::train_floats::<Model>(BATCH, 2, 2);
+const FLOATS: usize =
+    nn::train_floats::<Model>(BATCH, nn::loss::Loss::CrossEntropy, nn::Rule::adam());
 
 /// Two interleaved spirals, one per class.
 fn spirals(rng: &mut Rng, xs: &mut [[f32; 2]; N], ys: &mut [usize; N]) {

@@ -220,6 +220,10 @@ pub trait Tape<B: Backend> {
     /// Makes a leaf require a gradient (allocating it, zeroed).
     #[doc(hidden)]
     fn set_requires_grad(&self, id: u32) -> Result<()>;
+    /// Overwrites `data.len()` values of the last recorded node, a leaf
+    /// without a gradient, from `offset`.
+    #[doc(hidden)]
+    fn write_leaf(&self, id: u32, offset: usize, data: &[f32]) -> Result<()>;
     /// Walks the graph backward from `root`.
     #[doc(hidden)]
     fn backward(&self, root: u32, seed: Seed<'_>, retain: bool) -> Result<()>;
@@ -239,6 +243,8 @@ struct Inner<'m, B: Backend + ?Sized, const N: usize> {
     base: usize,
     /// First free float.
     top: usize,
+    /// The highest `top` reached since the graph was made or reset.
+    peak: usize,
     /// Floats in the buffer.
     cap: usize,
     nodes: heapless::Vec<Node, N>,
@@ -257,6 +263,7 @@ impl<B: Backend, const N: usize> Inner<'_, B, N> {
         }
         let s = Span::new(self.top, len);
         self.top += len;
+        self.peak = self.peak.max(self.top);
         Ok(s)
     }
 
@@ -323,6 +330,7 @@ impl<'m, B: Backend, const N: usize> Graph<'m, B, N> {
                 buf,
                 base,
                 top: base,
+                peak: base,
                 cap,
                 nodes: heapless::Vec::new(),
                 error: None,
@@ -337,6 +345,7 @@ impl<'m, B: Backend, const N: usize> Graph<'m, B, N> {
         let inner = self.inner.get_mut();
         inner.nodes.clear();
         inner.top = inner.base;
+        inner.peak = inner.base;
         inner.error = None;
         inner.grad_enabled = true;
     }
@@ -345,6 +354,16 @@ impl<'m, B: Backend, const N: usize> Graph<'m, B, N> {
     pub fn used(&self) -> usize {
         let inner = self.inner.borrow();
         inner.top - inner.base
+    }
+
+    /// The most floats the graph has used at once since it was made or
+    /// [`reset`](Self::reset): the values of the forward pass plus the
+    /// gradients a backward pass holds before it returns them. This is the
+    /// figure to size an arena by ([`nn::train_budget`](crate::nn::train_budget)
+    /// bounds it at compile time).
+    pub fn peak(&self) -> usize {
+        let inner = self.inner.borrow();
+        inner.peak - inner.base
     }
 
     /// Nodes recorded so far.
@@ -513,6 +532,32 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         n.grad = Some(grad);
         n.requires_grad = true;
         Ok(())
+    }
+
+    fn write_leaf(&self, id: u32, offset: usize, data: &[f32]) -> Result<()> {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        if let Some(e) = inner.error {
+            return Err(e);
+        }
+        let node = *inner.get(id)?;
+        // Only the newest node: nothing recorded yet has read its values.
+        if node.op != Op::Leaf || node.requires_grad || id as usize + 1 != inner.nodes.len() {
+            return Err(Error::InvalidArgument {
+                what: "only the last recorded leaf, with no gradient, can be written in place",
+            });
+        }
+        let end = offset
+            .checked_add(data.len())
+            .filter(|&e| e <= node.value.len);
+        if end.is_none() {
+            return Err(Error::Length {
+                expected: node.value.len.saturating_sub(offset),
+                found: data.len(),
+            });
+        }
+        self.backend
+            .upload(inner.buf, node.value.sub(offset, data.len()), data)
     }
 
     fn backward(&self, root: u32, seed: Seed<'_>, retain: bool) -> Result<()> {

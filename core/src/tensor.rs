@@ -142,6 +142,30 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         }
     }
 
+    /// Overwrites this leaf's elements `offset..offset + data.len()`
+    /// (row-major), as PyTorch's `x[i] = row` does on a tensor outside
+    /// autograd: an input batch filled sample by sample as the samples
+    /// arrive, with no host buffer of the batch's size. The tensor must be
+    /// the graph's newest node (nothing has read it yet) and must not require
+    /// a gradient; anything else is an error, and so is a range past its end.
+    ///
+    /// ```
+    /// use ember_core::prelude::*;
+    /// let mut buf = [0.0f32; 16];
+    /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    /// let g: Graph<'_, Cpu> = Graph::new(&mut mem);
+    /// let x = g.full_like((2usize, Const::<3>), 0.0);
+    /// x.write_at(3, &[1.0, 2.0, 3.0])?;
+    /// let mut v = [9.0f32; 6];
+    /// x.read(&mut v)?;
+    /// assert_eq!(v, [0.0, 0.0, 0.0, 1.0, 2.0, 3.0]);
+    /// assert!(x.write_at(4, &[1.0, 2.0, 3.0]).is_err());
+    /// # Ok::<(), ember_core::Error>(())
+    /// ```
+    pub fn write_at(&self, offset: usize, data: &[f32]) -> Result<()> {
+        self.tape.write_leaf(self.id, offset, data)
+    }
+
     /// Sets this leaf's gradient to zero (PyTorch's `x.grad.zero_()`).
     pub fn zero_grad(&self) -> Result<()> {
         match self.tape.node(self.id)? {

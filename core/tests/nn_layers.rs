@@ -299,7 +299,11 @@ fn twelve_layer_model() {
         Dropout,
         Linear<16, 4>,
     );
-    const FLOATS: usize = ember_core::nn::train_floats::<Deep>(8, 4, 2);
+    const FLOATS: usize = ember_core::nn::train_floats::<Deep>(
+        8,
+        ember_core::nn::loss::Loss::CrossEntropy,
+        ember_core::nn::Rule::adam(),
+    );
     let mut buf = vec![0.0f32; FLOATS];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let mut model = Deep::build(&mut mem, &mut Rng::new(1)).unwrap();

@@ -302,7 +302,8 @@ mod tests {
 
         type Model = (Linear<2, 16>, Tanh, Linear<16, 16>, ReLU, Linear<16, 3>);
         const N: usize = 30;
-        const FLOATS: usize = nn::train_floats::<Model>(N, 3, 2);
+        const FLOATS: usize =
+            nn::train_floats::<Model>(N, nn::loss::Loss::CrossEntropy, nn::Rule::adam());
         fn train<B: Backend>(mem: &mut Memory<'_, B>, xs: &[f32], ys: &[usize]) -> Vec<f32> {
             let mut rng = Rng::new(5);
             let model = Model::build(mem, &mut rng).unwrap();

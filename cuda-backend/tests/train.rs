@@ -15,7 +15,7 @@ const N: usize = 128;
 const STEPS: usize = 300;
 
 type Model = (Linear<2, 32>, Tanh, Linear<32, 32>, ReLU, Linear<32, 2>);
-const FLOATS: usize = nn::train_floats::<Model>(N, 2, 2);
+const FLOATS: usize = nn::train_floats::<Model>(N, nn::loss::Loss::CrossEntropy, nn::Rule::adam());
 
 /// Two interleaved spirals, one per class.
 fn spirals() -> (Vec<f32>, Vec<usize>) {

@@ -19,9 +19,9 @@
 
 use crate::inference::{model, Net, INT8_MODEL, PIXELS};
 use ember_core::deploy::{argmax, argmax_i8, crc32, dense_f32, Activation, Model};
-use ember_core::nn::loss::{cross_entropy, Reduction};
+use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
 use ember_core::nn::sched::{CosineAnnealingLR, LrScheduler};
-use ember_core::nn::{self, Build, Forward, Linear, Optimizer, Rule};
+use ember_core::nn::{self, Build, Forward, Linear, Optimizer, Rule, TrainBudget};
 use ember_core::prelude::*;
 
 /// Samples per mini-batch.
@@ -39,13 +39,22 @@ pub const PASSES: usize = 4;
 pub const RULE: Rule = Rule::sgd_momentum(0.9);
 /// The learning rate at the start (cosine-annealed over the passes).
 pub const LR: f32 = 0.05;
-/// Floats of the arena, from the head's type, the batch, the loss's classes
-/// and the optimizer's state: parameters, gradients, momentum, and one
-/// training step's graph (`nn::train_floats`).
-pub const ARENA_FLOATS: usize = nn::train_floats::<Head>(BATCH, CLASSES, RULE.state_planes());
-/// Node capacity of a training step's graph: the head's, the input's and
+/// What a training step needs, from the head's type, the batch, the loss
+/// and the optimizer: parameters, gradients, momentum, and one step's graph
+/// at its peak (`nn::train_budget`; a test holds it within 10% of real use).
+pub const BUDGET: TrainBudget = nn::train_budget::<Head>(BATCH, Loss::CrossEntropy, RULE);
+/// Floats of the arena.
+pub const ARENA_FLOATS: usize = BUDGET.floats;
+/// Node capacity of a training step's graph: the input's, the head's and
 /// the loss's.
-pub const NODES: usize = <Head as nn::Footprint>::NODES + 4;
+pub const NODES: usize = BUDGET.nodes;
+/// RAM the fine-tuning may take on the device (arena and stack), bytes.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+pub const RAM_TARGET_BYTES: usize = 16 * 1024;
+/// A training sample (features, forward, backward, update) must cost less
+/// than this many int8 inferences of the whole model, in hundredths.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+pub const SAMPLE_COST_TARGET_HUNDREDTHS: u32 = 150;
 /// Points the held-out accuracy must gain.
 pub const REQUIRED_GAIN_POINTS: usize = 20;
 
@@ -113,7 +122,8 @@ pub struct Report {
     pub train_ticks: u64,
     /// Floats of the arena the head and the optimizer keep.
     pub persistent_floats: usize,
-    /// Floats the largest training step's graph took on top of those.
+    /// The most floats a training step's graph held on top of those (at the
+    /// peak of backward).
     pub graph_floats: usize,
     /// Nodes a training step recorded (of [`NODES`]).
     pub graph_nodes: usize,
@@ -185,10 +195,11 @@ fn accuracy_before(model: &Model<'_>) -> Result<usize, FinetuneError> {
     Ok(right)
 }
 
-/// One training step on a mini-batch as it arrives: the frozen features,
-/// then zero_grad, forward, loss, backward, step. Returns the graph's
-/// floats and nodes and the batch's samples. (Out of line, like the
-/// evaluations, so that the stack holds one phase's buffers at a time.)
+/// One training step on a mini-batch as it arrives: the frozen features of
+/// each image written straight into the graph's input (no staging copy of
+/// the batch), then zero_grad, forward, loss, backward, step. Returns the
+/// graph's peak floats and nodes and the batch's samples. (Out of line, like
+/// the evaluations, so that the stack holds one phase's buffers at a time.)
 #[inline(never)]
 fn step(
     model: &Model<'_>,
@@ -199,24 +210,21 @@ fn step(
     ys: &[u8],
 ) -> Result<(usize, usize, usize), FinetuneError> {
     let mut scratch = [0i8; 2 * model::WIDEST];
-    let (mut feats, mut labels) = ([0.0f32; BATCH * FEATURES], [0usize; BATCH]);
+    let mut row = [0.0f32; FEATURES];
+    let mut labels = [0usize; BATCH];
     let n = ys.len().min(images.len() / PIXELS).min(BATCH);
-    for (j, (image, &y)) in images.chunks_exact(PIXELS).zip(ys).take(n).enumerate() {
-        features(
-            model,
-            image,
-            &mut scratch,
-            &mut feats[j * FEATURES..(j + 1) * FEATURES],
-        )?;
-        labels[j] = usize::from(y);
-    }
     optimizer.zero_grad(mem)?;
     let used = {
         let g = Graph::<Cpu, NODES>::with_capacity(mem);
-        let x = g.from_slice((n, Const::<FEATURES>), &feats[..n * FEATURES]);
+        let x = g.full_like((n, Const::<FEATURES>), 0.0);
+        for (j, (image, &y)) in images.chunks_exact(PIXELS).zip(ys).take(n).enumerate() {
+            features(model, image, &mut scratch, &mut row)?;
+            x.write_at(j * FEATURES, &row)?;
+            labels[j] = usize::from(y);
+        }
         let loss = cross_entropy(head.forward(x), &labels[..n], Reduction::Mean);
         loss.backward()?;
-        (g.used(), g.len())
+        (g.peak(), g.len())
     };
     optimizer.step(mem)?;
     Ok((used.0, used.1, n))

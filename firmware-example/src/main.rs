@@ -235,12 +235,16 @@ mod firmware {
             let r = inference::run_f32(&mut *INPUT, &mut SCRATCH_F32[..], &clock_ticks);
             passed &= model_report(r);
         }
+        // Ticks per int8 inference: the yardstick of a training sample's cost.
         #[cfg(model_int8)]
-        {
+        #[allow(unused_variables)]
+        let int8_ticks = {
             repaint_stack();
             let r = inference::run_int8(&mut SCRATCH_I8[..], &clock_ticks);
+            let ticks = r.as_ref().map_or(0, |r| per_inference(r.ticks, r.images));
             passed &= model_report(r);
-        }
+            ticks
+        };
 
         #[cfg(finetune)]
         {
@@ -260,13 +264,29 @@ mod firmware {
                     );
                     let stack = stack_used();
                     defmt::println!("finetune: stack used: {=usize} bytes", stack);
+                    let ram = 4 * finetune::ARENA_FLOATS + stack;
+                    let ram_ok = ram <= finetune::RAM_TARGET_BYTES;
                     defmt::println!(
-                        "finetune: RAM {=usize} bytes (arena {=usize} + stack {=usize})",
-                        4 * finetune::ARENA_FLOATS + stack,
+                        "finetune: RAM {=usize} bytes (arena {=usize} + stack {=usize}); target at most {=usize}: {=str}",
+                        ram,
                         4 * finetune::ARENA_FLOATS,
-                        stack
+                        stack,
+                        finetune::RAM_TARGET_BYTES,
+                        if ram_ok { "ok" } else { "OVER" }
                     );
-                    passed &= r.passed();
+                    // A sample's cost in int8 inferences of the whole model, in hundredths.
+                    let per_sample = per_inference(r.train_ticks, r.samples);
+                    let hundredths = per_sample.saturating_mul(100) / int8_ticks.max(1);
+                    let cost_ok = hundredths < finetune::SAMPLE_COST_TARGET_HUNDREDTHS;
+                    defmt::println!(
+                        "finetune: a training sample costs {=u32}.{=u32:02} int8 inferences of the whole model; target below {=u32}.{=u32:02}: {=str}",
+                        hundredths / 100,
+                        hundredths % 100,
+                        finetune::SAMPLE_COST_TARGET_HUNDREDTHS / 100,
+                        finetune::SAMPLE_COST_TARGET_HUNDREDTHS % 100,
+                        if cost_ok { "ok" } else { "OVER" }
+                    );
+                    passed &= r.passed() && ram_ok && cost_ok;
                 }
                 Err(e) => {
                     defmt::error!("fine-tuning failed: {}", defmt::Display2Format(&e));

@@ -5,8 +5,8 @@
 //! differs (`println!` or defmt). The code is a host program's: an `nn`
 //! model, `Optimizer`, `loss::cross_entropy`.
 
-use ember_core::nn::loss::{cross_entropy, Reduction};
-use ember_core::nn::{self, Build, Footprint, Forward, Linear, Optimizer, Rule, Tanh};
+use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
+use ember_core::nn::{self, Build, Footprint, Forward, Linear, Optimizer, Rule, Tanh, TrainBudget};
 use ember_core::prelude::*;
 
 /// Seed of the initialisation.
@@ -21,16 +21,18 @@ pub const PARAMETERS: usize = <XorNet as Footprint>::PARAMS;
 pub const EPOCHS: u32 = 400;
 /// The loss is logged every this many epochs (and after the last one).
 pub const LOG_EVERY: u32 = 50;
-/// Node capacity of a graph.
-pub const NODES: usize = <XorNet as Footprint>::NODES + 8;
 /// The optimizer.
 pub const RULE: Rule = Rule::adam();
 /// Learning rate.
 const LR: f32 = 0.05;
-/// Floats in the arena, from the model's type, the batch (4 points), the
-/// loss's classes (2) and the optimizer's state: parameters, gradients,
-/// Adam's moments, and one training step's graph (`nn::train_floats`).
-pub const ARENA_FLOATS: usize = nn::train_floats::<XorNet>(4, 2, RULE.state_planes());
+/// What a training step needs, from the model's type, the batch (4
+/// points), the loss and the optimizer: parameters, gradients, Adam's
+/// moments, and one step's graph at its peak (`nn::train_budget`).
+pub const BUDGET: TrainBudget = nn::train_budget::<XorNet>(4, Loss::CrossEntropy, RULE);
+/// Floats in the arena.
+pub const ARENA_FLOATS: usize = BUDGET.floats;
+/// Node capacity of a graph.
+pub const NODES: usize = BUDGET.nodes;
 
 /// The four XOR inputs.
 const X: [[f32; 2]; 4] = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
@@ -50,7 +52,8 @@ pub struct Report {
     pub required: usize,
     /// Floats of the arena that persist: parameters, gradients, optimizer state.
     pub persistent_floats: usize,
-    /// Floats a training step's graph took above those (forward and backward).
+    /// The most floats a training step's graph held above those (at the
+    /// peak of backward).
     pub graph_floats: usize,
     /// Nodes a training step's graph recorded (of [`NODES`]).
     pub graph_nodes: usize,
@@ -88,7 +91,7 @@ pub fn run(arena: &mut [f32], seed: u64, required: usize) -> Result<Report> {
             let g = Graph::<Cpu, NODES>::with_capacity(&mut mem);
             let loss = cross_entropy(mlp.forward(g.tensor(X)), &LABELS, Reduction::Mean);
             loss.backward()?;
-            (graph_floats, graph_nodes) = (graph_floats.max(g.used()), graph_nodes.max(g.len()));
+            (graph_floats, graph_nodes) = (graph_floats.max(g.peak()), graph_nodes.max(g.len()));
             loss.item()?
         };
         optimizer.step(&mut mem)?;

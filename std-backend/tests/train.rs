@@ -14,7 +14,8 @@ const CLASSES: usize = 10;
 const STEPS: usize = 12;
 
 type Model = (Linear<IN, HIDDEN>, ReLU, Linear<HIDDEN, CLASSES>);
-const FLOATS: usize = nn::train_floats::<Model>(BATCH, CLASSES, 2);
+const FLOATS: usize =
+    nn::train_floats::<Model>(BATCH, nn::loss::Loss::CrossEntropy, nn::Rule::adam());
 
 /// The loss after each of `STEPS` Adam steps on one fixed random batch.
 fn losses<B: Backend<Buffer = [f32]>>(be: &B) -> Result<[f32; STEPS]> {

@@ -2,7 +2,7 @@
 //! `--layers 784-256-128-10`): the same operations and memory as the typed
 //! layers, with `usize` dimensions checked when the graph runs.
 
-use super::{loss, Forward, Layer, Module, Name, ParamInfo, ParamKind, GRAPH_OVERHEAD};
+use super::{loss, Forward, Layer, Module, Name, ParamInfo, ParamKind};
 use crate::backend::Backend;
 use crate::deploy::Activation;
 use crate::error::{Error, Result};
@@ -231,9 +231,10 @@ impl Mlp {
             // The affine map and the activation, values and gradients.
             .map(|l| 4 * l.out_features())
             .sum::<usize>()
-            + self.in_features()
-            + loss::CROSS_ENTROPY_PER_CLASS * self.out_features();
-        self.param_count() * (2 + opt_state_planes) + batch * per_sample + GRAPH_OVERHEAD
+            + self.in_features();
+        self.param_count() * (2 + opt_state_planes)
+            + batch * per_sample
+            + loss::Loss::CrossEntropy.floats(batch, self.out_features())
     }
 
     /// Floats of memory for the parameters and gradients of an MLP of these widths.

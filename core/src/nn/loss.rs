@@ -18,10 +18,52 @@ pub enum Reduction {
     Sum,
 }
 
-/// Scratch floats per sample and class that [`cross_entropy`] uses in a
-/// training step, an upper bound: it needs the targets, the per-row losses
-/// and their gradient, three floats per sample whatever the classes.
-pub const CROSS_ENTROPY_PER_CLASS: usize = 3;
+/// A loss, as the memory bound of a training step sees it: which graph
+/// nodes and floats it records on top of the model's output. Give it to
+/// [`train_budget`](super::train_budget) with the model's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// [`cross_entropy`] against class indices.
+    CrossEntropy,
+    /// [`mse`] against a target of the output's shape.
+    Mse,
+    /// [`l1`] against a target of the output's shape.
+    L1,
+    /// [`bce_with_logits`] against a target of the output's shape.
+    BceWithLogits,
+}
+
+impl Loss {
+    /// Graph nodes the loss records, the target included (with
+    /// [`Reduction::Mean`]; `Sum` records one fewer).
+    pub const fn nodes(self) -> usize {
+        match self {
+            // Targets, the fused per-row loss, the sum, the 1/n scale.
+            Loss::CrossEntropy => 4,
+            // Target, difference, square (or abs), sum, scale.
+            Loss::Mse | Loss::L1 => 5,
+            // Target, softplus, product, difference, sum, scale.
+            Loss::BceWithLogits => 6,
+        }
+    }
+
+    /// Floats the loss holds at the peak of a training step (its values and
+    /// the gradients backward gives them) for `batch` samples of `outputs`
+    /// features; the model output's own gradient is the model's.
+    pub const fn floats(self, batch: usize, outputs: usize) -> usize {
+        let per_sample = match self {
+            // The target index and the row's loss, and that loss's gradient,
+            // whatever the classes.
+            Loss::CrossEntropy => 3,
+            // The target, and two elementwise nodes with their gradients.
+            Loss::Mse | Loss::L1 => 5 * outputs,
+            // The target, and three elementwise nodes with their gradients.
+            Loss::BceWithLogits => 7 * outputs,
+        };
+        // The sum and the scale (values and gradients) and the seed of backward.
+        batch * per_sample + 5
+    }
+}
 
 /// Probabilities are clamped up to this before the logarithm (whose result is
 /// then clamped at -100, as PyTorch's `binary_cross_entropy` does), so that
