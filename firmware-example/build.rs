@@ -61,6 +61,7 @@ fn main() {
         if int8_model && !m0 && committed && env::var_os("CARGO_FEATURE_FINETUNE").is_some() {
             println!("cargo:rustc-cfg=finetune");
             finetune_data(Path::new("models"), &out);
+            finetuned_path();
         }
     }
 
@@ -139,17 +140,47 @@ fn finetune_data(dir: &Path, out: &Path) {
         "finetune-eval-images.bin",
         "finetune-eval-labels.bin",
         "finetune-head.crc32",
+        "finetune-model.crc32",
     ] {
         let path = dir.join(name);
         println!("cargo:rerun-if-changed={}", path.display());
         let bytes = fs::read(&path).unwrap_or_else(|e| {
             panic!(
-                "{}: {e}; `cargo xtask test-images` writes the images and `EMBER_UPDATE_FINETUNE=1 cargo test -p ember-firmware` the CRC",
+                "{}: {e}; `cargo xtask test-images` writes the images and `EMBER_UPDATE_FINETUNE=1 cargo test -p ember-firmware` the CRCs",
                 path.display()
             )
         });
         fs::write(out.join(name), bytes).expect("write fine-tuning data");
     }
+}
+
+/// Where the fine-tuned model goes back to on the host (through semihosting
+/// under QEMU, an ordinary file in a host build): `EMBER_FINETUNED_OUT`, by
+/// default `target/ember-finetuned.emb` in the workspace. Its directory is
+/// made here, so that the firmware only has to open the file.
+fn finetuned_path() {
+    println!("cargo:rerun-if-env-changed=EMBER_FINETUNED_OUT");
+    let path = match env::var_os("EMBER_FINETUNED_OUT") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let manifest =
+                env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+            let manifest = Path::new(&manifest);
+            manifest
+                .parent()
+                .unwrap_or(manifest)
+                .join("target/ember-finetuned.emb")
+        }
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    }
+    let path = path.to_str().expect("EMBER_FINETUNED_OUT must be UTF-8");
+    assert!(
+        !path.contains('\0'),
+        "EMBER_FINETUNED_OUT must not hold a NUL byte"
+    );
+    println!("cargo:rustc-env=EMBER_FINETUNED_PATH={path}");
 }
 
 /// The bytes of `u32` words.

@@ -51,8 +51,13 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ember-core -p ember-std -p emb
 step "tests"
 cargo test --workspace --all-features
 
-step "firmware under QEMU (Cortex-M4F and Cortex-M0): trains XOR without an allocator, classifies FashionMNIST from flash (committed models)"
+step "firmware under QEMU (Cortex-M4F and Cortex-M0): trains XOR without an allocator, classifies FashionMNIST from flash (committed models), fine-tunes the head on the M4F"
+# The M4F run writes the fine-tuned model back here (semihosting): no stale copy may pass.
+rm -f target/ember-finetuned.emb
 scripts/run-firmware.sh
+
+step "the model fine-tuned on the Cortex-M4F and written back: ember eval on the shifted held-out images"
+scripts/eval-finetuned.sh
 
 step "firmware for another architecture: train 784-64-32-10 tanh briefly, export, derive the model type, run under QEMU"
 other=$(mktemp -d)

@@ -535,3 +535,97 @@ fn features_are_the_first_layers_of_inference() {
     assert!(q.features_u8(&xu, 0, &mut scratch).is_err());
     assert!(q.features_u8(&xu, 4, &mut scratch).is_err());
 }
+
+/// A head trained on the device goes back into the int8 file: the file
+/// written in pieces parses, keeps every other byte, and its last layer is
+/// the new head within half a quantization step; bad requests are typed
+/// errors that emit nothing.
+#[test]
+fn a_retrained_last_layer_is_written_into_the_int8_file() {
+    let (q, qn) = quantized(11);
+    let original = &bytes(&q)[..qn];
+    let model = Model::parse(original).unwrap();
+    let last = model.layer_count() - 1;
+    let (h, _) = model.layer(last).unwrap();
+    let (rows, cols) = (h.out_features, h.in_features);
+    // A different head: the deployed one negated and shifted.
+    let (mut w, mut b) = (vec![0.0; rows * cols], vec![0.0; rows]);
+    model.dequantize_layer(last, &mut w, &mut b).unwrap();
+    w.iter_mut().for_each(|v| *v = 0.5 - *v);
+    b.iter_mut().for_each(|v| *v = -*v);
+    let qout = deploy::QuantParams::from_range(-3.0, 4.0);
+    let mut scratch = vec![0u8; deploy::int8_layer_len(cols, rows)];
+    let mut file = Vec::new();
+    let n = deploy::write_with_last_layer(&model, &w, &b, qout, &mut scratch, &mut |p| {
+        file.extend_from_slice(p);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((n, file.len()), (qn, qn));
+    let mut words = vec![0u32; n.div_ceil(4)];
+    bytes_mut(&mut words)[..n].copy_from_slice(&file);
+    let written = Model::parse(&bytes(&words)[..n]).expect("the written file parses");
+    let (wh, _) = written.layer(last).unwrap();
+    assert_eq!((wh.out_scale, wh.out_zero), (qout.scale, qout.zero));
+    assert_eq!((wh.in_scale, wh.in_zero), (h.in_scale, h.in_zero));
+    // Every layer before the last, and the input side, is unchanged.
+    let (_, deploy::LayerWeights::Int8 { weight, .. }) = model.layer(last).unwrap() else {
+        panic!("int8");
+    };
+    let start = weight.as_ptr() as usize - original.as_ptr() as usize;
+    let record = 32 + 48 * last;
+    assert_eq!(file[..record + 40], original[..record + 40]);
+    assert_eq!(file[record + 48..start], original[record + 48..start]);
+    // The new last layer is the head within half a step.
+    let (mut wq, mut bq) = (vec![0.0; rows * cols], vec![0.0; rows]);
+    written.dequantize_layer(last, &mut wq, &mut bq).unwrap();
+    let (_, deploy::LayerWeights::Int8 { scales, .. }) = written.layer(last).unwrap() else {
+        panic!("int8");
+    };
+    for o in 0..rows {
+        for j in 0..cols {
+            let d = (w[o * cols + j] - wq[o * cols + j]).abs();
+            assert!(d <= scales[o] / 2.0 + 1e-6, "w[{o},{j}] off by {d}");
+        }
+        assert!((b[o] - bq[o]).abs() <= h.in_scale * scales[o] / 2.0 + 1e-6);
+    }
+
+    // Errors: nothing is emitted.
+    let mut emitted = 0;
+    let mut count = |p: &[u8]| {
+        emitted += p.len();
+        Ok(())
+    };
+    let short = &w[..w.len() - 1];
+    assert_eq!(
+        deploy::write_with_last_layer(&model, short, &b, qout, &mut scratch, &mut count),
+        Err(FormatError::BadShape { layer: last })
+    );
+    let bad_q = deploy::QuantParams {
+        scale: 0.0,
+        zero: 0,
+    };
+    assert_eq!(
+        deploy::write_with_last_layer(&model, &w, &b, bad_q, &mut scratch, &mut count),
+        Err(FormatError::BadQuantization { layer: last })
+    );
+    let mut tiny = [0u8; 8];
+    assert!(matches!(
+        deploy::write_with_last_layer(&model, &w, &b, qout, &mut tiny, &mut count),
+        Err(FormatError::BufferTooSmall { .. })
+    ));
+    let (f, fnn, _) = exported(11);
+    let f32_model = Model::parse(&bytes(&f)[..fnn]).unwrap();
+    assert_eq!(
+        deploy::write_with_last_layer(&f32_model, &w, &b, qout, &mut scratch, &mut count),
+        Err(FormatError::Unsupported)
+    );
+    assert_eq!(emitted, 0);
+    // A destination that refuses is reported as such.
+    assert_eq!(
+        deploy::write_with_last_layer(&model, &w, &b, qout, &mut scratch, &mut |_| {
+            Err(FormatError::Output)
+        }),
+        Err(FormatError::Output)
+    );
+}

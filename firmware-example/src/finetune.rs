@@ -18,7 +18,10 @@
 //! by the host test).
 
 use crate::inference::{model, Net, INT8_MODEL, PIXELS};
-use ember_core::deploy::{argmax, argmax_i8, crc32, dense_f32, Activation, Model};
+use ember_core::deploy::{
+    argmax, argmax_i8, crc32, dense_f32, int8_layer_len, write_with_last_layer, Activation,
+    FormatError, Model, QuantParams,
+};
 use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
 use ember_core::nn::sched::{CosineAnnealingLR, LrScheduler};
 use ember_core::nn::{self, Build, Forward, Linear, Optimizer, Rule, TrainBudget};
@@ -69,6 +72,11 @@ static EVAL_LABELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/finetune-e
 /// CRC-32 of the trained head's parameters (little-endian f32, weight then
 /// bias) that the host computes with this same code.
 static EXPECTED_HEAD_CRC: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/finetune-head.crc32"));
+/// CRC-32 of the whole adapted model file the host writes with this same code.
+static EXPECTED_MODEL_CRC: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/finetune-model.crc32"));
+/// Bytes of the head's int8 data in the adapted model file.
+const HEAD_BYTES: usize = int8_layer_len(FEATURES, CLASSES);
 
 /// Why fine-tuning could not run.
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +87,8 @@ pub enum FinetuneError {
     Infer(ember_core::deploy::InferError),
     /// The training graph or the arena failed.
     Train(Error),
+    /// The adapted model could not be written back.
+    Write(FormatError),
 }
 
 impl core::fmt::Display for FinetuneError {
@@ -87,6 +97,7 @@ impl core::fmt::Display for FinetuneError {
             FinetuneError::Model(e) => write!(f, "the int8 model was rejected: {e}"),
             FinetuneError::Infer(e) => write!(f, "inference failed: {e}"),
             FinetuneError::Train(e) => write!(f, "training failed: {e}"),
+            FinetuneError::Write(e) => write!(f, "writing the adapted model failed: {e}"),
         }
     }
 }
@@ -129,6 +140,13 @@ pub struct Report {
     pub graph_nodes: usize,
     /// CRC-32 of the trained head's parameters.
     pub head_crc: u32,
+    /// The range of the head's outputs over the last pass's samples: its
+    /// int8 output quantization in the adapted model.
+    pub logit_range: (f32, f32),
+    /// Bytes of the adapted model file written back.
+    pub model_bytes: usize,
+    /// CRC-32 of that whole file (its stored CRC included).
+    pub model_crc: u32,
 }
 
 impl Report {
@@ -137,21 +155,32 @@ impl Report {
         (1000 * right + self.eval / 2) / self.eval.max(1)
     }
 
-    /// The held-out accuracy gained at least [`REQUIRED_GAIN_POINTS`] and the
-    /// head is the host's, bit for bit.
+    /// The held-out accuracy gained at least [`REQUIRED_GAIN_POINTS`], and
+    /// the head and the adapted model file are the host's, bit for bit.
     pub fn passed(&self) -> bool {
         self.eval > 0
             && self.permille(self.after) >= self.permille(self.before) + 10 * REQUIRED_GAIN_POINTS
             && Some(self.head_crc) == expected_head_crc()
+            && Some(self.model_crc) == expected_model_crc()
+    }
+}
+
+/// A CRC from a 4-byte little-endian file, if it holds one.
+fn crc_of(bytes: &[u8]) -> Option<u32> {
+    match bytes {
+        [a, b, c, d] => Some(u32::from_le_bytes([*a, *b, *c, *d])),
+        _ => None,
     }
 }
 
 /// The head CRC the host computed, if the file holds one.
 pub fn expected_head_crc() -> Option<u32> {
-    match EXPECTED_HEAD_CRC {
-        [a, b, c, d] => Some(u32::from_le_bytes([*a, *b, *c, *d])),
-        _ => None,
-    }
+    crc_of(EXPECTED_HEAD_CRC)
+}
+
+/// The adapted model file's CRC the host computed, if the file holds one.
+pub fn expected_model_crc() -> Option<u32> {
+    crc_of(EXPECTED_MODEL_CRC)
 }
 
 /// The head's weight and bias: slices of the arena (the weight is built
@@ -198,17 +227,20 @@ fn accuracy_before(model: &Model<'_>) -> Result<usize, FinetuneError> {
 /// One training step on a mini-batch as it arrives: the frozen features of
 /// each image written straight into the graph's input (no staging copy of
 /// the batch), then zero_grad, forward, loss, backward, step. Returns the
-/// graph's peak floats and nodes and the batch's samples. (Out of line, like
-/// the evaluations, so that the stack holds one phase's buffers at a time.)
+/// graph's peak floats and nodes and the batch's samples; with `range`, widens
+/// it to the head's outputs (the calibration of its int8 output). (Out of
+/// line, like the evaluations, so that the stack holds one phase's buffers
+/// at a time.)
 #[inline(never)]
 fn step(
     model: &Model<'_>,
     head: &Head,
     optimizer: &mut Optimizer<2, 1>,
     mem: &mut Memory<'_, Cpu>,
-    images: &[u8],
-    ys: &[u8],
+    batch: (&[u8], &[u8]),
+    range: Option<&mut (f32, f32)>,
 ) -> Result<(usize, usize, usize), FinetuneError> {
+    let (images, ys) = batch;
     let mut scratch = [0i8; 2 * model::WIDEST];
     let mut row = [0.0f32; FEATURES];
     let mut labels = [0usize; BATCH];
@@ -222,7 +254,15 @@ fn step(
             x.write_at(j * FEATURES, &row)?;
             labels[j] = usize::from(y);
         }
-        let loss = cross_entropy(head.forward(x), &labels[..n], Reduction::Mean);
+        let logits = head.forward(x);
+        if let Some(r) = range {
+            let mut out = [0.0f32; BATCH * CLASSES];
+            logits.read(&mut out[..n * CLASSES])?;
+            for &v in &out[..n * CLASSES] {
+                *r = (r.0.min(v), r.1.max(v));
+            }
+        }
+        let loss = cross_entropy(logits, &labels[..n], Reduction::Mean);
         loss.backward()?;
         (g.peak(), g.len())
     };
@@ -261,9 +301,40 @@ fn evaluate(
     Ok((right, crc))
 }
 
+/// Writes the adapted model, the deployed int8 file with the trained head
+/// quantized in place of its last layer, to `emit`; returns its length and
+/// CRC-32. The frozen layers' bytes go from flash to `emit` as they are.
+#[inline(never)]
+fn write_back(
+    model: &Model<'_>,
+    head: &Head,
+    mem: &mut Memory<'_, Cpu>,
+    qout: QuantParams,
+    emit: &mut dyn FnMut(&[u8]) -> Result<(), FormatError>,
+) -> Result<(usize, u32), FinetuneError> {
+    let mut scratch = [0u8; HEAD_BYTES];
+    let mut crc = 0;
+    let mut written = Ok(0);
+    mem.with_buffer(|_, buf| {
+        let (w, b) = head_slices(buf, head)?;
+        written = write_with_last_layer(model, w, b, qout, &mut scratch, &mut |bytes| {
+            crc = crc32(crc, bytes);
+            emit(bytes)
+        });
+        Ok(())
+    })?;
+    Ok((written.map_err(FinetuneError::Write)?, crc))
+}
+
 /// Fine-tunes the head in `arena` (at least [`ARENA_FLOATS`] floats) and
-/// measures it; `clock` times the training.
-pub fn run(arena: &mut [f32], clock: &dyn Fn() -> u64) -> Result<Report, FinetuneError> {
+/// measures it; `clock` times the training. The adapted model goes to
+/// `emit` in pieces, as a `.emb` file (the deployed int8 model with the
+/// trained head quantized in place of its last layer).
+pub fn run(
+    arena: &mut [f32],
+    clock: &dyn Fn() -> u64,
+    emit: &mut dyn FnMut(&[u8]) -> Result<(), FormatError>,
+) -> Result<Report, FinetuneError> {
     let model = Model::load::<Net>(&INT8_MODEL.0)?;
     let eval = EVAL_LABELS.len().min(EVAL_IMAGES.len() / PIXELS);
     let before = accuracy_before(&model)?;
@@ -286,13 +357,16 @@ pub fn run(arena: &mut [f32], clock: &dyn Fn() -> u64) -> Result<Report, Finetun
 
     // Training: mini-batches as they arrive, a few passes.
     let (mut graph_floats, mut graph_nodes, mut samples) = (0, 0, 0);
+    let mut logit_range = (f32::INFINITY, f32::NEG_INFINITY);
     let start = clock();
-    for _ in 0..PASSES {
+    for pass in 0..PASSES {
         let batches = TRAIN_IMAGES
             .chunks(BATCH * PIXELS)
             .zip(TRAIN_LABELS.chunks(BATCH));
-        for (images, ys) in batches {
-            let (floats, nodes, n) = step(&model, &head, &mut optimizer, &mut mem, images, ys)?;
+        for batch in batches {
+            // The last pass also calibrates the head's int8 output.
+            let range = (pass + 1 == PASSES).then_some(&mut logit_range);
+            let (floats, nodes, n) = step(&model, &head, &mut optimizer, &mut mem, batch, range)?;
             graph_floats = graph_floats.max(floats);
             graph_nodes = graph_nodes.max(nodes);
             samples += n;
@@ -303,6 +377,8 @@ pub fn run(arena: &mut [f32], clock: &dyn Fn() -> u64) -> Result<Report, Finetun
     let train_ticks = clock().wrapping_sub(start);
 
     let (after, crc) = evaluate(&model, &head, &mut mem)?;
+    let qout = QuantParams::from_range(logit_range.0, logit_range.1);
+    let (model_bytes, model_crc) = write_back(&model, &head, &mut mem, qout, emit)?;
     Ok(Report {
         before,
         after,
@@ -313,6 +389,9 @@ pub fn run(arena: &mut [f32], clock: &dyn Fn() -> u64) -> Result<Report, Finetun
         graph_floats,
         graph_nodes,
         head_crc: crc,
+        logit_range,
+        model_bytes,
+        model_crc,
     })
 }
 
@@ -355,6 +434,18 @@ pub fn summary(r: &Report) {
             r.head_crc
         ),
     }
+    say!(
+        "finetune: adapted int8 model written back: {} bytes, CRC-32 {} ({} the host's); head output range [{}, {}]",
+        r.model_bytes,
+        r.model_crc,
+        if Some(r.model_crc) == expected_model_crc() {
+            "equals"
+        } else {
+            "DIFFERS from"
+        },
+        r.logit_range.0,
+        r.logit_range.1
+    );
     say!("finetune: {}", if r.passed() { "pass" } else { "FAIL" });
 }
 
@@ -362,17 +453,59 @@ pub fn summary(r: &Report) {
 mod tests {
     use super::*;
 
+    /// The adapted model file's int8 accuracy on the held-out shifted images.
+    fn int8_accuracy(file: &[u8]) -> usize {
+        // 4-byte aligned, as the format is read in place.
+        let mut words = vec![0u32; file.len().div_ceil(4)];
+        for (w, c) in words.iter_mut().zip(file.chunks(4)) {
+            let mut b = [0u8; 4];
+            b[..c.len()].copy_from_slice(c);
+            *w = u32::from_le_bytes(b);
+        }
+        // SAFETY: u8 has no alignment or validity requirements; the slice
+        // covers the words' bytes and borrows them shared.
+        let bytes = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), file.len()) };
+        let model = Model::load::<Net>(bytes).expect("the adapted model parses as the same type");
+        let mut scratch = [0i8; 2 * model::WIDEST];
+        EVAL_IMAGES
+            .chunks_exact(PIXELS)
+            .zip(EVAL_LABELS)
+            .filter(|(image, &label)| {
+                let logits = model.infer_u8(image, &mut scratch).expect("inference");
+                argmax_i8(logits) == usize::from(label)
+            })
+            .count()
+    }
+
     /// The host runs the same fine-tuning: it gains the points, fits its
-    /// arena, and ends with the head whose CRC the firmware checks. With
-    /// `EMBER_UPDATE_FINETUNE=1` it writes that CRC to
-    /// `models/finetune-head.crc32` (after the data changed).
+    /// arena, and ends with the head and the adapted model file whose CRCs
+    /// the firmware checks; that file is a valid int8 model of the same type
+    /// whose int8 accuracy gains the points too. With
+    /// `EMBER_UPDATE_FINETUNE=1` it writes both CRCs to `models/` (after the
+    /// data changed).
     #[test]
     fn host_finetuning_matches_the_device_figure() {
         let mut arena = vec![0.0f32; ARENA_FLOATS];
-        let r = run(&mut arena, &|| 0).expect("fine-tuning runs");
+        let mut file = Vec::new();
+        let r = run(&mut arena, &|| 0, &mut |bytes| {
+            file.extend_from_slice(bytes);
+            Ok(())
+        })
+        .expect("fine-tuning runs");
+        assert_eq!(r.model_bytes, file.len());
+        assert_eq!(r.model_crc, crc32(0, &file));
         if std::env::var_os("EMBER_UPDATE_FINETUNE").is_some() {
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/finetune-head.crc32");
-            std::fs::write(path, r.head_crc.to_le_bytes()).expect("write the CRC");
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/models");
+            std::fs::write(
+                format!("{dir}/finetune-head.crc32"),
+                r.head_crc.to_le_bytes(),
+            )
+            .expect("write the head CRC");
+            std::fs::write(
+                format!("{dir}/finetune-model.crc32"),
+                r.model_crc.to_le_bytes(),
+            )
+            .expect("write the model CRC");
             return;
         }
         assert!(
@@ -380,6 +513,25 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(Some(r.head_crc), expected_head_crc(), "{r:?}");
+        assert_eq!(Some(r.model_crc), expected_model_crc(), "{r:?}");
         assert!(r.passed(), "{r:?}");
+        // The written model, run in int8 as deployed, keeps the gain.
+        let right = int8_accuracy(&file);
+        let (before, after) = (r.permille(r.before), r.permille(right));
+        assert!(
+            after >= before + 10 * REQUIRED_GAIN_POINTS,
+            "int8 accuracy of the adapted model {after} per mille, before {before}"
+        );
+    }
+
+    /// A destination that refuses the model is a typed error.
+    #[test]
+    fn a_refused_write_back_is_an_error() {
+        let mut arena = vec![0.0f32; ARENA_FLOATS];
+        let r = run(&mut arena, &|| 0, &mut |_| Err(FormatError::Output));
+        assert!(
+            matches!(r, Err(FinetuneError::Write(FormatError::Output))),
+            "{r:?}"
+        );
     }
 }

@@ -29,6 +29,8 @@ macro_rules! say {
 
 #[cfg(finetune)]
 mod finetune;
+#[cfg(all(finetune, target_os = "none", feature = "qemu"))]
+mod host_file;
 #[cfg(any(model_f32, model_int8))]
 mod inference;
 #[cfg(feature = "xor")]
@@ -121,9 +123,26 @@ fn main() {
         let mut arena = vec![0.0f32; finetune::ARENA_FLOATS];
         let start = std::time::Instant::now();
         let clock = move || start.elapsed().as_nanos() as u64;
-        match finetune::run(&mut arena, &clock) {
+        // The adapted model goes to a file beside the QEMU run's, written
+        // whole under a temporary name and renamed.
+        let path = env!("EMBER_FINETUNED_PATH");
+        let tmp = format!("{path}.tmp");
+        let mut file = Vec::new();
+        let r = finetune::run(&mut arena, &clock, &mut |bytes| {
+            file.extend_from_slice(bytes);
+            Ok(())
+        });
+        let saved = std::fs::write(&tmp, &file).and_then(|()| std::fs::rename(&tmp, path));
+        match r {
             Ok(r) => {
                 finetune::summary(&r);
+                match saved {
+                    Ok(()) => say!("finetune: adapted model written to {path}"),
+                    Err(e) => {
+                        eprintln!("finetune: {path}: {e}");
+                        passed = false;
+                    }
+                }
                 say!(
                     "finetune: {} ns per training sample (host, not deterministic)",
                     r.train_ticks / r.samples.max(1) as u64
@@ -156,6 +175,8 @@ mod firmware {
     use cortex_m::peripheral::syst::SystClkSource;
     use cortex_m::peripheral::{Peripherals, SYST};
     use cortex_m_rt::{entry, exception, ExceptionFrame, STACK_PAINT_VALUE};
+    #[cfg(finetune)]
+    use ember_core::deploy::FormatError;
 
     #[cfg(all(feature = "qemu", feature = "stm32f411"))]
     compile_error!("enable one of the features `qemu` (default) and `stm32f411`, not both");
@@ -249,7 +270,8 @@ mod firmware {
         #[cfg(finetune)]
         {
             repaint_stack();
-            match finetune::run(&mut FINETUNE_ARENA[..], &clock_ticks) {
+            let r = send_back(|emit| finetune::run(&mut FINETUNE_ARENA[..], &clock_ticks, emit));
+            match r {
                 Ok(r) => {
                     finetune::summary(&r);
                     #[cfg(feature = "qemu")]
@@ -337,6 +359,50 @@ mod firmware {
         );
         defmt::println!("{}: stack used: {=usize} bytes", r.name, stack_used());
         r.passed()
+    }
+
+    /// Runs `f` with the destination of the adapted model. Under QEMU: a
+    /// host file through semihosting, written whole under a temporary name
+    /// and renamed (removed if anything failed). On a board: nothing is sent
+    /// (its size and CRC are logged; firmware-example/README.md says how a
+    /// board would send it over RTT or keep it in a flash page).
+    #[cfg(finetune)]
+    fn send_back<R>(
+        f: impl FnOnce(
+            &mut dyn FnMut(&[u8]) -> Result<(), FormatError>,
+        ) -> Result<R, finetune::FinetuneError>,
+    ) -> Result<R, finetune::FinetuneError> {
+        #[cfg(feature = "qemu")]
+        {
+            use super::host_file::{self, HostFile};
+            const PATH: &str = env!("EMBER_FINETUNED_PATH");
+            let path = concat!(env!("EMBER_FINETUNED_PATH"), "\0").as_bytes();
+            let tmp = concat!(env!("EMBER_FINETUNED_PATH"), ".tmp\0").as_bytes();
+            let refused = finetune::FinetuneError::Write(FormatError::Output);
+            let Some(mut file) = HostFile::create(tmp) else {
+                defmt::error!("finetune: cannot create {=str}.tmp on the host", PATH);
+                return Err(refused);
+            };
+            let r = f(&mut |bytes| {
+                if file.write_all(bytes) {
+                    Ok(())
+                } else {
+                    Err(FormatError::Output)
+                }
+            });
+            let closed = file.close();
+            if r.is_ok() && closed && host_file::rename(tmp, path) {
+                defmt::println!(
+                    "finetune: adapted model written to {=str} (semihosting)",
+                    PATH
+                );
+                return r;
+            }
+            host_file::remove(tmp);
+            r.and(Err(refused))
+        }
+        #[cfg(not(feature = "qemu"))]
+        f(&mut |_| Ok(()))
     }
 
     /// `total / images` in 32 bits (saturating): a 64-bit division would link

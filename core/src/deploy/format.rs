@@ -104,6 +104,8 @@ pub enum FormatError {
     },
     /// Reading parameters from memory failed.
     Memory(crate::Error),
+    /// The destination of a streamed write refused the bytes.
+    Output,
 }
 
 impl core::fmt::Display for FormatError {
@@ -170,6 +172,7 @@ impl core::fmt::Display for FormatError {
                 "layer {layer}: this int8 activation needs ember-core's feature `int8-float-activations`"
             ),
             FormatError::Memory(e) => write!(f, "reading parameters: {e}"),
+            FormatError::Output => write!(f, "the destination refused the bytes"),
         }
     }
 }
@@ -275,7 +278,7 @@ impl<'a> Iterator for Layers<'_, 'a> {
 
 impl ExactSizeIterator for Layers<'_, '_> {}
 
-fn rd_u32(b: &[u8], at: usize) -> u32 {
+pub(crate) fn rd_u32(b: &[u8], at: usize) -> u32 {
     match b.get(at..at + 4) {
         Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
         _ => 0,
@@ -583,6 +586,15 @@ impl<'a> Model<'a> {
             input: layers[0].0.in_features,
             output: prev,
         })
+    }
+
+    /// The header and data parts of a model parsed from a file (`None` for
+    /// layer tables).
+    pub(crate) fn file_parts(&self) -> Option<(&'a [u8], &'a [u8])> {
+        match self.source {
+            Source::File { header, data } => Some((header, data)),
+            Source::Tables(_) => None,
+        }
     }
 
     /// Layer `i`, if there is one.

@@ -69,7 +69,10 @@ pub use format::{
 };
 pub use infer::{argmax, argmax_i8, InferError};
 pub use int8::{dense_i8, int8_weight_offset, Int8Input};
-pub use quant::{quantize, quantized_len, requantize, Calibration, QuantParams};
+pub use quant::{
+    int8_layer_len, quantize, quantize_layer, quantized_len, requantize, write_with_last_layer,
+    Calibration, QuantParams,
+};
 pub use source::{write_model_type, write_rust_source};
 
 /// Bytes aligned to 16, so that a weight file embedded with `include_bytes!`

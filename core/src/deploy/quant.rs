@@ -5,8 +5,8 @@
 
 use super::dense_f32::dense_f32;
 use super::format::{
-    finish, layer_parts, padded, set_field, write_header, FormatError, LayerWeights, Model, FIXED,
-    MAX_LAYERS, RECORD,
+    finish, layer_parts, padded, rd_u32, set_field, write_header, FormatError, LayerWeights, Model,
+    FIXED, MAX_LAYERS, RECORD,
 };
 use super::int8::int8_weight_offset;
 use super::Activation;
@@ -215,36 +215,143 @@ pub fn quantize(
         let (n_in, n_out) = (h.in_features, h.out_features);
         let ([(w_off, _), (b_off, _), (s_off, _), (r_off, _)], end) =
             layer_parts(true, n_in, n_out, at).ok_or(FormatError::Unsupported)?;
-        at = end;
         for (field, off) in [(16, w_off), (20, b_off), (24, s_off), (28, r_off)] {
             set_field(out, i, field, ((off - header_len) as u32).to_le_bytes());
         }
-        for (o, (row, &b)) in weight.chunks_exact(n_in.max(1)).zip(bias).enumerate() {
-            let max = row.iter().fold(0.0f32, |m, &w| m.max(w.abs()));
-            let ws = if max > 0.0 && max.is_finite() {
-                max / 127.0
-            } else {
-                1.0
-            };
-            let mut wsum = 0i32;
-            for (j, &w) in row.iter().enumerate() {
-                let q = (libm::roundf(w / ws) as i32).clamp(-127, 127);
-                wsum += q;
-                out[w_off + int8_weight_offset(o, j, n_out, n_in)] = q as i8 as u8;
-            }
-            let acc_scale = f64::from(qin.scale) * f64::from(ws);
-            let bq = libm::round(f64::from(b) / acc_scale)
-                .clamp(i32::MIN as f64 / 2.0, i32::MAX as f64 / 2.0) as i32;
-            // Folded for the kernels' unsigned input `q + 128`.
-            let folded = bq.saturating_sub((qin.zero + 128).saturating_mul(wsum));
-            out[b_off + 4 * o..b_off + 4 * o + 4].copy_from_slice(&folded.to_le_bytes());
-            out[s_off + 4 * o..s_off + 4 * o + 4].copy_from_slice(&ws.to_le_bytes());
-            let (m, s) = quantize_multiplier(acc_scale / f64::from(qout.scale));
-            out[r_off + 8 * o..r_off + 8 * o + 4].copy_from_slice(&m.to_le_bytes());
-            out[r_off + 8 * o + 4..r_off + 8 * o + 8].copy_from_slice(&s.to_le_bytes());
-        }
+        quantize_layer(weight, bias, n_in, n_out, qin, qout, &mut out[at..end])?;
+        at = end;
     }
     Ok(finish(out, at))
+}
+
+/// Bytes of one int8 layer's data in a file: its weights, biases, weight
+/// scales and requantization pairs, each padded to the format's alignment.
+pub const fn int8_layer_len(in_features: usize, out_features: usize) -> usize {
+    padded(in_features * out_features) + 2 * padded(4 * out_features) + padded(8 * out_features)
+}
+
+/// Quantizes one f32 dense layer (`weight` `[out, in]` row-major, `bias`
+/// `[out]`) into `out`, its int8 data as a file holds it
+/// ([`int8_layer_len`] bytes), for an input quantized by `qin` and an output
+/// quantized by `qout`: symmetric per-row weights, biases in accumulator
+/// units folded for the kernels' unsigned input, Q31 requantization pairs.
+pub fn quantize_layer(
+    weight: &[f32],
+    bias: &[f32],
+    in_features: usize,
+    out_features: usize,
+    qin: QuantParams,
+    qout: QuantParams,
+    out: &mut [u8],
+) -> Result<(), FormatError> {
+    let (n_in, n_out) = (in_features, out_features);
+    let ([(w_off, _), (b_off, _), (s_off, _), (r_off, _)], end) =
+        layer_parts(true, n_in, n_out, 0).ok_or(FormatError::BadShape { layer: 0 })?;
+    if n_in == 0 || weight.len() != n_in * n_out || bias.len() != n_out {
+        return Err(FormatError::BadShape { layer: 0 });
+    }
+    let out = out
+        .get_mut(..end)
+        .ok_or(FormatError::BufferTooSmall { needed: end })?;
+    out.fill(0);
+    for (o, (row, &b)) in weight.chunks_exact(n_in).zip(bias).enumerate() {
+        let max = row.iter().fold(0.0f32, |m, &w| m.max(w.abs()));
+        let ws = if max > 0.0 && max.is_finite() {
+            max / 127.0
+        } else {
+            1.0
+        };
+        let mut wsum = 0i32;
+        for (j, &w) in row.iter().enumerate() {
+            let q = (libm::roundf(w / ws) as i32).clamp(-127, 127);
+            wsum += q;
+            out[w_off + int8_weight_offset(o, j, n_out, n_in)] = q as i8 as u8;
+        }
+        let acc_scale = f64::from(qin.scale) * f64::from(ws);
+        let bq = libm::round(f64::from(b) / acc_scale)
+            .clamp(i32::MIN as f64 / 2.0, i32::MAX as f64 / 2.0) as i32;
+        // Folded for the kernels' unsigned input `q + 128`.
+        let folded = bq.saturating_sub((qin.zero + 128).saturating_mul(wsum));
+        out[b_off + 4 * o..b_off + 4 * o + 4].copy_from_slice(&folded.to_le_bytes());
+        out[s_off + 4 * o..s_off + 4 * o + 4].copy_from_slice(&ws.to_le_bytes());
+        let (m, s) = quantize_multiplier(acc_scale / f64::from(qout.scale));
+        out[r_off + 8 * o..r_off + 8 * o + 4].copy_from_slice(&m.to_le_bytes());
+        out[r_off + 8 * o + 4..r_off + 8 * o + 8].copy_from_slice(&s.to_le_bytes());
+    }
+    Ok(())
+}
+
+/// Writes `model`, an int8 model read from a file, with its last layer
+/// replaced by the f32 `weight` and `bias` (a head trained on the device),
+/// quantized for the input quantization the file gives that layer and the
+/// output quantization `qout` (from the range of the new head's outputs,
+/// [`QuantParams::from_range`]). The file goes to `emit` in pieces as it is
+/// made, its CRC last, so no copy of the model is needed: the other layers'
+/// bytes are passed on from where the model lies (flash). `scratch` holds
+/// the new layer's data ([`int8_layer_len`] bytes). Returns the file's length.
+///
+/// The result is a valid file of the same architecture, which
+/// [`Model::parse`] accepts and `ember eval` evaluates.
+pub fn write_with_last_layer(
+    model: &Model<'_>,
+    weight: &[f32],
+    bias: &[f32],
+    qout: QuantParams,
+    scratch: &mut [u8],
+    emit: &mut dyn FnMut(&[u8]) -> Result<(), FormatError>,
+) -> Result<usize, FormatError> {
+    let (header, data) = match model.file_parts() {
+        Some(parts) if model.is_int8() => parts,
+        _ => return Err(FormatError::Unsupported),
+    };
+    let last = model.layer_count() - 1;
+    let (h, _) = model
+        .layer(last)
+        .ok_or(FormatError::BadShape { layer: last })?;
+    if !(qout.scale.is_finite() && qout.scale > 0.0 && (-128..=127).contains(&qout.zero)) {
+        return Err(FormatError::BadQuantization { layer: last });
+    }
+    let len = int8_layer_len(h.in_features, h.out_features);
+    let qin = QuantParams {
+        scale: h.in_scale,
+        zero: h.in_zero,
+    };
+    quantize_layer(
+        weight,
+        bias,
+        h.in_features,
+        h.out_features,
+        qin,
+        qout,
+        scratch,
+    )
+    .map_err(|e| match e {
+        FormatError::BadShape { .. } => FormatError::BadShape { layer: last },
+        e => e,
+    })?;
+    // The last layer's data ends the file's data (the format is canonical).
+    let record = FIXED + RECORD * last;
+    let start = rd_u32(header, record + 16) as usize;
+    if start + len != data.len() {
+        return Err(FormatError::BadOffset { layer: last });
+    }
+    let mut crc = 0;
+    let mut total = 0;
+    let mut put = |bytes: &[u8]| -> Result<(), FormatError> {
+        crc = super::crc32(crc, bytes);
+        total += bytes.len();
+        emit(bytes)
+    };
+    // The header, with the last layer's output quantization replaced.
+    put(&header[..record + 40])?;
+    put(&qout.scale.to_le_bytes())?;
+    put(&qout.zero.to_le_bytes())?;
+    put(&header[record + 48..])?;
+    put(&data[..start])?;
+    put(&scratch[..len])?;
+    let crc = crc.to_le_bytes();
+    emit(&crc)?;
+    Ok(total + crc.len())
 }
 
 #[cfg(test)]
@@ -279,6 +386,14 @@ mod tests {
             let want = ((i64::from(acc) * i64::from(m) + (1i64 << (s - 1))) >> s)
                 .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
             proptest::prop_assert_eq!(requantize(acc, m, shift), want);
+        }
+    }
+
+    #[test]
+    fn int8_layer_len_is_the_layout_of_a_file() {
+        for (i, o) in [(1, 1), (6, 16), (64, 10), (784, 128), (3, 5), (17, 33)] {
+            let (_, end) = layer_parts(true, i, o, 0).unwrap();
+            assert_eq!(int8_layer_len(i, o), end, "{i}x{o}");
         }
     }
 
