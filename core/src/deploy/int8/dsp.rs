@@ -64,7 +64,9 @@ pub(crate) trait Dsp {
 
 /// The packed kernel: per block, the eight-column steps, then the block's
 /// last group (when the groups are odd) and leftover columns; then the
-/// leftover rows.
+/// leftover rows. Out of line: inference runs it for the first layer and
+/// for the others, and two inlined copies cost 1.5 KB of flash.
+#[inline(never)]
 pub(crate) fn packed<D: Dsp>(layer: &Int8Layer<'_, '_>, x: Input<'_>, y: &mut [u8]) {
     let steps = x.bytes.len() / 8;
     let flip = u32::from_le_bytes([x.flip; 4]);
