@@ -286,6 +286,10 @@ mod firmware {
                     );
                     let stack = stack_used();
                     defmt::println!("finetune: stack used: {=usize} bytes", stack);
+                    defmt::println!(
+                        "finetune: flash {=usize} bytes for the whole firmware (code, the int8 model, the fine-tuning and test images)",
+                        flash_used()
+                    );
                     let ram = 4 * finetune::ARENA_FLOATS + stack;
                     let ram_ok = ram <= finetune::RAM_TARGET_BYTES;
                     defmt::println!(
@@ -403,6 +407,28 @@ mod firmware {
         }
         #[cfg(not(feature = "qemu"))]
         f(&mut |_| Ok(()))
+    }
+
+    /// Bytes of flash the firmware occupies: from the vector table to the end
+    /// of `.rodata` (alignment gaps included), and the initial values of
+    /// `.data`.
+    #[cfg(finetune)]
+    fn flash_used() -> usize {
+        extern "C" {
+            static __vector_table: u32;
+            static __erodata: u32;
+            static __sdata: u32;
+            static __edata: u32;
+        }
+        // Only the addresses of cortex-m-rt's linker symbols are taken
+        // (`addr_of!` of an extern static is safe: nothing is read).
+        let (start, end, data_start, data_end) = (
+            core::ptr::addr_of!(__vector_table) as usize,
+            core::ptr::addr_of!(__erodata) as usize,
+            core::ptr::addr_of!(__sdata) as usize,
+            core::ptr::addr_of!(__edata) as usize,
+        );
+        (end - start) + (data_end - data_start)
     }
 
     /// `total / images` in 32 bits (saturating): a 64-bit division would link
