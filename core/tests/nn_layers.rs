@@ -567,4 +567,13 @@ fn runtime_mlp_matches_the_typed_model() {
     loss::cross_entropy(m2.forward(x), &[0; 16], Reduction::Mean)
         .backward()
         .unwrap();
+    // The same figure without building the model, and `None` where the
+    // count would overflow instead of a wrapped, too small arena.
+    assert_eq!(Mlp::train_floats_for(&[5, 7, 3], 16, 2), Some(need));
+    assert!(g.peak() + 4 * m2.param_count() <= need);
+    assert_eq!(
+        Mlp::train_floats_for(&[784, usize::MAX / 2, 10], 64, 2),
+        None
+    );
+    assert_eq!(Mlp::train_floats_for(&[], 64, 2), None);
 }

@@ -45,6 +45,10 @@ pub enum TrainError {
     /// The data set does not fit the model.
     #[error("data: {0}")]
     Data(String),
+    /// The run needs more memory than the machine has (checked before
+    /// anything is allocated).
+    #[error("{0}")]
+    Memory(String),
 }
 
 /// Settings of a training run (also stored in each checkpoint).
@@ -179,7 +183,10 @@ impl TrainConfig {
         })
     }
 
-    fn validate(&self) -> Result<(), TrainError> {
+    /// Checks every setting (widths, batch, epochs, learning rate,
+    /// validation fraction, activation, optimizer, scheduler) without
+    /// touching any data: a run calls it before it loads anything.
+    pub fn validate(&self) -> Result<(), TrainError> {
         if self.widths.len() < 2 || self.widths.contains(&0) {
             return Err(TrainError::Config(
                 "at least two positive layer widths are needed".into(),
@@ -204,6 +211,74 @@ impl TrainConfig {
         self.rule()?;
         Schedule::new(self)?;
         Ok(())
+    }
+}
+
+/// Bytes of memory that new allocations can have now (Linux's
+/// `MemAvailable` in `/proc/meminfo`), if the system says.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Bytes a training run of `cfg` holds at once, counted without overflow:
+/// the training arena (parameters, gradients, optimizer state, a batch's
+/// graph), and the copies of the parameters and optimizer state that a
+/// checkpoint and the best model take.
+fn run_bytes(cfg: &TrainConfig, planes: usize) -> u128 {
+    let w: Vec<u128> = cfg.widths.iter().map(|&x| x as u128).collect();
+    let params: u128 = w.windows(2).map(|p| p[0] * p[1] + p[1]).sum();
+    let outputs = w.get(1..).unwrap_or(&[]);
+    let per_sample: u128 =
+        w.first().copied().unwrap_or(0) + outputs.iter().map(|x| 4 * x).sum::<u128>();
+    let planes = planes as u128;
+    let arena = params * (2 + planes) + cfg.batch as u128 * (per_sample + 3) + 5;
+    4 * (arena + params * (2 + planes))
+}
+
+fn gib(bytes: u128) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+/// "this model needs N GiB for training at batch B; M GiB are available".
+fn memory_message(cfg: &TrainConfig, available: Option<u64>) -> String {
+    let planes = cfg.rule().map_or(2, |r| r.state_planes());
+    let needed = run_bytes(cfg, planes);
+    let model = cfg
+        .widths
+        .iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join("-");
+    match available {
+        Some(a) => format!(
+            "this model ({model}) needs {:.1} GiB for training at batch {}; {:.1} GiB are available",
+            gib(needed),
+            cfg.batch,
+            gib(u128::from(a))
+        ),
+        None => format!(
+            "this model ({model}) needs {:.1} GiB for training at batch {}, and the machine could not provide it",
+            gib(needed),
+            cfg.batch
+        ),
+    }
+}
+
+/// The floats of a training step's arena for `cfg`, after checking, before
+/// anything is allocated, that the run fits in the memory available: a model
+/// too large for the machine is a [`TrainError::Memory`] saying how much it
+/// needs and how much there is, not an abort.
+pub fn check_memory(cfg: &TrainConfig) -> Result<usize, TrainError> {
+    let planes = cfg.rule()?.state_planes();
+    let available = available_memory();
+    let floats = Mlp::train_floats_for(&cfg.widths, cfg.batch, planes);
+    let fits = available.is_none_or(|a| run_bytes(cfg, planes) <= u128::from(a));
+    match floats {
+        Some(f) if fits => Ok(f),
+        _ => Err(TrainError::Memory(memory_message(cfg, available))),
     }
 }
 
@@ -422,14 +497,12 @@ pub fn train<D: Device>(
     let act = parse_activation(&cfg.activation)?;
     let rule = cfg.rule()?;
 
-    // Memory: size it from the model, then build everything in it.
-    let floats = {
-        let mut probe_buf = vec![0.0f32; ember_core::nn::Mlp::param_floats(&cfg.widths) + 64];
-        let mut probe = Memory::new(&ember_core::Cpu, &mut probe_buf[..]);
-        let m = Mlp::new(&mut probe, &mut Rng::new(0), &cfg.widths, act)?;
-        m.train_floats(cfg.batch, rule.state_planes())
-    };
-    let mut storage = device.alloc(floats)?;
+    // Memory: size it from the widths, refuse what the machine cannot hold,
+    // then build everything in it.
+    let floats = check_memory(cfg)?;
+    let mut storage = device
+        .alloc(floats)
+        .map_err(|_| TrainError::Memory(memory_message(cfg, available_memory())))?;
     let mut mem = Memory::new(device, storage.as_mut());
     let mut rng = Rng::new(cfg.seed);
     let model = Mlp::new(&mut mem, &mut rng, &cfg.widths, act)?;

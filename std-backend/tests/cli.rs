@@ -3,6 +3,9 @@
 use std::path::Path;
 use std::process::Command;
 
+/// The built-in subset's files, named as a user would name a data directory.
+const SUBSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/fashion-mnist-subset");
+
 fn ember(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ember"))
         .args(args)
@@ -21,7 +24,7 @@ fn train_eval_predict_export_import_summary() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let run_s = run.to_str().unwrap();
-    // A directory without the data set: the built-in subset is used, and said so.
+    // The data directory named: read from there, and said so.
     let (ok, text) = ember(&[
         "train",
         "--layers",
@@ -31,7 +34,7 @@ fn train_eval_predict_export_import_summary() {
         "--limit",
         "600",
         "--data",
-        "/nonexistent",
+        SUBSET,
         "--out",
         run_s,
         "--threads",
@@ -39,7 +42,10 @@ fn train_eval_predict_export_import_summary() {
         "--augment",
     ]);
     assert!(ok, "{text}");
-    assert!(text.contains("built-in"), "{text}");
+    assert!(
+        text.contains("from ") && text.contains("fashion-mnist-subset"),
+        "{text}"
+    );
     assert!(
         text.contains("confusion matrix") && text.contains("int8 accuracy"),
         "{text}"
@@ -64,20 +70,14 @@ fn train_eval_predict_export_import_summary() {
     );
 
     let emb = run.join("model.emb");
-    let (ok, text) = ember(&[
-        "eval",
-        "--model",
-        emb.to_str().unwrap(),
-        "--data",
-        "/nonexistent",
-    ]);
+    let (ok, text) = ember(&["eval", "--model", emb.to_str().unwrap(), "--data", SUBSET]);
     assert!(ok && text.contains("per class"), "{text}");
     let (ok, text) = ember(&[
         "eval",
         "--model",
         run.join("model-int8.emb").to_str().unwrap(),
         "--data",
-        "/nonexistent",
+        SUBSET,
     ]);
     assert!(ok && text.starts_with("int8 model"), "{text}");
 
@@ -88,7 +88,7 @@ fn train_eval_predict_export_import_summary() {
         "--index",
         "3",
         "--data",
-        "/nonexistent",
+        SUBSET,
     ]);
     assert!(
         ok && text.contains("1. ") && text.contains("3. ") && text.contains("true class"),
@@ -126,7 +126,7 @@ fn train_eval_predict_export_import_summary() {
         "--out",
         exp.to_str().unwrap(),
         "--data",
-        "/nonexistent",
+        SUBSET,
     ]);
     assert!(ok && text.contains("test accuracy"), "{text}");
     for f in [
@@ -147,7 +147,7 @@ fn train_eval_predict_export_import_summary() {
         "--out",
         dir.path().join("imp").to_str().unwrap(),
         "--data",
-        "/nonexistent",
+        SUBSET,
     ]);
     assert!(ok, "{text}");
     assert_eq!(
@@ -165,18 +165,12 @@ fn train_eval_predict_export_import_summary() {
         "--out",
         dir.path().join("bad").to_str().unwrap(),
         "--data",
-        "/nonexistent",
+        SUBSET,
     ]);
     assert!(!ok && text.contains("error:"), "{text}");
     let junk = dir.path().join("junk.emb");
     std::fs::write(&junk, b"EMBR\x01\x00").unwrap();
-    let (ok, text) = ember(&[
-        "eval",
-        "--model",
-        junk.to_str().unwrap(),
-        "--data",
-        "/nonexistent",
-    ]);
+    let (ok, text) = ember(&["eval", "--model", junk.to_str().unwrap(), "--data", SUBSET]);
     assert!(!ok && text.contains("junk.emb"), "{text}");
 
     // Without a usable GPU, --device cuda says so and trains on the CPU.
@@ -191,7 +185,7 @@ fn train_eval_predict_export_import_summary() {
         "--limit",
         "200",
         "--data",
-        "/nonexistent",
+        SUBSET,
         "--out",
         dir.path().join("cuda").to_str().unwrap(),
     ]);
@@ -222,7 +216,7 @@ fn eval_test_tracks_test_accuracy_per_epoch() {
         "--limit",
         "300",
         "--data",
-        "/nonexistent",
+        SUBSET,
         "--threads",
         "2",
         "--eval-test",
@@ -260,4 +254,71 @@ fn a_file_that_is_no_model_says_so() {
     std::fs::write(&path, b"EMBR\x02\x00\x00\x01").unwrap();
     let (ok, text) = ember(&["eval", "--model", path.to_str().unwrap()]);
     assert!(!ok && text.contains("too short"), "{text}");
+}
+
+/// Bad arguments and bad input are one-line errors with exit status 1,
+/// found before any data is read: a data directory that is not there, a
+/// model larger than the machine, settings out of range.
+#[test]
+fn bad_arguments_fail_fast_with_one_line() {
+    let one_line_error = |args: &[&str], expected: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("samples from"),
+            "{args:?} loaded data: {stderr}"
+        );
+    };
+    one_line_error(
+        &["train", "--data", "/no/such/dir"],
+        "/no/such/dir: no such directory",
+    );
+    let empty = tempfile::tempdir().unwrap();
+    one_line_error(
+        &["train", "--data", empty.path().to_str().unwrap()],
+        "missing train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte",
+    );
+    one_line_error(
+        &["eval", "--model", "x.emb", "--data", "/no/such/dir"],
+        "x.emb",
+    );
+    one_line_error(
+        &["train", "--layers", "784-100000000-10"],
+        "this model (784-100000000-10) needs 2464.7 GiB for training at batch 64;",
+    );
+    one_line_error(
+        &["train", "--layers", "784-100000000-10"],
+        "GiB are available",
+    );
+    // Settings are checked before the data: even with a data directory
+    // that is not there, the setting is what is reported.
+    for (args, expected) in [
+        (&["--batch", "0"][..], "batch and epochs must be positive"),
+        (&["--epochs", "0"], "batch and epochs must be positive"),
+        (&["--lr=-1"], "the learning rate must be positive"),
+        (&["--optimizer", "adamx"], "unknown optimizer `adamx`"),
+        (&["--scheduler", "linear"], "unknown scheduler `linear`"),
+        (&["--activation", "swish"], "unknown activation `swish`"),
+        (&["--layers", "784-0-10"], "layer sizes must look like"),
+        (&["--val-fraction", "0.95"], "validation fraction"),
+        (&["--device", "tpu"], "unknown device `tpu`"),
+        (&["--eval-test"], "--eval-test needs --val-fraction 0"),
+        (&["--limit", "0"], "--limit must be positive"),
+        (&["--threads", "100000"], "--threads must be at most"),
+        (
+            &["--resume", "/no/such/checkpoint"],
+            "no such checkpoint file",
+        ),
+    ] {
+        let mut all = vec!["train", "--data", "/no/such/dir"];
+        all.extend_from_slice(args);
+        one_line_error(&all, expected);
+    }
 }

@@ -45,17 +45,51 @@ fn builtin_directory_reads_like_the_full_set() {
 }
 
 #[test]
-fn falls_back_on_the_subset_when_the_files_are_absent() {
-    let empty = tempfile::tempdir().unwrap();
-    let (ds, source) = FashionMnist::load_or_builtin(Some(empty.path()), Split::Test).unwrap();
-    assert_eq!(source, Source::Builtin);
-    assert_eq!(ds.len(), 1000);
-    assert!(source.to_string().contains("built-in"));
-    // A subset directory passed explicitly is "full" as far as the loader
-    // can tell: it is read from there.
+fn falls_back_on_the_subset_only_for_the_default_directory() {
+    // No directory named: the default one, or the subset when it lacks the files.
+    let (ds, source) = FashionMnist::load_or_builtin(None, Split::Test).unwrap();
+    if !FashionMnist::is_available(FashionMnist::default_dir(), Split::Test) {
+        assert_eq!(source, Source::Builtin);
+        assert_eq!(ds.len(), 1000);
+        assert!(source.to_string().contains("built-in"));
+    }
+    // A directory the user named is read from, or is an error naming what is missing.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist-subset");
     let (_, source) = FashionMnist::load_or_builtin(Some(&dir), Split::Train).unwrap();
     assert_eq!(source, Source::Full(dir));
+    let empty = tempfile::tempdir().unwrap();
+    let e = FashionMnist::load_or_builtin(Some(empty.path()), Split::Test).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: missing t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each may also be gzipped, or below raw/)",
+            empty.path().display()
+        )
+    );
+    let e =
+        FashionMnist::load_or_builtin(Some(Path::new("/no/such/dir")), Split::Test).unwrap_err();
+    assert_eq!(e.to_string(), "/no/such/dir: no such directory");
+}
+
+#[test]
+fn check_dir_names_every_missing_file_of_the_splits() {
+    let d = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist-subset");
+    std::fs::copy(
+        src.join("t10k-images-idx3-ubyte.gz"),
+        d.path().join("t10k-images-idx3-ubyte.gz"),
+    )
+    .unwrap();
+    FashionMnist::check_dir(d.path(), &[]).unwrap();
+    let e = FashionMnist::check_dir(d.path(), &[Split::Train, Split::Test]).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains(
+            "missing train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-labels-idx1-ubyte"
+        ),
+        "{msg}"
+    );
+    assert!(!msg.contains("t10k-images"), "{msg}");
 }
 
 #[test]

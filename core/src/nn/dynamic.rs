@@ -225,16 +225,31 @@ impl Mlp {
     /// `opt_state_planes` floats of optimizer state per parameter, the input
     /// batch and the graph, with a cross-entropy loss (an upper bound).
     pub fn train_floats(&self, batch: usize, opt_state_planes: usize) -> usize {
-        let per_sample: usize = self
-            .layers
-            .iter()
-            // The affine map and the activation, values and gradients.
-            .map(|l| 4 * l.out_features())
-            .sum::<usize>()
-            + self.in_features();
-        self.param_count() * (2 + opt_state_planes)
-            + batch * per_sample
-            + loss::Loss::CrossEntropy.floats(batch, self.out_features())
+        let widths = self.widths();
+        Self::train_floats_for(&widths, batch, opt_state_planes).unwrap_or(usize::MAX)
+    }
+
+    /// [`train_floats`](Self::train_floats) of an MLP of these widths,
+    /// without building one (so that a run can be refused before any memory
+    /// is taken); `None` when the count overflows a `usize`.
+    pub fn train_floats_for(
+        widths: &[usize],
+        batch: usize,
+        opt_state_planes: usize,
+    ) -> Option<usize> {
+        let (&first, &last) = (widths.first()?, widths.last()?);
+        let mut params = 0usize;
+        // The input, then per layer the affine map and the activation,
+        // values and gradients.
+        let mut per_sample = first;
+        for w in widths.windows(2) {
+            params = params.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)?;
+            per_sample = per_sample.checked_add(w[1].checked_mul(4)?)?;
+        }
+        params
+            .checked_mul(opt_state_planes.checked_add(2)?)?
+            .checked_add(batch.checked_mul(per_sample)?)?
+            .checked_add(loss::Loss::CrossEntropy.floats(batch, last))
     }
 
     /// Floats of memory for the parameters and gradients of an MLP of these widths.

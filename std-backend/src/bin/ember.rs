@@ -76,8 +76,9 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct DataArgs {
-    /// Directory of FashionMNIST IDX files (default /usr/share/datasets/fashion-mnist/;
-    /// a built-in subset is used when the files are absent).
+    /// Directory of FashionMNIST IDX files, which must hold them. Without it:
+    /// /usr/share/datasets/fashion-mnist/, or a built-in subset when that
+    /// directory lacks the files.
     #[arg(long)]
     data: Option<PathBuf>,
 }
@@ -213,6 +214,9 @@ fn main() -> ExitCode {
 
 type Res<T = ()> = Result<T, String>;
 
+/// The most worker threads `--threads` may ask for.
+const MAX_THREADS: usize = 1024;
+
 fn load(data: &DataArgs, split: Split) -> Res<TensorDataset> {
     let (set, source) =
         FashionMnist::load_or_builtin(data.data.as_deref(), split).map_err(|e| e.to_string())?;
@@ -291,6 +295,32 @@ fn cmd_train(a: TrainArgs) -> Res {
         patience: a.patience,
         clip: a.clip,
     };
+    // Everything the arguments decide is checked before any data is read.
+    cfg.validate().map_err(|e| e.to_string())?;
+    if a.device != "cpu" && a.device != "cuda" {
+        return Err(format!("unknown device `{}` (cpu or cuda)", a.device));
+    }
+    if a.eval_test && cfg.val_fraction > 0.0 {
+        return Err("--eval-test needs --val-fraction 0".into());
+    }
+    if a.limit == Some(0) {
+        return Err("--limit must be positive".into());
+    }
+    if a.threads > MAX_THREADS {
+        return Err(format!(
+            "--threads must be at most {MAX_THREADS} (0: one per core)"
+        ));
+    }
+    if let Some(p) = &a.resume {
+        if !p.is_file() {
+            return Err(format!("--resume {}: no such checkpoint file", p.display()));
+        }
+    }
+    train::check_memory(&cfg).map_err(|e| e.to_string())?;
+    if let Some(dir) = &a.data.data {
+        FashionMnist::check_dir(dir, &[Split::Train, Split::Test]).map_err(|e| e.to_string())?;
+    }
+
     let mut train_all = load(&a.data, Split::Train)?;
     if let Some(n) = a.limit {
         if n < train_all.len() {
@@ -299,10 +329,10 @@ fn cmd_train(a: TrainArgs) -> Res {
     }
     let test = load(&a.data, Split::Test)?;
     let (train_set, val_set) = train::split_validation(train_all, cfg.val_fraction);
-    let val_set = match (a.eval_test, val_set) {
-        (false, v) => v,
-        (true, None) => Some(test.clone()),
-        (true, Some(_)) => return Err("--eval-test needs --val-fraction 0".into()),
+    let val_set = if a.eval_test {
+        Some(test.clone())
+    } else {
+        val_set
     };
     let augment = cfg.augment.then(|| {
         Compose::new()
@@ -317,9 +347,6 @@ fn cmd_train(a: TrainArgs) -> Res {
         resume: a.resume.clone(),
         stop_after: a.stop_after,
     };
-    if a.device != "cpu" && a.device != "cuda" {
-        return Err(format!("unknown device `{}` (cpu or cuda)", a.device));
-    }
     #[cfg(feature = "cuda")]
     if a.device == "cuda" {
         match ember_cuda::CudaBackend::new(0) {

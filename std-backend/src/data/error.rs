@@ -30,6 +30,22 @@ pub enum DataError {
         source: io::Error,
     },
 
+    /// A directory given for a data set does not exist (or is not a directory).
+    #[error("{}: no such directory", .dir.display())]
+    NoDirectory {
+        /// The directory.
+        dir: PathBuf,
+    },
+
+    /// A directory given for a data set lacks some of the files needed.
+    #[error("{}: missing {} (each may also be gzipped, or below raw/)", .dir.display(), .files.join(", "))]
+    Missing {
+        /// The directory.
+        dir: PathBuf,
+        /// The base names of the files not found.
+        files: Vec<String>,
+    },
+
     /// None of the places a data set's file may be in holds it.
     #[error(
         "{}: {file}.gz not found (nor {file}, nor either below raw/ or {}/raw/)",

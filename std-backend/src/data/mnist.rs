@@ -341,14 +341,49 @@ impl FashionMnist {
         Ok(FashionMnist { data, split })
     }
 
-    /// The full data set when its files are in `dir` (by default
-    /// [`DEFAULT_DIR`](Self::DEFAULT_DIR)), otherwise the
-    /// [built-in subset](Self::builtin); the [`Source`] says which.
+    /// Checks that `dir` holds the files of every split in `splits`, before
+    /// anything is read: an error names the directory if it does not exist,
+    /// or every file it lacks.
+    pub fn check_dir(dir: impl AsRef<Path>, splits: &[Split]) -> Result<()> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(DataError::NoDirectory {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let files: Vec<String> = splits
+            .iter()
+            .flat_map(|s| {
+                let (img, lbl) = s.file_names();
+                [img, lbl]
+            })
+            .filter(|name| find_file(dir, "FashionMNIST", name).is_err())
+            .map(str::to_string)
+            .collect();
+        if files.is_empty() {
+            Ok(())
+        } else {
+            Err(DataError::Missing {
+                dir: dir.to_path_buf(),
+                files,
+            })
+        }
+    }
+
+    /// With `Some(dir)`, the split from `dir`, whose files must be there
+    /// ([`check_dir`](Self::check_dir): a directory the user named that is
+    /// missing or incomplete is an error). With `None`, the full data set
+    /// when its files are in [`DEFAULT_DIR`](Self::DEFAULT_DIR), otherwise
+    /// the [built-in subset](Self::builtin); the [`Source`] says which.
     ///
     /// Files that are there but cannot be read or are corrupt are an error,
     /// not a reason to fall back.
     pub fn load_or_builtin(dir: Option<&Path>, split: Split) -> Result<(Self, Source)> {
-        let dir = dir.unwrap_or_else(|| Self::default_dir());
+        if let Some(dir) = dir {
+            Self::check_dir(dir, &[split])?;
+            return Ok((Self::load(dir, split)?, Source::Full(dir.to_path_buf())));
+        }
+        let dir = Self::default_dir();
         if Self::is_available(dir, split) {
             Ok((Self::load(dir, split)?, Source::Full(dir.to_path_buf())))
         } else {

@@ -5,7 +5,8 @@
 //! - [`FashionMnist`] and [`Mnist`] read the IDX files of those data sets
 //!   (module [`idx`], raw or gzip); [`FashionMnist::load_or_builtin`] falls
 //!   back on a subset built into the library when the full set is not
-//!   installed.
+//!   installed in the default directory (a directory the caller names must
+//!   hold the files).
 //! - [`csv::load_csv`] reads numeric features and a label column from a CSV
 //!   file.
 //! - [`DataLoader`] cuts a data set into [`MiniBatch`]es: seeded reshuffling
