@@ -548,6 +548,14 @@ pub fn train<D: Device>(
         start = c.meta.epoch + 1;
     }
 
+    // A run killed while writing its checkpoint left a temporary file: the
+    // checkpoint itself is whole (the write is atomic); the leftover goes.
+    if let Some(path) = &ckpt.path {
+        crate::atomic::remove_stale_temporaries(path).map_err(|source| CheckpointError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
     let mut last_ckpt: Option<PathBuf> = ckpt.resume.clone();
     let mut stopped_early = false;
     let nodes_ok = model.nodes() + 16 <= ember_core::DEFAULT_NODES;
