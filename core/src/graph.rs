@@ -112,6 +112,8 @@ pub enum Op {
         /// Classes.
         classes: usize,
     },
+    /// A differentiable operation of the user's own ([`crate::ops::custom`]).
+    Custom(crate::ops::custom::CustomRef),
     /// Concatenation of two tensors along an axis.
     Concat {
         /// Product of the dimensions before the axis.
@@ -150,6 +152,7 @@ impl Op {
             Op::Transpose { .. } => "TransposeBackward",
             Op::Reshape => "ViewBackward",
             Op::Concat { .. } => "CatBackward",
+            Op::Custom(c) => c.name(),
         })
     }
 }

@@ -218,6 +218,10 @@ impl Backend for Parallel {
         buf.len()
     }
 
+    fn host_mut<'b>(&self, buf: &'b mut [f32]) -> Option<&'b mut [f32]> {
+        Some(buf)
+    }
+
     fn upload(&self, buf: &mut [f32], dst: Span, src: &[f32]) -> Result<()> {
         Cpu.upload(buf, dst, src)
     }

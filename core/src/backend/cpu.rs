@@ -147,6 +147,10 @@ impl Backend for Cpu {
         buf.len()
     }
 
+    fn host_mut<'b>(&self, buf: &'b mut [f32]) -> Option<&'b mut [f32]> {
+        Some(buf)
+    }
+
     fn upload(&self, buf: &mut [f32], dst: Span, src: &[f32]) -> Result<()> {
         same_len(&[dst, Span::new(0, src.len())])?;
         let ([], [d]) = split(buf, [], [dst])?;

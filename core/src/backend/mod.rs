@@ -157,6 +157,14 @@ pub trait Backend {
 
     /// Floats in the buffer.
     fn buffer_len(&self, buf: &Self::Buffer) -> usize;
+    /// The buffer as host memory, where it is host memory (the CPU
+    /// backends): what custom operations ([`crate::ops::custom`]) run on.
+    /// `None`, the default, on a device whose memory the host cannot
+    /// address; recording a custom operation there is an error.
+    fn host_mut<'b>(&self, buf: &'b mut Self::Buffer) -> Option<&'b mut [f32]> {
+        let _ = buf;
+        None
+    }
     /// Copies host floats into `dst`.
     fn upload(&self, buf: &mut Self::Buffer, dst: Span, src: &[f32]) -> Result<()>;
     /// Copies `src` to host floats.

@@ -3,6 +3,7 @@
 
 pub mod create;
 pub mod cross_entropy;
+pub mod custom;
 pub mod join;
 pub mod linear;
 pub mod map;
@@ -48,6 +49,7 @@ pub(crate) fn backward<B: Backend>(
             a_block,
             b_block,
         } => join::backward(be, buf, outer, a_block, b_block, dy, inputs),
+        Op::Custom(c) => custom::backward(be, buf, c, y, dy, inputs),
     }
 }
 
