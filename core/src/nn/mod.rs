@@ -262,6 +262,11 @@ pub trait Build: Sized {
 }
 
 /// Running a module on an input.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot take `{X}` as its input",
+    label = "the input's width (its last dimension) is not the width this layer takes",
+    note = "in a sequence such as `(Linear<2, 16>, ReLU, Linear<16, 2>)`, each `Linear<IN, OUT>` takes the width the layer before it produces: its `IN` must equal the previous `OUT` (activations keep the width)"
+)]
 pub trait Forward<X> {
     /// The result's type.
     type Output;
