@@ -58,3 +58,49 @@ fn pytorch_state_dict_gives_pytorch_outputs() {
         "{e}"
     );
 }
+
+/// A model class of the user's own, derived: a state_dict saved from the same
+/// PyTorch class (its names `hidden.weight`, `out.bias`, ...) loads into it by
+/// name, and one with a missing or misnamed tensor is refused.
+#[test]
+fn a_derived_class_loads_pytorchs_state_dict_by_name() {
+    use ember_core::nn::{Build, Linear, Module, ReLU};
+    use ember_std::state_dict::{load_bytes, to_bytes, NamedTensor};
+
+    #[derive(Module)]
+    struct Mlp {
+        hidden: Linear<10, 5>,
+        act: ReLU,
+        out: Linear<5, 2>,
+    }
+
+    let tensor = |name: &str, shape: &[usize]| NamedTensor {
+        name: name.into(),
+        shape: shape.to_vec(),
+        data: (0..shape.iter().product::<usize>())
+            .map(|i| i as f32 / 8.0 - 1.0)
+            .collect(),
+    };
+    let state = vec![
+        tensor("hidden.weight", &[5, 10]),
+        tensor("hidden.bias", &[5]),
+        tensor("out.weight", &[2, 5]),
+        tensor("out.bias", &[2]),
+    ];
+    let bytes = to_bytes(&state, None).unwrap();
+    let mut buf = vec![0.0f32; 256];
+    let mut mem = ember_core::Memory::new(&ember_core::Cpu, &mut buf[..]);
+    let model = Mlp::build(&mut mem, &mut ember_core::Rng::new(0)).unwrap();
+    let path = std::path::Path::new("mlp.safetensors");
+    load_bytes(path, &bytes, &model, &mut mem, "").unwrap();
+    let w = mem.value(&model.out.weight).unwrap();
+    assert_eq!(w[1], [-0.375, -0.25, -0.125, 0.0, 0.125]);
+    let b = mem.value(&model.hidden.bias).unwrap();
+    assert_eq!(b, [-1.0, -0.875, -0.75, -0.625, -0.5]);
+
+    let mut renamed = state.clone();
+    renamed[2].name = "output.weight".into();
+    let bytes = to_bytes(&renamed, None).unwrap();
+    let e = load_bytes(path, &bytes, &model, &mut mem, "").unwrap_err();
+    assert!(e.to_string().contains("out.weight"), "{e}");
+}

@@ -42,6 +42,11 @@ pub use activation::{
     GELU, SELU,
 };
 pub use dynamic::{DynLinear, Mlp};
+/// `#[derive(Module)]`: a struct of layers becomes a module (`Module`,
+/// `Build`, `Footprint`, `Signature`), with PyTorch's parameter names; see
+/// the `ember_derive` crate.
+#[cfg(feature = "derive")]
+pub use ember_derive::Module;
 pub use linear::Linear;
 pub use optim::{Optimizer, Rule};
 pub use summary::summary;

@@ -96,6 +96,13 @@ impl PartialEq for CustomRef {
     }
 }
 
+#[cfg(feature = "defmt")]
+impl defmt::Format for CustomRef {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "Custom({=str})", self.0.name())
+    }
+}
+
 impl fmt::Debug for CustomRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Custom({})", self.0.name())
