@@ -167,6 +167,9 @@ pub(crate) struct Node {
     pub requires_grad: bool,
     pub parents: [u32; 3],
     pub freed: bool,
+    /// A backward walk has reached this node (a leaf's gradient reads as
+    /// `None` until then, as in PyTorch).
+    pub reached: bool,
 }
 
 impl Node {
@@ -437,6 +440,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
                 requires_grad,
                 parents: if requires_grad { parents } else { [NONE; 3] },
                 freed: false,
+                reached: false,
             })
         })();
         result.unwrap_or_else(|e| {
@@ -467,6 +471,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
                     [NONE; 3]
                 },
                 freed: false,
+                reached: false,
             })
         })();
         result.unwrap_or_else(|e| {
@@ -495,6 +500,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
                 requires_grad,
                 parents: [NONE; 3],
                 freed: false,
+                reached: false,
             })
             .unwrap_or_else(|e| {
                 inner.error = Some(e);
@@ -508,7 +514,14 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
             return Err(e);
         }
         let n = inner.get(id)?;
-        Ok((n.value, n.dims, n.grad, n.requires_grad, n.op))
+        // A leaf that no backward reached has no gradient yet (PyTorch's
+        // `None`), though its zeroed storage is there.
+        let grad = if n.op == Op::Leaf && !n.reached {
+            None
+        } else {
+            n.grad
+        };
+        Ok((n.value, n.dims, grad, n.requires_grad, n.op))
     }
 
     fn with_buffer(&self, f: &mut dyn FnMut(&B, &mut B::Buffer) -> Result<()>) -> Result<()> {
@@ -625,6 +638,7 @@ fn walk_backward<B: Backend, const N: usize>(
             g
         }
     };
+    inner.nodes[root as usize].reached = true;
     let numel = root_node.value.len;
     match seed {
         Seed::One => {
@@ -675,6 +689,9 @@ fn walk_backward<B: Backend, const N: usize>(
                 continue;
             }
             let pn = inner.nodes[p as usize];
+            if pn.requires_grad {
+                inner.nodes[p as usize].reached = true;
+            }
             let grad = if pn.requires_grad {
                 match pn.grad {
                     Some(g) => Some(g),

@@ -133,8 +133,10 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         read_span(self.tape, value, out)
     }
 
-    /// Copies the gradient to `out`; `Ok(false)` when the tensor has none
-    /// (it is not a leaf that requires a gradient, or no backward reached it).
+    /// Copies the gradient to `out`; `Ok(false)` when the tensor has none,
+    /// as PyTorch's `x.grad` is `None`: it does not require a gradient, or it
+    /// is a leaf that no backward has reached yet, or it is an intermediate
+    /// result (whose gradient backward returns to the graph's memory).
     pub fn read_grad(&self, out: &mut [f32]) -> Result<bool> {
         match self.tape.node(self.id)? {
             (_, _, Some(g), ..) => read_span(self.tape, g, out).map(|()| true),

@@ -270,8 +270,8 @@ fn requires_grad_propagation_and_grad_fn_names() {
     assert_eq!(x.grad_fn(), None, "leaves have no grad_fn");
     assert_eq!(
         x.grad().unwrap(),
-        Some([[0.0; 2]; 2]),
-        "a new leaf's grad is zero"
+        None,
+        "a new leaf has no grad until a backward reaches it (PyTorch's None)"
     );
     let names: [(Option<&str>, T<'_, Rank2<2, 2>>); 16] = [
         (Some("AddBackward"), x + b),
@@ -418,8 +418,9 @@ fn out_of_memory_during_backward() {
     let s = y.sum(); // 1
     assert_eq!(g.used(), 13);
     assert!(matches!(s.backward(), Err(Error::OutOfMemory { .. })));
-    // Nothing reached the leaf, and the scratch was returned.
-    assert_eq!(x.grad().unwrap(), Some([0.0; 4]));
+    // Nothing reached the leaf (its gradient is None, as in PyTorch), and
+    // the scratch was returned.
+    assert_eq!(x.grad().unwrap(), None);
     assert_eq!(g.used(), 13);
 }
 
@@ -573,7 +574,7 @@ fn backward_with_a_tensor_of_another_graph_is_refused() {
     let _unused = g2.tensor([9.0f32, 9.0]); // node 0 of g2
     let v2 = g2.tensor([5.0f32, 7.0]); // node 1 of g2; node 1 of g is y
     assert_eq!(y.backward_with_tensor(&v2, true), Err(Error::InvalidTensor));
-    assert_eq!(x.grad().unwrap(), Some([0.0, 0.0]));
+    assert_eq!(x.grad().unwrap(), None);
     let v = g.tensor([5.0f32, 7.0]);
     y.backward_with_tensor(&v, false).unwrap();
     assert_eq!(x.grad().unwrap(), Some([15.0, 21.0]));
@@ -965,4 +966,29 @@ fn linear_layer_with_bce_with_logits() {
     for (i, row) in gw.iter().enumerate() {
         close(&format!("w.grad row {i}"), row, &dz);
     }
+}
+
+/// A leaf's gradient is `None` until a backward reaches it, as PyTorch's
+/// `x.grad`: before any backward, and after one whose loss does not use it;
+/// then it is there, and `zero_grad` keeps it (zeros), as `x.grad.zero_()`.
+#[test]
+fn a_leaf_no_backward_reached_has_no_gradient() {
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let used = g.tensor([1.0f32, 2.0]).requires_grad();
+    let unused = g.tensor([3.0f32, 4.0]).requires_grad();
+    assert_eq!(used.grad().unwrap(), None);
+    let mut out = [9.0f32; 2];
+    assert!(!unused.read_grad(&mut out).unwrap());
+    assert_eq!(out, [9.0, 9.0]);
+    (used * used).sum().backward().unwrap();
+    assert_eq!(used.grad().unwrap(), Some([2.0, 4.0]));
+    assert_eq!(unused.grad().unwrap(), None);
+    used.zero_grad().unwrap();
+    assert_eq!(used.grad().unwrap(), Some([0.0, 0.0]));
+    // The root itself, when it is the leaf.
+    let root = g.tensor([5.0f32]).requires_grad();
+    root.backward_with(&[2.0]).unwrap();
+    assert_eq!(root.grad().unwrap(), Some([2.0]));
 }
