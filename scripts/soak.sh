@@ -17,7 +17,8 @@ layers=784-256-128-10
 data=std-backend/data/fashion-mnist-subset
 cargo build -q --release -p ember-std --bin ember
 ember="${CARGO_TARGET_DIR:-target}/release/ember"
-dir=$(mktemp -d)
+mkdir -p target
+dir=$(mktemp -d target/soak.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 
 # One process: trains until `stop` (or the end), sampling RSS at each new epoch line.
@@ -59,7 +60,7 @@ status=0
 # Per process (they restart, so each is compared with its own early epochs).
 verdicts=$(awk -v q="$quarter" '
   { leg = $3; e = $1; r = $2
-    first[leg] = (leg in first) ? first[leg] : e
+    if (!(leg in first)) first[leg] = e
     rel = e - first[leg]
     if (rel >= 2 && rel < 2 + q / 2 && r > early[leg]) early[leg] = r
     if (rel >= q - q / 2 && r > late[leg]) late[leg] = r }
