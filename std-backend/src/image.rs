@@ -69,14 +69,20 @@ pub fn read(path: &Path) -> Result<Grey, ImageError> {
         path: path.into(),
         source,
     })?;
+    decode(path, &bytes)
+}
+
+/// Decodes the bytes of a PNG or PGM image (the content of `path`, which
+/// names it in errors). Never panics, whatever `bytes` holds.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<Grey, ImageError> {
     let fmt = |msg: String| ImageError::Format {
         path: path.into(),
         msg,
     };
     if bytes.starts_with(b"\x89PNG") {
-        decode_png(&bytes).map_err(fmt)
+        decode_png(bytes).map_err(fmt)
     } else if bytes.starts_with(b"P5") || bytes.starts_with(b"P2") {
-        decode_pgm(&bytes).map_err(fmt)
+        decode_pgm(bytes).map_err(fmt)
     } else {
         Err(fmt("not a PNG or PGM image".into()))
     }
