@@ -14,7 +14,10 @@ fn png_with_a_huge_header_is_an_error_not_an_abort() {
     let bytes = include_bytes!("data/fuzz/png-huge-header.png");
     let e = image::decode(Path::new("huge.png"), bytes).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("huge.png") && msg.contains("PNG size"), "{msg}");
+    assert!(
+        msg.contains("huge.png") && msg.contains("PNG size"),
+        "{msg}"
+    );
 }
 
 /// The same file with a header of 8000 × 8000 pixels (within `MAX_PIXELS`):
