@@ -143,11 +143,17 @@ impl Checkpoint {
             path: path.into(),
             source,
         })?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// Verifies and decodes a checkpoint's bytes (the content of `path`,
+    /// which names it in errors). Never panics, whatever `bytes` holds.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, CheckpointError> {
         let invalid = |msg: String| CheckpointError::Invalid {
             path: path.into(),
             msg,
         };
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| invalid(e.to_string()))?;
         let md = header.metadata().clone().unwrap_or_default();
         if md.get("format").map(String::as_str) != Some(FORMAT) {
             return Err(invalid("missing or unknown format tag".into()));
@@ -157,7 +163,7 @@ impl Checkpoint {
                 .ok_or_else(|| invalid("no metadata".into()))?,
         )
         .map_err(|e| invalid(format!("metadata: {e}")))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| invalid(e.to_string()))?;
         let mut params = Vec::new();
         let mut optimizer = None;
         let mut names = st.names();

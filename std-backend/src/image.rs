@@ -69,23 +69,54 @@ pub fn read(path: &Path) -> Result<Grey, ImageError> {
         path: path.into(),
         source,
     })?;
+    decode(path, &bytes)
+}
+
+/// Decodes the bytes of a PNG or PGM image (the content of `path`, which
+/// names it in errors). Never panics, whatever `bytes` holds.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<Grey, ImageError> {
     let fmt = |msg: String| ImageError::Format {
         path: path.into(),
         msg,
     };
     if bytes.starts_with(b"\x89PNG") {
-        decode_png(&bytes).map_err(fmt)
+        decode_png(bytes).map_err(fmt)
     } else if bytes.starts_with(b"P5") || bytes.starts_with(b"P2") {
-        decode_pgm(&bytes).map_err(fmt)
+        decode_pgm(bytes).map_err(fmt)
     } else {
         Err(fmt("not a PNG or PGM image".into()))
     }
 }
 
+/// Most pixels an image may have (PNG and PGM): 2^26, 8192 × 8192.
+pub const MAX_PIXELS: usize = 1 << 26;
+
+/// Bytes that deflate can expand one compressed byte to, at most.
+const DEFLATE_MAX_RATIO: usize = 1032;
+
 fn decode_png(bytes: &[u8]) -> Result<Grey, String> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(|e| e.to_string())?;
+    // The output buffer is sized by the header: check the header against the
+    // file before allocating it, so that a few bytes claiming a huge image
+    // are an error, not an allocation of gigabytes (or an abort).
+    let info = reader.info();
+    let (w, h) = (info.width as usize, info.height as usize);
+    if w.checked_mul(h).is_none_or(|n| n > MAX_PIXELS) {
+        return Err(format!(
+            "unsupported PNG size {w}x{h} (at most {MAX_PIXELS} pixels)"
+        ));
+    }
+    // The pixel data, without filter bytes, is at least this long once
+    // inflated; deflate cannot make it from fewer than 1/1032 of its bytes.
+    let packed = (w as u64 * info.bits_per_pixel() as u64).div_ceil(8) * h as u64;
+    if packed > (bytes.len() as u64).saturating_mul(DEFLATE_MAX_RATIO as u64) {
+        return Err(format!(
+            "truncated PNG: {w}x{h} pixels cannot be in {} bytes",
+            bytes.len()
+        ));
+    }
     let size = reader.output_buffer_size().ok_or("image too large")?;
     let mut buf = vec![0u8; size];
     let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
@@ -144,7 +175,12 @@ fn decode_pgm(bytes: &[u8]) -> Result<Grey, String> {
     let [w, h, max] = fields[..] else {
         return Err("truncated PGM header".into());
     };
-    if w == 0 || h == 0 || max == 0 || max > 65535 || w.checked_mul(h).is_none_or(|n| n > 1 << 26) {
+    if w == 0
+        || h == 0
+        || max == 0
+        || max > 65535
+        || w.checked_mul(h).is_none_or(|n| n > MAX_PIXELS)
+    {
         return Err(format!("unsupported PGM size {w}x{h}, maxval {max}"));
     }
     let n = w * h;

@@ -33,6 +33,15 @@ impl QuantParams {
             };
         }
         let scale = range / 255.0;
+        if !scale.is_normal() {
+            // A range so narrow that its step underflows (to zero or a
+            // subnormal, which a file refuses or whose reciprocal is
+            // infinite): as for an empty range.
+            return QuantParams {
+                scale: 1.0,
+                zero: 0,
+            };
+        }
         let zero = (libm::roundf(-128.0 - lo / scale) as i32).clamp(-128, 127);
         QuantParams { scale, zero }
     }
@@ -406,5 +415,11 @@ mod tests {
         assert!(q.zero == 0 || q.zero == -1);
         assert_eq!(QuantParams::from_range(f32::NAN, f32::NAN).scale, 1.0);
         assert_eq!(QuantParams::from_range(f32::NEG_INFINITY, 1.0).scale, 1.0);
+        // Found by fuzzing (fuzz/fuzz_targets/emb.rs): a range whose step
+        // underflows gave scale 0, which `quantize` wrote and `parse` refused.
+        for max in [1.35e-43, f32::MIN_POSITIVE, 1e-36] {
+            let q = QuantParams::from_range(0.0, max);
+            assert!(q.scale.is_normal() && q.scale > 0.0, "{max}: {q:?}");
+        }
     }
 }

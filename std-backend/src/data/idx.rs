@@ -67,22 +67,58 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     decode_maybe_gz(path, bytes)
 }
 
+/// Most bytes a gzip file may decompress to: 4 GiB. More is refused with an
+/// error (a decompression bomb, or data too large to load in memory).
+pub const MAX_DECOMPRESSED: u64 = 1 << 32;
+
 /// Decompresses `bytes` (the content of `path`, which names it in errors)
-/// when they are gzip, by `path`'s extension or the magic bytes.
+/// when they are gzip, by `path`'s extension or the magic bytes. Output
+/// beyond [`MAX_DECOMPRESSED`], or that memory cannot hold, is an error,
+/// not an abort.
 pub fn decode_maybe_gz(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    decode_maybe_gz_limited(path, bytes, MAX_DECOMPRESSED)
+}
+
+fn decode_maybe_gz_limited(path: &Path, bytes: Vec<u8>, limit: u64) -> Result<Vec<u8>> {
     let by_name = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
     if !(by_name || bytes.starts_with(&[0x1f, 0x8b])) {
         return Ok(bytes);
     }
-    let mut out = Vec::with_capacity(bytes.len().saturating_mul(2));
-    MultiGzDecoder::new(&bytes[..])
-        .read_to_end(&mut out)
-        .map_err(|source| DataError::Gzip {
-            path: path.to_path_buf(),
-            source,
+    let too_large = |what: String| DataError::Format {
+        path: path.to_path_buf(),
+        what,
+    };
+    let mut out: Vec<u8> = Vec::new();
+    // Grown as the data comes (fallibly), not sized by the file's claims.
+    let mut decoder = MultiGzDecoder::new(&bytes[..]).take(limit.saturating_add(1));
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(DataError::Gzip {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        if out.len() as u64 + n as u64 > limit {
+            return Err(too_large(format!(
+                "gzip data decompresses to more than {limit} bytes"
+            )));
+        }
+        out.try_reserve(n).map_err(|_| {
+            too_large(format!(
+                "gzip data too large to hold in memory (over {} bytes)",
+                out.len()
+            ))
         })?;
+        out.extend_from_slice(&chunk[..n]);
+    }
     Ok(out)
 }
 
@@ -312,6 +348,26 @@ mod tests {
         );
         assert!(encode_idx(&[2, 2], &[0; 3]).is_err());
         assert!(encode_idx(&[], &[]).is_err());
+    }
+
+    #[test]
+    fn gzip_output_is_bounded() {
+        let p = Path::new("z.idx.gz");
+        let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+        enc.write_all(&[0u8; 10_000]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(
+            decode_maybe_gz_limited(p, gz.clone(), 10_000)
+                .unwrap()
+                .len(),
+            10_000
+        );
+        let e = decode_maybe_gz_limited(p, gz, 9_999).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("decompresses to more than 9999 bytes"),
+            "{e}"
+        );
     }
 
     #[test]

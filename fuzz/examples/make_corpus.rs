@@ -1,0 +1,240 @@
+//! Writes the seed corpora under `fuzz/corpus/<target>/`: tiny valid files
+//! made by the project's own writers (and a few hand-made variants), each a
+//! few hundred bytes to a few KB. `scripts/fuzz.sh corpus` runs it; the
+//! output is committed, so it only needs running again when a format changes.
+
+use ember_core::deploy::{self, Activation, Calibration, Model};
+use ember_core::nn::{Build, Linear, Mlp, ReLU, Tanh};
+use ember_core::{Cpu, Memory, Rng};
+use ember_std::checkpoint::{Checkpoint, Meta};
+use ember_std::data::idx;
+use ember_std::image::{write_pgm, Grey};
+use ember_std::state_dict::{self, NamedTensor};
+use ember_std::train::EpochMetrics;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+type Small = (Linear<4, 8>, ReLU, Linear<8, 3>);
+type Deep = (Linear<5, 6>, Tanh, Linear<6, 6>, ReLU, Linear<6, 2>);
+
+fn main() {
+    let root = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "fuzz/corpus".into()),
+    );
+    emb(&root.join("emb"));
+    safetensors(&root.join("safetensors"));
+    checkpoint(&root.join("checkpoint"));
+    idx_files(&root.join("idx"), &root.join("idx_gz"));
+    csv(&root.join("csv"));
+    image(&root.join("image"));
+}
+
+fn put(dir: &Path, name: &str, bytes: &[u8]) {
+    fs::create_dir_all(dir).expect("creating the corpus directory");
+    fs::write(dir.join(name), bytes).expect("writing a seed");
+    println!("{:>6} bytes  {}", bytes.len(), dir.join(name).display());
+}
+
+/// An f32 export of `M` and its int8 quantization (calibrated on a few inputs).
+fn export<M: Build + ember_core::nn::Module>(seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut buf = vec![0.0f32; 4096];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let net = M::build(&mut mem, &mut Rng::new(seed)).expect("building the model");
+    let len = deploy::export_len(&net).expect("export length");
+    let mut words = vec![0u32; len.div_ceil(4)];
+    let n = deploy::export_f32(&net, &mem, ember_fuzz::bytes_mut(&mut words)).expect("export");
+    let f32_file = ember_fuzz::bytes(&words)[..n].to_vec();
+    let model = Model::parse(&ember_fuzz::bytes(&words)[..n]).expect("parsing the export");
+    let mut calib = Calibration::new();
+    let mut scratch = vec![0.0f32; model.scratch_len()];
+    for s in 0..4 {
+        let x: Vec<f32> = (0..model.input_features())
+            .map(|i| ((i * 7 + s * 3) % 11) as f32 / 5.0 - 1.0)
+            .collect();
+        calib
+            .observe(&model, &x, &mut scratch)
+            .expect("calibration");
+    }
+    let qlen = deploy::quantized_len(&model);
+    let mut qwords = vec![0u32; qlen.div_ceil(4)];
+    let qn =
+        deploy::quantize(&model, &calib, ember_fuzz::bytes_mut(&mut qwords)).expect("quantize");
+    let int8_file = ember_fuzz::bytes(&qwords)[..qn].to_vec();
+    (f32_file, int8_file)
+}
+
+fn emb(dir: &Path) {
+    let (f, q) = export::<Small>(1);
+    put(dir, "small-f32.emb", &f);
+    put(dir, "small-int8.emb", &q);
+    let (f, q) = export::<Deep>(2);
+    put(dir, "deep-f32.emb", &f);
+    put(dir, "deep-int8.emb", &q);
+}
+
+fn mlp_tensors(widths: &[usize], seed: u64) -> Vec<NamedTensor> {
+    let mut buf = vec![0.0f32; 1024];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mlp = Mlp::new(&mut mem, &mut Rng::new(seed), widths, Activation::Relu).expect("an MLP");
+    state_dict::named_tensors(&mlp, &mem).expect("reading the parameters")
+}
+
+/// The fuzz target's first byte: architecture index (low bits), prefix `model.` (0x80).
+fn safetensors(dir: &Path) {
+    for (sel, widths) in [(0u8, &[4usize, 6, 3][..]), (1, &[2, 3]), (2, &[3, 5, 4, 2])] {
+        let tensors = mlp_tensors(widths, u64::from(sel) + 1);
+        let plain = state_dict::to_bytes(&tensors, None).expect("safetensors bytes");
+        put(
+            dir,
+            &format!("mlp{sel}.bin"),
+            &[&[sel][..], &plain].concat(),
+        );
+        if sel == 0 {
+            let prefixed: Vec<NamedTensor> = tensors
+                .iter()
+                .map(|t| NamedTensor {
+                    name: format!("model.{}", t.name),
+                    ..t.clone()
+                })
+                .collect();
+            let b = state_dict::to_bytes(&prefixed, None).expect("safetensors bytes");
+            put(dir, "mlp0-prefixed.bin", &[&[0x80u8][..], &b].concat());
+        }
+    }
+}
+
+fn checkpoint(dir: &Path) {
+    let metrics = EpochMetrics {
+        epoch: 1,
+        train_loss: 0.9,
+        train_acc: 0.6,
+        val_loss: Some(1.0),
+        val_acc: None,
+        lr: 0.01,
+        samples_per_sec: 1000.0,
+        seconds: 0.5,
+    };
+    let params = mlp_tensors(&[4, 6, 3], 7);
+    let c = Checkpoint {
+        meta: Meta {
+            widths: vec![4, 6, 3],
+            activation: "relu".into(),
+            epoch: 1,
+            optimizer_steps: 3,
+            lrs: vec![0.01],
+            scheduler: serde_json::json!({"kind": "step", "gamma": 0.5}),
+            loader_rng: [1, 2, 3, 4],
+            loader_epoch: 1,
+            best_val_loss: Some(1.0),
+            bad_epochs: 0,
+            history: vec![metrics],
+            config: serde_json::json!({"batch": 8}),
+        },
+        params,
+        optimizer: vec![0.0, 0.5, -0.25, 1.0],
+    };
+    let tmp = std::env::temp_dir().join(format!("ember-fuzz-seed-{}.ckpt", std::process::id()));
+    c.save(&tmp).expect("saving the checkpoint");
+    let bytes = fs::read(&tmp).expect("reading it back");
+    let _ = fs::remove_file(&tmp);
+    Checkpoint::from_bytes(&tmp, &bytes).expect("the seed loads");
+    put(dir, "mlp-4-6-3.ckpt", &bytes);
+}
+
+fn idx_files(raw: &Path, gz: &Path) {
+    let images = idx::encode_idx(&[2, 3, 3], &(0..18).map(|i| i * 13).collect::<Vec<u8>>())
+        .expect("encoding");
+    let labels = idx::encode_idx(&[5], &[0, 1, 2, 9, 3]).expect("encoding");
+    let rank2 = idx::encode_idx(&[2, 2], &[1, 2, 3, 4]).expect("encoding");
+    let empty = idx::encode_idx(&[0, 28, 28], &[]).expect("encoding");
+    put(raw, "images-2x3x3", &images);
+    put(raw, "labels-5", &labels);
+    put(raw, "rank2", &rank2);
+    put(raw, "images-empty", &empty);
+    // idx_gz: mode byte 1 (compressed by the target), 3 (two members),
+    // 0 (the bytes of a .gz file as written by write_idx).
+    put(
+        gz,
+        "images-compressed-here",
+        &[&[1u8][..], &images].concat(),
+    );
+    put(gz, "labels-two-members", &[&[3u8][..], &labels].concat());
+    let tmp = std::env::temp_dir().join(format!("ember-fuzz-seed-{}.gz", std::process::id()));
+    idx::write_idx(&tmp, &[5], &[0, 1, 2, 9, 3]).expect("writing gzip");
+    let file = fs::read(&tmp).expect("reading it back");
+    let _ = fs::remove_file(&tmp);
+    put(gz, "labels-gz-file", &[&[0u8][..], &file].concat());
+}
+
+/// The fuzz target's first two bytes are options (see fuzz_targets/csv.rs):
+/// 0, 0: header, commas, integer labels in the last column.
+fn csv(dir: &Path) {
+    put(
+        dir,
+        "iris-like",
+        b"\x00\x00a,b,label\n1.5,2,0\n3,4.25,1\n\n-1,0,2\n",
+    );
+    // 0x10: class names; ';' (delimiter index 1 << 1 = 0x02).
+    put(
+        dir,
+        "names-semicolon",
+        b"\x12\x00x;species\n1;virginica\n2;setosa\n3;\"vir;ginica\"\n",
+    );
+    // No header (bit 0), label at index 0 (b = 1 | 0 << 2), tabs (2 << 1).
+    put(dir, "no-header-tabs", b"\x05\x01 1\t0.5\t7\n0\t1e3\t-2\n");
+    // Label by name, features by index, 4 classes.
+    put(dir, "named-label", b"\x60\x42a,label,b\n1,3,2\n\"4\",0,5\n");
+}
+
+fn image(dir: &Path) {
+    let g = Grey {
+        width: 3,
+        height: 2,
+        pixels: vec![0.0, 0.5, 1.0, 1.0, 0.25, 0.0],
+    };
+    put(dir, "grey.pgm", &write_pgm(&g));
+    put(dir, "text.pgm", b"P2\n# comment\n3 2\n10\n0 10 5\n1 2 3\n");
+    put(dir, "sixteen-bit.pgm", b"P5 2 1 1000\n\x00\x10\x03\xe8");
+    let png = |color: png::ColorType, depth: png::BitDepth, data: &[u8]| {
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, 3, 2);
+            enc.set_color(color);
+            enc.set_depth(depth);
+            if color == png::ColorType::Indexed {
+                enc.set_palette(vec![0, 0, 0, 255, 255, 255, 10, 200, 30]);
+            }
+            let mut w = enc.write_header().expect("png header");
+            w.write_image_data(data).expect("png data");
+        }
+        out
+    };
+    use png::{BitDepth as D, ColorType as C};
+    put(
+        dir,
+        "grey.png",
+        &png(C::Grayscale, D::Eight, &[0, 50, 100, 150, 200, 255]),
+    );
+    put(dir, "rgb.png", &png(C::Rgb, D::Eight, &[9; 18]));
+    put(dir, "rgba.png", &png(C::Rgba, D::Eight, &[200; 24]));
+    put(
+        dir,
+        "grey-alpha-16.png",
+        &png(C::GrayscaleAlpha, D::Sixteen, &[7; 24]),
+    );
+    put(
+        dir,
+        "indexed-2bit.png",
+        &png(C::Indexed, D::Two, &[0b0001_1000, 0b1001_0000]),
+    );
+    // Adam7 interlacing (the encoder writes none): the IHDR flag set, the
+    // chunk CRC repaired; the pixel data stays a single pass, so the decoder
+    // meets an interlaced image whose passes are short.
+    let mut interlaced = png(C::Grayscale, D::Eight, &[0, 50, 100, 150, 200, 255]);
+    interlaced[8 + 8 + 12] = 1;
+    let crc = deploy::crc32(0, &interlaced[12..12 + 4 + 13]);
+    interlaced[29..33].copy_from_slice(&crc.to_be_bytes());
+    put(dir, "grey-interlaced.png", &interlaced);
+}

@@ -1,0 +1,35 @@
+//! safetensors state_dict import (`state_dict::load_bytes`, PyTorch's
+//! `load_state_dict(strict=True)`) into an `Mlp`: typed errors, never a
+//! panic, whatever the bytes.
+//!
+//! The first byte picks the model (one of three architectures, the seeds'
+//! in fuzz/corpus/safetensors) and the name prefix; the rest is the file.
+#![no_main]
+
+use ember_core::deploy::Activation;
+use ember_core::nn::Mlp;
+use ember_core::{Cpu, Memory, Rng};
+use ember_fuzz::split_byte;
+use ember_std::state_dict;
+use libfuzzer_sys::fuzz_target;
+use std::path::Path;
+
+const ARCHS: [&[usize]; 3] = [&[4, 6, 3], &[2, 3], &[3, 5, 4, 2]];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((sel, file)) = split_byte(data) else {
+        return;
+    };
+    let widths = ARCHS[usize::from(sel) % ARCHS.len()];
+    let prefix = if sel & 0x80 != 0 { "model." } else { "" };
+    let mut buf = vec![0.0f32; 256];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let Ok(mlp) = Mlp::new(&mut mem, &mut Rng::new(1), widths, Activation::Relu) else {
+        return;
+    };
+    let path = Path::new("fuzz.safetensors");
+    if let Err(e) = state_dict::load_bytes(path, file, &mlp, &mut mem, prefix) {
+        // Errors render (and name the file).
+        let _ = e.to_string();
+    }
+});

@@ -1,0 +1,37 @@
+//! Inputs that `scripts/fuzz.sh` (fuzz/fuzz_targets/) found to crash, abort
+//! or break a property, kept as regression tests. The files under
+//! tests/data/fuzz/ are the inputs as the targets saw them.
+
+use ember_std::image;
+use std::path::Path;
+
+/// A 92-byte PNG whose header claims 52 × 2,149,122,048 RGB pixels: the
+/// decoder allocated the whole output buffer (335 GB) before reading any
+/// pixel data, and the allocation failure aborted the process. The header is
+/// now checked against `MAX_PIXELS` and against the file's length first.
+#[test]
+fn png_with_a_huge_header_is_an_error_not_an_abort() {
+    let bytes = include_bytes!("data/fuzz/png-huge-header.png");
+    let e = image::decode(Path::new("huge.png"), bytes).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("huge.png") && msg.contains("PNG size"),
+        "{msg}"
+    );
+}
+
+/// The same file with a header of 8000 × 8000 pixels (within `MAX_PIXELS`):
+/// 64 MB of pixels cannot inflate from 83 bytes, so it is refused as
+/// truncated before the buffer is allocated.
+#[test]
+fn png_too_short_for_its_header_is_refused_before_allocating() {
+    let mut bytes = include_bytes!("data/fuzz/png-huge-header.png").to_vec();
+    bytes[16..20].copy_from_slice(&8000u32.to_be_bytes());
+    bytes[20..24].copy_from_slice(&8000u32.to_be_bytes());
+    let crc = ember_core::deploy::crc32(0, &bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+    let msg = image::decode(Path::new("short.png"), &bytes)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("truncated PNG"), "{msg}");
+}
