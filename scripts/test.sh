@@ -51,6 +51,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ember-core -p ember-std -p emb
 step "tests"
 cargo test --workspace --all-features
 
+step "fuzzing smoke: every parser's libFuzzer target for a few seconds (the long campaign: scripts/fuzz.sh campaign)"
+scripts/fuzz.sh smoke
+
 step "firmware under QEMU (Cortex-M4F and Cortex-M0): trains XOR without an allocator, classifies FashionMNIST from flash (committed models), fine-tunes the head on the M4F"
 # The M4F run writes the fine-tuned model back here (semihosting): no stale copy may pass.
 rm -f target/ember-finetuned.emb
