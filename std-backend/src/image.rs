@@ -117,6 +117,17 @@ fn decode_png(bytes: &[u8]) -> Result<Grey, String> {
             bytes.len()
         ));
     }
+    // PNG palettes are RGB triples. png 0.18.1 accepts a PLTE chunk of any
+    // length from 3 to 768 bytes and then panics expanding one whose length
+    // is not a multiple of 3 (found by fuzzing; image-rs/image-png#694).
+    if let Some(palette) = &info.palette {
+        if palette.len() % 3 != 0 {
+            return Err(format!(
+                "malformed PNG palette: {} bytes are not RGB triples",
+                palette.len()
+            ));
+        }
+    }
     let size = reader.output_buffer_size().ok_or("image too large")?;
     let mut buf = vec![0u8; size];
     let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;

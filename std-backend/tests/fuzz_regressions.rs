@@ -35,3 +35,16 @@ fn png_too_short_for_its_header_is_refused_before_allocating() {
         .to_string();
     assert!(msg.contains("truncated PNG"), "{msg}");
 }
+
+/// An indexed 3 × 2 PNG whose PLTE chunk is 10 bytes long (not RGB
+/// triples): png 0.18.1 panicked expanding the palette ("range end index 3
+/// out of range for slice of length 1", image-rs/image-png#694). The
+/// palette's length is now checked before decoding.
+#[test]
+fn png_palette_that_is_not_rgb_triples_is_an_error_not_a_panic() {
+    let bytes = include_bytes!("data/fuzz/png-palette-not-triples.png");
+    let msg = image::decode(Path::new("palette.png"), bytes)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("malformed PNG palette"), "{msg}");
+}
