@@ -223,19 +223,19 @@ pub fn available_memory() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// Bytes a training run of `cfg` holds at once, counted without overflow:
-/// the training arena (parameters, gradients, optimizer state, a batch's
-/// graph), and the copies of the parameters and optimizer state that a
-/// checkpoint and the best model take.
-fn run_bytes(cfg: &TrainConfig, planes: usize) -> u128 {
-    let w: Vec<u128> = cfg.widths.iter().map(|&x| x as u128).collect();
-    let params: u128 = w.windows(2).map(|p| p[0] * p[1] + p[1]).sum();
-    let outputs = w.get(1..).unwrap_or(&[]);
-    let per_sample: u128 =
-        w.first().copied().unwrap_or(0) + outputs.iter().map(|x| 4 * x).sum::<u128>();
-    let planes = planes as u128;
-    let arena = params * (2 + planes) + cfg.batch as u128 * (per_sample + 3) + 5;
-    4 * (arena + params * (2 + planes))
+/// Bytes a training run of `cfg` holds at once: the training arena
+/// ([`Mlp::train_floats_for`]: parameters, gradients, optimizer state, a
+/// batch's graph), and the copies of the parameters and optimizer state that
+/// a checkpoint and the best model take. `None` when the arena's count
+/// overflows a `usize` (no machine has that memory).
+fn run_bytes(cfg: &TrainConfig, planes: usize) -> Option<u128> {
+    let arena = Mlp::train_floats_for(&cfg.widths, cfg.batch, planes)?;
+    let params: u128 = cfg
+        .widths
+        .windows(2)
+        .map(|p| p[0] as u128 * p[1] as u128 + p[1] as u128)
+        .sum();
+    Some(4 * (arena as u128 + params * (2 + planes as u128)))
 }
 
 fn gib(bytes: u128) -> f64 {
@@ -245,7 +245,10 @@ fn gib(bytes: u128) -> f64 {
 /// "this model needs N GiB for training at batch B; M GiB are available".
 fn memory_message(cfg: &TrainConfig, available: Option<u64>) -> String {
     let planes = cfg.rule().map_or(2, |r| r.state_planes());
-    let needed = run_bytes(cfg, planes);
+    let needed = match run_bytes(cfg, planes) {
+        Some(b) => format!("{:.1} GiB", gib(b)),
+        None => "more memory than an address space holds".to_string(),
+    };
     let model = cfg
         .widths
         .iter()
@@ -254,14 +257,12 @@ fn memory_message(cfg: &TrainConfig, available: Option<u64>) -> String {
         .join("-");
     match available {
         Some(a) => format!(
-            "this model ({model}) needs {:.1} GiB for training at batch {}; {:.1} GiB are available",
-            gib(needed),
+            "this model ({model}) needs {needed} for training at batch {}; {:.1} GiB are available",
             cfg.batch,
             gib(u128::from(a))
         ),
         None => format!(
-            "this model ({model}) needs {:.1} GiB for training at batch {}, and the machine could not provide it",
-            gib(needed),
+            "this model ({model}) needs {needed} for training at batch {}, and the machine could not provide it",
             cfg.batch
         ),
     }
@@ -275,7 +276,11 @@ pub fn check_memory(cfg: &TrainConfig) -> Result<usize, TrainError> {
     let planes = cfg.rule()?.state_planes();
     let available = available_memory();
     let floats = Mlp::train_floats_for(&cfg.widths, cfg.batch, planes);
-    let fits = available.is_none_or(|a| run_bytes(cfg, planes) <= u128::from(a));
+    let fits = match (run_bytes(cfg, planes), available) {
+        (Some(need), Some(a)) => need <= u128::from(a),
+        (need, None) => need.is_some(),
+        (None, Some(_)) => false,
+    };
     match floats {
         Some(f) if fits => Ok(f),
         _ => Err(TrainError::Memory(memory_message(cfg, available))),
