@@ -272,3 +272,112 @@ fn scheduler_drives_optimizer_groups() {
     // A parameter cannot be in two groups.
     assert!(opt.add_group(&mut mem, &a, 0.5).is_err());
 }
+
+/// PyTorch's Adam with `amsgrad=True`, written out in f64 from its
+/// documentation: `v̂max = max(v̂max, v)`, `p -= lr/(1−β1ᵗ) · m / (√v̂max/√(1−β2ᵗ) + eps)`.
+fn amsgrad_reference(grads: &[f64], lr: f64, p0: f64, b2: f64) -> Vec<f64> {
+    let (b1, eps) = (0.9f64, 1e-8f64);
+    let (mut p, mut m, mut v, mut vmax) = (p0, 0.0, 0.0, 0.0f64);
+    let mut out = Vec::new();
+    for (t, &c) in grads.iter().enumerate() {
+        let t = (t + 1) as i32;
+        let g = c; // loss = c·p
+        m = b1 * m + (1.0 - b1) * g;
+        v = b2 * v + (1.0 - b2) * g * g;
+        vmax = vmax.max(v);
+        let denom = vmax.sqrt() / (1.0 - b2.powi(t)).sqrt() + eps;
+        p -= lr / (1.0 - b1.powi(t)) * m / denom;
+        out.push(p);
+    }
+    out
+}
+
+/// AMSGrad keeps the largest second moment: after a large gradient then
+/// small ones (β2 = 0.5, so that the moment falls) its steps are smaller
+/// than plain Adam's, and equal to the reference formula.
+#[test]
+fn adam_amsgrad() {
+    let grads = [1.0f32, 0.05, 0.05, 0.05];
+    let run = |rule: Rule| {
+        let mut buf = [0.0f32; 64];
+        let mut mem = Memory::new(&Cpu, &mut buf[..]);
+        let w = mem.param::<Rank1<1>>(&[1.0]).unwrap();
+        let mut opt: Optimizer = Optimizer::new(&mut mem, &w, rule, 0.1).unwrap();
+        let mut out = Vec::new();
+        for &c in &grads {
+            opt.zero_grad(&mut mem).unwrap();
+            {
+                let g = Graph::new(&mut mem);
+                (g.param(&w) * c).sum().backward().unwrap();
+            }
+            opt.step(&mut mem).unwrap();
+            out.push(mem.value(&w).unwrap()[0]);
+        }
+        (out, opt.state_len())
+    };
+    let adam = Rule::Adam {
+        beta1: 0.9,
+        beta2: 0.5,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        amsgrad: false,
+    };
+    let (ams, len) = run(adam.with_amsgrad(true));
+    let (plain, plain_len) = run(adam);
+    assert_eq!(
+        (len, plain_len),
+        (3, 2),
+        "AMSGrad keeps a third state plane"
+    );
+    let g64: Vec<f64> = grads.iter().map(|&g| f64::from(g)).collect();
+    for (s, (&a, e)) in ams
+        .iter()
+        .zip(amsgrad_reference(&g64, 0.1, 1.0, 0.5))
+        .enumerate()
+    {
+        close(a, e as f32, &format!("AMSGrad step {}", s + 1));
+    }
+    // From step 2 on AMSGrad divides by the step-1 moment: smaller steps.
+    assert!(1.0 - ams[3] < 1.0 - plain[3], "{ams:?} vs {plain:?}");
+    // AdamW with AMSGrad too.
+    assert_eq!(Rule::adamw().with_amsgrad(true).state_planes(), 3);
+}
+
+/// Parameter groups carry their own hyper-parameters (PyTorch's
+/// `[{'params': decay, 'weight_decay': 0.01}, {'params': no_decay,
+/// 'weight_decay': 0.0}]`): with a zero gradient, AdamW's decoupled decay
+/// shrinks the weights of group 0 and leaves the biases of group 1 alone.
+#[test]
+fn groups_carry_their_own_hyper_parameters() {
+    use ember_core::nn::{Build, Linear, ParamInfo, ParamKind};
+    let mut buf = [0.0f32; 256];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let model = Linear::<3, 2>::build(&mut mem, &mut Rng::new(1)).unwrap();
+    let w0 = mem.value(&model.weight).unwrap();
+    let b0 = mem.value(&model.bias).unwrap();
+    let is_bias = |p: &ParamInfo<'_>| p.kind == ParamKind::Bias;
+    let rule = Rule::adamw().with_weight_decay(0.5);
+    let mut opt: Optimizer =
+        Optimizer::new_where(&mut mem, &model, rule, 0.1, |p| !is_bias(p)).unwrap();
+    let g1 = opt
+        .add_group_where(&mut mem, &model, 0.1, rule.with_weight_decay(0.0), is_bias)
+        .unwrap();
+    assert_eq!(g1, 1);
+    assert_eq!(opt.groups()[0].rule.weight_decay(), 0.5);
+    opt.zero_grad(&mut mem).unwrap();
+    opt.step(&mut mem).unwrap();
+    let w1 = mem.value(&model.weight).unwrap();
+    let b1 = mem.value(&model.bias).unwrap();
+    for (r0, r1) in w0.iter().zip(w1.iter()) {
+        for (a, b) in r0.iter().zip(r1) {
+            close(*b, a * (1.0 - 0.1 * 0.5), "decayed weight");
+        }
+    }
+    assert_eq!(b0, b1, "no decay on the biases");
+    // A group must use the optimizer's algorithm; a failed add leaves no group.
+    let other = mem.param::<Rank1<2>>(&[0.0, 0.0]).unwrap();
+    assert!(opt
+        .add_group_where(&mut mem, &other, 0.1, Rule::sgd(), |_| true)
+        .is_err());
+    assert_eq!(opt.groups().len(), 2);
+}

@@ -83,22 +83,6 @@ __device__ float block_fmax(float v) {
     return m;
 }
 
-// Smallest index over the block.
-__device__ u64 block_min_index(u64 v) {
-    __shared__ u64 s[BLOCK];
-    s[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned w = BLOCK / 2; w > 0; w >>= 1) {
-        if (threadIdx.x < w && s[threadIdx.x + w] < s[threadIdx.x]) {
-            s[threadIdx.x] = s[threadIdx.x + w];
-        }
-        __syncthreads();
-    }
-    u64 m = s[0];
-    __syncthreads();
-    return m;
-}
-
 // Threads-per-output vs block-per-output: the axis kernels (reduce,
 // max_backward, softmax) come in two forms. The "serial" form gives each
 // (outer, inner) position one thread that walks the axis in order, as the

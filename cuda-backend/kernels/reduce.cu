@@ -22,7 +22,33 @@ __device__ __forceinline__ bool beats(float va, u64 ia, float vb, u64 ib) {
     return ia < ib;
 }
 
-// One thread per output: the reference's loop, in its order.
+// Sum of xs[l * stride] for l < len, pairwise as the CPU reference adds:
+// runs of 128 values in order, the runs' sums combined as a binary counter
+// combines carries (run k joins the runs before it at each trailing one bit
+// of k), so the partial sums form a balanced tree held in 64 floats.
+__device__ __forceinline__ float cascade_sum(const float* xs, u64 len, u64 stride) {
+    float stack[64];
+    int depth = 0;
+    u64 run = 0;
+    for (u64 l0 = 0; l0 < len; l0 += 128, run++) {
+        u64 end = l0 + 128 < len ? l0 + 128 : len;
+        float s = 0.0f;
+        for (u64 l = l0; l < end; l++) {
+            s += xs[l * stride];
+        }
+        for (u64 c = run; c & 1; c >>= 1) {
+            s = stack[--depth] + s;
+        }
+        stack[depth++] = s;
+    }
+    float total = 0.0f;
+    while (depth > 0) {
+        total = stack[--depth] + total;
+    }
+    return total;
+}
+
+// One thread per output: the reference's loop, in its order (sums pairwise).
 extern "C" __global__ void ember_reduce_serial(float* buf, u64 x, u64 y, u64 outer, u64 len,
                                                u64 inner, int op, int acc) {
     FOR_EACH(t, outer * inner) {
@@ -31,11 +57,7 @@ extern "C" __global__ void ember_reduce_serial(float* buf, u64 x, u64 y, u64 out
         const float* xs = buf + x + o * len * inner + i;  // xs[l * inner] is x[o, l, i]
         float r;
         if (op == REDUCE_SUM) {
-            float s = 0.0f;
-            for (u64 l = 0; l < len; l++) {
-                s += xs[l * inner];
-            }
-            r = s;
+            r = cascade_sum(xs, len, inner);
         } else {
             float m = NEG_INF;
             u64 best = NO_INDEX;
@@ -107,7 +129,8 @@ __device__ __forceinline__ bool is_max(float v, float m) {
     return v == m || (is_nan(v) && is_nan(m));
 }
 
-// dx[o, l, i] += dy[o, i] at the first l where x[o, l, i] == y[o, i].
+// dx[o, l, i] += dy[o, i] / k at each of the k positions l where
+// x[o, l, i] == y[o, i]: tied maxima share the gradient evenly, as in PyTorch.
 // One thread per output position.
 extern "C" __global__ void ember_max_backward_serial(float* buf, u64 x, u64 y, u64 dy, u64 dx,
                                                      u64 outer, u64 len, u64 inner) {
@@ -115,34 +138,44 @@ extern "C" __global__ void ember_max_backward_serial(float* buf, u64 x, u64 y, u
         u64 o = t / inner;
         u64 i = t - o * inner;
         float m = buf[y + t];
+        u64 ties = 0;
+        for (u64 l = 0; l < len; l++) {
+            ties += is_max(buf[x + (o * len + l) * inner + i], m);
+        }
+        if (ties == 0) continue;
+        float share = buf[dy + t] / (float)ties;
         for (u64 l = 0; l < len; l++) {
             u64 at = (o * len + l) * inner + i;
             if (is_max(buf[x + at], m)) {
-                buf[dx + at] += buf[dy + t];
-                break;
+                buf[dx + at] += share;
             }
         }
     }
 }
 
-// The same with one block per output position: the first match is the
-// smallest index any thread finds.
+// The same with one block per output position: the threads count the ties
+// of their share of the axis, the block adds the counts, and each thread
+// gives its ties their share.
 extern "C" __global__ void ember_max_backward_block(float* buf, u64 x, u64 y, u64 dy, u64 dx,
                                                     u64 outer, u64 len, u64 inner) {
     for (u64 t = blockIdx.x; t < outer * inner; t += gridDim.x) {
         u64 o = t / inner;
         u64 i = t - o * inner;
         float m = buf[y + t];
-        u64 first = NO_INDEX;
+        float mine = 0.0f;
         for (u64 l = threadIdx.x; l < len; l += BLOCK) {
-            if (is_max(buf[x + (o * len + l) * inner + i], m)) {
-                first = l;
-                break;
-            }
+            mine += is_max(buf[x + (o * len + l) * inner + i], m) ? 1.0f : 0.0f;
         }
-        first = block_min_index(first);
-        if (threadIdx.x == 0 && first != NO_INDEX) {
-            buf[dx + (o * len + first) * inner + i] += buf[dy + t];
+        // Counts below 2^24 add exactly in floats.
+        float ties = block_sum(mine);
+        if (ties > 0.0f) {
+            float share = buf[dy + t] / ties;
+            for (u64 l = threadIdx.x; l < len; l += BLOCK) {
+                u64 at = (o * len + l) * inner + i;
+                if (is_max(buf[x + at], m)) {
+                    buf[dx + at] += share;
+                }
+            }
         }
     }
 }

@@ -15,6 +15,7 @@
 #define FLAG_FIRST 2      // SGD: the first step (the momentum buffer starts as the gradient)
 #define FLAG_DECOUPLED 4  // Adam: AdamW's decoupled weight decay
 #define FLAG_CENTERED 8   // RMSprop
+#define FLAG_AMSGRAD 16   // Adam: divide by the largest second moment so far
 
 // One step's hyper-parameters, passed by value. The layout must match the
 // #[repr(C)] `UpdateParams` in src/kernels.rs: two ints, then floats.
@@ -35,7 +36,7 @@ struct UpdateParams {
 
 // State planes: plane k of element i is at state + k*n + i.
 // SGD: 0 = momentum buffer (only when momentum != 0). Adam: 0 = first moment,
-// 1 = second moment. RMSprop: 0 = square average, 1 = momentum buffer,
+// 1 = second moment, 2 = the largest second moment (AMSGrad). RMSprop: 0 = square average, 1 = momentum buffer,
 // 2 = gradient average (centred). Adagrad: 0 = sum of squared gradients.
 extern "C" __global__ void ember_update(float* buf, u64 param, u64 grad, u64 state, u64 n,
                                         UpdateParams u) {
@@ -66,6 +67,12 @@ extern "C" __global__ void ember_update(float* buf, u64 param, u64 grad, u64 sta
             float v = u.beta2 * *s1 + (1.0f - u.beta2) * g * g;
             *s0 = m;
             *s1 = v;
+            if (u.flags & FLAG_AMSGRAD) {
+                // torch.maximum: NaN propagates.
+                float vmax = (v > *s2 || is_nan(v)) ? v : *s2;
+                *s2 = vmax;
+                v = vmax;
+            }
             float denom = sqrtf(v) / u.bias2_sqrt + u.eps;
             p = p - (u.lr / u.bias1) * m / denom;
             break;

@@ -177,6 +177,7 @@ const FLAG_NESTEROV: i32 = 1;
 const FLAG_FIRST: i32 = 2;
 const FLAG_DECOUPLED: i32 = 4;
 const FLAG_CENTERED: i32 = 8;
+const FLAG_AMSGRAD: i32 = 16;
 
 impl UpdateParams {
     /// The parameter block for `rule` (`RULE_*` and `FLAG_*` in update.cu).
@@ -206,11 +207,12 @@ impl UpdateParams {
                 eps,
                 weight_decay,
                 decoupled,
+                amsgrad,
                 bias1,
                 bias2_sqrt,
             } => UpdateParams {
                 rule: 1,
-                flags: flag(decoupled, FLAG_DECOUPLED),
+                flags: flag(decoupled, FLAG_DECOUPLED) | flag(amsgrad, FLAG_AMSGRAD),
                 lr,
                 weight_decay,
                 eps,
@@ -342,6 +344,7 @@ mod tests {
             (FLAG_FIRST, "FLAG_FIRST"),
             (FLAG_DECOUPLED, "FLAG_DECOUPLED"),
             (FLAG_CENTERED, "FLAG_CENTERED"),
+            (FLAG_AMSGRAD, "FLAG_AMSGRAD"),
         ] {
             assert_eq!(bit, define("update.cu", name), "{name}");
         }

@@ -159,12 +159,14 @@ impl TrainConfig {
                 beta2: 0.999,
                 eps: 1e-8,
                 weight_decay: wd,
+                amsgrad: false,
             },
             "adamw" => Rule::AdamW {
                 beta1: 0.9,
                 beta2: 0.999,
                 eps: 1e-8,
                 weight_decay: if wd == 0.0 { 0.01 } else { wd },
+                amsgrad: false,
             },
             "rmsprop" => Rule::RmsProp {
                 alpha: 0.99,

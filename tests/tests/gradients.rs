@@ -26,6 +26,7 @@
 use ember_core::gradcheck::{check, GradCheck, GradCheckError};
 use ember_core::nn::loss::Reduction;
 use ember_core::ops::map::Map;
+use ember_core::ops::zip::Zip;
 use ember_core::prelude::*;
 use ember_core::{ParamRef, Tape};
 use proptest::collection::vec;
@@ -286,6 +287,37 @@ proptest! {
         binary("(R,C) * (C,)", sa, &a, sv, &v, &w, |a, v| a * v)?;
         binary("(R,C) / (C,)", sa, &a, sv, &v, &w, |a, v| a / v)?;
         view("broadcast_rows", sv, &v, &w, move |v| v.broadcast_rows(r))?;
+        // The vector on the left.
+        binary("(C,) + (R,C)", sv, &v, sa, &a, &w, |v, a| v + a)?;
+        binary("(C,) - (R,C)", sv, &v, sa, &a, &w, |v, a| v - a)?;
+        binary("(C,) * (R,C)", sv, &v, sa, &a, &w, |v, a| v * a)?;
+        binary("(C,) / (R,C)", sv, &v, sa, &a, &w, |v, a| v / a.square().add_scalar(1.0))?;
+    }
+
+    /// PyTorch's broadcasting with size-1 dimensions on both sides: a
+    /// column [R, 1] against a row [1, C], a [R, 1] column against [R, C],
+    /// and expansions along two separate runs of axes.
+    #[test]
+    fn size_one_broadcast(
+        ((r, c), col, row) in (dim(), dim()).prop_flat_map(|(r, c)| {
+            (Just((r, c)), vals(r, D::U(-2.0, 2.0)), vals(c, D::Away(0.5, 2.0)))
+        }),
+        w in weights(),
+    ) {
+        binary("[R,1] * [1,C]", (r, 1usize), &col, (1usize, c), &row, &w, |a, b| {
+            a.broadcast_zip(b, Zip::Mul)
+        })?;
+        binary("[1,C] - [R,1]", (1usize, c), &row, (r, 1usize), &col, &w, |a, b| {
+            a.broadcast_zip(b, Zip::Sub)
+        })?;
+        let full: Vec<f32> = (0..r * c).map(|i| col[i / c] + row[i % c]).collect();
+        binary("[R,1] / [R,C]", (r, 1usize), &col, (r, c), &full, &w, |a, b| {
+            a.broadcast_zip(b.square().add_scalar(1.0), Zip::Div)
+        })?;
+        view("expand [1,C,1] to [R,C,2]", (1usize, c, 1usize), &row, &w, move |x| {
+            x.expand_to((r, c, 2usize))
+        })?;
+        view("expand [C] to [R,2,C]", (c,), &row, &w, move |x| x.expand_to((r, 2usize, c)))?;
     }
 
     /// A scalar broadcast to a matrix.
@@ -515,8 +547,8 @@ proptest! {
         view("broadcast_axis 1", (a, c), &x[..a * c], &w, move |x| {
             x.broadcast_axis::<1, M3>((a, b, c))
         })?;
-        view("cat 1", s, &x, &w, |x| x.cat::<1, M3, _>(x.sin()))?;
-        view("cat 2", s, &x, &w, |x| x.cat::<2, M3, _>(x.exp()))?;
+        view("cat 1", s, &x, &w, |x| x.cat_to::<1, M3, _>(x.sin()))?;
+        view("cat 2", s, &x, &w, |x| x.cat_to::<2, M3, _>(x.exp()))?;
     }
 
     /// Max along the middle axis, on distinct inputs.
@@ -545,15 +577,15 @@ proptest! {
         w in weights(),
     ) {
         // [r1, c] ++ [r2, c] along axis 0.
-        binary("cat 0", (r1, c), &a, (r2, c), &b, &w, |a, b| a.cat::<0, M, _>(b))?;
+        binary("cat 0", (r1, c), &a, (r2, c), &b, &w, |a, b| a.cat_to::<0, M, _>(b))?;
         // [c, r1] ++ [c, r2] along axis 1 (same data, other shapes).
-        binary("cat 1", (c, r1), &a, (c, r2), &b, &w, |a, b| a.cat::<1, M, _>(b).sin())?;
+        binary("cat 1", (c, r1), &a, (c, r2), &b, &w, |a, b| a.cat_to::<1, M, _>(b).sin())?;
         // Two [r1, c] stacked into [2, r1, c].
         let b1 = &b.iter().cycle().take(r1 * c).copied().collect::<Vec<_>>();
         binary("stack", (r1, c), &a, (r1, c), b1, &w, |a, b| a.stack(b))?;
         binary("stack 1-d", (r1 * c,), &a, (r1 * c,), b1, &w, |a, b| a.stack(b).exp())?;
         // A tensor joined with a function of itself.
-        view("cat x, x²", (r1, c), &a, &w, |x| x.cat::<1, M, _>(x.square()))?;
+        view("cat x, x²", (r1, c), &a, &w, |x| x.cat_to::<1, M, _>(x.square()))?;
     }
 
     /// A composition in which inputs reach the output along several paths.

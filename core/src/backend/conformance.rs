@@ -693,7 +693,7 @@ pub const CLASS_ROWS: [(usize, usize); 7] = [
 pub const ZIPS: [Zip; 4] = [Zip::Add, Zip::Sub, Zip::Mul, Zip::Div];
 
 /// Every optimizer rule, with the flags that change its arithmetic.
-pub const UPDATES: [Update; 10] = {
+pub const UPDATES: [Update; 11] = {
     const SGD: Update = Update::Sgd {
         lr: 0.1,
         momentum: 0.0,
@@ -718,7 +718,7 @@ pub const UPDATES: [Update; 10] = {
             first,
         }
     }
-    const fn adam(decoupled: bool) -> Update {
+    const fn adam(decoupled: bool, amsgrad: bool) -> Update {
         // Step 3 with the default betas: bias1 = 1 - 0.9³, bias2_sqrt = √(1 - 0.999³).
         Update::Adam {
             lr: 1e-3,
@@ -727,6 +727,7 @@ pub const UPDATES: [Update; 10] = {
             eps: 1e-8,
             weight_decay: 0.01,
             decoupled,
+            amsgrad,
             bias1: 0.271,
             bias2_sqrt: 0.054_745_8,
         }
@@ -746,8 +747,8 @@ pub const UPDATES: [Update; 10] = {
         sgd(0.9, 0.1, false, 0.01, true),
         sgd(0.9, 0.1, false, 0.01, false),
         sgd(0.9, 0.0, true, 0.0, false),
-        adam(false),
-        adam(true),
+        adam(false, false),
+        adam(true, false),
         rmsprop(0.0, false, 0.0),
         rmsprop(0.9, true, 0.01),
         Update::Adagrad {
@@ -760,6 +761,7 @@ pub const UPDATES: [Update; 10] = {
             eps: 1e-10,
             weight_decay: 0.0,
         },
+        adam(true, true),
     ]
 };
 

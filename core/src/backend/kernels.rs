@@ -303,15 +303,25 @@ pub fn gemm(
 }
 
 /// `y[o, i] (+)= reduce over l of x[o, l, i]`.
+///
+/// Sums add pairwise (as NumPy and PyTorch do): the error of a sum of `n`
+/// floats grows like `log n` rather than `n`, and the blocks of eight
+/// independent partial sums vectorise.
 pub fn reduce(op: Reduce, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
-    if op == Reduce::Sum && d.inner > 1 {
-        return sum_rows(x, y, d, acc);
+    if op == Reduce::Sum {
+        if d.inner > 1 {
+            return sum_rows(x, y, d, acc);
+        }
+        for (o, yv) in y[..d.outer].iter_mut().enumerate() {
+            store(yv, pairwise_sum(&x[o * d.len..][..d.len]), acc);
+        }
+        return;
     }
     for o in 0..d.outer {
         for i in 0..d.inner {
             let at = |l: usize| x[(o * d.len + l) * d.inner + i];
             let v = match op {
-                Reduce::Sum => (0..d.len).map(at).sum(),
+                Reduce::Sum => pairwise_sum_by(&at, 0, d.len),
                 Reduce::Max => {
                     let mut m = f32::NEG_INFINITY;
                     for l in 0..d.len {
@@ -345,29 +355,87 @@ pub fn reduce(op: Reduce, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
     }
 }
 
-/// Sum along an axis with `inner > 1`: rows of `inner` floats are added
-/// in order, a block of columns at a time, so that the reads are contiguous
-/// and the adds vectorise. Each column is summed in the same order as a
-/// column-by-column loop would, so results are identical.
+/// Rows summed one after another below this many; pairwise above.
+const PAIRWISE_BASE: usize = 128;
+
+/// Pairwise sum of a contiguous slice: eight running sums over blocks of
+/// up to [`PAIRWISE_BASE`] values, the halves of longer slices added
+/// recursively (NumPy's scheme).
+pub fn pairwise_sum(x: &[f32]) -> f32 {
+    if x.len() > PAIRWISE_BASE {
+        let mid = x.len() / 2;
+        return pairwise_sum(&x[..mid]) + pairwise_sum(&x[mid..]);
+    }
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    let mut s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for &v in rest {
+        s += v;
+    }
+    s
+}
+
+/// Pairwise sum of `at(lo..hi)`, for strided data (same split as
+/// [`pairwise_sum`], in order within a block).
+fn pairwise_sum_by(at: &impl Fn(usize) -> f32, lo: usize, hi: usize) -> f32 {
+    if hi - lo > PAIRWISE_BASE {
+        let mid = lo + (hi - lo) / 2;
+        return pairwise_sum_by(at, lo, mid) + pairwise_sum_by(at, mid, hi);
+    }
+    (lo..hi).map(at).sum()
+}
+
+/// Rows added in order below this many; halves added pairwise above.
+const ROWS_BASE: usize = 16;
+
+/// Columns of a block in [`sum_rows`].
+const COLUMNS: usize = 64;
+
+/// Sum along an axis with `inner > 1`: a block of up to [`COLUMNS`] columns
+/// at a time, rows of the block added in order (contiguous reads, vectorised
+/// adds) in runs of [`ROWS_BASE`], the runs' sums added pairwise. The stack
+/// holds one block of partial sums per level of halving (256 bytes each,
+/// none below 17 rows).
 fn sum_rows(x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
-    const BLOCK: usize = 64;
-    let mut t = [0.0f32; BLOCK];
+    let mut t = [0.0f32; COLUMNS];
     for o in 0..d.outer {
         let mut i0 = 0;
         while i0 < d.inner {
-            let w = (d.inner - i0).min(BLOCK);
+            let w = (d.inner - i0).min(COLUMNS);
             let t = &mut t[..w];
-            t.fill(0.0);
-            for l in 0..d.len {
-                let row = &x[(o * d.len + l) * d.inner + i0..][..w];
-                for (t, &v) in t.iter_mut().zip(row) {
-                    *t += v;
-                }
-            }
+            let rows = |l: usize| &x[(o * d.len + l) * d.inner + i0..][..w];
+            sum_rows_pairwise(&rows, 0, d.len, t);
             for (yv, &v) in y[o * d.inner + i0..][..w].iter_mut().zip(t.iter()) {
                 store(yv, v, acc);
             }
             i0 += w;
+        }
+    }
+}
+
+/// `t = Σ_{l in lo..hi} row(l)`, pairwise over runs of [`ROWS_BASE`] rows.
+fn sum_rows_pairwise<'a>(row: &impl Fn(usize) -> &'a [f32], lo: usize, hi: usize, t: &mut [f32]) {
+    if hi - lo > ROWS_BASE {
+        let mid = lo + (hi - lo) / 2;
+        sum_rows_pairwise(row, lo, mid, t);
+        let mut right = [0.0f32; COLUMNS];
+        let right = &mut right[..t.len()];
+        sum_rows_pairwise(row, mid, hi, right);
+        for (a, &b) in t.iter_mut().zip(right.iter()) {
+            *a += b;
+        }
+        return;
+    }
+    t.fill(0.0);
+    for l in lo..hi {
+        for (a, &v) in t.iter_mut().zip(row(l)) {
+            *a += v;
         }
     }
 }
@@ -385,17 +453,23 @@ pub fn expand(x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
     }
 }
 
-/// `dx[o, l, i] += dy[o, i]` at the first `l` where `x[o, l, i] == y[o, i]`.
+/// `dx[o, l, i] += dy[o, i] / k` at each of the `k` positions `l` where
+/// `x[o, l, i] == y[o, i]` (or both are NaN): tied maxima share the gradient
+/// evenly, as PyTorch's `max()` and `amax` do.
 pub fn max_backward(x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDims) {
+    let is_max = |v: f32, m: f32| v == m || (v.is_nan() && m.is_nan());
     for o in 0..d.outer {
         for i in 0..d.inner {
             let m = y[o * d.inner + i];
+            let at = |l: usize| (o * d.len + l) * d.inner + i;
+            let ties = (0..d.len).filter(|&l| is_max(x[at(l)], m)).count();
+            if ties == 0 {
+                continue;
+            }
+            let share = dy[o * d.inner + i] / ties as f32;
             for l in 0..d.len {
-                let idx = (o * d.len + l) * d.inner + i;
-                let v = x[idx];
-                if v == m || (v.is_nan() && m.is_nan()) {
-                    dx[idx] += dy[o * d.inner + i];
-                    break;
+                if is_max(x[at(l)], m) {
+                    dx[at(l)] += share;
                 }
             }
         }
@@ -542,7 +616,8 @@ pub fn update_with<Q: Sqrt>(
     match *rule {
         r @ Update::Sgd { momentum: 0.0, .. } => run::<0, Q>(r, param, grad, planes),
         r @ Update::Sgd { .. } => run::<1, Q>(r, param, grad, planes),
-        r @ Update::Adam { .. } => run::<2, Q>(r, param, grad, planes),
+        r @ Update::Adam { amsgrad: false, .. } => run::<2, Q>(r, param, grad, planes),
+        r @ Update::Adam { .. } => run::<3, Q>(r, param, grad, planes),
         r @ Update::RmsProp { .. } => run::<3, Q>(r, param, grad, planes),
         r @ Update::Adagrad { .. } => run::<1, Q>(r, param, grad, planes),
     }

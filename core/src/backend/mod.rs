@@ -230,8 +230,9 @@ pub trait Backend {
         dims: AxisDims,
         acc: Acc,
     ) -> Result<()>;
-    /// Gradient of a max along an axis: `dx[o, l, i] += dy[o, i]` at the first
-    /// `l` where `x[o, l, i] == y[o, i]`.
+    /// Gradient of a max along an axis: `dx[o, l, i] += dy[o, i] / k` at each
+    /// of the `k` positions `l` where `x[o, l, i] == y[o, i]` (or both are
+    /// NaN): tied maxima share the gradient evenly, as in PyTorch.
     fn max_backward(
         &self,
         buf: &mut Self::Buffer,

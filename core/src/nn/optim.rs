@@ -6,7 +6,7 @@
 //! leaves the device); the bookkeeping lives in fixed-size tables of at most
 //! `P` parameters and `G` groups.
 
-use super::Module;
+use super::{Module, ParamInfo};
 use crate::backend::{Backend, Span};
 use crate::error::{Error, Result};
 use crate::memory::{Memory, ParamRef};
@@ -36,6 +36,8 @@ pub enum Rule {
         eps: f32,
         /// L2 penalty.
         weight_decay: f32,
+        /// AMSGrad (Reddi et al.): divide by the largest second moment so far.
+        amsgrad: bool,
     },
     /// AdamW (Loshchilov and Hutter): Adam with decoupled weight decay.
     AdamW {
@@ -47,6 +49,8 @@ pub enum Rule {
         eps: f32,
         /// Decoupled weight decay.
         weight_decay: f32,
+        /// AMSGrad: divide by the largest second moment so far.
+        amsgrad: bool,
     },
     /// RMSprop.
     RmsProp {
@@ -100,6 +104,7 @@ impl Rule {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            amsgrad: false,
         }
     }
     /// AdamW with PyTorch's defaults (weight decay 0.01).
@@ -109,6 +114,7 @@ impl Rule {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.01,
+            amsgrad: false,
         }
     }
     /// RMSprop with PyTorch's defaults (alpha 0.99, eps 1e-8).
@@ -131,6 +137,155 @@ impl Rule {
         }
     }
 
+    /// This rule with another weight decay (every algorithm has one).
+    pub const fn with_weight_decay(self, wd: f32) -> Self {
+        match self {
+            Rule::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                ..
+            } => Rule::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay: wd,
+            },
+            Rule::Adam {
+                beta1,
+                beta2,
+                eps,
+                amsgrad,
+                ..
+            } => Rule::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay: wd,
+                amsgrad,
+            },
+            Rule::AdamW {
+                beta1,
+                beta2,
+                eps,
+                amsgrad,
+                ..
+            } => Rule::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay: wd,
+                amsgrad,
+            },
+            Rule::RmsProp {
+                alpha,
+                eps,
+                momentum,
+                centered,
+                ..
+            } => Rule::RmsProp {
+                alpha,
+                eps,
+                weight_decay: wd,
+                momentum,
+                centered,
+            },
+            Rule::Adagrad {
+                lr_decay,
+                eps,
+                initial_accumulator,
+                ..
+            } => Rule::Adagrad {
+                lr_decay,
+                weight_decay: wd,
+                eps,
+                initial_accumulator,
+            },
+        }
+    }
+
+    /// This rule with another momentum (SGD and RMSprop; the others have
+    /// none and are returned unchanged).
+    pub const fn with_momentum(self, m: f32) -> Self {
+        match self {
+            Rule::Sgd {
+                dampening,
+                nesterov,
+                weight_decay,
+                ..
+            } => Rule::Sgd {
+                momentum: m,
+                dampening,
+                nesterov,
+                weight_decay,
+            },
+            Rule::RmsProp {
+                alpha,
+                eps,
+                weight_decay,
+                centered,
+                ..
+            } => Rule::RmsProp {
+                alpha,
+                eps,
+                weight_decay,
+                momentum: m,
+                centered,
+            },
+            other => other,
+        }
+    }
+
+    /// This rule with AMSGrad on or off (Adam and AdamW; the others are
+    /// returned unchanged).
+    pub const fn with_amsgrad(self, on: bool) -> Self {
+        match self {
+            Rule::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => Rule::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                amsgrad: on,
+            },
+            Rule::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => Rule::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                amsgrad: on,
+            },
+            other => other,
+        }
+    }
+
+    /// The rule's weight decay.
+    pub const fn weight_decay(&self) -> f32 {
+        match *self {
+            Rule::Sgd { weight_decay, .. }
+            | Rule::Adam { weight_decay, .. }
+            | Rule::AdamW { weight_decay, .. }
+            | Rule::RmsProp { weight_decay, .. }
+            | Rule::Adagrad { weight_decay, .. } => weight_decay,
+        }
+    }
+
+    /// Whether `other` is the same algorithm (its hyper-parameters may differ).
+    pub fn same_algorithm(&self, other: &Rule) -> bool {
+        core::mem::discriminant(self) == core::mem::discriminant(other)
+    }
+
     /// Floats of state per parameter element.
     pub const fn state_planes(&self) -> usize {
         match self {
@@ -141,7 +296,13 @@ impl Rule {
                     0
                 }
             }
-            Rule::Adam { .. } | Rule::AdamW { .. } => 2,
+            Rule::Adam { amsgrad, .. } | Rule::AdamW { amsgrad, .. } => {
+                if *amsgrad {
+                    3
+                } else {
+                    2
+                }
+            }
             Rule::RmsProp { .. } => 3,
             Rule::Adagrad { .. } => 1,
         }
@@ -169,12 +330,14 @@ impl Rule {
                 beta2,
                 eps,
                 weight_decay,
+                amsgrad,
             }
             | Rule::AdamW {
                 beta1,
                 beta2,
                 eps,
                 weight_decay,
+                amsgrad,
             } => Update::Adam {
                 lr,
                 beta1,
@@ -182,6 +345,7 @@ impl Rule {
                 eps,
                 weight_decay,
                 decoupled: matches!(self, Rule::AdamW { .. }),
+                amsgrad,
                 bias1: 1.0 - libm::powf(beta1, tf),
                 bias2_sqrt: libm::sqrtf(1.0 - libm::powf(beta2, tf)),
             },
@@ -213,13 +377,18 @@ impl Rule {
     }
 }
 
-/// A parameter group: its base learning rate and its current one.
+/// A parameter group: its base learning rate, its current one, and its
+/// hyper-parameters (PyTorch's groups carry weight decay, momentum, betas,
+/// `amsgrad` as well as `lr`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Group {
     /// The learning rate the group was created with.
     pub base_lr: f32,
     /// The learning rate used by the next step (schedulers set it).
     pub lr: f32,
+    /// The group's hyper-parameters: the optimizer's algorithm, with this
+    /// group's values.
+    pub rule: Rule,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -257,6 +426,26 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
         Ok(opt)
     }
 
+    /// An optimizer whose group 0 holds the parameters of `model` for which
+    /// `keep` is true (add the others with
+    /// [`add_group_where`](Self::add_group_where)).
+    pub fn new_where<M: Module, B: Backend>(
+        mem: &mut Memory<'_, B>,
+        model: &M,
+        rule: Rule,
+        lr: f32,
+        keep: impl FnMut(&ParamInfo<'_>) -> bool,
+    ) -> Result<Self> {
+        let mut opt = Optimizer {
+            rule,
+            groups: heapless::Vec::new(),
+            slots: heapless::Vec::new(),
+            steps: 0,
+        };
+        opt.add_group_where(mem, model, lr, rule, keep)?;
+        Ok(opt)
+    }
+
     /// Adds the parameters of `module` as a new group with its own learning
     /// rate (PyTorch's `[{'params': ...}, {'params': ..., 'lr': ...}]`);
     /// returns the group's index.
@@ -266,19 +455,60 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
         module: &M,
         lr: f32,
     ) -> Result<usize> {
+        let rule = self.rule;
+        self.add_group_where(mem, module, lr, rule, |_| true)
+    }
+
+    /// Adds the parameters of `module` for which `keep` is true as a new
+    /// group with its own learning rate and hyper-parameters `rule` (the
+    /// optimizer's algorithm with other values: weight decay, momentum,
+    /// betas, `amsgrad`); returns the group's index. PyTorch's "no weight
+    /// decay on biases" recipe is [`new_where`](Self::new_where) then this:
+    ///
+    /// ```
+    /// use ember_core::prelude::*;
+    /// use ember_core::nn::{Build, Linear, Optimizer, ParamInfo, ParamKind, Rule};
+    /// let mut buf = [0.0f32; 256];
+    /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    /// let model = Linear::<4, 3>::build(&mut mem, &mut Rng::new(0))?;
+    /// let adamw = Rule::adamw();
+    /// let is_bias = |p: &ParamInfo<'_>| p.kind == ParamKind::Bias;
+    /// let mut opt: Optimizer =
+    ///     Optimizer::new_where(&mut mem, &model, adamw, 1e-3, |p| !is_bias(p))?;
+    /// opt.add_group_where(&mut mem, &model, 1e-3, adamw.with_weight_decay(0.0), is_bias)?;
+    /// assert_eq!(opt.groups()[1].rule.weight_decay(), 0.0);
+    /// # Ok::<(), ember_core::Error>(())
+    /// ```
+    pub fn add_group_where<M: Module, B: Backend>(
+        &mut self,
+        mem: &mut Memory<'_, B>,
+        module: &M,
+        lr: f32,
+        rule: Rule,
+        mut keep: impl FnMut(&ParamInfo<'_>) -> bool,
+    ) -> Result<usize> {
         if !lr.is_finite() || lr < 0.0 {
             return Err(Error::InvalidArgument {
                 what: "learning rate must be finite and non-negative",
             });
         }
+        if !rule.same_algorithm(&self.rule) {
+            return Err(Error::InvalidArgument {
+                what: "a parameter group must use the optimizer's algorithm",
+            });
+        }
         let group = self.groups.len();
         self.groups
-            .push(Group { base_lr: lr, lr })
+            .push(Group {
+                base_lr: lr,
+                lr,
+                rule,
+            })
             .map_err(|_| Error::InvalidArgument {
                 what: "too many parameter groups for this optimizer",
             })?;
-        let planes = self.rule.state_planes();
-        let init = match self.rule {
+        let planes = rule.state_planes();
+        let init = match rule {
             Rule::Adagrad {
                 initial_accumulator,
                 ..
@@ -287,7 +517,7 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
         };
         let mut result = Ok(());
         module.named_parameters(&mut |p| {
-            if result.is_err() {
+            if result.is_err() || !keep(p) {
                 return;
             }
             result = (|| {
@@ -311,10 +541,15 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
                     })
             })();
         });
+        if result.is_err() {
+            // Leave no half-made group behind.
+            self.slots.retain(|s| usize::from(s.group) != group);
+            self.groups.pop();
+        }
         result.map(|()| group)
     }
 
-    /// The rule.
+    /// The rule (group 0's, and every group's algorithm).
     pub fn rule(&self) -> &Rule {
         &self.rule
     }
@@ -360,8 +595,10 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
     pub fn step<B: Backend>(&mut self, mem: &mut Memory<'_, B>) -> Result<()> {
         let t = self.steps + 1;
         for s in &self.slots {
-            let lr = self.groups.get(s.group as usize).map_or(0.0, |g| g.lr);
-            let rule = self.rule.update(lr, t);
+            let Some(g) = self.groups.get(usize::from(s.group)) else {
+                continue;
+            };
+            let rule = g.rule.update(g.lr, t);
             mem.with_buffer(|be, buf| be.update(buf, &rule, s.param.value, s.param.grad, s.state))?;
         }
         self.steps = t;

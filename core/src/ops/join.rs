@@ -3,12 +3,43 @@
 use crate::backend::{Acc, Backend, Blocks, Span};
 use crate::error::{Error, Result};
 use crate::graph::{Input, Op};
-use crate::shape::{check, Shape, Stack, MAX_RANK};
+use crate::shape::{check, HasAxis, Shape, Stack, MAX_RANK};
 use crate::tensor::{invalid, Tensor};
 
 impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
-    /// Concatenates `self` and `other` along axis `AX` into shape `O`.
-    /// Stable Rust cannot add dimensions in types, so the caller names `O`;
+    /// Concatenates `self` and `other` along axis `AX` (PyTorch's
+    /// `torch.cat((self, other), AX)`); the result's axis `AX` is a run-time
+    /// dimension, the others keep `self`'s types. The inputs must agree
+    /// outside `AX` (checked at run time; between compile-time sizes it does
+    /// not compile). To get a compile-time shape, name it with
+    /// [`cat_to`](Self::cat_to).
+    ///
+    /// ```
+    /// use ember_core::prelude::*;
+    /// let mut buf = [0.0f32; 64];
+    /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    /// let g = Graph::new(&mut mem);
+    /// let a = g.tensor([[1.0f32, 2.0], [3.0, 4.0]]);
+    /// let b = g.tensor([[5.0f32, 6.0]]);
+    /// let c = a.cat::<0, _>(b); // (usize, Const<2>)
+    /// assert_eq!(c.dims().as_slice(), &[3, 2]);
+    /// let mut out = [0.0f32; 6];
+    /// c.read(&mut out)?;
+    /// assert_eq!(out, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    /// # Ok::<(), ember_core::Error>(())
+    /// ```
+    pub fn cat<const AX: usize, S2: Shape>(
+        self,
+        other: Tensor<'t, S2, B>,
+    ) -> Tensor<'t, S::Runtime, B>
+    where
+        S: HasAxis<AX>,
+    {
+        self.cat_to::<AX, S::Runtime, S2>(other)
+    }
+
+    /// Concatenates `self` and `other` along axis `AX` into the shape `O`
+    /// the caller names (stable Rust cannot add dimensions in types);
     /// between compile-time sizes a wrong `O` does not compile:
     ///
     /// ```compile_fail,E0080
@@ -18,9 +49,9 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// let g = Graph::new(&mut mem);
     /// let a = g.zeros::<Rank2<2, 3>>();
     /// let b = g.zeros::<Rank2<1, 3>>();
-    /// let _ = a.cat::<0, Rank2<4, 3>, _>(b); // 2 + 1 != 4
+    /// let _ = a.cat_to::<0, Rank2<4, 3>, _>(b); // 2 + 1 != 4
     /// ```
-    pub fn cat<const AX: usize, O: Shape, S2: Shape>(
+    pub fn cat_to<const AX: usize, O: Shape, S2: Shape>(
         self,
         other: Tensor<'t, S2, B>,
     ) -> Tensor<'t, O, B> {
@@ -107,7 +138,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
                 }
                 let joined = self
                     .flatten_dyn()
-                    .cat::<0, (usize,), _>(other.flatten_dyn());
+                    .cat_to::<0, (usize,), _>(other.flatten_dyn());
                 joined.reshape_to(shape)
             }
             None => invalid(

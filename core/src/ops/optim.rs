@@ -45,7 +45,8 @@ pub enum Update {
         /// The first step (the momentum buffer starts as the gradient).
         first: bool,
     },
-    /// Adam, or AdamW when `decoupled`. State: first and second moments.
+    /// Adam, or AdamW when `decoupled`. State: first and second moments, and
+    /// with `amsgrad` the largest second moment so far.
     Adam {
         /// Learning rate.
         lr: f32,
@@ -59,6 +60,8 @@ pub enum Update {
         weight_decay: f32,
         /// AdamW's decoupled weight decay.
         decoupled: bool,
+        /// AMSGrad: divide by the largest second moment so far (state plane 2).
+        amsgrad: bool,
         /// `1 - beta1^t`.
         bias1: f32,
         /// `sqrt(1 - beta2^t)`.
@@ -101,7 +104,13 @@ impl Update {
                     0
                 }
             }
-            Update::Adam { .. } => 2,
+            Update::Adam { amsgrad, .. } => {
+                if *amsgrad {
+                    3
+                } else {
+                    2
+                }
+            }
             Update::RmsProp { .. } => 3,
             Update::Adagrad { .. } => 1,
         }
@@ -145,6 +154,7 @@ impl Update {
                 eps,
                 weight_decay,
                 decoupled,
+                amsgrad,
                 bias1,
                 bias2_sqrt,
             } => {
@@ -156,7 +166,18 @@ impl Update {
                 }
                 s[0] = beta1 * s[0] + (1.0 - beta1) * g;
                 s[1] = beta2 * s[1] + (1.0 - beta2) * g * g;
-                let denom = sqrtf(s[1]) / bias2_sqrt + eps;
+                let v = if amsgrad {
+                    // PyTorch's torch.maximum: NaN propagates.
+                    s[2] = if s[1] > s[2] || s[1].is_nan() {
+                        s[1]
+                    } else {
+                        s[2]
+                    };
+                    s[2]
+                } else {
+                    s[1]
+                };
+                let denom = sqrtf(v) / bias2_sqrt + eps;
                 p - (lr / bias1) * s[0] / denom
             }
             Update::RmsProp {

@@ -52,7 +52,8 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         self.sum().mul_scalar(1.0 / n)
     }
 
-    /// Largest element (its gradient goes to the first maximum).
+    /// Largest element, like `torch.max(x)`: tied maxima share the gradient
+    /// evenly.
     pub fn max(self) -> Tensor<'t, (), B> {
         let d = self.all_dims();
         self.reduce_dims(Reduce::Max, d, ())
@@ -77,7 +78,9 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         self.sum_axis::<AX>().mul_scalar(1.0 / n)
     }
 
-    /// Maximum along axis `AX`, which disappears.
+    /// Maximum along axis `AX`, which disappears, like `torch.amax(x, AX)`:
+    /// tied maxima share the gradient evenly. (`torch.max(x, AX).values`
+    /// gives it all to the one index it returns.)
     pub fn max_axis<const AX: usize>(self) -> Tensor<'t, S::Removed, B>
     where
         S: HasAxis<AX>,

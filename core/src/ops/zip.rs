@@ -4,7 +4,7 @@
 use crate::backend::Backend;
 use crate::graph::Op;
 use crate::ops::map::Map;
-use crate::shape::{Dim, Shape};
+use crate::shape::Shape;
 use crate::tensor::Tensor;
 use core::ops::{Add, Div, Mul, Neg, Sub};
 
@@ -100,14 +100,6 @@ macro_rules! binary_operator {
             fn $method(self, rhs: f32) -> Self {
                 #[allow(clippy::redundant_closure_call)]
                 ($scalar)(self, rhs)
-            }
-        }
-        /// Broadcasts the row vector over every row of the batch.
-        impl<'t, R: Dim, C: Dim, B: Backend> $tr<Tensor<'t, (C,), B>> for Tensor<'t, (R, C), B> {
-            type Output = Self;
-            fn $method(self, rhs: Tensor<'t, (C,), B>) -> Self {
-                let rows = rhs.broadcast_rows(self.shape.0);
-                self.zip(rows, $zip)
             }
         }
     };

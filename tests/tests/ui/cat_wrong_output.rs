@@ -7,5 +7,5 @@ fn main() {
     let g = Graph::new(&mut mem);
     let a = g.zeros::<Rank2<2, 3>>();
     let b = g.zeros::<Rank2<1, 3>>();
-    let _ = a.cat::<0, Rank2<4, 3>, _>(b);
+    let _ = a.cat_to::<0, Rank2<4, 3>, _>(b);
 }

@@ -10,7 +10,7 @@ fn main() {
     let m = g.zeros::<Rank2<2, 3>>();
     let _ = m.matmul(g.zeros::<Rank2<3, 5>>());
     let _ = m.reshape::<Rank2<3, 2>>();
-    let _ = m.cat::<0, Rank2<3, 3>, _>(g.zeros::<Rank2<1, 3>>());
+    let _ = m.cat_to::<0, Rank2<3, 3>, _>(g.zeros::<Rank2<1, 3>>());
     let _ = g.zeros::<Rank3<2, 3, 4>>().flatten::<12>();
     let _ = a.squeeze::<0>();
     g.status().unwrap();

@@ -25,6 +25,9 @@
 
 use core::fmt::Debug;
 
+pub mod broadcast;
+pub use broadcast::{broadcast_dims, BroadcastShape, Unify};
+
 /// Highest rank supported.
 pub const MAX_RANK: usize = 4;
 
@@ -306,6 +309,10 @@ impl<const A: usize, const B: usize, const C: usize, const D: usize> ArrayShape
 pub trait HasAxis<const AX: usize>: Shape {
     /// The shape with axis `AX` removed.
     type Removed: Shape;
+    /// The shape with axis `AX` a run-time dimension (`usize`): what a
+    /// concatenation along `AX` returns, since stable Rust cannot add two
+    /// compile-time sizes in a type.
+    type Runtime: Shape;
     /// The shape with axis `AX` removed.
     fn remove(&self) -> Self::Removed;
 }
@@ -319,9 +326,10 @@ pub trait InsertAxis<const AX: usize>: Shape {
 }
 
 macro_rules! axis_impls {
-    ($ax:literal; ($($d:ident),+); ($($keep:tt),*); ($($r:ident),*)) => {
+    ($ax:literal; ($($d:ident),+); ($($keep:tt),*); ($($r:ident),*); ($($rt:ty),+)) => {
         impl<$($d: Dim),+> HasAxis<$ax> for ($($d,)+) {
             type Removed = ($($r,)*);
+            type Runtime = ($($rt,)+);
             #[inline]
             #[allow(clippy::unused_unit)]
             fn remove(&self) -> Self::Removed {
@@ -330,16 +338,16 @@ macro_rules! axis_impls {
         }
     };
 }
-axis_impls!(0; (A); (); ());
-axis_impls!(0; (A, B); (1); (B));
-axis_impls!(1; (A, B); (0); (A));
-axis_impls!(0; (A, B, C); (1, 2); (B, C));
-axis_impls!(1; (A, B, C); (0, 2); (A, C));
-axis_impls!(2; (A, B, C); (0, 1); (A, B));
-axis_impls!(0; (A, B, C, D); (1, 2, 3); (B, C, D));
-axis_impls!(1; (A, B, C, D); (0, 2, 3); (A, C, D));
-axis_impls!(2; (A, B, C, D); (0, 1, 3); (A, B, D));
-axis_impls!(3; (A, B, C, D); (0, 1, 2); (A, B, C));
+axis_impls!(0; (A); (); (); (usize));
+axis_impls!(0; (A, B); (1); (B); (usize, B));
+axis_impls!(1; (A, B); (0); (A); (A, usize));
+axis_impls!(0; (A, B, C); (1, 2); (B, C); (usize, B, C));
+axis_impls!(1; (A, B, C); (0, 2); (A, C); (A, usize, C));
+axis_impls!(2; (A, B, C); (0, 1); (A, B); (A, B, usize));
+axis_impls!(0; (A, B, C, D); (1, 2, 3); (B, C, D); (usize, B, C, D));
+axis_impls!(1; (A, B, C, D); (0, 2, 3); (A, C, D); (A, usize, C, D));
+axis_impls!(2; (A, B, C, D); (0, 1, 3); (A, B, D); (A, B, usize, D));
+axis_impls!(3; (A, B, C, D); (0, 1, 2); (A, B, C); (A, B, C, usize));
 
 macro_rules! insert_impls {
     ($ax:literal; ($($d:ident),*); ($($out:tt)*)) => {
@@ -533,6 +541,45 @@ pub(crate) mod check {
             assert!(AX < A::RANK, "axis out of range for this shape");
             if let Some(n) = A::STATIC_DIMS[AX] {
                 assert!(n == 1, "squeeze: the axis is not of size 1");
+            }
+        };
+    }
+
+    /// `A` and `B` broadcast into `O` (where the sizes are known): aligned
+    /// on their last dimension, each pair equal or one of them 1, and `O`'s
+    /// compile-time sizes those of the result.
+    pub struct Broadcast<A, B, O>(PhantomData<(A, B, O)>);
+    impl<A: Shape, B: Shape, O: Shape> Broadcast<A, B, O> {
+        pub const OK: () = {
+            let (a, b, o) = (A::STATIC_DIMS, B::STATIC_DIMS, O::STATIC_DIMS);
+            let rank = O::RANK;
+            let mut k = 0;
+            while k < rank {
+                let x = if k < A::RANK {
+                    a[A::RANK - 1 - k]
+                } else {
+                    Some(1)
+                };
+                let y = if k < B::RANK {
+                    b[B::RANK - 1 - k]
+                } else {
+                    Some(1)
+                };
+                if let (Some(x), Some(y)) = (x, y) {
+                    assert!(
+                        x == y || x == 1 || y == 1,
+                        "broadcast: a pair of sizes differs and neither is 1"
+                    );
+                }
+                if let Some(z) = o[rank - 1 - k] {
+                    if let Some(x) = x {
+                        assert!(x == z || x == 1, "broadcast: the result's type has size 1 where the left operand is wider: put the wider operand on the left, or expand_to the shape");
+                    }
+                    if let Some(y) = y {
+                        assert!(y == z || y == 1, "broadcast: the result's type has size 1 where the right operand is wider: put the wider operand on the left, or expand_to the shape");
+                    }
+                }
+                k += 1;
             }
         };
     }
