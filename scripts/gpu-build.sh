@@ -15,8 +15,9 @@ mkdir -p "$out/bin"
 cargo build --release -p ember-std --bin ember --example bench_train
 cp target/release/ember target/release/examples/bench_train "$out/bin/"
 
-# ember-cuda's tests, in release mode: `cargo test --no-run` names each binary.
-cargo test --release -p ember-cuda --no-run --message-format=json 2>/dev/null |
+# ember-cuda's tests (the conformance suite included), in release mode:
+# `cargo test --no-run` names each binary.
+cargo test --release -p ember-cuda --features conformance --no-run --message-format=json 2>/dev/null |
     python3 -c '
 import json, shutil, sys
 for line in sys.stdin:

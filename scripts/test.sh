@@ -19,6 +19,9 @@ if [ -n "$early" ]; then
   exit 1
 fi
 
+step "ember-core: no new import cycle between its modules"
+python3 scripts/module-cycles.py
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

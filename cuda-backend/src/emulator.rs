@@ -352,8 +352,8 @@ mod tests {
     /// overflowing sizes are errors, and nothing is launched.
     #[test]
     fn emulated_backend_rejects_bad_spans() {
+        use ember_core::backend::Map;
         use ember_core::backend::{Acc, AxisDims, Backend, Blocks};
-        use ember_core::ops::map::Map;
         use ember_core::{Error, Span};
 
         let Some(emu) = CudaBackend::emulated(false) else {

@@ -8,10 +8,10 @@
 //! kernels of `ember_core::backend::kernels`); the codes below must match the
 //! `#define`s at the top of each `.cu` file.
 
+use ember_core::backend::Map;
 use ember_core::backend::Reduce;
-use ember_core::ops::map::Map;
-use ember_core::ops::optim::Update;
-use ember_core::ops::zip::Zip;
+use ember_core::backend::Update;
+use ember_core::backend::Zip;
 
 use crate::{CudaError, Image, Target};
 

@@ -125,14 +125,15 @@ mod sys;
 
 use std::sync::{Mutex, OnceLock};
 
-use ember_core::backend::conformance::Call;
-use ember_core::backend::cpu::{
+use ember_core::backend::check::{
     blocks_extent, check_axis, check_cross_entropy, check_gemm, check_rows, same_len,
 };
+#[cfg(any(test, feature = "conformance"))]
+use ember_core::backend::conformance::Call;
+use ember_core::backend::Map;
+use ember_core::backend::Update;
+use ember_core::backend::Zip;
 use ember_core::backend::{Acc, AxisDims, Backend, Blocks, Device, Gemm, Reduce, Span};
-use ember_core::ops::map::Map;
-use ember_core::ops::optim::Update;
-use ember_core::ops::zip::Zip;
 use ember_core::{Error, Result};
 
 pub use error::CudaError;
@@ -603,6 +604,7 @@ impl CudaBackend {
 /// empty axis) and copies whose destination blocks overlap (the serial
 /// kernel). Run each with
 /// [`conformance::check_case`](ember_core::backend::conformance::check_case).
+#[cfg(any(test, feature = "conformance"))]
 pub fn extra_conformance_cases() -> impl Iterator<Item = Call> {
     use ember_core::backend::conformance::Dist;
     let ax = |outer, len, inner| AxisDims { outer, len, inner };

@@ -4,8 +4,8 @@
 
 mod common;
 
+use ember_core::backend::Map;
 use ember_core::backend::{Backend, Device};
-use ember_core::ops::map::Map;
 use ember_core::prelude::*;
 use ember_core::Span;
 

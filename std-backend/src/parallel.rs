@@ -31,13 +31,13 @@
 //! ```
 
 use core::ops::Range;
-use ember_core::backend::cpu::{
+use ember_core::backend::check::{
     blocks_extent, check_axis, check_cross_entropy, check_gemm, check_rows, same_len, split,
 };
+use ember_core::backend::update::{Sqrt, Update};
+use ember_core::backend::Map;
+use ember_core::backend::Zip;
 use ember_core::backend::{kernels, Acc, AxisDims, Backend, Blocks, Cpu, Gemm, Reduce, Span};
-use ember_core::ops::map::Map;
-use ember_core::ops::optim::{Sqrt, Update};
-use ember_core::ops::zip::Zip;
 use ember_core::{Error, Result};
 use rayon::prelude::*;
 

@@ -38,11 +38,11 @@
 //! assert!(report.cases > 0);
 //! ```
 
+use super::map::Map;
+use super::update::Update;
+use super::zip::Zip;
 use super::{Acc, AxisDims, Backend, Blocks, Cpu, Gemm, Reduce, Span};
 use crate::error::Error;
-use crate::ops::map::Map;
-use crate::ops::optim::Update;
-use crate::ops::zip::Zip;
 use crate::rng::Rng;
 use core::fmt;
 
@@ -1207,7 +1207,7 @@ pub fn check_case<B: Backend + ?Sized>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     extern crate std;
     use super::*;
     use std::vec;
@@ -1243,7 +1243,8 @@ mod tests {
     }
 
     /// A backend that gets one kernel wrong, to see that the suite notices.
-    struct Broken;
+    /// The CPU backend with a wrong `transpose` and no host memory.
+    pub(crate) struct Broken;
     impl Backend for Broken {
         type Buffer = [f32];
         fn buffer_len(&self, buf: &[f32]) -> usize {
@@ -1417,52 +1418,6 @@ mod tests {
             matches!(m.failure, Failure::Value { operand: "y", .. }),
             "{m}"
         );
-    }
-
-    /// A custom operation on a backend whose memory is not host memory is
-    /// an error on the graph, not a panic.
-    #[test]
-    fn custom_ops_need_host_memory() {
-        struct Double;
-        impl crate::ops::custom::CustomOp for Double {
-            fn name(&self) -> &'static str {
-                "DoubleBackward"
-            }
-            fn forward(&self, x: &[&[f32]], y: &mut [f32]) -> crate::Result<()> {
-                y.iter_mut().zip(x[0]).for_each(|(y, x)| *y = 2.0 * x);
-                Ok(())
-            }
-            fn backward(
-                &self,
-                _: usize,
-                _: &[&[f32]],
-                _: &[f32],
-                dy: &[f32],
-                g: &mut [f32],
-            ) -> crate::Result<()> {
-                g.iter_mut().zip(dy).for_each(|(g, d)| *g += 2.0 * d);
-                Ok(())
-            }
-        }
-        let mut buf = vec![0.0f32; 64];
-        let mut mem = crate::Memory::new(&Broken, &mut buf[..]);
-        let g: crate::Graph<'_, Broken> = crate::Graph::new(&mut mem);
-        let y = g.tensor([1.0f32, 2.0]).custom(&Double);
-        assert!(!y.is_valid());
-        assert!(
-            matches!(g.status(), Err(Error::Backend { .. })),
-            "{:?}",
-            g.status()
-        );
-        // The same op on the CPU.
-        let mut buf = vec![0.0f32; 64];
-        let mut mem = crate::Memory::new(&Cpu, &mut buf[..]);
-        let g: crate::Graph<'_, Cpu> = crate::Graph::new(&mut mem);
-        let x = g.tensor([1.0f32, 2.0]).requires_grad();
-        let y = x.custom(&Double);
-        assert_eq!(y.to_array().unwrap(), [2.0, 4.0]);
-        y.sum().backward().unwrap();
-        assert_eq!(x.grad().unwrap(), Some([2.0, 2.0]));
     }
 
     #[test]

@@ -4,10 +4,10 @@
 //! chunks from several threads. They are the reference the other backends are
 //! tested against.
 
+use super::map::Map;
+use super::update::{LibmSqrt, Sqrt, Update};
+use super::zip::Zip;
 use super::{Acc, AxisDims, Reduce};
-use crate::ops::map::Map;
-use crate::ops::optim::{LibmSqrt, Sqrt, Update};
-use crate::ops::zip::Zip;
 
 #[inline]
 fn store(out: &mut f32, v: f32, acc: Acc) {

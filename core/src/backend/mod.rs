@@ -10,15 +10,21 @@
 //! Every kernel that produces a gradient accumulates (`+=`) into its output, or
 //! takes an [`Acc`] saying whether to overwrite or accumulate.
 
+pub mod activation;
+pub mod check;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod cpu;
 pub mod kernels;
+pub mod map;
+pub mod update;
+pub mod zip;
 
 pub use cpu::Cpu;
+pub use map::Map;
+pub use update::Update;
+pub use zip::Zip;
 
-use crate::ops::map::Map;
-use crate::ops::optim::Update;
-use crate::ops::zip::Zip;
 use crate::Result;
 
 /// A contiguous range of a backend buffer, in floats.
@@ -158,7 +164,7 @@ pub trait Backend {
     /// Floats in the buffer.
     fn buffer_len(&self, buf: &Self::Buffer) -> usize;
     /// The buffer as host memory, where it is host memory (the CPU
-    /// backends): what custom operations ([`crate::ops::custom`]) run on.
+    /// backends): what custom operations (`ops::custom`) run on.
     /// `None`, the default, on a device whose memory the host cannot
     /// address; recording a custom operation there is an error.
     fn host_mut<'b>(&self, buf: &'b mut Self::Buffer) -> Option<&'b mut [f32]> {

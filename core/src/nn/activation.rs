@@ -1,8 +1,8 @@
 //! Activation layers, `Flatten` and `Dropout`.
 
 use super::{Build, Footprint, Forward, Layer, LayerKind, Module, Name, ParamInfo, Signature};
+use crate::backend::activation::Activation;
 use crate::backend::Backend;
-use crate::deploy::Activation;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
 use crate::rng::Rng;

@@ -3,8 +3,8 @@
 //! layers, with `usize` dimensions checked when the graph runs.
 
 use super::{loss, Forward, Layer, Module, Name, ParamInfo, ParamKind};
+use crate::backend::activation::Activation;
 use crate::backend::Backend;
-use crate::deploy::Activation;
 use crate::error::{Error, Result};
 use crate::memory::{Memory, Param};
 use crate::ops::map::Map;

@@ -218,7 +218,7 @@ pub enum Layer {
         bias: ParamRef,
     },
     /// An elementwise activation.
-    Activation(crate::deploy::Activation),
+    Activation(crate::backend::activation::Activation),
 }
 
 /// Sizes of a module type known at compile time: parameters, graph nodes,
@@ -251,7 +251,7 @@ pub enum LayerKind {
         out_features: usize,
     },
     /// An elementwise activation (with its default parameter).
-    Activation(crate::deploy::Activation),
+    Activation(crate::backend::activation::Activation),
 }
 
 /// A model type's inference layers, for checking a weight file against a type.

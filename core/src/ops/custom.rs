@@ -229,3 +229,59 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Cpu;
+    use crate::Error;
+    extern crate std;
+    use std::vec;
+
+    /// A custom operation on a backend whose memory is not host memory is
+    /// an error on the graph, not a panic.
+    #[test]
+    fn custom_ops_need_host_memory() {
+        struct Double;
+        impl CustomOp for Double {
+            fn name(&self) -> &'static str {
+                "DoubleBackward"
+            }
+            fn forward(&self, x: &[&[f32]], y: &mut [f32]) -> crate::Result<()> {
+                y.iter_mut().zip(x[0]).for_each(|(y, x)| *y = 2.0 * x);
+                Ok(())
+            }
+            fn backward(
+                &self,
+                _: usize,
+                _: &[&[f32]],
+                _: &[f32],
+                dy: &[f32],
+                g: &mut [f32],
+            ) -> crate::Result<()> {
+                g.iter_mut().zip(dy).for_each(|(g, d)| *g += 2.0 * d);
+                Ok(())
+            }
+        }
+        let mut buf = vec![0.0f32; 64];
+        let mut mem = crate::Memory::new(&crate::backend::conformance::tests::Broken, &mut buf[..]);
+        let g: crate::Graph<'_, crate::backend::conformance::tests::Broken> =
+            crate::Graph::new(&mut mem);
+        let y = g.tensor([1.0f32, 2.0]).custom(&Double);
+        assert!(!y.is_valid());
+        assert!(
+            matches!(g.status(), Err(Error::Backend { .. })),
+            "{:?}",
+            g.status()
+        );
+        // The same op on the CPU.
+        let mut buf = vec![0.0f32; 64];
+        let mut mem = crate::Memory::new(&Cpu, &mut buf[..]);
+        let g: crate::Graph<'_, Cpu> = crate::Graph::new(&mut mem);
+        let x = g.tensor([1.0f32, 2.0]).requires_grad();
+        let y = x.custom(&Double);
+        assert_eq!(y.to_array().unwrap(), [2.0, 4.0]);
+        y.sum().backward().unwrap();
+        assert_eq!(x.grad().unwrap(), Some([2.0, 2.0]));
+    }
+}

@@ -1,67 +1,15 @@
 //! Elementwise functions of two tensors of one shape, the arithmetic operators,
-//! and their broadcasting forms (a tensor with a scalar, a batch with a row).
+//! and their forms with a scalar. (Broadcasting between shapes is in
+//! [`crate::ops::broadcast`]; the functions themselves in
+//! [`crate::backend::zip`].)
 
+pub use crate::backend::zip::Zip;
 use crate::backend::Backend;
 use crate::graph::Op;
 use crate::ops::map::Map;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 use core::ops::{Add, Div, Mul, Neg, Sub};
-
-/// An elementwise function of two tensors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Zip {
-    /// `a + b`.
-    Add,
-    /// `a - b`.
-    Sub,
-    /// `a · b`.
-    Mul,
-    /// `a / b`.
-    Div,
-}
-
-impl Zip {
-    /// The value.
-    #[inline]
-    pub fn apply(self, a: f32, b: f32) -> f32 {
-        match self {
-            Zip::Add => a + b,
-            Zip::Sub => a - b,
-            Zip::Mul => a * b,
-            Zip::Div => a / b,
-        }
-    }
-    /// `∂/∂a`.
-    #[inline]
-    pub fn d_lhs(self, _a: f32, b: f32) -> f32 {
-        match self {
-            Zip::Add | Zip::Sub => 1.0,
-            Zip::Mul => b,
-            Zip::Div => 1.0 / b,
-        }
-    }
-    /// `∂/∂b`.
-    #[inline]
-    pub fn d_rhs(self, a: f32, b: f32) -> f32 {
-        match self {
-            Zip::Add => 1.0,
-            Zip::Sub => -1.0,
-            Zip::Mul => a,
-            Zip::Div => -a / (b * b),
-        }
-    }
-    /// The name of the backward node.
-    pub fn name(self) -> &'static str {
-        match self {
-            Zip::Add => "AddBackward",
-            Zip::Sub => "SubBackward",
-            Zip::Mul => "MulBackward",
-            Zip::Div => "DivBackward",
-        }
-    }
-}
 
 impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// Applies an elementwise function of two tensors of the same shape.
