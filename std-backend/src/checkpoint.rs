@@ -3,6 +3,7 @@
 //! atomically. A checkpoint restores a run bit for bit.
 
 use crate::atomic::write_atomic;
+use crate::config::ActivationKind;
 use crate::state_dict::{self, NamedTensor};
 use safetensors::tensor::SafeTensors;
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,7 @@ pub enum CheckpointError {
         /// What is wrong.
         msg: String,
     },
-    /// A checkpoint of another architecture.
+    /// A checkpoint of another architecture (an MLP's widths or activation).
     #[error("{path}: checkpoint is for a {found} model, this run builds {expected}")]
     Architecture {
         /// The file.
@@ -38,15 +39,37 @@ pub enum CheckpointError {
         /// The checkpoint's.
         found: String,
     },
+    /// A checkpoint whose parameters are not the model's: a name missing on
+    /// either side, or a shape that differs.
+    #[error("{path}: checkpoint is for another architecture: tensor `{name}` is {} in the checkpoint, {} in this model", shape_text(.found), shape_text(.expected))]
+    Parameters {
+        /// The file.
+        path: PathBuf,
+        /// The first tensor that differs.
+        name: String,
+        /// Its shape in the model (`None`: the model has no such parameter).
+        expected: Option<Vec<usize>>,
+        /// Its shape in the checkpoint (`None`: the checkpoint lacks it).
+        found: Option<Vec<usize>>,
+    },
+}
+
+fn shape_text(s: &Option<Vec<usize>>) -> String {
+    match s {
+        Some(s) => format!("{s:?}"),
+        None => "absent".into(),
+    }
 }
 
 /// Everything in a checkpoint besides the tensors.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Meta {
-    /// Layer widths, input first.
+    /// An MLP's layer widths, input first (empty for other models).
+    #[serde(default)]
     pub widths: Vec<usize>,
-    /// Hidden activation name.
-    pub activation: String,
+    /// An MLP's hidden activation (`None` for other models).
+    #[serde(default)]
+    pub activation: Option<ActivationKind>,
     /// Epochs completed.
     pub epoch: usize,
     /// Optimizer steps taken.
@@ -82,6 +105,7 @@ pub struct Checkpoint {
 
 const FORMAT: &str = "ember-checkpoint-1";
 const OPT: &str = "optimizer.state";
+const ORDER: &str = "parameter_order";
 
 fn data_crc(tensors: &[NamedTensor], opt: &[f32]) -> u32 {
     let mut crc = 0;
@@ -115,6 +139,16 @@ impl Checkpoint {
         });
         let mut md = HashMap::new();
         md.insert("format".into(), FORMAT.into());
+        // The parameters' order (the model's visiting order, which the
+        // checksum follows): safetensors keeps tensors sorted by name.
+        let order: Vec<&str> = self.params.iter().map(|t| t.name.as_str()).collect();
+        md.insert(
+            ORDER.into(),
+            serde_json::to_string(&order).map_err(|e| CheckpointError::Invalid {
+                path: path.into(),
+                msg: e.to_string(),
+            })?,
+        );
         md.insert(
             "crc32".into(),
             data_crc(&self.params, &self.optimizer).to_string(),
@@ -183,11 +217,35 @@ impl Checkpoint {
                 return Err(invalid(format!("unexpected tensor `{name}`")));
             }
         }
-        // Restore visiting order (0.weight, 0.bias, 2.weight, ...).
-        params.sort_by_key(|t| {
-            let (idx, kind) = t.name.split_once('.').unwrap_or((&t.name, ""));
-            (idx.parse::<usize>().unwrap_or(usize::MAX), kind != "weight")
-        });
+        // Restore visiting order: as recorded, or, in checkpoints from
+        // before the order was recorded (MLPs only), 0.weight, 0.bias,
+        // 2.weight, ...
+        match md.get(ORDER) {
+            Some(order) => {
+                let order: Vec<String> = serde_json::from_str(order)
+                    .map_err(|e| invalid(format!("parameter order: {e}")))?;
+                if order.len() != params.len() {
+                    return Err(invalid(format!(
+                        "{} parameters listed, {} stored",
+                        order.len(),
+                        params.len()
+                    )));
+                }
+                let mut ranked = Vec::with_capacity(params.len());
+                for t in params {
+                    let rank = order.iter().position(|n| *n == t.name).ok_or_else(|| {
+                        invalid(format!("parameter `{}` is not in the order", t.name))
+                    })?;
+                    ranked.push((rank, t));
+                }
+                ranked.sort_by_key(|(rank, _)| *rank);
+                params = ranked.into_iter().map(|(_, t)| t).collect();
+            }
+            None => params.sort_by_key(|t| {
+                let (idx, kind) = t.name.split_once('.').unwrap_or((&t.name, ""));
+                (idx.parse::<usize>().unwrap_or(usize::MAX), kind != "weight")
+            }),
+        }
         let optimizer = optimizer.ok_or_else(|| invalid("no optimizer state".into()))?;
         let stored: u32 = md
             .get("crc32")
@@ -203,28 +261,57 @@ impl Checkpoint {
         })
     }
 
-    /// Checks that the checkpoint is for a model of these widths and activation.
+    /// Checks that the checkpoint is for an MLP of these widths and activation.
     pub fn check_architecture(
         &self,
         path: &Path,
         widths: &[usize],
-        activation: &str,
+        activation: Option<ActivationKind>,
     ) -> Result<(), CheckpointError> {
         if self.meta.widths != widths || self.meta.activation != activation {
-            let fmt = |w: &[usize], a: &str| {
-                format!(
-                    "{} {a}",
-                    w.iter()
-                        .map(|x| x.to_string())
-                        .collect::<Vec<_>>()
-                        .join("-")
-                )
+            let fmt = |w: &[usize], a: Option<ActivationKind>| {
+                let w = w.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+                match a {
+                    Some(a) => format!("{} {a}", w.join("-")),
+                    None => format!("{} (not an MLP)", w.join("-")),
+                }
             };
             return Err(CheckpointError::Architecture {
                 path: path.into(),
                 expected: fmt(widths, activation),
-                found: fmt(&self.meta.widths, &self.meta.activation),
+                found: fmt(&self.meta.widths, self.meta.activation),
             });
+        }
+        Ok(())
+    }
+
+    /// Checks that the checkpoint's parameters are exactly `expected`'s
+    /// names and shapes (a model's, in any order).
+    pub fn check_parameters(
+        &self,
+        path: &Path,
+        expected: &[(String, Vec<usize>)],
+    ) -> Result<(), CheckpointError> {
+        let differ = |name: &str, expected: Option<&Vec<usize>>, found: Option<&Vec<usize>>| {
+            CheckpointError::Parameters {
+                path: path.into(),
+                name: name.to_string(),
+                expected: expected.cloned(),
+                found: found.cloned(),
+            }
+        };
+        for (name, shape) in expected {
+            match self.params.iter().find(|t| t.name == *name) {
+                Some(t) if t.shape == *shape => {}
+                t => return Err(differ(name, Some(shape), t.map(|t| &t.shape))),
+            }
+        }
+        if let Some(t) = self
+            .params
+            .iter()
+            .find(|t| !expected.iter().any(|(n, _)| *n == t.name))
+        {
+            return Err(differ(&t.name, None, Some(&t.shape)));
         }
         Ok(())
     }

@@ -20,11 +20,14 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod config;
 pub mod data;
 pub mod export;
 pub mod image;
+pub mod learner;
 pub mod parallel;
 pub mod report;
+pub mod schedule;
 pub mod state_dict;
 pub mod train;
 

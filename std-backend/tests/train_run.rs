@@ -3,6 +3,7 @@
 //! and early stopping.
 
 use ember_std::checkpoint::{Checkpoint, CheckpointError};
+use ember_std::config::{OptimizerKind, SchedulerKind};
 use ember_std::data::transform::{Compose, RandomRotation, RandomShift};
 use ember_std::data::{Dataset, FashionMnist, Split, TensorDataset};
 use ember_std::train::{self, Checkpointing, Quiet, TrainConfig, TrainError};
@@ -24,7 +25,7 @@ fn config() -> TrainConfig {
         batch: 32,
         seed: 7,
         augment: true,
-        scheduler: "plateau".into(),
+        scheduler: SchedulerKind::Plateau,
         val_fraction: 0.2,
         ..TrainConfig::default()
     }
@@ -212,10 +213,10 @@ fn early_stopping_ends_the_run_and_keeps_the_best_parameters() {
     let mut cfg = config();
     cfg.epochs = 10;
     cfg.lr = 5.0; // so large that the validation loss soon stops improving
-    cfg.optimizer = "sgd".into();
+    cfg.optimizer = OptimizerKind::Sgd;
     cfg.momentum = 0.0;
     cfg.patience = Some(2);
-    cfg.scheduler = "none".into();
+    cfg.scheduler = SchedulerKind::None;
     cfg.augment = false;
     let (tr, val) = train::split_validation(subset(400), cfg.val_fraction);
     let out = train::train(
@@ -243,8 +244,10 @@ fn early_stopping_ends_the_run_and_keeps_the_best_parameters() {
 
 #[test]
 fn bad_settings_are_reported() {
+    // Names are parsed once, into the config's enums.
+    assert!("lbfgs".parse::<OptimizerKind>().is_err());
     let mut cfg = config();
-    cfg.optimizer = "lbfgs".into();
+    cfg.clip = Some(0.0);
     assert!(matches!(
         run(&cfg, &Checkpointing::default()),
         Err(TrainError::Config(_))
