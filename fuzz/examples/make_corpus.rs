@@ -133,6 +133,8 @@ fn checkpoint(dir: &Path) {
             history: vec![metrics],
             config: serde_json::json!({"batch": 8}),
         },
+        // The best epoch's parameters, as a run with early stopping stores them.
+        best_params: Some(params.clone()),
         params,
         optimizer: vec![0.0, 0.5, -0.25, 1.0],
     };

@@ -101,23 +101,28 @@ pub struct Checkpoint {
     pub params: Vec<NamedTensor>,
     /// Optimizer state, flat.
     pub optimizer: Vec<f32>,
+    /// The parameters of the best epoch by validation loss, when the run
+    /// stops early (so that a resumed run returns them); `None` in
+    /// checkpoints of runs without early stopping, and of versions before
+    /// the `Learner`.
+    pub best_params: Option<Vec<NamedTensor>>,
 }
 
 const FORMAT: &str = "ember-checkpoint-1";
 const OPT: &str = "optimizer.state";
 const ORDER: &str = "parameter_order";
+const BEST: &str = "best.";
 
-fn data_crc(tensors: &[NamedTensor], opt: &[f32]) -> u32 {
-    let mut crc = 0;
-    for t in tensors {
-        for v in &t.data {
-            crc = ember_core::deploy::crc32(crc, &v.to_le_bytes());
-        }
-    }
-    for v in opt {
-        crc = ember_core::deploy::crc32(crc, &v.to_le_bytes());
-    }
-    crc
+/// The checksum of the parameters, the optimizer state and the best
+/// parameters, in that order (without best parameters, the checksum of
+/// earlier versions).
+fn data_crc(tensors: &[NamedTensor], opt: &[f32], best: Option<&[NamedTensor]>) -> u32 {
+    let values = tensors
+        .iter()
+        .flat_map(|t| &t.data)
+        .chain(opt)
+        .chain(best.unwrap_or_default().iter().flat_map(|t| &t.data));
+    values.fold(0, |crc, v| ember_core::deploy::crc32(crc, &v.to_le_bytes()))
 }
 
 impl Checkpoint {
@@ -137,6 +142,13 @@ impl Checkpoint {
             shape: vec![self.optimizer.len()],
             data: self.optimizer.clone(),
         });
+        for t in self.best_params.iter().flatten() {
+            tensors.push(NamedTensor {
+                name: format!("{BEST}{}", t.name),
+                shape: t.shape.clone(),
+                data: t.data.clone(),
+            });
+        }
         let mut md = HashMap::new();
         md.insert("format".into(), FORMAT.into());
         // The parameters' order (the model's visiting order, which the
@@ -151,7 +163,7 @@ impl Checkpoint {
         );
         md.insert(
             "crc32".into(),
-            data_crc(&self.params, &self.optimizer).to_string(),
+            data_crc(&self.params, &self.optimizer, self.best_params.as_deref()).to_string(),
         );
         md.insert(
             "meta".into(),
@@ -199,6 +211,7 @@ impl Checkpoint {
         .map_err(|e| invalid(format!("metadata: {e}")))?;
         let st = SafeTensors::deserialize(bytes).map_err(|e| invalid(e.to_string()))?;
         let mut params = Vec::new();
+        let mut best = Vec::new();
         let mut optimizer = None;
         let mut names = st.names();
         names.sort();
@@ -209,6 +222,12 @@ impl Checkpoint {
                 optimizer = Some(data);
             } else if let Some(n) = name.strip_prefix("model.") {
                 params.push(NamedTensor {
+                    name: n.to_string(),
+                    shape: view.shape().to_vec(),
+                    data,
+                });
+            } else if let Some(n) = name.strip_prefix(BEST) {
+                best.push(NamedTensor {
                     name: n.to_string(),
                     shape: view.shape().to_vec(),
                     data,
@@ -247,17 +266,42 @@ impl Checkpoint {
             }),
         }
         let optimizer = optimizer.ok_or_else(|| invalid("no optimizer state".into()))?;
+        // The best parameters: the same names as the parameters, in their order.
+        let best_params = if best.is_empty() {
+            None
+        } else {
+            if best.len() != params.len() {
+                return Err(invalid(format!(
+                    "{} best parameters for {} parameters",
+                    best.len(),
+                    params.len()
+                )));
+            }
+            let mut ranked = Vec::with_capacity(best.len());
+            for t in best {
+                let rank = params
+                    .iter()
+                    .position(|p| p.name == t.name && p.shape == t.shape)
+                    .ok_or_else(|| {
+                        invalid(format!("best parameter `{}` is no parameter", t.name))
+                    })?;
+                ranked.push((rank, t));
+            }
+            ranked.sort_by_key(|(rank, _)| *rank);
+            Some(ranked.into_iter().map(|(_, t)| t).collect::<Vec<_>>())
+        };
         let stored: u32 = md
             .get("crc32")
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| invalid("no checksum".into()))?;
-        if stored != data_crc(&params, &optimizer) {
+        if stored != data_crc(&params, &optimizer, best_params.as_deref()) {
             return Err(invalid("checksum mismatch: the file is corrupt".into()));
         }
         Ok(Checkpoint {
             meta,
             params,
             optimizer,
+            best_params,
         })
     }
 

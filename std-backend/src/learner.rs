@@ -490,7 +490,11 @@ impl Learner {
             history = c.meta.history.clone();
             bad_epochs = c.meta.bad_epochs;
             if let Some(b) = c.meta.best_val_loss {
-                best = Some((b, in_model_order(&shapes, c.params)));
+                // Checkpoints of runs without early stopping (or from before
+                // the Learner) do not hold the best parameters: the current
+                // ones stand in, as they always did.
+                let params = c.best_params.unwrap_or(c.params);
+                best = Some((b, in_model_order(&shapes, params)));
             }
             start = c.meta.epoch + 1;
         } else {
@@ -617,8 +621,18 @@ impl Learner {
                     },
                     params: named_tensors(&model, &mem)?,
                     optimizer: state,
+                    // Lent to the checkpoint (no copy), taken back below.
+                    best_params: if patience.is_some() {
+                        best.as_mut().map(|(_, p)| std::mem::take(p))
+                    } else {
+                        None
+                    },
                 };
-                c.save(path)?;
+                let saved = c.save(path);
+                if let (Some((_, p)), Some(lent)) = (best.as_mut(), c.best_params) {
+                    *p = lent;
+                }
+                saved?;
                 last_ckpt = Some(path.clone());
             }
             if patience.is_some_and(|p| bad_epochs >= p) {

@@ -283,18 +283,20 @@ fn early_stopping_fires_and_keeps_the_best_parameters() {
     let (xs, ys) = train.clone().into_parts();
     let shifted = ys.iter().map(|y| (y + 1) % CLASSES).collect();
     let val = TensorDataset::new(xs, shifted, IN, CLASSES).unwrap();
-    let run = |epochs: usize, patience: Option<usize>| {
+    let run_with = |epochs: usize, patience: Option<usize>, ckpt: Checkpointing| {
         fit(
             Learner::new(Rule::adam(), 0.02, Arena::floats(40_000))
                 .epochs(epochs)
                 .batch(16)
                 .seed(3)
-                .patience(patience),
+                .patience(patience)
+                .checkpointing(ckpt),
             train.clone(),
             Some(&val),
         )
         .unwrap_or_else(|e| panic!("epochs {epochs}: {e}"))
     };
+    let run = |epochs, patience| run_with(epochs, patience, Checkpointing::default());
     let stopped = run(20, Some(2));
     assert!(stopped.stopped_early, "{:?}", stopped.history);
     assert!(stopped.history.len() < 20);
@@ -307,6 +309,23 @@ fn early_stopping_fires_and_keeps_the_best_parameters() {
     // The parameters returned are those after the best epoch.
     let until_best = run(best.epoch, None);
     assert_eq!(bits(&stopped), bits(&until_best));
+
+    // Interrupted after one epoch without improvement and resumed, the run
+    // remembers its best loss, parameters and count: it stops at the same
+    // epoch with the same parameters.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.ckpt");
+    let ckpt = |stop_after, resume: bool| Checkpointing {
+        path: Some(path.clone()),
+        resume: resume.then(|| path.clone()),
+        stop_after,
+    };
+    let first = run_with(20, Some(2), ckpt(Some(best.epoch + 1), false));
+    assert!(!first.stopped_early);
+    let resumed = run_with(20, Some(2), ckpt(None, true));
+    assert!(resumed.stopped_early);
+    assert_eq!(figures(&resumed.history), figures(&stopped.history));
+    assert_eq!(bits(&resumed), bits(&stopped));
 }
 
 #[test]
