@@ -387,12 +387,17 @@ impl Learner {
 
     /// Trains (or resumes) the model `build` makes, on `device`.
     ///
-    /// `build` allocates and initialises the model in the run's arena (a
-    /// derived model: `Net::build`). `step` computes a
-    /// mini-batch's loss: it gets the model, the graph to record on and the
-    /// batch, and returns a [`StepOutput`]; the learner runs backward,
-    /// clipping and the optimizer step in training, and the same closure
-    /// without recording gradients on the validation set.
+    /// `build` allocates and initialises the model in the run's arena (for
+    /// a derived model, `Net::build`). `step` computes a mini-batch's loss:
+    /// it gets the model, the graph to record on and the batch, and returns
+    /// a [`StepOutput`]; the learner runs backward, clipping and the
+    /// optimizer step in training, and the same closure without recording
+    /// gradients on the validation set (in order, in batches of the same
+    /// size). The model is in training mode ([`Module::train`]) for the
+    /// training batches and in evaluation mode for validation.
+    ///
+    /// The graph has [`ember_core::DEFAULT_NODES`] nodes; a step that
+    /// records more fails with a [`TrainError::Core`] error.
     ///
     /// Errors are typed: a NaN or infinite training loss is
     /// [`TrainError::NonFiniteLoss`] naming the last checkpoint written, a

@@ -5,6 +5,12 @@
 //! checkpoints and reports; safetensors interchange with PyTorch; and the
 //! `ember` command line.
 //!
+//! To train a model of your own (a `#[derive(Module)]` struct) with
+//! everything `ember train` has (checkpoints, exact resume, early stopping,
+//! metrics), give it to a [`learner::Learner`] with a step closure that
+//! computes the loss; the module's documentation has a complete example,
+//! and `examples/train_own_model.rs` a runnable one.
+//!
 //! The command line is the quickest way in:
 //!
 //! ```text
