@@ -1,7 +1,7 @@
 //! A training loop for any model: a [`Learner`] trains a [`Module`] (a
-//! `#[derive(Module)]` struct, an [`Mlp`](ember_core::nn::Mlp), ...) with a
-//! step closure that computes the loss of a mini-batch, and gives it
-//! everything `ember train` has: progress hooks, per-epoch metrics, atomic
+//! `#[derive(Module)]` struct, an [`Mlp`], ...) with a step closure that
+//! computes the loss of a mini-batch, and gives it everything `ember train`
+//! has: progress hooks, per-epoch metrics, atomic
 //! per-epoch checkpoints with bit-identical resume, early stopping with the
 //! best model kept, a clean stop on a NaN or infinite loss, gradient
 //! clipping, validation, and a memory check before anything is allocated.
