@@ -7,6 +7,7 @@ use ember_core::deploy::{self, Activation, Calibration, Model};
 use ember_core::nn::{Build, Linear, Mlp, ReLU, Tanh};
 use ember_core::{Cpu, Memory, Rng};
 use ember_std::checkpoint::{Checkpoint, Meta};
+use ember_std::config::ActivationKind;
 use ember_std::data::idx;
 use ember_std::image::{write_pgm, Grey};
 use ember_std::state_dict::{self, NamedTensor};
@@ -109,7 +110,7 @@ fn checkpoint(dir: &Path) {
     let metrics = EpochMetrics {
         epoch: 1,
         train_loss: 0.9,
-        train_acc: 0.6,
+        train_acc: Some(0.6),
         val_loss: Some(1.0),
         val_acc: None,
         lr: 0.01,
@@ -120,7 +121,7 @@ fn checkpoint(dir: &Path) {
     let c = Checkpoint {
         meta: Meta {
             widths: vec![4, 6, 3],
-            activation: "relu".into(),
+            activation: Some(ActivationKind::Relu),
             epoch: 1,
             optimizer_steps: 3,
             lrs: vec![0.01],
@@ -132,6 +133,8 @@ fn checkpoint(dir: &Path) {
             history: vec![metrics],
             config: serde_json::json!({"batch": 8}),
         },
+        // The best epoch's parameters, as a run with early stopping stores them.
+        best_params: Some(params.clone()),
         params,
         optimizer: vec![0.0, 0.5, -0.25, 1.0],
     };

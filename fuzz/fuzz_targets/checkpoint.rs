@@ -6,6 +6,7 @@
 extern crate ember_fuzz;
 
 use ember_std::checkpoint::Checkpoint;
+use ember_std::config::ActivationKind;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
@@ -13,8 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let path = Path::new("fuzz.ckpt");
     match Checkpoint::from_bytes(path, data) {
         Ok(c) => {
-            let _ = c.check_architecture(path, &[4, 6, 3], "relu");
-            let _ = c.check_architecture(path, &c.meta.widths.clone(), &c.meta.activation.clone());
+            let _ = c.check_architecture(path, &[4, 6, 3], Some(ActivationKind::Relu));
+            let _ = c.check_architecture(path, &c.meta.widths.clone(), c.meta.activation);
+            let shapes: Vec<(String, Vec<usize>)> =
+                vec![("0.weight".into(), vec![6, 4]), ("0.bias".into(), vec![6])];
+            let _ = c.check_parameters(path, &shapes);
         }
         Err(e) => {
             let _ = e.to_string();

@@ -3,6 +3,7 @@
 //! atomically. A checkpoint restores a run bit for bit.
 
 use crate::atomic::write_atomic;
+use crate::config::ActivationKind;
 use crate::state_dict::{self, NamedTensor};
 use safetensors::tensor::SafeTensors;
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,7 @@ pub enum CheckpointError {
         /// What is wrong.
         msg: String,
     },
-    /// A checkpoint of another architecture.
+    /// A checkpoint of another architecture (an MLP's widths or activation).
     #[error("{path}: checkpoint is for a {found} model, this run builds {expected}")]
     Architecture {
         /// The file.
@@ -38,15 +39,37 @@ pub enum CheckpointError {
         /// The checkpoint's.
         found: String,
     },
+    /// A checkpoint whose parameters are not the model's: a name missing on
+    /// either side, or a shape that differs.
+    #[error("{path}: checkpoint is for another architecture: tensor `{name}` is {} in the checkpoint, {} in this model", shape_text(.found), shape_text(.expected))]
+    Parameters {
+        /// The file.
+        path: PathBuf,
+        /// The first tensor that differs.
+        name: String,
+        /// Its shape in the model (`None`: the model has no such parameter).
+        expected: Option<Vec<usize>>,
+        /// Its shape in the checkpoint (`None`: the checkpoint lacks it).
+        found: Option<Vec<usize>>,
+    },
+}
+
+fn shape_text(s: &Option<Vec<usize>>) -> String {
+    match s {
+        Some(s) => format!("{s:?}"),
+        None => "absent".into(),
+    }
 }
 
 /// Everything in a checkpoint besides the tensors.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Meta {
-    /// Layer widths, input first.
+    /// An MLP's layer widths, input first (empty for other models).
+    #[serde(default)]
     pub widths: Vec<usize>,
-    /// Hidden activation name.
-    pub activation: String,
+    /// An MLP's hidden activation (`None` for other models).
+    #[serde(default)]
+    pub activation: Option<ActivationKind>,
     /// Epochs completed.
     pub epoch: usize,
     /// Optimizer steps taken.
@@ -78,22 +101,28 @@ pub struct Checkpoint {
     pub params: Vec<NamedTensor>,
     /// Optimizer state, flat.
     pub optimizer: Vec<f32>,
+    /// The parameters of the best epoch by validation loss, when the run
+    /// stops early (so that a resumed run returns them); `None` in
+    /// checkpoints of runs without early stopping, and of versions before
+    /// the `Learner`.
+    pub best_params: Option<Vec<NamedTensor>>,
 }
 
 const FORMAT: &str = "ember-checkpoint-1";
 const OPT: &str = "optimizer.state";
+const ORDER: &str = "parameter_order";
+const BEST: &str = "best.";
 
-fn data_crc(tensors: &[NamedTensor], opt: &[f32]) -> u32 {
-    let mut crc = 0;
-    for t in tensors {
-        for v in &t.data {
-            crc = ember_core::deploy::crc32(crc, &v.to_le_bytes());
-        }
-    }
-    for v in opt {
-        crc = ember_core::deploy::crc32(crc, &v.to_le_bytes());
-    }
-    crc
+/// The checksum of the parameters, the optimizer state and the best
+/// parameters, in that order (without best parameters, the checksum of
+/// earlier versions).
+fn data_crc(tensors: &[NamedTensor], opt: &[f32], best: Option<&[NamedTensor]>) -> u32 {
+    let values = tensors
+        .iter()
+        .flat_map(|t| &t.data)
+        .chain(opt)
+        .chain(best.unwrap_or_default().iter().flat_map(|t| &t.data));
+    values.fold(0, |crc, v| ember_core::deploy::crc32(crc, &v.to_le_bytes()))
 }
 
 impl Checkpoint {
@@ -113,11 +142,28 @@ impl Checkpoint {
             shape: vec![self.optimizer.len()],
             data: self.optimizer.clone(),
         });
+        for t in self.best_params.iter().flatten() {
+            tensors.push(NamedTensor {
+                name: format!("{BEST}{}", t.name),
+                shape: t.shape.clone(),
+                data: t.data.clone(),
+            });
+        }
         let mut md = HashMap::new();
         md.insert("format".into(), FORMAT.into());
+        // The parameters' order (the model's visiting order, which the
+        // checksum follows): safetensors keeps tensors sorted by name.
+        let order: Vec<&str> = self.params.iter().map(|t| t.name.as_str()).collect();
+        md.insert(
+            ORDER.into(),
+            serde_json::to_string(&order).map_err(|e| CheckpointError::Invalid {
+                path: path.into(),
+                msg: e.to_string(),
+            })?,
+        );
         md.insert(
             "crc32".into(),
-            data_crc(&self.params, &self.optimizer).to_string(),
+            data_crc(&self.params, &self.optimizer, self.best_params.as_deref()).to_string(),
         );
         md.insert(
             "meta".into(),
@@ -165,6 +211,7 @@ impl Checkpoint {
         .map_err(|e| invalid(format!("metadata: {e}")))?;
         let st = SafeTensors::deserialize(bytes).map_err(|e| invalid(e.to_string()))?;
         let mut params = Vec::new();
+        let mut best = Vec::new();
         let mut optimizer = None;
         let mut names = st.names();
         names.sort();
@@ -179,52 +226,136 @@ impl Checkpoint {
                     shape: view.shape().to_vec(),
                     data,
                 });
+            } else if let Some(n) = name.strip_prefix(BEST) {
+                best.push(NamedTensor {
+                    name: n.to_string(),
+                    shape: view.shape().to_vec(),
+                    data,
+                });
             } else {
                 return Err(invalid(format!("unexpected tensor `{name}`")));
             }
         }
-        // Restore visiting order (0.weight, 0.bias, 2.weight, ...).
-        params.sort_by_key(|t| {
-            let (idx, kind) = t.name.split_once('.').unwrap_or((&t.name, ""));
-            (idx.parse::<usize>().unwrap_or(usize::MAX), kind != "weight")
-        });
+        // Restore visiting order: as recorded, or, in checkpoints from
+        // before the order was recorded (MLPs only), 0.weight, 0.bias,
+        // 2.weight, ...
+        match md.get(ORDER) {
+            Some(order) => {
+                let order: Vec<String> = serde_json::from_str(order)
+                    .map_err(|e| invalid(format!("parameter order: {e}")))?;
+                if order.len() != params.len() {
+                    return Err(invalid(format!(
+                        "{} parameters listed, {} stored",
+                        order.len(),
+                        params.len()
+                    )));
+                }
+                let mut ranked = Vec::with_capacity(params.len());
+                for t in params {
+                    let rank = order.iter().position(|n| *n == t.name).ok_or_else(|| {
+                        invalid(format!("parameter `{}` is not in the order", t.name))
+                    })?;
+                    ranked.push((rank, t));
+                }
+                ranked.sort_by_key(|(rank, _)| *rank);
+                params = ranked.into_iter().map(|(_, t)| t).collect();
+            }
+            None => params.sort_by_key(|t| {
+                let (idx, kind) = t.name.split_once('.').unwrap_or((&t.name, ""));
+                (idx.parse::<usize>().unwrap_or(usize::MAX), kind != "weight")
+            }),
+        }
         let optimizer = optimizer.ok_or_else(|| invalid("no optimizer state".into()))?;
+        // The best parameters: the same names as the parameters, in their order.
+        let best_params = if best.is_empty() {
+            None
+        } else {
+            if best.len() != params.len() {
+                return Err(invalid(format!(
+                    "{} best parameters for {} parameters",
+                    best.len(),
+                    params.len()
+                )));
+            }
+            let mut ranked = Vec::with_capacity(best.len());
+            for t in best {
+                let rank = params
+                    .iter()
+                    .position(|p| p.name == t.name && p.shape == t.shape)
+                    .ok_or_else(|| {
+                        invalid(format!("best parameter `{}` is no parameter", t.name))
+                    })?;
+                ranked.push((rank, t));
+            }
+            ranked.sort_by_key(|(rank, _)| *rank);
+            Some(ranked.into_iter().map(|(_, t)| t).collect::<Vec<_>>())
+        };
         let stored: u32 = md
             .get("crc32")
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| invalid("no checksum".into()))?;
-        if stored != data_crc(&params, &optimizer) {
+        if stored != data_crc(&params, &optimizer, best_params.as_deref()) {
             return Err(invalid("checksum mismatch: the file is corrupt".into()));
         }
         Ok(Checkpoint {
             meta,
             params,
             optimizer,
+            best_params,
         })
     }
 
-    /// Checks that the checkpoint is for a model of these widths and activation.
+    /// Checks that the checkpoint is for an MLP of these widths and activation.
     pub fn check_architecture(
         &self,
         path: &Path,
         widths: &[usize],
-        activation: &str,
+        activation: Option<ActivationKind>,
     ) -> Result<(), CheckpointError> {
         if self.meta.widths != widths || self.meta.activation != activation {
-            let fmt = |w: &[usize], a: &str| {
-                format!(
-                    "{} {a}",
-                    w.iter()
-                        .map(|x| x.to_string())
-                        .collect::<Vec<_>>()
-                        .join("-")
-                )
+            let fmt = |w: &[usize], a: Option<ActivationKind>| {
+                let w = w.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+                match a {
+                    Some(a) => format!("{} {a}", w.join("-")),
+                    None => format!("{} (not an MLP)", w.join("-")),
+                }
             };
             return Err(CheckpointError::Architecture {
                 path: path.into(),
                 expected: fmt(widths, activation),
-                found: fmt(&self.meta.widths, &self.meta.activation),
+                found: fmt(&self.meta.widths, self.meta.activation),
             });
+        }
+        Ok(())
+    }
+
+    /// Checks that the checkpoint's parameters are exactly `expected`'s
+    /// names and shapes (a model's, in any order).
+    pub fn check_parameters(
+        &self,
+        path: &Path,
+        expected: &[(String, Vec<usize>)],
+    ) -> Result<(), CheckpointError> {
+        let differ = |name: &str, expected: Option<&Vec<usize>>, found: Option<&Vec<usize>>| {
+            CheckpointError::Parameters {
+                path: path.into(),
+                name: name.to_string(),
+                expected: expected.cloned(),
+                found: found.cloned(),
+            }
+        };
+        for (name, shape) in expected {
+            match self.params.iter().find(|t| t.name == *name) {
+                Some(t) if t.shape == *shape => {}
+                t => return Err(differ(name, Some(shape), t.map(|t| &t.shape))),
+            }
+        }
+        if let Some(t) = self
+            .params
+            .iter()
+            .find(|t| !expected.iter().any(|(n, _)| *n == t.name))
+        {
+            return Err(differ(&t.name, None, Some(&t.shape)));
         }
         Ok(())
     }

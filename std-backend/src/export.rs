@@ -2,9 +2,10 @@
 //! Rust source, and evaluation through the very kernels a microcontroller runs.
 
 use crate::atomic::write_atomic;
+use crate::config::ActivationKind;
 use crate::data::{Dataset, TensorDataset};
 use crate::state_dict::NamedTensor;
-use crate::train::{parse_activation, write_params};
+use crate::train::write_params;
 use ember_core::deploy::{self, Calibration, FormatError, Model};
 use ember_core::nn::Mlp;
 use ember_core::{Cpu, Memory, Rng};
@@ -62,10 +63,10 @@ impl AlignedBytes {
 /// Builds the f32 weight file of an MLP from its parameters.
 pub fn f32_file(
     widths: &[usize],
-    activation: &str,
+    activation: ActivationKind,
     params: &[NamedTensor],
 ) -> Result<AlignedBytes, String> {
-    let act = parse_activation(activation).map_err(|e| e.to_string())?;
+    let act = activation.activation();
     let mut buf = vec![0.0f32; Mlp::param_floats(widths) + 64];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let model = Mlp::new(&mut mem, &mut Rng::new(0), widths, act).map_err(|e| e.to_string())?;

@@ -5,6 +5,12 @@
 //! checkpoints and reports; safetensors interchange with PyTorch; and the
 //! `ember` command line.
 //!
+//! To train a model of your own (a `#[derive(Module)]` struct) with
+//! everything `ember train` has (checkpoints, exact resume, early stopping,
+//! metrics), give it to a [`learner::Learner`] with a step closure that
+//! computes the loss; the module's documentation has a complete example,
+//! and `examples/train_own_model.rs` a runnable one.
+//!
 //! The command line is the quickest way in:
 //!
 //! ```text
@@ -20,11 +26,14 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod config;
 pub mod data;
 pub mod export;
 pub mod image;
+pub mod learner;
 pub mod parallel;
 pub mod report;
+pub mod schedule;
 pub mod state_dict;
 pub mod train;
 

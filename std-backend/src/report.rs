@@ -15,10 +15,10 @@ pub fn metrics_csv(history: &[EpochMetrics]) -> String {
     for m in history {
         let _ = writeln!(
             s,
-            "{},{:.6},{:.6},{},{},{:.6e},{:.1},{:.3}",
+            "{},{:.6},{},{},{},{:.6e},{:.1},{:.3}",
             m.epoch,
             m.train_loss,
-            m.train_acc,
+            opt(m.train_acc),
             opt(m.val_loss),
             opt(m.val_acc),
             m.lr,
@@ -59,7 +59,7 @@ pub fn plot_curves(path: &Path, history: &[EpochMetrics]) -> Result<(), String> 
             &right,
             "accuracy",
             n,
-            series(&|m| Some(m.train_acc)),
+            series(&|m| m.train_acc),
             series(&|m| m.val_acc),
         )?;
         root.present().map_err(|e| e.to_string())?;
@@ -191,7 +191,7 @@ mod tests {
             .map(|e| EpochMetrics {
                 epoch: e,
                 train_loss: 1.0 / e as f32,
-                train_acc: 0.5 + 0.1 * e as f32,
+                train_acc: Some(0.5 + 0.1 * e as f32),
                 val_loss: Some(1.1 / e as f32),
                 val_acc: Some(0.45 + 0.1 * e as f32),
                 lr: 1e-3,

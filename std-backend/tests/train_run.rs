@@ -3,8 +3,10 @@
 //! and early stopping.
 
 use ember_std::checkpoint::{Checkpoint, CheckpointError};
+use ember_std::config::{ActivationKind, OptimizerKind, SchedulerKind};
 use ember_std::data::transform::{Compose, RandomRotation, RandomShift};
 use ember_std::data::{Dataset, FashionMnist, Split, TensorDataset};
+use ember_std::state_dict::{self, NamedTensor};
 use ember_std::train::{self, Checkpointing, Quiet, TrainConfig, TrainError};
 use ember_std::Parallel;
 use std::path::Path;
@@ -24,7 +26,7 @@ fn config() -> TrainConfig {
         batch: 32,
         seed: 7,
         augment: true,
-        scheduler: "plateau".into(),
+        scheduler: SchedulerKind::Plateau,
         val_fraction: 0.2,
         ..TrainConfig::default()
     }
@@ -212,10 +214,10 @@ fn early_stopping_ends_the_run_and_keeps_the_best_parameters() {
     let mut cfg = config();
     cfg.epochs = 10;
     cfg.lr = 5.0; // so large that the validation loss soon stops improving
-    cfg.optimizer = "sgd".into();
+    cfg.optimizer = OptimizerKind::Sgd;
     cfg.momentum = 0.0;
     cfg.patience = Some(2);
-    cfg.scheduler = "none".into();
+    cfg.scheduler = SchedulerKind::None;
     cfg.augment = false;
     let (tr, val) = train::split_validation(subset(400), cfg.val_fraction);
     let out = train::train(
@@ -243,8 +245,10 @@ fn early_stopping_ends_the_run_and_keeps_the_best_parameters() {
 
 #[test]
 fn bad_settings_are_reported() {
+    // Names are parsed once, into the config's enums.
+    assert!("lbfgs".parse::<OptimizerKind>().is_err());
     let mut cfg = config();
-    cfg.optimizer = "lbfgs".into();
+    cfg.clip = Some(0.0);
     assert!(matches!(
         run(&cfg, &Checkpointing::default()),
         Err(TrainError::Config(_))
@@ -262,4 +266,68 @@ fn bad_settings_are_reported() {
         vec![784, 256, 10]
     );
     let _ = FashionMnist::builtin(Split::Test).unwrap().dataset().len();
+}
+
+/// Rewrites a checkpoint as the code before the `Learner` wrote it: without
+/// the recorded parameter order (the rest of the format is unchanged).
+fn without_parameter_order(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut md = header.metadata().clone().unwrap();
+    assert!(md.remove("parameter_order").is_some());
+    let tensors: Vec<NamedTensor> = st
+        .names()
+        .into_iter()
+        .map(|name| {
+            let view = st.tensor(name).unwrap();
+            NamedTensor {
+                name: name.to_string(),
+                shape: view.shape().to_vec(),
+                data: state_dict::to_f32(path, name, &view).unwrap(),
+            }
+        })
+        .collect();
+    std::fs::write(path, state_dict::to_bytes(&tensors, Some(md)).unwrap()).unwrap();
+}
+
+#[test]
+fn checkpoints_from_before_the_learner_still_resume_bit_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config();
+    let full = run(&cfg, &Checkpointing::default()).unwrap();
+    let part = dir.path().join("old.ckpt");
+    run(
+        &cfg,
+        &Checkpointing {
+            path: Some(part.clone()),
+            stop_after: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    without_parameter_order(&part);
+    let resumed = run(
+        &cfg,
+        &Checkpointing {
+            resume: Some(part.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(full.params, resumed.params);
+
+    // A checkpoint the previous code wrote (the fuzzing corpus's seed):
+    // string names of the activation, a plain training accuracy.
+    let old = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/checkpoint-before-learner.ckpt"
+    ));
+    let c = Checkpoint::load(old).unwrap();
+    assert_eq!(c.meta.activation, Some(ActivationKind::Relu));
+    assert_eq!(c.meta.history[0].train_acc, Some(0.6));
+    c.check_architecture(old, &[4, 6, 3], Some(ActivationKind::Relu))
+        .unwrap();
+    let names: Vec<_> = c.params.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
 }

@@ -1,23 +1,24 @@
 //! `ember`: train, evaluate, inspect, export, import and run MLPs on
 //! FashionMNIST (or any IDX data set of the same layout).
 
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 use ember_core::deploy::Model;
 use ember_core::nn::{summary, Mlp};
 use ember_core::{Cpu, Memory, Rng};
 use ember_std::checkpoint::Checkpoint;
+use ember_std::config::{ActivationKind, OptimizerKind, SchedulerKind};
 use ember_std::data::transform::{
     Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
 };
 use ember_std::data::{Dataset, FashionMnist, Split, TensorDataset};
 use ember_std::export::{evaluate_file, f32_file, int8_file, write_rust, AlignedBytes};
-use ember_std::train::{
-    self, parse_activation, parse_widths, Checkpointing, EpochMetrics, Progress, TrainConfig,
-};
+use ember_std::train::{self, parse_widths, Checkpointing, EpochMetrics, Progress, TrainConfig};
 use ember_std::{atomic::write_atomic, image, report, state_dict, Parallel};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::str::FromStr;
 
 #[derive(Parser)]
 #[command(
@@ -88,9 +89,10 @@ struct ArchArgs {
     /// Layer sizes, input first.
     #[arg(long, default_value = "784-256-128-10")]
     layers: String,
-    /// Hidden activation.
-    #[arg(long, default_value = "relu")]
-    activation: String,
+    /// Hidden activation: relu, tanh, sigmoid, leaky_relu, elu, selu, silu,
+    /// gelu, gelu_tanh, softsign or softplus.
+    #[arg(long, default_value = "relu", value_parser = ActivationKind::from_str)]
+    activation: ActivationKind,
 }
 
 #[derive(Args, Clone)]
@@ -109,8 +111,8 @@ struct TrainArgs {
     #[command(flatten)]
     arch: ArchArgs,
     /// sgd, adam, adamw, rmsprop or adagrad.
-    #[arg(long, default_value = "adam")]
-    optimizer: String,
+    #[arg(long, default_value = "adam", value_parser = OptimizerKind::from_str)]
+    optimizer: OptimizerKind,
     /// Learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
@@ -121,8 +123,8 @@ struct TrainArgs {
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f32,
     /// none, step, exponential, cosine or plateau.
-    #[arg(long, default_value = "cosine")]
-    scheduler: String,
+    #[arg(long, default_value = "cosine", value_parser = SchedulerKind::from_str)]
+    scheduler: SchedulerKind,
     /// StepLR period in epochs.
     #[arg(long, default_value_t = 5)]
     step_size: usize,
@@ -181,7 +183,23 @@ struct TrainArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A value the command line refuses is one line and status 1, as
+        // every other setting the run checks.
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::InvalidValue | ErrorKind::ValueValidation
+            ) =>
+        {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid value");
+            eprintln!("error: {}", first.trim_start_matches("error: "));
+            return ExitCode::FAILURE;
+        }
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Train(a) => cmd_train(a),
         Command::Eval(m) => cmd_eval(&m),
@@ -244,14 +262,12 @@ impl Progress for Bar {
         bar.set_prefix(epoch.to_string());
         self.bar = Some(bar);
     }
-    fn batch(&mut self, done: usize, loss: f32, acc: f32, sps: f32) {
+    fn batch(&mut self, done: usize, loss: f32, acc: Option<f32>, sps: f32) {
         if let Some(b) = &self.bar {
             b.set_position(done as u64);
             if done.is_multiple_of(10) {
-                b.set_message(format!(
-                    "loss {loss:.4} acc {:.1}% {sps:.0} samples/s",
-                    acc * 100.0
-                ));
+                let acc = acc.map_or(String::new(), |a| format!(" acc {:.1}%", a * 100.0));
+                b.set_message(format!("loss {loss:.4}{acc} {sps:.0} samples/s"));
             }
         }
     }
@@ -263,14 +279,12 @@ impl Progress for Bar {
             (Some(l), Some(a)) => format!("  val loss {l:.4} acc {:.2}%", a * 100.0),
             _ => String::new(),
         };
+        let acc = m
+            .train_acc
+            .map_or(String::new(), |a| format!("  acc {:.2}%", a * 100.0));
         eprintln!(
-            "epoch {:>3}  loss {:.4}  acc {:.2}%{val}  lr {:.2e}  {:.0} samples/s  {:.1}s",
-            m.epoch,
-            m.train_loss,
-            m.train_acc * 100.0,
-            m.lr,
-            m.samples_per_sec,
-            m.seconds
+            "epoch {:>3}  loss {:.4}{acc}{val}  lr {:.2e}  {:.0} samples/s  {:.1}s",
+            m.epoch, m.train_loss, m.lr, m.samples_per_sec, m.seconds
         );
     }
 }
@@ -278,7 +292,7 @@ impl Progress for Bar {
 fn cmd_train(a: TrainArgs) -> Res {
     let cfg = TrainConfig {
         widths: parse_widths(&a.arch.layers).map_err(|e| e.to_string())?,
-        activation: a.arch.activation.clone(),
+        activation: a.arch.activation,
         optimizer: a.optimizer,
         lr: a.lr,
         momentum: a.momentum,
@@ -432,7 +446,7 @@ impl TrainRun<'_> {
         write_reports(self.out, &outcome.history)?;
 
         // Report on the test set and export, through the deployment kernels.
-        let f32_bytes = f32_file(&cfg.widths, &cfg.activation, &outcome.params)?;
+        let f32_bytes = f32_file(&cfg.widths, cfg.activation, &outcome.params)?;
         let train_for_calib = load_quiet(self.data, Split::Train)?;
         let int8_bytes =
             int8_file(&f32_bytes, &train_for_calib, 1000).map_err(|e| e.to_string())?;
@@ -455,7 +469,7 @@ impl TrainRun<'_> {
         save_safetensors(
             &out.join("model.safetensors"),
             &cfg.widths,
-            &cfg.activation,
+            cfg.activation,
             &outcome.params,
         )?;
         eprintln!(
@@ -489,7 +503,7 @@ fn write_reports(out: &Path, history: &[EpochMetrics]) -> Res {
 fn save_safetensors(
     path: &Path,
     widths: &[usize],
-    act: &str,
+    act: ActivationKind,
     params: &[state_dict::NamedTensor],
 ) -> Res {
     let mut md = std::collections::HashMap::new();
@@ -516,15 +530,27 @@ fn model_bytes(m: &ModelArgs) -> Res<AlignedBytes> {
         return Ok(b);
     }
     if let Ok(c) = Checkpoint::load(path) {
-        return f32_file(&c.meta.widths, &c.meta.activation, &c.params);
+        let (widths, act) = mlp_of(path, &c)?;
+        return f32_file(widths, act, &c.params);
     }
     // A safetensors state_dict: the architecture comes from --layers or the file's metadata.
     let (widths, act) = arch_of(path, &raw, &m.arch)?;
-    let params = read_state_dict(path, &widths, &act)?;
-    f32_file(&widths, &act, &params)
+    let params = read_state_dict(path, &widths, act)?;
+    f32_file(&widths, act, &params)
 }
 
-fn arch_of(path: &Path, raw: &[u8], arch: &ArchArgs) -> Res<(Vec<usize>, String)> {
+/// A checkpoint's MLP architecture (checkpoints of other models have none).
+fn mlp_of<'c>(path: &Path, c: &'c Checkpoint) -> Res<(&'c [usize], ActivationKind)> {
+    match c.meta.activation {
+        Some(act) if !c.meta.widths.is_empty() => Ok((&c.meta.widths, act)),
+        _ => Err(format!(
+            "{}: the checkpoint is not of an MLP (a model trained with the Learner); ember exports MLPs",
+            path.display()
+        )),
+    }
+}
+
+fn arch_of(path: &Path, raw: &[u8], arch: &ArchArgs) -> Res<(Vec<usize>, ActivationKind)> {
     let md = safetensors::SafeTensors::read_metadata(raw)
         .map_err(|e| {
             format!(
@@ -540,15 +566,21 @@ fn arch_of(path: &Path, raw: &[u8], arch: &ArchArgs) -> Res<(Vec<usize>, String)
         .get("ember.layers")
         .cloned()
         .unwrap_or_else(|| arch.layers.clone());
-    let act = md
-        .get("ember.activation")
-        .cloned()
-        .unwrap_or_else(|| arch.activation.clone());
+    let act = match md.get("ember.activation") {
+        Some(name) => name
+            .parse::<ActivationKind>()
+            .map_err(|e| format!("{}: {e}", path.display()))?,
+        None => arch.activation,
+    };
     Ok((parse_widths(&layers).map_err(|e| e.to_string())?, act))
 }
 
-fn read_state_dict(path: &Path, widths: &[usize], act: &str) -> Res<Vec<state_dict::NamedTensor>> {
-    let a = parse_activation(act).map_err(|e| e.to_string())?;
+fn read_state_dict(
+    path: &Path,
+    widths: &[usize],
+    act: ActivationKind,
+) -> Res<Vec<state_dict::NamedTensor>> {
+    let a = act.activation();
     let mut buf = vec![0.0f32; Mlp::param_floats(widths) + 64];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let model = Mlp::new(&mut mem, &mut Rng::new(0), widths, a).map_err(|e| e.to_string())?;
@@ -588,7 +620,7 @@ fn check_inputs(model: &Model<'_>, data: &TensorDataset) -> Res {
 
 fn cmd_summary(a: &ArchArgs) -> Res {
     let widths = parse_widths(&a.layers).map_err(|e| e.to_string())?;
-    let act = parse_activation(&a.activation).map_err(|e| e.to_string())?;
+    let act = a.activation.activation();
     let mut buf = vec![0.0f32; Mlp::param_floats(&widths) + 64];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let model = Mlp::new(&mut mem, &mut Rng::new(0), &widths, act).map_err(|e| e.to_string())?;
@@ -604,7 +636,7 @@ fn cmd_summary(a: &ArchArgs) -> Res {
 
 fn export_all(
     widths: &[usize],
-    act: &str,
+    act: ActivationKind,
     params: &[state_dict::NamedTensor],
     out: &Path,
     data: &DataArgs,
@@ -635,15 +667,16 @@ fn export_all(
 
 fn cmd_export(checkpoint: &Path, out: &Path, data: &DataArgs) -> Res {
     let c = Checkpoint::load(checkpoint).map_err(|e| e.to_string())?;
-    export_all(&c.meta.widths, &c.meta.activation, &c.params, out, data)
+    let (widths, act) = mlp_of(checkpoint, &c)?;
+    export_all(widths, act, &c.params, out, data)
 }
 
 fn cmd_import(path: &Path, arch: &ArchArgs, out: &Path, data: &DataArgs) -> Res {
     let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let (widths, act) = arch_of(path, &raw, arch)?;
-    let params = read_state_dict(path, &widths, &act)?;
+    let params = read_state_dict(path, &widths, act)?;
     println!("read {} tensors from {}", params.len(), path.display());
-    export_all(&widths, &act, &params, out, data)
+    export_all(&widths, act, &params, out, data)
 }
 
 fn cmd_predict(m: &ModelArgs, image_path: Option<&Path>, index: Option<usize>) -> Res {

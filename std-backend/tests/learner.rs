@@ -1,0 +1,477 @@
+//! The `Learner` on a user's own model: a `#[derive(Module)]` struct (the
+//! PyTorch tutorial's `class MLP(nn.Module)`: `hidden`, then `out`) trained
+//! with a custom loss closure, resumed bit for bit from a checkpoint, stopped
+//! early with its best parameters, stopped cleanly on a NaN loss, and
+//! refusing a checkpoint of another architecture.
+
+use ember_core::nn::loss::{cross_entropy, mse, Loss, Reduction};
+use ember_core::nn::{Build, Forward, Linear, Module, ReLU, Rule};
+use ember_core::prelude::*;
+use ember_std::checkpoint::{Checkpoint, CheckpointError};
+use ember_std::config::SchedulerKind;
+use ember_std::data::{MiniBatch, TensorDataset};
+use ember_std::learner::{Arena, Learner, StepOutput};
+use ember_std::schedule::Schedule;
+use ember_std::train::{Checkpointing, EpochMetrics, Quiet, TrainError, TrainOutcome};
+use ember_std::{report, Parallel};
+use std::path::Path;
+
+const IN: usize = 12;
+const CLASSES: usize = 3;
+
+/// ```python
+/// class MLP(nn.Module):
+///     def __init__(self):
+///         super().__init__()
+///         self.hidden = nn.Linear(12, 16)
+///         self.out = nn.Linear(16, 3)
+///     def forward(self, X):
+///         return self.out(F.relu(self.hidden(X)))
+/// ```
+#[derive(Module)]
+struct Net {
+    hidden: Linear<IN, 16>,
+    act: ReLU,
+    out: Linear<16, CLASSES>,
+}
+
+impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<IN>), B>> for Net {
+    type Output = Tensor<'t, (usize, Const<CLASSES>), B>;
+    fn forward(&self, x: Tensor<'t, (usize, Const<IN>), B>) -> Self::Output {
+        self.out.forward(self.act.forward(self.hidden.forward(x)))
+    }
+}
+
+/// The same layer names with another hidden width.
+#[derive(Module)]
+struct Wider {
+    hidden: Linear<IN, 24>,
+    act: ReLU,
+    out: Linear<24, CLASSES>,
+}
+
+impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<IN>), B>> for Wider {
+    type Output = Tensor<'t, (usize, Const<CLASSES>), B>;
+    fn forward(&self, x: Tensor<'t, (usize, Const<IN>), B>) -> Self::Output {
+        self.out.forward(self.act.forward(self.hidden.forward(x)))
+    }
+}
+
+/// The same shapes under other names.
+#[derive(Module)]
+struct Renamed {
+    fc1: Linear<IN, 16>,
+    act: ReLU,
+    fc2: Linear<16, CLASSES>,
+}
+
+impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<IN>), B>> for Renamed {
+    type Output = Tensor<'t, (usize, Const<CLASSES>), B>;
+    fn forward(&self, x: Tensor<'t, (usize, Const<IN>), B>) -> Self::Output {
+        self.fc2.forward(self.act.forward(self.fc1.forward(x)))
+    }
+}
+
+/// `n` samples whose class is the largest of three fixed projections of
+/// their features (learnable, not trivially), from a small generator.
+fn data(n: usize, seed: u64) -> TensorDataset {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+    };
+    let xs: Vec<f32> = (0..n * IN).map(|_| next()).collect();
+    let ys = xs
+        .chunks(IN)
+        .map(|r| {
+            let score = |c: usize| -> f32 { r.iter().skip(c).step_by(CLASSES).sum() };
+            (0..CLASSES)
+                .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+                .unwrap_or(0)
+        })
+        .collect();
+    TensorDataset::new(xs, ys, IN, CLASSES).unwrap()
+}
+
+/// The user's loss: cross-entropy plus a small penalty on the logits' size
+/// (so that it is not the CLI's loss).
+fn step<'t, B: Backend>(
+    net: &Net,
+    g: &'t dyn Tape<B>,
+    b: &MiniBatch,
+) -> ember_core::Result<StepOutput<'t, B>> {
+    let x = g.from_slice((b.len(), Const::<IN>), &b.features);
+    let logits = net.forward(x);
+    let penalty = logits.square().mean() * 0.01;
+    let loss = cross_entropy(logits, &b.labels, Reduction::Mean) + penalty;
+    Ok(StepOutput::classified(loss, logits))
+}
+
+fn learner(epochs: usize) -> Learner {
+    // The penalty records more than `Loss::CrossEntropy` counts: the arena's
+    // size is given (generously) rather than computed from the type.
+    Learner::new(Rule::adam(), 0.02, Arena::floats(40_000))
+        .epochs(epochs)
+        .batch(16)
+        .seed(11)
+        .schedule(Schedule::new(SchedulerKind::Plateau, epochs, 1, 1, 0.5))
+        .clip(Some(5.0))
+        .patience(Some(100))
+}
+
+fn fit(
+    l: Learner,
+    train: TensorDataset,
+    val: Option<&TensorDataset>,
+) -> Result<TrainOutcome, TrainError> {
+    l.fit(&Parallel::new(1), Net::build, step, train, val, &mut Quiet)
+}
+
+/// What must repeat exactly: everything but the timings.
+fn figures(h: &[EpochMetrics]) -> Vec<[u32; 6]> {
+    let b = |v: Option<f32>| v.map_or(u32::MAX, f32::to_bits);
+    h.iter()
+        .map(|m| {
+            [
+                m.epoch as u32,
+                m.train_loss.to_bits(),
+                b(m.train_acc),
+                b(m.val_loss),
+                b(m.val_acc),
+                m.lr.to_bits(),
+            ]
+        })
+        .collect()
+}
+
+fn bits(o: &TrainOutcome) -> Vec<(String, Vec<usize>, Vec<u32>)> {
+    o.params
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.shape.clone(),
+                t.data.iter().map(|v| v.to_bits()).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_derived_model_learns_with_its_own_loss_and_reports() {
+    let val = data(64, 2);
+    let out = fit(learner(8), data(192, 1), Some(&val)).unwrap();
+    assert_eq!(out.history.len(), 8);
+    let (first, last) = (&out.history[0], &out.history[7]);
+    assert!(
+        last.train_loss < first.train_loss * 0.8,
+        "{first:?} -> {last:?}"
+    );
+    assert!(last.val_acc.unwrap() > 0.6, "{last:?}");
+    // The warmup epoch ran at half the rate, then the full rate.
+    assert_eq!(first.lr, 0.01);
+    assert_eq!(out.history[1].lr, 0.02);
+    let names: Vec<_> = out
+        .params
+        .iter()
+        .map(|t| (t.name.as_str(), t.shape.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("hidden.weight", vec![16, IN]),
+            ("hidden.bias", vec![16]),
+            ("out.weight", vec![CLASSES, 16]),
+            ("out.bias", vec![CLASSES]),
+        ]
+    );
+    // The reports of `ember train` work for any model's history.
+    let dir = tempfile::tempdir().unwrap();
+    report::write_metrics(&dir.path().join("metrics.csv"), &out.history).unwrap();
+    report::plot_curves(&dir.path().join("curves.svg"), &out.history).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 9);
+}
+
+#[test]
+fn a_loss_without_predictions_reports_no_accuracy() {
+    // The arena computed from the model's type and the loss suffices.
+    let out = Learner::new(Rule::sgd_momentum(0.9), 0.05, Arena::of::<Net>(Loss::Mse))
+        .epochs(3)
+        .batch(32)
+        .fit(
+            &Parallel::new(1),
+            Net::build,
+            |net: &Net, g, b| {
+                // Regress the one-hot target.
+                let onehot: Vec<f32> = b
+                    .labels
+                    .iter()
+                    .flat_map(|&y| (0..CLASSES).map(move |c| f32::from(u8::from(c == y))))
+                    .collect();
+                let x = g.from_slice((b.len(), Const::<IN>), &b.features);
+                let t = g.from_slice((b.len(), Const::<CLASSES>), &onehot);
+                Ok(StepOutput::loss(mse(net.forward(x), t, Reduction::Mean)))
+            },
+            data(128, 3),
+            None,
+            &mut Quiet,
+        )
+        .unwrap();
+    assert!(out
+        .history
+        .iter()
+        .all(|m| m.train_acc.is_none() && m.val_loss.is_none()));
+    assert!(out.history[2].train_loss < out.history[0].train_loss);
+    let csv = report::metrics_csv(&out.history);
+    assert!(csv.lines().nth(1).unwrap().starts_with("1,"), "{csv}");
+    assert_eq!(csv.lines().nth(1).unwrap().split(',').nth(2), Some(""));
+}
+
+#[test]
+fn resume_is_bit_identical_to_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let val = data(48, 5);
+    let full = fit(
+        learner(5).checkpointing(Checkpointing {
+            path: Some(dir.path().join("full.ckpt")),
+            ..Default::default()
+        }),
+        data(160, 4),
+        Some(&val),
+    )
+    .unwrap();
+
+    let part = dir.path().join("part.ckpt");
+    let first = fit(
+        learner(5).checkpointing(Checkpointing {
+            path: Some(part.clone()),
+            stop_after: Some(2),
+            ..Default::default()
+        }),
+        data(160, 4),
+        Some(&val),
+    )
+    .unwrap();
+    assert_eq!(first.history.len(), 2);
+    assert_eq!(Checkpoint::load(&part).unwrap().meta.epoch, 2);
+    let resumed = fit(
+        learner(5).checkpointing(Checkpointing {
+            path: Some(part.clone()),
+            resume: Some(part.clone()),
+            ..Default::default()
+        }),
+        data(160, 4),
+        Some(&val),
+    )
+    .unwrap();
+    assert_eq!(figures(&full.history), figures(&resumed.history));
+    assert_eq!(bits(&full), bits(&resumed), "resumed parameters differ");
+    // Not a vacuous comparison: the run moved its parameters.
+    assert_ne!(bits(&first), bits(&full));
+}
+
+#[test]
+fn early_stopping_fires_and_keeps_the_best_parameters() {
+    // The validation labels are the training labels shifted by one: the
+    // better the model learns, the worse its validation loss.
+    let train = data(192, 6);
+    let (xs, ys) = train.clone().into_parts();
+    let shifted = ys.iter().map(|y| (y + 1) % CLASSES).collect();
+    let val = TensorDataset::new(xs, shifted, IN, CLASSES).unwrap();
+    let run_with = |epochs: usize, patience: Option<usize>, ckpt: Checkpointing| {
+        fit(
+            Learner::new(Rule::adam(), 0.02, Arena::floats(40_000))
+                .epochs(epochs)
+                .batch(16)
+                .seed(3)
+                .patience(patience)
+                .checkpointing(ckpt),
+            train.clone(),
+            Some(&val),
+        )
+        .unwrap_or_else(|e| panic!("epochs {epochs}: {e}"))
+    };
+    let run = |epochs, patience| run_with(epochs, patience, Checkpointing::default());
+    let stopped = run(20, Some(2));
+    assert!(stopped.stopped_early, "{:?}", stopped.history);
+    assert!(stopped.history.len() < 20);
+    let best = stopped
+        .history
+        .iter()
+        .min_by(|a, b| a.val_loss.unwrap().total_cmp(&b.val_loss.unwrap()))
+        .unwrap();
+    assert_eq!(best.epoch + 2, stopped.history.len());
+    // The parameters returned are those after the best epoch.
+    let until_best = run(best.epoch, None);
+    assert_eq!(bits(&stopped), bits(&until_best));
+
+    // Interrupted after one epoch without improvement and resumed, the run
+    // remembers its best loss, parameters and count: it stops at the same
+    // epoch with the same parameters.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.ckpt");
+    let ckpt = |stop_after, resume: bool| Checkpointing {
+        path: Some(path.clone()),
+        resume: resume.then(|| path.clone()),
+        stop_after,
+    };
+    let first = run_with(20, Some(2), ckpt(Some(best.epoch + 1), false));
+    assert!(!first.stopped_early);
+    let resumed = run_with(20, Some(2), ckpt(None, true));
+    assert!(resumed.stopped_early);
+    assert_eq!(figures(&resumed.history), figures(&stopped.history));
+    assert_eq!(bits(&resumed), bits(&stopped));
+}
+
+#[test]
+fn a_nan_loss_stops_with_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.ckpt");
+    let ckpt = |resume: bool| Checkpointing {
+        path: Some(path.clone()),
+        resume: resume.then(|| path.clone()),
+        ..Default::default()
+    };
+    fit(learner(1).checkpointing(ckpt(false)), data(64, 7), None).unwrap();
+    let before = std::fs::read(&path).unwrap();
+
+    // Features so large that the logits overflow: the loss is NaN.
+    let (mut xs, ys) = data(64, 7).into_parts();
+    xs.iter_mut().for_each(|v| *v *= 1e38);
+    let poisoned = TensorDataset::new(xs, ys, IN, CLASSES).unwrap();
+    let err = fit(learner(2).checkpointing(ckpt(true)), poisoned, None).unwrap_err();
+    match &err {
+        TrainError::NonFiniteLoss {
+            value,
+            epoch,
+            checkpoint,
+            ..
+        } => {
+            assert!(!value.is_finite());
+            assert_eq!(*epoch, 2);
+            assert_eq!(checkpoint.as_deref(), Some(path.as_path()));
+        }
+        other => panic!("expected a non-finite loss, got {other}"),
+    }
+    assert!(err.to_string().contains("last good checkpoint"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the good checkpoint was overwritten"
+    );
+}
+
+fn resume_as<M>(path: &Path) -> TrainError
+where
+    M: Module + Build,
+    M: for<'t> Forward<
+        Tensor<'t, (usize, Const<IN>), Parallel>,
+        Output = Tensor<'t, (usize, Const<CLASSES>), Parallel>,
+    >,
+{
+    Learner::new(Rule::adam(), 0.02, Arena::floats(1 << 16))
+        .epochs(2)
+        .batch(16)
+        .checkpointing(Checkpointing {
+            resume: Some(path.to_path_buf()),
+            ..Default::default()
+        })
+        .fit(
+            &Parallel::new(1),
+            M::build,
+            |net: &M, g, b| {
+                let x = g.from_slice((b.len(), Const::<IN>), &b.features);
+                let logits = net.forward(x);
+                Ok(StepOutput::classified(
+                    cross_entropy(logits, &b.labels, Reduction::Mean),
+                    logits,
+                ))
+            },
+            data(32, 8),
+            None,
+            &mut Quiet,
+        )
+        .unwrap_err()
+}
+
+#[test]
+fn a_checkpoint_of_another_architecture_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("net.ckpt");
+    fit(
+        learner(1).checkpointing(Checkpointing {
+            path: Some(path.clone()),
+            ..Default::default()
+        }),
+        data(32, 8),
+        None,
+    )
+    .unwrap();
+    match resume_as::<Wider>(&path) {
+        TrainError::Checkpoint(CheckpointError::Parameters {
+            path: p,
+            name,
+            expected,
+            found,
+        }) => {
+            assert_eq!(p, path);
+            assert_eq!(name, "hidden.weight");
+            assert_eq!(expected, Some(vec![24, IN]));
+            assert_eq!(found, Some(vec![16, IN]));
+        }
+        other => panic!("expected a parameter mismatch, got {other}"),
+    }
+    let err = resume_as::<Renamed>(&path);
+    match &err {
+        TrainError::Checkpoint(CheckpointError::Parameters {
+            name,
+            expected,
+            found,
+            ..
+        }) => {
+            assert_eq!(name, "fc1.weight");
+            assert_eq!(
+                (expected.as_deref(), found.as_deref()),
+                (Some(&[16, IN][..]), None)
+            );
+        }
+        other => panic!("expected a parameter mismatch, got {other}"),
+    }
+    assert!(err.to_string().contains("net.ckpt"), "{err}");
+    // The same architecture resumes.
+    let ok = fit(
+        learner(2).checkpointing(Checkpointing {
+            resume: Some(path.clone()),
+            ..Default::default()
+        }),
+        data(32, 8),
+        None,
+    )
+    .unwrap();
+    assert_eq!(ok.history.len(), 2);
+}
+
+#[test]
+fn a_run_too_large_for_the_machine_is_refused_before_allocating() {
+    let err = Learner::new(Rule::adam(), 0.01, Arena::floats(usize::MAX / 8))
+        .name("huge")
+        .fit(
+            &Parallel::new(1),
+            Net::build,
+            step,
+            data(16, 9),
+            None,
+            &mut Quiet,
+        )
+        .unwrap_err();
+    assert!(matches!(err, TrainError::Memory(_)), "{err}");
+    assert!(
+        err.to_string().starts_with("this model (huge) needs "),
+        "{err}"
+    );
+}
