@@ -4,6 +4,7 @@ workloads, data in host memory (each step moves its batch to the device).
 
     python3 scripts/bench.py [--threads 2] [--seconds 3]        # CPU
     python3 scripts/bench.py --device cuda [--ember-bin PATH]   # GPU
+    python3 scripts/bench.py --baseline-bin OLD [--ember-bin NEW]  # before/after
 
 Builds and runs `cargo run --release -p ember-std --example bench_train`
 (or runs the prebuilt `--ember-bin`, for a GPU machine without Rust), then
@@ -11,6 +12,10 @@ times the same workloads in PyTorch (if installed) and prints both with their
 ratio, Ember and PyTorch alternating `--rounds` times. PyTorch's absence is
 reported, not an error. On the GPU: 784-512-512-10, SGD, batch 64/256/1024,
 both sides waiting for the GPU at the end of each timing window.
+
+With `--baseline-bin`, the other side is not PyTorch but another build of
+Ember's bench_train (an older commit's, say): a before/after comparison in
+one run, the two builds alternating.
 """
 import argparse
 import json
@@ -105,6 +110,8 @@ def main():
                    help="Ember and PyTorch alternate this many times; medians are reported")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--ember-bin", help="a prebuilt bench_train binary (default: cargo run)")
+    p.add_argument("--baseline-bin",
+                   help="compare with this bench_train binary (before/after) instead of PyTorch")
     a = p.parse_args()
     import statistics
     ember_runs, torch_runs, note = [], [], ""
@@ -114,12 +121,23 @@ def main():
         except subprocess.CalledProcessError as e:
             print(f"Ember's benchmark failed ({e.returncode}): {e.stderr.strip()}")
             return 1
+        if a.baseline_bin:
+            base = ember(a.threads, a.seconds, a.device, a.baseline_bin)
+            torch_runs.append({
+                ("gemm", r["n"]) if r["bench"] == "gemm" else ("train", r["case"]):
+                    r["gflops"] if r["bench"] == "gemm" else r["samples_per_sec"]
+                for r in base
+            })
+            note = f"baseline {a.baseline_bin}"
+            continue
         t, note = torch_results(a.threads, a.seconds, a.device)
         if t:
             torch_runs.append(t)
     where = f"threads: {a.threads}" if a.device == "cpu" else f"GPU: {ember_runs[0][0].get('device')}"
     print(f"{where}; {note}; median of {a.rounds} alternating rounds\n")
-    print(f"{'benchmark':<36} {'Ember':>10} {'PyTorch':>10} {'ratio':>7}  ratios per round")
+    other = "before" if a.baseline_bin else "PyTorch"
+    mine = "after" if a.baseline_bin else "Ember"
+    print(f"{'benchmark':<36} {mine:>10} {other:>10} {'ratio':>7}  ratios per round")
     for idx, r in enumerate(ember_runs[0]):
         if r["bench"] == "gemm":
             key, label, field = ("gemm", r["n"]), f"GEMM {r['n']}^3 (GFLOP/s)", "gflops"
