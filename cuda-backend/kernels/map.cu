@@ -114,7 +114,7 @@ __device__ __forceinline__ float map_derivative(int f, float p0, float p1, float
         return 1.0f / (d * d);
     }
     case MAP_SOFTPLUS: return sigmoid(x);
-    case MAP_CLAMP: return (x >= p0 && x <= p1) ? 1.0f : 0.0f;
+    case MAP_CLAMP: return (x > p0 && x < p1) ? 1.0f : 0.0f;  // 0 at a bound, as PyTorch
     default: return __int_as_float(0x7fc00000);
     }
 }

@@ -104,3 +104,139 @@ fn a_derived_class_loads_pytorchs_state_dict_by_name() {
     let e = load_bytes(path, &bytes, &model, &mut mem, "").unwrap_err();
     assert!(e.to_string().contains("out.weight"), "{e}");
 }
+
+/// The tutorials' `class MLP(nn.Module)` (`hidden = Linear(10, 5)`,
+/// `out = Linear(5, 2)`, `relu` in `forward`), its state_dict saved by
+/// PyTorch (`scripts/torch-fixtures.py`), loads by name into the same class
+/// written the Ember way and gives PyTorch's logits.
+#[test]
+fn the_tutorials_mlp_class_loads_pytorchs_state_dict() {
+    use ember_core::nn::{Build, Linear, Module};
+    use ember_core::{Batch, Tensor};
+
+    #[derive(Module)]
+    struct Mlp {
+        hidden: Linear<10, 5>,
+        out: Linear<5, 2>,
+    }
+    impl Mlp {
+        fn forward<'t>(&self, x: Tensor<'t, Batch<10>>) -> Tensor<'t, Batch<2>> {
+            self.out.forward(self.hidden.forward(x).relu())
+        }
+    }
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("torch_mlp_class.json")).unwrap())
+            .unwrap();
+    let rows = |key: &str| -> Vec<f32> {
+        fixture[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+            })
+            .collect()
+    };
+    let mut buf = vec![0.0f32; 1024];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let net = Mlp::build(&mut mem, &mut Rng::new(7)).unwrap();
+    state_dict::load(&dir.join("torch_mlp_class.safetensors"), &net, &mut mem).unwrap();
+    let x = rows("input");
+    let g = Graph::new(&mut mem);
+    let y = net.forward(g.from_slice((3usize, ember_core::Const::<10>), &x));
+    let mut got = [0.0f32; 6];
+    y.read(&mut got).unwrap();
+    for (g, w) in got.iter().zip(rows("logits")) {
+        assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{got:?} vs {w}");
+    }
+}
+
+/// Gradients at kinks and ties, and a long float32 mean, against the numbers
+/// PyTorch computed (`scripts/torch-fixtures.py`).
+#[test]
+fn kinks_ties_and_long_sums_match_pytorch() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("torch_conventions.json")).unwrap())
+            .unwrap();
+    /// The numbers of a nested JSON array, row-major.
+    fn flat(v: &serde_json::Value) -> Vec<f32> {
+        match v.as_array() {
+            Some(a) => a.iter().flat_map(flat).collect(),
+            None => vec![v.as_f64().unwrap() as f32],
+        }
+    }
+    let mut buf = vec![0.0f32; 1 << 18];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let g = Graph::new(&mut mem);
+    let check = |name: &str, grad: &[f32]| {
+        assert_eq!(grad, flat(&f[name]["grad"]).as_slice(), "{name}");
+    };
+    let x = g
+        .from_slice((5usize,), &flat(&f["clamp_0_1_grad"]["x"]))
+        .requires_grad();
+    x.clamp(0.0, 1.0).sum().backward().unwrap();
+    check("clamp_0_1_grad", &x.grad_vec());
+    let x = g
+        .from_slice((5usize,), &flat(&f["max_grad"]["x"]))
+        .requires_grad();
+    x.max().mul_scalar(6.0).backward().unwrap();
+    check("max_grad", &x.grad_vec());
+    let x = g
+        .from_slice((2usize, 2usize), &flat(&f["amax_dim1_grad"]["x"]))
+        .requires_grad();
+    x.max_axis::<1>().sum().backward().unwrap();
+    check("amax_dim1_grad", &x.grad_vec());
+    let x = g
+        .from_slice((2usize, 2usize), &flat(&f["amax_dim0_grad"]["x"]))
+        .requires_grad();
+    x.max_axis::<0>().sum().backward().unwrap();
+    check("amax_dim0_grad", &x.grad_vec());
+    let x = g
+        .from_slice((3usize,), &flat(&f["relu_grad"]["x"]))
+        .requires_grad();
+    x.relu().sum().backward().unwrap();
+    check("relu_grad", &x.grad_vec());
+    let x = g
+        .from_slice((3usize,), &flat(&f["abs_grad"]["x"]))
+        .requires_grad();
+    x.abs().sum().backward().unwrap();
+    check("abs_grad", &x.grad_vec());
+    let x = g
+        .from_slice((3usize,), &flat(&f["leaky_relu_0_1_grad"]["x"]))
+        .requires_grad();
+    x.leaky_relu(0.1).sum().backward().unwrap();
+    check("leaky_relu_0_1_grad", &x.grad_vec());
+    let x = g
+        .from_slice((3usize,), &flat(&f["elu_1_grad"]["x"]))
+        .requires_grad();
+    x.elu(1.0).sum().backward().unwrap();
+    check("elu_1_grad", &x.grad_vec());
+
+    let n = f["long_mean"]["n"].as_u64().unwrap() as usize;
+    let vals: Vec<f32> = (0..n).map(|i| 0.1 + (i % 7) as f32 * 1e-3).collect();
+    let exact = f["long_mean"]["exact"].as_f64().unwrap();
+    let torch_err = f["long_mean"]["torch_rel_err"].as_f64().unwrap();
+    let mean = f64::from(g.from_slice((n,), &vals).mean().item().unwrap());
+    let err = ((mean - exact) / exact).abs();
+    assert!(
+        err <= torch_err.max(1e-7) * 2.0,
+        "mean error {err:e}, PyTorch's {torch_err:e}"
+    );
+}
+
+trait GradVec {
+    fn grad_vec(&self) -> Vec<f32>;
+}
+impl<S: ember_core::Shape> GradVec for ember_core::Tensor<'_, S, Cpu> {
+    fn grad_vec(&self) -> Vec<f32> {
+        let mut v = vec![0.0f32; self.numel()];
+        assert!(self.read_grad(&mut v).unwrap(), "no gradient");
+        v
+    }
+}

@@ -67,7 +67,8 @@ pub enum Map {
     Softsign,
     /// `ln(1 + eˣ)`, computed without overflow.
     Softplus,
-    /// `x` limited to `[lo, hi]` (gradient 1 inside, 0 outside).
+    /// `x` limited to `[lo, hi]`: gradient 1 strictly inside, 0 outside and
+    /// at exactly a bound (as PyTorch 2.x gives it).
     Clamp(f32, f32),
 }
 
@@ -280,7 +281,7 @@ impl Map {
             }
             Map::Softplus => sigmoid(x),
             Map::Clamp(lo, hi) => {
-                if x >= lo && x <= hi {
+                if x > lo && x < hi {
                     1.0
                 } else {
                     0.0
