@@ -54,7 +54,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ember-core -p ember-std -p emb
 step "tests"
 cargo test --workspace --all-features
 
-step "the PyTorch tutorials' idioms, ported (issue 12): each example checks what it shows"
+step "the PyTorch tutorials' idioms, ported: each example checks what it shows"
 for example in seed_autograd seed_mlp_class seed_add_module seed_init_apply seed_state_dict seed_train_loop; do
   cargo run --release --quiet -p ember-core --example "$example" >/dev/null
 done

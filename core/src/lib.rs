@@ -109,7 +109,7 @@ pub mod shape;
 pub mod tensor;
 
 pub use backend::{Backend, Cpu, Span};
-pub use error::{Error, Result};
+pub use error::{Error, Message, Result};
 pub use graph::{Graph, Tape, DEFAULT_NODES};
 pub use memory::{Memory, Param, ParamRef};
 pub use rng::Rng;

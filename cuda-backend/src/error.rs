@@ -4,10 +4,11 @@ use core::fmt;
 
 /// What went wrong talking to CUDA.
 ///
-/// [`CudaBackend::new`](crate::CudaBackend::new) returns it directly. A kernel
-/// that fails inside a [`Backend`](ember_core::Backend) method returns
-/// [`ember_core::Error::Backend`] (whose message must be `'static`) and keeps
-/// the full error for [`CudaBackend::last_error`](crate::CudaBackend::last_error).
+/// [`CudaBackend::new`](crate::CudaBackend::new) and
+/// [`warm_up`](crate::CudaBackend::warm_up) return it directly. A kernel that
+/// fails inside a [`Backend`](ember_core::Backend) method returns it as
+/// [`ember_core::Error::Backend`]: [`code`](Self::code) and the message,
+/// inline (cut to [`ember_core::Message::CAPACITY`] bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CudaError {
@@ -108,27 +109,21 @@ impl fmt::Display for CudaError {
 impl std::error::Error for CudaError {}
 
 impl CudaError {
-    /// A `'static` summary, for [`ember_core::Error::Backend`].
-    pub fn summary(&self) -> &'static str {
+    /// The number [`ember_core::Error::Backend`] carries for this error:
+    /// which kind it is (1 no driver, 2 no device, 3 missing library, 4 out
+    /// of memory, 5 driver call, 6 cuBLAS call, 7 compile, 8 panic, 9 too
+    /// large).
+    pub fn code(&self) -> i32 {
         match self {
-            CudaError::NoDriver => "cuda: no driver",
-            CudaError::NoDevice { .. } => "cuda: no such device",
-            CudaError::MissingLibrary {
-                library: "nvrtc", ..
-            } => "cuda: libnvrtc could not be loaded (see CudaBackend::last_error)",
-            CudaError::MissingLibrary { .. } => {
-                "cuda: a CUDA library could not be loaded (see CudaBackend::last_error)"
-            }
-            CudaError::OutOfMemory { .. } => "cuda: out of device memory",
-            CudaError::Driver { .. } => "cuda: a driver call failed (see CudaBackend::last_error)",
-            CudaError::Cublas { .. } => "cuda: a cuBLAS call failed (see CudaBackend::last_error)",
-            CudaError::Compile { .. } => {
-                "cuda: NVRTC could not compile a kernel (see CudaBackend::last_error)"
-            }
-            CudaError::Panicked { .. } => {
-                "cuda: a CUDA library call panicked (see CudaBackend::last_error)"
-            }
-            CudaError::TooLarge { .. } => "cuda: a size is too large for a CUDA API",
+            CudaError::NoDriver => 1,
+            CudaError::NoDevice { .. } => 2,
+            CudaError::MissingLibrary { .. } => 3,
+            CudaError::OutOfMemory { .. } => 4,
+            CudaError::Driver { .. } => 5,
+            CudaError::Cublas { .. } => 6,
+            CudaError::Compile { .. } => 7,
+            CudaError::Panicked { .. } => 8,
+            CudaError::TooLarge { .. } => 9,
         }
     }
 }
@@ -140,7 +135,10 @@ impl From<CudaError> for ember_core::Error {
                 needed: floats,
                 available: 0,
             },
-            _ => ember_core::Error::Backend { what: e.summary() },
+            _ => ember_core::Error::Backend {
+                code: e.code(),
+                message: ember_core::Message::format(format_args!("{e}")),
+            },
         }
     }
 }

@@ -33,7 +33,7 @@
 //!   cached for the backend's life. The formulas are ember-core's
 //!   ([`Map`], [`Zip`], [`Update`]), so results match the CPU reference within
 //!   float rounding; the conformance suite
-//!   ([`ember_core::backend::conformance`]) checks every kernel.
+//!   (`ember_core::backend::conformance`, feature `conformance`) checks every kernel.
 //! - **GEMM** is cuBLAS' `cublasSgemmStridedBatched` (see
 //!   [`CudaBackend::gemm`](Backend::gemm) for the row-major derivation).
 //!   cuBLAS' default math mode is kept: full FP32, no TF32, unless the
@@ -66,8 +66,11 @@
 //! - **Errors.** [`CudaBackend::new`] returns a [`CudaError`] when the driver
 //!   library is missing, no device exists, or the device cannot be opened. A
 //!   failing kernel returns [`ember_core::Error::Backend`] (or
-//!   [`OutOfMemory`](ember_core::Error::OutOfMemory)), and the full error is
-//!   kept for [`CudaBackend::last_error`].
+//!   [`OutOfMemory`](ember_core::Error::OutOfMemory)), whose code and message
+//!   are the CUDA error's (the message cut to
+//!   [`Message::CAPACITY`](ember_core::Message::CAPACITY) bytes; no side
+//!   channel). [`CudaBackend::warm_up`] returns the whole [`CudaError`] of a
+//!   missing library or a compile error, with NVRTC's log.
 //!
 //! ## Run-time requirements
 //! Nothing CUDA is needed to build (cudarc's `dynamic-loading`, bindings of
@@ -123,7 +126,7 @@ mod error;
 pub mod kernels;
 mod sys;
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use ember_core::backend::check::{
     blocks_extent, check_axis, check_cross_entropy, check_gemm, check_rows, same_len,
@@ -223,7 +226,6 @@ pub struct CudaBackend {
     modules: [OnceLock<core::result::Result<Module, CudaError>>; SOURCES.len()],
     /// The cuBLAS handle, created at the first GEMM.
     blas: OnceLock<core::result::Result<sys::Blas, CudaError>>,
-    last_error: Mutex<Option<CudaError>>,
 }
 
 impl core::fmt::Debug for CudaBackend {
@@ -374,7 +376,6 @@ impl CudaBackend {
             name,
             modules: Default::default(),
             blas: OnceLock::new(),
-            last_error: Mutex::new(None),
         }
     }
 
@@ -431,9 +432,9 @@ impl CudaBackend {
             return Ok(()); // the emulator compiles nothing at run time
         };
         for file in File::ALL {
-            self.module(gpu, file).map_err(|_| self.take_error())?;
+            self.module(gpu, file)?;
         }
-        self.blas(gpu).map_err(|_| self.take_error())?;
+        self.blas(gpu)?;
         Ok(())
     }
 
@@ -447,37 +448,17 @@ impl CudaBackend {
         }
     }
 
-    /// The full error behind the last [`ember_core::Error::Backend`] (or
-    /// `OutOfMemory`) a method of this backend returned, if any; taking it
-    /// clears it.
-    pub fn last_error(&self) -> Option<CudaError> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-    }
-
-    fn take_error(&self) -> CudaError {
-        self.last_error().unwrap_or(CudaError::Driver {
-            call: "warm_up",
-            message: "unknown".into(),
-        })
-    }
-
-    /// Records `e` for [`last_error`](Self::last_error) and converts it.
+    /// Converts a CUDA error for a `Backend` method's result.
     fn fail(&self, e: CudaError) -> Error {
-        let out = Error::from(e.clone());
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-        out
+        Error::from(e)
     }
 
     /// The compiled module of `file`, compiling and loading it on first use.
-    fn module(&self, gpu: &Gpu, file: File) -> Result<&Module> {
+    fn module(&self, gpu: &Gpu, file: File) -> core::result::Result<&Module, CudaError> {
         let slot = &self.modules[file as usize];
-        match slot.get_or_init(|| self.build(gpu, file)) {
-            Ok(m) => Ok(m),
-            Err(e) => Err(self.fail(e.clone())),
-        }
+        slot.get_or_init(|| self.build(gpu, file))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Compiles `file` for this device and loads it. Machine code for the
@@ -509,11 +490,11 @@ impl CudaBackend {
         Err(first_err.expect("at least one target was tried"))
     }
 
-    fn blas(&self, gpu: &Gpu) -> Result<&sys::Blas> {
-        match self.blas.get_or_init(|| gpu.blas()) {
-            Ok(b) => Ok(b),
-            Err(e) => Err(self.fail(e.clone())),
-        }
+    fn blas(&self, gpu: &Gpu) -> core::result::Result<&sys::Blas, CudaError> {
+        self.blas
+            .get_or_init(|| gpu.blas())
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Checks that `buf` is this backend's, that every span lies in it, and
@@ -553,7 +534,7 @@ impl CudaBackend {
     ) -> Result<()> {
         let done = match (&self.exec, &mut buf.mem) {
             (Exec::Gpu(gpu), Mem::Device(mem)) => {
-                let module = self.module(gpu, file)?;
+                let module = self.module(gpu, file).map_err(|e| self.fail(e))?;
                 gpu.launch(module.function(kernel), dims, mem, args)
             }
             #[cfg(test)]
@@ -585,7 +566,7 @@ impl CudaBackend {
     fn sgemm(&self, buf: &mut CudaBuffer, g: &ColumnMajorGemm) -> Result<()> {
         let done = match (&self.exec, &mut buf.mem) {
             (Exec::Gpu(gpu), Mem::Device(mem)) => {
-                let blas = self.blas(gpu)?;
+                let blas = self.blas(gpu).map_err(|e| self.fail(e))?;
                 gpu.sgemm(blas, mem, g)
             }
             #[cfg(test)]

@@ -21,7 +21,7 @@ fn conformance() {
     let mut host = vec![0.0f32; BUF_LEN];
     for seed in [42, 7] {
         let report = conformance::check(&cuda, &mut buf, &mut host, seed, TOL)
-            .unwrap_or_else(|m| panic!("{m}\nlast CUDA error: {:?}", cuda.last_error()));
+            .unwrap_or_else(|m| panic!("{m}"));
         eprintln!(
             "{}: {} cases, {} floats compared, largest difference {:e} (in {})",
             cuda.name(),
@@ -36,6 +36,6 @@ fn conformance() {
     // kernels, overlapping copy destinations).
     for (i, call) in ember_cuda::extra_conformance_cases().enumerate() {
         conformance::check_case(&cuda, &mut buf, &mut host, 10_000 + i, call, 42, TOL)
-            .unwrap_or_else(|m| panic!("{m}\nlast CUDA error: {:?}", cuda.last_error()));
+            .unwrap_or_else(|m| panic!("{m}"));
     }
 }

@@ -359,7 +359,7 @@ pub fn reduce(op: Reduce, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
 const PAIRWISE_BASE: usize = 128;
 
 /// Pairwise sum of a contiguous slice: eight running sums over blocks of
-/// up to [`PAIRWISE_BASE`] values, the halves of longer slices added
+/// up to 128 values, the halves of longer slices added
 /// recursively (NumPy's scheme).
 pub fn pairwise_sum(x: &[f32]) -> f32 {
     if x.len() > PAIRWISE_BASE {

@@ -111,7 +111,8 @@ impl fmt::Debug for CustomRef {
 
 /// What a backend without host memory says when a custom operation is recorded.
 const NO_HOST: Error = Error::Backend {
-    what: "custom operations run on host memory; this backend's memory is not (use a CPU backend)",
+    code: 0,
+    message: crate::error::Message::new("custom ops need host memory: a CPU backend"),
 };
 
 /// Runs `op`'s forward on the values of `ins` as host slices, into the span
