@@ -367,22 +367,7 @@ impl Learner {
     }
 
     fn check_settings(&self) -> Result<(), TrainError> {
-        if self.batch == 0 || self.epochs == 0 {
-            return Err(TrainError::Config(
-                "batch and epochs must be positive".into(),
-            ));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(TrainError::Config(
-                "the learning rate must be positive".into(),
-            ));
-        }
-        if self.clip.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
-            return Err(TrainError::Config(
-                "the gradient clipping norm must be positive".into(),
-            ));
-        }
-        Ok(())
+        check_run(self.batch, self.epochs, self.lr, self.clip)
     }
 
     /// Trains (or resumes) the model `build` makes, on `device`.
@@ -690,6 +675,32 @@ fn count_correct(preds: &[f32], labels: &[usize]) -> usize {
         .zip(labels)
         .filter(|(p, y)| **p as usize == **y)
         .count()
+}
+
+/// Checks the settings every run has: batch and epochs positive, a
+/// positive finite learning rate, a positive finite clipping norm if any.
+pub(crate) fn check_run(
+    batch: usize,
+    epochs: usize,
+    lr: f32,
+    clip: Option<f32>,
+) -> Result<(), TrainError> {
+    if batch == 0 || epochs == 0 {
+        return Err(TrainError::Config(
+            "batch and epochs must be positive".into(),
+        ));
+    }
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(TrainError::Config(
+            "the learning rate must be positive".into(),
+        ));
+    }
+    if clip.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+        return Err(TrainError::Config(
+            "the gradient clipping norm must be positive".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Mean loss (and accuracy, when the step classifies) of `model` on `data`,

@@ -160,24 +160,10 @@ impl TrainConfig {
                 "at least two positive layer widths are needed".into(),
             ));
         }
-        if self.batch == 0 || self.epochs == 0 {
-            return Err(TrainError::Config(
-                "batch and epochs must be positive".into(),
-            ));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(TrainError::Config(
-                "the learning rate must be positive".into(),
-            ));
-        }
+        crate::learner::check_run(self.batch, self.epochs, self.lr, self.clip)?;
         if !(0.0..0.9).contains(&self.val_fraction) {
             return Err(TrainError::Config(
                 "the validation fraction must be in [0, 0.9)".into(),
-            ));
-        }
-        if self.clip.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
-            return Err(TrainError::Config(
-                "the gradient clipping norm must be positive".into(),
             ));
         }
         Ok(())

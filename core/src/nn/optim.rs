@@ -416,14 +416,7 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
         rule: Rule,
         lr: f32,
     ) -> Result<Self> {
-        let mut opt = Optimizer {
-            rule,
-            groups: heapless::Vec::new(),
-            slots: heapless::Vec::new(),
-            steps: 0,
-        };
-        opt.add_group(mem, model, lr)?;
-        Ok(opt)
+        Self::new_where(mem, model, rule, lr, |_| true)
     }
 
     /// An optimizer whose group 0 holds the parameters of `model` for which
