@@ -308,54 +308,40 @@ pub fn gemm(
 /// floats grows like `log n` rather than `n`, and the blocks of eight
 /// independent partial sums vectorise.
 pub fn reduce(op: Reduce, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
-    if op == Reduce::Sum {
-        if d.inner > 1 {
-            return sum_rows(x, y, d, acc);
+    let arg = match op {
+        Reduce::Sum if d.inner > 1 => return sum_rows(x, y, d, acc),
+        Reduce::Sum => {
+            for (o, yv) in y[..d.outer].iter_mut().enumerate() {
+                store(yv, pairwise_sum(&x[o * d.len..][..d.len]), acc);
+            }
+            return;
         }
-        for (o, yv) in y[..d.outer].iter_mut().enumerate() {
-            store(yv, pairwise_sum(&x[o * d.len..][..d.len]), acc);
-        }
-        return;
-    }
+        Reduce::Max => false,
+        Reduce::ArgMax => true,
+    };
     for o in 0..d.outer {
         for i in 0..d.inner {
             let at = |l: usize| x[(o * d.len + l) * d.inner + i];
-            let v = match op {
-                Reduce::Sum => pairwise_sum_by(&at, 0, d.len),
-                Reduce::Max => {
-                    let mut m = f32::NEG_INFINITY;
-                    for l in 0..d.len {
-                        let v = at(l);
-                        if v > m || v.is_nan() {
-                            m = v;
-                            if v.is_nan() {
-                                break;
-                            }
-                        }
+            // The first maximum, or the first NaN (nothing beats it).
+            let (mut best, mut m) = (0usize, f32::NEG_INFINITY);
+            for l in 0..d.len {
+                let v = at(l);
+                if v > m || (v.is_nan() && !m.is_nan()) {
+                    m = v;
+                    best = l;
+                    if v.is_nan() {
+                        break;
                     }
-                    m
                 }
-                Reduce::ArgMax => {
-                    let (mut best, mut m) = (0usize, f32::NEG_INFINITY);
-                    for l in 0..d.len {
-                        let v = at(l);
-                        if v > m || (v.is_nan() && !m.is_nan()) {
-                            m = v;
-                            best = l;
-                            if v.is_nan() {
-                                break;
-                            }
-                        }
-                    }
-                    best as f32
-                }
-            };
+            }
+            let v = if arg { best as f32 } else { m };
             store(&mut y[o * d.inner + i], v, acc);
         }
     }
 }
 
-/// Rows summed one after another below this many; pairwise above.
+/// Values summed in one block (eight running sums) below this many; halves
+/// added pairwise above.
 const PAIRWISE_BASE: usize = 128;
 
 /// Pairwise sum of a contiguous slice: eight running sums over blocks of
@@ -379,16 +365,6 @@ pub fn pairwise_sum(x: &[f32]) -> f32 {
         s += v;
     }
     s
-}
-
-/// Pairwise sum of `at(lo..hi)`, for strided data (same split as
-/// [`pairwise_sum`], in order within a block).
-fn pairwise_sum_by(at: &impl Fn(usize) -> f32, lo: usize, hi: usize) -> f32 {
-    if hi - lo > PAIRWISE_BASE {
-        let mid = lo + (hi - lo) / 2;
-        return pairwise_sum_by(at, lo, mid) + pairwise_sum_by(at, mid, hi);
-    }
-    (lo..hi).map(at).sum()
 }
 
 /// Rows added in order below this many; halves added pairwise above.
