@@ -24,15 +24,7 @@ pub fn split<const I: usize, const O: usize>(
     ins: [Span; I],
     outs: [Span; O],
 ) -> Result<Parts<'_, I, O>> {
-    let len = buf.len();
-    if ins.iter().chain(outs.iter()).any(|s| s.end() > len) {
-        return Err(OUT_OF_BOUNDS);
-    }
-    for (j, o) in outs.iter().enumerate() {
-        if ins.iter().any(|i| i.overlaps(o)) || outs[j + 1..].iter().any(|p| p.overlaps(o)) {
-            return Err(ALIASED);
-        }
-    }
+    disjoint(buf.len(), &ins, &outs)?;
     let ptr = buf.as_mut_ptr();
     // SAFETY: every span lies inside `buf` (checked above), so each pointer
     // range is valid for the lifetime of the borrow of `buf`. Each mutable
@@ -44,6 +36,25 @@ pub fn split<const I: usize, const O: usize>(
         let outs = outs.map(|s| core::slice::from_raw_parts_mut(ptr.add(s.offset), s.len));
         Ok((ins, outs))
     }
+}
+
+/// Checks that every span lies in a buffer of `len` floats, and that outputs
+/// overlap neither each other nor any input (inputs may overlap each other):
+/// what [`split`] checks, for a buffer that is not host memory.
+pub fn disjoint(len: usize, ins: &[Span], outs: &[Span]) -> Result<()> {
+    if ins
+        .iter()
+        .chain(outs.iter())
+        .any(|s| s.offset.checked_add(s.len).is_none_or(|end| end > len))
+    {
+        return Err(OUT_OF_BOUNDS);
+    }
+    for (j, o) in outs.iter().enumerate() {
+        if ins.iter().any(|i| i.overlaps(o)) || outs[j + 1..].iter().any(|p| p.overlaps(o)) {
+            return Err(ALIASED);
+        }
+    }
+    Ok(())
 }
 
 /// The span a strided block copy touches, from its first block to the end of its last.

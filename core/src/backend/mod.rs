@@ -7,11 +7,21 @@
 //! runs them. Layers, losses and optimizers are composed from these kernels, so
 //! a new backend implements this trait and nothing else.
 //!
+//! Fourteen methods are required: memory (`buffer_len`, `upload`,
+//! `download`), and the primitives `fill`, `copy`, `map`, `map_backward`,
+//! `zip`, `zip_backward`, `gemm`, `reduce`, `expand`, `max_backward` and
+//! `transpose`. The fused and op-specific kernels (`bias_act`,
+//! `act_backward`, `softmax`, `softmax_backward`, `cross_entropy`,
+//! `cross_entropy_backward`, `update`) have default bodies composed from the
+//! primitives ([`composed`]), which work in the backend's
+//! [`scratch`](Backend::scratch) region; a backend overrides them for speed.
+//!
 //! Every kernel that produces a gradient accumulates (`+=`) into its output, or
 //! takes an [`Acc`] saying whether to overwrite or accumulate.
 
 pub mod activation;
 pub mod check;
+pub mod composed;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod cpu;
@@ -171,6 +181,17 @@ pub trait Backend {
         let _ = buf;
         None
     }
+    /// A span of `buf` that no tensor is ever placed in, where the composed
+    /// default kernels ([`composed`]) keep their intermediates: typically
+    /// the end of the buffer, left out of [`buffer_len`](Backend::buffer_len).
+    /// The default is empty, which suits a backend that overrides every
+    /// fused kernel; with it, a composed kernel returns
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory). Any size works:
+    /// the composed kernels run in chunks of what fits.
+    fn scratch(&self, buf: &Self::Buffer) -> Span {
+        let _ = buf;
+        Span::default()
+    }
     /// Copies host floats into `dst`.
     fn upload(&self, buf: &mut Self::Buffer, dst: Span, src: &[f32]) -> Result<()>;
     /// Copies `src` to host floats.
@@ -196,11 +217,15 @@ pub trait Backend {
     /// The epilogue of a fused linear layer, in place:
     /// `y[r, c] = f(y[r, c] + bias[c])` for every row of `y` (`y.len` a
     /// multiple of `bias.len`). One pass instead of a broadcast and a map.
-    fn bias_act(&self, buf: &mut Self::Buffer, f: Map, bias: Span, y: Span) -> Result<()>;
+    fn bias_act(&self, buf: &mut Self::Buffer, f: Map, bias: Span, y: Span) -> Result<()> {
+        composed::bias_act(self, buf, f, bias, y)
+    }
     /// Backward through a fused activation, in place: `dy = f'(y) · dy`, with
     /// the derivative taken from the output `y` (`f` must be one that
     /// [`Map::fuses`]). Where `dy` is exactly zero it stays zero.
-    fn act_backward(&self, buf: &mut Self::Buffer, f: Map, y: Span, dy: Span) -> Result<()>;
+    fn act_backward(&self, buf: &mut Self::Buffer, f: Map, y: Span, dy: Span) -> Result<()> {
+        composed::act_backward(self, buf, f, y, dy)
+    }
     /// `y = a ∘ b` elementwise.
     fn zip(&self, buf: &mut Self::Buffer, f: Zip, a: Span, b: Span, y: Span) -> Result<()>;
     /// `da += ∂(a ∘ b)/∂a · dy` (or `db`, when `rhs`).
@@ -256,7 +281,9 @@ pub trait Backend {
         y: Span,
         dims: AxisDims,
         log: bool,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        composed::softmax(self, buf, x, y, dims, log)
+    }
     /// Gradient of softmax (or log-softmax) from its output: `dx += J(y)ᵀ dy`.
     #[allow(clippy::too_many_arguments)]
     fn softmax_backward(
@@ -267,7 +294,9 @@ pub trait Backend {
         dx: Span,
         dims: AxisDims,
         log: bool,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        composed::softmax_backward(self, buf, y, dy, dx, dims, log)
+    }
     /// Softmax and cross-entropy fused, per row: for logits `x`
     /// `[rows, classes]` and class indices `targets` `[rows]` (as floats),
     /// `loss[r] = logsumexp(x[r]) − x[r, targets[r]]`, computed stably. A
@@ -280,7 +309,9 @@ pub trait Backend {
         targets: Span,
         loss: Span,
         classes: usize,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        composed::cross_entropy(self, buf, x, targets, loss, classes)
+    }
     /// The gradient of [`cross_entropy`](Backend::cross_entropy):
     /// `dx[r, c] += dloss[r] · (softmax(x[r])[c] − [c = targets[r]])`. Rows
     /// whose `dloss` is exactly zero get nothing.
@@ -292,7 +323,9 @@ pub trait Backend {
         dloss: Span,
         dx: Span,
         classes: usize,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        composed::cross_entropy_backward(self, buf, x, targets, dloss, dx, classes)
+    }
     /// `y[b] (+)= x[b]ᵀ` for `batch` matrices of `rows × cols`.
     #[allow(clippy::too_many_arguments)]
     fn transpose(
@@ -313,7 +346,9 @@ pub trait Backend {
         param: Span,
         grad: Span,
         state: Span,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        composed::update(self, buf, rule, param, grad, state)
+    }
 }
 
 /// A backend that can allocate its own memory (the host and GPU backends;
