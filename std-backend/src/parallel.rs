@@ -31,14 +31,10 @@
 //! ```
 
 use core::ops::Range;
-use ember_core::backend::check::{
-    blocks_extent, check_axis, check_cross_entropy, check_gemm, check_rows, same_len, split,
-};
 use ember_core::backend::update::{Sqrt, Update};
-use ember_core::backend::Map;
-use ember_core::backend::Zip;
-use ember_core::backend::{kernels, Acc, AxisDims, Backend, Blocks, Cpu, Gemm, Reduce, Span};
-use ember_core::{Error, Result};
+use ember_core::backend::{kernels, Acc, AxisDims, Blocks, Cpu, Gemm, HostKernels, Map};
+use ember_core::backend::{Reduce, Zip};
+use ember_core::Result;
 use rayon::prelude::*;
 
 /// Elements below which a kernel other than GEMM runs on the calling thread:
@@ -211,49 +207,29 @@ fn gemm_one(
     }
 }
 
-impl Backend for Parallel {
-    type Buffer = [f32];
-
-    fn buffer_len(&self, buf: &[f32]) -> usize {
-        buf.len()
-    }
-
-    fn host_mut<'b>(&self, buf: &'b mut [f32]) -> Option<&'b mut [f32]> {
-        Some(buf)
-    }
-
-    fn upload(&self, buf: &mut [f32], dst: Span, src: &[f32]) -> Result<()> {
-        Cpu.upload(buf, dst, src)
-    }
-
-    fn download(&self, buf: &[f32], src: Span, dst: &mut [f32]) -> Result<()> {
-        Cpu.download(buf, src, dst)
-    }
-
-    fn fill(&self, buf: &mut [f32], dst: Span, value: f32) -> Result<()> {
-        if dst.len < PAR_THRESHOLD {
-            return Cpu.fill(buf, dst, value);
+/// Below [`PAR_THRESHOLD`] elements (or when there is nothing to split)
+/// each kernel runs the portable one on the calling thread; above it, on
+/// chunks handed to the pool. The operands arrive checked and split by
+/// core's host layer ([`HostKernels`]), so this holds kernels only.
+impl HostKernels for Parallel {
+    fn fill(&self, d: &mut [f32], value: f32) {
+        if d.len() < PAR_THRESHOLD {
+            return d.fill(value);
         }
-        let ([], [d]) = split(buf, [], [dst])?;
         self.elementwise(d, |_, d| d.fill(value));
-        Ok(())
     }
 
-    fn copy(&self, buf: &mut [f32], b: &Blocks) -> Result<()> {
+    fn copy(&self, s: &[f32], d: &mut [f32], b: &Blocks) {
+        // Overlapping destination blocks must be written in order.
         let overlapping = b.blocks > 1 && b.dst_stride < b.block_len;
         if b.blocks.saturating_mul(b.block_len) < PAR_THRESHOLD || overlapping {
-            // Overlapping destination blocks must be written in order.
-            return Cpu.copy(buf, b);
+            return Cpu.copy(s, d, b);
         }
-        let src = blocks_extent(b.src, b.src_stride, b.blocks, b.block_len)?;
-        let dst = blocks_extent(b.dst, b.dst_stride, b.blocks, b.block_len)?;
-        let ([s], [d]) = split(buf, [src], [dst])?;
         if b.blocks == 1 {
             // One large block: split it.
-            self.elementwise(d, |r, d| {
+            return self.elementwise(d, |r, d| {
                 kernels::copy_blocks(&s[r], 0, d, 0, 1, d.len(), b.acc)
             });
-            return Ok(());
         }
         // Whole blocks per task. With dst_stride ≥ block_len, the blocks
         // `first..first + nb` lie inside the task's `nb · dst_stride` floats.
@@ -275,105 +251,67 @@ impl Backend for Parallel {
                     )
                 })
         });
-        Ok(())
     }
 
-    fn map(&self, buf: &mut [f32], f: Map, x: Span, y: Span) -> Result<()> {
-        if x.len < PAR_THRESHOLD {
-            return Cpu.map(buf, f, x, y);
+    fn map(&self, f: Map, x: &[f32], y: &mut [f32]) {
+        if x.len() < PAR_THRESHOLD {
+            return kernels::map(f, x, y);
         }
-        same_len(&[x, y])?;
-        let ([x], [y]) = split(buf, [x], [y])?;
         self.elementwise(y, |r, y| kernels::map(f, &x[r], y));
-        Ok(())
     }
 
-    fn map_backward(
-        &self,
-        buf: &mut [f32],
-        f: Map,
-        x: Span,
-        y: Span,
-        dy: Span,
-        dx: Span,
-    ) -> Result<()> {
-        if x.len < PAR_THRESHOLD {
-            return Cpu.map_backward(buf, f, x, y, dy, dx);
+    fn map_backward(&self, f: Map, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        if x.len() < PAR_THRESHOLD {
+            return kernels::map_backward(f, x, y, dy, dx);
         }
-        same_len(&[x, y, dy, dx])?;
-        let ([x, y, dy], [dx]) = split(buf, [x, y, dy], [dx])?;
         self.elementwise(dx, |r, dx| {
             kernels::map_backward(f, &x[r.clone()], &y[r.clone()], &dy[r], dx)
         });
-        Ok(())
     }
 
-    fn bias_act(&self, buf: &mut [f32], f: Map, bias: Span, y: Span) -> Result<()> {
-        if y.len < PAR_THRESHOLD || bias.len == 0 {
-            return Cpu.bias_act(buf, f, bias, y);
+    fn bias_act(&self, f: Map, bias: &[f32], y: &mut [f32]) {
+        if y.len() < PAR_THRESHOLD || bias.is_empty() {
+            return kernels::bias_act(f, bias, y);
         }
-        check_rows(y, bias.len)?;
-        let ([bias], [y]) = split(buf, [bias], [y])?;
         self.over_rows(y, bias.len(), |_, y| kernels::bias_act(f, bias, y));
-        Ok(())
     }
 
-    fn act_backward(&self, buf: &mut [f32], f: Map, y: Span, dy: Span) -> Result<()> {
-        if y.len < PAR_THRESHOLD {
-            return Cpu.act_backward(buf, f, y, dy);
+    fn act_backward(&self, f: Map, y: &[f32], dy: &mut [f32]) {
+        if y.len() < PAR_THRESHOLD {
+            return kernels::act_backward(f, y, dy);
         }
-        same_len(&[y, dy])?;
-        let ([y], [dy]) = split(buf, [y], [dy])?;
         self.elementwise(dy, |r, dy| kernels::act_backward(f, &y[r], dy));
-        Ok(())
     }
 
-    fn zip(&self, buf: &mut [f32], f: Zip, a: Span, b: Span, y: Span) -> Result<()> {
-        if a.len < PAR_THRESHOLD {
-            return Cpu.zip(buf, f, a, b, y);
+    fn zip(&self, f: Zip, a: &[f32], b: &[f32], y: &mut [f32]) {
+        if a.len() < PAR_THRESHOLD {
+            return kernels::zip(f, a, b, y);
         }
-        same_len(&[a, b, y])?;
-        let ([a, b], [y]) = split(buf, [a, b], [y])?;
         self.elementwise(y, |r, y| kernels::zip(f, &a[r.clone()], &b[r], y));
-        Ok(())
     }
 
-    fn zip_backward(
-        &self,
-        buf: &mut [f32],
-        f: Zip,
-        rhs: bool,
-        a: Span,
-        b: Span,
-        dy: Span,
-        d: Span,
-    ) -> Result<()> {
-        if a.len < PAR_THRESHOLD {
-            return Cpu.zip_backward(buf, f, rhs, a, b, dy, d);
+    fn zip_backward(&self, f: Zip, rhs: bool, a: &[f32], b: &[f32], dy: &[f32], d: &mut [f32]) {
+        if a.len() < PAR_THRESHOLD {
+            return kernels::zip_backward(f, rhs, a, b, dy, d);
         }
-        same_len(&[a, b, dy, d])?;
-        let ([a, b, dy], [d]) = split(buf, [a, b, dy], [d])?;
         self.elementwise(d, |r, d| {
             kernels::zip_backward(f, rhs, &a[r.clone()], &b[r.clone()], &dy[r], d)
         });
-        Ok(())
     }
 
-    fn gemm(&self, buf: &mut [f32], batch: usize, g: &Gemm) -> Result<()> {
-        check_gemm(batch, g)?;
-        let ([a, b], [c]) = split(buf, [g.a, g.b], [g.c])?;
+    fn gemm(&self, batch: usize, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
         let (m, n, k) = (g.m, g.n, g.k);
         let (sa, sb, sc) = (m * k, k * n, m * n);
         let c = &mut c[..batch * sc];
         if sc == 0 {
-            return Ok(());
+            return;
         }
         if k == 0 {
             // An empty sum: c = 0, or c unchanged.
             if g.acc == Acc::Set {
                 c.fill(0.0);
             }
-            return Ok(());
+            return;
         }
         let one = |i: usize, c: &mut [f32], p| {
             let (a, b) = (&a[i * sa..][..sa], &b[i * sb..][..sb]);
@@ -396,110 +334,59 @@ impl Backend for Parallel {
                 }
             }
         });
-        Ok(())
     }
 
-    fn reduce(
-        &self,
-        buf: &mut [f32],
-        op: Reduce,
-        x: Span,
-        y: Span,
-        d: AxisDims,
-        acc: Acc,
-    ) -> Result<()> {
+    fn reduce(&self, op: Reduce, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
         if !Self::split_axis(d) {
-            return Cpu.reduce(buf, op, x, y, d, acc);
+            return kernels::reduce(op, x, y, d, acc);
         }
-        check_axis(x, y, d)?;
-        let ([x], [y]) = split(buf, [x], [y])?;
         self.over_outer(d, y, d.inner, |r, dc, y| {
             kernels::reduce(op, rows(x, &r, d.len * d.inner), y, dc, acc)
         });
-        Ok(())
     }
 
-    fn expand(&self, buf: &mut [f32], x: Span, y: Span, d: AxisDims, acc: Acc) -> Result<()> {
+    fn expand(&self, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
         if !Self::split_axis(d) {
-            return Cpu.expand(buf, x, y, d, acc);
+            return kernels::expand(x, y, d, acc);
         }
-        check_axis(y, x, d)?;
-        let ([x], [y]) = split(buf, [x], [y])?;
         self.over_outer(d, y, d.len * d.inner, |r, dc, y| {
             kernels::expand(rows(x, &r, d.inner), y, dc, acc)
         });
-        Ok(())
     }
 
-    fn max_backward(
-        &self,
-        buf: &mut [f32],
-        x: Span,
-        y: Span,
-        dy: Span,
-        dx: Span,
-        d: AxisDims,
-    ) -> Result<()> {
+    fn max_backward(&self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDims) {
         if !Self::split_axis(d) {
-            return Cpu.max_backward(buf, x, y, dy, dx, d);
+            return kernels::max_backward(x, y, dy, dx, d);
         }
-        check_axis(x, y, d)?;
-        same_len(&[x, dx])?;
-        same_len(&[y, dy])?;
-        let ([x, y, dy], [dx]) = split(buf, [x, y, dy], [dx])?;
         self.over_outer(d, dx, d.len * d.inner, |r, dc, dx| {
             let (xr, yr) = (d.len * d.inner, d.inner);
             kernels::max_backward(rows(x, &r, xr), rows(y, &r, yr), rows(dy, &r, yr), dx, dc)
         });
-        Ok(())
     }
 
-    fn softmax(&self, buf: &mut [f32], x: Span, y: Span, d: AxisDims, log: bool) -> Result<()> {
+    fn softmax(&self, x: &[f32], y: &mut [f32], d: AxisDims, log: bool) {
         if !Self::split_axis(d) {
-            return Cpu.softmax(buf, x, y, d, log);
+            return kernels::softmax(x, y, d, log);
         }
-        same_len(&[x, y, Span::new(0, d.numel())])?;
-        let ([x], [y]) = split(buf, [x], [y])?;
         self.over_outer(d, y, d.len * d.inner, |r, dc, y| {
             kernels::softmax(rows(x, &r, d.len * d.inner), y, dc, log)
         });
-        Ok(())
     }
 
-    fn softmax_backward(
-        &self,
-        buf: &mut [f32],
-        y: Span,
-        dy: Span,
-        dx: Span,
-        d: AxisDims,
-        log: bool,
-    ) -> Result<()> {
+    fn softmax_backward(&self, y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDims, log: bool) {
         if !Self::split_axis(d) {
-            return Cpu.softmax_backward(buf, y, dy, dx, d, log);
+            return kernels::softmax_backward(y, dy, dx, d, log);
         }
-        same_len(&[y, dy, dx, Span::new(0, d.numel())])?;
-        let ([y, dy], [dx]) = split(buf, [y, dy], [dx])?;
         let row = d.len * d.inner;
         self.over_outer(d, dx, row, |r, dc, dx| {
             kernels::softmax_backward(rows(y, &r, row), rows(dy, &r, row), dx, dc, log)
         });
-        Ok(())
     }
 
-    fn cross_entropy(
-        &self,
-        buf: &mut [f32],
-        x: Span,
-        targets: Span,
-        loss: Span,
-        classes: usize,
-    ) -> Result<()> {
-        if x.len < PAR_THRESHOLD || classes == 0 {
-            return Cpu.cross_entropy(buf, x, targets, loss, classes);
+    fn cross_entropy(&self, x: &[f32], t: &[f32], loss: &mut [f32], classes: usize) {
+        if x.len() < PAR_THRESHOLD || classes == 0 {
+            return kernels::cross_entropy(x, t, loss, classes);
         }
-        check_cross_entropy(x, targets, loss, None, classes)?;
-        let ([x, t], [loss]) = split(buf, [x, targets], [loss])?;
         let per = self.units_per_task(loss.len(), classes);
         self.pool.install(|| {
             loss.par_chunks_mut(per).enumerate().for_each(|(i, loss)| {
@@ -507,23 +394,19 @@ impl Backend for Parallel {
                 kernels::cross_entropy(rows(x, &r, classes), &t[r], loss, classes)
             })
         });
-        Ok(())
     }
 
     fn cross_entropy_backward(
         &self,
-        buf: &mut [f32],
-        x: Span,
-        targets: Span,
-        dloss: Span,
-        dx: Span,
+        x: &[f32],
+        t: &[f32],
+        dl: &[f32],
+        dx: &mut [f32],
         classes: usize,
-    ) -> Result<()> {
-        if x.len < PAR_THRESHOLD || classes == 0 {
-            return Cpu.cross_entropy_backward(buf, x, targets, dloss, dx, classes);
+    ) {
+        if x.len() < PAR_THRESHOLD || classes == 0 {
+            return kernels::cross_entropy_backward(x, t, dl, dx, classes);
         }
-        check_cross_entropy(x, targets, dloss, Some(dx), classes)?;
-        let ([x, t, dl], [dx]) = split(buf, [x, targets, dloss], [dx])?;
         self.over_rows(dx, classes, |r, dx| {
             kernels::cross_entropy_backward(
                 rows(x, &r, classes),
@@ -533,27 +416,23 @@ impl Backend for Parallel {
                 classes,
             )
         });
-        Ok(())
     }
 
     fn transpose(
         &self,
-        buf: &mut [f32],
-        x: Span,
-        y: Span,
+        x: &[f32],
+        y: &mut [f32],
         batch: usize,
         rows: usize,
         cols: usize,
         acc: Acc,
-    ) -> Result<()> {
+    ) {
         let sz = rows * cols;
         // One matrix is not split: a block of its rows is a strided block of
         // the output's columns.
         if batch * sz < PAR_THRESHOLD || batch < 2 {
-            return Cpu.transpose(buf, x, y, batch, rows, cols, acc);
+            return kernels::transpose(x, y, batch, rows, cols, acc);
         }
-        same_len(&[x, y, Span::new(0, batch * sz)])?;
-        let ([x], [y]) = split(buf, [x], [y])?;
         let per = self.units_per_task(batch, sz);
         self.pool.install(|| {
             y.par_chunks_mut(per * sz).enumerate().for_each(|(i, y)| {
@@ -562,35 +441,18 @@ impl Backend for Parallel {
                 kernels::transpose(x, y, nb, rows, cols, acc)
             })
         });
-        Ok(())
     }
 
-    fn update(
-        &self,
-        buf: &mut [f32],
-        rule: &Update,
-        param: Span,
-        grad: Span,
-        state: Span,
-    ) -> Result<()> {
-        same_len(&[param, grad])?;
-        let planes = rule.state_planes();
-        let n = param.len;
-        if state.len < planes * n {
-            return Err(Error::InvalidArgument {
-                what: "optimizer state smaller than the parameter",
-            });
-        }
-        let ([g], [p, s]) = split(buf, [grad], [param, state])?;
+    fn update(&self, rule: &Update, p: &mut [f32], g: &[f32], planes: [&mut [f32]; 3]) {
+        let n = p.len();
         if n < PAR_THRESHOLD {
-            kernels::update_with::<StdSqrt>(rule, p, g, kernels::state_planes(s, n, planes));
-            return Ok(());
+            return kernels::update_with::<StdSqrt>(rule, p, g, planes);
         }
         let rule = *rule;
         let per = self.units_per_task(n, 1);
         // Each task takes the same run of elements from the parameter, the
         // gradient and every state plane.
-        let [s0, s1, s2] = kernels::state_planes(s, n, planes);
+        let [s0, s1, s2] = planes;
         fn chunks(s: &mut [f32], per: usize, count: usize) -> Vec<&mut [f32]> {
             let mut v: Vec<&mut [f32]> = s.chunks_mut(per).collect();
             v.resize_with(count, Default::default);
@@ -613,7 +475,6 @@ impl Backend for Parallel {
                 .into_par_iter()
                 .for_each(|(p, g, planes)| kernels::update_with::<StdSqrt>(&rule, p, g, planes))
         });
-        Ok(())
     }
 }
 
@@ -656,24 +517,5 @@ mod tests {
         assert_eq!(be.units_per_task(40_000, 1), MIN_CHUNK);
         assert_eq!(be.units_per_task(10, 4100), 2);
         assert_eq!(be.units_per_task(1, 0), 8192);
-    }
-
-    #[test]
-    fn errors_match_the_reference() {
-        let be = Parallel::new(2);
-        let mut buf = vec![0.0f32; 3 * PAR_THRESHOLD];
-        let (x, y) = (
-            Span::new(0, PAR_THRESHOLD),
-            Span::new(PAR_THRESHOLD, PAR_THRESHOLD),
-        );
-        let shorter = Span::new(PAR_THRESHOLD, PAR_THRESHOLD - 1);
-        let overlapping = Span::new(PAR_THRESHOLD / 2, PAR_THRESHOLD);
-        let outside = Span::new(2 * PAR_THRESHOLD + 1, PAR_THRESHOLD);
-        for y in [shorter, overlapping, outside] {
-            let ours = be.map(&mut buf, Map::Exp, x, y).unwrap_err();
-            let reference = Cpu.map(&mut buf, Map::Exp, x, y).unwrap_err();
-            assert_eq!(ours, reference);
-        }
-        be.map(&mut buf, Map::Exp, x, y).unwrap();
     }
 }

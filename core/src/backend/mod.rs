@@ -25,12 +25,14 @@ pub mod composed;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod cpu;
+pub mod host;
 pub mod kernels;
 pub mod map;
 pub mod update;
 pub mod zip;
 
 pub use cpu::Cpu;
+pub use host::HostKernels;
 pub use map::Map;
 pub use update::Update;
 pub use zip::Zip;
