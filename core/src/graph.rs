@@ -10,13 +10,13 @@
 
 use crate::backend::{AxisDims, Reduce};
 use crate::backend::{Backend, Span};
+use crate::backend::{Map, Zip};
 use crate::error::{Error, Result};
 use crate::memory::Memory;
-use crate::ops;
-use crate::ops::map::Map;
-use crate::ops::zip::Zip;
 use crate::shape::Dims;
 use core::cell::RefCell;
+
+pub mod custom;
 
 /// The id of "no node".
 pub(crate) const NONE: u32 = u32::MAX;
@@ -112,8 +112,8 @@ pub enum Op {
         /// Classes.
         classes: usize,
     },
-    /// A differentiable operation of the user's own ([`crate::ops::custom`]).
-    Custom(crate::ops::custom::CustomRef),
+    /// A differentiable operation of the user's own ([`custom`]).
+    Custom(custom::CustomRef),
     /// Concatenation of two tensors along an axis.
     Concat {
         /// Product of the dimensions before the axis.
@@ -180,7 +180,8 @@ impl Node {
 
 /// What a node's backward pass sees of one of its inputs.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Input {
+#[doc(hidden)]
+pub struct Input {
     pub value: Span,
     /// Where to accumulate the input's gradient; `None` when it needs none.
     pub grad: Option<Span>,
@@ -196,6 +197,12 @@ pub enum Seed<'a> {
     /// An external gradient held by another tensor of the same graph.
     Tensor(u32),
 }
+
+/// The backward pass of every op (`ops::backward`), which a walk runs node
+/// by node: handed in by the caller so that the tape need not know the ops.
+#[doc(hidden)]
+pub type Backward<B> =
+    fn(&B, &mut <B as Backend>::Buffer, &Op, Span, Span, [Option<Input>; 3]) -> Result<()>;
 
 /// A kernel that fills a new node's value from its inputs' values.
 pub type Kernel<'k, B> =
@@ -232,7 +239,7 @@ pub trait Tape<B: Backend> {
     fn write_leaf(&self, id: u32, offset: usize, data: &[f32]) -> Result<()>;
     /// Walks the graph backward from `root`.
     #[doc(hidden)]
-    fn backward(&self, root: u32, seed: Seed<'_>, retain: bool) -> Result<()>;
+    fn backward(&self, root: u32, seed: Seed<'_>, retain: bool, ops: Backward<B>) -> Result<()>;
     /// Records the first error; later operations return invalid tensors.
     fn fail(&self, e: Error);
     /// The first error recorded, if any.
@@ -576,7 +583,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
             .upload(inner.buf, node.value.sub(offset, data.len()), data)
     }
 
-    fn backward(&self, root: u32, seed: Seed<'_>, retain: bool) -> Result<()> {
+    fn backward(&self, root: u32, seed: Seed<'_>, retain: bool, ops: Backward<B>) -> Result<()> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         if let Some(e) = inner.error {
@@ -587,7 +594,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
             return Err(Error::NoGradient);
         }
         let mark = inner.top;
-        let result = walk_backward(self.backend, inner, root, &root_node, seed);
+        let result = walk_backward(self.backend, inner, root, &root_node, seed, ops);
         // Intermediate gradients are scratch: return their memory.
         for n in inner.nodes.iter_mut().take(root as usize + 1) {
             if !n.is_leaf() {
@@ -627,6 +634,7 @@ fn walk_backward<B: Backend, const N: usize>(
     root: u32,
     root_node: &Node,
     seed: Seed<'_>,
+    ops: Backward<B>,
 ) -> Result<()> {
     // Seed the root's gradient.
     let root_grad = match root_node.grad {
@@ -710,7 +718,7 @@ fn walk_backward<B: Backend, const N: usize>(
                 grad,
             });
         }
-        ops::backward(backend, inner.buf, &node.op, node.value, dy, inputs)?;
+        ops(backend, inner.buf, &node.op, node.value, dy, inputs)?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use crate::backend::{Backend, Cpu, Span};
 use crate::error::{Error, Result};
-use crate::graph::{Kernel, Op, Seed, Tape, NONE};
+use crate::graph::{Kernel, Op, Tape, NONE};
 use crate::shape::{ConstShape, Dims, Shape};
 
 /// A tensor of shape `S` recorded on a graph's tape.
@@ -96,35 +96,6 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     pub fn detach(self) -> Self {
         let id = self.tape.record_alias(Op::Detach, self.dims(), self.id);
         Tensor::from_id(self.tape, id, self.shape)
-    }
-
-    /// Walks the graph backward from this one-element tensor, then frees the
-    /// graph's intermediate state (a second walk returns [`Error::GraphFreed`]).
-    pub fn backward(&self) -> Result<()> {
-        self.tape.backward(self.id, Seed::One, false)
-    }
-
-    /// Like [`backward`](Self::backward), but keeps the graph so that it can be
-    /// walked again (PyTorch's `retain_graph=True`).
-    pub fn backward_retain(&self) -> Result<()> {
-        self.tape.backward(self.id, Seed::One, true)
-    }
-
-    /// Backward with an external gradient of the same shape (a
-    /// vector-Jacobian product), for a tensor with several elements.
-    pub fn backward_with(&self, grad: &[f32]) -> Result<()> {
-        self.tape.backward(self.id, Seed::Host(grad), false)
-    }
-
-    /// [`backward_with`](Self::backward_with) that keeps the graph.
-    pub fn backward_with_retain(&self, grad: &[f32]) -> Result<()> {
-        self.tape.backward(self.id, Seed::Host(grad), true)
-    }
-
-    /// Backward with an external gradient held by a tensor of the same graph.
-    pub fn backward_with_tensor(&self, grad: &Tensor<'t, S, B>, retain: bool) -> Result<()> {
-        self.check_same_tape(grad)?;
-        self.tape.backward(self.id, Seed::Tensor(grad.id), retain)
     }
 
     /// Copies the values to `out` (row-major).

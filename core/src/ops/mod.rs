@@ -1,6 +1,7 @@
 //! Operations: each module holds one family's forward (the tensor methods that
 //! record a node) and its backward (the crate-private `backward` function dispatches to).
 
+mod autograd;
 pub mod broadcast;
 pub mod create;
 pub mod cross_entropy;
