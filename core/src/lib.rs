@@ -67,19 +67,23 @@
 //! **Operations.** Each family of operations lives in one module of [`ops`]:
 //! the tensor methods that record the forward pass, and the backward function
 //! for the nodes they record. Elementwise functions and their derivatives are
-//! written once ([`ops::map::Map`], [`ops::zip::Zip`], [`ops::optim::Update`])
-//! and shared by every CPU backend.
+//! written once ([`backend::Map`], [`backend::Zip`], [`backend::Update`])
+//! and shared by every backend.
 //!
 //! **Backends.** A [`Backend`] provides a buffer type and a
 //! small set of kernels over spans of that buffer: upload/download, fill,
 //! strided copy, elementwise map and zip (each with its backward), batched
 //! GEMM with transposed operands, reduction along an axis and its transpose
-//! (broadcast), max's backward, softmax and its backward, transpose, and the
-//! optimizer update. Everything else (layers, losses, optimizers) is composed
-//! from these, so a new backend implements that trait and nothing more. The
-//! portable [`Cpu`] backend lives here; the `ember-std` crate adds a
-//! multi-threaded, SIMD-friendly one, and `ember-cuda` one whose buffer is GPU
-//! memory, with the same model types and training loop.
+//! (broadcast), max's backward and transpose. Everything else (layers,
+//! losses, optimizers) is composed from these, so a new backend implements
+//! those fourteen methods and nothing more; the fused kernels (bias +
+//! activation, softmax, cross-entropy, the optimizer update) have default
+//! bodies built from them ([`backend::composed`]) that a backend overrides
+//! for speed. A backend over host memory implements
+//! [`HostKernels`](backend::HostKernels) instead, on operands that core has
+//! checked. The portable [`Cpu`] backend lives here; the `ember-std` crate
+//! adds a multi-threaded, SIMD-friendly one, and `ember-cuda` one whose
+//! buffer is GPU memory, with the same model types and training loop.
 //!
 //! ## Features
 //! - `alloc`: `Vec` conveniences such as [`Tensor::to_vec`](Tensor).

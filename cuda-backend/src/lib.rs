@@ -129,7 +129,7 @@ mod sys;
 use std::sync::OnceLock;
 
 use ember_core::backend::check::{
-    blocks_extent, check_axis, check_cross_entropy, check_gemm, check_rows, same_len,
+    blocks_extent, check_axis, check_cross_entropy, check_gemm, check_rows, disjoint, same_len,
 };
 #[cfg(any(test, feature = "conformance"))]
 use ember_core::backend::conformance::Call;
@@ -237,12 +237,6 @@ impl core::fmt::Debug for CudaBackend {
     }
 }
 
-const OUT_OF_BOUNDS: Error = Error::InvalidArgument {
-    what: "span outside the buffer",
-};
-const ALIASED: Error = Error::InvalidArgument {
-    what: "a kernel's output overlaps another of its operands",
-};
 const FOREIGN_BUFFER: Error = Error::InvalidArgument {
     what: "the buffer was allocated by another CUDA backend",
 };
@@ -499,7 +493,7 @@ impl CudaBackend {
 
     /// Checks that `buf` is this backend's, that every span lies in it, and
     /// that no output overlaps an input or another output (inputs may
-    /// overlap each other), as the CPU backend does.
+    /// overlap each other): core's check, which the host backends make too.
     fn check(&self, buf: &CudaBuffer, ins: &[Span], outs: &[Span]) -> Result<()> {
         let ours = match (&self.exec, &buf.mem) {
             (Exec::Gpu(g), Mem::Device(d)) => g.owns(d),
@@ -511,16 +505,7 @@ impl CudaBackend {
         if !ours {
             return Err(FOREIGN_BUFFER);
         }
-        let fits = |s: &Span| s.offset.checked_add(s.len).is_some_and(|e| e <= buf.len);
-        if !ins.iter().chain(outs).all(fits) {
-            return Err(OUT_OF_BOUNDS);
-        }
-        for (j, o) in outs.iter().enumerate() {
-            if ins.iter().any(|i| i.overlaps(o)) || outs[j + 1..].iter().any(|p| p.overlaps(o)) {
-                return Err(ALIASED);
-            }
-        }
-        Ok(())
+        disjoint(buf.len, ins, outs)
     }
 
     /// Launches kernel `kernel` of `file`'s list with the buffer and `args`.

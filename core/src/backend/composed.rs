@@ -10,8 +10,18 @@
 //! overrides them one by one for speed. They work in the backend's scratch
 //! region ([`Backend::scratch`]), a span of the buffer that no tensor is
 //! placed in, in chunks of whatever fits: a larger region means fewer,
-//! longer kernel launches, not a different result. Without one they return
-//! [`Error::OutOfMemory`], having written nothing.
+//! longer kernel launches, not a different result. The least each needs:
+//!
+//! | kernel | scratch floats, at least | chunks over |
+//! |---|---|---|
+//! | `bias_act` | one row (`bias.len`) | rows |
+//! | `act_backward` | 1 | elements |
+//! | `softmax`, `softmax_backward` | one outer slice: `3·len·inner + 2·inner` | outer indices |
+//! | `cross_entropy` and its backward | `5·classes + 8` | rows |
+//! | `update` | 4 | elements (4 floats each) |
+//!
+//! With less they return [`Error::OutOfMemory`] with the size needed,
+//! having written nothing.
 //!
 //! They check their operands as the backends do ([`check`]) before they
 //! write anything. Their results agree with the [`Cpu`](super::Cpu)
