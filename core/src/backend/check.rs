@@ -19,6 +19,7 @@ pub type Parts<'a, const I: usize, const O: usize> = ([&'a [f32]; I], [&'a mut [
 /// Splits `buf` into shared slices for `ins` and mutable slices for `outs`,
 /// after checking that every span lies in the buffer, that outputs overlap
 /// neither each other nor any input. Inputs may overlap each other.
+#[inline]
 pub fn split<const I: usize, const O: usize>(
     buf: &mut [f32],
     ins: [Span; I],
@@ -41,6 +42,7 @@ pub fn split<const I: usize, const O: usize>(
 /// Checks that every span lies in a buffer of `len` floats, and that outputs
 /// overlap neither each other nor any input (inputs may overlap each other):
 /// what [`split`] checks, for a buffer that is not host memory.
+#[inline]
 pub fn disjoint(len: usize, ins: &[Span], outs: &[Span]) -> Result<()> {
     if ins
         .iter()
@@ -58,6 +60,7 @@ pub fn disjoint(len: usize, ins: &[Span], outs: &[Span]) -> Result<()> {
 }
 
 /// The span a strided block copy touches, from its first block to the end of its last.
+#[inline]
 pub fn blocks_extent(start: Span, stride: usize, blocks: usize, block_len: usize) -> Result<Span> {
     if blocks == 0 {
         return Ok(Span::new(start.offset, 0));
@@ -73,6 +76,7 @@ pub fn blocks_extent(start: Span, stride: usize, blocks: usize, block_len: usize
 }
 
 /// Checks that a gemm's operand spans are large enough.
+#[inline]
 pub fn check_gemm(batch: usize, g: &Gemm) -> Result<()> {
     let need = |rows: usize, cols: usize| rows.checked_mul(cols).and_then(|v| v.checked_mul(batch));
     let ok = need(g.m, g.k).is_some_and(|n| n <= g.a.len)
@@ -88,6 +92,7 @@ pub fn check_gemm(batch: usize, g: &Gemm) -> Result<()> {
 }
 
 /// Checks that elementwise operands have one length.
+#[inline]
 pub fn same_len(spans: &[Span]) -> Result<()> {
     if spans.windows(2).all(|w| w[0].len == w[1].len) {
         Ok(())
@@ -99,6 +104,7 @@ pub fn same_len(spans: &[Span]) -> Result<()> {
 }
 
 /// Checks that `y` is whole rows of `cols` floats (no floats when `cols` is 0).
+#[inline]
 pub fn check_rows(y: Span, cols: usize) -> Result<()> {
     // `n.is_multiple_of(0)` holds for `n = 0` only.
     if y.len.is_multiple_of(cols) {
@@ -114,6 +120,7 @@ pub fn check_rows(y: Span, cols: usize) -> Result<()> {
 /// `[rows, classes]` (overflow-checked) for `targets` of `rows`, `per_row`
 /// (the losses, or their gradient) has one float per row, and `dx`, when
 /// given, is the logits' shape.
+#[inline]
 pub fn check_cross_entropy(
     x: Span,
     targets: Span,
@@ -132,6 +139,7 @@ pub fn check_cross_entropy(
 
 /// Checks that `x` is the full tensor and `y` the tensor without the axis
 /// (with overflow-checked sizes, so absurd dimensions are an error).
+#[inline]
 pub fn check_axis(x: Span, y: Span, d: AxisDims) -> Result<()> {
     let numel = d
         .outer

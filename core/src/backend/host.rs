@@ -25,11 +25,13 @@ use crate::error::{Error, Result};
 /// only [`Backend`].
 pub trait HostKernels {
     /// [`Backend::fill`].
+    #[inline]
     fn fill(&self, dst: &mut [f32], value: f32) {
         dst.fill(value);
     }
     /// [`Backend::copy`]: `src` and `dst` start at the first block of each
     /// and end at the end of the last.
+    #[inline]
     fn copy(&self, src: &[f32], dst: &mut [f32], b: &Blocks) {
         kernels::copy_blocks(
             src,
@@ -42,31 +44,38 @@ pub trait HostKernels {
         );
     }
     /// [`Backend::map`].
+    #[inline]
     fn map(&self, f: Map, x: &[f32], y: &mut [f32]) {
         kernels::map(f, x, y);
     }
     /// [`Backend::map_backward`].
+    #[inline]
     fn map_backward(&self, f: Map, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
         kernels::map_backward(f, x, y, dy, dx);
     }
     /// [`Backend::bias_act`].
+    #[inline]
     fn bias_act(&self, f: Map, bias: &[f32], y: &mut [f32]) {
         kernels::bias_act(f, bias, y);
     }
     /// [`Backend::act_backward`].
+    #[inline]
     fn act_backward(&self, f: Map, y: &[f32], dy: &mut [f32]) {
         kernels::act_backward(f, y, dy);
     }
     /// [`Backend::zip`].
+    #[inline]
     fn zip(&self, f: Zip, a: &[f32], b: &[f32], y: &mut [f32]) {
         kernels::zip(f, a, b, y);
     }
     /// [`Backend::zip_backward`].
+    #[inline]
     fn zip_backward(&self, f: Zip, rhs: bool, a: &[f32], b: &[f32], dy: &[f32], d: &mut [f32]) {
         kernels::zip_backward(f, rhs, a, b, dy, d);
     }
     /// [`Backend::gemm`]: `a`, `b` and `c` hold at least `batch` products'
     /// operands (`g`'s spans are where they came from).
+    #[inline]
     fn gemm(&self, batch: usize, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
         let (sa, sb, sc) = (g.m * g.k, g.k * g.n, g.m * g.n);
         for i in 0..batch {
@@ -84,30 +93,37 @@ pub trait HostKernels {
         }
     }
     /// [`Backend::reduce`].
+    #[inline]
     fn reduce(&self, op: Reduce, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
         kernels::reduce(op, x, y, d, acc);
     }
     /// [`Backend::expand`].
+    #[inline]
     fn expand(&self, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
         kernels::expand(x, y, d, acc);
     }
     /// [`Backend::max_backward`].
+    #[inline]
     fn max_backward(&self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDims) {
         kernels::max_backward(x, y, dy, dx, d);
     }
     /// [`Backend::softmax`].
+    #[inline]
     fn softmax(&self, x: &[f32], y: &mut [f32], d: AxisDims, log: bool) {
         kernels::softmax(x, y, d, log);
     }
     /// [`Backend::softmax_backward`].
+    #[inline]
     fn softmax_backward(&self, y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDims, log: bool) {
         kernels::softmax_backward(y, dy, dx, d, log);
     }
     /// [`Backend::cross_entropy`].
+    #[inline]
     fn cross_entropy(&self, x: &[f32], t: &[f32], loss: &mut [f32], classes: usize) {
         kernels::cross_entropy(x, t, loss, classes);
     }
     /// [`Backend::cross_entropy_backward`].
+    #[inline]
     fn cross_entropy_backward(
         &self,
         x: &[f32],
@@ -119,6 +135,7 @@ pub trait HostKernels {
         kernels::cross_entropy_backward(x, t, dloss, dx, classes);
     }
     /// [`Backend::transpose`].
+    #[inline]
     #[allow(clippy::too_many_arguments)]
     fn transpose(
         &self,
@@ -133,12 +150,14 @@ pub trait HostKernels {
     }
     /// [`Backend::update`]: `planes` are the rule's state planes, each the
     /// parameter's length (the unused ones empty).
+    #[inline]
     fn update(&self, rule: &Update, param: &mut [f32], grad: &[f32], planes: [&mut [f32]; 3]) {
         kernels::update(rule, param, grad, planes);
     }
 }
 
 /// `a · b · c`, or an error when it overflows.
+#[inline]
 fn product(dims: &[usize]) -> Result<usize> {
     dims.iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
