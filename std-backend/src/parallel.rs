@@ -92,8 +92,12 @@ impl Parallel {
     }
 
     /// Runs `f` on chunks of an elementwise output of `len` floats, in
-    /// parallel; `f` gets the chunk's range and the chunk.
+    /// parallel (below [`PAR_THRESHOLD`], whole on the calling thread); `f`
+    /// gets the chunk's range and the chunk.
     fn elementwise(&self, out: &mut [f32], f: impl Fn(Range<usize>, &mut [f32]) + Sync) {
+        if out.len() < PAR_THRESHOLD {
+            return f(0..out.len(), out);
+        }
         let c = self.units_per_task(out.len(), 1);
         self.pool.install(|| {
             out.par_chunks_mut(c).enumerate().for_each(|(i, out)| {
@@ -106,6 +110,8 @@ impl Parallel {
     /// Runs `f` on chunks of the outer dimension of an axis kernel, in
     /// parallel: `out` has `out_row` floats per outer index, and `f` gets the
     /// chunk's outer indices, the dimensions of the chunk and its output.
+    /// Small tensors, and those with one outer index, run whole on the
+    /// calling thread.
     fn over_outer(
         &self,
         d: AxisDims,
@@ -113,6 +119,9 @@ impl Parallel {
         out_row: usize,
         f: impl Fn(Range<usize>, AxisDims, &mut [f32]) + Sync,
     ) {
+        if d.numel() < PAR_THRESHOLD || d.outer < 2 {
+            return f(0..d.outer, d, &mut out[..d.outer * out_row]);
+        }
         let rows = self.units_per_task(d.outer, d.len * d.inner);
         self.pool.install(|| {
             out[..d.outer * out_row]
@@ -127,9 +136,13 @@ impl Parallel {
     }
 
     /// Runs `f` on chunks of whole rows of `row` floats of `out`, in
-    /// parallel; `f` gets the chunk's row indices and the chunk.
+    /// parallel (below [`PAR_THRESHOLD`], whole on the calling thread); `f`
+    /// gets the chunk's row indices and the chunk.
     fn over_rows(&self, out: &mut [f32], row: usize, f: impl Fn(Range<usize>, &mut [f32]) + Sync) {
         let row = row.max(1);
+        if out.len() < PAR_THRESHOLD {
+            return f(0..out.len() / row, out);
+        }
         let per = self.units_per_task(out.len() / row, row);
         self.pool.install(|| {
             out.par_chunks_mut(per * row)
@@ -139,11 +152,6 @@ impl Parallel {
                     f(first..first + out.len() / row, out)
                 })
         });
-    }
-
-    /// Whether an axis kernel over `d` is worth splitting over `d.outer`.
-    fn split_axis(d: AxisDims) -> bool {
-        d.numel() >= PAR_THRESHOLD && d.outer >= 2
     }
 }
 
@@ -208,14 +216,11 @@ fn gemm_one(
 }
 
 /// Below [`PAR_THRESHOLD`] elements (or when there is nothing to split)
-/// each kernel runs the portable one on the calling thread; above it, on
-/// chunks handed to the pool. The operands arrive checked and split by
-/// core's host layer ([`HostKernels`]), so this holds kernels only.
+/// each kernel runs the portable one on the calling thread (the chunking
+/// helpers decide, once); above it, on chunks handed to the pool. The operands arrive checked and split by
+/// core's host layer (`host_backend!`), so this holds kernels only.
 impl HostKernels for Parallel {
     fn fill(&self, d: &mut [f32], value: f32) {
-        if d.len() < PAR_THRESHOLD {
-            return d.fill(value);
-        }
         self.elementwise(d, |_, d| d.fill(value));
     }
 
@@ -254,46 +259,28 @@ impl HostKernels for Parallel {
     }
 
     fn map(&self, f: Map, x: &[f32], y: &mut [f32]) {
-        if x.len() < PAR_THRESHOLD {
-            return kernels::map(f, x, y);
-        }
         self.elementwise(y, |r, y| kernels::map(f, &x[r], y));
     }
 
     fn map_backward(&self, f: Map, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
-        if x.len() < PAR_THRESHOLD {
-            return kernels::map_backward(f, x, y, dy, dx);
-        }
         self.elementwise(dx, |r, dx| {
             kernels::map_backward(f, &x[r.clone()], &y[r.clone()], &dy[r], dx)
         });
     }
 
     fn bias_act(&self, f: Map, bias: &[f32], y: &mut [f32]) {
-        if y.len() < PAR_THRESHOLD || bias.is_empty() {
-            return kernels::bias_act(f, bias, y);
-        }
         self.over_rows(y, bias.len(), |_, y| kernels::bias_act(f, bias, y));
     }
 
     fn act_backward(&self, f: Map, y: &[f32], dy: &mut [f32]) {
-        if y.len() < PAR_THRESHOLD {
-            return kernels::act_backward(f, y, dy);
-        }
         self.elementwise(dy, |r, dy| kernels::act_backward(f, &y[r], dy));
     }
 
     fn zip(&self, f: Zip, a: &[f32], b: &[f32], y: &mut [f32]) {
-        if a.len() < PAR_THRESHOLD {
-            return kernels::zip(f, a, b, y);
-        }
         self.elementwise(y, |r, y| kernels::zip(f, &a[r.clone()], &b[r], y));
     }
 
     fn zip_backward(&self, f: Zip, rhs: bool, a: &[f32], b: &[f32], dy: &[f32], d: &mut [f32]) {
-        if a.len() < PAR_THRESHOLD {
-            return kernels::zip_backward(f, rhs, a, b, dy, d);
-        }
         self.elementwise(d, |r, d| {
             kernels::zip_backward(f, rhs, &a[r.clone()], &b[r.clone()], &dy[r], d)
         });
@@ -337,27 +324,18 @@ impl HostKernels for Parallel {
     }
 
     fn reduce(&self, op: Reduce, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
-        if !Self::split_axis(d) {
-            return kernels::reduce(op, x, y, d, acc);
-        }
         self.over_outer(d, y, d.inner, |r, dc, y| {
             kernels::reduce(op, rows(x, &r, d.len * d.inner), y, dc, acc)
         });
     }
 
     fn expand(&self, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
-        if !Self::split_axis(d) {
-            return kernels::expand(x, y, d, acc);
-        }
         self.over_outer(d, y, d.len * d.inner, |r, dc, y| {
             kernels::expand(rows(x, &r, d.inner), y, dc, acc)
         });
     }
 
     fn max_backward(&self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDims) {
-        if !Self::split_axis(d) {
-            return kernels::max_backward(x, y, dy, dx, d);
-        }
         self.over_outer(d, dx, d.len * d.inner, |r, dc, dx| {
             let (xr, yr) = (d.len * d.inner, d.inner);
             kernels::max_backward(rows(x, &r, xr), rows(y, &r, yr), rows(dy, &r, yr), dx, dc)
@@ -365,18 +343,12 @@ impl HostKernels for Parallel {
     }
 
     fn softmax(&self, x: &[f32], y: &mut [f32], d: AxisDims, log: bool) {
-        if !Self::split_axis(d) {
-            return kernels::softmax(x, y, d, log);
-        }
         self.over_outer(d, y, d.len * d.inner, |r, dc, y| {
             kernels::softmax(rows(x, &r, d.len * d.inner), y, dc, log)
         });
     }
 
     fn softmax_backward(&self, y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDims, log: bool) {
-        if !Self::split_axis(d) {
-            return kernels::softmax_backward(y, dy, dx, d, log);
-        }
         let row = d.len * d.inner;
         self.over_outer(d, dx, row, |r, dc, dx| {
             kernels::softmax_backward(rows(y, &r, row), rows(dy, &r, row), dx, dc, log)
@@ -404,9 +376,6 @@ impl HostKernels for Parallel {
         dx: &mut [f32],
         classes: usize,
     ) {
-        if x.len() < PAR_THRESHOLD || classes == 0 {
-            return kernels::cross_entropy_backward(x, t, dl, dx, classes);
-        }
         self.over_rows(dx, classes, |r, dx| {
             kernels::cross_entropy_backward(
                 rows(x, &r, classes),
@@ -477,6 +446,8 @@ impl HostKernels for Parallel {
         });
     }
 }
+
+ember_core::host_backend!(Parallel);
 
 /// The hardware square root, which the compiler vectorises (libm's, which
 /// core uses so that it runs without `std`, it does not).

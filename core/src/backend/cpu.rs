@@ -5,11 +5,14 @@ use super::HostKernels;
 
 /// The portable single-threaded CPU backend; tensors live in a `[f32]`.
 /// Its kernels are [`HostKernels`]' defaults, and its operand checks those
-/// of the host layer ([`host`](super::host)) that makes it a [`Backend`](super::Backend).
+/// of the host layer ([`host`](super::host)), which `host_backend!` makes
+/// its [`Backend`](super::Backend) implementation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cpu;
 
 impl HostKernels for Cpu {}
+
+crate::host_backend!(Cpu);
 
 #[cfg(test)]
 mod tests {

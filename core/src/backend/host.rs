@@ -1,9 +1,9 @@
 //! The checked layer of the host backends: [`HostKernels`] are kernels on
-//! slices of host memory whose operands were already checked, and every
-//! `HostKernels` type is a [`Backend`] through one implementation here,
-//! which makes the checks ([`check`](super::check)) and splits the buffer
-//! once. The portable [`Cpu`](super::Cpu) is `HostKernels` with every
-//! default; the multi-threaded backend of `ember-std` overrides the kernels
+//! slices of host memory whose operands were already checked, and
+//! [`host_backend!`](crate::host_backend) makes such a type a [`Backend`]
+//! through the functions of [`checked`], which make the checks
+//! ([`check`](super::check)) and split the buffer. The portable
+//! [`Cpu`](super::Cpu) is `HostKernels` with every default; the multi-threaded backend of `ember-std` overrides the kernels
 //! it runs in parallel. A backend whose memory is not host memory (a GPU)
 //! implements [`Backend`] itself and calls the same checks.
 
@@ -11,7 +11,9 @@ use super::check::{
     blocks_extent, check_axis, check_cross_entropy, check_gemm, check_rows, same_len, split,
     OUT_OF_BOUNDS,
 };
-use super::{kernels, Acc, AxisDims, Backend, Blocks, Gemm, Map, Reduce, Span, Update, Zip};
+#[cfg(doc)]
+use super::Backend;
+use super::{kernels, Acc, AxisDims, Blocks, Gemm, Map, Reduce, Span, Update, Zip};
 use crate::error::{Error, Result};
 
 /// Kernels on checked slices of one host buffer: inputs `&[f32]`, outputs
@@ -164,27 +166,270 @@ fn product(dims: &[usize]) -> Result<usize> {
         .ok_or(OUT_OF_BOUNDS)
 }
 
-/// Every [`HostKernels`] is a [`Backend`] over a `[f32]`: each method checks
-/// its operands once, here, and hands the kernel its slices.
-impl<K: HostKernels + ?Sized> Backend for K {
-    type Buffer = [f32];
+/// Implements [`Backend`] over a `[f32]` for a [`HostKernels`] type: each
+/// method checks its operands through [`checked`] and hands the kernels
+/// their slices. `host_backend!(MyBackend);` next to the type, in its own
+/// crate, so that the checked functions are compiled there once (a blanket
+/// impl would instantiate them in every crate that trains, which cost the
+/// Cortex-M0 firmware 4.6 KB of flash it does not have).
+#[macro_export]
+macro_rules! host_backend {
+    ($backend:ty) => {
+        impl $crate::backend::Backend for $backend {
+            type Buffer = [f32];
 
-    fn buffer_len(&self, buf: &[f32]) -> usize {
-        buf.len()
-    }
+            fn buffer_len(&self, buf: &[f32]) -> usize {
+                buf.len()
+            }
 
-    fn host_mut<'b>(&self, buf: &'b mut [f32]) -> Option<&'b mut [f32]> {
-        Some(buf)
-    }
+            fn host_mut<'b>(&self, buf: &'b mut [f32]) -> Option<&'b mut [f32]> {
+                Some(buf)
+            }
 
-    fn upload(&self, buf: &mut [f32], dst: Span, src: &[f32]) -> Result<()> {
+            fn upload(
+                &self,
+                buf: &mut [f32],
+                dst: $crate::backend::Span,
+                src: &[f32],
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::upload(self, buf, dst, src)
+            }
+
+            fn download(
+                &self,
+                buf: &[f32],
+                src: $crate::backend::Span,
+                dst: &mut [f32],
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::download(self, buf, src, dst)
+            }
+
+            fn fill(
+                &self,
+                buf: &mut [f32],
+                dst: $crate::backend::Span,
+                value: f32,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::fill(self, buf, dst, value)
+            }
+
+            fn copy(&self, buf: &mut [f32], b: &$crate::backend::Blocks) -> $crate::Result<()> {
+                $crate::backend::host::checked::copy(self, buf, b)
+            }
+
+            fn map(
+                &self,
+                buf: &mut [f32],
+                f: $crate::backend::Map,
+                x: $crate::backend::Span,
+                y: $crate::backend::Span,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::map(self, buf, f, x, y)
+            }
+
+            fn map_backward(
+                &self,
+                buf: &mut [f32],
+                f: $crate::backend::Map,
+                x: $crate::backend::Span,
+                y: $crate::backend::Span,
+                dy: $crate::backend::Span,
+                dx: $crate::backend::Span,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::map_backward(self, buf, f, x, y, dy, dx)
+            }
+
+            fn bias_act(
+                &self,
+                buf: &mut [f32],
+                f: $crate::backend::Map,
+                bias: $crate::backend::Span,
+                y: $crate::backend::Span,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::bias_act(self, buf, f, bias, y)
+            }
+
+            fn act_backward(
+                &self,
+                buf: &mut [f32],
+                f: $crate::backend::Map,
+                y: $crate::backend::Span,
+                dy: $crate::backend::Span,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::act_backward(self, buf, f, y, dy)
+            }
+
+            fn zip(
+                &self,
+                buf: &mut [f32],
+                f: $crate::backend::Zip,
+                a: $crate::backend::Span,
+                b: $crate::backend::Span,
+                y: $crate::backend::Span,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::zip(self, buf, f, a, b, y)
+            }
+
+            fn zip_backward(
+                &self,
+                buf: &mut [f32],
+                f: $crate::backend::Zip,
+                rhs: bool,
+                a: $crate::backend::Span,
+                b: $crate::backend::Span,
+                dy: $crate::backend::Span,
+                d: $crate::backend::Span,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::zip_backward(self, buf, f, rhs, a, b, dy, d)
+            }
+
+            fn gemm(
+                &self,
+                buf: &mut [f32],
+                batch: usize,
+                g: &$crate::backend::Gemm,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::gemm(self, buf, batch, g)
+            }
+
+            fn reduce(
+                &self,
+                buf: &mut [f32],
+                op: $crate::backend::Reduce,
+                x: $crate::backend::Span,
+                y: $crate::backend::Span,
+                d: $crate::backend::AxisDims,
+                acc: $crate::backend::Acc,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::reduce(self, buf, op, x, y, d, acc)
+            }
+
+            fn expand(
+                &self,
+                buf: &mut [f32],
+                x: $crate::backend::Span,
+                y: $crate::backend::Span,
+                d: $crate::backend::AxisDims,
+                acc: $crate::backend::Acc,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::expand(self, buf, x, y, d, acc)
+            }
+
+            fn max_backward(
+                &self,
+                buf: &mut [f32],
+                x: $crate::backend::Span,
+                y: $crate::backend::Span,
+                dy: $crate::backend::Span,
+                dx: $crate::backend::Span,
+                d: $crate::backend::AxisDims,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::max_backward(self, buf, x, y, dy, dx, d)
+            }
+
+            fn softmax(
+                &self,
+                buf: &mut [f32],
+                x: $crate::backend::Span,
+                y: $crate::backend::Span,
+                d: $crate::backend::AxisDims,
+                log: bool,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::softmax(self, buf, x, y, d, log)
+            }
+
+            fn softmax_backward(
+                &self,
+                buf: &mut [f32],
+                y: $crate::backend::Span,
+                dy: $crate::backend::Span,
+                dx: $crate::backend::Span,
+                d: $crate::backend::AxisDims,
+                log: bool,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::softmax_backward(self, buf, y, dy, dx, d, log)
+            }
+
+            fn cross_entropy(
+                &self,
+                buf: &mut [f32],
+                x: $crate::backend::Span,
+                targets: $crate::backend::Span,
+                loss: $crate::backend::Span,
+                classes: usize,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::cross_entropy(self, buf, x, targets, loss, classes)
+            }
+
+            fn cross_entropy_backward(
+                &self,
+                buf: &mut [f32],
+                x: $crate::backend::Span,
+                targets: $crate::backend::Span,
+                dloss: $crate::backend::Span,
+                dx: $crate::backend::Span,
+                classes: usize,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::cross_entropy_backward(
+                    self, buf, x, targets, dloss, dx, classes,
+                )
+            }
+
+            fn transpose(
+                &self,
+                buf: &mut [f32],
+                x: $crate::backend::Span,
+                y: $crate::backend::Span,
+                batch: usize,
+                rows: usize,
+                cols: usize,
+                acc: $crate::backend::Acc,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::transpose(self, buf, x, y, batch, rows, cols, acc)
+            }
+
+            fn update(
+                &self,
+                buf: &mut [f32],
+                rule: &$crate::backend::Update,
+                param: $crate::backend::Span,
+                grad: $crate::backend::Span,
+                state: $crate::backend::Span,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::update(self, buf, rule, param, grad, state)
+            }
+        }
+    };
+}
+
+/// The checked layer: one function per kernel, which checks the operands
+/// (overflow-checked), splits the buffer and runs the backend's kernel on
+/// the slices. [`host_backend!`](crate::host_backend) calls them.
+pub mod checked {
+    use super::*;
+
+    /// [`Backend::upload`](super::Backend::upload), checked.
+    #[inline]
+    pub fn upload<K: HostKernels + ?Sized>(
+        _: &K,
+        buf: &mut [f32],
+        dst: Span,
+        src: &[f32],
+    ) -> Result<()> {
         same_len(&[dst, Span::new(0, src.len())])?;
         let ([], [d]) = split(buf, [], [dst])?;
         d.copy_from_slice(src);
         Ok(())
     }
 
-    fn download(&self, buf: &[f32], src: Span, dst: &mut [f32]) -> Result<()> {
+    /// [`Backend::download`](super::Backend::download), checked.
+    #[inline]
+    pub fn download<K: HostKernels + ?Sized>(
+        _: &K,
+        buf: &[f32],
+        src: Span,
+        dst: &mut [f32],
+    ) -> Result<()> {
         same_len(&[src, Span::new(0, dst.len())])?;
         let end = src.offset.checked_add(src.len).ok_or(OUT_OF_BOUNDS)?;
         let s = buf.get(src.offset..end).ok_or(OUT_OF_BOUNDS)?;
@@ -192,29 +437,48 @@ impl<K: HostKernels + ?Sized> Backend for K {
         Ok(())
     }
 
-    fn fill(&self, buf: &mut [f32], dst: Span, value: f32) -> Result<()> {
+    /// [`Backend::fill`](super::Backend::fill), checked.
+    #[inline]
+    pub fn fill<K: HostKernels + ?Sized>(
+        k: &K,
+        buf: &mut [f32],
+        dst: Span,
+        value: f32,
+    ) -> Result<()> {
         let ([], [d]) = split(buf, [], [dst])?;
-        HostKernels::fill(self, d, value);
+        k.fill(d, value);
         Ok(())
     }
 
-    fn copy(&self, buf: &mut [f32], b: &Blocks) -> Result<()> {
+    /// [`Backend::copy`](super::Backend::copy), checked.
+    #[inline]
+    pub fn copy<K: HostKernels + ?Sized>(k: &K, buf: &mut [f32], b: &Blocks) -> Result<()> {
         let src = blocks_extent(b.src, b.src_stride, b.blocks, b.block_len)?;
         let dst = blocks_extent(b.dst, b.dst_stride, b.blocks, b.block_len)?;
         let ([s], [d]) = split(buf, [src], [dst])?;
-        HostKernels::copy(self, s, d, b);
+        k.copy(s, d, b);
         Ok(())
     }
 
-    fn map(&self, buf: &mut [f32], f: Map, x: Span, y: Span) -> Result<()> {
+    /// [`Backend::map`](super::Backend::map), checked.
+    #[inline]
+    pub fn map<K: HostKernels + ?Sized>(
+        k: &K,
+        buf: &mut [f32],
+        f: Map,
+        x: Span,
+        y: Span,
+    ) -> Result<()> {
         same_len(&[x, y])?;
         let ([x], [y]) = split(buf, [x], [y])?;
-        HostKernels::map(self, f, x, y);
+        k.map(f, x, y);
         Ok(())
     }
 
-    fn map_backward(
-        &self,
+    /// [`Backend::map_backward`](super::Backend::map_backward), checked.
+    #[inline]
+    pub fn map_backward<K: HostKernels + ?Sized>(
+        k: &K,
         buf: &mut [f32],
         f: Map,
         x: Span,
@@ -224,33 +488,61 @@ impl<K: HostKernels + ?Sized> Backend for K {
     ) -> Result<()> {
         same_len(&[x, y, dy, dx])?;
         let ([x, y, dy], [dx]) = split(buf, [x, y, dy], [dx])?;
-        HostKernels::map_backward(self, f, x, y, dy, dx);
+        k.map_backward(f, x, y, dy, dx);
         Ok(())
     }
 
-    fn bias_act(&self, buf: &mut [f32], f: Map, bias: Span, y: Span) -> Result<()> {
+    /// [`Backend::bias_act`](super::Backend::bias_act), checked.
+    #[inline]
+    pub fn bias_act<K: HostKernels + ?Sized>(
+        k: &K,
+        buf: &mut [f32],
+        f: Map,
+        bias: Span,
+        y: Span,
+    ) -> Result<()> {
         check_rows(y, bias.len)?;
         let ([bias], [y]) = split(buf, [bias], [y])?;
-        HostKernels::bias_act(self, f, bias, y);
+        k.bias_act(f, bias, y);
         Ok(())
     }
 
-    fn act_backward(&self, buf: &mut [f32], f: Map, y: Span, dy: Span) -> Result<()> {
+    /// [`Backend::act_backward`](super::Backend::act_backward), checked.
+    #[inline]
+    pub fn act_backward<K: HostKernels + ?Sized>(
+        k: &K,
+        buf: &mut [f32],
+        f: Map,
+        y: Span,
+        dy: Span,
+    ) -> Result<()> {
         same_len(&[y, dy])?;
         let ([y], [dy]) = split(buf, [y], [dy])?;
-        HostKernels::act_backward(self, f, y, dy);
+        k.act_backward(f, y, dy);
         Ok(())
     }
 
-    fn zip(&self, buf: &mut [f32], f: Zip, a: Span, b: Span, y: Span) -> Result<()> {
+    /// [`Backend::zip`](super::Backend::zip), checked.
+    #[inline]
+    pub fn zip<K: HostKernels + ?Sized>(
+        k: &K,
+        buf: &mut [f32],
+        f: Zip,
+        a: Span,
+        b: Span,
+        y: Span,
+    ) -> Result<()> {
         same_len(&[a, b, y])?;
         let ([a, b], [y]) = split(buf, [a, b], [y])?;
-        HostKernels::zip(self, f, a, b, y);
+        k.zip(f, a, b, y);
         Ok(())
     }
 
-    fn zip_backward(
-        &self,
+    /// [`Backend::zip_backward`](super::Backend::zip_backward), checked.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn zip_backward<K: HostKernels + ?Sized>(
+        k: &K,
         buf: &mut [f32],
         f: Zip,
         rhs: bool,
@@ -261,19 +553,28 @@ impl<K: HostKernels + ?Sized> Backend for K {
     ) -> Result<()> {
         same_len(&[a, b, dy, d])?;
         let ([a, b, dy], [d]) = split(buf, [a, b, dy], [d])?;
-        HostKernels::zip_backward(self, f, rhs, a, b, dy, d);
+        k.zip_backward(f, rhs, a, b, dy, d);
         Ok(())
     }
 
-    fn gemm(&self, buf: &mut [f32], batch: usize, g: &Gemm) -> Result<()> {
+    /// [`Backend::gemm`](super::Backend::gemm), checked.
+    #[inline]
+    pub fn gemm<K: HostKernels + ?Sized>(
+        k: &K,
+        buf: &mut [f32],
+        batch: usize,
+        g: &Gemm,
+    ) -> Result<()> {
         check_gemm(batch, g)?;
         let ([a, b], [c]) = split(buf, [g.a, g.b], [g.c])?;
-        HostKernels::gemm(self, batch, g, a, b, c);
+        k.gemm(batch, g, a, b, c);
         Ok(())
     }
 
-    fn reduce(
-        &self,
+    /// [`Backend::reduce`](super::Backend::reduce), checked.
+    #[inline]
+    pub fn reduce<K: HostKernels + ?Sized>(
+        k: &K,
         buf: &mut [f32],
         op: Reduce,
         x: Span,
@@ -283,19 +584,30 @@ impl<K: HostKernels + ?Sized> Backend for K {
     ) -> Result<()> {
         check_axis(x, y, d)?;
         let ([x], [y]) = split(buf, [x], [y])?;
-        HostKernels::reduce(self, op, x, y, d, acc);
+        k.reduce(op, x, y, d, acc);
         Ok(())
     }
 
-    fn expand(&self, buf: &mut [f32], x: Span, y: Span, d: AxisDims, acc: Acc) -> Result<()> {
+    /// [`Backend::expand`](super::Backend::expand), checked.
+    #[inline]
+    pub fn expand<K: HostKernels + ?Sized>(
+        k: &K,
+        buf: &mut [f32],
+        x: Span,
+        y: Span,
+        d: AxisDims,
+        acc: Acc,
+    ) -> Result<()> {
         check_axis(y, x, d)?;
         let ([x], [y]) = split(buf, [x], [y])?;
-        HostKernels::expand(self, x, y, d, acc);
+        k.expand(x, y, d, acc);
         Ok(())
     }
 
-    fn max_backward(
-        &self,
+    /// [`Backend::max_backward`](super::Backend::max_backward), checked.
+    #[inline]
+    pub fn max_backward<K: HostKernels + ?Sized>(
+        k: &K,
         buf: &mut [f32],
         x: Span,
         y: Span,
@@ -307,19 +619,30 @@ impl<K: HostKernels + ?Sized> Backend for K {
         same_len(&[x, dx])?;
         same_len(&[y, dy])?;
         let ([x, y, dy], [dx]) = split(buf, [x, y, dy], [dx])?;
-        HostKernels::max_backward(self, x, y, dy, dx, d);
+        k.max_backward(x, y, dy, dx, d);
         Ok(())
     }
 
-    fn softmax(&self, buf: &mut [f32], x: Span, y: Span, d: AxisDims, log: bool) -> Result<()> {
+    /// [`Backend::softmax`](super::Backend::softmax), checked.
+    #[inline]
+    pub fn softmax<K: HostKernels + ?Sized>(
+        k: &K,
+        buf: &mut [f32],
+        x: Span,
+        y: Span,
+        d: AxisDims,
+        log: bool,
+    ) -> Result<()> {
         same_len(&[x, y, Span::new(0, product(&[d.outer, d.len, d.inner])?)])?;
         let ([x], [y]) = split(buf, [x], [y])?;
-        HostKernels::softmax(self, x, y, d, log);
+        k.softmax(x, y, d, log);
         Ok(())
     }
 
-    fn softmax_backward(
-        &self,
+    /// [`Backend::softmax_backward`](super::Backend::softmax_backward), checked.
+    #[inline]
+    pub fn softmax_backward<K: HostKernels + ?Sized>(
+        k: &K,
         buf: &mut [f32],
         y: Span,
         dy: Span,
@@ -334,12 +657,14 @@ impl<K: HostKernels + ?Sized> Backend for K {
             Span::new(0, product(&[d.outer, d.len, d.inner])?),
         ])?;
         let ([y, dy], [dx]) = split(buf, [y, dy], [dx])?;
-        HostKernels::softmax_backward(self, y, dy, dx, d, log);
+        k.softmax_backward(y, dy, dx, d, log);
         Ok(())
     }
 
-    fn cross_entropy(
-        &self,
+    /// [`Backend::cross_entropy`](super::Backend::cross_entropy), checked.
+    #[inline]
+    pub fn cross_entropy<K: HostKernels + ?Sized>(
+        k: &K,
         buf: &mut [f32],
         x: Span,
         targets: Span,
@@ -348,12 +673,14 @@ impl<K: HostKernels + ?Sized> Backend for K {
     ) -> Result<()> {
         check_cross_entropy(x, targets, loss, None, classes)?;
         let ([x, t], [loss]) = split(buf, [x, targets], [loss])?;
-        HostKernels::cross_entropy(self, x, t, loss, classes);
+        k.cross_entropy(x, t, loss, classes);
         Ok(())
     }
 
-    fn cross_entropy_backward(
-        &self,
+    /// [`Backend::cross_entropy_backward`](super::Backend::cross_entropy_backward), checked.
+    #[inline]
+    pub fn cross_entropy_backward<K: HostKernels + ?Sized>(
+        k: &K,
         buf: &mut [f32],
         x: Span,
         targets: Span,
@@ -363,12 +690,15 @@ impl<K: HostKernels + ?Sized> Backend for K {
     ) -> Result<()> {
         check_cross_entropy(x, targets, dloss, Some(dx), classes)?;
         let ([x, t, dl], [dx]) = split(buf, [x, targets, dloss], [dx])?;
-        HostKernels::cross_entropy_backward(self, x, t, dl, dx, classes);
+        k.cross_entropy_backward(x, t, dl, dx, classes);
         Ok(())
     }
 
-    fn transpose(
-        &self,
+    /// [`Backend::transpose`](super::Backend::transpose), checked.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn transpose<K: HostKernels + ?Sized>(
+        k: &K,
         buf: &mut [f32],
         x: Span,
         y: Span,
@@ -379,12 +709,14 @@ impl<K: HostKernels + ?Sized> Backend for K {
     ) -> Result<()> {
         same_len(&[x, y, Span::new(0, product(&[batch, rows, cols])?)])?;
         let ([x], [y]) = split(buf, [x], [y])?;
-        HostKernels::transpose(self, x, y, batch, rows, cols, acc);
+        k.transpose(x, y, batch, rows, cols, acc);
         Ok(())
     }
 
-    fn update(
-        &self,
+    /// [`Backend::update`](super::Backend::update), checked.
+    #[inline]
+    pub fn update<K: HostKernels + ?Sized>(
+        k: &K,
         buf: &mut [f32],
         rule: &Update,
         param: Span,
@@ -400,7 +732,7 @@ impl<K: HostKernels + ?Sized> Backend for K {
         }
         let ([g], [p, s]) = split(buf, [grad], [param, state])?;
         let planes = kernels::state_planes(s, param.len, planes);
-        HostKernels::update(self, rule, p, g, planes);
+        k.update(rule, p, g, planes);
         Ok(())
     }
 }
