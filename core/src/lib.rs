@@ -81,7 +81,7 @@
 //! bodies built from them ([`backend::composed`]) that a backend overrides
 //! for speed. A backend over host memory implements
 //! [`HostKernels`](backend::HostKernels) instead, on operands that core has
-//! checked. The portable [`Cpu`] backend lives here; the `ember-std` crate
+//! checked, and gets its `Backend` impl from [`host_backend!`]. The portable [`Cpu`] backend lives here; the `ember-std` crate
 //! adds a multi-threaded, SIMD-friendly one, and `ember-cuda` one whose
 //! buffer is GPU memory, with the same model types and training loop.
 //!

@@ -25,6 +25,23 @@ use crate::error::{Error, Result};
 /// The methods share [`Backend`]'s names: with both traits in scope, call
 /// the checked ones as `Backend::map(&be, …)`. Code that runs models needs
 /// only [`Backend`].
+///
+/// ```
+/// use ember_core::backend::HostKernels;
+/// use ember_core::prelude::*;
+///
+/// /// The portable kernels, under another name.
+/// struct Mine;
+/// impl HostKernels for Mine {}
+/// ember_core::host_backend!(Mine);
+///
+/// let mut buf = [0.0f32; 64];
+/// let mut mem = Memory::new(&Mine, &mut buf[..]);
+/// let g = Graph::new(&mut mem);
+/// let y = (g.tensor([1.0f32, -2.0]).relu() * 3.0).sum();
+/// assert_eq!(y.item()?, 3.0);
+/// # Ok::<(), ember_core::Error>(())
+/// ```
 pub trait HostKernels {
     /// [`Backend::fill`].
     #[inline]
@@ -408,7 +425,7 @@ macro_rules! host_backend {
 pub mod checked {
     use super::*;
 
-    /// [`Backend::upload`](super::Backend::upload), checked.
+    /// [`Backend::upload`], checked.
     #[inline]
     pub fn upload<K: HostKernels + ?Sized>(
         _: &K,
@@ -422,7 +439,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::download`](super::Backend::download), checked.
+    /// [`Backend::download`], checked.
     #[inline]
     pub fn download<K: HostKernels + ?Sized>(
         _: &K,
@@ -437,7 +454,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::fill`](super::Backend::fill), checked.
+    /// [`Backend::fill`], checked.
     #[inline]
     pub fn fill<K: HostKernels + ?Sized>(
         k: &K,
@@ -450,7 +467,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::copy`](super::Backend::copy), checked.
+    /// [`Backend::copy`], checked.
     #[inline]
     pub fn copy<K: HostKernels + ?Sized>(k: &K, buf: &mut [f32], b: &Blocks) -> Result<()> {
         let src = blocks_extent(b.src, b.src_stride, b.blocks, b.block_len)?;
@@ -460,7 +477,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::map`](super::Backend::map), checked.
+    /// [`Backend::map`], checked.
     #[inline]
     pub fn map<K: HostKernels + ?Sized>(
         k: &K,
@@ -475,7 +492,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::map_backward`](super::Backend::map_backward), checked.
+    /// [`Backend::map_backward`], checked.
     #[inline]
     pub fn map_backward<K: HostKernels + ?Sized>(
         k: &K,
@@ -492,7 +509,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::bias_act`](super::Backend::bias_act), checked.
+    /// [`Backend::bias_act`], checked.
     #[inline]
     pub fn bias_act<K: HostKernels + ?Sized>(
         k: &K,
@@ -507,7 +524,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::act_backward`](super::Backend::act_backward), checked.
+    /// [`Backend::act_backward`], checked.
     #[inline]
     pub fn act_backward<K: HostKernels + ?Sized>(
         k: &K,
@@ -522,7 +539,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::zip`](super::Backend::zip), checked.
+    /// [`Backend::zip`], checked.
     #[inline]
     pub fn zip<K: HostKernels + ?Sized>(
         k: &K,
@@ -538,7 +555,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::zip_backward`](super::Backend::zip_backward), checked.
+    /// [`Backend::zip_backward`], checked.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub fn zip_backward<K: HostKernels + ?Sized>(
@@ -557,7 +574,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::gemm`](super::Backend::gemm), checked.
+    /// [`Backend::gemm`], checked.
     #[inline]
     pub fn gemm<K: HostKernels + ?Sized>(
         k: &K,
@@ -571,7 +588,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::reduce`](super::Backend::reduce), checked.
+    /// [`Backend::reduce`], checked.
     #[inline]
     pub fn reduce<K: HostKernels + ?Sized>(
         k: &K,
@@ -588,7 +605,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::expand`](super::Backend::expand), checked.
+    /// [`Backend::expand`], checked.
     #[inline]
     pub fn expand<K: HostKernels + ?Sized>(
         k: &K,
@@ -604,7 +621,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::max_backward`](super::Backend::max_backward), checked.
+    /// [`Backend::max_backward`], checked.
     #[inline]
     pub fn max_backward<K: HostKernels + ?Sized>(
         k: &K,
@@ -623,7 +640,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::softmax`](super::Backend::softmax), checked.
+    /// [`Backend::softmax`], checked.
     #[inline]
     pub fn softmax<K: HostKernels + ?Sized>(
         k: &K,
@@ -639,7 +656,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::softmax_backward`](super::Backend::softmax_backward), checked.
+    /// [`Backend::softmax_backward`], checked.
     #[inline]
     pub fn softmax_backward<K: HostKernels + ?Sized>(
         k: &K,
@@ -661,7 +678,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::cross_entropy`](super::Backend::cross_entropy), checked.
+    /// [`Backend::cross_entropy`], checked.
     #[inline]
     pub fn cross_entropy<K: HostKernels + ?Sized>(
         k: &K,
@@ -677,7 +694,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::cross_entropy_backward`](super::Backend::cross_entropy_backward), checked.
+    /// [`Backend::cross_entropy_backward`], checked.
     #[inline]
     pub fn cross_entropy_backward<K: HostKernels + ?Sized>(
         k: &K,
@@ -694,7 +711,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::transpose`](super::Backend::transpose), checked.
+    /// [`Backend::transpose`], checked.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub fn transpose<K: HostKernels + ?Sized>(
@@ -713,7 +730,7 @@ pub mod checked {
         Ok(())
     }
 
-    /// [`Backend::update`](super::Backend::update), checked.
+    /// [`Backend::update`], checked.
     #[inline]
     pub fn update<K: HostKernels + ?Sized>(
         k: &K,
