@@ -129,7 +129,8 @@ mod sys;
 use std::sync::OnceLock;
 
 use ember_core::backend::check::{
-    blocks_extent, check_axis, check_cross_entropy, check_gemm, check_rows, disjoint, same_len,
+    blocks_extent, check_axis, check_cross_entropy, check_gemm, check_max_backward, check_rows,
+    check_softmax, check_transpose, check_update, disjoint, same_len,
 };
 #[cfg(any(test, feature = "conformance"))]
 use ember_core::backend::conformance::Call;
@@ -1007,9 +1008,7 @@ impl Backend for CudaBackend {
         dx: Span,
         d: AxisDims,
     ) -> Result<()> {
-        check_axis(x, y, d)?;
-        same_len(&[x, dx])?;
-        same_len(&[y, dy])?;
+        check_max_backward(x, y, dy, dx, d)?;
         self.check(buf, &[x, y, dy], &[dx])?;
         let positions = d.outer * d.inner;
         if positions == 0 {
@@ -1041,12 +1040,8 @@ impl Backend for CudaBackend {
         d: AxisDims,
         log: bool,
     ) -> Result<()> {
-        let numel = d
-            .outer
-            .checked_mul(d.len)
-            .and_then(|v| v.checked_mul(d.inner))
-            .ok_or(TOO_LARGE)?;
-        same_len(&[x, y, Span::new(0, numel)])?;
+        check_softmax(&[x, y], d)?;
+        let numel = x.len;
         self.check(buf, &[x], &[y])?;
         if numel == 0 {
             return Ok(());
@@ -1077,12 +1072,8 @@ impl Backend for CudaBackend {
         d: AxisDims,
         log: bool,
     ) -> Result<()> {
-        let numel = d
-            .outer
-            .checked_mul(d.len)
-            .and_then(|v| v.checked_mul(d.inner))
-            .ok_or(TOO_LARGE)?;
-        same_len(&[y, dy, dx, Span::new(0, numel)])?;
+        check_softmax(&[y, dy, dx], d)?;
+        let numel = y.len;
         self.check(buf, &[y, dy], &[dx])?;
         if numel == 0 {
             return Ok(());
@@ -1176,11 +1167,8 @@ impl Backend for CudaBackend {
         cols: usize,
         acc: Acc,
     ) -> Result<()> {
-        let n = batch
-            .checked_mul(rows)
-            .and_then(|v| v.checked_mul(cols))
-            .ok_or(TOO_LARGE)?;
-        same_len(&[x, y, Span::new(0, n)])?;
+        check_transpose(x, y, batch, rows, cols)?;
+        let n = batch * rows * cols;
         self.check(buf, &[x], &[y])?;
         if n == 0 {
             return Ok(());
@@ -1212,16 +1200,7 @@ impl Backend for CudaBackend {
         grad: Span,
         state: Span,
     ) -> Result<()> {
-        same_len(&[param, grad])?;
-        if rule
-            .state_planes()
-            .checked_mul(param.len)
-            .is_none_or(|need| state.len < need)
-        {
-            return Err(Error::InvalidArgument {
-                what: "optimizer state smaller than the parameter",
-            });
-        }
+        check_update(rule, param, grad, state)?;
         self.check(buf, &[grad], &[param, state])?;
         if param.len == 0 {
             return Ok(());

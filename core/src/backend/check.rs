@@ -3,7 +3,7 @@
 //! dimensions (overflow-checked, so absurd dimensions are an error, not a
 //! wrap-around). Written once here; the CPU, rayon and CUDA backends call them.
 
-use super::{AxisDims, Gemm, Span};
+use super::{AxisDims, Gemm, Span, Update};
 use crate::error::{Error, Result};
 
 pub(crate) const OUT_OF_BOUNDS: Error = Error::InvalidArgument {
@@ -152,4 +152,61 @@ pub fn check_axis(x: Span, y: Span, d: AxisDims) -> Result<()> {
             what: "axis dimensions do not match the operands",
         })
     }
+}
+
+const TOO_LARGE: Error = Error::InvalidArgument {
+    what: "a size overflows",
+};
+
+/// The product of `dims` (a tensor's elements), or an error when it overflows.
+#[inline]
+pub fn numel(dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or(TOO_LARGE)
+}
+
+/// Checks the operands of a softmax or its backward: each is the whole
+/// `[outer, len, inner]` tensor.
+#[inline]
+pub fn check_softmax(spans: &[Span], d: AxisDims) -> Result<()> {
+    let n = numel(&[d.outer, d.len, d.inner])?;
+    same_len(spans)?;
+    spans
+        .first()
+        .map_or(Ok(()), |&s| same_len(&[s, Span::new(0, n)]))
+}
+
+/// Checks the operands of max's backward: `x` and `dx` the whole tensor,
+/// `y` and `dy` the tensor without the axis.
+#[inline]
+pub fn check_max_backward(x: Span, y: Span, dy: Span, dx: Span, d: AxisDims) -> Result<()> {
+    check_axis(x, y, d)?;
+    same_len(&[x, dx])?;
+    same_len(&[y, dy])
+}
+
+/// Checks the operands of a batched transpose: `batch` matrices of
+/// `rows × cols` in and out.
+#[inline]
+pub fn check_transpose(x: Span, y: Span, batch: usize, rows: usize, cols: usize) -> Result<()> {
+    let n = numel(&[batch, rows, cols])?;
+    same_len(&[x, y, Span::new(0, n)])
+}
+
+/// Checks the operands of an optimizer update: the gradient is the
+/// parameter's length, and the state holds the rule's planes of it.
+#[inline]
+pub fn check_update(rule: &Update, param: Span, grad: Span, state: Span) -> Result<()> {
+    same_len(&[param, grad])?;
+    if rule
+        .state_planes()
+        .checked_mul(param.len)
+        .is_none_or(|need| state.len < need)
+    {
+        return Err(Error::InvalidArgument {
+            what: "optimizer state smaller than the parameter",
+        });
+    }
+    Ok(())
 }

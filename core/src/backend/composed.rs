@@ -214,7 +214,7 @@ pub fn softmax<B: Backend + ?Sized>(
     d: AxisDims,
     log: bool,
 ) -> Result<()> {
-    same_len(&[x, y, Span::new(0, d.numel())])?;
+    check::check_softmax(&[x, y], d)?;
     check_spans(be, buf, &[x], &[y])?;
     let p = softmax_plan(be, buf, &[x, y], d)?;
     let mut o = 0;
@@ -252,7 +252,7 @@ pub fn softmax_backward<B: Backend + ?Sized>(
     d: AxisDims,
     log: bool,
 ) -> Result<()> {
-    same_len(&[y, dy, dx, Span::new(0, d.numel())])?;
+    check::check_softmax(&[y, dy, dx], d)?;
     check_spans(be, buf, &[y, dy], &[dx])?;
     let p = softmax_plan(be, buf, &[y, dy, dx], d)?;
     let mut o = 0;
@@ -506,16 +506,7 @@ pub fn update<B: Backend + ?Sized>(
     grad: Span,
     state: Span,
 ) -> Result<()> {
-    same_len(&[param, grad])?;
-    let planes_len = rule
-        .state_planes()
-        .checked_mul(param.len)
-        .ok_or(check::OUT_OF_BOUNDS)?;
-    if state.len < planes_len {
-        return Err(Error::InvalidArgument {
-            what: "optimizer state smaller than the parameter",
-        });
-    }
+    check::check_update(rule, param, grad, state)?;
     check_spans(be, buf, &[grad], &[param, state])?;
     let p = plan(be, buf, &[param, grad, state], UPDATE_PLANES, 0, param.len)?;
     let mut i = 0;

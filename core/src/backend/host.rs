@@ -8,13 +8,13 @@
 //! implements [`Backend`] itself and calls the same checks.
 
 use super::check::{
-    blocks_extent, check_axis, check_cross_entropy, check_gemm, check_rows, same_len, split,
-    OUT_OF_BOUNDS,
+    blocks_extent, check_axis, check_cross_entropy, check_gemm, check_max_backward, check_rows,
+    check_softmax, check_transpose, check_update, same_len, split, OUT_OF_BOUNDS,
 };
 #[cfg(doc)]
 use super::Backend;
 use super::{kernels, Acc, AxisDims, Blocks, Gemm, Map, Reduce, Span, Update, Zip};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Kernels on checked slices of one host buffer: inputs `&[f32]`, outputs
 /// `&mut [f32]` that overlap nothing else, with the lengths that the
@@ -173,14 +173,6 @@ pub trait HostKernels {
     fn update(&self, rule: &Update, param: &mut [f32], grad: &[f32], planes: [&mut [f32]; 3]) {
         kernels::update(rule, param, grad, planes);
     }
-}
-
-/// `a · b · c`, or an error when it overflows.
-#[inline]
-fn product(dims: &[usize]) -> Result<usize> {
-    dims.iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or(OUT_OF_BOUNDS)
 }
 
 /// Implements [`Backend`] over a `[f32]` for a [`HostKernels`] type: each
@@ -632,9 +624,7 @@ pub mod checked {
         dx: Span,
         d: AxisDims,
     ) -> Result<()> {
-        check_axis(x, y, d)?;
-        same_len(&[x, dx])?;
-        same_len(&[y, dy])?;
+        check_max_backward(x, y, dy, dx, d)?;
         let ([x, y, dy], [dx]) = split(buf, [x, y, dy], [dx])?;
         k.max_backward(x, y, dy, dx, d);
         Ok(())
@@ -650,7 +640,7 @@ pub mod checked {
         d: AxisDims,
         log: bool,
     ) -> Result<()> {
-        same_len(&[x, y, Span::new(0, product(&[d.outer, d.len, d.inner])?)])?;
+        check_softmax(&[x, y], d)?;
         let ([x], [y]) = split(buf, [x], [y])?;
         k.softmax(x, y, d, log);
         Ok(())
@@ -667,12 +657,7 @@ pub mod checked {
         d: AxisDims,
         log: bool,
     ) -> Result<()> {
-        same_len(&[
-            y,
-            dy,
-            dx,
-            Span::new(0, product(&[d.outer, d.len, d.inner])?),
-        ])?;
+        check_softmax(&[y, dy, dx], d)?;
         let ([y, dy], [dx]) = split(buf, [y, dy], [dx])?;
         k.softmax_backward(y, dy, dx, d, log);
         Ok(())
@@ -724,7 +709,7 @@ pub mod checked {
         cols: usize,
         acc: Acc,
     ) -> Result<()> {
-        same_len(&[x, y, Span::new(0, product(&[batch, rows, cols])?)])?;
+        check_transpose(x, y, batch, rows, cols)?;
         let ([x], [y]) = split(buf, [x], [y])?;
         k.transpose(x, y, batch, rows, cols, acc);
         Ok(())
@@ -740,15 +725,9 @@ pub mod checked {
         grad: Span,
         state: Span,
     ) -> Result<()> {
-        same_len(&[param, grad])?;
-        let planes = rule.state_planes();
-        if state.len < product(&[planes, param.len])? {
-            return Err(Error::InvalidArgument {
-                what: "optimizer state smaller than the parameter",
-            });
-        }
+        check_update(rule, param, grad, state)?;
         let ([g], [p, s]) = split(buf, [grad], [param, state])?;
-        let planes = kernels::state_planes(s, param.len, planes);
+        let planes = kernels::state_planes(s, param.len, rule.state_planes());
         k.update(rule, p, g, planes);
         Ok(())
     }
