@@ -490,7 +490,8 @@ fn run_time_shape_mismatch() {
 }
 
 /// The other run-time shape checks: matmul's inner dimension, reshape's
-/// element count, squeeze of a run-time axis, and a host slice's length.
+/// element count, flatten's and squeeze's on run-time dimensions, and a host
+/// slice's length.
 #[test]
 fn run_time_shape_checks() {
     let mut buf = buffer();
@@ -504,14 +505,24 @@ fn run_time_shape_checks() {
     assert!(shape_err(&g), "matmul {:?}", g.status());
     g.reset();
 
+    // Each view's error is named after the view the caller used.
+    let view_err = |g: &Graph<'_, Cpu>| match g.status() {
+        Err(Error::Shape { op, .. }) => op,
+        other => panic!("expected a shape error, got {other:?}"),
+    };
     let a = g.from_slice((2usize, 3usize), &[1.0; 6]);
     let _ = a.reshape_to((4usize,));
-    assert!(shape_err(&g), "reshape {:?}", g.status());
+    assert_eq!(view_err(&g), "reshape");
+    g.reset();
+
+    let a = g.from_slice((2usize, 3usize, 2usize), &[1.0; 12]);
+    let _ = a.flatten::<5>();
+    assert_eq!(view_err(&g), "flatten");
     g.reset();
 
     let a = g.from_slice((2usize, 3usize), &[1.0; 6]);
     let _ = a.squeeze::<0>();
-    assert!(shape_err(&g), "squeeze {:?}", g.status());
+    assert_eq!(view_err(&g), "squeeze: the axis is not of size 1");
     g.reset();
 
     let a = g.from_slice((2usize, 3usize), &[1.0; 6]);

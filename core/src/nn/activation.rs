@@ -1,6 +1,8 @@
 //! Activation layers, `Flatten` and `Dropout`.
 
-use super::{Build, Footprint, Forward, Layer, LayerKind, Module, Name, ParamInfo, Signature};
+use super::{
+    Build, Footprint, Forward, Layer, LayerInput, LayerKind, Module, Name, ParamInfo, Signature,
+};
 use crate::backend::activation::Activation;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -55,10 +57,17 @@ macro_rules! activation {
             }
         }
 
-        impl<'t, S: Shape, B: Backend> Forward<Tensor<'t, S, B>> for $name {
-            type Output = Tensor<'t, S, B>;
-            fn forward(&self, x: Tensor<'t, S, B>) -> Self::Output {
-                x.$method()
+        impl<'t, S: Shape, B: Backend> LayerInput<$name> for Tensor<'t, S, B> {
+            type Output = Self;
+            fn run(self, _layer: &$name) -> Self {
+                self.$method()
+            }
+        }
+
+        impl<X: LayerInput<Self>> Forward<X> for $name {
+            type Output = X::Output;
+            fn forward(&self, x: X) -> Self::Output {
+                x.run(self)
             }
         }
     };
@@ -131,10 +140,17 @@ macro_rules! parameterised_activation {
             }
         }
 
-        impl<'t, S: Shape, B: Backend> Forward<Tensor<'t, S, B>> for $name {
-            type Output = Tensor<'t, S, B>;
-            fn forward(&self, x: Tensor<'t, S, B>) -> Self::Output {
-                x.$method(self.$field)
+        impl<'t, S: Shape, B: Backend> LayerInput<$name> for Tensor<'t, S, B> {
+            type Output = Self;
+            fn run(self, layer: &$name) -> Self {
+                self.$method(layer.$field)
+            }
+        }
+
+        impl<X: LayerInput<Self>> Forward<X> for $name {
+            type Output = X::Output;
+            fn forward(&self, x: X) -> Self::Output {
+                x.run(self)
             }
         }
     };
@@ -181,10 +197,17 @@ impl<const N: usize> Build for Flatten<N> {
     }
 }
 
-impl<'t, S: HasFirst, const N: usize, B: Backend> Forward<Tensor<'t, S, B>> for Flatten<N> {
+impl<'t, S: HasFirst, const N: usize, B: Backend> LayerInput<Flatten<N>> for Tensor<'t, S, B> {
     type Output = Tensor<'t, (S::First, Const<N>), B>;
-    fn forward(&self, x: Tensor<'t, S, B>) -> Self::Output {
-        x.flatten::<N>()
+    fn run(self, _layer: &Flatten<N>) -> Self::Output {
+        self.flatten::<N>()
+    }
+}
+
+impl<X: LayerInput<Self>, const N: usize> Forward<X> for Flatten<N> {
+    type Output = X::Output;
+    fn forward(&self, x: X) -> Self::Output {
+        x.run(self)
     }
 }
 
@@ -254,19 +277,26 @@ impl Build for Dropout {
     }
 }
 
-impl<'t, S: Shape, B: Backend> Forward<Tensor<'t, S, B>> for Dropout {
-    type Output = Tensor<'t, S, B>;
-    fn forward(&self, x: Tensor<'t, S, B>) -> Self::Output {
-        if !self.training || self.p == 0.0 {
-            return x;
+impl<'t, S: Shape, B: Backend> LayerInput<Dropout> for Tensor<'t, S, B> {
+    type Output = Self;
+    fn run(self, layer: &Dropout) -> Self {
+        if !layer.training || layer.p == 0.0 {
+            return self;
         }
-        let mut rng = self.rng.get();
-        let keep = 1.0 / (1.0 - self.p);
-        let p = self.p;
-        let mask = x
+        let mut rng = layer.rng.get();
+        let keep = 1.0 / (1.0 - layer.p);
+        let p = layer.p;
+        let mask = self
             .tape()
-            .from_fn(x.shape(), |_| if rng.uniform() < p { 0.0 } else { keep });
-        self.rng.set(rng);
-        x * mask
+            .from_fn(self.shape(), |_| if rng.uniform() < p { 0.0 } else { keep });
+        layer.rng.set(rng);
+        self * mask
+    }
+}
+
+impl<X: LayerInput<Self>> Forward<X> for Dropout {
+    type Output = X::Output;
+    fn forward(&self, x: X) -> Self::Output {
+        x.run(self)
     }
 }

@@ -2,7 +2,7 @@
 //! `--layers 784-256-128-10`): the same operations and memory as the typed
 //! layers, with `usize` dimensions checked when the graph runs.
 
-use super::{loss, Forward, Layer, Module, Name, ParamInfo, ParamKind};
+use super::{loss, Forward, Layer, LayerInput, Module, Name, ParamInfo, ParamKind};
 use crate::backend::activation::Activation;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -98,11 +98,18 @@ impl Module for DynLinear {
     }
 }
 
-impl<'t, R: Dim, B: Backend> Forward<Tensor<'t, (R, usize), B>> for DynLinear {
-    type Output = Tensor<'t, (R, usize), B>;
-    fn forward(&self, x: Tensor<'t, (R, usize), B>) -> Self::Output {
-        let g = x.tape();
-        x.linear(g.param(&self.weight), g.param(&self.bias))
+impl<'t, R: Dim, B: Backend> LayerInput<DynLinear> for Tensor<'t, (R, usize), B> {
+    type Output = Self;
+    fn run(self, layer: &DynLinear) -> Self {
+        let g = self.tape();
+        self.linear(g.param(&layer.weight), g.param(&layer.bias))
+    }
+}
+
+impl<X: LayerInput<Self>> Forward<X> for DynLinear {
+    type Output = X::Output;
+    fn forward(&self, x: X) -> Self::Output {
+        x.run(self)
     }
 }
 
@@ -299,15 +306,15 @@ impl Module for Mlp {
     }
 }
 
-impl<'t, R: Dim, B: Backend> Forward<Tensor<'t, (R, usize), B>> for Mlp {
-    type Output = Tensor<'t, (R, usize), B>;
-    fn forward(&self, x: Tensor<'t, (R, usize), B>) -> Self::Output {
-        let n = self.layers.len();
-        let g = x.tape();
-        let mut h = x;
-        for (i, l) in self.layers.iter().enumerate() {
+impl<'t, R: Dim, B: Backend> LayerInput<Mlp> for Tensor<'t, (R, usize), B> {
+    type Output = Self;
+    fn run(self, model: &Mlp) -> Self {
+        let n = model.layers.len();
+        let g = self.tape();
+        let mut h = self;
+        for (i, l) in model.layers.iter().enumerate() {
             let (w, b) = (g.param(&l.weight), g.param(&l.bias));
-            h = match self.activation.as_map() {
+            h = match model.activation.as_map() {
                 // Hidden layers: the activation fused into the layer where
                 // its gradient allows (`Map::fuses`), else after it.
                 Some(f) if i + 1 < n => h.linear_act(w, b, f),
@@ -315,5 +322,12 @@ impl<'t, R: Dim, B: Backend> Forward<Tensor<'t, (R, usize), B>> for Mlp {
             };
         }
         h
+    }
+}
+
+impl<X: LayerInput<Self>> Forward<X> for Mlp {
+    type Output = X::Output;
+    fn forward(&self, x: X) -> Self::Output {
+        x.run(self)
     }
 }

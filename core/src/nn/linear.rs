@@ -89,22 +89,47 @@ impl<const IN: usize, const OUT: usize> Module for Linear<IN, OUT> {
     }
 }
 
-impl<'t, R: Dim, const IN: usize, const OUT: usize, B: Backend>
-    Forward<Tensor<'t, (R, Const<IN>), B>> for Linear<IN, OUT>
+/// An input a [`Linear<IN, OUT>`] can take: a tensor whose last dimension is
+/// `Const<IN>`, batched (`(R, Const<IN>)`) or a single vector (`(Const<IN>,)`).
+///
+/// `Linear` implements [`Forward`] for any `X: LinearInput<IN, OUT>`, so that
+/// a width that does not match is one error that says which widths disagree
+/// (see [`LayerInput`](super::LayerInput) for why).
+#[diagnostic::on_unimplemented(
+    message = "`Linear<{IN}, {OUT}>` takes {IN} input features, but its input is `{Self}`",
+    label = "this input is not `[batch, {IN}]` or `[{IN}]`",
+    note = "in a sequence such as `(Linear<2, 16>, ReLU, Linear<16, 2>)`, each `Linear<IN, OUT>` takes the width the layer before it produces: its `IN` must equal the previous `OUT` (activations keep the width)"
+)]
+pub trait LinearInput<const IN: usize, const OUT: usize> {
+    /// The result: the same batch with `OUT` features.
+    type Output;
+    /// `self Wᵀ + b`.
+    fn linear(self, layer: &Linear<IN, OUT>) -> Self::Output;
+}
+
+impl<'t, R: Dim, const IN: usize, const OUT: usize, B: Backend> LinearInput<IN, OUT>
+    for Tensor<'t, (R, Const<IN>), B>
 {
     type Output = Tensor<'t, (R, Const<OUT>), B>;
-    fn forward(&self, x: Tensor<'t, (R, Const<IN>), B>) -> Self::Output {
-        let g = x.tape();
-        x.linear(g.param(&self.weight), g.param(&self.bias))
+    fn linear(self, layer: &Linear<IN, OUT>) -> Self::Output {
+        let g = self.tape();
+        Tensor::linear(self, g.param(&layer.weight), g.param(&layer.bias))
     }
 }
 
-impl<'t, const IN: usize, const OUT: usize, B: Backend> Forward<Tensor<'t, (Const<IN>,), B>>
-    for Linear<IN, OUT>
+impl<'t, const IN: usize, const OUT: usize, B: Backend> LinearInput<IN, OUT>
+    for Tensor<'t, (Const<IN>,), B>
 {
     type Output = Tensor<'t, (Const<OUT>,), B>;
-    fn forward(&self, x: Tensor<'t, (Const<IN>,), B>) -> Self::Output {
-        let g = x.tape();
-        g.param(&self.weight).matmul(x) + g.param(&self.bias)
+    fn linear(self, layer: &Linear<IN, OUT>) -> Self::Output {
+        let g = self.tape();
+        g.param(&layer.weight).matmul(self) + g.param(&layer.bias)
+    }
+}
+
+impl<X: LinearInput<IN, OUT>, const IN: usize, const OUT: usize> Forward<X> for Linear<IN, OUT> {
+    type Output = X::Output;
+    fn forward(&self, x: X) -> Self::Output {
+        x.linear(self)
     }
 }

@@ -47,7 +47,7 @@ pub use dynamic::{DynLinear, Mlp};
 /// the `ember_derive` crate.
 #[cfg(feature = "derive")]
 pub use ember_derive::Module;
-pub use linear::Linear;
+pub use linear::{Linear, LinearInput};
 pub use optim::{Optimizer, Rule};
 pub use summary::summary;
 
@@ -267,6 +267,13 @@ pub trait Build: Sized {
 }
 
 /// Running a module on an input.
+///
+/// Write it for your own modules as for any trait, usually for one input
+/// type (`impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<784>), B>> for
+/// Net`). The layers of this crate implement it once each, for any input
+/// that is a [`LayerInput`] of the layer ([`LinearInput`](linear::LinearInput)
+/// for [`Linear`]), so that a sequence whose layers do not chain fails to
+/// compile with one error that names the layer and the input it cannot take.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot take `{X}` as its input",
     label = "the input's width (its last dimension) is not the width this layer takes",
@@ -277,6 +284,28 @@ pub trait Forward<X> {
     type Output;
     /// The forward pass.
     fn forward(&self, x: X) -> Self::Output;
+}
+
+/// An input a built-in layer `L` can run on: the layer's computation, written
+/// for the tensor types it takes.
+///
+/// Each layer of this crate implements [`Forward`] once, for any
+/// `X: LayerInput<Self>`, instead of implementing it for `Tensor<'t, S, B>`
+/// directly. The reason is the compiler's error when a sequence does not
+/// chain: a layer with a single `Forward` impl for a tensor type makes rustc
+/// infer through that layer, and a mismatch further on is then reported
+/// twice, or as a type mismatch at another layer. With the input a bare type
+/// parameter, the error is one `E0277` at the layer that does not fit
+/// (`tests/ui/sequential_*` in `ember-tests` pin this).
+#[diagnostic::on_unimplemented(
+    message = "`{L}` cannot take `{Self}` as its input",
+    label = "`{L}` cannot take this input"
+)]
+pub trait LayerInput<L: ?Sized> {
+    /// The layer's result.
+    type Output;
+    /// Runs `layer` on `self`.
+    fn run(self, layer: &L) -> Self::Output;
 }
 
 /// A bare parameter is a module of its own (handy for optimizing a tensor

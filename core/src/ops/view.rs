@@ -30,12 +30,19 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// the element counts are checked at run time.
     pub fn reshape_to<S2: Shape>(self, shape: S2) -> Tensor<'t, S2, B> {
         let () = check::SameNumel::<S, S2>::OK;
+        self.view_as(shape, "reshape")
+    }
+
+    /// The view node behind every reshape: the element counts checked at
+    /// run time only. The public views make their own compile-time check
+    /// first, so that a wrong shape is one error, named after the view.
+    fn view_as<S2: Shape>(self, shape: S2, op: &'static str) -> Tensor<'t, S2, B> {
         if shape.numel() != self.numel() {
             return invalid(
                 self.tape,
                 shape,
                 Error::Shape {
-                    op: "reshape",
+                    op,
                     expected: self.dims(),
                     found: shape.dims_slice(),
                 },
@@ -65,7 +72,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
                 },
             );
         }
-        self.reshape_to(out)
+        self.view_as(out, "squeeze")
     }
 
     /// Inserts an axis of size 1 at `AX`.
@@ -84,7 +91,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         S: HasFirst,
     {
         let () = check::RestNumel::<S, N>::OK;
-        self.reshape_to((self.shape.first(), Const::<N>))
+        self.view_as((self.shape.first(), Const::<N>), "flatten")
     }
 
     /// All elements as a vector of `N` (checked at compile time when known).

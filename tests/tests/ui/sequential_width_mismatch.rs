@@ -1,5 +1,5 @@
 // A sequence whose second Linear takes 8 features where the first gives 16:
-// the error names the layer and the input it cannot take, and says why.
+// one error, at that Linear, that says which widths disagree.
 use ember_core::nn::{Build, Forward, Linear, ReLU};
 use ember_core::prelude::*;
 
