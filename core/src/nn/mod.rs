@@ -271,7 +271,7 @@ pub trait Build: Sized {
 /// Write it for your own modules as for any trait, usually for one input
 /// type (`impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<784>), B>> for
 /// Net`). The layers of this crate implement it once each, for any input
-/// that is a [`LayerInput`] of the layer ([`LinearInput`](linear::LinearInput)
+/// that is a [`LayerInput`] of the layer ([`LinearInput`]
 /// for [`Linear`]), so that a sequence whose layers do not chain fails to
 /// compile with one error that names the layer and the input it cannot take.
 #[diagnostic::on_unimplemented(
