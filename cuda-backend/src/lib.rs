@@ -130,7 +130,7 @@ use std::sync::OnceLock;
 
 use ember_core::backend::check::{
     blocks_extent, check_axis, check_cross_entropy, check_gemm, check_max_backward, check_rows,
-    check_softmax, check_transpose, check_update, disjoint, same_len,
+    check_softmax, check_transpose, check_update, disjoint, numel, same_len,
 };
 #[cfg(any(test, feature = "conformance"))]
 use ember_core::backend::conformance::Call;
@@ -240,9 +240,6 @@ impl core::fmt::Debug for CudaBackend {
 
 const FOREIGN_BUFFER: Error = Error::InvalidArgument {
     what: "the buffer was allocated by another CUDA backend",
-};
-const TOO_LARGE: Error = Error::InvalidArgument {
-    what: "a size overflows",
 };
 
 fn acc_code(acc: Acc) -> Arg {
@@ -646,7 +643,7 @@ impl Device for CudaBackend {
     /// `floats` zeroed floats of device memory; a device out of memory is
     /// [`Error::OutOfMemory`].
     fn alloc(&self, floats: usize) -> Result<CudaBuffer> {
-        floats.checked_mul(4).ok_or(TOO_LARGE)?;
+        numel(&[floats, 4])?;
         let mem = match &self.exec {
             Exec::Gpu(gpu) => Mem::Device(gpu.alloc_zeros(floats).map_err(|e| self.fail(e))?),
             #[cfg(test)]
@@ -722,7 +719,7 @@ impl Backend for CudaBackend {
         let src = blocks_extent(b.src, b.src_stride, b.blocks, b.block_len)?;
         let dst = blocks_extent(b.dst, b.dst_stride, b.blocks, b.block_len)?;
         self.check(buf, &[src], &[dst])?;
-        let n = b.blocks.checked_mul(b.block_len).ok_or(TOO_LARGE)?;
+        let n = numel(&[b.blocks, b.block_len])?;
         if n == 0 {
             return Ok(());
         }

@@ -78,10 +78,10 @@ pub fn blocks_extent(start: Span, stride: usize, blocks: usize, block_len: usize
 /// Checks that a gemm's operand spans are large enough.
 #[inline]
 pub fn check_gemm(batch: usize, g: &Gemm) -> Result<()> {
-    let need = |rows: usize, cols: usize| rows.checked_mul(cols).and_then(|v| v.checked_mul(batch));
-    let ok = need(g.m, g.k).is_some_and(|n| n <= g.a.len)
-        && need(g.k, g.n).is_some_and(|n| n <= g.b.len)
-        && need(g.m, g.n).is_some_and(|n| n <= g.c.len);
+    let fits = |rows: usize, cols: usize, span: Span| {
+        numel(&[batch, rows, cols]).is_ok_and(|n| n <= span.len)
+    };
+    let ok = fits(g.m, g.k, g.a) && fits(g.k, g.n, g.b) && fits(g.m, g.n, g.c);
     if ok {
         Ok(())
     } else {
@@ -128,7 +128,7 @@ pub fn check_cross_entropy(
     dx: Option<Span>,
     classes: usize,
 ) -> Result<()> {
-    if targets.len.checked_mul(classes) != Some(x.len) {
+    if numel(&[targets.len, classes]).ok() != Some(x.len) {
         return Err(Error::InvalidArgument {
             what: "logits are not [rows, classes] for the targets",
         });
@@ -141,11 +141,9 @@ pub fn check_cross_entropy(
 /// (with overflow-checked sizes, so absurd dimensions are an error).
 #[inline]
 pub fn check_axis(x: Span, y: Span, d: AxisDims) -> Result<()> {
-    let numel = d
-        .outer
-        .checked_mul(d.len)
-        .and_then(|v| v.checked_mul(d.inner));
-    if Some(x.len) == numel && Some(y.len) == d.outer.checked_mul(d.inner) {
+    if numel(&[d.outer, d.len, d.inner]).ok() == Some(x.len)
+        && numel(&[d.outer, d.inner]).ok() == Some(y.len)
+    {
         Ok(())
     } else {
         Err(Error::InvalidArgument {
@@ -158,7 +156,8 @@ const TOO_LARGE: Error = Error::InvalidArgument {
     what: "a size overflows",
 };
 
-/// The product of `dims` (a tensor's elements), or an error when it overflows.
+/// The product of `dims` (a tensor's elements, a size in bytes), or an error
+/// when it overflows.
 #[inline]
 pub fn numel(dims: &[usize]) -> Result<usize> {
     dims.iter()
@@ -199,11 +198,7 @@ pub fn check_transpose(x: Span, y: Span, batch: usize, rows: usize, cols: usize)
 #[inline]
 pub fn check_update(rule: &Update, param: Span, grad: Span, state: Span) -> Result<()> {
     same_len(&[param, grad])?;
-    if rule
-        .state_planes()
-        .checked_mul(param.len)
-        .is_none_or(|need| state.len < need)
-    {
+    if !numel(&[rule.state_planes(), param.len]).is_ok_and(|need| state.len >= need) {
         return Err(Error::InvalidArgument {
             what: "optimizer state smaller than the parameter",
         });
