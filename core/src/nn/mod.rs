@@ -297,6 +297,39 @@ pub trait Forward<X> {
 /// twice, or as a type mismatch at another layer. With the input a bare type
 /// parameter, the error is one `E0277` at the layer that does not fit
 /// (`tests/ui/sequential_*` in `ember-tests` pin this).
+///
+/// A layer of your own that sits inside sequences gets the same by doing
+/// as the built-in ones do; the orphan rule allows the first impl because
+/// your layer is the trait's parameter (`tests/ui/pass/own_layer_ok.rs`):
+///
+/// ```
+/// use ember_core::nn::{Forward, LayerInput};
+/// use ember_core::prelude::*;
+///
+/// /// Multiplies its input by 2.
+/// pub struct Double;
+///
+/// impl<'t, S: Shape, B: Backend> LayerInput<Double> for Tensor<'t, S, B> {
+///     type Output = Self;
+///     fn run(self, _layer: &Double) -> Self {
+///         self * 2.0
+///     }
+/// }
+///
+/// impl<X: LayerInput<Self>> Forward<X> for Double {
+///     type Output = X::Output;
+///     fn forward(&self, x: X) -> X::Output {
+///         x.run(self)
+///     }
+/// }
+///
+/// let mut buf = [0.0f32; 16];
+/// let mut mem = Memory::new(&Cpu, &mut buf[..]);
+/// let g = Graph::new(&mut mem);
+/// let y = Double.forward(g.tensor([1.0f32, 2.0]));
+/// assert_eq!(y.to_array()?, [2.0, 4.0]);
+/// # Ok::<(), ember_core::Error>(())
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{L}` cannot take `{Self}` as its input",
     label = "`{L}` cannot take this input"
