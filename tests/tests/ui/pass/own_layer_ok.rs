@@ -1,48 +1,10 @@
 // A layer of the user's own, written as the built-in ones are (`Forward` for
 // any `LayerInput` of it), chains in a sequence and runs;
 // `own_layer_width_mismatch.rs` is the same layer in a sequence that does not chain.
-use ember_core::nn::{Build, Footprint, Forward, LayerInput, Linear, Module, Name, ParamInfo, ReLU};
+use ember_core::nn::{Build, Forward, Linear, ReLU};
 use ember_core::prelude::*;
 
-/// Multiplies its input by 2.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Double;
-
-impl Module for Double {
-    fn visit(&self, _name: &mut Name, _f: &mut dyn FnMut(&ParamInfo<'_>)) {}
-    fn fmt_module(&self, f: &mut core::fmt::Formatter<'_>, _indent: usize) -> core::fmt::Result {
-        f.write_str("Double()")
-    }
-}
-
-impl Build for Double {
-    fn build<B: Backend>(_mem: &mut Memory<'_, B>, _rng: &mut Rng) -> ember_core::Result<Self> {
-        Ok(Double)
-    }
-}
-
-impl Footprint for Double {
-    const PARAMS: usize = 0;
-    const NODES: usize = 1;
-    const IN_FEATURES: Option<usize> = None;
-    const OUT_FEATURES: Option<usize> = None;
-    const SCRATCH_FIXED: usize = 0;
-    const SCRATCH_PER_FEATURE: usize = 2;
-}
-
-impl<'t, S: Shape, B: Backend> LayerInput<Double> for Tensor<'t, S, B> {
-    type Output = Self;
-    fn run(self, _layer: &Double) -> Self {
-        self * 2.0
-    }
-}
-
-impl<X: LayerInput<Self>> Forward<X> for Double {
-    type Output = X::Output;
-    fn forward(&self, x: X) -> X::Output {
-        x.run(self)
-    }
-}
+include!("../support/double_layer.rs");
 
 type Net = (Linear<2, 16>, Double, ReLU, Linear<16, 2>);
 
