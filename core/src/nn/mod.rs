@@ -286,7 +286,7 @@ pub trait Forward<X> {
     fn forward(&self, x: X) -> Self::Output;
 }
 
-/// An input a built-in layer `L` can run on: the layer's computation, written
+/// An input a layer `L` can run on: the layer's computation, written
 /// for the tensor types it takes.
 ///
 /// Each layer of this crate implements [`Forward`] once, for any
