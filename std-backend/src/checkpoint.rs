@@ -52,6 +52,50 @@ pub enum CheckpointError {
         /// Its shape in the checkpoint (`None`: the checkpoint lacks it).
         found: Option<Vec<usize>>,
     },
+    /// A checkpoint of a run with other settings: its recorded
+    /// configuration ([`Learner::record_config`](crate::learner::Learner::record_config))
+    /// differs from this run's in more than the epoch count.
+    #[error("{path}: the checkpoint is of a run with other settings ({}); resume with that run's settings (only the number of epochs may change), or start a new run", .differences.join("; "))]
+    Settings {
+        /// The file.
+        path: PathBuf,
+        /// Each setting that differs: `lr: 0.001 in the checkpoint, 0.1 now`.
+        differences: Vec<String>,
+    },
+}
+
+/// The settings in which two recorded configurations differ, `epochs` aside.
+fn config_differences(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    // As the command line writes them: names unquoted, an `f32` setting
+    // (stored through `f64`) in its own shortest form.
+    let show = |v: Option<&Value>| match v {
+        None => "absent".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if n.is_f64() && f64::from(f as f32) == f => (f as f32).to_string(),
+            _ => n.to_string(),
+        },
+        Some(v) => v.to_string(),
+    };
+    match (old, new) {
+        (Value::Null, _) | (_, Value::Null) => Vec::new(),
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter()
+                .filter(|k| k.as_str() != "epochs" && a.get(*k) != b.get(*k))
+                .map(|k| {
+                    format!(
+                        "{k}: {} in the checkpoint, {} now",
+                        show(a.get(k)),
+                        show(b.get(k))
+                    )
+                })
+                .collect()
+        }
+        (a, b) if a != b => vec![format!("{a} in the checkpoint, {b} now")],
+        _ => Vec::new(),
+    }
 }
 
 fn shape_text(s: &Option<Vec<usize>>) -> String {
@@ -327,6 +371,25 @@ impl Checkpoint {
             });
         }
         Ok(())
+    }
+
+    /// Checks that a run's recorded configuration is the checkpoint's,
+    /// except for `epochs` (a run may be extended). Nothing is checked when
+    /// either side recorded none (`null`).
+    pub fn check_config(
+        &self,
+        path: &Path,
+        config: &serde_json::Value,
+    ) -> Result<(), CheckpointError> {
+        let differences = config_differences(&self.meta.config, config);
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(CheckpointError::Settings {
+                path: path.into(),
+                differences,
+            })
+        }
     }
 
     /// Checks that the checkpoint's parameters are exactly `expected`'s

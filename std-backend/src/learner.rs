@@ -360,7 +360,11 @@ impl Learner {
         self
     }
 
-    /// The run's settings as JSON, stored in every checkpoint.
+    /// The run's settings as JSON, stored in every checkpoint. On resume
+    /// they must equal the checkpoint's, except `epochs` (a top-level key a
+    /// run may raise to train longer); otherwise the resume is refused with
+    /// [`CheckpointError::Settings`], which lists what differs. Without
+    /// recorded settings (the default) nothing is compared.
     pub fn record_config(mut self, config: serde_json::Value) -> Self {
         self.config = config;
         self
@@ -459,6 +463,7 @@ impl Learner {
             if !widths.is_empty() || activation.is_some() {
                 c.check_architecture(path, &widths, activation)?;
             }
+            c.check_config(path, &config)?;
             let shapes = parameter_shapes(&model);
             c.check_parameters(path, &shapes)?;
             write_params(&model, &mut mem, &c.params, path)?;

@@ -322,3 +322,89 @@ fn bad_arguments_fail_fast_with_one_line() {
         one_line_error(&all, expected);
     }
 }
+
+/// What a file says of itself wins over nothing, and loses to nothing: a
+/// resume with other settings than the checkpoint's (but for `--epochs`),
+/// and `--layers` or `--activation` that contradict a model file's metadata,
+/// are refused with the difference named, instead of silently mixing the two.
+#[test]
+fn settings_that_contradict_the_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let ckpt = run.join("checkpoint.safetensors");
+    let ckpt_s = ckpt.to_str().unwrap();
+    let train = |epochs: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--layers",
+            "784-8-10",
+            "--epochs",
+            epochs,
+            "--limit",
+            "300",
+            "--data",
+            SUBSET,
+            "--out",
+            run_s,
+            "--threads",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        ember(&args)
+    };
+    let (ok, text) = train("2", &["--stop-after", "1"]);
+    assert!(ok, "{text}");
+    let before = std::fs::read(&ckpt).unwrap();
+
+    let (ok, text) = train("2", &["--resume", ckpt_s, "--lr", "0.1"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("other settings (lr: 0.001 in the checkpoint, 0.1 now)"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(&ckpt).unwrap(),
+        before,
+        "a refused resume wrote"
+    );
+
+    // Only the epoch count changes: the run goes on to epoch 3.
+    let (ok, text) = train("3", &["--resume", ckpt_s]);
+    assert!(ok, "{text}");
+    assert!(text.contains("epoch   3"), "{text}");
+
+    // model.safetensors names its architecture in its metadata.
+    let model = run.join("model.safetensors");
+    let model_s = model.to_str().unwrap();
+    let out = dir.path().join("imp");
+    let import = |extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            "--safetensors",
+            model_s,
+            "--out",
+            out.to_str().unwrap(),
+            "--data",
+            SUBSET,
+        ];
+        args.extend_from_slice(extra);
+        ember(&args)
+    };
+    let (ok, text) = import(&["--layers", "784-64-10"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("the file holds a 784-8-10 model (its metadata), --layers says 784-64-10"),
+        "{text}"
+    );
+    let (ok, text) = import(&["--activation", "tanh"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("the file's model uses relu (its metadata), --activation says tanh"),
+        "{text}"
+    );
+    let (ok, text) = import(&["--layers", "784-8-10", "--activation", "relu"]);
+    assert!(ok, "{text}");
+    let (ok, text) = import(&[]);
+    assert!(ok, "{text}");
+}

@@ -475,3 +475,67 @@ fn a_run_too_large_for_the_machine_is_refused_before_allocating() {
         "{err}"
     );
 }
+
+/// A resume whose recorded settings differ from the checkpoint's (here the
+/// learning rate) is refused with the difference named, before any training;
+/// a higher epoch count alone is accepted: the run is extended.
+#[test]
+fn a_resume_with_other_settings_is_refused_but_may_train_longer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.ckpt");
+    let settings = |lr: f32, epochs: usize| serde_json::json!({ "lr": lr, "epochs": epochs });
+    let ckpt = |resume: bool| Checkpointing {
+        path: Some(path.clone()),
+        resume: resume.then(|| path.clone()),
+        ..Default::default()
+    };
+    fit(
+        learner(1)
+            .record_config(settings(0.02, 1))
+            .checkpointing(ckpt(false)),
+        data(64, 9),
+        None,
+    )
+    .unwrap();
+    let before = std::fs::read(&path).unwrap();
+
+    let err = fit(
+        learner(2)
+            .record_config(settings(0.5, 2))
+            .checkpointing(ckpt(true)),
+        data(64, 9),
+        None,
+    )
+    .unwrap_err();
+    match &err {
+        TrainError::Checkpoint(CheckpointError::Settings {
+            path: p,
+            differences,
+        }) => {
+            assert_eq!(p, &path);
+            assert_eq!(differences, &["lr: 0.02 in the checkpoint, 0.5 now"]);
+        }
+        other => panic!("expected a settings mismatch, got {other}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("only the number of epochs may change"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "a refused resume wrote"
+    );
+
+    let longer = fit(
+        learner(2)
+            .record_config(settings(0.02, 2))
+            .checkpointing(ckpt(true)),
+        data(64, 9),
+        None,
+    )
+    .unwrap();
+    assert_eq!(longer.history.len(), 2);
+    assert_eq!(Checkpoint::load(&path).unwrap().meta.epoch, 2);
+}

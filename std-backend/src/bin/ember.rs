@@ -11,7 +11,7 @@ use ember_std::config::{ActivationKind, OptimizerKind, SchedulerKind};
 use ember_std::data::transform::{
     Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
 };
-use ember_std::data::{Dataset, FashionMnist, Split, TensorDataset};
+use ember_std::data::{Dataset, FashionMnist, Source, Split, TensorDataset};
 use ember_std::export::{evaluate_file, f32_file, int8_file, write_rust, AlignedBytes};
 use ember_std::train::{self, parse_widths, Checkpointing, EpochMetrics, Progress, TrainConfig};
 use ember_std::{atomic::write_atomic, image, report, state_dict, Parallel};
@@ -86,13 +86,28 @@ struct DataArgs {
 
 #[derive(Args, Clone)]
 struct ArchArgs {
-    /// Layer sizes, input first.
-    #[arg(long, default_value = "784-256-128-10")]
-    layers: String,
+    /// Layer sizes, input first [default: 784-256-128-10]. For a model file
+    /// whose metadata names its layers, it must agree or be left out.
+    #[arg(long)]
+    layers: Option<String>,
     /// Hidden activation: relu, tanh, sigmoid, leaky_relu, elu, selu, silu,
-    /// gelu, gelu_tanh, softsign or softplus.
-    #[arg(long, default_value = "relu", value_parser = ActivationKind::from_str)]
-    activation: ActivationKind,
+    /// gelu, gelu_tanh, softsign or softplus [default: relu].
+    #[arg(long, value_parser = ActivationKind::from_str)]
+    activation: Option<ActivationKind>,
+}
+
+impl ArchArgs {
+    const DEFAULT_LAYERS: &'static str = "784-256-128-10";
+
+    /// `--layers`, or the default.
+    fn layers(&self) -> &str {
+        self.layers.as_deref().unwrap_or(Self::DEFAULT_LAYERS)
+    }
+
+    /// `--activation`, or the default.
+    fn activation(&self) -> ActivationKind {
+        self.activation.unwrap_or_default()
+    }
 }
 
 #[derive(Args, Clone)]
@@ -244,6 +259,11 @@ fn load(data: &DataArgs, split: Split) -> Res<TensorDataset> {
         "test"
     };
     eprintln!("{which} set: {} samples from {source}", set.dataset().len());
+    if source == Source::Builtin && split == Split::Train {
+        eprintln!(
+            "  (the full set: `apt-get install dataset-fashion-mnist` puts it in /usr/share/datasets/fashion-mnist/; or give a directory with --data)"
+        );
+    }
     Ok(set.into_dataset())
 }
 
@@ -291,8 +311,8 @@ impl Progress for Bar {
 
 fn cmd_train(a: TrainArgs) -> Res {
     let cfg = TrainConfig {
-        widths: parse_widths(&a.arch.layers).map_err(|e| e.to_string())?,
-        activation: a.arch.activation,
+        widths: parse_widths(a.arch.layers()).map_err(|e| e.to_string())?,
+        activation: a.arch.activation(),
         optimizer: a.optimizer,
         lr: a.lr,
         momentum: a.momentum,
@@ -371,7 +391,7 @@ fn cmd_train(a: TrainArgs) -> Res {
                     out: &a.out,
                     data: &a.data,
                     test: &test,
-                    layers: &a.arch.layers,
+                    layers: a.arch.layers(),
                 };
                 return run.go(&gpu, train_set, val_set, augment, &ckpt);
             }
@@ -393,7 +413,7 @@ fn cmd_train(a: TrainArgs) -> Res {
         out: &a.out,
         data: &a.data,
         test: &test,
-        layers: &a.arch.layers,
+        layers: a.arch.layers(),
     };
     run.go(&backend, train_set, val_set, augment, &ckpt)
 }
@@ -544,7 +564,7 @@ fn mlp_of<'c>(path: &Path, c: &'c Checkpoint) -> Res<(&'c [usize], ActivationKin
     match c.meta.activation {
         Some(act) if !c.meta.widths.is_empty() => Ok((&c.meta.widths, act)),
         _ => Err(format!(
-            "{}: the checkpoint is not of an MLP (a model trained with the Learner); ember exports MLPs",
+            "{}: this checkpoint records no MLP architecture: eval, export and predict take the checkpoints of `ember train` (a Learner run of another model is loaded by its own program)",
             path.display()
         )),
     }
@@ -562,17 +582,36 @@ fn arch_of(path: &Path, raw: &[u8], arch: &ArchArgs) -> Res<(Vec<usize>, Activat
         .metadata()
         .clone()
         .unwrap_or_default();
-    let layers = md
-        .get("ember.layers")
-        .cloned()
-        .unwrap_or_else(|| arch.layers.clone());
-    let act = match md.get("ember.activation") {
-        Some(name) => name
-            .parse::<ActivationKind>()
-            .map_err(|e| format!("{}: {e}", path.display()))?,
-        None => arch.activation,
+    // The file's metadata names its architecture; an explicit option that
+    // says otherwise is an error, not silently overridden.
+    let layers = match (md.get("ember.layers"), &arch.layers) {
+        (Some(file), Some(given)) if parse_widths(file).ok() != parse_widths(given).ok() => {
+            return Err(format!(
+                "{}: the file holds a {file} model (its metadata), --layers says {given}",
+                path.display()
+            ))
+        }
+        (Some(file), _) => file.as_str(),
+        (None, _) => arch.layers(),
     };
-    Ok((parse_widths(&layers).map_err(|e| e.to_string())?, act))
+    let act = match md.get("ember.activation") {
+        Some(name) => {
+            let file = name
+                .parse::<ActivationKind>()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            match arch.activation {
+                Some(given) if given != file => {
+                    return Err(format!(
+                    "{}: the file's model uses {file} (its metadata), --activation says {given}",
+                    path.display()
+                ))
+                }
+                _ => file,
+            }
+        }
+        None => arch.activation(),
+    };
+    Ok((parse_widths(layers).map_err(|e| e.to_string())?, act))
 }
 
 fn read_state_dict(
@@ -619,8 +658,8 @@ fn check_inputs(model: &Model<'_>, data: &TensorDataset) -> Res {
 }
 
 fn cmd_summary(a: &ArchArgs) -> Res {
-    let widths = parse_widths(&a.layers).map_err(|e| e.to_string())?;
-    let act = a.activation.activation();
+    let widths = parse_widths(a.layers()).map_err(|e| e.to_string())?;
+    let act = a.activation().activation();
     let mut buf = vec![0.0f32; Mlp::param_floats(&widths) + 64];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let model = Mlp::new(&mut mem, &mut Rng::new(0), &widths, act).map_err(|e| e.to_string())?;
