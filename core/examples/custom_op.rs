@@ -146,6 +146,23 @@ fn main() -> Result<()> {
     gradients_match(&xs, &ws, 0.3, 1.2)?;
     println!("gradcheck: soft-threshold and swish-beta agree with finite differences");
 
+    // The graph borrows an op for `'static` (it allocates nothing): a
+    // constant op, as here, is one as written; `gradients_match` leaks one
+    // whose threshold is known only at run time.
+    let mut small = [0.0f32; 64];
+    let mut mem = Memory::new(&Cpu, &mut small[..]);
+    let g: Graph<'_, Cpu> = Graph::new(&mut mem);
+    let y = g
+        .tensor([-1.0f32, 0.2, 2.0])
+        .custom(&SoftThreshold { lambda: 0.5 });
+    let y = y.to_array()?;
+    println!("soft-threshold(0.5) of [-1, 0.2, 2] = {y:?}");
+    if y != [-0.5, 0.0, 1.5] {
+        return Err(Error::InvalidArgument {
+            what: "soft-threshold forward",
+        });
+    }
+
     // Learn β: fit y = x · σ(2x) with a swish of learnable β, from β = 0.5.
     let mut buf = vec![0.0f32; 2048];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);

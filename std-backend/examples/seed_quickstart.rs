@@ -170,7 +170,10 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("model.safetensors");
     state_dict::save(&path, &model, &mem).expect("saved");
-    println!("Saved PyTorch Model State to {}", path.display());
+    println!(
+        "Saved PyTorch Model State to {} (a temporary directory, removed at the end)",
+        path.display()
+    );
     // model = NeuralNetwork(); model.load_state_dict(torch.load("model.pth"))
     let mut loaded = NeuralNetwork::build(&mut mem, &mut Rng::new(1))?;
     state_dict::load(&path, &loaded, &mut mem).expect("loaded");

@@ -89,7 +89,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     // strict=True: another architecture is refused, naming the tensor.
     let wider = Wider::build(&mut mem, &mut rng)?;
     let e = state_dict::load(&path, &wider, &mut mem).unwrap_err();
-    println!("{e}");
+    println!("a wider model refuses the file, as load_state_dict(strict=True) does: {e}");
     assert!(matches!(e, StateDictError::Shape { ref name, .. } if name == "hidden.weight"));
     Ok(())
 }

@@ -70,6 +70,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| std::env::temp_dir().join("ember-own-model"));
     std::fs::create_dir_all(&out)?;
     let ckpt = out.join("checkpoint.safetensors");
+    if ckpt.is_file() {
+        println!(
+            "resuming from {} (a finished run has nothing left to train; delete the directory to start over)",
+            ckpt.display()
+        );
+    }
 
     let data = FashionMnist::builtin(Split::Train)?.into_dataset();
     let (train, val) = split_validation(data, 0.2);
