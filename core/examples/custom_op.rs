@@ -13,7 +13,7 @@
 //!
 //! Run: `cargo run -p ember-core --example custom_op`
 
-use ember_core::gradcheck::{check, GradCheck};
+use ember_core::gradcheck::{check, GradCheck, GradCheckError};
 use ember_core::nn::{Optimizer, Rule};
 use ember_core::ops::custom::CustomOp;
 use ember_core::prelude::*;
@@ -111,30 +111,33 @@ impl CustomOp for SwishBeta {
     }
 }
 
-/// The gradients of `Σ w · op(x)` with respect to `x` (and `β`), against
-/// finite differences.
-pub fn gradients_match(xs: &[f32], weights: &[f32], lambda: f32, beta: f32) -> Result<()> {
+/// The gradients of `Σ w · (op(x) + op(x))` with respect to `x` (and `β`),
+/// against finite differences. The op is used twice on the same input so
+/// that a backward that overwrote the input's gradient instead of adding to
+/// it would lose one use's share and fail.
+pub fn gradients_match(
+    xs: &[f32],
+    weights: &[f32],
+    lambda: f32,
+    beta: f32,
+) -> core::result::Result<(), GradCheckError> {
     let n = xs.len();
     let mut buf = vec![0.0f32; 4096];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let x = mem.param_shaped((n,), xs)?;
     let b = mem.param_shaped((), &[beta])?;
+    // A threshold known only at run time: the op is leaked once, since the
+    // graph borrows it for `'static`.
     let soft: &'static SoftThreshold = Box::leak(Box::new(SoftThreshold { lambda }));
     let cfg = GradCheck::default();
     check(&mut mem, &[x.into()], &cfg, |g| {
-        let w = g.from_slice((n,), weights);
-        (g.param(&x).custom(soft) * w).sum()
-    })
-    .map_err(|_| Error::InvalidArgument {
-        what: "soft-threshold gradient",
+        let (x, w) = (g.param(&x), g.from_slice((n,), weights));
+        ((x.custom(soft) + x.custom(soft)) * w).sum()
     })?;
     check(&mut mem, &[x.into(), b.into()], &cfg, |g| {
-        let w = g.from_slice((n,), weights);
-        let y = g.param(&x).custom2(g.param(&b), &SwishBeta, (n,));
+        let (x, b, w) = (g.param(&x), g.param(&b), g.from_slice((n,), weights));
+        let y = x.custom2(b, &SwishBeta, (n,)) + x.custom2(b, &SwishBeta, (n,));
         (y * w).sum()
-    })
-    .map_err(|_| Error::InvalidArgument {
-        what: "swish-beta gradient",
     })?;
     Ok(())
 }
@@ -143,7 +146,12 @@ fn main() -> Result<()> {
     // The gradients, on a few points away from the kinks.
     let xs = [-2.0, -0.7, -0.2, 0.1, 0.45, 1.3, 2.6];
     let ws = [0.5, -1.0, 2.0, 1.5, -0.25, 1.0, 0.75];
-    gradients_match(&xs, &ws, 0.3, 1.2)?;
+    if let Err(e) = gradients_match(&xs, &ws, 0.3, 1.2) {
+        eprintln!("gradcheck: {e}");
+        return Err(Error::InvalidArgument {
+            what: "a custom op's gradient",
+        });
+    }
     println!("gradcheck: soft-threshold and swish-beta agree with finite differences");
 
     // The graph borrows an op for `'static` (it allocates nothing): a
@@ -199,7 +207,7 @@ fn main() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::{any, prop_assert, proptest, ProptestConfig};
+    use proptest::prelude::{any, proptest, ProptestConfig};
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
@@ -219,8 +227,57 @@ mod tests {
                 .collect();
             let mut rng = Rng::new(seed);
             let ws: Vec<f32> = xs.iter().map(|_| rng.uniform_in(-1.0, 1.0)).collect();
-            prop_assert!(gradients_match(&xs, &ws, lambda, beta).is_ok());
+            gradients_match(&xs, &ws, lambda, beta)?;
         }
+    }
+
+    /// A backward that overwrites the input's gradient (`=`) instead of
+    /// adding to it is caught by the check as `gradients_match` writes it
+    /// (the op used twice), with the mismatch named.
+    #[test]
+    fn an_overwriting_backward_is_caught() {
+        struct OverwritingCube;
+        impl CustomOp for OverwritingCube {
+            fn name(&self) -> &'static str {
+                "OverwritingCubeBackward"
+            }
+            fn forward(&self, inputs: &[&[f32]], y: &mut [f32]) -> Result<()> {
+                y.iter_mut()
+                    .zip(inputs[0])
+                    .for_each(|(y, x)| *y = x * x * x);
+                Ok(())
+            }
+            fn backward(
+                &self,
+                _: usize,
+                inputs: &[&[f32]],
+                _: &[f32],
+                dy: &[f32],
+                grad: &mut [f32],
+            ) -> Result<()> {
+                for ((g, x), d) in grad.iter_mut().zip(inputs[0]).zip(dy) {
+                    *g = 3.0 * x * x * d; // wrong: `+=`
+                }
+                Ok(())
+            }
+        }
+        let mut buf = vec![0.0f32; 1024];
+        let mut mem = Memory::new(&Cpu, &mut buf[..]);
+        let x = mem.param_shaped((3usize,), &[0.5, -1.0, 1.5]).unwrap();
+        let cfg = GradCheck::default();
+        // Used once, the bug does not show.
+        check(&mut mem, &[x.into()], &cfg, |g| {
+            g.param(&x).custom(&OverwritingCube).sum()
+        })
+        .unwrap();
+        // Used twice, it does.
+        let err = check(&mut mem, &[x.into()], &cfg, |g| {
+            let x = g.param(&x);
+            (x.custom(&OverwritingCube) + x.custom(&OverwritingCube)).sum()
+        })
+        .unwrap_err();
+        assert!(matches!(err, GradCheckError::Mismatch { .. }), "{err}");
+        assert!(err.to_string().contains("finite differences"), "{err}");
     }
 
     /// PyTorch's convention at the kinks: gradient 0 at |x| = λ; and a bad

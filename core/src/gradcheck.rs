@@ -2,9 +2,20 @@
 //! built from tensor operations: single ops, layers, losses, whole models.
 //!
 //! The function's inputs are parameters in a [`Memory`] (make plain inputs
-//! with [`Memory::param`]). [`check`] runs one backward pass for the analytic
-//! gradient, then estimates each partial derivative by perturbing one element
-//! at a time and re-evaluating the function with recording off.
+//! with [`Memory::param`], or [`Memory::param_shaped`] for a shape known at
+//! run time, as a proptest's random lengths are). [`check`] runs one backward
+//! pass for the analytic gradient, then estimates each partial derivative by
+//! perturbing one element at a time and re-evaluating the function with
+//! recording off. The memory holds the parameters, their gradients and the
+//! function's graph (values and gradients of every node): a few times the
+//! inputs' size is usually plenty, and too little is a clear
+//! [`GradCheckError::Graph`] (`out of tensor memory: N floats needed`).
+//!
+//! **A custom op** ([`CustomOp`](crate::ops::custom::CustomOp)) must *add*
+//! its gradient to the input's. A function that uses the op's output once
+//! cannot tell adding from overwriting (the gradient starts at zero); use
+//! the op twice on the same input, `(x.custom(&op) + x.custom(&op)).sum()`,
+//! and an overwrite loses one use's share and fails the check.
 //!
 //! **Accuracy.** The function is evaluated in `f32`, so each value carries a
 //! rounding error of about `ε·|f|` with `ε ≈ 6e-8`. A plain central
@@ -126,6 +137,15 @@ impl core::fmt::Display for GradCheckError {
                 f,
                 "the function is not finite near parameter {param}, element {index}"
             ),
+        }
+    }
+}
+
+impl core::error::Error for GradCheckError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            GradCheckError::Graph(e) => Some(e),
+            _ => None,
         }
     }
 }

@@ -7,7 +7,18 @@ use core::fmt;
 
 /// A differentiable operation written by the user: its forward pass and
 /// the gradient of each of its inputs, on host slices (row-major, in the
-/// shapes the tensors have). One to three inputs.
+/// shapes the tensors have). One input ([`Tensor::custom`],
+/// [`Tensor::custom_to`]) or two ([`Tensor::custom2`]).
+///
+/// The recording methods give the op the slices of its inputs' and output's
+/// shapes but check nothing between them: an op that needs its inputs to
+/// agree (elementwise on two inputs, say) checks the slices' lengths itself
+/// and returns [`Error::InvalidArgument`](crate::Error::InvalidArgument)
+/// rather than indexing past one.
+///
+/// [`Tensor::custom`]: crate::Tensor::custom
+/// [`Tensor::custom_to`]: crate::Tensor::custom_to
+/// [`Tensor::custom2`]: crate::Tensor::custom2
 pub trait CustomOp: Sync {
     /// The name the output's `grad_fn` shows (`"SoftThresholdBackward"`).
     fn name(&self) -> &'static str;
@@ -19,7 +30,8 @@ pub trait CustomOp: Sync {
     /// `index`, given the inputs' values, the output `y` and the output's
     /// gradient `dy`. Called only for inputs that need a gradient, one at a
     /// time; `grad` already holds the gradient from other uses of that input
-    /// (add to it, as PyTorch accumulates).
+    /// (add to it, as PyTorch accumulates; [`gradcheck`](crate::gradcheck)
+    /// says how to test that).
     fn backward(
         &self,
         index: usize,
