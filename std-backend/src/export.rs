@@ -133,3 +133,12 @@ pub fn write_rust(model: &Model<'_>, path: &Path) -> Result<(), String> {
     deploy::write_rust_source(model, &mut src).map_err(|e| e.to_string())?;
     write_atomic(path, src.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+/// Writes the model's type (`pub type Net = (Linear<784, 128>, ReLU, ...)`)
+/// and sizes as Rust source ([`deploy::write_model_type`]): what a firmware
+/// that embeds the `.emb` file loads it with (`Model::load::<Net>`).
+pub fn write_model_type(model: &Model<'_>, path: &Path) -> Result<(), String> {
+    let mut src = String::new();
+    deploy::write_model_type(model, &mut src).map_err(|e| e.to_string())?;
+    write_atomic(path, src.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -134,10 +134,16 @@ fn train_eval_predict_export_import_summary() {
         "model-int8.emb",
         "model.rs",
         "model_int8.rs",
+        "model_type.rs",
         "model.safetensors",
     ] {
         assert!(exp.join(f).is_file(), "missing {f}");
     }
+    let net = std::fs::read_to_string(exp.join("model_type.rs")).unwrap();
+    assert!(
+        net.contains("pub type Net = (Linear<784, 32>, ReLU, Linear<32, 10>);"),
+        "{net}"
+    );
     let (ok, text) = ember(&[
         "import",
         "--safetensors",

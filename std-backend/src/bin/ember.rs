@@ -12,7 +12,9 @@ use ember_std::data::transform::{
     Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
 };
 use ember_std::data::{Dataset, FashionMnist, Source, Split, TensorDataset};
-use ember_std::export::{evaluate_file, f32_file, int8_file, write_rust, AlignedBytes};
+use ember_std::export::{
+    evaluate_file, f32_file, int8_file, write_model_type, write_rust, AlignedBytes,
+};
 use ember_std::train::{self, parse_widths, Checkpointing, EpochMetrics, Progress, TrainConfig};
 use ember_std::{atomic::write_atomic, image, report, state_dict, Parallel};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -690,6 +692,7 @@ fn export_all(
     write_atomic(&out.join("model-int8.emb"), int8_bytes.bytes()).map_err(|e| e.to_string())?;
     write_rust(&f, &out.join("model.rs"))?;
     write_rust(&q, &out.join("model_int8.rs"))?;
+    write_model_type(&f, &out.join("model_type.rs"))?;
     save_safetensors(&out.join("model.safetensors"), widths, act, params)?;
     let test = load_quiet(data, Split::Test)?;
     if check_inputs(&f, &test).is_ok() {
@@ -698,7 +701,7 @@ fn export_all(
         println!("test accuracy: f32 {a32:.4}, int8 {a8:.4}");
     }
     println!(
-        "wrote {}: model.emb, model-int8.emb, model.rs, model_int8.rs, model.safetensors",
+        "wrote {}: model.emb, model-int8.emb, model.rs, model_int8.rs, model_type.rs, model.safetensors",
         out.display()
     );
     Ok(())
