@@ -77,10 +77,18 @@ fn f32_round_trip_matches_the_training_graph() {
 fn wrong_model_type_is_a_signature_mismatch() {
     let (words, n, _) = exported(2);
     let b = &bytes(&words)[..n];
-    assert!(matches!(
-        Model::load::<Other>(b),
-        Err(FormatError::SignatureMismatch { layer: 1 })
-    ));
+    let err = Model::load::<Other>(b).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FormatError::SignatureMismatch {
+                layer: 1,
+                file: Some(_),
+                expected: Some(_)
+            }
+        ),
+        "{err:?}"
+    );
     assert!(matches!(
         Model::load::<(Linear<6, 16>, ReLU, Linear<16, 4>)>(b),
         Err(FormatError::SignatureMismatch { .. })
@@ -627,5 +635,28 @@ fn a_retrained_last_layer_is_written_into_the_int8_file() {
             Err(FormatError::Output)
         }),
         Err(FormatError::Output)
+    );
+}
+
+/// The mismatch names the layer and both sides of it, as PyTorch prints
+/// the modules: what to fix is in the message.
+#[test]
+fn a_signature_mismatch_says_what_differs() {
+    let (words, n, _) = exported(2);
+    let b = &bytes(&words)[..n];
+    let message = |r: Result<Model<'_>, FormatError>| r.unwrap_err().to_string();
+    assert_eq!(
+        message(Model::load::<Other>(b)),
+        "the file describes a different model: layer 1 is Linear(16, 8) + Tanh() in the file, \
+         Linear(16, 8) + Sigmoid() in the type"
+    );
+    assert_eq!(
+        message(Model::load::<(Linear<6, 16>, ReLU, Linear<16, 4>)>(b)),
+        "the file describes a different model: layer 1 is Linear(16, 8) + Tanh() in the file, \
+         Linear(16, 4) in the type"
+    );
+    assert_eq!(
+        message(Model::load::<(Linear<6, 16>, ReLU, Linear<16, 8>, Tanh)>(b)),
+        "the file describes a different model: layer 2 is Linear(8, 4) in the file, no layer in the type"
     );
 }

@@ -76,6 +76,11 @@ pub enum FormatError {
     SignatureMismatch {
         /// First layer that differs.
         layer: usize,
+        /// That layer in the file (`None`: the file has fewer layers).
+        file: Option<DenseSignature>,
+        /// That layer in the type (`None`: the type has fewer layers, or
+        /// an activation there follows no dense layer).
+        expected: Option<DenseSignature>,
     },
     /// The model cannot be stored in this format (e.g. an activation with no dense layer before it).
     Unsupported,
@@ -147,11 +152,21 @@ impl core::fmt::Display for FormatError {
             FormatError::BigEndian => {
                 write!(f, "big-endian targets cannot read the format in place")
             }
-            FormatError::SignatureMismatch { layer } => {
-                write!(
-                    f,
-                    "the file describes a different model (first difference at layer {layer})"
-                )
+            FormatError::SignatureMismatch {
+                layer,
+                file,
+                expected,
+            } => {
+                let side = |f: &mut core::fmt::Formatter<'_>, s: &Option<DenseSignature>| match s
+                {
+                    Some(s) => write!(f, "{s}"),
+                    None => f.write_str("no layer"),
+                };
+                write!(f, "the file describes a different model: layer {layer} is ")?;
+                side(f, file)?;
+                f.write_str(" in the file, ")?;
+                side(f, expected)?;
+                f.write_str(" in the type")
             }
             FormatError::Unsupported => write!(f, "this model cannot be stored in the format"),
             FormatError::BufferTooSmall { needed } => {
@@ -203,6 +218,56 @@ pub struct LayerHeader {
     pub out_scale: f32,
     /// int8: zero point of the output.
     pub out_zero: i32,
+}
+
+/// A dense layer as a model's signature describes it: its widths and the
+/// activation after it (what [`Model::load`] compares).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DenseSignature {
+    /// Input features.
+    pub in_features: usize,
+    /// Output features.
+    pub out_features: usize,
+    /// Activation applied to the output.
+    pub activation: Activation,
+}
+
+impl From<LayerHeader> for DenseSignature {
+    fn from(h: LayerHeader) -> Self {
+        DenseSignature {
+            in_features: h.in_features,
+            out_features: h.out_features,
+            activation: h.activation,
+        }
+    }
+}
+
+/// On a device the activation goes out as the format's code (0 identity,
+/// 1 ReLU, 2 sigmoid, 3 tanh, ...: [`Activation::encode`]), which costs a
+/// few bytes of flash where the activations' names would cost a few
+/// hundred; the host's `Display` names it.
+#[cfg(feature = "defmt")]
+impl defmt::Format for DenseSignature {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "Linear({=usize}, {=usize}) + activation {=u8}",
+            self.in_features,
+            self.out_features,
+            self.activation.encode().0
+        )
+    }
+}
+
+impl core::fmt::Display for DenseSignature {
+    /// `Linear(784, 128) + ReLU()`, as PyTorch prints the modules.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Linear({}, {})", self.in_features, self.out_features)?;
+        match self.activation {
+            Activation::Identity => Ok(()),
+            a => write!(f, " + {}", a.module_name()),
+        }
+    }
 }
 
 /// A dense layer's parameters, pointing into the file.
@@ -626,76 +691,103 @@ impl<'a> Model<'a> {
     }
 
     /// Checks that the layers match those of `M` (widths and activation kinds).
+    // Out of line: its locals are not part of the caller's frame, which on a
+    // microcontroller stays on the stack through the inference that follows.
+    #[inline(never)]
     pub fn check_signature<M: Signature>(&self) -> Result<(), FormatError> {
+        // The first difference: the layer, and the type's side of it. The
+        // error itself is made once, at the end, out of line.
+        type Bad = Option<(usize, Option<(usize, usize, Activation)>)>;
         let mut i = 0usize;
-        let mut err = None;
+        let mut bad: Bad = None;
         let mut pending: Option<(usize, usize, Activation)> = None;
-        let compare =
-            |d: (usize, usize, Activation), i: &mut usize, err: &mut Option<FormatError>| {
-                if err.is_some() {
-                    return;
-                }
-                match self.layer(*i) {
-                    Some((h, _))
-                        if h.in_features == d.0
-                            && h.out_features == d.1
-                            && core::mem::discriminant(&h.activation)
-                                == core::mem::discriminant(&d.2) => {}
-                    _ => *err = Some(FormatError::SignatureMismatch { layer: *i }),
-                }
-                *i += 1;
-            };
+        let compare = |d: (usize, usize, Activation), i: &mut usize, bad: &mut Bad| {
+            if bad.is_some() {
+                return;
+            }
+            match self.layer(*i) {
+                Some((h, _))
+                    if h.in_features == d.0
+                        && h.out_features == d.1
+                        && core::mem::discriminant(&h.activation)
+                            == core::mem::discriminant(&d.2) => {}
+                _ => *bad = Some((*i, Some(d))),
+            }
+            *i += 1;
+        };
         M::signature(&mut |layer| match layer {
             LayerKind::Dense {
                 in_features,
                 out_features,
             } => {
                 if let Some(p) = pending.take() {
-                    compare(p, &mut i, &mut err);
+                    compare(p, &mut i, &mut bad);
                 }
                 pending = Some((in_features, out_features, Activation::Identity));
             }
             LayerKind::Activation(a) => match pending.as_mut() {
                 Some(p) if p.2 == Activation::Identity => p.2 = a,
-                _ => err = err.or(Some(FormatError::SignatureMismatch { layer: i })),
+                _ => bad = bad.or(Some((i, None))),
             },
         });
         if let Some(p) = pending.take() {
-            compare(p, &mut i, &mut err);
+            compare(p, &mut i, &mut bad);
         }
-        if let Some(e) = err {
-            return Err(e);
+        if bad.is_none() && i != self.count {
+            bad = Some((i, None));
         }
-        if i != self.count {
-            return Err(FormatError::SignatureMismatch { layer: i });
+        match bad {
+            Some((layer, expected)) => self.mismatch(layer, expected),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Checks that the layers match those of a model value (for models whose
     /// widths are chosen at run time, such as [`Mlp`](crate::nn::Mlp)).
     pub fn check_module<M: Module>(&self, model: &M) -> Result<(), FormatError> {
         let layers = dense_layers(model)?;
-        if layers.len() != self.count {
-            return Err(FormatError::SignatureMismatch {
-                layer: layers.len().min(self.count),
-            });
-        }
-        for (i, ((l, a), (h, _))) in layers.iter().zip(self.layers()).enumerate() {
-            let Layer::Dense {
-                in_features,
-                out_features,
-                ..
-            } = *l
-            else {
-                return Err(FormatError::SignatureMismatch { layer: i });
+        for i in 0..layers.len().max(self.count) {
+            let expected = match layers.get(i) {
+                Some((
+                    Layer::Dense {
+                        in_features,
+                        out_features,
+                        ..
+                    },
+                    a,
+                )) => Some((*in_features, *out_features, *a)),
+                _ => None,
             };
-            if in_features != h.in_features || out_features != h.out_features || *a != h.activation
-            {
-                return Err(FormatError::SignatureMismatch { layer: i });
+            let file = self
+                .layer(i)
+                .map(|(h, _)| (h.in_features, h.out_features, h.activation));
+            if expected.is_none() || expected != file {
+                return self.mismatch(i, expected);
             }
         }
         Ok(())
+    }
+
+    /// The mismatch at layer `i`: the file's layer there, and the type's
+    /// (`expected`: widths and activation). Out of line and cold, so that a
+    /// load that succeeds keeps the stack it had before errors said this much.
+    #[cold]
+    #[inline(never)]
+    fn mismatch(
+        &self,
+        layer: usize,
+        expected: Option<(usize, usize, Activation)>,
+    ) -> Result<(), FormatError> {
+        let sig = |(in_features, out_features, activation)| DenseSignature {
+            in_features,
+            out_features,
+            activation,
+        };
+        Err(FormatError::SignatureMismatch {
+            layer,
+            file: self.layer(layer).map(|(h, _)| h.into()),
+            expected: expected.map(sig),
+        })
     }
 
     /// Whether the weights are int8.

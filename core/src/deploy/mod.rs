@@ -52,6 +52,63 @@
 //! assert_eq!(out.len(), 3);
 //! # Ok::<(), ember_core::Error>(())
 //! ```
+//!
+//! The int8 path: observe the f32 model's ranges on sample inputs
+//! ([`Calibration`]), [`quantize`], then run on an image's bytes in place
+//! ([`Model::infer_u8`]: byte `p` is the input `p / 255` for a model whose
+//! inputs were in `[0, 1]`). Loading and quantizing fail with a
+//! [`FormatError`], inference with an [`InferError`]; both implement
+//! `core::error::Error` (and `defmt::Format` with the `defmt` feature), so
+//! a firmware wraps them in its own error type, as below.
+//!
+//! ```
+//! use ember_core::prelude::*;
+//! use ember_core::deploy::{self, argmax_i8, Calibration, FormatError, InferError, Model};
+//! use ember_core::nn::{Build, Linear, ReLU};
+//! type Net = (Linear<4, 8>, ReLU, Linear<8, 3>);
+//!
+//! #[derive(Debug)]
+//! enum DeployError {
+//!     Format(FormatError),
+//!     Infer(InferError),
+//! }
+//! impl From<FormatError> for DeployError {
+//!     fn from(e: FormatError) -> Self { DeployError::Format(e) }
+//! }
+//! impl From<InferError> for DeployError {
+//!     fn from(e: InferError) -> Self { DeployError::Infer(e) }
+//! }
+//!
+//! fn main() -> Result<(), DeployError> {
+//!     let mut buf = [0.0f32; 512];
+//!     let mut mem = Memory::new(&Cpu, &mut buf[..]);
+//!     let net = Net::build(&mut mem, &mut Rng::new(0)).expect("fits");
+//!     let mut f32_bytes = deploy::Aligned([0u8; 1024]);
+//!     let n = deploy::export_f32(&net, &mem, &mut f32_bytes.0)?;
+//!     let f32_model = Model::load::<Net>(&f32_bytes.0[..n])?;
+//!
+//!     // Calibrate on inputs spanning [0, 1], as images scaled by 1/255 do.
+//!     let mut calib = Calibration::new();
+//!     let mut scratch = [0.0f32; 16];
+//!     for i in 0..=8 {
+//!         let v = i as f32 / 8.0;
+//!         calib.observe(&f32_model, &[v, 1.0 - v, 0.5 * v, 0.25], &mut scratch)?;
+//!     }
+//!     let mut int8_bytes = deploy::Aligned([0u8; 1024]);
+//!     let n = deploy::quantize(&f32_model, &calib, &mut int8_bytes.0)?;
+//!
+//!     // On the device: the file in flash, loaded in place; the scratch is
+//!     // two buffers of the widest layer output (`Model::scratch_len`).
+//!     let model = Model::load::<Net>(&int8_bytes.0[..n])?;
+//!     let mut scratch = [0i8; 2 * 8];
+//!     assert_eq!(model.scratch_len(), scratch.len());
+//!     let pixels = [0u8, 255, 128, 64];
+//!     let logits = model.infer_u8(&pixels, &mut scratch)?;
+//!     assert_eq!(logits.len(), 3);
+//!     let _class = argmax_i8(logits);
+//!     Ok(())
+//! }
+//! ```
 
 mod crc;
 mod dense_f32;
@@ -65,8 +122,8 @@ pub use crate::backend::activation::Activation;
 pub use crc::crc32;
 pub use dense_f32::{dense_f32, dense_f32_row, ROWS_F32};
 pub use format::{
-    export_f32, export_len, FormatError, LayerHeader, LayerWeights, Layers, Model, MAX_LAYERS,
-    VERSION,
+    export_f32, export_len, DenseSignature, FormatError, LayerHeader, LayerWeights, Layers, Model,
+    MAX_LAYERS, VERSION,
 };
 pub use infer::{argmax, argmax_i8, InferError};
 pub use int8::{dense_i8, int8_weight_offset, Int8Input};
