@@ -227,6 +227,11 @@ pub trait Tape<B: Backend> {
     /// A node's value span, shape, gradient span and whether it requires a gradient.
     #[doc(hidden)]
     fn node(&self, id: u32) -> Result<(Span, Dims, Option<Span>, bool, Op)>;
+    /// The nodes a node was computed from (`u32::MAX` where absent);
+    /// recorded only for nodes that require a gradient (export traces a
+    /// forward pass through them: `deploy::plan`).
+    #[doc(hidden)]
+    fn parents(&self, id: u32) -> Result<[u32; 3]>;
     /// Runs `f` on the backend and the graph's buffer.
     #[doc(hidden)]
     fn with_buffer(&self, f: &mut dyn FnMut(&B, &mut B::Buffer) -> Result<()>) -> Result<()>;
@@ -529,6 +534,14 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
             n.grad
         };
         Ok((n.value, n.dims, grad, n.requires_grad, n.op))
+    }
+
+    fn parents(&self, id: u32) -> Result<[u32; 3]> {
+        let inner = self.inner.borrow();
+        if let Some(e) = inner.error {
+            return Err(e);
+        }
+        Ok(inner.get(id)?.parents)
     }
 
     fn with_buffer(&self, f: &mut dyn FnMut(&B, &mut B::Buffer) -> Result<()>) -> Result<()> {

@@ -14,11 +14,15 @@ fn exported(seed: u64) -> (Vec<u32>, usize, Vec<f32>) {
     let mut buf = vec![0.0f32; 4096];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let net = Net::build(&mut mem, &mut Rng::new(seed)).unwrap();
-    let len = deploy::export_len(&net).unwrap();
+    let len = deploy::plan(&net, &mut mem, |p| {
+        net.forward(p.input((p.rows(), Const::<6>)))
+    })
+    .unwrap()
+    .file_len();
     // A Vec<u32> gives 4-byte alignment.
     let mut words = vec![0u32; len.div_ceil(4)];
     let bytes = bytes_mut(&mut words);
-    let n = deploy::export_f32(&net, &mem, bytes).unwrap();
+    let n = export(&net, &mut mem, bytes);
     assert_eq!(n, len);
     // Reference outputs from the training graph for 8 inputs.
     let g = Graph::new(&mut mem);
@@ -27,6 +31,27 @@ fn exported(seed: u64) -> (Vec<u32>, usize, Vec<f32>) {
     let mut out = vec![0.0; 32];
     y.read(&mut out).unwrap();
     (words, n, out)
+}
+
+/// Exports a model that takes `(rows, Const<IN>)`, through its forward pass.
+fn export<M, const IN: usize, const OUT: usize>(
+    net: &M,
+    mem: &mut Memory<'_, Cpu>,
+    out: &mut [u8],
+) -> usize
+where
+    M: ember_core::nn::Module
+        + for<'t> Forward<Tensor<'t, (usize, Const<IN>)>, Output = Tensor<'t, (usize, Const<OUT>)>>,
+{
+    let mut scratch = vec![0.0f32; 4096];
+    deploy::export_f32(
+        net,
+        mem,
+        |p| net.forward(p.input((p.rows(), Const::<IN>))),
+        out,
+        &mut scratch,
+    )
+    .unwrap()
 }
 
 fn input(i: usize) -> f32 {
@@ -240,8 +265,7 @@ fn int8_export_of_odd_widths_parses() {
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let net = Odd::build(&mut mem, &mut Rng::new(6)).unwrap();
     let mut f = Aligned([0u8; 2048]);
-    let n = deploy::export_f32(&net, &mem, &mut f.0).unwrap();
-    assert_eq!(n, deploy::export_len(&net).unwrap());
+    let n = export(&net, &mut mem, &mut f.0);
     let model = Model::load::<Odd>(&f.0[..n]).unwrap();
     let mut calib = Calibration::new();
     let mut scratch = [0.0f32; 16];
@@ -263,7 +287,7 @@ fn rust_source_export_matches_the_golden_file_and_runs() {
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let net = <(Linear<3, 4>, ReLU, Linear<4, 2>)>::build(&mut mem, &mut Rng::new(5)).unwrap();
     let mut bytes_buf = Aligned([0u8; 512]);
-    let n = deploy::export_f32(&net, &mem, &mut bytes_buf.0).unwrap();
+    let n = export(&net, &mut mem, &mut bytes_buf.0);
     let model = Model::parse(&bytes_buf.0[..n]).unwrap();
     let mut src = String::new();
     deploy::write_rust_source(&model, &mut src).unwrap();

@@ -6,7 +6,6 @@
 use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
 use ember_core::nn::{
     self, Build, Dropout, Flatten, Footprint, Forward, Linear, Module, Optimizer, ReLU, Rule,
-    Signature,
 };
 use ember_core::prelude::*;
 
@@ -140,9 +139,29 @@ fn memory_constants_are_computed() {
     );
     assert_eq!(NeuralNetwork::IN_FEATURES, Some(784));
     assert_eq!(WithSettings::PARAMS, Mlp::PARAMS);
-    let mut kinds = Vec::new();
-    NeuralNetwork::signature(&mut |k| kinds.push(k));
-    assert_eq!(kinds.len(), 5);
+}
+
+/// A derived model's deployable layers are what its forward pass runs
+/// (`deploy::plan`), here through the flatten and the nested sequence.
+#[test]
+fn a_derived_models_layers_are_read_off_its_forward_pass() {
+    let mut buf = vec![0.0f32; 64 * 1024];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let nn = NeuralNetwork::build(&mut mem, &mut Rng::new(0)).unwrap();
+    let plan = ember_core::deploy::plan(&nn, &mut mem, |p| {
+        nn.forward(p.input((p.rows(), Const::<28>, Const::<28>)))
+    })
+    .unwrap();
+    let layers: Vec<_> = plan
+        .layers()
+        .iter()
+        .map(|l| (l.in_features, l.out_features, l.activation))
+        .collect();
+    use ember_core::deploy::Activation::{Identity, Relu};
+    assert_eq!(
+        layers,
+        [(784, 32, Relu), (32, 32, Relu), (32, 10, Identity)]
+    );
 }
 
 /// The derived model trains with the host API in an arena of exactly the

@@ -551,7 +551,15 @@ fn runtime_mlp_matches_the_typed_model() {
     })
     .unwrap();
     let mut bytes = deploy::Aligned([0u8; 1024]);
-    let n = deploy::export_f32(&dynm, &mem, &mut bytes.0).unwrap();
+    let mut scratch = [0.0f32; 64];
+    let n = deploy::export_f32(
+        &dynm,
+        &mut mem,
+        |p| dynm.forward(p.input((p.rows(), 5usize))),
+        &mut bytes.0,
+        &mut scratch,
+    )
+    .unwrap();
     let model = Model::load::<Typed>(&bytes.0[..n]).unwrap();
     model.check_module(&dynm).unwrap();
     let other = Mlp::new(&mut mem, &mut Rng::new(1), &[5, 8, 3], Activation::Tanh).unwrap();

@@ -467,7 +467,12 @@ mod tests {
                 }
                 opt.step(mem).unwrap();
             }
-            let len = deploy::export_len(&model).unwrap();
+            let in_features = widths[0];
+            let len = deploy::plan(&model, mem, |p| {
+                model.forward(p.input((p.rows(), in_features)))
+            })
+            .unwrap()
+            .file_len();
             // A Vec<u32> gives the 4-byte alignment `Model::parse` needs.
             let mut words = vec![0u32; len.div_ceil(4)];
             let n = {
@@ -476,7 +481,15 @@ mod tests {
                 let bytes = unsafe {
                     core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, words.len() * 4)
                 };
-                deploy::export_f32(&model, mem, bytes).unwrap()
+                let mut scratch = vec![0.0f32; 4096];
+                deploy::export_f32(
+                    &model,
+                    mem,
+                    |p| model.forward(p.input((p.rows(), in_features))),
+                    bytes,
+                    &mut scratch,
+                )
+                .unwrap()
             };
             let g = Graph::new(mem);
             let logits = model.forward(g.from_slice((N, widths[0]), xs));

@@ -9,15 +9,21 @@
 //! - `Module`: parameters named by the field path, as PyTorch's
 //!   `state_dict()` names the same class (`hidden.weight`,
 //!   `linear_relu_stack.2.bias`; tuple structs use `0`, `1`, ...), the
-//!   training mode passed to every field, the inference layers in field
-//!   order, and `print(model)`'s text (`MLP(\n  (hidden): Linear(...)\n)`);
+//!   training mode passed to every field, and `print(model)`'s text
+//!   (`MLP(\n  (hidden): Linear(...)\n)`);
 //! - `Build`: each field built in order with its default initialisation;
 //! - `Footprint`: the memory constants composed from the fields' in field
-//!   order, as for a sequence of them (computed, never written by hand);
-//! - `Signature`: the fields' inference layers in order.
+//!   order, as for a sequence of them (computed, never written by hand).
+//!
+//! It does not describe the model's inference layers (`Module::layers`,
+//! `Signature`): the fields do not say what `forward` computes (an inline
+//! `.relu()`, a field used twice, fields in another order). The deployable
+//! file is read off the forward pass itself (`ember_core::deploy::export_f32`),
+//! and a firmware loads it as the tuple type `ember export` writes
+//! (`model_type.rs`).
 //!
 //! A field marked `#[module(skip)]` is not a layer (a hyper-parameter, a
-//! flag): it is left out of all four, and `Build` gives it
+//! flag): it is left out of all three, and `Build` gives it
 //! `Default::default()`.
 
 use proc_macro::TokenStream;
@@ -25,7 +31,7 @@ use proc_macro2::TokenStream as Tokens;
 use quote::quote;
 use syn::{parse_macro_input, spanned::Spanned, Data, DeriveInput, Index, Member};
 
-/// Derives `Module`, `Build`, `Footprint` and `Signature` for a struct of
+/// Derives `Module`, `Build` and `Footprint` for a struct of
 /// layers; see the crate documentation.
 #[proc_macro_derive(Module, attributes(module))]
 pub fn derive_module(input: TokenStream) -> TokenStream {
@@ -130,10 +136,6 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
                 #( #krate::nn::Module::set_training(&mut self.#members, training); )*
             }
 
-            fn layers(&self, f: &mut dyn FnMut(#krate::nn::Layer)) {
-                #( #krate::nn::Module::layers(&self.#members, f); )*
-            }
-
             fn fmt_module(
                 &self,
                 f: &mut ::core::fmt::Formatter<'_>,
@@ -199,19 +201,9 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         }
     };
 
-    let signature_where = bound(quote!(#krate::nn::Signature));
-    let signature = quote! {
-        impl #impl_g #krate::nn::Signature for #ident #ty_g #signature_where {
-            fn signature(f: &mut dyn FnMut(#krate::nn::LayerKind)) {
-                #( <#tys as #krate::nn::Signature>::signature(f); )*
-            }
-        }
-    };
-
     Ok(quote! {
         #module
         #build
         #footprint
-        #signature
     })
 }

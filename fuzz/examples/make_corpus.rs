@@ -4,8 +4,8 @@
 //! output is committed, so it only needs running again when a format changes.
 
 use ember_core::deploy::{self, Activation, Calibration, Model};
-use ember_core::nn::{Build, Linear, Mlp, ReLU, Tanh};
-use ember_core::{Cpu, Memory, Rng};
+use ember_core::nn::{Build, Forward, Linear, Mlp, ReLU, Tanh};
+use ember_core::{Const, Cpu, Memory, Rng, Tensor};
 use ember_std::checkpoint::{Checkpoint, Meta};
 use ember_std::config::ActivationKind;
 use ember_std::data::idx;
@@ -39,13 +39,28 @@ fn put(dir: &Path, name: &str, bytes: &[u8]) {
 }
 
 /// An f32 export of `M` and its int8 quantization (calibrated on a few inputs).
-fn export<M: Build + ember_core::nn::Module>(seed: u64) -> (Vec<u8>, Vec<u8>) {
-    let mut buf = vec![0.0f32; 4096];
+fn export<M, const IN: usize, const OUT: usize>(seed: u64) -> (Vec<u8>, Vec<u8>)
+where
+    M: Build
+        + ember_core::nn::Module
+        + for<'t> Forward<Tensor<'t, (usize, Const<IN>)>, Output = Tensor<'t, (usize, Const<OUT>)>>,
+{
+    let mut buf = vec![0.0f32; 8192];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let net = M::build(&mut mem, &mut Rng::new(seed)).expect("building the model");
-    let len = deploy::export_len(&net).expect("export length");
+    let len = deploy::plan(&net, &mut mem, |p| net.forward(p.input((p.rows(), Const::<IN>))))
+        .expect("tracing the model")
+        .file_len();
     let mut words = vec![0u32; len.div_ceil(4)];
-    let n = deploy::export_f32(&net, &mem, ember_fuzz::bytes_mut(&mut words)).expect("export");
+    let mut fscratch = vec![0.0f32; 4096];
+    let n = deploy::export_f32(
+        &net,
+        &mut mem,
+        |p| net.forward(p.input((p.rows(), Const::<IN>))),
+        ember_fuzz::bytes_mut(&mut words),
+        &mut fscratch,
+    )
+    .expect("export");
     let f32_file = ember_fuzz::bytes(&words)[..n].to_vec();
     let model = Model::parse(&ember_fuzz::bytes(&words)[..n]).expect("parsing the export");
     let mut calib = Calibration::new();
@@ -67,10 +82,10 @@ fn export<M: Build + ember_core::nn::Module>(seed: u64) -> (Vec<u8>, Vec<u8>) {
 }
 
 fn emb(dir: &Path) {
-    let (f, q) = export::<Small>(1);
+    let (f, q) = export::<Small, _, _>(1);
     put(dir, "small-f32.emb", &f);
     put(dir, "small-int8.emb", &q);
-    let (f, q) = export::<Deep>(2);
+    let (f, q) = export::<Deep, _, _>(2);
     put(dir, "deep-f32.emb", &f);
     put(dir, "deep-int8.emb", &q);
 }

@@ -6,9 +6,9 @@ use crate::config::ActivationKind;
 use crate::data::{Dataset, TensorDataset};
 use crate::state_dict::NamedTensor;
 use crate::train::write_params;
-use ember_core::deploy::{self, Calibration, FormatError, Model};
-use ember_core::nn::Mlp;
-use ember_core::{Cpu, Memory, Rng};
+use ember_core::deploy::{self, Calibration, ExportError, FormatError, Model, Probe};
+use ember_core::nn::{Forward, Mlp, Module};
+use ember_core::{Backend, Cpu, Memory, Rng, Shape, Tensor};
 use std::path::Path;
 
 /// Bytes aligned for in-place reading of weight files on the host.
@@ -67,13 +67,41 @@ pub fn f32_file(
     params: &[NamedTensor],
 ) -> Result<AlignedBytes, String> {
     let act = activation.activation();
-    let mut buf = vec![0.0f32; Mlp::param_floats(widths) + 64];
+    // The parameters, and a traced forward pass on the probe rows (values
+    // and the input's gradient buffer).
+    let trace = deploy::PROBE_ROWS * (2 * widths.iter().sum::<usize>() + 2 * widths[0]);
+    let mut buf = vec![0.0f32; Mlp::param_floats(widths) + trace + 1024];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let model = Mlp::new(&mut mem, &mut Rng::new(0), widths, act).map_err(|e| e.to_string())?;
     write_params(&model, &mut mem, params, Path::new("<parameters>")).map_err(|e| e.to_string())?;
-    let len = deploy::export_len(&model).map_err(|e| e.to_string())?;
-    let mut out = AlignedBytes::zeroed(len);
-    let n = deploy::export_f32(&model, &mem, out.bytes_mut()).map_err(|e| e.to_string())?;
+    let in_features = widths[0];
+    traced_f32(&model, &mut mem, |p| {
+        model.forward(p.input((p.rows(), in_features)))
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// The f32 weight file of any model, read off its forward pass and checked
+/// against it through the deployment kernels ([`deploy::export_f32`]):
+/// `forward` makes the model's input with `probe.input(shape)` and runs the
+/// model, as a training step does with a batch. An operation the format
+/// cannot express is an [`ExportError::Unsupported`] naming it. `mem` needs
+/// free room for the probe batch's forward pass.
+pub fn traced_f32<M, B, S, F>(
+    model: &M,
+    mem: &mut Memory<'_, B>,
+    forward: F,
+) -> Result<AlignedBytes, ExportError>
+where
+    M: Module + ?Sized,
+    B: Backend,
+    S: Shape,
+    F: for<'t> Fn(&Probe<'t, B>) -> Tensor<'t, S, B>,
+{
+    let plan = deploy::plan(model, mem, &forward)?;
+    let mut out = AlignedBytes::zeroed(plan.file_len());
+    let mut scratch = vec![0.0f32; plan.scratch_len()];
+    let n = deploy::export_f32(model, mem, &forward, out.bytes_mut(), &mut scratch)?;
     out.truncate(n);
     Ok(out)
 }

@@ -1,8 +1,6 @@
 //! Reading (zero-copy, validated) and writing the deployable weight format.
 
 use super::{crc32, Activation};
-use crate::backend::Backend;
-use crate::memory::Memory;
 use crate::nn::{Layer, LayerKind, Module, Signature};
 
 /// The format version this crate writes. It reads it, and version 1 f32
@@ -904,85 +902,6 @@ pub(crate) fn finish(out: &mut [u8], len: usize) -> usize {
     let crc = crc32(0, &out[..len]);
     out[len..len + 4].copy_from_slice(&crc.to_le_bytes());
     len + 4
-}
-
-/// Bytes [`export_f32`] writes for `model`.
-pub fn export_len<M: Module>(model: &M) -> Result<usize, FormatError> {
-    let layers = dense_layers(model)?;
-    let data: usize = layers
-        .iter()
-        .map(|(l, _)| match *l {
-            Layer::Dense {
-                in_features,
-                out_features,
-                ..
-            } => padded(4 * in_features * out_features) + padded(4 * out_features),
-            Layer::Activation(_) => 0,
-        })
-        .sum();
-    Ok(padded(FIXED + RECORD * layers.len()) + data + 4)
-}
-
-/// Writes `model`'s parameters from `mem` in the f32 format; returns the
-/// number of bytes written. No allocation.
-pub fn export_f32<M: Module, B: Backend>(
-    model: &M,
-    mem: &Memory<'_, B>,
-    out: &mut [u8],
-) -> Result<usize, FormatError> {
-    let needed = export_len(model)?;
-    if out.len() < needed {
-        return Err(FormatError::BufferTooSmall { needed });
-    }
-    let layers = dense_layers(model)?;
-    let mut shapes: heapless::Vec<(usize, usize, Activation), MAX_LAYERS> = heapless::Vec::new();
-    for (l, a) in &layers {
-        if let Layer::Dense {
-            in_features,
-            out_features,
-            ..
-        } = *l
-        {
-            let _ = shapes.push((in_features, out_features, *a));
-        }
-    }
-    let data_len = needed - 4 - padded(FIXED + RECORD * layers.len());
-    let header_len = write_header(out, false, &shapes, data_len);
-    let mut at = header_len;
-    for (i, (l, _)) in layers.iter().enumerate() {
-        let Layer::Dense { weight, bias, .. } = *l else {
-            continue;
-        };
-        for (field, span) in [(16, weight.value), (20, bias.value)] {
-            set_field(out, i, field, ((at - header_len) as u32).to_le_bytes());
-            let end = at + padded(4 * span.len);
-            write_floats(mem, span, &mut out[at..end])?;
-            at = end;
-        }
-    }
-    Ok(finish(out, at))
-}
-
-/// Copies a span of `mem` as little-endian f32 into `out` (zero-padding the rest).
-fn write_floats<B: Backend>(
-    mem: &Memory<'_, B>,
-    span: crate::Span,
-    out: &mut [u8],
-) -> Result<(), FormatError> {
-    out.fill(0);
-    let mut chunk = [0.0f32; 64];
-    let mut done = 0;
-    while done < span.len {
-        let n = (span.len - done).min(chunk.len());
-        mem.read(span.sub(done, n), &mut chunk[..n])
-            .map_err(FormatError::Memory)?;
-        for (j, v) in chunk[..n].iter().enumerate() {
-            let p = 4 * (done + j);
-            out[p..p + 4].copy_from_slice(&v.to_le_bytes());
-        }
-        done += n;
-    }
-    Ok(())
 }
 
 /// Whether every `(multiplier, shift)` pair is in range: a non-negative

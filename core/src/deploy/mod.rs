@@ -38,14 +38,24 @@
 //! ```
 //! use ember_core::prelude::*;
 //! use ember_core::deploy::{self, Model};
-//! use ember_core::nn::{Build, Linear, ReLU};
+//! use ember_core::nn::{Build, Forward, Linear, ReLU};
 //! type Net = (Linear<4, 8>, ReLU, Linear<8, 3>);
 //!
-//! let mut buf = [0.0f32; 512];
+//! let mut buf = [0.0f32; 1024];
 //! let mut mem = Memory::new(&Cpu, &mut buf[..]);
 //! let net = Net::build(&mut mem, &mut Rng::new(0))?;
 //! let mut bytes = deploy::Aligned([0u8; 1024]);
-//! let n = deploy::export_f32(&net, &mem, &mut bytes.0).expect("fits");
+//! // The file is read off one forward pass on a probe batch, then checked
+//! // against it through the deployment kernels.
+//! let mut scratch = [0.0f32; 32];
+//! let n = deploy::export_f32(
+//!     &net,
+//!     &mut mem,
+//!     |p| net.forward(p.input((p.rows(), Const::<4>))),
+//!     &mut bytes.0,
+//!     &mut scratch,
+//! )
+//! .expect("fits");
 //! let model = Model::load::<Net>(&bytes.0[..n]).expect("valid");
 //! let mut scratch = [0.0f32; 16];
 //! let out = model.infer_f32(&[0.1, 0.2, 0.3, 0.4], &mut scratch).expect("runs");
@@ -63,14 +73,18 @@
 //!
 //! ```
 //! use ember_core::prelude::*;
-//! use ember_core::deploy::{self, argmax_i8, Calibration, FormatError, InferError, Model};
-//! use ember_core::nn::{Build, Linear, ReLU};
+//! use ember_core::deploy::{self, argmax_i8, Calibration, ExportError, FormatError, InferError, Model};
+//! use ember_core::nn::{Build, Forward, Linear, ReLU};
 //! type Net = (Linear<4, 8>, ReLU, Linear<8, 3>);
 //!
 //! #[derive(Debug)]
 //! enum DeployError {
+//!     Export(ExportError),
 //!     Format(FormatError),
 //!     Infer(InferError),
+//! }
+//! impl From<ExportError> for DeployError {
+//!     fn from(e: ExportError) -> Self { DeployError::Export(e) }
 //! }
 //! impl From<FormatError> for DeployError {
 //!     fn from(e: FormatError) -> Self { DeployError::Format(e) }
@@ -80,11 +94,18 @@
 //! }
 //!
 //! fn main() -> Result<(), DeployError> {
-//!     let mut buf = [0.0f32; 512];
+//!     let mut buf = [0.0f32; 1024];
 //!     let mut mem = Memory::new(&Cpu, &mut buf[..]);
 //!     let net = Net::build(&mut mem, &mut Rng::new(0)).expect("fits");
 //!     let mut f32_bytes = deploy::Aligned([0u8; 1024]);
-//!     let n = deploy::export_f32(&net, &mem, &mut f32_bytes.0)?;
+//!     let mut fscratch = [0.0f32; 32];
+//!     let n = deploy::export_f32(
+//!         &net,
+//!         &mut mem,
+//!         |p| net.forward(p.input((p.rows(), Const::<4>))),
+//!         &mut f32_bytes.0,
+//!         &mut fscratch,
+//!     )?;
 //!     let f32_model = Model::load::<Net>(&f32_bytes.0[..n])?;
 //!
 //!     // Calibrate on inputs spanning [0, 1], as images scaled by 1/255 do.
@@ -117,13 +138,13 @@ mod infer;
 mod int8;
 mod quant;
 mod source;
+mod trace;
 
 pub use crate::backend::activation::Activation;
 pub use crc::crc32;
 pub use dense_f32::{dense_f32, dense_f32_row, ROWS_F32};
 pub use format::{
-    export_f32, export_len, DenseSignature, FormatError, LayerHeader, LayerWeights, Layers, Model,
-    MAX_LAYERS, VERSION,
+    DenseSignature, FormatError, LayerHeader, LayerWeights, Layers, Model, MAX_LAYERS, VERSION,
 };
 pub use infer::{argmax, argmax_i8, InferError};
 pub use int8::{dense_i8, int8_weight_offset, Int8Input};
@@ -132,6 +153,9 @@ pub use quant::{
     Calibration, QuantParams,
 };
 pub use source::{write_model_type, write_rust_source};
+pub use trace::{
+    export_f32, plan, write_f32, ExportError, Plan, PlannedLayer, Probe, F32_TOLERANCE, PROBE_ROWS,
+};
 
 /// Bytes aligned to 16, so that a weight file embedded with `include_bytes!`
 /// can be read in place as `f32`:

@@ -43,7 +43,7 @@ pub use activation::{
 };
 pub use dynamic::{DynLinear, Mlp};
 /// `#[derive(Module)]`: a struct of layers becomes a module (`Module`,
-/// `Build`, `Footprint`, `Signature`), with PyTorch's parameter names; see
+/// `Build`, `Footprint`), with PyTorch's parameter names; see
 /// the `ember_derive` crate.
 #[cfg(feature = "derive")]
 pub use ember_derive::Module;
@@ -151,9 +151,12 @@ pub trait Module {
     /// Visits every parameter with its name (relative to `name`).
     fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>));
 
-    /// Describes the module's inference layers in order (what the deployable
-    /// weight format stores). Layers that do nothing at inference (dropout,
-    /// flatten) describe nothing. The default describes nothing.
+    /// Describes the module's inference layers in order, for modules whose
+    /// forward pass is the library's: the built-in layers, sequences of them
+    /// and [`Mlp`]. Layers that do nothing at inference (dropout, flatten)
+    /// describe nothing. The default, and a derived model (whose `forward`
+    /// is its author's), describe nothing: export reads the layers off the
+    /// forward pass itself ([`deploy::plan`](crate::deploy::plan)).
     fn layers(&self, f: &mut dyn FnMut(Layer)) {
         let _ = f;
     }
