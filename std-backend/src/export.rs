@@ -6,7 +6,7 @@ use crate::config::ActivationKind;
 use crate::data::{Dataset, TensorDataset};
 use crate::state_dict::NamedTensor;
 use crate::train::write_params;
-use ember_core::deploy::{self, Calibration, ExportError, FormatError, Model, Probe};
+use ember_core::deploy::{self, Calibration, ExportError, Model, Probe};
 use ember_core::nn::{Forward, Mlp, Module};
 use ember_core::{Backend, Cpu, Memory, Rng, Shape, Tensor};
 use std::path::Path;
@@ -106,25 +106,293 @@ where
     Ok(out)
 }
 
-/// Quantizes an f32 weight file to int8, calibrating on up to `samples` rows of `data`.
+/// What [`export_files`] wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportReport {
+    /// Bytes of `model.emb`.
+    pub f32_len: usize,
+    /// Bytes of `model-int8.emb`.
+    pub int8_len: usize,
+    /// How close the int8 file came to the f32 model on the calibration rows.
+    pub int8_check: Int8Check,
+    /// The deployed layers, as `model_type.rs` declares them
+    /// (`Linear<784, 128>, ReLU, ...`).
+    pub layers: String,
+}
+
+/// Exports a trained model of any kind, in one call, to `dir`: the f32 and
+/// int8 weight files read off its forward pass and checked against it
+/// (`model.emb`, `model-int8.emb`, calibrated on up to `samples` rows of
+/// `calibration`), their Rust source (`model.rs`, `model_int8.rs`), the
+/// model's type for a firmware (`model_type.rs`), and its state_dict
+/// (`model.safetensors`, PyTorch's names and layouts). `forward` makes the
+/// input with `probe.input(shape)` and runs the model, as a training step
+/// does. Every file is written atomically, and none is written unless all
+/// the checks passed.
+pub fn export_files<M, B, S, F>(
+    dir: &Path,
+    model: &M,
+    mem: &mut Memory<'_, B>,
+    forward: F,
+    calibration: &TensorDataset,
+    samples: usize,
+) -> Result<ExportReport, String>
+where
+    M: Module,
+    B: Backend,
+    S: Shape,
+    F: for<'t> Fn(&Probe<'t, B>) -> Tensor<'t, S, B>,
+{
+    let f32_bytes = traced_f32(model, mem, forward).map_err(|e| e.to_string())?;
+    let f = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+    if calibration.feature_len() != f.input_features() {
+        return Err(format!(
+            "the calibration data has {} features, the model takes {}",
+            calibration.feature_len(),
+            f.input_features()
+        ));
+    }
+    let int8_bytes = int8_file(&f32_bytes, calibration, samples)?;
+    let q = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
+    let d = calibration.feature_len();
+    let rows: Vec<&[f32]> = calibration
+        .features()
+        .chunks_exact(d)
+        .take(samples.min(16))
+        .collect();
+    let int8_check = check_int8(&f, &q, &rows)?;
+    let tensors = crate::state_dict::named_tensors(model, mem).map_err(|e| e.to_string())?;
+    let safetensors =
+        crate::state_dict::to_bytes(&tensors, None).map_err(|e| format!("the state_dict: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    write_deployables(dir, &f32_bytes, &int8_bytes)?;
+    let path = dir.join("model.safetensors");
+    write_atomic(&path, &safetensors).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut layers = String::new();
+    deploy::write_model_type(&f, &mut layers).map_err(|e| e.to_string())?;
+    let layers = layers
+        .lines()
+        .find_map(|l| l.strip_prefix("pub type Net = ("))
+        .map(|l| l.trim_end_matches(");").to_string())
+        .unwrap_or_default();
+    Ok(ExportReport {
+        f32_len: f32_bytes.bytes().len(),
+        int8_len: int8_bytes.bytes().len(),
+        int8_check,
+        layers,
+    })
+}
+
+/// Writes the deployable files of an f32 weight file and its int8
+/// quantization to `dir`: `model.emb`, `model-int8.emb`, `model.rs`,
+/// `model_int8.rs` and `model_type.rs`, each atomically.
+pub fn write_deployables(
+    dir: &Path,
+    f32_bytes: &AlignedBytes,
+    int8_bytes: &AlignedBytes,
+) -> Result<(), String> {
+    let f = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+    let q = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
+    for (name, bytes) in [("model.emb", f32_bytes), ("model-int8.emb", int8_bytes)] {
+        let path = dir.join(name);
+        write_atomic(&path, bytes.bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    write_rust(&f, &dir.join("model.rs"))?;
+    write_rust(&q, &dir.join("model_int8.rs"))?;
+    write_model_type(&f, &dir.join("model_type.rs"))
+}
+
+/// Quantizes an f32 weight file to int8, calibrating on up to `samples`
+/// rows of `data`, and checks the result ([`check_int8`]) on up to 16 of
+/// those rows: an int8 file whose outputs leave the quantization bound is
+/// refused, saying by how much.
 pub fn int8_file(
     f32_bytes: &AlignedBytes,
     data: &TensorDataset,
     samples: usize,
-) -> Result<AlignedBytes, FormatError> {
-    let model = Model::parse(f32_bytes.bytes())?;
+) -> Result<AlignedBytes, String> {
+    let model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
     let mut calib = Calibration::new();
     let mut scratch = vec![0.0f32; model.scratch_len()];
     let d = data.feature_len();
     for row in data.features().chunks_exact(d).take(samples) {
         calib
             .observe(&model, row, &mut scratch)
-            .map_err(|_| FormatError::Unsupported)?;
+            .map_err(|e| format!("calibrating the int8 model: {e}"))?;
     }
     let mut out = AlignedBytes::zeroed(deploy::quantized_len(&model));
-    let n = deploy::quantize(&model, &calib, out.bytes_mut())?;
+    let n = deploy::quantize(&model, &calib, out.bytes_mut()).map_err(|e| e.to_string())?;
     out.truncate(n);
+    let int8 = Model::parse(out.bytes()).map_err(|e| e.to_string())?;
+    let rows: Vec<&[f32]> = data
+        .features()
+        .chunks_exact(d)
+        .take(samples.min(16))
+        .collect();
+    check_int8(&model, &int8, &rows)?;
     Ok(out)
+}
+
+/// How far an int8 file's outputs were from its f32 model's ([`check_int8`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Int8Check {
+    /// The largest difference between the two models' outputs.
+    pub max_diff: f32,
+    /// The largest difference the quantization allowed at that output.
+    pub bound: f32,
+}
+
+/// Runs the int8 file and the f32 file it was quantized from on `rows`
+/// through the deployment kernels and checks every output against the
+/// error the quantization can cause, propagated layer by layer from what
+/// the files hold: the input's rounding, each weight's rounding to its
+/// channel's scale, the bias's rounding to accumulator units, the
+/// activation's slope, the output's rounding and clipping to its int8
+/// range. A difference beyond that bound means the int8 file computes
+/// something else than the f32 model: the error says where and by how much.
+pub fn check_int8(
+    f32_model: &Model<'_>,
+    int8: &Model<'_>,
+    rows: &[&[f32]],
+) -> Result<Int8Check, String> {
+    if f32_model.layer_count() != int8.layer_count() || !int8.is_int8() || f32_model.is_int8() {
+        return Err("the int8 file does not have the f32 model's layers".into());
+    }
+    let mut worst = Int8Check {
+        max_diff: 0.0,
+        bound: 0.0,
+    };
+    let mut qi = vec![0i8; int8.input_features()];
+    let mut is = vec![0i8; int8.scratch_len()];
+    let mut got = vec![0.0f32; int8.output_features()];
+    for (r, row) in rows.iter().enumerate() {
+        int8.infer_i8(row, &mut qi, &mut is, &mut got)
+            .map_err(|e| format!("running the int8 file: {e}"))?;
+        let (want, bound) = f32_with_int8_bound(f32_model, int8, row)?;
+        for (j, ((&g, &w), &b)) in got.iter().zip(&want).zip(&bound).enumerate() {
+            let diff = (g - w).abs();
+            if diff.is_nan() || diff > b {
+                return Err(format!(
+                    "the int8 file computes another model than the f32 one: output {j} of \
+                     calibration row {r} is {g} in int8, {w} in f32 (difference {diff}, beyond \
+                     the quantization bound {b}); nothing was exported"
+                ));
+            }
+            if diff > worst.max_diff {
+                worst = Int8Check {
+                    max_diff: diff,
+                    bound: b,
+                };
+            }
+        }
+    }
+    Ok(worst)
+}
+
+/// The f32 model's outputs on `x`, and for each the bound on how far the
+/// int8 file's can be from it.
+fn f32_with_int8_bound(
+    f32_model: &Model<'_>,
+    int8: &Model<'_>,
+    x: &[f32],
+) -> Result<(Vec<f32>, Vec<f32>), String> {
+    let layers = || "the two files' layers differ".to_string();
+    let (h0, _) = int8.layer(0).ok_or_else(layers)?;
+    // The input's rounding (and clipping) to the first layer's int8 input.
+    let mut err: Vec<f32> = x
+        .iter()
+        .map(|&v| {
+            let q = ((v / h0.in_scale).round() + h0.in_zero as f32).clamp(-128.0, 127.0);
+            (v - h0.in_scale * (q - h0.in_zero as f32)).abs()
+        })
+        .collect();
+    let mut cur = x.to_vec();
+    for (l, ((hf, wf), (hq, wq))) in f32_model.layers().zip(int8.layers()).enumerate() {
+        let (
+            deploy::LayerWeights::F32 { weight, bias },
+            deploy::LayerWeights::Int8 {
+                weight: qw,
+                bias: qb,
+                scales,
+                ..
+            },
+        ) = (wf, wq)
+        else {
+            return Err(layers());
+        };
+        let (n_in, n_out) = (hf.in_features, hf.out_features);
+        if (hq.in_features, hq.out_features) != (n_in, n_out) || hq.activation != hf.activation {
+            return Err(layers());
+        }
+        let mut next = vec![0.0f32; n_out];
+        deploy::dense_f32(weight, bias, &cur, &mut next, hf.activation);
+        let slope = lipschitz(hf.activation);
+        let (lo, hi) = (
+            hq.out_scale * (-128 - hq.out_zero) as f32,
+            hq.out_scale * (127 - hq.out_zero) as f32,
+        );
+        let mut next_err = vec![0.0f32; n_out];
+        for o in 0..n_out {
+            let ws = scales[o];
+            let row = &weight[o * n_in..(o + 1) * n_in];
+            let mut wsum = 0i64;
+            let mut pre = 0.0f32;
+            for (j, &w) in row.iter().enumerate() {
+                let q = qw[deploy::int8_weight_offset(o, j, n_out, n_in)];
+                wsum += i64::from(q);
+                let dw = (w - ws * f32::from(q)).abs();
+                // Rounding moves a weight by at most half its channel's step.
+                if dw.is_nan() || dw > 0.5 * ws * (1.0 + 1e-4) {
+                    return Err(format!(
+                        "the int8 file is not a quantization of the f32 model: weight ({o}, \
+                         {j}) of layer {l} is {w} in f32, {} in int8 (step {ws})",
+                        ws * f32::from(q)
+                    ));
+                }
+                pre += w.abs() * err[j] + dw * (cur[j].abs() + err[j]);
+            }
+            // The bias in accumulator units, unfolded from the kernels' form.
+            let acc = hq.in_scale * ws;
+            let bq = i64::from(qb[o]) + i64::from(hq.in_zero + 128) * wsum;
+            let db = (bias[o] - acc * bq as f32).abs();
+            if db.is_nan() || db > 0.5 * acc * (1.0 + 1e-3) + 1e-6 * bias[o].abs() {
+                return Err(format!(
+                    "the int8 file is not a quantization of the f32 model: bias {o} of layer \
+                     {l} is {} in f32, {} in int8 (step {acc})",
+                    bias[o],
+                    acc * bq as f32
+                ));
+            }
+            pre += db;
+            let clip = (lo - next[o]).max(next[o] - hi).max(0.0);
+            // The activation's slope, then the rounding of the rescale and of
+            // the output, and what clipping to the output's range cuts.
+            next_err[o] = slope * (pre + hq.out_scale / 2.0) + hq.out_scale / 2.0 + clip;
+        }
+        cur = next;
+        err = next_err;
+    }
+    // Float rounding in both paths: a little slack on top.
+    let bound = err
+        .iter()
+        .zip(&cur)
+        .map(|(e, y)| 1.01 * e + 1e-5 * (1.0 + y.abs()))
+        .collect();
+    Ok((cur, bound))
+}
+
+/// The largest slope of an activation (its Lipschitz constant).
+fn lipschitz(a: deploy::Activation) -> f32 {
+    use deploy::Activation as A;
+    match a {
+        A::Identity | A::Relu | A::Tanh | A::Softsign | A::Softplus => 1.0,
+        A::Sigmoid => 0.25,
+        A::LeakyRelu(s) => s.abs().max(1.0),
+        A::Elu(alpha) => alpha.abs().max(1.0),
+        A::Selu => 1.0507 * 1.6733,
+        A::Silu => 1.1,
+        A::Gelu | A::GeluTanh => 1.13,
+    }
 }
 
 /// Accuracy and predictions of a weight file on a data set, computed with

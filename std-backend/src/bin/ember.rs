@@ -12,9 +12,7 @@ use ember_std::data::transform::{
     Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
 };
 use ember_std::data::{Dataset, FashionMnist, Source, Split, TensorDataset};
-use ember_std::export::{
-    evaluate_file, f32_file, int8_file, write_model_type, write_rust, AlignedBytes,
-};
+use ember_std::export::{evaluate_file, f32_file, int8_file, write_deployables, AlignedBytes};
 use ember_std::train::{self, parse_widths, Checkpointing, EpochMetrics, Progress, TrainConfig};
 use ember_std::{atomic::write_atomic, image, report, state_dict, Parallel};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -470,8 +468,7 @@ impl TrainRun<'_> {
         // Report on the test set and export, through the deployment kernels.
         let f32_bytes = f32_file(&cfg.widths, cfg.activation, &outcome.params)?;
         let train_for_calib = load_quiet(self.data, Split::Train)?;
-        let int8_bytes =
-            int8_file(&f32_bytes, &train_for_calib, 1000).map_err(|e| e.to_string())?;
+        let int8_bytes = int8_file(&f32_bytes, &train_for_calib, 1000)?;
         let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
         let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
         let (acc32, preds) = evaluate_file(&f32_model, test)?;
@@ -685,14 +682,10 @@ fn export_all(
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let f32_bytes = f32_file(widths, act, params)?;
     let calib = load_quiet(data, Split::Train)?;
-    let int8_bytes = int8_file(&f32_bytes, &calib, 1000).map_err(|e| e.to_string())?;
+    let int8_bytes = int8_file(&f32_bytes, &calib, 1000)?;
     let f = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
     let q = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
-    write_atomic(&out.join("model.emb"), f32_bytes.bytes()).map_err(|e| e.to_string())?;
-    write_atomic(&out.join("model-int8.emb"), int8_bytes.bytes()).map_err(|e| e.to_string())?;
-    write_rust(&f, &out.join("model.rs"))?;
-    write_rust(&q, &out.join("model_int8.rs"))?;
-    write_model_type(&f, &out.join("model_type.rs"))?;
+    write_deployables(out, &f32_bytes, &int8_bytes)?;
     save_safetensors(&out.join("model.safetensors"), widths, act, params)?;
     let test = load_quiet(data, Split::Test)?;
     if check_inputs(&f, &test).is_ok() {
