@@ -1,7 +1,8 @@
 //! Activation layers, `Flatten` and `Dropout`.
 
 use super::{
-    Build, Footprint, Forward, Layer, LayerInput, LayerKind, Module, Name, ParamInfo, Signature,
+    Build, BuildWithP, Footprint, Forward, Layer, LayerInput, LayerKind, Module, Name, ParamInfo,
+    Signature,
 };
 use crate::backend::activation::Activation;
 use crate::backend::Backend;
@@ -270,10 +271,18 @@ impl Module for Dropout {
 }
 
 impl Build for Dropout {
-    /// `p = 0.5`, seeded from `rng`.
-    fn build<B: Backend>(_mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
+    /// `p = 0.5` (PyTorch's default), seeded from `rng`.
+    fn build<B: Backend>(mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
+        Self::build_with_p(0.5, mem, rng)
+    }
+}
+
+impl BuildWithP for Dropout {
+    /// `p` (in `[0, 1)`, else [`Error::InvalidArgument`]), seeded from `rng`
+    /// as [`Build::build`] seeds it.
+    fn build_with_p<B: Backend>(p: f32, _mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
         let seed = (u64::from(rng.next_u32()) << 32) | u64::from(rng.next_u32());
-        Dropout::new(0.5, seed)
+        Dropout::new(p, seed)
     }
 }
 
