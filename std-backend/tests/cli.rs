@@ -314,6 +314,14 @@ fn bad_arguments_fail_fast_with_one_line() {
         (&["--activation", "swish"], "unknown activation `swish`"),
         (&["--layers", "784-0-10"], "layer sizes must look like"),
         (&["--val-fraction", "0.95"], "validation fraction"),
+        (
+            &["--dropout", "1"],
+            "the dropout probability must be in [0, 1), got 1",
+        ),
+        (
+            &["--dropout=-0.1"],
+            "the dropout probability must be in [0, 1), got -0.1",
+        ),
         (&["--device", "tpu"], "unknown device `tpu`"),
         (&["--eval-test"], "--eval-test needs --val-fraction 0"),
         (&["--limit", "0"], "--limit must be positive"),
@@ -375,6 +383,14 @@ fn settings_that_contradict_the_file_are_refused() {
         "a refused resume wrote"
     );
 
+    // Dropout is a setting of the run too.
+    let (ok, text) = train("2", &["--resume", ckpt_s, "--dropout", "0.2"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("other settings (dropout: not set in the checkpoint, 0.2 now)"),
+        "{text}"
+    );
+
     // Only the epoch count changes: the run goes on to epoch 3.
     let (ok, text) = train("3", &["--resume", ckpt_s]);
     assert!(ok, "{text}");
@@ -413,4 +429,77 @@ fn settings_that_contradict_the_file_are_refused() {
     assert!(ok, "{text}");
     let (ok, text) = import(&[]);
     assert!(ok, "{text}");
+}
+
+/// `--dropout P` trains with dropout after each hidden activation, says so,
+/// records it (a resume with another dropout is refused, one with the same
+/// goes on), and exports the same inference model as any run: dropout is
+/// the identity at inference.
+#[test]
+fn dropout_trains_is_recorded_and_exports_the_plain_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let ckpt = run.join("checkpoint.safetensors");
+    let train = |epochs: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--layers",
+            "784-16-16-10",
+            "--epochs",
+            epochs,
+            "--limit",
+            "300",
+            "--data",
+            SUBSET,
+            "--out",
+            run.to_str().unwrap(),
+            "--threads",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        ember(&args)
+    };
+    let (ok, text) = train("2", &["--dropout", "0.25", "--stop-after", "1"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("(relu activation, dropout 0.25)"), "{text}");
+    let (ok, text) = train(
+        "2",
+        &["--dropout", "0.5", "--resume", ckpt.to_str().unwrap()],
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("other settings (dropout: 0.25 in the checkpoint, 0.5 now)"),
+        "{text}"
+    );
+    let (ok, text) = train("2", &["--resume", ckpt.to_str().unwrap()]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("(dropout: 0.25 in the checkpoint, not set now)"),
+        "{text}"
+    );
+    let (ok, text) = train(
+        "2",
+        &["--dropout", "0.25", "--resume", ckpt.to_str().unwrap()],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("epoch   2"), "{text}");
+    // The exported model is the plain MLP: its type has no dropout, and it
+    // evaluates.
+    let (ok, text) = ember(&[
+        "export",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        dir.path().join("exp").to_str().unwrap(),
+        "--data",
+        SUBSET,
+    ]);
+    assert!(ok && text.contains("test accuracy"), "{text}");
+    let net = std::fs::read_to_string(dir.path().join("exp/model_type.rs")).unwrap();
+    assert!(
+        net.contains(
+            "pub type Net = (Linear<784, 16>, ReLU, Linear<16, 16>, ReLU, Linear<16, 10>);"
+        ),
+        "{net}"
+    );
 }

@@ -180,6 +180,11 @@ struct TrainArgs {
     /// Clip gradients to this global norm.
     #[arg(long)]
     clip: Option<f32>,
+    /// Dropout probability after each hidden activation, in [0, 1), in
+    /// training only (the exported model has none: dropout is the identity
+    /// at inference).
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
     /// Use at most this many training samples (quick runs).
     #[arg(long)]
     limit: Option<usize>,
@@ -330,6 +335,7 @@ fn cmd_train(a: TrainArgs) -> Res {
         val_fraction: a.val_fraction,
         patience: a.patience,
         clip: a.clip,
+        dropout: a.dropout,
     };
     // Everything the arguments decide is checked before any data is read.
     cfg.validate().map_err(|e| e.to_string())?;
@@ -439,8 +445,13 @@ impl TrainRun<'_> {
         ckpt: &Checkpointing,
     ) -> Res {
         let (cfg, test) = (self.cfg, self.test);
+        let dropout = if cfg.dropout > 0.0 {
+            format!(", dropout {}", cfg.dropout)
+        } else {
+            String::new()
+        };
         eprintln!(
-            "model {} ({} activation), {} optimizer: {} training, {} validation samples",
+            "model {} ({} activation{dropout}), {} optimizer: {} training, {} validation samples",
             self.layers,
             cfg.activation,
             cfg.optimizer,
