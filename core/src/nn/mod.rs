@@ -38,8 +38,8 @@ mod sequential;
 pub mod summary;
 
 pub use activation::{
-    Dropout, Flatten, GELUTanh, LeakyReLU, ReLU, SiLU, Sigmoid, Softplus, Softsign, Tanh, ELU,
-    GELU, SELU,
+    ConstOp, Custom, Dropout, Flatten, GELUTanh, LeakyReLU, ReLU, SiLU, Sigmoid, Softplus,
+    Softsign, Tanh, ELU, GELU, SELU,
 };
 pub use dynamic::{DynLinear, Mlp};
 /// `#[derive(Module)]`: a struct of layers becomes a module (`Module`,
