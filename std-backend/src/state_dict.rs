@@ -363,6 +363,13 @@ struct Dense {
     bias: Vec<usize>,
 }
 
+/// A dense layer of the model and where its parameters live.
+struct ModelLayer {
+    dense: Dense,
+    weight: ember_core::Span,
+    bias: ember_core::Span,
+}
+
 /// Splits `layer.weight` into (`layer`, `weight`).
 fn split_name(name: &str) -> Option<(&str, &str)> {
     name.rsplit_once('.')
@@ -371,7 +378,7 @@ fn split_name(name: &str) -> Option<(&str, &str)> {
 /// The model's parameters as dense layers in visiting order, with where
 /// each weight and bias lives; `None` unless every parameter is one of a
 /// `NAME.weight` `[out, in]`, `NAME.bias` `[out]` pair.
-fn model_layers<M: Module>(model: &M) -> Option<Vec<(Dense, ember_core::Span, ember_core::Span)>> {
+fn model_layers<M: Module>(model: &M) -> Option<Vec<ModelLayer>> {
     let mut params = Vec::new();
     model.named_parameters(&mut |p| {
         params.push((
@@ -396,7 +403,11 @@ fn model_layers<M: Module>(model: &M) -> Option<Vec<(Dense, ember_core::Span, em
             weight: wd.clone(),
             bias: bd.clone(),
         };
-        out.push((dense, *ws, *bs));
+        out.push(ModelLayer {
+            dense,
+            weight: *ws,
+            bias: *bs,
+        });
     }
     Some(out)
 }
@@ -435,7 +446,9 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// `Err` says why they are not (a tensor that is no layer's weight or
 /// bias, a layer without one of them, shapes that do not pair).
 fn file_layers(st: &SafeTensors<'_>) -> Result<Vec<Dense>, String> {
-    let mut layers: Vec<(String, Option<Vec<usize>>, Option<Vec<usize>>)> = Vec::new();
+    /// A layer's name, weight shape and bias shape, as found so far.
+    type Found = (String, Option<Vec<usize>>, Option<Vec<usize>>);
+    let mut layers: Vec<Found> = Vec::new();
     for name in st.names() {
         let shape = st.tensor(name).map_err(|e| e.to_string())?.shape().to_vec();
         let (layer, kind) = split_name(name)
@@ -525,14 +538,14 @@ pub fn load_layers<M: Module, B: Backend>(
     let Some(ours) = model_layers(model) else {
         return strict!();
     };
-    let model_names: Vec<String> = ours.iter().map(|l| l.0.name.clone()).collect();
+    let model_names: Vec<String> = ours.iter().map(|l| l.dense.name.clone()).collect();
     let names_error = |file: Vec<String>, why: String| StateDictError::Names {
         path: path.into(),
         file,
         model: model_names.clone(),
         why,
     };
-    let pairs: Vec<(Dense, &(Dense, ember_core::Span, ember_core::Span))> = match names {
+    let pairs: Vec<(Dense, &ModelLayer)> = match names {
         Some(given) => {
             if given.len() != ours.len() {
                 return Err(names_error(
@@ -552,8 +565,8 @@ pub fn load_layers<M: Module, B: Backend>(
                     bias: Vec::new(),
                 };
                 for (kind, out, expected) in [
-                    ("weight", &mut layer.weight, &o.0.weight),
-                    ("bias", &mut layer.bias, &o.0.bias),
+                    ("weight", &mut layer.weight, &o.dense.weight),
+                    ("bias", &mut layer.bias, &o.dense.bias),
                 ] {
                     let name = format!("{g}.{kind}");
                     let view = st.tensor(&name).map_err(|_| StateDictError::Missing {
@@ -608,7 +621,7 @@ pub fn load_layers<M: Module, B: Backend>(
             for o in &ours {
                 let found = left.iter_mut().find(|l| {
                     l.as_ref()
-                        .is_some_and(|l| l.weight == o.0.weight && l.bias == o.0.bias)
+                        .is_some_and(|l| l.weight == o.dense.weight && l.bias == o.dense.bias)
                 });
                 match found.and_then(Option::take) {
                     Some(l) => pairs.push((l, o)),
@@ -617,7 +630,7 @@ pub fn load_layers<M: Module, B: Backend>(
                             file,
                             format!(
                                 "no layer of the file has the shapes of the model's `{}` (weight {:?}, bias {:?})",
-                                o.0.name, o.0.weight, o.0.bias
+                                o.dense.name, o.dense.weight, o.dense.bias
                             ),
                         ))
                     }
@@ -644,14 +657,14 @@ pub fn load_layers<M: Module, B: Backend>(
         });
     }
     let mut staged = Vec::new();
-    for (l, (_, w, b)) in &pairs {
-        for (kind, span) in [("weight", w), ("bias", b)] {
+    for (l, o) in &pairs {
+        for (kind, span) in [("weight", o.weight), ("bias", o.bias)] {
             let name = format!("{}.{kind}", l.name);
             let view = st.tensor(&name).map_err(|_| StateDictError::Missing {
                 path: path.into(),
                 name: name.clone(),
             })?;
-            staged.push((*span, to_f32(path, &name, &view)?));
+            staged.push((span, to_f32(path, &name, &view)?));
         }
     }
     for (span, data) in staged {
@@ -664,7 +677,7 @@ pub fn load_layers<M: Module, B: Backend>(
     Ok(LayerMatch::Mapped {
         pairs: pairs
             .into_iter()
-            .map(|(l, o)| (l.name, o.0.name.clone()))
+            .map(|(l, o)| (l.name, o.dense.name.clone()))
             .collect(),
         given: names.is_some(),
     })
