@@ -88,6 +88,14 @@ struct Regularised {
     label_count: usize,
 }
 
+/// A generic field with a probability: `Build` is bounded by `BuildWithP`.
+#[derive(Module)]
+struct Generic<D> {
+    hidden: Linear<2, 2>,
+    #[module(p = 0.1)]
+    drop: D,
+}
+
 /// A probability out of range, given to the derive.
 #[derive(Module)]
 struct BadDropout {
@@ -231,6 +239,8 @@ fn field_attributes_set_how_layers_are_built() {
     );
     assert_eq!(model.drop.p(), 0.2);
     assert_eq!(model.label_count, 3);
+    let generic = Generic::<Dropout>::build(&mut mem, &mut Rng::new(0)).unwrap();
+    assert_eq!(generic.drop.p(), 0.1);
     assert_eq!(
         names(&model),
         [
