@@ -4,17 +4,21 @@
 //! - `SoftThreshold`: `sign(x) · max(|x| − λ, 0)`, the proximal step of an
 //!   L1 penalty (PyTorch's `softshrink`), with the convention for its kinks
 //!   (gradient 0 at `|x| = λ`);
-//! - `SwishBeta`: `x · σ(β x)` with a learnable `β`, two inputs.
+//! - `SwishBeta`: `x · σ(β x)` with a learnable `β`, two inputs;
+//! - `HardSwish`: PyTorch's `nn.Hardswish`, as a layer of a derived model
+//!   (`nn::Custom<HardSwish>`, a field like `nn::ReLU`).
 //!
-//! The example checks both gradients against finite differences
-//! (`gradcheck`), then learns `β` for a small regression. Its tests
-//! (`cargo test -p ember-core --example custom_op`) are property tests of
-//! the same gradients over random inputs.
+//! The example checks the gradients against finite differences
+//! (`gradcheck`), learns `β` for a small regression, and trains a model
+//! with the hard swish as its activation in the memory `nn::train_budget`
+//! computes for it. Its tests (`cargo test -p ember-core --example
+//! custom_op`) are property tests of the same gradients over random inputs.
 //!
 //! Run: `cargo run -p ember-core --example custom_op`
 
 use ember_core::gradcheck::{check, GradCheck, GradCheckError};
-use ember_core::nn::{Optimizer, Rule};
+use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
+use ember_core::nn::{self, Build, ConstOp, Custom, Forward, Linear, Module, Optimizer, Rule};
 use ember_core::ops::custom::CustomOp;
 use ember_core::prelude::*;
 
@@ -111,6 +115,70 @@ impl CustomOp for SwishBeta {
     }
 }
 
+/// `x · min(max(x + 3, 0), 6) / 6` (PyTorch's `nn.Hardswish`). Its
+/// gradient is PyTorch's: 0 below -3, 1 above 3, and `(2x + 3) / 6` from
+/// -3 to 3, both kinks included.
+pub struct HardSwish;
+
+impl CustomOp for HardSwish {
+    fn name(&self) -> &'static str {
+        "HardSwishBackward"
+    }
+
+    fn forward(&self, inputs: &[&[f32]], y: &mut [f32]) -> Result<()> {
+        for (y, &x) in y.iter_mut().zip(inputs[0]) {
+            *y = x * (x + 3.0).clamp(0.0, 6.0) / 6.0;
+        }
+        Ok(())
+    }
+
+    fn backward(
+        &self,
+        _index: usize,
+        inputs: &[&[f32]],
+        _y: &[f32],
+        dy: &[f32],
+        grad: &mut [f32],
+    ) -> Result<()> {
+        for ((g, &x), &d) in grad.iter_mut().zip(inputs[0]).zip(dy) {
+            let slope = if x < -3.0 {
+                0.0
+            } else if x > 3.0 {
+                1.0
+            } else {
+                (2.0 * x + 3.0) / 6.0
+            };
+            *g += d * slope;
+        }
+        Ok(())
+    }
+}
+
+/// A unit struct's one value: what `Custom<HardSwish>` builds itself
+/// from, so that `#[derive(Module)]` can build the field. (An op with
+/// settings is given to its field instead: `#[module(init =
+/// Custom::new(&SoftThreshold { lambda: 0.1 }))]`, or a leaked one for
+/// settings known only at run time.)
+impl ConstOp for HardSwish {
+    const OP: &'static Self = &HardSwish;
+}
+
+/// A classifier with the hard swish as its activation: a field like
+/// `nn::ReLU`, printed as `HardSwish()`, counted by `nn::train_budget`.
+#[derive(Module)]
+pub struct Net {
+    hidden: Linear<2, 16>,
+    act: Custom<HardSwish>,
+    out: Linear<16, 2>,
+}
+
+impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<2>), B>> for Net {
+    type Output = Tensor<'t, (usize, Const<2>), B>;
+    fn forward(&self, x: Tensor<'t, (usize, Const<2>), B>) -> Self::Output {
+        self.out.forward(self.act.forward(self.hidden.forward(x)))
+    }
+}
+
 /// The gradients of `Σ w · (op(x) + op(x))` with respect to `x` (and `β`),
 /// against finite differences. The op is used twice on the same input so
 /// that a backward that overwrote the input's gradient instead of adding to
@@ -139,7 +207,51 @@ pub fn gradients_match(
         let y = x.custom2(b, &SwishBeta, (n,)) + x.custom2(b, &SwishBeta, (n,));
         (y * w).sum()
     })?;
+    // The hard swish's kinks are at ±3: the points are kept inside.
+    let inside: Vec<f32> = xs.iter().map(|x| x.clamp(-2.5, 2.5)).collect();
+    let x = mem.param_shaped((n,), &inside)?;
+    check(&mut mem, &[x.into()], &cfg, |g| {
+        let (x, w) = (g.param(&x), g.from_slice((n,), weights));
+        ((x.custom(&HardSwish) + x.custom(&HardSwish)) * w).sum()
+    })?;
     Ok(())
+}
+
+/// Trains `Net` to tell two noisy concentric circles apart, in an arena of exactly
+/// `nn::train_budget`'s floats and a graph of exactly its nodes; the
+/// first and last losses.
+pub fn train_net() -> Result<(f32, f32)> {
+    const BATCH: usize = 64;
+    const BUDGET: nn::TrainBudget =
+        nn::train_budget::<Net>(BATCH, Loss::CrossEntropy, Rule::adam());
+    let mut buf = vec![0.0f32; BUDGET.floats];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let net = Net::build(&mut mem, &mut Rng::new(1))?;
+    let mut opt: Optimizer = Optimizer::new(&mut mem, &net, Rule::adam(), 0.05)?;
+    let mut rng = Rng::new(2);
+    let mut xs = Vec::with_capacity(2 * BATCH);
+    let mut ys = Vec::with_capacity(BATCH);
+    for i in 0..BATCH {
+        let (class, t) = (i % 2, rng.uniform_in(0.0, 2.0 * core::f32::consts::PI));
+        let r = if class == 0 { 0.5 } else { 1.0 } + rng.uniform_in(-0.1, 0.1);
+        xs.extend([r * t.cos(), r * t.sin()]);
+        ys.push(class);
+    }
+    let (mut first, mut last) = (None, 0.0);
+    for _ in 0..200 {
+        opt.zero_grad(&mut mem)?;
+        {
+            let g = Graph::<Cpu, { BUDGET.nodes }>::with_capacity(&mut mem);
+            let x = g.from_slice((BATCH, Const::<2>), &xs);
+            let l = cross_entropy(net.forward(x), &ys, Reduction::Mean);
+            l.backward()?;
+            last = l.item()?;
+            first.get_or_insert(last);
+        }
+        opt.step(&mut mem)?;
+    }
+    println!("{}", nn::summary(&net));
+    Ok((first.unwrap_or(last), last))
 }
 
 fn main() -> Result<()> {
@@ -152,7 +264,7 @@ fn main() -> Result<()> {
             what: "a custom op's gradient",
         });
     }
-    println!("gradcheck: soft-threshold and swish-beta agree with finite differences");
+    println!("gradcheck: soft-threshold, swish-beta and hard swish agree with finite differences");
 
     // The graph borrows an op for `'static` (it allocates nothing): a
     // constant op, as here, is one as written; `gradients_match` leaks one
@@ -199,6 +311,16 @@ fn main() -> Result<()> {
     if (learned - 2.0).abs() > 0.05 {
         return Err(Error::InvalidArgument {
             what: "beta did not reach 2",
+        });
+    }
+
+    // The hard swish as a model's activation, trained in the memory its
+    // type says it needs.
+    let (first, last) = train_net()?;
+    println!("two circles with a hard-swish MLP: loss {first:.3} -> {last:.1e}");
+    if last > first / 10.0 {
+        return Err(Error::InvalidArgument {
+            what: "the hard-swish model did not learn",
         });
     }
     Ok(())

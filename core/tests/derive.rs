@@ -71,6 +71,45 @@ struct WithSettings {
     temperature: Option<f32>,
 }
 
+/// Layers with settings: PyTorch's `nn.Dropout(p=0.2)` and
+/// `nn.LeakyReLU(0.1)`, a layer built by an expression that uses the
+/// build's memory and generator, and a skipped field with a value.
+#[derive(Module)]
+struct Regularised {
+    hidden: Linear<10, 5>,
+    #[module(init = nn::LeakyReLU { negative_slope: 0.1 })]
+    act: nn::LeakyReLU,
+    #[module(p = 0.2)]
+    drop: Dropout,
+    #[module(init = Linear::build(mem, rng))]
+    out: Linear<5, 2>,
+    #[module(skip, init = 3)]
+    label_count: usize,
+}
+
+/// A generic field with a probability: `Build` is bounded by `BuildWithP`.
+#[derive(Module)]
+struct Generic<D> {
+    hidden: Linear<2, 2>,
+    #[module(p = 0.1)]
+    drop: D,
+}
+
+/// A probability out of range, given to the derive.
+#[derive(Module)]
+struct BadDropout {
+    hidden: Linear<2, 2>,
+    #[module(p = 1.5)]
+    drop: Dropout,
+}
+
+/// An `init` whose `Result` is an error.
+#[derive(Module)]
+struct FailingInit {
+    #[module(init = Dropout::new(-0.5, 1))]
+    drop: Dropout,
+}
+
 fn names<M: Module>(m: &M) -> Vec<String> {
     let mut v = Vec::new();
     m.named_parameters(&mut |p| v.push(format!("{} {:?}", p.name, p.dims)));
@@ -200,4 +239,86 @@ fn a_derived_model_trains() {
 /// Parameters, gradients and Adam's two moments.
 fn mem_used(m: &Mlp) -> usize {
     4 * m.param_count()
+}
+
+/// `#[module(p = 0.2)]` builds the dropout with p = 0.2: `print(model)`
+/// says so, and in training mode it zeroes a fifth of a large tensor and
+/// scales the rest by 1/0.8; in evaluation mode it passes its input through.
+#[test]
+fn field_attributes_set_how_layers_are_built() {
+    let mut buf = vec![0.0f32; 400_000];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut model = Regularised::build(&mut mem, &mut Rng::new(5)).unwrap();
+    let text = nn::summary(&model).to_string();
+    assert!(
+        text.starts_with(
+            "Regularised(\n  (hidden): Linear(in_features=10, out_features=5, bias=True)\n  (act): LeakyReLU(negative_slope=0.1)\n  (drop): Dropout(p=0.2, inplace=False)\n  (out): Linear(in_features=5, out_features=2, bias=True)\n)"
+        ),
+        "{text}"
+    );
+    assert_eq!(model.drop.p(), 0.2);
+    assert_eq!(model.label_count, 3);
+    let generic = Generic::<Dropout>::build(&mut mem, &mut Rng::new(0)).unwrap();
+    assert_eq!(generic.drop.p(), 0.1);
+    assert_eq!(
+        names(&model),
+        [
+            "hidden.weight [5, 10]",
+            "hidden.bias [5]",
+            "out.weight [2, 5]",
+            "out.bias [2]"
+        ]
+    );
+    // The expression-built layer is initialised as PyTorch's default:
+    // within ±1/√5.
+    let w: Vec<f32> = mem
+        .value(&model.out.weight)
+        .unwrap()
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    assert!(w.iter().all(|v| v.abs() <= 1.0 / 5f32.sqrt()) && w.iter().any(|v| *v != 0.0));
+
+    const N: usize = 100_000;
+    model.train();
+    let (zeros, kept_right) = {
+        let g = Graph::new(&mut mem);
+        let y = model.drop.forward(g.from_fn((N,), |_| 1.0));
+        let mut out = vec![0.0f32; N];
+        y.read(&mut out).unwrap();
+        let zeros = out.iter().filter(|v| **v == 0.0).count();
+        let kept_right = out.iter().all(|v| *v == 0.0 || (*v - 1.25).abs() < 1e-6);
+        (zeros, kept_right)
+    };
+    let fraction = zeros as f32 / N as f32;
+    assert!(
+        (fraction - 0.2).abs() < 0.01,
+        "{fraction} of the elements dropped"
+    );
+    assert!(kept_right, "the kept elements are not scaled by 1/(1 - p)");
+    model.eval();
+    let g = Graph::new(&mut mem);
+    let y = model.drop.forward(g.from_fn((N,), |_| 1.0));
+    let mut out = vec![0.0f32; N];
+    y.read(&mut out).unwrap();
+    assert!(out.iter().all(|v| *v == 1.0));
+}
+
+/// A probability out of range and an `init` that fails are errors from
+/// `build`, not panics.
+#[test]
+fn bad_field_settings_are_build_errors() {
+    let mut buf = vec![0.0f32; 1024];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    for r in [
+        BadDropout::build(&mut mem, &mut Rng::new(0)).map(|_| ()),
+        FailingInit::build(&mut mem, &mut Rng::new(0)).map(|_| ()),
+    ] {
+        let e = r.unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidArgument { what } if what.contains("dropout probability")),
+            "{e:?}"
+        );
+    }
 }

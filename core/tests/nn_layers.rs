@@ -585,3 +585,89 @@ fn runtime_mlp_matches_the_typed_model() {
     );
     assert_eq!(Mlp::train_floats_for(&[], 64, 2), None);
 }
+
+/// An `Mlp` with dropout after each hidden activation: in training mode it
+/// drops (two passes differ, a reseeded generator repeats a pass, and the
+/// gradient through a fixed mask checks), in evaluation mode it is the
+/// model without dropout; names, summary and inference layers are those of
+/// the model without it, and its memory estimate counts the masks.
+#[test]
+fn runtime_mlp_with_dropout() {
+    use ember_core::deploy::Activation;
+    use ember_core::nn::Mlp;
+    let widths = [5, 7, 7, 3];
+    let mut buf = vec![0.0f32; 8192];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let plain = Mlp::new(&mut mem, &mut Rng::new(4), &widths, Activation::Tanh).unwrap();
+    let mut dropped = Mlp::new(&mut mem, &mut Rng::new(4), &widths, Activation::Tanh)
+        .unwrap()
+        .with_dropout(0.3, 9)
+        .unwrap();
+    assert_eq!(dropped.dropout(), 0.3);
+    assert_eq!(plain.dropout(), 0.0);
+    assert_eq!(summary(&plain).to_string(), summary(&dropped).to_string());
+    let (mut a, mut b) = (vec![], vec![]);
+    plain.layers(&mut |l| a.push(l));
+    dropped.layers(&mut |l| b.push(l));
+    assert_eq!(a.len(), b.len());
+    assert_eq!(dropped.nodes(), plain.nodes() + 2 * 2);
+
+    let run = |m: &Mlp, mem: &mut Memory<'_, Cpu>| {
+        let g = Graph::new(mem);
+        let x = g.from_fn((8usize, 5usize), |i| (i as f32 * 0.37).sin() + 0.5);
+        let mut y = [0.0f32; 24];
+        m.forward(x).read(&mut y).unwrap();
+        y
+    };
+    let reference = run(&plain, &mut mem);
+    let first = run(&dropped, &mut mem);
+    let second = run(&dropped, &mut mem);
+    assert_ne!(first, reference);
+    assert_ne!(first, second, "the masks do not change between passes");
+    dropped.seed_dropout(11);
+    let again = run(&dropped, &mut mem);
+    dropped.seed_dropout(11);
+    assert_eq!(run(&dropped, &mut mem), again, "a reseeded pass differs");
+    dropped.eval();
+    assert_eq!(run(&dropped, &mut mem), reference);
+    dropped.train();
+
+    // The gradient through a fixed mask.
+    let mut params = vec![];
+    dropped.named_parameters(&mut |p| params.push(p.param));
+    check(&mut mem, &params, &GradCheck::default(), |g| {
+        dropped.seed_dropout(5);
+        let x = g.from_fn((2usize, 5usize), |i| (i as f32).cos());
+        dropped.forward(x).square().sum()
+    })
+    .unwrap();
+
+    // The memory estimate counts the masks, and a training step fits in it.
+    let need = dropped.train_floats(16, 2);
+    assert_eq!(Mlp::train_floats_with(&widths, 16, 2, true), Some(need));
+    assert_eq!(
+        Mlp::train_floats_with(&widths, 16, 2, false),
+        Some(plain.train_floats(16, 2))
+    );
+    assert!(need > plain.train_floats(16, 2));
+    let mut buf2 = vec![0.0f32; need];
+    let mut mem2 = Memory::new(&Cpu, &mut buf2[..]);
+    let m2 = Mlp::new(&mut mem2, &mut Rng::new(1), &widths, Activation::Tanh)
+        .unwrap()
+        .with_dropout(0.3, 2)
+        .unwrap();
+    let _opt: Optimizer = Optimizer::new(&mut mem2, &m2, Rule::adam(), 0.1).unwrap();
+    let g = Graph::new(&mut mem2);
+    let x = g.from_fn((16usize, 5usize), |i| i as f32);
+    loss::cross_entropy(m2.forward(x), &[0; 16], Reduction::Mean)
+        .backward()
+        .unwrap();
+    assert!(g.peak() + 4 * m2.param_count() <= need);
+    assert!(g.len() <= 1 + m2.nodes() + 4);
+
+    // A probability out of range is an error.
+    let bad = Mlp::new(&mut mem, &mut Rng::new(1), &widths, Activation::Tanh)
+        .unwrap()
+        .with_dropout(1.0, 0);
+    assert!(matches!(bad, Err(Error::InvalidArgument { .. })));
+}

@@ -11,7 +11,8 @@
 //!   `linear_relu_stack.2.bias`; tuple structs use `0`, `1`, ...), the
 //!   training mode passed to every field, and `print(model)`'s text
 //!   (`MLP(\n  (hidden): Linear(...)\n)`);
-//! - `Build`: each field built in order with its default initialisation;
+//! - `Build`: each field built in order with its default initialisation,
+//!   or as its `#[module(...)]` attribute says (below);
 //! - `Footprint`: the memory constants composed from the fields' in field
 //!   order, as for a sequence of them (computed, never written by hand).
 //!
@@ -22,13 +23,38 @@
 //! and a firmware loads it as the tuple type `ember export` writes
 //! (`model_type.rs`).
 //!
-//! A field marked `#[module(skip)]` is not a layer (a hyper-parameter, a
-//! flag): it is left out of all three, and `Build` gives it
-//! `Default::default()`.
+//! # Field attributes
+//!
+//! `#[module(...)]` on a field says how `Build` makes it. The keys:
+//!
+//! - `skip`: the field is not a layer (a hyper-parameter, a flag). It is
+//!   left out of all three impls, and `Build` gives it `Default::default()`
+//!   (or the value of `init`, when given too).
+//! - `p = EXPR`: a layer with a probability, built with it: for `Dropout`,
+//!   `#[module(p = 0.2)]` is PyTorch's `nn.Dropout(p=0.2)` (`Build` calls
+//!   `ember_core::nn::BuildWithP::build_with_p(EXPR, mem, rng)`, which
+//!   seeds the layer's masks from `rng` as the default build does). `EXPR`
+//!   is an `f32`; a value outside `[0, 1)` makes `build` return
+//!   `Error::InvalidArgument`. On a type without a probability it does not
+//!   compile, with an error that says so.
+//! - `init = EXPR`: any field, built by an expression of your own,
+//!   evaluated in `Build::build` in field order with `mem: &mut Memory<'_,
+//!   B>` and `rng: &mut Rng` in scope. `EXPR` is the field's value
+//!   (`LeakyReLU { negative_slope: 0.2 }`) or a `Result` of it whose error
+//!   converts into `ember_core::Error` (`Dropout::new(0.2, 7)`,
+//!   `Linear::build(mem, rng)`); an error is returned from `build` (the
+//!   `ember_core::nn::FieldInit` trait decides, and a value of another type
+//!   is a compile error naming both types). The field's type need not
+//!   implement `Build`.
+//!
+//! Any other key is a compile error that lists these. A field is built one
+//! way: `p` and `init` together are an error, and so is `p` on a skipped field.
+//!
+//! `ember_core::nn::FieldInit` has an example with all three.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
-use quote::quote;
+use quote::{quote, quote_spanned, ToTokens};
 use syn::{parse_macro_input, spanned::Spanned, Data, DeriveInput, Index, Member};
 
 /// Derives `Module`, `Build` and `Footprint` for a struct of
@@ -48,22 +74,72 @@ struct Field {
     name: String,
     ty: syn::Type,
     skip: bool,
+    make: Make,
 }
 
-/// Whether `attrs` hold `#[module(skip)]`; any other `#[module(...)]` is an error.
-fn skipped(attrs: &[syn::Attribute]) -> syn::Result<bool> {
+/// How `Build` makes a field.
+enum Make {
+    /// `<T as Build>::build(mem, rng)`, or `Default::default()` when skipped.
+    Default,
+    /// `#[module(p = EXPR)]`: `<T as BuildWithP>::build_with_p(EXPR, mem, rng)`.
+    P(syn::Expr),
+    /// `#[module(init = EXPR)]`: the expression, through `FieldInit`.
+    Init(syn::Expr),
+}
+
+/// The keys `#[module(...)]` takes, for the error on any other.
+const KEYS: &str = "`skip`, `p = <probability>` (Dropout) and `init = <expression>`";
+
+/// A field's `#[module(...)]` settings: whether it is skipped, and how it is built.
+fn settings(attrs: &[syn::Attribute]) -> syn::Result<(bool, Make)> {
     let mut skip = false;
+    let mut make = Make::Default;
     for a in attrs.iter().filter(|a| a.path().is_ident("module")) {
         a.parse_nested_meta(|m| {
-            if m.path.is_ident("skip") {
-                skip = true;
-                Ok(())
-            } else {
-                Err(m.error("the only `module` attribute is `#[module(skip)]`"))
+            let key = m
+                .path
+                .get_ident()
+                .map_or_else(|| m.path.to_token_stream().to_string(), |i| i.to_string());
+            match key.as_str() {
+                "skip" => {
+                    skip = true;
+                    Ok(())
+                }
+                "p" | "init" => {
+                    if !matches!(make, Make::Default) {
+                        return Err(m.error(
+                            "a field is built one way: give one of `p = ...` and `init = ...`, once",
+                        ));
+                    }
+                    let e: syn::Expr = m.value()?.parse()?;
+                    make = if key == "p" { Make::P(e) } else { Make::Init(e) };
+                    Ok(())
+                }
+                _ => Err(m.error(format!(
+                    "unknown `module` attribute `{key}`: the keys are {KEYS}"
+                ))),
             }
         })?;
     }
-    Ok(skip)
+    if let (true, Make::P(e)) = (skip, &make) {
+        return Err(syn::Error::new(
+            e.span(),
+            "`p` sets a layer's probability, and `#[module(skip)]` says the field is no layer; give a skipped field its value with `init = ...`",
+        ));
+    }
+    Ok((skip, make))
+}
+
+/// Whether `ty` mentions one of the struct's type parameters `params`.
+fn mentions(ty: &syn::Type, params: &[&syn::Ident]) -> bool {
+    fn walk(t: Tokens, params: &[&syn::Ident]) -> bool {
+        t.into_iter().any(|tt| match tt {
+            proc_macro2::TokenTree::Ident(i) => params.iter().any(|p| **p == i),
+            proc_macro2::TokenTree::Group(g) => walk(g.stream(), params),
+            _ => false,
+        })
+    }
+    walk(ty.to_token_stream(), params)
 }
 
 fn fields(input: &DeriveInput) -> syn::Result<Vec<Field>> {
@@ -81,11 +157,13 @@ fn fields(input: &DeriveInput) -> syn::Result<Vec<Field>> {
         };
         // A raw identifier (`r#type`) is named without its prefix, as Python would.
         let name = name.trim_start_matches("r#").to_string();
+        let (skip, make) = settings(&f.attrs)?;
         out.push(Field {
             member,
             name,
             ty: f.ty.clone(),
-            skip: skipped(&f.attrs)?,
+            skip,
+            make,
         });
     }
     Ok(out)
@@ -161,14 +239,32 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         }
     };
 
-    let build_where = bound(quote!(#krate::nn::Build));
+    // `Build` needs the fields built by default to be `Build`, and those
+    // built with `p` to be `BuildWithP` (bounded here only when generic:
+    // a concrete type that is not is reported at its attribute); a field
+    // built with `init` needs nothing.
+    let params: Vec<&syn::Ident> = input.generics.type_params().map(|p| &p.ident).collect();
+    let build_bounds = layers.iter().filter_map(|f| {
+        let ty = &f.ty;
+        match &f.make {
+            Make::Default => Some(quote!(#ty: #krate::nn::Build)),
+            Make::P(_) if mentions(ty, &params) => Some(quote!(#ty: #krate::nn::BuildWithP)),
+            Make::P(_) | Make::Init(_) => None,
+        }
+    });
+    let build_where = quote!(where #(#preds,)* #(#build_bounds,)*);
     let inits = all.iter().map(|f| {
         let m = &f.member;
         let ty = &f.ty;
-        if f.skip {
-            quote!(#m: ::core::default::Default::default())
-        } else {
-            quote!(#m: <#ty as #krate::nn::Build>::build(mem, rng)?)
+        match &f.make {
+            Make::Default if f.skip => quote!(#m: ::core::default::Default::default()),
+            Make::Default => quote!(#m: <#ty as #krate::nn::Build>::build(mem, rng)?),
+            Make::P(e) => quote_spanned! {e.span()=>
+                #m: <#ty as #krate::nn::BuildWithP>::build_with_p(#e, mem, rng)?
+            },
+            Make::Init(e) => quote_spanned! {e.span()=>
+                #m: #krate::nn::FieldInit::<#ty>::into_field(#e)?
+            },
         }
     });
     // (Tuple structs are built with `Self { 0: .., 1: .. }` as well.)

@@ -70,7 +70,7 @@ fn config_differences(old: &serde_json::Value, new: &serde_json::Value) -> Vec<S
     // As the command line writes them: names unquoted, an `f32` setting
     // (stored through `f64`) in its own shortest form.
     let show = |v: Option<&Value>| match v {
-        None => "absent".to_string(),
+        None => "not set".to_string(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => match n.as_f64() {
             Some(f) if n.is_f64() && f64::from(f as f32) == f => (f as f32).to_string(),

@@ -120,7 +120,7 @@ enum ArenaKind {
         floats: fn(usize, Loss, Rule) -> usize,
         loss: Loss,
     },
-    Mlp(Vec<usize>),
+    Mlp(Vec<usize>, bool),
 }
 
 /// The size of a run's training arena (parameters, gradients, optimizer
@@ -168,12 +168,18 @@ impl Arena {
 
     /// An [`Mlp`] of these widths ([`Mlp::train_floats_for`]).
     pub fn mlp(widths: &[usize]) -> Self {
+        Self::mlp_with_dropout(widths, false)
+    }
+
+    /// An [`Mlp`] of these widths, with dropout after each hidden
+    /// activation when `dropout` is true ([`Mlp::train_floats_with`]).
+    pub fn mlp_with_dropout(widths: &[usize], dropout: bool) -> Self {
         let params = widths
             .windows(2)
             .map(|p| p[0] as u128 * p[1] as u128 + p[1] as u128)
             .sum();
         Arena {
-            kind: ArenaKind::Mlp(widths.to_vec()),
+            kind: ArenaKind::Mlp(widths.to_vec(), dropout),
             params: Some(params),
         }
     }
@@ -184,7 +190,9 @@ impl Arena {
         match &self.kind {
             ArenaKind::Floats(f) => Some(*f),
             ArenaKind::Typed { floats, loss, .. } => Some(floats(batch, *loss, *rule)),
-            ArenaKind::Mlp(w) => Mlp::train_floats_for(w, batch, rule.state_planes()),
+            ArenaKind::Mlp(w, dropout) => {
+                Mlp::train_floats_with(w, batch, rule.state_planes(), *dropout)
+            }
         }
     }
 

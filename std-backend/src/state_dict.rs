@@ -66,6 +66,20 @@ pub enum StateDictError {
         /// The tensor's name.
         name: String,
     },
+    /// The file's layers are named otherwise than the model's, and do not
+    /// fit it by position and shape either (or the names given for them do
+    /// not name the file's layers).
+    #[error("{path}: the file's layers are named {}, not {} as the model's, and they do not fit the model by position either: {why}", .file.join(", "), .model.join(", "))]
+    Names {
+        /// The file.
+        path: PathBuf,
+        /// The file's layer names (the prefixes of its tensors' names).
+        file: Vec<String>,
+        /// The model's layer names.
+        model: Vec<String>,
+        /// Why they do not fit.
+        why: String,
+    },
     /// A value is NaN or infinite.
     #[error("{path}: tensor `{name}` holds NaN or infinite values")]
     NonFinite {
@@ -284,6 +298,402 @@ pub fn load_bytes<M: Module, B: Backend>(
             })?;
     }
     Ok(())
+}
+
+/// How [`load_layers`] matched a file's layers to the model's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerMatch {
+    /// By name: the file names every parameter as the model does.
+    ByName,
+    /// Under other names: each pair is (the file's layer, the model's
+    /// layer), in the model's order.
+    Mapped {
+        /// The pairs.
+        pairs: Vec<(String, String)>,
+        /// Whether the caller gave the file's names (else they were
+        /// matched by position and shape).
+        given: bool,
+    },
+}
+
+impl LayerMatch {
+    /// What to tell the user when the file's names were not the model's
+    /// (`None` when they were): `the file's layer names (fc1, fc2, head)
+    /// are not the model's (0, 2, 4); mapped by position and shape: fc1 ->
+    /// 0, fc2 -> 2, head -> 4`.
+    pub fn note(&self) -> Option<String> {
+        let LayerMatch::Mapped { pairs, given } = self else {
+            return None;
+        };
+        if pairs.iter().all(|(f, m)| f == m) {
+            return None;
+        }
+        let list = |side: fn(&(String, String)) -> &String| {
+            pairs
+                .iter()
+                .map(side)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let how = if *given {
+            "mapped as given"
+        } else {
+            "mapped by position and shape"
+        };
+        let map = pairs
+            .iter()
+            .map(|(f, m)| format!("{f} -> {m}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(format!(
+            "the file's layer names ({}) are not the model's ({}); {how}: {map}",
+            list(|p| &p.0),
+            list(|p| &p.1)
+        ))
+    }
+}
+
+/// A dense layer as a state_dict holds it: `NAME.weight` `[out, in]` and
+/// `NAME.bias` `[out]`.
+#[derive(Clone, Debug)]
+struct Dense {
+    name: String,
+    weight: Vec<usize>,
+    bias: Vec<usize>,
+}
+
+/// A dense layer of the model and where its parameters live.
+struct ModelLayer {
+    dense: Dense,
+    weight: ember_core::Span,
+    bias: ember_core::Span,
+}
+
+/// Splits `layer.weight` into (`layer`, `weight`).
+fn split_name(name: &str) -> Option<(&str, &str)> {
+    name.rsplit_once('.')
+}
+
+/// The model's parameters as dense layers in visiting order, with where
+/// each weight and bias lives; `None` unless every parameter is one of a
+/// `NAME.weight` `[out, in]`, `NAME.bias` `[out]` pair.
+fn model_layers<M: Module>(model: &M) -> Option<Vec<ModelLayer>> {
+    let mut params = Vec::new();
+    model.named_parameters(&mut |p| {
+        params.push((
+            p.name.to_string(),
+            p.dims.as_slice().to_vec(),
+            p.param.value,
+        ))
+    });
+    let mut out = Vec::new();
+    for pair in params.chunks(2) {
+        let [(w, wd, ws), (b, bd, bs)] = pair else {
+            return None;
+        };
+        let ((wl, "weight"), (bl, "bias")) = (split_name(w)?, split_name(b)?) else {
+            return None;
+        };
+        if wl != bl || wd.len() != 2 || bd.len() != 1 || wd[0] != bd[0] {
+            return None;
+        }
+        let dense = Dense {
+            name: wl.to_string(),
+            weight: wd.clone(),
+            bias: bd.clone(),
+        };
+        out.push(ModelLayer {
+            dense,
+            weight: *ws,
+            bias: *bs,
+        });
+    }
+    Some(out)
+}
+
+/// Orders names as people number layers: digit runs compare as numbers
+/// (`fc2` before `fc10`), the rest as text.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut v = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                v.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        v
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for ((da, xa), (db, xb)) in ca.iter().zip(&cb) {
+        let o = if *da && *db {
+            let (ta, tb) = (xa.trim_start_matches('0'), xb.trim_start_matches('0'));
+            ta.len().cmp(&tb.len()).then_with(|| ta.cmp(tb))
+        } else {
+            xa.cmp(xb)
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
+}
+
+/// The file's tensors as dense layers, in natural order of their names;
+/// `Err` says why they are not (a tensor that is no layer's weight or
+/// bias, a layer without one of them, shapes that do not pair).
+fn file_layers(st: &SafeTensors<'_>) -> Result<Vec<Dense>, String> {
+    /// A layer's name, weight shape and bias shape, as found so far.
+    type Found = (String, Option<Vec<usize>>, Option<Vec<usize>>);
+    let mut layers: Vec<Found> = Vec::new();
+    for name in st.names() {
+        let shape = st.tensor(name).map_err(|e| e.to_string())?.shape().to_vec();
+        let (layer, kind) = split_name(name)
+            .filter(|(_, k)| *k == "weight" || *k == "bias")
+            .ok_or_else(|| format!("tensor `{name}` is not a layer's weight or bias"))?;
+        let i = match layers.iter().position(|l| l.0 == layer) {
+            Some(i) => i,
+            None => {
+                layers.push((layer.to_string(), None, None));
+                layers.len() - 1
+            }
+        };
+        if kind == "weight" {
+            layers[i].1 = Some(shape);
+        } else {
+            layers[i].2 = Some(shape);
+        }
+    }
+    layers.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    layers
+        .into_iter()
+        .map(|(name, w, b)| match (w, b) {
+            (Some(w), Some(b)) if w.len() == 2 && b.len() == 1 && w[0] == b[0] => Ok(Dense {
+                name,
+                weight: w,
+                bias: b,
+            }),
+            (Some(w), Some(b)) => Err(format!(
+                "layer `{name}` has a weight {w:?} and a bias {b:?}, not [out, in] and [out]"
+            )),
+            (None, _) => Err(format!("layer `{name}` has no weight")),
+            (_, None) => Err(format!("layer `{name}` has no bias")),
+        })
+        .collect()
+}
+
+/// Reads a state_dict from safetensors `bytes` into `model`'s parameters,
+/// by name when the file names them as the model does, and otherwise by
+/// position, layer by layer: for a model of dense layers (an
+/// [`Mlp`](ember_core::nn::Mlp), a derived struct of `Linear`s) and a file
+/// of `NAME.weight` `[out, in]` and `NAME.bias` `[out]` pairs under other
+/// names (a PyTorch class's `fc1`, `fc2`, `head`).
+///
+/// `names`, when given, are the file's layers in the model's order
+/// (`["fc1", "fc2", "head"]`); each must be in the file with the shapes of
+/// the model's layer at its position, and the file must hold nothing else.
+///
+/// Without `names`, each of the model's layers in order takes the first
+/// of the file's remaining layers with its weight's and bias's shapes, the
+/// file's layers taken in the natural order of their names (digit runs as
+/// numbers: `fc2` before `fc10`). The file's own order cannot be used: a
+/// safetensors file stores its tensors sorted by data type and name, not
+/// in the state_dict's order (the `safetensors` crate's `serialize` sorts
+/// them, and PyTorch's `save_file` calls it), so the order of the names is
+/// all there is; shapes settle it but between layers of the same shape.
+/// Layers whose names differ from the model's and that do not fit it this
+/// way are a [`StateDictError::Names`] that lists the file's layer names;
+/// a file that uses the model's names is read strictly, as [`load_bytes`]
+/// reads it.
+///
+/// The result says how the layers were matched; [`LayerMatch::note`] is
+/// the text to show the user when the names were not the model's.
+pub fn load_layers<M: Module, B: Backend>(
+    path: &Path,
+    bytes: &[u8],
+    model: &M,
+    mem: &mut Memory<'_, B>,
+    names: Option<&[String]>,
+) -> Result<LayerMatch, StateDictError> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| StateDictError::Parse {
+        path: path.into(),
+        msg: e.to_string(),
+    })?;
+    let mut wanted = Vec::new();
+    model.named_parameters(&mut |p| wanted.push(p.name.to_string()));
+    let by_name = wanted.iter().all(|n| st.tensor(n).is_ok());
+    if names.is_none() && by_name {
+        return load_bytes(path, bytes, model, mem, "").map(|()| LayerMatch::ByName);
+    }
+    // Without a dense layout on either side there is nothing to map: the
+    // strict reader's error (the first missing tensor) says it best.
+    macro_rules! strict {
+        () => {
+            load_bytes(path, bytes, model, mem, "").map(|()| LayerMatch::ByName)
+        };
+    }
+    let Some(ours) = model_layers(model) else {
+        return strict!();
+    };
+    let model_names: Vec<String> = ours.iter().map(|l| l.dense.name.clone()).collect();
+    let names_error = |file: Vec<String>, why: String| StateDictError::Names {
+        path: path.into(),
+        file,
+        model: model_names.clone(),
+        why,
+    };
+    let pairs: Vec<(Dense, &ModelLayer)> = match names {
+        Some(given) => {
+            if given.len() != ours.len() {
+                return Err(names_error(
+                    given.to_vec(),
+                    format!(
+                        "{} names given for the model's {} layers",
+                        given.len(),
+                        ours.len()
+                    ),
+                ));
+            }
+            let mut pairs = Vec::new();
+            for (g, o) in given.iter().zip(&ours) {
+                let mut layer = Dense {
+                    name: g.clone(),
+                    weight: Vec::new(),
+                    bias: Vec::new(),
+                };
+                for (kind, out, expected) in [
+                    ("weight", &mut layer.weight, &o.dense.weight),
+                    ("bias", &mut layer.bias, &o.dense.bias),
+                ] {
+                    let name = format!("{g}.{kind}");
+                    let view = st.tensor(&name).map_err(|_| StateDictError::Missing {
+                        path: path.into(),
+                        name: name.clone(),
+                    })?;
+                    if view.shape() != expected.as_slice() {
+                        return Err(StateDictError::Shape {
+                            path: path.into(),
+                            name,
+                            expected: expected.clone(),
+                            found: view.shape().to_vec(),
+                        });
+                    }
+                    *out = view.shape().to_vec();
+                }
+                pairs.push((layer, o));
+            }
+            pairs
+        }
+        None => {
+            let theirs = match file_layers(&st) {
+                Ok(t) => t,
+                // Tensors that are not dense layers: a naming difference
+                // only when some are not the model's names.
+                Err(why) => {
+                    let file = file_layer_names(&st);
+                    if file.iter().all(|f| model_names.contains(f)) {
+                        return strict!();
+                    }
+                    return Err(names_error(file, why));
+                }
+            };
+            let file: Vec<String> = theirs.iter().map(|l| l.name.clone()).collect();
+            // The file's layers are the model's, some missing or extra: a
+            // different architecture, which the strict reader names.
+            if file.iter().all(|f| model_names.contains(f)) {
+                return strict!();
+            }
+            if theirs.len() != ours.len() {
+                return Err(names_error(
+                    file,
+                    format!(
+                        "the file has {} layers, the model {}",
+                        theirs.len(),
+                        ours.len()
+                    ),
+                ));
+            }
+            let mut left: Vec<Option<Dense>> = theirs.into_iter().map(Some).collect();
+            let mut pairs = Vec::new();
+            for o in &ours {
+                let found = left.iter_mut().find(|l| {
+                    l.as_ref()
+                        .is_some_and(|l| l.weight == o.dense.weight && l.bias == o.dense.bias)
+                });
+                match found.and_then(Option::take) {
+                    Some(l) => pairs.push((l, o)),
+                    None => {
+                        return Err(names_error(
+                            file,
+                            format!(
+                                "no layer of the file has the shapes of the model's `{}` (weight {:?}, bias {:?})",
+                                o.dense.name, o.dense.weight, o.dense.bias
+                            ),
+                        ))
+                    }
+                }
+            }
+            pairs
+        }
+    };
+    // Nothing else may be in the file.
+    let taken: Vec<String> = pairs
+        .iter()
+        .flat_map(|(l, _)| [format!("{}.weight", l.name), format!("{}.bias", l.name)])
+        .collect();
+    let mut rest: Vec<&str> = st
+        .names()
+        .into_iter()
+        .filter(|n| !taken.iter().any(|t| t == n))
+        .collect();
+    rest.sort_by(|a, b| natural_cmp(a, b));
+    if let Some(extra) = rest.first() {
+        return Err(StateDictError::Unexpected {
+            path: path.into(),
+            name: extra.to_string(),
+        });
+    }
+    let mut staged = Vec::new();
+    for (l, o) in &pairs {
+        for (kind, span) in [("weight", o.weight), ("bias", o.bias)] {
+            let name = format!("{}.{kind}", l.name);
+            let view = st.tensor(&name).map_err(|_| StateDictError::Missing {
+                path: path.into(),
+                name: name.clone(),
+            })?;
+            staged.push((span, to_f32(path, &name, &view)?));
+        }
+    }
+    for (span, data) in staged {
+        mem.write(span, &data)
+            .map_err(|source| StateDictError::Memory {
+                path: path.into(),
+                source: Box::new(source),
+            })?;
+    }
+    Ok(LayerMatch::Mapped {
+        pairs: pairs
+            .into_iter()
+            .map(|(l, o)| (l.name, o.dense.name.clone()))
+            .collect(),
+        given: names.is_some(),
+    })
+}
+
+/// The file's layer names (each tensor's name up to its last dot, or the
+/// whole name), once each, in natural order.
+fn file_layer_names(st: &SafeTensors<'_>) -> Vec<String> {
+    let mut v: Vec<String> = st
+        .names()
+        .into_iter()
+        .map(|n| split_name(n).map_or(n, |(l, _)| l).to_string())
+        .collect();
+    v.sort_by(|a, b| natural_cmp(a, b));
+    v.dedup();
+    v
 }
 
 /// Reads a state_dict file into `model`'s parameters (PyTorch's

@@ -87,6 +87,15 @@ pub struct TrainConfig {
     pub patience: Option<usize>,
     /// Clip gradients to this global norm.
     pub clip: Option<f32>,
+    /// Dropout probability after each hidden activation, in training only
+    /// (0: none). Recorded only when not 0, so that checkpoints of runs
+    /// from before the setting existed resume unchanged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropout: f32,
+}
+
+fn is_zero(p: &f32) -> bool {
+    *p == 0.0
 }
 
 impl Default for TrainConfig {
@@ -109,6 +118,7 @@ impl Default for TrainConfig {
             val_fraction: 0.1,
             patience: None,
             clip: None,
+            dropout: 0.0,
         }
     }
 }
@@ -142,6 +152,11 @@ impl TrainConfig {
         )
     }
 
+    /// The training arena of the run's MLP (with its dropout's masks).
+    pub fn arena(&self) -> Arena {
+        Arena::mlp_with_dropout(&self.widths, self.dropout > 0.0)
+    }
+
     /// The widths as `784-256-10`.
     pub fn layers(&self) -> String {
         self.widths
@@ -152,7 +167,7 @@ impl TrainConfig {
     }
 
     /// Checks every setting (widths, batch, epochs, learning rate,
-    /// validation fraction, clipping) without
+    /// validation fraction, clipping, dropout) without
     /// touching any data: a run calls it before it loads anything.
     pub fn validate(&self) -> Result<(), TrainError> {
         if self.widths.len() < 2 || self.widths.contains(&0) {
@@ -165,6 +180,12 @@ impl TrainConfig {
             return Err(TrainError::Config(
                 "the validation fraction must be in [0, 0.9)".into(),
             ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(TrainError::Config(format!(
+                "the dropout probability must be in [0, 1), got {}",
+                self.dropout
+            )));
         }
         Ok(())
     }
@@ -184,7 +205,8 @@ pub fn available_memory() -> Option<u64> {
 /// too large for the machine is a [`TrainError::Memory`] saying how much it
 /// needs and how much there is, not an abort.
 pub fn check_memory(cfg: &TrainConfig) -> Result<usize, TrainError> {
-    Arena::mlp(&cfg.widths).check(cfg.batch, &cfg.rule(), Some(&cfg.layers()))
+    cfg.arena()
+        .check(cfg.batch, &cfg.rule(), Some(&cfg.layers()))
 }
 
 /// One epoch's figures.
@@ -291,7 +313,7 @@ pub fn train<D: Device>(
             train_set.num_classes()
         )));
     }
-    let learner = Learner::new(cfg.rule(), cfg.lr, Arena::mlp(&cfg.widths))
+    let learner = Learner::new(cfg.rule(), cfg.lr, cfg.arena())
         .schedule(cfg.schedule())
         .epochs(cfg.epochs)
         .batch(cfg.batch)
@@ -304,10 +326,11 @@ pub fn train<D: Device>(
         .mlp_architecture(&cfg.widths, cfg.activation)
         .record_config(serde_json::to_value(cfg).unwrap_or_default());
     let (widths, act) = (&cfg.widths, cfg.activation.activation());
+    let (dropout, seed) = (cfg.dropout, cfg.seed);
     learner.fit(
         device,
         |mem, rng| -> Result<Mlp, TrainError> {
-            let model = Mlp::new(mem, rng, widths, act)?;
+            let model = Mlp::new(mem, rng, widths, act)?.with_dropout(dropout, seed)?;
             if model.nodes() + 16 > ember_core::DEFAULT_NODES {
                 return Err(TrainError::Config(
                     "too many layers for the graph's node table".into(),
@@ -316,6 +339,10 @@ pub fn train<D: Device>(
             Ok(model)
         },
         |model: &Mlp, g, batch| {
+            // The masks come from the run's seed and the batch's samples
+            // (which the loader's restored state reproduces), so that a
+            // resumed run draws the masks an uninterrupted one would.
+            model.seed_dropout(batch_seed(seed, batch));
             let x = g.from_slice((batch.len(), in_features), &batch.features);
             let logits = model.forward(x);
             let loss = cross_entropy(logits, &batch.labels, Reduction::Mean);
@@ -325,6 +352,19 @@ pub fn train<D: Device>(
         val_set,
         progress,
     )
+}
+
+/// A seed for a training step's dropout masks: the run's `seed` mixed
+/// with the batch's number and its samples' indices (SplitMix64 steps).
+fn batch_seed(seed: u64, batch: &crate::data::MiniBatch) -> u64 {
+    let mix = |h: u64, v: u64| {
+        let mut z = (h ^ v).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let h = mix(seed ^ 0xD80D_0D80, batch.index as u64);
+    batch.indices.iter().fold(h, |h, &i| mix(h, i as u64))
 }
 
 /// Writes named parameters into `model`'s memory: every parameter of the

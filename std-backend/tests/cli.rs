@@ -314,6 +314,14 @@ fn bad_arguments_fail_fast_with_one_line() {
         (&["--activation", "swish"], "unknown activation `swish`"),
         (&["--layers", "784-0-10"], "layer sizes must look like"),
         (&["--val-fraction", "0.95"], "validation fraction"),
+        (
+            &["--dropout", "1"],
+            "the dropout probability must be in [0, 1), got 1",
+        ),
+        (
+            &["--dropout=-0.1"],
+            "the dropout probability must be in [0, 1), got -0.1",
+        ),
         (&["--device", "tpu"], "unknown device `tpu`"),
         (&["--eval-test"], "--eval-test needs --val-fraction 0"),
         (&["--limit", "0"], "--limit must be positive"),
@@ -375,6 +383,14 @@ fn settings_that_contradict_the_file_are_refused() {
         "a refused resume wrote"
     );
 
+    // Dropout is a setting of the run too.
+    let (ok, text) = train("2", &["--resume", ckpt_s, "--dropout", "0.2"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("other settings (dropout: not set in the checkpoint, 0.2 now)"),
+        "{text}"
+    );
+
     // Only the epoch count changes: the run goes on to epoch 3.
     let (ok, text) = train("3", &["--resume", ckpt_s]);
     assert!(ok, "{text}");
@@ -413,4 +429,216 @@ fn settings_that_contradict_the_file_are_refused() {
     assert!(ok, "{text}");
     let (ok, text) = import(&[]);
     assert!(ok, "{text}");
+}
+
+/// `--dropout P` trains with dropout after each hidden activation, says so,
+/// records it (a resume with another dropout is refused, one with the same
+/// goes on), and exports the same inference model as any run: dropout is
+/// the identity at inference.
+#[test]
+fn dropout_trains_is_recorded_and_exports_the_plain_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let ckpt = run.join("checkpoint.safetensors");
+    let train = |epochs: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--layers",
+            "784-16-16-10",
+            "--epochs",
+            epochs,
+            "--limit",
+            "300",
+            "--data",
+            SUBSET,
+            "--out",
+            run.to_str().unwrap(),
+            "--threads",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        ember(&args)
+    };
+    let (ok, text) = train("2", &["--dropout", "0.25", "--stop-after", "1"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("(relu activation, dropout 0.25)"), "{text}");
+    let (ok, text) = train(
+        "2",
+        &["--dropout", "0.5", "--resume", ckpt.to_str().unwrap()],
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("other settings (dropout: 0.25 in the checkpoint, 0.5 now)"),
+        "{text}"
+    );
+    let (ok, text) = train("2", &["--resume", ckpt.to_str().unwrap()]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("(dropout: 0.25 in the checkpoint, not set now)"),
+        "{text}"
+    );
+    let (ok, text) = train(
+        "2",
+        &["--dropout", "0.25", "--resume", ckpt.to_str().unwrap()],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("epoch   2"), "{text}");
+    // The exported model is the plain MLP: its type has no dropout, and it
+    // evaluates.
+    let (ok, text) = ember(&[
+        "export",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        dir.path().join("exp").to_str().unwrap(),
+        "--data",
+        SUBSET,
+    ]);
+    assert!(ok && text.contains("test accuracy"), "{text}");
+    let net = std::fs::read_to_string(dir.path().join("exp/model_type.rs")).unwrap();
+    assert!(
+        net.contains(
+            "pub type Net = (Linear<784, 16>, ReLU, Linear<16, 16>, ReLU, Linear<16, 10>);"
+        ),
+        "{net}"
+    );
+}
+
+/// A PyTorch class's state_dict, its layers named `fc1`, `fc2`, `head`
+/// instead of `0`, `2`, `4`: `eval`, `predict` and `import` map them by
+/// position and say so on stderr, with the results of the same weights
+/// under Ember's names; `--names` gives the order explicitly; names that
+/// differ with shapes that do not fit are refused as such, not as "a
+/// different architecture".
+#[test]
+fn pytorch_layer_names_map_by_position() {
+    use ember_std::state_dict::{to_bytes, NamedTensor};
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ember_core::Rng::new(3);
+    let mut state = Vec::new();
+    for (name, out, inp) in [("fc1", 32, 784), ("fc2", 16, 32), ("head", 10, 16)] {
+        let bound = 1.0 / (inp as f32).sqrt();
+        for (kind, shape) in [("weight", vec![out, inp]), ("bias", vec![out])] {
+            state.push(NamedTensor {
+                name: format!("{name}.{kind}"),
+                data: (0..shape.iter().product::<usize>())
+                    .map(|_| rng.uniform_in(-bound, bound))
+                    .collect(),
+                shape,
+            });
+        }
+    }
+    let torch = dir.path().join("torch.safetensors");
+    std::fs::write(&torch, to_bytes(&state, None).unwrap()).unwrap();
+    let mut ours = state.clone();
+    for (t, name) in ours.iter_mut().zip(["0", "0", "2", "2", "4", "4"]) {
+        t.name = t.name.replace(t.name.split('.').next().unwrap(), name);
+    }
+    let ember_named = dir.path().join("ember.safetensors");
+    std::fs::write(&ember_named, to_bytes(&ours, None).unwrap()).unwrap();
+    let (torch_s, ember_s) = (torch.to_str().unwrap(), ember_named.to_str().unwrap());
+
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let note = "note: the file's layer names (fc1, fc2, head) are not the model's (0, 2, 4); mapped by position and shape: fc1 -> 0, fc2 -> 2, head -> 4";
+    let layers = ["--layers", "784-32-16-10", "--data", SUBSET];
+    let (ok, reference, err) = run(&[&["eval", "--model", ember_s][..], &layers].concat());
+    assert!(ok && !err.contains("note:"), "{err}");
+    let (ok, report, err) = run(&[&["eval", "--model", torch_s][..], &layers].concat());
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&note.replace("note: ", &format!("note: {torch_s}: "))),
+        "{err}"
+    );
+    assert_eq!(report, reference);
+    let (ok, top3, err) = run(&[
+        &["predict", "--model", torch_s, "--index", "5"][..],
+        &layers,
+    ]
+    .concat());
+    assert!(ok && err.contains("mapped by position"), "{err}");
+    let (_, want, _) = run(&[
+        &["predict", "--model", ember_s, "--index", "5"][..],
+        &layers,
+    ]
+    .concat());
+    assert_eq!(top3, want);
+
+    let import = |file: &str, out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "import",
+            "--safetensors",
+            file,
+            "--layers",
+            "784-32-16-10",
+            "--out",
+            out.to_str().unwrap(),
+            "--data",
+            SUBSET,
+        ];
+        args.extend_from_slice(extra);
+        let r = run(&args);
+        (r, out.join("model.emb"))
+    };
+    let ((ok, _, err), torch_emb) = import(torch_s, "imp-torch", &[]);
+    assert!(ok && err.contains("mapped by position"), "{err}");
+    let ((ok, _, err), ember_emb) = import(ember_s, "imp-ember", &[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read(torch_emb).unwrap(),
+        std::fs::read(&ember_emb).unwrap()
+    );
+    // The order given: the right one works and says so; a wrong one is a
+    // shape error naming the tensor.
+    let ((ok, _, err), _) = import(torch_s, "imp-names", &["--names", "fc1,fc2,head"]);
+    assert!(ok && err.contains("mapped as given: fc1 -> 0"), "{err}");
+    let ((ok, _, err), _) = import(torch_s, "imp-bad", &["--names", "head,fc1,fc2"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("tensor `head.weight` has shape [10, 16], the model expects [32, 784]"),
+        "{err}"
+    );
+    // --names is for a state_dict only.
+    let (ok, _, err) = run(&[
+        "eval",
+        "--model",
+        ember_emb.to_str().unwrap(),
+        "--names",
+        "fc1,fc2,head",
+        "--data",
+        SUBSET,
+    ]);
+    assert!(
+        !ok && err.contains("--names is for a safetensors state_dict"),
+        "{err}"
+    );
+
+    // Names that differ and shapes that do not fit: the names are the news.
+    let (ok, _, err) = run(&[
+        "eval",
+        "--model",
+        torch_s,
+        "--layers",
+        "784-64-10",
+        "--data",
+        SUBSET,
+    ]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("the file's layers are named fc1, fc2, head, not 0, 2 as the model's")
+            && err.contains("--names")
+            && !err.contains("different architecture"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

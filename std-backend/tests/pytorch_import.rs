@@ -240,3 +240,202 @@ impl<S: ember_core::Shape> GradVec for ember_core::Tensor<'_, S, Cpu> {
         v
     }
 }
+
+/// Tensors named `{layer}.weight` and `{layer}.bias` with these shapes;
+/// each layer's values start at its own offset, so that which file layer
+/// went where shows in the model.
+fn layers(spec: &[(&str, usize, usize)]) -> Vec<ember_std::state_dict::NamedTensor> {
+    spec.iter()
+        .enumerate()
+        .flat_map(|(k, &(name, out, inp))| {
+            let base = 100.0 * (k + 1) as f32;
+            [
+                ember_std::state_dict::NamedTensor {
+                    name: format!("{name}.weight"),
+                    shape: vec![out, inp],
+                    data: (0..out * inp).map(|i| base + i as f32 / 1000.0).collect(),
+                },
+                ember_std::state_dict::NamedTensor {
+                    name: format!("{name}.bias"),
+                    shape: vec![out],
+                    data: (0..out).map(|i| -base - i as f32).collect(),
+                },
+            ]
+        })
+        .collect()
+}
+
+/// Loads `spec` into an `Mlp` of `widths` with `load_layers`; on success,
+/// each model layer's first weight, so the caller sees which file layer it got.
+fn load_spec(
+    widths: &[usize],
+    spec: &[(&str, usize, usize)],
+    names: Option<&[&str]>,
+) -> Result<(ember_std::state_dict::LayerMatch, Vec<f32>), ember_std::state_dict::StateDictError> {
+    use ember_std::state_dict::{load_layers, to_bytes};
+    let bytes = to_bytes(&layers(spec), None).unwrap();
+    let mut buf = vec![0.0f32; 4096];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let model = Mlp::new(&mut mem, &mut Rng::new(0), widths, Activation::Relu).unwrap();
+    let names: Option<Vec<String>> = names.map(|n| n.iter().map(|s| s.to_string()).collect());
+    let m = load_layers(
+        Path::new("torch.safetensors"),
+        &bytes,
+        &model,
+        &mut mem,
+        names.as_deref(),
+    )?;
+    let firsts = model
+        .linears()
+        .iter()
+        .map(|l| {
+            let mut w = vec![0.0f32; l.weight.value.len];
+            mem.read(l.weight.value, &mut w).unwrap();
+            w[0]
+        })
+        .collect();
+    Ok((m, firsts))
+}
+
+/// A PyTorch class's state_dict (`fc1`, `fc2`, `head`) loads into the
+/// `Mlp` of the same widths by position, and says how; the model's own
+/// names load by name, with nothing to say.
+#[test]
+fn other_layer_names_map_by_position_and_shape() {
+    use ember_std::state_dict::LayerMatch;
+    let (m, firsts) = load_spec(
+        &[8, 6, 4, 3],
+        &[("fc1", 6, 8), ("fc2", 4, 6), ("head", 3, 4)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(firsts, [100.0, 200.0, 300.0]);
+    assert_eq!(
+        m.note().unwrap(),
+        "the file's layer names (fc1, fc2, head) are not the model's (0, 2, 4); mapped by position and shape: fc1 -> 0, fc2 -> 2, head -> 4"
+    );
+    let (m, _) = load_spec(&[8, 6, 3], &[("0", 6, 8), ("2", 3, 6)], None).unwrap();
+    assert_eq!(m, LayerMatch::ByName);
+    assert_eq!(m.note(), None);
+
+    // Digit runs order as numbers (`l2` before `l10`; as text `l10` would
+    // come first), and between same-shaped layers that order decides.
+    let (_, firsts) = load_spec(
+        &[4, 6, 6, 6, 3],
+        &[("l1", 6, 4), ("l10", 6, 6), ("l2", 6, 6), ("l11", 3, 6)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(firsts, [100.0, 300.0, 200.0, 400.0]);
+    // Shapes decide where names would put the layers in the wrong order.
+    let (m, firsts) =
+        load_spec(&[4, 6, 3], &[("encoder", 6, 4), ("classifier", 3, 6)], None).unwrap();
+    assert_eq!(firsts, [100.0, 200.0]);
+    assert!(m.note().unwrap().ends_with("encoder -> 0, classifier -> 2"));
+
+    // Names given: in that order, whatever the names' order.
+    let (m, firsts) =
+        load_spec(&[6, 6, 6], &[("a", 6, 6), ("b", 6, 6)], Some(&["b", "a"])).unwrap();
+    assert_eq!(firsts, [200.0, 100.0]);
+    assert!(m
+        .note()
+        .unwrap()
+        .contains("mapped as given: b -> 0, a -> 2"));
+    let (_, firsts) = load_spec(&[6, 6, 6], &[("a", 6, 6), ("b", 6, 6)], None).unwrap();
+    assert_eq!(firsts, [100.0, 200.0]);
+}
+
+/// Names that differ and shapes that do not fit are an error that says the
+/// names differ and lists the file's; a file with the model's names and
+/// other shapes is still "a different architecture"; given names must be
+/// the file's and fit.
+#[test]
+fn layers_that_fit_neither_by_name_nor_by_position_are_refused() {
+    use ember_std::state_dict::StateDictError;
+    let e = load_spec(
+        &[8, 6, 4, 3],
+        &[("fc1", 5, 8), ("fc2", 4, 5), ("head", 3, 4)],
+        None,
+    )
+    .unwrap_err();
+    assert!(matches!(e, StateDictError::Names { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("the file's layers are named fc1, fc2, head, not 0, 2, 4 as the model's")
+            && text.contains(
+                "no layer of the file has the shapes of the model's `0` (weight [6, 8], bias [6])"
+            )
+            && !text.contains("different architecture"),
+        "{text}"
+    );
+    let e = load_spec(
+        &[8, 6, 3],
+        &[("fc1", 6, 8), ("fc2", 3, 6), ("fc3", 3, 3)],
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("the file has 3 layers, the model 2"),
+        "{e}"
+    );
+    // A tensor that is no layer's weight or bias.
+    let mut odd = layers(&[("fc1", 6, 8), ("fc2", 3, 6)]);
+    odd[1].name = "fc1.running_mean".into();
+    let bytes = ember_std::state_dict::to_bytes(&odd, None).unwrap();
+    let mut buf = vec![0.0f32; 4096];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let model = Mlp::new(&mut mem, &mut Rng::new(0), &[8, 6, 3], Activation::Relu).unwrap();
+    let e = ember_std::state_dict::load_layers(Path::new("t"), &bytes, &model, &mut mem, None)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("tensor `fc1.running_mean` is not a layer's weight or bias"),
+        "{e}"
+    );
+
+    let e = load_spec(&[8, 7, 3], &[("0", 6, 8), ("2", 3, 6)], None).unwrap_err();
+    assert!(matches!(e, StateDictError::Shape { .. }), "{e}");
+    let e = load_spec(&[8, 6, 6, 3], &[("0", 6, 8), ("2", 6, 6)], None).unwrap_err();
+    assert!(
+        matches!(&e, StateDictError::Missing { name, .. } if name == "4.weight"),
+        "{e}"
+    );
+
+    let e = load_spec(
+        &[8, 6, 3],
+        &[("fc1", 6, 8), ("fc2", 3, 6)],
+        Some(&["fc1", "out"]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, StateDictError::Missing { name, .. } if name == "out.weight"),
+        "{e}"
+    );
+    let e = load_spec(
+        &[8, 6, 3],
+        &[("fc1", 6, 8), ("fc2", 3, 6)],
+        Some(&["fc2", "fc1"]),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("tensor `fc2.weight` has shape [3, 6], the model expects [6, 8]"),
+        "{e}"
+    );
+    let e = load_spec(&[8, 6, 3], &[("fc1", 6, 8), ("fc2", 3, 6)], Some(&["fc1"])).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("1 names given for the model's 2 layers"),
+        "{e}"
+    );
+    let e = load_spec(
+        &[8, 6, 3],
+        &[("fc1", 6, 8), ("fc2", 3, 6), ("extra", 2, 2)],
+        Some(&["fc1", "fc2"]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, StateDictError::Unexpected { name, .. } if name == "extra.bias"),
+        "{e}"
+    );
+}

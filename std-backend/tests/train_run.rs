@@ -55,8 +55,26 @@ fn run(cfg: &TrainConfig, ckpt: &Checkpointing) -> Result<train::TrainOutcome, T
 
 #[test]
 fn resume_is_bit_identical_to_an_uninterrupted_run() {
+    resumes_bit_identically(&config());
+}
+
+/// With dropout too: the masks of a resumed run are those of the
+/// uninterrupted one (they are drawn from the seed and the batch), and
+/// dropout changes what is learned.
+#[test]
+fn resume_with_dropout_is_bit_identical() {
+    let cfg = TrainConfig {
+        dropout: 0.3,
+        ..config()
+    };
+    let with = resumes_bit_identically(&cfg);
+    let without = run(&config(), &Checkpointing::default()).unwrap();
+    assert_ne!(with.params, without.params, "dropout changed nothing");
+}
+
+fn resumes_bit_identically(cfg: &TrainConfig) -> train::TrainOutcome {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config();
+    let cfg = cfg.clone();
     let full = run(
         &cfg,
         &Checkpointing {
@@ -97,6 +115,7 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
         full.params, resumed.params,
         "resumed parameters differ from the uninterrupted run"
     );
+    full
 }
 
 #[test]

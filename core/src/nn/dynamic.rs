@@ -2,7 +2,7 @@
 //! `--layers 784-256-128-10`): the same operations and memory as the typed
 //! layers, with `usize` dimensions checked when the graph runs.
 
-use super::{loss, Forward, Layer, LayerInput, Module, Name, ParamInfo, ParamKind};
+use super::{loss, Dropout, Forward, Layer, LayerInput, Module, Name, ParamInfo, ParamKind};
 use crate::backend::activation::Activation;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -164,10 +164,20 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
 /// A multilayer perceptron of run-time widths: `Linear, act, Linear, act, …,
 /// Linear`, with PyTorch's `Sequential` parameter names (`0.weight`,
 /// `2.weight`, …).
+///
+/// With [`with_dropout`](Self::with_dropout), a [`Dropout`] follows each
+/// hidden activation in training mode (the default, as for a PyTorch
+/// module; [`Module::eval`] turns it off). Dropout is the identity at
+/// inference, so it is not one of the model's inference layers
+/// ([`Module::layers`]), its parameter names and `print(model)`'s indices
+/// stay those of the model without it (`0`, `2`, …: what is exported, and
+/// what PyTorch's `Sequential` of the same linear layers loads), and it
+/// appears in neither.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
     layers: heapless::Vec<DynLinear, MAX_DEPTH>,
     activation: Activation,
+    dropout: Option<Dropout>,
 }
 
 impl Mlp {
@@ -190,7 +200,37 @@ impl Mlp {
                 what: "too many layers",
             })?;
         }
-        Ok(Mlp { layers, activation })
+        Ok(Mlp {
+            layers,
+            activation,
+            dropout: None,
+        })
+    }
+
+    /// This model with dropout of probability `p` after each hidden
+    /// activation, its masks drawn from a generator seeded with `seed`; a
+    /// `p` of 0 is no dropout. A `p` outside `[0, 1)` is
+    /// [`Error::InvalidArgument`].
+    pub fn with_dropout(mut self, p: f32, seed: u64) -> Result<Self> {
+        let d = Dropout::new(p, seed)?;
+        self.dropout = (p > 0.0).then_some(d);
+        Ok(self)
+    }
+
+    /// The dropout probability after each hidden activation (0: none).
+    pub fn dropout(&self) -> f32 {
+        self.dropout.as_ref().map_or(0.0, Dropout::p)
+    }
+
+    /// Reseeds the dropout masks' generator (nothing without dropout).
+    /// A training loop that must resume bit for bit reseeds it before each
+    /// step from something its checkpoint restores (the run's seed and the
+    /// batch's samples, as `ember train` does), since the generator's
+    /// state is not a parameter.
+    pub fn seed_dropout(&self, seed: u64) {
+        if let Some(d) = &self.dropout {
+            d.set_rng_state(Rng::new(seed).state());
+        }
     }
 
     /// The dense layers.
@@ -223,35 +263,59 @@ impl Mlp {
         w
     }
 
-    /// Graph nodes one forward pass records.
+    /// Graph nodes one forward pass records (in training mode, with dropout).
     pub fn nodes(&self) -> usize {
-        4 * self.layers.len()
+        let dropout = match &self.dropout {
+            Some(_) => <Dropout as super::Footprint>::NODES * self.layers.len().saturating_sub(1),
+            None => 0,
+        };
+        4 * self.layers.len() + dropout
     }
 
     /// Floats of memory a training step needs: parameters, gradients,
     /// `opt_state_planes` floats of optimizer state per parameter, the input
-    /// batch and the graph, with a cross-entropy loss (an upper bound).
+    /// batch and the graph (with the dropout's masks, if any), with a
+    /// cross-entropy loss (an upper bound).
     pub fn train_floats(&self, batch: usize, opt_state_planes: usize) -> usize {
         let widths = self.widths();
-        Self::train_floats_for(&widths, batch, opt_state_planes).unwrap_or(usize::MAX)
+        Self::train_floats_with(&widths, batch, opt_state_planes, self.dropout.is_some())
+            .unwrap_or(usize::MAX)
     }
 
-    /// [`train_floats`](Self::train_floats) of an MLP of these widths,
-    /// without building one (so that a run can be refused before any memory
-    /// is taken); `None` when the count overflows a `usize`.
+    /// [`train_floats`](Self::train_floats) of an MLP of these widths
+    /// without dropout, without building one (so that a run can be refused
+    /// before any memory is taken); `None` when the count overflows a `usize`.
     pub fn train_floats_for(
         widths: &[usize],
         batch: usize,
         opt_state_planes: usize,
     ) -> Option<usize> {
+        Self::train_floats_with(widths, batch, opt_state_planes, false)
+    }
+
+    /// [`train_floats_for`](Self::train_floats_for), with dropout after
+    /// each hidden activation when `dropout` is true (its mask, its output
+    /// and the output's gradient per hidden feature: [`Dropout`]'s
+    /// [`Footprint`](super::Footprint)).
+    pub fn train_floats_with(
+        widths: &[usize],
+        batch: usize,
+        opt_state_planes: usize,
+        dropout: bool,
+    ) -> Option<usize> {
         let (&first, &last) = (widths.first()?, widths.last()?);
         let mut params = 0usize;
         // The input, then per layer the affine map and the activation,
-        // values and gradients.
+        // values and gradients, and after a hidden layer the dropout's.
         let mut per_sample = first;
-        for w in widths.windows(2) {
+        let hidden = widths.len().saturating_sub(2);
+        for (i, w) in widths.windows(2).enumerate() {
             params = params.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)?;
             per_sample = per_sample.checked_add(w[1].checked_mul(4)?)?;
+            if dropout && i < hidden {
+                let d = <Dropout as super::Footprint>::SCRATCH_PER_FEATURE;
+                per_sample = per_sample.checked_add(w[1].checked_mul(d)?)?;
+            }
         }
         params
             .checked_mul(opt_state_planes.checked_add(2)?)?
@@ -274,6 +338,12 @@ impl Module for Mlp {
     fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>)) {
         for (i, l) in self.layers.iter().enumerate() {
             name.with(SEQ_INDEX[2 * i], |n| l.visit(n, f));
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        if let Some(d) = &mut self.dropout {
+            d.set_training(training);
         }
     }
 
@@ -320,6 +390,9 @@ impl<'t, R: Dim, B: Backend> LayerInput<Mlp> for Tensor<'t, (R, usize), B> {
                 Some(f) if i + 1 < n => h.linear_act(w, b, f),
                 _ => h.linear(w, b),
             };
+            if let (Some(d), true) = (&model.dropout, i + 1 < n) {
+                h = d.forward(h);
+            }
         }
         h
     }

@@ -38,8 +38,8 @@ mod sequential;
 pub mod summary;
 
 pub use activation::{
-    Dropout, Flatten, GELUTanh, LeakyReLU, ReLU, SiLU, Sigmoid, Softplus, Softsign, Tanh, ELU,
-    GELU, SELU,
+    ConstOp, Custom, Dropout, Flatten, GELUTanh, LeakyReLU, ReLU, SiLU, Sigmoid, Softplus,
+    Softsign, Tanh, ELU, GELU, SELU,
 };
 pub use dynamic::{DynLinear, Mlp};
 /// `#[derive(Module)]`: a struct of layers becomes a module (`Module`,
@@ -267,6 +267,75 @@ pub trait Signature {
 pub trait Build: Sized {
     /// Allocates the parameters in `mem` and initialises them as PyTorch does.
     fn build<B: Backend>(mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self>;
+}
+
+/// A layer built with a probability: what `#[module(p = 0.2)]` on a field
+/// of a derived model calls (for [`Dropout`], PyTorch's `nn.Dropout(p=0.2)`).
+/// A value out of the layer's range is an error from `build`, not a panic.
+#[diagnostic::on_unimplemented(
+    message = "`#[module(p = ...)]` sets a probability, and `{Self}` has none",
+    label = "`p` is for `Dropout` and other layers that implement `BuildWithP`",
+    note = "build any other field with `#[module(init = <expression>)]`"
+)]
+pub trait BuildWithP: Sized {
+    /// Allocates and initialises the layer as [`Build::build`] does, with probability `p`.
+    fn build_with_p<B: Backend>(p: f32, mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self>;
+}
+
+/// What `#[module(init = EXPR)]` on a field of type `T` of a derived model
+/// may give: the field's value itself, or a `Result` of it whose error
+/// converts into [`Error`](crate::Error) (an error is returned from
+/// [`Build::build`]). The expression is evaluated in `build`, in field
+/// order, with `mem` (the [`Memory`]) and `rng` (the [`Rng`]) in scope.
+///
+/// ```
+/// use ember_core::nn::{self, Build, Dropout, Forward, LeakyReLU, Linear, Module};
+/// use ember_core::prelude::*;
+///
+/// #[derive(Module)]
+/// struct Net {
+///     hidden: Linear<4, 8>,
+///     // A value: PyTorch's `nn.LeakyReLU(0.2)`.
+///     #[module(init = LeakyReLU { negative_slope: 0.2 })]
+///     act: LeakyReLU,
+///     // PyTorch's `nn.Dropout(p=0.2)`; `init = Dropout::new(0.2, 7)`
+///     // (a `Result`) would do too, with a fixed seed.
+///     #[module(p = 0.2)]
+///     drop: Dropout,
+///     out: Linear<8, 2>,
+///     // Not a layer: a setting of the model's own.
+///     #[module(skip, init = 2.0)]
+///     temperature: f32,
+/// }
+///
+/// let mut buf = [0.0f32; 256];
+/// let mut mem = Memory::new(&Cpu, &mut buf[..]);
+/// let net = Net::build(&mut mem, &mut Rng::new(0))?;
+/// assert_eq!(net.act.negative_slope, 0.2);
+/// assert_eq!(net.temperature, 2.0);
+/// assert!(nn::summary(&net).to_string().contains("(drop): Dropout(p=0.2, inplace=False)"));
+/// # Ok::<(), ember_core::Error>(())
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`#[module(init = ...)]` gives `{Self}`, but the field is `{T}`",
+    label = "expected `{T}` or a `Result` of it",
+    note = "the expression is the field's value, or a `Result` of it whose error converts into `ember_core::Error`"
+)]
+pub trait FieldInit<T> {
+    /// The field's value, or the error `build` returns.
+    fn into_field(self) -> Result<T>;
+}
+
+impl<T> FieldInit<T> for T {
+    fn into_field(self) -> Result<T> {
+        Ok(self)
+    }
+}
+
+impl<T, E: Into<crate::error::Error>> FieldInit<T> for core::result::Result<T, E> {
+    fn into_field(self) -> Result<T> {
+        self.map_err(Into::into)
+    }
 }
 
 /// Running a module on an input.

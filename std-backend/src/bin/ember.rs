@@ -52,11 +52,14 @@ enum Command {
     },
     /// Read a PyTorch state_dict (safetensors) and write it in Ember's formats.
     Import {
-        /// The safetensors file (`0.weight` [out, in], `0.bias`, ...).
+        /// The safetensors file (`0.weight` [out, in], `0.bias`, ...; other
+        /// layer names are mapped by position, see --names).
         #[arg(long)]
         safetensors: PathBuf,
         #[command(flatten)]
         arch: ArchArgs,
+        #[command(flatten)]
+        names: NamesArg,
         /// Output directory.
         #[arg(long, default_value = "runs/import")]
         out: PathBuf,
@@ -111,12 +114,24 @@ impl ArchArgs {
 }
 
 #[derive(Args, Clone)]
+struct NamesArg {
+    /// A safetensors state_dict's layer names in the model's order
+    /// (`fc1,fc2,head` for `fc1.weight`, `fc1.bias`, ...). Without it, a
+    /// file whose names are not Ember's (`0`, `2`, ...) is mapped by
+    /// position and shape, and says so.
+    #[arg(long, value_delimiter = ',')]
+    names: Option<Vec<String>>,
+}
+
+#[derive(Args, Clone)]
 struct ModelArgs {
     /// A model: .emb (f32 or int8), a checkpoint, or a safetensors state_dict (with --layers).
     #[arg(long)]
     model: PathBuf,
     #[command(flatten)]
     arch: ArchArgs,
+    #[command(flatten)]
+    names: NamesArg,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -178,6 +193,11 @@ struct TrainArgs {
     /// Clip gradients to this global norm.
     #[arg(long)]
     clip: Option<f32>,
+    /// Dropout probability after each hidden activation, in [0, 1), in
+    /// training only (the exported model has none: dropout is the identity
+    /// at inference).
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
     /// Use at most this many training samples (quick runs).
     #[arg(long)]
     limit: Option<usize>,
@@ -227,9 +247,10 @@ fn main() -> ExitCode {
         Command::Import {
             safetensors,
             arch,
+            names,
             out,
             data,
-        } => cmd_import(&safetensors, &arch, &out, &data),
+        } => cmd_import(&safetensors, &arch, &names, &out, &data),
         Command::Predict {
             model,
             image,
@@ -328,6 +349,7 @@ fn cmd_train(a: TrainArgs) -> Res {
         val_fraction: a.val_fraction,
         patience: a.patience,
         clip: a.clip,
+        dropout: a.dropout,
     };
     // Everything the arguments decide is checked before any data is read.
     cfg.validate().map_err(|e| e.to_string())?;
@@ -437,8 +459,13 @@ impl TrainRun<'_> {
         ckpt: &Checkpointing,
     ) -> Res {
         let (cfg, test) = (self.cfg, self.test);
+        let dropout = if cfg.dropout > 0.0 {
+            format!(", dropout {}", cfg.dropout)
+        } else {
+            String::new()
+        };
         eprintln!(
-            "model {} ({} activation), {} optimizer: {} training, {} validation samples",
+            "model {} ({} activation{dropout}), {} optimizer: {} training, {} validation samples",
             self.layers,
             cfg.activation,
             cfg.optimizer,
@@ -543,18 +570,30 @@ fn save_safetensors(
 fn model_bytes(m: &ModelArgs) -> Res<AlignedBytes> {
     let path = &m.model;
     let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let not_a_state_dict = || {
+        format!(
+            "{}: --names is for a safetensors state_dict, and this is an Ember model or checkpoint",
+            path.display()
+        )
+    };
     if raw.starts_with(b"EMBR") {
+        if m.names.names.is_some() {
+            return Err(not_a_state_dict());
+        }
         let b = AlignedBytes::new(&raw);
         Model::parse(b.bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
         return Ok(b);
     }
     if let Ok(c) = Checkpoint::load(path) {
+        if m.names.names.is_some() {
+            return Err(not_a_state_dict());
+        }
         let (widths, act) = mlp_of(path, &c)?;
         return f32_file(widths, act, &c.params);
     }
     // A safetensors state_dict: the architecture comes from --layers or the file's metadata.
     let (widths, act) = arch_of(path, &raw, &m.arch)?;
-    let params = read_state_dict(path, &widths, act)?;
+    let params = read_state_dict(path, &raw, &widths, act, &m.names)?;
     f32_file(&widths, act, &params)
 }
 
@@ -613,16 +652,30 @@ fn arch_of(path: &Path, raw: &[u8], arch: &ArchArgs) -> Res<(Vec<usize>, Activat
     Ok((parse_widths(layers).map_err(|e| e.to_string())?, act))
 }
 
+/// The MLP's parameters from a safetensors state_dict (`raw`, read from
+/// `path`): by name, or under other layer names mapped by position (or as
+/// `--names` lists them), which a note on stderr says.
 fn read_state_dict(
     path: &Path,
+    raw: &[u8],
     widths: &[usize],
     act: ActivationKind,
+    names: &NamesArg,
 ) -> Res<Vec<state_dict::NamedTensor>> {
     let a = act.activation();
     let mut buf = vec![0.0f32; Mlp::param_floats(widths) + 64];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let model = Mlp::new(&mut mem, &mut Rng::new(0), widths, a).map_err(|e| e.to_string())?;
-    state_dict::load(path, &model, &mut mem).map_err(|e| e.to_string())?;
+    let matched = state_dict::load_layers(path, raw, &model, &mut mem, names.names.as_deref())
+        .map_err(|e| match e {
+            state_dict::StateDictError::Names { .. } => format!(
+                "{e} (to map them anyway, list the file's layers in the model's order with --names A,B,...)"
+            ),
+            e => e.to_string(),
+        })?;
+    if let Some(note) = matched.note() {
+        eprintln!("note: {}: {note}", path.display());
+    }
     state_dict::named_tensors(&model, &mem).map_err(|e| e.to_string())
 }
 
@@ -706,10 +759,10 @@ fn cmd_export(checkpoint: &Path, out: &Path, data: &DataArgs) -> Res {
     export_all(widths, act, &c.params, out, data)
 }
 
-fn cmd_import(path: &Path, arch: &ArchArgs, out: &Path, data: &DataArgs) -> Res {
+fn cmd_import(path: &Path, arch: &ArchArgs, names: &NamesArg, out: &Path, data: &DataArgs) -> Res {
     let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let (widths, act) = arch_of(path, &raw, arch)?;
-    let params = read_state_dict(path, &widths, act)?;
+    let params = read_state_dict(path, &raw, &widths, act, names)?;
     println!("read {} tensors from {}", params.len(), path.display());
     export_all(&widths, act, &params, out, data)
 }
