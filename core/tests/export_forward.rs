@@ -7,7 +7,6 @@
 use ember_core::deploy::{self, Activation, Aligned, ExportError, Model, Probe};
 use ember_core::nn::{Build, Dropout, Flatten, Forward, Linear, Module, ParamInfo, ParamKind};
 use ember_core::nn::{Name, ReLU, Tanh};
-use ember_core::ops::custom::CustomOp;
 use ember_core::prelude::*;
 use std::cell::Cell;
 
@@ -306,39 +305,9 @@ fn flatten_and_dropout_in_evaluation_mode_export() {
 }
 
 /// Hard-swish as a custom op: the format cannot store it.
-struct HardSwish;
-
-impl CustomOp for HardSwish {
-    fn name(&self) -> &'static str {
-        "HardSwishBackward"
-    }
-    fn forward(&self, inputs: &[&[f32]], y: &mut [f32]) -> Result<()> {
-        for (y, &x) in y.iter_mut().zip(inputs[0]) {
-            *y = x * (x + 3.0).clamp(0.0, 6.0) / 6.0;
-        }
-        Ok(())
-    }
-    fn backward(
-        &self,
-        _index: usize,
-        inputs: &[&[f32]],
-        _y: &[f32],
-        dy: &[f32],
-        grad: &mut [f32],
-    ) -> Result<()> {
-        for ((g, &x), &d) in grad.iter_mut().zip(inputs[0]).zip(dy) {
-            let s = if x < -3.0 {
-                0.0
-            } else if x > 3.0 {
-                1.0
-            } else {
-                (2.0 * x + 3.0) / 6.0
-            };
-            *g += d * s;
-        }
-        Ok(())
-    }
-}
+#[path = "support/hard_swish.rs"]
+mod hard_swish;
+use hard_swish::HardSwish;
 
 type Two = (Linear<4, 4>, Linear<4, 2>);
 
