@@ -28,6 +28,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod eval;
 pub mod export;
 pub mod image;
 pub mod learner;

@@ -9,10 +9,11 @@ use ember_core::nn::{Build, Forward, Linear, Module, ReLU, Rule};
 use ember_core::prelude::*;
 use ember_std::checkpoint::{Checkpoint, CheckpointError};
 use ember_std::config::SchedulerKind;
-use ember_std::data::{MiniBatch, TensorDataset};
-use ember_std::learner::{Arena, Learner, StepOutput};
+use ember_std::data::{Dataset, MiniBatch, TensorDataset};
+use ember_std::eval::{self, Evaluation};
+use ember_std::learner::{Arena, Learner, StepOutput, Trained};
 use ember_std::schedule::Schedule;
-use ember_std::train::{Checkpointing, EpochMetrics, Quiet, TrainError, TrainOutcome};
+use ember_std::train::{Checkpointing, EpochMetrics, Progress, Quiet, TrainError, TrainOutcome};
 use ember_std::{report, Parallel};
 use std::path::Path;
 
@@ -129,6 +130,7 @@ fn fit(
     val: Option<&TensorDataset>,
 ) -> Result<TrainOutcome, TrainError> {
     l.fit(&Parallel::new(1), Net::build, step, train, val, &mut Quiet)
+        .and_then(Trained::into_outcome)
 }
 
 /// What must repeat exactly: everything but the timings.
@@ -200,11 +202,12 @@ fn a_derived_model_learns_with_its_own_loss_and_reports() {
 #[test]
 fn a_loss_without_predictions_reports_no_accuracy() {
     // The arena computed from the model's type and the loss suffices.
+    let device = Parallel::new(1);
     let out = Learner::new(Rule::sgd_momentum(0.9), 0.05, Arena::of::<Net>(Loss::Mse))
         .epochs(3)
         .batch(32)
         .fit(
-            &Parallel::new(1),
+            &device,
             Net::build,
             |net: &Net, g, b| {
                 // Regress the one-hot target.
@@ -538,4 +541,215 @@ fn a_resume_with_other_settings_is_refused_but_may_train_longer() {
     .unwrap();
     assert_eq!(longer.history.len(), 2);
     assert_eq!(Checkpoint::load(&path).unwrap().meta.epoch, 2);
+}
+
+/// Progress that keeps the test set's evaluation and the notes.
+#[derive(Default)]
+struct Keep {
+    tests: Vec<Evaluation>,
+    notes: Vec<String>,
+}
+
+impl Progress for Keep {
+    fn epoch_start(&mut self, _: usize, _: usize) {}
+    fn batch(&mut self, _: usize, _: f32, _: Option<f32>, _: f32) {}
+    fn epoch_end(&mut self, _: &EpochMetrics) {}
+    fn test_end(&mut self, e: &Evaluation) {
+        self.tests.push(e.clone());
+    }
+    fn note(&mut self, text: &str) {
+        self.notes.push(text.to_string());
+    }
+}
+
+/// The model comes back in its memory with the best epoch's parameters:
+/// evaluated again on the validation set it gives that epoch's figures bit
+/// for bit, its parameters are those of a run stopped there, it runs on a
+/// graph of one's own, and the optimizer state is freed.
+#[test]
+fn the_trained_model_comes_back_with_its_best_parameters() {
+    // The validation labels shifted: the validation loss soon rises.
+    let train = data(192, 6);
+    let (xs, ys) = train.clone().into_parts();
+    let shifted = ys.iter().map(|y| (y + 1) % CLASSES).collect();
+    let val = TensorDataset::new(xs, shifted, IN, CLASSES).unwrap();
+    let device = Parallel::new(1);
+    let l = |epochs, patience| {
+        Learner::new(Rule::adam(), 0.02, Arena::floats(40_000))
+            .epochs(epochs)
+            .batch(16)
+            .seed(3)
+            .patience(patience)
+    };
+    let mut trained = l(20, Some(2))
+        .fit(
+            &device,
+            Net::build,
+            step,
+            train.clone(),
+            Some(&val),
+            &mut Quiet,
+        )
+        .unwrap();
+    assert!(trained.stopped_early, "{:?}", trained.history);
+    let best = trained
+        .history
+        .iter()
+        .min_by(|a, b| a.val_loss.unwrap().total_cmp(&b.val_loss.unwrap()))
+        .unwrap()
+        .clone();
+    assert!(best.epoch < trained.history.len());
+
+    let again = trained.evaluate(&val, 16, step).unwrap();
+    assert_eq!(again.loss.to_bits(), best.val_loss.unwrap().to_bits());
+    assert_eq!(again.accuracy(), best.val_acc);
+    assert_eq!(again.samples, val.len());
+
+    let until_best = fit(l(best.epoch, None), train, Some(&val)).unwrap();
+    let params = trained.params().unwrap();
+    assert_eq!(params, until_best.params);
+
+    // The memory: the parameters and their gradients, nothing else (Adam's
+    // two planes of state are freed).
+    let count = trained.model().param_count();
+    assert_eq!(trained.model_floats(), 2 * count);
+    let mem = trained.memory().unwrap();
+    assert_eq!(mem.available(), 40_000 - 2 * count);
+    drop(mem);
+
+    // The model runs on a graph of one's own: the same logits as predict.
+    let predicted = trained
+        .predict(&val, 16, |net: &Net, g, b| {
+            Ok(net.forward(g.from_slice((b.len(), Const::<IN>), &b.features)))
+        })
+        .unwrap();
+    assert_eq!((predicted.len(), predicted.width), (val.len(), CLASSES));
+    let (net, mut mem) = trained.parts().unwrap();
+    let g = Graph::new(&mut mem);
+    let row = val.get(5).unwrap().features;
+    let logits = net.forward(g.from_slice((1, Const::<IN>), row));
+    assert_eq!(logits.to_vec().unwrap(), predicted.row(5).unwrap());
+    drop(g);
+    assert_eq!(
+        predicted.classes(),
+        again.classification.as_ref().unwrap().predictions
+    );
+}
+
+/// A test set is evaluated once after training, with the parameters
+/// returned: its accuracy, per-class accuracy and confusion matrix are in
+/// the result and went to the progress hook.
+#[test]
+fn a_test_set_is_evaluated_after_training() {
+    let test = data(90, 12);
+    let device = Parallel::new(1);
+    let mut keep = Keep::default();
+    let mut trained = learner(6)
+        .test_set(test.clone())
+        .fit(
+            &device,
+            Net::build,
+            step,
+            data(192, 1),
+            Some(&data(64, 2)),
+            &mut keep,
+        )
+        .unwrap();
+    let e = trained.test.clone().unwrap();
+    assert_eq!(keep.tests, [e.clone()]);
+    assert_eq!(e.samples, 90);
+    let c = e.classification.as_ref().unwrap();
+    assert!(c.accuracy > 0.6, "{e:?}");
+    // The figures agree with each other and with the labels.
+    assert_eq!(c.predictions.len(), 90);
+    assert_eq!(c.confusion.len(), CLASSES);
+    assert_eq!(c.confusion.iter().flatten().sum::<usize>(), 90);
+    assert_eq!(c.correct() as f32 / 90.0, c.accuracy);
+    for (k, acc) in c.per_class.iter().enumerate() {
+        let of_k: Vec<_> = test
+            .labels()
+            .iter()
+            .zip(&c.predictions)
+            .filter(|(y, _)| **y == k)
+            .collect();
+        let right = of_k.iter().filter(|(y, p)| y == p).count();
+        assert_eq!(*acc, Some(right as f32 / of_k.len() as f32), "class {k}");
+        assert_eq!(c.confusion[k].iter().sum::<usize>(), of_k.len());
+    }
+    let text = c.report(&[]);
+    assert!(
+        text.starts_with(&format!("accuracy: {:.4} ({}/90)", c.accuracy, c.correct())),
+        "{text}"
+    );
+    // The same as evaluating the returned model (the same batches).
+    assert_eq!(trained.evaluate(&test, 16, step).unwrap(), e);
+    // In other batches the same predictions and nearly the same loss.
+    let by_7 = trained.evaluate(&test, 7, step).unwrap();
+    assert_eq!(by_7.classification, e.classification);
+    assert!(
+        (by_7.loss - e.loss).abs() < 1e-5,
+        "{} {}",
+        by_7.loss,
+        e.loss
+    );
+    // An empty test set is refused before training.
+    let empty = TensorDataset::new(vec![], vec![], IN, CLASSES).unwrap();
+    let err = learner(1)
+        .test_set(empty)
+        .fit(&device, Net::build, step, data(32, 1), None, &mut Quiet)
+        .unwrap_err();
+    assert!(matches!(err, TrainError::Data(_)), "{err}");
+}
+
+/// A step without predictions: evaluation gives the mean loss only, and
+/// `eval::evaluate` works on a memory of one's own, saying what to change
+/// when a batch does not fit.
+#[test]
+fn a_regression_is_evaluated_by_its_loss() {
+    fn regress<'t>(
+        net: &Net,
+        g: &'t dyn Tape<Parallel>,
+        b: &MiniBatch,
+    ) -> ember_core::Result<StepOutput<'t, Parallel>> {
+        let onehot: Vec<f32> = b
+            .labels
+            .iter()
+            .flat_map(|&y| (0..CLASSES).map(move |c| f32::from(u8::from(c == y))))
+            .collect();
+        let x = g.from_slice((b.len(), Const::<IN>), &b.features);
+        let t = g.from_slice((b.len(), Const::<CLASSES>), &onehot);
+        Ok(StepOutput::loss(mse(net.forward(x), t, Reduction::Mean)))
+    }
+    let device = Parallel::new(1);
+    let test = data(40, 13);
+    let mut buf = vec![0.0f32; 8192];
+    let mut mem = Memory::new(&device, &mut buf[..]);
+    let mut net = Net::build(&mut mem, &mut Rng::new(1)).unwrap();
+    let e = eval::evaluate(&mut net, &mut mem, &test, 16, regress).unwrap();
+    assert!(e.classification.is_none() && e.accuracy().is_none());
+    assert!(e.loss > 0.0 && e.loss.is_finite(), "{e:?}");
+    // Batches of 16, 16 and 8 weighted by their sizes: the mean over samples.
+    let whole = eval::evaluate(&mut net, &mut mem, &test, 40, regress).unwrap();
+    assert!(
+        (e.loss - whole.loss).abs() < 1e-6,
+        "{} {}",
+        e.loss,
+        whole.loss
+    );
+    assert!(matches!(
+        eval::evaluate(&mut net, &mut mem, &test, 0, regress),
+        Err(TrainError::Config(_))
+    ));
+
+    // A memory with room for the parameters and little else.
+    let mut small = vec![0.0f32; 2 * net.param_count() + 64];
+    let mut mem = Memory::new(&device, &mut small[..]);
+    let mut net = Net::build(&mut mem, &mut Rng::new(1)).unwrap();
+    let err = eval::evaluate(&mut net, &mut mem, &test, 16, regress).unwrap_err();
+    assert!(matches!(err, TrainError::Memory(_)), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("evaluating a batch of 16 samples needs more than the 64 floats free"),
+        "{err}"
+    );
 }

@@ -6,6 +6,7 @@ use ember_std::checkpoint::{Checkpoint, CheckpointError};
 use ember_std::config::{ActivationKind, OptimizerKind, SchedulerKind};
 use ember_std::data::transform::{Compose, RandomRotation, RandomShift};
 use ember_std::data::{Dataset, FashionMnist, Split, TensorDataset};
+use ember_std::learner::Trained;
 use ember_std::state_dict::{self, NamedTensor};
 use ember_std::train::{self, Checkpointing, Quiet, TrainConfig, TrainError};
 use ember_std::Parallel;
@@ -51,6 +52,7 @@ fn run(cfg: &TrainConfig, ckpt: &Checkpointing) -> Result<train::TrainOutcome, T
         ckpt,
         &mut Quiet,
     )
+    .and_then(Trained::into_outcome)
 }
 
 #[test]
@@ -220,8 +222,9 @@ fn early_stopping_ends_the_run_and_keeps_the_best_parameters() {
     cfg.scheduler = SchedulerKind::None;
     cfg.augment = false;
     let (tr, val) = train::split_validation(subset(400), cfg.val_fraction);
+    let device = Parallel::new(2);
     let out = train::train(
-        &Parallel::new(2),
+        &device,
         &cfg,
         tr,
         val.as_ref(),
