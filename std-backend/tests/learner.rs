@@ -9,6 +9,7 @@ use ember_core::nn::{Build, Forward, Linear, Module, ReLU, Rule};
 use ember_core::prelude::*;
 use ember_std::checkpoint::{Checkpoint, CheckpointError};
 use ember_std::config::SchedulerKind;
+use ember_std::data::transform::Compose;
 use ember_std::data::{Dataset, MiniBatch, TensorDataset};
 use ember_std::eval::{self, Evaluation};
 use ember_std::learner::{Arena, Learner, StepOutput, Trained};
@@ -113,9 +114,13 @@ fn step<'t, B: Backend>(
 }
 
 fn learner(epochs: usize) -> Learner {
+    learner_at(Rule::adam(), 0.02, epochs)
+}
+
+fn learner_at(rule: Rule, lr: f32, epochs: usize) -> Learner {
     // The penalty records more than `Loss::CrossEntropy` counts: the arena's
     // size is given (generously) rather than computed from the type.
-    Learner::new(Rule::adam(), 0.02, Arena::floats(40_000))
+    Learner::new(rule, lr, Arena::floats(40_000))
         .epochs(epochs)
         .batch(16)
         .seed(11)
@@ -751,5 +756,217 @@ fn a_regression_is_evaluated_by_its_loss() {
         err.to_string()
             .starts_with("evaluating a batch of 16 samples needs more than the 64 floats free"),
         "{err}"
+    );
+}
+
+/// The learner records its own settings in every checkpoint: a resume with
+/// another learning rate, batch, clipping, optimizer, schedule or
+/// augmentation is refused naming each difference, without writing; one
+/// with more epochs trains on; a checkpoint from before the settings were
+/// recorded resumes with a note.
+#[test]
+fn the_learners_settings_are_recorded_and_checked_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.ckpt");
+    let ckpt = |resume: bool| Checkpointing {
+        path: Some(path.clone()),
+        resume: resume.then(|| path.clone()),
+        ..Default::default()
+    };
+    fit(learner(1).checkpointing(ckpt(false)), data(64, 9), None).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let settings = Checkpoint::load(&path).unwrap().meta.settings;
+    assert_eq!(settings, learner(1).settings());
+    assert_eq!(settings["lr"], serde_json::json!(0.02));
+    assert_eq!(settings["optimizer"], "adam");
+
+    let refused = |l: Learner| -> Vec<String> {
+        match fit(l.checkpointing(ckpt(true)), data(64, 9), None) {
+            Err(TrainError::Checkpoint(CheckpointError::Settings { differences, .. })) => {
+                differences
+            }
+            other => panic!("expected a settings mismatch, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        refused(learner_at(Rule::adam(), 0.05, 2)),
+        ["lr: 0.02 in the checkpoint, 0.05 now"]
+    );
+    assert_eq!(
+        refused(learner(2).batch(32).clip(None)),
+        [
+            "batch: 16 in the checkpoint, 32 now",
+            "clip: 5 in the checkpoint, none now"
+        ]
+    );
+    assert_eq!(
+        refused(learner_at(Rule::adamw(), 0.02, 2)),
+        [
+            "optimizer: adam in the checkpoint, adamw now",
+            "weight_decay: 0 in the checkpoint, 0.01 now"
+        ]
+    );
+    assert_eq!(
+        refused(learner_at(Rule::adam().with_amsgrad(true), 0.02, 2)),
+        ["amsgrad: false in the checkpoint, true now"]
+    );
+    let cosine = refused(learner(2).schedule(Schedule::new(SchedulerKind::Cosine, 2, 1, 1, 0.5)));
+    assert!(
+        cosine.contains(&"scheduler: plateau in the checkpoint, cosine now".to_string()),
+        "{cosine:?}"
+    );
+    assert_eq!(
+        refused(learner(2).augment(Some(Compose::new()))),
+        ["augment: false in the checkpoint, true now"]
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "a refused resume wrote"
+    );
+
+    // More epochs (and a schedule made for them) are no other settings.
+    let longer = learner(3).schedule(Schedule::new(SchedulerKind::Plateau, 3, 1, 1, 0.5));
+    let longer = fit(longer.checkpointing(ckpt(true)), data(64, 9), None).unwrap();
+    assert_eq!(longer.history.len(), 3);
+
+    // A checkpoint written before the settings were recorded: resumed
+    // unchecked, with a note saying so.
+    let mut old = Checkpoint::load(&path).unwrap();
+    old.meta.settings = serde_json::Value::Null;
+    let old_path = dir.path().join("old.ckpt");
+    old.save(&old_path).unwrap();
+    let mut keep = Keep::default();
+    let resumed = learner_at(Rule::adam(), 0.05, 4)
+        .checkpointing(Checkpointing {
+            resume: Some(old_path.clone()),
+            ..Default::default()
+        })
+        .fit(
+            &Parallel::new(1),
+            Net::build,
+            step,
+            data(64, 9),
+            None,
+            &mut keep,
+        )
+        .map(|t| t.history.len());
+    assert_eq!(resumed.unwrap(), 4);
+    assert_eq!(keep.notes.len(), 1, "{:?}", keep.notes);
+    assert!(
+        keep.notes[0].contains("written before the Learner recorded its settings"),
+        "{:?}",
+        keep.notes
+    );
+}
+
+/// The step of [`step`] with a padding leaf of 256 floats per sample that
+/// `Arena::of` does not count, recorded in training and validation, or
+/// (`only_without_grad`) only where no gradient is recorded.
+fn padded<'t, B: Backend>(
+    net: &Net,
+    g: &'t dyn Tape<B>,
+    b: &MiniBatch,
+    only_without_grad: bool,
+) -> ember_core::Result<StepOutput<'t, B>> {
+    let x = g.from_slice((b.len(), Const::<IN>), &b.features);
+    let logits = net.forward(x);
+    let mut loss = cross_entropy(logits, &b.labels, Reduction::Mean);
+    if !only_without_grad || !g.is_grad_enabled() {
+        let pad = vec![1.0f32; b.len() * 256];
+        loss = loss + g.from_slice((pad.len(),), &pad).sum() * 0.0;
+    }
+    Ok(StepOutput::classified(loss, logits))
+}
+
+/// Runs `padded` in `arena` with a validation and a test set.
+fn fit_padded<'d>(
+    device: &'d Parallel,
+    arena: Arena,
+    only_without_grad: bool,
+) -> Result<Trained<'d, Parallel, Net>, TrainError> {
+    Learner::new(Rule::adam(), 0.02, arena)
+        .epochs(2)
+        .batch(16)
+        .test_set(data(40, 14))
+        .fit(
+            device,
+            Net::build,
+            |net: &Net, g, b| padded(net, g, b, only_without_grad),
+            data(64, 15),
+            Some(&data(40, 16)),
+            &mut Quiet,
+        )
+}
+
+/// The arena a step out of memory asks for: the error's `needed`, after
+/// checking what the error says.
+fn asked_for(err: TrainError, arena: &str, during: &str) -> usize {
+    let text = err.to_string();
+    let TrainError::ArenaTooSmall {
+        arena: given,
+        during: what,
+        batch,
+        needed: Some(n),
+        ..
+    } = err
+    else {
+        panic!("expected a measured arena too small, got {text}")
+    };
+    assert_eq!((given.as_str(), what, batch), (arena, during, 16), "{text}");
+    assert!(
+        text.starts_with(&format!("the arena given to the Learner ({arena}, ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("too small for {during} at batch 16")),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!("give the Learner Arena::floats({n})")),
+        "{text}"
+    );
+    n
+}
+
+/// A training step that records more than `Arena::of` counts fails with an
+/// error naming the arena given and `Arena::floats(N)`: with exactly N
+/// floats the run succeeds (validation and test set included), with one
+/// fewer it fails asking for the same N.
+#[test]
+fn a_training_step_out_of_memory_names_the_arena_to_give() {
+    let device = Parallel::new(1);
+    let err = fit_padded(&device, Arena::of::<Net>(Loss::CrossEntropy), false).unwrap_err();
+    let n = asked_for(err, "Arena::of::<Net>(CrossEntropy)", "a training step");
+    let given = Arena::of::<Net>(Loss::CrossEntropy)
+        .floats_for(16, &Rule::adam())
+        .unwrap();
+    assert!(n > given + 16 * 256, "{n} {given}");
+
+    let trained = fit_padded(&device, Arena::floats(n), false).unwrap();
+    assert_eq!(trained.history.len(), 2);
+    assert!(trained.test.is_some());
+    let err = fit_padded(&device, Arena::floats(n - 1), false).unwrap_err();
+    assert_eq!(
+        asked_for(err, &format!("Arena::floats({})", n - 1), "a training step"),
+        n
+    );
+}
+
+/// The same for a step that records more in validation than in training.
+#[test]
+fn a_validation_step_out_of_memory_names_the_arena_to_give() {
+    let device = Parallel::new(1);
+    let err = fit_padded(&device, Arena::of::<Net>(Loss::CrossEntropy), true).unwrap_err();
+    let n = asked_for(err, "Arena::of::<Net>(CrossEntropy)", "a validation step");
+    fit_padded(&device, Arena::floats(n), true).unwrap();
+    let err = fit_padded(&device, Arena::floats(n - 1), true).unwrap_err();
+    assert_eq!(
+        asked_for(
+            err,
+            &format!("Arena::floats({})", n - 1),
+            "a validation step"
+        ),
+        n
     );
 }
