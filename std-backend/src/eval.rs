@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use ember_core::nn::loss::{cross_entropy, Reduction};
-//! use ember_core::nn::{Build, Linear};
+//! use ember_core::nn::{Build, Forward, Linear};
 //! use ember_core::prelude::*;
 //! use ember_std::data::TensorDataset;
 //! use ember_std::eval;
@@ -24,6 +24,7 @@
 //! let mut net = Linear::<2, 2>::build(&mut mem, &mut Rng::new(0))?;
 //! // The identity: the larger feature is the class.
 //! mem.write(net.weight.value, &[1.0, 0.0, 0.0, 1.0])?;
+//! mem.write(net.bias.value, &[0.0, 0.0])?;
 //! let data = TensorDataset::new(vec![1.0, 0.0, 0.0, 1.0, 3.0, 2.0], vec![0, 1, 1], 2, 2)?;
 //!
 //! let e = eval::evaluate(&mut net, &mut mem, &data, 2, |net: &Linear<2, 2>, g, b| {

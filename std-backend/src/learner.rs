@@ -48,9 +48,11 @@
 //!     Ok(StepOutput::classified(loss, logits))
 //! }
 //!
-//! // Class 1 when the first feature is positive.
-//! let samples = |n: usize, k: usize| -> Result<TensorDataset, ember_std::data::DataError> {
-//!     let xs: Vec<f32> = (0..n * 4).map(|i| ((i * k) % 17) as f32 / 8.0 - 1.0).collect();
+//! // Samples `from..from + n` of a sequence; class 1 when the first feature is positive.
+//! let samples = |from: usize, n: usize| -> Result<TensorDataset, ember_std::data::DataError> {
+//!     let xs: Vec<f32> = (from * 4..(from + n) * 4)
+//!         .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
+//!         .collect();
 //!     let ys = xs.chunks(4).map(|r| usize::from(r[0] > 0.0)).collect();
 //!     TensorDataset::new(xs, ys, 4, 2)
 //! };
@@ -58,16 +60,16 @@
 //! let mut trained = Learner::new(Rule::adam(), 0.05, Arena::of::<Net>(Loss::CrossEntropy))
 //!     .epochs(20)
 //!     .batch(16)
-//!     .test_set(samples(32, 41)?)
-//!     .fit(&Cpu, Net::build, step, samples(64, 37)?, None, &mut Quiet)?;
+//!     .test_set(samples(64, 32)?)
+//!     .fit(&Cpu, Net::build, step, samples(0, 64)?, None, &mut Quiet)?;
 //! let last = trained.history.last().unwrap();
 //! assert!(last.train_acc.unwrap() > 0.9, "{last:?}");
 //! // The test set, evaluated after training.
-//! let test = trained.test.as_ref().unwrap();
+//! let test = trained.test.clone().unwrap();
 //! assert!(test.accuracy().unwrap() > 0.8, "{test:?}");
 //!
 //! // The model, in its memory: evaluate it again, or run it.
-//! let again = trained.evaluate(&samples(32, 41)?, 8, step)?;
+//! let again = trained.evaluate(&samples(64, 32)?, 8, step)?;
 //! assert_eq!(again.accuracy(), test.accuracy());
 //! let (net, mut mem) = trained.parts()?;
 //! let g = Graph::new(&mut mem);
