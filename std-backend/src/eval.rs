@@ -270,7 +270,7 @@ pub(crate) enum Failure {
         /// The step's error.
         error: ember_core::Error,
         /// The batch.
-        batch: MiniBatch,
+        batch: Box<MiniBatch>,
     },
     /// Any other error.
     Other(TrainError),
@@ -390,7 +390,12 @@ where
         };
         let (loss, got) = match result {
             Ok(r) => r,
-            Err(error) => return Err(Failure::Step { error, batch: b }),
+            Err(error) => {
+                return Err(Failure::Step {
+                    error,
+                    batch: Box::new(b),
+                })
+            }
         };
         loss_sum += f64::from(loss) * n as f64;
         if got && classified {
@@ -497,7 +502,10 @@ where
             })
         };
         if let Err(error) = result {
-            return Err(Failure::Step { error, batch: b });
+            return Err(Failure::Step {
+                error,
+                batch: Box::new(b),
+            });
         }
         let got = outputs.len() - before;
         if got % n != 0 || width.is_some_and(|w| w != got / n) {

@@ -794,7 +794,6 @@ impl Learner {
         }
         model.eval();
         drop(opt);
-        drop(mem);
         let mut mem = Memory::with_used(device, storage.as_mut(), model_floats)?;
         let test = match &test {
             Some(t) => {
@@ -813,7 +812,6 @@ impl Learner {
             }
             None => None,
         };
-        drop(mem);
         Ok(Trained {
             history,
             stopped_early,

@@ -618,9 +618,7 @@ fn the_trained_model_comes_back_with_its_best_parameters() {
     // two planes of state are freed).
     let count = trained.model().param_count();
     assert_eq!(trained.model_floats(), 2 * count);
-    let mem = trained.memory().unwrap();
-    assert_eq!(mem.available(), 40_000 - 2 * count);
-    drop(mem);
+    assert_eq!(trained.memory().unwrap().available(), 40_000 - 2 * count);
 
     // The model runs on a graph of one's own: the same logits as predict.
     let predicted = trained
@@ -661,7 +659,7 @@ fn a_test_set_is_evaluated_after_training() {
         )
         .unwrap();
     let e = trained.test.clone().unwrap();
-    assert_eq!(keep.tests, [e.clone()]);
+    assert_eq!(keep.tests, std::slice::from_ref(&e));
     assert_eq!(e.samples, 90);
     let c = e.classification.as_ref().unwrap();
     assert!(c.accuracy > 0.6, "{e:?}");
