@@ -900,6 +900,11 @@ fn fit_padded<'d>(
 /// The arena a step out of memory asks for: the error's `needed`, after
 /// checking what the error says.
 fn asked_for(err: TrainError, arena: &str, during: &str) -> usize {
+    asked_for_at(err, arena, during, 16)
+}
+
+/// [`asked_for`] of a batch of `at` samples.
+fn asked_for_at(err: TrainError, arena: &str, during: &str, at: usize) -> usize {
     let text = err.to_string();
     let TrainError::ArenaTooSmall {
         arena: given,
@@ -911,13 +916,13 @@ fn asked_for(err: TrainError, arena: &str, during: &str) -> usize {
     else {
         panic!("expected a measured arena too small, got {text}")
     };
-    assert_eq!((given.as_str(), what, batch), (arena, during, 16), "{text}");
+    assert_eq!((given.as_str(), what, batch), (arena, during, at), "{text}");
     assert!(
         text.starts_with(&format!("the arena given to the Learner ({arena}, ")),
         "{text}"
     );
     assert!(
-        text.contains(&format!("too small for {during} at batch 16")),
+        text.contains(&format!("too small for {during} at batch {at}")),
         "{text}"
     );
     assert!(
@@ -967,4 +972,29 @@ fn a_validation_step_out_of_memory_names_the_arena_to_give() {
         ),
         n
     );
+}
+
+/// The returned model evaluated in larger batches than its arena was made
+/// for: the error names the arena to give the Learner, which then trains
+/// and evaluates in those batches.
+#[test]
+fn evaluating_the_returned_model_out_of_memory_names_the_arena_to_give() {
+    let device = Parallel::new(1);
+    let err = fit_padded(&device, Arena::of::<Net>(Loss::CrossEntropy), false).unwrap_err();
+    let n = asked_for(err, "Arena::of::<Net>(CrossEntropy)", "a training step");
+    let test = data(128, 17);
+    fn eval_padded<'t, B: Backend>(
+        net: &Net,
+        g: &'t dyn Tape<B>,
+        b: &MiniBatch,
+    ) -> ember_core::Result<StepOutput<'t, B>> {
+        padded(net, g, b, false)
+    }
+    let mut trained = fit_padded(&device, Arena::floats(n), false).unwrap();
+    let err = trained.evaluate(&test, 128, eval_padded).unwrap_err();
+    let m = asked_for_at(err, &format!("Arena::floats({n})"), "evaluating", 128);
+    assert!(m > n, "{m} {n}");
+    let mut trained = fit_padded(&device, Arena::floats(m), false).unwrap();
+    let e = trained.evaluate(&test, 128, eval_padded).unwrap();
+    assert_eq!(e.samples, 128);
 }
