@@ -523,3 +523,80 @@ where
         width: width.unwrap_or(0),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ember_core::nn::loss::{cross_entropy, Reduction};
+    use ember_core::nn::{Build, Forward, Linear};
+    use ember_core::{Const, Cpu, Rng};
+
+    #[test]
+    fn only_class_indices_are_classes() {
+        assert_eq!(class_index(3.0), Some(3));
+        assert_eq!(class_index(0.0), Some(0));
+        for p in [-1.0, 0.5, f32::NAN, f32::INFINITY, MAX_CLASSES as f32] {
+            assert_eq!(class_index(p), None, "{p}");
+        }
+    }
+
+    #[test]
+    fn a_class_beyond_the_data_widens_the_figures() {
+        let data = TensorDataset::new(vec![0.0; 4], vec![0, 1, 1, 0], 1, 2).unwrap();
+        let c = classification(&data, vec![0, 3, 1, 1]).unwrap();
+        assert_eq!(c.classes(), 4);
+        assert_eq!(c.per_class, [Some(0.5), Some(0.5), None, None]);
+        assert_eq!(c.confusion[1], [0, 1, 0, 1]);
+        assert_eq!((c.correct(), c.accuracy), (2, 0.5));
+        let names: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let text = c.report(&names);
+        assert!(text.starts_with("accuracy: 0.5000 (2/4)"), "{text}");
+        assert!(text.contains(" 1 b            0.5000 (1/2)"), "{text}");
+        // The same text as the command line's report of the same predictions.
+        assert_eq!(
+            text,
+            report::classification_report(data.labels(), &c.predictions, &names)
+        );
+    }
+
+    #[test]
+    fn predictions_by_row() {
+        let p = Predictions {
+            outputs: vec![1.0, f32::NAN, 0.0, 2.0, 2.0, 1.0],
+            width: 3,
+        };
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.row(1), Some(&[2.0, 2.0, 1.0][..]));
+        assert_eq!(p.row(2), None);
+        assert_eq!(p.classes(), [0, 0]);
+        let empty = Predictions {
+            outputs: Vec::new(),
+            width: 0,
+        };
+        assert!(empty.is_empty() && empty.classes().is_empty());
+    }
+
+    /// A step's own predictions that are no class indices are an error
+    /// that says so, not a wrong confusion matrix.
+    #[test]
+    fn a_step_predicting_no_class_is_refused() {
+        let mut buf = vec![0.0f32; 1024];
+        let mut mem = Memory::new(&Cpu, &mut buf[..]);
+        let mut net = Linear::<1, 2>::build(&mut mem, &mut Rng::new(0)).unwrap();
+        let data = TensorDataset::new(vec![0.5, -0.5, 1.0], vec![0, 1, 0], 1, 2).unwrap();
+        let err = evaluate(&mut net, &mut mem, &data, 2, |net: &Linear<1, 2>, g, b| {
+            let logits = net.forward(g.from_slice((b.len(), Const::<1>), &b.features));
+            let loss = cross_entropy(logits, &b.labels, Reduction::Mean);
+            let halves = vec![0.5f32; b.len()];
+            Ok(StepOutput::with_predictions(
+                loss,
+                g.from_slice((b.len(),), &halves),
+            ))
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "data: the step predicted 0.5 for sample 0: not a class index (0 to 65535)"
+        );
+    }
+}
