@@ -90,10 +90,10 @@ fn arena_message(
     );
     match needed {
         Some(n) => format!(
-            "{head}: it needs {n} floats (the parameters, their gradients, the optimizer state and the step's graph at its peak, measured in a larger trial arena); give the Learner Arena::floats({n})"
+            "{head}: it needs {n} floats (the parameters and their gradients, the optimizer state while training, and the step's graph at its peak, measured in a larger trial arena); give the Learner Arena::floats({n})"
         ),
         None => format!(
-            "{head}: it needs at least {at_least} floats (a larger trial arena to measure the exact size could not be had); give the Learner more than Arena::floats({at_least})"
+            "{head}: it needs at least {at_least} floats (a larger trial arena to measure the exact size could not be had); give the Learner Arena::floats(N) with N at least {at_least}"
         ),
     }
 }

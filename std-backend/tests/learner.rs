@@ -998,3 +998,45 @@ fn evaluating_the_returned_model_out_of_memory_names_the_arena_to_give() {
     let e = trained.evaluate(&test, 128, eval_padded).unwrap();
     assert_eq!(e.samples, 128);
 }
+
+/// A step that runs out of memory however large the arena (here it says
+/// so itself): no size can be measured, and the error gives the lower
+/// bound it knows.
+#[test]
+fn a_step_out_of_memory_in_every_arena_gives_a_lower_bound() {
+    let device = Parallel::new(1);
+    let err = Learner::new(Rule::sgd(), 0.1, Arena::floats(4096))
+        .batch(16)
+        .fit(
+            &device,
+            Net::build,
+            |_: &Net, _: &dyn Tape<Parallel>, _: &MiniBatch| {
+                Err::<StepOutput<'_, Parallel>, _>(ember_core::Error::OutOfMemory {
+                    needed: 10,
+                    available: 0,
+                })
+            },
+            data(32, 18),
+            None,
+            &mut Quiet,
+        )
+        .unwrap_err();
+    let text = err.to_string();
+    // Parameters and gradients (SGD without momentum keeps no state), then
+    // a graph that had taken everything and asked for 10 more.
+    let at_least = 4096 + 10;
+    match err {
+        TrainError::ArenaTooSmall {
+            needed: None,
+            at_least: a,
+            ..
+        } => assert_eq!(a, at_least, "{text}"),
+        other => panic!("expected an unmeasured arena too small, got {other}"),
+    }
+    assert!(
+        text.ends_with(&format!(
+            "it needs at least {at_least} floats (a larger trial arena to measure the exact size could not be had); give the Learner Arena::floats(N) with N at least {at_least}"
+        )),
+        "{text}"
+    );
+}
