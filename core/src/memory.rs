@@ -78,6 +78,42 @@ impl<'m, B: Backend> Memory<'m, B> {
         }
     }
 
+    /// Manages `buf` whose first `used` floats are persistent already: the
+    /// allocations (parameters, optimizer state) that an earlier `Memory`
+    /// over the same buffer made, whose [`used`](Self::used) this is. They
+    /// are kept as they are, and a model built then (which holds only
+    /// [`Span`]s into the buffer) works with this `Memory` as with the
+    /// first. A smaller `used` than the earlier memory's frees what was
+    /// allocated above it (optimizer state made after the model, say) for
+    /// graphs and new allocations.
+    ///
+    /// An [`Error::InvalidArgument`] when `used` is more than the buffer
+    /// holds. Allocates nothing.
+    ///
+    /// ```
+    /// use ember_core::prelude::*;
+    /// let mut buf = [0.0f32; 64];
+    /// let (p, used) = {
+    ///     let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    ///     let p = mem.param::<Rank1<2>>(&[1.0, 2.0])?;
+    ///     (p, mem.used())
+    /// };
+    /// let mem = Memory::with_used(&Cpu, &mut buf[..], used)?;
+    /// assert_eq!(mem.value(&p)?, [1.0, 2.0]);
+    /// assert_eq!(mem.available(), 64 - used);
+    /// drop(mem);
+    /// assert!(Memory::with_used(&Cpu, &mut buf[..], 65).is_err());
+    /// # Ok::<(), ember_core::Error>(())
+    /// ```
+    pub fn with_used(backend: &'m B, buf: &'m mut B::Buffer, used: usize) -> Result<Self> {
+        if used > backend.buffer_len(buf) {
+            return Err(Error::InvalidArgument {
+                what: "more persistent floats than the buffer holds",
+            });
+        }
+        Ok(Memory { backend, buf, used })
+    }
+
     /// The backend.
     pub fn backend(&self) -> &'m B {
         self.backend

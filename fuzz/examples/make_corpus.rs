@@ -147,6 +147,7 @@ fn checkpoint(dir: &Path) {
             bad_epochs: 0,
             history: vec![metrics],
             config: serde_json::json!({"batch": 8}),
+            settings: serde_json::Value::Null,
         },
         // The best epoch's parameters, as a run with early stopping stores them.
         best_params: Some(params.clone()),

@@ -1,21 +1,25 @@
 //! A model of your own, trained by the `Learner` with everything
 //! `ember train` has: the PyTorch tutorial's `class MLP(nn.Module)` as a
 //! `#[derive(Module)]` struct, on the built-in FashionMNIST subset, with
-//! validation, a warmup and cosine schedule, per-epoch checkpoints, early
-//! stopping, and metrics.csv + curves.svg.
+//! validation, a warmup and cosine schedule, per-epoch checkpoints (which
+//! record the run's settings), early stopping, metrics.csv + curves.svg,
+//! and the trained model back: evaluated on the test set (accuracy per
+//! class, confusion matrix) and run on a few samples.
 //!
 //! ```text
 //! cargo run --release -p ember-std --example train_own_model [OUT_DIR]
 //! ```
 //!
 //! Run it twice: the second run resumes from the checkpoint of the first
-//! and has nothing left to do.
+//! and has nothing left to do (but evaluating its model). A resume with
+//! other settings (change the learning rate below) is refused, naming them.
 
 use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
 use ember_core::nn::{Build, Forward, Linear, Module, ReLU, Rule};
 use ember_core::prelude::*;
 use ember_std::config::SchedulerKind;
-use ember_std::data::{FashionMnist, Split};
+use ember_std::data::{FashionMnist, MiniBatch, Split};
+use ember_std::eval::Evaluation;
 use ember_std::learner::{Arena, Learner, StepOutput};
 use ember_std::schedule::Schedule;
 use ember_std::train::{split_validation, Checkpointing, EpochMetrics, Progress};
@@ -45,7 +49,20 @@ impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<784>), B>> for Mlp {
     }
 }
 
-/// One line per epoch.
+/// A mini-batch's loss and logits: the step of training, validation and
+/// evaluation alike.
+fn step<'t, B: Backend>(
+    model: &Mlp,
+    g: &'t dyn Tape<B>,
+    b: &MiniBatch,
+) -> ember_core::Result<StepOutput<'t, B>> {
+    let x = g.from_slice((b.len(), Const::<784>), &b.features);
+    let logits = model.forward(x);
+    let loss = cross_entropy(logits, &b.labels, Reduction::Mean);
+    Ok(StepOutput::classified(loss, logits))
+}
+
+/// One line per epoch, and one for the test set.
 struct Print;
 
 impl Progress for Print {
@@ -60,6 +77,16 @@ impl Progress for Print {
             100.0 * m.val_acc.unwrap_or(f32::NAN),
             m.lr
         );
+    }
+    fn test_end(&mut self, e: &Evaluation) {
+        println!(
+            "test loss {:.4}  test acc {:.1}%",
+            e.loss,
+            100.0 * e.accuracy().unwrap_or(f32::NAN)
+        );
+    }
+    fn note(&mut self, text: &str) {
+        println!("note: {text}");
     }
 }
 
@@ -79,11 +106,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let data = FashionMnist::builtin(Split::Train)?.into_dataset();
     let (train, val) = split_validation(data, 0.2);
+    let test = FashionMnist::builtin(Split::Test)?.into_dataset();
+    let names: Vec<String> = FashionMnist::CLASSES
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
 
     let epochs = 6;
     let batch = 32;
     let rule = Rule::adam();
-    let outcome = Learner::new(rule, 2e-3, Arena::of::<Mlp>(Loss::CrossEntropy))
+    let device = Parallel::try_new(0)?;
+    let mut trained = Learner::new(rule, 2e-3, Arena::of::<Mlp>(Loss::CrossEntropy))
         .epochs(epochs)
         .batch(batch)
         .seed(1)
@@ -94,23 +127,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             resume: ckpt.is_file().then(|| ckpt.clone()),
             stop_after: None,
         })
-        .fit(
-            &Parallel::try_new(0)?,
-            Mlp::build,
-            |model: &Mlp, g, b| {
-                let x = g.from_slice((b.len(), Const::<784>), &b.features);
-                let logits = model.forward(x);
-                let loss = cross_entropy(logits, &b.labels, Reduction::Mean);
-                Ok(StepOutput::classified(loss, logits))
-            },
-            train,
-            val.as_ref(),
-            &mut Print,
-        )?;
+        .test_set(test.clone())
+        .fit(&device, Mlp::build, step, train, val.as_ref(), &mut Print)?;
 
-    report::write_metrics(&out.join("metrics.csv"), &outcome.history)?;
-    report::plot_curves(&out.join("curves.svg"), &outcome.history)?;
-    let names: Vec<_> = outcome.params.iter().map(|t| t.name.as_str()).collect();
+    report::write_metrics(&out.join("metrics.csv"), &trained.history)?;
+    report::plot_curves(&out.join("curves.svg"), &trained.history)?;
+
+    // The trained model (the best epoch's parameters), evaluated on the test
+    // set after training: accuracy per class and the confusion matrix.
+    if let Some(c) = trained
+        .test
+        .as_ref()
+        .and_then(|e| e.classification.as_ref())
+    {
+        print!("\n{}", c.report(&names));
+    }
+    // And run on the first test images.
+    let first = test.select(&[0, 1, 2, 3])?;
+    let predicted = trained
+        .predict(&first, batch, |model: &Mlp, g, b| {
+            Ok(model.forward(g.from_slice((b.len(), Const::<784>), &b.features)))
+        })?
+        .classes();
+    for (&p, &y) in predicted.iter().zip(first.labels()) {
+        let name = |c: usize| FashionMnist::CLASSES.get(c).copied().unwrap_or("?");
+        println!("predicted {:<12} true {}", name(p), name(y));
+    }
+    let params = trained.params()?;
+    let names: Vec<_> = params.iter().map(|t| t.name.as_str()).collect();
     println!(
         "parameters {names:?}; wrote {}: checkpoint.safetensors, metrics.csv, curves.svg",
         out.display()

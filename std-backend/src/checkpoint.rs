@@ -52,9 +52,12 @@ pub enum CheckpointError {
         /// Its shape in the checkpoint (`None`: the checkpoint lacks it).
         found: Option<Vec<usize>>,
     },
-    /// A checkpoint of a run with other settings: its recorded
-    /// configuration ([`Learner::record_config`](crate::learner::Learner::record_config))
-    /// differs from this run's in more than the epoch count.
+    /// A checkpoint of a run with other settings: the settings the
+    /// [`Learner`](crate::learner::Learner) recorded (optimizer and its
+    /// hyper-parameters, learning rate, schedule, batch, seed, clipping,
+    /// patience, augmentation), or the configuration recorded with
+    /// [`Learner::record_config`](crate::learner::Learner::record_config),
+    /// differ from this run's in more than the epoch count.
     #[error("{path}: the checkpoint is of a run with other settings ({}); resume with that run's settings (only the number of epochs may change), or start a new run", .differences.join("; "))]
     Settings {
         /// The file.
@@ -64,13 +67,15 @@ pub enum CheckpointError {
     },
 }
 
-/// The settings in which two recorded configurations differ, `epochs` aside.
-fn config_differences(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+/// The settings in which two recorded configurations differ, `epochs`
+/// aside: each setting's name and `name: old in the checkpoint, new now`.
+fn config_differences(old: &serde_json::Value, new: &serde_json::Value) -> Vec<(String, String)> {
     use serde_json::Value;
     // As the command line writes them: names unquoted, an `f32` setting
-    // (stored through `f64`) in its own shortest form.
+    // (stored through `f64`) in its own shortest form, no value as `none`.
     let show = |v: Option<&Value>| match v {
         None => "not set".to_string(),
+        Some(Value::Null) => "none".to_string(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => match n.as_f64() {
             Some(f) if n.is_f64() && f64::from(f as f32) == f => (f as f32).to_string(),
@@ -83,19 +88,55 @@ fn config_differences(old: &serde_json::Value, new: &serde_json::Value) -> Vec<S
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             keys.into_iter()
-                .filter(|k| k.as_str() != "epochs" && a.get(*k) != b.get(*k))
+                .filter(|k| k.as_str() != "epochs" && !same_setting(a.get(*k), b.get(*k)))
                 .map(|k| {
-                    format!(
+                    let text = format!(
                         "{k}: {} in the checkpoint, {} now",
                         show(a.get(k)),
                         show(b.get(k))
-                    )
+                    );
+                    (k.clone(), text)
                 })
                 .collect()
         }
-        (a, b) if a != b => vec![format!("{a} in the checkpoint, {b} now")],
+        (a, b) if !same_setting(Some(a), Some(b)) => {
+            vec![(String::new(), format!("{a} in the checkpoint, {b} now"))]
+        }
         _ => Vec::new(),
     }
+}
+
+/// Whether two recorded values are the same setting: equal, or numbers
+/// that are the same `f32`. Settings are `f32`s stored through `f64`, and
+/// reading JSON back may move an `f64` by an ulp (serde_json parses
+/// floats fast, not exactly), which an `f32` does not see.
+fn same_setting(a: Option<&serde_json::Value>, b: Option<&serde_json::Value>) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Some(Value::Number(x)), Some(Value::Number(y))) if x.is_f64() || y.is_f64() => {
+            match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y)) => x == y || x as f32 == y as f32,
+                _ => false,
+            }
+        }
+        (Some(Value::Array(x)), Some(Value::Array(y))) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_setting(Some(x), Some(y)))
+        }
+        (Some(Value::Object(x)), Some(Value::Object(y))) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| same_setting(Some(v), y.get(k)))
+        }
+        (a, b) => a == b,
+    }
+}
+
+/// An `f32` setting as JSON: the `f64` of its shortest decimal form (`0.999`,
+/// not `0.9990000128746033`), which reads back as written.
+pub(crate) fn f32_json(x: f32) -> serde_json::Value {
+    x.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
 fn shape_text(s: &Option<Vec<usize>>) -> String {
@@ -132,8 +173,16 @@ pub struct Meta {
     pub bad_epochs: usize,
     /// Per-epoch metrics so far.
     pub history: Vec<crate::train::EpochMetrics>,
-    /// The run's configuration.
+    /// The configuration recorded with
+    /// [`Learner::record_config`](crate::learner::Learner::record_config)
+    /// (the command line's `TrainConfig`), `null` when none was.
     pub config: serde_json::Value,
+    /// The settings the [`Learner`](crate::learner::Learner) recorded of
+    /// itself (optimizer, learning rate, schedule, batch, seed, clipping,
+    /// patience, augmentation), an object of one key per setting; `null`
+    /// in checkpoints written before it recorded them.
+    #[serde(default)]
+    pub settings: serde_json::Value,
 }
 
 /// A checkpoint in memory.
@@ -381,13 +430,36 @@ impl Checkpoint {
         path: &Path,
         config: &serde_json::Value,
     ) -> Result<(), CheckpointError> {
-        let differences = config_differences(&self.meta.config, config);
-        if differences.is_empty() {
+        self.check_settings(path, &serde_json::Value::Null, config)
+    }
+
+    /// Checks a run's settings against the checkpoint's: the Learner's own
+    /// (`settings`, against [`Meta::settings`]) and the configuration
+    /// recorded besides (`config`, against [`Meta::config`]), each except
+    /// for `epochs`. Every setting that differs is named once in the
+    /// [`CheckpointError::Settings`] (a setting both record, as the command
+    /// line's `lr`, once), sorted by name. Nothing is compared where either
+    /// side recorded nothing (`null`: checkpoints from before the Learner
+    /// recorded its settings).
+    pub fn check_settings(
+        &self,
+        path: &Path,
+        settings: &serde_json::Value,
+        config: &serde_json::Value,
+    ) -> Result<(), CheckpointError> {
+        let mut by_name = std::collections::BTreeMap::new();
+        for (name, text) in config_differences(&self.meta.settings, settings)
+            .into_iter()
+            .chain(config_differences(&self.meta.config, config))
+        {
+            by_name.entry(name).or_insert(text);
+        }
+        if by_name.is_empty() {
             Ok(())
         } else {
             Err(CheckpointError::Settings {
                 path: path.into(),
-                differences,
+                differences: by_name.into_values().collect(),
             })
         }
     }

@@ -2,15 +2,22 @@
 //! `#[derive(Module)]` struct, an [`Mlp`], ...) with a step closure that
 //! computes the loss of a mini-batch, and gives it everything `ember train`
 //! has: progress hooks, per-epoch metrics, atomic
-//! per-epoch checkpoints with bit-identical resume, early stopping with the
+//! per-epoch checkpoints with bit-identical resume (refused when the run's
+//! settings differ from the checkpoint's), early stopping with the
 //! best model kept, a clean stop on a NaN or infinite loss, gradient
-//! clipping, validation, and a memory check before anything is allocated.
+//! clipping, validation, a test set evaluated after training, and a
+//! memory check before anything is allocated.
+//!
+//! [`fit`](Learner::fit) gives the trained model back in its memory
+//! ([`Trained`]): evaluate it ([`Trained::evaluate`], [`Trained::predict`]),
+//! run it ([`Trained::parts`]), or copy its parameters out
+//! ([`Trained::params`]).
 //!
 //! ```
 //! use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
 //! use ember_core::nn::{Build, Forward, Linear, Module, ReLU, Rule};
 //! use ember_core::prelude::*;
-//! use ember_std::data::TensorDataset;
+//! use ember_std::data::{MiniBatch, TensorDataset};
 //! use ember_std::learner::{Arena, Learner, StepOutput};
 //! use ember_std::train::Quiet;
 //!
@@ -29,47 +36,65 @@
 //!     }
 //! }
 //!
-//! // Class 1 when the first feature is positive.
-//! let xs: Vec<f32> = (0..256).map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0).collect();
-//! let ys: Vec<usize> = xs.chunks(4).map(|r| usize::from(r[0] > 0.0)).collect();
-//! let data = TensorDataset::new(xs, ys, 4, 2)?;
+//! /// A mini-batch's loss, and the logits for accuracy.
+//! fn step<'t, B: Backend>(
+//!     net: &Net,
+//!     g: &'t dyn Tape<B>,
+//!     batch: &MiniBatch,
+//! ) -> ember_core::Result<StepOutput<'t, B>> {
+//!     let x = g.from_slice((batch.len(), Const::<4>), &batch.features);
+//!     let logits = net.forward(x);
+//!     let loss = cross_entropy(logits, &batch.labels, Reduction::Mean);
+//!     Ok(StepOutput::classified(loss, logits))
+//! }
 //!
-//! let outcome = Learner::new(Rule::adam(), 0.05, Arena::of::<Net>(Loss::CrossEntropy))
+//! // Samples `from..from + n` of a sequence; class 1 when the first feature is positive.
+//! let samples = |from: usize, n: usize| -> Result<TensorDataset, ember_std::data::DataError> {
+//!     let xs: Vec<f32> = (from * 4..(from + n) * 4)
+//!         .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
+//!         .collect();
+//!     let ys = xs.chunks(4).map(|r| usize::from(r[0] > 0.0)).collect();
+//!     TensorDataset::new(xs, ys, 4, 2)
+//! };
+//!
+//! let mut trained = Learner::new(Rule::adam(), 0.05, Arena::of::<Net>(Loss::CrossEntropy))
 //!     .epochs(20)
 //!     .batch(16)
-//!     .fit(
-//!         &Cpu,
-//!         Net::build,
-//!         |net: &Net, g, batch| {
-//!             let x = g.from_slice((batch.len(), Const::<4>), &batch.features);
-//!             let logits = net.forward(x);
-//!             let loss = cross_entropy(logits, &batch.labels, Reduction::Mean);
-//!             Ok(StepOutput::classified(loss, logits))
-//!         },
-//!         data,
-//!         None,
-//!         &mut Quiet,
-//!     )?;
-//! let last = outcome.history.last().unwrap();
+//!     .test_set(samples(64, 32)?)
+//!     .fit(&Cpu, Net::build, step, samples(0, 64)?, None, &mut Quiet)?;
+//! let last = trained.history.last().unwrap();
 //! assert!(last.train_acc.unwrap() > 0.9, "{last:?}");
+//! // The test set, evaluated after training.
+//! let test = trained.test.clone().unwrap();
+//! assert!(test.accuracy().unwrap() > 0.8, "{test:?}");
+//!
+//! // The model, in its memory: evaluate it again, or run it.
+//! let again = trained.evaluate(&samples(64, 32)?, 8, step)?;
+//! assert_eq!(again.accuracy(), test.accuracy());
+//! let (net, mut mem) = trained.parts()?;
+//! let g = Graph::new(&mut mem);
+//! let logits = net.forward(g.from_slice((1, Const::<4>), &[0.9, 0.0, 0.0, 0.0]));
+//! assert_eq!(logits.argmax_axis::<1>().to_vec()?, [1.0]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::checkpoint::{Checkpoint, CheckpointError, Meta};
+use crate::checkpoint::{f32_json, Checkpoint, CheckpointError, Meta};
 use crate::config::ActivationKind;
 use crate::data::transform::Compose;
 use crate::data::{DataLoader, Dataset, LoaderState, MiniBatch, TensorDataset};
+use crate::eval::{self, Evaluation, Failure, Predictions};
 use crate::schedule::Schedule;
 use crate::state_dict::{named_tensors, NamedTensor};
 use crate::train::{
     available_memory, write_params, Checkpointing, EpochMetrics, Progress, TrainError, TrainOutcome,
 };
-use ember_core::backend::Device;
+use ember_core::backend::{Device, Span};
 use ember_core::nn::loss::Loss;
 use ember_core::nn::optim::clip_grad_norm;
 use ember_core::nn::sched::LrScheduler;
 use ember_core::nn::{self, Footprint, Mlp, Module, Optimizer, Rule};
-use ember_core::{Backend, Dim, Graph, Memory, Rng, Tape, Tensor};
+use ember_core::{Backend, Dim, Graph, Memory, Rng, Shape, Tape, Tensor};
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -83,7 +108,7 @@ pub struct StepOutput<'t, B: Backend> {
     /// The batch's loss (a mean over its samples, so that validation can
     /// weigh batches by their size).
     pub loss: Tensor<'t, (), B>,
-    predict: Option<Predict<'t, B>>,
+    pub(crate) predict: Option<Predict<'t, B>>,
 }
 
 impl<'t, B: Backend> StepOutput<'t, B> {
@@ -119,6 +144,7 @@ enum ArenaKind {
     Typed {
         floats: fn(usize, Loss, Rule) -> usize,
         loss: Loss,
+        model: &'static str,
     },
     Mlp(Vec<usize>, bool),
 }
@@ -161,6 +187,7 @@ impl Arena {
             kind: ArenaKind::Typed {
                 floats: nn::train_floats::<M>,
                 loss,
+                model: std::any::type_name::<M>(),
             },
             params: Some(M::PARAMS as u128),
         }
@@ -181,6 +208,19 @@ impl Arena {
         Arena {
             kind: ArenaKind::Mlp(widths.to_vec(), dropout),
             params: Some(params),
+        }
+    }
+
+    /// The arena as it was given, for messages: `Arena::floats(8192)`,
+    /// `Arena::of::<Net>(CrossEntropy)`, `Arena::mlp(&[784, 256, 10])`.
+    pub fn label(&self) -> String {
+        match &self.kind {
+            ArenaKind::Floats(f) => format!("Arena::floats({f})"),
+            ArenaKind::Typed { loss, model, .. } => {
+                format!("Arena::of::<{}>({loss:?})", short_type_name(model))
+            }
+            ArenaKind::Mlp(w, false) => format!("Arena::mlp(&{w:?})"),
+            ArenaKind::Mlp(w, true) => format!("Arena::mlp_with_dropout(&{w:?}, true)"),
         }
     }
 
@@ -232,6 +272,25 @@ impl Arena {
     }
 }
 
+/// A type's name without its paths: `(Linear<4, 8>, ReLU)` for
+/// `(ember_core::nn::linear::Linear<4, 8>, ember_core::nn::activation::ReLU)`.
+fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut word = String::new();
+    let last = |w: &str| w.rsplit("::").next().unwrap_or(w).to_string();
+    for ch in full.chars() {
+        if ch.is_alphanumeric() || ch == '_' || ch == ':' {
+            word.push(ch);
+        } else {
+            out.push_str(&last(&word));
+            word.clear();
+            out.push(ch);
+        }
+    }
+    out.push_str(&last(&word));
+    out
+}
+
 fn gib(bytes: u128) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }
@@ -273,16 +332,17 @@ pub struct Learner {
     clip: Option<f32>,
     checkpointing: Checkpointing,
     augment: Option<Compose>,
+    test: Option<TensorDataset>,
     name: Option<String>,
     widths: Vec<usize>,
     activation: Option<ActivationKind>,
-    config: serde_json::Value,
+    config: Value,
 }
 
 impl Learner {
     /// A run with optimizer `rule` at learning rate `lr` in an arena of
     /// `arena`'s size; 5 epochs of batches of 64, seed 0, a constant rate,
-    /// no early stopping, clipping, augmentation or checkpoints.
+    /// no early stopping, clipping, augmentation, test set or checkpoints.
     pub fn new(rule: Rule, lr: f32, arena: Arena) -> Self {
         Learner {
             rule,
@@ -296,10 +356,11 @@ impl Learner {
             clip: None,
             checkpointing: Checkpointing::default(),
             augment: None,
+            test: None,
             name: None,
             widths: Vec::new(),
             activation: None,
-            config: serde_json::Value::Null,
+            config: Value::Null,
         }
     }
 
@@ -347,9 +408,20 @@ impl Learner {
         self
     }
 
-    /// Augments training batches (never validation batches).
+    /// Augments training batches (never validation or test batches).
     pub fn augment(mut self, augment: Option<Compose>) -> Self {
         self.augment = augment;
+        self
+    }
+
+    /// A test set, evaluated once after training with the parameters the
+    /// run returns (the best epoch's when early stopping) and the step
+    /// closure, as the validation set is: its [`Evaluation`] is
+    /// [`Trained::test`] and goes to [`Progress::test_end`]. It takes no
+    /// part in training or early stopping. Taken by value, as the training
+    /// set is (clone a set you keep).
+    pub fn test_set(mut self, test: TensorDataset) -> Self {
+        self.test = Some(test);
         self
     }
 
@@ -368,47 +440,82 @@ impl Learner {
         self
     }
 
-    /// The run's settings as JSON, stored in every checkpoint. On resume
-    /// they must equal the checkpoint's, except `epochs` (a top-level key a
-    /// run may raise to train longer); otherwise the resume is refused with
+    /// Settings of your own as JSON (the command line records its whole
+    /// `TrainConfig`), stored in every checkpoint besides the learner's
+    /// own ([`settings`](Self::settings), always recorded). On resume they
+    /// must equal the checkpoint's, except `epochs` (a top-level key a run
+    /// may raise to train longer); otherwise the resume is refused with
     /// [`CheckpointError::Settings`], which lists what differs. Without
-    /// recorded settings (the default) nothing is compared.
-    pub fn record_config(mut self, config: serde_json::Value) -> Self {
+    /// a configuration (the default) only the learner's settings are
+    /// compared.
+    pub fn record_config(mut self, config: Value) -> Self {
         self.config = config;
         self
+    }
+
+    /// The settings this learner records in its checkpoints and checks a
+    /// resume against: what changes the run but for the epoch count (which
+    /// a resumed run may raise). One key per setting: `optimizer` (`sgd`,
+    /// `adam`, `adamw`, `rmsprop`, `adagrad`) and each hyper-parameter of
+    /// its rule (`momentum`, `beta1`, `weight_decay`, ...), `lr`, the
+    /// schedule's ([`Schedule::settings`]: `scheduler`, `warmup`, ...),
+    /// `batch`, `seed`, `clip`, `patience` and `augment` (whether batches
+    /// are augmented). Names the command line's configuration shares
+    /// (`lr`, `batch`, ...) are named once in a refusal.
+    pub fn settings(&self) -> Value {
+        let mut m = rule_settings(&self.rule);
+        m.insert("lr".into(), f32_json(self.lr));
+        m.extend(self.schedule.settings());
+        m.insert("batch".into(), json!(self.batch));
+        m.insert("seed".into(), json!(self.seed));
+        m.insert("clip".into(), self.clip.map_or(Value::Null, f32_json));
+        m.insert("patience".into(), json!(self.patience));
+        m.insert("augment".into(), json!(self.augment.is_some()));
+        Value::Object(m)
     }
 
     fn check_settings(&self) -> Result<(), TrainError> {
         check_run(self.batch, self.epochs, self.lr, self.clip)
     }
 
-    /// Trains (or resumes) the model `build` makes, on `device`.
+    /// Trains (or resumes) the model `build` makes, on `device`, and gives
+    /// it back in its memory ([`Trained`]).
     ///
     /// `build` allocates and initialises the model in the run's arena (for
     /// a derived model, `Net::build`). `step` computes a mini-batch's loss:
     /// it gets the model, the graph to record on and the batch, and returns
     /// a [`StepOutput`]; the learner runs backward, clipping and the
     /// optimizer step in training, and the same closure without recording
-    /// gradients on the validation set (in order, in batches of the same
-    /// size). The model is in training mode ([`Module::train`]) for the
-    /// training batches and in evaluation mode for validation.
+    /// gradients on the validation set and the [test set](Self::test_set)
+    /// (in order, in batches of the same size). The model is in training
+    /// mode ([`Module::train`]) for the training batches and in evaluation
+    /// mode for validation, testing, and when it is returned.
+    ///
+    /// The model returned holds the last epoch's parameters, or, with
+    /// early stopping ([`patience`](Self::patience)), the best epoch's by
+    /// validation loss. Its memory is the run's arena, the optimizer state
+    /// freed.
     ///
     /// The graph has [`ember_core::DEFAULT_NODES`] nodes; a step that
     /// records more fails with a [`TrainError::Core`] error.
     ///
     /// Errors are typed: a NaN or infinite training loss is
     /// [`TrainError::NonFiniteLoss`] naming the last checkpoint written, a
-    /// checkpoint of another model is a [`CheckpointError`], a run too large
-    /// for the machine a [`TrainError::Memory`] before any allocation.
-    pub fn fit<D, M, E, BuildFn, StepFn>(
+    /// checkpoint of another model or of a run with other settings a
+    /// [`CheckpointError`], a run too large for the machine a
+    /// [`TrainError::Memory`] before any allocation, a step that needs more
+    /// than the arena given a [`TrainError::ArenaTooSmall`] that gives the
+    /// size to ask for, an empty validation or test set a
+    /// [`TrainError::Data`].
+    pub fn fit<'d, D, M, E, BuildFn, StepFn>(
         self,
-        device: &D,
+        device: &'d D,
         build: BuildFn,
         mut step: StepFn,
         train_set: TensorDataset,
         val_set: Option<&TensorDataset>,
         progress: &mut dyn Progress,
-    ) -> Result<TrainOutcome, TrainError>
+    ) -> Result<Trained<'d, D, M>, TrainError>
     where
         D: Device,
         M: Module,
@@ -421,6 +528,13 @@ impl Learner {
         ) -> Result<StepOutput<'t, D>, ember_core::Error>,
     {
         self.check_settings()?;
+        if val_set.is_some_and(|v| v.is_empty()) {
+            return Err(TrainError::Data("the validation set is empty".into()));
+        }
+        if self.test.as_ref().is_some_and(|t| t.is_empty()) {
+            return Err(TrainError::Data("the test set is empty".into()));
+        }
+        let settings = self.settings();
         let Learner {
             rule,
             lr,
@@ -433,6 +547,7 @@ impl Learner {
             clip,
             checkpointing: ckpt,
             augment,
+            test,
             name,
             widths,
             activation,
@@ -450,9 +565,16 @@ impl Learner {
                 name.as_deref(),
             ))
         })?;
+        let given = ArenaGiven {
+            label: arena.label(),
+            floats,
+        };
         let mut mem = Memory::new(device, storage.as_mut());
         let mut rng = Rng::new(seed);
         let mut model = build(&mut mem, &mut rng).map_err(Into::into)?;
+        // The model's floats: what stays after training (the optimizer
+        // state, allocated next, is freed then).
+        let model_floats = mem.used();
         let mut opt: Optimizer = Optimizer::new(&mut mem, &model, rule, lr)?;
 
         let mut loader = DataLoader::new(train_set, batch)
@@ -471,9 +593,22 @@ impl Learner {
             if !widths.is_empty() || activation.is_some() {
                 c.check_architecture(path, &widths, activation)?;
             }
-            c.check_config(path, &config)?;
+            // Another model first (the more fundamental difference), then
+            // other settings.
             let shapes = parameter_shapes(&model);
             c.check_parameters(path, &shapes)?;
+            c.check_settings(path, &settings, &config)?;
+            if c.meta.settings.is_null() {
+                progress.note(&format!(
+                    "{}: written before the Learner recorded its settings; the optimizer, learning rate, schedule, batch, seed, clipping, patience and augmentation are not checked against it{}",
+                    path.display(),
+                    if c.meta.config.is_null() {
+                        ""
+                    } else {
+                        " (the configuration it records is)"
+                    }
+                ));
+            }
             write_params(&model, &mut mem, &c.params, path)?;
             opt.load_state(&mut mem, &c.optimizer, c.meta.optimizer_steps, &c.meta.lrs)
                 .map_err(|e| CheckpointError::Invalid {
@@ -518,7 +653,7 @@ impl Learner {
         }
         let mut last_ckpt: Option<PathBuf> = ckpt.resume.clone();
         let mut stopped_early = false;
-        let mut preds = vec![0.0f32; batch];
+        let mut preds = Vec::new();
         for epoch in start..=epochs {
             let t0 = Instant::now();
             let lr = opt.lr();
@@ -530,29 +665,34 @@ impl Learner {
             for (bi, b) in loader.iter().enumerate() {
                 let n = b.len();
                 opt.zero_grad(&mut mem)?;
-                let (value, got) = {
+                let result = {
                     let g = Graph::new(&mut mem);
-                    let out = step(&model, &*g, &b)?;
-                    let value = out.loss.item()?;
-                    if !value.is_finite() {
-                        return Err(TrainError::NonFiniteLoss {
-                            value,
-                            epoch,
-                            batch: bi,
-                            checkpoint: last_ckpt,
-                        });
-                    }
-                    out.loss.backward()?;
-                    let got = match out.predict {
-                        Some(predict) => {
-                            let out = preds.get_mut(..n).ok_or_else(|| too_long(n, batch))?;
-                            predict().read(out)?;
-                            Some(count_correct(&preds[..n], &b.labels))
-                        }
-                        None => None,
-                    };
-                    (value, got)
+                    train_step(&model, &*g, &mut step, &b, &mut preds)
                 };
+                let (value, got) = match result {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Err(step_error(
+                            device,
+                            &mem,
+                            &given,
+                            e,
+                            "a training step",
+                            n,
+                            &mut |tape| {
+                                train_step(&model, tape, &mut step, &b, &mut Vec::new()).map(drop)
+                            },
+                        ))
+                    }
+                };
+                if !value.is_finite() {
+                    return Err(TrainError::NonFiniteLoss {
+                        value,
+                        epoch,
+                        batch: bi,
+                        checkpoint: last_ckpt,
+                    });
+                }
                 if let Some(c) = clip {
                     clip_grad_norm(&mut mem, &model, c)?;
                 }
@@ -575,8 +715,17 @@ impl Learner {
             model.eval();
             let (val_loss, val_acc) = match val_set {
                 Some(v) => {
-                    let (l, a) = validate(&model, &mut mem, v, batch, &mut step)?;
-                    (Some(l), a)
+                    let e = evaluate_in(
+                        device,
+                        &model,
+                        &mut mem,
+                        &given,
+                        v,
+                        batch,
+                        &mut step,
+                        "a validation step",
+                    )?;
+                    (Some(e.loss), e.accuracy())
                 }
                 None => (None, None),
             };
@@ -621,6 +770,7 @@ impl Learner {
                         bad_epochs,
                         history: history.clone(),
                         config: config.clone(),
+                        settings: settings.clone(),
                     },
                     params: named_tensors(&model, &mem)?,
                     optimizer: state,
@@ -646,22 +796,474 @@ impl Learner {
                 break;
             }
         }
-        let params = match (patience, best) {
-            (Some(_), Some((_, p))) => p,
-            _ => named_tensors(&model, &mem)?,
+        // The model returned: the best epoch's parameters when early
+        // stopping, in evaluation mode, without the optimizer state.
+        if let (Some(_), Some((_, p))) = (patience, &best) {
+            restore_params(&model, &mut mem, p)?;
+        }
+        model.eval();
+        drop(opt);
+        let mut mem = Memory::with_used(device, storage.as_mut(), model_floats)?;
+        let test = match &test {
+            Some(t) => {
+                let e = evaluate_in(
+                    device,
+                    &model,
+                    &mut mem,
+                    &given,
+                    t,
+                    batch,
+                    &mut step,
+                    "evaluating the test set",
+                )?;
+                progress.test_end(&e);
+                Some(e)
+            }
+            None => None,
         };
-        Ok(TrainOutcome {
+        Ok(Trained {
             history,
             stopped_early,
-            params,
+            test,
+            device,
+            storage,
+            model_floats,
+            model,
+            given,
         })
     }
 }
 
-fn too_long(n: usize, batch: usize) -> TrainError {
-    TrainError::Data(format!(
-        "a mini-batch of {n} samples is larger than the batch size {batch}"
-    ))
+/// The arena a run was given, for messages.
+#[derive(Clone, Debug)]
+struct ArenaGiven {
+    /// As it was given ([`Arena::label`]).
+    label: String,
+    /// Its floats, as allocated.
+    floats: usize,
+}
+
+/// A trained model in its memory, with what its run measured: what
+/// [`Learner::fit`] returns.
+///
+/// The model value (`M`, a derived struct, an [`Mlp`]) holds only spans
+/// into memory; the memory is the run's arena, owned here, whose first
+/// [`model_floats`](Self::model_floats) floats hold the model's
+/// parameters (and their gradients) and the rest is free for graphs (the
+/// optimizer state is freed). [`memory`](Self::memory) and
+/// [`parts`](Self::parts) give a [`Memory`] over it to run the model with;
+/// [`evaluate`](Self::evaluate) and [`predict`](Self::predict) run it on a
+/// data set; [`params`](Self::params) copies its parameters to the host.
+pub struct Trained<'d, D: Device, M> {
+    /// Per-epoch figures (those before a resume included).
+    pub history: Vec<EpochMetrics>,
+    /// Whether early stopping ended the run (the model then holds the
+    /// best epoch's parameters).
+    pub stopped_early: bool,
+    /// The test set's evaluation ([`Learner::test_set`]) with the
+    /// parameters returned, if the run had a test set.
+    pub test: Option<Evaluation>,
+    device: &'d D,
+    storage: D::Storage,
+    model_floats: usize,
+    model: M,
+    given: ArenaGiven,
+}
+
+impl<D: Device, M> std::fmt::Debug for Trained<'_, D, M> {
+    /// The run's figures and the arena (not the model or its memory).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trained")
+            .field("history", &self.history)
+            .field("stopped_early", &self.stopped_early)
+            .field("test", &self.test)
+            .field("device", &self.device.name())
+            .field("arena", &self.given.label)
+            .field("floats", &self.given.floats)
+            .field("model_floats", &self.model_floats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'d, D: Device, M: Module> Trained<'d, D, M> {
+    /// The model (in evaluation mode as returned).
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// The device its memory is on.
+    pub fn device(&self) -> &'d D {
+        self.device
+    }
+
+    /// Floats at the start of the memory that the model takes (its
+    /// parameters, their gradients, and anything else its `build`
+    /// allocated); the rest is free.
+    pub fn model_floats(&self) -> usize {
+        self.model_floats
+    }
+
+    /// A [`Memory`] over the model's arena to run it with (see
+    /// [`parts`](Self::parts) for the model at the same time). What is
+    /// allocated through it lasts only as long as it: the next memory
+    /// starts again after the model.
+    pub fn memory(&mut self) -> Result<Memory<'_, D>, TrainError> {
+        Ok(Memory::with_used(
+            self.device,
+            self.storage.as_mut(),
+            self.model_floats,
+        )?)
+    }
+
+    /// The model and a [`Memory`] over its arena, together: to record its
+    /// forward pass on a graph of your own (`Graph::new(&mut mem)`), switch
+    /// its mode, or change its parameters.
+    pub fn parts(&mut self) -> Result<(&mut M, Memory<'_, D>), TrainError> {
+        let mem = Memory::with_used(self.device, self.storage.as_mut(), self.model_floats)?;
+        Ok((&mut self.model, mem))
+    }
+
+    /// The model's parameters copied to the host, by name, in the model's
+    /// order (what [`state_dict::save`](crate::state_dict::save) writes).
+    pub fn params(&self) -> Result<Vec<NamedTensor>, TrainError> {
+        let mut out = Vec::new();
+        let mut err = Ok(());
+        let buf = self.storage.as_ref();
+        self.model.named_parameters(&mut |p| {
+            let mut data = vec![0.0f32; p.param.value.len];
+            if err.is_ok() {
+                err = self.device.download(buf, p.param.value, &mut data);
+            }
+            out.push(NamedTensor {
+                name: p.name.to_string(),
+                shape: p.dims.as_slice().to_vec(),
+                data,
+            });
+        });
+        err?;
+        Ok(out)
+    }
+
+    /// Evaluates the model on `data` with a step closure like
+    /// [`Learner::fit`]'s (the same one serves), in batches of `batch`,
+    /// in order, in evaluation mode and without recording gradients: the
+    /// mean loss and, for a step that classifies, the accuracy, the
+    /// accuracy per class and the confusion matrix
+    /// ([`eval::evaluate`], on this model's memory). A batch that needs
+    /// more memory than the arena has is a [`TrainError::ArenaTooSmall`]
+    /// with the size to ask for (or use smaller batches).
+    pub fn evaluate<StepFn>(
+        &mut self,
+        data: &TensorDataset,
+        batch: usize,
+        mut step: StepFn,
+    ) -> Result<Evaluation, TrainError>
+    where
+        StepFn: for<'t> FnMut(
+            &M,
+            &'t dyn Tape<D>,
+            &MiniBatch,
+        ) -> Result<StepOutput<'t, D>, ember_core::Error>,
+    {
+        eval::check_eval(data, batch)?;
+        self.model.eval();
+        let mut mem = Memory::with_used(self.device, self.storage.as_mut(), self.model_floats)?;
+        evaluate_in(
+            self.device,
+            &self.model,
+            &mut mem,
+            &self.given,
+            data,
+            batch,
+            &mut step,
+            "evaluating",
+        )
+    }
+
+    /// Each sample's outputs on `data`: `forward` records a mini-batch's
+    /// forward pass and returns its output (its first dimension the
+    /// batch's samples), run in batches of `batch`, in order, in
+    /// evaluation mode and without recording gradients
+    /// ([`eval::predict`], on this model's memory). Errors as
+    /// [`evaluate`](Self::evaluate)'s.
+    pub fn predict<S, F>(
+        &mut self,
+        data: &TensorDataset,
+        batch: usize,
+        mut forward: F,
+    ) -> Result<Predictions, TrainError>
+    where
+        S: Shape,
+        F: for<'t> FnMut(
+            &M,
+            &'t dyn Tape<D>,
+            &MiniBatch,
+        ) -> Result<Tensor<'t, S, D>, ember_core::Error>,
+    {
+        eval::check_eval(data, batch)?;
+        self.model.eval();
+        let mut mem = Memory::with_used(self.device, self.storage.as_mut(), self.model_floats)?;
+        let model = &self.model;
+        match eval::run_predict(model, &mut mem, data, batch, &mut forward) {
+            Ok(p) => Ok(p),
+            Err(Failure::Other(e)) => Err(e),
+            Err(Failure::Step { error, batch: b }) => Err(step_error(
+                self.device,
+                &mem,
+                &self.given,
+                error,
+                "predicting",
+                b.len(),
+                &mut |tape| {
+                    let prev = tape.set_grad_enabled(false);
+                    let r = forward(model, tape, &b).and_then(|y| y.to_vec().map(drop));
+                    tape.set_grad_enabled(prev);
+                    r
+                },
+            )),
+        }
+    }
+
+    /// Everything on the host: the history, the test set's evaluation and
+    /// the parameters ([`params`](Self::params)); the device memory is
+    /// freed.
+    pub fn into_outcome(self) -> Result<TrainOutcome, TrainError> {
+        let params = self.params()?;
+        Ok(TrainOutcome {
+            history: self.history,
+            stopped_early: self.stopped_early,
+            params,
+            test: self.test,
+        })
+    }
+
+    /// The model, its arena and the floats the model takes at its start:
+    /// to keep them apart (`Memory::with_used(device, storage.as_mut(),
+    /// floats)` runs the model again).
+    pub fn into_parts(self) -> (M, D::Storage, usize) {
+        (self.model, self.storage, self.model_floats)
+    }
+}
+
+/// The learner's settings of an optimizer rule: its name as the command
+/// line has it and each hyper-parameter by name.
+fn rule_settings(rule: &Rule) -> serde_json::Map<String, Value> {
+    let f = f32_json;
+    let v = match *rule {
+        Rule::Sgd {
+            momentum,
+            dampening,
+            nesterov,
+            weight_decay,
+        } => json!({
+            "optimizer": "sgd", "momentum": f(momentum), "dampening": f(dampening),
+            "nesterov": nesterov, "weight_decay": f(weight_decay),
+        }),
+        Rule::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            amsgrad,
+        } => json!({
+            "optimizer": "adam", "beta1": f(beta1), "beta2": f(beta2), "eps": f(eps),
+            "weight_decay": f(weight_decay), "amsgrad": amsgrad,
+        }),
+        Rule::AdamW {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            amsgrad,
+        } => json!({
+            "optimizer": "adamw", "beta1": f(beta1), "beta2": f(beta2), "eps": f(eps),
+            "weight_decay": f(weight_decay), "amsgrad": amsgrad,
+        }),
+        Rule::RmsProp {
+            alpha,
+            eps,
+            weight_decay,
+            momentum,
+            centered,
+        } => json!({
+            "optimizer": "rmsprop", "alpha": f(alpha), "eps": f(eps), "weight_decay": f(weight_decay),
+            "momentum": f(momentum), "centered": centered,
+        }),
+        Rule::Adagrad {
+            lr_decay,
+            weight_decay,
+            eps,
+            initial_accumulator,
+        } => json!({
+            "optimizer": "adagrad", "lr_decay": f(lr_decay), "weight_decay": f(weight_decay),
+            "eps": f(eps), "initial_accumulator": f(initial_accumulator),
+        }),
+    };
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// Records one training step on `tape`: the step, its loss's value and,
+/// when that is finite, backward and the predicted classes, counted
+/// against the labels (after backward, so that they take no memory at the
+/// step's peak).
+fn train_step<D, M, StepFn>(
+    model: &M,
+    tape: &dyn Tape<D>,
+    step: &mut StepFn,
+    b: &MiniBatch,
+    preds: &mut Vec<f32>,
+) -> Result<(f32, Option<usize>), ember_core::Error>
+where
+    D: Backend,
+    StepFn: for<'t> FnMut(
+        &M,
+        &'t dyn Tape<D>,
+        &MiniBatch,
+    ) -> Result<StepOutput<'t, D>, ember_core::Error>,
+{
+    let out = step(model, tape, b)?;
+    let value = out.loss.item()?;
+    if !value.is_finite() {
+        return Ok((value, None));
+    }
+    out.loss.backward()?;
+    let got = match out.predict {
+        Some(predict) => {
+            let n = b.len();
+            preds.resize(preds.len().max(n), 0.0);
+            predict().read(&mut preds[..n])?;
+            Some(count_correct(&preds[..n], &b.labels))
+        }
+        None => None,
+    };
+    Ok((value, got))
+}
+
+/// The evaluation loop ([`eval::run`]) on the run's memory, its errors
+/// the learner's: a step out of memory is measured for the arena to ask for.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_in<D, M, StepFn>(
+    device: &D,
+    model: &M,
+    mem: &mut Memory<'_, D>,
+    given: &ArenaGiven,
+    data: &TensorDataset,
+    batch: usize,
+    step: &mut StepFn,
+    during: &'static str,
+) -> Result<Evaluation, TrainError>
+where
+    D: Device,
+    StepFn: for<'t> FnMut(
+        &M,
+        &'t dyn Tape<D>,
+        &MiniBatch,
+    ) -> Result<StepOutput<'t, D>, ember_core::Error>,
+{
+    match eval::run(model, mem, data, batch, step) {
+        Ok(e) => Ok(e),
+        Err(Failure::Other(e)) => Err(e),
+        Err(Failure::Step { error, batch: b }) => Err(step_error(
+            device,
+            mem,
+            given,
+            error,
+            during,
+            b.len(),
+            &mut |tape| eval::eval_step(model, tape, step, &b, &mut Vec::new()).map(drop),
+        )),
+    }
+}
+
+/// A step's error as the learner's. Out of memory, the step is run again
+/// by `record` in a larger trial arena to measure its graph's peak, and the
+/// error says which arena to give: the floats the memory holds persistently
+/// (parameters, gradients, optimizer state) plus that peak, plus whatever
+/// the device keeps of an allocation for itself (its scratch).
+fn step_error<D: Device>(
+    device: &D,
+    mem: &Memory<'_, D>,
+    given: &ArenaGiven,
+    error: ember_core::Error,
+    during: &'static str,
+    batch: usize,
+    record: &mut dyn FnMut(&dyn Tape<D>) -> Result<(), ember_core::Error>,
+) -> TrainError {
+    let ember_core::Error::OutOfMemory { needed, available } = error else {
+        return TrainError::Core(error);
+    };
+    let free = mem.available();
+    // The graph had taken `free - available` when it asked for `needed` more.
+    let graph_at_least = free.saturating_sub(available).saturating_add(needed);
+    let reserved = given.floats.saturating_sub(mem.capacity());
+    let around = |graph: usize| reserved.saturating_add(mem.used()).saturating_add(graph);
+    let needed = measure_peak(device, mem, graph_at_least, record).map(around);
+    TrainError::ArenaTooSmall {
+        arena: given.label.clone(),
+        floats: given.floats,
+        during,
+        batch,
+        needed,
+        at_least: around(graph_at_least),
+    }
+}
+
+/// Doublings of a trial arena's graph memory before giving up.
+const TRIALS: usize = 8;
+
+/// The graph memory a step needs at its peak: `record` records it on a
+/// graph over a trial arena (a copy of `mem`'s persistent floats, then at
+/// least `lower` floats for the graph), the room doubled until the step
+/// fits. `None` when no trial arena the machine can give fits it, or the
+/// step fails otherwise there.
+fn measure_peak<D: Device>(
+    device: &D,
+    mem: &Memory<'_, D>,
+    lower: usize,
+    record: &mut dyn FnMut(&dyn Tape<D>) -> Result<(), ember_core::Error>,
+) -> Option<usize> {
+    let used = mem.used();
+    let mut persistent = vec![0.0f32; used];
+    mem.read(Span::new(0, used), &mut persistent).ok()?;
+    let mut graph = lower.max(mem.available().saturating_mul(2)).max(1);
+    for _ in 0..TRIALS {
+        let floats = used.checked_add(graph)?;
+        // Leave the machine room: a trial may take at most half of what is free.
+        if available_memory().is_some_and(|a| 4 * floats as u128 > u128::from(a) / 2) {
+            return None;
+        }
+        let mut storage = device.alloc(floats).ok()?;
+        let mut trial = Memory::with_used(device, storage.as_mut(), used).ok()?;
+        trial.write(Span::new(0, used), &persistent).ok()?;
+        let g = Graph::new(&mut trial);
+        match record(&*g) {
+            Ok(()) => return Some(g.peak()),
+            Err(ember_core::Error::OutOfMemory { .. }) => graph = graph.checked_mul(2)?,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Writes `params` (by name) into the model's parameters.
+fn restore_params<M: Module, D: Backend>(
+    model: &M,
+    mem: &mut Memory<'_, D>,
+    params: &[NamedTensor],
+) -> Result<(), TrainError> {
+    let mut spans = Vec::new();
+    model.named_parameters(&mut |p| spans.push((p.name.to_string(), p.param.value)));
+    for (name, span) in spans {
+        let t = params
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| TrainError::Data(format!("the best parameters lack `{name}`")))?;
+        mem.write(span, &t.data)?;
+    }
+    Ok(())
 }
 
 /// Each parameter's name and shape, in visiting order.
@@ -716,66 +1318,24 @@ pub(crate) fn check_run(
     Ok(())
 }
 
-/// Mean loss (and accuracy, when the step classifies) of `model` on `data`,
-/// in batches, recording nothing for backward.
-fn validate<D, M, StepFn>(
-    model: &M,
-    mem: &mut Memory<'_, D>,
-    data: &TensorDataset,
-    batch: usize,
-    step: &mut StepFn,
-) -> Result<(f32, Option<f32>), TrainError>
-where
-    D: Device,
-    M: Module,
-    StepFn: for<'t> FnMut(
-        &M,
-        &'t dyn Tape<D>,
-        &MiniBatch,
-    ) -> Result<StepOutput<'t, D>, ember_core::Error>,
-{
-    let d = data.feature_len();
-    let (feats, labels) = (data.features(), data.labels());
-    let mut loss_sum = 0.0f64;
-    let (mut correct, mut classified) = (0usize, true);
-    let mut preds = vec![0.0f32; batch];
-    for (c, ys) in labels.chunks(batch.max(1)).enumerate() {
-        let n = ys.len();
-        let start = c * batch;
-        let b = MiniBatch {
-            features: feats
-                .get(start * d..(start + n) * d)
-                .ok_or_else(|| {
-                    TrainError::Data("the validation set is shorter than its labels".into())
-                })?
-                .to_vec(),
-            labels: ys.to_vec(),
-            indices: (start..start + n).collect(),
-            feature_len: d,
-            index: c,
-        };
-        let g = Graph::new(mem);
-        let (loss, got) = g.no_grad(|| -> Result<_, TrainError> {
-            let out = step(model, &*g, &b)?;
-            let loss = out.loss.item()?;
-            let got = match out.predict {
-                Some(predict) => {
-                    predict().read(preds.get_mut(..n).ok_or_else(|| too_long(n, batch))?)?;
-                    Some(count_correct(&preds[..n], ys))
-                }
-                None => None,
-            };
-            Ok((loss, got))
-        })?;
-        loss_sum += f64::from(loss) * n as f64;
-        match got {
-            Some(k) => correct += k,
-            None => classified = false,
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_lose_their_paths() {
+        assert_eq!(short_type_name("learner::Net"), "Net");
+        assert_eq!(
+            short_type_name(
+                "(ember_core::nn::linear::Linear<4, 8>, ember_core::nn::activation::ReLU)"
+            ),
+            "(Linear<4, 8>, ReLU)"
+        );
+        assert_eq!(
+            Arena::of::<(nn::Linear<4, 8>, nn::ReLU)>(Loss::Mse).label(),
+            "Arena::of::<(Linear<4, 8>, ReLU)>(Mse)"
+        );
+        assert_eq!(Arena::floats(12).label(), "Arena::floats(12)");
+        assert_eq!(Arena::mlp(&[4, 2]).label(), "Arena::mlp(&[4, 2])");
     }
-    let total = labels.len().max(1) as f32;
-    Ok((
-        (loss_sum / labels.len().max(1) as f64) as f32,
-        classified.then(|| correct as f32 / total),
-    ))
 }

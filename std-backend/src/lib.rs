@@ -8,8 +8,11 @@
 //! To train a model of your own (a `#[derive(Module)]` struct) with
 //! everything `ember train` has (checkpoints, exact resume, early stopping,
 //! metrics), give it to a [`learner::Learner`] with a step closure that
-//! computes the loss; the module's documentation has a complete example,
-//! and `examples/train_own_model.rs` a runnable one.
+//! computes the loss; it gives the trained model back in its memory
+//! ([`learner::Trained`]), to evaluate on a test set ([`eval`]: accuracy,
+//! accuracy per class, confusion matrix, or the mean loss), run, or save.
+//! The module's documentation has a complete example, and
+//! `examples/train_own_model.rs` a runnable one.
 //!
 //! The command line is the quickest way in:
 //!
@@ -28,6 +31,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod eval;
 pub mod export;
 pub mod image;
 pub mod learner;

@@ -137,33 +137,51 @@ pub fn classification_report(labels: &[usize], predictions: &[usize], names: &[S
     let classes = names
         .len()
         .max(labels.iter().chain(predictions).max().map_or(0, |m| m + 1));
-    let m = confusion(labels, predictions, classes);
-    let total = labels.len().max(1);
-    let correct: usize = (0..classes).map(|c| m[c][c]).sum();
+    confusion_report(&confusion(labels, predictions, classes), names)
+}
+
+/// The text of [`classification_report`] from a confusion matrix
+/// `m[true][predicted]` (as [`confusion`] makes it, or
+/// [`Classification::confusion`](crate::eval::Classification::confusion)):
+/// accuracy, accuracy per class and the matrix. Classes beyond the matrix
+/// that `names` names have no samples; a row shorter than the others
+/// counts zeros.
+pub fn confusion_report(m: &[Vec<usize>], names: &[String]) -> String {
+    let classes = names.len().max(m.len());
+    let cell = |t: usize, p: usize| m.get(t).and_then(|r| r.get(p)).copied().unwrap_or(0);
+    let row_total = |t: usize| m.get(t).map_or(0, |r| r.iter().sum::<usize>());
+    let total: usize = (0..classes).map(row_total).sum();
+    let correct: usize = (0..classes).map(|c| cell(c, c)).sum();
     let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
     let mut s = format!(
-        "accuracy: {:.4} ({correct}/{})\n\nper class:\n",
-        correct as f64 / total as f64,
-        labels.len()
+        "accuracy: {:.4} ({correct}/{total})\n\nper class:\n",
+        correct as f64 / total.max(1) as f64,
     );
-    for (c, row) in m.iter().enumerate() {
-        let n: usize = row.iter().sum();
+    for c in 0..classes {
+        let n = row_total(c);
         let acc = if n == 0 {
             0.0
         } else {
-            row[c] as f64 / n as f64
+            cell(c, c) as f64 / n as f64
         };
-        let _ = writeln!(s, "  {:>2} {:<12} {:.4} ({}/{n})", c, name(c), acc, row[c]);
+        let _ = writeln!(
+            s,
+            "  {:>2} {:<12} {:.4} ({}/{n})",
+            c,
+            name(c),
+            acc,
+            cell(c, c)
+        );
     }
     s.push_str("\nconfusion matrix (rows: true class, columns: predicted):\n    ");
     for c in 0..classes {
         let _ = write!(s, "{c:>6}");
     }
     s.push('\n');
-    for (c, row) in m.iter().enumerate() {
-        let _ = write!(s, "  {c:>2}");
-        for v in row {
-            let _ = write!(s, "{v:>6}");
+    for t in 0..classes {
+        let _ = write!(s, "  {t:>2}");
+        for p in 0..classes {
+            let _ = write!(s, "{:>6}", cell(t, p));
         }
         s.push('\n');
     }

@@ -1,6 +1,7 @@
 //! The learning-rate schedule of a run: one of core's schedulers behind
 //! core's linear [`Warmup`], with its state as JSON for checkpoints.
 
+use crate::checkpoint::f32_json;
 use crate::config::SchedulerKind;
 use ember_core::nn::sched::{
     CosineAnnealingLR, ExponentialLR, LrScheduler, PlateauMode, ReduceLROnPlateau, StepLR, Warmup,
@@ -90,6 +91,40 @@ impl Schedule {
         Self::new(SchedulerKind::None, 1, 0, 1, 1.0)
     }
 
+    /// The schedule's settings as JSON, which a [`Learner`](crate::learner::Learner)
+    /// records in its checkpoints: the kind (`scheduler`, named as the
+    /// command line names it), the warmup epochs and the kind's own
+    /// parameters (`step_size`, `gamma`), but nothing that follows from
+    /// the epoch count (cosine's length), which a resumed run may raise.
+    pub fn settings(&self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        let (kind, params) = match &self.inner.inner {
+            Kind::None => (SchedulerKind::None, json!({})),
+            Kind::Step(s) => (
+                SchedulerKind::Step,
+                json!({ "step_size": s.step_size, "gamma": f32_json(s.gamma) }),
+            ),
+            Kind::Exponential(s) => (
+                SchedulerKind::Exponential,
+                json!({ "gamma": f32_json(s.gamma) }),
+            ),
+            Kind::Cosine(s) => (
+                SchedulerKind::Cosine,
+                json!({ "eta_min": f32_json(s.eta_min) }),
+            ),
+            Kind::Plateau(s) => (
+                SchedulerKind::Plateau,
+                json!({ "gamma": f32_json(s.factor) }),
+            ),
+        };
+        m.insert("scheduler".into(), json!(kind.to_string()));
+        m.insert("warmup".into(), json!(self.inner.epochs));
+        if let Value::Object(p) = params {
+            m.extend(p);
+        }
+        m
+    }
+
     /// The state as JSON, for checkpoints.
     pub fn state(&self) -> Value {
         let inner = match &self.inner.inner {
@@ -171,5 +206,25 @@ mod tests {
         t.restore(&s.state()).unwrap();
         assert_eq!(s, t);
         assert!(t.restore(&json!({ "epoch": 1 })).is_err());
+    }
+
+    #[test]
+    fn settings_name_the_kind_and_its_parameters_but_not_the_length() {
+        let s = Schedule::new(SchedulerKind::Step, 10, 2, 3, 0.5).settings();
+        assert_eq!(
+            Value::Object(s),
+            json!({ "scheduler": "step", "warmup": 2, "step_size": 3, "gamma": 0.5 })
+        );
+        // Cosine's length follows from the epochs: a longer run has the same settings.
+        let cosine = |epochs| Schedule::new(SchedulerKind::Cosine, epochs, 1, 1, 0.5).settings();
+        assert_eq!(cosine(5), cosine(50));
+        assert_ne!(
+            cosine(5),
+            Schedule::new(SchedulerKind::Cosine, 5, 0, 1, 0.5).settings()
+        );
+        assert_eq!(
+            Schedule::constant().settings().get("scheduler"),
+            Some(&json!("none"))
+        );
     }
 }

@@ -7,13 +7,14 @@
 use crate::checkpoint::CheckpointError;
 use crate::config::{ActivationKind, OptimizerKind, SchedulerKind};
 use crate::data::{Dataset, TensorDataset};
-use crate::learner::{Arena, Learner, StepOutput};
+use crate::eval::Evaluation;
+use crate::learner::{Arena, Learner, StepOutput, Trained};
 use crate::schedule::Schedule;
 use crate::state_dict::NamedTensor;
 use ember_core::backend::Device;
 use ember_core::nn::loss::{cross_entropy, Reduction};
 use ember_core::nn::{Forward, Mlp, Module, Rule};
-use ember_core::{Graph, Memory};
+use ember_core::{Backend, Memory};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -45,9 +46,56 @@ pub enum TrainError {
     #[error("data: {0}")]
     Data(String),
     /// The run needs more memory than the machine has (checked before
-    /// anything is allocated).
+    /// anything is allocated), or an evaluation's batch more than the
+    /// memory it was given has free.
     #[error("{0}")]
     Memory(String),
+    /// A step (training, validation, evaluation) needs more floats than
+    /// the run's arena holds: the message names the arena as it was given
+    /// and the size to give instead.
+    #[error("{}", arena_message(.arena, *.floats, .during, *.batch, *.needed, *.at_least))]
+    ArenaTooSmall {
+        /// The arena as it was given: `Arena::of::<Net>(CrossEntropy)`,
+        /// `Arena::floats(8192)`, ...
+        arena: String,
+        /// Its floats.
+        floats: usize,
+        /// What ran out of memory: `a training step`, `a validation
+        /// step`, `evaluating the test set`, ...
+        during: &'static str,
+        /// The samples of the batch it ran on.
+        batch: usize,
+        /// The arena's size that the step needs, measured by running it in
+        /// a larger trial arena: `Arena::floats(needed)` is exactly enough
+        /// for it. `None` when it could not be measured (no larger arena
+        /// could be had, or the step failed otherwise there).
+        needed: Option<usize>,
+        /// A lower bound of the size needed: the arena's floats and what
+        /// the failed allocation lacked.
+        at_least: usize,
+    },
+}
+
+/// The message of [`TrainError::ArenaTooSmall`].
+fn arena_message(
+    arena: &str,
+    floats: usize,
+    during: &str,
+    batch: usize,
+    needed: Option<usize>,
+    at_least: usize,
+) -> String {
+    let head = format!(
+        "the arena given to the Learner ({arena}, {floats} floats) is too small for {during} at batch {batch}"
+    );
+    match needed {
+        Some(n) => format!(
+            "{head}: it needs {n} floats (the parameters and their gradients, the optimizer state while training, and the step's graph at its peak, measured in a larger trial arena); give the Learner Arena::floats({n})"
+        ),
+        None => format!(
+            "{head}: it needs at least {at_least} floats (a larger trial arena to measure the exact size could not be had); give the Learner Arena::floats(N) with N at least {at_least}"
+        ),
+    }
 }
 
 /// Settings of a training run (also stored in each checkpoint).
@@ -230,7 +278,9 @@ pub struct EpochMetrics {
     pub seconds: f32,
 }
 
-/// What a run produced.
+/// What a run produced, copied to the host: [`Trained::into_outcome`]
+/// gives it (the trained model itself, in device memory, is the
+/// [`Trained`]).
 #[derive(Clone, Debug)]
 pub struct TrainOutcome {
     /// Per-epoch figures.
@@ -239,6 +289,8 @@ pub struct TrainOutcome {
     pub stopped_early: bool,
     /// Final parameters (the best by validation loss when early stopping is on).
     pub params: Vec<NamedTensor>,
+    /// The test set's evaluation ([`Learner::test_set`]), if it had one.
+    pub test: Option<Evaluation>,
 }
 
 /// Hooks for progress reporting.
@@ -250,6 +302,16 @@ pub trait Progress {
     fn batch(&mut self, done: usize, loss: f32, acc: Option<f32>, samples_per_sec: f32);
     /// An epoch ended.
     fn epoch_end(&mut self, m: &EpochMetrics);
+    /// The test set ([`Learner::test_set`]) was evaluated after training,
+    /// with the parameters the run returns. Default: nothing.
+    fn test_end(&mut self, e: &Evaluation) {
+        let _ = e;
+    }
+    /// A remark on the run that is no error: a resumed checkpoint from
+    /// before the Learner recorded its settings, say. Default: nothing.
+    fn note(&mut self, text: &str) {
+        let _ = text;
+    }
 }
 
 /// Progress that reports nothing.
@@ -287,17 +349,19 @@ pub fn split_validation(
 }
 
 /// Runs (or resumes) a training run of an [`Mlp`] on `device`: one user of
-/// the [`Learner`], with cross-entropy as the loss.
+/// the [`Learner`], with cross-entropy as the loss. The trained MLP comes
+/// back in its memory ([`Trained`]; [`Trained::params`] copies its
+/// parameters out, [`Trained::into_outcome`] everything).
 #[allow(clippy::too_many_arguments)]
-pub fn train<D: Device>(
-    device: &D,
+pub fn train<'d, D: Device>(
+    device: &'d D,
     cfg: &TrainConfig,
     train_set: TensorDataset,
     val_set: Option<&TensorDataset>,
     augment: Option<crate::data::transform::Compose>,
     ckpt: &Checkpointing,
     progress: &mut dyn Progress,
-) -> Result<TrainOutcome, TrainError> {
+) -> Result<Trained<'d, D, Mlp>, TrainError> {
     cfg.validate()?;
     let in_features = cfg.widths[0];
     let classes = *cfg.widths.last().unwrap_or(&1);
@@ -423,39 +487,28 @@ pub struct EvalResult {
     pub predictions: Vec<usize>,
 }
 
-/// Evaluates `model` on `data` in batches, recording nothing for backward.
-pub fn evaluate<D: Device>(
-    model: &Mlp,
+/// Evaluates an [`Mlp`] on `data` in batches with cross-entropy, recording
+/// nothing for backward: [`eval::evaluate`](crate::eval::evaluate) with
+/// the step of [`train`] (which gives the accuracy per class and the
+/// confusion matrix too). The model is left in evaluation mode.
+pub fn evaluate<D: Backend>(
+    model: &mut Mlp,
     mem: &mut Memory<'_, D>,
     data: &TensorDataset,
     batch: usize,
 ) -> Result<EvalResult, TrainError> {
     let d = data.feature_len();
-    let (feats, labels) = (data.features(), data.labels());
-    let mut predictions = Vec::with_capacity(labels.len());
-    let mut loss_sum = 0.0f64;
-    let mut preds = vec![0.0f32; batch];
-    for (c, ys) in labels.chunks(batch.max(1)).enumerate() {
-        let n = ys.len();
-        let start = c * batch;
-        let g = Graph::new(mem);
-        let loss = g.no_grad(|| {
-            let x = g.from_slice((n, d), &feats[start * d..(start + n) * d]);
-            let logits = model.forward(x);
-            logits.argmax_axis::<1>().read(&mut preds[..n])?;
-            cross_entropy(logits, ys, Reduction::Sum).item()
-        })?;
-        loss_sum += f64::from(loss);
-        predictions.extend(preds[..n].iter().map(|&p| p as usize));
-    }
-    let correct = predictions
-        .iter()
-        .zip(labels)
-        .filter(|(p, y)| p == y)
-        .count();
+    let e = crate::eval::evaluate(model, mem, data, batch, |model: &Mlp, g, b| {
+        let logits = model.forward(g.from_slice((b.len(), d), &b.features));
+        let loss = cross_entropy(logits, &b.labels, Reduction::Mean);
+        Ok(StepOutput::classified(loss, logits))
+    })?;
+    let c = e
+        .classification
+        .ok_or_else(|| TrainError::Data("the evaluation classified nothing".into()))?;
     Ok(EvalResult {
-        loss: (loss_sum / labels.len().max(1) as f64) as f32,
-        accuracy: correct as f32 / labels.len().max(1) as f32,
-        predictions,
+        loss: e.loss,
+        accuracy: c.accuracy,
+        predictions: c.predictions,
     })
 }

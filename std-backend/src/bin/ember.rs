@@ -328,6 +328,12 @@ impl Progress for Bar {
             m.epoch, m.train_loss, m.lr, m.samples_per_sec, m.seconds
         );
     }
+    fn note(&mut self, text: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("note: {text}")),
+            None => eprintln!("note: {text}"),
+        }
+    }
 }
 
 fn cmd_train(a: TrainArgs) -> Res {
@@ -483,17 +489,18 @@ impl TrainRun<'_> {
             ckpt,
             &mut bar,
         );
-        let outcome = outcome.map_err(|e| e.to_string())?;
-        if outcome.stopped_early {
+        let trained = outcome.map_err(|e| e.to_string())?;
+        if trained.stopped_early {
             eprintln!(
                 "early stopping: no better validation loss for {} epochs",
                 cfg.patience.unwrap_or(0)
             );
         }
-        write_reports(self.out, &outcome.history)?;
+        write_reports(self.out, &trained.history)?;
+        let params = trained.params().map_err(|e| e.to_string())?;
 
         // Report on the test set and export, through the deployment kernels.
-        let f32_bytes = f32_file(&cfg.widths, cfg.activation, &outcome.params)?;
+        let f32_bytes = f32_file(&cfg.widths, cfg.activation, &params)?;
         let train_for_calib = load_quiet(self.data, Split::Train)?;
         let int8_bytes = int8_file(&f32_bytes, &train_for_calib, 1000)?;
         let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
@@ -516,7 +523,7 @@ impl TrainRun<'_> {
             &out.join("model.safetensors"),
             &cfg.widths,
             cfg.activation,
-            &outcome.params,
+            &params,
         )?;
         eprintln!(
             "wrote {}: metrics.csv, curves.svg, checkpoint.safetensors, model.safetensors, model.emb ({} bytes), model-int8.emb ({} bytes), report.txt",
