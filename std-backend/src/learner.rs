@@ -923,6 +923,39 @@ impl<'d, D: Device, M: Module> Trained<'d, D, M> {
         Ok((&mut self.model, mem))
     }
 
+    /// Exports the trained model to `dir` in one call
+    /// ([`export::export_files`](crate::export::export_files)): `model.emb`
+    /// and `model-int8.emb` read off its forward pass and checked against
+    /// it (int8 calibrated on up to `samples` rows of `calibration`), their
+    /// Rust source, `model_type.rs` for a firmware and `model.safetensors`.
+    /// `forward` runs the model on the probe's input, as the step closure
+    /// does on a batch:
+    /// `|net, p| net.forward(p.input((p.rows(), Const::<784>)))`.
+    pub fn export<S, F>(
+        &mut self,
+        dir: &std::path::Path,
+        calibration: &TensorDataset,
+        samples: usize,
+        forward: F,
+    ) -> Result<crate::export::ExportReport, TrainError>
+    where
+        S: Shape,
+        F: for<'t> Fn(&M, &ember_core::deploy::Probe<'t, D>) -> Tensor<'t, S, D>,
+    {
+        self.model.eval();
+        let mut mem = Memory::with_used(self.device, self.storage.as_mut(), self.model_floats)?;
+        let model = &self.model;
+        crate::export::export_files(
+            dir,
+            model,
+            &mut mem,
+            |p| forward(model, p),
+            calibration,
+            samples,
+        )
+        .map_err(TrainError::Export)
+    }
+
     /// The model's parameters copied to the host, by name, in the model's
     /// order (what [`state_dict::save`](crate::state_dict::save) writes).
     pub fn params(&self) -> Result<Vec<NamedTensor>, TrainError> {

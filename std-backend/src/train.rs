@@ -45,6 +45,11 @@ pub enum TrainError {
     /// The data set does not fit the model.
     #[error("data: {0}")]
     Data(String),
+    /// Exporting the trained model failed or was refused (an op the
+    /// deployable format cannot express, a file that does not compute
+    /// the model): nothing was written.
+    #[error("export: {0}")]
+    Export(String),
     /// The run needs more memory than the machine has (checked before
     /// anything is allocated), or an evaluation's batch more than the
     /// memory it was given has free.

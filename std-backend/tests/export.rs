@@ -195,3 +195,65 @@ fn one_call_exports_every_file_of_a_trained_model() {
     assert!(!other.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_model_trained_by_the_learner_exports_in_one_call() {
+    use ember_core::nn::loss::{cross_entropy, Reduction};
+    use ember_core::nn::Rule;
+    use ember_std::learner::{Arena, Learner, StepOutput};
+    use ember_std::train::Quiet;
+    let mut rng = Rng::new(12);
+    let xs: Vec<f32> = (0..128 * 12).map(|_| rng.uniform()).collect();
+    let ys: Vec<usize> = xs
+        .chunks(12)
+        .map(|r| usize::from(r[0] > r[1]) + usize::from(r[2] > 0.5))
+        .collect();
+    let train = TensorDataset::new(xs, ys, 12, 3).unwrap();
+    let calib = train.clone();
+    // Net's activations are inline (not fields), which `Arena::of` does not
+    // count: a measured size.
+    let mut trained = Learner::new(Rule::adam(), 0.01, Arena::floats(8192))
+        .epochs(2)
+        .batch(16)
+        .fit(
+            &Cpu,
+            Net::build,
+            |net: &Net, g, b| {
+                let logits = net.forward(g.from_slice((b.len(), Const::<12>), &b.features));
+                let loss = cross_entropy(logits, &b.labels, Reduction::Mean);
+                Ok(StepOutput::classified(loss, logits))
+            },
+            train,
+            None,
+            &mut Quiet,
+        )
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("ember-trained-export-{}", std::process::id()));
+    let report = trained
+        .export(&dir, &calib, 128, |net, p| {
+            net.forward(p.input((p.rows(), Const::<12>)))
+        })
+        .unwrap();
+    assert_eq!(
+        report.layers,
+        "Linear<12, 16>, ReLU, Linear<16, 8>, Tanh, Linear<8, 3>"
+    );
+    // The file holds the trained parameters: its outputs are the model's.
+    let f32_bytes =
+        ember_std::export::AlignedBytes::new(&std::fs::read(dir.join("model.emb")).unwrap());
+    let file = Model::parse(f32_bytes.bytes()).unwrap();
+    let (net, mut mem) = trained.parts().unwrap();
+    let x: Vec<f32> = calib.features()[..12].to_vec();
+    let g = Graph::new(&mut mem);
+    let mut want = [0.0f32; 3];
+    net.forward(g.from_slice((1, Const::<12>), &x))
+        .read(&mut want)
+        .unwrap();
+    let mut scratch = vec![0.0f32; file.scratch_len()];
+    let got = file.infer_f32(&x, &mut scratch).unwrap();
+    for (a, b) in got.iter().zip(want) {
+        assert!((a - b).abs() < 1e-5, "{got:?} vs {want:?}");
+    }
+    drop(g);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
