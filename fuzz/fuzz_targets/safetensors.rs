@@ -1,6 +1,7 @@
 //! safetensors state_dict import (`state_dict::load_bytes`, PyTorch's
-//! `load_state_dict(strict=True)`) into an `Mlp`: typed errors, never a
-//! panic, whatever the bytes.
+//! `load_state_dict(strict=True)`) into an `Mlp`, and the mapping of a
+//! file's layers by position or by `--names` (`state_dict::load_layers`):
+//! typed errors, never a panic, whatever the bytes.
 //!
 //! The first byte picks the model (one of three architectures, the seeds'
 //! in fuzz/corpus/safetensors) and the name prefix; the rest is the file.
@@ -31,5 +32,20 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = state_dict::load_bytes(path, file, &mlp, &mut mem, prefix) {
         // Errors render (and name the file).
         let _ = e.to_string();
+    }
+    // By position (the file's names need not be the model's), or by names
+    // given as `--names` would (some of the seeds' names, some not).
+    let names: Vec<String> = ["fc1", "0", "head", "2"][..widths.len().min(4)]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let given = (sel & 0x40 != 0).then_some(&names[..]);
+    match state_dict::load_layers(path, file, &mlp, &mut mem, given) {
+        Ok(m) => {
+            let _ = m.note();
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
     }
 });
