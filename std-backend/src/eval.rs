@@ -3,7 +3,7 @@
 //! through a closure like the [`Learner`](crate::learner::Learner)'s step.
 //!
 //! [`evaluate`] takes the step closure (model, graph, mini-batch →
-//! [`StepOutput`]) and gives the mean loss and, for a step that classifies,
+//! [`StepOutput`](crate::learner::StepOutput)) and gives the mean loss and, for a step that classifies,
 //! the accuracy, the accuracy per class and the confusion matrix
 //! ([`Evaluation`]). [`predict`] takes a forward closure (model, graph,
 //! mini-batch → any tensor) and gives each sample's outputs
@@ -46,11 +46,11 @@
 //! ```
 
 use crate::data::{Dataset, MiniBatch, TensorDataset};
-use crate::learner::StepOutput;
+use crate::learner::{BatchForward, Step};
 use crate::report;
 use crate::train::TrainError;
 use ember_core::nn::Module;
-use ember_core::{Backend, Graph, Memory, Shape, Tape, Tensor};
+use ember_core::{Backend, Graph, Memory, Shape, Tape};
 
 /// The most classes an evaluation counts: a predicted class at or above it
 /// is an error (a step's own predictions that are no class indices).
@@ -70,8 +70,8 @@ pub struct Evaluation {
     /// weighted by its size).
     pub loss: f32,
     /// Accuracy and the rest, when every batch's step classified
-    /// ([`StepOutput::classified`], [`StepOutput::with_predictions`]);
-    /// `None` for a loss alone ([`StepOutput::loss`]).
+    /// ([`StepOutput::classified`](crate::learner::StepOutput::classified), [`StepOutput::with_predictions`](crate::learner::StepOutput::with_predictions));
+    /// `None` for a loss alone ([`StepOutput::loss`](crate::learner::StepOutput::loss)).
     pub classification: Option<Classification>,
 }
 
@@ -191,7 +191,7 @@ impl Predictions {
 /// Errors: an empty data set or a zero batch is [`TrainError::Data`] /
 /// [`TrainError::Config`]; a batch that needs more memory than `mem` has
 /// free a [`TrainError::Memory`] that says so; a predicted class that is
-/// not a class index (from [`StepOutput::with_predictions`]) a
+/// not a class index (from [`StepOutput::with_predictions`](crate::learner::StepOutput::with_predictions)) a
 /// [`TrainError::Data`]; any other error of the step a
 /// [`TrainError::Core`].
 pub fn evaluate<B, M, StepFn>(
@@ -204,11 +204,7 @@ pub fn evaluate<B, M, StepFn>(
 where
     B: Backend,
     M: Module,
-    StepFn: for<'t> FnMut(
-        &M,
-        &'t dyn Tape<B>,
-        &MiniBatch,
-    ) -> Result<StepOutput<'t, B>, ember_core::Error>,
+    StepFn: Step<M, B>,
 {
     check_eval(data, batch)?;
     model.eval();
@@ -237,11 +233,7 @@ where
     B: Backend,
     M: Module,
     S: Shape,
-    F: for<'t> FnMut(
-        &M,
-        &'t dyn Tape<B>,
-        &MiniBatch,
-    ) -> Result<Tensor<'t, S, B>, ember_core::Error>,
+    F: BatchForward<M, B, S>,
 {
     check_eval(data, batch)?;
     model.eval();
@@ -330,11 +322,7 @@ pub(crate) fn eval_step<B, M, StepFn>(
 ) -> Result<(f32, bool), ember_core::Error>
 where
     B: Backend,
-    StepFn: for<'t> FnMut(
-        &M,
-        &'t dyn Tape<B>,
-        &MiniBatch,
-    ) -> Result<StepOutput<'t, B>, ember_core::Error>,
+    StepFn: Step<M, B>,
 {
     let prev = tape.set_grad_enabled(false);
     let result = (|| {
@@ -371,11 +359,7 @@ pub(crate) fn run<B, M, StepFn>(
 ) -> Result<Evaluation, Failure>
 where
     B: Backend,
-    StepFn: for<'t> FnMut(
-        &M,
-        &'t dyn Tape<B>,
-        &MiniBatch,
-    ) -> Result<StepOutput<'t, B>, ember_core::Error>,
+    StepFn: Step<M, B>,
 {
     let mut loss_sum = 0.0f64;
     let mut classified = true;
@@ -481,11 +465,7 @@ pub(crate) fn run_predict<B, M, S, F>(
 where
     B: Backend,
     S: Shape,
-    F: for<'t> FnMut(
-        &M,
-        &'t dyn Tape<B>,
-        &MiniBatch,
-    ) -> Result<Tensor<'t, S, B>, ember_core::Error>,
+    F: BatchForward<M, B, S>,
 {
     let mut outputs = Vec::new();
     let mut width = None;
@@ -527,6 +507,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::learner::StepOutput;
     use ember_core::nn::loss::{cross_entropy, Reduction};
     use ember_core::nn::{Build, Forward, Linear};
     use ember_core::{Const, Cpu, Rng};

@@ -69,12 +69,12 @@ pub fn f32_file(
     let act = activation.activation();
     // The parameters, and a traced forward pass on the probe rows (values
     // and the input's gradient buffer).
-    let trace = deploy::PROBE_ROWS * (2 * widths.iter().sum::<usize>() + 2 * widths[0]);
+    let in_features = widths.first().copied().unwrap_or(0);
+    let trace = deploy::PROBE_ROWS * (2 * widths.iter().sum::<usize>() + 2 * in_features);
     let mut buf = vec![0.0f32; Mlp::param_floats(widths) + trace + 1024];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let model = Mlp::new(&mut mem, &mut Rng::new(0), widths, act).map_err(|e| e.to_string())?;
     write_params(&model, &mut mem, params, Path::new("<parameters>")).map_err(|e| e.to_string())?;
-    let in_features = widths[0];
     traced_f32(&model, &mut mem, |p| {
         model.forward(p.input((p.rows(), in_features)))
     })
@@ -98,11 +98,14 @@ where
     S: Shape,
     F: for<'t> Fn(&Probe<'t, B>) -> Tensor<'t, S, B>,
 {
+    // `deploy::export_f32` in three steps, so that the buffers are sized
+    // by the one trace.
     let plan = deploy::plan(model, mem, &forward)?;
     let mut out = AlignedBytes::zeroed(plan.file_len());
     let mut scratch = vec![0.0f32; plan.scratch_len()];
-    let n = deploy::export_f32(model, mem, &forward, out.bytes_mut(), &mut scratch)?;
+    let n = deploy::write_f32(&plan, mem, out.bytes_mut())?;
     out.truncate(n);
+    deploy::check_f32(&plan, mem, forward, out.bytes(), &mut scratch)?;
     Ok(out)
 }
 
@@ -152,15 +155,7 @@ where
             f.input_features()
         ));
     }
-    let int8_bytes = int8_file(&f32_bytes, calibration, samples)?;
-    let q = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
-    let d = calibration.feature_len();
-    let rows: Vec<&[f32]> = calibration
-        .features()
-        .chunks_exact(d)
-        .take(samples.min(16))
-        .collect();
-    let int8_check = check_int8(&f, &q, &rows)?;
+    let (int8_bytes, int8_check) = quantize_checked(&f, calibration, samples)?;
     let tensors = crate::state_dict::named_tensors(model, mem).map_err(|e| e.to_string())?;
     let safetensors =
         crate::state_dict::to_bytes(&tensors, None).map_err(|e| format!("the state_dict: {e}"))?;
@@ -169,12 +164,7 @@ where
     let path = dir.join("model.safetensors");
     write_atomic(&path, &safetensors).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut layers = String::new();
-    deploy::write_model_type(&f, &mut layers).map_err(|e| e.to_string())?;
-    let layers = layers
-        .lines()
-        .find_map(|l| l.strip_prefix("pub type Net = ("))
-        .map(|l| l.trim_end_matches(");").to_string())
-        .unwrap_or_default();
+    deploy::write_layer_types(&f, &mut layers).map_err(|e| e.to_string())?;
     Ok(ExportReport {
         f32_len: f32_bytes.bytes().len(),
         int8_len: int8_bytes.bytes().len(),
@@ -212,16 +202,25 @@ pub fn int8_file(
     samples: usize,
 ) -> Result<AlignedBytes, String> {
     let model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+    quantize_checked(&model, data, samples).map(|(bytes, _)| bytes)
+}
+
+/// [`int8_file`] of a parsed f32 model, with its check's figures.
+fn quantize_checked(
+    model: &Model<'_>,
+    data: &TensorDataset,
+    samples: usize,
+) -> Result<(AlignedBytes, Int8Check), String> {
     let mut calib = Calibration::new();
     let mut scratch = vec![0.0f32; model.scratch_len()];
     let d = data.feature_len();
     for row in data.features().chunks_exact(d).take(samples) {
         calib
-            .observe(&model, row, &mut scratch)
+            .observe(model, row, &mut scratch)
             .map_err(|e| format!("calibrating the int8 model: {e}"))?;
     }
-    let mut out = AlignedBytes::zeroed(deploy::quantized_len(&model));
-    let n = deploy::quantize(&model, &calib, out.bytes_mut()).map_err(|e| e.to_string())?;
+    let mut out = AlignedBytes::zeroed(deploy::quantized_len(model));
+    let n = deploy::quantize(model, &calib, out.bytes_mut()).map_err(|e| e.to_string())?;
     out.truncate(n);
     let int8 = Model::parse(out.bytes()).map_err(|e| e.to_string())?;
     let rows: Vec<&[f32]> = data
@@ -229,8 +228,8 @@ pub fn int8_file(
         .chunks_exact(d)
         .take(samples.min(16))
         .collect();
-    check_int8(&model, &int8, &rows)?;
-    Ok(out)
+    let check = check_int8(model, &int8, &rows)?;
+    Ok((out, check))
 }
 
 /// How far an int8 file's outputs were from its f32 model's ([`check_int8`]).

@@ -102,6 +102,41 @@ use std::time::Instant;
 /// backward, so that they take no memory at the step's peak).
 type Predict<'t, B> = Box<dyn FnOnce() -> Tensor<'t, (usize,), B> + 't>;
 
+/// A step closure, as [`Learner::fit`], [`Trained::evaluate`] and
+/// [`eval::evaluate`] take it: the model, the graph to record on and a
+/// mini-batch in, the batch's [`StepOutput`] out. Any closure of that
+/// signature is one (the bound is written here once).
+pub trait Step<M, B: Backend>:
+    for<'t> FnMut(&M, &'t dyn Tape<B>, &MiniBatch) -> Result<StepOutput<'t, B>, ember_core::Error>
+{
+}
+
+impl<M, B: Backend, F> Step<M, B> for F where
+    F: for<'t> FnMut(
+        &M,
+        &'t dyn Tape<B>,
+        &MiniBatch,
+    ) -> Result<StepOutput<'t, B>, ember_core::Error>
+{
+}
+
+/// A forward closure, as [`Trained::predict`] and [`eval::predict`] take
+/// it: the model, the graph and a mini-batch in, the batch's output
+/// tensor (its first dimension the batch's samples) out.
+pub trait BatchForward<M, B: Backend, S: Shape>:
+    for<'t> FnMut(&M, &'t dyn Tape<B>, &MiniBatch) -> Result<Tensor<'t, S, B>, ember_core::Error>
+{
+}
+
+impl<M, B: Backend, S: Shape, F> BatchForward<M, B, S> for F where
+    F: for<'t> FnMut(
+        &M,
+        &'t dyn Tape<B>,
+        &MiniBatch,
+    ) -> Result<Tensor<'t, S, B>, ember_core::Error>
+{
+}
+
 /// What a step closure computed on a mini-batch: the loss to minimise
 /// and, for classifiers, each sample's predicted class (for accuracy).
 pub struct StepOutput<'t, B: Backend> {
@@ -521,11 +556,7 @@ impl Learner {
         M: Module,
         E: Into<TrainError>,
         BuildFn: FnOnce(&mut Memory<'_, D>, &mut Rng) -> Result<M, E>,
-        StepFn: for<'t> FnMut(
-            &M,
-            &'t dyn Tape<D>,
-            &MiniBatch,
-        ) -> Result<StepOutput<'t, D>, ember_core::Error>,
+        StepFn: Step<M, D>,
     {
         self.check_settings()?;
         if val_set.is_some_and(|v| v.is_empty()) {
@@ -992,11 +1023,7 @@ impl<'d, D: Device, M: Module> Trained<'d, D, M> {
         mut step: StepFn,
     ) -> Result<Evaluation, TrainError>
     where
-        StepFn: for<'t> FnMut(
-            &M,
-            &'t dyn Tape<D>,
-            &MiniBatch,
-        ) -> Result<StepOutput<'t, D>, ember_core::Error>,
+        StepFn: Step<M, D>,
     {
         eval::check_eval(data, batch)?;
         self.model.eval();
@@ -1027,11 +1054,7 @@ impl<'d, D: Device, M: Module> Trained<'d, D, M> {
     ) -> Result<Predictions, TrainError>
     where
         S: Shape,
-        F: for<'t> FnMut(
-            &M,
-            &'t dyn Tape<D>,
-            &MiniBatch,
-        ) -> Result<Tensor<'t, S, D>, ember_core::Error>,
+        F: BatchForward<M, D, S>,
     {
         eval::check_eval(data, batch)?;
         self.model.eval();
@@ -1098,18 +1121,16 @@ fn rule_settings(rule: &Rule) -> serde_json::Map<String, Value> {
             eps,
             weight_decay,
             amsgrad,
-        } => json!({
-            "optimizer": "adam", "beta1": f(beta1), "beta2": f(beta2), "eps": f(eps),
-            "weight_decay": f(weight_decay), "amsgrad": amsgrad,
-        }),
-        Rule::AdamW {
+        }
+        | Rule::AdamW {
             beta1,
             beta2,
             eps,
             weight_decay,
             amsgrad,
         } => json!({
-            "optimizer": "adamw", "beta1": f(beta1), "beta2": f(beta2), "eps": f(eps),
+            "optimizer": if matches!(rule, Rule::AdamW { .. }) { "adamw" } else { "adam" },
+            "beta1": f(beta1), "beta2": f(beta2), "eps": f(eps),
             "weight_decay": f(weight_decay), "amsgrad": amsgrad,
         }),
         Rule::RmsProp {
@@ -1151,11 +1172,7 @@ fn train_step<D, M, StepFn>(
 ) -> Result<(f32, Option<usize>), ember_core::Error>
 where
     D: Backend,
-    StepFn: for<'t> FnMut(
-        &M,
-        &'t dyn Tape<D>,
-        &MiniBatch,
-    ) -> Result<StepOutput<'t, D>, ember_core::Error>,
+    StepFn: Step<M, D>,
 {
     let out = step(model, tape, b)?;
     let value = out.loss.item()?;
@@ -1190,11 +1207,7 @@ fn evaluate_in<D, M, StepFn>(
 ) -> Result<Evaluation, TrainError>
 where
     D: Device,
-    StepFn: for<'t> FnMut(
-        &M,
-        &'t dyn Tape<D>,
-        &MiniBatch,
-    ) -> Result<StepOutput<'t, D>, ember_core::Error>,
+    StepFn: Step<M, D>,
 {
     match eval::run(model, mem, data, batch, step) {
         Ok(e) => Ok(e),

@@ -152,9 +152,10 @@ pub use quant::{
     int8_layer_len, quantize, quantize_layer, quantized_len, requantize, write_with_last_layer,
     Calibration, QuantParams,
 };
-pub use source::{write_model_type, write_rust_source};
+pub use source::{write_layer_types, write_model_type, write_rust_source};
 pub use trace::{
-    export_f32, plan, write_f32, ExportError, Plan, PlannedLayer, Probe, F32_TOLERANCE, PROBE_ROWS,
+    check_f32, export_f32, plan, write_f32, ExportError, Plan, PlannedLayer, Probe, F32_TOLERANCE,
+    PROBE_ROWS,
 };
 
 /// Bytes aligned to 16, so that a weight file embedded with `include_bytes!`

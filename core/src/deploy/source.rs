@@ -207,26 +207,23 @@ pub fn write_model_type(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
     )?;
     writeln!(w, "/// The model type the weight file describes.")?;
     w.write_str("pub type Net = (")?;
+    write_layer_types(model, w)?;
+    writeln!(w, ");")?;
     let mut widest = 0;
     let mut widths: heapless::String<160> = heapless::String::new();
     let mut acts: heapless::Vec<&str, { super::MAX_LAYERS }> = heapless::Vec::new();
     for (i, (h, _)) in model.layers().enumerate() {
-        if i > 0 {
-            w.write_str(", ")?;
-        } else {
+        if i == 0 {
             let _ = write!(widths, "{}", h.in_features);
         }
         let _ = write!(widths, "-{}", h.out_features);
         widest = widest.max(h.out_features);
-        write!(w, "Linear<{}, {}>", h.in_features, h.out_features)?;
         if let Some(t) = nn_type(h.activation) {
-            write!(w, ", {t}")?;
             if !acts.contains(&t) {
                 let _ = acts.push(t);
             }
         }
     }
-    writeln!(w, ");")?;
     writeln!(w, "/// Input features.")?;
     writeln!(w, "pub const INPUTS: usize = {};", model.input_features())?;
     writeln!(w, "/// Output features.")?;
@@ -254,4 +251,20 @@ pub fn write_model_type(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
         w.write_str(")")?;
     }
     writeln!(w, "\";")
+}
+
+/// The model's layers as the `nn` types a sequence of them is written
+/// with: `Linear<784, 128>, ReLU, Linear<128, 10>` (the inside of
+/// [`write_model_type`]'s `Net`).
+pub fn write_layer_types(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
+    for (i, (h, _)) in model.layers().enumerate() {
+        if i > 0 {
+            w.write_str(", ")?;
+        }
+        write!(w, "Linear<{}, {}>", h.in_features, h.out_features)?;
+        if let Some(t) = nn_type(h.activation) {
+            write!(w, ", {t}")?;
+        }
+    }
+    Ok(())
 }

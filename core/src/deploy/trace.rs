@@ -225,6 +225,25 @@ impl<'t, B: Backend> Probe<'t, B> {
     }
 }
 
+/// Runs `forward` on a probe over `tape`: the output's node and the
+/// probe's input node (`None` when the forward pass made none).
+fn run_probe<B, S, F>(tape: &dyn Tape<B>, forward: &F) -> Result<(u32, Option<u32>), ExportError>
+where
+    B: Backend,
+    S: Shape,
+    F: for<'t> Fn(&Probe<'t, B>) -> Tensor<'t, S, B>,
+{
+    let probe = Probe {
+        tape,
+        input: Cell::new(None),
+    };
+    let y = forward(&probe);
+    match tape.error() {
+        Some(e) => Err(e.into()),
+        None => Ok((y.id, probe.input.get())),
+    }
+}
+
 /// Probe row `row`'s value at feature `j`.
 fn probe_value(row: usize, j: usize) -> f32 {
     // splitmix64 of the position: the same values in both passes.
@@ -366,19 +385,14 @@ where
     F: for<'t> Fn(&Probe<'t, B>) -> Tensor<'t, S, B>,
 {
     let g = Graph::<B, TRACE_NODES>::with_capacity(mem);
-    let probe = Probe {
-        tape: &*g,
-        input: Cell::new(None),
-    };
-    let y = forward(&probe);
-    g.status()?;
-    let input = probe.input.get().ok_or(ExportError::NoInput)?;
+    let (output, input) = run_probe(&*g, &forward)?;
+    let input = input.ok_or(ExportError::NoInput)?;
     let (_, in_dims, ..) = g.node(input)?;
     let found = in_dims.as_slice().first().copied().unwrap_or(1);
     if in_dims.rank == 0 || found != PROBE_ROWS {
         return Err(ExportError::ProbeRows { found });
     }
-    let steps = walk(&*g, model, y.id, input)?;
+    let steps = walk(&*g, model, output, input)?;
     drop(g);
     fold(&steps)
 }
@@ -433,8 +447,8 @@ fn walk<B: Backend, M: Module + ?Sized>(
         }
         let step = match op {
             Op::Linear { n, k, .. } | Op::LinearAct { n, k, .. } => {
-                let weight = param(g, model, parents[1], &[n, k])?;
-                let bias = param(g, model, parents[2], &[n])?;
+                let weight = param(g, model, parents[1], &[n, k], from_output)?;
+                let bias = param(g, model, parents[2], &[n], from_output)?;
                 if let Op::LinearAct { act, .. } = op {
                     let a = activation_of(act).ok_or(unsupported("an unknown activation"))?;
                     push(&mut steps, Step::Act(a, act.name()))?;
@@ -474,10 +488,10 @@ fn walk<B: Backend, M: Module + ?Sized>(
                 let (weight, transposed) = match pop {
                     Op::Transpose { batch: 1, .. } if !trans_b => {
                         let w = g.parents(parents[1])?[0];
-                        (param(g, model, w, &[n, k])?, false)
+                        (param(g, model, w, &[n, k], from_output)?, false)
                     }
-                    _ if trans_b => (param(g, model, parents[1], &[n, k])?, false),
-                    _ => (param(g, model, parents[1], &[k, n])?, true),
+                    _ if trans_b => (param(g, model, parents[1], &[n, k], from_output)?, false),
+                    _ => (param(g, model, parents[1], &[k, n], from_output)?, true),
                 };
                 Step::Dense(PlannedLayer {
                     in_features: k,
@@ -546,12 +560,13 @@ fn param<B: Backend, M: Module + ?Sized>(
     model: &M,
     id: u32,
     dims: &[usize],
+    from_output: usize,
 ) -> Result<Span, ExportError> {
     let (value, d, _, _, op) = g.node(id)?;
     if op != Op::Param {
         return Err(ExportError::Unsupported {
             op: op.name().unwrap_or("a tensor made inside the forward pass"),
-            from_output: 0,
+            from_output,
             why: "a layer's weight or bias must be a parameter of the model",
         });
     }
@@ -653,12 +668,13 @@ where
 {
     let plan = plan(model, mem, &forward)?;
     if scratch.len() < plan.scratch_len() {
+        // Before anything is written.
         return Err(ExportError::ScratchTooSmall {
             needed: plan.scratch_len(),
         });
     }
     let n = write_f32(&plan, mem, out)?;
-    verify_f32(&plan, mem, &forward, &out[..n], scratch)?;
+    check_f32(&plan, mem, forward, &out[..n], scratch)?;
     Ok(n)
 }
 
@@ -699,7 +715,7 @@ pub fn write_f32<B: Backend>(
 
 /// Copies `len` floats of `span` (zeros for `None`) as little-endian f32
 /// into `out`, zero-padding the rest.
-pub(crate) fn write_floats<B: Backend>(
+fn write_floats<B: Backend>(
     mem: &Memory<'_, B>,
     span: Option<Span>,
     len: usize,
@@ -748,13 +764,17 @@ fn write_transposed<B: Backend>(
     Ok(())
 }
 
-/// Runs `forward` again on the probe rows and `file` on the same rows
-/// through [`Model::infer_f32`]; refuses any output that differs by more
-/// than [`F32_TOLERANCE`].
-fn verify_f32<B, S, F>(
+/// Checks that `file`, written from `plan` ([`write_f32`]), computes what
+/// `forward` does: runs `forward` on the probe rows and `file` on the same
+/// rows through [`Model::infer_f32`], and refuses any output that differs by
+/// more than [`F32_TOLERANCE`] ([`ExportError::Mismatch`]). `scratch` holds
+/// [`Plan::scratch_len`] floats. [`export_f32`] is [`plan`], [`write_f32`]
+/// and this; a caller that sizes its buffer from the plan calls the three
+/// itself and traces once less.
+pub fn check_f32<B, S, F>(
     plan: &Plan,
     mem: &mut Memory<'_, B>,
-    forward: &F,
+    forward: F,
     file: &[u8],
     scratch: &mut [f32],
 ) -> Result<(), ExportError>
@@ -763,16 +783,16 @@ where
     S: Shape,
     F: for<'t> Fn(&Probe<'t, B>) -> Tensor<'t, S, B>,
 {
+    if scratch.len() < plan.scratch_len() {
+        return Err(ExportError::ScratchTooSmall {
+            needed: plan.scratch_len(),
+        });
+    }
     let model = Model::parse(file)?;
     let (n_in, n_out) = (plan.input_features(), plan.output_features());
     let g = Graph::<B, TRACE_NODES>::with_capacity(mem);
-    let probe = Probe {
-        tape: &*g,
-        input: Cell::new(None),
-    };
-    let y = forward(&probe);
-    g.status()?;
-    let (values, ..) = g.node(y.id)?;
+    let (output, _) = run_probe(&*g, &forward)?;
+    let (values, ..) = g.node(output)?;
     if values.len != PROBE_ROWS * n_out {
         return Err(ExportError::NoInput);
     }
