@@ -1,5 +1,8 @@
-//! Exporting a trained MLP: the deployable format (f32 and calibrated int8),
-//! Rust source, and evaluation through the very kernels a microcontroller runs.
+//! Exporting a trained model, any model: the deployable format read off its
+//! forward pass (f32 and calibrated int8, each checked against the model it
+//! came from: [`traced_f32`], [`check_int8`]), Rust source and the model's
+//! type for a firmware, all in one call ([`export_files`]); and evaluation
+//! through the very kernels a microcontroller runs.
 
 use crate::atomic::write_atomic;
 use crate::config::ActivationKind;

@@ -10,7 +10,9 @@
 //! metrics), give it to a [`learner::Learner`] with a step closure that
 //! computes the loss; it gives the trained model back in its memory
 //! ([`learner::Trained`]), to evaluate on a test set ([`eval`]: accuracy,
-//! accuracy per class, confusion matrix, or the mean loss), run, or save.
+//! accuracy per class, confusion matrix, or the mean loss), run, save, or
+//! export for a microcontroller in one call (`Trained::export`: the files
+//! are read off the forward pass and checked, see [`export`]).
 //! The module's documentation has a complete example, and
 //! `examples/train_own_model.rs` a runnable one.
 //!
