@@ -7,7 +7,7 @@
 //! directory `EMBER_FIRMWARE_MODELS` (default `models/`): one `NAME.emb` (f32)
 //! and `NAME-int8.emb` pair of the same architecture, whatever it is. Their
 //! header gives the model type, which is written to `OUT_DIR/model.rs`
-//! (`ember_core::deploy::write_model_type`: `Net`, `INPUTS`, `OUTPUTS`,
+//! (`ember_nn_core::deploy::write_model_type`: `Net`, `INPUTS`, `OUTPUTS`,
 //! `WIDEST`, `ARCHITECTURE`); the firmware checks the files against it with
 //! `Model::load::<Net>`. The files and the directory's test data are copied
 //! into `OUT_DIR` for `include_bytes!`: all the images, or on Cortex-M0 the
@@ -22,7 +22,7 @@
 //! machines, `memory.x` (mps2-an386, Cortex-M4F) or, for Cortex-M0,
 //! `boards/microbit/memory.x`, which also sets the `cortex_m0` cfg.
 
-use ember_core::deploy::{write_model_type, Model};
+use ember_nn_core::deploy::{write_model_type, Model};
 use std::{env, fs, path::Path, path::PathBuf};
 
 /// Test images a Cortex-M0 build embeds (784 bytes each).

@@ -6,7 +6,7 @@ workloads, data in host memory (each step moves its batch to the device).
     python3 scripts/bench.py --device cuda [--ember-bin PATH]   # GPU
     python3 scripts/bench.py --baseline-bin OLD [--ember-bin NEW]  # before/after
 
-Builds and runs `cargo run --release -p ember-std --example bench_train`
+Builds and runs `cargo run --release -p ember-nn-std --example bench_train`
 (or runs the prebuilt `--ember-bin`, for a GPU machine without Rust), then
 times the same workloads in PyTorch (if installed) and prints both with their
 ratio, Ember and PyTorch alternating `--rounds` times. PyTorch's absence is
@@ -33,7 +33,7 @@ GPU_CASES = [(f"784-512-512-10 sgd b{b}", [784, 512, 512, 10], b, "sgd") for b i
 
 
 def ember(threads, seconds, device, binary):
-    cmd = [binary] if binary else ["cargo", "run", "-q", "--release", "-p", "ember-std",
+    cmd = [binary] if binary else ["cargo", "run", "-q", "--release", "-p", "ember-nn-std",
                                    "--example", "bench_train", "--"]
     cmd += ["--threads", str(threads), "--seconds", str(seconds)]
     if device == "cuda":

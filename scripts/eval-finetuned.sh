@@ -28,7 +28,7 @@ n=$(stat -c %s "$models/finetune-eval-labels.bin")
   >"$dir/t10k-images-idx3-ubyte"
 { be32 2049; be32 "$n"; cat "$models/finetune-eval-labels.bin"; } >"$dir/t10k-labels-idx1-ubyte"
 
-cargo build -q --release -p ember-std --bin ember
+cargo build -q --release -p ember-nn-std --bin ember
 ember="${CARGO_TARGET_DIR:-target}/release/ember"
 accuracy() {
   local out

@@ -14,7 +14,7 @@
 #   code   = flash - embedded data: the program beyond the weights and test data
 #   core runtime = of the code, what the variant adds to the platform-only
 #            build (features `qemu`: start-up, vector table, defmt, panic,
-#            exit), counted by symbol: ember-core's code (for inference: the
+#            exit), counted by symbol: ember-nn-core's code (for inference: the
 #            parser, CRC table, signature check and kernels) and the libm and
 #            compiler-builtins functions it links; the firmware's own code
 #            (check loop, logging) and defmt's are left out

@@ -2,7 +2,7 @@
 # Builds, here (x86-64, with Rust), what a GPU machine without Rust or network
 # needs to run Ember's GPU checks, into .gpu/ (ignored by git):
 #   .gpu/bin/ember, .gpu/bin/bench_train      the CLI and the benchmark
-#   .gpu/bin/test-*                           ember-cuda's test binaries
+#   .gpu/bin/test-*                           ember-nn-cuda's test binaries
 #   .gpu/data/                                the full FashionMNIST, if installed here
 # Then, on the GPU machine, from the repository root: bash scripts/gpu-run.sh
 # (see BENCHMARKS.md, "On an NVIDIA GPU").
@@ -12,12 +12,12 @@ out=.gpu
 rm -rf "$out"
 mkdir -p "$out/bin"
 
-cargo build --release -p ember-std --bin ember --example bench_train
+cargo build --release -p ember-nn-std --bin ember --example bench_train
 cp target/release/ember target/release/examples/bench_train "$out/bin/"
 
-# ember-cuda's tests (the conformance suite included), in release mode:
+# ember-nn-cuda's tests (the conformance suite included), in release mode:
 # `cargo test --no-run` names each binary.
-cargo test --release -p ember-cuda --features conformance --no-run --message-format=json 2>/dev/null |
+cargo test --release -p ember-nn-cuda --features conformance --no-run --message-format=json 2>/dev/null |
     python3 -c '
 import json, shutil, sys
 for line in sys.stdin:

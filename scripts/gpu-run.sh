@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ember's GPU checks, on a machine with an NVIDIA GPU, its driver, PyTorch and
 # the binaries `scripts/gpu-build.sh` put in .gpu/ (no Rust needed here):
-#   1. ember-cuda's tests, the GPU ones included (they skip without a GPU);
+#   1. ember-nn-cuda's tests, the GPU ones included (they skip without a GPU);
 #   2. throughput against PyTorch CUDA: 784-512-512-10 at batch 64/256/1024;
 #   3. a full FashionMNIST training run on the GPU, test accuracy per epoch.
 # Results go to $OUT (default /tmp/ember-gpu): tests.log, bench.txt,

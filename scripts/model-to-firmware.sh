@@ -60,7 +60,7 @@ name=fashion-$layers
 features=""
 case $activation in relu|identity|none) ;; *) features=int8-float-activations ;; esac
 
-ember() { cargo run -q --release -p ember-std --bin ember -- "$@"; }
+ember() { cargo run -q --release -p ember-nn-std --bin ember -- "$@"; }
 
 if [ -z "$checkpoint" ]; then
   step "train: ember train --layers $layers --activation $activation --optimizer adam ${train[*]} --out $out"

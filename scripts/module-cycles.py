@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fails when ember-core's top-level modules import each other in a cycle.
+"""Fails when ember-nn-core's top-level modules import each other in a cycle.
 
 A module's imports are the `crate::<module>` paths in its code (comments and
 doc links do not count), with the crate root's re-exports (`crate::Tensor`,
@@ -121,7 +121,7 @@ def main():
         bad = True
     if bad:
         sys.exit(1)
-    print(f"ember-core modules: no new import cycle ({len(graph)} modules, known: "
+    print(f"ember-nn-core modules: no new import cycle ({len(graph)} modules, known: "
           + (", ".join(" <-> ".join(c) for c in sorted(found)) or "none") + ")")
 
 

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 epochs=${1:-100}
 layers=784-256-128-10
 data=std-backend/data/fashion-mnist-subset
-cargo build -q --release -p ember-std --bin ember
+cargo build -q --release -p ember-nn-std --bin ember
 ember="${CARGO_TARGET_DIR:-target}/release/ember"
 mkdir -p target
 dir=$(mktemp -d target/soak.XXXXXX)

@@ -19,7 +19,7 @@ if [ -n "$early" ]; then
   exit 1
 fi
 
-step "ember-core: no new import cycle between its modules"
+step "ember-nn-core: no new import cycle between its modules"
 python3 scripts/module-cycles.py
 
 step "cargo fmt --check"
@@ -40,26 +40,26 @@ cargo clippy -p ember-firmware --no-deps --target thumbv6m-none-eabi \
   --no-default-features --features qemu -- -D warnings
 
 step "core without std or alloc, for Cortex-M0 and Cortex-M4F"
-cargo build -p ember-core --no-default-features --target thumbv6m-none-eabi
-cargo build -p ember-core --no-default-features --target thumbv7em-none-eabihf
-cargo build -p ember-core --features defmt --target thumbv7em-none-eabihf
+cargo build -p ember-nn-core --no-default-features --target thumbv6m-none-eabi
+cargo build -p ember-nn-core --no-default-features --target thumbv7em-none-eabihf
+cargo build -p ember-nn-core --features defmt --target thumbv7em-none-eabihf
 
 step "firmware for a real board (STM32F411, defmt over RTT): build only"
 cargo build -p ember-firmware --release --target thumbv7em-none-eabihf \
   --no-default-features --features stm32f411,xor,int8-model
 
 step "rustdoc (warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ember-core -p ember-std -p ember-cuda
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ember-nn-core -p ember-nn-std -p ember-nn-cuda
 
 step "tests"
 cargo test --workspace --all-features
 
 step "the PyTorch tutorials' idioms, ported: each example checks what it shows"
 for example in seed_autograd seed_mlp_class seed_add_module seed_init_apply seed_state_dict seed_train_loop; do
-  cargo run --release --quiet -p ember-core --example "$example" >/dev/null
+  cargo run --release --quiet -p ember-nn-core --example "$example" >/dev/null
 done
 for example in seed_quickstart seed_save_load; do
-  cargo run --release --quiet -p ember-std --example "$example" >/dev/null
+  cargo run --release --quiet -p ember-nn-std --example "$example" >/dev/null
 done
 
 step "fuzzing smoke: every parser's libFuzzer target for a few seconds (the long campaign: scripts/fuzz.sh campaign)"

@@ -11,16 +11,16 @@
 //! The example checks the gradients against finite differences
 //! (`gradcheck`), learns `β` for a small regression, and trains a model
 //! with the hard swish as its activation in the memory `nn::train_budget`
-//! computes for it. Its tests (`cargo test -p ember-core --example
+//! computes for it. Its tests (`cargo test -p ember-nn-core --example
 //! custom_op`) are property tests of the same gradients over random inputs.
 //!
-//! Run: `cargo run -p ember-core --example custom_op`
+//! Run: `cargo run -p ember-nn-core --example custom_op`
 
-use ember_core::gradcheck::{check, GradCheck, GradCheckError};
-use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
-use ember_core::nn::{self, Build, ConstOp, Custom, Forward, Linear, Module, Optimizer, Rule};
-use ember_core::ops::custom::CustomOp;
-use ember_core::prelude::*;
+use ember_nn_core::gradcheck::{check, GradCheck, GradCheckError};
+use ember_nn_core::nn::loss::{cross_entropy, Loss, Reduction};
+use ember_nn_core::nn::{self, Build, ConstOp, Custom, Forward, Linear, Module, Optimizer, Rule};
+use ember_nn_core::ops::custom::CustomOp;
+use ember_nn_core::prelude::*;
 
 /// `sign(x) · max(|x| − λ, 0)`.
 pub struct SoftThreshold {
@@ -298,7 +298,7 @@ fn main() -> Result<()> {
             let x = g.from_slice((32usize,), &xs);
             let y = g.from_slice((32usize,), &ys);
             let pred = x.custom2(g.param(&beta), &SwishBeta, (32usize,));
-            let l = ember_core::nn::loss::mse(pred, y, ember_core::nn::loss::Reduction::Mean);
+            let l = ember_nn_core::nn::loss::mse(pred, y, ember_nn_core::nn::loss::Reduction::Mean);
             l.backward()?;
             loss = l.item()?;
         }

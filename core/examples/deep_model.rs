@@ -1,11 +1,11 @@
 //! A 16-module model (8 dense layers) built, summarised and trained for a few
 //! steps: flat tuples keep compile times linear in depth (see BENCHMARKS.md).
 //!
-//! Run: `cargo run --release -p ember-core --example deep_model`
+//! Run: `cargo run --release -p ember-nn-core --example deep_model`
 
-use ember_core::nn::loss::{cross_entropy, Reduction};
-use ember_core::nn::{self, summary, Build, Footprint, Forward, Linear, Optimizer, ReLU, Rule};
-use ember_core::prelude::*;
+use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+use ember_nn_core::nn::{self, summary, Build, Footprint, Forward, Linear, Optimizer, ReLU, Rule};
+use ember_nn_core::prelude::*;
 
 type Deep = (
     Linear<32, 64>,

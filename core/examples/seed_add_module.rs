@@ -18,10 +18,10 @@
 //! (`layers.lin1.weight`, ...). A plain `nn.Sequential(a, b, c)` is a tuple
 //! (`0.weight`, `2.weight`). The example checks both against PyTorch's names.
 //!
-//! Run: `cargo run --release -p ember-core --example seed_add_module`
+//! Run: `cargo run --release -p ember-nn-core --example seed_add_module`
 
-use ember_core::nn::{summary, Build, Forward, Linear, Module, ReLU};
-use ember_core::prelude::*;
+use ember_nn_core::nn::{summary, Build, Forward, Linear, Module, ReLU};
+use ember_nn_core::prelude::*;
 
 /// `nn.Sequential()` with `add_module('lin1', ...)`, `('relu1', ...)`, `('lin2', ...)`.
 #[derive(Module)]

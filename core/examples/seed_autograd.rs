@@ -5,11 +5,11 @@
 //! regression by hand (`w -= lr * w.grad` outside autograd). Each result is
 //! checked against the derivative worked out by hand.
 //!
-//! Run: `cargo run --release -p ember-core --example seed_autograd`
+//! Run: `cargo run --release -p ember-nn-core --example seed_autograd`
 
-use ember_core::nn::loss::{bce_with_logits, mse, Reduction};
-use ember_core::prelude::*;
-use ember_core::ParamRef;
+use ember_nn_core::nn::loss::{bce_with_logits, mse, Reduction};
+use ember_nn_core::prelude::*;
+use ember_nn_core::ParamRef;
 
 fn main() -> Result<()> {
     let mut buf = vec![0.0f32; 1 << 14];

@@ -15,11 +15,11 @@
 //! its weight and bias. Both are shown and must write the same numbers; the
 //! rule can also be applied to one submodule (`net[0].apply(...)`).
 //!
-//! Run: `cargo run --release -p ember-core --example seed_init_apply`
+//! Run: `cargo run --release -p ember-nn-core --example seed_init_apply`
 
-use ember_core::nn::init::{self, Init};
-use ember_core::nn::{Build, Layer, Linear, Module, ParamKind, ReLU};
-use ember_core::prelude::*;
+use ember_nn_core::nn::init::{self, Init};
+use ember_nn_core::nn::{Build, Layer, Linear, Module, ParamKind, ReLU};
+use ember_nn_core::prelude::*;
 
 /// `net = nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 2))`
 type Net = (Linear<10, 5>, ReLU, Linear<5, 2>);

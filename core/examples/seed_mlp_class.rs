@@ -17,10 +17,10 @@
 //! example checks the names, the printout, and the output against the same
 //! arithmetic done by hand on the parameters' values.
 //!
-//! Run: `cargo run --release -p ember-core --example seed_mlp_class`
+//! Run: `cargo run --release -p ember-nn-core --example seed_mlp_class`
 
-use ember_core::nn::{summary, Build, Forward, Linear, Module};
-use ember_core::prelude::*;
+use ember_nn_core::nn::{summary, Build, Forward, Linear, Module};
+use ember_nn_core::prelude::*;
 
 /// Named `MLP`, as in the tutorials, so that `print(net)` reads the same.
 #[allow(clippy::upper_case_acronyms)]

@@ -15,14 +15,14 @@
 //! `nn::summary` prints a model as `print(model)` does, then its parameter
 //! count. A state_dict is the parameters by name: `named_parameters` gives
 //! each one's name, shape and place in `Memory`, which `Memory::read` copies
-//! out (`ember_std::state_dict::named_tensors` does it in one call).
+//! out (`ember_nn_std::state_dict::named_tensors` does it in one call).
 //!
-//! Run: `cargo run --release -p ember-core --example seed_state_dict`
+//! Run: `cargo run --release -p ember-nn-core --example seed_state_dict`
 
-use ember_core::nn::{summary, Build, Flatten, Linear, Module, ReLU};
-use ember_core::prelude::*;
+use ember_nn_core::nn::{summary, Build, Flatten, Linear, Module, ReLU};
+use ember_nn_core::prelude::*;
 
-/// The quickstart's model (its forward is in ember-std's seed_quickstart).
+/// The quickstart's model (its forward is in ember-nn-std's seed_quickstart).
 #[derive(Module)]
 struct NeuralNetwork {
     flatten: Flatten<784>,

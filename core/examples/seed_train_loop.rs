@@ -19,12 +19,12 @@
 //! The example checks that the regression finds the true `w` and `b`, and
 //! that the classifier's loss falls and its accuracy ends high.
 //!
-//! Run: `cargo run --release -p ember-core --example seed_train_loop`
+//! Run: `cargo run --release -p ember-nn-core --example seed_train_loop`
 
-use ember_core::nn::init::{self, Init};
-use ember_core::nn::loss::{cross_entropy, mse, Loss, Reduction};
-use ember_core::nn::{self, Build, Forward, Linear, Module, Optimizer, ParamKind, ReLU, Rule};
-use ember_core::prelude::*;
+use ember_nn_core::nn::init::{self, Init};
+use ember_nn_core::nn::loss::{cross_entropy, mse, Loss, Reduction};
+use ember_nn_core::nn::{self, Build, Forward, Linear, Module, Optimizer, ParamKind, ReLU, Rule};
+use ember_nn_core::prelude::*;
 
 const N: usize = 1000;
 const BATCH: usize = 10;

@@ -3,12 +3,12 @@
 //! loss, backward, optimizer step; a scheduler step per epoch; loss and
 //! accuracy reported per epoch. The data is a generated two-spirals set.
 //!
-//! Run: `cargo run --release -p ember-core --example train_loop`
+//! Run: `cargo run --release -p ember-nn-core --example train_loop`
 
-use ember_core::nn::loss::{cross_entropy, Reduction};
-use ember_core::nn::sched::{CosineAnnealingLR, LrScheduler};
-use ember_core::nn::{self, summary, Build, Forward, Linear, Module, Optimizer, ReLU, Rule, Tanh};
-use ember_core::prelude::*;
+use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+use ember_nn_core::nn::sched::{CosineAnnealingLR, LrScheduler};
+use ember_nn_core::nn::{self, summary, Build, Forward, Linear, Module, Optimizer, ReLU, Rule, Tanh};
+use ember_nn_core::prelude::*;
 
 const N: usize = 400;
 const BATCH: usize = 40;

@@ -32,8 +32,8 @@
 //! by at least `h`.
 //!
 //! ```
-//! use ember_core::prelude::*;
-//! use ember_core::gradcheck::{check, GradCheck};
+//! use ember_nn_core::prelude::*;
+//! use ember_nn_core::gradcheck::{check, GradCheck};
 //!
 //! let mut buf = [0.0f32; 1024];
 //! let mut mem = Memory::new(&Cpu, &mut buf[..]);
@@ -44,7 +44,7 @@
 //! })
 //! .expect("gradients agree");
 //! assert_eq!(report.checked, 3);
-//! # Ok::<(), ember_core::Error>(())
+//! # Ok::<(), ember_nn_core::Error>(())
 //! ```
 
 use crate::backend::Backend;

@@ -308,7 +308,7 @@ impl<B: Backend, const N: usize> Inner<'_, B, N> {
 /// A tape of at most `N` nodes over a [`Memory`].
 ///
 /// ```
-/// use ember_core::prelude::*;
+/// use ember_nn_core::prelude::*;
 /// let mut buf = [0.0f32; 256];
 /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
 /// let g: Graph<'_, Cpu> = Graph::new(&mut mem);

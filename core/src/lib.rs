@@ -1,4 +1,4 @@
-//! # ember-core
+//! # ember-nn-core
 //!
 //! A deep-learning core that needs neither `std` nor an allocator: tensors
 //! whose shapes are checked at compile time, reverse-mode automatic
@@ -13,7 +13,7 @@
 //! respect to `b` is `−2b`.
 //!
 //! ```
-//! use ember_core::prelude::*;
+//! use ember_nn_core::prelude::*;
 //!
 //! // All tensor data lives in memory the caller provides: here a stack array.
 //! let mut buf = [0.0f32; 128];
@@ -30,7 +30,7 @@
 //! q.backward_with(&[1.0, 1.0])?;
 //! assert_eq!(a.grad()?, Some([36.0, 81.0]));
 //! assert_eq!(b.grad()?, Some([-12.0, -8.0]));
-//! # Ok::<(), ember_core::Error>(())
+//! # Ok::<(), ember_nn_core::Error>(())
 //! ```
 //!
 //! ## Design
@@ -81,8 +81,8 @@
 //! bodies built from them ([`backend::composed`]) that a backend overrides
 //! for speed. A backend over host memory implements
 //! [`HostKernels`](backend::HostKernels) instead, on operands that core has
-//! checked, and gets its `Backend` impl from [`host_backend!`]. The portable [`Cpu`] backend lives here; the `ember-std` crate
-//! adds a multi-threaded, SIMD-friendly one, and `ember-cuda` one whose
+//! checked, and gets its `Backend` impl from [`host_backend!`]. The portable [`Cpu`] backend lives here; the `ember-nn-std` crate
+//! adds a multi-threaded, SIMD-friendly one, and `ember-nn-cuda` one whose
 //! buffer is GPU memory, with the same model types and training loop.
 //!
 //! ## Features

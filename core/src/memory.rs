@@ -91,7 +91,7 @@ impl<'m, B: Backend> Memory<'m, B> {
     /// holds. Allocates nothing.
     ///
     /// ```
-    /// use ember_core::prelude::*;
+    /// use ember_nn_core::prelude::*;
     /// let mut buf = [0.0f32; 64];
     /// let (p, used) = {
     ///     let mut mem = Memory::new(&Cpu, &mut buf[..]);
@@ -103,7 +103,7 @@ impl<'m, B: Backend> Memory<'m, B> {
     /// assert_eq!(mem.available(), 64 - used);
     /// drop(mem);
     /// assert!(Memory::with_used(&Cpu, &mut buf[..], 65).is_err());
-    /// # Ok::<(), ember_core::Error>(())
+    /// # Ok::<(), ember_nn_core::Error>(())
     /// ```
     pub fn with_used(backend: &'m B, buf: &'m mut B::Buffer, used: usize) -> Result<Self> {
         if used > backend.buffer_len(buf) {

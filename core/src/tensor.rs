@@ -123,7 +123,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// a gradient; anything else is an error, and so is a range past its end.
     ///
     /// ```
-    /// use ember_core::prelude::*;
+    /// use ember_nn_core::prelude::*;
     /// let mut buf = [0.0f32; 16];
     /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
     /// let g: Graph<'_, Cpu> = Graph::new(&mut mem);
@@ -133,7 +133,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// x.read(&mut v)?;
     /// assert_eq!(v, [0.0, 0.0, 0.0, 1.0, 2.0, 3.0]);
     /// assert!(x.write_at(4, &[1.0, 2.0, 3.0]).is_err());
-    /// # Ok::<(), ember_core::Error>(())
+    /// # Ok::<(), ember_nn_core::Error>(())
     /// ```
     pub fn write_at(&self, offset: usize, data: &[f32]) -> Result<()> {
         self.tape.write_leaf(self.id, offset, data)

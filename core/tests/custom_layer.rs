@@ -4,12 +4,12 @@
 //! no deployable layer claimed.
 #![cfg(feature = "derive")]
 
-use ember_core::gradcheck::{check, GradCheck};
-use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
-use ember_core::nn::{
+use ember_nn_core::gradcheck::{check, GradCheck};
+use ember_nn_core::nn::loss::{cross_entropy, Loss, Reduction};
+use ember_nn_core::nn::{
     self, Build, Custom, Footprint, Forward, Linear, Module, Optimizer, ReLU, Rule,
 };
-use ember_core::prelude::*;
+use ember_nn_core::prelude::*;
 
 #[path = "support/hard_swish.rs"]
 mod hard_swish;
@@ -119,8 +119,8 @@ fn a_custom_layer_prints_its_name_and_describes_no_inference_layer() {
     assert_eq!(model.act.param_count(), 0);
     // Export reads the forward pass and refuses the op by its name (the
     // issue's hard-swish model once exported silently as a ReLU network).
-    let mut bytes = ember_core::deploy::Aligned([0u8; 1024]);
-    let err = ember_core::deploy::export_f32(
+    let mut bytes = ember_nn_core::deploy::Aligned([0u8; 1024]);
+    let err = ember_nn_core::deploy::export_f32(
         &model,
         &mut mem,
         |p| model.forward(p.input((p.rows(), Const::<4>))),
@@ -131,7 +131,7 @@ fn a_custom_layer_prints_its_name_and_describes_no_inference_layer() {
     assert!(
         matches!(
             err,
-            ember_core::deploy::ExportError::Unsupported {
+            ember_nn_core::deploy::ExportError::Unsupported {
                 op: "HardSwishBackward",
                 from_output: 1,
                 ..

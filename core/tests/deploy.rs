@@ -1,9 +1,9 @@
 //! The deployable weight format: round trips, validation that never panics,
 //! signature checks, int8 quantization accuracy, and Rust source export.
 
-use ember_core::deploy::{self, Aligned, Calibration, FormatError, Model};
-use ember_core::nn::{Build, Forward, Linear, ReLU, Sigmoid, Tanh};
-use ember_core::prelude::*;
+use ember_nn_core::deploy::{self, Aligned, Calibration, FormatError, Model};
+use ember_nn_core::nn::{Build, Forward, Linear, ReLU, Sigmoid, Tanh};
+use ember_nn_core::prelude::*;
 use proptest::prelude::{any, proptest, ProptestConfig};
 
 type Net = (Linear<6, 16>, ReLU, Linear<16, 8>, Tanh, Linear<8, 4>);
@@ -40,7 +40,7 @@ fn export<M, const IN: usize, const OUT: usize>(
     out: &mut [u8],
 ) -> usize
 where
-    M: ember_core::nn::Module
+    M: ember_nn_core::nn::Module
         + for<'t> Forward<Tensor<'t, (usize, Const<IN>)>, Output = Tensor<'t, (usize, Const<OUT>)>>,
 {
     let mut scratch = vec![0.0f32; 4096];

@@ -3,11 +3,11 @@
 //! structs, skipped fields, and training with the host API.
 #![cfg(feature = "derive")]
 
-use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
-use ember_core::nn::{
+use ember_nn_core::nn::loss::{cross_entropy, Loss, Reduction};
+use ember_nn_core::nn::{
     self, Build, Dropout, Flatten, Footprint, Forward, Linear, Module, Optimizer, ReLU, Rule,
 };
-use ember_core::prelude::*;
+use ember_nn_core::prelude::*;
 
 /// ```python
 /// class MLP(nn.Module):
@@ -187,7 +187,7 @@ fn a_derived_models_layers_are_read_off_its_forward_pass() {
     let mut buf = vec![0.0f32; 64 * 1024];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let nn = NeuralNetwork::build(&mut mem, &mut Rng::new(0)).unwrap();
-    let plan = ember_core::deploy::plan(&nn, &mut mem, |p| {
+    let plan = ember_nn_core::deploy::plan(&nn, &mut mem, |p| {
         nn.forward(p.input((p.rows(), Const::<28>, Const::<28>)))
     })
     .unwrap();
@@ -196,7 +196,7 @@ fn a_derived_models_layers_are_read_off_its_forward_pass() {
         .iter()
         .map(|l| (l.in_features, l.out_features, l.activation))
         .collect();
-    use ember_core::deploy::Activation::{Identity, Relu};
+    use ember_nn_core::deploy::Activation::{Identity, Relu};
     assert_eq!(
         layers,
         [(784, 32, Relu), (32, 32, Relu), (32, 10, Identity)]

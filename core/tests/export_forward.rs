@@ -4,10 +4,10 @@
 //! are exported as computed, and what the format cannot express is refused
 //! with the op's name.
 
-use ember_core::deploy::{self, Activation, Aligned, ExportError, Model, Probe};
-use ember_core::nn::{Build, Dropout, Flatten, Forward, Linear, Module, ParamInfo, ParamKind};
-use ember_core::nn::{Name, ReLU, Tanh};
-use ember_core::prelude::*;
+use ember_nn_core::deploy::{self, Activation, Aligned, ExportError, Model, Probe};
+use ember_nn_core::nn::{Build, Dropout, Flatten, Forward, Linear, Module, ParamInfo, ParamKind};
+use ember_nn_core::nn::{Name, ReLU, Tanh};
+use ember_nn_core::prelude::*;
 use std::cell::Cell;
 
 /// An exported file's bytes, aligned.
@@ -156,7 +156,7 @@ impl Build for MyDenseField {
     }
 }
 
-impl ember_core::nn::Footprint for MyDenseField {
+impl ember_nn_core::nn::Footprint for MyDenseField {
     const PARAMS: usize = 6 * 4 + 4;
     const NODES: usize = 6;
     const IN_FEATURES: Option<usize> = Some(6);

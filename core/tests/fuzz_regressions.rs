@@ -3,7 +3,7 @@
 //! tests/data/fuzz/ is the input as the target saw it (with the data length
 //! and CRC repaired, as the target repairs them).
 
-use ember_core::deploy::{self, Calibration, Model};
+use ember_nn_core::deploy::{self, Calibration, Model};
 
 /// Copies `bytes` into 4-byte aligned storage (the format is read in place).
 fn aligned(bytes: &[u8]) -> Vec<u32> {

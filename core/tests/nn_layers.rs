@@ -3,16 +3,16 @@
 
 #![allow(clippy::excessive_precision)] // reference numbers are quoted verbatim
 
-use ember_core::gradcheck::{check, GradCheck};
-use ember_core::nn::init::{self, FanMode, Init};
-use ember_core::nn::loss::{self, Reduction};
-use ember_core::nn::optim::clip_grad_norm;
-use ember_core::nn::Footprint;
-use ember_core::nn::{
+use ember_nn_core::gradcheck::{check, GradCheck};
+use ember_nn_core::nn::init::{self, FanMode, Init};
+use ember_nn_core::nn::loss::{self, Reduction};
+use ember_nn_core::nn::optim::clip_grad_norm;
+use ember_nn_core::nn::Footprint;
+use ember_nn_core::nn::{
     summary, Build, Dropout, Flatten, Forward, GELUTanh, LeakyReLU, Linear, Module, Optimizer,
     ParamKind, ReLU, Rule, SiLU, Sigmoid, Softplus, Softsign, Tanh, ELU, GELU, SELU,
 };
-use ember_core::prelude::*;
+use ember_nn_core::prelude::*;
 
 fn close(a: f32, b: f32, tol: f32, what: &str) {
     assert!(
@@ -299,10 +299,10 @@ fn twelve_layer_model() {
         Dropout,
         Linear<16, 4>,
     );
-    const FLOATS: usize = ember_core::nn::train_floats::<Deep>(
+    const FLOATS: usize = ember_nn_core::nn::train_floats::<Deep>(
         8,
-        ember_core::nn::loss::Loss::CrossEntropy,
-        ember_core::nn::Rule::adam(),
+        ember_nn_core::nn::loss::Loss::CrossEntropy,
+        ember_nn_core::nn::Rule::adam(),
     );
     let mut buf = vec![0.0f32; FLOATS];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
@@ -506,8 +506,8 @@ fn parameters_and_optimizer_state_round_trip_exactly() {
 
 #[test]
 fn runtime_mlp_matches_the_typed_model() {
-    use ember_core::deploy::{self, Activation, Model};
-    use ember_core::nn::Mlp;
+    use ember_nn_core::deploy::{self, Activation, Model};
+    use ember_nn_core::nn::Mlp;
     type Typed = (Linear<5, 7>, Tanh, Linear<7, 3>);
     let mut buf = vec![0.0f32; 4096];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
@@ -593,8 +593,8 @@ fn runtime_mlp_matches_the_typed_model() {
 /// the model without it, and its memory estimate counts the masks.
 #[test]
 fn runtime_mlp_with_dropout() {
-    use ember_core::deploy::Activation;
-    use ember_core::nn::Mlp;
+    use ember_nn_core::deploy::Activation;
+    use ember_nn_core::nn::Mlp;
     let widths = [5, 7, 7, 3];
     let mut buf = vec![0.0f32; 8192];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);

@@ -3,12 +3,12 @@
 
 #![allow(clippy::excessive_precision)] // reference numbers are quoted verbatim
 
-use ember_core::nn::sched::{
+use ember_nn_core::nn::sched::{
     Constant, CosineAnnealingLR, ExponentialLR, LrScheduler, MultiStepLR, PlateauMode,
     ReduceLROnPlateau, StepLR, Warmup,
 };
-use ember_core::nn::{Optimizer, Rule};
-use ember_core::prelude::*;
+use ember_nn_core::nn::{Optimizer, Rule};
+use ember_nn_core::prelude::*;
 
 fn close(a: f32, b: f32, what: &str) {
     let tol = 1e-5 * b.abs().max(1e-3);
@@ -349,7 +349,7 @@ fn adam_amsgrad() {
 /// shrinks the weights of group 0 and leaves the biases of group 1 alone.
 #[test]
 fn groups_carry_their_own_hyper_parameters() {
-    use ember_core::nn::{Build, Linear, ParamInfo, ParamKind};
+    use ember_nn_core::nn::{Build, Linear, ParamInfo, ParamKind};
     let mut buf = [0.0f32; 256];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let model = Linear::<3, 2>::build(&mut mem, &mut Rng::new(1)).unwrap();

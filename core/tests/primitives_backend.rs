@@ -7,12 +7,12 @@
 //! This is also the template for a new backend: implement these, then
 //! override the fused kernels one at a time, rerunning the suite.
 
-use ember_core::backend::conformance::{self, BUF_LEN};
-use ember_core::backend::{Acc, AxisDims, Backend, Blocks, Gemm, Map, Reduce, Span, Zip};
-use ember_core::nn::loss::{cross_entropy, Reduction};
-use ember_core::nn::{Build, Forward, Linear, Optimizer, ReLU, Rule};
-use ember_core::prelude::*;
-use ember_core::Error;
+use ember_nn_core::backend::conformance::{self, BUF_LEN};
+use ember_nn_core::backend::{Acc, AxisDims, Backend, Blocks, Gemm, Map, Reduce, Span, Zip};
+use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+use ember_nn_core::nn::{Build, Forward, Linear, Optimizer, ReLU, Rule};
+use ember_nn_core::prelude::*;
+use ember_nn_core::Error;
 
 /// Only the primitives, each forwarded to the portable kernels; the last
 /// `scratch` floats of every buffer are its scratch region.
@@ -30,19 +30,19 @@ impl Backend for Primitives {
         let start = self.buffer_len(buf);
         Span::new(start, buf.len() - start)
     }
-    fn upload(&self, buf: &mut [f32], dst: Span, src: &[f32]) -> ember_core::Result<()> {
+    fn upload(&self, buf: &mut [f32], dst: Span, src: &[f32]) -> ember_nn_core::Result<()> {
         Cpu.upload(buf, dst, src)
     }
-    fn download(&self, buf: &[f32], src: Span, dst: &mut [f32]) -> ember_core::Result<()> {
+    fn download(&self, buf: &[f32], src: Span, dst: &mut [f32]) -> ember_nn_core::Result<()> {
         Cpu.download(buf, src, dst)
     }
-    fn fill(&self, buf: &mut [f32], dst: Span, value: f32) -> ember_core::Result<()> {
+    fn fill(&self, buf: &mut [f32], dst: Span, value: f32) -> ember_nn_core::Result<()> {
         Cpu.fill(buf, dst, value)
     }
-    fn copy(&self, buf: &mut [f32], blocks: &Blocks) -> ember_core::Result<()> {
+    fn copy(&self, buf: &mut [f32], blocks: &Blocks) -> ember_nn_core::Result<()> {
         Cpu.copy(buf, blocks)
     }
-    fn map(&self, buf: &mut [f32], f: Map, x: Span, y: Span) -> ember_core::Result<()> {
+    fn map(&self, buf: &mut [f32], f: Map, x: Span, y: Span) -> ember_nn_core::Result<()> {
         Cpu.map(buf, f, x, y)
     }
     fn map_backward(
@@ -53,10 +53,10 @@ impl Backend for Primitives {
         y: Span,
         dy: Span,
         dx: Span,
-    ) -> ember_core::Result<()> {
+    ) -> ember_nn_core::Result<()> {
         Cpu.map_backward(buf, f, x, y, dy, dx)
     }
-    fn zip(&self, buf: &mut [f32], f: Zip, a: Span, b: Span, y: Span) -> ember_core::Result<()> {
+    fn zip(&self, buf: &mut [f32], f: Zip, a: Span, b: Span, y: Span) -> ember_nn_core::Result<()> {
         Cpu.zip(buf, f, a, b, y)
     }
     fn zip_backward(
@@ -68,10 +68,10 @@ impl Backend for Primitives {
         b: Span,
         dy: Span,
         d: Span,
-    ) -> ember_core::Result<()> {
+    ) -> ember_nn_core::Result<()> {
         Cpu.zip_backward(buf, f, rhs, a, b, dy, d)
     }
-    fn gemm(&self, buf: &mut [f32], batch: usize, g: &Gemm) -> ember_core::Result<()> {
+    fn gemm(&self, buf: &mut [f32], batch: usize, g: &Gemm) -> ember_nn_core::Result<()> {
         Cpu.gemm(buf, batch, g)
     }
     fn reduce(
@@ -82,7 +82,7 @@ impl Backend for Primitives {
         y: Span,
         dims: AxisDims,
         acc: Acc,
-    ) -> ember_core::Result<()> {
+    ) -> ember_nn_core::Result<()> {
         Cpu.reduce(buf, op, x, y, dims, acc)
     }
     fn expand(
@@ -92,7 +92,7 @@ impl Backend for Primitives {
         y: Span,
         dims: AxisDims,
         acc: Acc,
-    ) -> ember_core::Result<()> {
+    ) -> ember_nn_core::Result<()> {
         Cpu.expand(buf, x, y, dims, acc)
     }
     fn max_backward(
@@ -103,7 +103,7 @@ impl Backend for Primitives {
         dy: Span,
         dx: Span,
         dims: AxisDims,
-    ) -> ember_core::Result<()> {
+    ) -> ember_nn_core::Result<()> {
         Cpu.max_backward(buf, x, y, dy, dx, dims)
     }
     #[allow(clippy::too_many_arguments)]
@@ -116,7 +116,7 @@ impl Backend for Primitives {
         rows: usize,
         cols: usize,
         acc: Acc,
-    ) -> ember_core::Result<()> {
+    ) -> ember_nn_core::Result<()> {
         Cpu.transpose(buf, x, y, batch, rows, cols, acc)
     }
 }

@@ -4,12 +4,12 @@
 //! `BUDGET.nodes` nodes (so the bound suffices), and use at least 90% of the
 //! floats at their peak (so the bound is tight).
 
-use ember_core::nn::loss::{self, Loss, Reduction};
-use ember_core::nn::{
+use ember_nn_core::nn::loss::{self, Loss, Reduction};
+use ember_nn_core::nn::{
     self, Build, Dropout, Footprint, Forward, Linear, Module, Optimizer, ReLU, Rule, Sigmoid, Tanh,
     TrainBudget, GELU,
 };
-use ember_core::prelude::*;
+use ember_nn_core::prelude::*;
 
 /// What training steps used: the arena's floats at the peak (persistent part
 /// plus the largest graph peak) and the most nodes a step recorded.

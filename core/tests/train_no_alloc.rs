@@ -3,10 +3,10 @@
 //! training steps allocate nothing on the heap.
 
 use core::cell::Cell;
-use ember_core::nn::loss::{cross_entropy, Reduction};
-use ember_core::nn::sched::{LrScheduler, StepLR};
-use ember_core::nn::{self, Build, Forward, Linear, Module, Optimizer, Rule, Tanh};
-use ember_core::prelude::*;
+use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+use ember_nn_core::nn::sched::{LrScheduler, StepLR};
+use ember_nn_core::nn::{self, Build, Forward, Linear, Module, Optimizer, Rule, Tanh};
+use ember_nn_core::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 
 /// Counts heap allocations made by the current thread while counting is on.

@@ -6,11 +6,11 @@
 // Conventions of all Ember kernels:
 // - Every tensor lives in one device buffer `buf` of floats; a kernel gets
 //   that buffer once and the *offsets* (in floats) of its operands, exactly as
-//   the `Span`s of ember-core's `Backend` trait describe them. The host checks
+//   the `Span`s of ember-nn-core's `Backend` trait describe them. The host checks
 //   bounds and aliasing before launching.
 // - Sizes and indices are 64-bit (`u64`): a buffer may hold more than 2^31 floats.
-// - `acc` is ember-core's `Acc`: 0 overwrites the output, 1 adds to it.
-// - The formulas are those of ember-core (`Map::apply`, `Map::derivative`,
+// - `acc` is ember-nn-core's `Acc`: 0 overwrites the output, 1 adds to it.
+// - The formulas are those of ember-nn-core (`Map::apply`, `Map::derivative`,
 //   `Zip`, `Update::step`, `kernels.rs`), operation for operation; the crate is
 //   compiled with `--fmad=false` so that `a * b + c` rounds twice, as on the CPU.
 
@@ -41,7 +41,7 @@ __device__ __forceinline__ void store(float* out, float v, int acc) {
          i += (u64)blockDim.x * gridDim.x)
 
 // The logistic function, split by sign so that neither branch overflows
-// (ember-core's `sigmoid`).
+// (ember-nn-core's `sigmoid`).
 __device__ __forceinline__ float sigmoid(float x) {
     if (x >= 0.0f) {
         return 1.0f / (1.0f + expf(-x));

@@ -1,5 +1,5 @@
 // map.cu: Backend::map and Backend::map_backward, elementwise functions of
-// one tensor. Each case is ember-core's `Map::apply` / `Map::derivative`
+// one tensor. Each case is ember-nn-core's `Map::apply` / `Map::derivative`
 // (core/src/ops/map.rs), written in the same order of operations.
 
 // Function codes: `map_code` in src/kernels.rs sends these.
@@ -27,7 +27,7 @@
 #define MAP_SOFTPLUS 21
 #define MAP_CLAMP 22       // p0 = lo, p1 = hi
 
-// PyTorch's SELU constants and GELU's, as f32 (ember-core's values).
+// PyTorch's SELU constants and GELU's, as f32 (ember-nn-core's values).
 #define SELU_ALPHA 1.6732632f
 #define SELU_SCALE 1.050701f
 #define SQRT_2_OVER_PI 0.7978846f
@@ -141,7 +141,7 @@ extern "C" __global__ void ember_map_backward(float* buf, u64 x, u64 y, u64 dy, 
 }
 
 // The epilogue of a fused linear layer, in place: buf[y + r*cols + c] =
-// f(buf[y + r*cols + c] + buf[bias + c]) (ember-core's `kernels::bias_act`).
+// f(buf[y + r*cols + c] + buf[bias + c]) (ember-nn-core's `kernels::bias_act`).
 extern "C" __global__ void ember_bias_act(float* buf, u64 bias, u64 y, u64 n, u64 cols, int f,
                                           float p0, float p1) {
     FOR_EACH(i, n) {

@@ -117,7 +117,7 @@ extern "C" __global__ void ember_softmax_backward_block(float* buf, u64 y, u64 d
     }
 }
 
-// ---- Softmax and cross-entropy fused (ember-core's `kernels::cross_entropy`):
+// ---- Softmax and cross-entropy fused (ember-nn-core's `kernels::cross_entropy`):
 // logits x [rows, classes], class indices t [rows] as floats.
 
 // The class a target float names, or -1 if it is not an integer in [0, classes).

@@ -2,7 +2,7 @@
 // a single kernel: each thread reads an element's parameter, gradient and
 // state, applies the rule and writes parameter and state back, so optimizer
 // state never leaves the device and each float is touched once.
-// The rules are ember-core's `Update::step` (core/src/ops/optim.rs), with
+// The rules are ember-nn-core's `Update::step` (core/src/ops/optim.rs), with
 // PyTorch's conventions.
 
 // Rule codes and flags: `UpdateParams::from_rule` in src/kernels.rs fills these.

@@ -1,5 +1,5 @@
 // zip.cu: Backend::zip and Backend::zip_backward, elementwise functions of
-// two tensors of one length (ember-core's `Zip`, core/src/ops/zip.rs).
+// two tensors of one length (ember-nn-core's `Zip`, core/src/ops/zip.rs).
 
 // Function codes: `zip_code` in src/kernels.rs sends these.
 #define ZIP_ADD 0

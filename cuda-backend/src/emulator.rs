@@ -88,7 +88,7 @@ fn library() -> Result<&'static libloading::Library, BuildError> {
     static LIB: OnceLock<Result<libloading::Library, BuildError>> = OnceLock::new();
     LIB.get_or_init(|| {
         let failed = |e: &dyn std::fmt::Display| BuildError::Failed(e.to_string());
-        let dir = std::env::temp_dir().join(format!("ember-cuda-emulator-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("ember-nn-cuda-emulator-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| failed(&e))?;
         let cpp = dir.join("kernels.cpp");
         let so = dir.join("libkernels.so");
@@ -247,13 +247,13 @@ impl Emulator {
 #[cfg(test)]
 mod tests {
     use crate::CudaBackend;
-    use ember_core::backend::conformance::{self, BUF_LEN};
-    use ember_core::backend::Device;
+    use ember_nn_core::backend::conformance::{self, BUF_LEN};
+    use ember_nn_core::backend::Device;
 
     /// Tolerance of the emulated conformance runs (as on a GPU).
     const TOL: f32 = 1e-4;
 
-    /// ember-core's conformance suite on the emulated kernels: every kernel
+    /// ember-nn-core's conformance suite on the emulated kernels: every kernel
     /// source, with the host code that launches it, against the CPU
     /// reference. The tolerance is the GPU test's: a sum of 70,001 floats in
     /// the kernels' tree order differs from the reference's sequential f32
@@ -290,14 +290,14 @@ mod tests {
         }
     }
 
-    /// End to end on the emulated kernels: an MLP from `ember_core::nn`
+    /// End to end on the emulated kernels: an MLP from `ember_nn_core::nn`
     /// trained with Adam follows the same run on the CPU reference.
     #[test]
     fn emulated_training_follows_the_cpu() {
-        use ember_core::backend::Backend;
-        use ember_core::nn::loss::{cross_entropy, Reduction};
-        use ember_core::nn::{self, Build, Forward, Linear, Optimizer, ReLU, Rule, Tanh};
-        use ember_core::prelude::*;
+        use ember_nn_core::backend::Backend;
+        use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+        use ember_nn_core::nn::{self, Build, Forward, Linear, Optimizer, ReLU, Rule, Tanh};
+        use ember_nn_core::prelude::*;
 
         type Model = (Linear<2, 16>, Tanh, Linear<16, 16>, ReLU, Linear<16, 3>);
         const N: usize = 30;
@@ -339,7 +339,7 @@ mod tests {
         let mut dbuf = emu.alloc(FLOATS).unwrap();
         let emulated = train(&mut Memory::new(&emu, &mut dbuf), &xs, &ys);
         let mut hbuf = vec![0.0f32; FLOATS];
-        let cpu = train(&mut Memory::new(&ember_core::Cpu, &mut hbuf[..]), &xs, &ys);
+        let cpu = train(&mut Memory::new(&ember_nn_core::Cpu, &mut hbuf[..]), &xs, &ys);
         for (i, (e, c)) in emulated.iter().zip(&cpu).enumerate() {
             assert!((e - c).abs() < 1e-4, "step {i}: {e} vs {c}");
         }
@@ -351,16 +351,16 @@ mod tests {
     /// overflowing sizes are errors, and nothing is launched.
     #[test]
     fn emulated_backend_rejects_bad_spans() {
-        use ember_core::backend::Map;
-        use ember_core::backend::{Acc, AxisDims, Backend, Blocks};
-        use ember_core::{Error, Span};
+        use ember_nn_core::backend::Map;
+        use ember_nn_core::backend::{Acc, AxisDims, Backend, Blocks};
+        use ember_nn_core::{Error, Span};
 
         let Some(emu) = CudaBackend::emulated(false) else {
             return;
         };
         let mut buf = emu.alloc(64).unwrap();
         emu.upload(&mut buf, Span::new(0, 8), &[1.0; 8]).unwrap();
-        let invalid = |r: ember_core::Result<()>| {
+        let invalid = |r: ember_nn_core::Result<()>| {
             assert!(
                 matches!(r, Err(Error::InvalidArgument { .. })),
                 "expected InvalidArgument, got {r:?}"
@@ -385,7 +385,7 @@ mod tests {
         };
         invalid(emu.reduce(
             &mut buf,
-            ember_core::backend::Reduce::Sum,
+            ember_nn_core::backend::Reduce::Sum,
             Span::new(0, 0),
             Span::new(8, 8),
             empty,
@@ -433,11 +433,11 @@ mod tests {
     /// with the fused cross-entropy.
     #[test]
     fn emulated_training_exports_deployable_weights() {
-        use ember_core::backend::Backend;
-        use ember_core::deploy::{self, Activation, Model};
-        use ember_core::nn::loss::{cross_entropy, Reduction};
-        use ember_core::nn::{Forward, Mlp, Optimizer, Rule};
-        use ember_core::prelude::*;
+        use ember_nn_core::backend::Backend;
+        use ember_nn_core::deploy::{self, Activation, Model};
+        use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+        use ember_nn_core::nn::{Forward, Mlp, Optimizer, Rule};
+        use ember_nn_core::prelude::*;
 
         const N: usize = 24;
         let widths = [6, 16, 12, 4];

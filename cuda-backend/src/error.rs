@@ -6,9 +6,9 @@ use core::fmt;
 ///
 /// [`CudaBackend::new`](crate::CudaBackend::new) and
 /// [`warm_up`](crate::CudaBackend::warm_up) return it directly. A kernel that
-/// fails inside a [`Backend`](ember_core::Backend) method returns it as
-/// [`ember_core::Error::Backend`]: [`code`](Self::code) and the message,
-/// inline (cut to [`ember_core::Message::CAPACITY`] bytes).
+/// fails inside a [`Backend`](ember_nn_core::Backend) method returns it as
+/// [`ember_nn_core::Error::Backend`]: [`code`](Self::code) and the message,
+/// inline (cut to [`ember_nn_core::Message::CAPACITY`] bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CudaError {
@@ -109,7 +109,7 @@ impl fmt::Display for CudaError {
 impl std::error::Error for CudaError {}
 
 impl CudaError {
-    /// The number [`ember_core::Error::Backend`] carries for this error:
+    /// The number [`ember_nn_core::Error::Backend`] carries for this error:
     /// which kind it is (1 no driver, 2 no device, 3 missing library, 4 out
     /// of memory, 5 driver call, 6 cuBLAS call, 7 compile, 8 panic, 9 too
     /// large).
@@ -128,16 +128,16 @@ impl CudaError {
     }
 }
 
-impl From<CudaError> for ember_core::Error {
+impl From<CudaError> for ember_nn_core::Error {
     fn from(e: CudaError) -> Self {
         match e {
-            CudaError::OutOfMemory { floats } => ember_core::Error::OutOfMemory {
+            CudaError::OutOfMemory { floats } => ember_nn_core::Error::OutOfMemory {
                 needed: floats,
                 available: 0,
             },
-            _ => ember_core::Error::Backend {
+            _ => ember_nn_core::Error::Backend {
                 code: e.code(),
-                message: ember_core::Message::format(format_args!("{e}")),
+                message: ember_nn_core::Message::format(format_args!("{e}")),
             },
         }
     }

@@ -4,14 +4,14 @@
 //! Each file under `cuda-backend/kernels/` is embedded with `include_str!`,
 //! with `kernels/common.cuh` prepended, and compiled by NVRTC the first time a
 //! kernel of that file runs (see [`CudaBackend`](crate::CudaBackend)). The
-//! formulas are ember-core's ([`Map`], [`Zip`], [`Update`] and the reference
-//! kernels of `ember_core::backend::kernels`); the codes below must match the
+//! formulas are ember-nn-core's ([`Map`], [`Zip`], [`Update`] and the reference
+//! kernels of `ember_nn_core::backend::kernels`); the codes below must match the
 //! `#define`s at the top of each `.cu` file.
 
-use ember_core::backend::Map;
-use ember_core::backend::Reduce;
-use ember_core::backend::Update;
-use ember_core::backend::Zip;
+use ember_nn_core::backend::Map;
+use ember_nn_core::backend::Reduce;
+use ember_nn_core::backend::Update;
+use ember_nn_core::backend::Zip;
 
 use crate::{CudaError, Image, Target};
 
@@ -300,7 +300,7 @@ mod tests {
             (Map::Clamp(0.0, 1.0), "MAP_CLAMP"),
         ];
         // Every Map of the conformance suite is covered.
-        for f in ember_core::backend::conformance::MAPS {
+        for f in ember_nn_core::backend::conformance::MAPS {
             assert!(
                 maps.iter()
                     .any(|(m, _)| core::mem::discriminant(m) == core::mem::discriminant(&f)),
@@ -327,10 +327,10 @@ mod tests {
         }
         assert_eq!(define("common.cuh", "BLOCK"), BLOCK as i32);
         let rules = [
-            (ember_core::backend::conformance::UPDATES[0], "RULE_SGD"),
-            (ember_core::backend::conformance::UPDATES[4], "RULE_ADAM"),
-            (ember_core::backend::conformance::UPDATES[6], "RULE_RMSPROP"),
-            (ember_core::backend::conformance::UPDATES[8], "RULE_ADAGRAD"),
+            (ember_nn_core::backend::conformance::UPDATES[0], "RULE_SGD"),
+            (ember_nn_core::backend::conformance::UPDATES[4], "RULE_ADAM"),
+            (ember_nn_core::backend::conformance::UPDATES[6], "RULE_RMSPROP"),
+            (ember_nn_core::backend::conformance::UPDATES[8], "RULE_ADAGRAD"),
         ];
         for (rule, name) in rules {
             assert_eq!(

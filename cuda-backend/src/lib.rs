@@ -1,13 +1,13 @@
-//! # ember-cuda
+//! # ember-nn-cuda
 //!
-//! An [`ember_core::Backend`] whose memory is an NVIDIA GPU's: the same model
+//! An [`ember_nn_core::Backend`] whose memory is an NVIDIA GPU's: the same model
 //! types, layers, losses, optimizers and training loop as on the CPU, with
 //! every tensor, gradient and optimizer state in device memory.
 //!
 //! ```no_run
-//! use ember_core::backend::Device;
-//! use ember_core::prelude::*;
-//! use ember_cuda::CudaBackend;
+//! use ember_nn_core::backend::Device;
+//! use ember_nn_core::prelude::*;
+//! use ember_nn_cuda::CudaBackend;
 //!
 //! let cuda = CudaBackend::new(0)?; // a typed error, never a panic, without a GPU
 //! let mut buf = cuda.alloc(1 << 20)?; // 1 Mi floats of zeroed device memory
@@ -23,23 +23,23 @@
 //! ## How it works
 //!
 //! - **Memory.** A [`CudaBuffer`] is one device allocation of floats
-//!   ([`Device::alloc`]); ember-core's
-//!   [`Memory`](ember_core::Memory) carves parameters and graph scratch out of
+//!   ([`Device::alloc`]); ember-nn-core's
+//!   [`Memory`](ember_nn_core::Memory) carves parameters and graph scratch out of
 //!   it as [`Span`]s, exactly as it does a host slice.
 //! - **Kernels.** Each [`Backend`] method family is a CUDA C kernel in
 //!   `cuda-backend/kernels/*.cu` ([`kernels::SOURCES`]), embedded in the
 //!   library and compiled by NVRTC the first time it runs (for the device's
 //!   own architecture, so the driver loads machine code without JIT), then
-//!   cached for the backend's life. The formulas are ember-core's
+//!   cached for the backend's life. The formulas are ember-nn-core's
 //!   ([`Map`], [`Zip`], [`Update`]), so results match the CPU reference within
 //!   float rounding; the conformance suite
-//!   (`ember_core::backend::conformance`, feature `conformance`) checks every kernel.
+//!   (`ember_nn_core::backend::conformance`, feature `conformance`) checks every kernel.
 //! - **GEMM** is cuBLAS' `cublasSgemmStridedBatched` (see
 //!   [`CudaBackend::gemm`](Backend::gemm) for the row-major derivation).
 //!   cuBLAS' default math mode is kept: full FP32, no TF32, unless the
 //!   environment sets `NVIDIA_TF32_OVERRIDE=1`.
 //! - **Fused kernels.** A hidden layer and its activation
-//!   ([`Tensor::linear_act`](ember_core::Tensor::linear_act), which `Mlp`
+//!   ([`Tensor::linear_act`](ember_nn_core::Tensor::linear_act), which `Mlp`
 //!   uses) is one cuBLAS GEMM and one epilogue kernel that adds the bias and
 //!   applies the activation in place ([`Backend::bias_act`]); its backward
 //!   turns the output gradient into the pre-activation gradient in place
@@ -65,10 +65,10 @@
 //!   caller's memory directly.
 //! - **Errors.** [`CudaBackend::new`] returns a [`CudaError`] when the driver
 //!   library is missing, no device exists, or the device cannot be opened. A
-//!   failing kernel returns [`ember_core::Error::Backend`] (or
-//!   [`OutOfMemory`](ember_core::Error::OutOfMemory)), whose code and message
+//!   failing kernel returns [`ember_nn_core::Error::Backend`] (or
+//!   [`OutOfMemory`](ember_nn_core::Error::OutOfMemory)), whose code and message
 //!   are the CUDA error's (the message cut to
-//!   [`Message::CAPACITY`](ember_core::Message::CAPACITY) bytes; no side
+//!   [`Message::CAPACITY`](ember_nn_core::Message::CAPACITY) bytes; no side
 //!   channel). [`CudaBackend::warm_up`] returns the whole [`CudaError`] of a
 //!   missing library or a compile error, with NVRTC's log.
 //!
@@ -111,7 +111,7 @@
 //! kernels themselves are still exercised: the unit tests compile
 //! `kernels/*.cu` as host C++ (with `emulator/cuda_host.hpp` standing in for
 //! CUDA's device environment, and a reference SGEMM with cuBLAS' argument
-//! rules) and run ember-core's conformance suite and a training run through
+//! rules) and run ember-nn-core's conformance suite and a training run through
 //! this backend's own launch code. `tests/nvrtc.rs` (ignored by default)
 //! compiles every source with NVRTC when libnvrtc is available.
 //!
@@ -128,17 +128,17 @@ mod sys;
 
 use std::sync::OnceLock;
 
-use ember_core::backend::check::{
+use ember_nn_core::backend::check::{
     blocks_extent, check_axis, check_cross_entropy, check_gemm, check_max_backward, check_rows,
     check_softmax, check_transpose, check_update, disjoint, numel, same_len,
 };
 #[cfg(any(test, feature = "conformance"))]
-use ember_core::backend::conformance::Call;
-use ember_core::backend::Map;
-use ember_core::backend::Update;
-use ember_core::backend::Zip;
-use ember_core::backend::{Acc, AxisDims, Backend, Blocks, Device, Gemm, Reduce, Span};
-use ember_core::{Error, Result};
+use ember_nn_core::backend::conformance::Call;
+use ember_nn_core::backend::Map;
+use ember_nn_core::backend::Update;
+use ember_nn_core::backend::Zip;
+use ember_nn_core::backend::{Acc, AxisDims, Backend, Blocks, Device, Gemm, Reduce, Span};
+use ember_nn_core::{Error, Result};
 
 pub use error::CudaError;
 pub use sys::{Image, Target};
@@ -561,16 +561,16 @@ impl CudaBackend {
     }
 }
 
-/// Conformance cases beyond ember-core's list
-/// ([`conformance::cases`](ember_core::backend::conformance::cases)) that
+/// Conformance cases beyond ember-nn-core's list
+/// ([`conformance::cases`](ember_nn_core::backend::conformance::cases)) that
 /// reach this backend's other code paths: the block-per-position forms of
 /// the axis kernels (long axes, with and without an inner dimension, and an
 /// empty axis) and copies whose destination blocks overlap (the serial
 /// kernel). Run each with
-/// [`conformance::check_case`](ember_core::backend::conformance::check_case).
+/// [`conformance::check_case`](ember_nn_core::backend::conformance::check_case).
 #[cfg(any(test, feature = "conformance"))]
 pub fn extra_conformance_cases() -> impl Iterator<Item = Call> {
-    use ember_core::backend::conformance::Dist;
+    use ember_nn_core::backend::conformance::Dist;
     let ax = |outer, len, inner| AxisDims { outer, len, inner };
     let axes = [ax(3, 300, 5), ax(2, 1000, 1), ax(40, 256, 1), ax(2, 0, 3)];
     let dists = [

@@ -1258,7 +1258,7 @@ mod tests {
 
     #[test]
     fn no_library_in_the_directories_is_none_not_a_panic() {
-        let dir = std::env::temp_dir().join(format!("ember-cuda-libs-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("ember-nn-cuda-libs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         // Files by the right names that are not shared libraries.
         std::fs::write(dir.join("libnvrtc.so.13"), b"not an ELF file").unwrap();
@@ -1276,7 +1276,7 @@ mod tests {
 
     /// Loads NVRTC and cuBLAS through the fallback (no GPU needed), e.g.
     /// `EMBER_CUDA_LIB_DIR=.../site-packages/nvidia/cu13/lib cargo test -p
-    /// ember-cuda --lib -- --ignored libraries_load`, without LD_LIBRARY_PATH.
+    /// ember-nn-cuda --lib -- --ignored libraries_load`, without LD_LIBRARY_PATH.
     #[test]
     #[ignore = "needs NVRTC and cuBLAS in a directory of EMBER_CUDA_LIB_DIR"]
     fn libraries_load_from_ember_cuda_lib_dir() {

@@ -1,11 +1,11 @@
-//! The backend conformance suite of ember-core: every kernel of the CUDA
+//! The backend conformance suite of ember-nn-core: every kernel of the CUDA
 //! backend, on random data, against the CPU reference. Skipped (with a
 //! message) where there is no CUDA device.
 
 mod common;
 
-use ember_core::backend::conformance::{self, BUF_LEN};
-use ember_core::backend::Device;
+use ember_nn_core::backend::conformance::{self, BUF_LEN};
+use ember_nn_core::backend::Device;
 
 /// Results may differ from the CPU by float rounding: transcendental
 /// functions within a few ulp, and sums, softmax and GEMM (cuBLAS, blocked)
@@ -32,9 +32,9 @@ fn conformance() {
         );
         assert_eq!(report.cases, conformance::cases().count());
     }
-    // The paths ember-core's list does not reach (block-per-position axis
+    // The paths ember-nn-core's list does not reach (block-per-position axis
     // kernels, overlapping copy destinations).
-    for (i, call) in ember_cuda::extra_conformance_cases().enumerate() {
+    for (i, call) in ember_nn_cuda::extra_conformance_cases().enumerate() {
         conformance::check_case(&cuda, &mut buf, &mut host, 10_000 + i, call, 42, TOL)
             .unwrap_or_else(|m| panic!("{m}"));
     }

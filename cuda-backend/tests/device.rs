@@ -4,10 +4,10 @@
 
 mod common;
 
-use ember_core::backend::Map;
-use ember_core::backend::{Backend, Device};
-use ember_core::prelude::*;
-use ember_core::Span;
+use ember_nn_core::backend::Map;
+use ember_nn_core::backend::{Backend, Device};
+use ember_nn_core::prelude::*;
+use ember_nn_core::Span;
 
 #[test]
 fn warm_up_compiles_every_kernel_and_loads_cublas() {
@@ -64,7 +64,7 @@ fn bad_spans_are_errors_not_faults() {
         return;
     };
     let mut buf = cuda.alloc(64).unwrap();
-    let invalid = |r: ember_core::Result<()>| {
+    let invalid = |r: ember_nn_core::Result<()>| {
         assert!(
             matches!(r, Err(Error::InvalidArgument { .. })),
             "expected InvalidArgument, got {r:?}"

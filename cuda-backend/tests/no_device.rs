@@ -2,8 +2,8 @@
 //! typed error and does not panic. On a machine with a device the same calls
 //! succeed, and an ordinal past the last device is the typed `NoDevice`.
 
-use ember_core::backend::Device;
-use ember_cuda::{CudaBackend, CudaError};
+use ember_nn_core::backend::Device;
+use ember_nn_cuda::{CudaBackend, CudaError};
 use std::panic::catch_unwind;
 
 #[test]
@@ -21,9 +21,9 @@ fn new_is_a_typed_error_or_a_device_and_never_panics() {
                 "unexpected error: {e:?}"
             );
             // It converts to the core's error type with a readable message.
-            let core: ember_core::Error = e.into();
+            let core: ember_nn_core::Error = e.into();
             assert!(
-                matches!(core, ember_core::Error::Backend { .. }),
+                matches!(core, ember_nn_core::Error::Backend { .. }),
                 "{core:?}"
             );
             assert!(core.to_string().contains("cuda"), "{core}");
@@ -66,6 +66,6 @@ fn a_missing_driver_is_reported_as_such() {
 fn backend_and_buffer_can_be_shared_between_threads() {
     fn check<T: Send + Sync>() {}
     check::<CudaBackend>();
-    check::<ember_cuda::CudaBuffer>();
+    check::<ember_nn_cuda::CudaBuffer>();
     check::<CudaError>();
 }

@@ -7,7 +7,7 @@
 //!
 //! ```sh
 //! EMBER_CUDA_LIB_DIR=$(python -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))') \
-//!     cargo test -p ember-cuda --test nvrtc -- --ignored --nocapture
+//!     cargo test -p ember-nn-cuda --test nvrtc -- --ignored --nocapture
 //! ```
 //!
 //! or with a CUDA 12 NVRTC by name:
@@ -15,7 +15,7 @@
 //! ```sh
 //! pip download --no-deps nvidia-cuda-nvrtc-cu12 && unzip nvidia_cuda_nvrtc_cu12-*.whl -d nvrtc
 //! LD_LIBRARY_PATH=$PWD/nvrtc/nvidia/cuda_nvrtc/lib \
-//!     cargo test -p ember-cuda --test nvrtc -- --ignored --nocapture
+//!     cargo test -p ember-nn-cuda --test nvrtc -- --ignored --nocapture
 //! ```
 //!
 //! NVRTC loads `libnvrtc-builtins.so.<version>` from its own directory at the
@@ -26,8 +26,8 @@
 //! fail with the typed `MissingLibrary` error (they do not skip, since they
 //! only run when asked for).
 
-use ember_cuda::kernels::{self, SOURCES};
-use ember_cuda::{CudaError, Image, Target};
+use ember_nn_cuda::kernels::{self, SOURCES};
+use ember_nn_cuda::{CudaError, Image, Target};
 
 /// Targets every NVRTC of CUDA 12 and 13 compiles for: PTX for NVRTC's
 /// default architecture and for Turing, CUBIN for Turing, Ampere, Ada and

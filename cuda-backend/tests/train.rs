@@ -1,4 +1,4 @@
-//! A training smoke test: a small MLP from `ember_core::nn`, its parameters,
+//! A training smoke test: a small MLP from `ember_nn_core::nn`, its parameters,
 //! gradients, Adam state and every activation in GPU memory, learns two
 //! interleaved spirals; the loss falls, and it follows the same run on the
 //! CPU reference step for step. Skipped (with a message) where there is no
@@ -6,10 +6,10 @@
 
 mod common;
 
-use ember_core::backend::{Backend, Device};
-use ember_core::nn::loss::{cross_entropy, Reduction};
-use ember_core::nn::{self, Build, Forward, Linear, Optimizer, ReLU, Rule, Tanh};
-use ember_core::prelude::*;
+use ember_nn_core::backend::{Backend, Device};
+use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+use ember_nn_core::nn::{self, Build, Forward, Linear, Optimizer, ReLU, Rule, Tanh};
+use ember_nn_core::prelude::*;
 
 const N: usize = 128;
 const STEPS: usize = 300;

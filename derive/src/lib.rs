@@ -1,5 +1,5 @@
-//! `#[derive(Module)]` for ember-core (re-exported as
-//! `ember_core::nn::Module` with the `derive` feature, on by default).
+//! `#[derive(Module)]` for ember-nn-core (re-exported as
+//! `ember_nn_core::nn::Module` with the `derive` feature, on by default).
 //!
 //! A struct whose fields are layers (or nested derived structs, or tuples of
 //! layers) becomes a module, as a PyTorch `nn.Module` subclass does when it
@@ -19,7 +19,7 @@
 //! It does not describe the model's inference layers (`Module::layers`,
 //! `Signature`): the fields do not say what `forward` computes (an inline
 //! `.relu()`, a field used twice, fields in another order). The deployable
-//! file is read off the forward pass itself (`ember_core::deploy::export_f32`),
+//! file is read off the forward pass itself (`ember_nn_core::deploy::export_f32`),
 //! and a firmware loads it as the tuple type `ember export` writes
 //! (`model_type.rs`).
 //!
@@ -32,7 +32,7 @@
 //!   (or the value of `init`, when given too).
 //! - `p = EXPR`: a layer with a probability, built with it: for `Dropout`,
 //!   `#[module(p = 0.2)]` is PyTorch's `nn.Dropout(p=0.2)` (`Build` calls
-//!   `ember_core::nn::BuildWithP::build_with_p(EXPR, mem, rng)`, which
+//!   `ember_nn_core::nn::BuildWithP::build_with_p(EXPR, mem, rng)`, which
 //!   seeds the layer's masks from `rng` as the default build does). `EXPR`
 //!   is an `f32`; a value outside `[0, 1)` makes `build` return
 //!   `Error::InvalidArgument`. On a type without a probability it does not
@@ -41,16 +41,16 @@
 //!   evaluated in `Build::build` in field order with `mem: &mut Memory<'_,
 //!   B>` and `rng: &mut Rng` in scope. `EXPR` is the field's value
 //!   (`LeakyReLU { negative_slope: 0.2 }`) or a `Result` of it whose error
-//!   converts into `ember_core::Error` (`Dropout::new(0.2, 7)`,
+//!   converts into `ember_nn_core::Error` (`Dropout::new(0.2, 7)`,
 //!   `Linear::build(mem, rng)`); an error is returned from `build` (the
-//!   `ember_core::nn::FieldInit` trait decides, and a value of another type
+//!   `ember_nn_core::nn::FieldInit` trait decides, and a value of another type
 //!   is a compile error naming both types). The field's type need not
 //!   implement `Build`.
 //!
 //! Any other key is a compile error that lists these. A field is built one
 //! way: `p` and `init` together are an error, and so is `p` on a skipped field.
 //!
-//! `ember_core::nn::FieldInit` has an example with all three.
+//! `ember_nn_core::nn::FieldInit` has an example with all three.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
@@ -184,7 +184,7 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             "#[derive(Module)] composes up to 16 layer fields; group some in a nested struct or tuple",
         ));
     }
-    let krate = quote!(::ember_core);
+    let krate = quote!(::ember_nn_core);
     let ident = &input.ident;
     let class = ident.to_string();
     let (impl_g, ty_g, where_g) = input.generics.split_for_impl();

@@ -18,14 +18,14 @@
 //! by the host test).
 
 use crate::inference::{model, Net, INT8_MODEL, PIXELS};
-use ember_core::deploy::{
+use ember_nn_core::deploy::{
     argmax, argmax_i8, crc32, dense_f32, int8_layer_len, write_with_last_layer, Activation,
     FormatError, Model, QuantParams,
 };
-use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
-use ember_core::nn::sched::{CosineAnnealingLR, LrScheduler};
-use ember_core::nn::{self, Build, Forward, Linear, Optimizer, Rule, TrainBudget};
-use ember_core::prelude::*;
+use ember_nn_core::nn::loss::{cross_entropy, Loss, Reduction};
+use ember_nn_core::nn::sched::{CosineAnnealingLR, LrScheduler};
+use ember_nn_core::nn::{self, Build, Forward, Linear, Optimizer, Rule, TrainBudget};
+use ember_nn_core::prelude::*;
 
 /// Samples per mini-batch.
 pub const BATCH: usize = 8;
@@ -82,9 +82,9 @@ const HEAD_BYTES: usize = int8_layer_len(FEATURES, CLASSES);
 #[derive(Clone, Copy, Debug)]
 pub enum FinetuneError {
     /// The model file was rejected.
-    Model(ember_core::deploy::FormatError),
+    Model(ember_nn_core::deploy::FormatError),
     /// Inference failed.
-    Infer(ember_core::deploy::InferError),
+    Infer(ember_nn_core::deploy::InferError),
     /// The training graph or the arena failed.
     Train(Error),
     /// The adapted model could not be written back.
@@ -102,13 +102,13 @@ impl core::fmt::Display for FinetuneError {
     }
 }
 
-impl From<ember_core::deploy::FormatError> for FinetuneError {
-    fn from(e: ember_core::deploy::FormatError) -> Self {
+impl From<ember_nn_core::deploy::FormatError> for FinetuneError {
+    fn from(e: ember_nn_core::deploy::FormatError) -> Self {
         FinetuneError::Model(e)
     }
 }
-impl From<ember_core::deploy::InferError> for FinetuneError {
-    fn from(e: ember_core::deploy::InferError) -> Self {
+impl From<ember_nn_core::deploy::InferError> for FinetuneError {
+    fn from(e: ember_nn_core::deploy::InferError) -> Self {
         FinetuneError::Infer(e)
     }
 }

@@ -17,16 +17,16 @@
 //! part of an ordinary program.
 
 #[cfg(model_f32)]
-use ember_core::deploy::argmax;
-use ember_core::deploy::{argmax_i8, Aligned, InferError, Model};
+use ember_nn_core::deploy::argmax;
+use ember_nn_core::deploy::{argmax_i8, Aligned, InferError, Model};
 /// The model type the files describe, written by build.rs from their
-/// header (`ember_core::deploy::write_model_type`): `Net`, `INPUTS`,
+/// header (`ember_nn_core::deploy::write_model_type`): `Net`, `INPUTS`,
 /// `OUTPUTS`, `WIDEST` and `ARCHITECTURE`. [`Model::load`] checks the files
 /// against `Net`.
 #[allow(dead_code)] // which of its items a build uses depends on the features
 pub mod model {
     #[allow(unused_imports)]
-    use ember_core::nn::*;
+    use ember_nn_core::nn::*;
     include!(concat!(env!("OUT_DIR"), "/model.rs"));
 }
 pub use model::Net;
@@ -271,8 +271,8 @@ pub fn summary(r: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ember_core::deploy::FormatError;
-    use ember_core::nn::{Linear, ReLU};
+    use ember_nn_core::deploy::FormatError;
+    use ember_nn_core::nn::{Linear, ReLU};
 
     /// The committed models, run on the host, give the committed expected
     /// classes (what the firmware checks itself against).

@@ -176,7 +176,7 @@ mod firmware {
     use cortex_m::peripheral::{Peripherals, SYST};
     use cortex_m_rt::{entry, exception, ExceptionFrame, STACK_PAINT_VALUE};
     #[cfg(finetune)]
-    use ember_core::deploy::FormatError;
+    use ember_nn_core::deploy::FormatError;
 
     #[cfg(all(feature = "qemu", feature = "stm32f411"))]
     compile_error!("enable one of the features `qemu` (default) and `stm32f411`, not both");

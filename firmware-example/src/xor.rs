@@ -5,9 +5,9 @@
 //! differs (`println!` or defmt). The code is a host program's: an `nn`
 //! model, `Optimizer`, `loss::cross_entropy`.
 
-use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
-use ember_core::nn::{self, Build, Footprint, Forward, Linear, Optimizer, Rule, Tanh, TrainBudget};
-use ember_core::prelude::*;
+use ember_nn_core::nn::loss::{cross_entropy, Loss, Reduction};
+use ember_nn_core::nn::{self, Build, Footprint, Forward, Linear, Optimizer, Rule, Tanh, TrainBudget};
+use ember_nn_core::prelude::*;
 
 /// Seed of the initialisation.
 pub const SEED: u64 = 42;

@@ -3,15 +3,15 @@
 //! few hundred bytes to a few KB. `scripts/fuzz.sh corpus` runs it; the
 //! output is committed, so it only needs running again when a format changes.
 
-use ember_core::deploy::{self, Activation, Calibration, Model};
-use ember_core::nn::{Build, Forward, Linear, Mlp, ReLU, Tanh};
-use ember_core::{Const, Cpu, Memory, Rng, Tensor};
-use ember_std::checkpoint::{Checkpoint, Meta};
-use ember_std::config::ActivationKind;
-use ember_std::data::idx;
-use ember_std::image::{write_pgm, Grey};
-use ember_std::state_dict::{self, NamedTensor};
-use ember_std::train::EpochMetrics;
+use ember_nn_core::deploy::{self, Activation, Calibration, Model};
+use ember_nn_core::nn::{Build, Forward, Linear, Mlp, ReLU, Tanh};
+use ember_nn_core::{Const, Cpu, Memory, Rng, Tensor};
+use ember_nn_std::checkpoint::{Checkpoint, Meta};
+use ember_nn_std::config::ActivationKind;
+use ember_nn_std::data::idx;
+use ember_nn_std::image::{write_pgm, Grey};
+use ember_nn_std::state_dict::{self, NamedTensor};
+use ember_nn_std::train::EpochMetrics;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -42,7 +42,7 @@ fn put(dir: &Path, name: &str, bytes: &[u8]) {
 fn export<M, const IN: usize, const OUT: usize>(seed: u64) -> (Vec<u8>, Vec<u8>)
 where
     M: Build
-        + ember_core::nn::Module
+        + ember_nn_core::nn::Module
         + for<'t> Forward<Tensor<'t, (usize, Const<IN>)>, Output = Tensor<'t, (usize, Const<OUT>)>>,
 {
     let mut buf = vec![0.0f32; 8192];

@@ -5,8 +5,8 @@
 // The capped allocator (see fuzz/src/lib.rs).
 extern crate ember_fuzz;
 
-use ember_std::checkpoint::Checkpoint;
-use ember_std::config::ActivationKind;
+use ember_nn_std::checkpoint::Checkpoint;
+use ember_nn_std::config::ActivationKind;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

@@ -10,8 +10,8 @@
 // The capped allocator (see fuzz/src/lib.rs).
 extern crate ember_fuzz;
 
-use ember_std::data::csv::{parse_csv, Column, CsvOptions, LabelFormat};
-use ember_std::data::Dataset;
+use ember_nn_std::data::csv::{parse_csv, Column, CsvOptions, LabelFormat};
+use ember_nn_std::data::Dataset;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

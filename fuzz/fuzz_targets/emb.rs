@@ -9,10 +9,10 @@
 //! reach the layer validation and inference behind the checksum.
 #![no_main]
 
-use ember_core::deploy::{
+use ember_nn_core::deploy::{
     self, crc32, write_model_type, write_rust_source, Calibration, Model, QuantParams,
 };
-use ember_core::nn::{Linear, ReLU, Tanh};
+use ember_nn_core::nn::{Linear, ReLU, Tanh};
 use ember_fuzz::{aligned, bytes, bytes_mut};
 use libfuzzer_sys::fuzz_target;
 

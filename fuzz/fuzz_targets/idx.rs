@@ -6,7 +6,7 @@
 // The capped allocator (see fuzz/src/lib.rs).
 extern crate ember_fuzz;
 
-use ember_std::data::idx::{self, IMAGES_MAGIC, LABELS_MAGIC};
+use ember_nn_std::data::idx::{self, IMAGES_MAGIC, LABELS_MAGIC};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

@@ -7,7 +7,7 @@
 #![no_main]
 
 use ember_fuzz::split_byte;
-use ember_std::data::idx;
+use ember_nn_std::data::idx;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use libfuzzer_sys::fuzz_target;

@@ -8,8 +8,8 @@
 //! palette, compressed data) reach the decoder behind the checksums.
 #![no_main]
 
-use ember_core::deploy::crc32;
-use ember_std::image;
+use ember_nn_core::deploy::crc32;
+use ember_nn_std::image;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

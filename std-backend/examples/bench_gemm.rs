@@ -1,16 +1,16 @@
 //! GEMM throughput of `Parallel` against the portable `Cpu` backend.
 //!
 //! ```text
-//! cargo run --release -p ember-std --example bench_gemm [threads]
+//! cargo run --release -p ember-nn-std --example bench_gemm [threads]
 //! ```
 //!
 //! `threads` (default 0: one per core) sizes the `Parallel` backend; a
 //! one-thread `Parallel` is measured too. Each size runs with every
 //! combination of transposed operands.
 
-use ember_core::backend::{Acc, Backend, Gemm, Span};
-use ember_core::Cpu;
-use ember_std::Parallel;
+use ember_nn_core::backend::{Acc, Backend, Gemm, Span};
+use ember_nn_core::Cpu;
+use ember_nn_std::Parallel;
 use std::time::{Duration, Instant};
 
 /// GFLOP/s of `c = op(a) · op(b)` for `s × s` matrices on `be`: the best of

@@ -1,15 +1,15 @@
-//! The pairwise sums of ember-core's reductions against the in-order loops
+//! The pairwise sums of ember-nn-core's reductions against the in-order loops
 //! they replaced, on the shapes training uses (a bias gradient: a batch of
 //! rows summed per column; a mean over a long vector), alternating in one
 //! process so that the machine's noise hits both alike. Prints medians and
 //! the ratio (pairwise time / in-order time; below 1 is faster).
 //!
 //! ```text
-//! cargo run --release -p ember-std --example bench_sum
+//! cargo run --release -p ember-nn-std --example bench_sum
 //! ```
 
-use ember_core::backend::kernels;
-use ember_core::backend::{Acc, AxisDims, Reduce};
+use ember_nn_core::backend::kernels;
+use ember_nn_core::backend::{Acc, AxisDims, Reduce};
 use std::hint::black_box;
 use std::time::Instant;
 

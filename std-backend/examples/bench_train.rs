@@ -1,19 +1,19 @@
 //! Training throughput and GEMM speed of Ember, printed as one JSON object per
 //! line so that `scripts/bench.py` can put them beside PyTorch's.
 //!
-//! `cargo run --release -p ember-std --example bench_train -- [--threads N] [--seconds S] [--device cuda]`
+//! `cargo run --release -p ember-nn-std --example bench_train -- [--threads N] [--seconds S] [--device cuda]`
 //!
 //! With `--device cuda` it times the GPU cases (784-512-512-10, SGD, batch
-//! 64, 256 and 1024) on [`ember_cuda::CudaBackend`] instead, waiting for the
+//! 64, 256 and 1024) on [`ember_nn_cuda::CudaBackend`] instead, waiting for the
 //! GPU at the end of each timing window; without a usable GPU it says why and
 //! exits with status 2.
 
-use ember_core::backend::{Acc, Backend, Device, Gemm, Span};
-use ember_core::deploy::Activation;
-use ember_core::nn::loss::{cross_entropy, Reduction};
-use ember_core::nn::{Forward, Mlp, Optimizer, Rule};
-use ember_core::{Graph, Memory, Rng};
-use ember_std::Parallel;
+use ember_nn_core::backend::{Acc, Backend, Device, Gemm, Span};
+use ember_nn_core::deploy::Activation;
+use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+use ember_nn_core::nn::{Forward, Mlp, Optimizer, Rule};
+use ember_nn_core::{Graph, Memory, Rng};
+use ember_nn_std::Parallel;
 use std::time::Instant;
 
 fn arg(name: &str, default: f64) -> f64 {
@@ -40,7 +40,7 @@ fn train_throughput<D: Device>(
     let mut rng = Rng::new(1);
     let mut probe = vec![0.0f32; Mlp::param_floats(widths) + 64];
     let need = {
-        let mut m = Memory::new(&ember_core::Cpu, &mut probe[..]);
+        let mut m = Memory::new(&ember_nn_core::Cpu, &mut probe[..]);
         Mlp::new(&mut m, &mut Rng::new(0), widths, Activation::Relu)
             .map(|mlp| mlp.train_floats(batch, rule.state_planes()))
             .unwrap_or(0)
@@ -159,7 +159,7 @@ fn main() {
 /// The GPU cases; the process' exit status.
 #[cfg(feature = "cuda")]
 fn cuda(seconds: f64) -> i32 {
-    let gpu = match ember_cuda::CudaBackend::new(0).and_then(|g| g.warm_up().map(|()| g)) {
+    let gpu = match ember_nn_cuda::CudaBackend::new(0).and_then(|g| g.warm_up().map(|()| g)) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("no usable GPU: {e}");

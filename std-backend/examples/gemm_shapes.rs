@@ -1,7 +1,7 @@
 //! Times the matrix products of one training step of a 784-512-512-10 MLP at
 //! batch 64, each shape on its own (a profiling aid).
-use ember_core::backend::{Acc, Backend, Gemm, Span};
-use ember_std::Parallel;
+use ember_nn_core::backend::{Acc, Backend, Gemm, Span};
+use ember_nn_std::Parallel;
 use std::time::Instant;
 
 fn main() {

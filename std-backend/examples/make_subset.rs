@@ -4,15 +4,15 @@
 //!
 //! ```text
 //! apt-get install dataset-fashion-mnist
-//! cargo run -p ember-std --example make_subset [SOURCE_DIR [OUT_DIR]]
+//! cargo run -p ember-nn-std --example make_subset [SOURCE_DIR [OUT_DIR]]
 //! ```
 //!
 //! `SOURCE_DIR` defaults to `/usr/share/datasets/fashion-mnist`, `OUT_DIR`
 //! to `std-backend/data/fashion-mnist-subset`. The output is the same on
 //! every run (gzip at the best compression, no time stamp).
 
-use ember_std::data::idx::{read_idx, write_idx};
-use ember_std::data::{DataError, FashionMnist, Split};
+use ember_nn_std::data::idx::{read_idx, write_idx};
+use ember_nn_std::data::{DataError, FashionMnist, Split};
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), DataError> {

@@ -1,15 +1,15 @@
 //! Where a training step's time goes, kernel by kernel: a backend wrapper
 //! that times every call it forwards to `Parallel` (a profiling aid).
 //!
-//! `cargo run --release -p ember-std --example profile_step -- 784-512-512-10 64 sgd`
+//! `cargo run --release -p ember-nn-std --example profile_step -- 784-512-512-10 64 sgd`
 
-use ember_core::backend::{Acc, AxisDims, Backend, Blocks, Device, Gemm, Reduce, Span};
-use ember_core::deploy::Activation;
-use ember_core::nn::loss::{cross_entropy, Reduction};
-use ember_core::nn::{Forward, Mlp, Optimizer, Rule};
-use ember_core::ops::{map::Map, optim::Update, zip::Zip};
-use ember_core::{Graph, Memory, Result, Rng};
-use ember_std::Parallel;
+use ember_nn_core::backend::{Acc, AxisDims, Backend, Blocks, Device, Gemm, Reduce, Span};
+use ember_nn_core::deploy::Activation;
+use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+use ember_nn_core::nn::{Forward, Mlp, Optimizer, Rule};
+use ember_nn_core::ops::{map::Map, optim::Update, zip::Zip};
+use ember_nn_core::{Graph, Memory, Result, Rng};
+use ember_nn_std::Parallel;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -4,22 +4,22 @@
 //! then saving the state_dict and predicting with a reloaded model.
 //!
 //! The images are the full set's when installed in
-//! /usr/share/datasets/fashion-mnist/, else the subset built into ember-std;
+//! /usr/share/datasets/fashion-mnist/, else the subset built into ember-nn-std;
 //! either way the first 6,000 training and 1,000 test images, so that the
 //! example runs in seconds. The tutorial's `lr=1e-3` learns too slowly for
 //! that; this uses 1e-2. The example checks that the test loss falls and the
 //! accuracy rises well above chance, and that the reloaded model predicts
 //! exactly what the trained one does.
 //!
-//! Run: `cargo run --release -p ember-std --example seed_quickstart`
+//! Run: `cargo run --release -p ember-nn-std --example seed_quickstart`
 
-use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
-use ember_core::nn::{
+use ember_nn_core::nn::loss::{cross_entropy, Loss, Reduction};
+use ember_nn_core::nn::{
     self, summary, Build, Flatten, Footprint, Forward, Linear, Module, Optimizer, ReLU, Rule,
 };
-use ember_core::prelude::*;
-use ember_std::data::{DataLoader, Dataset, FashionMnist, Split, TensorDataset};
-use ember_std::{state_dict, Parallel};
+use ember_nn_core::prelude::*;
+use ember_nn_std::data::{DataLoader, Dataset, FashionMnist, Split, TensorDataset};
+use ember_nn_std::{state_dict, Parallel};
 
 #[derive(Module)]
 struct NeuralNetwork {
@@ -114,7 +114,7 @@ fn test<B: Backend>(
 
 /// The first `n` samples of a split, from the installed set or the built-in subset.
 fn fashion_mnist(split: Split, n: usize) -> Result<TensorDataset> {
-    let fail = |e: ember_std::data::DataError| {
+    let fail = |e: ember_nn_std::data::DataError| {
         eprintln!("{e}");
         Error::InvalidArgument {
             what: "FashionMNIST could not be read",

@@ -9,17 +9,17 @@
 //! Y_clone = clone(X); Y_clone == Y
 //! ```
 //!
-//! `ember_std::state_dict` writes safetensors with PyTorch's names and
+//! `ember_nn_std::state_dict` writes safetensors with PyTorch's names and
 //! layouts (so `safetensors.torch.load_file` reads it into the same PyTorch
 //! class) and loads strictly, as `load_state_dict(strict=True)` does. The
 //! example checks that the clone's output is bit for bit the original's, and
 //! that a model of another shape is refused with the tensor's name.
 //!
-//! Run: `cargo run --release -p ember-std --example seed_save_load`
+//! Run: `cargo run --release -p ember-nn-std --example seed_save_load`
 
-use ember_core::nn::{Build, Forward, Linear, Module};
-use ember_core::prelude::*;
-use ember_std::state_dict::{self, StateDictError};
+use ember_nn_core::nn::{Build, Forward, Linear, Module};
+use ember_nn_core::prelude::*;
+use ember_nn_std::state_dict::{self, StateDictError};
 
 #[allow(clippy::upper_case_acronyms)]
 #[derive(Module)]

@@ -7,23 +7,23 @@
 //! class, confusion matrix) and run on a few samples.
 //!
 //! ```text
-//! cargo run --release -p ember-std --example train_own_model [OUT_DIR]
+//! cargo run --release -p ember-nn-std --example train_own_model [OUT_DIR]
 //! ```
 //!
 //! Run it twice: the second run resumes from the checkpoint of the first
 //! and has nothing left to do (but evaluating its model). A resume with
 //! other settings (change the learning rate below) is refused, naming them.
 
-use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
-use ember_core::nn::{Build, Forward, Linear, Module, ReLU, Rule};
-use ember_core::prelude::*;
-use ember_std::config::SchedulerKind;
-use ember_std::data::{FashionMnist, MiniBatch, Split};
-use ember_std::eval::Evaluation;
-use ember_std::learner::{Arena, Learner, StepOutput};
-use ember_std::schedule::Schedule;
-use ember_std::train::{split_validation, Checkpointing, EpochMetrics, Progress};
-use ember_std::{report, Parallel};
+use ember_nn_core::nn::loss::{cross_entropy, Loss, Reduction};
+use ember_nn_core::nn::{Build, Forward, Linear, Module, ReLU, Rule};
+use ember_nn_core::prelude::*;
+use ember_nn_std::config::SchedulerKind;
+use ember_nn_std::data::{FashionMnist, MiniBatch, Split};
+use ember_nn_std::eval::Evaluation;
+use ember_nn_std::learner::{Arena, Learner, StepOutput};
+use ember_nn_std::schedule::Schedule;
+use ember_nn_std::train::{split_validation, Checkpointing, EpochMetrics, Progress};
+use ember_nn_std::{report, Parallel};
 use std::path::PathBuf;
 
 /// ```python
@@ -55,7 +55,7 @@ fn step<'t, B: Backend>(
     model: &Mlp,
     g: &'t dyn Tape<B>,
     b: &MiniBatch,
-) -> ember_core::Result<StepOutput<'t, B>> {
+) -> ember_nn_core::Result<StepOutput<'t, B>> {
     let x = g.from_slice((b.len(), Const::<784>), &b.features);
     let logits = model.forward(x);
     let loss = cross_entropy(logits, &b.labels, Reduction::Mean);

@@ -4,8 +4,8 @@
 //! `gelu_tanh`, `adamw`, `plateau`, ...).
 
 use clap::ValueEnum;
-use ember_core::deploy::Activation;
-use ember_core::nn::Rule;
+use ember_nn_core::deploy::Activation;
+use ember_nn_core::nn::Rule;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;

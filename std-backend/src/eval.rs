@@ -12,12 +12,12 @@
 //! through the same loop.
 //!
 //! ```
-//! use ember_core::nn::loss::{cross_entropy, Reduction};
-//! use ember_core::nn::{Build, Forward, Linear};
-//! use ember_core::prelude::*;
-//! use ember_std::data::TensorDataset;
-//! use ember_std::eval;
-//! use ember_std::learner::StepOutput;
+//! use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+//! use ember_nn_core::nn::{Build, Forward, Linear};
+//! use ember_nn_core::prelude::*;
+//! use ember_nn_std::data::TensorDataset;
+//! use ember_nn_std::eval;
+//! use ember_nn_std::learner::StepOutput;
 //!
 //! let mut buf = vec![0.0f32; 4096];
 //! let mut mem = Memory::new(&Cpu, &mut buf[..]);
@@ -49,8 +49,8 @@ use crate::data::{Dataset, MiniBatch, TensorDataset};
 use crate::learner::{BatchForward, Step};
 use crate::report;
 use crate::train::TrainError;
-use ember_core::nn::Module;
-use ember_core::{Backend, Graph, Memory, Shape, Tape};
+use ember_nn_core::nn::Module;
+use ember_nn_core::{Backend, Graph, Memory, Shape, Tape};
 
 /// The most classes an evaluation counts: a predicted class at or above it
 /// is an error (a step's own predictions that are no class indices).
@@ -260,7 +260,7 @@ pub(crate) enum Failure {
     /// A step's error, with the batch it ran on.
     Step {
         /// The step's error.
-        error: ember_core::Error,
+        error: ember_nn_core::Error,
         /// The batch.
         batch: Box<MiniBatch>,
     },
@@ -280,7 +280,7 @@ impl Failure {
     fn into_error(self, what: &str, free: usize) -> TrainError {
         match self {
             Failure::Step {
-                error: ember_core::Error::OutOfMemory { .. },
+                error: ember_nn_core::Error::OutOfMemory { .. },
                 batch,
             } => TrainError::Memory(format!(
                 "{what} a batch of {} samples needs more than the {free} floats free in the memory: \
@@ -319,7 +319,7 @@ pub(crate) fn eval_step<B, M, StepFn>(
     step: &mut StepFn,
     b: &MiniBatch,
     preds: &mut Vec<f32>,
-) -> Result<(f32, bool), ember_core::Error>
+) -> Result<(f32, bool), ember_nn_core::Error>
 where
     B: Backend,
     StepFn: Step<M, B>,
@@ -475,7 +475,7 @@ where
         let before = outputs.len();
         let result = {
             let g = Graph::new(mem);
-            g.no_grad(|| -> Result<(), ember_core::Error> {
+            g.no_grad(|| -> Result<(), ember_nn_core::Error> {
                 let y = forward(model, &*g, &b)?;
                 outputs.resize(before + y.numel(), 0.0);
                 y.read(&mut outputs[before..])
@@ -508,9 +508,9 @@ where
 mod tests {
     use super::*;
     use crate::learner::StepOutput;
-    use ember_core::nn::loss::{cross_entropy, Reduction};
-    use ember_core::nn::{Build, Forward, Linear};
-    use ember_core::{Const, Cpu, Rng};
+    use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+    use ember_nn_core::nn::{Build, Forward, Linear};
+    use ember_nn_core::{Const, Cpu, Rng};
 
     #[test]
     fn only_class_indices_are_classes() {

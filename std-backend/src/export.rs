@@ -9,9 +9,9 @@ use crate::config::ActivationKind;
 use crate::data::{Dataset, TensorDataset};
 use crate::state_dict::NamedTensor;
 use crate::train::write_params;
-use ember_core::deploy::{self, Calibration, ExportError, Model, Probe};
-use ember_core::nn::{Forward, Mlp, Module};
-use ember_core::{Backend, Cpu, Memory, Rng, Shape, Tensor};
+use ember_nn_core::deploy::{self, Calibration, ExportError, Model, Probe};
+use ember_nn_core::nn::{Forward, Mlp, Module};
+use ember_nn_core::{Backend, Cpu, Memory, Rng, Shape, Tensor};
 use std::path::Path;
 
 /// Bytes aligned for in-place reading of weight files on the host.

@@ -14,12 +14,12 @@
 //! ([`Trained::params`]).
 //!
 //! ```
-//! use ember_core::nn::loss::{cross_entropy, Loss, Reduction};
-//! use ember_core::nn::{Build, Forward, Linear, Module, ReLU, Rule};
-//! use ember_core::prelude::*;
-//! use ember_std::data::{MiniBatch, TensorDataset};
-//! use ember_std::learner::{Arena, Learner, StepOutput};
-//! use ember_std::train::Quiet;
+//! use ember_nn_core::nn::loss::{cross_entropy, Loss, Reduction};
+//! use ember_nn_core::nn::{Build, Forward, Linear, Module, ReLU, Rule};
+//! use ember_nn_core::prelude::*;
+//! use ember_nn_std::data::{MiniBatch, TensorDataset};
+//! use ember_nn_std::learner::{Arena, Learner, StepOutput};
+//! use ember_nn_std::train::Quiet;
 //!
 //! /// PyTorch's `class MLP(nn.Module)`: `hidden`, then `out`.
 //! #[derive(Module)]
@@ -41,7 +41,7 @@
 //!     net: &Net,
 //!     g: &'t dyn Tape<B>,
 //!     batch: &MiniBatch,
-//! ) -> ember_core::Result<StepOutput<'t, B>> {
+//! ) -> ember_nn_core::Result<StepOutput<'t, B>> {
 //!     let x = g.from_slice((batch.len(), Const::<4>), &batch.features);
 //!     let logits = net.forward(x);
 //!     let loss = cross_entropy(logits, &batch.labels, Reduction::Mean);
@@ -49,7 +49,7 @@
 //! }
 //!
 //! // Samples `from..from + n` of a sequence; class 1 when the first feature is positive.
-//! let samples = |from: usize, n: usize| -> Result<TensorDataset, ember_std::data::DataError> {
+//! let samples = |from: usize, n: usize| -> Result<TensorDataset, ember_nn_std::data::DataError> {
 //!     let xs: Vec<f32> = (from * 4..(from + n) * 4)
 //!         .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
 //!         .collect();
@@ -88,12 +88,12 @@ use crate::state_dict::{named_tensors, NamedTensor};
 use crate::train::{
     available_memory, write_params, Checkpointing, EpochMetrics, Progress, TrainError, TrainOutcome,
 };
-use ember_core::backend::{Device, Span};
-use ember_core::nn::loss::Loss;
-use ember_core::nn::optim::clip_grad_norm;
-use ember_core::nn::sched::LrScheduler;
-use ember_core::nn::{self, Footprint, Mlp, Module, Optimizer, Rule};
-use ember_core::{Backend, Dim, Graph, Memory, Rng, Shape, Tape, Tensor};
+use ember_nn_core::backend::{Device, Span};
+use ember_nn_core::nn::loss::Loss;
+use ember_nn_core::nn::optim::clip_grad_norm;
+use ember_nn_core::nn::sched::LrScheduler;
+use ember_nn_core::nn::{self, Footprint, Mlp, Module, Optimizer, Rule};
+use ember_nn_core::{Backend, Dim, Graph, Memory, Rng, Shape, Tape, Tensor};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -107,7 +107,7 @@ type Predict<'t, B> = Box<dyn FnOnce() -> Tensor<'t, (usize,), B> + 't>;
 /// mini-batch in, the batch's [`StepOutput`] out. Any closure of that
 /// signature is one (the bound is written here once).
 pub trait Step<M, B: Backend>:
-    for<'t> FnMut(&M, &'t dyn Tape<B>, &MiniBatch) -> Result<StepOutput<'t, B>, ember_core::Error>
+    for<'t> FnMut(&M, &'t dyn Tape<B>, &MiniBatch) -> Result<StepOutput<'t, B>, ember_nn_core::Error>
 {
 }
 
@@ -116,7 +116,7 @@ impl<M, B: Backend, F> Step<M, B> for F where
         &M,
         &'t dyn Tape<B>,
         &MiniBatch,
-    ) -> Result<StepOutput<'t, B>, ember_core::Error>
+    ) -> Result<StepOutput<'t, B>, ember_nn_core::Error>
 {
 }
 
@@ -124,7 +124,7 @@ impl<M, B: Backend, F> Step<M, B> for F where
 /// it: the model, the graph and a mini-batch in, the batch's output
 /// tensor (its first dimension the batch's samples) out.
 pub trait BatchForward<M, B: Backend, S: Shape>:
-    for<'t> FnMut(&M, &'t dyn Tape<B>, &MiniBatch) -> Result<Tensor<'t, S, B>, ember_core::Error>
+    for<'t> FnMut(&M, &'t dyn Tape<B>, &MiniBatch) -> Result<Tensor<'t, S, B>, ember_nn_core::Error>
 {
 }
 
@@ -133,7 +133,7 @@ impl<M, B: Backend, S: Shape, F> BatchForward<M, B, S> for F where
         &M,
         &'t dyn Tape<B>,
         &MiniBatch,
-    ) -> Result<Tensor<'t, S, B>, ember_core::Error>
+    ) -> Result<Tensor<'t, S, B>, ember_nn_core::Error>
 {
 }
 
@@ -308,7 +308,7 @@ impl Arena {
 }
 
 /// A type's name without its paths: `(Linear<4, 8>, ReLU)` for
-/// `(ember_core::nn::linear::Linear<4, 8>, ember_core::nn::activation::ReLU)`.
+/// `(ember_nn_core::nn::linear::Linear<4, 8>, ember_nn_core::nn::activation::ReLU)`.
 fn short_type_name(full: &str) -> String {
     let mut out = String::with_capacity(full.len());
     let mut word = String::new();
@@ -531,7 +531,7 @@ impl Learner {
     /// validation loss. Its memory is the run's arena, the optimizer state
     /// freed.
     ///
-    /// The graph has [`ember_core::DEFAULT_NODES`] nodes; a step that
+    /// The graph has [`ember_nn_core::DEFAULT_NODES`] nodes; a step that
     /// records more fails with a [`TrainError::Core`] error.
     ///
     /// Errors are typed: a NaN or infinite training loss is
@@ -971,7 +971,7 @@ impl<'d, D: Device, M: Module> Trained<'d, D, M> {
     ) -> Result<crate::export::ExportReport, TrainError>
     where
         S: Shape,
-        F: for<'t> Fn(&M, &ember_core::deploy::Probe<'t, D>) -> Tensor<'t, S, D>,
+        F: for<'t> Fn(&M, &ember_nn_core::deploy::Probe<'t, D>) -> Tensor<'t, S, D>,
     {
         self.model.eval();
         let mut mem = Memory::with_used(self.device, self.storage.as_mut(), self.model_floats)?;
@@ -1169,7 +1169,7 @@ fn train_step<D, M, StepFn>(
     step: &mut StepFn,
     b: &MiniBatch,
     preds: &mut Vec<f32>,
-) -> Result<(f32, Option<usize>), ember_core::Error>
+) -> Result<(f32, Option<usize>), ember_nn_core::Error>
 where
     D: Backend,
     StepFn: Step<M, D>,
@@ -1233,12 +1233,12 @@ fn step_error<D: Device>(
     device: &D,
     mem: &Memory<'_, D>,
     given: &ArenaGiven,
-    error: ember_core::Error,
+    error: ember_nn_core::Error,
     during: &'static str,
     batch: usize,
-    record: &mut dyn FnMut(&dyn Tape<D>) -> Result<(), ember_core::Error>,
+    record: &mut dyn FnMut(&dyn Tape<D>) -> Result<(), ember_nn_core::Error>,
 ) -> TrainError {
-    let ember_core::Error::OutOfMemory { needed, available } = error else {
+    let ember_nn_core::Error::OutOfMemory { needed, available } = error else {
         return TrainError::Core(error);
     };
     let free = mem.available();
@@ -1269,7 +1269,7 @@ fn measure_peak<D: Device>(
     device: &D,
     mem: &Memory<'_, D>,
     lower: usize,
-    record: &mut dyn FnMut(&dyn Tape<D>) -> Result<(), ember_core::Error>,
+    record: &mut dyn FnMut(&dyn Tape<D>) -> Result<(), ember_nn_core::Error>,
 ) -> Option<usize> {
     let used = mem.used();
     let mut persistent = vec![0.0f32; used];
@@ -1287,7 +1287,7 @@ fn measure_peak<D: Device>(
         let g = Graph::new(&mut trial);
         match record(&*g) {
             Ok(()) => return Some(g.peak()),
-            Err(ember_core::Error::OutOfMemory { .. }) => graph = graph.checked_mul(2)?,
+            Err(ember_nn_core::Error::OutOfMemory { .. }) => graph = graph.checked_mul(2)?,
             Err(_) => return None,
         }
     }
@@ -1373,7 +1373,7 @@ mod tests {
         assert_eq!(short_type_name("learner::Net"), "Net");
         assert_eq!(
             short_type_name(
-                "(ember_core::nn::linear::Linear<4, 8>, ember_core::nn::activation::ReLU)"
+                "(ember_nn_core::nn::linear::Linear<4, 8>, ember_nn_core::nn::activation::ReLU)"
             ),
             "(Linear<4, 8>, ReLU)"
         );

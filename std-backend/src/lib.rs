@@ -1,6 +1,6 @@
-//! # ember-std
+//! # ember-nn-std
 //!
-//! What a desktop adds to `ember-core`: [`Parallel`], a multi-threaded CPU
+//! What a desktop adds to `ember-nn-core`: [`Parallel`], a multi-threaded CPU
 //! backend with a SIMD GEMM; data sets and data loaders; training runs with
 //! checkpoints and reports; safetensors interchange with PyTorch; and the
 //! `ember` command line.
@@ -19,7 +19,7 @@
 //! The command line is the quickest way in:
 //!
 //! ```text
-//! cargo run --release -p ember-std --bin ember -- train
+//! cargo run --release -p ember-nn-std --bin ember -- train
 //! ```
 //!
 //! trains an MLP on FashionMNIST (the full set from

@@ -1,4 +1,4 @@
-//! [`Parallel`], a multi-threaded CPU backend for [`ember_core`]. Tensors live
+//! [`Parallel`], a multi-threaded CPU backend for [`ember_nn_core`]. Tensors live
 //! in a `[f32]`, as with the portable [`Cpu`] backend, so the same models and
 //! training loops run on either; only the kernels differ.
 //!
@@ -7,7 +7,7 @@
 //!   cost nothing: they are passed as strides. Large products are split over
 //!   the backend's threads; batches of small ones run one product per thread.
 //! * Every other kernel runs the portable slice kernels of
-//!   [`ember_core::backend::kernels`] (the reference [`Cpu`] runs the same
+//!   [`ember_nn_core::backend::kernels`] (the reference [`Cpu`] runs the same
 //!   functions, so results agree bit for bit): on the calling thread below
 //!   [`PAR_THRESHOLD`] elements, and above it on chunks handed to the
 //!   backend's threads. Kernels along an axis (reductions, softmax, ...) are
@@ -17,8 +17,8 @@
 //! independent of rayon's global pool and of other backends.
 //!
 //! ```
-//! use ember_core::prelude::*;
-//! use ember_std::Parallel;
+//! use ember_nn_core::prelude::*;
+//! use ember_nn_std::Parallel;
 //!
 //! let be = Parallel::new(2);
 //! let mut buf = vec![0.0f32; 1024];
@@ -27,14 +27,14 @@
 //! let a = g.tensor([[1.0f32, 2.0], [3.0, 4.0]]);
 //! let b = g.tensor([[1.0f32, 0.0], [1.0, 1.0]]);
 //! assert_eq!(a.matmul(b).to_array()?, [[3.0, 2.0], [7.0, 4.0]]);
-//! # Ok::<(), ember_core::Error>(())
+//! # Ok::<(), ember_nn_core::Error>(())
 //! ```
 
 use core::ops::Range;
-use ember_core::backend::update::{Sqrt, Update};
-use ember_core::backend::{kernels, Acc, AxisDims, Blocks, Cpu, Gemm, HostKernels, Map};
-use ember_core::backend::{Reduce, Zip};
-use ember_core::Result;
+use ember_nn_core::backend::update::{Sqrt, Update};
+use ember_nn_core::backend::{kernels, Acc, AxisDims, Blocks, Cpu, Gemm, HostKernels, Map};
+use ember_nn_core::backend::{Reduce, Zip};
+use ember_nn_core::Result;
 use rayon::prelude::*;
 
 /// Elements below which a kernel other than GEMM runs on the calling thread:
@@ -72,7 +72,7 @@ impl Parallel {
     pub fn try_new(threads: usize) -> core::result::Result<Self, rayon::ThreadPoolBuildError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
-            .thread_name(|i| format!("ember-std-{i}"))
+            .thread_name(|i| format!("ember-nn-std-{i}"))
             .build()?;
         let threads = pool.current_num_threads();
         Ok(Parallel { pool, threads })
@@ -447,7 +447,7 @@ impl HostKernels for Parallel {
     }
 }
 
-ember_core::host_backend!(Parallel);
+ember_nn_core::host_backend!(Parallel);
 
 /// The hardware square root, which the compiler vectorises (libm's, which
 /// core uses so that it runs without `std`, it does not).
@@ -460,10 +460,10 @@ impl Sqrt for StdSqrt {
     }
 }
 
-impl ember_core::backend::Device for Parallel {
+impl ember_nn_core::backend::Device for Parallel {
     type Storage = Vec<f32>;
     fn alloc(&self, floats: usize) -> Result<Vec<f32>> {
-        ember_core::backend::Device::alloc(&Cpu, floats)
+        ember_nn_core::backend::Device::alloc(&Cpu, floats)
     }
     fn name(&self) -> &str {
         "cpu (rayon)"

@@ -3,7 +3,7 @@
 
 use crate::checkpoint::f32_json;
 use crate::config::SchedulerKind;
-use ember_core::nn::sched::{
+use ember_nn_core::nn::sched::{
     CosineAnnealingLR, ExponentialLR, LrScheduler, PlateauMode, ReduceLROnPlateau, StepLR, Warmup,
 };
 use serde_json::{json, Value};

@@ -3,8 +3,8 @@
 //! and read strictly (every tensor present, shapes equal, nothing extra).
 
 use crate::atomic::write_atomic;
-use ember_core::nn::Module;
-use ember_core::{Backend, Memory};
+use ember_nn_core::nn::Module;
+use ember_nn_core::{Backend, Memory};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -94,7 +94,7 @@ pub enum StateDictError {
         /// The file.
         path: PathBuf,
         /// The core error.
-        source: Box<ember_core::Error>,
+        source: Box<ember_nn_core::Error>,
     },
 }
 
@@ -113,7 +113,7 @@ pub struct NamedTensor {
 pub fn named_tensors<M: Module, B: Backend>(
     model: &M,
     mem: &Memory<'_, B>,
-) -> Result<Vec<NamedTensor>, ember_core::Error> {
+) -> Result<Vec<NamedTensor>, ember_nn_core::Error> {
     let mut out = Vec::new();
     let mut err = Ok(());
     model.named_parameters(&mut |p| {
@@ -247,7 +247,7 @@ pub fn load_bytes<M: Module, B: Backend>(
         path: path.into(),
         msg: e.to_string(),
     })?;
-    let mut staged: Vec<(ember_core::Span, Vec<f32>)> = Vec::new();
+    let mut staged: Vec<(ember_nn_core::Span, Vec<f32>)> = Vec::new();
     let mut wanted = Vec::new();
     let mut first_err = None;
     model.named_parameters(&mut |p| {
@@ -366,8 +366,8 @@ struct Dense {
 /// A dense layer of the model and where its parameters live.
 struct ModelLayer {
     dense: Dense,
-    weight: ember_core::Span,
-    bias: ember_core::Span,
+    weight: ember_nn_core::Span,
+    bias: ember_nn_core::Span,
 }
 
 /// Splits `layer.weight` into (`layer`, `weight`).
@@ -488,7 +488,7 @@ fn file_layers(st: &SafeTensors<'_>) -> Result<Vec<Dense>, String> {
 /// Reads a state_dict from safetensors `bytes` into `model`'s parameters,
 /// by name when the file names them as the model does, and otherwise by
 /// position, layer by layer: for a model of dense layers (an
-/// [`Mlp`](ember_core::nn::Mlp), a derived struct of `Linear`s) and a file
+/// [`Mlp`](ember_nn_core::nn::Mlp), a derived struct of `Linear`s) and a file
 /// of `NAME.weight` `[out, in]` and `NAME.bias` `[out]` pairs under other
 /// names (a PyTorch class's `fc1`, `fc2`, `head`).
 ///
@@ -713,9 +713,9 @@ pub fn load<M: Module, B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ember_core::deploy::Activation;
-    use ember_core::nn::Mlp;
-    use ember_core::{Cpu, Rng};
+    use ember_nn_core::deploy::Activation;
+    use ember_nn_core::nn::Mlp;
+    use ember_nn_core::{Cpu, Rng};
 
     #[test]
     fn round_trip_and_strictness() {

@@ -11,10 +11,10 @@ use crate::eval::Evaluation;
 use crate::learner::{Arena, Learner, StepOutput, Trained};
 use crate::schedule::Schedule;
 use crate::state_dict::NamedTensor;
-use ember_core::backend::Device;
-use ember_core::nn::loss::{cross_entropy, Reduction};
-use ember_core::nn::{Forward, Mlp, Module, Rule};
-use ember_core::{Backend, Memory};
+use ember_nn_core::backend::Device;
+use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+use ember_nn_core::nn::{Forward, Mlp, Module, Rule};
+use ember_nn_core::{Backend, Memory};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -38,7 +38,7 @@ pub enum TrainError {
     },
     /// A tensor operation failed.
     #[error("tensor error: {0}")]
-    Core(#[from] ember_core::Error),
+    Core(#[from] ember_nn_core::Error),
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -400,7 +400,7 @@ pub fn train<'d, D: Device>(
         device,
         |mem, rng| -> Result<Mlp, TrainError> {
             let model = Mlp::new(mem, rng, widths, act)?.with_dropout(dropout, seed)?;
-            if model.nodes() + 16 > ember_core::DEFAULT_NODES {
+            if model.nodes() + 16 > ember_nn_core::DEFAULT_NODES {
                 return Err(TrainError::Config(
                     "too many layers for the graph's node table".into(),
                 ));

@@ -96,14 +96,14 @@ fn train_eval_predict_export_import_summary() {
     );
     // An image file: write test sample 3 as PGM and classify it.
     let pgm = dir.path().join("x.pgm");
-    let set = ember_std::data::FashionMnist::builtin(ember_std::data::Split::Test).unwrap();
-    let s = ember_std::data::Dataset::get(set.dataset(), 3).unwrap();
-    let img = ember_std::image::Grey {
+    let set = ember_nn_std::data::FashionMnist::builtin(ember_nn_std::data::Split::Test).unwrap();
+    let s = ember_nn_std::data::Dataset::get(set.dataset(), 3).unwrap();
+    let img = ember_nn_std::image::Grey {
         width: 28,
         height: 28,
         pixels: s.features.to_vec(),
     };
-    std::fs::write(&pgm, ember_std::image::write_pgm(&img)).unwrap();
+    std::fs::write(&pgm, ember_nn_std::image::write_pgm(&img)).unwrap();
     let (ok, text2) = ember(&[
         "predict",
         "--model",
@@ -512,9 +512,9 @@ fn dropout_trains_is_recorded_and_exports_the_plain_model() {
 /// different architecture".
 #[test]
 fn pytorch_layer_names_map_by_position() {
-    use ember_std::state_dict::{to_bytes, NamedTensor};
+    use ember_nn_std::state_dict::{to_bytes, NamedTensor};
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = ember_core::Rng::new(3);
+    let mut rng = ember_nn_core::Rng::new(3);
     let mut state = Vec::new();
     for (name, out, inp) in [("fc1", 32, 784), ("fc2", 16, 32), ("head", 10, 16)] {
         let bound = 1.0 / (inp as f32).sqrt();

@@ -1,7 +1,7 @@
-//! The backend conformance suite of `ember-core`, run on `Parallel`.
+//! The backend conformance suite of `ember-nn-core`, run on `Parallel`.
 
-use ember_core::backend::conformance::{self, BUF_LEN};
-use ember_std::Parallel;
+use ember_nn_core::backend::conformance::{self, BUF_LEN};
+use ember_nn_std::Parallel;
 
 /// Differences allowed (relative above 1, absolute below): every kernel but
 /// GEMM runs the reference's code and matches it exactly; the GEMM crate sums

@@ -4,7 +4,7 @@
 //! ends with the same model file, byte for byte, as a run that was never
 //! interrupted.
 
-use ember_std::checkpoint::Checkpoint;
+use ember_nn_std::checkpoint::Checkpoint;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

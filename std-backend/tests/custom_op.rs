@@ -1,9 +1,9 @@
 //! A custom differentiable operation runs on the rayon backend as on the
 //! portable one: same values, same gradients.
 
-use ember_core::ops::custom::CustomOp;
-use ember_core::prelude::*;
-use ember_std::Parallel;
+use ember_nn_core::ops::custom::CustomOp;
+use ember_nn_core::prelude::*;
+use ember_nn_std::Parallel;
 
 /// `y = x · |x|`, gradient `2|x|`.
 struct SignedSquare;

@@ -1,8 +1,8 @@
 //! CSV loading: columns by name or index, optional header, and errors that
 //! name the file, the line and the column.
 
-use ember_std::data::csv::{load_csv, Column, CsvOptions, LabelFormat};
-use ember_std::data::{DataError, Dataset};
+use ember_nn_std::data::csv::{load_csv, Column, CsvOptions, LabelFormat};
+use ember_nn_std::data::{DataError, Dataset};
 use std::path::{Path, PathBuf};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -1,7 +1,7 @@
 //! The built-in Fashion-MNIST subset, and the full data set where Debian's
 //! `dataset-fashion-mnist` package installed it.
 
-use ember_std::data::{DataLoader, Dataset, FashionMnist, Source, Split};
+use ember_nn_std::data::{DataLoader, Dataset, FashionMnist, Source, Split};
 use std::path::Path;
 
 #[test]

@@ -1,10 +1,10 @@
 //! IDX files and the (Fashion-)MNIST loaders: round trips, and every kind of
 //! bad input giving the right error, naming the file.
 
-use ember_std::data::idx::{
+use ember_nn_std::data::idx::{
     encode_idx, read_idx, read_idx_images, read_idx_labels, write_idx, IMAGES_MAGIC,
 };
-use ember_std::data::{load_idx_pair, DataError, Dataset, FashionMnist, Mnist, Split};
+use ember_nn_std::data::{load_idx_pair, DataError, Dataset, FashionMnist, Mnist, Split};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::io::Write;

@@ -1,11 +1,11 @@
 //! The DataLoader: batch sizes, drop_last, seeded reshuffling, checkpoints,
 //! training and evaluation modes, and determinism across threads.
 
-use ember_core::Rng;
-use ember_std::data::transform::{
+use ember_nn_core::Rng;
+use ember_nn_std::data::transform::{
     GaussianNoise, Normalize, RandomRotation, RandomShift, Transform,
 };
-use ember_std::data::{DataLoader, Dataset, ImageDims, MiniBatch, TensorDataset};
+use ember_nn_std::data::{DataLoader, Dataset, ImageDims, MiniBatch, TensorDataset};
 use std::sync::Arc;
 
 /// `n` samples of `d` features; sample `i`'s features are `i*1000 + j` and
@@ -126,7 +126,7 @@ fn same_batches_with_or_without_prefetching() {
             .seed(11)
             .prefetch(prefetch)
             .augment(
-                ember_std::data::transform::Compose::new()
+                ember_nn_std::data::transform::Compose::new()
                     .then(RandomRotation::new(15.0))
                     .then(RandomShift::new(2))
                     .then(GaussianNoise::new(0.1)),

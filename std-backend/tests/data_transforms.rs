@@ -1,12 +1,12 @@
 //! Transforms: shapes kept, identities, normalisation's arithmetic, noise
 //! statistics, and seeded reproducibility.
 
-use ember_core::Rng;
-use ember_std::data::transform::{
+use ember_nn_core::Rng;
+use ember_nn_std::data::transform::{
     flip_horizontal, rotate, shift, Compose, GaussianNoise, Normalize, RandomHorizontalFlip,
     RandomRotation, RandomShift, Transform,
 };
-use ember_std::data::{Dataset, FashionMnist, ImageDims, Split};
+use ember_nn_std::data::{Dataset, FashionMnist, ImageDims, Split};
 
 const D: ImageDims = ImageDims::new(1, 28, 28);
 

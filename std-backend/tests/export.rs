@@ -3,13 +3,13 @@
 //! model it came from within the quantization's error bound
 //! (`export::check_int8`).
 
-use ember_core::deploy::Model;
-use ember_core::nn::{Build, Forward, Linear, Module, ReLU, Tanh};
-use ember_core::prelude::*;
-use ember_std::config::ActivationKind;
-use ember_std::data::TensorDataset;
-use ember_std::export::{check_int8, export_files, f32_file, int8_file, traced_f32};
-use ember_std::state_dict::named_tensors;
+use ember_nn_core::deploy::Model;
+use ember_nn_core::nn::{Build, Forward, Linear, Module, ReLU, Tanh};
+use ember_nn_core::prelude::*;
+use ember_nn_std::config::ActivationKind;
+use ember_nn_std::data::TensorDataset;
+use ember_nn_std::export::{check_int8, export_files, f32_file, int8_file, traced_f32};
+use ember_nn_std::state_dict::named_tensors;
 
 #[derive(Module)]
 struct Net {
@@ -65,11 +65,11 @@ fn an_int8_file_of_another_model_is_refused_with_the_difference() {
     let file = |seed| {
         let mut buf = vec![0.0f32; 4096];
         let mut mem = Memory::new(&Cpu, &mut buf[..]);
-        let m = ember_core::nn::Mlp::new(
+        let m = ember_nn_core::nn::Mlp::new(
             &mut mem,
             &mut Rng::new(seed),
             &widths,
-            ember_core::deploy::Activation::Relu,
+            ember_nn_core::deploy::Activation::Relu,
         )
         .unwrap();
         f32_file(
@@ -120,9 +120,9 @@ fn an_int8_file_that_computes_otherwise_is_refused_with_the_difference() {
         bad[at..at + 4].copy_from_slice(&(m / 2).to_le_bytes());
     }
     let end = bad.len() - 4;
-    let crc = ember_core::deploy::crc32(0, &bad[..end]);
+    let crc = ember_nn_core::deploy::crc32(0, &bad[..end]);
     bad[end..].copy_from_slice(&crc.to_le_bytes());
-    let bad = ember_std::export::AlignedBytes::new(&bad);
+    let bad = ember_nn_std::export::AlignedBytes::new(&bad);
     let rows: Vec<&[f32]> = calib.features().chunks(12).take(16).collect();
     let err = check_int8(
         &Model::parse(f32_bytes.bytes()).unwrap(),
@@ -168,14 +168,14 @@ fn one_call_exports_every_file_of_a_trained_model() {
         assert!(dir.join(name).is_file(), "{name}");
     }
     let int8 =
-        ember_std::export::AlignedBytes::new(&std::fs::read(dir.join("model-int8.emb")).unwrap());
+        ember_nn_std::export::AlignedBytes::new(&std::fs::read(dir.join("model-int8.emb")).unwrap());
     assert_eq!(int8.bytes().len(), report.int8_len);
     Model::load::<(Linear<12, 16>, ReLU, Linear<16, 8>, Tanh, Linear<8, 3>)>(int8.bytes()).unwrap();
     // The state_dict loads back by name into a fresh model.
     let mut buf2 = vec![0.0f32; 8192];
     let mut mem2 = Memory::new(&Cpu, &mut buf2[..]);
     let back = Net::build(&mut mem2, &mut Rng::new(99)).unwrap();
-    ember_std::state_dict::load(&dir.join("model.safetensors"), &back, &mut mem2).unwrap();
+    ember_nn_std::state_dict::load(&dir.join("model.safetensors"), &back, &mut mem2).unwrap();
     assert_eq!(
         mem2.value(&back.c.weight).unwrap(),
         mem.value(&net.c.weight).unwrap()
@@ -198,10 +198,10 @@ fn one_call_exports_every_file_of_a_trained_model() {
 
 #[test]
 fn a_model_trained_by_the_learner_exports_in_one_call() {
-    use ember_core::nn::loss::{cross_entropy, Reduction};
-    use ember_core::nn::Rule;
-    use ember_std::learner::{Arena, Learner, StepOutput};
-    use ember_std::train::Quiet;
+    use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+    use ember_nn_core::nn::Rule;
+    use ember_nn_std::learner::{Arena, Learner, StepOutput};
+    use ember_nn_std::train::Quiet;
     let mut rng = Rng::new(12);
     let xs: Vec<f32> = (0..128 * 12).map(|_| rng.uniform()).collect();
     let ys: Vec<usize> = xs
@@ -240,7 +240,7 @@ fn a_model_trained_by_the_learner_exports_in_one_call() {
     );
     // The file holds the trained parameters: its outputs are the model's.
     let f32_bytes =
-        ember_std::export::AlignedBytes::new(&std::fs::read(dir.join("model.emb")).unwrap());
+        ember_nn_std::export::AlignedBytes::new(&std::fs::read(dir.join("model.emb")).unwrap());
     let file = Model::parse(f32_bytes.bytes()).unwrap();
     let (net, mut mem) = trained.parts().unwrap();
     let x: Vec<f32> = calib.features()[..12].to_vec();

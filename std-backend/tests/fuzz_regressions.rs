@@ -2,7 +2,7 @@
 //! or break a property, kept as regression tests. The files under
 //! tests/data/fuzz/ are the inputs as the targets saw them.
 
-use ember_std::image;
+use ember_nn_std::image;
 use std::path::Path;
 
 /// A 92-byte PNG whose header claims 52 × 2,149,122,048 RGB pixels: the
@@ -28,7 +28,7 @@ fn png_too_short_for_its_header_is_refused_before_allocating() {
     let mut bytes = include_bytes!("data/fuzz/png-huge-header.png").to_vec();
     bytes[16..20].copy_from_slice(&8000u32.to_be_bytes());
     bytes[20..24].copy_from_slice(&8000u32.to_be_bytes());
-    let crc = ember_core::deploy::crc32(0, &bytes[12..29]);
+    let crc = ember_nn_core::deploy::crc32(0, &bytes[12..29]);
     bytes[29..33].copy_from_slice(&crc.to_be_bytes());
     let msg = image::decode(Path::new("short.png"), &bytes)
         .unwrap_err()

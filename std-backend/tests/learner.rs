@@ -4,18 +4,18 @@
 //! early with its best parameters, stopped cleanly on a NaN loss, and
 //! refusing a checkpoint of another architecture.
 
-use ember_core::nn::loss::{cross_entropy, mse, Loss, Reduction};
-use ember_core::nn::{Build, Forward, Linear, Module, ReLU, Rule};
-use ember_core::prelude::*;
-use ember_std::checkpoint::{Checkpoint, CheckpointError};
-use ember_std::config::SchedulerKind;
-use ember_std::data::transform::Compose;
-use ember_std::data::{Dataset, MiniBatch, TensorDataset};
-use ember_std::eval::{self, Evaluation};
-use ember_std::learner::{Arena, Learner, StepOutput, Trained};
-use ember_std::schedule::Schedule;
-use ember_std::train::{Checkpointing, EpochMetrics, Progress, Quiet, TrainError, TrainOutcome};
-use ember_std::{report, Parallel};
+use ember_nn_core::nn::loss::{cross_entropy, mse, Loss, Reduction};
+use ember_nn_core::nn::{Build, Forward, Linear, Module, ReLU, Rule};
+use ember_nn_core::prelude::*;
+use ember_nn_std::checkpoint::{Checkpoint, CheckpointError};
+use ember_nn_std::config::SchedulerKind;
+use ember_nn_std::data::transform::Compose;
+use ember_nn_std::data::{Dataset, MiniBatch, TensorDataset};
+use ember_nn_std::eval::{self, Evaluation};
+use ember_nn_std::learner::{Arena, Learner, StepOutput, Trained};
+use ember_nn_std::schedule::Schedule;
+use ember_nn_std::train::{Checkpointing, EpochMetrics, Progress, Quiet, TrainError, TrainOutcome};
+use ember_nn_std::{report, Parallel};
 use std::path::Path;
 
 const IN: usize = 12;
@@ -105,7 +105,7 @@ fn step<'t, B: Backend>(
     net: &Net,
     g: &'t dyn Tape<B>,
     b: &MiniBatch,
-) -> ember_core::Result<StepOutput<'t, B>> {
+) -> ember_nn_core::Result<StepOutput<'t, B>> {
     let x = g.from_slice((b.len(), Const::<IN>), &b.features);
     let logits = net.forward(x);
     let penalty = logits.square().mean() * 0.01;
@@ -713,7 +713,7 @@ fn a_regression_is_evaluated_by_its_loss() {
         net: &Net,
         g: &'t dyn Tape<Parallel>,
         b: &MiniBatch,
-    ) -> ember_core::Result<StepOutput<'t, Parallel>> {
+    ) -> ember_nn_core::Result<StepOutput<'t, Parallel>> {
         let onehot: Vec<f32> = b
             .labels
             .iter()
@@ -866,7 +866,7 @@ fn padded<'t, B: Backend>(
     g: &'t dyn Tape<B>,
     b: &MiniBatch,
     only_without_grad: bool,
-) -> ember_core::Result<StepOutput<'t, B>> {
+) -> ember_nn_core::Result<StepOutput<'t, B>> {
     let x = g.from_slice((b.len(), Const::<IN>), &b.features);
     let logits = net.forward(x);
     let mut loss = cross_entropy(logits, &b.labels, Reduction::Mean);
@@ -987,7 +987,7 @@ fn evaluating_the_returned_model_out_of_memory_names_the_arena_to_give() {
         net: &Net,
         g: &'t dyn Tape<B>,
         b: &MiniBatch,
-    ) -> ember_core::Result<StepOutput<'t, B>> {
+    ) -> ember_nn_core::Result<StepOutput<'t, B>> {
         padded(net, g, b, false)
     }
     let mut trained = fit_padded(&device, Arena::floats(n), false).unwrap();
@@ -1011,7 +1011,7 @@ fn a_step_out_of_memory_in_every_arena_gives_a_lower_bound() {
             &device,
             Net::build,
             |_: &Net, _: &dyn Tape<Parallel>, _: &MiniBatch| {
-                Err::<StepOutput<'_, Parallel>, _>(ember_core::Error::OutOfMemory {
+                Err::<StepOutput<'_, Parallel>, _>(ember_nn_core::Error::OutOfMemory {
                     needed: 10,
                     available: 0,
                 })

@@ -2,10 +2,10 @@
 //! the same architecture and gives PyTorch's outputs. The fixture and the
 //! expected logits were made by the program recorded in the JSON file.
 
-use ember_core::deploy::Activation;
-use ember_core::nn::{Forward, Mlp};
-use ember_core::{Cpu, Graph, Memory, Rng};
-use ember_std::state_dict;
+use ember_nn_core::deploy::Activation;
+use ember_nn_core::nn::{Forward, Mlp};
+use ember_nn_core::{Cpu, Graph, Memory, Rng};
+use ember_nn_std::state_dict;
 use std::path::Path;
 
 #[test]
@@ -64,8 +64,8 @@ fn pytorch_state_dict_gives_pytorch_outputs() {
 /// name, and one with a missing or misnamed tensor is refused.
 #[test]
 fn a_derived_class_loads_pytorchs_state_dict_by_name() {
-    use ember_core::nn::{Build, Linear, Module, ReLU};
-    use ember_std::state_dict::{load_bytes, to_bytes, NamedTensor};
+    use ember_nn_core::nn::{Build, Linear, Module, ReLU};
+    use ember_nn_std::state_dict::{load_bytes, to_bytes, NamedTensor};
 
     #[derive(Module)]
     struct Mlp {
@@ -89,8 +89,8 @@ fn a_derived_class_loads_pytorchs_state_dict_by_name() {
     ];
     let bytes = to_bytes(&state, None).unwrap();
     let mut buf = vec![0.0f32; 256];
-    let mut mem = ember_core::Memory::new(&ember_core::Cpu, &mut buf[..]);
-    let model = Mlp::build(&mut mem, &mut ember_core::Rng::new(0)).unwrap();
+    let mut mem = ember_nn_core::Memory::new(&ember_nn_core::Cpu, &mut buf[..]);
+    let model = Mlp::build(&mut mem, &mut ember_nn_core::Rng::new(0)).unwrap();
     let path = std::path::Path::new("mlp.safetensors");
     load_bytes(path, &bytes, &model, &mut mem, "").unwrap();
     let w = mem.value(&model.out.weight).unwrap();
@@ -111,8 +111,8 @@ fn a_derived_class_loads_pytorchs_state_dict_by_name() {
 /// written the Ember way and gives PyTorch's logits.
 #[test]
 fn the_tutorials_mlp_class_loads_pytorchs_state_dict() {
-    use ember_core::nn::{Build, Linear, Module};
-    use ember_core::{Batch, Tensor};
+    use ember_nn_core::nn::{Build, Linear, Module};
+    use ember_nn_core::{Batch, Tensor};
 
     #[derive(Module)]
     struct Mlp {
@@ -148,7 +148,7 @@ fn the_tutorials_mlp_class_loads_pytorchs_state_dict() {
     state_dict::load(&dir.join("torch_mlp_class.safetensors"), &net, &mut mem).unwrap();
     let x = rows("input");
     let g = Graph::new(&mut mem);
-    let y = net.forward(g.from_slice((3usize, ember_core::Const::<10>), &x));
+    let y = net.forward(g.from_slice((3usize, ember_nn_core::Const::<10>), &x));
     let mut got = [0.0f32; 6];
     y.read(&mut got).unwrap();
     for (g, w) in got.iter().zip(rows("logits")) {
@@ -233,7 +233,7 @@ fn kinks_ties_and_long_sums_match_pytorch() {
 trait GradVec {
     fn grad_vec(&self) -> Vec<f32>;
 }
-impl<S: ember_core::Shape> GradVec for ember_core::Tensor<'_, S, Cpu> {
+impl<S: ember_nn_core::Shape> GradVec for ember_nn_core::Tensor<'_, S, Cpu> {
     fn grad_vec(&self) -> Vec<f32> {
         let mut v = vec![0.0f32; self.numel()];
         assert!(self.read_grad(&mut v).unwrap(), "no gradient");
@@ -244,18 +244,18 @@ impl<S: ember_core::Shape> GradVec for ember_core::Tensor<'_, S, Cpu> {
 /// Tensors named `{layer}.weight` and `{layer}.bias` with these shapes;
 /// each layer's values start at its own offset, so that which file layer
 /// went where shows in the model.
-fn layers(spec: &[(&str, usize, usize)]) -> Vec<ember_std::state_dict::NamedTensor> {
+fn layers(spec: &[(&str, usize, usize)]) -> Vec<ember_nn_std::state_dict::NamedTensor> {
     spec.iter()
         .enumerate()
         .flat_map(|(k, &(name, out, inp))| {
             let base = 100.0 * (k + 1) as f32;
             [
-                ember_std::state_dict::NamedTensor {
+                ember_nn_std::state_dict::NamedTensor {
                     name: format!("{name}.weight"),
                     shape: vec![out, inp],
                     data: (0..out * inp).map(|i| base + i as f32 / 1000.0).collect(),
                 },
-                ember_std::state_dict::NamedTensor {
+                ember_nn_std::state_dict::NamedTensor {
                     name: format!("{name}.bias"),
                     shape: vec![out],
                     data: (0..out).map(|i| -base - i as f32).collect(),
@@ -271,8 +271,8 @@ fn load_spec(
     widths: &[usize],
     spec: &[(&str, usize, usize)],
     names: Option<&[&str]>,
-) -> Result<(ember_std::state_dict::LayerMatch, Vec<f32>), ember_std::state_dict::StateDictError> {
-    use ember_std::state_dict::{load_layers, to_bytes};
+) -> Result<(ember_nn_std::state_dict::LayerMatch, Vec<f32>), ember_nn_std::state_dict::StateDictError> {
+    use ember_nn_std::state_dict::{load_layers, to_bytes};
     let bytes = to_bytes(&layers(spec), None).unwrap();
     let mut buf = vec![0.0f32; 4096];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
@@ -302,7 +302,7 @@ fn load_spec(
 /// names load by name, with nothing to say.
 #[test]
 fn other_layer_names_map_by_position_and_shape() {
-    use ember_std::state_dict::LayerMatch;
+    use ember_nn_std::state_dict::LayerMatch;
     let (m, firsts) = load_spec(
         &[8, 6, 4, 3],
         &[("fc1", 6, 8), ("fc2", 4, 6), ("head", 3, 4)],
@@ -351,7 +351,7 @@ fn other_layer_names_map_by_position_and_shape() {
 /// the file's and fit.
 #[test]
 fn layers_that_fit_neither_by_name_nor_by_position_are_refused() {
-    use ember_std::state_dict::StateDictError;
+    use ember_nn_std::state_dict::StateDictError;
     let e = load_spec(
         &[8, 6, 4, 3],
         &[("fc1", 5, 8), ("fc2", 4, 5), ("head", 3, 4)],
@@ -381,11 +381,11 @@ fn layers_that_fit_neither_by_name_nor_by_position_are_refused() {
     // A tensor that is no layer's weight or bias.
     let mut odd = layers(&[("fc1", 6, 8), ("fc2", 3, 6)]);
     odd[1].name = "fc1.running_mean".into();
-    let bytes = ember_std::state_dict::to_bytes(&odd, None).unwrap();
+    let bytes = ember_nn_std::state_dict::to_bytes(&odd, None).unwrap();
     let mut buf = vec![0.0f32; 4096];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let model = Mlp::new(&mut mem, &mut Rng::new(0), &[8, 6, 3], Activation::Relu).unwrap();
-    let e = ember_std::state_dict::load_layers(Path::new("t"), &bytes, &model, &mut mem, None)
+    let e = ember_nn_std::state_dict::load_layers(Path::new("t"), &bytes, &model, &mut mem, None)
         .unwrap_err();
     assert!(
         e.to_string()

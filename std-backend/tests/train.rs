@@ -2,10 +2,10 @@
 //! the layers are large enough for every parallel path (GEMM on several
 //! threads, chunked elementwise kernels and optimizer updates) to run.
 
-use ember_core::nn::loss::{cross_entropy, Reduction};
-use ember_core::nn::{self, Build, Forward, Linear, Optimizer, ReLU, Rule};
-use ember_core::prelude::*;
-use ember_std::{Parallel, PAR_THRESHOLD};
+use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+use ember_nn_core::nn::{self, Build, Forward, Linear, Optimizer, ReLU, Rule};
+use ember_nn_core::prelude::*;
+use ember_nn_std::{Parallel, PAR_THRESHOLD};
 
 const BATCH: usize = 128;
 const IN: usize = 64;

@@ -2,14 +2,14 @@
 //! last good checkpoint, checkpoints of another architecture or corrupted,
 //! and early stopping.
 
-use ember_std::checkpoint::{Checkpoint, CheckpointError};
-use ember_std::config::{ActivationKind, OptimizerKind, SchedulerKind};
-use ember_std::data::transform::{Compose, RandomRotation, RandomShift};
-use ember_std::data::{Dataset, FashionMnist, Split, TensorDataset};
-use ember_std::learner::Trained;
-use ember_std::state_dict::{self, NamedTensor};
-use ember_std::train::{self, Checkpointing, Quiet, TrainConfig, TrainError};
-use ember_std::Parallel;
+use ember_nn_std::checkpoint::{Checkpoint, CheckpointError};
+use ember_nn_std::config::{ActivationKind, OptimizerKind, SchedulerKind};
+use ember_nn_std::data::transform::{Compose, RandomRotation, RandomShift};
+use ember_nn_std::data::{Dataset, FashionMnist, Split, TensorDataset};
+use ember_nn_std::learner::Trained;
+use ember_nn_std::state_dict::{self, NamedTensor};
+use ember_nn_std::train::{self, Checkpointing, Quiet, TrainConfig, TrainError};
+use ember_nn_std::Parallel;
 use std::path::Path;
 
 fn subset(n: usize) -> TensorDataset {

@@ -1,4 +1,4 @@
-//! Integration tests of `ember-core`; the tests live in `tests/`:
+//! Integration tests of `ember-nn-core`; the tests live in `tests/`:
 //!
 //! - `gradients.rs`: every differentiable operation against finite
 //!   differences (proptest, random run-time shapes);
@@ -15,3 +15,12 @@
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The Rust examples of the crates' own READMEs (what crates.io shows).
+#[doc = include_str!("../../core/README.md")]
+#[cfg(doctest)]
+pub struct CoreReadmeDoctests;
+
+#[doc = include_str!("../../derive/README.md")]
+#[cfg(doctest)]
+pub struct DeriveReadmeDoctests;

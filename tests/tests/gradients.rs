@@ -3,7 +3,7 @@
 //!
 //! Each property builds its inputs as parameters with run-time dimensions
 //! (`(usize, usize)` shapes, sizes 1 to 5 chosen by proptest) and hands
-//! [`ember_core::gradcheck::check`] a scalar function of them. An operation
+//! [`ember_nn_core::gradcheck::check`] a scalar function of them. An operation
 //! whose output has several elements is reduced with a random weight tensor,
 //! `(y * w).sum()`, so that every row of its Jacobian takes part (a plain sum
 //! would only test the Jacobian's column sums).
@@ -23,12 +23,12 @@
 //! Case counts are small (24 per property, or `PROPTEST_CASES`) so that the
 //! file runs in seconds in a debug build.
 
-use ember_core::gradcheck::{check, GradCheck, GradCheckError};
-use ember_core::nn::loss::Reduction;
-use ember_core::ops::map::Map;
-use ember_core::ops::zip::Zip;
-use ember_core::prelude::*;
-use ember_core::{ParamRef, Tape};
+use ember_nn_core::gradcheck::{check, GradCheck, GradCheckError};
+use ember_nn_core::nn::loss::Reduction;
+use ember_nn_core::ops::map::Map;
+use ember_nn_core::ops::zip::Zip;
+use ember_nn_core::prelude::*;
+use ember_nn_core::{ParamRef, Tape};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -504,10 +504,10 @@ proptest! {
             x.cross_entropy_rows(x.tape().from_slice((r,), &targets))
         })?;
         view("cross_entropy mean", (r, c), &x, &w, |x| {
-            ember_core::nn::loss::cross_entropy(x, &t, Reduction::Mean)
+            ember_nn_core::nn::loss::cross_entropy(x, &t, Reduction::Mean)
         })?;
         view("cross_entropy sum", (r, c), &x, &w, |x| {
-            ember_core::nn::loss::cross_entropy(x, &t, Reduction::Sum)
+            ember_nn_core::nn::loss::cross_entropy(x, &t, Reduction::Sum)
         })?;
     }
 

@@ -11,9 +11,9 @@
 //! the test harness's other threads cannot disturb it; the counter is read
 //! right before and right after the step, and nothing inside prints.
 
-use ember_core::ops::optim::Update;
-use ember_core::prelude::*;
-use ember_core::{ParamRef, Span};
+use ember_nn_core::ops::optim::Update;
+use ember_nn_core::prelude::*;
+use ember_nn_core::{ParamRef, Span};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -11,9 +11,9 @@
 // `f32` cannot hold every digit.
 #![allow(clippy::excessive_precision)]
 
-use ember_core::graph::Graph;
-use ember_core::prelude::*;
-use ember_core::{Error, Tape};
+use ember_nn_core::graph::Graph;
+use ember_nn_core::prelude::*;
+use ember_nn_core::{Error, Tape};
 
 type T<'t, S> = Tensor<'t, S, Cpu>;
 
@@ -462,7 +462,7 @@ fn too_many_nodes_is_an_error_and_sticky() {
     assert_eq!(
         t.item(),
         Err(Error::TooManyNodes {
-            capacity: ember_core::DEFAULT_NODES
+            capacity: ember_nn_core::DEFAULT_NODES
         })
     );
 }
@@ -817,7 +817,7 @@ fn cross_entropy_composed_from_ops() {
 /// are typed errors, and a NaN logit gives a NaN loss, not a panic.
 #[test]
 fn cross_entropy_fused() {
-    use ember_core::nn::loss::{cross_entropy, Reduction};
+    use ember_nn_core::nn::loss::{cross_entropy, Reduction};
     let mut buf = buffer();
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let g = Graph::new(&mut mem);
@@ -889,7 +889,7 @@ fn cross_entropy_fused() {
 /// `relu(addmm(...))`'s `grad_fn`).
 #[test]
 fn linear_act_equals_linear_then_activation() {
-    use ember_core::ops::map::Map;
+    use ember_nn_core::ops::map::Map;
     for f in [
         Map::Relu,
         Map::LeakyRelu(0.2),
@@ -1077,7 +1077,7 @@ fn long_sums_are_pairwise() {
 /// other types, and a size mismatch as a shape error.
 #[test]
 fn broadcasting_on_either_side() {
-    use ember_core::ops::zip::Zip;
+    use ember_nn_core::ops::zip::Zip;
     let mut buf = buffer();
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let g = Graph::new(&mut mem);

@@ -11,10 +11,10 @@
 //! logits, byte for byte, for every image.
 
 use clap::{Parser, Subcommand};
-use ember_core::deploy::{argmax, argmax_i8, write_model_type, Model};
-use ember_std::atomic::write_atomic;
-use ember_std::data::{Dataset, FashionMnist, Split, TensorDataset};
-use ember_std::export::AlignedBytes;
+use ember_nn_core::deploy::{argmax, argmax_i8, write_model_type, Model};
+use ember_nn_std::atomic::write_atomic;
+use ember_nn_std::data::{Dataset, FashionMnist, Split, TensorDataset};
+use ember_nn_std::export::AlignedBytes;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

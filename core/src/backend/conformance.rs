@@ -28,8 +28,8 @@
 //!
 //! # Example
 //! ```no_run
-//! use ember_core::backend::conformance::{self, BUF_LEN};
-//! use ember_core::Cpu;
+//! use ember_nn_core::backend::conformance::{self, BUF_LEN};
+//! use ember_nn_core::Cpu;
 //!
 //! let mut buf = vec![0.0f32; BUF_LEN]; // the backend under test's buffer
 //! let mut host = vec![0.0f32; BUF_LEN]; // the reference's

@@ -3,7 +3,7 @@
 //! [`host_backend!`](crate::host_backend) makes such a type a [`Backend`]
 //! through the functions of [`checked`], which make the checks
 //! ([`check`](super::check)) and split the buffer. The portable
-//! [`Cpu`](super::Cpu) is `HostKernels` with every default; the multi-threaded backend of `ember-std` overrides the kernels
+//! [`Cpu`](super::Cpu) is `HostKernels` with every default; the multi-threaded backend of `ember-nn-std` overrides the kernels
 //! it runs in parallel. A backend whose memory is not host memory (a GPU)
 //! implements [`Backend`] itself and calls the same checks.
 
@@ -27,20 +27,20 @@ use crate::error::Result;
 /// only [`Backend`].
 ///
 /// ```
-/// use ember_core::backend::HostKernels;
-/// use ember_core::prelude::*;
+/// use ember_nn_core::backend::HostKernels;
+/// use ember_nn_core::prelude::*;
 ///
 /// /// The portable kernels, under another name.
 /// struct Mine;
 /// impl HostKernels for Mine {}
-/// ember_core::host_backend!(Mine);
+/// ember_nn_core::host_backend!(Mine);
 ///
 /// let mut buf = [0.0f32; 64];
 /// let mut mem = Memory::new(&Mine, &mut buf[..]);
 /// let g = Graph::new(&mut mem);
 /// let y = (g.tensor([1.0f32, -2.0]).relu() * 3.0).sum();
 /// assert_eq!(y.item()?, 3.0);
-/// # Ok::<(), ember_core::Error>(())
+/// # Ok::<(), ember_nn_core::Error>(())
 /// ```
 pub trait HostKernels {
     /// [`Backend::fill`].

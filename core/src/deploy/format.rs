@@ -182,7 +182,7 @@ impl core::fmt::Display for FormatError {
             ),
             FormatError::ActivationNotBuilt { layer } => write!(
                 f,
-                "layer {layer}: this int8 activation needs ember-core's feature `int8-float-activations`"
+                "layer {layer}: this int8 activation needs ember-nn-core's feature `int8-float-activations`"
             ),
             FormatError::Memory(e) => write!(f, "reading parameters: {e}"),
             FormatError::Output => write!(f, "the destination refused the bytes"),

@@ -36,9 +36,9 @@
 //! signature against a model type.
 //!
 //! ```
-//! use ember_core::prelude::*;
-//! use ember_core::deploy::{self, Model};
-//! use ember_core::nn::{Build, Forward, Linear, ReLU};
+//! use ember_nn_core::prelude::*;
+//! use ember_nn_core::deploy::{self, Model};
+//! use ember_nn_core::nn::{Build, Forward, Linear, ReLU};
 //! type Net = (Linear<4, 8>, ReLU, Linear<8, 3>);
 //!
 //! let mut buf = [0.0f32; 1024];
@@ -60,7 +60,7 @@
 //! let mut scratch = [0.0f32; 16];
 //! let out = model.infer_f32(&[0.1, 0.2, 0.3, 0.4], &mut scratch).expect("runs");
 //! assert_eq!(out.len(), 3);
-//! # Ok::<(), ember_core::Error>(())
+//! # Ok::<(), ember_nn_core::Error>(())
 //! ```
 //!
 //! The int8 path: observe the f32 model's ranges on sample inputs
@@ -72,9 +72,9 @@
 //! a firmware wraps them in its own error type, as below.
 //!
 //! ```
-//! use ember_core::prelude::*;
-//! use ember_core::deploy::{self, argmax_i8, Calibration, ExportError, FormatError, InferError, Model};
-//! use ember_core::nn::{Build, Forward, Linear, ReLU};
+//! use ember_nn_core::prelude::*;
+//! use ember_nn_core::deploy::{self, argmax_i8, Calibration, ExportError, FormatError, InferError, Model};
+//! use ember_nn_core::nn::{Build, Forward, Linear, ReLU};
 //! type Net = (Linear<4, 8>, ReLU, Linear<8, 3>);
 //!
 //! #[derive(Debug)]

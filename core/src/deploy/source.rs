@@ -89,7 +89,7 @@ fn header(w: &mut impl Write, h: &LayerHeader) -> fmt::Result {
 }
 
 /// Writes `model` as Rust source. The generated module needs
-/// `use ember_core::deploy::{Activation, LayerHeader, LayerWeights};` in scope
+/// `use ember_nn_core::deploy::{Activation, LayerHeader, LayerWeights};` in scope
 /// (it writes that line itself) and defines
 /// `pub static LAYERS: [(LayerHeader, LayerWeights<'static>); N]`.
 pub fn write_rust_source(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
@@ -100,7 +100,7 @@ pub fn write_rust_source(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
     writeln!(w, "#[allow(unused_imports)]")?;
     writeln!(
         w,
-        "use ember_core::deploy::{{Activation, LayerHeader, LayerWeights}};"
+        "use ember_nn_core::deploy::{{Activation, LayerHeader, LayerWeights}};"
     )?;
     writeln!(w)?;
     for (i, (_, lw)) in model.layers().enumerate() {
@@ -171,7 +171,7 @@ fn format_name(i: usize, what: &str) -> heapless::String<24> {
     s
 }
 
-/// The `ember_core::nn` type of an activation, if it has one to name.
+/// The `ember_nn_core::nn` type of an activation, if it has one to name.
 fn nn_type(a: Activation) -> Option<&'static str> {
     Some(match a {
         Activation::Identity => return None,
@@ -192,7 +192,7 @@ fn nn_type(a: Activation) -> Option<&'static str> {
 /// Writes the model's type and sizes as Rust source, for a program that
 /// embeds the weight file and loads it with `Model::load::<Net>` (which
 /// checks the file against the type). The generated items need
-/// `use ember_core::nn::*;` in scope:
+/// `use ember_nn_core::nn::*;` in scope:
 ///
 /// - `pub type Net = (Linear<784, 128>, ReLU, ...);`
 /// - `pub const INPUTS: usize`, `OUTPUTS: usize`: the model's widths;

@@ -351,9 +351,9 @@ fn activation_of(m: Map) -> Option<Activation> {
 /// weight and bias on the path must be one of its parameters.
 ///
 /// ```
-/// use ember_core::prelude::*;
-/// use ember_core::deploy::{self, Activation};
-/// use ember_core::nn::{Build, Forward, Linear, Module};
+/// use ember_nn_core::prelude::*;
+/// use ember_nn_core::deploy::{self, Activation};
+/// use ember_nn_core::nn::{Build, Forward, Linear, Module};
 ///
 /// #[derive(Module)]
 /// struct Net {
@@ -375,7 +375,7 @@ fn activation_of(m: Map) -> Option<Activation> {
 ///     .expect("traces");
 /// assert_eq!(plan.layers()[0].activation, Activation::Relu);
 /// assert_eq!(plan.layers()[1].activation, Activation::Identity);
-/// # Ok::<(), ember_core::Error>(())
+/// # Ok::<(), ember_nn_core::Error>(())
 /// ```
 pub fn plan<M, B, S, F>(model: &M, mem: &mut Memory<'_, B>, forward: F) -> Result<Plan, ExportError>
 where
@@ -631,9 +631,9 @@ fn fold(steps: &[Step]) -> Result<Plan, ExportError> {
 /// part.
 ///
 /// ```
-/// use ember_core::prelude::*;
-/// use ember_core::deploy::{self, Model};
-/// use ember_core::nn::{Build, Forward, Linear, ReLU};
+/// use ember_nn_core::prelude::*;
+/// use ember_nn_core::deploy::{self, Model};
+/// use ember_nn_core::nn::{Build, Forward, Linear, ReLU};
 /// type Net = (Linear<4, 8>, ReLU, Linear<8, 3>);
 ///
 /// let mut buf = [0.0f32; 1024];
@@ -651,7 +651,7 @@ fn fold(steps: &[Step]) -> Result<Plan, ExportError> {
 /// .expect("exports");
 /// let model = Model::load::<Net>(&bytes.0[..n]).expect("valid");
 /// assert_eq!(model.output_features(), 3);
-/// # Ok::<(), ember_core::Error>(())
+/// # Ok::<(), ember_nn_core::Error>(())
 /// ```
 pub fn export_f32<M, B, S, F>(
     model: &M,

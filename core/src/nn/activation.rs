@@ -351,9 +351,9 @@ impl<X: LayerInput<Self>> Forward<X> for Dropout {
 /// (`Box::leak(Box::new(op))`), in `#[module(init = ...)]`:
 ///
 /// ```
-/// use ember_core::nn::{self, Build, ConstOp, Custom, Footprint, Forward, Linear, Module, ReLU};
-/// use ember_core::ops::custom::CustomOp;
-/// use ember_core::prelude::*;
+/// use ember_nn_core::nn::{self, Build, ConstOp, Custom, Footprint, Forward, Linear, Module, ReLU};
+/// use ember_nn_core::ops::custom::CustomOp;
+/// use ember_nn_core::prelude::*;
 ///
 /// /// `x · min(max(x + 3, 0), 6) / 6` (PyTorch's `nn.Hardswish`).
 /// #[derive(Debug)]
@@ -422,7 +422,7 @@ impl<X: LayerInput<Self>> Forward<X> for Dropout {
 /// let y = net.out.forward(net.scale.forward(net.act.forward(net.hidden.forward(x))));
 /// assert_eq!(y.dims().as_slice(), &[1, 2]);
 /// g.status()?;
-/// # Ok::<(), ember_core::Error>(())
+/// # Ok::<(), ember_nn_core::Error>(())
 /// ```
 pub struct Custom<O: 'static> {
     op: &'static O,
@@ -459,15 +459,15 @@ impl<O: CustomOp> fmt::Debug for Custom<O> {
 /// ([`Build`]) without being given one: for a unit struct, its one value.
 ///
 /// ```
-/// # use ember_core::prelude::*;
-/// # use ember_core::ops::custom::CustomOp;
+/// # use ember_nn_core::prelude::*;
+/// # use ember_nn_core::ops::custom::CustomOp;
 /// # struct HardSwish;
 /// # impl CustomOp for HardSwish {
 /// #     fn name(&self) -> &'static str { "HardSwishBackward" }
 /// #     fn forward(&self, _: &[&[f32]], _: &mut [f32]) -> Result<()> { Ok(()) }
 /// #     fn backward(&self, _: usize, _: &[&[f32]], _: &[f32], _: &[f32], _: &mut [f32]) -> Result<()> { Ok(()) }
 /// # }
-/// impl ember_core::nn::ConstOp for HardSwish {
+/// impl ember_nn_core::nn::ConstOp for HardSwish {
 ///     const OP: &'static Self = &HardSwish;
 /// }
 /// ```

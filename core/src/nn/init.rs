@@ -2,8 +2,8 @@
 //! `net.apply(init_fn)` is:
 //!
 //! ```
-//! use ember_core::prelude::*;
-//! use ember_core::nn::{init::{self, Init}, Build, Linear, ParamKind, ReLU};
+//! use ember_nn_core::prelude::*;
+//! use ember_nn_core::nn::{init::{self, Init}, Build, Linear, ParamKind, ReLU};
 //! let mut buf = [0.0f32; 256];
 //! let mut mem = Memory::new(&Cpu, &mut buf[..]);
 //! let mut rng = Rng::new(1);
@@ -12,7 +12,7 @@
 //!     ParamKind::Weight => Init::Normal { mean: 0.0, std: 0.01 },
 //!     ParamKind::Bias => Init::Zeros,
 //! })?;
-//! # Ok::<(), ember_core::Error>(())
+//! # Ok::<(), ember_nn_core::Error>(())
 //! ```
 
 use super::{Module, ParamInfo};

@@ -6,8 +6,8 @@
 //! holds only where they are, so it is small and `Copy`-cheap to pass around.
 //!
 //! ```
-//! use ember_core::prelude::*;
-//! use ember_core::nn::{self, Build, Footprint, Forward, Linear, ReLU};
+//! use ember_nn_core::prelude::*;
+//! use ember_nn_core::nn::{self, Build, Footprint, Forward, Linear, ReLU};
 //!
 //! type Mlp = (Linear<4, 8>, ReLU, Linear<8, 3>);
 //! // Parameters, gradients, Adam's two moments, and a batch-16 step's scratch:
@@ -24,7 +24,7 @@
 //! let labels = [0usize; 16];
 //! let loss = nn::loss::cross_entropy(logits, &labels, nn::loss::Reduction::Mean);
 //! loss.backward()?;
-//! # Ok::<(), ember_core::Error>(())
+//! # Ok::<(), ember_nn_core::Error>(())
 //! ```
 
 pub mod activation;
@@ -44,9 +44,9 @@ pub use activation::{
 pub use dynamic::{DynLinear, Mlp};
 /// `#[derive(Module)]`: a struct of layers becomes a module (`Module`,
 /// `Build`, `Footprint`), with PyTorch's parameter names; see
-/// the `ember_derive` crate.
+/// the `ember_nn_derive` crate.
 #[cfg(feature = "derive")]
-pub use ember_derive::Module;
+pub use ember_nn_derive::Module;
 pub use linear::{Linear, LinearInput};
 pub use optim::{Optimizer, Rule};
 pub use summary::summary;
@@ -289,8 +289,8 @@ pub trait BuildWithP: Sized {
 /// order, with `mem` (the [`Memory`]) and `rng` (the [`Rng`]) in scope.
 ///
 /// ```
-/// use ember_core::nn::{self, Build, Dropout, Forward, LeakyReLU, Linear, Module};
-/// use ember_core::prelude::*;
+/// use ember_nn_core::nn::{self, Build, Dropout, Forward, LeakyReLU, Linear, Module};
+/// use ember_nn_core::prelude::*;
 ///
 /// #[derive(Module)]
 /// struct Net {
@@ -314,12 +314,12 @@ pub trait BuildWithP: Sized {
 /// assert_eq!(net.act.negative_slope, 0.2);
 /// assert_eq!(net.temperature, 2.0);
 /// assert!(nn::summary(&net).to_string().contains("(drop): Dropout(p=0.2, inplace=False)"));
-/// # Ok::<(), ember_core::Error>(())
+/// # Ok::<(), ember_nn_core::Error>(())
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`#[module(init = ...)]` gives `{Self}`, but the field is `{T}`",
     label = "expected `{T}` or a `Result` of it",
-    note = "the expression is the field's value, or a `Result` of it whose error converts into `ember_core::Error`"
+    note = "the expression is the field's value, or a `Result` of it whose error converts into `ember_nn_core::Error`"
 )]
 pub trait FieldInit<T> {
     /// The field's value, or the error `build` returns.
@@ -375,8 +375,8 @@ pub trait Forward<X> {
 /// your layer is the trait's parameter (`tests/ui/pass/own_layer_ok.rs`):
 ///
 /// ```
-/// use ember_core::nn::{Forward, LayerInput};
-/// use ember_core::prelude::*;
+/// use ember_nn_core::nn::{Forward, LayerInput};
+/// use ember_nn_core::prelude::*;
 ///
 /// /// Multiplies its input by 2.
 /// pub struct Double;
@@ -400,7 +400,7 @@ pub trait Forward<X> {
 /// let g = Graph::new(&mut mem);
 /// let y = Double.forward(g.tensor([1.0f32, 2.0]));
 /// assert_eq!(y.to_array()?, [2.0, 4.0]);
-/// # Ok::<(), ember_core::Error>(())
+/// # Ok::<(), ember_nn_core::Error>(())
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{L}` cannot take `{Self}` as its input",
@@ -466,11 +466,11 @@ pub struct TrainBudget {
 /// counted with a gradient it does not get.
 ///
 /// ```
-/// use ember_core::nn::{self, loss::Loss, Linear, ReLU, Rule};
+/// use ember_nn_core::nn::{self, loss::Loss, Linear, ReLU, Rule};
 /// type Net = (Linear<4, 8>, ReLU, Linear<8, 3>);
 /// const BUDGET: nn::TrainBudget = nn::train_budget::<Net>(16, Loss::CrossEntropy, Rule::adam());
 /// static mut ARENA: [f32; BUDGET.floats] = [0.0; BUDGET.floats];
-/// type StepGraph<'m> = ember_core::Graph<'m, ember_core::Cpu, { BUDGET.nodes }>;
+/// type StepGraph<'m> = ember_nn_core::Graph<'m, ember_nn_core::Cpu, { BUDGET.nodes }>;
 /// // The input, two linear maps of 4 nodes (weight, bias, product, sum: a
 /// // bound for any input), the ReLU, and the loss's 4.
 /// assert_eq!(BUDGET.nodes, 1 + 4 + 1 + 4 + 4);

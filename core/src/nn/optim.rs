@@ -459,8 +459,8 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
     /// decay on biases" recipe is [`new_where`](Self::new_where) then this:
     ///
     /// ```
-    /// use ember_core::prelude::*;
-    /// use ember_core::nn::{Build, Linear, Optimizer, ParamInfo, ParamKind, Rule};
+    /// use ember_nn_core::prelude::*;
+    /// use ember_nn_core::nn::{Build, Linear, Optimizer, ParamInfo, ParamKind, Rule};
     /// let mut buf = [0.0f32; 256];
     /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
     /// let model = Linear::<4, 3>::build(&mut mem, &mut Rng::new(0))?;
@@ -470,7 +470,7 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
     ///     Optimizer::new_where(&mut mem, &model, adamw, 1e-3, |p| !is_bias(p))?;
     /// opt.add_group_where(&mut mem, &model, 1e-3, adamw.with_weight_decay(0.0), is_bias)?;
     /// assert_eq!(opt.groups()[1].rule.weight_decay(), 0.0);
-    /// # Ok::<(), ember_core::Error>(())
+    /// # Ok::<(), ember_nn_core::Error>(())
     /// ```
     pub fn add_group_where<M: Module, B: Backend>(
         &mut self,

@@ -6,17 +6,17 @@ use core::fmt;
 /// Displays a model's layers with their sizes, then its parameter count.
 ///
 /// ```
-/// use ember_core::nn::{summary, Linear, ReLU};
+/// use ember_nn_core::nn::{summary, Linear, ReLU};
 /// type Mlp = (Linear<784, 512>, ReLU, Linear<512, 512>, ReLU, Linear<512, 10>);
-/// # use ember_core::prelude::*;
-/// # use ember_core::nn::Build;
+/// # use ember_nn_core::prelude::*;
+/// # use ember_nn_core::nn::Build;
 /// # let mut buf = vec![0.0f32; 2 * 669_706];
 /// # let mut mem = Memory::new(&Cpu, &mut buf[..]);
 /// let model = Mlp::build(&mut mem, &mut Rng::new(0))?;
 /// let text = format!("{}", summary(&model));
 /// assert!(text.starts_with("Sequential(\n  (0): Linear(in_features=784, out_features=512, bias=True)\n  (1): ReLU()\n"));
 /// assert!(text.ends_with("Total params: 669,706\n"));
-/// # Ok::<(), ember_core::Error>(())
+/// # Ok::<(), ember_nn_core::Error>(())
 /// ```
 pub fn summary<M: Module>(model: &M) -> Summary<'_, M> {
     Summary(model)

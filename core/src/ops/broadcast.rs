@@ -25,14 +25,14 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// repeats.
     ///
     /// ```
-    /// use ember_core::prelude::*;
+    /// use ember_nn_core::prelude::*;
     /// let mut buf = [0.0f32; 64];
     /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
     /// let g = Graph::new(&mut mem);
     /// let col = g.tensor([[1.0f32], [2.0]]); // [2, 1]
     /// let m = col.expand_to((Const::<2>, Const::<3>));
     /// assert_eq!(m.to_array()?, [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]]);
-    /// # Ok::<(), ember_core::Error>(())
+    /// # Ok::<(), ember_nn_core::Error>(())
     /// ```
     pub fn expand_to<O: Shape>(self, shape: O) -> Tensor<'t, O, B> {
         let (x, o) = (self.dims(), shape.dims_slice());
@@ -131,8 +131,8 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// where both are).
     ///
     /// ```
-    /// use ember_core::prelude::*;
-    /// use ember_core::ops::zip::Zip;
+    /// use ember_nn_core::prelude::*;
+    /// use ember_nn_core::ops::zip::Zip;
     /// let mut buf = [0.0f32; 64];
     /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
     /// let g = Graph::new(&mut mem);
@@ -142,7 +142,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// let mut out = [0.0f32; 6];
     /// m.read(&mut out)?;
     /// assert_eq!(out, [11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
-    /// # Ok::<(), ember_core::Error>(())
+    /// # Ok::<(), ember_nn_core::Error>(())
     /// ```
     ///
     /// Between compile-time sizes, sizes that do not broadcast, or a 1 on
@@ -150,8 +150,8 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// one), do not compile:
     ///
     /// ```compile_fail,E0080
-    /// use ember_core::prelude::*;
-    /// use ember_core::ops::zip::Zip;
+    /// use ember_nn_core::prelude::*;
+    /// use ember_nn_core::ops::zip::Zip;
     /// let mut buf = [0.0f32; 64];
     /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
     /// let g = Graph::new(&mut mem);

@@ -13,8 +13,8 @@
 //! recording one is an error, [`Error::Backend`], not a panic.
 //!
 //! ```
-//! use ember_core::prelude::*;
-//! use ember_core::ops::custom::CustomOp;
+//! use ember_nn_core::prelude::*;
+//! use ember_nn_core::ops::custom::CustomOp;
 //!
 //! /// `y = x³`.
 //! struct Cube;
@@ -44,7 +44,7 @@
 //! assert_eq!(y.grad_fn(), Some("CubeBackward"));
 //! y.sum().backward()?;
 //! assert_eq!(x.grad()?, Some([3.0, 12.0]));
-//! # Ok::<(), ember_core::Error>(())
+//! # Ok::<(), ember_nn_core::Error>(())
 //! ```
 
 use crate::backend::{Backend, Span};

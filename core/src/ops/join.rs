@@ -15,7 +15,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// [`cat_to`](Self::cat_to).
     ///
     /// ```
-    /// use ember_core::prelude::*;
+    /// use ember_nn_core::prelude::*;
     /// let mut buf = [0.0f32; 64];
     /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
     /// let g = Graph::new(&mut mem);
@@ -26,7 +26,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// let mut out = [0.0f32; 6];
     /// c.read(&mut out)?;
     /// assert_eq!(out, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-    /// # Ok::<(), ember_core::Error>(())
+    /// # Ok::<(), ember_nn_core::Error>(())
     /// ```
     pub fn cat<const AX: usize, S2: Shape>(
         self,
@@ -43,7 +43,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// between compile-time sizes a wrong `O` does not compile:
     ///
     /// ```compile_fail,E0080
-    /// use ember_core::prelude::*;
+    /// use ember_nn_core::prelude::*;
     /// let mut buf = [0.0f32; 64];
     /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
     /// let g = Graph::new(&mut mem);

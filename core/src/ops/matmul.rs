@@ -141,7 +141,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// so a mismatch between compile-time sizes does not compile:
     ///
     /// ```compile_fail,E0277
-    /// use ember_core::prelude::*;
+    /// use ember_nn_core::prelude::*;
     /// let mut buf = [0.0f32; 64];
     /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
     /// let g = Graph::new(&mut mem);

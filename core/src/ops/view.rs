@@ -14,7 +14,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     /// compile-time shapes a size mismatch does not compile:
     ///
     /// ```compile_fail,E0080
-    /// use ember_core::prelude::*;
+    /// use ember_nn_core::prelude::*;
     /// let mut buf = [0.0f32; 64];
     /// let mut mem = Memory::new(&Cpu, &mut buf[..]);
     /// let g = Graph::new(&mut mem);

@@ -7,7 +7,7 @@
 //! `Const` dimensions is a type error:
 //!
 //! ```compile_fail,E0308
-//! use ember_core::prelude::*;
+//! use ember_nn_core::prelude::*;
 //! let mut buf = [0.0f32; 64];
 //! let mut mem = Memory::new(&Cpu, &mut buf[..]);
 //! let g = Graph::new(&mut mem);

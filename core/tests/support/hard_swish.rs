@@ -1,9 +1,9 @@
 //! `HardSwish`, a custom op (PyTorch's `nn.Hardswish`) shared by the tests
 //! that train one as a layer and that check export refuses it.
 
-use ember_core::nn::ConstOp;
-use ember_core::ops::custom::CustomOp;
-use ember_core::Result;
+use ember_nn_core::nn::ConstOp;
+use ember_nn_core::ops::custom::CustomOp;
+use ember_nn_core::Result;
 
 /// `x · min(max(x + 3, 0), 6) / 6`, PyTorch's `nn.Hardswish`.
 pub struct HardSwish;

@@ -1,6 +1,6 @@
 //! Shared by the integration tests: the device, or a skip.
 
-use ember_cuda::CudaBackend;
+use ember_nn_cuda::CudaBackend;
 
 /// CUDA device 0, or `None` after printing why the test is skipped (no
 /// driver, no device: the case on CI machines).

@@ -3,18 +3,18 @@
 
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use ember_core::deploy::Model;
-use ember_core::nn::{summary, Mlp};
-use ember_core::{Cpu, Memory, Rng};
-use ember_std::checkpoint::Checkpoint;
-use ember_std::config::{ActivationKind, OptimizerKind, SchedulerKind};
-use ember_std::data::transform::{
+use ember_nn_core::deploy::Model;
+use ember_nn_core::nn::{summary, Mlp};
+use ember_nn_core::{Cpu, Memory, Rng};
+use ember_nn_std::checkpoint::Checkpoint;
+use ember_nn_std::config::{ActivationKind, OptimizerKind, SchedulerKind};
+use ember_nn_std::data::transform::{
     Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
 };
-use ember_std::data::{Dataset, FashionMnist, Source, Split, TensorDataset};
-use ember_std::export::{evaluate_file, f32_file, int8_file, write_deployables, AlignedBytes};
-use ember_std::train::{self, parse_widths, Checkpointing, EpochMetrics, Progress, TrainConfig};
-use ember_std::{atomic::write_atomic, image, report, state_dict, Parallel};
+use ember_nn_std::data::{Dataset, FashionMnist, Source, Split, TensorDataset};
+use ember_nn_std::export::{evaluate_file, f32_file, int8_file, write_deployables, AlignedBytes};
+use ember_nn_std::train::{self, parse_widths, Checkpointing, EpochMetrics, Progress, TrainConfig};
+use ember_nn_std::{atomic::write_atomic, image, report, state_dict, Parallel};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -411,9 +411,9 @@ fn cmd_train(a: TrainArgs) -> Res {
     };
     #[cfg(feature = "cuda")]
     if a.device == "cuda" {
-        match ember_cuda::CudaBackend::new(0) {
+        match ember_nn_cuda::CudaBackend::new(0) {
             Ok(gpu) => {
-                eprintln!("training on {}", ember_core::backend::Device::name(&gpu));
+                eprintln!("training on {}", ember_nn_core::backend::Device::name(&gpu));
                 let run = TrainRun {
                     cfg: &cfg,
                     out: &a.out,
@@ -433,7 +433,7 @@ fn cmd_train(a: TrainArgs) -> Res {
     let backend = Parallel::try_new(a.threads).map_err(|e| e.to_string())?;
     eprintln!(
         "training on {} with {} thread(s)",
-        ember_core::backend::Device::name(&backend),
+        ember_nn_core::backend::Device::name(&backend),
         backend.threads()
     );
     let run = TrainRun {
@@ -456,7 +456,7 @@ struct TrainRun<'a> {
 }
 
 impl TrainRun<'_> {
-    fn go<D: ember_core::backend::Device>(
+    fn go<D: ember_nn_core::backend::Device>(
         &self,
         device: &D,
         train_set: TensorDataset,

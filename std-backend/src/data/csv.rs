@@ -7,8 +7,8 @@
 //! cannot span lines.
 //!
 //! ```no_run
-//! use ember_std::data::csv::{load_csv, Column, CsvOptions, LabelFormat};
-//! use ember_std::data::Dataset;
+//! use ember_nn_std::data::csv::{load_csv, Column, CsvOptions, LabelFormat};
+//! use ember_nn_std::data::Dataset;
 //!
 //! // iris.csv: sepal_length,sepal_width,petal_length,petal_width,species
 //! let opts = CsvOptions::new()
@@ -17,7 +17,7 @@
 //! let iris = load_csv("iris.csv", &opts)?;
 //! assert_eq!(iris.feature_len(), 4);
 //! println!("{} samples of {:?}", iris.len(), iris.class_names());
-//! # Ok::<(), ember_std::data::DataError>(())
+//! # Ok::<(), ember_nn_std::data::DataError>(())
 //! ```
 
 use super::dataset::TensorDataset;

@@ -3,7 +3,7 @@
 
 use super::dataset::{Dataset, ImageDims};
 use super::transform::Transform;
-use ember_core::Rng;
+use ember_nn_core::Rng;
 use rayon::prelude::*;
 use std::fmt;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, TryRecvError};
@@ -82,8 +82,8 @@ pub struct LoaderState {
 /// used.
 ///
 /// ```
-/// use ember_core::prelude::*;
-/// use ember_std::data::{DataLoader, Dataset, TensorDataset};
+/// use ember_nn_core::prelude::*;
+/// use ember_nn_std::data::{DataLoader, Dataset, TensorDataset};
 ///
 /// let features: Vec<f32> = (0..20).map(|v| v as f32).collect();
 /// let labels = vec![0, 1, 0, 1, 0, 1, 0, 1, 0, 1];

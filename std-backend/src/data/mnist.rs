@@ -237,7 +237,7 @@ macro_rules! mnist_like {
 /// features are the pixels scaled to `[0, 1]`, row by row.
 ///
 /// ```
-/// use ember_std::data::{Dataset, FashionMnist, Split};
+/// use ember_nn_std::data::{Dataset, FashionMnist, Split};
 ///
 /// // The full set where installed (`apt-get install dataset-fashion-mnist`),
 /// // otherwise the subset built into the library.
@@ -246,7 +246,7 @@ macro_rules! mnist_like {
 /// assert_eq!(test.feature_len(), 784);
 /// let sample = test.get(0).unwrap();
 /// assert_eq!(test.class_name(sample.label), Some("Ankle Boot"));
-/// # Ok::<(), ember_std::data::DataError>(())
+/// # Ok::<(), ember_nn_std::data::DataError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct FashionMnist {

@@ -17,8 +17,8 @@
 //! with it; nothing here panics on bad data.
 //!
 //! ```
-//! use ember_std::data::transform::{Compose, Normalize, RandomRotation, RandomShift};
-//! use ember_std::data::{DataLoader, Dataset, FashionMnist, Split};
+//! use ember_nn_std::data::transform::{Compose, Normalize, RandomRotation, RandomShift};
+//! use ember_nn_std::data::{DataLoader, Dataset, FashionMnist, Split};
 //!
 //! let (train, source) = FashionMnist::load_or_builtin(None, Split::Train)?;
 //! println!("training on {source}");
@@ -30,7 +30,7 @@
 //! let batch = loader.iter().next().unwrap();
 //! assert_eq!(batch.features.len(), 64 * 784);
 //! assert_eq!(batch.labels.len(), 64);
-//! # Ok::<(), ember_std::data::DataError>(())
+//! # Ok::<(), ember_nn_std::data::DataError>(())
 //! ```
 
 #![deny(missing_docs)]

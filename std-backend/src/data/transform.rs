@@ -9,9 +9,9 @@
 //! every channel the same way; values moved in from outside the image are 0.
 //!
 //! ```
-//! use ember_std::data::transform::*;
-//! use ember_std::data::{FashionMnist, ImageDims};
-//! use ember_core::Rng;
+//! use ember_nn_std::data::transform::*;
+//! use ember_nn_std::data::{FashionMnist, ImageDims};
+//! use ember_nn_core::Rng;
 //!
 //! let augment = Compose::new()
 //!     .then(RandomRotation::new(15.0))
@@ -24,7 +24,7 @@
 //! ```
 
 use super::dataset::ImageDims;
-use ember_core::Rng;
+use ember_nn_core::Rng;
 use std::fmt;
 
 /// A change to one sample's features, in place.

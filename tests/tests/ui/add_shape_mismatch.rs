@@ -1,5 +1,5 @@
 // [1, 3] + [1, 2]: the operands' shapes are different types.
-use ember_core::prelude::*;
+use ember_nn_core::prelude::*;
 
 fn main() {
     let mut buf = [0.0f32; 64];

@@ -1,5 +1,5 @@
 // [2, 3] ++ [1, 3] along axis 0 is [3, 3], not [4, 3].
-use ember_core::prelude::*;
+use ember_nn_core::prelude::*;
 
 fn main() {
     let mut buf = [0.0f32; 64];

@@ -1,5 +1,5 @@
 // [2, 3, 4] flattens to [2, 12], not [2, 10].
-use ember_core::prelude::*;
+use ember_nn_core::prelude::*;
 
 fn main() {
     let mut buf = [0.0f32; 64];

@@ -1,5 +1,5 @@
 // [2, 3] · [4, 5]: the inner dimensions differ, so no `MatMul` impl applies.
-use ember_core::prelude::*;
+use ember_nn_core::prelude::*;
 
 fn main() {
     let mut buf = [0.0f32; 64];

@@ -1,6 +1,6 @@
 // `#[module(p = ...)]` on a layer that has no probability: one error, at
 // the value, that says so and points to `init`.
-use ember_core::nn::{Linear, Module};
+use ember_nn_core::nn::{Linear, Module};
 
 #[derive(Module)]
 struct Net {

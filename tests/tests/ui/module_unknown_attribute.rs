@@ -1,6 +1,6 @@
 // A `#[module(...)]` key the derive does not know: one error, at the key,
 // that lists the keys there are.
-use ember_core::nn::{Dropout, Linear, Module};
+use ember_nn_core::nn::{Dropout, Linear, Module};
 
 #[derive(Module)]
 struct Net {

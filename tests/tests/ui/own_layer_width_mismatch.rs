@@ -1,8 +1,8 @@
 // A layer of the user's own, written as the built-in ones are (`Forward` for
 // any `LayerInput` of it), between two Linears whose widths disagree: one
 // error, at the second Linear, as with the built-in layers.
-use ember_core::nn::{Build, Forward, Linear, ReLU};
-use ember_core::prelude::*;
+use ember_nn_core::nn::{Build, Forward, Linear, ReLU};
+use ember_nn_core::prelude::*;
 
 include!("support/double_layer.rs");
 

@@ -1,5 +1,5 @@
 // [2, 3] (6 elements) reshaped to [4, 2] (8 elements): a constant-evaluation error.
-use ember_core::prelude::*;
+use ember_nn_core::prelude::*;
 
 fn main() {
     let mut buf = [0.0f32; 64];

@@ -1,7 +1,7 @@
 // A 4×3 image flattened to 12 features, through dropout, into a Linear that
 // takes 16: one error, at the Linear, with both widths.
-use ember_core::nn::{Build, Dropout, Flatten, Forward, Linear};
-use ember_core::prelude::*;
+use ember_nn_core::nn::{Build, Dropout, Flatten, Forward, Linear};
+use ember_nn_core::prelude::*;
 
 type Net = (Flatten<12>, Dropout, Linear<16, 2>);
 

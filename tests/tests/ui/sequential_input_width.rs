@@ -1,7 +1,7 @@
 // A model's first Linear takes 2 features and the input has 3: one error,
 // at the first layer, through the activations and dropout that follow.
-use ember_core::nn::{Build, Dropout, Forward, Linear, ReLU, Tanh};
-use ember_core::prelude::*;
+use ember_nn_core::nn::{Build, Dropout, Forward, Linear, ReLU, Tanh};
+use ember_nn_core::prelude::*;
 
 type Net = (Linear<2, 16>, Tanh, Dropout, Linear<16, 4>, ReLU);
 

@@ -1,7 +1,7 @@
 // A sequence whose second Linear takes 8 features where the first gives 16:
 // one error, at that Linear, that says which widths disagree.
-use ember_core::nn::{Build, Forward, Linear, ReLU};
-use ember_core::prelude::*;
+use ember_nn_core::nn::{Build, Forward, Linear, ReLU};
+use ember_nn_core::prelude::*;
 
 type Net = (Linear<2, 16>, ReLU, Linear<8, 2>);
 

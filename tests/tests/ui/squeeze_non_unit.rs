@@ -1,5 +1,5 @@
 // Axis 1 of [2, 3] has size 3, so it cannot be squeezed.
-use ember_core::prelude::*;
+use ember_nn_core::prelude::*;
 
 fn main() {
     let mut buf = [0.0f32; 64];

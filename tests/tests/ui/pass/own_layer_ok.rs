@@ -1,8 +1,8 @@
 // A layer of the user's own, written as the built-in ones are (`Forward` for
 // any `LayerInput` of it), chains in a sequence and runs;
 // `own_layer_width_mismatch.rs` is the same layer in a sequence that does not chain.
-use ember_core::nn::{Build, Forward, Linear, ReLU};
-use ember_core::prelude::*;
+use ember_nn_core::nn::{Build, Forward, Linear, ReLU};
+use ember_nn_core::prelude::*;
 
 include!("../support/double_layer.rs");
 

@@ -1,5 +1,5 @@
 // The well-shaped counterparts of the compile-fail cases build and run.
-use ember_core::prelude::*;
+use ember_nn_core::prelude::*;
 
 fn main() {
     let mut buf = [0.0f32; 256];

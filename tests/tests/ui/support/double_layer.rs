@@ -6,11 +6,11 @@
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Double;
 
-impl ember_core::nn::Module for Double {
+impl ember_nn_core::nn::Module for Double {
     fn visit(
         &self,
-        _name: &mut ember_core::nn::Name,
-        _f: &mut dyn FnMut(&ember_core::nn::ParamInfo<'_>),
+        _name: &mut ember_nn_core::nn::Name,
+        _f: &mut dyn FnMut(&ember_nn_core::nn::ParamInfo<'_>),
     ) {
     }
     fn fmt_module(&self, f: &mut core::fmt::Formatter<'_>, _indent: usize) -> core::fmt::Result {
@@ -18,16 +18,16 @@ impl ember_core::nn::Module for Double {
     }
 }
 
-impl ember_core::nn::Build for Double {
-    fn build<B: ember_core::backend::Backend>(
-        _mem: &mut ember_core::Memory<'_, B>,
-        _rng: &mut ember_core::Rng,
-    ) -> ember_core::Result<Self> {
+impl ember_nn_core::nn::Build for Double {
+    fn build<B: ember_nn_core::backend::Backend>(
+        _mem: &mut ember_nn_core::Memory<'_, B>,
+        _rng: &mut ember_nn_core::Rng,
+    ) -> ember_nn_core::Result<Self> {
         Ok(Double)
     }
 }
 
-impl ember_core::nn::Footprint for Double {
+impl ember_nn_core::nn::Footprint for Double {
     const PARAMS: usize = 0;
     const NODES: usize = 1;
     const IN_FEATURES: Option<usize> = None;
@@ -36,8 +36,8 @@ impl ember_core::nn::Footprint for Double {
     const SCRATCH_PER_FEATURE: usize = 2;
 }
 
-impl<'t, S: ember_core::shape::Shape, B: ember_core::backend::Backend>
-    ember_core::nn::LayerInput<Double> for ember_core::Tensor<'t, S, B>
+impl<'t, S: ember_nn_core::shape::Shape, B: ember_nn_core::backend::Backend>
+    ember_nn_core::nn::LayerInput<Double> for ember_nn_core::Tensor<'t, S, B>
 {
     type Output = Self;
     fn run(self, _layer: &Double) -> Self {
@@ -45,7 +45,7 @@ impl<'t, S: ember_core::shape::Shape, B: ember_core::backend::Backend>
     }
 }
 
-impl<X: ember_core::nn::LayerInput<Self>> ember_core::nn::Forward<X> for Double {
+impl<X: ember_nn_core::nn::LayerInput<Self>> ember_nn_core::nn::Forward<X> for Double {
     type Output = X::Output;
     fn forward(&self, x: X) -> X::Output {
         x.run(self)
