@@ -48,11 +48,17 @@ step "firmware for a real board (STM32F411, defmt over RTT): build only"
 cargo build -p ember-firmware --release --target thumbv7em-none-eabihf \
   --no-default-features --features stm32f411,xor,int8-model
 
+step "firmware template (templates/firmware): rustfmt, clippy, release builds for Cortex-M4F, Cortex-M33 and RISC-V, run under QEMU"
+scripts/template.sh
+
 step "rustdoc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ember-nn-core -p ember-nn-std -p ember-nn-cuda
 
 step "tests"
 cargo test --workspace --all-features
+
+step "publishable: cargo package of each library crate, built and tested from the packages alone; a user's no_std crate on the packaged core; the declared rust-version; cargo install of ember"
+scripts/package.sh
 
 step "the PyTorch tutorials' idioms, ported: each example checks what it shows"
 for example in seed_autograd seed_mlp_class seed_add_module seed_init_apply seed_state_dict seed_train_loop; do
