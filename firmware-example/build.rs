@@ -15,12 +15,15 @@
 //! training fit the micro:bit's flash together.
 //!
 //! Bare metal: puts the chosen `memory.x` on the linker's search path and
-//! links the binary with `cortex-m-rt`'s `link.x` and defmt's `defmt.x`. The
-//! link arguments apply to this package's binary and nothing else, so other
-//! crates built for the same target are unaffected. Memory maps:
-//! `boards/stm32f411/memory.x` with the `stm32f411` feature; otherwise QEMU's
-//! machines, `memory.x` (mps2-an386, Cortex-M4F) or, for Cortex-M0,
-//! `boards/microbit/memory.x`, which also sets the `cortex_m0` cfg.
+//! links the binary with the runtime's `link.x` (`cortex-m-rt`'s, or
+//! `riscv-rt`'s with its feature `memory`, which includes `memory.x` as
+//! `cortex-m-rt`'s does) and defmt's `defmt.x`. The link arguments apply to
+//! this package's binary and nothing else, so other crates built for the
+//! same target are unaffected. Memory maps: `boards/stm32f411/memory.x` with
+//! the `stm32f411` feature; otherwise QEMU's machines, `memory.x`
+//! (mps2-an386, Cortex-M4F), for Cortex-M0 `boards/microbit/memory.x`, which
+//! also sets the `cortex_m0` cfg, and for RISC-V (`riscv32imc`, QEMU's
+//! virt) `boards/riscv-virt/memory.x`. RISC-V builds leave fine-tuning out.
 
 use ember_nn_core::deploy::{write_model_type, Model};
 use std::{env, fs, path::Path, path::PathBuf};
@@ -39,6 +42,7 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bare_metal = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none");
     let m0 = bare_metal && env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv6m"));
+    let riscv = bare_metal && env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("riscv32");
 
     let f32_model = env::var_os("CARGO_FEATURE_F32_MODEL").is_some() && !m0;
     let int8_model = env::var_os("CARGO_FEATURE_INT8_MODEL").is_some();
@@ -55,10 +59,16 @@ fn main() {
         let outputs = models(&dir, &out);
         test_data(&dir, &out, outputs, if m0 { Some(M0_IMAGES) } else { None });
         // Fine-tuning on the device (src/finetune.rs): Cortex-M4F and host
-        // builds (the M0's flash holds no more images), with the committed
-        // model, whose head the host's expected CRC is for.
+        // builds (the M0's flash holds no more images; RISC-V has no Arm
+        // semihosting to send the adapted model back with), with the
+        // committed model, whose head the host's expected CRC is for.
         let committed = env::var_os("EMBER_FIRMWARE_MODELS").is_none();
-        if int8_model && !m0 && committed && env::var_os("CARGO_FEATURE_FINETUNE").is_some() {
+        if int8_model
+            && !m0
+            && !riscv
+            && committed
+            && env::var_os("CARGO_FEATURE_FINETUNE").is_some()
+        {
             println!("cargo:rustc-cfg=finetune");
             finetune_data(Path::new("models"), &out);
             finetuned_path();
@@ -75,6 +85,8 @@ fn main() {
         "boards/stm32f411/memory.x"
     } else if m0 {
         "boards/microbit/memory.x"
+    } else if riscv {
+        "boards/riscv-virt/memory.x"
     } else {
         "memory.x"
     };

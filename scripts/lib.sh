@@ -61,9 +61,17 @@ ensure_defmt_print() {
   cargo install defmt-print --version "=$DEFMT_PRINT_VERSION" --locked
 }
 
-# Everything running the firmware under QEMU needs.
+# Everything running the firmware under QEMU needs, for the given Rust
+# targets: the targets, the QEMU of each (Cortex-M: qemu-system-arm; RISC-V:
+# qemu-system-riscv32, in Debian's qemu-system-misc) and defmt-print.
 ensure_firmware_tools() {
+  local t
   ensure_targets "$@"
-  ensure_apt qemu-system-arm qemu-system-arm
+  for t in "$@"; do
+    case $t in
+      thumb*) ensure_apt qemu-system-arm qemu-system-arm ;;
+      riscv32*) ensure_apt qemu-system-riscv32 qemu-system-misc ;;
+    esac
+  done
   ensure_defmt_print
 }

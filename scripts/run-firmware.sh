@@ -3,17 +3,21 @@
 # release and runs it under QEMU. With no allocator, it trains a small MLP on
 # XOR, then classifies the embedded FashionMNIST test images with the
 # committed 784-128-64-10 model (f32 and int8; int8 only on Cortex-M0), read
-# in place from flash. It exits 0 only if the loss fell, all four XOR points
-# are right, and every image gets the class the host computed for it.
+# in place from flash; the Cortex-M4F then fine-tunes the int8 model's head.
+# It exits 0 only if the loss fell, all four XOR points are right, and every
+# image gets the class the host computed for it.
 # Nothing is trained on the host: the models and test data are the files
 # committed in firmware-example/models/ (scripts/model-to-firmware.sh remakes them).
-# Installs what is missing: the Rust targets, qemu-system-arm (apt) and
-# defmt-print (cargo install, several minutes the first time).
+# Installs what is missing: the Rust targets, qemu-system-arm or (RISC-V)
+# qemu-system-misc (apt) and defmt-print (cargo install, several minutes the
+# first time).
 #
 # Usage: scripts/run-firmware.sh [TARGET...]
-#   thumbv7em-none-eabihf  Cortex-M4F on QEMU's mps2-an386 (default)
-#   thumbv6m-none-eabi     Cortex-M0 on QEMU's microbit (soft float)
-# With no argument both run. Exit status: 0 when every run passes, otherwise
+#   thumbv7em-none-eabihf        Cortex-M4F on QEMU's mps2-an386
+#   thumbv6m-none-eabi           Cortex-M0 on QEMU's microbit (soft float)
+#   riscv32imc-unknown-none-elf  RISC-V (ESP32-C3 class) on QEMU's virt (soft
+#                                float; no fine-tuning)
+# With no argument all three run. Exit status: 0 when every run passes, otherwise
 # the first failure's (1: the firmware failed, 124: QEMU timed out).
 # EMBER_QEMU_TIMEOUT sets QEMU's time limit in seconds (default 120).
 # EMBER_FIRMWARE_MODELS: the model directory the firmware embeds (default
@@ -27,11 +31,12 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(thumbv7em-none-eabihf thumbv6m-none-eabi)
+[ ${#targets[@]} -gt 0 ] || targets=(thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf)
 
 step "tools"
 ensure_firmware_tools "${targets[@]}"
-first_line qemu-system-arm --version
+case " ${targets[*]}" in *" thumb"*) first_line qemu-system-arm --version ;; esac
+case " ${targets[*]}" in *" riscv32"*) first_line qemu-system-riscv32 --version ;; esac
 first_line defmt-print --version
 
 features=()

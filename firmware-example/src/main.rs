@@ -3,10 +3,11 @@
 //! runs from flash, in f32 and in int8 (inference).
 //!
 //! Built for a bare-metal target (`target_os = "none"`) this is firmware:
-//! `cortex-m-rt` starts it, defmt logs over semihosting (feature `qemu`, the
-//! default, for QEMU's `mps2-an386` and `microbit`) or RTT (feature
-//! `stm32f411`, for a real board), and the run ends with a pass/fail exit
-//! status. Built for the host it is an ordinary program running the same
+//! on Cortex-M `cortex-m-rt` starts it, defmt logs over semihosting (feature
+//! `qemu`, the default, for QEMU's `mps2-an386` and `microbit`) or RTT
+//! (feature `stm32f411`, for a real board); on RISC-V (`riscv32imc`, QEMU's
+//! `virt`) `riscv-rt` starts it and defmt logs over the UART. The run ends
+//! with a pass/fail exit status. Built for the host it is an ordinary program running the same
 //! code, which keeps it under the workspace's host lints and tests. See
 //! `README.md`.
 
@@ -161,6 +162,7 @@ fn main() {
     }
 }
 
+/// The run on the microcontroller, the same on every platform.
 #[cfg(target_os = "none")]
 mod firmware {
     #[cfg(all(cortex_m0, feature = "f32-model"))]
@@ -171,10 +173,7 @@ mod firmware {
     use super::inference;
     #[cfg(feature = "xor")]
     use super::{summary, xor, REQUIRED_CORRECT};
-    use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-    use cortex_m::peripheral::syst::SystClkSource;
-    use cortex_m::peripheral::{Peripherals, SYST};
-    use cortex_m_rt::{entry, exception, ExceptionFrame, STACK_PAINT_VALUE};
+    use core::sync::atomic::{AtomicBool, Ordering};
     #[cfg(finetune)]
     use ember_nn_core::deploy::FormatError;
 
@@ -183,16 +182,14 @@ mod firmware {
     #[cfg(not(any(feature = "qemu", feature = "stm32f411")))]
     compile_error!("enable one of the features `qemu` (default) and `stm32f411`");
 
-    // The defmt transport.
-    #[cfg(feature = "stm32f411")]
-    use defmt_rtt as _;
-    #[cfg(feature = "qemu")]
-    use defmt_semihosting as _;
+    /// `run` has started (it takes its buffers once).
+    static STARTED: AtomicBool = AtomicBool::new(false);
 
-    #[entry]
-    fn main() -> ! {
-        // Everything lives in .bss. (`#[entry]` turns a `static mut` declared
-        // at the top of the function into a safe `&'static mut`, taken once.)
+    /// Runs everything the features ask for, logging as it goes; returns the
+    /// verdict. The platform's entry point calls it once, after starting the
+    /// clock, and exits with its result.
+    fn run() -> bool {
+        // Everything lives in .bss.
         // The XOR model, its gradients, Adam's state and every graph, sized by
         // `nn::train_floats` from the model's type:
         #[cfg(feature = "xor")]
@@ -211,9 +208,29 @@ mod firmware {
         #[cfg(finetune)]
         static mut FINETUNE_ARENA: [f32; finetune::ARENA_FLOATS] = [0.0; finetune::ARENA_FLOATS];
 
-        if let Some(cp) = Peripherals::take() {
-            start_clock(cp.SYST);
+        // (Load and store, not `swap`: Cortex-M0 and riscv32imc have no
+        // atomic read-modify-write; one core, and no interrupt calls `run`.)
+        if STARTED.load(Ordering::Relaxed) {
+            return false;
         }
+        STARTED.store(true, Ordering::Relaxed);
+        // SAFETY: only this function names the buffers, and the flag above
+        // lets it past this point once: each `&mut` is the only reference to
+        // its buffer, for the rest of the program.
+        #[cfg(feature = "xor")]
+        let arena = unsafe { &mut *core::ptr::addr_of_mut!(ARENA) };
+        #[cfg(model_f32)]
+        let (input, scratch_f32) = unsafe {
+            (
+                &mut *core::ptr::addr_of_mut!(INPUT),
+                &mut *core::ptr::addr_of_mut!(SCRATCH_F32),
+            )
+        };
+        #[cfg(model_int8)]
+        let scratch_i8 = unsafe { &mut *core::ptr::addr_of_mut!(SCRATCH_I8) };
+        #[cfg(finetune)]
+        let finetune_arena = unsafe { &mut *core::ptr::addr_of_mut!(FINETUNE_ARENA) };
+
         // (Never changed in a build without any of the features.)
         #[allow(unused_mut)]
         let mut passed = true;
@@ -221,14 +238,19 @@ mod firmware {
         #[cfg(feature = "xor")]
         {
             let start = clock_ticks();
-            match xor::run(&mut ARENA[..], xor::SEED, REQUIRED_CORRECT) {
+            match xor::run(&mut arena[..], xor::SEED, REQUIRED_CORRECT) {
                 Ok(r) => {
                     let ticks = clock_ticks() - start;
-                    #[cfg(feature = "qemu")]
+                    #[cfg(all(feature = "qemu", target_arch = "arm"))]
                     defmt::println!(
                         "{=u64} SysTick ticks, about {=u64} instructions (QEMU -icount shift=0)",
                         ticks,
                         instructions(ticks)
+                    );
+                    #[cfg(target_arch = "riscv32")]
+                    defmt::println!(
+                        "about {=u64} instructions (minstret, QEMU -icount shift=0)",
+                        ticks
                     );
                     #[cfg(not(feature = "qemu"))]
                     defmt::println!("{=u64} core clock cycles", ticks);
@@ -253,7 +275,7 @@ mod firmware {
         #[cfg(model_f32)]
         {
             repaint_stack();
-            let r = inference::run_f32(&mut *INPUT, &mut SCRATCH_F32[..], &clock_ticks);
+            let r = inference::run_f32(input, &mut scratch_f32[..], &clock_ticks);
             passed &= model_report(r);
         }
         // Ticks per int8 inference: the yardstick of a training sample's cost.
@@ -261,16 +283,18 @@ mod firmware {
         #[allow(unused_variables)]
         let int8_ticks = {
             repaint_stack();
-            let r = inference::run_int8(&mut SCRATCH_I8[..], &clock_ticks);
+            let r = inference::run_int8(&mut scratch_i8[..], &clock_ticks);
             let ticks = r.as_ref().map_or(0, |r| per_inference(r.ticks, r.images));
             passed &= model_report(r);
             ticks
         };
+        #[cfg(all(target_arch = "riscv32", feature = "finetune"))]
+        defmt::println!("finetune: left out of RISC-V builds (it writes the adapted model to the host through Arm semihosting); Cortex-M4F and host builds only");
 
         #[cfg(finetune)]
         {
             repaint_stack();
-            let r = send_back(|emit| finetune::run(&mut FINETUNE_ARENA[..], &clock_ticks, emit));
+            let r = send_back(|emit| finetune::run(&mut finetune_arena[..], &clock_ticks, emit));
             match r {
                 Ok(r) => {
                     finetune::summary(&r);
@@ -334,7 +358,7 @@ mod firmware {
         defmt::println!("whole run: {=u64} core clock cycles", clock_ticks());
 
         defmt::println!("{}", if passed { "PASS" } else { "FAIL" });
-        exit(passed)
+        passed
     }
 
     /// Logs a model's results, its cost per inference and the stack it used
@@ -345,7 +369,7 @@ mod firmware {
             return false;
         };
         inference::summary(&r);
-        #[cfg(feature = "qemu")]
+        #[cfg(all(feature = "qemu", target_arch = "arm"))]
         defmt::println!(
             "{}: {=u64} SysTick ticks for {=usize} inferences, about {=u32} instructions per inference; Model::load (validation, CRC) about {=u64} instructions",
             r.name,
@@ -353,6 +377,15 @@ mod firmware {
             r.images,
             per_inference(instructions(r.ticks), r.images),
             instructions(r.load_ticks)
+        );
+        #[cfg(target_arch = "riscv32")]
+        defmt::println!(
+            "{}: {=u64} instructions (minstret) for {=usize} inferences, about {=u32} instructions per inference; Model::load (validation, CRC) about {=u64} instructions",
+            r.name,
+            r.ticks,
+            r.images,
+            per_inference(r.ticks, r.images),
+            r.load_ticks
         );
         #[cfg(not(feature = "qemu"))]
         defmt::println!(
@@ -409,161 +442,35 @@ mod firmware {
         f(&mut |_| Ok(()))
     }
 
-    /// Bytes of flash the firmware occupies: from the vector table to the end
-    /// of `.rodata` (alignment gaps included), and the initial values of
-    /// `.data`.
-    #[cfg(finetune)]
-    fn flash_used() -> usize {
-        extern "C" {
-            static __vector_table: u32;
-            static __erodata: u32;
-            static __sdata: u32;
-            static __edata: u32;
-        }
-        // Only the addresses of cortex-m-rt's linker symbols are taken
-        // (`addr_of!` of an extern static is safe: nothing is read).
-        let (start, end, data_start, data_end) = (
-            core::ptr::addr_of!(__vector_table) as usize,
-            core::ptr::addr_of!(__erodata) as usize,
-            core::ptr::addr_of!(__sdata) as usize,
-            core::ptr::addr_of!(__edata) as usize,
-        );
-        (end - start) + (data_end - data_start)
-    }
-
     /// `total / images` in 32 bits (saturating): a 64-bit division would link
     /// about 1 KB of library code, and one inference is far below 2^32.
+    /// Except on RISC-V, whose clock counts instructions rather than ticks:
+    /// there the f32 model's soft-float run over all the images can pass
+    /// 2^32, so the division is done in 64 bits.
     #[cfg(any(model_f32, model_int8, finetune))]
     fn per_inference(total: u64, images: usize) -> u32 {
-        u32::try_from(total).unwrap_or(u32::MAX) / (images.max(1) as u32)
-    }
-
-    /// Instructions executed in `ticks` SysTick ticks under QEMU's `-icount
-    /// shift=0` (rounded down; the division by 2 is a shift).
-    #[cfg(feature = "qemu")]
-    fn instructions(ticks: u64) -> u64 {
-        ticks * QEMU_INSTRUCTIONS_PER_2_TICKS / 2
-    }
-
-    /// Ends the run with a verdict. Under QEMU: a semihosting exit, which makes
-    /// QEMU exit with status 0 or 1. On a board run by `probe-rs run`: a
-    /// breakpoint (success) or an undefined instruction, whose HardFault
-    /// probe-rs catches and reports as a failure (as `panic-probe` does).
-    fn exit(passed: bool) -> ! {
-        #[cfg(feature = "qemu")]
-        {
-            use cortex_m_semihosting::debug;
-            debug::exit(if passed {
-                debug::EXIT_SUCCESS
-            } else {
-                debug::EXIT_FAILURE
-            });
-        }
-        #[cfg(feature = "stm32f411")]
-        {
-            if passed {
-                cortex_m::asm::bkpt();
-            } else {
-                cortex_m::asm::udf();
-            }
-        }
-        loop {
-            cortex_m::asm::wfi();
-        }
-    }
-
-    /// Times the run with SysTick on the core clock (Cortex-M0 has no DWT
-    /// cycle counter, and QEMU does not emulate it). On a board a tick is a
-    /// cycle. Under QEMU a tick is a period of the machine's clock in virtual
-    /// time, which `-icount shift=0` makes one nanosecond per instruction.
-    fn start_clock(mut syst: SYST) {
-        syst.set_clock_source(SystClkSource::Core);
-        syst.set_reload(RELOAD);
-        syst.clear_current();
-        syst.enable_interrupt();
-        syst.enable_counter();
-    }
-
-    const RELOAD: u32 = 0x00ff_ffff;
-
-    /// Instructions per two SysTick ticks in QEMU with `-icount shift=0` (one
-    /// instruction per nanosecond): a tick is a period of the micro:bit's
-    /// 16 MHz (62.5 ns) or mps2's 25 MHz (40 ns).
-    #[cfg(feature = "qemu")]
-    const QEMU_INSTRUCTIONS_PER_2_TICKS: u64 = if cfg!(cortex_m0) { 125 } else { 80 };
-
-    /// Times SysTick wrapped (it counts down from `RELOAD`).
-    static WRAPS: AtomicU32 = AtomicU32::new(0);
-
-    #[exception]
-    fn SysTick() {
-        WRAPS.store(WRAPS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-    }
-
-    /// Core clock ticks since `start_clock`. The counter starts at 0, reloads
-    /// to `RELOAD` and counts down; reaching 0 again ends a period of
-    /// `RELOAD + 1` ticks and raises the exception that counts it.
-    fn clock_ticks() -> u64 {
-        const PERIOD: u32 = RELOAD + 1;
-        loop {
-            let wraps = WRAPS.load(Ordering::Relaxed);
-            let current = SYST::get_current();
-            if WRAPS.load(Ordering::Relaxed) == wraps {
-                return u64::from(wraps) * u64::from(PERIOD)
-                    + u64::from((PERIOD - current) % PERIOD);
-            }
-        }
-    }
-
-    /// Deepest the stack has been, in bytes: `cortex-m-rt` (feature
-    /// `paint-stack`) fills it with `STACK_PAINT_VALUE` before `main`, and
-    /// the lowest word that differs is as far as it reached.
-    fn stack_used() -> usize {
-        extern "C" {
-            static _stack_start: u32;
-            static _stack_end: u32;
-        }
-        // Linker symbols: only their addresses mean something.
-        let top = (&raw const _stack_start) as usize;
-        let bottom = (&raw const _stack_end) as usize;
-        let mut p = bottom;
-        // SAFETY: every word in [_stack_end, _stack_start) is RAM reserved for
-        // the stack; the words read below the stack pointer belong to no one.
-        while p < top && unsafe { core::ptr::read_volatile(p as *const u32) } == STACK_PAINT_VALUE {
-            p += 4;
-        }
-        top - p
-    }
-
-    /// Paints the free part of the stack (below the stack pointer) again, so
-    /// that the next [`stack_used`] measures only the deepest point reached
-    /// after this call.
-    #[cfg(any(model_f32, model_int8, finetune))]
-    fn repaint_stack() {
-        extern "C" {
-            static _stack_end: u32;
-        }
-        let bottom = (&raw const _stack_end) as usize;
-        let sp = cortex_m::register::msp::read() as usize;
-        let mut p = bottom;
-        while p < sp {
-            // SAFETY: [_stack_end, sp) is the free part of the stack: RAM
-            // reserved for it that no live frame occupies. An exception taken
-            // meanwhile pushes its frame below `sp` and pops it before we
-            // continue, so nothing there is live when it is overwritten.
-            unsafe { core::ptr::write_volatile(p as *mut u32, STACK_PAINT_VALUE) };
-            p += 4;
+        if cfg!(target_arch = "riscv32") {
+            u32::try_from(total / images.max(1) as u64).unwrap_or(u32::MAX)
+        } else {
+            u32::try_from(total).unwrap_or(u32::MAX) / (images.max(1) as u32)
         }
     }
 
     static PANICKED: AtomicBool = AtomicBool::new(false);
 
+    /// Whether this is the first panic or fault: only the first one is
+    /// logged, so that one inside the logger does not recurse. (Load and
+    /// store, not `swap`: Cortex-M0 and riscv32imc have no atomic
+    /// read-modify-write.)
+    pub fn first_fault() -> bool {
+        let first = !PANICKED.load(Ordering::Relaxed);
+        PANICKED.store(true, Ordering::Relaxed);
+        first
+    }
+
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
-        // A panic inside the logger must not recurse: log only the first one.
-        // (Load and store, not `swap`: Cortex-M0 has no atomic read-modify-write.)
-        if !PANICKED.load(Ordering::Relaxed) {
-            PANICKED.store(true, Ordering::Relaxed);
+        if first_fault() {
             // The location only: formatting the message would link
             // `core::fmt` (about 2.7 KB of flash) into every build.
             match info.location() {
@@ -574,12 +481,16 @@ mod firmware {
         exit(false)
     }
 
-    #[exception]
-    unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-        if !PANICKED.load(Ordering::Relaxed) {
-            PANICKED.store(true, Ordering::Relaxed);
-            defmt::error!("HardFault at pc {=u32:#010x}", frame.pc());
-        }
-        exit(false)
-    }
+    // What the run needs of its core and machine: the entry point, which
+    // calls `run` and exits with its verdict, the clock, the stack
+    // measurement, the exit, the fault handlers and (RISC-V) the defmt
+    // transport. Included into this module rather than made modules of their
+    // own: rustc splits a crate into codegen units by module, and LLVM
+    // inlines within a unit, so a module of their own moves the code around
+    // and changes what gets inlined; the Cortex-M builds' instruction counts
+    // stay what they were with everything here.
+    #[cfg(target_arch = "arm")]
+    include!("platform/cortex_m.rs");
+    #[cfg(target_arch = "riscv32")]
+    include!("platform/riscv.rs");
 }
