@@ -9,7 +9,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain components and targets"
 ensure_components rustfmt clippy
-ensure_targets thumbv6m-none-eabi thumbv7em-none-eabihf
+ensure_targets thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf riscv32imc-unknown-none-elf
 
 step "scripts: no pipeline into a reader that stops early (see scripts/lib.sh)"
 early=$(grep -nE '\|[[:space:]]*(head|grep[[:space:]]+(-[a-zA-Z]*[qm]|--quiet|--max-count))' \
@@ -28,9 +28,12 @@ cargo fmt --all -- --check
 step "cargo clippy (host crates, all targets; the firmware builds on the host as a plain program)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo clippy (firmware, bare metal: QEMU for Cortex-M4F and M0, the STM32F411 board variant)"
+step "cargo clippy (firmware, bare metal: QEMU for Cortex-M4F, M0 and RISC-V, the STM32F411 board variant)"
 cargo clippy -p ember-firmware --no-deps --target thumbv7em-none-eabihf -- -D warnings
 cargo clippy -p ember-firmware --no-deps --target thumbv6m-none-eabi -- -D warnings
+cargo clippy -p ember-firmware --no-deps --target riscv32imc-unknown-none-elf -- -D warnings
+cargo clippy -p ember-firmware --no-deps --target riscv32imc-unknown-none-elf \
+  --no-default-features --features qemu -- -D warnings
 cargo clippy -p ember-firmware --no-deps --target thumbv7em-none-eabihf \
   --no-default-features --features stm32f411,xor,int8-model -- -D warnings
 # The inference-only and platform-only variants that scripts/firmware-footprint.sh measures.
@@ -39,9 +42,11 @@ cargo clippy -p ember-firmware --no-deps --target thumbv7em-none-eabihf \
 cargo clippy -p ember-firmware --no-deps --target thumbv6m-none-eabi \
   --no-default-features --features qemu -- -D warnings
 
-step "core without std or alloc, for Cortex-M0 and Cortex-M4F"
+step "core without std or alloc, for Cortex-M0, Cortex-M4F, Cortex-M33 and RISC-V (riscv32imc)"
 cargo build -p ember-nn-core --no-default-features --target thumbv6m-none-eabi
 cargo build -p ember-nn-core --no-default-features --target thumbv7em-none-eabihf
+cargo build -p ember-nn-core --no-default-features --target thumbv8m.main-none-eabihf
+cargo build -p ember-nn-core --no-default-features --target riscv32imc-unknown-none-elf
 cargo build -p ember-nn-core --features defmt --target thumbv7em-none-eabihf
 
 step "firmware for a real board (STM32F411, defmt over RTT): build only"
@@ -71,7 +76,7 @@ done
 step "fuzzing smoke: every parser's libFuzzer target for a few seconds (the long campaign: scripts/fuzz.sh campaign)"
 scripts/fuzz.sh smoke
 
-step "firmware under QEMU (Cortex-M4F and Cortex-M0): trains XOR without an allocator, classifies FashionMNIST from flash (committed models), fine-tunes the head on the M4F"
+step "firmware under QEMU (Cortex-M4F, Cortex-M0 and RISC-V): trains XOR without an allocator, classifies FashionMNIST from flash (committed models), fine-tunes the head on the M4F"
 # The M4F run writes the fine-tuned model back here (semihosting): no stale copy may pass.
 rm -f target/ember-finetuned.emb
 scripts/run-firmware.sh

@@ -7,7 +7,9 @@
 
 use ember_nn_core::nn::loss::{cross_entropy, Reduction};
 use ember_nn_core::nn::sched::{CosineAnnealingLR, LrScheduler};
-use ember_nn_core::nn::{self, summary, Build, Forward, Linear, Module, Optimizer, ReLU, Rule, Tanh};
+use ember_nn_core::nn::{
+    self, summary, Build, Forward, Linear, Module, Optimizer, ReLU, Rule, Tanh,
+};
 use ember_nn_core::prelude::*;
 
 const N: usize = 400;

@@ -88,7 +88,8 @@ fn library() -> Result<&'static libloading::Library, BuildError> {
     static LIB: OnceLock<Result<libloading::Library, BuildError>> = OnceLock::new();
     LIB.get_or_init(|| {
         let failed = |e: &dyn std::fmt::Display| BuildError::Failed(e.to_string());
-        let dir = std::env::temp_dir().join(format!("ember-nn-cuda-emulator-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("ember-nn-cuda-emulator-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| failed(&e))?;
         let cpp = dir.join("kernels.cpp");
         let so = dir.join("libkernels.so");
@@ -339,7 +340,11 @@ mod tests {
         let mut dbuf = emu.alloc(FLOATS).unwrap();
         let emulated = train(&mut Memory::new(&emu, &mut dbuf), &xs, &ys);
         let mut hbuf = vec![0.0f32; FLOATS];
-        let cpu = train(&mut Memory::new(&ember_nn_core::Cpu, &mut hbuf[..]), &xs, &ys);
+        let cpu = train(
+            &mut Memory::new(&ember_nn_core::Cpu, &mut hbuf[..]),
+            &xs,
+            &ys,
+        );
         for (i, (e, c)) in emulated.iter().zip(&cpu).enumerate() {
             assert!((e - c).abs() < 1e-4, "step {i}: {e} vs {c}");
         }

@@ -329,8 +329,14 @@ mod tests {
         let rules = [
             (ember_nn_core::backend::conformance::UPDATES[0], "RULE_SGD"),
             (ember_nn_core::backend::conformance::UPDATES[4], "RULE_ADAM"),
-            (ember_nn_core::backend::conformance::UPDATES[6], "RULE_RMSPROP"),
-            (ember_nn_core::backend::conformance::UPDATES[8], "RULE_ADAGRAD"),
+            (
+                ember_nn_core::backend::conformance::UPDATES[6],
+                "RULE_RMSPROP",
+            ),
+            (
+                ember_nn_core::backend::conformance::UPDATES[8],
+                "RULE_ADAGRAD",
+            ),
         ];
         for (rule, name) in rules {
             assert_eq!(

@@ -6,7 +6,9 @@
 //! model, `Optimizer`, `loss::cross_entropy`.
 
 use ember_nn_core::nn::loss::{cross_entropy, Loss, Reduction};
-use ember_nn_core::nn::{self, Build, Footprint, Forward, Linear, Optimizer, Rule, Tanh, TrainBudget};
+use ember_nn_core::nn::{
+    self, Build, Footprint, Forward, Linear, Optimizer, Rule, Tanh, TrainBudget,
+};
 use ember_nn_core::prelude::*;
 
 /// Seed of the initialisation.

@@ -48,9 +48,11 @@ where
     let mut buf = vec![0.0f32; 8192];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let net = M::build(&mut mem, &mut Rng::new(seed)).expect("building the model");
-    let len = deploy::plan(&net, &mut mem, |p| net.forward(p.input((p.rows(), Const::<IN>))))
-        .expect("tracing the model")
-        .file_len();
+    let len = deploy::plan(&net, &mut mem, |p| {
+        net.forward(p.input((p.rows(), Const::<IN>)))
+    })
+    .expect("tracing the model")
+    .file_len();
     let mut words = vec![0u32; len.div_ceil(4)];
     let mut fscratch = vec![0.0f32; 4096];
     let n = deploy::export_f32(

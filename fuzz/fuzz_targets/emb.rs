@@ -9,11 +9,11 @@
 //! reach the layer validation and inference behind the checksum.
 #![no_main]
 
+use ember_fuzz::{aligned, bytes, bytes_mut};
 use ember_nn_core::deploy::{
     self, crc32, write_model_type, write_rust_source, Calibration, Model, QuantParams,
 };
 use ember_nn_core::nn::{Linear, ReLU, Tanh};
-use ember_fuzz::{aligned, bytes, bytes_mut};
 use libfuzzer_sys::fuzz_target;
 
 /// The seeds' architectures (fuzz/corpus/emb), for `Model::load`.

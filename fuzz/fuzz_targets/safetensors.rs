@@ -7,10 +7,10 @@
 //! in fuzz/corpus/safetensors) and the name prefix; the rest is the file.
 #![no_main]
 
+use ember_fuzz::split_byte;
 use ember_nn_core::deploy::Activation;
 use ember_nn_core::nn::Mlp;
 use ember_nn_core::{Cpu, Memory, Rng};
-use ember_fuzz::split_byte;
 use ember_nn_std::state_dict;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;

@@ -167,8 +167,9 @@ fn one_call_exports_every_file_of_a_trained_model() {
     ] {
         assert!(dir.join(name).is_file(), "{name}");
     }
-    let int8 =
-        ember_nn_std::export::AlignedBytes::new(&std::fs::read(dir.join("model-int8.emb")).unwrap());
+    let int8 = ember_nn_std::export::AlignedBytes::new(
+        &std::fs::read(dir.join("model-int8.emb")).unwrap(),
+    );
     assert_eq!(int8.bytes().len(), report.int8_len);
     Model::load::<(Linear<12, 16>, ReLU, Linear<16, 8>, Tanh, Linear<8, 3>)>(int8.bytes()).unwrap();
     // The state_dict loads back by name into a fresh model.

@@ -271,7 +271,10 @@ fn load_spec(
     widths: &[usize],
     spec: &[(&str, usize, usize)],
     names: Option<&[&str]>,
-) -> Result<(ember_nn_std::state_dict::LayerMatch, Vec<f32>), ember_nn_std::state_dict::StateDictError> {
+) -> Result<
+    (ember_nn_std::state_dict::LayerMatch, Vec<f32>),
+    ember_nn_std::state_dict::StateDictError,
+> {
     use ember_nn_std::state_dict::{load_layers, to_bytes};
     let bytes = to_bytes(&layers(spec), None).unwrap();
     let mut buf = vec![0.0f32; 4096];
