@@ -59,6 +59,9 @@ members = [${members}"user-firmware"]
 # The packages stand in for crates.io: each depends on the others by version.
 [patch.crates-io]
 $patches
+# As the workspace's: the dependencies' builds from the test run are reused.
+[profile.dev.package."*"]
+opt-level = 2
 EOF
   # A user's no_std crate: trains a step and runs a deployable file, with
   # nothing from the workspace but the packaged core, by version.
@@ -126,7 +129,9 @@ EOF
   cp Cargo.lock "$ws/"
   (
     cd "$ws"
-    export CARGO_TARGET_DIR=$scratch/ws-target
+    # The workspace's target directory: the crates.io dependencies built for
+    # its tests (same versions, features and profile) are not built again.
+    export CARGO_TARGET_DIR=$target
     # Every published crate's libraries, binaries, examples and tests, from
     # the packages alone: a file a test includes that the package lacks
     # fails here.
@@ -142,9 +147,6 @@ EOF
       cargo build -p user-firmware --target "$t"
     done
   )
-  # Gigabytes of build output that nothing reads again (a full disk once
-  # failed a CI run).
-  rm -rf "$scratch/ws-target"
 }
 
 msrv() {

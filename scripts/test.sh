@@ -62,9 +62,6 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ember-nn-core -p ember-nn-std 
 step "tests"
 cargo test --workspace --all-features
 
-step "publishable: cargo package of each library crate, built and tested from the packages alone; a user's no_std crate on the packaged core; the declared rust-version; cargo install of ember"
-scripts/package.sh
-
 step "the PyTorch tutorials' idioms, ported: each example checks what it shows"
 for example in seed_autograd seed_mlp_class seed_add_module seed_init_apply seed_state_dict seed_train_loop; do
   cargo run --release --quiet -p ember-nn-core --example "$example" >/dev/null
@@ -89,3 +86,7 @@ other=$(mktemp -d)
 trap 'rm -rf "$other"' EXIT
 scripts/model-to-firmware.sh --layers 784-64-32-10 --activation tanh --epochs 1 --limit 2000 \
   --models "$other/models" --out "$other/run"
+
+# Last: `cargo install` reuses the release build of `ember` made above.
+step "publishable: cargo package of each library crate, built and tested from the packages alone; a user's no_std crate on the packaged core; the declared rust-version; cargo install of ember"
+scripts/package.sh
