@@ -208,13 +208,6 @@ impl<'m, B: Backend> Memory<'m, B> {
 
     /// Fills `dst` with `f(0), f(1), ...`, in chunks, without allocating.
     pub fn write_fn(&mut self, dst: Span, mut f: impl FnMut(usize) -> f32) -> Result<()> {
-        self.write_dyn(dst, &mut f)
-    }
-
-    /// [`write_fn`](Self::write_fn) through a `dyn` closure: compiled once,
-    /// not once per closure (initialisers are not where time goes).
-    #[inline(never)]
-    fn write_dyn(&mut self, dst: Span, f: &mut dyn FnMut(usize) -> f32) -> Result<()> {
         let mut chunk = [0.0f32; 64];
         let mut done = 0;
         while done < dst.len {

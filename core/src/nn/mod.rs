@@ -127,29 +127,18 @@ impl Name {
     /// Runs `f` with `segment` appended (after a dot unless the path is empty).
     /// Paths longer than 128 bytes are cut short rather than failing.
     pub fn with<R>(&mut self, segment: &str, f: impl FnOnce(&mut Self) -> R) -> R {
-        let len = self.enter(segment);
-        let r = f(self);
-        self.buf.truncate(len);
-        r
-    }
-
-    /// Appends `segment` (after a dot unless the path is empty), cut short
-    /// at a character boundary where the path is full; returns the length
-    /// before. Not generic, so that it is compiled once, not once per
-    /// closure given to [`with`](Self::with).
-    #[inline(never)]
-    fn enter(&mut self, segment: &str) -> usize {
         let len = self.buf.len();
         if !self.buf.is_empty() {
             let _ = self.buf.push('.');
         }
-        let room = self.buf.capacity() - self.buf.len();
-        let mut end = segment.len().min(room);
-        while !segment.is_char_boundary(end) {
-            end -= 1;
+        for c in segment.chars() {
+            if self.buf.push(c).is_err() {
+                break;
+            }
         }
-        let _ = self.buf.push_str(&segment[..end]);
-        len
+        let r = f(self);
+        self.buf.truncate(len);
+        r
     }
 }
 
