@@ -18,6 +18,11 @@
 #            parser, CRC table, signature check and kernels) and the libm and
 #            compiler-builtins functions it links; the firmware's own code
 #            (check loop, logging) and defmt's are left out
+#   runtime target = the bound the core runtime is held to, where there is one
+#            (issue #29: training XOR in 20 KB, fine-tuning in 24 KB; the int8
+#            inference builds' earlier bounds)
+#   ember-nn-core, libm, compiler-builtins = the core runtime by symbol group
+#            (the rest of it: `core` and other small library functions)
 #   RAM    = .data + .bss + the stack peak (painted stack, logged by the firmware)
 # Installs what it needs when missing, as scripts/run-firmware.sh does (targets,
 # qemu-system-arm, defmt-print), and llvm-size (rustup component llvm-tools).
@@ -63,8 +68,19 @@ nm_tool=$(dirname "$size_tool")/llvm-nm
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-echo "| target | features | flash | embedded data | code | core runtime | .data | .bss | stack peak | RAM |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+# The bound on a build's core runtime, if it has one.
+runtime_target() {
+  case "$1 $2" in
+    "thumbv7em-none-eabihf qemu,xor" | "thumbv6m-none-eabi qemu,xor") echo "≤ 20 KB" ;;
+    "thumbv7em-none-eabihf qemu,finetune") echo "≤ 24 KB" ;;
+    "thumbv7em-none-eabihf qemu,int8-model") echo "≤ 8,000" ;;
+    "thumbv6m-none-eabi qemu,int8-model") echo "≤ 10,000" ;;
+    *) echo "" ;;
+  esac
+}
+
+echo "| target | features | flash | embedded data | code | core runtime | runtime target | ember-nn-core | libm | compiler-builtins | .data | .bss | stack peak | RAM |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for t in "${targets[@]}"; do
   for features in "${variants[@]}"; do
     # Cortex-M0 builds leave the f32 model out (build.rs): skip the variants
@@ -104,10 +120,16 @@ for t in "${targets[@]}"; do
     # tables) are not code; the 1 KiB anonymous table is the CRC-32 table.
     symbols "$elf" > "$tmp/variant"
     if [ "$features" = qemu ]; then cp "$tmp/variant" "$tmp/platform-$t"; fi
-    runtime=$(awk -F'\t' 'NR == FNR {base[$2] = 1; next}
-      !($2 in base) && $1 < 100000 && $2 !~ /ember_firmware|defmt/ && ($2 !~ /^anon/ || $1 == 1024) {s += $1}
-      END {print s + 0}' "$tmp/platform-$t" "$tmp/variant")
-    echo "| $t | $features | $flash | $embedded | $((flash - embedded)) | $runtime | $data | $bss | $stack | $((data + bss + stack)) |"
+    # The total, then by group: ember-nn-core, libm, compiler-builtins.
+    read -r runtime core_b libm_b builtins_b < <(awk -F'\t' 'NR == FNR {base[$2] = 1; next}
+      !($2 in base) && $1 < 100000 && $2 !~ /ember_firmware|defmt/ && ($2 !~ /^anon/ || $1 == 1024) {
+        s += $1
+        if ($2 ~ /ember_nn_core/ || $2 ~ /^anon/) c += $1
+        else if ($2 ~ /^libm::/) l += $1
+        else if ($2 ~ /compiler_builtins|^__aeabi|^__[a-z0-9]+[sdt]f[0-9]|^__[a-z]+si[0-9]|^__[a-z]+di[0-9]/) b += $1
+      }
+      END {print s + 0, c + 0, l + 0, b + 0}' "$tmp/platform-$t" "$tmp/variant")
+    echo "| $t | $features | $flash | $embedded | $((flash - embedded)) | $runtime | $(runtime_target "$t" "$features") | $core_b | $libm_b | $builtins_b | $data | $bss | $stack | $((data + bss + stack)) |"
     echo "$log" | grep -E "instructions|stack used|images in flash|finetune|PASS|FAIL" | sed "s/^/    [$t $features] /" >&2
   done
 done

@@ -158,9 +158,13 @@ impl Op {
 }
 
 /// One recorded tensor.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Node {
+pub(crate) struct Node<B: Backend> {
     pub op: Op,
+    /// The op's backward, stored by the op's forward when it records the
+    /// node: the walk calls it through this pointer, so only the backward
+    /// passes of ops a program records are linked (a central `match` over
+    /// [`Op`] would link every op's).
+    pub backward: Backward<B>,
     pub dims: Dims,
     pub value: Span,
     pub grad: Option<Span>,
@@ -172,10 +176,32 @@ pub(crate) struct Node {
     pub reached: bool,
 }
 
-impl Node {
+// Not derived: a derive would ask `B: Copy`.
+impl<B: Backend> Clone for Node<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend> Copy for Node<B> {}
+
+impl<B: Backend> Node<B> {
     fn is_leaf(&self) -> bool {
         matches!(self.op, Op::Leaf | Op::Param | Op::Detach)
     }
+}
+
+/// The backward of a node that has none (leaves, parameters, detached
+/// views and indices): nothing flows through it.
+#[doc(hidden)]
+pub fn no_backward<B: Backend>(
+    _: &B,
+    _: &mut B::Buffer,
+    _: &Op,
+    _: Span,
+    _: Span,
+    _: [Option<Input>; 3],
+) -> Result<()> {
+    Ok(())
 }
 
 /// What a node's backward pass sees of one of its inputs.
@@ -198,8 +224,9 @@ pub enum Seed<'a> {
     Tensor(u32),
 }
 
-/// The backward pass of every op (`ops::backward`), which a walk runs node
-/// by node: handed in by the caller so that the tape need not know the ops.
+/// The backward pass of one op, which the op's forward stores in the node it
+/// records and a walk runs node by node (`dx += ...` into the inputs'
+/// gradients, from the node's op, value `y` and gradient `dy`).
 #[doc(hidden)]
 pub type Backward<B> =
     fn(&B, &mut <B as Backend>::Buffer, &Op, Span, Span, [Option<Input>; 3]) -> Result<()>;
@@ -215,12 +242,20 @@ pub type Kernel<'k, B> =
 pub trait Tape<B: Backend> {
     /// The backend the graph runs on.
     fn backend(&self) -> &B;
-    /// Records a node whose value is `numel(dims)` new floats filled by `kernel`.
+    /// Records a node whose value is `numel(dims)` new floats filled by
+    /// `kernel`, and whose backward is `backward`.
     #[doc(hidden)]
-    fn record(&self, op: Op, dims: Dims, parents: [u32; 3], kernel: Kernel<'_, B>) -> u32;
+    fn record(
+        &self,
+        op: Op,
+        dims: Dims,
+        parents: [u32; 3],
+        backward: Backward<B>,
+        kernel: Kernel<'_, B>,
+    ) -> u32;
     /// Records a node that shares its value with `parent` (reshape, detach).
     #[doc(hidden)]
-    fn record_alias(&self, op: Op, dims: Dims, parent: u32) -> u32;
+    fn record_alias(&self, op: Op, dims: Dims, parent: u32, backward: Backward<B>) -> u32;
     /// Records a parameter leaf over persistent memory.
     #[doc(hidden)]
     fn record_param(&self, dims: Dims, value: Span, grad: Span) -> u32;
@@ -242,9 +277,9 @@ pub trait Tape<B: Backend> {
     /// without a gradient, from `offset`.
     #[doc(hidden)]
     fn write_leaf(&self, id: u32, offset: usize, data: &[f32]) -> Result<()>;
-    /// Walks the graph backward from `root`.
+    /// Walks the graph backward from `root`, running each node's backward.
     #[doc(hidden)]
-    fn backward(&self, root: u32, seed: Seed<'_>, retain: bool, ops: Backward<B>) -> Result<()>;
+    fn backward(&self, root: u32, seed: Seed<'_>, retain: bool) -> Result<()>;
     /// Records the first error; later operations return invalid tensors.
     fn fail(&self, e: Error);
     /// The first error recorded, if any.
@@ -255,7 +290,7 @@ pub trait Tape<B: Backend> {
     fn set_grad_enabled(&self, on: bool) -> bool;
 }
 
-struct Inner<'m, B: Backend + ?Sized, const N: usize> {
+struct Inner<'m, B: Backend, const N: usize> {
     buf: &'m mut B::Buffer,
     /// First float the graph may use (the end of the persistent region).
     base: usize,
@@ -265,7 +300,7 @@ struct Inner<'m, B: Backend + ?Sized, const N: usize> {
     peak: usize,
     /// Floats in the buffer.
     cap: usize,
-    nodes: heapless::Vec<Node, N>,
+    nodes: heapless::Vec<Node<B>, N>,
     error: Option<Error>,
     grad_enabled: bool,
 }
@@ -285,7 +320,7 @@ impl<B: Backend, const N: usize> Inner<'_, B, N> {
         Ok(s)
     }
 
-    fn push(&mut self, node: Node) -> Result<u32> {
+    fn push(&mut self, node: Node<B>) -> Result<u32> {
         let id = self.nodes.len() as u32;
         self.nodes
             .push(node)
@@ -293,7 +328,7 @@ impl<B: Backend, const N: usize> Inner<'_, B, N> {
         Ok(id)
     }
 
-    fn get(&self, id: u32) -> Result<&Node> {
+    fn get(&self, id: u32) -> Result<&Node<B>> {
         self.nodes.get(id as usize).ok_or(Error::InvalidTensor)
     }
 
@@ -423,7 +458,14 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         self.backend
     }
 
-    fn record(&self, op: Op, dims: Dims, parents: [u32; 3], kernel: Kernel<'_, B>) -> u32 {
+    fn record(
+        &self,
+        op: Op,
+        dims: Dims,
+        parents: [u32; 3],
+        backward: Backward<B>,
+        kernel: Kernel<'_, B>,
+    ) -> u32 {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         if inner.error.is_some() {
@@ -446,6 +488,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
             kernel(self.backend, inner.buf, value, ins)?;
             inner.push(Node {
                 op,
+                backward,
                 dims,
                 value,
                 grad: None,
@@ -461,7 +504,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         })
     }
 
-    fn record_alias(&self, op: Op, dims: Dims, parent: u32) -> u32 {
+    fn record_alias(&self, op: Op, dims: Dims, parent: u32, backward: Backward<B>) -> u32 {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         if inner.error.is_some() {
@@ -469,10 +512,11 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         }
         let result = (|| {
             let value = inner.get(parent)?.value;
-            let flows = op != Op::Detach;
+            let flows = !matches!(op, Op::Detach);
             let requires_grad = flows && inner.requires(&[parent, NONE, NONE]);
             inner.push(Node {
                 op,
+                backward,
                 dims,
                 value,
                 grad: None,
@@ -506,6 +550,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         inner
             .push(Node {
                 op: Op::Param,
+                backward: no_backward::<B>,
                 dims,
                 value,
                 grad: requires_grad.then_some(grad),
@@ -528,7 +573,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         let n = inner.get(id)?;
         // A leaf that no backward reached has no gradient yet (PyTorch's
         // `None`), though its zeroed storage is there.
-        let grad = if n.op == Op::Leaf && !n.reached {
+        let grad = if matches!(n.op, Op::Leaf) && !n.reached {
             None
         } else {
             n.grad
@@ -556,7 +601,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
             return Err(e);
         }
         let node = *inner.get(id)?;
-        if node.op != Op::Leaf {
+        if !matches!(node.op, Op::Leaf) {
             return Err(Error::NotALeaf);
         }
         if node.grad.is_some() {
@@ -578,7 +623,10 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         }
         let node = *inner.get(id)?;
         // Only the newest node: nothing recorded yet has read its values.
-        if node.op != Op::Leaf || node.requires_grad || id as usize + 1 != inner.nodes.len() {
+        if !matches!(node.op, Op::Leaf)
+            || node.requires_grad
+            || id as usize + 1 != inner.nodes.len()
+        {
             return Err(Error::InvalidArgument {
                 what: "only the last recorded leaf, with no gradient, can be written in place",
             });
@@ -596,7 +644,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
             .upload(inner.buf, node.value.sub(offset, data.len()), data)
     }
 
-    fn backward(&self, root: u32, seed: Seed<'_>, retain: bool, ops: Backward<B>) -> Result<()> {
+    fn backward(&self, root: u32, seed: Seed<'_>, retain: bool) -> Result<()> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         if let Some(e) = inner.error {
@@ -607,7 +655,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
             return Err(Error::NoGradient);
         }
         let mark = inner.top;
-        let result = walk_backward(self.backend, inner, root, &root_node, seed, ops);
+        let result = walk_backward(self.backend, inner, root, &root_node, seed);
         // Intermediate gradients are scratch: return their memory.
         for n in inner.nodes.iter_mut().take(root as usize + 1) {
             if !n.is_leaf() {
@@ -645,9 +693,8 @@ fn walk_backward<B: Backend, const N: usize>(
     backend: &B,
     inner: &mut Inner<'_, B, N>,
     root: u32,
-    root_node: &Node,
+    root_node: &Node<B>,
     seed: Seed<'_>,
-    ops: Backward<B>,
 ) -> Result<()> {
     // Seed the root's gradient.
     let root_grad = match root_node.grad {
@@ -731,7 +778,7 @@ fn walk_backward<B: Backend, const N: usize>(
                 grad,
             });
         }
-        ops(backend, inner.buf, &node.op, node.value, dy, inputs)?;
+        (node.backward)(backend, inner.buf, &node.op, node.value, dy, inputs)?;
     }
     Ok(())
 }

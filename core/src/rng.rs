@@ -2,7 +2,7 @@
 //! allocator: xoshiro128++ seeded through SplitMix64. Its whole state is four
 //! `u32`s, so it can be saved in a checkpoint and restored exactly.
 
-use libm::{cosf, logf, sqrtf};
+use libm::{logf, sqrtf};
 
 /// xoshiro128++ (Blackman and Vigna): fast, 128 bits of state, good
 /// statistical quality for initialisation, shuffling and dropout.
@@ -75,12 +75,23 @@ impl Rng {
         lo + (hi - lo) * self.uniform()
     }
 
-    /// Standard normal (Box–Muller).
+    /// Standard normal, by Marsaglia's polar method: a point drawn
+    /// uniformly in the square `[-1, 1)²` until it falls inside the unit
+    /// circle (π/4 of the time), then `u·√(−2 ln s / s)`, `s = u² + v²`.
+    /// Only a logarithm and a square root: no sine or cosine, whose
+    /// large-argument reduction (and `f64` arithmetic) cost a
+    /// microcontroller about 10 KB of flash. The second normal of the pair
+    /// is not kept, so the generator's whole state stays its four words.
     pub fn normal(&mut self) -> f32 {
-        // 1 - u lies in (0, 1], so the logarithm is finite.
-        let u1 = 1.0 - self.uniform();
-        let u2 = self.uniform();
-        sqrtf(-2.0 * logf(u1)) * cosf(core::f32::consts::TAU * u2)
+        loop {
+            let u = 2.0 * self.uniform() - 1.0;
+            let v = 2.0 * self.uniform() - 1.0;
+            let s = u * u + v * v;
+            // s > 0: the logarithm is finite; s < 1: inside the circle.
+            if s > 0.0 && s < 1.0 {
+                return u * sqrtf(-2.0 * logf(s) / s);
+            }
+        }
     }
 
     /// Uniform integer in `[0, n)` (0 when `n` is 0), without modulo bias.

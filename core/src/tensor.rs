@@ -2,7 +2,7 @@
 
 use crate::backend::{Backend, Cpu, Span};
 use crate::error::{Error, Result};
-use crate::graph::{Kernel, Op, Tape, NONE};
+use crate::graph::{Backward, Kernel, Op, Tape, NONE};
 use crate::shape::{ConstShape, Dims, Shape};
 
 /// A tensor of shape `S` recorded on a graph's tape.
@@ -94,7 +94,12 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
 
     /// The same values, cut off from the graph: gradients do not flow through.
     pub fn detach(self) -> Self {
-        let id = self.tape.record_alias(Op::Detach, self.dims(), self.id);
+        let id = self.tape.record_alias(
+            Op::Detach,
+            self.dims(),
+            self.id,
+            crate::graph::no_backward::<B>,
+        );
         Tensor::from_id(self.tape, id, self.shape)
     }
 
@@ -171,6 +176,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         self,
         op: Op,
         shape: S2,
+        backward: Backward<B>,
         mut kernel: impl FnMut(&B, &mut B::Buffer, Span, [Span; 3]) -> Result<()>,
     ) -> Tensor<'t, S2, B> {
         let k: Kernel<'_, B> = &mut kernel;
@@ -178,7 +184,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
             NONE
         } else {
             self.tape
-                .record(op, shape.dims_slice(), [self.id, NONE, NONE], k)
+                .record(op, shape.dims_slice(), [self.id, NONE, NONE], backward, k)
         };
         Tensor::from_id(self.tape, id, shape)
     }
@@ -189,6 +195,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         rhs: u32,
         op: Op,
         shape: S2,
+        backward: Backward<B>,
         mut kernel: impl FnMut(&B, &mut B::Buffer, Span, [Span; 3]) -> Result<()>,
     ) -> Tensor<'t, S2, B> {
         let k: Kernel<'_, B> = &mut kernel;
@@ -196,7 +203,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
             NONE
         } else {
             self.tape
-                .record(op, shape.dims_slice(), [self.id, rhs, NONE], k)
+                .record(op, shape.dims_slice(), [self.id, rhs, NONE], backward, k)
         };
         Tensor::from_id(self.tape, id, shape)
     }

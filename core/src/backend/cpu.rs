@@ -1,16 +1,36 @@
 //! The portable scalar CPU backend: no threads, no SIMD intrinsics, no
 //! allocation. It runs on a Cortex-M0 and is the reference for every other backend.
 
-use super::HostKernels;
+use super::{kernels, HostKernels, MapFn};
 
 /// The portable single-threaded CPU backend; tensors live in a `[f32]`.
-/// Its kernels are [`HostKernels`]' defaults, and its operand checks those
+/// Its kernels are [`HostKernels`]' defaults (and, for the elementwise
+/// functions known at compile time, [`kernels`]' typed loops), and its operand checks those
 /// of the host layer ([`host`](super::host)), which `host_backend!` makes
 /// its [`Backend`](super::Backend) implementation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cpu;
 
-impl HostKernels for Cpu {}
+impl HostKernels for Cpu {
+    // The elementwise functions known at compile time get their own loops,
+    // so that a program links the functions it uses and no others.
+    #[inline]
+    fn map_fn<F: MapFn>(&self, f: F, x: &[f32], y: &mut [f32]) {
+        kernels::map_fn(f, x, y);
+    }
+    #[inline]
+    fn map_backward_fn<F: MapFn>(&self, f: F, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        kernels::map_backward_fn(f, x, y, dy, dx);
+    }
+    #[inline]
+    fn bias_act_fn<F: MapFn>(&self, f: F, bias: &[f32], y: &mut [f32]) {
+        kernels::bias_act_fn(f, bias, y);
+    }
+    #[inline]
+    fn act_backward_fn<F: MapFn>(&self, f: F, y: &[f32], dy: &mut [f32]) {
+        kernels::act_backward_fn(f, y, dy);
+    }
+}
 
 crate::host_backend!(Cpu);
 

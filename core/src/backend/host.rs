@@ -13,7 +13,7 @@ use super::check::{
 };
 #[cfg(doc)]
 use super::Backend;
-use super::{kernels, Acc, AxisDims, Blocks, Gemm, Map, Reduce, Span, Update, Zip};
+use super::{kernels, Acc, AxisDims, Blocks, Gemm, Map, MapFn, Reduce, Span, Update, Zip};
 use crate::error::Result;
 
 /// Kernels on checked slices of one host buffer: inputs `&[f32]`, outputs
@@ -81,6 +81,40 @@ pub trait HostKernels {
     #[inline]
     fn act_backward(&self, f: Map, y: &[f32], dy: &mut [f32]) {
         kernels::act_backward(f, y, dy);
+    }
+    /// [`Backend::map_fn`]. The default runs [`map`](Self::map) on
+    /// `f.map()`; the portable [`Cpu`](super::Cpu) runs the function's own
+    /// loop.
+    #[inline]
+    fn map_fn<F: MapFn>(&self, f: F, x: &[f32], y: &mut [f32])
+    where
+        Self: Sized,
+    {
+        self.map(f.map(), x, y);
+    }
+    /// [`Backend::map_backward_fn`] (defaults as [`map_fn`](Self::map_fn)).
+    #[inline]
+    fn map_backward_fn<F: MapFn>(&self, f: F, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32])
+    where
+        Self: Sized,
+    {
+        self.map_backward(f.map(), x, y, dy, dx);
+    }
+    /// [`Backend::bias_act_fn`] (defaults as [`map_fn`](Self::map_fn)).
+    #[inline]
+    fn bias_act_fn<F: MapFn>(&self, f: F, bias: &[f32], y: &mut [f32])
+    where
+        Self: Sized,
+    {
+        self.bias_act(f.map(), bias, y);
+    }
+    /// [`Backend::act_backward_fn`] (defaults as [`map_fn`](Self::map_fn)).
+    #[inline]
+    fn act_backward_fn<F: MapFn>(&self, f: F, y: &[f32], dy: &mut [f32])
+    where
+        Self: Sized,
+    {
+        self.act_backward(f.map(), y, dy);
     }
     /// [`Backend::zip`].
     #[inline]
@@ -266,6 +300,48 @@ macro_rules! host_backend {
                 dy: $crate::backend::Span,
             ) -> $crate::Result<()> {
                 $crate::backend::host::checked::act_backward(self, buf, f, y, dy)
+            }
+
+            fn map_fn<F: $crate::backend::MapFn>(
+                &self,
+                buf: &mut [f32],
+                f: F,
+                x: $crate::backend::Span,
+                y: $crate::backend::Span,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::map_fn(self, buf, f, x, y)
+            }
+
+            fn map_backward_fn<F: $crate::backend::MapFn>(
+                &self,
+                buf: &mut [f32],
+                f: F,
+                x: $crate::backend::Span,
+                y: $crate::backend::Span,
+                dy: $crate::backend::Span,
+                dx: $crate::backend::Span,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::map_backward_fn(self, buf, f, x, y, dy, dx)
+            }
+
+            fn bias_act_fn<F: $crate::backend::MapFn>(
+                &self,
+                buf: &mut [f32],
+                f: F,
+                bias: $crate::backend::Span,
+                y: $crate::backend::Span,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::bias_act_fn(self, buf, f, bias, y)
+            }
+
+            fn act_backward_fn<F: $crate::backend::MapFn>(
+                &self,
+                buf: &mut [f32],
+                f: F,
+                y: $crate::backend::Span,
+                dy: $crate::backend::Span,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::act_backward_fn(self, buf, f, y, dy)
             }
 
             fn zip(
@@ -528,6 +604,68 @@ pub mod checked {
         same_len(&[y, dy])?;
         let ([y], [dy]) = split(buf, [y], [dy])?;
         k.act_backward(f, y, dy);
+        Ok(())
+    }
+
+    /// [`Backend::map_fn`], checked.
+    #[inline]
+    pub fn map_fn<K: HostKernels, F: MapFn>(
+        k: &K,
+        buf: &mut [f32],
+        f: F,
+        x: Span,
+        y: Span,
+    ) -> Result<()> {
+        same_len(&[x, y])?;
+        let ([x], [y]) = split(buf, [x], [y])?;
+        k.map_fn(f, x, y);
+        Ok(())
+    }
+
+    /// [`Backend::map_backward_fn`], checked.
+    #[inline]
+    pub fn map_backward_fn<K: HostKernels, F: MapFn>(
+        k: &K,
+        buf: &mut [f32],
+        f: F,
+        x: Span,
+        y: Span,
+        dy: Span,
+        dx: Span,
+    ) -> Result<()> {
+        same_len(&[x, y, dy, dx])?;
+        let ([x, y, dy], [dx]) = split(buf, [x, y, dy], [dx])?;
+        k.map_backward_fn(f, x, y, dy, dx);
+        Ok(())
+    }
+
+    /// [`Backend::bias_act_fn`], checked.
+    #[inline]
+    pub fn bias_act_fn<K: HostKernels, F: MapFn>(
+        k: &K,
+        buf: &mut [f32],
+        f: F,
+        bias: Span,
+        y: Span,
+    ) -> Result<()> {
+        check_rows(y, bias.len)?;
+        let ([bias], [y]) = split(buf, [bias], [y])?;
+        k.bias_act_fn(f, bias, y);
+        Ok(())
+    }
+
+    /// [`Backend::act_backward_fn`], checked.
+    #[inline]
+    pub fn act_backward_fn<K: HostKernels, F: MapFn>(
+        k: &K,
+        buf: &mut [f32],
+        f: F,
+        y: Span,
+        dy: Span,
+    ) -> Result<()> {
+        same_len(&[y, dy])?;
+        let ([y], [dy]) = split(buf, [y], [dy])?;
+        k.act_backward_fn(f, y, dy);
         Ok(())
     }
 

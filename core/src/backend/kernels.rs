@@ -4,7 +4,7 @@
 //! chunks from several threads. They are the reference the other backends are
 //! tested against.
 
-use super::map::Map;
+use super::map::{Map, MapFn};
 use super::update::{LibmSqrt, Sqrt, Update};
 use super::zip::Zip;
 use super::{Acc, AxisDims, Reduce};
@@ -19,8 +19,8 @@ fn store(out: &mut f32, v: f32, acc: Acc) {
 
 /// `f(x)`: inlined into each loop on hosts (where each function gets its
 /// own loop, see [`map`]); on microcontrollers one out-of-line copy that
-/// every elementwise kernel calls, so that the function's code is in flash
-/// once rather than once per kernel.
+/// every elementwise kernel calls with a [`Map`] chosen at run time, so
+/// that the functions' code is in flash once rather than once per kernel.
 #[cfg_attr(not(target_os = "none"), inline(always))]
 #[cfg_attr(target_os = "none", inline(never))]
 fn apply(f: Map, x: f32) -> f32 {
@@ -34,20 +34,53 @@ fn derivative(f: Map, x: f32, y: f32) -> f32 {
     f.derivative(x, y)
 }
 
+/// `f(x)` for a [`MapFn`]: a function chosen at compile time is inlined
+/// (its kernels hold that function alone); a [`Map`] goes through [`apply`].
+#[inline(always)]
+fn apply_fn<F: MapFn>(f: F, x: f32) -> f32 {
+    if F::RUNTIME {
+        apply(f.map(), x)
+    } else {
+        f.apply(x)
+    }
+}
+
+/// `f'(x)`, placed as [`apply_fn`] is.
+#[inline(always)]
+fn derivative_fn<F: MapFn>(f: F, x: f32, y: f32) -> f32 {
+    if F::RUNTIME {
+        derivative(f.map(), x, y)
+    } else {
+        f.derivative(x, y)
+    }
+}
+
+#[inline(always)]
+fn map_run<F: MapFn>(f: F, x: &[f32], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = apply_fn(f, x);
+    }
+}
+
 /// `y = f(x)`.
 pub fn map(f: Map, x: &[f32], y: &mut [f32]) {
-    #[inline(always)]
-    fn run(f: Map, x: &[f32], y: &mut [f32]) {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = apply(f, x);
-        }
-    }
     // On microcontrollers flash is scarcer than cycles: one loop serves all
     // functions. Elsewhere each function gets its own vectorisable loop.
     #[cfg(not(target_os = "none"))]
-    each_map!(f, m => run(m, x, y));
+    each_map!(f, m => map_run(m, x, y));
     #[cfg(target_os = "none")]
-    run(f, x, y);
+    map_run(f, x, y);
+}
+
+/// [`map`] for a [`MapFn`]: the loop of that one function (a [`Map`] runs
+/// [`map`]).
+#[inline]
+pub fn map_fn<F: MapFn>(f: F, x: &[f32], y: &mut [f32]) {
+    if F::RUNTIME {
+        map(f.map(), x, y)
+    } else {
+        map_run(f, x, y)
+    }
 }
 
 /// Calls `$body` with `$m` bound to `$f` in an arm per variant, so that the
@@ -86,65 +119,98 @@ macro_rules! each_map {
 #[cfg_attr(target_os = "none", allow(unused_imports))]
 use each_map;
 
+#[inline(always)]
+fn map_backward_run<F: MapFn>(f: F, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let n = dx.len().min(x.len()).min(y.len()).min(dy.len());
+    let (x, y, dy, dx) = (&x[..n], &y[..n], &dy[..n], &mut dx[..n]);
+    for i in 0..n {
+        let d = derivative_fn(f, x[i], y[i]) * dy[i];
+        // A select, not a branch, so that the loop vectorises.
+        dx[i] += if dy[i] != 0.0 { d } else { 0.0 };
+    }
+}
+
 /// `dx += f'(x) · dy`. A zero `dy` contributes exactly zero, even where
 /// `f'(x)` is infinite (`ln` at a clamped 0), so that a gradient blocked
 /// downstream stays blocked instead of turning into `0 · ∞ = NaN`.
 pub fn map_backward(f: Map, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
-    #[inline(always)]
-    fn run(f: Map, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
-        let n = dx.len().min(x.len()).min(y.len()).min(dy.len());
-        let (x, y, dy, dx) = (&x[..n], &y[..n], &dy[..n], &mut dx[..n]);
-        for i in 0..n {
-            let d = derivative(f, x[i], y[i]) * dy[i];
-            // A select, not a branch, so that the loop vectorises.
-            dx[i] += if dy[i] != 0.0 { d } else { 0.0 };
+    #[cfg(not(target_os = "none"))]
+    each_map!(f, m => map_backward_run(m, x, y, dy, dx));
+    #[cfg(target_os = "none")]
+    map_backward_run(f, x, y, dy, dx);
+}
+
+/// [`map_backward`] for a [`MapFn`].
+#[inline]
+pub fn map_backward_fn<F: MapFn>(f: F, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    if F::RUNTIME {
+        map_backward(f.map(), x, y, dy, dx)
+    } else {
+        map_backward_run(f, x, y, dy, dx)
+    }
+}
+
+#[inline(always)]
+fn bias_act_run<F: MapFn>(f: F, bias: &[f32], y: &mut [f32]) {
+    if bias.is_empty() {
+        return;
+    }
+    for row in y.chunks_exact_mut(bias.len()) {
+        for (v, &b) in row.iter_mut().zip(bias) {
+            *v = apply_fn(f, *v + b);
         }
     }
-    #[cfg(not(target_os = "none"))]
-    each_map!(f, m => run(m, x, y, dy, dx));
-    #[cfg(target_os = "none")]
-    run(f, x, y, dy, dx);
 }
 
 /// The epilogue of a fused linear layer, in place: `y[r, c] = f(y[r, c] + bias[c])`
 /// for every row of `y` (rows of `bias.len()` floats; a partial last row is
 /// left alone).
 pub fn bias_act(f: Map, bias: &[f32], y: &mut [f32]) {
-    #[inline(always)]
-    fn run(f: Map, bias: &[f32], y: &mut [f32]) {
-        if bias.is_empty() {
-            return;
-        }
-        for row in y.chunks_exact_mut(bias.len()) {
-            for (v, &b) in row.iter_mut().zip(bias) {
-                *v = apply(f, *v + b);
-            }
-        }
-    }
     #[cfg(not(target_os = "none"))]
-    each_map!(f, m => run(m, bias, y));
+    each_map!(f, m => bias_act_run(m, bias, y));
     #[cfg(target_os = "none")]
-    run(f, bias, y);
+    bias_act_run(f, bias, y);
+}
+
+/// [`bias_act`] for a [`MapFn`].
+#[inline]
+pub fn bias_act_fn<F: MapFn>(f: F, bias: &[f32], y: &mut [f32]) {
+    if F::RUNTIME {
+        bias_act(f.map(), bias, y)
+    } else {
+        bias_act_run(f, bias, y)
+    }
+}
+
+#[inline(always)]
+fn act_backward_run<F: MapFn>(f: F, y: &[f32], dy: &mut [f32]) {
+    let n = y.len().min(dy.len());
+    let (y, dy) = (&y[..n], &mut dy[..n]);
+    for i in 0..n {
+        let g = dy[i];
+        let d = derivative_fn(f, y[i], y[i]) * g;
+        dy[i] = if g != 0.0 { d } else { 0.0 };
+    }
 }
 
 /// Backward through a fused activation, in place: `dy = f'(y) · dy`, the
 /// derivative taken from the output `y = f(x)` alone (`f` must be one that
 /// [`Map::fuses`]). Where `dy` is exactly zero it stays zero.
 pub fn act_backward(f: Map, y: &[f32], dy: &mut [f32]) {
-    #[inline(always)]
-    fn run(f: Map, y: &[f32], dy: &mut [f32]) {
-        let n = y.len().min(dy.len());
-        let (y, dy) = (&y[..n], &mut dy[..n]);
-        for i in 0..n {
-            let g = dy[i];
-            let d = derivative(f, y[i], y[i]) * g;
-            dy[i] = if g != 0.0 { d } else { 0.0 };
-        }
-    }
     #[cfg(not(target_os = "none"))]
-    each_map!(f, m => run(m, y, dy));
+    each_map!(f, m => act_backward_run(m, y, dy));
     #[cfg(target_os = "none")]
-    run(f, y, dy);
+    act_backward_run(f, y, dy);
+}
+
+/// [`act_backward`] for a [`MapFn`].
+#[inline]
+pub fn act_backward_fn<F: MapFn>(f: F, y: &[f32], dy: &mut [f32]) {
+    if F::RUNTIME {
+        act_backward(f.map(), y, dy)
+    } else {
+        act_backward_run(f, y, dy)
+    }
 }
 
 /// The class a target float names: an integer in `[0, classes)`, or `None`.

@@ -5,6 +5,14 @@
 //! kernel evaluates [`Map::apply`] and [`Map::derivative`]. The tensor methods
 //! (`x.exp()`, `x.relu()`, ...) in `ops::map` record a [`Map`] node
 //! on the tape.
+//!
+//! The same functions exist as types ([`fns`]: `fns::Tanh`,
+//! `fns::MulScalar(c)`, ...), each a [`MapFn`]: the tensor methods run their
+//! kernels through these, so that the compiled kernel and its backward are
+//! those of the one function, and a program links only the functions it
+//! uses (on a microcontroller, a `match` over every [`Map`] links `sin`,
+//! `cos`, `pow`, `erf`, ... whichever one the model uses). [`Map`] itself is
+//! a [`MapFn`] too: the function chosen at run time.
 
 use libm::{cosf, erff, expf, fabsf, logf, powf, sinf, sqrtf, tanhf};
 
@@ -329,6 +337,133 @@ impl Map {
             Map::Softsign => "SoftsignBackward",
             Map::Softplus => "SoftplusBackward",
             Map::Clamp(..) => "ClampBackward",
+        }
+    }
+}
+
+/// An elementwise function as a type: [`Map`] (chosen at run time) or one
+/// of the types of [`fns`] (chosen at compile time, so that the kernels
+/// compiled for it contain that function alone). Its value and derivative
+/// are [`Map::apply`] and [`Map::derivative`] of [`map`](MapFn::map), the
+/// same arithmetic either way.
+pub trait MapFn: Copy {
+    /// Whether the function is chosen at run time ([`Map`]): the kernels
+    /// then take their path for a [`Map`] value.
+    const RUNTIME: bool = false;
+    /// The function as a value: what the tape records, and what a backend
+    /// without typed kernels dispatches on.
+    fn map(self) -> Map;
+    /// The function back from the value recorded for it (`m` is what
+    /// [`map`](MapFn::map) returned; another variant gives parameters of NaN).
+    fn from_map(m: Map) -> Self;
+    /// The value at `x`.
+    #[inline(always)]
+    fn apply(self, x: f32) -> f32 {
+        self.map().apply(x)
+    }
+    /// The derivative at `x`, where `y = self.apply(x)`.
+    #[inline(always)]
+    fn derivative(self, x: f32, y: f32) -> f32 {
+        self.map().derivative(x, y)
+    }
+}
+
+impl MapFn for Map {
+    const RUNTIME: bool = true;
+    #[inline(always)]
+    fn map(self) -> Map {
+        self
+    }
+    #[inline(always)]
+    fn from_map(m: Map) -> Self {
+        m
+    }
+}
+
+/// The elementwise functions as types, one per [`Map`] variant (a
+/// variant's parameters are the type's fields): the [`MapFn`]s that the
+/// tensor methods record, so that only the functions a program uses are
+/// compiled into it.
+pub mod fns {
+    use super::{Map, MapFn};
+
+    macro_rules! unit_fn {
+        ($($name:ident),* $(,)?) => {$(
+            #[doc = concat!("[`Map::", stringify!($name), "`] as a type.")]
+            #[derive(Clone, Copy, Debug, Default, PartialEq)]
+            pub struct $name;
+
+            impl MapFn for $name {
+                #[inline(always)]
+                fn map(self) -> Map {
+                    Map::$name
+                }
+                #[inline(always)]
+                fn from_map(_: Map) -> Self {
+                    $name
+                }
+            }
+        )*};
+    }
+
+    macro_rules! param_fn {
+        ($($name:ident),* $(,)?) => {$(
+            #[doc = concat!("[`Map::", stringify!($name), "`] as a type, with its parameter.")]
+            #[derive(Clone, Copy, Debug, PartialEq)]
+            pub struct $name(pub f32);
+
+            impl MapFn for $name {
+                #[inline(always)]
+                fn map(self) -> Map {
+                    Map::$name(self.0)
+                }
+                #[inline(always)]
+                fn from_map(m: Map) -> Self {
+                    match m {
+                        Map::$name(p) => $name(p),
+                        _ => $name(f32::NAN),
+                    }
+                }
+            }
+        )*};
+    }
+
+    unit_fn!(
+        Neg, Recip, Exp, Ln, Sqrt, Abs, Sin, Cos, Tanh, Sigmoid, Relu, Selu, Silu, GeluTanh,
+        GeluErf, Softsign, Softplus,
+    );
+    param_fn!(AddScalar, MulScalar, Pow, LeakyRelu, Elu);
+
+    /// `x²`: [`Map::Pow`]`(2.0)` as a type (`x · x`, no `powf`).
+    #[derive(Clone, Copy, Debug, Default, PartialEq)]
+    pub struct Square;
+
+    impl MapFn for Square {
+        #[inline(always)]
+        fn map(self) -> Map {
+            Map::Pow(2.0)
+        }
+        #[inline(always)]
+        fn from_map(_: Map) -> Self {
+            Square
+        }
+    }
+
+    /// [`Map::Clamp`] as a type, with its bounds.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub struct Clamp(pub f32, pub f32);
+
+    impl MapFn for Clamp {
+        #[inline(always)]
+        fn map(self) -> Map {
+            Map::Clamp(self.0, self.1)
+        }
+        #[inline(always)]
+        fn from_map(m: Map) -> Self {
+            match m {
+                Map::Clamp(lo, hi) => Clamp(lo, hi),
+                _ => Clamp(f32::NAN, f32::NAN),
+            }
         }
     }
 }

@@ -33,7 +33,7 @@ pub mod zip;
 
 pub use cpu::Cpu;
 pub use host::HostKernels;
-pub use map::Map;
+pub use map::{Map, MapFn};
 pub use update::Update;
 pub use zip::Zip;
 
@@ -227,6 +227,54 @@ pub trait Backend {
     /// [`Map::fuses`]). Where `dy` is exactly zero it stays zero.
     fn act_backward(&self, buf: &mut Self::Buffer, f: Map, y: Span, dy: Span) -> Result<()> {
         composed::act_backward(self, buf, f, y, dy)
+    }
+    /// [`map`](Backend::map) for a function known at compile time (a
+    /// [`MapFn`]): a backend with typed kernels (the CPU's) compiles the
+    /// one function's loop, so that a program links only the functions it
+    /// uses. The default runs [`map`](Backend::map) on `f.map()`.
+    fn map_fn<F: MapFn>(&self, buf: &mut Self::Buffer, f: F, x: Span, y: Span) -> Result<()>
+    where
+        Self: Sized,
+    {
+        self.map(buf, f.map(), x, y)
+    }
+    /// [`map_backward`](Backend::map_backward) for a [`MapFn`] (see
+    /// [`map_fn`](Backend::map_fn)).
+    fn map_backward_fn<F: MapFn>(
+        &self,
+        buf: &mut Self::Buffer,
+        f: F,
+        x: Span,
+        y: Span,
+        dy: Span,
+        dx: Span,
+    ) -> Result<()>
+    where
+        Self: Sized,
+    {
+        self.map_backward(buf, f.map(), x, y, dy, dx)
+    }
+    /// [`bias_act`](Backend::bias_act) for a [`MapFn`] (see
+    /// [`map_fn`](Backend::map_fn)).
+    fn bias_act_fn<F: MapFn>(&self, buf: &mut Self::Buffer, f: F, bias: Span, y: Span) -> Result<()>
+    where
+        Self: Sized,
+    {
+        self.bias_act(buf, f.map(), bias, y)
+    }
+    /// [`act_backward`](Backend::act_backward) for a [`MapFn`] (see
+    /// [`map_fn`](Backend::map_fn)).
+    fn act_backward_fn<F: MapFn>(
+        &self,
+        buf: &mut Self::Buffer,
+        f: F,
+        y: Span,
+        dy: Span,
+    ) -> Result<()>
+    where
+        Self: Sized,
+    {
+        self.act_backward(buf, f.map(), y, dy)
     }
     /// `y = a ∘ b` elementwise.
     fn zip(&self, buf: &mut Self::Buffer, f: Zip, a: Span, b: Span, y: Span) -> Result<()>;

@@ -308,8 +308,19 @@ impl Rule {
         }
     }
 
-    /// The elementwise update of step `t` (1-based) at learning rate `lr`.
-    fn update(&self, lr: f32, t: u32) -> Update {
+    /// The betas whose powers the bias corrections use (Adam, AdamW).
+    fn betas(&self) -> Option<(f32, f32)> {
+        match *self {
+            Rule::Adam { beta1, beta2, .. } | Rule::AdamW { beta1, beta2, .. } => {
+                Some((beta1, beta2))
+            }
+            _ => None,
+        }
+    }
+
+    /// The elementwise update of step `t` (1-based) at learning rate `lr`;
+    /// `powers` are `β1^t` and `β2^t` (for Adam and AdamW).
+    fn update(&self, lr: f32, t: u32, powers: &Powers) -> Update {
         let tf = t as f32;
         match *self {
             Rule::Sgd {
@@ -346,8 +357,8 @@ impl Rule {
                 weight_decay,
                 decoupled: matches!(self, Rule::AdamW { .. }),
                 amsgrad,
-                bias1: 1.0 - libm::powf(beta1, tf),
-                bias2_sqrt: libm::sqrtf(1.0 - libm::powf(beta2, tf)),
+                bias1: powers[0].one_minus(),
+                bias2_sqrt: libm::sqrtf(powers[1].one_minus()),
             },
             Rule::RmsProp {
                 alpha,
@@ -373,6 +384,75 @@ impl Rule {
                 eps,
                 weight_decay,
             },
+        }
+    }
+}
+
+/// `x^t` for an `f32` factor `x`, as the running product of the steps so far
+/// kept in two floats (`hi + lo`, the error of each product carried in
+/// `lo`, Dekker's exact product), which is about as accurate as the double
+/// PyTorch computes `1 - beta**step` in: no `powf` (1.5 KB of flash on a
+/// microcontroller), no `f64`, and bit for bit the same on every target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Power {
+    hi: f32,
+    lo: f32,
+}
+
+/// `β1^t` and `β2^t` of a group.
+type Powers = [Power; 2];
+
+impl Power {
+    const ONE: Power = Power { hi: 1.0, lo: 0.0 };
+
+    /// `a` split into a high half of 12 significant bits and the rest
+    /// (Veltkamp), so that products of halves are exact.
+    #[inline]
+    fn split(a: f32) -> (f32, f32) {
+        let c = 4097.0 * a;
+        let hi = c - (c - a);
+        (hi, a - hi)
+    }
+
+    /// This power times `x`.
+    #[inline]
+    fn times(self, x: f32) -> Power {
+        let p = self.hi * x;
+        let ((ah, al), (bh, bl)) = (Self::split(self.hi), Self::split(x));
+        // The rounding error of `p` (exact, barring underflow).
+        let err = ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+        let lo = err + self.lo * x;
+        let hi = p + lo;
+        Power {
+            hi,
+            lo: lo - (hi - p),
+        }
+    }
+
+    /// `1 - x^t`, rounded once.
+    #[inline]
+    fn one_minus(self) -> f32 {
+        (1.0 - self.hi) - self.lo
+    }
+
+    /// `x^t` by the same products as `t` steps (so that a run restored from
+    /// a checkpoint continues bit for bit); stops once the power is zero.
+    fn of(x: f32, t: u32) -> Power {
+        let mut p = Power::ONE;
+        for _ in 0..t {
+            if p.hi == 0.0 && p.lo == 0.0 {
+                break;
+            }
+            p = p.times(x);
+        }
+        p
+    }
+
+    /// A group's powers after `t` steps.
+    fn group(rule: &Rule, t: u32) -> Powers {
+        match rule.betas() {
+            Some((b1, b2)) => [Power::of(b1, t), Power::of(b2, t)],
+            None => [Power::ONE; 2],
         }
     }
 }
@@ -405,6 +485,8 @@ pub struct Optimizer<const P: usize = 64, const G: usize = 4> {
     groups: heapless::Vec<Group, G>,
     slots: heapless::Vec<Slot, P>,
     steps: u32,
+    /// Each group's `β1^t`, `β2^t` (Adam's bias corrections).
+    powers: heapless::Vec<Powers, G>,
 }
 
 impl<const P: usize, const G: usize> Optimizer<P, G> {
@@ -434,6 +516,7 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
             groups: heapless::Vec::new(),
             slots: heapless::Vec::new(),
             steps: 0,
+            powers: heapless::Vec::new(),
         };
         opt.add_group_where(mem, model, lr, rule, keep)?;
         Ok(opt)
@@ -500,6 +583,8 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
             .map_err(|_| Error::InvalidArgument {
                 what: "too many parameter groups for this optimizer",
             })?;
+        // As long as `groups`, whose capacity is the same.
+        let _ = self.powers.push(Power::group(&rule, self.steps));
         let planes = rule.state_planes();
         let init = match rule {
             Rule::Adagrad {
@@ -538,6 +623,7 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
             // Leave no half-made group behind.
             self.slots.retain(|s| usize::from(s.group) != group);
             self.groups.pop();
+            self.powers.pop();
         }
         result.map(|()| group)
     }
@@ -587,14 +673,22 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
     /// One update of every parameter from its gradient.
     pub fn step<B: Backend>(&mut self, mem: &mut Memory<'_, B>) -> Result<()> {
         let t = self.steps + 1;
+        let mut powers = self.powers.clone();
+        for (p, g) in powers.iter_mut().zip(&self.groups) {
+            if let Some((b1, b2)) = g.rule.betas() {
+                *p = [p[0].times(b1), p[1].times(b2)];
+            }
+        }
         for s in &self.slots {
-            let Some(g) = self.groups.get(usize::from(s.group)) else {
+            let group = usize::from(s.group);
+            let (Some(g), Some(p)) = (self.groups.get(group), powers.get(group)) else {
                 continue;
             };
-            let rule = g.rule.update(g.lr, t);
+            let rule = g.rule.update(g.lr, t, p);
             mem.with_buffer(|be, buf| be.update(buf, &rule, s.param.value, s.param.grad, s.state))?;
         }
         self.steps = t;
+        self.powers = powers;
         Ok(())
     }
 
@@ -639,6 +733,9 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
         }
         for (g, &lr) in self.groups.iter_mut().zip(lrs) {
             g.lr = lr;
+        }
+        for (p, g) in self.powers.iter_mut().zip(&self.groups) {
+            *p = Power::group(&g.rule, steps);
         }
         self.steps = steps;
         Ok(())

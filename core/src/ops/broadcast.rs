@@ -77,7 +77,12 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
             // Nothing to repeat: the same data under the target's type
             // (the sizes are equal; only leading 1s may be added).
             0 => {
-                let id = self.tape.record_alias(Op::Reshape, o, self.id);
+                let id = self.tape.record_alias(
+                    Op::Reshape,
+                    o,
+                    self.id,
+                    crate::ops::view::reshape_backward::<B>,
+                );
                 Tensor::from_id(self.tape, id, shape)
             }
             1 => self.expand_run(&mut cur, od, runs[0], shape),
@@ -118,7 +123,8 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
             inner: cur[e..r].iter().product(),
         };
         cur[s..e].copy_from_slice(&od[s..e]);
-        self.unary_op(Op::Expand { dims }, shape, move |be, buf, y, ins| {
+        let back = crate::ops::reduce::expand_backward::<B>;
+        self.unary_op(Op::Expand { dims }, shape, back, move |be, buf, y, ins| {
             be.expand(buf, ins[0], y, dims, Acc::Set)
         })
     }

@@ -3,7 +3,7 @@
 
 use crate::backend::Backend;
 use crate::error::Error;
-use crate::graph::{Op, Tape, NONE};
+use crate::graph::{no_backward, Op, Tape, NONE};
 use crate::memory::{Param, ParamRef};
 use crate::rng::Rng;
 use crate::shape::{ArrayShape, Const, ConstShape, Shape};
@@ -21,6 +21,7 @@ impl<'t, B: Backend> dyn Tape<B> + 't {
             Op::Leaf,
             shape.dims_slice(),
             [NONE; 3],
+            no_backward::<B>,
             &mut |be, buf, out, _| {
                 let mut chunk = [0.0f32; 256];
                 let mut done = 0;
@@ -60,6 +61,7 @@ impl<'t, B: Backend> dyn Tape<B> + 't {
             Op::Leaf,
             shape.dims_slice(),
             [NONE; 3],
+            no_backward::<B>,
             &mut |be, buf, out, _| be.upload(buf, out, data),
         );
         Tensor::from_id(self, id, shape)
@@ -71,6 +73,7 @@ impl<'t, B: Backend> dyn Tape<B> + 't {
             Op::Leaf,
             shape.dims_slice(),
             [NONE; 3],
+            no_backward::<B>,
             &mut |be, buf, out, _| be.fill(buf, out, value),
         );
         Tensor::from_id(self, id, shape)

@@ -40,6 +40,7 @@ impl<'t, R: Dim, C: Dim, B: Backend> Tensor<'t, (R, C), B> {
             targets.id,
             Op::CrossEntropy { rows, classes },
             out,
+            backward::<B>,
             move |be, buf, y, ins| be.cross_entropy(buf, ins[0], ins[1], y, classes),
         )
     }
@@ -48,10 +49,14 @@ impl<'t, R: Dim, C: Dim, B: Backend> Tensor<'t, (R, C), B> {
 pub(crate) fn backward<B: Backend>(
     be: &B,
     buf: &mut B::Buffer,
-    classes: usize,
+    op: &Op,
+    _: Span,
     dy: Span,
     inputs: [Option<Input>; 3],
 ) -> Result<()> {
+    let Op::CrossEntropy { classes, .. } = *op else {
+        return Ok(());
+    };
     if let (
         Some(Input {
             value: x,

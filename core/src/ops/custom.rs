@@ -97,11 +97,14 @@ fn forward<B: Backend>(
 pub(crate) fn backward<B: Backend>(
     be: &B,
     buf: &mut B::Buffer,
-    op: CustomRef,
+    op: &Op,
     y: Span,
     dy: Span,
     inputs: [Option<Input>; 3],
 ) -> Result<()> {
+    let Op::Custom(op) = *op else {
+        return Ok(());
+    };
     let n = inputs.iter().take_while(|i| i.is_some()).count();
     let mut values = [Span::default(); 3];
     for (v, i) in values.iter_mut().zip(inputs.iter().flatten()) {
@@ -153,7 +156,12 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
 
     /// `op` applied to this tensor, an output of shape `out`.
     pub fn custom_to<S2: Shape>(self, op: &'static dyn CustomOp, out: S2) -> Tensor<'t, S2, B> {
-        self.unary_op(Op::Custom(CustomRef(op)), out, forward::<B>(op, 1))
+        self.unary_op(
+            Op::Custom(CustomRef(op)),
+            out,
+            backward::<B>,
+            forward::<B>(op, 1),
+        )
     }
 
     /// `op` applied to this tensor and `other` (a learnable parameter,
@@ -171,6 +179,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
             other.id,
             Op::Custom(CustomRef(op)),
             out,
+            backward::<B>,
             forward::<B>(op, 2),
         )
     }

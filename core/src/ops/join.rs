@@ -92,33 +92,39 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
             a_block,
             b_block,
         };
-        self.binary_op(other.id, op, shape, move |be, buf, y, ins| {
-            let stride = a_block + b_block;
-            be.copy(
-                buf,
-                &Blocks {
-                    src: ins[0],
-                    src_stride: a_block,
-                    dst: y,
-                    dst_stride: stride,
-                    blocks: outer,
-                    block_len: a_block,
-                    acc: Acc::Set,
-                },
-            )?;
-            be.copy(
-                buf,
-                &Blocks {
-                    src: ins[1],
-                    src_stride: b_block,
-                    dst: y.sub(a_block, y.len - a_block),
-                    dst_stride: stride,
-                    blocks: outer,
-                    block_len: b_block,
-                    acc: Acc::Set,
-                },
-            )
-        })
+        self.binary_op(
+            other.id,
+            op,
+            shape,
+            backward::<B>,
+            move |be, buf, y, ins| {
+                let stride = a_block + b_block;
+                be.copy(
+                    buf,
+                    &Blocks {
+                        src: ins[0],
+                        src_stride: a_block,
+                        dst: y,
+                        dst_stride: stride,
+                        blocks: outer,
+                        block_len: a_block,
+                        acc: Acc::Set,
+                    },
+                )?;
+                be.copy(
+                    buf,
+                    &Blocks {
+                        src: ins[1],
+                        src_stride: b_block,
+                        dst: y.sub(a_block, y.len - a_block),
+                        dst_stride: stride,
+                        blocks: outer,
+                        block_len: b_block,
+                        acc: Acc::Set,
+                    },
+                )
+            },
+        )
     }
 
     /// Stacks `self` and `other` along a new first axis of size 2; their
@@ -158,12 +164,19 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
 pub(crate) fn backward<B: Backend>(
     be: &B,
     buf: &mut B::Buffer,
-    outer: usize,
-    a_block: usize,
-    b_block: usize,
+    op: &Op,
+    _: Span,
     dy: Span,
     inputs: [Option<Input>; 3],
 ) -> Result<()> {
+    let Op::Concat {
+        outer,
+        a_block,
+        b_block,
+    } = *op
+    else {
+        return Ok(());
+    };
     let stride = a_block + b_block;
     if let Some(Input { grad: Some(da), .. }) = inputs[0] {
         be.copy(

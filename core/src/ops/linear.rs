@@ -12,8 +12,8 @@
 
 use crate::backend::{Acc, AxisDims, Backend, Gemm, Reduce, Span};
 use crate::error::{Error, Result};
-use crate::graph::{Input, Op};
-use crate::ops::map::Map;
+use crate::graph::{Backward, Input, Kernel, Op};
+use crate::ops::map::{Map, MapFn};
 use crate::shape::Dim;
 use crate::tensor::{invalid, Tensor};
 
@@ -25,7 +25,28 @@ impl<'t, R: Dim, K: Dim, B: Backend> Tensor<'t, (R, K), B> {
         weight: Tensor<'t, (N, K), B>,
         bias: Tensor<'t, (N,), B>,
     ) -> Tensor<'t, (R, N), B> {
-        self.affine(weight, bias, None)
+        let out = (self.shape.0, weight.shape.0);
+        let (m, n, k) = match self.affine_dims(&weight, &bias) {
+            Ok(d) => d,
+            Err(e) => return invalid(self.tape, out, e),
+        };
+        let id = self.record_affine(
+            Op::Linear { m, n, k },
+            out,
+            &weight,
+            &bias,
+            backward::<B>,
+            &mut |be, buf, y, ins| {
+                let rows = AxisDims {
+                    outer: 1,
+                    len: m,
+                    inner: n,
+                };
+                be.expand(buf, ins[2], y, rows, Acc::Set)?;
+                be.gemm(buf, 1, &product(m, n, k, ins, y, Acc::Add))
+            },
+        );
+        Tensor::from_id(self.tape, id, out)
     }
 
     /// `f(self · weightᵀ + bias)`: [`linear`](Self::linear) and an
@@ -39,84 +60,105 @@ impl<'t, R: Dim, K: Dim, B: Backend> Tensor<'t, (R, K), B> {
         bias: Tensor<'t, (N,), B>,
         f: Map,
     ) -> Tensor<'t, (R, N), B> {
-        if f.fuses() {
-            self.affine(weight, bias, Some(f))
-        } else {
-            self.affine(weight, bias, None).map(f)
-        }
+        self.linear_act_fn(weight, bias, f)
     }
 
-    fn affine<N: Dim>(
+    /// [`linear_act`](Self::linear_act) with the activation given as a type
+    /// ([`fns`](crate::ops::map::fns): only that function's kernels are
+    /// compiled), or a [`Map`].
+    pub fn linear_act_fn<N: Dim, F: MapFn>(
         self,
         weight: Tensor<'t, (N, K), B>,
         bias: Tensor<'t, (N,), B>,
-        act: Option<Map>,
+        f: F,
     ) -> Tensor<'t, (R, N), B> {
+        if !f.map().fuses() {
+            return self.linear(weight, bias).map_fn(f);
+        }
         let out = (self.shape.0, weight.shape.0);
+        let (m, n, k) = match self.affine_dims(&weight, &bias) {
+            Ok(d) => d,
+            Err(e) => return invalid(self.tape, out, e),
+        };
+        let id = self.record_affine(
+            Op::LinearAct {
+                m,
+                n,
+                k,
+                act: f.map(),
+            },
+            out,
+            &weight,
+            &bias,
+            act_backward::<B, F>,
+            &mut |be, buf, y, ins| {
+                be.gemm(buf, 1, &product(m, n, k, ins, y, Acc::Set))?;
+                be.bias_act_fn(buf, f, ins[2], y)
+            },
+        );
+        Tensor::from_id(self.tape, id, out)
+    }
+
+    /// `(m, n, k)` of an affine map of this input by `weight` and `bias`,
+    /// or why they do not fit.
+    fn affine_dims<N: Dim>(
+        &self,
+        weight: &Tensor<'t, (N, K), B>,
+        bias: &Tensor<'t, (N,), B>,
+    ) -> Result<(usize, usize, usize)> {
         let (m, k, n) = (
             self.shape.0.size(),
             self.shape.1.size(),
             weight.shape.0.size(),
         );
-        if let Err(e) = self
-            .check_same_tape(&weight)
-            .and_then(|()| self.check_same_tape(&bias))
-        {
-            return invalid(self.tape, out, e);
-        }
+        self.check_same_tape(weight)?;
+        self.check_same_tape(bias)?;
         if weight.shape.1.size() != k || bias.shape.0.size() != n {
-            return invalid(
-                self.tape,
-                out,
-                Error::Shape {
-                    op: "linear: weight must be [out, in] and bias [out]",
-                    expected: self.dims(),
-                    found: weight.dims(),
-                },
-            );
+            return Err(Error::Shape {
+                op: "linear: weight must be [out, in] and bias [out]",
+                expected: self.dims(),
+                found: weight.dims(),
+            });
         }
-        let op = match act {
-            None => Op::Linear { m, n, k },
-            Some(act) => Op::LinearAct { m, n, k, act },
-        };
-        let id = if !self.is_valid() || !weight.is_valid() || !bias.is_valid() {
+        Ok((m, n, k))
+    }
+
+    fn record_affine<N: Dim>(
+        &self,
+        op: Op,
+        out: (R, N),
+        weight: &Tensor<'t, (N, K), B>,
+        bias: &Tensor<'t, (N,), B>,
+        backward: Backward<B>,
+        kernel: Kernel<'_, B>,
+    ) -> u32 {
+        if !self.is_valid() || !weight.is_valid() || !bias.is_valid() {
             crate::graph::NONE
         } else {
             self.tape.record(
                 op,
                 out.dims_slice(),
                 [self.id, weight.id, bias.id],
-                &mut |be, buf, y, ins| {
-                    let product = |acc| Gemm {
-                        m,
-                        n,
-                        k,
-                        a: ins[0],
-                        trans_a: false,
-                        b: ins[1],
-                        trans_b: true,
-                        c: y,
-                        acc,
-                    };
-                    match act {
-                        None => {
-                            let rows = AxisDims {
-                                outer: 1,
-                                len: m,
-                                inner: n,
-                            };
-                            be.expand(buf, ins[2], y, rows, Acc::Set)?;
-                            be.gemm(buf, 1, &product(Acc::Add))
-                        }
-                        Some(f) => {
-                            be.gemm(buf, 1, &product(Acc::Set))?;
-                            be.bias_act(buf, f, ins[2], y)
-                        }
-                    }
-                },
+                backward,
+                kernel,
             )
-        };
-        Tensor::from_id(self.tape, id, out)
+        }
+    }
+}
+
+/// The product of an affine map's input (`ins[0]`, `[m, k]`) by its weight
+/// (`ins[1]`, `[n, k]`) transposed, into `y`.
+fn product(m: usize, n: usize, k: usize, ins: [Span; 3], y: Span, acc: Acc) -> Gemm {
+    Gemm {
+        m,
+        n,
+        k,
+        a: ins[0],
+        trans_a: false,
+        b: ins[1],
+        trans_b: true,
+        c: y,
+        acc,
     }
 }
 
@@ -125,22 +167,40 @@ use crate::shape::Shape;
 /// The backward of [`Op::LinearAct`]: the output gradient `dy` becomes the
 /// pre-activation gradient in place (nothing reads a node's gradient after
 /// its own backward), then as [`Op::Linear`].
-pub(crate) fn act_backward<B: Backend>(
+fn act_backward<B: Backend, F: MapFn>(
     be: &B,
     buf: &mut B::Buffer,
-    (m, n, k, act): (usize, usize, usize, Map),
+    op: &Op,
     y: Span,
     dy: Span,
     inputs: [Option<Input>; 3],
 ) -> Result<()> {
+    let Op::LinearAct { m, n, k, act } = *op else {
+        return Ok(());
+    };
     if inputs.iter().flatten().all(|i| i.grad.is_none()) {
         return Ok(());
     }
-    be.act_backward(buf, act, y, dy)?;
-    backward(be, buf, (m, n, k), dy, inputs)
+    be.act_backward_fn(buf, F::from_map(act), y, dy)?;
+    affine_backward(be, buf, (m, n, k), dy, inputs)
 }
 
-pub(crate) fn backward<B: Backend>(
+/// The backward of [`Op::Linear`].
+fn backward<B: Backend>(
+    be: &B,
+    buf: &mut B::Buffer,
+    op: &Op,
+    _: Span,
+    dy: Span,
+    inputs: [Option<Input>; 3],
+) -> Result<()> {
+    let Op::Linear { m, n, k } = *op else {
+        return Ok(());
+    };
+    affine_backward(be, buf, (m, n, k), dy, inputs)
+}
+
+fn affine_backward<B: Backend>(
     be: &B,
     buf: &mut B::Buffer,
     (m, n, k): (usize, usize, usize),

@@ -49,7 +49,7 @@ fn product<'t, SA: Shape, SB: Shape, SO: Shape, B: Backend>(
         trans_a,
         trans_b,
     };
-    a.binary_op(b.id, op, out, move |be, buf, c, ins| {
+    a.binary_op(b.id, op, out, backward::<B>, move |be, buf, c, ins| {
         be.gemm(
             buf,
             1,
@@ -194,6 +194,7 @@ pub(crate) fn backward<B: Backend>(
     be: &B,
     buf: &mut B::Buffer,
     op: &Op,
+    _: Span,
     dy: Span,
     inputs: [Option<Input>; 3],
 ) -> Result<()> {

@@ -3,7 +3,7 @@
 
 use crate::backend::{Acc, AxisDims, Backend, Reduce, Span};
 use crate::error::Result;
-use crate::graph::{Input, Op, NONE};
+use crate::graph::{no_backward, Input, Op, NONE};
 use crate::shape::{check, Dim, HasAxis, Shape};
 use crate::tensor::{invalid, Tensor};
 
@@ -16,14 +16,22 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
                 Ok((v, ..)) => v,
                 Err(e) => return invalid(self.tape, out, e),
             };
-            let id = self
-                .tape
-                .record(node, out.dims_slice(), [NONE; 3], &mut |be, buf, y, _| {
-                    be.reduce(buf, op, x, y, dims, Acc::Set)
-                });
+            let id = self.tape.record(
+                node,
+                out.dims_slice(),
+                [NONE; 3],
+                no_backward::<B>,
+                &mut |be, buf, y, _| be.reduce(buf, op, x, y, dims, Acc::Set),
+            );
             return Tensor::from_id(self.tape, id, out);
         }
-        self.unary_op(node, out, move |be, buf, y, ins| {
+        // Each reduction's own backward, so that a program that only sums
+        // does not link the maximum's.
+        let back = match op {
+            Reduce::Max => max_backward::<B>,
+            _ => sum_backward::<B>,
+        };
+        self.unary_op(node, out, back, move |be, buf, y, ins| {
             be.reduce(buf, op, ins[0], y, dims, Acc::Set)
         })
     }
@@ -126,9 +134,12 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
             );
         }
         let dims = AxisDims::around(shape.dims_slice().as_slice(), AX);
-        self.unary_op(Op::Expand { dims }, shape, move |be, buf, y, ins| {
-            be.expand(buf, ins[0], y, dims, Acc::Set)
-        })
+        self.unary_op(
+            Op::Expand { dims },
+            shape,
+            expand_backward::<B>,
+            move |be, buf, y, ins| be.expand(buf, ins[0], y, dims, Acc::Set),
+        )
     }
 }
 
@@ -147,43 +158,64 @@ impl<'t, B: Backend> Tensor<'t, (), B> {
             len: shape.numel(),
             inner: 1,
         };
-        self.unary_op(Op::Expand { dims }, shape, move |be, buf, y, ins| {
-            be.expand(buf, ins[0], y, dims, Acc::Set)
-        })
+        self.unary_op(
+            Op::Expand { dims },
+            shape,
+            expand_backward::<B>,
+            move |be, buf, y, ins| be.expand(buf, ins[0], y, dims, Acc::Set),
+        )
     }
 }
 
-pub(crate) fn backward<B: Backend>(
+/// The backward of a sum along an axis: its gradient broadcast back.
+fn sum_backward<B: Backend>(
     be: &B,
     buf: &mut B::Buffer,
-    op: Reduce,
-    dims: AxisDims,
+    op: &Op,
+    _: Span,
+    dy: Span,
+    inputs: [Option<Input>; 3],
+) -> Result<()> {
+    let (Op::Reduce { dims, .. }, Some(Input { grad: Some(dx), .. })) = (*op, inputs[0]) else {
+        return Ok(());
+    };
+    be.expand(buf, dy, dx, dims, Acc::Add)
+}
+
+/// The backward of a maximum along an axis: to the maxima, ties sharing it.
+fn max_backward<B: Backend>(
+    be: &B,
+    buf: &mut B::Buffer,
+    op: &Op,
     y: Span,
     dy: Span,
     inputs: [Option<Input>; 3],
 ) -> Result<()> {
-    let Some(Input {
-        value: x,
-        grad: Some(dx),
-        ..
-    }) = inputs[0]
+    let (
+        Op::Reduce { dims, .. },
+        Some(Input {
+            value: x,
+            grad: Some(dx),
+        }),
+    ) = (*op, inputs[0])
     else {
         return Ok(());
     };
-    match op {
-        Reduce::Sum => be.expand(buf, dy, dx, dims, Acc::Add),
-        Reduce::Max => be.max_backward(buf, x, y, dy, dx, dims),
-        Reduce::ArgMax => Ok(()),
-    }
+    be.max_backward(buf, x, y, dy, dx, dims)
 }
 
+/// The backward of a broadcast along an axis: the gradient summed over it.
 pub(crate) fn expand_backward<B: Backend>(
     be: &B,
     buf: &mut B::Buffer,
-    dims: AxisDims,
+    op: &Op,
+    _: Span,
     dy: Span,
     inputs: [Option<Input>; 3],
 ) -> Result<()> {
+    let Op::Expand { dims } = *op else {
+        return Ok(());
+    };
     if let Some(Input { grad: Some(dx), .. }) = inputs[0] {
         be.reduce(buf, Reduce::Sum, dy, dx, dims, Acc::Add)?;
     }

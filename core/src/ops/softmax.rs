@@ -15,6 +15,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         self.unary_op(
             Op::Softmax { dims, log },
             self.shape,
+            backward::<B>,
             move |be, buf, y, ins| be.softmax(buf, ins[0], y, dims, log),
         )
     }
@@ -39,12 +40,14 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
 pub(crate) fn backward<B: Backend>(
     be: &B,
     buf: &mut B::Buffer,
-    dims: AxisDims,
-    log: bool,
+    op: &Op,
     y: Span,
     dy: Span,
     inputs: [Option<Input>; 3],
 ) -> Result<()> {
+    let Op::Softmax { dims, log } = *op else {
+        return Ok(());
+    };
     if let Some(Input { grad: Some(dx), .. }) = inputs[0] {
         be.softmax_backward(buf, y, dy, dx, dims, log)?;
     }

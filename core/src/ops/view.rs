@@ -48,9 +48,12 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
                 },
             );
         }
-        let id = self
-            .tape
-            .record_alias(Op::Reshape, shape.dims_slice(), self.id);
+        let id = self.tape.record_alias(
+            Op::Reshape,
+            shape.dims_slice(),
+            self.id,
+            reshape_backward::<B>,
+        );
         Tensor::from_id(self.tape, id, shape)
     }
 
@@ -112,6 +115,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         self.unary_op(
             Op::Transpose { batch, rows, cols },
             out,
+            transpose_backward::<B>,
             move |be, buf, y, ins| be.transpose(buf, ins[0], y, batch, rows, cols, Acc::Set),
         )
     }
@@ -127,12 +131,14 @@ impl<'t, R: Dim, C: Dim, B: Backend> Tensor<'t, (R, C), B> {
 pub(crate) fn transpose_backward<B: Backend>(
     be: &B,
     buf: &mut B::Buffer,
-    batch: usize,
-    rows: usize,
-    cols: usize,
+    op: &Op,
+    _: Span,
     dy: Span,
     inputs: [Option<Input>; 3],
 ) -> Result<()> {
+    let Op::Transpose { batch, rows, cols } = *op else {
+        return Ok(());
+    };
     if let Some(Input { grad: Some(dx), .. }) = inputs[0] {
         be.transpose(buf, dy, dx, batch, cols, rows, Acc::Add)?;
     }
@@ -142,6 +148,8 @@ pub(crate) fn transpose_backward<B: Backend>(
 pub(crate) fn reshape_backward<B: Backend>(
     be: &B,
     buf: &mut B::Buffer,
+    _: &Op,
+    _: Span,
     dy: Span,
     inputs: [Option<Input>; 3],
 ) -> Result<()> {

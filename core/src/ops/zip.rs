@@ -4,9 +4,10 @@
 //! [`crate::backend::zip`].)
 
 pub use crate::backend::zip::Zip;
-use crate::backend::Backend;
-use crate::graph::Op;
-use crate::ops::map::Map;
+use crate::backend::{Backend, Span};
+use crate::error::Result;
+use crate::graph::{Input, Op};
+use crate::ops::map::fns;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 use core::ops::{Add, Div, Mul, Neg, Sub};
@@ -17,21 +18,25 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         if let Err(e) = self.check_same_shape("elementwise op", &rhs) {
             return self.fail(e);
         }
-        self.binary_op(rhs.id, Op::Zip(f), self.shape, |be, buf, out, ins| {
-            be.zip(buf, f, ins[0], ins[1], out)
-        })
+        self.binary_op(
+            rhs.id,
+            Op::Zip(f),
+            self.shape,
+            backward::<B>,
+            move |be, buf, out, ins| be.zip(buf, f, ins[0], ins[1], out),
+        )
     }
     /// Adds a constant.
     pub fn add_scalar(self, c: f32) -> Self {
-        self.map(Map::AddScalar(c))
+        self.map_fn(fns::AddScalar(c))
     }
     /// Multiplies by a constant.
     pub fn mul_scalar(self, c: f32) -> Self {
-        self.map(Map::MulScalar(c))
+        self.map_fn(fns::MulScalar(c))
     }
     /// Divides by a constant.
     pub fn div_scalar(self, c: f32) -> Self {
-        self.map(Map::MulScalar(1.0 / c))
+        self.map_fn(fns::MulScalar(1.0 / c))
     }
 }
 
@@ -80,6 +85,27 @@ scalar_lhs_operator!(Div, div, |c: f32, t: Tensor<'t, S, B>| t
 impl<'t, S: Shape, B: Backend> Neg for Tensor<'t, S, B> {
     type Output = Self;
     fn neg(self) -> Self {
-        self.map(Map::Neg)
+        self.map_fn(fns::Neg)
     }
+}
+
+/// The backward of a [`Zip`] node: each input's partial derivative times `dy`.
+fn backward<B: Backend>(
+    be: &B,
+    buf: &mut B::Buffer,
+    op: &Op,
+    _: Span,
+    dy: Span,
+    inputs: [Option<Input>; 3],
+) -> Result<()> {
+    let (Op::Zip(f), Some(a), Some(b)) = (*op, inputs[0], inputs[1]) else {
+        return Ok(());
+    };
+    if let Some(da) = a.grad {
+        be.zip_backward(buf, f, false, a.value, b.value, dy, da)?;
+    }
+    if let Some(db) = b.grad {
+        be.zip_backward(buf, f, true, a.value, b.value, dy, db)?;
+    }
+    Ok(())
 }
