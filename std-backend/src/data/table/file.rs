@@ -1,7 +1,7 @@
 //! Reading a data file by its extension, within the memory available.
 
 use super::npy::BYTES_PER_ELEMENT;
-use super::{npy, text, CsvFormat, Table};
+use super::{npy, text, CsvFormat, Header, Table};
 use crate::data::error::{DataError, Result};
 use flate2::read::MultiGzDecoder;
 use std::io::Read;
@@ -51,9 +51,12 @@ impl FileKind {
 /// What [`read_table`] reads besides the file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadOptions {
-    /// How a CSV file is written (header, delimiter). A `.tsv` file's
-    /// default delimiter is a tab.
-    pub csv: Option<CsvFormat>,
+    /// Whether a CSV file's first record is a header (default: decide from
+    /// the data).
+    pub header: Header,
+    /// A CSV file's field separator; `None` (the default) for a tab in a
+    /// `.tsv` file, a comma otherwise.
+    pub delimiter: Option<u8>,
     /// A `.npy` file of one label per row of a `.npy` feature file: the
     /// table's last column, `label`.
     pub labels: Option<PathBuf>,
@@ -141,14 +144,14 @@ pub fn read_table(path: impl AsRef<Path>, opts: &ReadOptions) -> Result<Table> {
             what: "a label file goes with a .npy feature file only".to_string(),
         });
     }
-    let format = opts.csv.unwrap_or(CsvFormat {
-        delimiter: if FileKind::tab_separated(path) {
+    let format = CsvFormat {
+        header: opts.header,
+        delimiter: opts.delimiter.unwrap_or(if FileKind::tab_separated(path) {
             b'\t'
         } else {
             b','
-        },
-        ..CsvFormat::default()
-    });
+        }),
+    };
     match kind {
         FileKind::Csv => {
             let bytes = read_file(path, BYTES_PER_TEXT_BYTE, memory, "the CSV text")?;
