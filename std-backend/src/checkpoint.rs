@@ -215,9 +215,7 @@ fn data_crc(tensors: &[NamedTensor], opt: &[f32], best: Option<&[NamedTensor]>) 
         .flat_map(|t| &t.data)
         .chain(opt)
         .chain(best.unwrap_or_default().iter().flat_map(|t| &t.data));
-    values.fold(0, |crc, v| {
-        ember_nn_core::deploy::crc32(crc, &v.to_le_bytes())
-    })
+    values.fold(0, |crc, v| ember_nn_core::deploy::crc32(crc, &v.to_le_bytes()))
 }
 
 impl Checkpoint {
