@@ -8,7 +8,7 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Header {
     /// A header when some column's first cell is not a number and its
-    /// second cell is (the first record of a one-record file is data).
+    /// second cell is (in a file of one record, when no cell is a number).
     #[default]
     Auto,
     /// The first record is a header.
@@ -110,9 +110,12 @@ pub fn parse_csv_table(path: &Path, bytes: &[u8], format: &CsvFormat) -> Result<
     let header = match format.header {
         Header::Yes => true,
         Header::No => false,
-        Header::Auto => {
-            lines.len() > 1 && (0..width).any(|c| !is_number(cell(c)) && is_number(cell(width + c)))
+        // A second record: a column whose first cell is no number and second
+        // is. One record: a header if no cell is a number.
+        Header::Auto if lines.len() > 1 => {
+            (0..width).any(|c| !is_number(cell(c)) && is_number(cell(width + c)))
         }
+        Header::Auto => (0..width).all(|c| !is_number(cell(c))),
     };
     if !header {
         let names = (0..width).map(|i| i.to_string()).collect();
@@ -171,6 +174,7 @@ mod tests {
         assert!(table("x,y,label\n1,2,a\n", Header::Auto).has_header());
         assert!(!table("1,2,a\n3,4,b\n", Header::Auto).has_header());
         assert!(!table("1,2,a\n", Header::Auto).has_header());
+        assert!(table("x,y\n", Header::Auto).has_header());
         assert_eq!(table("1,2\n", Header::No).column_names(), &["0", "1"]);
     }
 }
