@@ -19,10 +19,18 @@ pub(super) struct Array {
     kind: NumKind,
 }
 
+/// A [`DataError::Format`] of one line (the parsers' messages may have
+/// several).
 fn format_err(path: &Path, what: impl Into<String>) -> DataError {
+    let what: String = what.into();
     DataError::Format {
         path: path.to_path_buf(),
-        what: what.into(),
+        what: what
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
