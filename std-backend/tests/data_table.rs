@@ -164,7 +164,8 @@ fn integer_labels_are_numbered_in_order() {
 #[test]
 fn bad_csv_inputs_are_errors_naming_the_place() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, &[u8], fn(&DataError) -> bool)> = vec![
+    type Case<'a> = (&'a str, &'a [u8], fn(&DataError) -> bool);
+    let cases: Vec<Case> = vec![
         ("ragged.csv", b"a,b,c\n1,2,x\n3,4\n", |e| {
             matches!(
                 e,
@@ -444,7 +445,7 @@ fn bad_npy_inputs_are_errors() {
     let p = write(dir.path(), "junk.npy", b"not numpy at all");
     assert!(matches!(read(&p), Err(DataError::Format { .. })));
     let e = read_table(
-        &write(dir.path(), "t.csv", b"a,b\n1,2\n"),
+        write(dir.path(), "t.csv", b"a,b\n1,2\n"),
         &ReadOptions {
             labels: Some(y),
             ..ReadOptions::new()

@@ -36,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train an MLP, report on the test set, and export it (the main job).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Accuracy, per-class accuracy and confusion matrix of a model on the test set.
     Eval(ModelArgs),
     /// Print a model's layers and parameter count.
@@ -299,7 +299,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match cli.command {
-        Command::Train(a) => cmd_train(a),
+        Command::Train(a) => cmd_train(*a),
         Command::Eval(m) => cmd_eval(&m),
         Command::Summary(a) => cmd_summary(&a),
         Command::Export {
