@@ -230,13 +230,16 @@ impl Table {
     }
 
     /// This table (a test file) as a data set of `train`'s columns and
-    /// classes: the columns found by name when both files name them, else
-    /// by index. A label that is none of `train`'s classes is a
+    /// classes: the columns found by name when both files name them (and
+    /// the name is not repeated in this header), else by index. A label that is none of `train`'s classes is a
     /// [`DataError::UnseenClass`].
     pub fn classify_like(&self, train: &Classified) -> Result<TensorDataset> {
+        // By name when both files name their columns and the name is this
+        // file's only column of that name; else by index.
         let by_name = train.by_name && self.has_header;
         let find = |name: &str, index: usize| {
-            self.resolve(&if by_name {
+            let unique = self.names.iter().filter(|n| *n == name).count() <= 1;
+            self.resolve(&if by_name && unique {
                 Column::name(name)
             } else {
                 Column::Index(index)

@@ -52,9 +52,45 @@ where
     Ok(out)
 }
 
+/// Checks that the header length a `.npy` file states fits in the file:
+/// npyz 0.9 allocates it (up to 4 GiB in format 2) before reading it.
+fn check_header_length(path: &Path, bytes: &[u8]) -> Result<()> {
+    if bytes.len() < 10 || !bytes.starts_with(b"\x93NUMPY") {
+        return Err(format_err(
+            path,
+            "not a NumPy .npy file (no \\x93NUMPY magic)",
+        ));
+    }
+    let (start, len): (usize, usize) = match bytes[6] {
+        1 => (10, usize::from(u16::from_le_bytes([bytes[8], bytes[9]]))),
+        2 | 3 if bytes.len() >= 12 => {
+            let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            (12, usize::try_from(len).unwrap_or(usize::MAX))
+        }
+        2 | 3 => (12, 0),
+        v => {
+            return Err(format_err(
+                path,
+                format!("unsupported .npy format version {v}"),
+            ))
+        }
+    };
+    let expected = start.saturating_add(len);
+    if expected > bytes.len() {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            what: "the .npy header",
+            expected,
+            found: bytes.len(),
+        });
+    }
+    Ok(())
+}
+
 /// Parses one `.npy` array (the bytes of `path`) whose values fit in
 /// `memory` bytes once read.
 pub(super) fn parse_array(path: &Path, bytes: &[u8], memory: u64) -> Result<Array> {
+    check_header_length(path, bytes)?;
     let mut rest = bytes;
     let header = NpyHeader::from_reader(&mut rest)
         .map_err(|e| format_err(path, format!("not a NumPy .npy file: {e}")))?;
