@@ -31,6 +31,30 @@ fn npy_header_longer_than_the_file_is_refused_before_allocating() {
     );
 }
 
+/// A 300-byte `.npy` whose header opens 86 `{`: npyz's header parser
+/// (py_literal, a backtracking pest grammar) took over 10 s, exponential in
+/// the nesting depth (a libFuzzer timeout). Headers nested deeper than
+/// NumPy's ever are refused before parsing.
+#[test]
+fn npy_header_of_nested_brackets_is_refused_at_once() {
+    let input = include_bytes!("data/fuzz/npy-nested-header.bin");
+    // The fuzz target's first byte (1) says features and labels, the second
+    // where the labels start.
+    let at = (usize::from(input[1]) * 4).min(input.len() - 2);
+    let (x, y) = input[2..].split_at(at);
+    let started = std::time::Instant::now();
+    let e = parse_npy(
+        Path::new("x.npy"),
+        x,
+        Some((Path::new("y.npy"), y)),
+        16 << 20,
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("nested"), "{e}");
+    assert!(started.elapsed().as_secs() < 2);
+}
+
 /// A CSV file whose detected header names two columns "" (`;;2`): a test
 /// file was matched to the training columns by name, and the target's name
 /// found the first of the two, so the table was not "like itself". A name

@@ -84,8 +84,29 @@ fn check_header_length(path: &Path, bytes: &[u8]) -> Result<()> {
             found: bytes.len(),
         });
     }
+    // npyz parses the header (a Python literal) with a backtracking parser
+    // that takes exponential time in the depth of nested brackets: a
+    // 300-byte header of 90 `{` took over 10 s. NumPy's headers nest 4 deep
+    // at most (a structured dtype's list of tuples with a shape).
+    let mut depth = 0usize;
+    for &b in &bytes[start..expected] {
+        match b {
+            b'{' | b'[' | b'(' => depth += 1,
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_HEADER_NESTING {
+            return Err(format_err(
+                path,
+                format!("not a NumPy .npy header (brackets nested over {MAX_HEADER_NESTING} deep)"),
+            ));
+        }
+    }
     Ok(())
 }
+
+/// The deepest nesting of brackets a `.npy` header may have.
+const MAX_HEADER_NESTING: usize = 4;
 
 /// Parses one `.npy` array (the bytes of `path`) whose values fit in
 /// `memory` bytes once read.
