@@ -224,7 +224,11 @@ fn csv_table(dir: &Path) {
         b"\x01\xef\xbb\xbfx,\"la,bel\"\n1,\"two\nlines\"\n\n2,\"b\"\"c\"\n3,two\nlines\n",
     );
     // No header (2), ';' (1 << 2), integer labels, target index 0 (1 << 4).
-    put(dir, "integers-semicolon", b"\x16 3;0.5;7\n1;1e3;-2\n3;2;2\n1;4;4\n");
+    put(
+        dir,
+        "integers-semicolon",
+        b"\x16 3;0.5;7\n1;1e3;-2\n3;2;2\n1;4;4\n",
+    );
     // Features by index and name (0x40), target named `label` (2 << 4).
     put(dir, "named", b"\x60x,label,y\n1,0,2\n4,1,5\n4,1,nan\n");
 }
@@ -279,7 +283,11 @@ fn npy(dir: &Path) {
     let y = npy_file("<i8", false, &[3], &y);
     // The features' file is padded to a multiple of 4 bytes (it is: 128 + 24).
     let split = u8::try_from(x.len() / 4).expect("a small file");
-    put(dir, "features-labels", &[&[1u8, split][..], &x, &y].concat());
+    put(
+        dir,
+        "features-labels",
+        &[&[1u8, split][..], &x, &y].concat(),
+    );
     let mut zipped = Vec::new();
     {
         let mut z = zip::ZipWriter::new(std::io::Cursor::new(&mut zipped));
