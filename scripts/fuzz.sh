@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-TARGETS=(emb safetensors checkpoint idx idx_gz csv image)
+TARGETS=(emb safetensors checkpoint idx idx_gz csv csv_table npy image)
 root=$(pwd)
 tdir="${CARGO_TARGET_DIR:-$root/target}/fuzz"
 host_line=$(rustc -vV)

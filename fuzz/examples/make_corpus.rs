@@ -29,6 +29,8 @@ fn main() {
     checkpoint(&root.join("checkpoint"));
     idx_files(&root.join("idx"), &root.join("idx_gz"));
     csv(&root.join("csv"));
+    csv_table(&root.join("csv_table"));
+    npy(&root.join("npy"));
     image(&root.join("image"));
 }
 
@@ -207,6 +209,106 @@ fn csv(dir: &Path) {
     put(dir, "no-header-tabs", b"\x05\x01 1\t0.5\t7\n0\t1e3\t-2\n");
     // Label by name, features by index, 4 classes.
     put(dir, "named-label", b"\x60\x42a,label,b\n1,3,2\n\"4\",0,5\n");
+}
+
+/// The fuzz target's first byte is options (see fuzz_targets/csv_table.rs):
+/// 0: header decided from the data, commas, the last column the target.
+fn csv_table(dir: &Path) {
+    put(
+        dir,
+        "iris-like",
+        b"\x00sepal,petal,species\r\n5.1,1.4,setosa\r\n7.0,4.7,versicolor\r\n6.3,6.0,virginica\r\n4.9,1.5,setosa\r\n",
+    );
+    // A BOM, a quoted field across lines, a blank line; header yes (1).
+    put(
+        dir,
+        "quoted-bom",
+        b"\x01\xef\xbb\xbfx,\"la,bel\"\n1,\"two\nlines\"\n\n2,\"b\"\"c\"\n3,two\nlines\n",
+    );
+    // No header (2), ';' (1 << 2), integer labels, target index 0 (1 << 4).
+    put(
+        dir,
+        "integers-semicolon",
+        b"\x16 3;0.5;7\n1;1e3;-2\n3;2;2\n1;4;4\n",
+    );
+    // Features by index and name (0x40), target named `label` (2 << 4).
+    put(dir, "named", b"\x60x,label,y\n1,0,2\n4,1,5\n4,1,nan\n");
+}
+
+/// A NumPy `.npy` file (version 1.0) of `descr` values in `data`.
+fn npy_file(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
+        if fortran { "True" } else { "False" }
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// The fuzz target's first byte picks the reader (see fuzz_targets/npy.rs):
+/// 0 a `.npy`, 1 features and labels (the second byte times 4 is where the
+/// labels start), 2 an `.npz`.
+fn npy(dir: &Path) {
+    let f32s: Vec<u8> = [1.0f32, 2.0, 0.0, 3.0, 4.0, 1.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let x = npy_file("<f4", false, &[3, 2], &f32s);
+    put(dir, "f32", &[&[0u8][..], &x].concat());
+    let f64s: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect();
+    put(
+        dir,
+        "f64-big-endian-fortran",
+        &[&[0u8][..], &npy_file(">f8", true, &[2, 2], &f64s)].concat(),
+    );
+    put(
+        dir,
+        "bool",
+        &[&[0u8][..], &npy_file("|b1", false, &[4], &[0, 1, 1, 0])].concat(),
+    );
+    let y: Vec<u8> = [0i64, 1, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let y = npy_file("<i8", false, &[3], &y);
+    // The features' file is padded to a multiple of 4 bytes (it is: 128 + 24).
+    let split = u8::try_from(x.len() / 4).expect("a small file");
+    put(
+        dir,
+        "features-labels",
+        &[&[1u8, split][..], &x, &y].concat(),
+    );
+    let mut zipped = Vec::new();
+    {
+        let mut z = zip::ZipWriter::new(std::io::Cursor::new(&mut zipped));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        let deflated = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        z.start_file("x.npy", stored).expect("zip");
+        std::io::Write::write_all(&mut z, &x).expect("zip");
+        z.start_file("y.npy", deflated).expect("zip");
+        std::io::Write::write_all(&mut z, &y).expect("zip");
+        z.finish().expect("zip");
+    }
+    put(dir, "npz", &[&[2u8][..], &zipped].concat());
+    put(
+        dir,
+        "unicode-dtype",
+        &[&[0u8][..], &npy_file("<U1", false, &[1], b"a\0\0\0")].concat(),
+    );
 }
 
 fn image(dir: &Path) {

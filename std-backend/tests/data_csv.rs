@@ -126,14 +126,17 @@ fn bad_labels_missing_columns_and_files() {
     assert!(matches!(e, DataError::NoSuchColumn { .. }), "{e}");
     assert!(e.to_string().contains("range.csv"), "{e}");
 
+    // A quoted field may span lines, so an unterminated quote runs to the
+    // end of the file: a record one field short, starting on line 2.
     let p = write(dir.path(), "quote.csv", "a,label\n\"1,0\n");
     let e = load_csv(&p, &CsvOptions::new()).unwrap_err();
     assert!(
         matches!(
             e,
-            DataError::BadCell {
+            DataError::RaggedRow {
                 line: 2,
-                column: 1,
+                expected: 2,
+                found: 1,
                 ..
             }
         ),

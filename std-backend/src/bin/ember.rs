@@ -8,6 +8,8 @@ use ember_nn_core::nn::{summary, Mlp};
 use ember_nn_core::{Cpu, Memory, Rng};
 use ember_nn_std::checkpoint::Checkpoint;
 use ember_nn_std::config::{ActivationKind, OptimizerKind, SchedulerKind};
+use ember_nn_std::data::split::stratified_split;
+use ember_nn_std::data::table::{read_table, Classified, Column, FileKind, Header, ReadOptions};
 use ember_nn_std::data::transform::{
     Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
 };
@@ -34,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train an MLP, report on the test set, and export it (the main job).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Accuracy, per-class accuracy and confusion matrix of a model on the test set.
     Eval(ModelArgs),
     /// Print a model's layers and parameter count.
@@ -82,7 +84,8 @@ enum Command {
 struct DataArgs {
     /// Directory of FashionMNIST IDX files, which must hold them. Without it:
     /// /usr/share/datasets/fashion-mnist/, or a built-in subset when that
-    /// directory lacks the files.
+    /// directory lacks the files. `train` also takes a data file: .csv,
+    /// .tsv, .csv.gz, .npy (with --labels) or .npz.
     #[arg(long)]
     data: Option<PathBuf>,
 }
@@ -207,6 +210,8 @@ struct TrainArgs {
     /// Stop after this epoch (the run can be resumed from its checkpoint).
     #[arg(long)]
     stop_after: Option<usize>,
+    #[command(flatten)]
+    table: TableArgs,
     /// cpu or cuda (cuda falls back to the CPU when no GPU is usable).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -216,6 +221,64 @@ struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
 }
+
+/// Options of `train` on a data file (`--data FILE`).
+#[derive(Args)]
+struct TableArgs {
+    /// With --data FILE.npy: the labels, a .npy of one value per row.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// The target column of a data file: a header name or a 0-based index
+    /// [default: the last column].
+    #[arg(long)]
+    target: Option<String>,
+    /// The feature columns of a data file, comma-separated names or 0-based
+    /// indices [default: every column but the target].
+    #[arg(long, value_delimiter = ',')]
+    features: Option<Vec<String>>,
+    /// A test file of the same columns and classes as the data file. Without
+    /// it, --test-fraction of the data file is held out.
+    #[arg(long)]
+    test: Option<PathBuf>,
+    /// With --test FILE.npy: the test labels.
+    #[arg(long)]
+    test_labels: Option<PathBuf>,
+    /// Fraction of a data file held out as the test set (stratified by
+    /// class, shuffled with --split-seed) when no --test is given.
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f32,
+    /// Seed of a data file's test and validation splits (apart from --seed,
+    /// so runs of different seeds share their test set).
+    #[arg(long, default_value_t = 0)]
+    split_seed: u64,
+    /// Whether a CSV file's first line is a header: auto, yes or no.
+    #[arg(long, default_value = "auto", value_parser = parse_header)]
+    header: Header,
+}
+
+impl TableArgs {
+    /// Whether any option for a data file was given.
+    fn any(&self) -> bool {
+        self.labels.is_some()
+            || self.target.is_some()
+            || self.features.is_some()
+            || self.test.is_some()
+            || self.test_labels.is_some()
+    }
+}
+
+fn parse_header(s: &str) -> Result<Header, String> {
+    match s {
+        "auto" => Ok(Header::Auto),
+        "yes" => Ok(Header::Yes),
+        "no" => Ok(Header::No),
+        _ => Err(format!("`{s}`: auto, yes or no")),
+    }
+}
+
+/// The hidden layers of `train`'s MLP on a data file when --layers is not
+/// given: N-64-32-C for N features and C classes.
+const TABLE_HIDDEN: [usize; 2] = [64, 32];
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -236,7 +299,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match cli.command {
-        Command::Train(a) => cmd_train(a),
+        Command::Train(a) => cmd_train(*a),
         Command::Eval(m) => cmd_eval(&m),
         Command::Summary(a) => cmd_summary(&a),
         Command::Export {
@@ -336,8 +399,122 @@ impl Progress for Bar {
     }
 }
 
+/// A data file's training and test sets, and its classes' names.
+struct TableData {
+    train: TensorDataset,
+    test: TensorDataset,
+    names: Vec<String>,
+    features: usize,
+}
+
+fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
+    let opts = |labels: &Option<PathBuf>| ReadOptions {
+        header: t.header,
+        labels: labels.clone(),
+        ..ReadOptions::new()
+    };
+    let table = read_table(file, &opts(&t.labels)).map_err(|e| e.to_string())?;
+    let target = t.target.as_deref().map_or(Column::Last, Column::name);
+    let features: Option<Vec<Column>> = t
+        .features
+        .as_ref()
+        .map(|f| f.iter().map(|c| Column::name(c.trim())).collect());
+    let data: Classified = table
+        .classify(&target, features.as_deref())
+        .map_err(|e| e.to_string())?;
+    eprintln!("{}", data.task());
+    let names = data.dataset.class_names().to_vec();
+    eprintln!("  classes: {}", names.join(", "));
+    eprintln!(
+        "  features: {} column(s): {}",
+        data.feature_names.len(),
+        data.feature_names.join(", ")
+    );
+    let (train, test) = match &t.test {
+        Some(test_file) => {
+            let tt = read_table(test_file, &opts(&t.test_labels)).map_err(|e| e.to_string())?;
+            let test = tt.classify_like(&data).map_err(|e| e.to_string())?;
+            let mut train = data.dataset.clone();
+            // Shuffled, as a held-out split's training part is.
+            let (shuffled, _) =
+                stratified_split(&train, 0.0, t.split_seed).map_err(|e| e.to_string())?;
+            train = shuffled;
+            (train, test)
+        }
+        None => {
+            let (train, test) = stratified_split(&data.dataset, t.test_fraction, t.split_seed)
+                .map_err(|e| e.to_string())?;
+            if test.is_empty() {
+                return Err(
+                    "no test set: give --test FILE, or a --test-fraction that holds out samples"
+                        .into(),
+                );
+            }
+            (train, test)
+        }
+    };
+    let held = match &t.test {
+        Some(p) => format!("test set {}", p.display()),
+        None => format!(
+            "test set held out ({} of the file, stratified, --split-seed {})",
+            t.test_fraction, t.split_seed
+        ),
+    };
+    eprintln!(
+        "data: {} training samples from {}; {} test samples, {held}",
+        train.len(),
+        file.display(),
+        test.len()
+    );
+    Ok(TableData {
+        features: data.feature_names.len(),
+        train,
+        test,
+        names,
+    })
+}
+
+/// The MLP's widths for a data file of `features` columns and `classes`
+/// classes: --layers, which must agree, or N-64-32-C.
+fn table_widths(layers: Option<&str>, features: usize, classes: usize) -> Res<Vec<usize>> {
+    let Some(given) = layers else {
+        let mut w = vec![features];
+        w.extend(TABLE_HIDDEN);
+        w.push(classes);
+        return Ok(w);
+    };
+    let w = parse_widths(given).map_err(|e| e.to_string())?;
+    if w[0] != features {
+        return Err(format!(
+            "--layers {given} takes {} inputs, but the data has {features} feature columns (leave --layers out for {features}-64-32-{classes})",
+            w[0]
+        ));
+    }
+    if w[w.len() - 1] != classes {
+        return Err(format!(
+            "--layers {given} has {} outputs, but the target has {classes} classes (leave --layers out for {features}-64-32-{classes})",
+            w[w.len() - 1]
+        ));
+    }
+    Ok(w)
+}
+
 fn cmd_train(a: TrainArgs) -> Res {
-    let cfg = TrainConfig {
+    let table_file = a
+        .data
+        .data
+        .clone()
+        .filter(|p| p.is_file() || FileKind::of(p).is_some());
+    if table_file.is_none() && a.table.any() {
+        return Err(
+            "--labels, --target, --features and --test are for a data file (--data FILE.csv, .csv.gz, .npy or .npz)"
+                .into(),
+        );
+    }
+    if table_file.is_some() && a.augment {
+        return Err("--augment is for images (IDX data sets), not for a data file".into());
+    }
+    let mut cfg = TrainConfig {
         widths: parse_widths(a.arch.layers()).map_err(|e| e.to_string())?,
         activation: a.arch.activation(),
         optimizer: a.optimizer,
@@ -379,18 +556,48 @@ fn cmd_train(a: TrainArgs) -> Res {
         }
     }
     train::check_memory(&cfg).map_err(|e| e.to_string())?;
-    if let Some(dir) = &a.data.data {
-        FashionMnist::check_dir(dir, &[Split::Train, Split::Test]).map_err(|e| e.to_string())?;
-    }
+    let table = match &table_file {
+        Some(file) => {
+            let t = load_table(file, &a.table)?;
+            cfg.widths = table_widths(a.arch.layers.as_deref(), t.features, t.names.len())?;
+            cfg.validate().map_err(|e| e.to_string())?;
+            train::check_memory(&cfg).map_err(|e| e.to_string())?;
+            Some(t)
+        }
+        None => {
+            if let Some(dir) = &a.data.data {
+                FashionMnist::check_dir(dir, &[Split::Train, Split::Test])
+                    .map_err(|e| e.to_string())?;
+            }
+            None
+        }
+    };
 
-    let mut train_all = load(&a.data, Split::Train)?;
+    let (mut train_all, test, names, calib) = match table {
+        Some(t) => {
+            let calib = t.train.clone();
+            (t.train, t.test, t.names, Some(calib))
+        }
+        None => (
+            load(&a.data, Split::Train)?,
+            load(&a.data, Split::Test)?,
+            class_names(),
+            None,
+        ),
+    };
     if let Some(n) = a.limit {
         if n < train_all.len() {
             train_all = train_all.split_at(n).0;
         }
     }
-    let test = load(&a.data, Split::Test)?;
-    let (train_set, val_set) = train::split_validation(train_all, cfg.val_fraction);
+    let (train_set, val_set) = if calib.is_some() {
+        // A data file's validation set: stratified and shuffled as its test set.
+        let (t, v) = stratified_split(&train_all, cfg.val_fraction, a.table.split_seed ^ 1)
+            .map_err(|e| e.to_string())?;
+        (t, (!v.is_empty()).then_some(v))
+    } else {
+        train::split_validation(train_all, cfg.val_fraction)
+    };
     let val_set = if a.eval_test {
         Some(test.clone())
     } else {
@@ -419,7 +626,8 @@ fn cmd_train(a: TrainArgs) -> Res {
                     out: &a.out,
                     data: &a.data,
                     test: &test,
-                    layers: a.arch.layers(),
+                    names: &names,
+                    calib: calib.as_ref(),
                 };
                 return run.go(&gpu, train_set, val_set, augment, &ckpt);
             }
@@ -441,7 +649,8 @@ fn cmd_train(a: TrainArgs) -> Res {
         out: &a.out,
         data: &a.data,
         test: &test,
-        layers: a.arch.layers(),
+        names: &names,
+        calib: calib.as_ref(),
     };
     run.go(&backend, train_set, val_set, augment, &ckpt)
 }
@@ -452,7 +661,10 @@ struct TrainRun<'a> {
     out: &'a Path,
     data: &'a DataArgs,
     test: &'a TensorDataset,
-    layers: &'a str,
+    /// The classes' names, for the report.
+    names: &'a [String],
+    /// Calibration data for the int8 model; `None` for the IDX training set.
+    calib: Option<&'a TensorDataset>,
 }
 
 impl TrainRun<'_> {
@@ -472,7 +684,7 @@ impl TrainRun<'_> {
         };
         eprintln!(
             "model {} ({} activation{dropout}), {} optimizer: {} training, {} validation samples",
-            self.layers,
+            cfg.layers(),
             cfg.activation,
             cfg.optimizer,
             train_set.len(),
@@ -501,13 +713,15 @@ impl TrainRun<'_> {
 
         // Report on the test set and export, through the deployment kernels.
         let f32_bytes = f32_file(&cfg.widths, cfg.activation, &params)?;
-        let train_for_calib = load_quiet(self.data, Split::Train)?;
-        let int8_bytes = int8_file(&f32_bytes, &train_for_calib, 1000)?;
+        let int8_bytes = match self.calib {
+            Some(c) => int8_file(&f32_bytes, c, 1000)?,
+            None => int8_file(&f32_bytes, &load_quiet(self.data, Split::Train)?, 1000)?,
+        };
         let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
         let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
         let (acc32, preds) = evaluate_file(&f32_model, test)?;
         let (acc8, _) = evaluate_file(&int8_model, test)?;
-        let mut text = report::classification_report(test.labels(), &preds, &class_names());
+        let mut text = report::classification_report(test.labels(), &preds, self.names);
         text.push_str(&format!(
             "\nint8 accuracy (host, deployment kernels): {acc8:.4} ({:+.2} points vs f32 {acc32:.4})\n\
              training time: {:.1}s\n",

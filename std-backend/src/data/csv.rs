@@ -1,10 +1,12 @@
 //! Classification data from CSV files: numeric feature columns and one label
 //! column.
 //!
-//! The parser is deliberately simple: one record per line (blank lines are
-//! skipped), fields split at the delimiter, surrounding spaces trimmed, and a
-//! field may be quoted with `"` (a doubled `""` inside being one quote), but
-//! cannot span lines.
+//! The text is read by the [`csv`](https://docs.rs/csv) crate (see
+//! [`table`](super::table), which reads `.csv.gz` and NumPy files too): a
+//! field may be quoted with `"` (a doubled `""` inside being one quote) and
+//! hold the delimiter or line breaks; CRLF and a UTF-8 byte-order mark are
+//! understood, blank lines skipped and cells trimmed. An unterminated quote
+//! runs to the end of the file, so it shows as a ragged row.
 //!
 //! ```no_run
 //! use ember_nn_std::data::csv::{load_csv, Column, CsvOptions, LabelFormat};
@@ -21,35 +23,12 @@
 //! ```
 
 use super::dataset::TensorDataset;
-use super::error::{DataError, Result};
+use super::error::{DataError, Location, Result};
+use super::table::{parse_csv_table, Cell, CsvFormat, Header};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// A column, by 0-based index or by header name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Column {
-    /// The column at this 0-based index.
-    Index(usize),
-    /// The column whose header is this name (the file must have a header).
-    Name(String),
-    /// The last column.
-    Last,
-}
-
-impl Column {
-    /// The column named `name` in the header.
-    pub fn name(name: impl Into<String>) -> Self {
-        Column::Name(name.into())
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Column::Index(i) => format!("at index {i}"),
-            Column::Name(n) => format!("{n:?}"),
-            Column::Last => "last".to_string(),
-        }
-    }
-}
+pub use super::table::Column;
 
 /// How the label column is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -145,53 +124,6 @@ impl CsvOptions {
     }
 }
 
-/// Splits one line into fields. Returns the fields, or the 1-based column
-/// of a malformed quoted field.
-fn split_fields(line: &str, delim: char) -> std::result::Result<Vec<String>, usize> {
-    let mut fields = Vec::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|&c| c == ' ' || c == '\t') && delim != ' ' {
-            chars.next();
-        }
-        let mut field = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        field.push('"');
-                    }
-                    Some('"') => break,
-                    Some(c) => field.push(c),
-                    None => return Err(fields.len() + 1),
-                }
-            }
-            while chars.peek().is_some_and(|&c| c != delim) {
-                let c = chars.next().unwrap_or(' ');
-                if !c.is_whitespace() {
-                    return Err(fields.len() + 1);
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == delim {
-                    break;
-                }
-                field.push(c);
-                chars.next();
-            }
-            field = field.trim().to_string();
-        }
-        fields.push(field);
-        match chars.next() {
-            Some(_) => continue, // the delimiter
-            None => return Ok(fields),
-        }
-    }
-}
-
 /// Reads a CSV file into a [`TensorDataset`]; see [`parse_csv`].
 pub fn load_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<TensorDataset> {
     let path = path.as_ref();
@@ -215,96 +147,47 @@ pub fn load_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<TensorDatas
 /// that is not a finite number or a label that is not a class,
 /// [`DataError::NoSuchColumn`] for a column asked for that is not there.
 pub fn parse_csv(path: &Path, text: &str, opts: &CsvOptions) -> Result<TensorDataset> {
-    let delim = char::from(opts.delimiter);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l))
-        .filter(|(_, l)| !l.trim().is_empty());
-    let pathbuf = || PathBuf::from(path);
-    let quote_err = |line, column, names: &[String]| DataError::BadCell {
-        path: pathbuf(),
-        line,
-        column,
-        name: names.get(column - 1).cloned(),
-        cell: String::new(),
-        problem: "unterminated or malformed quoted field".to_string(),
+    let format = CsvFormat {
+        header: if opts.has_header {
+            Header::Yes
+        } else {
+            Header::No
+        },
+        delimiter: opts.delimiter,
     };
-
-    let mut header: Vec<String> = Vec::new();
-    let mut first_row = None;
-    let width = match lines.next() {
-        None => {
-            return Err(DataError::Format {
-                path: pathbuf(),
-                what: "no data (the file is empty)".to_string(),
-            })
-        }
-        Some((n, l)) => {
-            let fields = split_fields(l, delim).map_err(|c| quote_err(n, c, &[]))?;
-            let w = fields.len();
-            if opts.has_header {
-                header = fields;
-            } else {
-                first_row = Some((n, fields));
-            }
-            w
-        }
-    };
-
-    let resolve = |c: &Column| -> Result<usize> {
-        let idx = match c {
-            Column::Index(i) => Some(*i).filter(|&i| i < width),
-            Column::Name(n) => header.iter().position(|h| h == n),
-            Column::Last => width.checked_sub(1),
-        };
-        idx.ok_or_else(|| DataError::NoSuchColumn {
-            path: pathbuf(),
-            column: c.describe(),
-        })
-    };
-    let label_col = resolve(&opts.label)?;
+    let table = parse_csv_table(path, text.as_bytes(), &format)?;
+    let label_col = table.resolve(&opts.label)?;
     let feature_cols: Vec<usize> = match &opts.features {
-        Some(cols) => cols.iter().map(resolve).collect::<Result<_>>()?,
-        None => (0..width).filter(|&c| c != label_col).collect(),
+        Some(cols) => cols
+            .iter()
+            .map(|c| table.resolve(c))
+            .collect::<Result<_>>()?,
+        None => (0..table.width()).filter(|&c| c != label_col).collect(),
     };
-
+    let features = table.features(&feature_cols)?;
+    // Labels as read, with the line they come from.
+    let raw_labels: Vec<(usize, String)> = (0..table.rows())
+        .map(|r| {
+            let line = match table.location(r) {
+                Location::Line(l) => usize::try_from(l).unwrap_or(usize::MAX),
+                Location::Row(r) => r,
+            };
+            let cell = match table.cell(r, label_col) {
+                Some(Cell::Text(s)) => s.to_string(),
+                _ => String::new(),
+            };
+            (line, cell)
+        })
+        .collect();
+    let header = table.column_names();
     let bad = |line, column: usize, cell: &str, problem: String| DataError::BadCell {
-        path: pathbuf(),
+        path: PathBuf::from(path),
         line,
         column: column + 1,
-        name: header.get(column).cloned(),
+        name: table.has_header().then(|| header[column].clone()),
         cell: cell.to_string(),
         problem,
     };
-
-    let mut features = Vec::new();
-    // Labels as read, with the line they come from.
-    let mut raw_labels: Vec<(usize, String)> = Vec::new();
-    let rows = first_row
-        .map(|(n, f)| (n, Ok(f)))
-        .into_iter()
-        .chain(lines.map(|(n, l)| (n, split_fields(l, delim))));
-    for (line, fields) in rows {
-        let fields = fields.map_err(|c| quote_err(line, c, &header))?;
-        if fields.len() != width {
-            return Err(DataError::RaggedRow {
-                path: pathbuf(),
-                line,
-                expected: width,
-                found: fields.len(),
-            });
-        }
-        for &c in &feature_cols {
-            let cell = &fields[c];
-            match cell.parse::<f32>() {
-                Ok(v) if v.is_finite() => features.push(v),
-                Ok(_) => return Err(bad(line, c, cell, "not a finite number".into())),
-                Err(_) => return Err(bad(line, c, cell, "not a number".into())),
-            }
-        }
-        raw_labels.push((line, fields[label_col].clone()));
-    }
 
     let (labels, num_classes, names) = match opts.label_format {
         LabelFormat::Integer => {
@@ -383,14 +266,12 @@ mod tests {
     use crate::data::Dataset;
 
     #[test]
-    fn fields_split_with_quotes_and_spaces() {
-        assert_eq!(split_fields(" 1, 2 ,3", ',').unwrap(), ["1", "2", "3"]);
-        assert_eq!(
-            split_fields(r#""a,b", "say ""hi""" ,"#, ',').unwrap(),
-            ["a,b", r#"say "hi""#, ""]
-        );
-        assert_eq!(split_fields(r#"1,"open"#, ','), Err(2));
-        assert_eq!(split_fields(r#""x"y,1"#, ','), Err(1));
+    fn quoted_fields_span_lines() {
+        let text = "a,label\r\n\"1.5\",\"two\nlines\"\r\n2,x\r\n";
+        let opts = CsvOptions::new().label_format(LabelFormat::Names);
+        let ds = parse_csv(Path::new("q.csv"), text, &opts).unwrap();
+        assert_eq!(ds.features(), &[1.5, 2.0]);
+        assert_eq!(ds.class_names(), &["two\nlines", "x"]);
     }
 
     #[test]

@@ -193,19 +193,178 @@ pub enum DataError {
         problem: String,
     },
 
-    /// A CSV column asked for is not in the file.
-    #[error("{}: no column {column}", .path.display())]
+    /// A column asked for is not in the file.
+    #[error("{}: no column {column} ({})", .path.display(), describe_columns(.columns))]
     NoSuchColumn {
         /// The file.
         path: PathBuf,
         /// The column asked for, as given.
         column: String,
+        /// The file's columns: the header's names, or (without a header)
+        /// their 0-based indices.
+        columns: Vec<String>,
+    },
+
+    /// A value of a NumPy array that is NaN or infinite (or beyond `f32`).
+    #[error(
+        "{}: element [{row}, {column}] is {value}, not a finite number",
+        .path.display()
+    )]
+    NotFinite {
+        /// The file.
+        path: PathBuf,
+        /// The 0-based row.
+        row: usize,
+        /// The 0-based column.
+        column: usize,
+        /// The value.
+        value: f64,
+    },
+
+    /// A file whose data would not fit in the memory available, found
+    /// before the data is read.
+    #[error(
+        "{}: too large for memory: {what} needs about {} MiB, {} MiB available",
+        .path.display(), mib(*.needed), mib(*.available)
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// What needs the memory (the file's text, its decompressed data...).
+        what: &'static str,
+        /// The bytes needed (an estimate, or a lower bound).
+        needed: u64,
+        /// The bytes available.
+        available: u64,
+    },
+
+    /// A NumPy array of an element type that is not read (strings, complex
+    /// numbers, objects, records...).
+    #[error(
+        "{}: unsupported NumPy dtype {dtype} (bool, integers and floats of 1 to 8 bytes are read)",
+        .path.display()
+    )]
+    UnsupportedDtype {
+        /// The file.
+        path: PathBuf,
+        /// The dtype as the file writes it (`<U5`, `<c16`...).
+        dtype: String,
+    },
+
+    /// A feature file and its label file disagree on the number of rows.
+    #[error(
+        "{} holds {rows} rows but {} holds {labels} labels",
+        .features_path.display(), .labels_path.display()
+    )]
+    RowMismatch {
+        /// The features.
+        features_path: PathBuf,
+        /// Their rows.
+        rows: usize,
+        /// The labels.
+        labels_path: PathBuf,
+        /// Their number.
+        labels: usize,
+    },
+
+    /// A column asked for as a feature that is the target too.
+    #[error("{}: column {column:?} is the target, and cannot be a feature too", .path.display())]
+    TargetAsFeature {
+        /// The file.
+        path: PathBuf,
+        /// The column's name.
+        column: String,
+    },
+
+    /// A split fraction outside `[0, 1)`.
+    #[error("a split fraction must be in [0, 1), not {0}")]
+    Fraction(f32),
+
+    /// A classification target with fewer than two classes.
+    #[error(
+        "{}: target column {column} holds one class only ({class:?}): nothing to classify",
+        .path.display()
+    )]
+    OneClass {
+        /// The file.
+        path: PathBuf,
+        /// The target column's name.
+        column: String,
+        /// The only class.
+        class: String,
+    },
+
+    /// A classification target of numbers that are not all integers.
+    #[error(
+        "{}: target column {column} holds numbers that are not integers ({example} at {at}): a class label is a name or an integer",
+        .path.display()
+    )]
+    NotClasses {
+        /// The file.
+        path: PathBuf,
+        /// The target column's name.
+        column: String,
+        /// The first value that is no integer, as written.
+        example: String,
+        /// Where it is.
+        at: Location,
+    },
+
+    /// A label of a test file that the training data does not have.
+    #[error(
+        "{}: {at}: class {class:?} never occurs in the training data (its classes: {})",
+        .path.display(), .known.join(", ")
+    )]
+    UnseenClass {
+        /// The test file.
+        path: PathBuf,
+        /// Where the label is.
+        at: Location,
+        /// The label.
+        class: String,
+        /// The training data's classes.
+        known: Vec<String>,
     },
 
     /// Arguments that do not fit together (a feature matrix whose length is
     /// not a multiple of the row length, a label beyond the class count...).
     #[error("invalid data set: {0}")]
     Invalid(String),
+}
+
+/// Where a value is in a file: a line of a text file, or a row of an array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// The 1-based line of a text file where the record starts.
+    Line(u64),
+    /// The 0-based row of an array.
+    Row(usize),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Line(l) => write!(f, "line {l}"),
+            Location::Row(r) => write!(f, "row {r}"),
+        }
+    }
+}
+
+fn describe_columns(columns: &[String]) -> String {
+    const SHOWN: usize = 40;
+    let mut text = format!("the file's columns: {}", columns.join(", "));
+    if columns.len() > SHOWN {
+        text = format!(
+            "the file's columns: {}, ... ({} in all)",
+            columns[..SHOWN].join(", "),
+            columns.len()
+        );
+    }
+    text
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 20)
 }
 
 /// `Result` with [`DataError`].

@@ -8,7 +8,11 @@
 //!   installed in the default directory (a directory the caller names must
 //!   hold the files).
 //! - [`csv::load_csv`] reads numeric features and a label column from a CSV
-//!   file.
+//!   file; [`table::read_table`] reads CSV (plain or gzipped) and NumPy
+//!   (`.npy`, `.npz`) files into a [`table::Table`] of named columns, and
+//!   [`table::Table::classify`] makes a classification data set of them.
+//! - [`split::stratified_split`]: a seeded, shuffled split that keeps every
+//!   class's share in both parts (a validation or test set).
 //! - [`DataLoader`] cuts a data set into [`MiniBatch`]es: seeded reshuffling
 //!   every epoch, [augmentation](transform) in training mode, parallel
 //!   assembly and a background thread that prepares the next batches.
@@ -41,10 +45,12 @@ mod error;
 pub mod idx;
 mod loader;
 mod mnist;
+pub mod split;
+pub mod table;
 pub mod transform;
 
 pub use dataset::{Dataset, ImageDims, Sample, TensorDataset};
-pub use error::{DataError, Result};
+pub use error::{DataError, Location, Result};
 pub use loader::{Batches, DataLoader, LoaderState, MiniBatch};
 pub use mnist::{load_idx_pair, FashionMnist, Mnist, Source, Split};
 pub use transform::Transform;

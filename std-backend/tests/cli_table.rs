@@ -1,0 +1,249 @@
+//! `ember train --data FILE`: CSV and NumPy files end to end, and every bad
+//! input one line on stderr, exit status 1, and nothing written.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const IRIS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tables/iris.csv");
+
+fn ember(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A NumPy `.npy` file (format 1.0).
+fn npy(descr: &str, shape: &str, data: Vec<u8>) -> Vec<u8> {
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    out.extend_from_slice(h.as_bytes());
+    out.extend(data);
+    out
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn trains_on_iris_csv_and_reports_class_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (code, stdout, stderr) = ember(&[
+        "train",
+        "--data",
+        IRIS,
+        "--target",
+        "species",
+        "--epochs",
+        "40",
+        "--lr",
+        "0.01",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("classify: target column `species` holds 3 distinct strings"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("model 4-64-32-3"), "{stderr}");
+    assert!(
+        stderr.contains("120 training samples") && stderr.contains("30 test samples"),
+        "{stderr}"
+    );
+    for name in ["setosa", "versicolor", "virginica"] {
+        assert!(stdout.contains(name), "{stdout}");
+    }
+    // Stratified: 10 of each class in the test set.
+    assert!(
+        stdout.contains("(10/10)") || stdout.contains("/10)"),
+        "{stdout}"
+    );
+    let acc: f32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .expect("an accuracy line");
+    assert!(acc >= 0.8, "{stdout}");
+    for f in [
+        "model.emb",
+        "model-int8.emb",
+        "report.txt",
+        "checkpoint.safetensors",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+}
+
+#[test]
+fn trains_on_npy_with_labels_and_a_test_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two classes, one feature: x < 0 or x > 0, as f32 features and i64 labels.
+    let xs: Vec<f32> = (0..40)
+        .map(|i| {
+            if i % 2 == 0 {
+                -1.0 - i as f32 / 40.0
+            } else {
+                1.0 + i as f32 / 40.0
+            }
+        })
+        .collect();
+    let ys: Vec<i64> = (0..40).map(|i| i % 2).collect();
+    let x = write(
+        dir.path(),
+        "x.npy",
+        &npy(
+            "<f4",
+            "(40, 1)",
+            xs.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+    );
+    let y = write(
+        dir.path(),
+        "y.npy",
+        &npy(
+            "<i8",
+            "(40,)",
+            ys.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+    );
+    let out = dir.path().join("run");
+    let (code, stdout, stderr) = ember(&[
+        "train",
+        "--data",
+        x.to_str().unwrap(),
+        "--labels",
+        y.to_str().unwrap(),
+        "--test",
+        x.to_str().unwrap(),
+        "--test-labels",
+        y.to_str().unwrap(),
+        "--epochs",
+        "5",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("classify: target column `label` holds 2 distinct integers"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("accuracy"), "{stdout}");
+}
+
+/// `ember train` on `args` fails with status 1, the last line of stderr
+/// the only error line, containing each of `needles`, and writes nothing.
+fn fails(args: &[&str], needles: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut all = vec!["train", "--threads", "1", "--epochs", "1"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", out.to_str().unwrap()]);
+    let (code, _, stderr) = ember(&all);
+    assert_eq!(code, Some(1), "{args:?}: {stderr}");
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(last.starts_with("error: "), "{args:?}: {stderr}");
+    let errors = stderr.lines().filter(|l| l.starts_with("error")).count();
+    assert_eq!(errors, 1, "{args:?}: {stderr}");
+    for n in needles {
+        assert!(last.contains(n), "{args:?}: `{n}` not in {last}");
+    }
+    assert!(!out.exists(), "{args:?}: the run directory was written");
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str, text: &[u8]| write(dir.path(), name, text).to_str().unwrap().to_string();
+    let ok = d(
+        "ok.csv",
+        b"a,b,y\n1,2,x\n3,4,z\n5,6,x\n7,8,z\n9,1,x\n2,3,z\n",
+    );
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            vec![d("ragged.csv", b"a,b,y\n1,2,x\n3,4\n")],
+            vec!["ragged.csv:3", "ragged row"],
+        ),
+        (
+            vec![d("cell.csv", b"a,b,y\n1,2,x\n3,four,z\n")],
+            vec!["cell.csv:3", "column 2", "\"b\"", "\"four\""],
+        ),
+        (vec![d("empty.csv", b"")], vec!["empty.csv", "empty"]),
+        (
+            vec![ok.clone(), "--target".into(), "species".into()],
+            vec!["no column \"species\"", "a, b, y"],
+        ),
+        (
+            vec![d("one.csv", b"a,y\n1,x\n2,x\n")],
+            vec!["one class only"],
+        ),
+        (
+            vec![d("nan.csv", b"a,y\n1,x\nnan,z\n")],
+            vec!["nan.csv:3", "finite"],
+        ),
+        (
+            vec![
+                ok.clone(),
+                "--test".into(),
+                d("unseen.csv", b"a,b,y\n1,2,x\n3,4,w\n"),
+            ],
+            vec!["unseen.csv", "\"w\"", "x, z"],
+        ),
+        (
+            vec![ok.clone(), "--layers".into(), "784-16-10".into()],
+            vec!["784 inputs", "2 feature columns"],
+        ),
+        (vec![ok.clone(), "--augment".into()], vec!["--augment"]),
+        (
+            vec![d("s.npy", &npy("<U1", "(1,)", b"abcd".to_vec()))],
+            vec!["unsupported NumPy dtype"],
+        ),
+        (
+            vec![
+                d("x.npy", &npy("|u1", "(3,)", vec![1, 2, 3])),
+                "--labels".into(),
+                d("y.npy", &npy("|u1", "(2,)", vec![0, 1])),
+            ],
+            vec!["holds 3 rows", "2 labels"],
+        ),
+        (vec!["--target".into(), "a".into()], vec!["for a data file"]),
+    ];
+    for (args, needles) in cases {
+        let args: Vec<&str> = std::iter::once("--data")
+            .filter(|_| !args[0].starts_with("--"))
+            .chain(args.iter().map(String::as_str))
+            .collect();
+        fails(&args, &needles);
+    }
+    // A file far larger than the memory available, refused before reading
+    // (a sparse file; skipped where the file system refuses one).
+    if let Some(available) = ember_nn_std::train::available_memory() {
+        let p = dir.path().join("huge.csv");
+        if std::fs::File::create(&p)
+            .unwrap()
+            .set_len(available)
+            .is_ok()
+        {
+            fails(&["--data", p.to_str().unwrap()], &["too large for memory"]);
+        }
+    }
+}
