@@ -7,7 +7,7 @@ safetensors, numpy):
   `safetensors.torch.save_file`, an input and PyTorch's logits for it;
 - std-backend/tests/data/torch_conventions.json: gradients at kinks and ties and a
   long float32 mean, as PyTorch computes them;
-- std-backend/tests/data/torch_batchnorm.json: `nn.BatchNorm1d(3)` through two
+- std-backend/tests/data/torch_batchnorm.{safetensors,json}: `nn.BatchNorm1d(3)` through two
   training steps and an evaluation (outputs, running statistics, gradients),
   the numbers pinned in tests/tests/reference.rs.
 
@@ -117,6 +117,9 @@ def batchnorm():
            "x3": x3, "train": train, "eval": ev,
            "state_dict": list(bn.state_dict().keys())}
     path = ROOT / "std-backend" / "tests" / "data"
+    # After the two training steps: num_batches_tracked is an int64.
+    save_file({k: v.contiguous() for k, v in bn.state_dict().items()},
+              str(path / "torch_batchnorm.safetensors"))
     (path / "torch_batchnorm.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out))
 
