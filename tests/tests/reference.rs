@@ -1381,6 +1381,8 @@ fn batch_norm_1d_names_and_budget() {
     #[derive(nn::Module)]
     struct Net {
         fc: Linear<4, 3>,
+        // PyTorch's `nn.BatchNorm1d(3, momentum=0.01)`.
+        #[module(init = nn::BatchNormConfig::new().with_momentum(0.01).init(mem))]
         bn: BatchNorm1d<3>,
         act: ReLU,
         out: (Linear<3, 3>, BatchNorm1d<3>),
@@ -1388,6 +1390,8 @@ fn batch_norm_1d_names_and_budget() {
     let mut buf = buffer();
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let net = Net::build(&mut mem, &mut Rng::new(0)).unwrap();
+    assert_eq!(net.bn.config().momentum, 0.01);
+    assert_eq!(net.out.1.config(), nn::BatchNormConfig::default());
     let mut params = Vec::new();
     net.named_parameters(&mut |p| params.push(p.name.to_string()));
     assert_eq!(
@@ -1429,6 +1433,6 @@ fn batch_norm_1d_names_and_budget() {
         2 * (2 * 6 + 7 + 2 * 8 * 3)
     );
     assert!(nn::summary(&net).to_string().contains(
-        "(bn): BatchNorm1d(3, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True)"
+        "(bn): BatchNorm1d(3, eps=1e-05, momentum=0.01, affine=True, track_running_stats=True)"
     ));
 }

@@ -209,11 +209,29 @@ impl<const N: usize> Module for BatchNorm1d<N> {
     }
 
     fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
+        write!(f, "BatchNorm1d({N}, eps=")?;
+        write_py_float(f, self.config.eps)?;
         write!(
             f,
-            "BatchNorm1d({N}, eps={:e}, momentum={}, affine=True, track_running_stats=True)",
-            self.config.eps, self.config.momentum
+            ", momentum={}, affine=True, track_running_stats=True)",
+            self.config.momentum
         )
+    }
+}
+
+/// Writes `v` as Python's `repr` does for the usual settings: `1e-05`
+/// below `1e-4`, `0.001` above.
+fn write_py_float(f: &mut fmt::Formatter<'_>, v: f32) -> fmt::Result {
+    use core::fmt::Write;
+    if v == 0.0 || v.abs() >= 1e-4 {
+        return write!(f, "{v}");
+    }
+    let mut s: heapless::String<32> = heapless::String::new();
+    write!(s, "{v:e}")?;
+    match s.split_once('e') {
+        // A one-digit exponent gets Python's leading zero: `1e-5` → `1e-05`.
+        Some((m, e)) if e.len() == 2 && e.starts_with('-') => write!(f, "{m}e-0{}", &e[1..]),
+        _ => f.write_str(&s),
     }
 }
 
