@@ -6,7 +6,10 @@ safetensors, numpy):
   `class MLP(nn.Module)` with `hidden` and `out`, its state_dict saved with
   `safetensors.torch.save_file`, an input and PyTorch's logits for it;
 - std-backend/tests/data/torch_conventions.json: gradients at kinks and ties and a
-  long float32 mean, as PyTorch computes them.
+  long float32 mean, as PyTorch computes them;
+- std-backend/tests/data/torch_batchnorm.{safetensors,json}: `nn.BatchNorm1d(3)` through two
+  training steps and an evaluation (outputs, running statistics, gradients),
+  the numbers pinned in tests/tests/reference.rs.
 
     python3 scripts/torch-fixtures.py
 """
@@ -84,6 +87,44 @@ def conventions():
     print(json.dumps(out, indent=1))
 
 
+def batchnorm():
+    bn = torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.5, -0.5, 2.0]))
+        bn.bias.copy_(torch.tensor([0.1, 0.2, -0.3]))
+    x1 = [[0.5, -1.0, 2.0], [1.5, 0.0, -1.0], [-0.5, 2.0, 0.5], [2.5, 1.0, 0.0]]
+    x2 = [[1.0, 3.0, -2.0], [0.0, -1.0, 1.0], [2.0, 0.5, 0.0], [-1.0, 1.5, 3.0]]
+    w = [[0.3, -0.7, 1.1], [0.9, 0.2, -0.4], [-0.6, 0.8, 0.5], [0.1, -0.3, 0.7]]
+    bn.train()
+    y1 = bn(torch.tensor(x1))
+    x2t = torch.tensor(x2, requires_grad=True)
+    y2 = bn(x2t)
+    (y2 * torch.tensor(w)).sum().backward()
+    train = {"y1": y1.tolist(), "y2": y2.tolist(), "x2_grad": x2t.grad.tolist(),
+             "weight_grad": bn.weight.grad.tolist(), "bias_grad": bn.bias.grad.tolist(),
+             "running_mean": bn.running_mean.tolist(), "running_var": bn.running_var.tolist(),
+             "num_batches_tracked": int(bn.num_batches_tracked)}
+    bn.zero_grad()
+    bn.eval()
+    x3 = [[0.2, -0.4, 1.0], [1.8, 2.2, -0.6]]
+    x3t = torch.tensor(x3, requires_grad=True)
+    y3 = bn(x3t)
+    (y3 * torch.tensor(w[:2])).sum().backward()
+    ev = {"y": y3.tolist(), "x_grad": x3t.grad.tolist(), "weight_grad": bn.weight.grad.tolist(),
+          "bias_grad": bn.bias.grad.tolist()}
+    out = {"made_by": f"PyTorch {torch.__version__}: scripts/torch-fixtures.py",
+           "weight": [1.5, -0.5, 2.0], "bias": [0.1, 0.2, -0.3], "x1": x1, "x2": x2, "w": w,
+           "x3": x3, "train": train, "eval": ev,
+           "state_dict": list(bn.state_dict().keys())}
+    path = ROOT / "std-backend" / "tests" / "data"
+    # After the two training steps: num_batches_tracked is an int64.
+    save_file({k: v.contiguous() for k, v in bn.state_dict().items()},
+              str(path / "torch_batchnorm.safetensors"))
+    (path / "torch_batchnorm.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     mlp_class()
     conventions()
+    batchnorm()

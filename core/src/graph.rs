@@ -114,6 +114,16 @@ pub enum Op {
     },
     /// A differentiable operation of the user's own ([`custom`]).
     Custom(custom::CustomRef),
+    /// Batch normalisation of `[m, n]` rows by feature
+    /// ([`Tensor::batch_norm`](crate::Tensor::batch_norm)).
+    BatchNorm {
+        /// Rows.
+        m: usize,
+        /// Features.
+        n: usize,
+        /// The running statistics and the mode.
+        stats: crate::ops::batch_norm::BatchNormStats,
+    },
     /// Concatenation of two tensors along an axis.
     Concat {
         /// Product of the dimensions before the axis.
@@ -153,6 +163,7 @@ impl Op {
             Op::Reshape => "ViewBackward",
             Op::Concat { .. } => "CatBackward",
             Op::Custom(c) => c.name(),
+            Op::BatchNorm { .. } => "NativeBatchNormBackward",
         })
     }
 }

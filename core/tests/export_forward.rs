@@ -460,3 +460,129 @@ fn buffers_too_small_say_what_they_need() {
         }))
     );
 }
+
+/// `Linear` then `BatchNorm1d` (eval mode): the norm is folded into the
+/// layer's weights, so the file holds two plain dense layers that compute
+/// what the unfolded model does; int8 quantization takes the folded file.
+#[test]
+fn a_batch_norm_after_a_linear_is_folded_into_it() {
+    use ember_nn_core::nn::BatchNorm1d;
+    type Net = (
+        Linear<4, 6>,
+        BatchNorm1d<6>,
+        ReLU,
+        Linear<6, 2>,
+        BatchNorm1d<2>,
+    );
+    let mut buf = vec![0.0f32; 4096];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut net = Net::build(&mut mem, &mut Rng::new(11)).unwrap();
+    // Statistics and affine parameters far from the identity.
+    mem.set_value(&net.1.weight, &[1.5, -0.7, 0.3, 2.0, 1.0, -1.2])
+        .unwrap();
+    mem.set_value(&net.1.bias, &[0.1, -0.2, 0.3, 0.0, 0.5, -0.4])
+        .unwrap();
+    mem.write(net.1.running_mean, &[0.2, -0.3, 0.1, 0.4, -0.5, 0.0])
+        .unwrap();
+    mem.write(net.1.running_var, &[0.5, 2.0, 0.1, 1.5, 0.8, 3.0])
+        .unwrap();
+    mem.set_value(&net.4.weight, &[0.8, -1.5]).unwrap();
+    mem.set_value(&net.4.bias, &[0.2, 0.3]).unwrap();
+    mem.write(net.4.running_mean, &[-0.1, 0.25]).unwrap();
+    mem.write(net.4.running_var, &[0.4, 1.7]).unwrap();
+
+    // In training mode the norm depends on the batch: refused by name.
+    let err = deploy::plan(&net, &mut mem, |p| {
+        net.forward(p.input((p.rows(), Const::<4>)))
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExportError::Unsupported {
+                op: "NativeBatchNormBackward",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    net.eval();
+    // export_f32 checks the folded file against the graph (F32_TOLERANCE).
+    let (file, n) = export(&net, &mut mem, |p| {
+        net.forward(p.input((p.rows(), Const::<4>)))
+    })
+    .unwrap();
+    let model = Model::load::<(Linear<4, 6>, ReLU, Linear<6, 2>)>(&file.0[..n]).unwrap();
+    let xs = rows(8, 4, 3);
+    let expected = graph_outputs::<4, 2>(&mut mem, &xs, |x| net.forward(x));
+    assert_same(&file.0[..n], &xs, &expected);
+
+    // int8: calibrate on the rows, quantize, run.
+    let mut calib = deploy::Calibration::new();
+    let mut scratch = vec![0.0f32; model.scratch_len()];
+    for x in &xs {
+        calib.observe(&model, x, &mut scratch).unwrap();
+    }
+    let mut q = Box::new(Aligned([0u8; 8192]));
+    let qn = deploy::quantize(&model, &calib, &mut q.0).unwrap();
+    let q8 = Model::load::<(Linear<4, 6>, ReLU, Linear<6, 2>)>(&q.0[..qn]).unwrap();
+    let (mut quantized, mut s8, mut out) = (vec![0i8; 4], vec![0i8; q8.scratch_len()], [0.0f32; 2]);
+    let largest = expected
+        .iter()
+        .flatten()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    for (x, e) in xs.iter().zip(&expected) {
+        q8.infer_i8(x, &mut quantized, &mut s8, &mut out).unwrap();
+        for (a, b) in out.iter().zip(e) {
+            // Quantization error: a few percent of the output range.
+            assert!((a - b).abs() <= 0.1 * (1.0 + largest), "{out:?} vs {e:?}");
+        }
+    }
+}
+
+/// A batch norm that does not directly follow a `linear` node is refused.
+#[test]
+fn a_batch_norm_not_after_a_linear_is_refused() {
+    use ember_nn_core::nn::BatchNorm1d;
+    type Net = (Linear<4, 3>, ReLU, BatchNorm1d<3>, Linear<3, 2>);
+    let mut buf = vec![0.0f32; 4096];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut net = Net::build(&mut mem, &mut Rng::new(12)).unwrap();
+    net.eval();
+    let err = export(&net, &mut mem, |p| {
+        net.forward(p.input((p.rows(), Const::<4>)))
+    })
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExportError::Unsupported {
+                op: "NativeBatchNormBackward",
+                from_output: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Before the first layer: nothing to fold into.
+    type First = (BatchNorm1d<4>, Linear<4, 2>);
+    let mut first = First::build(&mut mem, &mut Rng::new(13)).unwrap();
+    first.eval();
+    let err = export(&first, &mut mem, |p| {
+        first.forward(p.input((p.rows(), Const::<4>)))
+    })
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExportError::Unsupported {
+                op: "NativeBatchNormBackward",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -210,6 +210,14 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
                 #( name.with(#names, |n| #krate::nn::Module::visit(&self.#members, n, f)); )*
             }
 
+            fn visit_buffers(
+                &self,
+                name: &mut #krate::nn::Name,
+                f: &mut dyn FnMut(&#krate::nn::BufferInfo<'_>),
+            ) {
+                #( name.with(#names, |n| #krate::nn::Module::visit_buffers(&self.#members, n, f)); )*
+            }
+
             fn set_training(&mut self, training: bool) {
                 #( #krate::nn::Module::set_training(&mut self.#members, training); )*
             }
@@ -286,6 +294,7 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
     let footprint = quote! {
         impl #impl_g #krate::nn::Footprint for #ident #ty_g #footprint_where {
             const PARAMS: usize = <#seq as #krate::nn::Footprint>::PARAMS;
+            const BUFFERS: usize = <#seq as #krate::nn::Footprint>::BUFFERS;
             const NODES: usize = <#seq as #krate::nn::Footprint>::NODES;
             const IN_FEATURES: ::core::option::Option<usize> =
                 <#seq as #krate::nn::Footprint>::IN_FEATURES;

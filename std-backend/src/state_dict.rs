@@ -130,6 +130,28 @@ pub fn named_tensors<M: Module, B: Backend>(
     err.map(|()| out)
 }
 
+/// Reads every buffer of `model` (a batch norm's running statistics:
+/// [`Module::named_buffers`]) out of `mem`, in visiting order.
+pub fn named_buffers<M: Module, B: Backend>(
+    model: &M,
+    mem: &Memory<'_, B>,
+) -> Result<Vec<NamedTensor>, ember_nn_core::Error> {
+    let mut out = Vec::new();
+    let mut err = Ok(());
+    model.named_buffers(&mut |b| {
+        let mut data = vec![0.0f32; b.value.len];
+        if let Err(e) = mem.read(b.value, &mut data) {
+            err = Err(e);
+        }
+        out.push(NamedTensor {
+            name: b.name.to_string(),
+            shape: b.dims.as_slice().to_vec(),
+            data,
+        });
+    });
+    err.map(|()| out)
+}
+
 /// Serializes tensors (and optional metadata) to safetensors bytes, f32 little-endian.
 pub fn to_bytes(
     tensors: &[NamedTensor],
@@ -153,16 +175,20 @@ pub fn to_bytes(
     safetensors::serialize(views, metadata).map_err(|e| e.to_string())
 }
 
-/// Writes `model`'s state_dict as safetensors (atomically).
+/// Writes `model`'s state_dict as safetensors (atomically): its parameters,
+/// then its buffers (a batch norm's running statistics), by name.
 pub fn save<M: Module, B: Backend>(
     path: &Path,
     model: &M,
     mem: &Memory<'_, B>,
 ) -> Result<(), StateDictError> {
-    let tensors = named_tensors(model, mem).map_err(|source| StateDictError::Memory {
+    let memory = |source| StateDictError::Memory {
         path: path.into(),
         source: Box::new(source),
-    })?;
+    };
+    // Parameters, then buffers (PyTorch's state_dict holds both).
+    let mut tensors = named_tensors(model, mem).map_err(memory)?;
+    tensors.extend(named_buffers(model, mem).map_err(memory)?);
     let bytes = to_bytes(&tensors, None).map_err(|msg| StateDictError::Parse {
         path: path.into(),
         msg,
@@ -192,6 +218,11 @@ pub fn to_f32(path: &Path, name: &str, view: &TensorView<'_>) -> Result<Vec<f32>
         Dtype::F16 => b
             .chunks_exact(2)
             .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        // A counter buffer (PyTorch's `num_batches_tracked`).
+        Dtype::I64 => b
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
             .collect(),
         other => {
             return Err(StateDictError::Dtype {
@@ -234,8 +265,8 @@ fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-/// Reads a state_dict from safetensors `bytes` into `model`'s parameters in
-/// `mem`, strictly. Nothing is written unless every tensor checks out.
+/// Reads a state_dict from safetensors `bytes` into `model`'s parameters and
+/// buffers ([`Module::named_buffers`]) in `mem`, strictly. Nothing is written unless every tensor checks out.
 pub fn load_bytes<M: Module, B: Backend>(
     path: &Path,
     bytes: &[u8],
@@ -250,18 +281,19 @@ pub fn load_bytes<M: Module, B: Backend>(
     let mut staged: Vec<(ember_nn_core::Span, Vec<f32>)> = Vec::new();
     let mut wanted = Vec::new();
     let mut first_err = None;
-    model.named_parameters(&mut |p| {
+    // Parameters and buffers alike: a tensor of the file by name and shape.
+    let mut stage = |name: &str, dims: &[usize], span: ember_nn_core::Span| {
         if first_err.is_some() {
             return;
         }
-        let name = format!("{prefix}{}", p.name);
+        let name = format!("{prefix}{name}");
         wanted.push(name.clone());
         let r = (|| {
             let view = st.tensor(&name).map_err(|_| StateDictError::Missing {
                 path: path.into(),
                 name: name.clone(),
             })?;
-            let expected = p.dims.as_slice().to_vec();
+            let expected = dims.to_vec();
             if view.shape() != expected.as_slice() {
                 return Err(StateDictError::Shape {
                     path: path.into(),
@@ -270,13 +302,15 @@ pub fn load_bytes<M: Module, B: Backend>(
                     found: view.shape().to_vec(),
                 });
             }
-            Ok((p.param.value, to_f32(path, &name, &view)?))
+            Ok((span, to_f32(path, &name, &view)?))
         })();
         match r {
             Ok(s) => staged.push(s),
             Err(e) => first_err = Some(e),
         }
-    });
+    };
+    model.named_parameters(&mut |p| stage(p.name, p.dims.as_slice(), p.param.value));
+    model.named_buffers(&mut |b| stage(b.name, b.dims.as_slice(), b.value));
     if let Some(e) = first_err {
         return Err(e);
     }
@@ -770,6 +804,61 @@ mod tests {
             load(&dir.path().join("absent"), &b, &mut mem),
             Err(StateDictError::Io { .. })
         ));
+    }
+
+    /// A batch norm's buffers go with its parameters, by PyTorch's names;
+    /// PyTorch's own file (an int64 `num_batches_tracked`) loads.
+    #[test]
+    fn batch_norm_buffers_round_trip_and_load_from_pytorch() {
+        use ember_nn_core::nn::{BatchNorm1d, Build, Linear};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bn.safetensors");
+        let mut buf = vec![0.0f32; 4096];
+        let mut mem = Memory::new(&Cpu, &mut buf[..]);
+        type Net = (Linear<2, 3>, BatchNorm1d<3>);
+        let a = Net::build(&mut mem, &mut Rng::new(1)).unwrap();
+        let b = Net::build(&mut mem, &mut Rng::new(2)).unwrap();
+        mem.write(a.1.running_mean, &[0.5, -1.0, 2.0]).unwrap();
+        mem.write(a.1.running_var, &[1.5, 0.25, 3.0]).unwrap();
+        mem.write(a.1.num_batches_tracked, &[7.0]).unwrap();
+        save(&path, &a, &mem).unwrap();
+        let st_bytes = std::fs::read(&path).unwrap();
+        let st = SafeTensors::deserialize(&st_bytes).unwrap();
+        let mut names = st.names();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "0.bias",
+                "0.weight",
+                "1.bias",
+                "1.num_batches_tracked",
+                "1.running_mean",
+                "1.running_var",
+                "1.weight"
+            ]
+        );
+        load(&path, &b, &mut mem).unwrap();
+        assert_eq!(
+            named_buffers(&b, &mem).unwrap(),
+            named_buffers(&a, &mem).unwrap()
+        );
+        assert_eq!(
+            named_tensors(&b, &mem).unwrap(),
+            named_tensors(&a, &mem).unwrap()
+        );
+
+        // PyTorch's nn.BatchNorm1d(3) after two steps (scripts/torch-fixtures.py).
+        let torch =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/torch_batchnorm.safetensors");
+        let bn = BatchNorm1d::<3>::new(&mut mem).unwrap();
+        load(&torch, &bn, &mut mem).unwrap();
+        let (mut rv, mut nb) = ([0.0f32; 3], [0.0f32]);
+        mem.read(bn.running_var, &mut rv).unwrap();
+        mem.read(bn.num_batches_tracked, &mut nb).unwrap();
+        assert_eq!(nb, [2.0]);
+        assert!((rv[0] - 1.126_666_5).abs() < 1e-6, "{rv:?}");
+        assert_eq!(mem.value(&bn.weight).unwrap(), [1.5, -0.5, 2.0]);
     }
 
     #[test]

@@ -651,3 +651,75 @@ fn checker_catches_a_wrong_factor() {
         "expected a mismatch, got {r:?}"
     );
 }
+
+// ------------------------------------------------------- batch norm
+
+/// A `[rows, cols]` batch (2 to 5 rows) whose every column holds distinct
+/// values at least 0.4 apart, so the batch variance stays away from 0
+/// (where the normalisation's gradient grows without bound).
+fn spread_batch() -> impl Strategy<Value = (M, Vec<f32>)> {
+    (2usize..=5, dim()).prop_flat_map(|(r, c)| {
+        (Just((r, c)), vec(distinct(r), c)).prop_map(move |(s, cols)| {
+            let mut x = vec![0.0f32; r * c];
+            for (j, col) in cols.iter().enumerate() {
+                for (i, &v) in col.iter().enumerate() {
+                    x[i * c + j] = v;
+                }
+            }
+            (s, x)
+        })
+    })
+}
+
+/// Checks `weighted(batch_norm(x, γ, β))` with respect to all three, in
+/// training mode (batch statistics) or evaluation mode (running ones).
+fn batch_norm_check(
+    training: bool,
+    (r, c): M,
+    x: &[f32],
+    gb: &[f32],
+    w: &[f32],
+) -> Result<(), TestCaseError> {
+    use ember_nn_core::ops::batch_norm::BatchNormStats;
+    let mut buf = vec![0.0f32; MEM];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let xp = mem.param_shaped((r, c), x).unwrap();
+    let gp = mem.param_shaped((c,), &gb[..c]).unwrap();
+    let bp = mem.param_shaped((c,), &gb[c..2 * c]).unwrap();
+    let running_mean = mem.alloc(c).unwrap();
+    mem.write(running_mean, &gb[2 * c..3 * c]).unwrap();
+    let running_var = mem.alloc(c).unwrap();
+    let var: Vec<f32> = gb[3 * c..4 * c].iter().map(|v| 0.5 + v.abs()).collect();
+    mem.write(running_var, &var).unwrap();
+    let stats = BatchNormStats {
+        running_mean,
+        running_var,
+        num_batches_tracked: mem.alloc(1).unwrap(),
+        eps: 1e-5,
+        momentum: 0.1,
+        training,
+    };
+    let what = if training {
+        "batch_norm train"
+    } else {
+        "batch_norm eval"
+    };
+    grad_ok(what, &mut mem, &[xp.into(), gp.into(), bp.into()], |g| {
+        weighted(
+            g.param(&xp).batch_norm(g.param(&gp), g.param(&bp), stats),
+            w,
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Batch normalisation: the exact gradient with respect to the batch,
+    /// γ and β, through the batch's mean and variance in training mode.
+    #[test]
+    fn batch_norm((s, x) in spread_batch(), gb in vec(-1.5f32..1.5, 20), w in weights()) {
+        batch_norm_check(true, s, &x, &gb, &w)?;
+        batch_norm_check(false, s, &x, &gb, &w)?;
+    }
+}

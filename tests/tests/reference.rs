@@ -1158,3 +1158,281 @@ fn cat_infers_its_shape() {
     c.square().sum().backward().unwrap();
     assert_eq!(b.grad().unwrap(), Some([[10.0], [12.0]]));
 }
+
+// ============================================================ BatchNorm1d
+
+/// PyTorch's `nn.BatchNorm1d(3)` with γ = [1.5, −0.5, 2], β = [0.1, 0.2, −0.3]:
+/// two training steps (outputs, the second's gradients, the running
+/// statistics after both), then evaluation mode (output and gradients).
+/// The numbers are `std-backend/tests/data/torch_batchnorm.json`, written by
+/// `scripts/torch-fixtures.py` (PyTorch 2.15, float32).
+#[test]
+fn batch_norm_1d_matches_pytorch() {
+    use ember_nn_core::nn::{BatchNorm1d, Forward, Module};
+    let x1 = [
+        [0.5f32, -1.0, 2.0],
+        [1.5, 0.0, -1.0],
+        [-0.5, 2.0, 0.5],
+        [2.5, 1.0, 0.0],
+    ];
+    let x2 = [
+        [1.0f32, 3.0, -2.0],
+        [0.0, -1.0, 1.0],
+        [2.0, 0.5, 0.0],
+        [-1.0, 1.5, 3.0],
+    ];
+    let w = [
+        [0.3f32, -0.7, 1.1],
+        [0.9, 0.2, -0.4],
+        [-0.6, 0.8, 0.5],
+        [0.1, -0.3, 0.7],
+    ];
+    let x3 = [[0.2f32, -0.4, 1.0], [1.8, 2.2, -0.6]];
+
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut bn = BatchNorm1d::<3>::new(&mut mem).unwrap();
+    mem.set_value(&bn.weight, &[1.5, -0.5, 2.0]).unwrap();
+    mem.set_value(&bn.bias, &[0.1, 0.2, -0.3]).unwrap();
+    assert!(bn.is_training());
+
+    {
+        let g = Graph::new(&mut mem);
+        let y1 = bn.forward(g.tensor(x1));
+        close(
+            "train y1",
+            y1.to_array().unwrap().as_flattened(),
+            &[
+                -0.5708177089691162,
+                0.8708177208900452,
+                2.7022085189819336,
+                0.770817756652832,
+                0.42360591888427734,
+                -2.8403303623199463,
+                -1.9124531745910645,
+                -0.4708176851272583,
+                -0.06906092166900635,
+                2.1124532222747803,
+                -0.02360588312149048,
+                -0.9928174018859863,
+            ],
+        );
+        let x = g.tensor(x2).requires_grad();
+        let y2 = bn.forward(x);
+        close(
+            "train y2",
+            y2.to_array().unwrap().as_flattened(),
+            &[
+                0.770817756652832,
+                -0.4859927296638489,
+                -3.0734968185424805,
+                -0.5708177089691162,
+                0.885992705821991,
+                0.25469934940338135,
+                2.1124532222747803,
+                0.371498167514801,
+                -0.8546993732452393,
+                -1.9124531745910645,
+                0.028501808643341064,
+                2.473496913909912,
+            ],
+        );
+        assert_eq!(y2.grad_fn(), Some("NativeBatchNormBackward"));
+        (y2 * g.tensor(w)).sum().backward().unwrap();
+        close(
+            "train x grad",
+            x.grad().unwrap().unwrap().as_flattened(),
+            &[
+                0.34882375597953796,
+                0.050441548228263855,
+                0.3840235769748688,
+                0.7915662527084351,
+                0.12105663120746613,
+                -0.9088537096977234,
+                -0.49640953540802,
+                -0.22698311507701874,
+                -0.034135185182094574,
+                -0.6439806818962097,
+                0.05548493564128876,
+                0.5589653253555298,
+            ],
+        );
+    }
+    close_tol(
+        "train weight grad",
+        &mem.grad(&bn.weight).unwrap(),
+        &[-1.2074718475341797, -1.612082839012146, -0.8043140769004822],
+        1e-5,
+        1e-6,
+    );
+    close_tol(
+        "train bias grad",
+        &mem.grad(&bn.bias).unwrap(),
+        &[0.7000000476837158, 0.0, 1.9000000953674316],
+        1e-5,
+        1e-6,
+    );
+    let mut rm = [0.0f32; 3];
+    let mut rv = [0.0f32; 3];
+    let mut nb = [0.0f32; 1];
+    mem.read(bn.running_mean, &mut rm).unwrap();
+    mem.read(bn.running_var, &mut rv).unwrap();
+    mem.read(bn.num_batches_tracked, &mut nb).unwrap();
+    close(
+        "running_mean",
+        &rm,
+        &[
+            0.14000000059604645,
+            0.14499999582767487,
+            0.08375000208616257,
+        ],
+    );
+    // Updated with the unbiased variance (PyTorch's convention).
+    close(
+        "running_var",
+        &rv,
+        &[1.12666654586792, 1.2433332204818726, 1.383958339691162],
+    );
+    assert_eq!(nb, [2.0]);
+
+    bn.zero_grad(&mut mem).unwrap();
+    bn.eval();
+    {
+        let g = Graph::new(&mut mem);
+        let x = g.tensor(x3).requires_grad();
+        let y = bn.forward(x);
+        close(
+            "eval y",
+            y.to_array().unwrap().as_flattened(),
+            &[
+                0.18478965759277344,
+                0.44438299536705017,
+                1.2576894760131836,
+                2.4458470344543457,
+                -0.7214808464050293,
+                -1.4624232053756714,
+            ],
+        );
+        (y * g.tensor([w[0], w[1]])).sum().backward().unwrap();
+        close(
+            "eval x grad",
+            x.grad().unwrap().unwrap().as_flattened(),
+            &[
+                0.4239482879638672,
+                0.3138864040374756,
+                1.8700776100158691,
+                1.2718448638916016,
+                -0.08968183398246765,
+                -0.6800282001495361,
+            ],
+        );
+    }
+    close(
+        "eval weight grad",
+        &mem.grad(&bn.weight).unwrap(),
+        &[1.4244662523269653, 0.7107285261154175, 1.0892138481140137],
+    );
+    close(
+        "eval bias grad",
+        &mem.grad(&bn.bias).unwrap(),
+        &[1.2000000476837158, -0.5, 0.7000000476837158],
+    );
+    // Evaluation leaves the running statistics alone.
+    mem.read(bn.num_batches_tracked, &mut nb).unwrap();
+    assert_eq!(nb, [2.0]);
+}
+
+/// A training batch of one row is an error, as PyTorch's "Expected more
+/// than 1 value per channel when training"; evaluation mode takes it.
+#[test]
+fn batch_norm_1d_one_row_in_training_is_an_error() {
+    use ember_nn_core::nn::{BatchNorm1d, Forward, Module};
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut bn = BatchNorm1d::<2>::new(&mut mem).unwrap();
+    {
+        let g = Graph::new(&mut mem);
+        let y = bn.forward(g.tensor([[1.0f32, 2.0]]));
+        assert!(!y.is_valid());
+        match g.status() {
+            Err(Error::InvalidArgument { what }) => {
+                assert!(what.contains("Expected more than 1 value per channel when training"))
+            }
+            other => panic!("expected an InvalidArgument, got {other:?}"),
+        }
+    }
+    bn.eval();
+    let g = Graph::new(&mut mem);
+    let y = bn.forward(g.tensor([[1.0f32, 2.0]]));
+    g.status().unwrap();
+    close(
+        "eval one row",
+        &y.to_array().unwrap()[0],
+        &[0.999995, 1.99999],
+    );
+}
+
+/// A derived model names the layer's parameters and buffers as PyTorch's
+/// `state_dict()` does, the optimizer sees only the parameters, and
+/// `train_floats` counts the buffers.
+#[test]
+fn batch_norm_1d_names_and_budget() {
+    use ember_nn_core::nn::{self, BatchNorm1d, Build, Footprint, Linear, Module, ReLU};
+    #[derive(nn::Module)]
+    struct Net {
+        fc: Linear<4, 3>,
+        // PyTorch's `nn.BatchNorm1d(3, momentum=0.01)`.
+        #[module(init = nn::BatchNormConfig::new().with_momentum(0.01).init(mem))]
+        bn: BatchNorm1d<3>,
+        act: ReLU,
+        out: (Linear<3, 3>, BatchNorm1d<3>),
+    }
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let net = Net::build(&mut mem, &mut Rng::new(0)).unwrap();
+    assert_eq!(net.bn.config().momentum, 0.01);
+    assert_eq!(net.out.1.config(), nn::BatchNormConfig::default());
+    let mut params = Vec::new();
+    net.named_parameters(&mut |p| params.push(p.name.to_string()));
+    assert_eq!(
+        params,
+        [
+            "fc.weight",
+            "fc.bias",
+            "bn.weight",
+            "bn.bias",
+            "out.0.weight",
+            "out.0.bias",
+            "out.1.weight",
+            "out.1.bias"
+        ]
+    );
+    let mut buffers = Vec::new();
+    net.named_buffers(&mut |b| buffers.push((b.name.to_string(), b.dims.as_slice().to_vec())));
+    assert_eq!(
+        buffers,
+        [
+            ("bn.running_mean".to_string(), vec![3]),
+            ("bn.running_var".to_string(), vec![3]),
+            ("bn.num_batches_tracked".to_string(), vec![]),
+            ("out.1.running_mean".to_string(), vec![3]),
+            ("out.1.running_var".to_string(), vec![3]),
+            ("out.1.num_batches_tracked".to_string(), vec![]),
+        ]
+    );
+    assert_eq!(Net::PARAMS, 4 * 3 + 3 + 6 + 3 * 3 + 3 + 6);
+    assert_eq!(Net::BUFFERS, 2 * 7);
+    assert_eq!(
+        nn::train_floats::<Net>(8, nn::loss::Loss::Mse, nn::Rule::sgd())
+            - nn::train_floats::<(Linear<4, 3>, ReLU, Linear<3, 3>)>(
+                8,
+                nn::loss::Loss::Mse,
+                nn::Rule::sgd()
+            ),
+        // Two layers' γ, β and gradients, buffers, and a [8, 3] value and gradient each.
+        2 * (2 * 6 + 7 + 2 * 8 * 3)
+    );
+    assert!(nn::summary(&net).to_string().contains(
+        "(bn): BatchNorm1d(3, eps=1e-05, momentum=0.01, affine=True, track_running_stats=True)"
+    ));
+}

@@ -154,8 +154,8 @@ pub use quant::{
 };
 pub use source::{write_layer_types, write_model_type, write_rust_source};
 pub use trace::{
-    check_f32, export_f32, plan, write_f32, ExportError, Plan, PlannedLayer, Probe, F32_TOLERANCE,
-    PROBE_ROWS,
+    check_f32, export_f32, plan, write_f32, ExportError, FoldedNorm, Plan, PlannedLayer, Probe,
+    F32_TOLERANCE, PROBE_ROWS,
 };
 
 /// Bytes aligned to 16, so that a weight file embedded with `include_bytes!`

@@ -12,7 +12,11 @@
 //! - an activation the format knows ([`Activation`]), right after such a
 //!   layer: a field `act: ReLU` and an inline `.relu()` are the same node;
 //! - a reshape that keeps the rows (`Flatten`), or a dropout in evaluation
-//!   mode (which records nothing).
+//!   mode (which records nothing);
+//! - a batch norm ([`BatchNorm1d`](crate::nn::BatchNorm1d)) in evaluation
+//!   mode directly after a `linear` node: it is folded into that layer
+//!   ([`FoldedNorm`]). In training mode, or after anything else, it is
+//!   unsupported.
 //!
 //! Anything else (a custom op, a residual addition, a second activation in a
 //! row, a constant) is an [`ExportError::Unsupported`] that names the op as
@@ -274,6 +278,26 @@ pub struct PlannedLayer {
     pub bias: Option<Span>,
     /// The activation applied to its output.
     pub activation: Activation,
+    /// A batch norm in evaluation mode right after the layer, folded into
+    /// its weight and bias when the file is written.
+    pub norm: Option<FoldedNorm>,
+}
+
+/// A batch norm in evaluation mode folded into the dense layer before it:
+/// with `s = γ / √(running_var + eps)`, the file holds the weight's row `o`
+/// times `s[o]` and the bias `(b − running_mean)·s + β`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FoldedNorm {
+    /// γ, `[out]`.
+    pub weight: Span,
+    /// β, `[out]`.
+    pub bias: Span,
+    /// The running mean, `[out]`.
+    pub running_mean: Span,
+    /// The running variance, `[out]`.
+    pub running_var: Span,
+    /// Added to the variance.
+    pub eps: f32,
 }
 
 /// The deployable layers of a model, read off its forward pass by [`plan`].
@@ -408,6 +432,8 @@ fn walk<B: Backend, M: Module + ?Sized>(
     let mut cur = output;
     // A bias added after a product, waiting for the product.
     let mut pending_bias: Option<(Span, &'static str)> = None;
+    // A batch norm in evaluation mode, waiting for the `linear` it folds into.
+    let mut pending_norm: Option<FoldedNorm> = None;
     let dense_so_far = |steps: &heapless::Vec<Step, { 2 * MAX_LAYERS }>| {
         steps.iter().filter(|s| matches!(s, Step::Dense(_))).count()
     };
@@ -431,6 +457,13 @@ fn walk<B: Backend, M: Module + ?Sized>(
                 ExportError::NoInput
             } else {
                 unsupported("it does not depend on the input")
+            });
+        }
+        if pending_norm.is_some() && !matches!(op, Op::Linear { .. }) {
+            return Err(ExportError::Unsupported {
+                op: "NativeBatchNormBackward",
+                from_output,
+                why: "a batch norm is exported folded into a Linear layer directly before it",
             });
         }
         if let Some((_, name)) = pending_bias {
@@ -460,7 +493,26 @@ fn walk<B: Backend, M: Module + ?Sized>(
                     transposed: false,
                     bias: Some(bias),
                     activation: Activation::Identity,
+                    norm: pending_norm.take(),
                 })
+            }
+            Op::BatchNorm { n, stats, .. } => {
+                if stats.training {
+                    return Err(unsupported(
+                        "a batch norm in training mode normalises by the batch: export the model in eval() mode",
+                    ));
+                }
+                let weight = param(g, model, parents[1], &[n], from_output)?;
+                let bias = param(g, model, parents[2], &[n], from_output)?;
+                pending_norm = Some(FoldedNorm {
+                    weight,
+                    bias,
+                    running_mean: stats.running_mean,
+                    running_var: stats.running_var,
+                    eps: stats.eps,
+                });
+                cur = parents[0];
+                continue;
             }
             Op::Map(m) => match activation_of(m) {
                 Some(a) => Step::Act(a, m.name()),
@@ -500,6 +552,7 @@ fn walk<B: Backend, M: Module + ?Sized>(
                     transposed,
                     bias: pending_bias.take().map(|(s, _)| s),
                     activation: Activation::Identity,
+                    norm: None,
                 })
             }
             Op::Zip(Zip::Add) => {
@@ -538,6 +591,13 @@ fn walk<B: Backend, M: Module + ?Sized>(
             op: name,
             from_output: dense_so_far(&steps),
             why: "a parameter added to the input",
+        });
+    }
+    if pending_norm.is_some() {
+        return Err(ExportError::Unsupported {
+            op: "NativeBatchNormBackward",
+            from_output: dense_so_far(&steps),
+            why: "a batch norm is exported folded into a Linear layer directly before it",
         });
     }
     Ok(steps)
@@ -699,7 +759,9 @@ pub fn write_f32<B: Backend>(
         set_field(out, i, 16, ((at - header_len) as u32).to_le_bytes());
         let end = at + padded(4 * l.in_features * l.out_features);
         let dst = &mut out[at..end];
-        if l.transposed {
+        if let Some(norm) = l.norm {
+            write_folded(mem, l, &norm, dst, None)?;
+        } else if l.transposed {
             write_transposed(mem, l.weight, l.in_features, l.out_features, dst)?;
         } else {
             write_floats(mem, Some(l.weight), l.weight.len, dst)?;
@@ -707,10 +769,68 @@ pub fn write_f32<B: Backend>(
         at = end;
         set_field(out, i, 20, ((at - header_len) as u32).to_le_bytes());
         let end = at + padded(4 * l.out_features);
-        write_floats(mem, l.bias, l.out_features, &mut out[at..end])?;
+        if let Some(norm) = l.norm {
+            write_folded(mem, l, &norm, &mut [], Some(&mut out[at..end]))?;
+        } else {
+            write_floats(mem, l.bias, l.out_features, &mut out[at..end])?;
+        }
         at = end;
     }
     Ok(finish(out, at))
+}
+
+/// Reads one float of `mem`.
+fn read_one<B: Backend>(mem: &Memory<'_, B>, span: Span, at: usize) -> Result<f32, FormatError> {
+    let mut v = [0.0f32];
+    mem.read(span.sub(at, 1), &mut v)
+        .map_err(FormatError::Memory)?;
+    Ok(v[0])
+}
+
+/// Writes a `[out, in]` (not transposed) layer's weight with a batch norm
+/// folded in to `weight` (row `o` times `s[o] = γ[o] / √(var[o] + eps)`),
+/// or, given `bias`, its bias `(b[o] − mean[o])·s[o] + β[o]`.
+fn write_folded<B: Backend>(
+    mem: &Memory<'_, B>,
+    l: &PlannedLayer,
+    norm: &FoldedNorm,
+    weight: &mut [u8],
+    bias: Option<&mut [u8]>,
+) -> Result<(), FormatError> {
+    let scale = |o: usize| -> Result<f32, FormatError> {
+        let var = read_one(mem, norm.running_var, o)?;
+        Ok(read_one(mem, norm.weight, o)? / libm::sqrtf(var + norm.eps))
+    };
+    let Some(out) = bias else {
+        weight.fill(0);
+        let mut chunk = [0.0f32; 64];
+        for o in 0..l.out_features {
+            let s = scale(o)?;
+            let mut done = 0;
+            while done < l.in_features {
+                let n = (l.in_features - done).min(chunk.len());
+                mem.read(l.weight.sub(o * l.in_features + done, n), &mut chunk[..n])
+                    .map_err(FormatError::Memory)?;
+                for (j, v) in chunk[..n].iter().enumerate() {
+                    let p = 4 * (o * l.in_features + done + j);
+                    weight[p..p + 4].copy_from_slice(&(v * s).to_le_bytes());
+                }
+                done += n;
+            }
+        }
+        return Ok(());
+    };
+    out.fill(0);
+    for o in 0..l.out_features {
+        let b = match l.bias {
+            Some(span) => read_one(mem, span, o)?,
+            None => 0.0,
+        };
+        let v =
+            (b - read_one(mem, norm.running_mean, o)?) * scale(o)? + read_one(mem, norm.bias, o)?;
+        out[4 * o..4 * o + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    Ok(())
 }
 
 /// Copies `len` floats of `span` (zeros for `None`) as little-endian f32

@@ -32,6 +32,7 @@ pub mod dynamic;
 pub mod init;
 pub mod linear;
 pub mod loss;
+pub mod norm;
 pub mod optim;
 pub mod sched;
 mod sequential;
@@ -48,6 +49,7 @@ pub use dynamic::{DynLinear, Mlp};
 #[cfg(feature = "derive")]
 pub use ember_nn_derive::Module;
 pub use linear::{Linear, LinearInput};
+pub use norm::{BatchNorm1d, BatchNormConfig};
 pub use optim::{Optimizer, Rule};
 pub use summary::summary;
 
@@ -102,6 +104,18 @@ impl ParamInfo<'_> {
     }
 }
 
+/// A buffer (non-trained state saved with the model, such as a batch
+/// norm's running statistics) as a model's buffer visitor sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct BufferInfo<'a> {
+    /// Its name, as in PyTorch's `named_buffers()`: `1.running_mean`, ...
+    pub name: &'a str,
+    /// Its shape (`[]` for a scalar).
+    pub dims: Dims,
+    /// Where its values live.
+    pub value: crate::backend::Span,
+}
+
 /// A dotted parameter path built without allocation.
 pub struct Name {
     buf: heapless::String<128>,
@@ -150,6 +164,19 @@ impl Name {
 pub trait Module {
     /// Visits every parameter with its name (relative to `name`).
     fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>));
+
+    /// Visits every buffer (state that is saved with the model but not
+    /// trained: a batch norm's running statistics) with its name, as
+    /// PyTorch's `named_buffers()`. Optimizers never see buffers. Default:
+    /// none.
+    fn visit_buffers(&self, name: &mut Name, f: &mut dyn FnMut(&BufferInfo<'_>)) {
+        let _ = (name, f);
+    }
+
+    /// Calls `f` for every buffer with its full name.
+    fn named_buffers(&self, f: &mut dyn FnMut(&BufferInfo<'_>)) {
+        self.visit_buffers(&mut Name::new(), f)
+    }
 
     /// Describes the module's inference layers in order, for modules whose
     /// forward pass is the library's: the built-in layers, sequences of them
@@ -230,6 +257,10 @@ pub enum Layer {
 pub trait Footprint {
     /// Scalar parameters.
     const PARAMS: usize;
+    /// Floats of buffers (state saved with the model but not trained, such
+    /// as a batch norm's running statistics); no gradient, no optimizer
+    /// state. Default: 0.
+    const BUFFERS: usize = 0;
     /// Graph nodes one forward pass records (an upper bound).
     const NODES: usize;
     /// Input features, when the module fixes them (a `Linear` does; an activation does not).
@@ -486,6 +517,7 @@ pub const fn train_budget<M: Footprint>(batch: usize, loss: loss::Loss, rule: Ru
     };
     TrainBudget {
         floats: M::PARAMS * (2 + rule.state_planes())
+            + M::BUFFERS
             + batch * (input + scratch_per_sample::<M>(input))
             + loss.floats(batch, output),
         nodes: 1 + M::NODES + loss.nodes(),

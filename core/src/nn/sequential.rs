@@ -47,6 +47,7 @@ macro_rules! sequential {
     ($($m:ident $i:tt),+) => {
         impl<$($m: Footprint),+> Footprint for ($($m,)+) {
             const PARAMS: usize = 0 $(+ $m::PARAMS)+;
+            const BUFFERS: usize = 0 $(+ $m::BUFFERS)+;
             const NODES: usize = 0 $(+ $m::NODES)+;
             const IN_FEATURES: Option<usize> = {
                 let mut r = None;
@@ -84,6 +85,10 @@ macro_rules! sequential {
         impl<$($m: Module),+> Module for ($($m,)+) {
             fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>)) {
                 $( name.with(INDEX[$i], |n| self.$i.visit(n, f)); )+
+            }
+
+            fn visit_buffers(&self, name: &mut Name, f: &mut dyn FnMut(&super::BufferInfo<'_>)) {
+                $( name.with(INDEX[$i], |n| self.$i.visit_buffers(n, f)); )+
             }
 
             fn set_training(&mut self, training: bool) {

@@ -4,6 +4,7 @@
 //! the backward passes of the ops it records and no others.
 
 mod autograd;
+pub mod batch_norm;
 pub mod broadcast;
 pub mod create;
 pub mod cross_entropy;
