@@ -159,7 +159,7 @@ where
         ));
     }
     let (int8_bytes, int8_check) = quantize_checked(&f, calibration, samples)?;
-    let tensors = crate::state_dict::named_tensors(model, mem).map_err(|e| e.to_string())?;
+    let tensors = crate::state_dict::named_state(model, mem).map_err(|e| e.to_string())?;
     let safetensors =
         crate::state_dict::to_bytes(&tensors, None).map_err(|e| format!("the state_dict: {e}"))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -84,7 +84,7 @@ use crate::data::transform::Compose;
 use crate::data::{DataLoader, Dataset, LoaderState, MiniBatch, TensorDataset};
 use crate::eval::{self, Evaluation, Failure, Predictions};
 use crate::schedule::Schedule;
-use crate::state_dict::{named_tensors, NamedTensor};
+use crate::state_dict::{named_state, state_spans, NamedTensor};
 use crate::train::{
     available_memory, write_params, Checkpointing, EpochMetrics, Progress, TrainError, TrainOutcome,
 };
@@ -777,7 +777,7 @@ impl Learner {
 
             if let Some(vl) = val_loss {
                 if best.as_ref().is_none_or(|(b, _)| vl < *b) {
-                    best = Some((vl, named_tensors(&model, &mem)?));
+                    best = Some((vl, named_state(&model, &mem)?));
                     bad_epochs = 0;
                 } else {
                     bad_epochs += 1;
@@ -803,7 +803,7 @@ impl Learner {
                         config: config.clone(),
                         settings: settings.clone(),
                     },
-                    params: named_tensors(&model, &mem)?,
+                    params: named_state(&model, &mem)?,
                     optimizer: state,
                     // Lent to the checkpoint (no copy), taken back below.
                     best_params: if patience.is_some() {
@@ -987,24 +987,17 @@ impl<'d, D: Device, M: Module> Trained<'d, D, M> {
         .map_err(TrainError::Export)
     }
 
-    /// The model's parameters copied to the host, by name, in the model's
-    /// order (what [`state_dict::save`](crate::state_dict::save) writes).
+    /// The model's state copied to the host, by name, in the model's order:
+    /// its parameters, then its buffers (a batch norm's running statistics),
+    /// as [`state_dict::save`](crate::state_dict::save) writes them.
     pub fn params(&self) -> Result<Vec<NamedTensor>, TrainError> {
-        let mut out = Vec::new();
-        let mut err = Ok(());
         let buf = self.storage.as_ref();
-        self.model.named_parameters(&mut |p| {
-            let mut data = vec![0.0f32; p.param.value.len];
-            if err.is_ok() {
-                err = self.device.download(buf, p.param.value, &mut data);
-            }
-            out.push(NamedTensor {
-                name: p.name.to_string(),
-                shape: p.dims.as_slice().to_vec(),
-                data,
-            });
-        });
-        err?;
+        let mut out = Vec::new();
+        for (name, shape, span) in state_spans(&self.model) {
+            let mut data = vec![0.0f32; span.len];
+            self.device.download(buf, span, &mut data)?;
+            out.push(NamedTensor { name, shape, data });
+        }
         Ok(out)
     }
 
@@ -1294,15 +1287,13 @@ fn measure_peak<D: Device>(
     None
 }
 
-/// Writes `params` (by name) into the model's parameters.
+/// Writes `params` (by name) into the model's parameters and buffers.
 fn restore_params<M: Module, D: Backend>(
     model: &M,
     mem: &mut Memory<'_, D>,
     params: &[NamedTensor],
 ) -> Result<(), TrainError> {
-    let mut spans = Vec::new();
-    model.named_parameters(&mut |p| spans.push((p.name.to_string(), p.param.value)));
-    for (name, span) in spans {
+    for (name, _, span) in state_spans(model) {
         let t = params
             .iter()
             .find(|t| t.name == name)
@@ -1312,11 +1303,12 @@ fn restore_params<M: Module, D: Backend>(
     Ok(())
 }
 
-/// Each parameter's name and shape, in visiting order.
+/// Each parameter's and buffer's name and shape, in visiting order.
 fn parameter_shapes<M: Module>(model: &M) -> Vec<(String, Vec<usize>)> {
-    let mut v = Vec::new();
-    model.named_parameters(&mut |p| v.push((p.name.to_string(), p.dims.as_slice().to_vec())));
-    v
+    state_spans(model)
+        .into_iter()
+        .map(|(name, shape, _)| (name, shape))
+        .collect()
 }
 
 /// `params` in the order of `shapes` (a checkpoint's tensors come back

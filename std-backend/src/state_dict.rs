@@ -3,6 +3,7 @@
 //! and read strictly (every tensor present, shapes equal, nothing extra).
 
 use crate::atomic::write_atomic;
+use ember_nn_core::backend::Span;
 use ember_nn_core::nn::Module;
 use ember_nn_core::{Backend, Memory};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -152,6 +153,41 @@ pub fn named_buffers<M: Module, B: Backend>(
     err.map(|()| out)
 }
 
+/// Where each tensor of `model`'s state lives: its parameters, then its
+/// buffers (a batch norm's running statistics), each with its PyTorch name
+/// and shape, in visiting order: what a state_dict holds, and what a
+/// checkpoint must keep for a run to resume as it was.
+pub fn state_spans<M: Module>(model: &M) -> Vec<(String, Vec<usize>, Span)> {
+    let mut out = Vec::new();
+    model.named_parameters(&mut |p| {
+        out.push((
+            p.name.to_string(),
+            p.dims.as_slice().to_vec(),
+            p.param.value,
+        ))
+    });
+    model.named_buffers(&mut |b| {
+        out.push((b.name.to_string(), b.dims.as_slice().to_vec(), b.value))
+    });
+    out
+}
+
+/// Reads `model`'s whole state (parameters, then buffers: [`state_spans`])
+/// out of `mem`.
+pub fn named_state<M: Module, B: Backend>(
+    model: &M,
+    mem: &Memory<'_, B>,
+) -> Result<Vec<NamedTensor>, ember_nn_core::Error> {
+    state_spans(model)
+        .into_iter()
+        .map(|(name, shape, span)| {
+            let mut data = vec![0.0f32; span.len];
+            mem.read(span, &mut data)?;
+            Ok(NamedTensor { name, shape, data })
+        })
+        .collect()
+}
+
 /// Serializes tensors (and optional metadata) to safetensors bytes, f32 little-endian.
 pub fn to_bytes(
     tensors: &[NamedTensor],
@@ -187,8 +223,7 @@ pub fn save<M: Module, B: Backend>(
         source: Box::new(source),
     };
     // Parameters, then buffers (PyTorch's state_dict holds both).
-    let mut tensors = named_tensors(model, mem).map_err(memory)?;
-    tensors.extend(named_buffers(model, mem).map_err(memory)?);
+    let tensors = named_state(model, mem).map_err(memory)?;
     let bytes = to_bytes(&tensors, None).map_err(|msg| StateDictError::Parse {
         path: path.into(),
         msg,

@@ -292,7 +292,8 @@ pub struct TrainOutcome {
     pub history: Vec<EpochMetrics>,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
-    /// Final parameters (the best by validation loss when early stopping is on).
+    /// Final parameters, then buffers such as a batch norm's running
+    /// statistics (the best epoch's when early stopping is on).
     pub params: Vec<NamedTensor>,
     /// The test set's evaluation ([`Learner::test_set`]), if it had one.
     pub test: Option<Evaluation>,
@@ -445,14 +446,8 @@ pub fn write_params<M: Module, D: Device>(
     params: &[NamedTensor],
     path: &Path,
 ) -> Result<(), CheckpointError> {
-    let mut spans = Vec::new();
-    model.named_parameters(&mut |p| {
-        spans.push((
-            p.name.to_string(),
-            p.dims.as_slice().to_vec(),
-            p.param.value,
-        ))
-    });
+    // Parameters and buffers (a batch norm's running statistics).
+    let spans = crate::state_dict::state_spans(model);
     let invalid = |msg: String| CheckpointError::Invalid {
         path: path.into(),
         msg,

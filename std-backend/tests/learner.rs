@@ -5,7 +5,7 @@
 //! refusing a checkpoint of another architecture.
 
 use ember_nn_core::nn::loss::{cross_entropy, mse, Loss, Reduction};
-use ember_nn_core::nn::{Build, Forward, Linear, Module, ReLU, Rule};
+use ember_nn_core::nn::{BatchNorm1d, Build, Forward, Linear, Module, ReLU, Rule};
 use ember_nn_core::prelude::*;
 use ember_nn_std::checkpoint::{Checkpoint, CheckpointError};
 use ember_nn_std::config::SchedulerKind;
@@ -281,6 +281,89 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
     assert_eq!(bits(&full), bits(&resumed), "resumed parameters differ");
     // Not a vacuous comparison: the run moved its parameters.
     assert_ne!(bits(&first), bits(&full));
+}
+
+/// `Net` with a batch norm after the hidden layer: state that is not a
+/// parameter (running mean and variance, batches seen).
+#[derive(Module)]
+struct NetBn {
+    hidden: Linear<IN, 16>,
+    bn: BatchNorm1d<16>,
+    act: ReLU,
+    out: Linear<16, CLASSES>,
+}
+
+impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<IN>), B>> for NetBn {
+    type Output = Tensor<'t, (usize, Const<CLASSES>), B>;
+    fn forward(&self, x: Tensor<'t, (usize, Const<IN>), B>) -> Self::Output {
+        self.out
+            .forward(self.act.forward(self.bn.forward(self.hidden.forward(x))))
+    }
+}
+
+fn step_bn<'t, B: Backend>(
+    net: &NetBn,
+    g: &'t dyn Tape<B>,
+    b: &MiniBatch,
+) -> ember_nn_core::Result<StepOutput<'t, B>> {
+    let logits = net.forward(g.from_slice((b.len(), Const::<IN>), &b.features));
+    let loss = cross_entropy(logits, &b.labels, Reduction::Mean);
+    Ok(StepOutput::classified(loss, logits))
+}
+
+fn fit_bn(l: Learner, val: &TensorDataset) -> TrainOutcome {
+    l.fit(
+        &Parallel::new(1),
+        NetBn::build,
+        step_bn,
+        data(160, 4),
+        Some(val),
+        &mut Quiet,
+    )
+    .and_then(Trained::into_outcome)
+    .unwrap()
+}
+
+#[test]
+fn a_batch_norms_running_statistics_are_checkpointed_and_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let val = data(48, 5);
+    let ckpt = |path: &Path, stop_after, resume: bool| Checkpointing {
+        path: Some(path.to_path_buf()),
+        stop_after,
+        resume: resume.then(|| path.to_path_buf()),
+    };
+    // Without early stopping: each run returns its last epoch's state.
+    let learner = |epochs| learner(epochs).patience(None);
+    let full = fit_bn(
+        learner(4).checkpointing(ckpt(&dir.path().join("full"), None, false)),
+        &val,
+    );
+    let part = dir.path().join("part");
+    let first = fit_bn(learner(4).checkpointing(ckpt(&part, Some(2), false)), &val);
+    let resumed = fit_bn(learner(4).checkpointing(ckpt(&part, None, true)), &val);
+
+    // The state holds the buffers, after the parameters, by PyTorch's names.
+    let names: Vec<&str> = full.params.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names[names.len() - 3..],
+        [
+            "bn.running_mean",
+            "bn.running_var",
+            "bn.num_batches_tracked"
+        ]
+    );
+    let batches = |o: &TrainOutcome| o.params.last().unwrap().data[0];
+    // 160 samples in batches of 16: 10 a epoch.
+    assert_eq!(batches(&first), 20.0);
+    assert_eq!(batches(&full), 40.0);
+    // The checkpoint holds them, and the resumed run continues from them:
+    // the same validation losses (eval mode reads the running statistics)
+    // and the same state, bit for bit.
+    let c = Checkpoint::load(&part).unwrap();
+    assert!(c.params.iter().any(|t| t.name == "bn.running_var"));
+    assert_eq!(figures(&full.history), figures(&resumed.history));
+    assert_eq!(bits(&full), bits(&resumed), "resumed state differs");
 }
 
 #[test]
