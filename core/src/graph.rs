@@ -24,6 +24,25 @@ pub(crate) const NONE: u32 = u32::MAX;
 /// Default node capacity of a [`Graph`].
 pub const DEFAULT_NODES: usize = 128;
 
+/// The running statistics of a batch norm and how it uses them (the
+/// payload of [`Op::BatchNorm`]; `ops::batch_norm` runs it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BatchNormStats {
+    /// `running_mean`, `[features]`.
+    pub running_mean: Span,
+    /// `running_var`, `[features]`.
+    pub running_var: Span,
+    /// `num_batches_tracked`, one float.
+    pub num_batches_tracked: Span,
+    /// Added to the variance before its square root.
+    pub eps: f32,
+    /// Weight of a batch's statistics in the running ones.
+    pub momentum: f32,
+    /// Batch statistics (and running updates) rather than the running ones.
+    pub training: bool,
+}
+
 /// What produced a node, with what its backward pass needs to know.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -122,7 +141,7 @@ pub enum Op {
         /// Features.
         n: usize,
         /// The running statistics and the mode.
-        stats: crate::ops::batch_norm::BatchNormStats,
+        stats: BatchNormStats,
     },
     /// Concatenation of two tensors along an axis.
     Concat {

@@ -4,7 +4,7 @@
 //! statistics are spans of persistent memory named in the node's op
 //! ([`BatchNormStats`]), which the forward updates in training mode.
 //!
-//! Both passes work on blocks of up to [`BLOCK`] features with stack
+//! Both passes work on blocks of up to 32 features (`BLOCK`) with stack
 //! arrays, through the backend's `download`/`upload`: no allocation, and no
 //! scratch in the graph beyond the output and its gradient.
 
@@ -20,23 +20,7 @@ const BLOCK: usize = 32;
 /// What PyTorch says of a training batch of one row.
 pub const ONE_ROW: &str = "Expected more than 1 value per channel when training";
 
-/// The running statistics of a batch norm and how it uses them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct BatchNormStats {
-    /// `running_mean`, `[features]`.
-    pub running_mean: Span,
-    /// `running_var`, `[features]`.
-    pub running_var: Span,
-    /// `num_batches_tracked`, one float.
-    pub num_batches_tracked: Span,
-    /// Added to the variance before its square root.
-    pub eps: f32,
-    /// Weight of a batch's statistics in the running ones.
-    pub momentum: f32,
-    /// Batch statistics (and running updates) rather than the running ones.
-    pub training: bool,
-}
+pub use crate::graph::BatchNormStats;
 
 impl<'t, R: Dim, C: Dim, B: Backend> Tensor<'t, (R, C), B> {
     /// `(x − μ) / √(σ² + eps) · γ + β` per feature (column), as PyTorch's
