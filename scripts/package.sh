@@ -151,8 +151,13 @@ EOF
 
 msrv() {
   step "the declared rust-version ($msrv) builds every published crate"
-  has_line "^$msrv" rustup toolchain list ||
-    rustup toolchain install "$msrv" --profile minimal --no-self-update
+  if ! has_line "^$msrv" rustup toolchain list &&
+    ! rustup toolchain install "$msrv" --profile minimal --no-self-update; then
+    # A machine that cannot fetch toolchains: said loudly, not failed (the
+    # claim is checked wherever the toolchain installs, as on CI's machine).
+    echo "WARNING: could not install Rust $msrv: rust-version is NOT checked in this run" >&2
+    return 0
+  fi
   local args=() c
   for c in "${CRATES[@]}"; do args+=(-p "$c"); done
   cargo "+$msrv" check --locked "${args[@]}" --all-features --lib --bins \
