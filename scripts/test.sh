@@ -66,7 +66,7 @@ step "the PyTorch tutorials' idioms, ported: each example checks what it shows"
 for example in seed_autograd seed_mlp_class seed_add_module seed_init_apply seed_state_dict seed_train_loop; do
   cargo run --release --quiet -p ember-nn-core --example "$example" >/dev/null
 done
-for example in seed_quickstart seed_save_load; do
+for example in seed_quickstart seed_save_load seed_cnn; do
   cargo run --release --quiet -p ember-nn-std --example "$example" >/dev/null
 done
 

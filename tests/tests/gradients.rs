@@ -813,6 +813,12 @@ proptest! {
             let b = bias.then(|| t.param(&bp));
             weighted(t.param(&xp).conv2d(t.param(&wp), b, options), &weights)
         })?;
+        // The activation fused into the product's epilogue (one group).
+        grad_ok("conv2d_act tanh", &mut mem, &params, |t| {
+            let b = bias.then(|| t.param(&bp));
+            let y = t.param(&xp).conv2d_act(t.param(&wp), b, options, Some(Map::Tanh));
+            weighted(y, &weights)
+        })?;
     }
 
     /// `conv1d` through its own shapes (the 2-D convolution of height 1).

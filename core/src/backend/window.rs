@@ -9,13 +9,16 @@
 //! here, and nothing else (the backends, the checked host layer and the
 //! conformance suite take every variant through one method).
 //!
-//! The layouts, with `L = out_h · out_w` output positions per plane:
+//! The layouts, with `L = out_h · out_w` output positions per plane and
+//! `g` channel groups of `cg = channels / g` channels:
 //! - input `x`: `[batch, channels, in_h, in_w]`;
-//! - columns (im2col over the whole batch): `[channels · k_h · k_w, batch · L]`,
-//!   row `(c · k_h + i) · k_w + j`, column `n · L + oh · out_w + ow`, which
-//!   is PyTorch's `F.unfold` with the batch moved into the columns, so that
-//!   a convolution is one matrix product `W · cols` (per group, since the
-//!   rows of a group of channels are contiguous);
+//! - rows (im2row over the whole batch): `[g, batch · L, cg · k_h · k_w]`:
+//!   one row per group and output position `n · L + oh · out_w + ow`, its
+//!   column `(c · k_h + i) · k_w + j` the tap `(i, j)` of the group's
+//!   channel `c`. With one group this is PyTorch's `F.unfold` transposed
+//!   with the batch in the rows, so that a convolution is a fully connected
+//!   layer over the rows (`rows · Wᵀ + b`, bias and activation fused), and
+//!   per group a batched product;
 //! - pooled output: `[batch, channels, out_h, out_w]`.
 
 use super::{Acc, Backend, Blocks, Span};
@@ -44,6 +47,9 @@ pub struct Window {
     pub pad: [usize; 2],
     /// Output `[height, width]`.
     pub output: [usize; 2],
+    /// Channel groups of the unfolded rows (1 unless set by
+    /// [`grouped`](Window::grouped)).
+    pub groups: usize,
 }
 
 const BAD_WINDOW: Error = Error::InvalidArgument {
@@ -99,10 +105,24 @@ impl Window {
             dilation,
             pad: pad_before,
             output,
+            groups: 1,
         };
-        w.cols_len()?;
+        w.unfolded_len()?;
         w.input_len()?;
         Ok(w)
+    }
+
+    /// The same window with its channels unfolded in `groups` groups (a
+    /// grouped or depthwise convolution). An [`Error::InvalidArgument`]
+    /// when `groups` is 0 or does not divide the channels.
+    pub fn grouped(mut self, groups: usize) -> Result<Window> {
+        if groups == 0 || !self.channels.is_multiple_of(groups) {
+            return Err(Error::InvalidArgument {
+                what: "window: the groups must divide the channels",
+            });
+        }
+        self.groups = groups;
+        Ok(self)
     }
 
     /// [`Window::new`] with the padding given as a [`Padding`].
@@ -141,8 +161,8 @@ impl Window {
         mul(&[self.batch, self.channels, self.output[0], self.output[1]])
     }
 
-    /// Floats of the columns, `channels · k_h · k_w · batch · out_h · out_w`.
-    pub fn cols_len(&self) -> Result<usize> {
+    /// Floats of the unfolded rows, `channels · k_h · k_w · batch · out_h · out_w`.
+    pub fn unfolded_len(&self) -> Result<usize> {
         mul(&[
             self.channels,
             self.kernel[0],
@@ -177,20 +197,27 @@ impl Window {
         (lo, hi, (lo * s + off).saturating_sub(self.pad[1]))
     }
 
-    /// Calls `run(x_offset, cols_offset, count, x_stride)` for every run of
-    /// columns that reads the input: `count` columns from `cols_offset` on,
-    /// reading every `x_stride`-th input float from `x_offset` on (offsets
-    /// from the start of each tensor). Columns that no run names read the
-    /// padding. The one walk of the geometry that the kernels share.
-    fn runs(&self, mut run: impl FnMut(usize, usize, usize, usize) -> Result<()>) -> Result<()> {
+    /// Calls `run(x_offset, x_stride, rows_offset, rows_stride, count)` for
+    /// every run of an output row that reads the input: `count` floats of
+    /// the rows, every `rows_stride`-th from `rows_offset`, read every
+    /// `x_stride`-th input float from `x_offset` (offsets from the start of
+    /// each tensor). Floats of the rows that no run names read the padding.
+    /// The one walk of the geometry that the kernels share.
+    fn runs(
+        &self,
+        mut run: impl FnMut(usize, usize, usize, usize, usize) -> Result<()>,
+    ) -> Result<()> {
         let [ih, iw] = self.input;
         let [kh, kw] = self.kernel;
         let (l, ow) = (self.positions(), self.output[1]);
         let nl = self.batch * l;
+        let cg = self.channels / self.groups.max(1);
+        let width = cg * kh * kw;
         for c in 0..self.channels {
+            let (g, cl) = (c / cg.max(1), c % cg.max(1));
             for i in 0..kh {
                 for j in 0..kw {
-                    let row = ((c * kh + i) * kw + j) * nl;
+                    let column = (cl * kh + i) * kw + j;
                     let (lo, hi, x0) = self.valid_columns(j);
                     if lo == hi {
                         continue;
@@ -199,11 +226,13 @@ impl Window {
                         let plane = (n * self.channels + c) * ih * iw;
                         for oh in 0..self.output[0] {
                             if let Some(y) = self.source(0, oh, i) {
+                                let row = g * nl + n * l + oh * ow + lo;
                                 run(
                                     plane + y * iw + x0,
-                                    row + n * l + oh * ow + lo,
-                                    hi - lo,
                                     self.stride[1],
+                                    row * width + column,
+                                    width,
+                                    hi - lo,
                                 )?;
                             }
                         }
@@ -344,11 +373,11 @@ fn mul(dims: &[usize]) -> Result<usize> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum WindowKernel {
-    /// im2col: `out = cols(x)` (overwrites; padding reads 0). Operands:
-    /// `x` the input, `out` the columns.
+    /// im2row: `out = rows(x)` (overwrites; padding reads 0). Operands:
+    /// `x` the input, `out` the rows.
     Unfold,
-    /// col2im, the adjoint of `Unfold`: `out += fold(x)`, every column
-    /// added back where it was read. Operands: `x` the columns (a
+    /// row2im, the adjoint of `Unfold`: `out += fold(x)`, every float of
+    /// the rows added back where it was read. Operands: `x` the rows (a
     /// gradient), `out` the input's gradient.
     Fold,
     /// Max pooling: `out` the maximum of each window of `x` per plane
@@ -394,8 +423,8 @@ impl WindowCall {
     pub fn lens(&self) -> Result<([usize; 2], usize)> {
         let w = &self.window;
         Ok(match self.kernel {
-            WindowKernel::Unfold => ([w.input_len()?, 0], w.cols_len()?),
-            WindowKernel::Fold => ([w.cols_len()?, 0], w.input_len()?),
+            WindowKernel::Unfold => ([w.input_len()?, 0], w.unfolded_len()?),
+            WindowKernel::Fold => ([w.unfolded_len()?, 0], w.input_len()?),
             WindowKernel::MaxPool => ([w.input_len()?, 0], w.pooled_len()?),
             WindowKernel::MaxPoolBackward => ([w.input_len()?, w.pooled_len()?], w.input_len()?),
         })
@@ -422,17 +451,17 @@ pub fn run(call: &WindowCall, x: &[f32], dy: &[f32], out: &mut [f32]) {
     match call.kernel {
         WindowKernel::Unfold => {
             out.fill(0.0);
-            let _ = w.runs(|xo, co, n, s| {
-                for (k, d) in out[co..co + n].iter_mut().enumerate() {
-                    *d = x[xo + k * s];
+            let _ = w.runs(|xo, xs, ro, rs, n| {
+                for k in 0..n {
+                    out[ro + k * rs] = x[xo + k * xs];
                 }
                 Ok(())
             });
         }
         WindowKernel::Fold => {
-            let _ = w.runs(|xo, co, n, s| {
-                for (k, c) in x[co..co + n].iter().enumerate() {
-                    out[xo + k * s] += c;
+            let _ = w.runs(|xo, xs, ro, rs, n| {
+                for k in 0..n {
+                    out[xo + k * xs] += x[ro + k * rs];
                 }
                 Ok(())
             });
@@ -456,7 +485,7 @@ pub fn run(call: &WindowCall, x: &[f32], dy: &[f32], out: &mut [f32]) {
 }
 
 /// The default body of [`Backend::window`], composed from the primitives:
-/// `Unfold` and `Fold` as one strided [`Backend::copy`] per run of columns
+/// `Unfold` and `Fold` as one strided [`Backend::copy`] per run of outputs
 /// (after a [`Backend::fill`] for `Unfold`); the pooling kernels through
 /// [`Backend::download`] and [`Backend::upload`] of one plane's row of
 /// windows at a time, on the stack. Correct on any backend, and slow on a
@@ -471,13 +500,13 @@ pub fn composed<B: Backend + ?Sized>(be: &B, buf: &mut B::Buffer, call: &WindowC
             if unfold {
                 be.fill(buf, call.out, 0.0)?;
             }
-            w.runs(|xo, co, n, s| {
-                let strided = Span::new(call_offset(call, true, xo), (n - 1) * s + 1);
-                let cols = Span::new(call_offset(call, false, co), n);
+            w.runs(|xo, xs, ro, rs, n| {
+                let input = Span::new(call_offset(call, true, xo), (n - 1) * xs + 1);
+                let rows = Span::new(call_offset(call, false, ro), (n - 1) * rs + 1);
                 let (src, dst, src_stride, dst_stride) = if unfold {
-                    (strided, cols, s, 1)
+                    (input, rows, xs, rs)
                 } else {
-                    (cols, strided, 1, s)
+                    (rows, input, rs, xs)
                 };
                 be.copy(
                     buf,
@@ -498,11 +527,11 @@ pub fn composed<B: Backend + ?Sized>(be: &B, buf: &mut B::Buffer, call: &WindowC
 }
 
 /// The buffer offset of a run's start: in the input (`input`) or in the
-/// columns, whichever operand of `call` holds it.
+/// rows, whichever operand of `call` holds it.
 fn call_offset(call: &WindowCall, input: bool, at: usize) -> usize {
     let unfold = call.kernel == WindowKernel::Unfold;
-    // Unfold reads the input (x) and writes the columns (out); Fold reads
-    // the columns (x) and writes the input's gradient (out).
+    // Unfold reads the input (x) and writes the rows (out); Fold reads
+    // the rows (x) and writes the input's gradient (out).
     if input == unfold {
         call.x.offset + at
     } else {

@@ -131,9 +131,9 @@ impl<const I: usize, const O: usize, const K: usize, const S: usize, const P: us
 impl<const I: usize, const O: usize, const K: usize, const S: usize, const P: usize> Footprint
     for Conv2d<I, O, K, S, P>
 {
-    // Weight, bias, and the composition of `Tensor::conv2d`: unfold, three
-    // views, the product, the bias' broadcast and sum, the swap and a view.
-    spatial_footprint!(O * I * K * K + O, 12);
+    // Weight, bias, and the composition of `Tensor::conv2d`: unfold, the
+    // weight's view, the fused product, a view, the transpose and a view.
+    spatial_footprint!(O * I * K * K + O, 8);
 }
 
 impl<const I: usize, const O: usize, const K: usize, const S: usize, const P: usize> Module
@@ -206,7 +206,7 @@ impl<const I: usize, const O: usize, const K: usize, const S: usize, const P: us
     for Conv1d<I, O, K, S, P>
 {
     // Conv2d's nodes and the 1-D views around them.
-    spatial_footprint!(O * I * K + O, 15);
+    spatial_footprint!(O * I * K + O, 11);
 }
 
 impl<const I: usize, const O: usize, const K: usize, const S: usize, const P: usize> Module

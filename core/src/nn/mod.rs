@@ -515,8 +515,13 @@ pub struct TrainBudget {
 /// assert_eq!(BUDGET.nodes, 1 + 4 + 1 + 4 + 4);
 /// ```
 pub const fn train_budget<M: Footprint>(batch: usize, loss: loss::Loss, rule: Rule) -> TrainBudget {
-    if M::SCRATCH_FIXED == SCRATCH_UNKNOWN || M::SCRATCH_PER_FEATURE == SCRATCH_UNKNOWN {
-        panic!("{}", conv::SPATIAL);
+    // Evaluated when the function is instantiated for `M`, so that a
+    // model whose scratch its type cannot tell fails to compile wherever
+    // its budget is asked for, at run time included.
+    const {
+        let known =
+            M::SCRATCH_FIXED != SCRATCH_UNKNOWN && M::SCRATCH_PER_FEATURE != SCRATCH_UNKNOWN;
+        assert!(known, "{}", conv::SPATIAL);
     }
     let input = match M::IN_FEATURES {
         Some(n) => n,

@@ -3,18 +3,22 @@
 //! already exist, so that a convolution's gradient is the chain rule over
 //! them and nothing new:
 //!
-//! 1. [`unfold`](Tensor::unfold) (im2col) of the input, `[c · k_h · k_w,
-//!    batch · L]`, seen as `[groups, c/groups · k_h · k_w, batch · L]`;
-//! 2. one [`bmm`](Tensor::bmm) per group with the weight seen as `[groups,
-//!    out/groups, c/groups · k_h · k_w]`, giving `[out, batch · L]`;
-//! 3. the bias broadcast along the positions, added;
-//! 4. [`swap_axes01`](Tensor::swap_axes01) to `[batch, out, L]`.
+//! 1. [`unfold`](Tensor::unfold) (im2row) of the input: one row per output
+//!    position of the whole batch, `[batch · L, in · k_h · k_w]`;
+//! 2. with one group, a fully connected layer over those rows
+//!    ([`linear`](Tensor::linear): `rows · Wᵀ + b`, the bias, and with
+//!    [`conv2d_act`](Tensor::conv2d_act) the activation, fused into the
+//!    product's epilogue), `[batch, L, out]`, and the transpose of its last
+//!    two axes to `[batch, out, L]`;
+//! 3. with `g` groups, one product per group ([`bmm`](Tensor::bmm) of the
+//!    rows `[g, batch · L, in/g · k_h · k_w]` by the weight transposed),
+//!    then the axes moved to `[batch, out, L]` and the bias added.
 //!
 //! One product over the whole batch is what a GEMM backend runs fastest;
-//! the columns cost `c · k_h · k_w · batch · L` floats of graph memory,
-//! which the memory planners count like any other node.
+//! the rows cost `in · k_h · k_w · batch · L` floats of graph memory, which
+//! the memory planners count like any other node.
 
-use crate::backend::{Backend, Padding, Window};
+use crate::backend::{Backend, Map, Padding, Window};
 use crate::error::Error;
 use crate::shape::{Dim, Dims, Shape};
 use crate::tensor::{invalid, Tensor};
@@ -89,6 +93,20 @@ impl<'t, N: Dim, C: Dim, H: Dim, W: Dim, B: Backend> Tensor<'t, (N, C, H, W), B>
         bias: Option<Tensor<'t, (O,), B>>,
         options: ConvOptions,
     ) -> Tensor<'t, (N, O, usize, usize), B> {
+        self.conv2d_act(weight, bias, options, None)
+    }
+
+    /// `f(conv2d(x, weight, bias))`: with one group, the bias and an
+    /// activation that [`Map::fuses`] are applied in the product's epilogue
+    /// (one node, no pre-activation copy); otherwise the convolution, then
+    /// the activation. `None` is no activation.
+    pub fn conv2d_act<O: Dim, CG: Dim, KH: Dim, KW: Dim>(
+        self,
+        weight: Tensor<'t, (O, CG, KH, KW), B>,
+        bias: Option<Tensor<'t, (O,), B>>,
+        options: ConvOptions,
+        f: Option<Map>,
+    ) -> Tensor<'t, (N, O, usize, usize), B> {
         let [n, c, h, w] = self.shape.dims();
         let [o, cg, kh, kw] = weight.shape.dims();
         let g = options.groups;
@@ -108,7 +126,7 @@ impl<'t, N: Dim, C: Dim, H: Dim, W: Dim, B: Backend> Tensor<'t, (N, C, H, W), B>
                 },
             );
         }
-        let window = match Window::padded(
+        let window = Window::padded(
             n,
             c,
             [h, w],
@@ -116,24 +134,46 @@ impl<'t, N: Dim, C: Dim, H: Dim, W: Dim, B: Backend> Tensor<'t, (N, C, H, W), B>
             options.stride,
             options.dilation,
             options.padding,
-        ) {
+        )
+        .and_then(|w| w.grouped(g));
+        let window = match window {
             Ok(window) => window,
             Err(e) => return invalid(self.tape, shape_of(0, 0), e),
         };
         let [oh, ow] = window.output;
         let (l, ck) = (window.positions(), cg * kh * kw);
-        let cols = self.unfold(window).reshape_to((g, ck, n * l));
-        let y = weight
-            .reshape_to((g, o / g, ck))
-            .bmm(cols)
-            .reshape_to((weight.shape.0, n * l));
-        let y = match bias {
-            Some(b) => y + b.broadcast_axis::<1, _>((weight.shape.0, n * l)),
-            None => y,
+        let rows = self.unfold(window);
+        let out_dim = weight.shape.0;
+        let y = if g == 1 {
+            // `[batch · L, out]`: a fully connected layer over the rows.
+            let wt = weight.reshape_to((out_dim, ck));
+            let y = match (bias, f) {
+                (Some(b), None) => rows.linear(wt, b),
+                (Some(b), Some(f)) => rows.linear_act(wt, b, f),
+                (None, None) => rows.matmul_t(wt),
+                (None, Some(f)) => rows.matmul_t(wt).map(f),
+            };
+            y.reshape_to((n, l, out_dim)).t()
+        } else {
+            // `[g, batch · L, out/g]`, then `[batch, g, out/g · L]`.
+            let y = rows
+                .reshape_to((g, n * l, ck))
+                .bmm_t(weight.reshape_to((g, o / g, ck)))
+                .reshape_to((g * n, l, o / g))
+                .t()
+                .reshape_to((g, n, o / g * l))
+                .swap_axes01()
+                .reshape_to((n, out_dim, l));
+            let y = match bias {
+                Some(b) => y + b.broadcast_axis::<1, _>((out_dim, l)),
+                None => y,
+            };
+            match f {
+                Some(f) => y.map(f),
+                None => y,
+            }
         };
-        y.reshape_to((weight.shape.0, n, l))
-            .swap_axes01()
-            .reshape_to(shape_of(oh, ow))
+        y.reshape_to(shape_of(oh, ow))
     }
 }
 

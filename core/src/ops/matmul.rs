@@ -230,6 +230,19 @@ impl<'t, G: Dim, M: Dim, K: Dim, B: Backend> Tensor<'t, (G, M, K), B> {
         let (gb, kb, n) = (rhs.shape.0.size(), rhs.shape.1.size(), rhs.shape.2.size());
         batched(self, rhs, out, (g, gb), (m, n, k), (k, kb), false, false)
     }
+
+    /// Batched `self · rhsᵀ` without materialising the transpose:
+    /// `[g, m, k] · [g, n, k]ᵀ` is `[g, m, n]`.
+    pub fn bmm_t<N: Dim>(self, rhs: Tensor<'t, (G, N, K), B>) -> Tensor<'t, (G, M, N), B> {
+        let (g, m, k) = (
+            self.shape.0.size(),
+            self.shape.1.size(),
+            self.shape.2.size(),
+        );
+        let out = (self.shape.0, self.shape.1, rhs.shape.1);
+        let (gb, n, kb) = (rhs.shape.0.size(), rhs.shape.1.size(), rhs.shape.2.size());
+        batched(self, rhs, out, (g, gb), (m, n, k), (k, kb), false, true)
+    }
 }
 
 pub(crate) fn backward<B: Backend>(

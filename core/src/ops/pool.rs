@@ -122,8 +122,8 @@ impl<'t, N: Dim, C: Dim, H: Dim, W: Dim, B: Backend> Tensor<'t, (N, C, H, W), B>
             let what = "avg_pool: dilation must be 1";
             return fail(&self, Error::InvalidArgument { what });
         }
-        // Every plane its own sample of one channel: the columns are
-        // `[taps, planes · positions]`, and the mean over taps is the pool.
+        // Every plane its own sample of one channel: the rows are
+        // `[planes · positions, taps]`, and the mean of each is the pool.
         let window = match options.window(n * c, 1, [h, w]) {
             Ok(window) => window,
             Err(e) => return fail(&self, e),
@@ -132,7 +132,7 @@ impl<'t, N: Dim, C: Dim, H: Dim, W: Dim, B: Backend> Tensor<'t, (N, C, H, W), B>
         let taps = window.taps();
         self.reshape_to((n * c, 1usize, h, w))
             .unfold(window)
-            .sum_axis::<0>()
+            .sum_axis::<1>()
             .mul_scalar(1.0 / taps as f32)
             .reshape_to((self.shape.0, self.shape.1, oh, ow))
     }

@@ -1,9 +1,9 @@
 //! The sliding-window nodes that convolution and pooling are built from,
-//! forward and backward side by side: im2col ([`Tensor::unfold`], whose
-//! backward is col2im), max pooling ([`Tensor::max_pool`], whose backward
+//! forward and backward side by side: im2row ([`Tensor::unfold`], whose
+//! backward adds the rows back into the image), max pooling ([`Tensor::max_pool`], whose backward
 //! routes each output's gradient to its window's maximum), and the swap of
-//! the two leading axes that takes a convolution's `[out, batch, positions]`
-//! product to `[batch, out, positions]` ([`Tensor::swap_axes01`]).
+//! the two leading axes that takes a grouped convolution's `[groups, batch,
+//! …]` product to `[batch, groups, …]` ([`Tensor::swap_axes01`]).
 
 use crate::backend::{Acc, Backend, Blocks, Span, Window, WindowCall, WindowKernel};
 use crate::error::{Error, Result};
@@ -12,15 +12,17 @@ use crate::shape::{Dim, Shape};
 use crate::tensor::{invalid, Tensor};
 
 impl<'t, N: Dim, C: Dim, H: Dim, W: Dim, B: Backend> Tensor<'t, (N, C, H, W), B> {
-    /// The columns of `window` over this `[batch, channels, h, w]` tensor
-    /// (im2col): `[channels · k_h · k_w, batch · out_h · out_w]`, zero where a
-    /// tap reads the padding. PyTorch's `F.unfold` with the batch in the
-    /// columns (see [`backend::window`](crate::backend::window)). The
-    /// window must have been built for this tensor's shape.
+    /// The rows of `window` over this `[batch, channels, h, w]` tensor
+    /// (im2row): `[groups · batch · out_h · out_w, channels/groups · k_h ·
+    /// k_w]`, one row per group and output position, zero where a tap reads
+    /// the padding (see [`backend::window`](crate::backend::window)). With
+    /// one group, PyTorch's `F.unfold(x).transpose(1, 2)` with the batch in
+    /// the rows. The window must have been built for this tensor's shape.
     pub fn unfold(self, window: Window) -> Tensor<'t, (usize, usize), B> {
-        let rows = window.channels * window.taps();
-        let cols = window.batch * window.positions();
-        self.window_node(window, WindowKernel::Unfold, (rows, cols), "unfold")
+        let g = window.groups.max(1);
+        let rows = g * window.batch * window.positions();
+        let width = window.channels / g * window.taps();
+        self.window_node(window, WindowKernel::Unfold, (rows, width), "unfold")
     }
 
     /// The maximum of each window per channel: `[batch, channels, out_h,
