@@ -33,7 +33,7 @@
 use core::ops::Range;
 use ember_nn_core::backend::update::{Sqrt, Update};
 use ember_nn_core::backend::{kernels, Acc, AxisDims, Blocks, Cpu, Gemm, HostKernels, Map};
-use ember_nn_core::backend::{Reduce, Zip};
+use ember_nn_core::backend::{window, Reduce, WindowCall, Zip};
 use ember_nn_core::Result;
 use rayon::prelude::*;
 
@@ -409,6 +409,19 @@ impl HostKernels for Parallel {
                 let x = &x[i * per * sz..][..nb * sz];
                 kernels::transpose(x, y, nb, rows, cols, acc)
             })
+        });
+    }
+
+    fn window(&self, call: &WindowCall, x: &[f32], dy: &[f32], out: &mut [f32]) {
+        // Split by samples where each sample's slices are its own.
+        let Some([sx, sdy, so]) = call.per_sample().filter(|_| call.window.batch > 1) else {
+            return window::run(call, x, dy, out);
+        };
+        self.over_rows(out, so, |samples, out| {
+            let (first, n) = (samples.start, samples.len());
+            let x = &x[first * sx..][..n * sx];
+            let dy = &dy[first * sdy..][..n * sdy];
+            window::run(&call.with_batch(n), x, dy, out)
         });
     }
 

@@ -430,6 +430,38 @@ impl WindowCall {
         })
     }
 
+    /// Floats per sample of `[x, dy, out]`, where the call on a batch is
+    /// the same call on each sample's slices in turn (each operand holds
+    /// its samples one after another): so for every kernel but the
+    /// unfolding of several channel groups, whose rows are group-major.
+    /// A backend splits the batch with it ([`with_batch`](Self::with_batch)
+    /// gives the call on a run of samples).
+    pub fn per_sample(&self) -> Option<[usize; 3]> {
+        let w = &self.window;
+        let grouped = w.groups > 1;
+        if grouped && matches!(self.kernel, WindowKernel::Unfold | WindowKernel::Fold) {
+            return None;
+        }
+        let one = WindowCall {
+            window: Window { batch: 1, ..*w },
+            ..*self
+        };
+        let ([x, dy], out) = one.lens().ok()?;
+        Some([x, dy, out])
+    }
+
+    /// The same call on `batch` samples (its spans are left as they are:
+    /// a host backend runs it on slices of its own).
+    pub fn with_batch(&self, batch: usize) -> WindowCall {
+        WindowCall {
+            window: Window {
+                batch,
+                ..self.window
+            },
+            ..*self
+        }
+    }
+
     /// Checks the operand lengths (not where they lie: see
     /// [`check::split`](super::check::split)).
     pub fn check(&self) -> Result<()> {
