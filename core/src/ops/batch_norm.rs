@@ -441,3 +441,123 @@ fn backward<B: Backend>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Cpu;
+    use crate::graph::Graph;
+    use crate::memory::Memory;
+    use crate::shape::Const;
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// The `[m, n]` algorithm as it was before channels had positions:
+    /// plain sums down each column. Returns `y`, `dx`, `dγ`, `dβ`, the
+    /// running mean and variance after one step from 0 and 1.
+    #[allow(clippy::type_complexity)]
+    fn plain(
+        (m, n): (usize, usize),
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        dy: &[f32],
+        eps: f32,
+    ) -> [Vec<f32>; 6] {
+        let (mut y, mut dx) = (vec![0.0; m * n], vec![0.0; m * n]);
+        let (mut dg, mut db, mut rm, mut rv) =
+            (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        let mf = m as f32;
+        for j in 0..n {
+            let mut sum = 0.0f32;
+            for i in 0..m {
+                sum += x[i * n + j];
+            }
+            let mean = sum / mf;
+            let mut sq = 0.0f32;
+            for i in 0..m {
+                let d = x[i * n + j] - mean;
+                sq += d * d;
+            }
+            let inv = 1.0 / libm::sqrtf(sq / mf + eps);
+            let unbiased = sq / (m - 1).max(1) as f32;
+            let (mut sdy, mut sdyx) = (0.0f32, 0.0f32);
+            for i in 0..m {
+                let k = i * n + j;
+                y[k] = (x[k] - mean) * inv * gamma[j] + beta[j];
+                sdy += dy[k];
+                sdyx += dy[k] * (x[k] - mean) * inv;
+            }
+            for i in 0..m {
+                let k = i * n + j;
+                let xhat = (x[k] - mean) * inv;
+                dx[k] = gamma[j] * inv / mf * (mf * dy[k] - sdy - xhat * sdyx);
+            }
+            (dg[j], db[j]) = (sdyx, sdy);
+            rm[j] = 0.9 * 0.0 + 0.1 * mean;
+            rv[j] = 0.9 * 1.0 + 0.1 * unbiased;
+        }
+        [y, dx, dg, db, rm, rv]
+    }
+
+    /// On `[m, n]` input, blocks and runs change no bit of the results
+    /// (forward, gradients, running statistics), across a 32-feature block
+    /// boundary.
+    #[test]
+    fn two_d_results_are_the_plain_algorithms_bit_for_bit() {
+        const M: usize = 5;
+        const N: usize = 37;
+        let (m, n) = (M, N);
+        let x: Vec<f32> = (0..m * n)
+            .map(|i| libm::sinf(i as f32 * 0.7) * 3.0 + 0.1 * i as f32)
+            .collect();
+        let dy: Vec<f32> = (0..m * n).map(|i| libm::cosf(i as f32 * 1.3)).collect();
+        let gamma: Vec<f32> = (0..n).map(|j| 0.5 + 0.03 * j as f32).collect();
+        let beta: Vec<f32> = (0..n).map(|j| -0.2 + 0.01 * j as f32).collect();
+        let want = plain((m, n), &x, &gamma, &beta, &dy, 1e-5);
+
+        let mut buf = vec![0.0f32; 4096];
+        let mut mem = Memory::new(&Cpu, &mut buf[..]);
+        let xp = mem.param_shaped((Const::<M>, Const::<N>), &x).unwrap();
+        let gp = mem.param_shaped((Const::<N>,), &gamma).unwrap();
+        let bp = mem.param_shaped((Const::<N>,), &beta).unwrap();
+        let (running_mean, running_var) = (mem.alloc(n).unwrap(), mem.alloc(n).unwrap());
+        mem.fill(running_var, 1.0).unwrap();
+        let stats = BatchNormStats {
+            running_mean,
+            running_var,
+            num_batches_tracked: mem.alloc(1).unwrap(),
+            eps: 1e-5,
+            momentum: 0.1,
+            training: true,
+        };
+        let mut y = vec![0.0f32; m * n];
+        {
+            let g = Graph::new(&mut mem);
+            let out = g.param(&xp).batch_norm(g.param(&gp), g.param(&bp), stats);
+            out.read(&mut y).unwrap();
+            (out * g.from_slice((Const::<M>, Const::<N>), &dy))
+                .sum()
+                .backward()
+                .unwrap();
+        }
+        let mut got = [
+            y,
+            vec![0.0; m * n],
+            vec![0.0; n],
+            vec![0.0; n],
+            vec![0.0; n],
+            vec![0.0; n],
+        ];
+        got[1] = mem.grad(&xp).unwrap().as_flattened().to_vec();
+        got[2] = mem.grad(&gp).unwrap().to_vec();
+        got[3] = mem.grad(&bp).unwrap().to_vec();
+        mem.read(running_mean, &mut got[4]).unwrap();
+        mem.read(running_var, &mut got[5]).unwrap();
+        for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+            let bits = |v: &Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a), bits(b), "result {k}: {a:?} vs {b:?}");
+        }
+    }
+}
