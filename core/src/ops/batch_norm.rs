@@ -294,8 +294,8 @@ fn stats_block<B: Backend>(
     let count = d.outer * d.inner;
     let mut sum = [0.0f32; BLOCK];
     channel_sums(be, buf, d, (c0, w), x, &mut sum, |_, v| v)?;
-    for j in 0..w {
-        b.mean[j] = sum[j] / count as f32;
+    for (m, s) in b.mean[..w].iter_mut().zip(&sum) {
+        *m = s / count as f32;
     }
     let mut sq = [0.0f32; BLOCK];
     let mean = &b.mean;
@@ -303,9 +303,9 @@ fn stats_block<B: Backend>(
         let e = v - mean[c];
         e * e
     })?;
-    for j in 0..w {
-        b.inv[j] = 1.0 / libm::sqrtf(sq[j] / count as f32 + s.eps);
-        b.unbiased[j] = sq[j] / (count - 1).max(1) as f32;
+    for (j, sq) in sq[..w].iter().enumerate() {
+        b.inv[j] = 1.0 / libm::sqrtf(sq / count as f32 + s.eps);
+        b.unbiased[j] = sq / (count - 1).max(1) as f32;
     }
     Ok(b)
 }
