@@ -168,18 +168,37 @@ fn block_channels(d: AxisDims, c0: usize) -> usize {
     (d.len - c0).min((BLOCK / d.inner.max(1)).max(1))
 }
 
-/// A contiguous run of the input: `len` floats at `at`, float `j` of
-/// channel `c0 + ch[j]` of the block.
+/// A contiguous run of the input: `len` floats at `at`, starting `pos`
+/// floats into its sample's part of the block (so float `j` belongs to the
+/// block's channel `(pos + j) / inner`).
 struct Run {
     at: usize,
     len: usize,
-    ch: [u8; BLOCK],
+    pos: usize,
+    inner: usize,
 }
 
 impl Run {
     /// The block's channels the run touches.
     fn channels(&self) -> core::ops::RangeInclusive<usize> {
-        self.ch[0] as usize..=self.ch[self.len - 1] as usize
+        self.pos / self.inner..=(self.pos + self.len - 1) / self.inner
+    }
+
+    /// Calls `f(j, c)` for each float `j` of the run and its block channel
+    /// `c`, in order, a channel's floats at a time.
+    #[inline(always)]
+    fn each(&self, mut f: impl FnMut(usize, usize)) {
+        if self.inner == 1 {
+            // `[N, C]`: one run per sample, float `j` is channel `j`.
+            (0..self.len).for_each(|j| f(j, j));
+            return;
+        }
+        let (mut j, mut c) = (0, self.pos / self.inner);
+        while j < self.len {
+            let end = ((c + 1) * self.inner - self.pos).min(self.len);
+            (j..end).for_each(|k| f(k, c));
+            (j, c) = (end, c + 1);
+        }
     }
 }
 
@@ -218,18 +237,14 @@ impl Iterator for Runs {
         }
         let len = (self.span - self.pos).min(BLOCK);
         let at = (self.sample * self.d.len + self.c0) * self.d.inner + self.pos;
-        let mut ch = [0u8; BLOCK];
-        let (mut c, mut l) = (self.pos / self.d.inner, self.pos % self.d.inner);
-        for k in &mut ch[..len] {
-            *k = c as u8;
-            l += 1;
-            if l == self.d.inner {
-                l = 0;
-                c += 1;
-            }
-        }
+        let run = Run {
+            at,
+            len,
+            pos: self.pos,
+            inner: self.d.inner,
+        };
         self.pos += len;
-        Some(Run { at, len, ch })
+        Some(run)
     }
 }
 
@@ -250,9 +265,7 @@ fn channel_sums<B: Backend>(
     for run in Runs::new(d, c0, w) {
         be.download(buf, x.sub(run.at, run.len), &mut row[..run.len])?;
         let mut part = [0.0f32; BLOCK];
-        for (&c, &v) in run.ch[..run.len].iter().zip(&row[..run.len]) {
-            part[c as usize] += f(c as usize, v);
-        }
+        run.each(|j, c| part[c] += f(c, row[j]));
         for c in run.channels() {
             acc[c] += part[c];
         }
@@ -330,10 +343,7 @@ fn forward<B: Backend>(
         for run in Runs::new(d, c0, w) {
             let r = &mut row[..run.len];
             be.download(buf, ins[0].sub(run.at, run.len), r)?;
-            for (v, &c) in r.iter_mut().zip(&run.ch) {
-                let c = c as usize;
-                *v = (*v - st.mean[c]) * st.inv[c] * gamma[c] + beta[c];
-            }
+            run.each(|j, c| r[j] = (r[j] - st.mean[c]) * st.inv[c] * gamma[c] + beta[c]);
             be.upload(buf, y.sub(run.at, run.len), r)?;
         }
         if s.training {
@@ -403,11 +413,10 @@ fn backward<B: Backend>(
             be.download(buf, x.value.sub(run.at, n), &mut xr[..n])?;
             be.download(buf, dy.sub(run.at, n), &mut dr[..n])?;
             let (mut p, mut px) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
-            for j in 0..n {
-                let c = run.ch[j] as usize;
+            run.each(|j, c| {
                 p[c] += dr[j];
                 px[c] += dr[j] * (xr[j] - st.mean[c]) * st.inv[c];
-            }
+            });
             for c in run.channels() {
                 sdy[c] += p[c];
                 sdyx[c] += px[c];
@@ -424,8 +433,7 @@ fn backward<B: Backend>(
                 let n = run.len;
                 be.download(buf, x.value.sub(run.at, n), &mut xr[..n])?;
                 be.download(buf, dy.sub(run.at, n), &mut dr[..n])?;
-                for j in 0..n {
-                    let c = run.ch[j] as usize;
+                run.each(|j, c| {
                     let scale = gamma[c] * st.inv[c];
                     dr[j] = if stats.training {
                         let xhat = (xr[j] - st.mean[c]) * st.inv[c];
@@ -433,7 +441,7 @@ fn backward<B: Backend>(
                     } else {
                         scale * dr[j]
                     };
-                }
+                });
                 accumulate(be, buf, dx, run.at, &dr[..n])?;
             }
         }
