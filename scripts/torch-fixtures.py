@@ -14,7 +14,11 @@ safetensors, numpy):
   through two training steps (outputs, the second's gradients, the running statistics),
   then an evaluation step, the inputs given by formulas of their flat index (multiples of
   1/4 or 1/8, exact in float32) that tests/tests/reference.rs writes the same way; it
-  reads the outputs from this file.
+  reads the outputs from this file;
+- std-backend/tests/data/torch_conv.json: convolutions (strides, dilations,
+  groups, depthwise, TFLite's SAME at stride 2) and pooling (max-pool ties at
+  the borders, average pooling counting the padding), forward outputs and
+  the gradients of a weighted sum, read by tests/tests/reference_conv.rs.
 
     python3 scripts/torch-fixtures.py
 """
@@ -174,10 +178,81 @@ def batchnorm2d():
     print(json.dumps(out))
 
 
+def conv_cases():
+    F = torch.nn.functional
+    g = torch.Generator().manual_seed(7)
+
+    def rand(*shape):
+        return (torch.rand(*shape, generator=g) * 2 - 1)
+
+    def run(name, op, x, f, params, weight=None, bias=None, **meta):
+        x = x.clone().requires_grad_(True)
+        args = [t.clone().requires_grad_(True) for t in (weight, bias) if t is not None]
+        y = f(x, *args)
+        gy = rand(*y.shape)
+        (y * gy).sum().backward()
+        case = {"name": name, "op": op, "x_shape": list(x.shape), "x": x.flatten().tolist(),
+                "y_shape": list(y.shape), "y": y.flatten().tolist(), "gy": gy.flatten().tolist(),
+                "x_grad": x.grad.flatten().tolist(), **params, **meta}
+        if weight is not None:
+            case.update(w_shape=list(weight.shape), w=weight.flatten().tolist(),
+                        w_grad=args[0].grad.flatten().tolist())
+        if bias is not None:
+            case.update(b=bias.tolist(), b_grad=args[1].grad.tolist())
+        return case
+
+    def conv2d(name, n, c, o, hw, k, stride, pad, dilation, groups, bias=True, same=False):
+        # pad = [top, bottom, left, right], applied with F.pad as ZeroPad2d.
+        x, w = rand(n, c, *hw), rand(o, c // groups, *k)
+        b = rand(o) if bias else None
+        f = lambda x, w, b=None: F.conv2d(F.pad(x, (pad[2], pad[3], pad[0], pad[1])), w, b,
+                                          stride, 0, dilation, groups)
+        return run(name, "conv2d", x, f, {"stride": stride, "pad": pad, "dilation": dilation,
+                                          "groups": groups, "same": same}, w, b)
+
+    cases = [
+        conv2d("conv2d stride (2,1) dilation (1,2) padding 1x0", 2, 3, 4, (7, 6), (3, 2),
+               [2, 1], [1, 1, 0, 0], [1, 2], 1),
+        conv2d("conv2d groups 2 same dilation 2", 1, 4, 6, (5, 5), (3, 3), [1, 1],
+               [2, 2, 2, 2], [2, 2], 2, bias=False, same=True),
+        conv2d("depthwise 3x3 stride 2 padding 1", 2, 3, 3, (6, 5), (3, 3), [2, 2],
+               [1, 1, 1, 1], [1, 1], 3),
+        conv2d("DS-CNN stem: 10x4 stride 2, TFLite SAME (4 above, 5 below)", 1, 1, 4, (49, 10),
+               (10, 4), [2, 2], [4, 5, 1, 1], [1, 1], 1, same=True),
+    ]
+    x, w, b = rand(2, 2, 9), rand(3, 2, 3), rand(3)
+    cases.append(run("conv1d stride 2 padding 2", "conv1d", x,
+                     lambda x, w, b: F.conv1d(x, w, b, 2, 2), {"stride": [1, 2],
+                     "pad": [0, 0, 2, 2], "dilation": [1, 1], "groups": 1, "same": False}, w, b))
+    # Integers: ties inside windows and across the border of the padding.
+    ties = torch.randint(-2, 3, (2, 2, 7, 6), generator=g).float()
+    cases.append(run("max_pool2d 3x3 stride 2 padding 1, ties", "max_pool2d", ties,
+                     lambda x: F.max_pool2d(x, 3, 2, 1),
+                     {"kernel": [3, 3], "stride": [2, 2], "pad": [1, 1, 1, 1], "dilation": [1, 1]}))
+    cases.append(run("max_pool2d 2x2 stride 1 dilation 2", "max_pool2d", rand(1, 3, 6, 7),
+                     lambda x: F.max_pool2d(x, 2, 1, 0, 2),
+                     {"kernel": [2, 2], "stride": [1, 1], "pad": [0, 0, 0, 0], "dilation": [2, 2]}))
+    cases.append(run("avg_pool2d 3x2 stride (2,1) padding (1,1), zeros counted", "avg_pool2d",
+                     rand(2, 2, 7, 5), lambda x: F.avg_pool2d(x, (3, 2), (2, 1), 1),
+                     {"kernel": [3, 2], "stride": [2, 1], "pad": [1, 1, 1, 1], "dilation": [1, 1]}))
+    cases.append(run("max_pool1d 3 stride 2 padding 1, ties", "max_pool1d",
+                     torch.randint(-1, 2, (2, 3, 8), generator=g).float(),
+                     lambda x: F.max_pool1d(x, 3, 2, 1),
+                     {"kernel": [1, 3], "stride": [1, 2], "pad": [0, 0, 1, 1], "dilation": [1, 1]}))
+    cases.append(run("avg_pool1d 2", "avg_pool1d", rand(2, 2, 7), lambda x: F.avg_pool1d(x, 2),
+                     {"kernel": [1, 2], "stride": [1, 2], "pad": [0, 0, 0, 0], "dilation": [1, 1]}))
+    cases.append(run("adaptive_avg_pool2d 1", "global_avg_pool2d", rand(2, 3, 4, 5),
+                     lambda x: F.adaptive_avg_pool2d(x, 1).flatten(1), {}))
+    out = {"made_by": f"PyTorch {torch.__version__}: scripts/torch-fixtures.py", "cases": cases}
+    path = ROOT / "std-backend" / "tests" / "data"
+    (path / "torch_conv.json").write_text(json.dumps(out) + "\n")
+    print(f"{len(cases)} convolution and pooling cases")
+
+
 if __name__ == "__main__":
     import sys
     # `python3 scripts/torch-fixtures.py batchnorm2d` writes that fixture alone.
     only = sys.argv[1:]
-    for f in (mlp_class, conventions, batchnorm, batchnorm2d):
+    for f in (mlp_class, conventions, batchnorm, batchnorm2d, conv_cases):
         if not only or f.__name__ in only:
             f()

@@ -8,7 +8,7 @@
 //! Nodes are stored in creation order, which is a topological order, so the
 //! backward walk is a single reverse sweep with no allocation.
 
-use crate::backend::{AxisDims, Reduce};
+use crate::backend::{AxisDims, Reduce, Window, WindowKernel};
 use crate::backend::{Backend, Span};
 use crate::backend::{Map, Zip};
 use crate::error::{Error, Result};
@@ -143,6 +143,25 @@ pub enum Op {
         /// The running statistics and the mode.
         stats: BatchNormStats,
     },
+    /// A kernel over sliding windows of a `[batch, channels, h, w]`
+    /// tensor: im2col ([`WindowKernel::Unfold`]) or max pooling
+    /// ([`WindowKernel::MaxPool`]).
+    Window {
+        /// The forward kernel.
+        kernel: WindowKernel,
+        /// The geometry.
+        window: Window,
+    },
+    /// `[a, b, inner]` to `[b, a, inner]` (PyTorch's `transpose(0, 1)` of
+    /// a rank-3 tensor).
+    SwapAxes {
+        /// The first axis.
+        a: usize,
+        /// The second axis.
+        b: usize,
+        /// Floats per `(a, b)` pair.
+        inner: usize,
+    },
     /// Concatenation of two tensors along an axis.
     Concat {
         /// Product of the dimensions before the axis.
@@ -181,6 +200,12 @@ impl Op {
             Op::Transpose { .. } => "TransposeBackward",
             Op::Reshape => "ViewBackward",
             Op::Concat { .. } => "CatBackward",
+            Op::Window {
+                kernel: WindowKernel::MaxPool,
+                ..
+            } => "MaxPool2DWithIndicesBackward",
+            Op::Window { .. } => "Im2ColBackward",
+            Op::SwapAxes { .. } => "TransposeBackward",
             Op::Custom(c) => c.name(),
             Op::BatchNorm { .. } => "NativeBatchNormBackward",
         })

@@ -122,11 +122,13 @@ pub use tensor::Tensor;
 
 /// The names most programs need.
 pub mod prelude {
-    pub use crate::backend::{Backend, Cpu};
+    pub use crate::backend::{Backend, Cpu, Padding};
     pub use crate::error::{Error, Result};
     pub use crate::graph::{Graph, Tape};
     pub use crate::memory::{Memory, Param};
+    pub use crate::ops::conv::ConvOptions;
     pub use crate::ops::matmul::MatMul;
+    pub use crate::ops::pool::PoolOptions;
     pub use crate::rng::Rng;
     pub use crate::shape::{
         Batch, Const, ConstShape, Dim, Rank0, Rank1, Rank2, Rank3, Rank4, Shape,

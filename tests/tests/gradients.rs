@@ -724,6 +724,178 @@ proptest! {
     }
 }
 
+// ------------------------------------------------------- convolution, pooling
+
+/// A convolution's geometry: `(batch, groups, in/groups, out/groups,
+/// [h, w], [k_h, k_w], stride, dilation, padding)`, the input at least as
+/// large as the dilated kernel.
+type ConvCase = (
+    usize,
+    usize,
+    usize,
+    usize,
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    Padding,
+);
+
+fn padding() -> impl Strategy<Value = Padding> {
+    prop_oneof![
+        Just(Padding::Valid),
+        Just(Padding::Same),
+        (0..=2usize, 0..=2usize).prop_map(|(h, w)| Padding::Symmetric([h, w])),
+        (0..=2usize, 0..=2usize, 0..=2usize, 0..=2usize).prop_map(|(top, bottom, left, right)| {
+            Padding::Explicit {
+                top,
+                bottom,
+                left,
+                right,
+            }
+        }),
+    ]
+}
+
+fn conv_case() -> impl Strategy<Value = ConvCase> {
+    (
+        1..=2usize,
+        1..=3usize,
+        1..=2usize,
+        1..=2usize,
+        [1..=3usize, 1..=3usize],
+        [1..=2usize, 1..=2usize],
+        [1..=2usize, 1..=2usize],
+        padding(),
+    )
+        .prop_flat_map(|(n, g, cg, og, k, s, d, p)| {
+            let span = |a: usize| (k[a] - 1) * d[a] + 1;
+            (
+                Just((n, g, cg, og)),
+                [span(0)..=span(0) + 3, span(1)..=span(1) + 3],
+                Just((k, s, d, p)),
+            )
+        })
+        .prop_map(|((n, g, cg, og), hw, (k, s, d, p))| (n, g, cg, og, hw, k, s, d, p))
+}
+
+/// Values in `[-1, 1)` for `n` elements, from one seed (the sizes are
+/// random, so the values are drawn after them).
+fn seeded(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ember_nn_core::Rng::new(seed);
+    (0..n).map(|_| rng.uniform_in(-1.0, 1.0)).collect()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `conv2d`: the gradient with respect to the input, the weight and the
+    /// bias, over random shapes, strides, dilations, paddings (symmetric,
+    /// asymmetric, SAME) and groups (depthwise included: `in/groups = 1`).
+    #[test]
+    fn conv2d(c in conv_case(), seed in any::<u64>(), bias in any::<bool>()) {
+        let (n, g, cg, og, [h, w], [kh, kw], stride, dilation, padding) = c;
+        let (ci, co) = (g * cg, g * og);
+        let mut buf = vec![0.0f32; 1 << 17];
+        let mut mem = Memory::new(&Cpu, &mut buf[..]);
+        let xs = (n, ci, h, w);
+        let ws = (co, cg, kh, kw);
+        let xp = mem.param_shaped(xs, &seeded(n * ci * h * w, seed)).unwrap();
+        let wp = mem.param_shaped(ws, &seeded(co * cg * kh * kw, seed ^ 1)).unwrap();
+        let bp = mem.param_shaped((co,), &seeded(co, seed ^ 2)).unwrap();
+        let weights = seeded(4096, seed ^ 3);
+        let options = ConvOptions { stride, padding, dilation, groups: g };
+        let mut params = vec![xp.into(), wp.into()];
+        if bias {
+            params.push(bp.into());
+        }
+        grad_ok("conv2d", &mut mem, &params, |t| {
+            let b = bias.then(|| t.param(&bp));
+            weighted(t.param(&xp).conv2d(t.param(&wp), b, options), &weights)
+        })?;
+    }
+
+    /// `conv1d` through its own shapes (the 2-D convolution of height 1).
+    #[test]
+    fn conv1d(c in conv_case(), seed in any::<u64>()) {
+        let (n, g, cg, og, [_, l], [_, k], stride, dilation, padding) = c;
+        let (ci, co) = (g * cg, g * og);
+        let mut buf = vec![0.0f32; 1 << 16];
+        let mut mem = Memory::new(&Cpu, &mut buf[..]);
+        let xp = mem.param_shaped((n, ci, l), &seeded(n * ci * l, seed)).unwrap();
+        let wp = mem.param_shaped((co, cg, k), &seeded(co * cg * k, seed ^ 1)).unwrap();
+        let bp = mem.param_shaped((co,), &seeded(co, seed ^ 2)).unwrap();
+        let weights = seeded(4096, seed ^ 3);
+        let options = ConvOptions { stride, padding, dilation, groups: g };
+        grad_ok("conv1d", &mut mem, &[xp.into(), wp.into(), bp.into()], |t| {
+            let y = t.param(&xp).conv1d(t.param(&wp), Some(t.param(&bp)), options);
+            weighted(y, &weights)
+        })?;
+    }
+
+    /// Max pooling: values distinct and 0.05 apart (a tie is a kink), the
+    /// step small enough not to cross one; padding at most half the window.
+    /// Between ties the pool is linear, so the differences have no
+    /// truncation error, only the rounding of a sum of up to 216 maxima of
+    /// up to 5.4 over a small step: an absolute tolerance of `1e-2`, far
+    /// below the weights (`|w|` about 0.5) that a misrouted gradient
+    /// would be off by.
+    #[test]
+    fn max_pool2d(
+        (n, c, h, w) in (1..=2usize, 1..=3usize, 1..=6usize, 1..=6usize),
+        k in [1..=3usize, 1..=3usize],
+        s in [1..=3usize, 1..=2usize],
+        d in [1..=2usize, 1..=2usize],
+        seed in any::<u64>(),
+    ) {
+        let span = |a: usize| (k[a] - 1) * d[a] + 1;
+        prop_assume!(h >= span(0) && w >= span(1));
+        let pad = [span(0) / 2, span(1) / 2];
+        let len = n * c * h * w;
+        let mut order: Vec<usize> = (0..len).collect();
+        ember_nn_core::Rng::new(seed).shuffle(&mut order);
+        let x: Vec<f32> = order.iter().map(|&i| i as f32 * 0.05 - 1.0).collect();
+        let mut buf = vec![0.0f32; 1 << 15];
+        let mut mem = Memory::new(&Cpu, &mut buf[..]);
+        let xp = mem.param_shaped((n, c, h, w), &x).unwrap();
+        let weights = seeded(4096, seed ^ 3);
+        let options = PoolOptions { kernel: k, stride: Some(s), padding: Padding::Symmetric(pad), dilation: d };
+        let fine = GradCheck { step: 1e-3, atol: 1e-2, ..GradCheck::default() };
+        let report = check(&mut mem, &[xp.into()], &fine, |t| {
+            weighted(t.param(&xp).max_pool2d(options), &weights)
+        });
+        prop_assert!(report.is_ok(), "max_pool2d: {:?}", report.err());
+    }
+
+    /// Average pooling (zeros of the padding counted) and global average
+    /// pooling, 2-D and 1-D.
+    #[test]
+    fn avg_pool(
+        (n, c, h, w) in (1..=2usize, 1..=3usize, 1..=6usize, 1..=6usize),
+        k in [1..=3usize, 1..=3usize],
+        s in [1..=3usize, 1..=2usize],
+        seed in any::<u64>(),
+    ) {
+        prop_assume!(h >= k[0] && w >= k[1]);
+        let mut buf = vec![0.0f32; 1 << 15];
+        let mut mem = Memory::new(&Cpu, &mut buf[..]);
+        let xp = mem.param_shaped((n, c, h, w), &seeded(n * c * h * w, seed)).unwrap();
+        let weights = seeded(4096, seed ^ 3);
+        let options = PoolOptions::new(k).stride(s).padding(Padding::Symmetric([k[0] / 2, k[1] / 2]));
+        grad_ok("avg_pool2d", &mut mem, &[xp.into()], |t| {
+            let x = t.param(&xp);
+            weighted(x.avg_pool2d(options), &weights) + weighted(x.global_avg_pool2d(), &weights)
+        })?;
+        let xq = mem.param_shaped((n, c, w), &seeded(n * c * w, seed ^ 4)).unwrap();
+        grad_ok("avg_pool1d", &mut mem, &[xq.into()], |t| {
+            let x = t.param(&xq);
+            weighted(x.avg_pool1d(options), &weights) + weighted(x.global_avg_pool1d(), &weights)
+        })?;
+    }
+}
+
+// ------------------------------------------------ batch norm over positions
+
 /// An `[n, c, h, w]` batch (`n · h · w ≥ 2`) whose every channel holds
 /// distinct values (spaced at least `2.5 / (n·h·w)` apart, within about
 /// ±1.3), so the channel variance stays away from 0. `h · w` reaches 35,

@@ -41,7 +41,9 @@
 use super::map::Map;
 use super::update::Update;
 use super::zip::Zip;
-use super::{Acc, AxisDims, Backend, Blocks, Cpu, Gemm, Reduce, Span};
+use super::{
+    Acc, AxisDims, Backend, Blocks, Cpu, Gemm, Reduce, Span, Window, WindowCall, WindowKernel,
+};
 use crate::error::Error;
 use crate::rng::Rng;
 use core::fmt;
@@ -272,6 +274,15 @@ pub enum Call {
         /// Overwrite or accumulate.
         acc: Acc,
     },
+    /// [`Backend::window`].
+    Window {
+        /// The kernel.
+        kernel: WindowKernel,
+        /// Its geometry.
+        window: Window,
+        /// How the input is drawn (integers, so that pooling windows tie).
+        dist: Dist,
+    },
     /// [`Backend::update`].
     Update {
         /// The rule.
@@ -335,6 +346,7 @@ impl Call {
             Call::CrossEntropy { .. } => "cross_entropy",
             Call::CrossEntropyBackward { .. } => "cross_entropy_backward",
             Call::Transpose { .. } => "transpose",
+            Call::Window { .. } => "window",
             Call::Update { .. } => "update",
         }
     }
@@ -445,6 +457,29 @@ impl Call {
                 ("x", batch * rows * cols, UNIT),
                 ("y", batch * rows * cols, out(acc)),
             ]),
+            Call::Window {
+                kernel,
+                window,
+                dist,
+            } => {
+                let call = WindowCall {
+                    kernel,
+                    window,
+                    x: Span::default(),
+                    dy: Span::default(),
+                    out: Span::default(),
+                };
+                let ([x, dy], y) = call.lens().unwrap_or(([0, 0], 0));
+                match kernel {
+                    WindowKernel::Unfold | WindowKernel::MaxPool => {
+                        operands([("x", x, dist), ("out", y, Dist::Nan)])
+                    }
+                    WindowKernel::Fold => operands([("cols", x, dist), ("dx", y, UNIT)]),
+                    WindowKernel::MaxPoolBackward => {
+                        operands([("x", x, dist), ("dy", dy, UNIT), ("dx", y, UNIT)])
+                    }
+                }
+            }
             // State in [0.3, 0.5): non-negative second moments, and RMSprop's
             // centred variance `s0 - s2²` stays positive.
             Call::Update { rule, len } => operands([
@@ -550,6 +585,22 @@ impl Call {
                 cols,
                 acc,
             } => be.transpose(buf, s[0], s[1], batch, rows, cols, acc),
+            Call::Window { kernel, window, .. } => {
+                let (x, dy, out) = match kernel {
+                    WindowKernel::MaxPoolBackward => (s[0], s[1], s[2]),
+                    _ => (s[0], Span::default(), s[1]),
+                };
+                be.window(
+                    buf,
+                    &WindowCall {
+                        kernel,
+                        window,
+                        x,
+                        dy,
+                        out,
+                    },
+                )
+            }
             Call::Update { rule, .. } => be.update(buf, &rule, s[0], s[1], s[2]),
         }
     }
@@ -820,6 +871,37 @@ pub const TRANSPOSES: [(usize, usize, usize); 7] = [
     (1, 1, LARGE),
 ];
 
+/// Window geometries `(batch, channels, input, kernel, stride, dilation,
+/// pad before, pad after)`: 1-D and 2-D, strides, dilations, asymmetric
+/// padding (TFLite's SAME at stride 2), windows wider than the staging of
+/// any backend, and a large one.
+pub const WINDOWS: [WindowShape; 8] = [
+    (1, 1, [1, 1], [1, 1], [1, 1], [1, 1], [0, 0], [0, 0]),
+    (2, 3, [5, 6], [3, 3], [1, 1], [1, 1], [1, 1], [1, 1]),
+    (1, 2, [1, 17], [1, 4], [1, 3], [1, 2], [0, 2], [0, 1]),
+    (3, 2, [7, 8], [2, 3], [2, 2], [1, 1], [0, 1], [1, 1]),
+    (2, 1, [9, 9], [3, 2], [2, 3], [2, 1], [1, 0], [2, 1]),
+    (1, 4, [6, 5], [6, 5], [1, 1], [1, 1], [0, 0], [0, 0]),
+    (2, 2, [4, 70], [1, 70], [1, 1], [1, 1], [0, 0], [0, 0]),
+    (2, 4, [28, 28], [5, 5], [1, 1], [1, 1], [2, 2], [2, 2]),
+];
+
+/// The arguments of [`Window::new`], as [`WINDOWS`] lists them.
+pub type WindowShape = (
+    usize,
+    usize,
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+);
+
+fn window((n, c, input, kernel, stride, dilation, before, after): WindowShape) -> Option<Window> {
+    Window::new(n, c, input, kernel, stride, dilation, before, after).ok()
+}
+
 /// Strided copies `(blocks, block_len, src_stride, dst_stride)`: source
 /// blocks may overlap or repeat (stride 0); destination blocks never overlap,
 /// as the order of overlapping writes is not part of the contract.
@@ -950,6 +1032,25 @@ pub fn cases() -> impl Iterator<Item = Call> + Clone {
             acc,
         })
     });
+    let window = WINDOWS
+        .iter()
+        .filter_map(|w| window(*w))
+        .flat_map(|window| {
+            [
+                WindowKernel::Unfold,
+                WindowKernel::Fold,
+                WindowKernel::MaxPool,
+                WindowKernel::MaxPoolBackward,
+            ]
+            .into_iter()
+            .flat_map(move |kernel| {
+                [UNIT, Dist::Ints(-2.0, 2.0), Dist::SomeNans(-1.0, 1.0)].map(|dist| Call::Window {
+                    kernel,
+                    window,
+                    dist,
+                })
+            })
+        });
     let update = UPDATES
         .iter()
         .flat_map(|&rule| LENS.iter().map(move |&len| Call::Update { rule, len }));
@@ -962,12 +1063,13 @@ pub fn cases() -> impl Iterator<Item = Call> + Clone {
         .chain(axis)
         .chain(cross_entropy)
         .chain(transpose)
+        .chain(window)
         .chain(update)
 }
 
 /// The names of the [`Backend`] kernels the cases run (upload, download and
 /// `buffer_len` are run by [`check`] itself on every case).
-pub const KERNELS: [&str; 18] = [
+pub const KERNELS: [&str; 19] = [
     "fill",
     "copy",
     "map",
@@ -985,6 +1087,7 @@ pub const KERNELS: [&str; 18] = [
     "cross_entropy",
     "cross_entropy_backward",
     "transpose",
+    "window",
     "update",
 ];
 

@@ -13,7 +13,9 @@ use super::check::{
 };
 #[cfg(doc)]
 use super::Backend;
-use super::{kernels, Acc, AxisDims, Blocks, Gemm, Map, MapFn, Reduce, Span, Update, Zip};
+use super::{
+    kernels, window, Acc, AxisDims, Blocks, Gemm, Map, MapFn, Reduce, Span, Update, WindowCall, Zip,
+};
 use crate::error::Result;
 
 /// Kernels on checked slices of one host buffer: inputs `&[f32]`, outputs
@@ -200,6 +202,12 @@ pub trait HostKernels {
         acc: Acc,
     ) {
         kernels::transpose(x, y, batch, rows, cols, acc);
+    }
+    /// [`Backend::window`]: `x`, `dy` and `out` have the lengths of
+    /// [`WindowCall::lens`].
+    #[inline]
+    fn window(&self, call: &WindowCall, x: &[f32], dy: &[f32], out: &mut [f32]) {
+        window::run(call, x, dy, out);
     }
     /// [`Backend::update`]: `planes` are the rule's state planes, each the
     /// parameter's length (the unused ones empty).
@@ -471,6 +479,14 @@ macro_rules! host_backend {
                 acc: $crate::backend::Acc,
             ) -> $crate::Result<()> {
                 $crate::backend::host::checked::transpose(self, buf, x, y, batch, rows, cols, acc)
+            }
+
+            fn window(
+                &self,
+                buf: &mut [f32],
+                call: &$crate::backend::WindowCall,
+            ) -> $crate::Result<()> {
+                $crate::backend::host::checked::window(self, buf, call)
             }
 
             fn update(
@@ -850,6 +866,19 @@ pub mod checked {
         check_transpose(x, y, batch, rows, cols)?;
         let ([x], [y]) = split(buf, [x], [y])?;
         k.transpose(x, y, batch, rows, cols, acc);
+        Ok(())
+    }
+
+    /// [`Backend::window`], checked.
+    #[inline]
+    pub fn window<K: HostKernels + ?Sized>(
+        k: &K,
+        buf: &mut [f32],
+        call: &WindowCall,
+    ) -> Result<()> {
+        call.check()?;
+        let ([x, dy], [out]) = split(buf, [call.x, call.dy], [call.out])?;
+        k.window(call, x, dy, out);
         Ok(())
     }
 

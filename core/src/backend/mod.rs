@@ -29,12 +29,14 @@ pub mod host;
 pub mod kernels;
 pub mod map;
 pub mod update;
+pub mod window;
 pub mod zip;
 
 pub use cpu::Cpu;
 pub use host::HostKernels;
 pub use map::{Map, MapFn};
 pub use update::Update;
+pub use window::{Padding, Window, WindowCall, WindowKernel};
 pub use zip::Zip;
 
 use crate::Result;
@@ -388,6 +390,13 @@ pub trait Backend {
         cols: usize,
         acc: Acc,
     ) -> Result<()>;
+    /// A kernel over sliding windows ([`WindowKernel`]: convolution's
+    /// im2col and its adjoint, max pooling and its backward). The default
+    /// is composed from `fill`, `copy`, `download` and `upload`
+    /// ([`window::composed`]).
+    fn window(&self, buf: &mut Self::Buffer, call: &WindowCall) -> Result<()> {
+        window::composed(self, buf, call)
+    }
     /// One optimizer update of a parameter in place (see [`Update`]).
     fn update(
         &self,

@@ -438,6 +438,17 @@ fn walk<B: Backend, M: Module + ?Sized>(
     let dense_so_far = |steps: &heapless::Vec<Step, { 2 * MAX_LAYERS }>| {
         steps.iter().filter(|s| matches!(s, Step::Dense(_))).count()
     };
+    // The format holds dense layers: a convolution or a pooling anywhere in
+    // the pass is named as such, before the walk meets what surrounds it.
+    for id in 0..output {
+        if let (.., op @ Op::Window { .. }) = g.node(id)? {
+            return Err(ExportError::Unsupported {
+                op: op.name().unwrap_or("a window"),
+                from_output: 0,
+                why: "convolution and pooling layers are not in the deployable format yet",
+            });
+        }
+    }
     while cur != input {
         let (_, dims, _, requires_grad, op) = g.node(cur)?;
         let parents = g.parents(cur)?;

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod activation;
+pub mod conv;
 pub mod dynamic;
 pub mod init;
 pub mod linear;
@@ -42,6 +43,7 @@ pub use activation::{
     ConstOp, Custom, Dropout, Flatten, GELUTanh, LeakyReLU, ReLU, SiLU, Sigmoid, Softplus,
     Softsign, Tanh, ELU, GELU, SELU,
 };
+pub use conv::{AvgPool1d, AvgPool2d, Conv1d, Conv2d, GlobalAvgPool2d, MaxPool1d, MaxPool2d};
 pub use dynamic::{DynLinear, Mlp};
 /// `#[derive(Module)]`: a struct of layers becomes a module (`Module`,
 /// `Build`, `Footprint`), with PyTorch's parameter names; see
@@ -470,6 +472,12 @@ impl<S: Shape> Module for Param<S> {
     }
 }
 
+/// The scratch constants of a layer whose scratch its type cannot tell (a
+/// convolution's depends on its input's height and width): a sequence or
+/// derived model containing one has an unknown scratch too, and
+/// [`train_budget`] of it is a compile-time error that says why.
+pub const SCRATCH_UNKNOWN: usize = usize::MAX;
+
 /// Graph scratch (values and gradients) one sample needs in a training step
 /// of `M` on inputs of `in_features`.
 pub const fn scratch_per_sample<M: Footprint>(in_features: usize) -> usize {
@@ -507,6 +515,9 @@ pub struct TrainBudget {
 /// assert_eq!(BUDGET.nodes, 1 + 4 + 1 + 4 + 4);
 /// ```
 pub const fn train_budget<M: Footprint>(batch: usize, loss: loss::Loss, rule: Rule) -> TrainBudget {
+    if M::SCRATCH_FIXED == SCRATCH_UNKNOWN || M::SCRATCH_PER_FEATURE == SCRATCH_UNKNOWN {
+        panic!("{}", conv::SPATIAL);
+    }
     let input = match M::IN_FEATURES {
         Some(n) => n,
         None => 0,

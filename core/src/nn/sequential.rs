@@ -28,11 +28,19 @@ const fn compose(
         Some(o) => Some(o),
         None => a.2,
     };
+    // Saturating: a layer whose scratch its type cannot tell
+    // ([`SCRATCH_UNKNOWN`](super::SCRATCH_UNKNOWN)) makes the sequence's
+    // unknown too, which `train_budget` refuses.
     match a.2 {
         // b sees a fixed width o.
-        Some(o) => (a.0 + b_fixed + b_per * o, a.1, out),
+        Some(o) => (
+            a.0.saturating_add(b_fixed)
+                .saturating_add(b_per.saturating_mul(o)),
+            a.1,
+            out,
+        ),
         // b sees the sequence's input width.
-        None => (a.0 + b_fixed, a.1 + b_per, out),
+        None => (a.0.saturating_add(b_fixed), a.1.saturating_add(b_per), out),
     }
 }
 

@@ -22,6 +22,22 @@ fn product<'t, SA: Shape, SB: Shape, SO: Shape, B: Backend>(
     a: Tensor<'t, SA, B>,
     b: Tensor<'t, SB, B>,
     out: SO,
+    mnk: (usize, usize, usize),
+    ks: (usize, usize),
+    trans_a: bool,
+    trans_b: bool,
+) -> Tensor<'t, SO, B> {
+    batched(a, b, out, (1, 1), mnk, ks, trans_a, trans_b)
+}
+
+/// [`product`] of `batch` pairs of matrices laid out one after another
+/// (`batches` are the two operands' batch sizes, which must agree).
+#[allow(clippy::too_many_arguments)]
+fn batched<'t, SA: Shape, SB: Shape, SO: Shape, B: Backend>(
+    a: Tensor<'t, SA, B>,
+    b: Tensor<'t, SB, B>,
+    out: SO,
+    (batch, batch_b): (usize, usize),
     (m, n, k): (usize, usize, usize),
     (ka, kb): (usize, usize),
     trans_a: bool,
@@ -29,6 +45,17 @@ fn product<'t, SA: Shape, SB: Shape, SO: Shape, B: Backend>(
 ) -> Tensor<'t, SO, B> {
     if let Err(e) = a.check_same_tape(&b) {
         return invalid(a.tape, out, e);
+    }
+    if batch != batch_b {
+        return invalid(
+            a.tape,
+            out,
+            Error::Shape {
+                op: "bmm: batch sizes differ",
+                expected: a.dims(),
+                found: b.dims(),
+            },
+        );
     }
     if ka != kb {
         return invalid(
@@ -42,7 +69,7 @@ fn product<'t, SA: Shape, SB: Shape, SO: Shape, B: Backend>(
         );
     }
     let op = Op::MatMul {
-        batch: 1,
+        batch,
         m,
         n,
         k,
@@ -52,7 +79,7 @@ fn product<'t, SA: Shape, SB: Shape, SO: Shape, B: Backend>(
     a.binary_op(b.id, op, out, backward::<B>, move |be, buf, c, ins| {
         be.gemm(
             buf,
-            1,
+            batch,
             &Gemm {
                 m,
                 n,
@@ -187,6 +214,21 @@ impl<'t, M: Dim, K: Dim, B: Backend> Tensor<'t, (M, K), B> {
             true,
             false,
         )
+    }
+}
+
+impl<'t, G: Dim, M: Dim, K: Dim, B: Backend> Tensor<'t, (G, M, K), B> {
+    /// Batched matrix product (PyTorch's `torch.bmm`): `[g, m, k] · [g, k,
+    /// n]` is `[g, m, n]`, one product per leading index.
+    pub fn bmm<N: Dim>(self, rhs: Tensor<'t, (G, K, N), B>) -> Tensor<'t, (G, M, N), B> {
+        let (g, m, k) = (
+            self.shape.0.size(),
+            self.shape.1.size(),
+            self.shape.2.size(),
+        );
+        let out = (self.shape.0, self.shape.1, rhs.shape.2);
+        let (gb, kb, n) = (rhs.shape.0.size(), rhs.shape.1.size(), rhs.shape.2.size());
+        batched(self, rhs, out, (g, gb), (m, n, k), (k, kb), false, false)
     }
 }
 

@@ -6,6 +6,7 @@
 mod autograd;
 pub mod batch_norm;
 pub mod broadcast;
+pub mod conv;
 pub mod create;
 pub mod cross_entropy;
 pub mod custom;
@@ -14,7 +15,9 @@ pub mod linear;
 pub mod map;
 pub mod matmul;
 pub mod optim;
+pub mod pool;
 pub mod reduce;
 pub mod softmax;
 pub mod view;
+pub mod window;
 pub mod zip;

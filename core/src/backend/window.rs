@@ -1,0 +1,543 @@
+//! Sliding windows over `[batch, channels, height, width]` tensors: the
+//! geometry that convolution and pooling share ([`Window`]), the one
+//! backend kernel that runs over them ([`Backend::window`]) and its portable
+//! reference loops.
+//!
+//! A one-dimensional window (`Conv1d`, `MaxPool1d`) is a two-dimensional
+//! one of height 1. Every kernel of the family is a [`WindowKernel`]: adding
+//! one is a variant, its operand lengths ([`WindowCall::lens`]) and its loop
+//! here, and nothing else (the backends, the checked host layer and the
+//! conformance suite take every variant through one method).
+//!
+//! The layouts, with `L = out_h · out_w` output positions per plane:
+//! - input `x`: `[batch, channels, in_h, in_w]`;
+//! - columns (im2col over the whole batch): `[channels · k_h · k_w, batch · L]`,
+//!   row `(c · k_h + i) · k_w + j`, column `n · L + oh · out_w + ow`, which
+//!   is PyTorch's `F.unfold` with the batch moved into the columns, so that
+//!   a convolution is one matrix product `W · cols` (per group, since the
+//!   rows of a group of channels are contiguous);
+//! - pooled output: `[batch, channels, out_h, out_w]`.
+
+use super::{Acc, Backend, Blocks, Span};
+use crate::error::{Error, Result};
+
+/// The geometry of a sliding window: input planes, kernel, stride,
+/// dilation and zero padding, and the output size they give. Built by
+/// [`Window::new`], which checks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Window {
+    /// Samples.
+    pub batch: usize,
+    /// Channels per sample.
+    pub channels: usize,
+    /// Input `[height, width]`.
+    pub input: [usize; 2],
+    /// Kernel `[height, width]`.
+    pub kernel: [usize; 2],
+    /// Stride `[vertical, horizontal]`.
+    pub stride: [usize; 2],
+    /// Dilation `[vertical, horizontal]`.
+    pub dilation: [usize; 2],
+    /// Zero padding before the input: `[top, left]`. The padding after it
+    /// (bottom, right) is whatever [`output`](Self::output) leaves.
+    pub pad: [usize; 2],
+    /// Output `[height, width]`.
+    pub output: [usize; 2],
+}
+
+const BAD_WINDOW: Error = Error::InvalidArgument {
+    what: "window: kernel, stride and dilation must be at least 1, and the padded input at least the dilated kernel",
+};
+const TOO_LARGE: Error = Error::InvalidArgument {
+    what: "window: sizes overflow",
+};
+
+impl Window {
+    /// The window of `kernel` over `[batch, channels, input]` with `stride`,
+    /// `dilation` and zero padding `pad_before` (top, left) and `pad_after`
+    /// (bottom, right): the output is PyTorch's
+    /// `⌊(in + before + after − dilation · (kernel − 1) − 1) / stride⌋ + 1`
+    /// per axis. An [`Error::InvalidArgument`] when a kernel, stride or
+    /// dilation is 0, the dilated kernel is larger than the padded input, or
+    /// a size overflows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        batch: usize,
+        channels: usize,
+        input: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+        pad_before: [usize; 2],
+        pad_after: [usize; 2],
+    ) -> Result<Window> {
+        let mut output = [0; 2];
+        for a in 0..2 {
+            if kernel[a] == 0 || stride[a] == 0 || dilation[a] == 0 {
+                return Err(BAD_WINDOW);
+            }
+            let span = (kernel[a] - 1)
+                .checked_mul(dilation[a])
+                .and_then(|s| s.checked_add(1))
+                .ok_or(TOO_LARGE)?;
+            let padded = input[a]
+                .checked_add(pad_before[a])
+                .and_then(|p| p.checked_add(pad_after[a]))
+                .ok_or(TOO_LARGE)?;
+            if padded < span {
+                return Err(BAD_WINDOW);
+            }
+            output[a] = (padded - span) / stride[a] + 1;
+        }
+        let w = Window {
+            batch,
+            channels,
+            input,
+            kernel,
+            stride,
+            dilation,
+            pad: pad_before,
+            output,
+        };
+        w.cols_len()?;
+        w.input_len()?;
+        Ok(w)
+    }
+
+    /// [`Window::new`] with the padding given as a [`Padding`].
+    pub fn padded(
+        batch: usize,
+        channels: usize,
+        input: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+        padding: Padding,
+    ) -> Result<Window> {
+        let (before, after) = padding.resolve(input, kernel, stride, dilation);
+        Window::new(
+            batch, channels, input, kernel, stride, dilation, before, after,
+        )
+    }
+
+    /// Output positions per plane (`out_h · out_w`).
+    pub const fn positions(&self) -> usize {
+        self.output[0] * self.output[1]
+    }
+
+    /// Taps of the kernel (`k_h · k_w`).
+    pub const fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    /// Floats of the input, `batch · channels · in_h · in_w`.
+    pub fn input_len(&self) -> Result<usize> {
+        mul(&[self.batch, self.channels, self.input[0], self.input[1]])
+    }
+
+    /// Floats of a pooled output, `batch · channels · out_h · out_w`.
+    pub fn pooled_len(&self) -> Result<usize> {
+        mul(&[self.batch, self.channels, self.output[0], self.output[1]])
+    }
+
+    /// Floats of the columns, `channels · k_h · k_w · batch · out_h · out_w`.
+    pub fn cols_len(&self) -> Result<usize> {
+        mul(&[
+            self.channels,
+            self.kernel[0],
+            self.kernel[1],
+            self.batch,
+            self.output[0],
+            self.output[1],
+        ])
+    }
+
+    /// The input index along axis `a` that output `o` reads at tap `k`, or
+    /// `None` where it falls in the padding.
+    #[inline]
+    fn source(&self, a: usize, o: usize, k: usize) -> Option<usize> {
+        (o * self.stride[a] + k * self.dilation[a])
+            .checked_sub(self.pad[a])
+            .filter(|&i| i < self.input[a])
+    }
+
+    /// The outputs `ow` of one row whose tap `j` falls inside the input:
+    /// a range, and the input column that its first reads.
+    fn valid_columns(&self, j: usize) -> (usize, usize, usize) {
+        let (s, off, len) = (self.stride[1], j * self.dilation[1], self.input[1]);
+        // ow · s + off − pad ∈ [0, len)
+        let lo = self.pad[1].saturating_sub(off).div_ceil(s);
+        let hi = if len + self.pad[1] > off {
+            ((len - 1 + self.pad[1] - off) / s + 1).min(self.output[1])
+        } else {
+            0
+        };
+        let lo = lo.min(hi);
+        (lo, hi, (lo * s + off).saturating_sub(self.pad[1]))
+    }
+
+    /// Calls `run(x_offset, cols_offset, count, x_stride)` for every run of
+    /// columns that reads the input: `count` columns from `cols_offset` on,
+    /// reading every `x_stride`-th input float from `x_offset` on (offsets
+    /// from the start of each tensor). Columns that no run names read the
+    /// padding. The one walk of the geometry that the kernels share.
+    fn runs(&self, mut run: impl FnMut(usize, usize, usize, usize) -> Result<()>) -> Result<()> {
+        let [ih, iw] = self.input;
+        let [kh, kw] = self.kernel;
+        let (l, ow) = (self.positions(), self.output[1]);
+        let nl = self.batch * l;
+        for c in 0..self.channels {
+            for i in 0..kh {
+                for j in 0..kw {
+                    let row = ((c * kh + i) * kw + j) * nl;
+                    let (lo, hi, x0) = self.valid_columns(j);
+                    if lo == hi {
+                        continue;
+                    }
+                    for n in 0..self.batch {
+                        let plane = (n * self.channels + c) * ih * iw;
+                        for oh in 0..self.output[0] {
+                            if let Some(y) = self.source(0, oh, i) {
+                                run(
+                                    plane + y * iw + x0,
+                                    row + n * l + oh * ow + lo,
+                                    hi - lo,
+                                    self.stride[1],
+                                )?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The flat index, inside its plane, of the maximum of the window of
+    /// output `(oh, ow)`, and the maximum, reading the plane through
+    /// `read(index)`, as PyTorch's CPU max pooling finds it: the first
+    /// strictly greater value wins and a NaN always wins (so the last NaN).
+    /// `None` for a window wholly in padding. The one statement of the tie
+    /// rule, for the forward and the backward.
+    #[inline]
+    fn window_max(
+        &self,
+        oh: usize,
+        ow: usize,
+        mut read: impl FnMut(usize) -> Result<f32>,
+    ) -> Result<Option<(usize, f32)>> {
+        let mut best: Option<(usize, f32)> = None;
+        for i in 0..self.kernel[0] {
+            let Some(y) = self.source(0, oh, i) else {
+                continue;
+            };
+            for j in 0..self.kernel[1] {
+                let Some(x) = self.source(1, ow, j) else {
+                    continue;
+                };
+                let at = y * self.input[1] + x;
+                let v = read(at)?;
+                match best {
+                    Some((_, m)) if !(v > m || v.is_nan()) => {}
+                    _ => best = Some((at, v)),
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// Runs `each(plane, output index, window max)` over every output of
+    /// a pooling, reading plane `p` through `read(p, index)`.
+    fn pool(
+        &self,
+        mut read: impl FnMut(usize, usize) -> Result<f32>,
+        mut each: impl FnMut(usize, usize, Option<(usize, f32)>) -> Result<()>,
+    ) -> Result<()> {
+        let [oh, ow] = self.output;
+        for p in 0..self.batch * self.channels {
+            for r in 0..oh {
+                for c in 0..ow {
+                    let best = self.window_max(r, c, |at| read(p, at))?;
+                    each(p, (p * oh + r) * ow + c, best)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Zero padding of a convolution or a pooling window, per spatial axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Padding {
+    /// None (PyTorch's `padding=0` or `'valid'`).
+    #[default]
+    Valid,
+    /// `[height, width]` zeros on both sides of each axis (PyTorch's
+    /// `padding=(h, w)`).
+    Symmetric([usize; 2]),
+    /// The output is `⌈in / stride⌉` (TensorFlow's and TFLite's `SAME`):
+    /// the padding the dilated kernel needs, half before and the odd one
+    /// after, so at stride 2 one more row and column at the bottom and
+    /// right. At stride 1 this is PyTorch's `padding='same'`.
+    Same,
+    /// Zeros `[top, bottom, left, right]` (PyTorch's `ZeroPad2d((left,
+    /// right, top, bottom))` takes them in another order).
+    Explicit {
+        /// Rows above.
+        top: usize,
+        /// Rows below.
+        bottom: usize,
+        /// Columns on the left.
+        left: usize,
+        /// Columns on the right.
+        right: usize,
+    },
+}
+
+impl Padding {
+    /// The zeros `(before, after)` per axis for `kernel` over `input` with
+    /// `stride` and `dilation`.
+    pub fn resolve(
+        self,
+        input: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+    ) -> ([usize; 2], [usize; 2]) {
+        match self {
+            Padding::Valid => ([0; 2], [0; 2]),
+            Padding::Symmetric(p) => (p, p),
+            Padding::Explicit {
+                top,
+                bottom,
+                left,
+                right,
+            } => ([top, left], [bottom, right]),
+            Padding::Same => {
+                let (mut before, mut after) = ([0; 2], [0; 2]);
+                for a in 0..2 {
+                    let s = stride[a].max(1);
+                    let out = input[a].div_ceil(s);
+                    let span = kernel[a].saturating_sub(1).saturating_mul(dilation[a]) + 1;
+                    let need = (out.saturating_sub(1))
+                        .saturating_mul(s)
+                        .saturating_add(span)
+                        .saturating_sub(input[a]);
+                    before[a] = need / 2;
+                    after[a] = need - need / 2;
+                }
+                (before, after)
+            }
+        }
+    }
+}
+
+fn mul(dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or(TOO_LARGE)
+}
+
+/// The kernels over a [`Window`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WindowKernel {
+    /// im2col: `out = cols(x)` (overwrites; padding reads 0). Operands:
+    /// `x` the input, `out` the columns.
+    Unfold,
+    /// col2im, the adjoint of `Unfold`: `out += fold(x)`, every column
+    /// added back where it was read. Operands: `x` the columns (a
+    /// gradient), `out` the input's gradient.
+    Fold,
+    /// Max pooling: `out` the maximum of each window of `x` per plane
+    /// (overwrites; padding never wins).
+    MaxPool,
+    /// Max pooling's backward: `out[argmax] += dy` for each window, the
+    /// argmax as [`MaxPool`](Self::MaxPool) finds it (one position, even
+    /// among ties, as in PyTorch). Operands: `x` the input, `dy` the
+    /// output's gradient, `out` the input's gradient.
+    MaxPoolBackward,
+}
+
+impl WindowKernel {
+    /// A short name for messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            WindowKernel::Unfold => "unfold",
+            WindowKernel::Fold => "fold",
+            WindowKernel::MaxPool => "max_pool",
+            WindowKernel::MaxPoolBackward => "max_pool_backward",
+        }
+    }
+}
+
+/// One call of a [`WindowKernel`]: the kernel, its geometry and operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WindowCall {
+    /// Which kernel.
+    pub kernel: WindowKernel,
+    /// The geometry.
+    pub window: Window,
+    /// The first input.
+    pub x: Span,
+    /// The output's gradient (`MaxPoolBackward`; empty otherwise).
+    pub dy: Span,
+    /// The output.
+    pub out: Span,
+}
+
+impl WindowCall {
+    /// The lengths `[x, dy]` and `out` must have.
+    pub fn lens(&self) -> Result<([usize; 2], usize)> {
+        let w = &self.window;
+        Ok(match self.kernel {
+            WindowKernel::Unfold => ([w.input_len()?, 0], w.cols_len()?),
+            WindowKernel::Fold => ([w.cols_len()?, 0], w.input_len()?),
+            WindowKernel::MaxPool => ([w.input_len()?, 0], w.pooled_len()?),
+            WindowKernel::MaxPoolBackward => ([w.input_len()?, w.pooled_len()?], w.input_len()?),
+        })
+    }
+
+    /// Checks the operand lengths (not where they lie: see
+    /// [`check::split`](super::check::split)).
+    pub fn check(&self) -> Result<()> {
+        let ([x, dy], out) = self.lens()?;
+        if self.x.len == x && self.dy.len == dy && self.out.len == out {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument {
+                what: "window kernel: an operand's length does not fit the window",
+            })
+        }
+    }
+}
+
+/// The portable reference: runs `call` on checked slices (`x`, `dy`, `out`
+/// with the lengths of [`WindowCall::lens`]).
+pub fn run(call: &WindowCall, x: &[f32], dy: &[f32], out: &mut [f32]) {
+    let w = &call.window;
+    match call.kernel {
+        WindowKernel::Unfold => {
+            out.fill(0.0);
+            let _ = w.runs(|xo, co, n, s| {
+                for (k, d) in out[co..co + n].iter_mut().enumerate() {
+                    *d = x[xo + k * s];
+                }
+                Ok(())
+            });
+        }
+        WindowKernel::Fold => {
+            let _ = w.runs(|xo, co, n, s| {
+                for (k, c) in x[co..co + n].iter().enumerate() {
+                    out[xo + k * s] += c;
+                }
+                Ok(())
+            });
+        }
+        WindowKernel::MaxPool | WindowKernel::MaxPoolBackward => {
+            let plane = w.input[0] * w.input[1];
+            let max = call.kernel == WindowKernel::MaxPool;
+            let _ = w.pool(
+                |p, at| Ok(x[p * plane + at]),
+                |p, o, best| {
+                    if max {
+                        out[o] = best.map_or(f32::NEG_INFINITY, |(_, v)| v);
+                    } else if let Some((at, _)) = best {
+                        out[p * plane + at] += dy[o];
+                    }
+                    Ok(())
+                },
+            );
+        }
+    }
+}
+
+/// The default body of [`Backend::window`], composed from the primitives:
+/// `Unfold` and `Fold` as one strided [`Backend::copy`] per run of columns
+/// (after a [`Backend::fill`] for `Unfold`); the pooling kernels through
+/// [`Backend::download`] and [`Backend::upload`] of one plane's row of
+/// windows at a time, on the stack. Correct on any backend, and slow on a
+/// device: a GPU backend overrides it.
+pub fn composed<B: Backend + ?Sized>(be: &B, buf: &mut B::Buffer, call: &WindowCall) -> Result<()> {
+    call.check()?;
+    super::check::disjoint(be.buffer_len(buf), &[call.x, call.dy], &[call.out])?;
+    let w = &call.window;
+    match call.kernel {
+        WindowKernel::Unfold | WindowKernel::Fold => {
+            let unfold = call.kernel == WindowKernel::Unfold;
+            if unfold {
+                be.fill(buf, call.out, 0.0)?;
+            }
+            w.runs(|xo, co, n, s| {
+                let strided = Span::new(call_offset(call, true, xo), (n - 1) * s + 1);
+                let cols = Span::new(call_offset(call, false, co), n);
+                let (src, dst, src_stride, dst_stride) = if unfold {
+                    (strided, cols, s, 1)
+                } else {
+                    (cols, strided, 1, s)
+                };
+                be.copy(
+                    buf,
+                    &Blocks {
+                        src,
+                        src_stride,
+                        dst,
+                        dst_stride,
+                        blocks: n,
+                        block_len: 1,
+                        acc: if unfold { Acc::Set } else { Acc::Add },
+                    },
+                )
+            })
+        }
+        WindowKernel::MaxPool | WindowKernel::MaxPoolBackward => pool_staged(be, buf, call),
+    }
+}
+
+/// The buffer offset of a run's start: in the input (`input`) or in the
+/// columns, whichever operand of `call` holds it.
+fn call_offset(call: &WindowCall, input: bool, at: usize) -> usize {
+    let unfold = call.kernel == WindowKernel::Unfold;
+    // Unfold reads the input (x) and writes the columns (out); Fold reads
+    // the columns (x) and writes the input's gradient (out).
+    if input == unfold {
+        call.x.offset + at
+    } else {
+        call.out.offset + at
+    }
+}
+
+/// The pooling kernels through download/upload, one float at a time.
+fn pool_staged<B: Backend + ?Sized>(be: &B, buf: &mut B::Buffer, call: &WindowCall) -> Result<()> {
+    let w = &call.window;
+    let plane = w.input[0] * w.input[1];
+    let max = call.kernel == WindowKernel::MaxPool;
+    let get = |buf: &B::Buffer, s: Span| -> Result<f32> {
+        let mut v = [0.0];
+        be.download(buf, s, &mut v)?;
+        Ok(v[0])
+    };
+    // Not `Window::pool`: its reads borrow the buffer that its writes need.
+    let [oh, ow] = w.output;
+    for p in 0..w.batch * w.channels {
+        for r in 0..oh {
+            for c in 0..ow {
+                let o = (p * oh + r) * ow + c;
+                let found = w.window_max(r, c, |at| get(buf, call.x.sub(p * plane + at, 1)))?;
+                if max {
+                    let v = found.map_or(f32::NEG_INFINITY, |(_, v)| v);
+                    be.upload(buf, call.out.sub(o, 1), &[v])?;
+                } else if let Some((at, _)) = found {
+                    let g = get(buf, call.dy.sub(o, 1))?;
+                    let dst = call.out.sub(p * plane + at, 1);
+                    let d = get(buf, dst)?;
+                    be.upload(buf, dst, &[d + g])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Convolutions: PyTorch's `F.conv2d` and `F.conv1d` (stride, zero
+//! padding, dilation, groups), composed from nodes whose backward passes
+//! already exist, so that a convolution's gradient is the chain rule over
+//! them and nothing new:
+//!
+//! 1. [`unfold`](Tensor::unfold) (im2col) of the input, `[c · k_h · k_w,
+//!    batch · L]`, seen as `[groups, c/groups · k_h · k_w, batch · L]`;
+//! 2. one [`bmm`](Tensor::bmm) per group with the weight seen as `[groups,
+//!    out/groups, c/groups · k_h · k_w]`, giving `[out, batch · L]`;
+//! 3. the bias broadcast along the positions, added;
+//! 4. [`swap_axes01`](Tensor::swap_axes01) to `[batch, out, L]`.
+//!
+//! One product over the whole batch is what a GEMM backend runs fastest;
+//! the columns cost `c · k_h · k_w · batch · L` floats of graph memory,
+//! which the memory planners count like any other node.
+
+use crate::backend::{Backend, Padding, Window};
+use crate::error::Error;
+use crate::shape::{Dim, Dims, Shape};
+use crate::tensor::{invalid, Tensor};
+
+/// A convolution's hyper-parameters beyond its weight's shape: PyTorch's
+/// `stride`, `padding`, `dilation` and `groups`, `[height, width]` per axis
+/// (a 1-D convolution uses the width entries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ConvOptions {
+    /// Step between windows, `[vertical, horizontal]`.
+    pub stride: [usize; 2],
+    /// Zero padding.
+    pub padding: Padding,
+    /// Spacing between kernel taps.
+    pub dilation: [usize; 2],
+    /// Channel groups: input and output channels are split into `groups`
+    /// blocks convolved separately (`groups = in_channels` is a depthwise
+    /// convolution).
+    pub groups: usize,
+}
+
+impl Default for ConvOptions {
+    /// PyTorch's defaults: stride 1, no padding, dilation 1, one group.
+    fn default() -> Self {
+        ConvOptions {
+            stride: [1, 1],
+            padding: Padding::Valid,
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+impl ConvOptions {
+    /// The options of a 1-D convolution (or pooling) over the width:
+    /// `stride`, `dilation` and the padding's width entries, with the height
+    /// left alone (stride and dilation 1, no padding).
+    pub fn along_width(self) -> ConvOptions {
+        let padding = match self.padding {
+            Padding::Symmetric([_, w]) => Padding::Symmetric([0, w]),
+            Padding::Explicit { left, right, .. } => Padding::Explicit {
+                top: 0,
+                bottom: 0,
+                left,
+                right,
+            },
+            p => p,
+        };
+        ConvOptions {
+            stride: [1, self.stride[1]],
+            padding,
+            dilation: [1, self.dilation[1]],
+            groups: self.groups,
+        }
+    }
+}
+
+const GROUPS: &str =
+    "conv: the weight must be [out, in/groups, k_h, k_w], with in and out divisible by groups";
+
+impl<'t, N: Dim, C: Dim, H: Dim, W: Dim, B: Backend> Tensor<'t, (N, C, H, W), B> {
+    /// A 2-D convolution of this `[batch, in, h, w]` input with `weight`
+    /// `[out, in/groups, k_h, k_w]` and an optional `bias` `[out]`, as
+    /// PyTorch's `F.conv2d(x, weight, bias, stride, padding, dilation,
+    /// groups)`: `[batch, out, out_h, out_w]`. A weight that does not fit
+    /// the input or the groups, or a kernel larger than the padded input,
+    /// is an error recorded on the graph.
+    pub fn conv2d<O: Dim, CG: Dim, KH: Dim, KW: Dim>(
+        self,
+        weight: Tensor<'t, (O, CG, KH, KW), B>,
+        bias: Option<Tensor<'t, (O,), B>>,
+        options: ConvOptions,
+    ) -> Tensor<'t, (N, O, usize, usize), B> {
+        let [n, c, h, w] = self.shape.dims();
+        let [o, cg, kh, kw] = weight.shape.dims();
+        let g = options.groups;
+        let shape_of = |oh, ow| (self.shape.0, weight.shape.0, oh, ow);
+        if g == 0 || cg.checked_mul(g) != Some(c) || o % g != 0 {
+            let found = weight.dims();
+            return invalid(
+                self.tape,
+                shape_of(0, 0),
+                Error::Shape {
+                    op: GROUPS,
+                    expected: Dims {
+                        dims: [o, c / g.max(1), kh, kw],
+                        rank: 4,
+                    },
+                    found,
+                },
+            );
+        }
+        let window = match Window::padded(
+            n,
+            c,
+            [h, w],
+            [kh, kw],
+            options.stride,
+            options.dilation,
+            options.padding,
+        ) {
+            Ok(window) => window,
+            Err(e) => return invalid(self.tape, shape_of(0, 0), e),
+        };
+        let [oh, ow] = window.output;
+        let (l, ck) = (window.positions(), cg * kh * kw);
+        let cols = self.unfold(window).reshape_to((g, ck, n * l));
+        let y = weight
+            .reshape_to((g, o / g, ck))
+            .bmm(cols)
+            .reshape_to((weight.shape.0, n * l));
+        let y = match bias {
+            Some(b) => y + b.broadcast_axis::<1, _>((weight.shape.0, n * l)),
+            None => y,
+        };
+        y.reshape_to((weight.shape.0, n, l))
+            .swap_axes01()
+            .reshape_to(shape_of(oh, ow))
+    }
+}
+
+impl<'t, N: Dim, C: Dim, L: Dim, B: Backend> Tensor<'t, (N, C, L), B> {
+    /// A 1-D convolution of this `[batch, in, length]` input with `weight`
+    /// `[out, in/groups, k]` and an optional `bias` `[out]`, as PyTorch's
+    /// `F.conv1d`: `[batch, out, out_length]`. `options` is read along the
+    /// width ([`ConvOptions::along_width`]).
+    pub fn conv1d<O: Dim, CG: Dim, K: Dim>(
+        self,
+        weight: Tensor<'t, (O, CG, K), B>,
+        bias: Option<Tensor<'t, (O,), B>>,
+        options: ConvOptions,
+    ) -> Tensor<'t, (N, O, usize), B> {
+        let (n, c, l) = self.shape;
+        let (o, cg, k) = weight.shape;
+        let y = self.reshape_to((n, c, 1usize, l.size())).conv2d(
+            weight.reshape_to((o, cg, 1usize, k.size())),
+            bias,
+            options.along_width(),
+        );
+        let out = y.shape.3;
+        y.reshape_to((n, o, out))
+    }
+}

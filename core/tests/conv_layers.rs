@@ -1,0 +1,180 @@
+//! Convolution and pooling layers as a user writes them: PyTorch's CNN
+//! tutorial as a sequence, a residual block in a derived model's `forward`,
+//! `print(model)`, parameter names, training, and the export that refuses
+//! what the deployable format cannot hold.
+
+use ember_nn_core::deploy::{self, ExportError};
+use ember_nn_core::gradcheck::{check, GradCheck};
+use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+use ember_nn_core::nn::{
+    self, AvgPool2d, Build, Conv2d, Flatten, Forward, GlobalAvgPool2d, Linear, MaxPool2d, Module,
+    Optimizer, ReLU, Rule,
+};
+use ember_nn_core::prelude::*;
+
+/// PyTorch's CNN tutorial on one channel of 28×28 (FashionMNIST):
+/// `Conv2d(1, 6, 5)`, `MaxPool2d(2, 2)`, `Conv2d(6, 16, 5)`, then 120, 84, 10.
+type Tutorial = (
+    Conv2d<1, 6, 5>,
+    ReLU,
+    MaxPool2d<2>,
+    Conv2d<6, 16, 5>,
+    ReLU,
+    MaxPool2d<2>,
+    Flatten<256>,
+    Linear<256, 120>,
+    ReLU,
+    Linear<120, 84>,
+    ReLU,
+    Linear<84, 10>,
+);
+
+#[test]
+fn the_tutorial_cnn_prints_names_and_counts_as_pytorch() {
+    let mut buf = vec![0.0f32; 1 << 17];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let model = Tutorial::build(&mut mem, &mut Rng::new(0)).unwrap();
+    // PyTorch: sum(p.numel() for p in net.parameters()) on one channel.
+    assert_eq!(model.param_count(), 156 + 2416 + 30840 + 10164 + 850);
+    assert_eq!(<Tutorial as nn::Footprint>::PARAMS, model.param_count());
+    let mut names = Vec::new();
+    model.named_parameters(&mut |p| names.push((p.name.to_string(), p.dims.as_slice().to_vec())));
+    assert_eq!(names[0], ("0.weight".to_string(), vec![6, 1, 5, 5]));
+    assert_eq!(names[2], ("3.weight".to_string(), vec![16, 6, 5, 5]));
+    assert_eq!(names[4], ("7.weight".to_string(), vec![120, 256]));
+    let printed = nn::summary(&model).to_string();
+    for line in [
+        "(0): Conv2d(1, 6, kernel_size=(5, 5), stride=(1, 1))",
+        "(2): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)",
+        "(3): Conv2d(6, 16, kernel_size=(5, 5), stride=(1, 1))",
+    ] {
+        assert!(printed.contains(line), "{line} not in\n{printed}");
+    }
+    let g = Graph::new(&mut mem);
+    let y = model.forward(g.from_fn((2usize, Const::<1>, Const::<28>, Const::<28>), |_| 0.0));
+    assert_eq!(y.dims().as_slice(), [2, 10]);
+}
+
+/// Samples of 8×8 with a bright 3×3 square in one of four quadrants; the
+/// label is the quadrant.
+fn quadrants(n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<usize>) {
+    let mut xs = vec![0.0f32; n * 64];
+    let mut ys = Vec::new();
+    for i in 0..n {
+        let q = rng.below(4) as usize;
+        let (r0, c0) = (
+            (q / 2) * 4 + rng.below(2) as usize,
+            (q % 2) * 4 + rng.below(2) as usize,
+        );
+        for r in 0..3 {
+            for c in 0..3 {
+                xs[i * 64 + (r0 + r) * 8 + c0 + c] = 1.0;
+            }
+        }
+        for v in &mut xs[i * 64..(i + 1) * 64] {
+            *v += 0.1 * rng.uniform_in(-1.0, 1.0);
+        }
+        ys.push(q);
+    }
+    (xs, ys)
+}
+
+type Small = (
+    Conv2d<1, 4, 3, 1, 1>,
+    ReLU,
+    MaxPool2d<2>,
+    Conv2d<4, 8, 3>,
+    ReLU,
+    AvgPool2d<2>,
+    Flatten<8>,
+    Linear<8, 4>,
+);
+
+#[test]
+fn a_cnn_learns_where_the_square_is() {
+    let mut buf = vec![0.0f32; 1 << 18];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut rng = Rng::new(5);
+    let model = Small::build(&mut mem, &mut rng).unwrap();
+    let mut opt: Optimizer = Optimizer::new(&mut mem, &model, Rule::adam(), 0.02).unwrap();
+    let (xs, ys) = quadrants(32, &mut rng);
+    let mut losses = Vec::new();
+    for _ in 0..60 {
+        opt.zero_grad(&mut mem).unwrap();
+        {
+            let g = Graph::new(&mut mem);
+            let x = g.from_slice((32usize, Const::<1>, Const::<8>, Const::<8>), &xs);
+            let loss = cross_entropy(model.forward(x), &ys, Reduction::Mean);
+            loss.backward().unwrap();
+            losses.push(loss.item().unwrap());
+        }
+        opt.step(&mut mem).unwrap();
+    }
+    assert!(
+        losses[59] < 0.1 * losses[0],
+        "{} -> {}",
+        losses[0],
+        losses[59]
+    );
+}
+
+/// A residual block written in `forward`: `y = relu(x + conv2(relu(conv1(x))))`,
+/// then global average pooling and a linear head.
+#[derive(nn::Module)]
+struct Residual {
+    stem: Conv2d<2, 4, 3, 1, 1>,
+    conv1: Conv2d<4, 4, 3, 1, 1>,
+    conv2: Conv2d<4, 4, 3, 1, 1>,
+    pool: GlobalAvgPool2d,
+    head: Linear<4, 3>,
+}
+
+impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<2>, usize, usize), B>> for Residual {
+    type Output = Tensor<'t, (usize, Const<3>), B>;
+    fn forward(&self, x: Tensor<'t, (usize, Const<2>, usize, usize), B>) -> Self::Output {
+        let x = self.stem.forward(x).relu();
+        let y = x + self.conv2.forward(self.conv1.forward(x).relu());
+        self.head.forward(self.pool.forward(y.relu()))
+    }
+}
+
+#[test]
+fn a_residual_blocks_gradients_agree_with_finite_differences() {
+    let mut buf = vec![0.0f32; 1 << 17];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut rng = Rng::new(11);
+    let model = Residual::build(&mut mem, &mut rng).unwrap();
+    let x: Vec<f32> = (0..2 * 2 * 5 * 4)
+        .map(|_| rng.uniform_in(-1.0, 1.0))
+        .collect();
+    let mut params = Vec::new();
+    model.named_parameters(&mut |p| params.push(p.param));
+    let report = check(&mut mem, &params, &GradCheck::default(), |g| {
+        let x = g.from_slice((2usize, Const::<2>, 5usize, 4usize), &x);
+        let y = model.forward(x);
+        cross_entropy(y, &[0, 2], Reduction::Mean)
+    })
+    .expect("gradients agree");
+    assert_eq!(report.checked, model.param_count());
+}
+
+#[test]
+fn exporting_a_cnn_is_an_error_not_a_file_without_its_convolutions() {
+    let mut buf = vec![0.0f32; 1 << 17];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let model = Small::build(&mut mem, &mut Rng::new(0)).unwrap();
+    let err = deploy::plan(&model, &mut mem, |p| {
+        model.forward(p.input((p.rows(), Const::<1>, Const::<8>, Const::<8>)))
+    })
+    .expect_err("the format has no convolutions");
+    assert!(
+        matches!(
+            err,
+            ExportError::Unsupported {
+                op: "Im2ColBackward",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
