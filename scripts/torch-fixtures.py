@@ -10,6 +10,11 @@ safetensors, numpy):
 - std-backend/tests/data/torch_batchnorm.{safetensors,json}: `nn.BatchNorm1d(3)` through two
   training steps and an evaluation (outputs, running statistics, gradients),
   the numbers pinned in tests/tests/reference.rs;
+- tests/tests/data/torch_batchnorm2d.json: `nn.BatchNorm2d(3)` on `[2, 3, 2, 3]` batches
+  through two training steps (outputs, the second's gradients, the running statistics),
+  then an evaluation step, the inputs given by formulas of their flat index (multiples of
+  1/4 or 1/8, exact in float32) that tests/tests/reference.rs writes the same way; it
+  reads the outputs from this file;
 - std-backend/tests/data/torch_conv.json: convolutions (strides, dilations,
   groups, depthwise, TFLite's SAME at stride 2) and pooling (max-pool ties at
   the borders, average pooling counting the padding), forward outputs and
@@ -128,6 +133,51 @@ def batchnorm():
     print(json.dumps(out))
 
 
+def batchnorm2d():
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(3)
+    weight, bias = [1.5, -0.5, 2.0], [0.1, 0.2, -0.3]
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor(weight))
+        bn.bias.copy_(torch.tensor(bias))
+    shape = (2, 3, 2, 3)
+
+    # The same formulas as in tests/tests/reference.rs.
+    def make(n, f):
+        return torch.tensor([f(i) for i in range(n)], dtype=torch.float32)
+
+    x1 = make(36, lambda i: ((i * 37) % 19 - 9) * 0.25).reshape(shape)
+    x2 = make(36, lambda i: ((i * 23 + 5) % 17 - 8) * 0.25).reshape(shape)
+    w = make(36, lambda i: ((i * 13 + 3) % 11 - 5) * 0.125).reshape(shape)
+    x3 = make(18, lambda i: ((i * 29 + 7) % 13 - 6) * 0.25).reshape(1, 3, 2, 3)
+    bn.train()
+    y1 = bn(x1)
+    x2t = x2.clone().requires_grad_()
+    y2 = bn(x2t)
+    (y2 * w).sum().backward()
+    flat = lambda t: t.detach().reshape(-1).tolist()
+    out = {"made_by": f"PyTorch {torch.__version__}: scripts/torch-fixtures.py "
+                      "(nn.BatchNorm2d(3), weight and bias set, inputs by formula)",
+           "shape": list(shape), "weight": weight, "bias": bias,
+           "x1": flat(x1), "x2": flat(x2), "w": flat(w), "x3": flat(x3),
+           "train_y1": flat(y1), "train_y2": flat(y2), "train_x2_grad": flat(x2t.grad),
+           "train_weight_grad": flat(bn.weight.grad), "train_bias_grad": flat(bn.bias.grad),
+           "running_mean": flat(bn.running_mean), "running_var": flat(bn.running_var),
+           "num_batches_tracked": int(bn.num_batches_tracked)}
+    bn.zero_grad()
+    bn.eval()
+    x3t = x3.clone().requires_grad_()
+    y3 = bn(x3t)
+    (y3 * w[:1]).sum().backward()
+    out.update({"eval_y": flat(y3), "eval_x_grad": flat(x3t.grad),
+                "eval_weight_grad": flat(bn.weight.grad), "eval_bias_grad": flat(bn.bias.grad),
+                "state_dict": list(bn.state_dict().keys())})
+    path = ROOT / "tests" / "tests" / "data"
+    path.mkdir(exist_ok=True)
+    (path / "torch_batchnorm2d.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out))
+
+
 def conv_cases():
     F = torch.nn.functional
     g = torch.Generator().manual_seed(7)
@@ -200,7 +250,9 @@ def conv_cases():
 
 
 if __name__ == "__main__":
-    mlp_class()
-    conventions()
-    batchnorm()
-    conv_cases()
+    import sys
+    # `python3 scripts/torch-fixtures.py batchnorm2d` writes that fixture alone.
+    only = sys.argv[1:]
+    for f in (mlp_class, conventions, batchnorm, batchnorm2d, conv_cases):
+        if not only or f.__name__ in only:
+            f()

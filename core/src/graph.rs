@@ -29,9 +29,9 @@ pub const DEFAULT_NODES: usize = 128;
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct BatchNormStats {
-    /// `running_mean`, `[features]`.
+    /// `running_mean`, `[channels]`.
     pub running_mean: Span,
-    /// `running_var`, `[features]`.
+    /// `running_var`, `[channels]`.
     pub running_var: Span,
     /// `num_batches_tracked`, one float.
     pub num_batches_tracked: Span,
@@ -133,13 +133,13 @@ pub enum Op {
     },
     /// A differentiable operation of the user's own ([`custom`]).
     Custom(custom::CustomRef),
-    /// Batch normalisation of `[m, n]` rows by feature
+    /// Batch normalisation per channel of an `[N, C, L…]` tensor
     /// ([`Tensor::batch_norm`](crate::Tensor::batch_norm)).
     BatchNorm {
-        /// Rows.
-        m: usize,
-        /// Features.
-        n: usize,
+        /// The input as `[outer, len, inner]`: samples `N`, channels `C`,
+        /// and positions per channel `L` (the product of the spatial
+        /// sizes; 1 for `[N, C]` input).
+        dims: AxisDims,
         /// The running statistics and the mode.
         stats: BatchNormStats,
     },

@@ -586,3 +586,36 @@ fn a_batch_norm_not_after_a_linear_is_refused() {
         "{err}"
     );
 }
+
+/// A batch norm over positions (`BatchNorm1d` on `[N, C, L]`; a
+/// `BatchNorm2d` likewise) is refused even right after a `Linear` whose
+/// output is only reshaped: its channels are not the layer's outputs, and
+/// the format has no convolution to fold it into.
+#[test]
+fn a_batch_norm_over_positions_is_refused() {
+    use ember_nn_core::nn::BatchNorm1d;
+    type Net = (Linear<4, 6>, BatchNorm1d<3>, Linear<6, 2>);
+    let mut buf = vec![0.0f32; 4096];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut net = Net::build(&mut mem, &mut Rng::new(14)).unwrap();
+    net.eval();
+    let err = export(&net, &mut mem, |p| {
+        let h = net.0.forward(p.input((p.rows(), Const::<4>)));
+        let rows = h.shape().0;
+        let h = net.1.forward(h.reshape_to((rows, Const::<3>, Const::<2>)));
+        net.2.forward(h.reshape_to((rows, Const::<6>)))
+    })
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExportError::Unsupported {
+                op: "NativeBatchNormBackward",
+                why,
+                ..
+            } if why.contains("spatial")
+        ),
+        "{err}"
+    );
+}

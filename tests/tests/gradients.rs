@@ -899,3 +899,124 @@ proptest! {
         })?;
     }
 }
+
+// ------------------------------------------------ batch norm over positions
+
+/// An `[n, c, h, w]` batch (`n · h · w ≥ 2`) whose every channel holds
+/// distinct values (spaced at least `2.5 / (n·h·w)` apart, within about
+/// ±1.3), so the channel variance stays away from 0. `h · w` reaches 35,
+/// more than the op's 32-float blocks.
+fn spread_batch_4d() -> impl Strategy<Value = ([usize; 4], Vec<f32>)> {
+    (
+        1usize..=3,
+        1usize..=4,
+        1usize..=5,
+        prop_oneof![1usize..=4, Just(7)],
+    )
+        .prop_filter("one value per channel", |&(n, _, h, w)| n * h * w >= 2)
+        .prop_flat_map(|(n, c, h, w)| {
+            let m = n * h * w;
+            vec(distinct(m), c).prop_map(move |chans| (spread_4d([n, c, h, w], &chans), chans))
+        })
+        .prop_map(|(s, _)| s)
+}
+
+/// Lays channel values out as `[n, c, h, w]`, scaled into about ±1.3.
+fn spread_4d(s: [usize; 4], chans: &[Vec<f32>]) -> ([usize; 4], Vec<f32>) {
+    let [n, c, h, w] = s;
+    let l = h * w;
+    let scale = 1.25 / (0.25 * (n * l) as f32).max(1.0);
+    let mut x = vec![0.0f32; n * c * l];
+    for (j, col) in chans.iter().enumerate() {
+        for (k, &v) in col.iter().enumerate() {
+            let (i, p) = (k / l, k % l);
+            x[(i * c + j) * l + p] = v * scale;
+        }
+    }
+    (s, x)
+}
+
+/// Checks `weighted(batch_norm(x, γ, β))` on `[n, c, h, w]` input (through
+/// the `[n, c, w]` method when `h == 1`) with respect to all three, in
+/// training or evaluation mode.
+fn batch_norm_4d_check(
+    training: bool,
+    [n, c, h, w]: [usize; 4],
+    x: &[f32],
+    gb: &[f32],
+    wt: &[f32],
+) -> Result<(), TestCaseError> {
+    use ember_nn_core::ops::batch_norm::BatchNormStats;
+    let mut buf = vec![0.0f32; MEM];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let xp = mem.param_shaped((n, c, h, w), x).unwrap();
+    let gp = mem.param_shaped((c,), &gb[..c]).unwrap();
+    let bp = mem.param_shaped((c,), &gb[c..2 * c]).unwrap();
+    let running_mean = mem.alloc(c).unwrap();
+    mem.write(running_mean, &gb[2 * c..3 * c]).unwrap();
+    let running_var = mem.alloc(c).unwrap();
+    let var: Vec<f32> = gb[3 * c..4 * c].iter().map(|v| 0.5 + v.abs()).collect();
+    mem.write(running_var, &var).unwrap();
+    let stats = BatchNormStats {
+        running_mean,
+        running_var,
+        num_batches_tracked: mem.alloc(1).unwrap(),
+        eps: 1e-5,
+        momentum: 0.1,
+        training,
+    };
+    let what = format!(
+        "batch_norm {} [{n}, {c}, {h}, {w}]",
+        if training { "train" } else { "eval" }
+    );
+    grad_ok(&what, &mut mem, &[xp.into(), gp.into(), bp.into()], |g| {
+        let (x, gamma, beta) = (g.param(&xp), g.param(&gp), g.param(&bp));
+        if h == 1 {
+            let x3: T<'_, (usize, usize, usize)> = x.reshape_to((n, c, w));
+            weighted(x3.batch_norm(gamma, beta, stats), wt)
+        } else {
+            weighted(x.batch_norm(gamma, beta, stats), wt)
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Batch normalisation per channel of `[N, C, H, W]` (and `[N, C, L]`)
+    /// input: the statistics over `N · H · W` values, the same gradients.
+    #[test]
+    fn batch_norm_4d((s, x) in spread_batch_4d(), gb in vec(-1.5f32..1.5, 40), w in vec(-1.0f32..1.0, 420)) {
+        batch_norm_4d_check(true, s, &x, &gb, &w)?;
+        batch_norm_4d_check(false, s, &x, &gb, &w)?;
+    }
+}
+
+/// The op's block boundaries, which random shapes reach only by chance:
+/// a channel of 35 positions (read 32, then 3) and 9 channels of 4
+/// positions (blocks of 8 channels, then 1); 40 features of `[N, C]` rows
+/// (32, then 8).
+#[test]
+fn batch_norm_4d_block_boundaries() {
+    for s in [[2, 3, 5, 7], [2, 9, 2, 2], [2, 40, 1, 1]] {
+        let [n, c, h, w] = s;
+        let m = n * h * w;
+        let chans: Vec<Vec<f32>> = (0..c)
+            .map(|j| {
+                (0..m)
+                    .map(|k| 0.5 * ((k * 3 + j) % m) as f32 - 0.25 * m as f32)
+                    .collect()
+            })
+            .collect();
+        let (s, x) = spread_4d(s, &chans);
+        let gb: Vec<f32> = (0..4 * c)
+            .map(|i| ((i * 5) % 7) as f32 * 0.4 - 1.2)
+            .collect();
+        let wt: Vec<f32> = (0..x.len())
+            .map(|i| ((i * 11) % 13) as f32 / 6.5 - 1.0)
+            .collect();
+        for training in [true, false] {
+            batch_norm_4d_check(training, s, &x, &gb, &wt).unwrap();
+        }
+    }
+}

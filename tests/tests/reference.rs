@@ -1372,6 +1372,184 @@ fn batch_norm_1d_one_row_in_training_is_an_error() {
     );
 }
 
+// ============================================================ BatchNorm2d
+
+/// `tests/tests/data/torch_batchnorm2d.json`, written by
+/// `scripts/torch-fixtures.py batchnorm2d`.
+const BN2D_FIXTURE: &str = include_str!("data/torch_batchnorm2d.json");
+
+/// The numbers of the top-level `key` of a fixture (a number or an array,
+/// nested or not, read flat).
+fn fixture_floats(json: &str, key: &str) -> Vec<f32> {
+    let pat = format!("\"{key}\":");
+    let at = json
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no {key} in the fixture"))
+        + pat.len();
+    let rest = json[at..].trim_start();
+    let end = if rest.starts_with('[') {
+        let mut depth = 0;
+        rest.char_indices()
+            .find(|&(_, c)| {
+                depth += (c == '[') as i32 - (c == ']') as i32;
+                depth == 0
+            })
+            .unwrap()
+            .0
+    } else {
+        rest.find([',', '\n', '}']).unwrap()
+    };
+    rest[..end]
+        .split(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse::<f64>().unwrap() as f32)
+        .collect()
+}
+
+/// PyTorch's `nn.BatchNorm2d(3)` with γ = [1.5, −0.5, 2], β = [0.1, 0.2, −0.3]
+/// on `[2, 3, 2, 3]` batches: two training steps (outputs, the second's
+/// gradients, the running statistics after both, with the unbiased variance
+/// of 12 values per channel), then evaluation mode on `[1, 3, 2, 3]`
+/// (output and gradients). The inputs are formulas of the flat index, as in
+/// the script; the expected numbers are read from its JSON.
+#[test]
+fn batch_norm_2d_matches_pytorch() {
+    use ember_nn_core::nn::{BatchNorm2d, Forward, Module};
+    let f = |key| fixture_floats(BN2D_FIXTURE, key);
+    let make = |n: usize, v: &dyn Fn(usize) -> f32| (0..n).map(v).collect::<Vec<f32>>();
+    let x1 = make(36, &|i| ((i * 37) % 19) as f32 * 0.25 - 2.25);
+    let x2 = make(36, &|i| ((i * 23 + 5) % 17) as f32 * 0.25 - 2.0);
+    let w = make(36, &|i| ((i * 13 + 3) % 11) as f32 * 0.125 - 0.625);
+    let x3 = make(18, &|i| ((i * 29 + 7) % 13) as f32 * 0.25 - 1.5);
+    assert_eq!((x1.clone(), x2.clone()), (f("x1"), f("x2")));
+    assert_eq!((w.clone(), x3.clone()), (f("w"), f("x3")));
+    assert_eq!(f("shape"), [2.0, 3.0, 2.0, 3.0]);
+    let shape = (2usize, Const::<3>, Const::<2>, Const::<3>);
+
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut bn = BatchNorm2d::<3>::new(&mut mem).unwrap();
+    mem.set_value(&bn.weight, &[1.5, -0.5, 2.0]).unwrap();
+    assert_eq!(f("weight"), [1.5, -0.5, 2.0]);
+    mem.set_value(&bn.bias, &[0.1, 0.2, -0.3]).unwrap();
+    assert_eq!(f("bias"), [0.1, 0.2, -0.3]);
+    let mut out = [0.0f32; 36];
+    {
+        let g = Graph::new(&mut mem);
+        let y1 = bn.forward(g.from_slice(shape, &x1));
+        y1.read(&mut out).unwrap();
+        close("train y1", &out, &f("train_y1"));
+        let x = g.from_slice(shape, &x2).requires_grad();
+        let y2 = bn.forward(x);
+        assert_eq!(y2.grad_fn(), Some("NativeBatchNormBackward"));
+        y2.read(&mut out).unwrap();
+        close("train y2", &out, &f("train_y2"));
+        (y2 * g.from_slice(shape, &w)).sum().backward().unwrap();
+        assert!(x.read_grad(&mut out).unwrap());
+        close("train x grad", &out, &f("train_x2_grad"));
+    }
+    close_tol(
+        "train weight grad",
+        &mem.grad(&bn.weight).unwrap(),
+        &f("train_weight_grad"),
+        1e-5,
+        1e-5,
+    );
+    close_tol(
+        "train bias grad",
+        &mem.grad(&bn.bias).unwrap(),
+        &f("train_bias_grad"),
+        1e-5,
+        1e-6,
+    );
+    let (mut rm, mut rv, mut nb) = ([0.0f32; 3], [0.0f32; 3], [0.0f32; 1]);
+    mem.read(bn.running_mean, &mut rm).unwrap();
+    mem.read(bn.running_var, &mut rv).unwrap();
+    mem.read(bn.num_batches_tracked, &mut nb).unwrap();
+    close("running_mean", &rm, &f("running_mean"));
+    close("running_var", &rv, &f("running_var"));
+    assert_eq!(nb[0], f("num_batches_tracked")[0]);
+
+    bn.zero_grad(&mut mem).unwrap();
+    bn.eval();
+    {
+        let g = Graph::new(&mut mem);
+        let s3 = (1usize, Const::<3>, Const::<2>, Const::<3>);
+        let x = g.from_slice(s3, &x3).requires_grad();
+        let y = bn.forward(x);
+        let mut out = [0.0f32; 18];
+        y.read(&mut out).unwrap();
+        close("eval y", &out, &f("eval_y"));
+        (y * g.from_slice(s3, &w[..18])).sum().backward().unwrap();
+        assert!(x.read_grad(&mut out).unwrap());
+        close("eval x grad", &out, &f("eval_x_grad"));
+    }
+    close_tol(
+        "eval weight grad",
+        &mem.grad(&bn.weight).unwrap(),
+        &f("eval_weight_grad"),
+        1e-5,
+        1e-6,
+    );
+    close(
+        "eval bias grad",
+        &mem.grad(&bn.bias).unwrap(),
+        &f("eval_bias_grad"),
+    );
+    mem.read(bn.num_batches_tracked, &mut nb).unwrap();
+    assert_eq!(nb, [2.0]);
+    // The names PyTorch's state_dict has.
+    let mut names = Vec::new();
+    bn.named_parameters(&mut |p| names.push(p.name.to_string()));
+    bn.named_buffers(&mut |b| names.push(b.name.to_string()));
+    assert!(BN2D_FIXTURE.contains(
+        r#""state_dict": [
+  "weight",
+  "bias",
+  "running_mean",
+  "running_var",
+  "num_batches_tracked"
+ ]"#
+    ));
+    assert_eq!(
+        names,
+        [
+            "weight",
+            "bias",
+            "running_mean",
+            "running_var",
+            "num_batches_tracked"
+        ]
+    );
+}
+
+/// A training batch with one value per channel (`N·H·W == 1`) is PyTorch's
+/// error; one sample of several positions is not.
+#[test]
+fn batch_norm_2d_one_value_per_channel_in_training_is_an_error() {
+    use ember_nn_core::nn::{BatchNorm1d, BatchNorm2d, Forward};
+    let mut buf = buffer();
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let bn = BatchNorm2d::<2>::new(&mut mem).unwrap();
+    let bn1 = BatchNorm1d::<2>::new(&mut mem).unwrap();
+    let g = Graph::new(&mut mem);
+    let y = bn.forward(g.tensor([[[[1.0f32]], [[2.0]]]]));
+    assert!(!y.is_valid());
+    assert!(matches!(
+        g.status(),
+        Err(Error::InvalidArgument { what }) if what.contains("Expected more than 1 value per channel when training")
+    ));
+    let g = Graph::new(&mut mem);
+    let y = bn.forward(g.tensor([[[[1.0f32, 3.0]], [[2.0, 2.0]]]]));
+    let z = bn1.forward(g.tensor([[[1.0f32, 3.0], [2.0, 2.0]]]));
+    g.status().unwrap();
+    // BatchNorm1d on [N, C, L] normalises as BatchNorm2d on [N, C, 1, L].
+    let (y, z) = (y.to_array().unwrap(), z.to_array().unwrap());
+    assert_eq!(y[0][0][0], z[0][0]);
+    assert_eq!(y[0][1][0], z[0][1]);
+    close("one sample", &z[0][0], &[-0.999995, 0.999995]);
+}
+
 /// A derived model names the layer's parameters and buffers as PyTorch's
 /// `state_dict()` does, the optimizer sees only the parameters, and
 /// `train_floats` counts the buffers.

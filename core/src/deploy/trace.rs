@@ -15,7 +15,8 @@
 //!   mode (which records nothing);
 //! - a batch norm ([`BatchNorm1d`](crate::nn::BatchNorm1d)) in evaluation
 //!   mode directly after a `linear` node: it is folded into that layer
-//!   ([`FoldedNorm`]). In training mode, or after anything else, it is
+//!   ([`FoldedNorm`]). In training mode, after anything else, or on
+//!   `[N, C, L]` or `[N, C, H, W]` input (`BatchNorm2d`), it is
 //!   unsupported.
 //!
 //! Anything else (a custom op, a residual addition, a second activation in a
@@ -507,12 +508,18 @@ fn walk<B: Backend, M: Module + ?Sized>(
                     norm: pending_norm.take(),
                 })
             }
-            Op::BatchNorm { n, stats, .. } => {
+            Op::BatchNorm { dims: bn, stats } => {
                 if stats.training {
                     return Err(unsupported(
                         "a batch norm in training mode normalises by the batch: export the model in eval() mode",
                     ));
                 }
+                if bn.inner != 1 {
+                    return Err(unsupported(
+                        "a batch norm over spatial positions ([N, C, L] or [N, C, H, W] input): the format stores no convolution to fold it into",
+                    ));
+                }
+                let n = bn.len;
                 let weight = param(g, model, parents[1], &[n], from_output)?;
                 let bias = param(g, model, parents[2], &[n], from_output)?;
                 pending_norm = Some(FoldedNorm {

@@ -51,7 +51,7 @@ pub use dynamic::{DynLinear, Mlp};
 #[cfg(feature = "derive")]
 pub use ember_nn_derive::Module;
 pub use linear::{Linear, LinearInput};
-pub use norm::{BatchNorm1d, BatchNormConfig};
+pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNormConfig};
 pub use optim::{Optimizer, Rule};
 pub use summary::summary;
 
