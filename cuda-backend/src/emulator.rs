@@ -156,6 +156,7 @@ impl Emulator {
                 Arg::I32(v) => (v as *const i32).cast_mut().cast(),
                 Arg::F32(v) => (v as *const f32).cast_mut().cast(),
                 Arg::Update(v) => (v as *const crate::kernels::UpdateParams).cast_mut().cast(),
+                Arg::Window(v) => (v as *const crate::kernels::WindowParams).cast_mut().cast(),
             });
         }
         let (g, b) = (dims.grid, dims.block);

@@ -11,6 +11,7 @@
 use ember_nn_core::backend::Map;
 use ember_nn_core::backend::Reduce;
 use ember_nn_core::backend::Update;
+use ember_nn_core::backend::Window;
 use ember_nn_core::backend::Zip;
 
 use crate::{CudaError, Image, Target};
@@ -52,10 +53,11 @@ pub(crate) enum File {
     Softmax,
     Transpose,
     Update,
+    Window,
 }
 
 /// Every kernel source, in the order of `File`.
-pub const SOURCES: [KernelSource; 9] = [
+pub const SOURCES: [KernelSource; 10] = [
     source!("fill.cu", ["ember_fill"]),
     source!("copy.cu", ["ember_copy", "ember_copy_serial"]),
     source!(
@@ -93,6 +95,15 @@ pub const SOURCES: [KernelSource; 9] = [
     ),
     source!("transpose.cu", ["ember_transpose"]),
     source!("update.cu", ["ember_update"]),
+    source!(
+        "window.cu",
+        [
+            "ember_unfold",
+            "ember_fold",
+            "ember_max_pool",
+            "ember_max_pool_backward",
+        ]
+    ),
 ];
 
 /// Compiles one kernel source with NVRTC, without a device: what the backend
@@ -150,6 +161,40 @@ pub(crate) fn reduce_code(op: Reduce) -> i32 {
         Reduce::Sum => 0,
         Reduce::Max => 1,
         Reduce::ArgMax => 2,
+    }
+}
+
+/// `window.cu`'s `WindowParams`: a [`Window`]'s geometry, passed to the
+/// kernels by value (sixteen `u64`s, the last unused, no padding).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WindowParams {
+    pub dims: [u64; 16],
+}
+
+impl WindowParams {
+    pub(crate) fn of(w: &Window) -> Self {
+        let u = |v: usize| v as u64;
+        WindowParams {
+            dims: [
+                u(w.batch),
+                u(w.channels),
+                u(w.input[0]),
+                u(w.input[1]),
+                u(w.kernel[0]),
+                u(w.kernel[1]),
+                u(w.stride[0]),
+                u(w.stride[1]),
+                u(w.dilation[0]),
+                u(w.dilation[1]),
+                u(w.pad[0]),
+                u(w.pad[1]),
+                u(w.output[0]),
+                u(w.output[1]),
+                u(w.groups.max(1)),
+                0,
+            ],
+        }
     }
 }
 

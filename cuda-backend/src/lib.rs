@@ -138,12 +138,13 @@ use ember_nn_core::backend::Map;
 use ember_nn_core::backend::Update;
 use ember_nn_core::backend::Zip;
 use ember_nn_core::backend::{Acc, AxisDims, Backend, Blocks, Device, Gemm, Reduce, Span};
+use ember_nn_core::backend::{WindowCall, WindowKernel};
 use ember_nn_core::{Error, Result};
 
 pub use error::CudaError;
 pub use sys::{Image, Target};
 
-use kernels::{File, UpdateParams, BLOCK, SOURCES};
+use kernels::{File, UpdateParams, WindowParams, BLOCK, SOURCES};
 use sys::{Arg, ColumnMajorGemm, DeviceFloats, Dims, Gpu, Module};
 
 /// Device memory of one [`CudaBackend`]: a wrapper around cudarc's
@@ -634,6 +635,7 @@ impl File {
         File::Softmax,
         File::Transpose,
         File::Update,
+        File::Window,
     ];
 }
 
@@ -1185,6 +1187,28 @@ impl Backend for CudaBackend {
                 acc_code(acc),
             ],
         )
+    }
+
+    /// One gather kernel per call (`window.cu`): a thread per output float
+    /// loops over what lands there, so no atomics and no order of threads
+    /// in the result.
+    fn window(&self, buf: &mut CudaBuffer, call: &WindowCall) -> Result<()> {
+        call.check()?;
+        self.check(buf, &[call.x, call.dy], &[call.out])?;
+        if call.out.len == 0 {
+            return Ok(());
+        }
+        let params = Arg::Window(WindowParams::of(&call.window));
+        let (kernel, args) = match call.kernel {
+            WindowKernel::Unfold => (0, vec![off(call.x), off(call.out), params]),
+            WindowKernel::Fold => (1, vec![off(call.x), off(call.out), params]),
+            WindowKernel::MaxPool => (2, vec![off(call.x), off(call.out), params]),
+            WindowKernel::MaxPoolBackward => {
+                (3, vec![off(call.x), off(call.dy), off(call.out), params])
+            }
+        };
+        let dims = self.grid.dims_1d(call.out.len);
+        self.launch(buf, File::Window, kernel, dims, &args)
     }
 
     /// One fused kernel per parameter: each element's parameter, gradient

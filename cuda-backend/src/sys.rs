@@ -32,12 +32,16 @@ use cudarc::driver::{
 use cudarc::nvrtc;
 
 use crate::error::CudaError;
-use crate::kernels::UpdateParams;
+use crate::kernels::{UpdateParams, WindowParams};
 
 // SAFETY: `UpdateParams` is `#[repr(C)]`, `Copy`, and made of `i32`s and
 // `f32`s only, so its bytes are exactly update.cu's `struct UpdateParams`,
 // which the kernel takes by value.
 unsafe impl DeviceRepr for UpdateParams {}
+
+// SAFETY: `WindowParams` is `#[repr(C)]`, `Copy`, and sixteen `u64`s, so its
+// bytes are exactly window.cu's `struct WindowParams`, taken by value.
+unsafe impl DeviceRepr for WindowParams {}
 
 /// Device memory of floats.
 pub(crate) type DeviceFloats = CudaSlice<f32>;
@@ -500,6 +504,7 @@ impl Gpu {
                     Arg::I32(v) => launch.arg(v),
                     Arg::F32(v) => launch.arg(v),
                     Arg::Update(v) => launch.arg(v),
+                    Arg::Window(v) => launch.arg(v),
                 };
             }
             let cfg = LaunchConfig {
@@ -838,6 +843,7 @@ pub(crate) enum Arg {
     I32(i32),
     F32(f32),
     Update(UpdateParams),
+    Window(WindowParams),
 }
 
 /// Grid and block dimensions of a launch.
