@@ -10,6 +10,10 @@ use ember_nn_core::nn::{
 };
 use ember_nn_core::prelude::*;
 
+#[path = "support/quadrants.rs"]
+mod quadrants;
+use quadrants::quadrants;
+
 type Net = (
     Conv2d<1, 4, 3, 1, 1>,
     BatchNorm2d<4>,
@@ -22,30 +26,6 @@ type Net = (
     Flatten<8>,
     Linear<8, 4>,
 );
-
-/// 8×8 samples with a bright 3×3 square in one of four quadrants, labelled
-/// by the quadrant.
-fn quadrants(n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<usize>) {
-    let mut xs = vec![0.0f32; n * 64];
-    let mut ys = Vec::new();
-    for i in 0..n {
-        let q = rng.below(4) as usize;
-        let (r0, c0) = (
-            (q / 2) * 4 + rng.below(2) as usize,
-            (q % 2) * 4 + rng.below(2) as usize,
-        );
-        for r in 0..3 {
-            for c in 0..3 {
-                xs[i * 64 + (r0 + r) * 8 + c0 + c] = 1.0;
-            }
-        }
-        for v in &mut xs[i * 64..(i + 1) * 64] {
-            *v += 0.1 * rng.uniform_in(-1.0, 1.0);
-        }
-        ys.push(q);
-    }
-    (xs, ys)
-}
 
 #[test]
 fn a_cnn_with_batch_norms_learns_and_evaluates_on_running_statistics() {

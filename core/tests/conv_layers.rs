@@ -12,6 +12,10 @@ use ember_nn_core::nn::{
 };
 use ember_nn_core::prelude::*;
 
+#[path = "support/quadrants.rs"]
+mod quadrants;
+use quadrants::quadrants;
+
 /// PyTorch's CNN tutorial on one channel of 28×28 (FashionMNIST):
 /// `Conv2d(1, 6, 5)`, `MaxPool2d(2, 2)`, `Conv2d(6, 16, 5)`, then 120, 84, 10.
 type Tutorial = (
@@ -53,30 +57,6 @@ fn the_tutorial_cnn_prints_names_and_counts_as_pytorch() {
     let g = Graph::new(&mut mem);
     let y = model.forward(g.from_fn((2usize, Const::<1>, Const::<28>, Const::<28>), |_| 0.0));
     assert_eq!(y.dims().as_slice(), [2, 10]);
-}
-
-/// Samples of 8×8 with a bright 3×3 square in one of four quadrants; the
-/// label is the quadrant.
-fn quadrants(n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<usize>) {
-    let mut xs = vec![0.0f32; n * 64];
-    let mut ys = Vec::new();
-    for i in 0..n {
-        let q = rng.below(4) as usize;
-        let (r0, c0) = (
-            (q / 2) * 4 + rng.below(2) as usize,
-            (q % 2) * 4 + rng.below(2) as usize,
-        );
-        for r in 0..3 {
-            for c in 0..3 {
-                xs[i * 64 + (r0 + r) * 8 + c0 + c] = 1.0;
-            }
-        }
-        for v in &mut xs[i * 64..(i + 1) * 64] {
-            *v += 0.1 * rng.uniform_in(-1.0, 1.0);
-        }
-        ys.push(q);
-    }
-    (xs, ys)
 }
 
 type Small = (

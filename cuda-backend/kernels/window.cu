@@ -20,6 +20,16 @@ __device__ __forceinline__ long long win_source(u64 o, u64 k, u64 stride, u64 di
     return (p >= 0 && p < (long long)len) ? p : -1;
 }
 
+// The output along one axis whose tap `k` reads input `i`, or -1: the
+// inverse of win_source (o · stride = i + pad − k · dil).
+__device__ __forceinline__ long long win_reader(u64 i, u64 k, u64 stride, u64 dil, u64 pad,
+                                                u64 out_len) {
+    long long t = (long long)(i + pad) - (long long)(k * dil);
+    if (t < 0 || t % (long long)stride != 0) return -1;
+    u64 o = (u64)t / stride;
+    return o < out_len ? (long long)o : -1;
+}
+
 // im2row: rows[(g·N·L + n·L + pos)·width + (cl·k_h + i)·k_w + j] = x[n, g·cg + cl, y, x]
 // (0 in the padding), one thread per float of the rows.
 extern "C" __global__ void ember_unfold(float* buf, u64 x, u64 rows, WindowParams w) {
@@ -51,17 +61,12 @@ extern "C" __global__ void ember_fold(float* buf, u64 rows, u64 dx, WindowParams
         u64 g = c / cg, cl = c % cg;
         float sum = 0.0f;
         for (u64 i = 0; i < w.k_h; ++i) {
-            // oh · stride_h = yy + pad_top − i · dil_h
-            long long th = (long long)(yy + w.pad_top) - (long long)(i * w.dil_h);
-            if (th < 0 || th % (long long)w.stride_h != 0) continue;
-            u64 oh = (u64)th / w.stride_h;
-            if (oh >= w.out_h) continue;
+            long long oh = win_reader(yy, i, w.stride_h, w.dil_h, w.pad_top, w.out_h);
+            if (oh < 0) continue;
             for (u64 j = 0; j < w.k_w; ++j) {
-                long long tw = (long long)(xx + w.pad_left) - (long long)(j * w.dil_w);
-                if (tw < 0 || tw % (long long)w.stride_w != 0) continue;
-                u64 ow = (u64)tw / w.stride_w;
-                if (ow >= w.out_w) continue;
-                u64 row = g * nl + n * l + oh * w.out_w + ow;
+                long long ow = win_reader(xx, j, w.stride_w, w.dil_w, w.pad_left, w.out_w);
+                if (ow < 0) continue;
+                u64 row = g * nl + n * l + (u64)oh * w.out_w + (u64)ow;
                 sum += buf[rows + row * width + (cl * w.k_h + i) * w.k_w + j];
             }
         }
@@ -116,18 +121,14 @@ extern "C" __global__ void ember_max_pool_backward(float* buf, u64 x, u64 dy, u6
         const float* xp = buf + x + p * plane;
         float sum = 0.0f;
         for (u64 i = 0; i < w.k_h; ++i) {
-            long long th = (long long)(yy + w.pad_top) - (long long)(i * w.dil_h);
-            if (th < 0 || th % (long long)w.stride_h != 0) continue;
-            u64 oh = (u64)th / w.stride_h;
-            if (oh >= w.out_h) continue;
+            long long oh = win_reader(yy, i, w.stride_h, w.dil_h, w.pad_top, w.out_h);
+            if (oh < 0) continue;
             for (u64 j = 0; j < w.k_w; ++j) {
-                long long tw = (long long)(xx + w.pad_left) - (long long)(j * w.dil_w);
-                if (tw < 0 || tw % (long long)w.stride_w != 0) continue;
-                u64 ow = (u64)tw / w.stride_w;
-                if (ow >= w.out_w) continue;
+                long long ow = win_reader(xx, j, w.stride_w, w.dil_w, w.pad_left, w.out_w);
+                if (ow < 0) continue;
                 float m;
-                if (win_max(xp, oh, ow, w, &m) == (long long)k) {
-                    sum += buf[dy + p * l + oh * w.out_w + ow];
+                if (win_max(xp, (u64)oh, (u64)ow, w, &m) == (long long)k) {
+                    sum += buf[dy + p * l + (u64)oh * w.out_w + (u64)ow];
                 }
             }
         }

@@ -20,8 +20,12 @@ use ember_nn_core::nn::{
     summary, Build, Conv2d, Forward, Linear, MaxPool2d, Module, Optimizer, Rule,
 };
 use ember_nn_core::prelude::*;
-use ember_nn_std::data::{DataLoader, Dataset, FashionMnist, Split, TensorDataset};
+use ember_nn_std::data::{DataLoader, Dataset, Split, TensorDataset};
 use ember_nn_std::{state_dict, Parallel};
+
+#[path = "support/fashion.rs"]
+mod fashion;
+use fashion::fashion_mnist;
 
 /// `class Net(nn.Module)`.
 #[derive(Module)]
@@ -116,24 +120,6 @@ fn test<B: Backend>(
         100.0 * accuracy
     );
     Ok((loss, accuracy))
-}
-
-/// The first `n` samples of a split, from the installed set or the built-in subset.
-fn fashion_mnist(split: Split, n: usize) -> Result<TensorDataset> {
-    let fail = |e: ember_nn_std::data::DataError| {
-        eprintln!("{e}");
-        Error::InvalidArgument {
-            what: "FashionMNIST could not be read",
-        }
-    };
-    let (data, source) = FashionMnist::load_or_builtin(None, split).map_err(fail)?;
-    println!("{split}: {source}");
-    let data = data.into_dataset();
-    Ok(if data.len() > n {
-        data.split_at(n).0
-    } else {
-        data
-    })
 }
 
 fn main() -> Result<()> {

@@ -21,6 +21,10 @@ use ember_nn_core::prelude::*;
 use ember_nn_std::data::{DataLoader, Dataset, FashionMnist, Split, TensorDataset};
 use ember_nn_std::{state_dict, Parallel};
 
+#[path = "support/fashion.rs"]
+mod fashion;
+use fashion::fashion_mnist;
+
 #[derive(Module)]
 struct NeuralNetwork {
     flatten: Flatten<784>,
@@ -110,24 +114,6 @@ fn test<B: Backend>(
         100.0 * correct
     );
     Ok((test_loss, correct))
-}
-
-/// The first `n` samples of a split, from the installed set or the built-in subset.
-fn fashion_mnist(split: Split, n: usize) -> Result<TensorDataset> {
-    let fail = |e: ember_nn_std::data::DataError| {
-        eprintln!("{e}");
-        Error::InvalidArgument {
-            what: "FashionMNIST could not be read",
-        }
-    };
-    let (data, source) = FashionMnist::load_or_builtin(None, split).map_err(fail)?;
-    println!("{split}: {source}");
-    let data = data.into_dataset();
-    Ok(if data.len() > n {
-        data.split_at(n).0
-    } else {
-        data
-    })
 }
 
 fn main() -> Result<()> {

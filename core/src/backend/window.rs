@@ -326,6 +326,21 @@ pub enum Padding {
 }
 
 impl Padding {
+    /// The padding of a 1-D window over the width: the width's entries,
+    /// none along the height.
+    pub const fn along_width(self) -> Padding {
+        match self {
+            Padding::Symmetric([_, w]) => Padding::Symmetric([0, w]),
+            Padding::Explicit { left, right, .. } => Padding::Explicit {
+                top: 0,
+                bottom: 0,
+                left,
+                right,
+            },
+            p => p,
+        }
+    }
+
     /// The zeros `(before, after)` per axis for `kernel` over `input` with
     /// `stride` and `dilation`.
     pub fn resolve(

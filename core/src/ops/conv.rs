@@ -58,16 +58,7 @@ impl ConvOptions {
     /// `stride`, `dilation` and the padding's width entries, with the height
     /// left alone (stride and dilation 1, no padding).
     pub fn along_width(self) -> ConvOptions {
-        let padding = match self.padding {
-            Padding::Symmetric([_, w]) => Padding::Symmetric([0, w]),
-            Padding::Explicit { left, right, .. } => Padding::Explicit {
-                top: 0,
-                bottom: 0,
-                left,
-                right,
-            },
-            p => p,
-        };
+        let padding = self.padding.along_width();
         ConvOptions {
             stride: [1, self.stride[1]],
             padding,

@@ -55,16 +55,7 @@ impl PoolOptions {
     /// of the width, a height of 1.
     pub fn along_width(self) -> PoolOptions {
         let k = self.kernel[1];
-        let padding = match self.padding {
-            Padding::Symmetric([_, w]) => Padding::Symmetric([0, w]),
-            Padding::Explicit { left, right, .. } => Padding::Explicit {
-                top: 0,
-                bottom: 0,
-                left,
-                right,
-            },
-            p => p,
-        };
+        let padding = self.padding.along_width();
         PoolOptions {
             kernel: [1, k],
             stride: Some([1, self.stride.map_or(k, |s| s[1])]),
