@@ -102,6 +102,9 @@ use std::time::Instant;
 /// backward, so that they take no memory at the step's peak).
 type Predict<'t, B> = Box<dyn FnOnce() -> Tensor<'t, (usize,), B> + 't>;
 
+/// A regression's outputs, read to the host when the learner asks.
+type Values<'t> = Box<dyn FnOnce() -> Result<Vec<f32>, ember_nn_core::Error> + 't>;
+
 /// A step closure, as [`Learner::fit`], [`Trained::evaluate`] and
 /// [`eval::evaluate`] take it: the model, the graph to record on and a
 /// mini-batch in, the batch's [`StepOutput`] out. Any closure of that
@@ -138,12 +141,14 @@ impl<M, B: Backend, S: Shape, F> BatchForward<M, B, S> for F where
 }
 
 /// What a step closure computed on a mini-batch: the loss to minimise
-/// and, for classifiers, each sample's predicted class (for accuracy).
+/// and, for classifiers, each sample's predicted class (for accuracy), or
+/// for regression its outputs (for RMSE, MAE and R² per target).
 pub struct StepOutput<'t, B: Backend> {
     /// The batch's loss (a mean over its samples, so that validation can
     /// weigh batches by their size).
     pub loss: Tensor<'t, (), B>,
     pub(crate) predict: Option<Predict<'t, B>>,
+    pub(crate) values: Option<Values<'t>>,
 }
 
 impl<'t, B: Backend> StepOutput<'t, B> {
@@ -152,6 +157,20 @@ impl<'t, B: Backend> StepOutput<'t, B> {
         StepOutput {
             loss,
             predict: None,
+            values: None,
+        }
+    }
+
+    /// A regression's (or an autoencoder's) loss and its outputs
+    /// (`[batch, targets]`): evaluation compares them with the batch's
+    /// [`targets`](MiniBatch::targets), target by target
+    /// ([`Evaluation::regression`](crate::eval::Evaluation::regression)).
+    /// Training reads them not.
+    pub fn regressed<C: Dim>(loss: Tensor<'t, (), B>, outputs: Tensor<'t, (usize, C), B>) -> Self {
+        StepOutput {
+            loss,
+            predict: None,
+            values: Some(Box::new(move || outputs.to_vec())),
         }
     }
 
@@ -161,6 +180,7 @@ impl<'t, B: Backend> StepOutput<'t, B> {
         StepOutput {
             loss,
             predict: Some(Box::new(move || logits.argmax_axis::<1>())),
+            values: None,
         }
     }
 
@@ -169,6 +189,7 @@ impl<'t, B: Backend> StepOutput<'t, B> {
         StepOutput {
             loss,
             predict: Some(Box::new(move || classes)),
+            values: None,
         }
     }
 }
@@ -181,7 +202,7 @@ enum ArenaKind {
         loss: Loss,
         model: &'static str,
     },
-    Mlp(Vec<usize>, bool),
+    Mlp(Vec<usize>, bool, Loss),
 }
 
 /// The size of a run's training arena (parameters, gradients, optimizer
@@ -241,9 +262,20 @@ impl Arena {
             .map(|p| p[0] as u128 * p[1] as u128 + p[1] as u128)
             .sum();
         Arena {
-            kind: ArenaKind::Mlp(widths.to_vec(), dropout),
+            kind: ArenaKind::Mlp(widths.to_vec(), dropout, Loss::CrossEntropy),
             params: Some(params),
         }
+    }
+
+    /// An [`Mlp`] arena ([`mlp`](Self::mlp), [`mlp_with_dropout`](Self::mlp_with_dropout))
+    /// whose step computes `loss` on the outputs instead of cross-entropy
+    /// (a regression's MSE holds more floats per sample). Other arenas
+    /// are unchanged.
+    pub fn with_loss(mut self, loss: Loss) -> Self {
+        if let ArenaKind::Mlp(_, _, l) = &mut self.kind {
+            *l = loss;
+        }
+        self
     }
 
     /// The arena as it was given, for messages: `Arena::floats(8192)`,
@@ -254,8 +286,13 @@ impl Arena {
             ArenaKind::Typed { loss, model, .. } => {
                 format!("Arena::of::<{}>({loss:?})", short_type_name(model))
             }
-            ArenaKind::Mlp(w, false) => format!("Arena::mlp(&{w:?})"),
-            ArenaKind::Mlp(w, true) => format!("Arena::mlp_with_dropout(&{w:?}, true)"),
+            ArenaKind::Mlp(w, false, Loss::CrossEntropy) => format!("Arena::mlp(&{w:?})"),
+            ArenaKind::Mlp(w, true, Loss::CrossEntropy) => {
+                format!("Arena::mlp_with_dropout(&{w:?}, true)")
+            }
+            ArenaKind::Mlp(w, dropout, loss) => {
+                format!("Arena::mlp_with_dropout(&{w:?}, {dropout}).with_loss({loss:?})")
+            }
         }
     }
 
@@ -265,8 +302,11 @@ impl Arena {
         match &self.kind {
             ArenaKind::Floats(f) => Some(*f),
             ArenaKind::Typed { floats, loss, .. } => Some(floats(batch, *loss, *rule)),
-            ArenaKind::Mlp(w, dropout) => {
-                Mlp::train_floats_with(w, batch, rule.state_planes(), *dropout)
+            ArenaKind::Mlp(w, dropout, loss) => {
+                let out = *w.last()?;
+                Mlp::train_floats_with(w, batch, rule.state_planes(), *dropout)?
+                    .checked_sub(Loss::CrossEntropy.floats(batch, out))?
+                    .checked_add(loss.floats(batch, out))
             }
         }
     }
@@ -1212,7 +1252,9 @@ where
             error,
             during,
             b.len(),
-            &mut |tape| eval::eval_step(model, tape, step, &b, &mut Vec::new()).map(drop),
+            &mut |tape| {
+                eval::eval_step(model, tape, step, &b, &mut Vec::new(), &mut Vec::new()).map(drop)
+            },
         )),
     }
 }

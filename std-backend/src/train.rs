@@ -5,14 +5,14 @@
 //! ([`TrainError`], [`EpochMetrics`], [`Progress`], [`Checkpointing`]).
 
 use crate::checkpoint::CheckpointError;
-use crate::config::{ActivationKind, OptimizerKind, SchedulerKind};
+use crate::config::{ActivationKind, LossKind, OptimizerKind, SchedulerKind, TaskKind};
 use crate::data::{Dataset, TensorDataset};
 use crate::eval::Evaluation;
 use crate::learner::{Arena, Learner, StepOutput, Trained};
 use crate::schedule::Schedule;
 use crate::state_dict::NamedTensor;
 use ember_nn_core::backend::Device;
-use ember_nn_core::nn::loss::{cross_entropy, Reduction};
+use ember_nn_core::nn::loss::{cross_entropy, huber, l1, mse, Reduction};
 use ember_nn_core::nn::{Forward, Mlp, Module, Rule};
 use ember_nn_core::{Backend, Memory};
 use serde::{Deserialize, Serialize};
@@ -145,6 +145,20 @@ pub struct TrainConfig {
     /// from before the setting existed resume unchanged.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropout: f32,
+    /// What the model learns: classes (cross-entropy on the labels),
+    /// float targets, or its input (an autoencoder); the data set's
+    /// [`targets`](TensorDataset::targets) for the last two. Recorded only
+    /// when not `classify` (as checkpoints before it).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub task: TaskKind,
+    /// The loss of `regress` and `reconstruct` (recorded only when not
+    /// `mse`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub loss: LossKind,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn is_zero(p: &f32) -> bool {
@@ -172,6 +186,8 @@ impl Default for TrainConfig {
             patience: None,
             clip: None,
             dropout: 0.0,
+            task: TaskKind::Classify,
+            loss: LossKind::Mse,
         }
     }
 }
@@ -207,7 +223,11 @@ impl TrainConfig {
 
     /// The training arena of the run's MLP (with its dropout's masks).
     pub fn arena(&self) -> Arena {
-        Arena::mlp_with_dropout(&self.widths, self.dropout > 0.0)
+        let arena = Arena::mlp_with_dropout(&self.widths, self.dropout > 0.0);
+        match self.task {
+            TaskKind::Classify => arena,
+            TaskKind::Regress | TaskKind::Reconstruct => arena.with_loss(self.loss.loss()),
+        }
     }
 
     /// The widths as `784-256-10`.
@@ -377,10 +397,24 @@ pub fn train<'d, D: Device>(
             train_set.feature_len()
         )));
     }
-    if train_set.num_classes() > classes {
+    match cfg.task {
+        TaskKind::Classify if train_set.num_classes() > classes => {
+            return Err(TrainError::Data(format!(
+                "the data has {} classes but the last layer has {classes} outputs",
+                train_set.num_classes()
+            )))
+        }
+        TaskKind::Regress | TaskKind::Reconstruct if train_set.target_len() != classes => {
+            return Err(TrainError::Data(format!(
+                "the data has {} target(s) per sample but the last layer has {classes} outputs",
+                train_set.target_len()
+            )))
+        }
+        _ => {}
+    }
+    if cfg.task == TaskKind::Reconstruct && classes != in_features {
         return Err(TrainError::Data(format!(
-            "the data has {} classes but the last layer has {classes} outputs",
-            train_set.num_classes()
+            "an autoencoder's output is its input: {in_features} features in, {classes} out"
         )));
     }
     let learner = Learner::new(cfg.rule(), cfg.lr, cfg.arena())
@@ -396,7 +430,7 @@ pub fn train<'d, D: Device>(
         .mlp_architecture(&cfg.widths, cfg.activation)
         .record_config(serde_json::to_value(cfg).unwrap_or_default());
     let (widths, act) = (&cfg.widths, cfg.activation.activation());
-    let (dropout, seed) = (cfg.dropout, cfg.seed);
+    let (dropout, seed, task, loss_kind) = (cfg.dropout, cfg.seed, cfg.task, cfg.loss);
     learner.fit(
         device,
         |mem, rng| -> Result<Mlp, TrainError> {
@@ -414,9 +448,16 @@ pub fn train<'d, D: Device>(
             // resumed run draws the masks an uninterrupted one would.
             model.seed_dropout(batch_seed(seed, batch));
             let x = g.from_slice((batch.len(), in_features), &batch.features);
-            let logits = model.forward(x);
-            let loss = cross_entropy(logits, &batch.labels, Reduction::Mean);
-            Ok(StepOutput::classified(loss, logits))
+            let y = model.forward(x);
+            if task == TaskKind::Classify {
+                let loss = cross_entropy(y, &batch.labels, Reduction::Mean);
+                return Ok(StepOutput::classified(loss, y));
+            }
+            let target = g.from_slice((batch.len(), classes), &batch.targets);
+            Ok(StepOutput::regressed(
+                regression_loss(loss_kind, y, target),
+                y,
+            ))
         },
         train_set,
         val_set,
@@ -426,6 +467,20 @@ pub fn train<'d, D: Device>(
 
 /// A seed for a training step's dropout masks: the run's `seed` mixed
 /// with the batch's number and its samples' indices (SplitMix64 steps).
+/// The mean of `loss` over the elements of `pred` against `target` (Huber
+/// with delta 1, PyTorch's default).
+pub fn regression_loss<'t, S: ember_nn_core::Shape, B: Backend>(
+    loss: LossKind,
+    pred: ember_nn_core::Tensor<'t, S, B>,
+    target: ember_nn_core::Tensor<'t, S, B>,
+) -> ember_nn_core::Tensor<'t, (), B> {
+    match loss {
+        LossKind::Mse => mse(pred, target, Reduction::Mean),
+        LossKind::L1 => l1(pred, target, Reduction::Mean),
+        LossKind::Huber => huber(pred, target, 1.0, Reduction::Mean),
+    }
+}
+
 fn batch_seed(seed: u64, batch: &crate::data::MiniBatch) -> u64 {
     let mix = |h: u64, v: u64| {
         let mut z = (h ^ v).wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -7,7 +7,7 @@ use ember_nn_core::deploy::Model;
 use ember_nn_core::nn::{summary, Mlp};
 use ember_nn_core::{Cpu, Memory, Rng};
 use ember_nn_std::checkpoint::Checkpoint;
-use ember_nn_std::config::{ActivationKind, OptimizerKind, SchedulerKind};
+use ember_nn_std::config::{ActivationKind, LossKind, OptimizerKind, SchedulerKind, TaskKind};
 use ember_nn_std::data::split::stratified_split;
 use ember_nn_std::data::table::{read_table, Classified, Column, FileKind, Header, ReadOptions};
 use ember_nn_std::data::transform::{
@@ -533,6 +533,8 @@ fn cmd_train(a: TrainArgs) -> Res {
         patience: a.patience,
         clip: a.clip,
         dropout: a.dropout,
+        task: TaskKind::Classify,
+        loss: LossKind::Mse,
     };
     // Everything the arguments decide is checked before any data is read.
     cfg.validate().map_err(|e| e.to_string())?;
