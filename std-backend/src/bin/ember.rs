@@ -9,14 +9,18 @@ use ember_nn_core::{Cpu, Memory, Rng};
 use ember_nn_std::checkpoint::Checkpoint;
 use ember_nn_std::config::{ActivationKind, LossKind, OptimizerKind, SchedulerKind, TaskKind};
 use ember_nn_std::data::split::stratified_split;
-use ember_nn_std::data::table::{read_table, Classified, Column, FileKind, Header, ReadOptions};
+use ember_nn_std::data::table::{
+    read_table, Classified, Column, FileKind, Header, ReadOptions, Regressed, Table,
+};
 use ember_nn_std::data::transform::{
     Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
 };
 use ember_nn_std::data::{Dataset, FashionMnist, Source, Split, TensorDataset};
-use ember_nn_std::export::{evaluate_file, f32_file, int8_file, write_deployables, AlignedBytes};
+use ember_nn_std::export::{
+    evaluate_file, f32_file, int8_file, outputs_file, write_deployables, AlignedBytes,
+};
 use ember_nn_std::train::{self, parse_widths, Checkpointing, EpochMetrics, Progress, TrainConfig};
-use ember_nn_std::{atomic::write_atomic, image, report, state_dict, Parallel};
+use ember_nn_std::{atomic::write_atomic, eval, image, report, state_dict, Parallel};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -254,6 +258,18 @@ struct TableArgs {
     /// Whether a CSV file's first line is a header: auto, yes or no.
     #[arg(long, default_value = "auto", value_parser = parse_header)]
     header: Header,
+    /// classify, regress or reconstruct (an autoencoder of the features)
+    /// [default: inferred from the target column: numbers that are not all
+    /// integers regress, names and integers classify].
+    #[arg(long, value_parser = TaskKind::from_str)]
+    task: Option<TaskKind>,
+    /// The loss of regress and reconstruct: mse, l1 or huber (delta 1).
+    #[arg(long, value_parser = LossKind::from_str)]
+    loss: Option<LossKind>,
+    /// The hidden layers' widths, comma-separated (the input and output
+    /// widths come from the data) [default: 64,32].
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
 }
 
 impl TableArgs {
@@ -264,6 +280,9 @@ impl TableArgs {
             || self.features.is_some()
             || self.test.is_some()
             || self.test_labels.is_some()
+            || self.task.is_some()
+            || self.loss.is_some()
+            || self.hidden.is_some()
     }
 }
 
@@ -399,12 +418,71 @@ impl Progress for Bar {
     }
 }
 
-/// A data file's training and test sets, and its classes' names.
+/// A data file's training and test sets, its task, and the names of its
+/// classes (classify) or targets (regress, reconstruct).
 struct TableData {
     train: TensorDataset,
     test: TensorDataset,
     names: Vec<String>,
     features: usize,
+    task: TaskKind,
+}
+
+/// A data file's data set as its task made it.
+enum Shaped {
+    Classes(Classified),
+    Values(Regressed),
+}
+
+impl Shaped {
+    fn dataset(&self) -> &TensorDataset {
+        match self {
+            Shaped::Classes(c) => &c.dataset,
+            Shaped::Values(r) => &r.dataset,
+        }
+    }
+
+    fn feature_names(&self) -> &[String] {
+        match self {
+            Shaped::Classes(c) => &c.feature_names,
+            Shaped::Values(r) => &r.feature_names,
+        }
+    }
+
+    /// Another file (a test file) with the same columns.
+    fn like(&self, t: &Table) -> Res<TensorDataset> {
+        match self {
+            Shaped::Classes(c) => t.classify_like(c),
+            Shaped::Values(r) => t.regress_like(r),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The task: `--task`, or the one the target column suggests; printed
+/// with the reason.
+fn choose_task(table: &Table, t: &TableArgs, target: &Column) -> Res<TaskKind> {
+    let (task, why) = match t.task {
+        Some(TaskKind::Reconstruct) if t.target.is_some() => {
+            return Err(
+                "--task reconstruct takes no --target: an autoencoder's target is its input (choose its columns with --features)"
+                    .into(),
+            )
+        }
+        Some(task) => (task, "as --task says".to_string()),
+        None => {
+            let i = table.infer_task(target).map_err(|e| e.to_string())?;
+            (i.task, i.reason)
+        }
+    };
+    if t.loss.is_some() && task == TaskKind::Classify {
+        return Err(
+            "--loss is for --task regress or reconstruct (a classifier's loss is cross-entropy)"
+                .into(),
+        );
+    }
+    eprintln!("{task}: {why}");
+    Ok(task)
 }
 
 fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
@@ -414,27 +492,67 @@ fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
         ..ReadOptions::new()
     };
     let table = read_table(file, &opts(&t.labels)).map_err(|e| e.to_string())?;
-    let target = t.target.as_deref().map_or(Column::Last, Column::name);
+    // A regression's targets may be several: `--target a,b`.
+    let targets: Vec<Column> = match &t.target {
+        Some(s) => s.split(',').map(|c| Column::name(c.trim())).collect(),
+        None => vec![Column::Last],
+    };
     let features: Option<Vec<Column>> = t
         .features
         .as_ref()
         .map(|f| f.iter().map(|c| Column::name(c.trim())).collect());
-    let data: Classified = table
-        .classify(&target, features.as_deref())
-        .map_err(|e| e.to_string())?;
-    eprintln!("{}", data.task());
-    let names = data.dataset.class_names().to_vec();
-    eprintln!("  classes: {}", names.join(", "));
+    let task = choose_task(&table, t, &targets[0])?;
+    let data = match task {
+        TaskKind::Classify => {
+            if targets.len() > 1 {
+                return Err(format!(
+                    "--target {}: a classifier has one target column (several are for --task regress)",
+                    t.target.as_deref().unwrap_or_default()
+                ));
+            }
+            let c = table
+                .classify(&targets[0], features.as_deref())
+                .map_err(|e| e.to_string())?;
+            Shaped::Classes(c)
+        }
+        TaskKind::Regress => Shaped::Values(
+            table
+                .regress(&targets, features.as_deref())
+                .map_err(|e| e.to_string())?,
+        ),
+        TaskKind::Reconstruct => Shaped::Values(
+            table
+                .reconstruct(features.as_deref())
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    let names = match &data {
+        Shaped::Classes(c) => {
+            let names = c.dataset.class_names().to_vec();
+            eprintln!("  classes: {}", names.join(", "));
+            names
+        }
+        Shaped::Values(r) => {
+            if task == TaskKind::Regress {
+                eprintln!(
+                    "  targets: {} column(s): {}",
+                    r.target_names.len(),
+                    r.target_names.join(", ")
+                );
+            }
+            r.target_names.clone()
+        }
+    };
     eprintln!(
         "  features: {} column(s): {}",
-        data.feature_names.len(),
-        data.feature_names.join(", ")
+        data.feature_names().len(),
+        data.feature_names().join(", ")
     );
     let (train, test) = match &t.test {
         Some(test_file) => {
             let tt = read_table(test_file, &opts(&t.test_labels)).map_err(|e| e.to_string())?;
-            let test = tt.classify_like(&data).map_err(|e| e.to_string())?;
-            let mut train = data.dataset.clone();
+            let test = data.like(&tt)?;
+            let mut train = data.dataset().clone();
             // Shuffled, as a held-out split's training part is.
             let (shuffled, _) =
                 stratified_split(&train, 0.0, t.split_seed).map_err(|e| e.to_string())?;
@@ -442,7 +560,7 @@ fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
             (train, test)
         }
         None => {
-            let (train, test) = stratified_split(&data.dataset, t.test_fraction, t.split_seed)
+            let (train, test) = stratified_split(data.dataset(), t.test_fraction, t.split_seed)
                 .map_err(|e| e.to_string())?;
             if test.is_empty() {
                 return Err(
@@ -456,8 +574,14 @@ fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
     let held = match &t.test {
         Some(p) => format!("test set {}", p.display()),
         None => format!(
-            "test set held out ({} of the file, stratified, --split-seed {})",
-            t.test_fraction, t.split_seed
+            "test set held out ({} of the file, {}, --split-seed {})",
+            t.test_fraction,
+            if task == TaskKind::Classify {
+                "stratified"
+            } else {
+                "shuffled"
+            },
+            t.split_seed
         ),
     };
     eprintln!(
@@ -467,22 +591,36 @@ fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
         test.len()
     );
     Ok(TableData {
-        features: data.feature_names.len(),
+        features: data.feature_names().len(),
         train,
         test,
         names,
+        task,
     })
 }
 
 /// The MLP's widths for a data file of `features` columns and `classes`
-/// classes: --layers, which must agree, or N-64-32-C.
-fn table_widths(layers: Option<&str>, features: usize, classes: usize) -> Res<Vec<usize>> {
+/// classes (or outputs): --layers, which must agree, or N-H...-C with
+/// --hidden's widths (64,32 by default).
+fn table_widths(
+    layers: Option<&str>,
+    hidden: Option<&[usize]>,
+    features: usize,
+    classes: usize,
+) -> Res<Vec<usize>> {
     let Some(given) = layers else {
+        let hidden = hidden.unwrap_or(&TABLE_HIDDEN);
+        if hidden.contains(&0) {
+            return Err("--hidden: every width must be positive".into());
+        }
         let mut w = vec![features];
-        w.extend(TABLE_HIDDEN);
+        w.extend(hidden);
         w.push(classes);
         return Ok(w);
     };
+    if hidden.is_some() {
+        return Err("give --layers or --hidden, not both".into());
+    }
     let w = parse_widths(given).map_err(|e| e.to_string())?;
     if w[0] != features {
         return Err(format!(
@@ -561,7 +699,14 @@ fn cmd_train(a: TrainArgs) -> Res {
     let table = match &table_file {
         Some(file) => {
             let t = load_table(file, &a.table)?;
-            cfg.widths = table_widths(a.arch.layers.as_deref(), t.features, t.names.len())?;
+            cfg.widths = table_widths(
+                a.arch.layers.as_deref(),
+                a.table.hidden.as_deref(),
+                t.features,
+                t.names.len(),
+            )?;
+            cfg.task = t.task;
+            cfg.loss = a.table.loss.unwrap_or_default();
             cfg.validate().map_err(|e| e.to_string())?;
             train::check_memory(&cfg).map_err(|e| e.to_string())?;
             Some(t)
@@ -721,17 +866,44 @@ impl TrainRun<'_> {
         };
         let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
         let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
-        let (acc32, preds) = evaluate_file(&f32_model, test)?;
-        let (acc8, _) = evaluate_file(&int8_model, test)?;
-        let mut text = report::classification_report(test.labels(), &preds, self.names);
+        let out = self.out;
+        let mut text = match cfg.task {
+            TaskKind::Classify => {
+                let (acc32, preds) = evaluate_file(&f32_model, test)?;
+                let (acc8, _) = evaluate_file(&int8_model, test)?;
+                let mut text = report::classification_report(test.labels(), &preds, self.names);
+                text.push_str(&format!(
+                    "\nint8 accuracy (host, deployment kernels): {acc8:.4} ({:+.2} points vs f32 {acc32:.4})\n",
+                    100.0 * (acc8 - acc32),
+                ));
+                text
+            }
+            TaskKind::Regress | TaskKind::Reconstruct => {
+                let figures = |m: &Model<'_>| {
+                    let p = outputs_file(m, test.features())?;
+                    eval::regression(p, test.targets(), test.target_len())
+                        .map_err(|e| e.to_string())
+                };
+                let (r32, r8) = (figures(&f32_model)?, figures(&int8_model)?);
+                report::plot_predictions(
+                    &out.join("predictions.svg"),
+                    &r32.predictions,
+                    test.targets(),
+                    self.names,
+                )?;
+                format!(
+                    "test set ({} samples), f32 model (host, deployment kernels):\n{}\nint8 model:\n{}",
+                    test.len(),
+                    r32.report(self.names),
+                    r8.report(self.names)
+                )
+            }
+        };
         text.push_str(&format!(
-            "\nint8 accuracy (host, deployment kernels): {acc8:.4} ({:+.2} points vs f32 {acc32:.4})\n\
-             training time: {:.1}s\n",
-            100.0 * (acc8 - acc32),
+            "training time: {:.1}s\n",
             started.elapsed().as_secs_f32()
         ));
         println!("\n{text}");
-        let out = self.out;
         write_atomic(&out.join("report.txt"), text.as_bytes()).map_err(|e| e.to_string())?;
         write_atomic(&out.join("model.emb"), f32_bytes.bytes()).map_err(|e| e.to_string())?;
         write_atomic(&out.join("model-int8.emb"), int8_bytes.bytes()).map_err(|e| e.to_string())?;
@@ -742,8 +914,13 @@ impl TrainRun<'_> {
             &params,
         )?;
         eprintln!(
-            "wrote {}: metrics.csv, curves.svg, checkpoint.safetensors, model.safetensors, model.emb ({} bytes), model-int8.emb ({} bytes), report.txt",
+            "wrote {}: metrics.csv, curves.svg,{} checkpoint.safetensors, model.safetensors, model.emb ({} bytes), model-int8.emb ({} bytes), report.txt",
             out.display(),
+            if cfg.task == TaskKind::Classify {
+                ""
+            } else {
+                " predictions.svg,"
+            },
             f32_bytes.bytes().len(),
             int8_bytes.bytes().len()
         );
