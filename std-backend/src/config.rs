@@ -201,6 +201,21 @@ pub enum LossKind {
 }
 named!(LossKind, "loss");
 
+/// How features are scaled before the model ([`Scaler`](crate::data::scale::Scaler)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum ScaleKind {
+    /// To mean 0 and standard deviation 1 (scikit-learn's `StandardScaler`).
+    #[default]
+    Standard,
+    /// To `[0, 1]` over the training set's range (`MinMaxScaler`).
+    Minmax,
+    /// Raw features.
+    None,
+}
+named!(ScaleKind, "scaling");
+
 impl LossKind {
     /// The loss as the memory bound sees it.
     pub fn loss(self) -> Loss {
@@ -278,6 +293,12 @@ mod tests {
         ]);
         use LossKind as L;
         round_trips(&[(L::Mse, "mse"), (L::L1, "l1"), (L::Huber, "huber")]);
+        use ScaleKind as C;
+        round_trips(&[
+            (C::Standard, "standard"),
+            (C::Minmax, "minmax"),
+            (C::None, "none"),
+        ]);
     }
 
     #[test]

@@ -412,6 +412,7 @@ pub struct Learner {
     widths: Vec<usize>,
     activation: Option<ActivationKind>,
     config: Value,
+    model_info: Value,
 }
 
 impl Learner {
@@ -436,6 +437,7 @@ impl Learner {
             widths: Vec::new(),
             activation: None,
             config: Value::Null,
+            model_info: Value::Null,
         }
     }
 
@@ -525,6 +527,15 @@ impl Learner {
     /// compared.
     pub fn record_config(mut self, config: Value) -> Self {
         self.config = config;
+        self
+    }
+
+    /// What the model needs at inference besides its parameters (its
+    /// input scaling, class or target names, ...), as JSON: stored in
+    /// every checkpoint ([`Meta::model`]) and, unlike
+    /// [`record_config`](Self::record_config), not compared on resume.
+    pub fn model_info(mut self, info: Value) -> Self {
+        self.model_info = info;
         self
     }
 
@@ -623,6 +634,7 @@ impl Learner {
             widths,
             activation,
             config,
+            model_info,
         } = self;
 
         // Memory: refuse what the machine cannot hold, then build
@@ -842,6 +854,7 @@ impl Learner {
                         history: history.clone(),
                         config: config.clone(),
                         settings: settings.clone(),
+                        model: model_info.clone(),
                     },
                     params: named_state(&model, &mem)?,
                     optimizer: state,

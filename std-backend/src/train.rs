@@ -388,6 +388,32 @@ pub fn train<'d, D: Device>(
     ckpt: &Checkpointing,
     progress: &mut dyn Progress,
 ) -> Result<Trained<'d, D, Mlp>, TrainError> {
+    train_with_info(
+        device,
+        cfg,
+        train_set,
+        val_set,
+        augment,
+        ckpt,
+        serde_json::Value::Null,
+        progress,
+    )
+}
+
+/// [`train`], with `model_info` (the input scaling, the names of the
+/// classes or targets, ...) stored in every checkpoint
+/// ([`Learner::model_info`]).
+#[allow(clippy::too_many_arguments)]
+pub fn train_with_info<'d, D: Device>(
+    device: &'d D,
+    cfg: &TrainConfig,
+    train_set: TensorDataset,
+    val_set: Option<&TensorDataset>,
+    augment: Option<crate::data::transform::Compose>,
+    ckpt: &Checkpointing,
+    model_info: serde_json::Value,
+    progress: &mut dyn Progress,
+) -> Result<Trained<'d, D, Mlp>, TrainError> {
     cfg.validate()?;
     let in_features = cfg.widths[0];
     let classes = *cfg.widths.last().unwrap_or(&1);
@@ -428,7 +454,8 @@ pub fn train<'d, D: Device>(
         .augment(augment)
         .name(cfg.layers())
         .mlp_architecture(&cfg.widths, cfg.activation)
-        .record_config(serde_json::to_value(cfg).unwrap_or_default());
+        .record_config(serde_json::to_value(cfg).unwrap_or_default())
+        .model_info(model_info);
     let (widths, act) = (&cfg.widths, cfg.activation.activation());
     let (dropout, seed, task, loss_kind) = (cfg.dropout, cfg.seed, cfg.task, cfg.loss);
     learner.fit(
@@ -467,6 +494,108 @@ pub fn train<'d, D: Device>(
 
 /// A seed for a training step's dropout masks: the run's `seed` mixed
 /// with the batch's number and its samples' indices (SplitMix64 steps).
+/// What a model trained on a data file needs at inference besides its
+/// parameters: stored in its checkpoints ([`Meta::model`](crate::checkpoint::Meta::model))
+/// and in its safetensors file's metadata (key [`ModelInfo::KEY`], as JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// What the model does.
+    pub task: TaskKind,
+    /// The feature columns' names, in the model's input order.
+    pub features: Vec<String>,
+    /// The classes' names (classify), the target columns' (regress), or
+    /// the features' again (reconstruct): one per output.
+    pub outputs: Vec<String>,
+    /// The input scaling the model was trained behind, fitted on its
+    /// training split; folded into the first layer of the `.emb` files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaler: Option<crate::data::scale::Scaler>,
+    /// A regression's target scaling: the model is trained on scaled
+    /// targets and its last layer, in the `.emb` files, gives them back in
+    /// their units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_scaler: Option<crate::data::scale::Scaler>,
+    /// An autoencoder's anomaly threshold: a row whose score (the mean
+    /// squared reconstruction error, in the scaled space) is above it is
+    /// an anomaly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
+    /// The quantile of the validation split's scores the threshold is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f32>,
+}
+
+impl ModelInfo {
+    /// The safetensors metadata key it is stored under.
+    pub const KEY: &'static str = "ember.model";
+
+    /// An MLP of `layers` `Linear` layers' parameters with the input
+    /// scaling folded into its first layer (`0.weight`, `0.bias`), so that
+    /// the model takes raw features, and a target scaling undone in its
+    /// last; unchanged without scaling.
+    pub fn fold(
+        &self,
+        params: &[NamedTensor],
+        layers: usize,
+    ) -> Result<Vec<NamedTensor>, TrainError> {
+        let misfit = |what: &str| {
+            TrainError::Data(format!(
+                "the {what} scaling does not fit the model's layers"
+            ))
+        };
+        let mut out = params.to_vec();
+        if let Some(s) = self.scaler.as_ref().filter(|s| !s.is_identity()) {
+            out = s
+                .fold(&out, "0.weight", "0.bias")
+                .ok_or_else(|| misfit("input"))?;
+        }
+        if let Some(s) = self.target_scaler.as_ref().filter(|s| !s.is_identity()) {
+            let last = 2 * layers.saturating_sub(1);
+            out = s
+                .unfold_outputs(&out, &format!("{last}.weight"), &format!("{last}.bias"))
+                .ok_or_else(|| misfit("target"))?;
+        }
+        Ok(out)
+    }
+
+    /// The anomaly score of each row of an autoencoder: the mean squared
+    /// difference between its `outputs` (the reconstruction, in the scaled
+    /// space the model was trained in) and its raw `features` scaled.
+    pub fn scores(&self, features: &[f32], outputs: &[f32]) -> Vec<f32> {
+        let d = self.features.len().max(1);
+        let mut scaled = features.to_vec();
+        if let Some(s) = &self.scaler {
+            s.apply(&mut scaled);
+        }
+        scaled
+            .chunks(d)
+            .zip(outputs.chunks(d))
+            .map(|(x, y)| {
+                let sum: f64 = x
+                    .iter()
+                    .zip(y)
+                    .map(|(a, b)| f64::from(a - b) * f64::from(a - b))
+                    .sum();
+                (sum / d as f64) as f32
+            })
+            .collect()
+    }
+}
+
+/// The `q` quantile of `values` (linear between the closest ranks, as
+/// NumPy's default): `None` when there are none or `q` is not in [0, 1].
+pub fn quantile(values: &[f32], q: f32) -> Option<f32> {
+    if values.is_empty() || !(0.0..=1.0).contains(&q) {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f32::total_cmp);
+    let pos = f64::from(q) * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    let t = (pos - lo as f64) as f32;
+    Some(v[lo] + (v[hi] - v[lo]) * t)
+}
+
 /// The mean of `loss` over the elements of `pred` against `target` (Huber
 /// with delta 1, PyTorch's default).
 pub fn regression_loss<'t, S: ember_nn_core::Shape, B: Backend>(

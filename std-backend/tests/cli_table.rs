@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const IRIS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tables/iris.csv");
+const WINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tables/wine.csv");
 const DIABETES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/data/tables/diabetes.csv"
@@ -206,6 +207,136 @@ fn regresses_on_diabetes_csv() {
     assert!(svg.contains("<svg") && svg.contains("predicted"), "{svg}");
 }
 
+/// The model information `ember train` keeps of a data file's model: in
+/// the checkpoint's metadata and in model.safetensors's (`ember.model`).
+fn model_info(out: &Path) -> (serde_json::Value, serde_json::Value) {
+    let c =
+        ember_nn_std::checkpoint::Checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    let raw = std::fs::read(out.join("model.safetensors")).unwrap();
+    let (_, md) = safetensors::SafeTensors::read_metadata(&raw).unwrap();
+    let text = md.metadata().as_ref().unwrap()["ember.model"].clone();
+    (c.meta.model, serde_json::from_str(&text).unwrap())
+}
+
+/// scikit-learn's wine (178 wines, 13 measurements of very different
+/// ranges, sorted by class): standardized features (fitted on the
+/// training split, stored with the model) reach an accuracy above 0.9 in
+/// 30 epochs; unscaled, the same run stays near 0.6.
+#[test]
+fn classifies_wine_csv_behind_its_scaling() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (code, stdout, stderr) = ember(&[
+        "train",
+        "--data",
+        WINE,
+        "--epochs",
+        "30",
+        "--lr",
+        "0.01",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("classify: target column `class` holds 3 distinct integers"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("scaling: standard, fitted on the 127 training samples"),
+        "{stderr}"
+    );
+    let acc: f32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(acc > 0.9, "{stdout}");
+    let (ckpt, st) = model_info(&out);
+    assert_eq!(ckpt, st);
+    assert_eq!(ckpt["task"], "classify");
+    assert_eq!(ckpt["outputs"], serde_json::json!(["0", "1", "2"]));
+    assert_eq!(ckpt["features"][12], "proline");
+    assert_eq!(ckpt["scaler"]["kind"], "standard");
+    // Proline's mean, around 750, and its standard deviation, around 300.
+    let (m, s) = (
+        ckpt["scaler"]["offset"][12].as_f64().unwrap(),
+        ckpt["scaler"]["scale"][12].as_f64().unwrap(),
+    );
+    assert!(
+        (600.0..900.0).contains(&m) && (200.0..400.0).contains(&s),
+        "{m} {s}"
+    );
+}
+
+/// An autoencoder of wine's measurements: the threshold chosen on the
+/// validation split at `--quantile`, kept in the checkpoint and in the
+/// safetensors metadata; a constant column is no NaN.
+#[test]
+fn reconstructs_with_a_threshold_kept_in_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(WINE).unwrap();
+    let mut csv = String::new();
+    for (i, line) in text.lines().enumerate() {
+        csv.push_str(line);
+        csv.push_str(if i == 0 { ",constant\n" } else { ",7\n" });
+    }
+    let data = write(dir.path(), "wine-constant.csv", csv.as_bytes());
+    let out = dir.path().join("run");
+    let (code, stdout, stderr) = ember(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--task",
+        "reconstruct",
+        "--features",
+        "alcohol,malic_acid,ash,magnesium,flavanoids,hue,proline,constant",
+        "--hidden",
+        "4",
+        "--quantile",
+        "0.9",
+        "--val-fraction",
+        "0.25",
+        "--epochs",
+        "30",
+        "--lr",
+        "0.01",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("reconstruct: as --task says"), "{stderr}");
+    assert!(stderr.contains("model 8-4-8"), "{stderr}");
+    assert!(
+        stdout.contains("the 0.9 quantile of 36 validation scores"),
+        "{stdout}"
+    );
+    let (ckpt, st) = model_info(&out);
+    assert_eq!(ckpt, st);
+    assert_eq!(ckpt["task"], "reconstruct");
+    assert_eq!(ckpt["quantile"].as_f64(), Some(0.9f32 as f64));
+    let t = ckpt["threshold"].as_f64().unwrap();
+    assert!(t.is_finite() && t > 0.0, "{ckpt}");
+    assert!(stdout.contains(&format!("threshold: {t:.6}")), "{stdout}");
+    // The constant column: offset 7, scale 1.
+    assert_eq!(ckpt["scaler"]["offset"][7], 7.0);
+    assert_eq!(ckpt["scaler"]["scale"][7], 1.0);
+    let mean: f64 = stdout
+        .lines()
+        .find_map(|l| l.split("mean score ").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(mean.is_finite() && mean < 1.0, "{stdout}");
+}
+
 /// Two target columns at once, named with `--target a,b`.
 #[test]
 fn regresses_on_several_targets() {
@@ -369,6 +500,26 @@ fn bad_inputs_fail_with_one_line() {
                 "regress".into(),
             ],
             vec!["nanr.csv:3", "finite"],
+        ),
+        (
+            vec![ok.clone(), "--quantile".into(), "0.9".into()],
+            vec!["--quantile is for --task reconstruct"],
+        ),
+        (
+            vec![
+                ok.clone(),
+                "--task".into(),
+                "reconstruct".into(),
+                "--features".into(),
+                "a,b".into(),
+                "--val-fraction".into(),
+                "0".into(),
+            ],
+            vec!["validation data", "--val-fraction"],
+        ),
+        (
+            vec![ok.clone(), "--scale".into(), "log".into()],
+            vec!["log", "standard, minmax, none"],
         ),
     ];
     for (args, needles) in cases {

@@ -7,7 +7,10 @@ use ember_nn_core::deploy::Model;
 use ember_nn_core::nn::{summary, Mlp};
 use ember_nn_core::{Cpu, Memory, Rng};
 use ember_nn_std::checkpoint::Checkpoint;
-use ember_nn_std::config::{ActivationKind, LossKind, OptimizerKind, SchedulerKind, TaskKind};
+use ember_nn_std::config::{
+    ActivationKind, LossKind, OptimizerKind, ScaleKind, SchedulerKind, TaskKind,
+};
+use ember_nn_std::data::scale::Scaler;
 use ember_nn_std::data::split::stratified_split;
 use ember_nn_std::data::table::{
     read_table, Classified, Column, FileKind, Header, ReadOptions, Regressed, Table,
@@ -19,7 +22,9 @@ use ember_nn_std::data::{Dataset, FashionMnist, Source, Split, TensorDataset};
 use ember_nn_std::export::{
     evaluate_file, f32_file, int8_file, outputs_file, write_deployables, AlignedBytes,
 };
-use ember_nn_std::train::{self, parse_widths, Checkpointing, EpochMetrics, Progress, TrainConfig};
+use ember_nn_std::train::{
+    self, parse_widths, Checkpointing, EpochMetrics, ModelInfo, Progress, TrainConfig,
+};
 use ember_nn_std::{atomic::write_atomic, eval, image, report, state_dict, Parallel};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -270,6 +275,15 @@ struct TableArgs {
     /// widths come from the data) [default: 64,32].
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
+    /// Feature scaling, fitted on the training split only and folded into
+    /// the exported model's first layer (which then takes raw features):
+    /// standard, minmax or none [default: standard].
+    #[arg(long, value_parser = ScaleKind::from_str)]
+    scale: Option<ScaleKind>,
+    /// reconstruct: the anomaly threshold is this quantile of the
+    /// validation split's scores [default: 0.99].
+    #[arg(long)]
+    quantile: Option<f32>,
 }
 
 impl TableArgs {
@@ -283,6 +297,8 @@ impl TableArgs {
             || self.task.is_some()
             || self.loss.is_some()
             || self.hidden.is_some()
+            || self.scale.is_some()
+            || self.quantile.is_some()
     }
 }
 
@@ -425,6 +441,7 @@ struct TableData {
     test: TensorDataset,
     names: Vec<String>,
     features: usize,
+    feature_names: Vec<String>,
     task: TaskKind,
 }
 
@@ -475,6 +492,12 @@ fn choose_task(table: &Table, t: &TableArgs, target: &Column) -> Res<TaskKind> {
             (i.task, i.reason)
         }
     };
+    if t.quantile.is_some() && task != TaskKind::Reconstruct {
+        return Err("--quantile is for --task reconstruct (the anomaly threshold)".into());
+    }
+    if t.quantile.is_some_and(|q| !(q > 0.0 && q < 1.0)) {
+        return Err("--quantile must be between 0 and 1".into());
+    }
     if t.loss.is_some() && task == TaskKind::Classify {
         return Err(
             "--loss is for --task regress or reconstruct (a classifier's loss is cross-entropy)"
@@ -592,6 +615,7 @@ fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
     );
     Ok(TableData {
         features: data.feature_names().len(),
+        feature_names: data.feature_names().to_vec(),
         train,
         test,
         names,
@@ -720,6 +744,19 @@ fn cmd_train(a: TrainArgs) -> Res {
         }
     };
 
+    let table_task = table
+        .as_ref()
+        .map(|t| (t.task, t.feature_names.clone(), t.names.clone()));
+    if table_task
+        .as_ref()
+        .is_some_and(|t| t.0 == TaskKind::Reconstruct)
+        && cfg.val_fraction == 0.0
+    {
+        return Err(
+            "--task reconstruct chooses its anomaly threshold on validation data: give a --val-fraction above 0"
+                .into(),
+        );
+    }
     let (mut train_all, test, names, calib) = match table {
         Some(t) => {
             let calib = t.train.clone();
@@ -750,6 +787,51 @@ fn cmd_train(a: TrainArgs) -> Res {
     } else {
         val_set
     };
+    // A data file's features are scaled for training, by a scaler fitted on
+    // the training split alone; the exported model takes raw features (the
+    // scaling folded into its first layer), so the test set, the int8
+    // calibration data and the validation rows the threshold is chosen on
+    // stay raw.
+    let val_raw = val_set.clone();
+    let (train_set, val_set, info) = match table_task {
+        Some((task, features, outputs)) => {
+            let kind = a.table.scale.unwrap_or_default();
+            let scaler = Scaler::fit(kind, &train_set);
+            eprintln!(
+                "scaling: {kind}, fitted on the {} training samples (folded into the exported model, which takes raw features)",
+                train_set.len()
+            );
+            let both = task == TaskKind::Reconstruct;
+            // A regression's targets are standardized too (unless --scale
+            // none), and given back in their units by the exported model.
+            let target_scaler = (task == TaskKind::Regress && kind != ScaleKind::None).then(|| {
+                Scaler::fit_rows(
+                    ScaleKind::Standard,
+                    train_set.targets(),
+                    train_set.target_len(),
+                )
+            });
+            let scale_targets = |mut d: TensorDataset| {
+                if let Some(s) = &target_scaler {
+                    s.apply(d.targets_mut());
+                }
+                d
+            };
+            let info = ModelInfo {
+                target_scaler: target_scaler.clone(),
+                task,
+                features,
+                outputs,
+                threshold: None,
+                quantile: both.then(|| a.table.quantile.unwrap_or(0.99)),
+                scaler: (kind != ScaleKind::None).then(|| scaler.clone()),
+            };
+            let v = val_set.map(|v| scale_targets(scaler.transform(v, both)));
+            let t = scale_targets(scaler.transform(train_set, both));
+            (t, v, Some(info))
+        }
+        None => (train_set, val_set, None),
+    };
     let augment = cfg.augment.then(|| {
         Compose::new()
             .then(RandomShift::new(2))
@@ -775,6 +857,8 @@ fn cmd_train(a: TrainArgs) -> Res {
                     test: &test,
                     names: &names,
                     calib: calib.as_ref(),
+                    info: info.as_ref(),
+                    val_raw: val_raw.as_ref(),
                 };
                 return run.go(&gpu, train_set, val_set, augment, &ckpt);
             }
@@ -798,6 +882,8 @@ fn cmd_train(a: TrainArgs) -> Res {
         test: &test,
         names: &names,
         calib: calib.as_ref(),
+        info: info.as_ref(),
+        val_raw: val_raw.as_ref(),
     };
     run.go(&backend, train_set, val_set, augment, &ckpt)
 }
@@ -812,6 +898,10 @@ struct TrainRun<'a> {
     names: &'a [String],
     /// Calibration data for the int8 model; `None` for the IDX training set.
     calib: Option<&'a TensorDataset>,
+    /// A data file's model: its task, names and scaling.
+    info: Option<&'a ModelInfo>,
+    /// The validation rows, raw (an autoencoder's threshold is chosen on them).
+    val_raw: Option<&'a TensorDataset>,
 }
 
 impl TrainRun<'_> {
@@ -839,13 +929,15 @@ impl TrainRun<'_> {
         );
         let mut bar = Bar { bar: None };
         let started = std::time::Instant::now();
-        let outcome = train::train(
+        let outcome = train::train_with_info(
             device,
             cfg,
             train_set,
             val_set.as_ref(),
             augment,
             ckpt,
+            self.info
+                .map_or(serde_json::Value::Null, |i| json_of(i).unwrap_or_default()),
             &mut bar,
         );
         let trained = outcome.map_err(|e| e.to_string())?;
@@ -857,9 +949,14 @@ impl TrainRun<'_> {
         }
         write_reports(self.out, &trained.history)?;
         let params = trained.params().map_err(|e| e.to_string())?;
+        let mut info = self.info.cloned();
 
         // Report on the test set and export, through the deployment kernels.
-        let f32_bytes = f32_file(&cfg.widths, cfg.activation, &params)?;
+        let deployed = match &info {
+            Some(i) => folded(Some(i), &params, &cfg.widths)?,
+            None => params.clone(),
+        };
+        let f32_bytes = f32_file(&cfg.widths, cfg.activation, &deployed)?;
         let int8_bytes = match self.calib {
             Some(c) => int8_file(&f32_bytes, c, 1000)?,
             None => int8_file(&f32_bytes, &load_quiet(self.data, Split::Train)?, 1000)?,
@@ -878,7 +975,37 @@ impl TrainRun<'_> {
                 ));
                 text
             }
-            TaskKind::Regress | TaskKind::Reconstruct => {
+            TaskKind::Reconstruct => {
+                let i = info
+                    .as_mut()
+                    .ok_or("an autoencoder without its model information")?;
+                let val = self
+                    .val_raw
+                    .ok_or("--task reconstruct needs a validation split")?;
+                let score = |m: &Model<'_>, d: &TensorDataset| -> Res<Vec<f32>> {
+                    Ok(i.scores(d.features(), &outputs_file(m, d.features())?))
+                };
+                let q = i.quantile.unwrap_or(0.99);
+                let vs = score(&f32_model, val)?;
+                let t = train::quantile(&vs, q).ok_or("no validation scores")?;
+                let (s32, s8) = (score(&f32_model, test)?, score(&int8_model, test)?);
+                i.threshold = Some(t);
+                let mean = |s: &[f32]| {
+                    s.iter().map(|&v| f64::from(v)).sum::<f64>() / s.len().max(1) as f64
+                };
+                let above = s32.iter().filter(|&&s| s > t).count();
+                format!(
+                    "anomaly score: a row's mean squared reconstruction error, in the scaled feature space\n\
+                     threshold: {t:.6} (the {q} quantile of {} validation scores)\n\
+                     test set ({} samples): mean score {:.6} (f32), {:.6} (int8); {above} above the threshold ({:.1}%)\n",
+                    vs.len(),
+                    test.len(),
+                    mean(&s32),
+                    mean(&s8),
+                    100.0 * above as f64 / test.len().max(1) as f64
+                )
+            }
+            TaskKind::Regress => {
                 let figures = |m: &Model<'_>| {
                     let p = outputs_file(m, test.features())?;
                     eval::regression(p, test.targets(), test.target_len())
@@ -912,14 +1039,22 @@ impl TrainRun<'_> {
             &cfg.widths,
             cfg.activation,
             &params,
+            info.as_ref(),
         )?;
+        // The checkpoint keeps what the run found after training (an
+        // autoencoder's threshold) with the rest of the model's information.
+        if let (Some(i), Some(path)) = (&info, &ckpt.path) {
+            let mut c = Checkpoint::load(path).map_err(|e| e.to_string())?;
+            c.meta.model = json_of(i)?;
+            c.save(path).map_err(|e| e.to_string())?;
+        }
         eprintln!(
             "wrote {}: metrics.csv, curves.svg,{} checkpoint.safetensors, model.safetensors, model.emb ({} bytes), model-int8.emb ({} bytes), report.txt",
             out.display(),
-            if cfg.task == TaskKind::Classify {
-                ""
-            } else {
+            if cfg.task == TaskKind::Regress {
                 " predictions.svg,"
+            } else {
+                ""
             },
             f32_bytes.bytes().len(),
             int8_bytes.bytes().len()
@@ -946,11 +1081,21 @@ fn write_reports(out: &Path, history: &[EpochMetrics]) -> Res {
     report::plot_curves(&out.join("curves.svg"), history)
 }
 
+/// A data file's model information as JSON.
+fn json_of(info: &ModelInfo) -> Res<serde_json::Value> {
+    serde_json::to_value(info).map_err(|e| e.to_string())
+}
+
+/// Writes a state_dict with the MLP's architecture and, for a data file's
+/// model, its information ([`ModelInfo::KEY`]) in the metadata. The
+/// parameters are the trained ones (a scaling is not folded in: the file
+/// is for PyTorch and for training on, behind the same scaling).
 fn save_safetensors(
     path: &Path,
     widths: &[usize],
     act: ActivationKind,
     params: &[state_dict::NamedTensor],
+    info: Option<&ModelInfo>,
 ) -> Res {
     let mut md = std::collections::HashMap::new();
     md.insert(
@@ -962,6 +1107,9 @@ fn save_safetensors(
             .join("-"),
     );
     md.insert("ember.activation".into(), act.to_string());
+    if let Some(i) = info {
+        md.insert(ModelInfo::KEY.into(), json_of(i)?.to_string());
+    }
     let bytes = state_dict::to_bytes(params, Some(md))?;
     write_atomic(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -989,12 +1137,54 @@ fn model_bytes(m: &ModelArgs) -> Res<AlignedBytes> {
             return Err(not_a_state_dict());
         }
         let (widths, act) = mlp_of(path, &c)?;
-        return f32_file(widths, act, &c.params);
+        let info = info_of(path, &c.meta.model)?;
+        return f32_file(widths, act, &folded(info.as_ref(), &c.params, widths)?);
     }
     // A safetensors state_dict: the architecture comes from --layers or the file's metadata.
     let (widths, act) = arch_of(path, &raw, &m.arch)?;
     let params = read_state_dict(path, &raw, &widths, act, &m.names)?;
-    f32_file(&widths, act, &params)
+    let info = safetensors_info(path, &raw)?;
+    f32_file(&widths, act, &folded(info.as_ref(), &params, &widths)?)
+}
+
+/// A data file's model information, as a checkpoint stores it (`null`:
+/// none).
+fn info_of(path: &Path, v: &serde_json::Value) -> Res<Option<ModelInfo>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    serde_json::from_value(v.clone())
+        .map(Some)
+        .map_err(|e| format!("{}: its model information: {e}", path.display()))
+}
+
+/// A safetensors file's model information (its `ember.model` metadata).
+fn safetensors_info(path: &Path, raw: &[u8]) -> Res<Option<ModelInfo>> {
+    let Ok((_, md)) = safetensors::SafeTensors::read_metadata(raw) else {
+        return Ok(None);
+    };
+    match md.metadata().as_ref().and_then(|m| m.get(ModelInfo::KEY)) {
+        Some(text) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| format!("{}: its {}: {e}", path.display(), ModelInfo::KEY)),
+        None => Ok(None),
+    }
+}
+
+/// An MLP's parameters as its `.emb` file holds them: a data file's
+/// scaling folded into its first (and a target scaling into its last)
+/// layer, so that the model takes raw features.
+fn folded(
+    info: Option<&ModelInfo>,
+    params: &[state_dict::NamedTensor],
+    widths: &[usize],
+) -> Res<Vec<state_dict::NamedTensor>> {
+    match info {
+        Some(i) => i
+            .fold(params, widths.len().saturating_sub(1))
+            .map_err(|e| e.to_string()),
+        None => Ok(params.to_vec()),
+    }
 }
 
 /// A checkpoint's MLP architecture (checkpoints of other models have none).
@@ -1139,7 +1329,7 @@ fn export_all(
     let f = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
     let q = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
     write_deployables(out, &f32_bytes, &int8_bytes)?;
-    save_safetensors(&out.join("model.safetensors"), widths, act, params)?;
+    save_safetensors(&out.join("model.safetensors"), widths, act, params, None)?;
     let test = load_quiet(data, Split::Test)?;
     if check_inputs(&f, &test).is_ok() {
         let (a32, _) = evaluate_file(&f, &test)?;
@@ -1156,6 +1346,13 @@ fn export_all(
 fn cmd_export(checkpoint: &Path, out: &Path, data: &DataArgs) -> Res {
     let c = Checkpoint::load(checkpoint).map_err(|e| e.to_string())?;
     let (widths, act) = mlp_of(checkpoint, &c)?;
+    let info = info_of(checkpoint, &c.meta.model)?;
+    if info.is_some() {
+        return Err(format!(
+            "{}: a model of a data file: `ember train` exported it already (model.emb, model-int8.emb), calibrated on its data",
+            checkpoint.display()
+        ));
+    }
     export_all(widths, act, &c.params, out, data)
 }
 

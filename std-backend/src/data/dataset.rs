@@ -272,6 +272,17 @@ impl TensorDataset {
         &self.features
     }
 
+    /// The feature matrix, to change in place (scaling).
+    pub fn features_mut(&mut self) -> &mut [f32] {
+        &mut self.features
+    }
+
+    /// The target matrix, to change in place (empty for a classification
+    /// data set).
+    pub fn targets_mut(&mut self) -> &mut [f32] {
+        &mut self.targets
+    }
+
     /// The labels.
     pub fn labels(&self) -> &[usize] {
         &self.labels

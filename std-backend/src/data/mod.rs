@@ -45,6 +45,7 @@ mod error;
 pub mod idx;
 mod loader;
 mod mnist;
+pub mod scale;
 pub mod split;
 pub mod table;
 pub mod transform;
