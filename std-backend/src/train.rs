@@ -503,6 +503,10 @@ pub struct ModelInfo {
     pub task: TaskKind,
     /// The feature columns' names, in the model's input order.
     pub features: Vec<String>,
+    /// The target columns' names (one for a classifier, none for an
+    /// autoencoder).
+    #[serde(default)]
+    pub targets: Vec<String>,
     /// The classes' names (classify), the target columns' (regress), or
     /// the features' again (reconstruct): one per output.
     pub outputs: Vec<String>,

@@ -337,6 +337,170 @@ fn reconstructs_with_a_threshold_kept_in_the_model() {
     assert!(mean.is_finite() && mean < 1.0, "{stdout}");
 }
 
+/// `ember eval` and `ember predict` on a data file's model: raw rows in
+/// (a file, or CSV on stdin), the task's figures or CSV out; rows of
+/// other columns refused naming both.
+#[test]
+fn evaluates_and_predicts_rows_of_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, args: &[&str]| {
+        let out = dir.path().join(name);
+        let mut all = vec![
+            "train",
+            "--threads",
+            "1",
+            "--lr",
+            "0.01",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let (code, _, stderr) = ember(&all);
+        assert_eq!(code, Some(0), "{stderr}");
+        out
+    };
+    let predict = |model: &Path, stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(["predict", "--model", model.to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A classifier: the checkpoint and model.safetensors both serve.
+    let wine = run("wine", &["--data", WINE, "--epochs", "30"]);
+    for file in ["checkpoint.safetensors", "model.safetensors"] {
+        let m = wine.join(file);
+        let (code, stdout, stderr) =
+            ember(&["eval", "--model", m.to_str().unwrap(), "--data", WINE]);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(
+            stdout.contains("f32 model (classify, 13 features), 178 rows"),
+            "{stdout}"
+        );
+        let acc: f32 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("accuracy: "))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(acc > 0.9, "{stdout}");
+    }
+    let text = std::fs::read_to_string(WINE).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    // The first rows (class 0) and the last (class 2), the class column left out.
+    let no_class = |l: &str| l.rsplit_once(',').unwrap().0.to_string();
+    let input = [rows[0], rows[1], rows[177]].map(no_class).join("\n");
+    let (code, stdout, stderr) = predict(&wine.join("checkpoint.safetensors"), &input);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "class,p_0,p_1,p_2");
+    assert!(
+        lines[1].starts_with("0,") && lines[2].starts_with("2,"),
+        "{stdout}"
+    );
+    let p: f32 = lines[1]
+        .split(',')
+        .skip(1)
+        .map(|v| v.parse::<f32>().unwrap())
+        .sum();
+    assert!((p - 1.0).abs() < 1e-3, "{stdout}");
+    // Other columns: both named.
+    let iris = std::fs::read_to_string(IRIS).unwrap();
+    let (code, _, stderr) = predict(&wine.join("model.safetensors"), &iris);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("sepal_length, sepal_width")
+            && stderr.contains("(the model takes alcohol, malic_acid"),
+        "{stderr}"
+    );
+    // A regression: the values, in the target's units.
+    let diabetes = run(
+        "diabetes",
+        &["--data", DIABETES, "--hidden", "32", "--epochs", "30"],
+    );
+    let m = diabetes.join("checkpoint.safetensors");
+    let (code, stdout, stderr) =
+        ember(&["eval", "--model", m.to_str().unwrap(), "--data", DIABETES]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let r2 = r2s(&stdout);
+    assert!(r2.len() == 1 && r2[0] > 0.3, "{stdout}");
+    let d = std::fs::read_to_string(DIABETES).unwrap();
+    let (code, stdout, stderr) = ember(&[
+        "predict",
+        "--model",
+        m.to_str().unwrap(),
+        "--data",
+        DIABETES,
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), d.lines().count(), "{stdout}");
+    assert_eq!(stdout.lines().next(), Some("target"));
+    let mean = stdout
+        .lines()
+        .skip(1)
+        .map(|v| v.parse::<f64>().unwrap())
+        .sum::<f64>()
+        / 442.0;
+    assert!((100.0..200.0).contains(&mean), "{mean}");
+    // An autoencoder: each row's score and verdict.
+    let ae = run(
+        "ae",
+        &[
+            "--data",
+            WINE,
+            "--task",
+            "reconstruct",
+            "--features",
+            "alcohol,ash,hue",
+            "--hidden",
+            "2",
+            "--epochs",
+            "20",
+        ],
+    );
+    let m = ae.join("model.safetensors");
+    let (code, stdout, stderr) = ember(&["eval", "--model", m.to_str().unwrap(), "--data", WINE]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("mean anomaly score") && stdout.contains("above the threshold"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = predict(&m, "hue,alcohol,ash\n1.0,13.0,2.3\n1.0,30.0,9.0\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "score,anomaly");
+    assert!(
+        lines[1].ends_with(",false") && lines[2].ends_with(",true"),
+        "{stdout}"
+    );
+    // An .emb file holds no column names.
+    let (code, _, stderr) = ember(&[
+        "eval",
+        "--model",
+        ae.join("model.emb").to_str().unwrap(),
+        "--data",
+        WINE,
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no data-file information"), "{stderr}");
+}
+
 /// Two target columns at once, named with `--target a,b`.
 #[test]
 fn regresses_on_several_targets() {

@@ -13,7 +13,8 @@ use ember_nn_std::config::{
 use ember_nn_std::data::scale::Scaler;
 use ember_nn_std::data::split::stratified_split;
 use ember_nn_std::data::table::{
-    read_table, Classified, Column, FileKind, Header, ReadOptions, Regressed, Table,
+    parse_csv_table, read_table, Classified, Column, CsvFormat, FileKind, Header, LabelKind,
+    ReadOptions, Regressed, Table,
 };
 use ember_nn_std::data::transform::{
     Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
@@ -442,6 +443,7 @@ struct TableData {
     names: Vec<String>,
     features: usize,
     feature_names: Vec<String>,
+    target_names: Vec<String>,
     task: TaskKind,
 }
 
@@ -616,6 +618,11 @@ fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
     Ok(TableData {
         features: data.feature_names().len(),
         feature_names: data.feature_names().to_vec(),
+        target_names: match &data {
+            Shaped::Classes(c) => vec![c.target_name.clone()],
+            Shaped::Values(r) if task == TaskKind::Regress => r.target_names.clone(),
+            Shaped::Values(_) => Vec::new(),
+        },
         train,
         test,
         names,
@@ -744,9 +751,14 @@ fn cmd_train(a: TrainArgs) -> Res {
         }
     };
 
-    let table_task = table
-        .as_ref()
-        .map(|t| (t.task, t.feature_names.clone(), t.names.clone()));
+    let table_task = table.as_ref().map(|t| {
+        (
+            t.task,
+            t.feature_names.clone(),
+            t.target_names.clone(),
+            t.names.clone(),
+        )
+    });
     if table_task
         .as_ref()
         .is_some_and(|t| t.0 == TaskKind::Reconstruct)
@@ -794,7 +806,7 @@ fn cmd_train(a: TrainArgs) -> Res {
     // stay raw.
     let val_raw = val_set.clone();
     let (train_set, val_set, info) = match table_task {
-        Some((task, features, outputs)) => {
+        Some((task, features, targets, outputs)) => {
             let kind = a.table.scale.unwrap_or_default();
             let scaler = Scaler::fit(kind, &train_set);
             eprintln!(
@@ -818,6 +830,7 @@ fn cmd_train(a: TrainArgs) -> Res {
                 d
             };
             let info = ModelInfo {
+                targets,
                 target_scaler: target_scaler.clone(),
                 task,
                 features,
@@ -1269,7 +1282,234 @@ fn read_state_dict(
     state_dict::named_tensors(&model, &mem).map_err(|e| e.to_string())
 }
 
+/// A model file's data-file information: a checkpoint's or a safetensors
+/// file's (an `.emb` file holds none).
+fn model_info_of(path: &Path) -> Res<Option<ModelInfo>> {
+    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if raw.starts_with(b"EMBR") {
+        return Ok(None);
+    }
+    if let Ok(c) = Checkpoint::load(path) {
+        return info_of(path, &c.meta.model);
+    }
+    safetensors_info(path, &raw)
+}
+
+/// The model's feature columns in `table`, by name, or an error naming
+/// the file's columns and the model's.
+fn feature_columns(info: &ModelInfo, table: &Table) -> Res<Vec<Column>> {
+    let missing: Vec<&str> = info
+        .features
+        .iter()
+        .filter(|f| table.resolve(&Column::name(f.as_str())).is_err())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{}: its columns ({}) lack the model's feature(s) {} (the model takes {})",
+            table.path().display(),
+            table.column_names().join(", "),
+            missing.join(", "),
+            info.features.join(", ")
+        ));
+    }
+    Ok(info
+        .features
+        .iter()
+        .map(|f| Column::name(f.as_str()))
+        .collect())
+}
+
+/// A data file read for a model: `--data FILE`, or CSV text on stdin.
+fn read_rows(file: Option<&Path>) -> Res<Table> {
+    match file {
+        Some(f) => read_table(f, &ReadOptions::new()).map_err(|e| e.to_string()),
+        None => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .map_err(|e| format!("stdin: {e}"))?;
+            parse_csv_table(Path::new("<stdin>"), &bytes, &CsvFormat::default())
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// `table`'s rows as the model's data set, with their labels or targets.
+fn labelled_rows(info: &ModelInfo, table: &Table) -> Res<TensorDataset> {
+    let cols = feature_columns(info, table)?;
+    let d = info.features.len();
+    let target = || -> Res<String> {
+        info.targets
+            .first()
+            .cloned()
+            .ok_or_else(|| "the model names no target column".to_string())
+    };
+    match info.task {
+        TaskKind::Classify => {
+            let kind = if info.outputs == ["false", "true"] {
+                LabelKind::Bools
+            } else if info.outputs.iter().all(|o| o.parse::<i64>().is_ok()) {
+                LabelKind::Integers
+            } else {
+                LabelKind::Strings
+            };
+            let dataset = TensorDataset::new(Vec::new(), Vec::new(), d, info.outputs.len())
+                .and_then(|t| t.with_class_names(info.outputs.clone()))
+                .map_err(|e| e.to_string())?;
+            let c = Classified {
+                dataset,
+                target: 0,
+                target_name: target()?,
+                features: (0..d).collect(),
+                feature_names: info.features.clone(),
+                kind,
+                by_name: true,
+            };
+            table.classify_like(&c)
+        }
+        TaskKind::Regress => {
+            let r = Regressed {
+                dataset: TensorDataset::new(Vec::new(), Vec::new(), d, 1)
+                    .map_err(|e| e.to_string())?,
+                targets: (0..info.targets.len()).collect(),
+                target_names: info.targets.clone(),
+                features: (0..d).collect(),
+                feature_names: info.features.clone(),
+                by_name: true,
+            };
+            table.regress_like(&r)
+        }
+        TaskKind::Reconstruct => table.reconstruct(Some(&cols)).map(|r| r.dataset),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// `ember eval --model M --data FILE` for a model of a data file: the
+/// task's figures on the file's rows (raw features, as the model takes them).
+fn eval_table(m: &ModelArgs, info: &ModelInfo, file: &Path) -> Res {
+    let bytes = model_bytes(m)?;
+    let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
+    let data = labelled_rows(info, &read_rows(Some(file))?)?;
+    check_inputs(&model, &data)?;
+    println!(
+        "{} model ({}, {} features), {} rows of {}\n",
+        if model.is_int8() { "int8" } else { "f32" },
+        info.task,
+        info.features.len(),
+        data.len(),
+        file.display()
+    );
+    let outputs = outputs_file(&model, data.features())?;
+    let text = match info.task {
+        TaskKind::Classify => {
+            let (_, preds) = evaluate_file(&model, &data)?;
+            report::classification_report(data.labels(), &preds, &info.outputs)
+        }
+        TaskKind::Regress => eval::regression(outputs, data.targets(), data.target_len())
+            .map_err(|e| e.to_string())?
+            .report(&info.targets),
+        TaskKind::Reconstruct => {
+            let scores = info.scores(data.features(), &outputs);
+            let mean =
+                scores.iter().map(|&s| f64::from(s)).sum::<f64>() / scores.len().max(1) as f64;
+            match info.threshold {
+                Some(t) => {
+                    let above = scores.iter().filter(|&&s| s > t).count();
+                    format!(
+                        "mean anomaly score {mean:.6}; {above} of {} rows above the threshold {t:.6}\n",
+                        scores.len()
+                    )
+                }
+                None => format!("mean anomaly score {mean:.6}\n"),
+            }
+        }
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// `ember predict --model M [--data FILE]` for a model of a data file: CSV
+/// rows in (the file, or stdin), CSV out on stdout: the class and each
+/// class's probability, the predicted values, or the anomaly score and
+/// the verdict.
+fn predict_rows(m: &ModelArgs, info: &ModelInfo) -> Res {
+    let bytes = model_bytes(m)?;
+    let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
+    let table = read_rows(m.data.data.as_deref())?;
+    let cols = feature_columns(info, &table)?;
+    let idx: Vec<usize> = cols
+        .iter()
+        .map(|c| table.resolve(c))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let x = table.features(&idx).map_err(|e| e.to_string())?;
+    if model.input_features() != idx.len() {
+        return Err(format!(
+            "the model takes {} inputs, its information names {} features",
+            model.input_features(),
+            idx.len()
+        ));
+    }
+    let outputs = outputs_file(&model, &x)?;
+    let width = model.output_features().max(1);
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| e.to_string();
+    match info.task {
+        TaskKind::Classify => {
+            let mut head = vec!["class".to_string()];
+            head.extend(info.outputs.iter().map(|n| format!("p_{n}")));
+            w.write_record(&head).map_err(csv_err)?;
+            for logits in outputs.chunks(width) {
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+                let sum: f32 = exps.iter().sum();
+                let class = ember_nn_core::deploy::argmax(logits);
+                let mut rec = vec![info
+                    .outputs
+                    .get(class)
+                    .cloned()
+                    .unwrap_or_else(|| class.to_string())];
+                rec.extend(exps.iter().map(|e| format!("{:.6}", e / sum)));
+                w.write_record(&rec).map_err(csv_err)?;
+            }
+        }
+        TaskKind::Regress => {
+            w.write_record(&info.targets).map_err(csv_err)?;
+            for row in outputs.chunks(width) {
+                w.write_record(row.iter().map(|v| v.to_string()))
+                    .map_err(csv_err)?;
+            }
+        }
+        TaskKind::Reconstruct => {
+            w.write_record(["score", "anomaly"]).map_err(csv_err)?;
+            for s in info.scores(&x, &outputs) {
+                let verdict = info
+                    .threshold
+                    .map_or(String::new(), |t| (s > t).to_string());
+                w.write_record([s.to_string(), verdict]).map_err(csv_err)?;
+            }
+        }
+    }
+    let text = w.into_inner().map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut std::io::stdout(), &text).map_err(|e| format!("stdout: {e}"))
+}
+
 fn cmd_eval(m: &ModelArgs) -> Res {
+    if let Some(info) = model_info_of(&m.model)? {
+        return match m.data.data.as_deref().filter(|p| p.is_file()) {
+            Some(file) => eval_table(m, &info, file),
+            None => Err(format!(
+                "{}: a model of a data file: give the rows to evaluate with --data FILE",
+                m.model.display()
+            )),
+        };
+    }
+    if m.data.data.as_deref().is_some_and(|p| p.is_file()) {
+        return Err(format!(
+            "{}: this model holds no data-file information (column names, scaling): give the checkpoint or model.safetensors `ember train --data` wrote",
+            m.model.display()
+        ));
+    }
     let bytes = model_bytes(m)?;
     let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
     let test = load(&m.data, Split::Test)?;
@@ -1365,6 +1605,11 @@ fn cmd_import(path: &Path, arch: &ArchArgs, names: &NamesArg, out: &Path, data: 
 }
 
 fn cmd_predict(m: &ModelArgs, image_path: Option<&Path>, index: Option<usize>) -> Res {
+    if image_path.is_none() && index.is_none() {
+        if let Some(info) = model_info_of(&m.model)? {
+            return predict_rows(m, &info);
+        }
+    }
     let bytes = model_bytes(m)?;
     let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
     let side = (model.input_features() as f64).sqrt() as usize;
