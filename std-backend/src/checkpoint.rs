@@ -172,7 +172,7 @@ pub struct Meta {
     /// Epochs since the best validation loss.
     pub bad_epochs: usize,
     /// Per-epoch metrics so far.
-    pub history: Vec<crate::train::EpochMetrics>,
+    pub history: Vec<crate::learner::EpochMetrics>,
     /// The configuration recorded with
     /// [`Learner::record_config`](crate::learner::Learner::record_config)
     /// (the command line's `TrainConfig`), `null` when none was.

@@ -46,9 +46,9 @@
 //! ```
 
 use crate::data::{Dataset, MiniBatch, TensorDataset};
+use crate::learner::TrainError;
 use crate::learner::{BatchForward, Step};
 use crate::report;
-use crate::train::TrainError;
 use ember_nn_core::nn::Module;
 use ember_nn_core::{Backend, Graph, Memory, Shape, Tape};
 

@@ -7,8 +7,8 @@
 use crate::atomic::write_atomic;
 use crate::config::ActivationKind;
 use crate::data::{Dataset, TensorDataset};
+use crate::learner::write_params;
 use crate::state_dict::NamedTensor;
-use crate::train::write_params;
 use ember_nn_core::deploy::{self, Calibration, ExportError, Model, Probe};
 use ember_nn_core::nn::{Forward, Mlp, Module};
 use ember_nn_core::{Backend, Cpu, Memory, Rng, Shape, Tensor};

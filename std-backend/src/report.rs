@@ -2,7 +2,7 @@
 //! accuracy per class with a confusion matrix.
 
 use crate::atomic::write_atomic;
-use crate::train::EpochMetrics;
+use crate::learner::EpochMetrics;
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
