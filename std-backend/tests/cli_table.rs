@@ -501,6 +501,25 @@ fn evaluates_and_predicts_rows_of_a_file() {
     assert!(stderr.contains("no data-file information"), "{stderr}");
 }
 
+/// `ember summary` takes a data file and `--hidden` as `train` does.
+#[test]
+fn summary_takes_its_widths_from_a_data_file() {
+    let (code, stdout, stderr) = ember(&["summary", "--data", WINE, "--hidden", "16,8"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("Linear(in_features=13, out_features=16"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Linear(in_features=8, out_features=3"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Total params: 387"), "{stdout}");
+    let (code, _, stderr) = ember(&["summary", "--hidden", "16"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("give --data FILE"), "{stderr}");
+}
+
 /// Two target columns at once, named with `--target a,b`.
 #[test]
 fn regresses_on_several_targets() {

@@ -50,7 +50,7 @@ enum Command {
     /// Accuracy, per-class accuracy and confusion matrix of a model on the test set.
     Eval(ModelArgs),
     /// Print a model's layers and parameter count.
-    Summary(ArchArgs),
+    Summary(Box<SummaryArgs>),
     /// Write a checkpoint's model as .emb (f32 and int8), safetensors and Rust source.
     Export {
         /// Checkpoint to export.
@@ -124,6 +124,20 @@ impl ArchArgs {
     fn activation(&self) -> ActivationKind {
         self.activation.unwrap_or_default()
     }
+}
+
+/// `summary`'s options: a model's layers, or a data file and the options
+/// of `train` that shape its model (`--hidden`, `--target`, `--task`, ...).
+#[derive(Args)]
+struct SummaryArgs {
+    #[command(flatten)]
+    arch: ArchArgs,
+    #[command(flatten)]
+    table: TableArgs,
+    /// A data file (as `train --data FILE`): the input and output widths
+    /// come from its columns.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -1539,8 +1553,26 @@ fn check_inputs(model: &Model<'_>, data: &TensorDataset) -> Res {
     Ok(())
 }
 
-fn cmd_summary(a: &ArchArgs) -> Res {
-    let widths = parse_widths(a.layers()).map_err(|e| e.to_string())?;
+fn cmd_summary(s: &SummaryArgs) -> Res {
+    let a = &s.arch;
+    let widths = match &s.data {
+        Some(file) => {
+            let t = load_table(file, &s.table)?;
+            table_widths(
+                a.layers.as_deref(),
+                s.table.hidden.as_deref(),
+                t.features,
+                t.names.len(),
+            )?
+        }
+        None if s.table.any() => {
+            return Err(
+                "--hidden, --target, --task, ... take their widths from a data file: give --data FILE (or --layers)"
+                    .into(),
+            )
+        }
+        None => parse_widths(a.layers()).map_err(|e| e.to_string())?,
+    };
     let act = a.activation().activation();
     let mut buf = vec![0.0f32; Mlp::param_floats(&widths) + 64];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
