@@ -400,7 +400,7 @@ fn lipschitz(a: deploy::Activation) -> f32 {
 /// Accuracy and predictions of a weight file on a data set, computed with
 /// the deployment kernels (f32 or int8).
 pub fn evaluate_file(model: &Model<'_>, data: &TensorDataset) -> Result<(f32, Vec<usize>), String> {
-    let outputs = outputs_file(model, data.features())?;
+    let outputs = outputs_file(model, data.features()).map_err(|e| e.to_string())?;
     let preds: Vec<usize> = outputs
         .chunks_exact(model.output_features().max(1))
         .map(deploy::argmax)
@@ -417,7 +417,10 @@ pub fn evaluate_file(model: &Model<'_>, data: &TensorDataset) -> Result<(f32, Ve
 /// deployment kernels) on each row of `features` (row-major, the model's
 /// input width per row), row-major: a regression's values, an
 /// autoencoder's reconstruction, a classifier's logits.
-pub fn outputs_file(model: &Model<'_>, features: &[f32]) -> Result<Vec<f32>, String> {
+pub fn outputs_file(
+    model: &Model<'_>,
+    features: &[f32],
+) -> Result<Vec<f32>, ember_nn_core::deploy::InferError> {
     let d = model.input_features().max(1);
     let width = model.output_features();
     let mut outputs = Vec::with_capacity(features.len() / d * width);
@@ -427,12 +430,10 @@ pub fn outputs_file(model: &Model<'_>, features: &[f32]) -> Result<Vec<f32>, Str
     let mut out = vec![0.0f32; width];
     for row in features.chunks_exact(d) {
         if model.is_int8() {
-            model
-                .infer_i8(row, &mut qi, &mut is, &mut out)
-                .map_err(|e| e.to_string())?;
+            model.infer_i8(row, &mut qi, &mut is, &mut out)?;
             outputs.extend_from_slice(&out);
         } else {
-            outputs.extend_from_slice(model.infer_f32(row, &mut fs).map_err(|e| e.to_string())?);
+            outputs.extend_from_slice(model.infer_f32(row, &mut fs)?);
         }
     }
     Ok(outputs)

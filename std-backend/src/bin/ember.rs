@@ -1010,7 +1010,7 @@ impl TrainRun<'_> {
                     .val_raw
                     .ok_or("--task reconstruct needs a validation split")?;
                 let score = |m: &Model<'_>, d: &TensorDataset| -> Res<Vec<f32>> {
-                    Ok(i.scores(d.features(), &outputs_file(m, d.features())?))
+                    Ok(i.scores(d.features(), &outputs_of(m, d.features())?))
                 };
                 let q = i.quantile.unwrap_or(0.99);
                 let vs = score(&f32_model, val)?;
@@ -1034,7 +1034,7 @@ impl TrainRun<'_> {
             }
             TaskKind::Regress => {
                 let figures = |m: &Model<'_>| {
-                    let p = outputs_file(m, test.features())?;
+                    let p = outputs_of(m, test.features())?;
                     eval::regression(p, test.targets(), test.target_len())
                         .map_err(|e| e.to_string())
                 };
@@ -1106,6 +1106,11 @@ fn class_names() -> Vec<String> {
 fn write_reports(out: &Path, history: &[EpochMetrics]) -> Res {
     report::write_metrics(&out.join("metrics.csv"), history).map_err(|e| e.to_string())?;
     report::plot_curves(&out.join("curves.svg"), history)
+}
+
+/// A weight file's outputs on rows of features ([`outputs_file`]).
+fn outputs_of(model: &Model<'_>, features: &[f32]) -> Res<Vec<f32>> {
+    outputs_file(model, features).map_err(|e| e.to_string())
 }
 
 /// A data file's model information as JSON.
@@ -1413,7 +1418,7 @@ fn eval_table(m: &ModelArgs, info: &ModelInfo, file: &Path) -> Res {
         data.len(),
         file.display()
     );
-    let outputs = outputs_file(&model, data.features())?;
+    let outputs = outputs_of(&model, data.features())?;
     let text = match info.task {
         TaskKind::Classify => {
             let (_, preds) = evaluate_file(&model, &data)?;
@@ -1464,7 +1469,7 @@ fn predict_rows(m: &ModelArgs, info: &ModelInfo) -> Res {
             idx.len()
         ));
     }
-    let outputs = outputs_file(&model, &x)?;
+    let outputs = outputs_of(&model, &x)?;
     let width = model.output_features().max(1);
     let mut w = csv::Writer::from_writer(Vec::new());
     let csv_err = |e: csv::Error| e.to_string();
