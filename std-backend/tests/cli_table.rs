@@ -704,6 +704,20 @@ fn bad_inputs_fail_with_one_line() {
             vec![ok.clone(), "--scale".into(), "log".into()],
             vec!["log", "standard, minmax, none"],
         ),
+        (
+            vec![
+                ok.clone(),
+                "--task".into(),
+                "reconstruct".into(),
+                "--quantile".into(),
+                "1.5".into(),
+            ],
+            vec!["--quantile must be between 0 and 1"],
+        ),
+        (
+            vec![ok.clone(), "--hidden".into(), "8,0".into()],
+            vec!["--hidden: every width must be positive"],
+        ),
     ];
     for (args, needles) in cases {
         let args: Vec<&str> = std::iter::once("--data")

@@ -317,6 +317,25 @@ impl TableArgs {
     }
 }
 
+impl TableArgs {
+    /// What the options decide alone, checked before any data is read.
+    fn check(&self) -> Res {
+        if self.task == Some(TaskKind::Reconstruct) && self.target.is_some() {
+            return Err(
+                "--task reconstruct takes no --target: an autoencoder's target is its input (choose its columns with --features)"
+                    .into(),
+            );
+        }
+        if self.quantile.is_some_and(|q| !(q > 0.0 && q < 1.0)) {
+            return Err("--quantile must be between 0 and 1".into());
+        }
+        if self.hidden.as_ref().is_some_and(|h| h.contains(&0)) {
+            return Err("--hidden: every width must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 fn parse_header(s: &str) -> Result<Header, String> {
     match s {
         "auto" => Ok(Header::Auto),
@@ -495,13 +514,8 @@ impl Shaped {
 /// The task: `--task`, or the one the target column suggests; printed
 /// with the reason.
 fn choose_task(table: &Table, t: &TableArgs, target: &Column) -> Res<TaskKind> {
+    t.check()?;
     let (task, why) = match t.task {
-        Some(TaskKind::Reconstruct) if t.target.is_some() => {
-            return Err(
-                "--task reconstruct takes no --target: an autoencoder's target is its input (choose its columns with --features)"
-                    .into(),
-            )
-        }
         Some(task) => (task, "as --task says".to_string()),
         None => {
             let i = table.infer_task(target).map_err(|e| e.to_string())?;
@@ -510,9 +524,6 @@ fn choose_task(table: &Table, t: &TableArgs, target: &Column) -> Res<TaskKind> {
     };
     if t.quantile.is_some() && task != TaskKind::Reconstruct {
         return Err("--quantile is for --task reconstruct (the anomaly threshold)".into());
-    }
-    if t.quantile.is_some_and(|q| !(q > 0.0 && q < 1.0)) {
-        return Err("--quantile must be between 0 and 1".into());
     }
     if t.loss.is_some() && task == TaskKind::Classify {
         return Err(
@@ -741,6 +752,7 @@ fn cmd_train(a: TrainArgs) -> Res {
         }
     }
     train::check_memory(&cfg).map_err(|e| e.to_string())?;
+    a.table.check()?;
     let table = match &table_file {
         Some(file) => {
             let t = load_table(file, &a.table)?;
