@@ -8,6 +8,13 @@
 //! clipping, validation, a test set evaluated after training, and a
 //! memory check before anything is allocated.
 //!
+//! Regression and autoencoders train the same way: a data set of float
+//! targets ([`TensorDataset::regression`], one or several per sample; an
+//! autoencoder's are its features), a step that computes its loss against
+//! the batch's [`targets`](MiniBatch::targets) and returns its outputs
+//! ([`StepOutput::regressed`]), and the evaluations give RMSE, MAE and R²
+//! per target ([`Evaluation::regression`](crate::eval::Evaluation::regression)).
+//!
 //! [`fit`](Learner::fit) gives the trained model back in its memory
 //! ([`Trained`]): evaluate it ([`Trained::evaluate`], [`Trained::predict`]),
 //! run it ([`Trained::parts`]), or copy its parameters out
