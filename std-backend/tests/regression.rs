@@ -155,3 +155,71 @@ fn the_mlp_run_checks_the_targets_against_its_outputs() {
     );
     assert_eq!(linear(4, 0).target_len(), 2);
 }
+
+#[test]
+fn the_mlp_run_trains_an_autoencoder_and_scores_rows() {
+    use ember_nn_std::train::{quantile, ModelInfo};
+    // 4 features that live on a 2-dimensional plane: x2 = x0 + x1, x3 = x0 - x1.
+    let rows = |n: usize, from: usize| -> Vec<f32> {
+        (from..from + n)
+            .flat_map(|i| {
+                let (a, b) = (
+                    (i * 37 % 23) as f32 / 11.5 - 1.0,
+                    (i * 11 % 19) as f32 / 9.5 - 1.0,
+                );
+                [a, b, a + b, a - b]
+            })
+            .collect()
+    };
+    let set = |x: Vec<f32>| TensorDataset::regression(x.clone(), x, 4, 4).unwrap();
+    let cfg = TrainConfig {
+        widths: vec![4, 8, 2, 8, 4],
+        epochs: 60,
+        batch: 16,
+        lr: 0.01,
+        scheduler: SchedulerKind::None,
+        task: TaskKind::Reconstruct,
+        ..TrainConfig::default()
+    };
+    let val = set(rows(40, 300));
+    let mut trained = train::train(
+        &Cpu,
+        &cfg,
+        set(rows(200, 0)),
+        Some(&val),
+        None,
+        &Checkpointing::default(),
+        &mut Quiet,
+    )
+    .unwrap();
+    let p = trained
+        .predict(&val, 16, |m: &ember_nn_core::nn::Mlp, g, b| {
+            Ok(m.forward(g.from_slice((b.len(), 4), &b.features)))
+        })
+        .unwrap();
+    let info = ModelInfo {
+        task: TaskKind::Reconstruct,
+        features: ["a", "b", "c", "d"].map(String::from).to_vec(),
+        targets: Vec::new(),
+        outputs: Vec::new(),
+        scaler: None,
+        target_scaler: None,
+        threshold: None,
+        quantile: Some(0.99),
+    };
+    let scores = info.scores(val.features(), &p.outputs);
+    assert_eq!(scores.len(), 40);
+    let t = quantile(&scores, 0.99).unwrap();
+    assert!(t < 0.05, "{t}");
+    // A row off the plane scores far above the threshold.
+    let off = [0.5, 0.5, -1.0, 1.0];
+    let q = trained
+        .predict(&set(off.to_vec()), 1, |m: &ember_nn_core::nn::Mlp, g, b| {
+            Ok(m.forward(g.from_slice((b.len(), 4), &b.features)))
+        })
+        .unwrap();
+    assert!(info.scores(&off, &q.outputs)[0] > 10.0 * t);
+    assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), Some(2.0));
+    assert_eq!(quantile(&[1.0, 2.0], 0.25), Some(1.25));
+    assert_eq!(quantile(&[], 0.5), None);
+}
