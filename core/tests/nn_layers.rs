@@ -112,6 +112,7 @@ fn losses_pass_the_gradient_checker() {
         ("nll", 3),
         ("bce", 4),
         ("bce_logits", 5),
+        ("huber", 6),
     ] {
         for r in [Reduction::Mean, Reduction::Sum] {
             check(&mut mem, &params, &cfg, |g| {
@@ -122,7 +123,9 @@ fn losses_pass_the_gradient_checker() {
                     2 => loss::cross_entropy(z, &labels, r),
                     3 => loss::nll(z.log_softmax::<1>(), &labels, r),
                     4 => loss::bce(z.sigmoid(), t, r),
-                    _ => loss::bce_with_logits(z, t, r),
+                    5 => loss::bce_with_logits(z, t, r),
+                    // δ = 0.3: some of these differences are beyond it, some within.
+                    _ => loss::huber(z, t, 0.3, r),
                 }
             })
             .unwrap_or_else(|e| panic!("{name} {r:?}: {e}"));
@@ -181,6 +184,35 @@ fn loss_reference_numbers() {
         1e-6,
         "l1",
     );
+    // PyTorch's HuberLoss (no PyTorch at hand: by hand). d = -0.5, -1, 0.5,
+    // 0.5; with delta 1 all within: 0.5 (0.25 + 1 + 0.25 + 0.25) / 4 =
+    // 0.21875; with delta 0.75, |d| = 1 is beyond: 0.75 (1 - 0.375) =
+    // 0.46875, the others 0.125 each: 0.84375 / 4 = 0.2109375.
+    close(
+        loss::huber(pred, target, 1.0, Reduction::Mean)
+            .item()
+            .unwrap(),
+        0.21875,
+        1e-6,
+        "huber",
+    );
+    close(
+        loss::huber(pred, target, 0.75, Reduction::Mean)
+            .item()
+            .unwrap(),
+        0.2109375,
+        1e-6,
+        "huber delta 0.75",
+    );
+    // Far from the target it is linear: delta (|d| - delta / 2) = 2.5.
+    close(
+        loss::huber(g.tensor([3.0f32]), g.tensor([0.0f32]), 1.0, Reduction::Sum)
+            .item()
+            .unwrap(),
+        2.5,
+        1e-6,
+        "huber linear",
+    );
     let bce = loss::bce(
         g.tensor([0.9f32, 0.2, 0.6]),
         g.tensor([1.0f32, 0.0, 1.0]),
@@ -193,6 +225,10 @@ fn loss_reference_numbers() {
     close(hard.item().unwrap(), 100.0, 1e-5, "bce at p=0,1");
     hard.backward().unwrap();
     assert!(p.grad().unwrap().unwrap().iter().all(|v| v.is_finite()));
+    // A delta that is not positive is the graph's error (it stays failed: last).
+    assert!(loss::huber(pred, target, 0.0, Reduction::Mean)
+        .item()
+        .is_err());
 }
 
 #[test]

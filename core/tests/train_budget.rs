@@ -60,6 +60,7 @@ where
                 Loss::Mse => loss::mse(y, target(), Reduction::Mean),
                 Loss::L1 => loss::l1(y, target(), Reduction::Mean),
                 Loss::BceWithLogits => loss::bce_with_logits(y, target(), Reduction::Mean),
+                Loss::Huber => loss::huber(y, target(), 0.5, Reduction::Mean),
             };
             l.backward()?;
             used.floats = used.floats.max(g.peak());
@@ -105,6 +106,7 @@ budget_cases! {
     xor_l1_rmsprop: Xor, 2 -> 2, batch 4, Loss::L1, Rule::rmsprop();
     deep_cross_entropy_adamw: Deep, 16 -> 4, batch 16, Loss::CrossEntropy, Rule::adamw();
     deep_bce_with_logits_adagrad: Deep, 16 -> 4, batch 16, Loss::BceWithLogits, Rule::adagrad();
+    deep_huber_adam: Deep, 16 -> 4, batch 16, Loss::Huber, Rule::adam();
     gelu_mse_adam_odd_batch: Gelu, 10 -> 3, batch 5, Loss::Mse, Rule::adam();
     dropout_cross_entropy_sgd: Dropped, 8 -> 4, batch 12, Loss::CrossEntropy, Rule::sgd();
     batch_norm_cross_entropy_adam: Normed, 8 -> 4, batch 12, Loss::CrossEntropy, Rule::adam();

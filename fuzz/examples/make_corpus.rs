@@ -152,6 +152,7 @@ fn checkpoint(dir: &Path) {
             history: vec![metrics],
             config: serde_json::json!({"batch": 8}),
             settings: serde_json::Value::Null,
+            model: serde_json::Value::Null,
         },
         // The best epoch's parameters, as a run with early stopping stores them.
         best_params: Some(params.clone()),

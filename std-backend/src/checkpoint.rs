@@ -172,7 +172,7 @@ pub struct Meta {
     /// Epochs since the best validation loss.
     pub bad_epochs: usize,
     /// Per-epoch metrics so far.
-    pub history: Vec<crate::train::EpochMetrics>,
+    pub history: Vec<crate::learner::EpochMetrics>,
     /// The configuration recorded with
     /// [`Learner::record_config`](crate::learner::Learner::record_config)
     /// (the command line's `TrainConfig`), `null` when none was.
@@ -183,6 +183,13 @@ pub struct Meta {
     /// in checkpoints written before it recorded them.
     #[serde(default)]
     pub settings: serde_json::Value,
+    /// What the model needs at inference besides its parameters, as
+    /// [`Learner::model_info`](crate::learner::Learner::model_info) gave
+    /// it (`ember train` on a data file: the task, the feature and target
+    /// names, the input scaling, an autoencoder's threshold); `null` when
+    /// none was. Not compared on resume.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub model: serde_json::Value,
 }
 
 /// A checkpoint in memory.

@@ -5,6 +5,7 @@
 
 use clap::ValueEnum;
 use ember_nn_core::deploy::Activation;
+use ember_nn_core::nn::loss::Loss;
 use ember_nn_core::nn::Rule;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -167,6 +168,65 @@ pub enum SchedulerKind {
 }
 named!(SchedulerKind, "scheduler");
 
+/// What a model learns from its data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Classes (cross-entropy on logits): accuracy.
+    #[default]
+    Classify,
+    /// Float targets, one or several: RMSE, MAE and R² per target.
+    Regress,
+    /// An autoencoder whose target is its input: the anomaly score is a
+    /// row's mean squared reconstruction error.
+    Reconstruct,
+}
+named!(TaskKind, "task");
+
+/// The loss of a regression or an autoencoder (a classifier's is
+/// cross-entropy).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum LossKind {
+    /// Mean squared error (PyTorch's `MSELoss`).
+    #[default]
+    Mse,
+    /// Mean absolute error (`L1Loss`).
+    L1,
+    /// Huber with delta 1 (`HuberLoss`): squared near the target, absolute
+    /// beyond.
+    Huber,
+}
+named!(LossKind, "loss");
+
+/// How features are scaled before the model ([`Scaler`](crate::data::scale::Scaler)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum ScaleKind {
+    /// To mean 0 and standard deviation 1 (scikit-learn's `StandardScaler`).
+    #[default]
+    Standard,
+    /// To `[0, 1]` over the training set's range (`MinMaxScaler`).
+    Minmax,
+    /// Raw features.
+    None,
+}
+named!(ScaleKind, "scaling");
+
+impl LossKind {
+    /// The loss as the memory bound sees it.
+    pub fn loss(self) -> Loss {
+        match self {
+            LossKind::Mse => Loss::Mse,
+            LossKind::L1 => Loss::L1,
+            LossKind::Huber => Loss::Huber,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +284,20 @@ mod tests {
             (S::Exponential, "exponential"),
             (S::Cosine, "cosine"),
             (S::Plateau, "plateau"),
+        ]);
+        use TaskKind as T;
+        round_trips(&[
+            (T::Classify, "classify"),
+            (T::Regress, "regress"),
+            (T::Reconstruct, "reconstruct"),
+        ]);
+        use LossKind as L;
+        round_trips(&[(L::Mse, "mse"), (L::L1, "l1"), (L::Huber, "huber")]);
+        use ScaleKind as C;
+        round_trips(&[
+            (C::Standard, "standard"),
+            (C::Minmax, "minmax"),
+            (C::None, "none"),
         ]);
     }
 

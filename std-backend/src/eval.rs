@@ -46,9 +46,9 @@
 //! ```
 
 use crate::data::{Dataset, MiniBatch, TensorDataset};
+use crate::learner::TrainError;
 use crate::learner::{BatchForward, Step};
 use crate::report;
-use crate::train::TrainError;
 use ember_nn_core::nn::Module;
 use ember_nn_core::{Backend, Graph, Memory, Shape, Tape};
 
@@ -73,6 +73,11 @@ pub struct Evaluation {
     /// ([`StepOutput::classified`](crate::learner::StepOutput::classified), [`StepOutput::with_predictions`](crate::learner::StepOutput::with_predictions));
     /// `None` for a loss alone ([`StepOutput::loss`](crate::learner::StepOutput::loss)).
     pub classification: Option<Classification>,
+    /// RMSE, MAE and R² per target, when every batch's step gave its
+    /// outputs ([`StepOutput::regressed`](crate::learner::StepOutput::regressed))
+    /// and the data set has float targets of their width
+    /// ([`TensorDataset::regression`]).
+    pub regression: Option<Regression>,
 }
 
 impl Evaluation {
@@ -80,6 +85,99 @@ impl Evaluation {
     pub fn accuracy(&self) -> Option<f32> {
         self.classification.as_ref().map(|c| c.accuracy)
     }
+}
+
+/// A regression's figures on a data set: [`regression`]'s result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Regression {
+    /// The model's outputs, row-major `[samples, targets]`, in the data
+    /// set's order.
+    pub predictions: Vec<f32>,
+    /// The figures of each target (output) column.
+    pub per_target: Vec<TargetMetrics>,
+}
+
+/// One target's regression figures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TargetMetrics {
+    /// Root mean squared error.
+    pub rmse: f32,
+    /// Mean absolute error.
+    pub mae: f32,
+    /// The coefficient of determination, `1 - SS_res / SS_tot`: 1 for a
+    /// perfect fit, 0 for predicting the mean, negative for worse. For a
+    /// constant target (no variance) 1 when every prediction is exact and
+    /// 0 otherwise, as scikit-learn's `r2_score` says.
+    pub r2: f32,
+}
+
+impl Regression {
+    /// The table `ember train` and `ember eval` print: one line per
+    /// target, named by `names` (numbers stand in for missing ones).
+    pub fn report(&self, names: &[String]) -> String {
+        let mut out = format!(
+            "{:<20} {:>12} {:>12} {:>8}\n",
+            "target", "RMSE", "MAE", "R²"
+        );
+        for (i, m) in self.per_target.iter().enumerate() {
+            let name = names.get(i).cloned().unwrap_or_else(|| i.to_string());
+            out.push_str(&format!(
+                "{name:<20} {:>12.4} {:>12.4} {:>8.4}\n",
+                m.rmse, m.mae, m.r2
+            ));
+        }
+        out
+    }
+}
+
+/// RMSE, MAE and R² of `predictions` against `truth`, each row-major with
+/// `width` values per sample. Fails when the lengths disagree or `width`
+/// is 0.
+pub fn regression(
+    predictions: Vec<f32>,
+    truth: &[f32],
+    width: usize,
+) -> Result<Regression, TrainError> {
+    if width == 0 || predictions.len() != truth.len() || !truth.len().is_multiple_of(width) {
+        return Err(TrainError::Data(format!(
+            "{} predictions of width {width} against {} targets",
+            predictions.len(),
+            truth.len()
+        )));
+    }
+    let n = (truth.len() / width).max(1) as f64;
+    let per_target = (0..width)
+        .map(|j| {
+            let column = |v: &[f32]| -> Vec<f64> {
+                v.iter()
+                    .skip(j)
+                    .step_by(width)
+                    .map(|&x| f64::from(x))
+                    .collect()
+            };
+            let (p, t) = (column(&predictions), column(truth));
+            let mean = t.iter().sum::<f64>() / n;
+            let ss_res: f64 = p.iter().zip(&t).map(|(p, t)| (p - t) * (p - t)).sum();
+            let ss_tot: f64 = t.iter().map(|t| (t - mean) * (t - mean)).sum();
+            let abs: f64 = p.iter().zip(&t).map(|(p, t)| (p - t).abs()).sum();
+            let r2 = if ss_tot > 0.0 {
+                1.0 - ss_res / ss_tot
+            } else if ss_res == 0.0 {
+                1.0
+            } else {
+                0.0
+            };
+            TargetMetrics {
+                rmse: (ss_res / n).sqrt() as f32,
+                mae: (abs / n) as f32,
+                r2: r2 as f32,
+            }
+        })
+        .collect();
+    Ok(Regression {
+        predictions,
+        per_target,
+    })
 }
 
 /// A classifier's figures on a data set.
@@ -301,25 +399,40 @@ pub(crate) fn nth_batch(data: &TensorDataset, c: usize, batch: usize) -> Option<
     if start >= end {
         return None;
     }
+    let t = data.target_len();
     Some(MiniBatch {
         features: data.features().get(start * d..end * d)?.to_vec(),
         labels: data.labels().get(start..end)?.to_vec(),
+        targets: data.targets().get(start * t..end * t)?.to_vec(),
+        target_len: t,
         indices: (start..end).collect(),
         feature_len: d,
         index: c,
     })
 }
 
+/// What an evaluation step gave besides its loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gave {
+    /// Nothing: a loss alone.
+    Loss,
+    /// Each sample's predicted class, in `preds[..n]`.
+    Classes,
+    /// The outputs, appended to the values.
+    Values,
+}
+
 /// Records one evaluation step on `tape` with gradients off: the loss, and
-/// whether the step classified (its predictions, one per sample, then in
-/// `preds[..n]`).
+/// what else the step gave (its predictions, one per sample, then in
+/// `preds[..n]`; its outputs, appended to `values`).
 pub(crate) fn eval_step<B, M, StepFn>(
     model: &M,
     tape: &dyn Tape<B>,
     step: &mut StepFn,
     b: &MiniBatch,
     preds: &mut Vec<f32>,
-) -> Result<(f32, bool), ember_nn_core::Error>
+    values: &mut Vec<f32>,
+) -> Result<(f32, Gave), ember_nn_core::Error>
 where
     B: Backend,
     StepFn: Step<M, B>,
@@ -328,16 +441,20 @@ where
     let result = (|| {
         let out = step(model, tape, b)?;
         let loss = out.loss.item()?;
-        let classified = match out.predict {
-            Some(predict) => {
+        let gave = match (out.predict, out.values) {
+            (Some(predict), _) => {
                 let n = b.len();
                 preds.resize(preds.len().max(n), 0.0);
                 predict().read(&mut preds[..n])?;
-                true
+                Gave::Classes
             }
-            None => false,
+            (None, Some(read)) => {
+                values.extend(read()?);
+                Gave::Values
+            }
+            (None, None) => Gave::Loss,
         };
-        Ok((loss, classified))
+        Ok((loss, gave))
     })();
     tape.set_grad_enabled(prev);
     result
@@ -363,14 +480,16 @@ where
 {
     let mut loss_sum = 0.0f64;
     let mut classified = true;
+    let mut regressed = true;
     let mut predictions = Vec::with_capacity(data.len());
     let mut preds = Vec::new();
+    let mut values = Vec::new();
     let mut c = 0;
     while let Some(b) = nth_batch(data, c, batch) {
         let n = b.len();
         let result = {
             let g = Graph::new(mem);
-            eval_step(model, &*g, step, &b, &mut preds)
+            eval_step(model, &*g, step, &b, &mut preds, &mut values)
         };
         let (loss, got) = match result {
             Ok(r) => r,
@@ -382,7 +501,8 @@ where
             }
         };
         loss_sum += f64::from(loss) * n as f64;
-        if got && classified {
+        regressed &= got == Gave::Values;
+        if got == Gave::Classes && classified {
             for (i, &p) in preds[..n].iter().enumerate() {
                 let class = class_index(p).ok_or_else(|| {
                     TrainError::Data(format!(
@@ -404,10 +524,17 @@ where
     } else {
         None
     };
+    let t = data.target_len();
+    let regression = if regressed && t > 0 && values.len() == data.targets().len() {
+        Some(regression(values, data.targets(), t)?)
+    } else {
+        None
+    };
     Ok(Evaluation {
         samples,
         loss: (loss_sum / samples.max(1) as f64) as f32,
         classification,
+        regression,
     })
 }
 

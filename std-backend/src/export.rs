@@ -7,8 +7,8 @@
 use crate::atomic::write_atomic;
 use crate::config::ActivationKind;
 use crate::data::{Dataset, TensorDataset};
+use crate::learner::write_params;
 use crate::state_dict::NamedTensor;
-use crate::train::write_params;
 use ember_nn_core::deploy::{self, Calibration, ExportError, Model, Probe};
 use ember_nn_core::nn::{Forward, Mlp, Module};
 use ember_nn_core::{Backend, Cpu, Memory, Rng, Shape, Tensor};
@@ -400,29 +400,43 @@ fn lipschitz(a: deploy::Activation) -> f32 {
 /// Accuracy and predictions of a weight file on a data set, computed with
 /// the deployment kernels (f32 or int8).
 pub fn evaluate_file(model: &Model<'_>, data: &TensorDataset) -> Result<(f32, Vec<usize>), String> {
-    let d = data.feature_len();
-    let mut preds = Vec::with_capacity(data.len());
-    let mut fs = vec![0.0f32; model.scratch_len()];
-    let mut is = vec![0i8; model.scratch_len()];
-    let mut qi = vec![0i8; model.input_features()];
-    let mut out = vec![0.0f32; model.output_features()];
-    for row in data.features().chunks_exact(d) {
-        let p = if model.is_int8() {
-            model
-                .infer_i8(row, &mut qi, &mut is, &mut out)
-                .map_err(|e| e.to_string())?;
-            deploy::argmax(&out)
-        } else {
-            deploy::argmax(model.infer_f32(row, &mut fs).map_err(|e| e.to_string())?)
-        };
-        preds.push(p);
-    }
+    let outputs = outputs_file(model, data.features()).map_err(|e| e.to_string())?;
+    let preds: Vec<usize> = outputs
+        .chunks_exact(model.output_features().max(1))
+        .map(deploy::argmax)
+        .collect();
     let correct = preds
         .iter()
         .zip(data.labels())
         .filter(|(p, y)| p == y)
         .count();
     Ok((correct as f32 / data.len().max(1) as f32, preds))
+}
+
+/// The outputs of a weight file's model (f32 or int8, through the
+/// deployment kernels) on each row of `features` (row-major, the model's
+/// input width per row), row-major: a regression's values, an
+/// autoencoder's reconstruction, a classifier's logits.
+pub fn outputs_file(
+    model: &Model<'_>,
+    features: &[f32],
+) -> Result<Vec<f32>, ember_nn_core::deploy::InferError> {
+    let d = model.input_features().max(1);
+    let width = model.output_features();
+    let mut outputs = Vec::with_capacity(features.len() / d * width);
+    let mut fs = vec![0.0f32; model.scratch_len()];
+    let mut is = vec![0i8; model.scratch_len()];
+    let mut qi = vec![0i8; model.input_features()];
+    let mut out = vec![0.0f32; width];
+    for row in features.chunks_exact(d) {
+        if model.is_int8() {
+            model.infer_i8(row, &mut qi, &mut is, &mut out)?;
+            outputs.extend_from_slice(&out);
+        } else {
+            outputs.extend_from_slice(model.infer_f32(row, &mut fs)?);
+        }
+    }
+    Ok(outputs)
 }
 
 /// Writes a weight file's Rust source next to it.

@@ -8,6 +8,13 @@
 //! clipping, validation, a test set evaluated after training, and a
 //! memory check before anything is allocated.
 //!
+//! Regression and autoencoders train the same way: a data set of float
+//! targets ([`TensorDataset::regression`], one or several per sample; an
+//! autoencoder's are its features), a step that computes its loss against
+//! the batch's [`targets`](MiniBatch::targets) and returns its outputs
+//! ([`StepOutput::regressed`]), and the evaluations give RMSE, MAE and R²
+//! per target ([`Evaluation::regression`](crate::eval::Evaluation::regression)).
+//!
 //! [`fit`](Learner::fit) gives the trained model back in its memory
 //! ([`Trained`]): evaluate it ([`Trained::evaluate`], [`Trained::predict`]),
 //! run it ([`Trained::parts`]), or copy its parameters out
@@ -85,22 +92,235 @@ use crate::data::{DataLoader, Dataset, LoaderState, MiniBatch, TensorDataset};
 use crate::eval::{self, Evaluation, Failure, Predictions};
 use crate::schedule::Schedule;
 use crate::state_dict::{named_state, state_spans, NamedTensor};
-use crate::train::{
-    available_memory, write_params, Checkpointing, EpochMetrics, Progress, TrainError, TrainOutcome,
-};
+
 use ember_nn_core::backend::{Device, Span};
 use ember_nn_core::nn::loss::Loss;
 use ember_nn_core::nn::optim::clip_grad_norm;
 use ember_nn_core::nn::sched::LrScheduler;
 use ember_nn_core::nn::{self, Footprint, Mlp, Module, Optimizer, Rule};
 use ember_nn_core::{Backend, Dim, Graph, Memory, Rng, Shape, Tape, Tensor};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// Why training stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A setting is invalid.
+    #[error("invalid setting: {0}")]
+    Config(String),
+    /// The loss became NaN or infinite; the last good checkpoint is kept.
+    #[error("the loss became {value} at epoch {epoch}, batch {batch}; training stopped{}", match .checkpoint { Some(p) => format!(" (last good checkpoint: {})", p.display()), None => " before the first checkpoint".into() })]
+    NonFiniteLoss {
+        /// The loss.
+        value: f32,
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Batch within the epoch (0-based).
+        batch: usize,
+        /// The last checkpoint written, if any.
+        checkpoint: Option<PathBuf>,
+    },
+    /// A tensor operation failed.
+    #[error("tensor error: {0}")]
+    Core(#[from] ember_nn_core::Error),
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The data set does not fit the model.
+    #[error("data: {0}")]
+    Data(String),
+    /// Exporting the trained model failed or was refused (an op the
+    /// deployable format cannot express, a file that does not compute
+    /// the model): nothing was written.
+    #[error("export: {0}")]
+    Export(String),
+    /// The run needs more memory than the machine has (checked before
+    /// anything is allocated), or an evaluation's batch more than the
+    /// memory it was given has free.
+    #[error("{0}")]
+    Memory(String),
+    /// A step (training, validation, evaluation) needs more floats than
+    /// the run's arena holds: the message names the arena as it was given
+    /// and the size to give instead.
+    #[error("{}", arena_message(.arena, *.floats, .during, *.batch, *.needed, *.at_least))]
+    ArenaTooSmall {
+        /// The arena as it was given: `Arena::of::<Net>(CrossEntropy)`,
+        /// `Arena::floats(8192)`, ...
+        arena: String,
+        /// Its floats.
+        floats: usize,
+        /// What ran out of memory: `a training step`, `a validation
+        /// step`, `evaluating the test set`, ...
+        during: &'static str,
+        /// The samples of the batch it ran on.
+        batch: usize,
+        /// The arena's size that the step needs, measured by running it in
+        /// a larger trial arena: `Arena::floats(needed)` is exactly enough
+        /// for it. `None` when it could not be measured (no larger arena
+        /// could be had, or the step failed otherwise there).
+        needed: Option<usize>,
+        /// A lower bound of the size needed: the arena's floats and what
+        /// the failed allocation lacked.
+        at_least: usize,
+    },
+}
+
+/// The message of [`TrainError::ArenaTooSmall`].
+fn arena_message(
+    arena: &str,
+    floats: usize,
+    during: &str,
+    batch: usize,
+    needed: Option<usize>,
+    at_least: usize,
+) -> String {
+    let head = format!(
+        "the arena given to the Learner ({arena}, {floats} floats) is too small for {during} at batch {batch}"
+    );
+    match needed {
+        Some(n) => format!(
+            "{head}: it needs {n} floats (the parameters and their gradients, the optimizer state while training, and the step's graph at its peak, measured in a larger trial arena); give the Learner Arena::floats({n})"
+        ),
+        None => format!(
+            "{head}: it needs at least {at_least} floats (a larger trial arena to measure the exact size could not be had); give the Learner Arena::floats(N) with N at least {at_least}"
+        ),
+    }
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EpochMetrics {
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f32,
+    /// Training accuracy (`None` when the step does not classify).
+    pub train_acc: Option<f32>,
+    /// Validation loss.
+    pub val_loss: Option<f32>,
+    /// Validation accuracy.
+    pub val_acc: Option<f32>,
+    /// Learning rate used in the epoch.
+    pub lr: f32,
+    /// Training samples per second.
+    pub samples_per_sec: f32,
+    /// Wall time of the epoch.
+    pub seconds: f32,
+}
+
+/// What a run produced, copied to the host: [`Trained::into_outcome`]
+/// gives it (the trained model itself, in device memory, is the
+/// [`Trained`]).
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    /// Per-epoch figures.
+    pub history: Vec<EpochMetrics>,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// Final parameters, then buffers such as a batch norm's running
+    /// statistics (the best epoch's when early stopping is on).
+    pub params: Vec<NamedTensor>,
+    /// The test set's evaluation ([`Learner::test_set`]), if it had one.
+    pub test: Option<Evaluation>,
+}
+
+/// Hooks for progress reporting.
+pub trait Progress {
+    /// An epoch starts, with this many batches.
+    fn epoch_start(&mut self, epoch: usize, batches: usize);
+    /// A batch ended: `done` batches of the epoch, their mean loss and
+    /// accuracy (`None` when the step does not classify).
+    fn batch(&mut self, done: usize, loss: f32, acc: Option<f32>, samples_per_sec: f32);
+    /// An epoch ended.
+    fn epoch_end(&mut self, m: &EpochMetrics);
+    /// The test set ([`Learner::test_set`]) was evaluated after training,
+    /// with the parameters the run returns. Default: nothing.
+    fn test_end(&mut self, e: &Evaluation) {
+        let _ = e;
+    }
+    /// A remark on the run that is no error: a resumed checkpoint from
+    /// before the Learner recorded its settings, say. Default: nothing.
+    fn note(&mut self, text: &str) {
+        let _ = text;
+    }
+}
+
+/// Progress that reports nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn epoch_start(&mut self, _: usize, _: usize) {}
+    fn batch(&mut self, _: usize, _: f32, _: Option<f32>, _: f32) {}
+    fn epoch_end(&mut self, _: &EpochMetrics) {}
+}
+
+/// Where checkpoints go and which one to resume from.
+#[derive(Clone, Debug, Default)]
+pub struct Checkpointing {
+    /// Written after every epoch.
+    pub path: Option<PathBuf>,
+    /// Resume from this checkpoint.
+    pub resume: Option<PathBuf>,
+    /// End the run (as if interrupted) after this epoch; resume it later.
+    pub stop_after: Option<usize>,
+}
+
+/// Bytes of memory that new allocations can have now (Linux's
+/// `MemAvailable` in `/proc/meminfo`), if the system says.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Writes named parameters into `model`'s memory: every parameter of the
+/// model must have a tensor of its name and shape in `params`, and nothing
+/// else may be there (in any order).
+pub fn write_params<M: Module, D: Device>(
+    model: &M,
+    mem: &mut Memory<'_, D>,
+    params: &[NamedTensor],
+    path: &Path,
+) -> Result<(), CheckpointError> {
+    // Parameters and buffers (a batch norm's running statistics).
+    let spans = crate::state_dict::state_spans(model);
+    let invalid = |msg: String| CheckpointError::Invalid {
+        path: path.into(),
+        msg,
+    };
+    if spans.len() != params.len() {
+        return Err(invalid(format!(
+            "{} tensors, the model has {}",
+            params.len(),
+            spans.len()
+        )));
+    }
+    for (name, shape, span) in &spans {
+        let t = params
+            .iter()
+            .find(|t| t.name == *name)
+            .ok_or_else(|| invalid(format!("no tensor `{name}` {shape:?}")))?;
+        if t.shape != *shape {
+            return Err(invalid(format!(
+                "tensor `{}` {:?} does not fit `{name}` {shape:?}",
+                t.name, t.shape
+            )));
+        }
+        mem.write(*span, &t.data)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
+    Ok(())
+}
 
 /// The predicted classes of a batch, computed when the learner asks (after
 /// backward, so that they take no memory at the step's peak).
 type Predict<'t, B> = Box<dyn FnOnce() -> Tensor<'t, (usize,), B> + 't>;
+
+/// A regression's outputs, read to the host when the learner asks.
+type Values<'t> = Box<dyn FnOnce() -> Result<Vec<f32>, ember_nn_core::Error> + 't>;
 
 /// A step closure, as [`Learner::fit`], [`Trained::evaluate`] and
 /// [`eval::evaluate`] take it: the model, the graph to record on and a
@@ -138,12 +358,14 @@ impl<M, B: Backend, S: Shape, F> BatchForward<M, B, S> for F where
 }
 
 /// What a step closure computed on a mini-batch: the loss to minimise
-/// and, for classifiers, each sample's predicted class (for accuracy).
+/// and, for classifiers, each sample's predicted class (for accuracy), or
+/// for regression its outputs (for RMSE, MAE and R² per target).
 pub struct StepOutput<'t, B: Backend> {
     /// The batch's loss (a mean over its samples, so that validation can
     /// weigh batches by their size).
     pub loss: Tensor<'t, (), B>,
     pub(crate) predict: Option<Predict<'t, B>>,
+    pub(crate) values: Option<Values<'t>>,
 }
 
 impl<'t, B: Backend> StepOutput<'t, B> {
@@ -152,6 +374,20 @@ impl<'t, B: Backend> StepOutput<'t, B> {
         StepOutput {
             loss,
             predict: None,
+            values: None,
+        }
+    }
+
+    /// A regression's (or an autoencoder's) loss and its outputs
+    /// (`[batch, targets]`): evaluation compares them with the batch's
+    /// [`targets`](MiniBatch::targets), target by target
+    /// ([`Evaluation::regression`](crate::eval::Evaluation::regression)).
+    /// Training reads them not.
+    pub fn regressed<C: Dim>(loss: Tensor<'t, (), B>, outputs: Tensor<'t, (usize, C), B>) -> Self {
+        StepOutput {
+            loss,
+            predict: None,
+            values: Some(Box::new(move || outputs.to_vec())),
         }
     }
 
@@ -161,6 +397,7 @@ impl<'t, B: Backend> StepOutput<'t, B> {
         StepOutput {
             loss,
             predict: Some(Box::new(move || logits.argmax_axis::<1>())),
+            values: None,
         }
     }
 
@@ -169,6 +406,7 @@ impl<'t, B: Backend> StepOutput<'t, B> {
         StepOutput {
             loss,
             predict: Some(Box::new(move || classes)),
+            values: None,
         }
     }
 }
@@ -181,7 +419,7 @@ enum ArenaKind {
         loss: Loss,
         model: &'static str,
     },
-    Mlp(Vec<usize>, bool),
+    Mlp(Vec<usize>, bool, Loss),
 }
 
 /// The size of a run's training arena (parameters, gradients, optimizer
@@ -241,9 +479,20 @@ impl Arena {
             .map(|p| p[0] as u128 * p[1] as u128 + p[1] as u128)
             .sum();
         Arena {
-            kind: ArenaKind::Mlp(widths.to_vec(), dropout),
+            kind: ArenaKind::Mlp(widths.to_vec(), dropout, Loss::CrossEntropy),
             params: Some(params),
         }
+    }
+
+    /// An [`Mlp`] arena ([`mlp`](Self::mlp), [`mlp_with_dropout`](Self::mlp_with_dropout))
+    /// whose step computes `loss` on the outputs instead of cross-entropy
+    /// (a regression's MSE holds more floats per sample). Other arenas
+    /// are unchanged.
+    pub fn with_loss(mut self, loss: Loss) -> Self {
+        if let ArenaKind::Mlp(_, _, l) = &mut self.kind {
+            *l = loss;
+        }
+        self
     }
 
     /// The arena as it was given, for messages: `Arena::floats(8192)`,
@@ -254,8 +503,13 @@ impl Arena {
             ArenaKind::Typed { loss, model, .. } => {
                 format!("Arena::of::<{}>({loss:?})", short_type_name(model))
             }
-            ArenaKind::Mlp(w, false) => format!("Arena::mlp(&{w:?})"),
-            ArenaKind::Mlp(w, true) => format!("Arena::mlp_with_dropout(&{w:?}, true)"),
+            ArenaKind::Mlp(w, false, Loss::CrossEntropy) => format!("Arena::mlp(&{w:?})"),
+            ArenaKind::Mlp(w, true, Loss::CrossEntropy) => {
+                format!("Arena::mlp_with_dropout(&{w:?}, true)")
+            }
+            ArenaKind::Mlp(w, dropout, loss) => {
+                format!("Arena::mlp_with_dropout(&{w:?}, {dropout}).with_loss({loss:?})")
+            }
         }
     }
 
@@ -265,8 +519,11 @@ impl Arena {
         match &self.kind {
             ArenaKind::Floats(f) => Some(*f),
             ArenaKind::Typed { floats, loss, .. } => Some(floats(batch, *loss, *rule)),
-            ArenaKind::Mlp(w, dropout) => {
-                Mlp::train_floats_with(w, batch, rule.state_planes(), *dropout)
+            ArenaKind::Mlp(w, dropout, loss) => {
+                let out = *w.last()?;
+                Mlp::train_floats_with(w, batch, rule.state_planes(), *dropout)?
+                    .checked_sub(Loss::CrossEntropy.floats(batch, out))?
+                    .checked_add(loss.floats(batch, out))
             }
         }
     }
@@ -372,6 +629,7 @@ pub struct Learner {
     widths: Vec<usize>,
     activation: Option<ActivationKind>,
     config: Value,
+    model_info: Value,
 }
 
 impl Learner {
@@ -396,6 +654,7 @@ impl Learner {
             widths: Vec::new(),
             activation: None,
             config: Value::Null,
+            model_info: Value::Null,
         }
     }
 
@@ -485,6 +744,15 @@ impl Learner {
     /// compared.
     pub fn record_config(mut self, config: Value) -> Self {
         self.config = config;
+        self
+    }
+
+    /// What the model needs at inference besides its parameters (its
+    /// input scaling, class or target names, ...), as JSON: stored in
+    /// every checkpoint ([`Meta::model`]) and, unlike
+    /// [`record_config`](Self::record_config), not compared on resume.
+    pub fn model_info(mut self, info: Value) -> Self {
+        self.model_info = info;
         self
     }
 
@@ -583,6 +851,7 @@ impl Learner {
             widths,
             activation,
             config,
+            model_info,
         } = self;
 
         // Memory: refuse what the machine cannot hold, then build
@@ -802,6 +1071,7 @@ impl Learner {
                         history: history.clone(),
                         config: config.clone(),
                         settings: settings.clone(),
+                        model: model_info.clone(),
                     },
                     params: named_state(&model, &mem)?,
                     optimizer: state,
@@ -1212,7 +1482,9 @@ where
             error,
             during,
             b.len(),
-            &mut |tape| eval::eval_step(model, tape, step, &b, &mut Vec::new()).map(drop),
+            &mut |tape| {
+                eval::eval_step(model, tape, step, &b, &mut Vec::new(), &mut Vec::new()).map(drop)
+            },
         )),
     }
 }

@@ -2,7 +2,7 @@
 //! accuracy per class with a confusion matrix.
 
 use crate::atomic::write_atomic;
-use crate::train::EpochMetrics;
+use crate::learner::EpochMetrics;
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -62,6 +62,69 @@ pub fn plot_curves(path: &Path, history: &[EpochMetrics]) -> Result<(), String> 
             series(&|m| m.train_acc),
             series(&|m| m.val_acc),
         )?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    write_atomic(path, svg.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Draws each target's predictions against its true values as an SVG
+/// file (one panel per target, side by side, at most 4; the diagonal is a
+/// perfect fit): `predictions` and `truth` row-major with `names.len()`
+/// values per sample.
+pub fn plot_predictions(
+    path: &Path,
+    predictions: &[f32],
+    truth: &[f32],
+    names: &[String],
+) -> Result<(), String> {
+    let width = names.len().max(1);
+    let panels = width.min(4);
+    let mut svg = String::new();
+    {
+        let size = (400 * panels as u32, 400);
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        for (j, area) in root.split_evenly((1, panels)).iter().enumerate() {
+            let points: Vec<(f32, f32)> = truth
+                .iter()
+                .zip(predictions)
+                .skip(j)
+                .step_by(width)
+                .map(|(&t, &p)| (t, p))
+                .filter(|(t, p)| t.is_finite() && p.is_finite())
+                .collect();
+            let (lo, hi) = points
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(lo, hi), &(t, p)| {
+                    (lo.min(t).min(p), hi.max(t).max(p))
+                });
+            let (lo, hi) = if lo <= hi { (lo, hi) } else { (0.0, 1.0) };
+            let pad = ((hi - lo) * 0.05).max(1e-3);
+            let range = lo - pad..hi + pad;
+            let name = names.get(j).map_or("target", String::as_str);
+            let mut chart = ChartBuilder::on(area)
+                .caption(name, ("sans-serif", 20))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(50)
+                .build_cartesian_2d(range.clone(), range)
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc("true")
+                .y_desc("predicted")
+                .draw()
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(LineSeries::new(
+                    [(lo - pad, lo - pad), (hi + pad, hi + pad)],
+                    &BLACK.mix(0.4),
+                ))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 2, BLUE.filled())))
+                .map_err(|e| e.to_string())?;
+        }
         root.present().map_err(|e| e.to_string())?;
     }
     write_atomic(path, svg.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))

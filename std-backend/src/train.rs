@@ -1,107 +1,28 @@
-//! The training run behind `ember train`: an MLP on a classification data
-//! set, on any [`Device`], trained by a [`Learner`] with cross-entropy (so
-//! with per-epoch checkpoints, exact resume, early stopping, and a clean
-//! stop on a NaN or infinite loss); and the types every run shares
-//! ([`TrainError`], [`EpochMetrics`], [`Progress`], [`Checkpointing`]).
+//! The training run behind `ember train`: an MLP on a data set, on any
+//! [`Device`], trained by a [`Learner`] with cross-entropy for a classifier
+//! or MSE, L1 or Huber for a regression or an autoencoder (so with
+//! per-epoch checkpoints, exact resume, early stopping, and a clean stop on
+//! a NaN or infinite loss); and what a data file's model keeps
+//! ([`ModelInfo`]). The types every run shares ([`TrainError`],
+//! [`EpochMetrics`], [`Progress`], [`Checkpointing`]) live with the
+//! [`Learner`](crate::learner) and are re-exported here.
 
-use crate::checkpoint::CheckpointError;
-use crate::config::{ActivationKind, OptimizerKind, SchedulerKind};
+use crate::config::{ActivationKind, LossKind, OptimizerKind, SchedulerKind, TaskKind};
 use crate::data::{Dataset, TensorDataset};
-use crate::eval::Evaluation;
 use crate::learner::{Arena, Learner, StepOutput, Trained};
+// The types every run shares live with the Learner; here too, where they
+// always were.
+pub use crate::learner::{
+    available_memory, write_params, Checkpointing, EpochMetrics, Progress, Quiet, TrainError,
+    TrainOutcome,
+};
 use crate::schedule::Schedule;
 use crate::state_dict::NamedTensor;
 use ember_nn_core::backend::Device;
-use ember_nn_core::nn::loss::{cross_entropy, Reduction};
-use ember_nn_core::nn::{Forward, Mlp, Module, Rule};
+use ember_nn_core::nn::loss::{cross_entropy, huber, l1, mse, Reduction};
+use ember_nn_core::nn::{Forward, Mlp, Rule};
 use ember_nn_core::{Backend, Memory};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-
-/// Why training stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// A setting is invalid.
-    #[error("invalid setting: {0}")]
-    Config(String),
-    /// The loss became NaN or infinite; the last good checkpoint is kept.
-    #[error("the loss became {value} at epoch {epoch}, batch {batch}; training stopped{}", match .checkpoint { Some(p) => format!(" (last good checkpoint: {})", p.display()), None => " before the first checkpoint".into() })]
-    NonFiniteLoss {
-        /// The loss.
-        value: f32,
-        /// Epoch (1-based).
-        epoch: usize,
-        /// Batch within the epoch (0-based).
-        batch: usize,
-        /// The last checkpoint written, if any.
-        checkpoint: Option<PathBuf>,
-    },
-    /// A tensor operation failed.
-    #[error("tensor error: {0}")]
-    Core(#[from] ember_nn_core::Error),
-    /// A checkpoint could not be written or read.
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    /// The data set does not fit the model.
-    #[error("data: {0}")]
-    Data(String),
-    /// Exporting the trained model failed or was refused (an op the
-    /// deployable format cannot express, a file that does not compute
-    /// the model): nothing was written.
-    #[error("export: {0}")]
-    Export(String),
-    /// The run needs more memory than the machine has (checked before
-    /// anything is allocated), or an evaluation's batch more than the
-    /// memory it was given has free.
-    #[error("{0}")]
-    Memory(String),
-    /// A step (training, validation, evaluation) needs more floats than
-    /// the run's arena holds: the message names the arena as it was given
-    /// and the size to give instead.
-    #[error("{}", arena_message(.arena, *.floats, .during, *.batch, *.needed, *.at_least))]
-    ArenaTooSmall {
-        /// The arena as it was given: `Arena::of::<Net>(CrossEntropy)`,
-        /// `Arena::floats(8192)`, ...
-        arena: String,
-        /// Its floats.
-        floats: usize,
-        /// What ran out of memory: `a training step`, `a validation
-        /// step`, `evaluating the test set`, ...
-        during: &'static str,
-        /// The samples of the batch it ran on.
-        batch: usize,
-        /// The arena's size that the step needs, measured by running it in
-        /// a larger trial arena: `Arena::floats(needed)` is exactly enough
-        /// for it. `None` when it could not be measured (no larger arena
-        /// could be had, or the step failed otherwise there).
-        needed: Option<usize>,
-        /// A lower bound of the size needed: the arena's floats and what
-        /// the failed allocation lacked.
-        at_least: usize,
-    },
-}
-
-/// The message of [`TrainError::ArenaTooSmall`].
-fn arena_message(
-    arena: &str,
-    floats: usize,
-    during: &str,
-    batch: usize,
-    needed: Option<usize>,
-    at_least: usize,
-) -> String {
-    let head = format!(
-        "the arena given to the Learner ({arena}, {floats} floats) is too small for {during} at batch {batch}"
-    );
-    match needed {
-        Some(n) => format!(
-            "{head}: it needs {n} floats (the parameters and their gradients, the optimizer state while training, and the step's graph at its peak, measured in a larger trial arena); give the Learner Arena::floats({n})"
-        ),
-        None => format!(
-            "{head}: it needs at least {at_least} floats (a larger trial arena to measure the exact size could not be had); give the Learner Arena::floats(N) with N at least {at_least}"
-        ),
-    }
-}
 
 /// Settings of a training run (also stored in each checkpoint).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -145,6 +66,20 @@ pub struct TrainConfig {
     /// from before the setting existed resume unchanged.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropout: f32,
+    /// What the model learns: classes (cross-entropy on the labels),
+    /// float targets, or its input (an autoencoder); the data set's
+    /// [`targets`](TensorDataset::targets) for the last two. Recorded only
+    /// when not `classify` (as checkpoints before it).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub task: TaskKind,
+    /// The loss of `regress` and `reconstruct` (recorded only when not
+    /// `mse`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub loss: LossKind,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn is_zero(p: &f32) -> bool {
@@ -172,6 +107,8 @@ impl Default for TrainConfig {
             patience: None,
             clip: None,
             dropout: 0.0,
+            task: TaskKind::Classify,
+            loss: LossKind::Mse,
         }
     }
 }
@@ -207,7 +144,11 @@ impl TrainConfig {
 
     /// The training arena of the run's MLP (with its dropout's masks).
     pub fn arena(&self) -> Arena {
-        Arena::mlp_with_dropout(&self.widths, self.dropout > 0.0)
+        let arena = Arena::mlp_with_dropout(&self.widths, self.dropout > 0.0);
+        match self.task {
+            TaskKind::Classify => arena,
+            TaskKind::Regress | TaskKind::Reconstruct => arena.with_loss(self.loss.loss()),
+        }
     }
 
     /// The widths as `784-256-10`.
@@ -244,15 +185,6 @@ impl TrainConfig {
     }
 }
 
-/// Bytes of memory that new allocations can have now (Linux's
-/// `MemAvailable` in `/proc/meminfo`), if the system says.
-pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
 /// The floats of a training step's arena for `cfg`, after checking, before
 /// anything is allocated, that the run fits in the memory available: a model
 /// too large for the machine is a [`TrainError::Memory`] saying how much it
@@ -260,84 +192,6 @@ pub fn available_memory() -> Option<u64> {
 pub fn check_memory(cfg: &TrainConfig) -> Result<usize, TrainError> {
     cfg.arena()
         .check(cfg.batch, &cfg.rule(), Some(&cfg.layers()))
-}
-
-/// One epoch's figures.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct EpochMetrics {
-    /// Epoch (1-based).
-    pub epoch: usize,
-    /// Mean training loss.
-    pub train_loss: f32,
-    /// Training accuracy (`None` when the step does not classify).
-    pub train_acc: Option<f32>,
-    /// Validation loss.
-    pub val_loss: Option<f32>,
-    /// Validation accuracy.
-    pub val_acc: Option<f32>,
-    /// Learning rate used in the epoch.
-    pub lr: f32,
-    /// Training samples per second.
-    pub samples_per_sec: f32,
-    /// Wall time of the epoch.
-    pub seconds: f32,
-}
-
-/// What a run produced, copied to the host: [`Trained::into_outcome`]
-/// gives it (the trained model itself, in device memory, is the
-/// [`Trained`]).
-#[derive(Clone, Debug)]
-pub struct TrainOutcome {
-    /// Per-epoch figures.
-    pub history: Vec<EpochMetrics>,
-    /// Whether early stopping ended the run.
-    pub stopped_early: bool,
-    /// Final parameters, then buffers such as a batch norm's running
-    /// statistics (the best epoch's when early stopping is on).
-    pub params: Vec<NamedTensor>,
-    /// The test set's evaluation ([`Learner::test_set`]), if it had one.
-    pub test: Option<Evaluation>,
-}
-
-/// Hooks for progress reporting.
-pub trait Progress {
-    /// An epoch starts, with this many batches.
-    fn epoch_start(&mut self, epoch: usize, batches: usize);
-    /// A batch ended: `done` batches of the epoch, their mean loss and
-    /// accuracy (`None` when the step does not classify).
-    fn batch(&mut self, done: usize, loss: f32, acc: Option<f32>, samples_per_sec: f32);
-    /// An epoch ended.
-    fn epoch_end(&mut self, m: &EpochMetrics);
-    /// The test set ([`Learner::test_set`]) was evaluated after training,
-    /// with the parameters the run returns. Default: nothing.
-    fn test_end(&mut self, e: &Evaluation) {
-        let _ = e;
-    }
-    /// A remark on the run that is no error: a resumed checkpoint from
-    /// before the Learner recorded its settings, say. Default: nothing.
-    fn note(&mut self, text: &str) {
-        let _ = text;
-    }
-}
-
-/// Progress that reports nothing.
-pub struct Quiet;
-
-impl Progress for Quiet {
-    fn epoch_start(&mut self, _: usize, _: usize) {}
-    fn batch(&mut self, _: usize, _: f32, _: Option<f32>, _: f32) {}
-    fn epoch_end(&mut self, _: &EpochMetrics) {}
-}
-
-/// Where checkpoints go and which one to resume from.
-#[derive(Clone, Debug, Default)]
-pub struct Checkpointing {
-    /// Written after every epoch.
-    pub path: Option<PathBuf>,
-    /// Resume from this checkpoint.
-    pub resume: Option<PathBuf>,
-    /// End the run (as if interrupted) after this epoch; resume it later.
-    pub stop_after: Option<usize>,
 }
 
 /// Splits off the last `fraction` of `data` as a validation set.
@@ -368,6 +222,32 @@ pub fn train<'d, D: Device>(
     ckpt: &Checkpointing,
     progress: &mut dyn Progress,
 ) -> Result<Trained<'d, D, Mlp>, TrainError> {
+    train_with_info(
+        device,
+        cfg,
+        train_set,
+        val_set,
+        augment,
+        ckpt,
+        serde_json::Value::Null,
+        progress,
+    )
+}
+
+/// [`train`], with `model_info` (the input scaling, the names of the
+/// classes or targets, ...) stored in every checkpoint
+/// ([`Learner::model_info`]).
+#[allow(clippy::too_many_arguments)]
+pub fn train_with_info<'d, D: Device>(
+    device: &'d D,
+    cfg: &TrainConfig,
+    train_set: TensorDataset,
+    val_set: Option<&TensorDataset>,
+    augment: Option<crate::data::transform::Compose>,
+    ckpt: &Checkpointing,
+    model_info: serde_json::Value,
+    progress: &mut dyn Progress,
+) -> Result<Trained<'d, D, Mlp>, TrainError> {
     cfg.validate()?;
     let in_features = cfg.widths[0];
     let classes = *cfg.widths.last().unwrap_or(&1);
@@ -377,10 +257,24 @@ pub fn train<'d, D: Device>(
             train_set.feature_len()
         )));
     }
-    if train_set.num_classes() > classes {
+    match cfg.task {
+        TaskKind::Classify if train_set.num_classes() > classes => {
+            return Err(TrainError::Data(format!(
+                "the data has {} classes but the last layer has {classes} outputs",
+                train_set.num_classes()
+            )))
+        }
+        TaskKind::Regress | TaskKind::Reconstruct if train_set.target_len() != classes => {
+            return Err(TrainError::Data(format!(
+                "the data has {} target(s) per sample but the last layer has {classes} outputs",
+                train_set.target_len()
+            )))
+        }
+        _ => {}
+    }
+    if cfg.task == TaskKind::Reconstruct && classes != in_features {
         return Err(TrainError::Data(format!(
-            "the data has {} classes but the last layer has {classes} outputs",
-            train_set.num_classes()
+            "an autoencoder's output is its input: {in_features} features in, {classes} out"
         )));
     }
     let learner = Learner::new(cfg.rule(), cfg.lr, cfg.arena())
@@ -394,9 +288,10 @@ pub fn train<'d, D: Device>(
         .augment(augment)
         .name(cfg.layers())
         .mlp_architecture(&cfg.widths, cfg.activation)
-        .record_config(serde_json::to_value(cfg).unwrap_or_default());
+        .record_config(serde_json::to_value(cfg).unwrap_or_default())
+        .model_info(model_info);
     let (widths, act) = (&cfg.widths, cfg.activation.activation());
-    let (dropout, seed) = (cfg.dropout, cfg.seed);
+    let (dropout, seed, task, loss_kind) = (cfg.dropout, cfg.seed, cfg.task, cfg.loss);
     learner.fit(
         device,
         |mem, rng| -> Result<Mlp, TrainError> {
@@ -414,9 +309,16 @@ pub fn train<'d, D: Device>(
             // resumed run draws the masks an uninterrupted one would.
             model.seed_dropout(batch_seed(seed, batch));
             let x = g.from_slice((batch.len(), in_features), &batch.features);
-            let logits = model.forward(x);
-            let loss = cross_entropy(logits, &batch.labels, Reduction::Mean);
-            Ok(StepOutput::classified(loss, logits))
+            let y = model.forward(x);
+            if task == TaskKind::Classify {
+                let loss = cross_entropy(y, &batch.labels, Reduction::Mean);
+                return Ok(StepOutput::classified(loss, y));
+            }
+            let target = g.from_slice((batch.len(), classes), &batch.targets);
+            Ok(StepOutput::regressed(
+                regression_loss(loss_kind, y, target),
+                y,
+            ))
         },
         train_set,
         val_set,
@@ -426,6 +328,126 @@ pub fn train<'d, D: Device>(
 
 /// A seed for a training step's dropout masks: the run's `seed` mixed
 /// with the batch's number and its samples' indices (SplitMix64 steps).
+/// What a model trained on a data file needs at inference besides its
+/// parameters: stored in its checkpoints ([`Meta::model`](crate::checkpoint::Meta::model))
+/// and in its safetensors file's metadata (key [`ModelInfo::KEY`], as JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// What the model does.
+    pub task: TaskKind,
+    /// The feature columns' names, in the model's input order.
+    pub features: Vec<String>,
+    /// The target columns' names (one for a classifier, none for an
+    /// autoencoder).
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// The classes' names (classify), the target columns' (regress), or
+    /// the features' again (reconstruct): one per output.
+    pub outputs: Vec<String>,
+    /// The input scaling the model was trained behind, fitted on its
+    /// training split; folded into the first layer of the `.emb` files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaler: Option<crate::data::scale::Scaler>,
+    /// A regression's target scaling: the model is trained on scaled
+    /// targets and its last layer, in the `.emb` files, gives them back in
+    /// their units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_scaler: Option<crate::data::scale::Scaler>,
+    /// An autoencoder's anomaly threshold: a row whose score (the mean
+    /// squared reconstruction error, in the scaled space) is above it is
+    /// an anomaly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
+    /// The quantile of the validation split's scores the threshold is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f32>,
+}
+
+impl ModelInfo {
+    /// The safetensors metadata key it is stored under.
+    pub const KEY: &'static str = "ember.model";
+
+    /// An MLP of `layers` `Linear` layers' parameters with the input
+    /// scaling folded into its first layer (`0.weight`, `0.bias`), so that
+    /// the model takes raw features, and a target scaling undone in its
+    /// last; unchanged without scaling.
+    pub fn fold(
+        &self,
+        params: &[NamedTensor],
+        layers: usize,
+    ) -> Result<Vec<NamedTensor>, TrainError> {
+        let misfit = |what: &str| {
+            TrainError::Data(format!(
+                "the {what} scaling does not fit the model's layers"
+            ))
+        };
+        let mut out = params.to_vec();
+        if let Some(s) = self.scaler.as_ref().filter(|s| !s.is_identity()) {
+            out = s
+                .fold(&out, "0.weight", "0.bias")
+                .ok_or_else(|| misfit("input"))?;
+        }
+        if let Some(s) = self.target_scaler.as_ref().filter(|s| !s.is_identity()) {
+            let last = 2 * layers.saturating_sub(1);
+            out = s
+                .unfold_outputs(&out, &format!("{last}.weight"), &format!("{last}.bias"))
+                .ok_or_else(|| misfit("target"))?;
+        }
+        Ok(out)
+    }
+
+    /// The anomaly score of each row of an autoencoder: the mean squared
+    /// difference between its `outputs` (the reconstruction, in the scaled
+    /// space the model was trained in) and its raw `features` scaled.
+    pub fn scores(&self, features: &[f32], outputs: &[f32]) -> Vec<f32> {
+        let d = self.features.len().max(1);
+        let mut scaled = features.to_vec();
+        if let Some(s) = &self.scaler {
+            s.apply(&mut scaled);
+        }
+        scaled
+            .chunks(d)
+            .zip(outputs.chunks(d))
+            .map(|(x, y)| {
+                let sum: f64 = x
+                    .iter()
+                    .zip(y)
+                    .map(|(a, b)| f64::from(a - b) * f64::from(a - b))
+                    .sum();
+                (sum / d as f64) as f32
+            })
+            .collect()
+    }
+}
+
+/// The `q` quantile of `values` (linear between the closest ranks, as
+/// NumPy's default): `None` when there are none or `q` is not in [0, 1].
+pub fn quantile(values: &[f32], q: f32) -> Option<f32> {
+    if values.is_empty() || !(0.0..=1.0).contains(&q) {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f32::total_cmp);
+    let pos = f64::from(q) * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    let t = (pos - lo as f64) as f32;
+    Some(v[lo] + (v[hi] - v[lo]) * t)
+}
+
+/// The mean of `loss` over the elements of `pred` against `target` (Huber
+/// with delta 1, PyTorch's default).
+pub fn regression_loss<'t, S: ember_nn_core::Shape, B: Backend>(
+    loss: LossKind,
+    pred: ember_nn_core::Tensor<'t, S, B>,
+    target: ember_nn_core::Tensor<'t, S, B>,
+) -> ember_nn_core::Tensor<'t, (), B> {
+    match loss {
+        LossKind::Mse => mse(pred, target, Reduction::Mean),
+        LossKind::L1 => l1(pred, target, Reduction::Mean),
+        LossKind::Huber => huber(pred, target, 1.0, Reduction::Mean),
+    }
+}
+
 fn batch_seed(seed: u64, batch: &crate::data::MiniBatch) -> u64 {
     let mix = |h: u64, v: u64| {
         let mut z = (h ^ v).wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -435,45 +457,6 @@ fn batch_seed(seed: u64, batch: &crate::data::MiniBatch) -> u64 {
     };
     let h = mix(seed ^ 0xD80D_0D80, batch.index as u64);
     batch.indices.iter().fold(h, |h, &i| mix(h, i as u64))
-}
-
-/// Writes named parameters into `model`'s memory: every parameter of the
-/// model must have a tensor of its name and shape in `params`, and nothing
-/// else may be there (in any order).
-pub fn write_params<M: Module, D: Device>(
-    model: &M,
-    mem: &mut Memory<'_, D>,
-    params: &[NamedTensor],
-    path: &Path,
-) -> Result<(), CheckpointError> {
-    // Parameters and buffers (a batch norm's running statistics).
-    let spans = crate::state_dict::state_spans(model);
-    let invalid = |msg: String| CheckpointError::Invalid {
-        path: path.into(),
-        msg,
-    };
-    if spans.len() != params.len() {
-        return Err(invalid(format!(
-            "{} tensors, the model has {}",
-            params.len(),
-            spans.len()
-        )));
-    }
-    for (name, shape, span) in &spans {
-        let t = params
-            .iter()
-            .find(|t| t.name == *name)
-            .ok_or_else(|| invalid(format!("no tensor `{name}` {shape:?}")))?;
-        if t.shape != *shape {
-            return Err(invalid(format!(
-                "tensor `{}` {:?} does not fit `{name}` {shape:?}",
-                t.name, t.shape
-            )));
-        }
-        mem.write(*span, &t.data)
-            .map_err(|e| invalid(e.to_string()))?;
-    }
-    Ok(())
 }
 
 /// Loss, accuracy and predictions of a model on a data set.

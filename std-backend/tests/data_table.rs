@@ -502,3 +502,74 @@ fn files_too_large_for_memory_are_refused_before_reading() {
         }
     }
 }
+
+#[test]
+fn regression_tables_and_the_task_a_column_suggests() {
+    use ember_nn_std::config::TaskKind;
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "r.csv",
+        b"a,b,y,z,k\n1,2,0.5,10,1\n3,4,1.5,20,2\n5,6,2.5,30,1\n",
+    );
+    let t = read(&p).unwrap();
+    let i = t.infer_task(&Column::name("y")).unwrap();
+    assert_eq!(i.task, TaskKind::Regress);
+    assert!(
+        i.reason
+            .contains("`y` holds numbers that are not integers (0.5"),
+        "{}",
+        i.reason
+    );
+    let i = t.infer_task(&Column::name("k")).unwrap();
+    assert_eq!(
+        (i.task, i.reason.as_str()),
+        (
+            TaskKind::Classify,
+            "target column `k` holds 2 distinct integers"
+        )
+    );
+    // Two targets; the features are the other columns.
+    let r = t
+        .regress(&[Column::name("y"), Column::name("z")], None)
+        .unwrap();
+    assert_eq!(r.feature_names, ["a", "b", "k"]);
+    assert_eq!(r.target_names, ["y", "z"]);
+    assert_eq!(r.dataset.target(1), Some(&[1.5, 20.0][..]));
+    assert_eq!(r.dataset.features()[..3], [1.0, 2.0, 1.0]);
+    // A test file with the columns in another order is read by name.
+    let q = write(dir.path(), "q.csv", b"z,k,y,b,a\n40,2,3.5,8,7\n");
+    let test = read(&q).unwrap().regress_like(&r).unwrap();
+    assert_eq!(
+        (test.features(), test.targets()),
+        (&[7.0, 8.0, 2.0][..], &[3.5, 40.0][..])
+    );
+    // An autoencoder: the features are the targets.
+    let ae = t
+        .reconstruct(Some(&[Column::name("a"), Column::name("b")]))
+        .unwrap();
+    assert_eq!(ae.dataset.features(), ae.dataset.targets());
+    // A target that is not a number names its line, column and text.
+    let bad = write(dir.path(), "bad.csv", b"a,y\n1,0.5\n2,high\n");
+    let e = read(&bad)
+        .unwrap()
+        .regress(&[Column::Last], None)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DataError::BadCell {
+                line: 3,
+                column: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("\"high\""), "{e}");
+    // A target among the features is refused.
+    assert!(matches!(
+        t.regress(&[Column::name("y")], Some(&[Column::name("y")])),
+        Err(DataError::TargetAsFeature { .. })
+    ));
+}

@@ -511,6 +511,15 @@ proptest! {
         })?;
     }
 
+    /// The Huber loss (quadratic within delta, linear beyond; its gradient
+    /// is continuous at the seam), against both operands, mean and sum.
+    #[test]
+    fn huber((s, a, b) in mat2(D::U(-3.0, 3.0), D::U(-3.0, 3.0)), w in weights()) {
+        use ember_nn_core::nn::loss::huber;
+        binary("huber mean", s, &a, s, &b, &w, |a, b| huber(a, b, 1.0, Reduction::Mean))?;
+        binary("huber sum 0.5", s, &a, s, &b, &w, |a, b| huber(a, b, 0.5, Reduction::Sum))?;
+    }
+
     /// Softmax and log-softmax along each axis.
     #[test]
     fn softmaxes((s, x) in mat(D::U(-2.0, 2.0)), w in weights()) {

@@ -31,6 +31,8 @@ pub enum Loss {
     L1,
     /// [`bce_with_logits`] against a target of the output's shape.
     BceWithLogits,
+    /// [`huber`] against a target of the output's shape.
+    Huber,
 }
 
 impl Loss {
@@ -44,6 +46,9 @@ impl Loss {
             Loss::Mse | Loss::L1 => 5,
             // Target, softplus, product, difference, sum, scale.
             Loss::BceWithLogits => 6,
+            // Target, difference, abs, clamp, square, half, excess, its
+            // scale, their sum, the sum, scale.
+            Loss::Huber => 11,
         }
     }
 
@@ -59,6 +64,8 @@ impl Loss {
             Loss::Mse | Loss::L1 => 5 * outputs,
             // The target, and three elementwise nodes with their gradients.
             Loss::BceWithLogits => 7 * outputs,
+            // The target, and nine elementwise nodes with their gradients.
+            Loss::Huber => 19 * outputs,
         };
         // The sum and the scale (values and gradients) and the seed of backward.
         batch * per_sample + 5
@@ -99,6 +106,34 @@ pub fn l1<'t, S: Shape, B: Backend>(
 ) -> Tensor<'t, (), B> {
     let n = pred.numel();
     reduce((pred - target).abs(), r, n)
+}
+
+/// Huber loss (PyTorch's `HuberLoss` with `delta`): per element, with
+/// `d = pred - target`, `0.5 d²` where `|d| ≤ delta` and
+/// `delta (|d| - 0.5 delta)` beyond; quadratic near the target, linear
+/// (robust to outliers) far from it. Composed from tensor operations as
+/// `0.5 q² + delta (|d| - q)` with `q = min(|d|, delta)`, so that its
+/// gradient is theirs. A `delta` that is not positive and finite is an
+/// error of the result.
+pub fn huber<'t, S: Shape, B: Backend>(
+    pred: Tensor<'t, S, B>,
+    target: Tensor<'t, S, B>,
+    delta: f32,
+    r: Reduction,
+) -> Tensor<'t, (), B> {
+    if !(delta.is_finite() && delta > 0.0) {
+        return invalid(
+            pred.tape(),
+            (),
+            Error::InvalidArgument {
+                what: "the Huber loss's delta must be positive and finite",
+            },
+        );
+    }
+    let n = pred.numel();
+    let a = (pred - target).abs();
+    let q = a.clamp(0.0, delta);
+    reduce(q.square().mul_scalar(0.5) + (a - q).mul_scalar(delta), r, n)
 }
 
 /// One-hot rows for class indices, or an error naming the bad index.

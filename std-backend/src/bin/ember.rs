@@ -7,16 +7,26 @@ use ember_nn_core::deploy::Model;
 use ember_nn_core::nn::{summary, Mlp};
 use ember_nn_core::{Cpu, Memory, Rng};
 use ember_nn_std::checkpoint::Checkpoint;
-use ember_nn_std::config::{ActivationKind, OptimizerKind, SchedulerKind};
+use ember_nn_std::config::{
+    ActivationKind, LossKind, OptimizerKind, ScaleKind, SchedulerKind, TaskKind,
+};
+use ember_nn_std::data::scale::Scaler;
 use ember_nn_std::data::split::stratified_split;
-use ember_nn_std::data::table::{read_table, Classified, Column, FileKind, Header, ReadOptions};
+use ember_nn_std::data::table::{
+    parse_csv_table, read_table, Classified, Column, CsvFormat, FileKind, Header, LabelKind,
+    ReadOptions, Regressed, Table,
+};
 use ember_nn_std::data::transform::{
     Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
 };
 use ember_nn_std::data::{Dataset, FashionMnist, Source, Split, TensorDataset};
-use ember_nn_std::export::{evaluate_file, f32_file, int8_file, write_deployables, AlignedBytes};
-use ember_nn_std::train::{self, parse_widths, Checkpointing, EpochMetrics, Progress, TrainConfig};
-use ember_nn_std::{atomic::write_atomic, image, report, state_dict, Parallel};
+use ember_nn_std::export::{
+    evaluate_file, f32_file, int8_file, outputs_file, write_deployables, AlignedBytes,
+};
+use ember_nn_std::train::{
+    self, parse_widths, Checkpointing, EpochMetrics, ModelInfo, Progress, TrainConfig,
+};
+use ember_nn_std::{atomic::write_atomic, eval, image, report, state_dict, Parallel};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,7 +50,7 @@ enum Command {
     /// Accuracy, per-class accuracy and confusion matrix of a model on the test set.
     Eval(ModelArgs),
     /// Print a model's layers and parameter count.
-    Summary(ArchArgs),
+    Summary(Box<SummaryArgs>),
     /// Write a checkpoint's model as .emb (f32 and int8), safetensors and Rust source.
     Export {
         /// Checkpoint to export.
@@ -114,6 +124,20 @@ impl ArchArgs {
     fn activation(&self) -> ActivationKind {
         self.activation.unwrap_or_default()
     }
+}
+
+/// `summary`'s options: a model's layers, or a data file and the options
+/// of `train` that shape its model (`--hidden`, `--target`, `--task`, ...).
+#[derive(Args)]
+struct SummaryArgs {
+    #[command(flatten)]
+    arch: ArchArgs,
+    #[command(flatten)]
+    table: TableArgs,
+    /// A data file (as `train --data FILE`): the input and output widths
+    /// come from its columns.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -254,6 +278,27 @@ struct TableArgs {
     /// Whether a CSV file's first line is a header: auto, yes or no.
     #[arg(long, default_value = "auto", value_parser = parse_header)]
     header: Header,
+    /// classify, regress or reconstruct (an autoencoder of the features)
+    /// [default: inferred from the target column: numbers that are not all
+    /// integers regress, names and integers classify].
+    #[arg(long, value_parser = TaskKind::from_str)]
+    task: Option<TaskKind>,
+    /// The loss of regress and reconstruct: mse, l1 or huber (delta 1).
+    #[arg(long, value_parser = LossKind::from_str)]
+    loss: Option<LossKind>,
+    /// The hidden layers' widths, comma-separated (the input and output
+    /// widths come from the data) [default: 64,32].
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
+    /// Feature scaling, fitted on the training split only and folded into
+    /// the exported model's first layer (which then takes raw features):
+    /// standard, minmax or none [default: standard].
+    #[arg(long, value_parser = ScaleKind::from_str)]
+    scale: Option<ScaleKind>,
+    /// reconstruct: the anomaly threshold is this quantile of the
+    /// validation split's scores [default: 0.99].
+    #[arg(long)]
+    quantile: Option<f32>,
 }
 
 impl TableArgs {
@@ -264,6 +309,30 @@ impl TableArgs {
             || self.features.is_some()
             || self.test.is_some()
             || self.test_labels.is_some()
+            || self.task.is_some()
+            || self.loss.is_some()
+            || self.hidden.is_some()
+            || self.scale.is_some()
+            || self.quantile.is_some()
+    }
+}
+
+impl TableArgs {
+    /// What the options decide alone, checked before any data is read.
+    fn check(&self) -> Res {
+        if self.task == Some(TaskKind::Reconstruct) && self.target.is_some() {
+            return Err(
+                "--task reconstruct takes no --target: an autoencoder's target is its input (choose its columns with --features)"
+                    .into(),
+            );
+        }
+        if self.quantile.is_some_and(|q| !(q > 0.0 && q < 1.0)) {
+            return Err("--quantile must be between 0 and 1".into());
+        }
+        if self.hidden.as_ref().is_some_and(|h| h.contains(&0)) {
+            return Err("--hidden: every width must be positive".into());
+        }
+        Ok(())
     }
 }
 
@@ -399,12 +468,71 @@ impl Progress for Bar {
     }
 }
 
-/// A data file's training and test sets, and its classes' names.
+/// A data file's training and test sets, its task, and the names of its
+/// classes (classify) or targets (regress, reconstruct).
 struct TableData {
     train: TensorDataset,
     test: TensorDataset,
     names: Vec<String>,
     features: usize,
+    feature_names: Vec<String>,
+    target_names: Vec<String>,
+    task: TaskKind,
+}
+
+/// A data file's data set as its task made it.
+enum Shaped {
+    Classes(Classified),
+    Values(Regressed),
+}
+
+impl Shaped {
+    fn dataset(&self) -> &TensorDataset {
+        match self {
+            Shaped::Classes(c) => &c.dataset,
+            Shaped::Values(r) => &r.dataset,
+        }
+    }
+
+    fn feature_names(&self) -> &[String] {
+        match self {
+            Shaped::Classes(c) => &c.feature_names,
+            Shaped::Values(r) => &r.feature_names,
+        }
+    }
+
+    /// Another file (a test file) with the same columns.
+    fn like(&self, t: &Table) -> Res<TensorDataset> {
+        match self {
+            Shaped::Classes(c) => t.classify_like(c),
+            Shaped::Values(r) => t.regress_like(r),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The task: `--task`, or the one the target column suggests; printed
+/// with the reason.
+fn choose_task(table: &Table, t: &TableArgs, target: &Column) -> Res<TaskKind> {
+    t.check()?;
+    let (task, why) = match t.task {
+        Some(task) => (task, "as --task says".to_string()),
+        None => {
+            let i = table.infer_task(target).map_err(|e| e.to_string())?;
+            (i.task, i.reason)
+        }
+    };
+    if t.quantile.is_some() && task != TaskKind::Reconstruct {
+        return Err("--quantile is for --task reconstruct (the anomaly threshold)".into());
+    }
+    if t.loss.is_some() && task == TaskKind::Classify {
+        return Err(
+            "--loss is for --task regress or reconstruct (a classifier's loss is cross-entropy)"
+                .into(),
+        );
+    }
+    eprintln!("{task}: {why}");
+    Ok(task)
 }
 
 fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
@@ -414,27 +542,67 @@ fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
         ..ReadOptions::new()
     };
     let table = read_table(file, &opts(&t.labels)).map_err(|e| e.to_string())?;
-    let target = t.target.as_deref().map_or(Column::Last, Column::name);
+    // A regression's targets may be several: `--target a,b`.
+    let targets: Vec<Column> = match &t.target {
+        Some(s) => s.split(',').map(|c| Column::name(c.trim())).collect(),
+        None => vec![Column::Last],
+    };
     let features: Option<Vec<Column>> = t
         .features
         .as_ref()
         .map(|f| f.iter().map(|c| Column::name(c.trim())).collect());
-    let data: Classified = table
-        .classify(&target, features.as_deref())
-        .map_err(|e| e.to_string())?;
-    eprintln!("{}", data.task());
-    let names = data.dataset.class_names().to_vec();
-    eprintln!("  classes: {}", names.join(", "));
+    let task = choose_task(&table, t, &targets[0])?;
+    let data = match task {
+        TaskKind::Classify => {
+            if targets.len() > 1 {
+                return Err(format!(
+                    "--target {}: a classifier has one target column (several are for --task regress)",
+                    t.target.as_deref().unwrap_or_default()
+                ));
+            }
+            let c = table
+                .classify(&targets[0], features.as_deref())
+                .map_err(|e| e.to_string())?;
+            Shaped::Classes(c)
+        }
+        TaskKind::Regress => Shaped::Values(
+            table
+                .regress(&targets, features.as_deref())
+                .map_err(|e| e.to_string())?,
+        ),
+        TaskKind::Reconstruct => Shaped::Values(
+            table
+                .reconstruct(features.as_deref())
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    let names = match &data {
+        Shaped::Classes(c) => {
+            let names = c.dataset.class_names().to_vec();
+            eprintln!("  classes: {}", names.join(", "));
+            names
+        }
+        Shaped::Values(r) => {
+            if task == TaskKind::Regress {
+                eprintln!(
+                    "  targets: {} column(s): {}",
+                    r.target_names.len(),
+                    r.target_names.join(", ")
+                );
+            }
+            r.target_names.clone()
+        }
+    };
     eprintln!(
         "  features: {} column(s): {}",
-        data.feature_names.len(),
-        data.feature_names.join(", ")
+        data.feature_names().len(),
+        data.feature_names().join(", ")
     );
     let (train, test) = match &t.test {
         Some(test_file) => {
             let tt = read_table(test_file, &opts(&t.test_labels)).map_err(|e| e.to_string())?;
-            let test = tt.classify_like(&data).map_err(|e| e.to_string())?;
-            let mut train = data.dataset.clone();
+            let test = data.like(&tt)?;
+            let mut train = data.dataset().clone();
             // Shuffled, as a held-out split's training part is.
             let (shuffled, _) =
                 stratified_split(&train, 0.0, t.split_seed).map_err(|e| e.to_string())?;
@@ -442,7 +610,7 @@ fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
             (train, test)
         }
         None => {
-            let (train, test) = stratified_split(&data.dataset, t.test_fraction, t.split_seed)
+            let (train, test) = stratified_split(data.dataset(), t.test_fraction, t.split_seed)
                 .map_err(|e| e.to_string())?;
             if test.is_empty() {
                 return Err(
@@ -456,8 +624,14 @@ fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
     let held = match &t.test {
         Some(p) => format!("test set {}", p.display()),
         None => format!(
-            "test set held out ({} of the file, stratified, --split-seed {})",
-            t.test_fraction, t.split_seed
+            "test set held out ({} of the file, {}, --split-seed {})",
+            t.test_fraction,
+            if task == TaskKind::Classify {
+                "stratified"
+            } else {
+                "shuffled"
+            },
+            t.split_seed
         ),
     };
     eprintln!(
@@ -467,22 +641,42 @@ fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
         test.len()
     );
     Ok(TableData {
-        features: data.feature_names.len(),
+        features: data.feature_names().len(),
+        feature_names: data.feature_names().to_vec(),
+        target_names: match &data {
+            Shaped::Classes(c) => vec![c.target_name.clone()],
+            Shaped::Values(r) if task == TaskKind::Regress => r.target_names.clone(),
+            Shaped::Values(_) => Vec::new(),
+        },
         train,
         test,
         names,
+        task,
     })
 }
 
 /// The MLP's widths for a data file of `features` columns and `classes`
-/// classes: --layers, which must agree, or N-64-32-C.
-fn table_widths(layers: Option<&str>, features: usize, classes: usize) -> Res<Vec<usize>> {
+/// classes (or outputs): --layers, which must agree, or N-H...-C with
+/// --hidden's widths (64,32 by default).
+fn table_widths(
+    layers: Option<&str>,
+    hidden: Option<&[usize]>,
+    features: usize,
+    classes: usize,
+) -> Res<Vec<usize>> {
     let Some(given) = layers else {
+        let hidden = hidden.unwrap_or(&TABLE_HIDDEN);
+        if hidden.contains(&0) {
+            return Err("--hidden: every width must be positive".into());
+        }
         let mut w = vec![features];
-        w.extend(TABLE_HIDDEN);
+        w.extend(hidden);
         w.push(classes);
         return Ok(w);
     };
+    if hidden.is_some() {
+        return Err("give --layers or --hidden, not both".into());
+    }
     let w = parse_widths(given).map_err(|e| e.to_string())?;
     if w[0] != features {
         return Err(format!(
@@ -533,6 +727,8 @@ fn cmd_train(a: TrainArgs) -> Res {
         patience: a.patience,
         clip: a.clip,
         dropout: a.dropout,
+        task: TaskKind::Classify,
+        loss: LossKind::Mse,
     };
     // Everything the arguments decide is checked before any data is read.
     cfg.validate().map_err(|e| e.to_string())?;
@@ -556,10 +752,18 @@ fn cmd_train(a: TrainArgs) -> Res {
         }
     }
     train::check_memory(&cfg).map_err(|e| e.to_string())?;
+    a.table.check()?;
     let table = match &table_file {
         Some(file) => {
             let t = load_table(file, &a.table)?;
-            cfg.widths = table_widths(a.arch.layers.as_deref(), t.features, t.names.len())?;
+            cfg.widths = table_widths(
+                a.arch.layers.as_deref(),
+                a.table.hidden.as_deref(),
+                t.features,
+                t.names.len(),
+            )?;
+            cfg.task = t.task;
+            cfg.loss = a.table.loss.unwrap_or_default();
             cfg.validate().map_err(|e| e.to_string())?;
             train::check_memory(&cfg).map_err(|e| e.to_string())?;
             Some(t)
@@ -573,6 +777,24 @@ fn cmd_train(a: TrainArgs) -> Res {
         }
     };
 
+    let table_task = table.as_ref().map(|t| {
+        (
+            t.task,
+            t.feature_names.clone(),
+            t.target_names.clone(),
+            t.names.clone(),
+        )
+    });
+    if table_task
+        .as_ref()
+        .is_some_and(|t| t.0 == TaskKind::Reconstruct)
+        && cfg.val_fraction == 0.0
+    {
+        return Err(
+            "--task reconstruct chooses its anomaly threshold on validation data: give a --val-fraction above 0"
+                .into(),
+        );
+    }
     let (mut train_all, test, names, calib) = match table {
         Some(t) => {
             let calib = t.train.clone();
@@ -603,6 +825,52 @@ fn cmd_train(a: TrainArgs) -> Res {
     } else {
         val_set
     };
+    // A data file's features are scaled for training, by a scaler fitted on
+    // the training split alone; the exported model takes raw features (the
+    // scaling folded into its first layer), so the test set, the int8
+    // calibration data and the validation rows the threshold is chosen on
+    // stay raw.
+    let val_raw = val_set.clone();
+    let (train_set, val_set, info) = match table_task {
+        Some((task, features, targets, outputs)) => {
+            let kind = a.table.scale.unwrap_or_default();
+            let scaler = Scaler::fit(kind, &train_set);
+            eprintln!(
+                "scaling: {kind}, fitted on the {} training samples (folded into the exported model, which takes raw features)",
+                train_set.len()
+            );
+            let both = task == TaskKind::Reconstruct;
+            // A regression's targets are standardized too (unless --scale
+            // none), and given back in their units by the exported model.
+            let target_scaler = (task == TaskKind::Regress && kind != ScaleKind::None).then(|| {
+                Scaler::fit_rows(
+                    ScaleKind::Standard,
+                    train_set.targets(),
+                    train_set.target_len(),
+                )
+            });
+            let scale_targets = |mut d: TensorDataset| {
+                if let Some(s) = &target_scaler {
+                    s.apply(d.targets_mut());
+                }
+                d
+            };
+            let info = ModelInfo {
+                targets,
+                target_scaler: target_scaler.clone(),
+                task,
+                features,
+                outputs,
+                threshold: None,
+                quantile: both.then(|| a.table.quantile.unwrap_or(0.99)),
+                scaler: (kind != ScaleKind::None).then(|| scaler.clone()),
+            };
+            let v = val_set.map(|v| scale_targets(scaler.transform(v, both)));
+            let t = scale_targets(scaler.transform(train_set, both));
+            (t, v, Some(info))
+        }
+        None => (train_set, val_set, None),
+    };
     let augment = cfg.augment.then(|| {
         Compose::new()
             .then(RandomShift::new(2))
@@ -628,6 +896,8 @@ fn cmd_train(a: TrainArgs) -> Res {
                     test: &test,
                     names: &names,
                     calib: calib.as_ref(),
+                    info: info.as_ref(),
+                    val_raw: val_raw.as_ref(),
                 };
                 return run.go(&gpu, train_set, val_set, augment, &ckpt);
             }
@@ -651,6 +921,8 @@ fn cmd_train(a: TrainArgs) -> Res {
         test: &test,
         names: &names,
         calib: calib.as_ref(),
+        info: info.as_ref(),
+        val_raw: val_raw.as_ref(),
     };
     run.go(&backend, train_set, val_set, augment, &ckpt)
 }
@@ -665,6 +937,10 @@ struct TrainRun<'a> {
     names: &'a [String],
     /// Calibration data for the int8 model; `None` for the IDX training set.
     calib: Option<&'a TensorDataset>,
+    /// A data file's model: its task, names and scaling.
+    info: Option<&'a ModelInfo>,
+    /// The validation rows, raw (an autoencoder's threshold is chosen on them).
+    val_raw: Option<&'a TensorDataset>,
 }
 
 impl TrainRun<'_> {
@@ -692,13 +968,15 @@ impl TrainRun<'_> {
         );
         let mut bar = Bar { bar: None };
         let started = std::time::Instant::now();
-        let outcome = train::train(
+        let outcome = train::train_with_info(
             device,
             cfg,
             train_set,
             val_set.as_ref(),
             augment,
             ckpt,
+            self.info
+                .map_or(serde_json::Value::Null, |i| json_of(i).unwrap_or_default()),
             &mut bar,
         );
         let trained = outcome.map_err(|e| e.to_string())?;
@@ -710,26 +988,88 @@ impl TrainRun<'_> {
         }
         write_reports(self.out, &trained.history)?;
         let params = trained.params().map_err(|e| e.to_string())?;
+        let mut info = self.info.cloned();
 
         // Report on the test set and export, through the deployment kernels.
-        let f32_bytes = f32_file(&cfg.widths, cfg.activation, &params)?;
+        let deployed = match &info {
+            Some(i) => folded(Some(i), &params, &cfg.widths)?,
+            None => params.clone(),
+        };
+        let f32_bytes = f32_file(&cfg.widths, cfg.activation, &deployed)?;
         let int8_bytes = match self.calib {
             Some(c) => int8_file(&f32_bytes, c, 1000)?,
             None => int8_file(&f32_bytes, &load_quiet(self.data, Split::Train)?, 1000)?,
         };
         let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
         let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
-        let (acc32, preds) = evaluate_file(&f32_model, test)?;
-        let (acc8, _) = evaluate_file(&int8_model, test)?;
-        let mut text = report::classification_report(test.labels(), &preds, self.names);
+        let out = self.out;
+        let mut text = match cfg.task {
+            TaskKind::Classify => {
+                let (acc32, preds) = evaluate_file(&f32_model, test)?;
+                let (acc8, _) = evaluate_file(&int8_model, test)?;
+                let mut text = report::classification_report(test.labels(), &preds, self.names);
+                text.push_str(&format!(
+                    "\nint8 accuracy (host, deployment kernels): {acc8:.4} ({:+.2} points vs f32 {acc32:.4})\n",
+                    100.0 * (acc8 - acc32),
+                ));
+                text
+            }
+            TaskKind::Reconstruct => {
+                let i = info
+                    .as_mut()
+                    .ok_or("an autoencoder without its model information")?;
+                let val = self
+                    .val_raw
+                    .ok_or("--task reconstruct needs a validation split")?;
+                let score = |m: &Model<'_>, d: &TensorDataset| -> Res<Vec<f32>> {
+                    Ok(i.scores(d.features(), &outputs_of(m, d.features())?))
+                };
+                let q = i.quantile.unwrap_or(0.99);
+                let vs = score(&f32_model, val)?;
+                let t = train::quantile(&vs, q).ok_or("no validation scores")?;
+                let (s32, s8) = (score(&f32_model, test)?, score(&int8_model, test)?);
+                i.threshold = Some(t);
+                let mean = |s: &[f32]| {
+                    s.iter().map(|&v| f64::from(v)).sum::<f64>() / s.len().max(1) as f64
+                };
+                let above = s32.iter().filter(|&&s| s > t).count();
+                format!(
+                    "anomaly score: a row's mean squared reconstruction error, in the scaled feature space\n\
+                     threshold: {t:.6} (the {q} quantile of {} validation scores)\n\
+                     test set ({} samples): mean score {:.6} (f32), {:.6} (int8); {above} above the threshold ({:.1}%)\n",
+                    vs.len(),
+                    test.len(),
+                    mean(&s32),
+                    mean(&s8),
+                    100.0 * above as f64 / test.len().max(1) as f64
+                )
+            }
+            TaskKind::Regress => {
+                let figures = |m: &Model<'_>| {
+                    let p = outputs_of(m, test.features())?;
+                    eval::regression(p, test.targets(), test.target_len())
+                        .map_err(|e| e.to_string())
+                };
+                let (r32, r8) = (figures(&f32_model)?, figures(&int8_model)?);
+                report::plot_predictions(
+                    &out.join("predictions.svg"),
+                    &r32.predictions,
+                    test.targets(),
+                    self.names,
+                )?;
+                format!(
+                    "test set ({} samples), f32 model (host, deployment kernels):\n{}\nint8 model:\n{}",
+                    test.len(),
+                    r32.report(self.names),
+                    r8.report(self.names)
+                )
+            }
+        };
         text.push_str(&format!(
-            "\nint8 accuracy (host, deployment kernels): {acc8:.4} ({:+.2} points vs f32 {acc32:.4})\n\
-             training time: {:.1}s\n",
-            100.0 * (acc8 - acc32),
+            "training time: {:.1}s\n",
             started.elapsed().as_secs_f32()
         ));
         println!("\n{text}");
-        let out = self.out;
         write_atomic(&out.join("report.txt"), text.as_bytes()).map_err(|e| e.to_string())?;
         write_atomic(&out.join("model.emb"), f32_bytes.bytes()).map_err(|e| e.to_string())?;
         write_atomic(&out.join("model-int8.emb"), int8_bytes.bytes()).map_err(|e| e.to_string())?;
@@ -738,10 +1078,23 @@ impl TrainRun<'_> {
             &cfg.widths,
             cfg.activation,
             &params,
+            info.as_ref(),
         )?;
+        // The checkpoint keeps what the run found after training (an
+        // autoencoder's threshold) with the rest of the model's information.
+        if let (Some(i), Some(path)) = (&info, &ckpt.path) {
+            let mut c = Checkpoint::load(path).map_err(|e| e.to_string())?;
+            c.meta.model = json_of(i)?;
+            c.save(path).map_err(|e| e.to_string())?;
+        }
         eprintln!(
-            "wrote {}: metrics.csv, curves.svg, checkpoint.safetensors, model.safetensors, model.emb ({} bytes), model-int8.emb ({} bytes), report.txt",
+            "wrote {}: metrics.csv, curves.svg,{} checkpoint.safetensors, model.safetensors, model.emb ({} bytes), model-int8.emb ({} bytes), report.txt",
             out.display(),
+            if cfg.task == TaskKind::Regress {
+                " predictions.svg,"
+            } else {
+                ""
+            },
             f32_bytes.bytes().len(),
             int8_bytes.bytes().len()
         );
@@ -767,11 +1120,26 @@ fn write_reports(out: &Path, history: &[EpochMetrics]) -> Res {
     report::plot_curves(&out.join("curves.svg"), history)
 }
 
+/// A weight file's outputs on rows of features ([`outputs_file`]).
+fn outputs_of(model: &Model<'_>, features: &[f32]) -> Res<Vec<f32>> {
+    outputs_file(model, features).map_err(|e| e.to_string())
+}
+
+/// A data file's model information as JSON.
+fn json_of(info: &ModelInfo) -> Res<serde_json::Value> {
+    serde_json::to_value(info).map_err(|e| e.to_string())
+}
+
+/// Writes a state_dict with the MLP's architecture and, for a data file's
+/// model, its information ([`ModelInfo::KEY`]) in the metadata. The
+/// parameters are the trained ones (a scaling is not folded in: the file
+/// is for PyTorch and for training on, behind the same scaling).
 fn save_safetensors(
     path: &Path,
     widths: &[usize],
     act: ActivationKind,
     params: &[state_dict::NamedTensor],
+    info: Option<&ModelInfo>,
 ) -> Res {
     let mut md = std::collections::HashMap::new();
     md.insert(
@@ -783,6 +1151,9 @@ fn save_safetensors(
             .join("-"),
     );
     md.insert("ember.activation".into(), act.to_string());
+    if let Some(i) = info {
+        md.insert(ModelInfo::KEY.into(), json_of(i)?.to_string());
+    }
     let bytes = state_dict::to_bytes(params, Some(md))?;
     write_atomic(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -810,12 +1181,54 @@ fn model_bytes(m: &ModelArgs) -> Res<AlignedBytes> {
             return Err(not_a_state_dict());
         }
         let (widths, act) = mlp_of(path, &c)?;
-        return f32_file(widths, act, &c.params);
+        let info = info_of(path, &c.meta.model)?;
+        return f32_file(widths, act, &folded(info.as_ref(), &c.params, widths)?);
     }
     // A safetensors state_dict: the architecture comes from --layers or the file's metadata.
     let (widths, act) = arch_of(path, &raw, &m.arch)?;
     let params = read_state_dict(path, &raw, &widths, act, &m.names)?;
-    f32_file(&widths, act, &params)
+    let info = safetensors_info(path, &raw)?;
+    f32_file(&widths, act, &folded(info.as_ref(), &params, &widths)?)
+}
+
+/// A data file's model information, as a checkpoint stores it (`null`:
+/// none).
+fn info_of(path: &Path, v: &serde_json::Value) -> Res<Option<ModelInfo>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    serde_json::from_value(v.clone())
+        .map(Some)
+        .map_err(|e| format!("{}: its model information: {e}", path.display()))
+}
+
+/// A safetensors file's model information (its `ember.model` metadata).
+fn safetensors_info(path: &Path, raw: &[u8]) -> Res<Option<ModelInfo>> {
+    let Ok((_, md)) = safetensors::SafeTensors::read_metadata(raw) else {
+        return Ok(None);
+    };
+    match md.metadata().as_ref().and_then(|m| m.get(ModelInfo::KEY)) {
+        Some(text) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| format!("{}: its {}: {e}", path.display(), ModelInfo::KEY)),
+        None => Ok(None),
+    }
+}
+
+/// An MLP's parameters as its `.emb` file holds them: a data file's
+/// scaling folded into its first (and a target scaling into its last)
+/// layer, so that the model takes raw features.
+fn folded(
+    info: Option<&ModelInfo>,
+    params: &[state_dict::NamedTensor],
+    widths: &[usize],
+) -> Res<Vec<state_dict::NamedTensor>> {
+    match info {
+        Some(i) => i
+            .fold(params, widths.len().saturating_sub(1))
+            .map_err(|e| e.to_string()),
+        None => Ok(params.to_vec()),
+    }
 }
 
 /// A checkpoint's MLP architecture (checkpoints of other models have none).
@@ -900,7 +1313,234 @@ fn read_state_dict(
     state_dict::named_tensors(&model, &mem).map_err(|e| e.to_string())
 }
 
+/// A model file's data-file information: a checkpoint's or a safetensors
+/// file's (an `.emb` file holds none).
+fn model_info_of(path: &Path) -> Res<Option<ModelInfo>> {
+    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if raw.starts_with(b"EMBR") {
+        return Ok(None);
+    }
+    if let Ok(c) = Checkpoint::load(path) {
+        return info_of(path, &c.meta.model);
+    }
+    safetensors_info(path, &raw)
+}
+
+/// The model's feature columns in `table`, by name, or an error naming
+/// the file's columns and the model's.
+fn feature_columns(info: &ModelInfo, table: &Table) -> Res<Vec<Column>> {
+    let missing: Vec<&str> = info
+        .features
+        .iter()
+        .filter(|f| table.resolve(&Column::name(f.as_str())).is_err())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{}: its columns ({}) lack the model's feature(s) {} (the model takes {})",
+            table.path().display(),
+            table.column_names().join(", "),
+            missing.join(", "),
+            info.features.join(", ")
+        ));
+    }
+    Ok(info
+        .features
+        .iter()
+        .map(|f| Column::name(f.as_str()))
+        .collect())
+}
+
+/// A data file read for a model: `--data FILE`, or CSV text on stdin.
+fn read_rows(file: Option<&Path>) -> Res<Table> {
+    match file {
+        Some(f) => read_table(f, &ReadOptions::new()).map_err(|e| e.to_string()),
+        None => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .map_err(|e| format!("stdin: {e}"))?;
+            parse_csv_table(Path::new("<stdin>"), &bytes, &CsvFormat::default())
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// `table`'s rows as the model's data set, with their labels or targets.
+fn labelled_rows(info: &ModelInfo, table: &Table) -> Res<TensorDataset> {
+    let cols = feature_columns(info, table)?;
+    let d = info.features.len();
+    let target = || -> Res<String> {
+        info.targets
+            .first()
+            .cloned()
+            .ok_or_else(|| "the model names no target column".to_string())
+    };
+    match info.task {
+        TaskKind::Classify => {
+            let kind = if info.outputs == ["false", "true"] {
+                LabelKind::Bools
+            } else if info.outputs.iter().all(|o| o.parse::<i64>().is_ok()) {
+                LabelKind::Integers
+            } else {
+                LabelKind::Strings
+            };
+            let dataset = TensorDataset::new(Vec::new(), Vec::new(), d, info.outputs.len())
+                .and_then(|t| t.with_class_names(info.outputs.clone()))
+                .map_err(|e| e.to_string())?;
+            let c = Classified {
+                dataset,
+                target: 0,
+                target_name: target()?,
+                features: (0..d).collect(),
+                feature_names: info.features.clone(),
+                kind,
+                by_name: true,
+            };
+            table.classify_like(&c)
+        }
+        TaskKind::Regress => {
+            let r = Regressed {
+                dataset: TensorDataset::new(Vec::new(), Vec::new(), d, 1)
+                    .map_err(|e| e.to_string())?,
+                targets: (0..info.targets.len()).collect(),
+                target_names: info.targets.clone(),
+                features: (0..d).collect(),
+                feature_names: info.features.clone(),
+                by_name: true,
+            };
+            table.regress_like(&r)
+        }
+        TaskKind::Reconstruct => table.reconstruct(Some(&cols)).map(|r| r.dataset),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// `ember eval --model M --data FILE` for a model of a data file: the
+/// task's figures on the file's rows (raw features, as the model takes them).
+fn eval_table(m: &ModelArgs, info: &ModelInfo, file: &Path) -> Res {
+    let bytes = model_bytes(m)?;
+    let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
+    let data = labelled_rows(info, &read_rows(Some(file))?)?;
+    check_inputs(&model, &data)?;
+    println!(
+        "{} model ({}, {} features), {} rows of {}\n",
+        if model.is_int8() { "int8" } else { "f32" },
+        info.task,
+        info.features.len(),
+        data.len(),
+        file.display()
+    );
+    let outputs = outputs_of(&model, data.features())?;
+    let text = match info.task {
+        TaskKind::Classify => {
+            let (_, preds) = evaluate_file(&model, &data)?;
+            report::classification_report(data.labels(), &preds, &info.outputs)
+        }
+        TaskKind::Regress => eval::regression(outputs, data.targets(), data.target_len())
+            .map_err(|e| e.to_string())?
+            .report(&info.targets),
+        TaskKind::Reconstruct => {
+            let scores = info.scores(data.features(), &outputs);
+            let mean =
+                scores.iter().map(|&s| f64::from(s)).sum::<f64>() / scores.len().max(1) as f64;
+            match info.threshold {
+                Some(t) => {
+                    let above = scores.iter().filter(|&&s| s > t).count();
+                    format!(
+                        "mean anomaly score {mean:.6}; {above} of {} rows above the threshold {t:.6}\n",
+                        scores.len()
+                    )
+                }
+                None => format!("mean anomaly score {mean:.6}\n"),
+            }
+        }
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// `ember predict --model M [--data FILE]` for a model of a data file: CSV
+/// rows in (the file, or stdin), CSV out on stdout: the class and each
+/// class's probability, the predicted values, or the anomaly score and
+/// the verdict.
+fn predict_rows(m: &ModelArgs, info: &ModelInfo) -> Res {
+    let bytes = model_bytes(m)?;
+    let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
+    let table = read_rows(m.data.data.as_deref())?;
+    let cols = feature_columns(info, &table)?;
+    let idx: Vec<usize> = cols
+        .iter()
+        .map(|c| table.resolve(c))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let x = table.features(&idx).map_err(|e| e.to_string())?;
+    if model.input_features() != idx.len() {
+        return Err(format!(
+            "the model takes {} inputs, its information names {} features",
+            model.input_features(),
+            idx.len()
+        ));
+    }
+    let outputs = outputs_of(&model, &x)?;
+    let width = model.output_features().max(1);
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| e.to_string();
+    match info.task {
+        TaskKind::Classify => {
+            let mut head = vec!["class".to_string()];
+            head.extend(info.outputs.iter().map(|n| format!("p_{n}")));
+            w.write_record(&head).map_err(csv_err)?;
+            for logits in outputs.chunks(width) {
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+                let sum: f32 = exps.iter().sum();
+                let class = ember_nn_core::deploy::argmax(logits);
+                let mut rec = vec![info
+                    .outputs
+                    .get(class)
+                    .cloned()
+                    .unwrap_or_else(|| class.to_string())];
+                rec.extend(exps.iter().map(|e| format!("{:.6}", e / sum)));
+                w.write_record(&rec).map_err(csv_err)?;
+            }
+        }
+        TaskKind::Regress => {
+            w.write_record(&info.targets).map_err(csv_err)?;
+            for row in outputs.chunks(width) {
+                w.write_record(row.iter().map(|v| v.to_string()))
+                    .map_err(csv_err)?;
+            }
+        }
+        TaskKind::Reconstruct => {
+            w.write_record(["score", "anomaly"]).map_err(csv_err)?;
+            for s in info.scores(&x, &outputs) {
+                let verdict = info
+                    .threshold
+                    .map_or(String::new(), |t| (s > t).to_string());
+                w.write_record([s.to_string(), verdict]).map_err(csv_err)?;
+            }
+        }
+    }
+    let text = w.into_inner().map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut std::io::stdout(), &text).map_err(|e| format!("stdout: {e}"))
+}
+
 fn cmd_eval(m: &ModelArgs) -> Res {
+    if let Some(info) = model_info_of(&m.model)? {
+        return match m.data.data.as_deref().filter(|p| p.is_file()) {
+            Some(file) => eval_table(m, &info, file),
+            None => Err(format!(
+                "{}: a model of a data file: give the rows to evaluate with --data FILE",
+                m.model.display()
+            )),
+        };
+    }
+    if m.data.data.as_deref().is_some_and(|p| p.is_file()) {
+        return Err(format!(
+            "{}: this model holds no data-file information (column names, scaling): give the checkpoint or model.safetensors `ember train --data` wrote",
+            m.model.display()
+        ));
+    }
     let bytes = model_bytes(m)?;
     let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
     let test = load(&m.data, Split::Test)?;
@@ -930,8 +1570,26 @@ fn check_inputs(model: &Model<'_>, data: &TensorDataset) -> Res {
     Ok(())
 }
 
-fn cmd_summary(a: &ArchArgs) -> Res {
-    let widths = parse_widths(a.layers()).map_err(|e| e.to_string())?;
+fn cmd_summary(s: &SummaryArgs) -> Res {
+    let a = &s.arch;
+    let widths = match &s.data {
+        Some(file) => {
+            let t = load_table(file, &s.table)?;
+            table_widths(
+                a.layers.as_deref(),
+                s.table.hidden.as_deref(),
+                t.features,
+                t.names.len(),
+            )?
+        }
+        None if s.table.any() => {
+            return Err(
+                "--hidden, --target, --task, ... take their widths from a data file: give --data FILE (or --layers)"
+                    .into(),
+            )
+        }
+        None => parse_widths(a.layers()).map_err(|e| e.to_string())?,
+    };
     let act = a.activation().activation();
     let mut buf = vec![0.0f32; Mlp::param_floats(&widths) + 64];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
@@ -960,7 +1618,7 @@ fn export_all(
     let f = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
     let q = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
     write_deployables(out, &f32_bytes, &int8_bytes)?;
-    save_safetensors(&out.join("model.safetensors"), widths, act, params)?;
+    save_safetensors(&out.join("model.safetensors"), widths, act, params, None)?;
     let test = load_quiet(data, Split::Test)?;
     if check_inputs(&f, &test).is_ok() {
         let (a32, _) = evaluate_file(&f, &test)?;
@@ -977,6 +1635,13 @@ fn export_all(
 fn cmd_export(checkpoint: &Path, out: &Path, data: &DataArgs) -> Res {
     let c = Checkpoint::load(checkpoint).map_err(|e| e.to_string())?;
     let (widths, act) = mlp_of(checkpoint, &c)?;
+    let info = info_of(checkpoint, &c.meta.model)?;
+    if info.is_some() {
+        return Err(format!(
+            "{}: a model of a data file: `ember train` exported it already (model.emb, model-int8.emb), calibrated on its data",
+            checkpoint.display()
+        ));
+    }
     export_all(widths, act, &c.params, out, data)
 }
 
@@ -989,6 +1654,11 @@ fn cmd_import(path: &Path, arch: &ArchArgs, names: &NamesArg, out: &Path, data: 
 }
 
 fn cmd_predict(m: &ModelArgs, image_path: Option<&Path>, index: Option<usize>) -> Res {
+    if image_path.is_none() && index.is_none() {
+        if let Some(info) = model_info_of(&m.model)? {
+            return predict_rows(m, &info);
+        }
+    }
     let bytes = model_bytes(m)?;
     let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
     let side = (model.input_features() as f64).sqrt() as usize;

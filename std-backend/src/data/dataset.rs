@@ -83,6 +83,20 @@ pub trait Dataset: Send + Sync {
         let _ = class;
         None
     }
+
+    /// The number of float targets of every sample: 0 for a classification
+    /// data set (the label is its target), 1 or more for regression and
+    /// reconstruction ([`TensorDataset::regression`]).
+    fn target_len(&self) -> usize {
+        0
+    }
+
+    /// The float targets of sample `i` (`target_len()` values), or `None`
+    /// when `i >= len()` or the data set has none.
+    fn target(&self, i: usize) -> Option<&[f32]> {
+        let _ = i;
+        None
+    }
 }
 
 macro_rules! forward_dataset {
@@ -106,13 +120,20 @@ macro_rules! forward_dataset {
             fn class_name(&self, class: usize) -> Option<&str> {
                 (**self).class_name(class)
             }
+            fn target_len(&self) -> usize {
+                (**self).target_len()
+            }
+            fn target(&self, i: usize) -> Option<&[f32]> {
+                (**self).target(i)
+            }
         }
     )*};
 }
 forward_dataset!(&D, Box<D>, Arc<D>);
 
 /// A data set held in memory: a contiguous row-major feature matrix
-/// `[n, feature_len]` and `n` labels (PyTorch's `TensorDataset`).
+/// `[n, feature_len]` and `n` labels (PyTorch's `TensorDataset`), or, for
+/// regression, `n` rows of float targets ([`regression`](Self::regression)).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorDataset {
     features: Vec<f32>,
@@ -121,6 +142,9 @@ pub struct TensorDataset {
     num_classes: usize,
     image_dims: Option<ImageDims>,
     class_names: Vec<String>,
+    /// Row-major `[n, target_len]`; empty for classification.
+    targets: Vec<f32>,
+    target_len: usize,
 }
 
 impl TensorDataset {
@@ -156,7 +180,57 @@ impl TensorDataset {
             num_classes,
             image_dims: None,
             class_names: Vec::new(),
+            targets: Vec::new(),
+            target_len: 0,
         })
+    }
+
+    /// A regression data set: the rows of `features` (`feature_len`
+    /// values each) and as many rows of `targets` (`target_len` values
+    /// each), which the [`DataLoader`](super::DataLoader) hands out as
+    /// [`MiniBatch::targets`](super::MiniBatch::targets). Every label is 0
+    /// of one class, so that what splits and loads a classification set
+    /// serves it unchanged. An autoencoder's data set is its features as
+    /// the targets.
+    ///
+    /// Fails when the lengths disagree, `target_len` is 0, or a value is
+    /// NaN or infinite (naming the row).
+    pub fn regression(
+        features: Vec<f32>,
+        targets: Vec<f32>,
+        feature_len: usize,
+        target_len: usize,
+    ) -> Result<Self> {
+        if target_len == 0 {
+            return Err(DataError::Invalid(
+                "a regression data set needs at least one target".into(),
+            ));
+        }
+        let rows = targets.len() / target_len;
+        if rows * target_len != targets.len() {
+            return Err(DataError::Invalid(format!(
+                "{} target values are not rows of {target_len}",
+                targets.len()
+            )));
+        }
+        let mut set = TensorDataset::new(features, vec![0; rows], feature_len, 1)?;
+        if let Some(i) = targets.iter().position(|v| !v.is_finite()) {
+            return Err(DataError::Invalid(format!(
+                "target {} of sample {} is {}",
+                i % target_len,
+                i / target_len,
+                targets[i]
+            )));
+        }
+        set.targets = targets;
+        set.target_len = target_len;
+        Ok(set)
+    }
+
+    /// The target matrix, row-major `[len, target_len]` (empty for a
+    /// classification data set).
+    pub fn targets(&self) -> &[f32] {
+        &self.targets
     }
 
     /// Declares the features to be images of the given layout, which must
@@ -198,6 +272,17 @@ impl TensorDataset {
         &self.features
     }
 
+    /// The feature matrix, to change in place (scaling).
+    pub fn features_mut(&mut self) -> &mut [f32] {
+        &mut self.features
+    }
+
+    /// The target matrix, to change in place (empty for a classification
+    /// data set).
+    pub fn targets_mut(&mut self) -> &mut [f32] {
+        &mut self.targets
+    }
+
     /// The labels.
     pub fn labels(&self) -> &[usize] {
         &self.labels
@@ -223,6 +308,7 @@ impl TensorDataset {
         let d = self.feature_len;
         let mut features = Vec::with_capacity(indices.len() * d);
         let mut labels = Vec::with_capacity(indices.len());
+        let mut targets = Vec::with_capacity(indices.len() * self.target_len);
         for &i in indices {
             let sample = self.get(i).ok_or_else(|| {
                 DataError::Invalid(format!(
@@ -232,10 +318,12 @@ impl TensorDataset {
             })?;
             features.extend_from_slice(sample.features);
             labels.push(sample.label);
+            targets.extend_from_slice(self.target(i).unwrap_or_default());
         }
         Ok(TensorDataset {
             features,
             labels,
+            targets,
             ..self.empty_like()
         })
     }
@@ -247,6 +335,9 @@ impl TensorDataset {
         let rest = TensorDataset {
             features: self.features.split_off(at * self.feature_len),
             labels: self.labels.split_off(at),
+            targets: self
+                .targets
+                .split_off((at * self.target_len).min(self.targets.len())),
             ..self.empty_like()
         };
         (self, rest)
@@ -265,6 +356,8 @@ impl TensorDataset {
             num_classes: self.num_classes,
             image_dims: self.image_dims,
             class_names: self.class_names.clone(),
+            targets: Vec::new(),
+            target_len: self.target_len,
         }
     }
 }
@@ -295,6 +388,17 @@ impl Dataset for TensorDataset {
 
     fn class_name(&self, class: usize) -> Option<&str> {
         self.class_names.get(class).map(String::as_str)
+    }
+
+    fn target_len(&self) -> usize {
+        self.target_len
+    }
+
+    fn target(&self, i: usize) -> Option<&[f32]> {
+        let t = self.target_len;
+        self.targets
+            .get(i.checked_mul(t)?..i.checked_mul(t)?.checked_add(t)?)
+            .filter(|_| t > 0)
     }
 }
 
@@ -340,5 +444,28 @@ mod tests {
         let (a, b) = ds.split_at(1);
         assert_eq!((a.len(), b.len()), (1, 3));
         assert_eq!(b.get(0).unwrap().features, &[3.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn regression_targets_follow_their_rows() {
+        let ds = TensorDataset::regression(
+            (0..8).map(|v| v as f32).collect(),
+            vec![0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5],
+            2,
+            2,
+        )
+        .unwrap();
+        assert_eq!((ds.len(), ds.target_len(), ds.num_classes()), (4, 2, 1));
+        assert_eq!(ds.target(1), Some(&[1.5, -1.5][..]));
+        assert_eq!(ds.target(4), None);
+        let sub = ds.select(&[3, 0]).unwrap();
+        assert_eq!(sub.targets(), &[3.5, -3.5, 0.5, -0.5]);
+        let (a, b) = ds.split_at(3);
+        assert_eq!((a.targets().len(), b.targets()), (6, &[3.5, -3.5][..]));
+        assert_eq!(small().target(0), None);
+        let e = TensorDataset::regression(vec![0.0; 2], vec![1.0, f32::NAN], 1, 1).unwrap_err();
+        assert!(e.to_string().contains("target 0 of sample 1 is NaN"), "{e}");
+        assert!(TensorDataset::regression(vec![0.0; 2], vec![1.0; 3], 1, 2).is_err());
+        assert!(TensorDataset::regression(vec![0.0; 2], vec![], 1, 0).is_err());
     }
 }

@@ -27,6 +27,11 @@ pub struct MiniBatch {
     pub features: Vec<f32>,
     /// The labels, one per row.
     pub labels: Vec<usize>,
+    /// The float targets, row-major `[len, target_len]`: empty for a
+    /// classification data set ([`Dataset::target_len`] 0).
+    pub targets: Vec<f32>,
+    /// The number of targets per row.
+    pub target_len: usize,
     /// Each row's index in the data set.
     pub indices: Vec<usize>,
     /// The number of features per row.
@@ -394,9 +399,24 @@ impl<D: Dataset + ?Sized> Plan<D> {
                 features.chunks_mut(d).enumerate().for_each(fill);
             }
         }
+        let target_len = self.dataset.target_len();
+        let targets = if target_len > 0 {
+            indices
+                .iter()
+                .flat_map(|&i| {
+                    self.dataset
+                        .target(i)
+                        .map_or_else(|| vec![0.0; target_len], <[f32]>::to_vec)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         MiniBatch {
             features,
             labels,
+            targets,
+            target_len,
             indices,
             feature_len: d,
             index,

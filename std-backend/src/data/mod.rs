@@ -1,7 +1,10 @@
 //! The data layer: data sets, loaders and augmentation for desktop training.
 //!
-//! - [`Dataset`]: a classification data set whose samples are borrowed rows
-//!   of `f32` features plus a label; [`TensorDataset`] holds one in memory.
+//! - [`Dataset`]: a data set whose samples are borrowed rows of `f32`
+//!   features plus a label (and, for regression, float targets);
+//!   [`TensorDataset`] holds one in memory.
+//! - [`scale::Scaler`]: standardization or min-max scaling fitted on a
+//!   training set, kept with a model and folded into its first layer.
 //! - [`FashionMnist`] and [`Mnist`] read the IDX files of those data sets
 //!   (module [`idx`], raw or gzip); [`FashionMnist::load_or_builtin`] falls
 //!   back on a subset built into the library when the full set is not
@@ -9,8 +12,10 @@
 //!   hold the files).
 //! - [`csv::load_csv`] reads numeric features and a label column from a CSV
 //!   file; [`table::read_table`] reads CSV (plain or gzipped) and NumPy
-//!   (`.npy`, `.npz`) files into a [`table::Table`] of named columns, and
-//!   [`table::Table::classify`] makes a classification data set of them.
+//!   (`.npy`, `.npz`) files into a [`table::Table`] of named columns;
+//!   [`table::Table::classify`] makes a classification data set of them,
+//!   [`table::Table::regress`] a regression's and
+//!   [`table::Table::reconstruct`] an autoencoder's.
 //! - [`split::stratified_split`]: a seeded, shuffled split that keeps every
 //!   class's share in both parts (a validation or test set).
 //! - [`DataLoader`] cuts a data set into [`MiniBatch`]es: seeded reshuffling
@@ -45,6 +50,7 @@ mod error;
 pub mod idx;
 mod loader;
 mod mnist;
+pub mod scale;
 pub mod split;
 pub mod table;
 pub mod transform;

@@ -71,6 +71,31 @@ fn integral(v: f64) -> Option<i64> {
 }
 
 impl Table {
+    /// Another file's columns (`names`, at `indices` there) in this table:
+    /// by name when both files name their columns (`by_name`, and this
+    /// table has a header) and the name is this file's only column of that
+    /// name; else by index.
+    pub(super) fn columns_like(
+        &self,
+        by_name: bool,
+        names: &[String],
+        indices: &[usize],
+    ) -> Result<Vec<usize>> {
+        let by_name = by_name && self.has_header;
+        names
+            .iter()
+            .zip(indices)
+            .map(|(name, &index)| {
+                let unique = self.names.iter().filter(|n| *n == name).count() <= 1;
+                self.resolve(&if by_name && unique {
+                    Column::name(name.as_str())
+                } else {
+                    Column::Index(index)
+                })
+            })
+            .collect()
+    }
+
     /// The label at `row` of column `c`, or an error for a missing or
     /// non-finite one.
     fn label(&self, row: usize, c: usize) -> Result<Label<'_>> {
@@ -104,7 +129,7 @@ impl Table {
     }
 
     /// The class name of every row's label of column `c`, and what they are.
-    fn label_names(&self, c: usize) -> Result<(Vec<String>, LabelKind)> {
+    pub(super) fn label_names(&self, c: usize) -> Result<(Vec<String>, LabelKind)> {
         let mut labels = Vec::with_capacity(self.rows);
         for row in 0..self.rows {
             labels.push(self.label(row, c)?);
@@ -145,27 +170,31 @@ impl Table {
         Ok((names, kind))
     }
 
-    /// The feature columns: those given, or every column but the target.
-    fn feature_columns(&self, target: usize, features: Option<&[Column]>) -> Result<Vec<usize>> {
+    /// The feature columns: those given, or every column but the targets.
+    pub(super) fn feature_columns(
+        &self,
+        targets: &[usize],
+        features: Option<&[Column]>,
+    ) -> Result<Vec<usize>> {
         match features {
             Some(cols) => {
                 let cols: Vec<usize> = cols
                     .iter()
                     .map(|c| self.resolve(c))
                     .collect::<Result<_>>()?;
-                if cols.contains(&target) {
+                if let Some(&t) = targets.iter().find(|t| cols.contains(t)) {
                     return Err(DataError::TargetAsFeature {
                         path: self.path.clone(),
-                        column: self.names[target].clone(),
+                        column: self.names[t].clone(),
                     });
                 }
                 Ok(cols)
             }
-            None => Ok((0..self.width()).filter(|&c| c != target).collect()),
+            None => Ok((0..self.width()).filter(|c| !targets.contains(c)).collect()),
         }
     }
 
-    fn no_rows(&self) -> DataError {
+    pub(super) fn no_rows(&self) -> DataError {
         DataError::Format {
             path: self.path.clone(),
             what: "no data rows".to_string(),
@@ -186,7 +215,7 @@ impl Table {
     /// no rows.
     pub fn classify(&self, target: &Column, features: Option<&[Column]>) -> Result<Classified> {
         let t = self.resolve(target)?;
-        let cols = self.feature_columns(t, features)?;
+        let cols = self.feature_columns(&[t], features)?;
         if self.rows == 0 {
             return Err(self.no_rows());
         }
@@ -234,24 +263,12 @@ impl Table {
     /// the name is not repeated in this header), else by index. A label that is none of `train`'s classes is a
     /// [`DataError::UnseenClass`].
     pub fn classify_like(&self, train: &Classified) -> Result<TensorDataset> {
-        // By name when both files name their columns and the name is this
-        // file's only column of that name; else by index.
-        let by_name = train.by_name && self.has_header;
-        let find = |name: &str, index: usize| {
-            let unique = self.names.iter().filter(|n| *n == name).count() <= 1;
-            self.resolve(&if by_name && unique {
-                Column::name(name)
-            } else {
-                Column::Index(index)
-            })
-        };
-        let t = find(&train.target_name, train.target)?;
-        let cols: Vec<usize> = train
-            .feature_names
-            .iter()
-            .zip(&train.features)
-            .map(|(n, &i)| find(n, i))
-            .collect::<Result<_>>()?;
+        let t = self.columns_like(
+            train.by_name,
+            std::slice::from_ref(&train.target_name),
+            &[train.target],
+        )?[0];
+        let cols = self.columns_like(train.by_name, &train.feature_names, &train.features)?;
         if self.rows == 0 {
             return Err(self.no_rows());
         }

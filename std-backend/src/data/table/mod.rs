@@ -34,7 +34,11 @@
 //! [`TensorDataset`](super::TensorDataset): integer labels or names, the
 //! classes numbered in sorted order (numerically for integers), their names
 //! kept. [`Table::classify_like`] reads a test file with the training data's
-//! columns and classes.
+//! columns and classes. [`Table::regress`] makes a regression data set of
+//! one or several float target columns, [`Table::reconstruct`] an
+//! autoencoder's (the features are the targets), [`Table::regress_like`]
+//! reads a test file for either, and [`Table::infer_task`] says which task
+//! a target column suggests and why.
 //!
 //! ```no_run
 //! use ember_nn_std::data::table::{read_table, Column, ReadOptions};
@@ -50,11 +54,13 @@
 mod classify;
 mod file;
 mod npy;
+mod regress;
 mod text;
 
 pub use classify::{Classified, LabelKind};
 pub use file::{read_table, FileKind, ReadOptions};
 pub use npy::{parse_npy, parse_npz};
+pub use regress::{Inferred, Regressed, MAX_INFERRED_CLASSES};
 pub use text::{parse_csv_table, CsvFormat, Header};
 
 use super::error::{DataError, Location, Result};
