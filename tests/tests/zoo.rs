@@ -369,3 +369,42 @@ fn the_option_layers_count_their_nodes_exactly() {
     let _ = GlobalAvgPool2d.forward(z);
     assert_eq!(g.len() - before, GlobalAvgPool2d::NODES);
 }
+
+/// In a derived model, `#[module(init = ...)]` sets a layer's options;
+/// the layers keep their PyTorch names and shapes.
+#[test]
+fn a_derived_model_sets_the_options_of_its_convolutions() {
+    use ember_nn_core::nn::{Conv2dWith, DepthwiseConv2d};
+
+    #[derive(Module)]
+    struct Stem {
+        #[module(init = Conv2dWith::new(
+            ConvOptions { stride: [2, 2], padding: Padding::Same, ..ConvOptions::default() },
+            mem,
+            rng,
+        ))]
+        conv: Conv2dWith<1, 4, 10, 4>,
+        dw: DepthwiseConv2d<4, 3>,
+    }
+
+    let mut buf = vec![0.0f32; 1 << 16];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let stem = Stem::build(&mut mem, &mut Rng::new(0)).unwrap();
+    assert_eq!(stem.conv.options.padding, Padding::Same);
+    assert_eq!(stem.dw.options.groups, 4);
+    let mut names = Vec::new();
+    stem.named_parameters(&mut |p| names.push((p.name.to_string(), p.dims.as_slice().to_vec())));
+    assert_eq!(
+        names,
+        [
+            ("conv.weight".to_string(), vec![4, 1, 10, 4]),
+            ("conv.bias".to_string(), vec![4]),
+            ("dw.weight".to_string(), vec![4, 1, 3, 3]),
+            ("dw.bias".to_string(), vec![4]),
+        ]
+    );
+    let g = Graph::new(&mut mem);
+    let x = g.from_fn((1usize, Const::<1>, 49usize, 10usize), |i| i as f32 / 490.0);
+    let y = stem.dw.forward(stem.conv.forward(x));
+    assert_eq!(y.dims().as_slice(), &[1, 4, 25, 5]);
+}
