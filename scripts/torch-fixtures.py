@@ -18,7 +18,14 @@ safetensors, numpy):
 - std-backend/tests/data/torch_conv.json: convolutions (strides, dilations,
   groups, depthwise, TFLite's SAME at stride 2) and pooling (max-pool ties at
   the borders, average pooling counting the padding), forward outputs and
-  the gradients of a weighted sum, read by tests/tests/reference_conv.rs.
+  the gradients of a weighted sum, read by tests/tests/reference_conv.rs;
+- std-backend/tests/data/torch_zoo_{kws,resnet8}.{safetensors,json}: MLPerf Tiny's
+  keyword-spotting DS-CNN and ResNet-8 as the PyTorch classes `KwsDsCnn` and
+  `ResNet8` below (the names of `ember_nn_core::nn::zoo`), seeded, with their
+  batch norms' parameters and running statistics randomised; the state_dict,
+  and PyTorch's logits in evaluation and training mode for a batch of two
+  inputs given by a formula (`sin(0.01 · k)` of the flat index k, float64 then
+  float32), read by tests/tests/zoo.rs.
 
     python3 scripts/torch-fixtures.py
 """
@@ -249,10 +256,138 @@ def conv_cases():
     print(f"{len(cases)} convolution and pooling cases")
 
 
+def tf_same(x, kernel, stride):
+    """Zero-pads `x` as TFLite's SAME does: the padding the kernel needs
+    for `ceil(in / stride)` outputs, the odd one below and to the right."""
+    import math
+    pads = []
+    for size, k, s in zip(x.shape[-2:], kernel, stride):
+        total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    return torch.nn.functional.pad(x, (left, right, top, bottom))
+
+
+class SameConv2d(torch.nn.Conv2d):
+    """`nn.Conv2d` with TFLite's SAME padding at any stride."""
+
+    def forward(self, x):
+        return super().forward(tf_same(x, self.kernel_size, self.stride))
+
+
+class DsBlock(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.depthwise = SameConv2d(c, c, 3, groups=c)
+        self.bn1 = torch.nn.BatchNorm2d(c)
+        self.pointwise = torch.nn.Conv2d(c, c, 1)
+        self.bn2 = torch.nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.depthwise(x)))
+        return torch.relu(self.bn2(self.pointwise(x)))
+
+
+class KwsDsCnn(torch.nn.Module):
+    """MLPerf Tiny's keyword-spotting DS-CNN on [N, 1, 49, 10]."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = SameConv2d(1, 64, (10, 4), stride=2)
+        self.bn = torch.nn.BatchNorm2d(64)
+        self.blocks = torch.nn.ModuleList([DsBlock(64) for _ in range(4)])
+        self.fc = torch.nn.Linear(64, 12)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.stem(x)))
+        for b in self.blocks:
+            x = b(x)
+        return self.fc(x.mean((2, 3)))
+
+
+class ResidualBlock(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(c, c, 3, padding=1)
+        self.bn1 = torch.nn.BatchNorm2d(c)
+        self.conv2 = torch.nn.Conv2d(c, c, 3, padding=1)
+        self.bn2 = torch.nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + x)
+
+
+class DownsampleBlock(torch.nn.Module):
+    def __init__(self, i, o):
+        super().__init__()
+        self.conv1 = SameConv2d(i, o, 3, stride=2)
+        self.bn1 = torch.nn.BatchNorm2d(o)
+        self.conv2 = torch.nn.Conv2d(o, o, 3, padding=1)
+        self.bn2 = torch.nn.BatchNorm2d(o)
+        self.shortcut = torch.nn.Conv2d(i, o, 1, stride=2)
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class ResNet8(torch.nn.Module):
+    """MLPerf Tiny's image-classification ResNet-8 (16 filters) on [N, 3, 32, 32]."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(16)
+        self.stack1 = ResidualBlock(16)
+        self.stack2 = DownsampleBlock(16, 32)
+        self.stack3 = DownsampleBlock(32, 64)
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.stem(x)))
+        x = self.stack3(self.stack2(self.stack1(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+def zoo():
+    import numpy as np
+    data = ROOT / "std-backend" / "tests" / "data"
+    for name, cls, shape in (("kws", KwsDsCnn, (2, 1, 49, 10)),
+                             ("resnet8", ResNet8, (2, 3, 32, 32))):
+        torch.manual_seed(0)
+        net = cls()
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.2, 0.2)
+                    m.running_mean.normal_(0.0, 0.1)
+                    m.running_var.uniform_(0.5, 1.5)
+                    m.num_batches_tracked.fill_(3)
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()},
+                  str(data / f"torch_zoo_{name}.safetensors"))
+        k = np.arange(int(np.prod(shape)), dtype=np.float64)
+        x = torch.from_numpy(np.sin(0.01 * k).astype(np.float32).reshape(shape))
+        with torch.no_grad():
+            net.eval()
+            y_eval = net(x)
+            net.train()
+            y_train = net(x)
+        (data / f"torch_zoo_{name}.json").write_text(json.dumps({
+            "made_by": f"PyTorch {torch.__version__}: scripts/torch-fixtures.py zoo "
+                       f"(class {cls.__name__}; torch.manual_seed(0))",
+            "input_shape": list(shape),
+            "eval": y_eval.tolist(),
+            "train": y_train.tolist(),
+        }, indent=1) + "\n")
+        print(f"{cls.__name__}: {sum(p.numel() for p in net.parameters())} parameters")
+
+
 if __name__ == "__main__":
     import sys
     # `python3 scripts/torch-fixtures.py batchnorm2d` writes that fixture alone.
     only = sys.argv[1:]
-    for f in (mlp_class, conventions, batchnorm, batchnorm2d, conv_cases):
+    for f in (mlp_class, conventions, batchnorm, batchnorm2d, conv_cases, zoo):
         if not only or f.__name__ in only:
             f()

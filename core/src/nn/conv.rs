@@ -1,7 +1,9 @@
 //! Convolution and pooling layers, with PyTorch's names, weight layouts,
 //! initialisation and `print(model)` lines: [`Conv2d`], [`Conv1d`],
 //! [`MaxPool2d`], [`AvgPool2d`], [`MaxPool1d`], [`AvgPool1d`] and
-//! [`GlobalAvgPool2d`].
+//! [`GlobalAvgPool2d`]; [`Conv2dWith`] and [`DepthwiseConv2d`] for
+//! non-square kernels, SAME or asymmetric padding, dilation and depthwise
+//! convolutions, whose options are a run-time field.
 //!
 //! Channels, kernel, stride and padding are part of a layer's type; the
 //! spatial sizes are the input's (its dimensions may be `Const` or run-time
@@ -20,9 +22,13 @@
 //! model with these layers is an error that names the layer
 //! (`deploy::plan`), never a file without them.
 //!
-//! For options beyond the type's (dilation, groups, asymmetric or SAME
-//! padding), call [`Tensor::conv2d`] with [`ConvOptions`] in a derived
-//! model's `forward`, with the weight as a [`Param`] field.
+//! For options beyond the type's (dilation, asymmetric or SAME padding), use
+//! [`Conv2dWith`] (any kernel `KH × KW`, one group) or [`DepthwiseConv2d`]
+//! (`groups = C`): their [`ConvOptions`] are a field set when the layer is
+//! made, because a [`Padding`] cannot be a const parameter on stable Rust
+//! and the spatial sizes they change are run-time values anyway. Other
+//! group counts: call [`Tensor::conv2d`] in a derived model's `forward`,
+//! with the weight as a [`Param`] field.
 
 use super::{Build, Footprint, Forward, LayerInput, Module, Name, ParamInfo, ParamKind};
 use crate::backend::{Backend, Padding};
@@ -388,6 +394,258 @@ macro_rules! forward_via_input {
     )*};
 }
 forward_via_input!(Conv2d, Conv1d);
+
+/// Writes PyTorch's `stride=(.., ..)`, `padding=...` and `dilation=...`
+/// parts of a convolution's `print` line (`padding=same` as PyTorch writes
+/// it; an asymmetric padding as `padding=(top, bottom, left, right)`, which
+/// PyTorch writes as a `ZeroPad2d` before the convolution).
+fn fmt_options(f: &mut fmt::Formatter<'_>, o: &ConvOptions) -> fmt::Result {
+    write!(f, ", stride=({}, {})", o.stride[0], o.stride[1])?;
+    match o.padding {
+        Padding::Valid | Padding::Symmetric([0, 0]) => {}
+        Padding::Symmetric([h, w]) => write!(f, ", padding=({h}, {w})")?,
+        Padding::Same => f.write_str(", padding=same")?,
+        Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        } => write!(f, ", padding=({top}, {bottom}, {left}, {right})")?,
+    }
+    if o.dilation != [1, 1] {
+        write!(f, ", dilation=({}, {})", o.dilation[0], o.dilation[1])?;
+    }
+    Ok(())
+}
+
+/// A 2-D convolution of one group with a `KH × KW` kernel and run-time
+/// [`ConvOptions`] (stride, any [`Padding`] including TFLite's SAME,
+/// dilation): PyTorch's `nn.Conv2d(I, O, (KH, KW), stride, padding,
+/// dilation)`, weight `[O, I, KH, KW]`, bias `[O]`, on `[batch, I, h, w]`
+/// inputs. [`Conv2d`] is the same with its options in its type.
+///
+/// [`Build::build`] gives PyTorch's defaults (stride 1, no padding);
+/// [`Conv2dWith::new`] takes the options, in a derived model with
+/// `#[module(init = Conv2dWith::new(options, mem, rng))]`.
+///
+/// ```
+/// use ember_nn_core::nn::{self, Conv2dWith, Forward};
+/// use ember_nn_core::prelude::*;
+/// let mut buf = [0.0f32; 4096];
+/// let mut mem = Memory::new(&Cpu, &mut buf[..]);
+/// // MLPerf Tiny's keyword-spotting stem: 10×4, stride 2, TFLite's SAME.
+/// let options = ConvOptions { stride: [2, 2], padding: Padding::Same, ..ConvOptions::default() };
+/// let conv = Conv2dWith::<1, 8, 10, 4>::new(options, &mut mem, &mut Rng::new(0))?;
+/// assert_eq!(
+///     nn::summary(&conv).to_string().lines().next(),
+///     Some("Conv2d(1, 8, kernel_size=(10, 4), stride=(2, 2), padding=same)")
+/// );
+/// let g = Graph::new(&mut mem);
+/// let y = conv.forward(g.from_fn((1usize, Const::<1>, 49usize, 10usize), |_| 0.0));
+/// assert_eq!(y.dims().as_slice(), &[1, 8, 25, 5]);
+/// # Ok::<(), ember_nn_core::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dWith<const I: usize, const O: usize, const KH: usize, const KW: usize> {
+    /// The weight, `[O, I, KH, KW]`.
+    pub weight: Param<Rank4<O, I, KH, KW>>,
+    /// The bias, `[O]`.
+    pub bias: Param<Rank1<O>>,
+    /// Stride, padding and dilation (`groups` is always 1).
+    pub options: ConvOptions,
+}
+
+impl<const I: usize, const O: usize, const KH: usize, const KW: usize> Conv2dWith<I, O, KH, KW> {
+    /// A layer running with `options` (their `groups` is set to 1), its
+    /// weight and bias drawn as PyTorch does.
+    pub fn new<B: Backend>(
+        options: ConvOptions,
+        mem: &mut Memory<'_, B>,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let (weight, bias) = uniform_fan_in(I * KH * KW, mem, rng)?;
+        Ok(Conv2dWith {
+            weight,
+            bias,
+            options: ConvOptions {
+                groups: 1,
+                ..options
+            },
+        })
+    }
+}
+
+impl<const I: usize, const O: usize, const KH: usize, const KW: usize> Build
+    for Conv2dWith<I, O, KH, KW>
+{
+    fn build<B: Backend>(mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
+        Self::new(ConvOptions::default(), mem, rng)
+    }
+}
+
+impl<const I: usize, const O: usize, const KH: usize, const KW: usize> Footprint
+    for Conv2dWith<I, O, KH, KW>
+{
+    // `Conv2d`'s.
+    spatial_footprint!(O * I * KH * KW + O, 8);
+}
+
+impl<const I: usize, const O: usize, const KH: usize, const KW: usize> Module
+    for Conv2dWith<I, O, KH, KW>
+{
+    fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>)) {
+        let (w, b) = (self.weight, self.bias);
+        visit_weight_bias(w.into(), w.dims(), b.into(), b.dims(), name, f);
+    }
+
+    fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
+        write!(f, "Conv2d({I}, {O}, kernel_size=({KH}, {KW})")?;
+        fmt_options(f, &self.options)?;
+        f.write_str(")")
+    }
+}
+
+impl<
+        't,
+        N: Dim,
+        H: Dim,
+        W: Dim,
+        B: Backend,
+        const I: usize,
+        const O: usize,
+        const KH: usize,
+        const KW: usize,
+    > LayerInput<Conv2dWith<I, O, KH, KW>> for Tensor<'t, (N, Const<I>, H, W), B>
+{
+    type Output = Tensor<'t, (N, Const<O>, usize, usize), B>;
+    fn run(self, layer: &Conv2dWith<I, O, KH, KW>) -> Self::Output {
+        let g = self.tape();
+        self.conv2d(
+            g.param(&layer.weight),
+            Some(g.param(&layer.bias)),
+            layer.options,
+        )
+    }
+}
+
+impl<X: LayerInput<Self>, const I: usize, const O: usize, const KH: usize, const KW: usize>
+    Forward<X> for Conv2dWith<I, O, KH, KW>
+{
+    type Output = X::Output;
+    fn forward(&self, x: X) -> X::Output {
+        x.run(self)
+    }
+}
+
+/// A depthwise 2-D convolution of `C` channels (`groups = C`, one filter
+/// per channel) with a `KH × KW` kernel and run-time [`ConvOptions`]:
+/// PyTorch's `nn.Conv2d(C, C, (KH, KW), stride, padding, dilation,
+/// groups=C)`, weight `[C, 1, KH, KW]`, bias `[C]`, on `[batch, C, h, w]`
+/// inputs (Keras's `DepthwiseConv2D` with `depth_multiplier=1`).
+///
+/// [`Build::build`] gives stride 1 and TFLite's SAME padding (the output
+/// keeps the input's size), what depthwise-separable blocks use;
+/// [`DepthwiseConv2d::new`] takes other options (their `groups` is set to
+/// `C`).
+///
+/// ```
+/// use ember_nn_core::nn::{self, Build, DepthwiseConv2d, Forward};
+/// use ember_nn_core::prelude::*;
+/// let mut buf = [0.0f32; 4096];
+/// let mut mem = Memory::new(&Cpu, &mut buf[..]);
+/// let dw = DepthwiseConv2d::<4, 3>::build(&mut mem, &mut Rng::new(0))?;
+/// assert_eq!(
+///     nn::summary(&dw).to_string().lines().next(),
+///     Some("Conv2d(4, 4, kernel_size=(3, 3), stride=(1, 1), padding=same, groups=4)")
+/// );
+/// let g = Graph::new(&mut mem);
+/// let y = dw.forward(g.from_fn((2usize, Const::<4>, 25usize, 5usize), |_| 0.0));
+/// assert_eq!(y.dims().as_slice(), &[2, 4, 25, 5]);
+/// # Ok::<(), ember_nn_core::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthwiseConv2d<const C: usize, const KH: usize, const KW: usize = KH> {
+    /// The weight, `[C, 1, KH, KW]`.
+    pub weight: Param<Rank4<C, 1, KH, KW>>,
+    /// The bias, `[C]`.
+    pub bias: Param<Rank1<C>>,
+    /// Stride, padding and dilation (`groups` is always `C`).
+    pub options: ConvOptions,
+}
+
+impl<const C: usize, const KH: usize, const KW: usize> DepthwiseConv2d<C, KH, KW> {
+    /// A layer running with `options` (their `groups` is set to `C`), its
+    /// weight and bias drawn as PyTorch does (fan-in `KH · KW`).
+    pub fn new<B: Backend>(
+        options: ConvOptions,
+        mem: &mut Memory<'_, B>,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let (weight, bias) = uniform_fan_in(KH * KW, mem, rng)?;
+        Ok(DepthwiseConv2d {
+            weight,
+            bias,
+            options: ConvOptions {
+                groups: C,
+                ..options
+            },
+        })
+    }
+}
+
+impl<const C: usize, const KH: usize, const KW: usize> Build for DepthwiseConv2d<C, KH, KW> {
+    fn build<B: Backend>(mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
+        let same = ConvOptions {
+            padding: Padding::Same,
+            ..ConvOptions::default()
+        };
+        Self::new(same, mem, rng)
+    }
+}
+
+impl<const C: usize, const KH: usize, const KW: usize> Footprint for DepthwiseConv2d<C, KH, KW> {
+    // Weight, bias, and the grouped composition of `Tensor::conv2d`:
+    // unfold, the batched product, the transpose, the axes' swap, the
+    // bias's broadcast and sum, and the views of the rows, the weight and
+    // the results between them (a test counts them).
+    spatial_footprint!(C * KH * KW + C, 16);
+}
+
+impl<const C: usize, const KH: usize, const KW: usize> Module for DepthwiseConv2d<C, KH, KW> {
+    fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>)) {
+        let (w, b) = (self.weight, self.bias);
+        visit_weight_bias(w.into(), w.dims(), b.into(), b.dims(), name, f);
+    }
+
+    fn fmt_module(&self, f: &mut fmt::Formatter<'_>, _indent: usize) -> fmt::Result {
+        write!(f, "Conv2d({C}, {C}, kernel_size=({KH}, {KW})")?;
+        fmt_options(f, &self.options)?;
+        write!(f, ", groups={C})")
+    }
+}
+
+impl<'t, N: Dim, H: Dim, W: Dim, B: Backend, const C: usize, const KH: usize, const KW: usize>
+    LayerInput<DepthwiseConv2d<C, KH, KW>> for Tensor<'t, (N, Const<C>, H, W), B>
+{
+    type Output = Tensor<'t, (N, Const<C>, usize, usize), B>;
+    fn run(self, layer: &DepthwiseConv2d<C, KH, KW>) -> Self::Output {
+        let g = self.tape();
+        let options = ConvOptions {
+            groups: C,
+            ..layer.options
+        };
+        self.conv2d(g.param(&layer.weight), Some(g.param(&layer.bias)), options)
+    }
+}
+
+impl<X: LayerInput<Self>, const C: usize, const KH: usize, const KW: usize> Forward<X>
+    for DepthwiseConv2d<C, KH, KW>
+{
+    type Output = X::Output;
+    fn forward(&self, x: X) -> X::Output {
+        x.run(self)
+    }
+}
 
 impl<X: LayerInput<Self>> Forward<X> for GlobalAvgPool2d {
     type Output = X::Output;

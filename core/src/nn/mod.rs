@@ -38,12 +38,16 @@ pub mod optim;
 pub mod sched;
 mod sequential;
 pub mod summary;
+pub mod zoo;
 
 pub use activation::{
     ConstOp, Custom, Dropout, Flatten, GELUTanh, LeakyReLU, ReLU, SiLU, Sigmoid, Softplus,
     Softsign, Tanh, ELU, GELU, SELU,
 };
-pub use conv::{AvgPool1d, AvgPool2d, Conv1d, Conv2d, GlobalAvgPool2d, MaxPool1d, MaxPool2d};
+pub use conv::{
+    AvgPool1d, AvgPool2d, Conv1d, Conv2d, Conv2dWith, DepthwiseConv2d, GlobalAvgPool2d, MaxPool1d,
+    MaxPool2d,
+};
 pub use dynamic::{DynLinear, Mlp};
 /// `#[derive(Module)]`: a struct of layers becomes a module (`Module`,
 /// `Build`, `Footprint`), with PyTorch's parameter names; see
