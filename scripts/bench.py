@@ -10,7 +10,9 @@ Builds and runs `cargo run --release -p ember-nn-std --example bench_train`
 (or runs the prebuilt `--ember-bin`, for a GPU machine without Rust), then
 times the same workloads in PyTorch (if installed) and prints both with their
 ratio, Ember and PyTorch alternating `--rounds` times. PyTorch's absence is
-reported, not an error. On the GPU: 784-512-512-10, SGD, batch 64/256/1024,
+reported, not an error. The CPU cases include the `cnn` preset of `ember
+train --model cnn` (Conv2d-ReLU-MaxPool twice, Linear; Adam) at batch 64 and
+256, as the same nn.Sequential in PyTorch. On the GPU: 784-512-512-10, SGD, batch 64/256/1024,
 both sides waiting for the GPU at the end of each timing window.
 
 With `--baseline-bin`, the other side is not PyTorch but another build of
@@ -29,6 +31,8 @@ CASES = [
     ("784-512-512-10 sgd b64", [784, 512, 512, 10], 64, "sgd"),
     ("784-512-512-10 sgd b256", [784, 512, 512, 10], 256, "sgd"),
 ]
+# The `cnn` preset of `ember train --model cnn`, Adam (lr 1e-3), on 28x28 images.
+CNN_CASES = [("cnn adam b64", 64, "adam"), ("cnn adam b256", 256, "adam")]
 GPU_CASES = [(f"784-512-512-10 sgd b{b}", [784, 512, 512, 10], b, "sgd") for b in (64, 256, 1024)]
 
 
@@ -98,6 +102,30 @@ def torch_results(threads, seconds, device):
             step(n)
             n += 1
         sync()
+        res[("train", name)] = n * batch / (time.perf_counter() - t0)
+    for name, batch, opt_name in CNN_CASES if device == "cpu" else ():
+        nn = torch.nn
+        model = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+        opt = (torch.optim.Adam if opt_name == "adam" else torch.optim.SGD)(model.parameters(), lr=1e-3)
+        loss_fn = nn.CrossEntropyLoss()
+        xs = torch.rand(16, batch, 1, 28, 28)
+        ys = torch.randint(0, 10, (16, batch))
+
+        def cnn_step(i):
+            opt.zero_grad()
+            loss = loss_fn(model(xs[i % 16]), ys[i % 16])
+            loss.backward()
+            opt.step()
+
+        for i in range(5):
+            cnn_step(i)
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds:
+            cnn_step(n)
+            n += 1
         res[("train", name)] = n * batch / (time.perf_counter() - t0)
     return res, note
 

@@ -3,6 +3,9 @@
 //!
 //! `cargo run --release -p ember-nn-std --example bench_train -- [--threads N] [--seconds S] [--device cuda]`
 //!
+//! The CPU cases: three MLPs, and the `cnn` preset of `ember train --model
+//! cnn` ([`ember_nn_std::cnn::FashionCnn`], Adam) at batch 64 and 256.
+//!
 //! With `--device cuda` it times the GPU cases (784-512-512-10, SGD, batch
 //! 64, 256 and 1024) on [`ember_nn_cuda::CudaBackend`] instead, waiting for the
 //! GPU at the end of each timing window; without a usable GPU it says why and
@@ -12,7 +15,7 @@ use ember_nn_core::backend::{Acc, Backend, Device, Gemm, Span};
 use ember_nn_core::deploy::Activation;
 use ember_nn_core::nn::loss::{cross_entropy, Reduction};
 use ember_nn_core::nn::{Forward, Mlp, Optimizer, Rule};
-use ember_nn_core::{Graph, Memory, Rng};
+use ember_nn_core::{Const, Graph, Memory, Rng};
 use ember_nn_std::Parallel;
 use std::time::Instant;
 
@@ -89,6 +92,54 @@ fn train_throughput<D: Device>(
     (n * batch) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Samples per second of full training steps of the `cnn` preset (two
+/// 3×3 convolutions, ReLU, 2×2 max pooling, a linear layer) on random
+/// 28×28 images, as [`train_throughput`] times an MLP's.
+fn cnn_throughput<D: Device>(be: &D, batch: usize, rule: Rule, seconds: f64) -> f64 {
+    use ember_nn_core::nn::Build;
+    use ember_nn_std::cnn::{self, FashionCnn};
+    let mut rng = Rng::new(1);
+    let need = cnn::train_floats(batch, &rule).expect("arena size");
+    let mut storage = be.alloc(need).expect("device memory");
+    let mut mem = Memory::new(be, storage.as_mut());
+    let model = FashionCnn::build(&mut mem, &mut rng).expect("memory");
+    let mut opt: Optimizer = Optimizer::new(&mut mem, &model, rule, 1e-3).expect("memory");
+    let batches = 16;
+    let f = cnn::IN_FEATURES;
+    let xs: Vec<f32> = (0..batches * batch * f).map(|_| rng.uniform()).collect();
+    let ys: Vec<usize> = (0..batches * batch)
+        .map(|_| rng.below(cnn::CLASSES as u32) as usize)
+        .collect();
+    let mut step = |i: usize| {
+        let b = i % batches;
+        opt.zero_grad(&mut mem).expect("zero_grad");
+        {
+            let g = Graph::new(&mut mem);
+            let x = g.from_slice(
+                (batch, Const::<1>, Const::<28>, Const::<28>),
+                &xs[b * batch * f..(b + 1) * batch * f],
+            );
+            let loss = cross_entropy(
+                model.forward(x),
+                &ys[b * batch..(b + 1) * batch],
+                Reduction::Mean,
+            );
+            loss.backward().expect("backward");
+        }
+        opt.step(&mut mem).expect("step");
+    };
+    for i in 0..5 {
+        step(i);
+    }
+    let t = Instant::now();
+    let mut n = 0;
+    while t.elapsed().as_secs_f64() < seconds {
+        step(n);
+        n += 1;
+    }
+    (n * batch) as f64 / t.elapsed().as_secs_f64()
+}
+
 /// GFLOP/s of one `n³` product, best of several timing windows.
 fn gemm_gflops(be: &Parallel, n: usize, seconds: f64) -> f64 {
     let mut buf = vec![0.0f32; 3 * n * n];
@@ -152,6 +203,11 @@ fn main() {
     ];
     for (name, widths, batch, rule) in cases {
         let sps = train_throughput(&be, &|| {}, widths, batch, rule, seconds);
+        println!("{{\"bench\": \"train\", \"case\": \"{name}\", \"threads\": {t}, \"samples_per_sec\": {sps:.1}}}");
+    }
+    for batch in [64, 256] {
+        let name = format!("cnn adam b{batch}");
+        let sps = cnn_throughput(&be, batch, Rule::adam(), seconds);
         println!("{{\"bench\": \"train\", \"case\": \"{name}\", \"threads\": {t}, \"samples_per_sec\": {sps:.1}}}");
     }
 }

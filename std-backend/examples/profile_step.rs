@@ -2,8 +2,12 @@
 //! that times every call it forwards to `Parallel` (a profiling aid).
 //!
 //! `cargo run --release -p ember-nn-std --example profile_step -- 784-512-512-10 64 sgd`
+//!
+//! `... -- cnn 64 adam` profiles the `cnn` preset of `ember train --model cnn`.
 
-use ember_nn_core::backend::{Acc, AxisDims, Backend, Blocks, Device, Gemm, Reduce, Span};
+use ember_nn_core::backend::{
+    Acc, AxisDims, Backend, Blocks, Device, Gemm, Reduce, Span, WindowCall, WindowKernel,
+};
 use ember_nn_core::deploy::Activation;
 use ember_nn_core::nn::loss::{cross_entropy, Reduction};
 use ember_nn_core::nn::{Forward, Mlp, Optimizer, Rule};
@@ -182,10 +186,22 @@ impl Backend for Timed {
     fn update(&self, buf: &mut [f32], rule: &Update, p: Span, g: Span, s: Span) -> Result<()> {
         self.time("update", || self.inner.update(buf, rule, p, g, s))
     }
+    fn window(&self, buf: &mut [f32], call: &WindowCall) -> Result<()> {
+        let name = match call.kernel {
+            WindowKernel::Unfold => "window unfold",
+            WindowKernel::Fold => "window fold",
+            WindowKernel::MaxPool => "window maxpool",
+            WindowKernel::MaxPoolBackward => "window maxpool bwd",
+        };
+        self.time(name, || self.inner.window(buf, call))
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("cnn") {
+        return cnn(&args);
+    }
     let widths: Vec<usize> = args
         .get(1)
         .map_or("784-512-512-10", |s| s)
@@ -236,6 +252,72 @@ fn main() {
         total / steps as f64 * 1e3,
         (steps * batch) as f64 / total
     );
+    report(&be, steps, total);
+}
+
+/// The `cnn` preset's steps, timed kernel by kernel.
+fn cnn(args: &[String]) {
+    use ember_nn_core::nn::Build;
+    use ember_nn_std::cnn::{self, FashionCnn};
+    let batch: usize = args.get(2).and_then(|b| b.parse().ok()).unwrap_or(64);
+    let rule = if args.get(3).map(String::as_str) == Some("sgd") {
+        Rule::sgd()
+    } else {
+        Rule::adam()
+    };
+    let be = Timed {
+        inner: Parallel::new(
+            std::env::var("THREADS")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0),
+        ),
+        times: RefCell::new(BTreeMap::new()),
+    };
+    let mut rng = Rng::new(0);
+    let mut storage = be
+        .inner
+        .alloc(cnn::train_floats(batch, &rule).unwrap())
+        .unwrap();
+    let mut mem = Memory::new(&be, &mut storage[..]);
+    let model = FashionCnn::build(&mut mem, &mut rng).unwrap();
+    let mut opt: Optimizer = Optimizer::new(&mut mem, &model, rule, 1e-3).unwrap();
+    let xs: Vec<f32> = (0..batch * cnn::IN_FEATURES)
+        .map(|_| rng.uniform())
+        .collect();
+    let ys: Vec<usize> = (0..batch).map(|i| i % cnn::CLASSES).collect();
+    let steps = 50;
+    let t = Instant::now();
+    for _ in 0..steps {
+        opt.zero_grad(&mut mem).unwrap();
+        {
+            let g = Graph::new(&mut mem);
+            let x = g.from_slice(
+                (
+                    batch,
+                    ember_nn_core::Const::<1>,
+                    ember_nn_core::Const::<28>,
+                    ember_nn_core::Const::<28>,
+                ),
+                &xs,
+            );
+            cross_entropy(model.forward(x), &ys, Reduction::Mean)
+                .backward()
+                .unwrap();
+        }
+        opt.step(&mut mem).unwrap();
+    }
+    let total = t.elapsed().as_secs_f64();
+    println!(
+        "{steps} steps of the cnn preset at batch {batch}: {:.3} ms/step, {:.0} samples/s",
+        total / steps as f64 * 1e3,
+        (steps * batch) as f64 / total
+    );
+    report(&be, steps, total);
+}
+
+/// Each kernel's share of `total` seconds over `steps` steps.
+fn report(be: &Timed, steps: usize, total: f64) {
     let times = be.times.borrow();
     let kernels: f64 = times.values().map(|v| v.1).sum();
     for (name, (n, s)) in times.iter() {

@@ -31,6 +31,7 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod cnn;
 pub mod config;
 pub mod data;
 pub mod eval;

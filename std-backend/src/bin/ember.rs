@@ -138,6 +138,9 @@ struct SummaryArgs {
     /// come from its columns.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// A preset model instead of an MLP: `cnn` (see `ember train --help`).
+    #[arg(long, value_name = "PRESET", conflicts_with_all = ["layers", "activation", "data"])]
+    model: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -165,6 +168,12 @@ struct ModelArgs {
 
 #[derive(Args)]
 struct TrainArgs {
+    /// A preset model instead of an MLP: `cnn` (Conv2d(1,16,3,pad 1)-ReLU-MaxPool2d(2)-
+    /// Conv2d(16,32,3,pad 1)-ReLU-MaxPool2d(2)-Linear(1568,10), 20,490 parameters) on
+    /// 28×28 images. Its checkpoint is evaluated by `ember eval`; it is not exported
+    /// (convolutions are not in the deployable format yet).
+    #[arg(long, value_name = "PRESET")]
+    model: Option<String>,
     #[command(flatten)]
     arch: ArchArgs,
     /// sgd, adam, adamw, rmsprop or adagrad.
@@ -370,7 +379,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(a) => cmd_train(*a),
         Command::Eval(m) => cmd_eval(&m),
-        Command::Summary(a) => cmd_summary(&a),
+        Command::Summary(a) => match &a.model {
+            Some(preset) => cnn_cli::summary(preset),
+            None => cmd_summary(&a),
+        },
         Command::Export {
             checkpoint,
             out,
@@ -399,6 +411,9 @@ fn main() -> ExitCode {
 }
 
 type Res<T = ()> = Result<T, String>;
+
+#[path = "ember/cnn_cli.rs"]
+mod cnn_cli;
 
 /// The most worker threads `--threads` may ask for.
 const MAX_THREADS: usize = 1024;
@@ -694,6 +709,9 @@ fn table_widths(
 }
 
 fn cmd_train(a: TrainArgs) -> Res {
+    if a.model.is_some() {
+        return cnn_cli::train(&a);
+    }
     let table_file = a
         .data
         .data
@@ -1526,6 +1544,9 @@ fn predict_rows(m: &ModelArgs, info: &ModelInfo) -> Res {
 }
 
 fn cmd_eval(m: &ModelArgs) -> Res {
+    if let Some(c) = cnn_cli::preset_checkpoint(&m.model) {
+        return cnn_cli::eval(m, &c);
+    }
     if let Some(info) = model_info_of(&m.model)? {
         return match m.data.data.as_deref().filter(|p| p.is_file()) {
             Some(file) => eval_table(m, &info, file),
@@ -1634,6 +1655,9 @@ fn export_all(
 
 fn cmd_export(checkpoint: &Path, out: &Path, data: &DataArgs) -> Res {
     let c = Checkpoint::load(checkpoint).map_err(|e| e.to_string())?;
+    if ember_nn_std::cnn::is_preset(&c) {
+        return Err(cnn_cli::NOT_DEPLOYABLE.into());
+    }
     let (widths, act) = mlp_of(checkpoint, &c)?;
     let info = info_of(checkpoint, &c.meta.model)?;
     if info.is_some() {
