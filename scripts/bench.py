@@ -36,6 +36,32 @@ CNN_CASES = [("cnn adam b64", 64, "adam"), ("cnn adam b256", 256, "adam")]
 GPU_CASES = [(f"784-512-512-10 sgd b{b}", [784, 512, 512, 10], b, "sgd") for b in (64, 256, 1024)]
 
 
+def cpu_isa():
+    """The CPU's model and the widest vector set the GEMM dispatches to
+    (`gemm` picks AVX-512 or AVX2+FMA at run time on x86-64, NEON on aarch64)."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and model == "unknown CPU":
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    if "avx512f" in flags:
+        isa = "AVX-512"
+    elif "avx2" in flags and "fma" in flags:
+        isa = "AVX2+FMA"
+    elif "asimd" in flags:
+        isa = "NEON"
+    else:
+        isa = "scalar/SSE"
+    return f"{model}, GEMM on {isa}"
+
+
 def ember(threads, seconds, device, binary):
     cmd = [binary] if binary else ["cargo", "run", "-q", "--release", "-p", "ember-nn-std",
                                    "--example", "bench_train", "--"]
@@ -161,7 +187,8 @@ def main():
         t, note = torch_results(a.threads, a.seconds, a.device)
         if t:
             torch_runs.append(t)
-    where = f"threads: {a.threads}" if a.device == "cpu" else f"GPU: {ember_runs[0][0].get('device')}"
+    where = f"{cpu_isa()}; threads: {a.threads}" if a.device == "cpu" \
+        else f"GPU: {ember_runs[0][0].get('device')}"
     print(f"{where}; {note}; median of {a.rounds} alternating rounds\n")
     other = "before" if a.baseline_bin else "PyTorch"
     mine = "after" if a.baseline_bin else "Ember"
