@@ -257,14 +257,11 @@ impl Window {
         mut read: impl FnMut(usize) -> Result<f32>,
     ) -> Result<Option<(usize, f32)>> {
         let mut best: Option<(usize, f32)> = None;
-        for i in 0..self.kernel[0] {
-            let Some(y) = self.source(0, oh, i) else {
-                continue;
-            };
-            for j in 0..self.kernel[1] {
-                let Some(x) = self.source(1, ow, j) else {
-                    continue;
-                };
+        let (rows, cols) = (self.taps_inside(0, oh), self.taps_inside(1, ow));
+        for i in rows {
+            let y = oh * self.stride[0] + i * self.dilation[0] - self.pad[0];
+            for j in cols.clone() {
+                let x = ow * self.stride[1] + j * self.dilation[1] - self.pad[1];
                 let at = y * self.input[1] + x;
                 let v = read(at)?;
                 match best {
@@ -274,6 +271,20 @@ impl Window {
             }
         }
         Ok(best)
+    }
+
+    /// The taps `k` along axis `a` whose input `o · stride + k · dilation −
+    /// pad` output `o` reads inside the input: a range, worked out once per
+    /// output rather than tested per tap.
+    #[inline]
+    fn taps_inside(&self, a: usize, o: usize) -> core::ops::Range<usize> {
+        let (start, d, p) = (o * self.stride[a], self.dilation[a], self.pad[a]);
+        let lo = p.saturating_sub(start).div_ceil(d);
+        let hi = (self.input[a] + p)
+            .saturating_sub(start)
+            .div_ceil(d)
+            .min(self.kernel[a]);
+        lo.min(hi)..hi
     }
 
     /// Runs `each(plane, output index, window max)` over every output of
