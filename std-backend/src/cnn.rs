@@ -327,6 +327,8 @@ mod tests {
         let batch = MiniBatch {
             features,
             labels: (0..n).map(|i| i % CLASSES).collect(),
+            targets: Vec::new(),
+            target_len: 0,
             indices: (0..n).collect(),
             feature_len: IN_FEATURES,
             index: 0,
