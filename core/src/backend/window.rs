@@ -279,11 +279,14 @@ impl Window {
     #[inline]
     fn taps_inside(&self, a: usize, o: usize) -> core::ops::Range<usize> {
         let (start, d, p) = (o * self.stride[a], self.dilation[a], self.pad[a]);
-        let lo = p.saturating_sub(start).div_ceil(d);
-        let hi = (self.input[a] + p)
-            .saturating_sub(start)
-            .div_ceil(d)
-            .min(self.kernel[a]);
+        let (lo, hi) = (p.saturating_sub(start), (self.input[a] + p).saturating_sub(start));
+        // Without dilation (the usual case) no division.
+        let (lo, hi) = if d == 1 {
+            (lo, hi)
+        } else {
+            (lo.div_ceil(d), hi.div_ceil(d))
+        };
+        let hi = hi.min(self.kernel[a]);
         lo.min(hi)..hi
     }
 
