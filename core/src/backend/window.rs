@@ -279,7 +279,10 @@ impl Window {
     #[inline]
     fn taps_inside(&self, a: usize, o: usize) -> core::ops::Range<usize> {
         let (start, d, p) = (o * self.stride[a], self.dilation[a], self.pad[a]);
-        let (lo, hi) = (p.saturating_sub(start), (self.input[a] + p).saturating_sub(start));
+        let (lo, hi) = (
+            p.saturating_sub(start),
+            (self.input[a] + p).saturating_sub(start),
+        );
         // Without dilation (the usual case) no division.
         let (lo, hi) = if d == 1 {
             (lo, hi)

@@ -750,25 +750,7 @@ fn cmd_train(a: TrainArgs) -> Res {
     };
     // Everything the arguments decide is checked before any data is read.
     cfg.validate().map_err(|e| e.to_string())?;
-    if a.device != "cpu" && a.device != "cuda" {
-        return Err(format!("unknown device `{}` (cpu or cuda)", a.device));
-    }
-    if a.eval_test && cfg.val_fraction > 0.0 {
-        return Err("--eval-test needs --val-fraction 0".into());
-    }
-    if a.limit == Some(0) {
-        return Err("--limit must be positive".into());
-    }
-    if a.threads > MAX_THREADS {
-        return Err(format!(
-            "--threads must be at most {MAX_THREADS} (0: one per core)"
-        ));
-    }
-    if let Some(p) = &a.resume {
-        if !p.is_file() {
-            return Err(format!("--resume {}: no such checkpoint file", p.display()));
-        }
-    }
+    check_run_args(&a, &cfg)?;
     train::check_memory(&cfg).map_err(|e| e.to_string())?;
     a.table.check()?;
     let table = match &table_file {
@@ -1541,6 +1523,32 @@ fn predict_rows(m: &ModelArgs, info: &ModelInfo) -> Res {
     }
     let text = w.into_inner().map_err(|e| e.to_string())?;
     std::io::Write::write_all(&mut std::io::stdout(), &text).map_err(|e| format!("stdout: {e}"))
+}
+
+/// The checks of `train`'s options that the settings alone decide (device,
+/// `--eval-test`, `--limit`, `--threads`, `--resume`), shared by every
+/// model `train` builds.
+fn check_run_args(a: &TrainArgs, cfg: &TrainConfig) -> Res {
+    if a.device != "cpu" && a.device != "cuda" {
+        return Err(format!("unknown device `{}` (cpu or cuda)", a.device));
+    }
+    if a.eval_test && cfg.val_fraction > 0.0 {
+        return Err("--eval-test needs --val-fraction 0".into());
+    }
+    if a.limit == Some(0) {
+        return Err("--limit must be positive".into());
+    }
+    if a.threads > MAX_THREADS {
+        return Err(format!(
+            "--threads must be at most {MAX_THREADS} (0: one per core)"
+        ));
+    }
+    if let Some(p) = &a.resume {
+        if !p.is_file() {
+            return Err(format!("--resume {}: no such checkpoint file", p.display()));
+        }
+    }
+    Ok(())
 }
 
 fn cmd_eval(m: &ModelArgs) -> Res {

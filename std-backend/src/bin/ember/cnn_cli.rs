@@ -1,7 +1,7 @@
 //! `ember train|summary|eval --model cnn`: the command line of the
 //! convolutional preset ([`ember_nn_std::cnn`]), apart from the MLP's.
 
-use super::{class_names, load, write_reports, Bar, ModelArgs, Res, TrainArgs, MAX_THREADS};
+use super::{class_names, load, write_reports, Bar, ModelArgs, Res, TrainArgs};
 use ember_nn_std::checkpoint::Checkpoint;
 use ember_nn_std::cnn;
 use ember_nn_std::data::transform::{
@@ -105,25 +105,7 @@ pub(crate) fn train(a: &TrainArgs) -> Res {
         ..TrainConfig::default()
     };
     cfg.validate().map_err(|e| e.to_string())?;
-    if a.device != "cpu" && a.device != "cuda" {
-        return Err(format!("unknown device `{}` (cpu or cuda)", a.device));
-    }
-    if a.eval_test && cfg.val_fraction > 0.0 {
-        return Err("--eval-test needs --val-fraction 0".into());
-    }
-    if a.limit == Some(0) {
-        return Err("--limit must be positive".into());
-    }
-    if a.threads > MAX_THREADS {
-        return Err(format!(
-            "--threads must be at most {MAX_THREADS} (0: one per core)"
-        ));
-    }
-    if let Some(p) = &a.resume {
-        if !p.is_file() {
-            return Err(format!("--resume {}: no such checkpoint file", p.display()));
-        }
-    }
+    super::check_run_args(a, &cfg)?;
     if let Some(dir) = &a.data.data {
         FashionMnist::check_dir(dir, &[Split::Train, Split::Test]).map_err(|e| e.to_string())?;
     }
