@@ -119,6 +119,14 @@ fn cnn_trains_evaluates_summarises_and_refuses_export() {
         "error: convolutions are not in the deployable format yet"
     );
 
+    // Predict: one line that says what to use instead, status 1.
+    let (ok, code, text) = ember(&["predict", "--model", ckpt_s, "--index", "0"]);
+    assert!(!ok && code == Some(1), "{text}");
+    assert!(
+        text.trim().starts_with("error: ") && text.contains("`ember eval --model`"),
+        "{text}"
+    );
+
     let (ok, _, text) = ember(&["summary", "--model", "cnn"]);
     assert!(ok, "{text}");
     for s in [

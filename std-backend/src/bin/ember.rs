@@ -1686,6 +1686,12 @@ fn cmd_import(path: &Path, arch: &ArchArgs, names: &NamesArg, out: &Path, data: 
 }
 
 fn cmd_predict(m: &ModelArgs, image_path: Option<&Path>, index: Option<usize>) -> Res {
+    if cnn_cli::preset_checkpoint(&m.model).is_some() {
+        return Err(format!(
+            "{}: a checkpoint of the `cnn` preset: `ember predict` runs .emb files, which hold no convolutions yet; `ember eval --model` evaluates it",
+            m.model.display()
+        ));
+    }
     if image_path.is_none() && index.is_none() {
         if let Some(info) = model_info_of(&m.model)? {
             return predict_rows(m, &info);
