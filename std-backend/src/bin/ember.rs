@@ -729,24 +729,10 @@ fn cmd_train(a: TrainArgs) -> Res {
     let mut cfg = TrainConfig {
         widths: parse_widths(a.arch.layers()).map_err(|e| e.to_string())?,
         activation: a.arch.activation(),
-        optimizer: a.optimizer,
-        lr: a.lr,
-        momentum: a.momentum,
-        weight_decay: a.weight_decay,
-        scheduler: a.scheduler,
-        step_size: a.step_size,
-        gamma: a.gamma,
-        warmup: a.warmup,
-        epochs: a.epochs,
-        batch: a.batch,
-        seed: a.seed,
-        augment: a.augment,
-        val_fraction: a.val_fraction,
-        patience: a.patience,
-        clip: a.clip,
         dropout: a.dropout,
         task: TaskKind::Classify,
         loss: LossKind::Mse,
+        ..run_config(&a)
     };
     // Everything the arguments decide is checked before any data is read.
     cfg.validate().map_err(|e| e.to_string())?;
@@ -1523,6 +1509,29 @@ fn predict_rows(m: &ModelArgs, info: &ModelInfo) -> Res {
     }
     let text = w.into_inner().map_err(|e| e.to_string())?;
     std::io::Write::write_all(&mut std::io::stdout(), &text).map_err(|e| format!("stdout: {e}"))
+}
+
+/// The settings of `train` that every model shares (optimizer, schedule,
+/// epochs, batch, seed, validation, ...), the rest at their defaults.
+fn run_config(a: &TrainArgs) -> TrainConfig {
+    TrainConfig {
+        optimizer: a.optimizer,
+        lr: a.lr,
+        momentum: a.momentum,
+        weight_decay: a.weight_decay,
+        scheduler: a.scheduler,
+        step_size: a.step_size,
+        gamma: a.gamma,
+        warmup: a.warmup,
+        epochs: a.epochs,
+        batch: a.batch,
+        seed: a.seed,
+        augment: a.augment,
+        val_fraction: a.val_fraction,
+        patience: a.patience,
+        clip: a.clip,
+        ..TrainConfig::default()
+    }
 }
 
 /// The checks of `train`'s options that the settings alone decide (device,

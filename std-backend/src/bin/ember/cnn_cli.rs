@@ -8,7 +8,7 @@ use ember_nn_std::data::transform::{
     Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
 };
 use ember_nn_std::data::{Dataset, FashionMnist, Split};
-use ember_nn_std::train::{self, Checkpointing, TrainConfig};
+use ember_nn_std::train::{self, Checkpointing};
 use ember_nn_std::{atomic::write_atomic, report, state_dict, Parallel};
 use std::path::Path;
 
@@ -86,24 +86,7 @@ pub(crate) fn train(a: &TrainArgs) -> Res {
             "--model {preset} trains on 28×28 images: --data takes an IDX directory, not a data file"
         ));
     }
-    let cfg = TrainConfig {
-        optimizer: a.optimizer,
-        lr: a.lr,
-        momentum: a.momentum,
-        weight_decay: a.weight_decay,
-        scheduler: a.scheduler,
-        step_size: a.step_size,
-        gamma: a.gamma,
-        warmup: a.warmup,
-        epochs: a.epochs,
-        batch: a.batch,
-        seed: a.seed,
-        augment: a.augment,
-        val_fraction: a.val_fraction,
-        patience: a.patience,
-        clip: a.clip,
-        ..TrainConfig::default()
-    };
+    let cfg = super::run_config(a);
     cfg.validate().map_err(|e| e.to_string())?;
     super::check_run_args(a, &cfg)?;
     if let Some(dir) = &a.data.data {
