@@ -11,7 +11,7 @@
 
 use ember_fuzz::{aligned, bytes, bytes_mut};
 use ember_nn_core::deploy::{
-    self, crc32, write_model_type, write_rust_source, Calibration, Model, QuantParams,
+    self, crc32, write_model_type, write_rust_source, Calibration, InputStep, Model, QuantParams,
 };
 use ember_nn_core::nn::{Linear, ReLU, Tanh};
 use libfuzzer_sys::fuzz_target;
@@ -129,6 +129,23 @@ fn quantized(model: &Model<'_>, x: &[f32]) {
         assert!(
             q.is_ok(),
             "quantize wrote a file that does not parse: {q:?}"
+        );
+    }
+    // With an input step: the file parses and keeps it.
+    let offset: Vec<f32> = x.iter().map(|v| v * 3.0).collect();
+    let scale: Vec<f32> = x.iter().map(|v| 1.0 + v.abs()).collect();
+    let step = InputStep {
+        offset: &offset,
+        scale: &scale,
+    };
+    let len = len + InputStep::file_len(x.len());
+    let mut words = vec![0u32; len.div_ceil(4)];
+    let out = bytes_mut(&mut words);
+    if let Ok(n) = deploy::quantize_with_input_step(model, &calib, step, out) {
+        let q = Model::parse(&bytes(&words)[..n]);
+        assert!(
+            q.is_ok_and(|m| m.input_step() == Some(step)),
+            "quantize_with_input_step wrote a file that does not parse or lost its step"
         );
     }
 }

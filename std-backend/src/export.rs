@@ -9,7 +9,7 @@ use crate::config::ActivationKind;
 use crate::data::{Dataset, TensorDataset};
 use crate::learner::write_params;
 use crate::state_dict::NamedTensor;
-use ember_nn_core::deploy::{self, Calibration, ExportError, Model, Probe};
+use ember_nn_core::deploy::{self, Calibration, ExportError, InputStep, Model, Probe};
 use ember_nn_core::nn::{Forward, Mlp, Module};
 use ember_nn_core::{Backend, Cpu, Memory, Rng, Shape, Tensor};
 use std::path::Path;
@@ -158,7 +158,7 @@ where
             f.input_features()
         ));
     }
-    let (int8_bytes, int8_check) = quantize_checked(&f, calibration, samples)?;
+    let (int8_bytes, int8_check) = quantize_checked(&f, None, calibration, samples)?;
     let tensors = crate::state_dict::named_state(model, mem).map_err(|e| e.to_string())?;
     let safetensors =
         crate::state_dict::to_bytes(&tensors, None).map_err(|e| format!("the state_dict: {e}"))?;
@@ -205,25 +205,66 @@ pub fn int8_file(
     samples: usize,
 ) -> Result<AlignedBytes, String> {
     let model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
-    quantize_checked(&model, data, samples).map(|(bytes, _)| bytes)
+    quantize_checked(&model, None, data, samples).map(|(bytes, _)| bytes)
+}
+
+/// [`int8_file`] of a model trained on standardized features: `f32_bytes`
+/// is that model (no scaling folded into its first layer), `data` holds
+/// raw rows, and the int8 file keeps `step` ([`InputStep`]) and applies it
+/// to what it is given, so that it takes raw features with one
+/// quantization step per standardized feature rather than one over raw
+/// features of any magnitude. Calibrated and checked on the rows
+/// standardized by the step itself.
+pub fn int8_file_with_step(
+    f32_bytes: &AlignedBytes,
+    step: InputStep<'_>,
+    data: &TensorDataset,
+    samples: usize,
+) -> Result<AlignedBytes, String> {
+    let model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+    quantize_checked(&model, Some(step), data, samples).map(|(bytes, _)| bytes)
+}
+
+/// `row` standardized by `step` (as the int8 file computes it), or itself.
+fn standardized(step: Option<InputStep<'_>>, row: &[f32]) -> Vec<f32> {
+    match step {
+        Some(s) => row
+            .iter()
+            .enumerate()
+            .map(|(j, &x)| s.apply(j, x))
+            .collect(),
+        None => row.to_vec(),
+    }
 }
 
 /// [`int8_file`] of a parsed f32 model, with its check's figures.
 fn quantize_checked(
     model: &Model<'_>,
+    step: Option<InputStep<'_>>,
     data: &TensorDataset,
     samples: usize,
 ) -> Result<(AlignedBytes, Int8Check), String> {
     let mut calib = Calibration::new();
     let mut scratch = vec![0.0f32; model.scratch_len()];
     let d = data.feature_len();
+    if step.is_some_and(|s| s.features() != d) {
+        return Err(format!(
+            "the input standardization has {} features, the data {d}",
+            step.map_or(0, |s| s.features())
+        ));
+    }
     for row in data.features().chunks_exact(d).take(samples) {
         calib
-            .observe(model, row, &mut scratch)
+            .observe(model, &standardized(step, row), &mut scratch)
             .map_err(|e| format!("calibrating the int8 model: {e}"))?;
     }
-    let mut out = AlignedBytes::zeroed(deploy::quantized_len(model));
-    let n = deploy::quantize(model, &calib, out.bytes_mut()).map_err(|e| e.to_string())?;
+    let step_len = step.map_or(0, |s| InputStep::file_len(s.features()));
+    let mut out = AlignedBytes::zeroed(deploy::quantized_len(model) + step_len);
+    let n = match step {
+        Some(s) => deploy::quantize_with_input_step(model, &calib, s, out.bytes_mut()),
+        None => deploy::quantize(model, &calib, out.bytes_mut()),
+    }
+    .map_err(|e| e.to_string())?;
     out.truncate(n);
     let int8 = Model::parse(out.bytes()).map_err(|e| e.to_string())?;
     let rows: Vec<&[f32]> = data
@@ -252,6 +293,8 @@ pub struct Int8Check {
 /// activation's slope, the output's rounding and clipping to its int8
 /// range. A difference beyond that bound means the int8 file computes
 /// something else than the f32 model: the error says where and by how much.
+/// For an int8 file with an input step ([`InputStep`]) `rows` are raw and
+/// the f32 model runs on them standardized by that step.
 pub fn check_int8(
     f32_model: &Model<'_>,
     int8: &Model<'_>,
@@ -270,7 +313,8 @@ pub fn check_int8(
     for (r, row) in rows.iter().enumerate() {
         int8.infer_i8(row, &mut qi, &mut is, &mut got)
             .map_err(|e| format!("running the int8 file: {e}"))?;
-        let (want, bound) = f32_with_int8_bound(f32_model, int8, row)?;
+        let (want, bound) =
+            f32_with_int8_bound(f32_model, int8, &standardized(int8.input_step(), row))?;
         for (j, ((&g, &w), &b)) in got.iter().zip(&want).zip(&bound).enumerate() {
             let diff = (g - w).abs();
             if diff.is_nan() || diff > b {

@@ -370,23 +370,31 @@ impl ModelInfo {
     /// An MLP of `layers` `Linear` layers' parameters with the input
     /// scaling folded into its first layer (`0.weight`, `0.bias`), so that
     /// the model takes raw features, and a target scaling undone in its
-    /// last; unchanged without scaling.
+    /// last; unchanged without scaling. The f32 `.emb` file's parameters.
     pub fn fold(
         &self,
         params: &[NamedTensor],
         layers: usize,
     ) -> Result<Vec<NamedTensor>, TrainError> {
-        let misfit = |what: &str| {
-            TrainError::Data(format!(
-                "the {what} scaling does not fit the model's layers"
-            ))
-        };
-        let mut out = params.to_vec();
-        if let Some(s) = self.scaler.as_ref().filter(|s| !s.is_identity()) {
+        let mut out = self.fold_outputs(params, layers)?;
+        if let Some(s) = self.input_step_scaler() {
             out = s
                 .fold(&out, "0.weight", "0.bias")
                 .ok_or_else(|| misfit("input"))?;
         }
+        Ok(out)
+    }
+
+    /// [`fold`](Self::fold) without the input scaling: the parameters of
+    /// the int8 `.emb` file, which standardizes its raw inputs with
+    /// [`input_step`](Self::input_step) before quantizing them (one
+    /// quantization step cannot serve raw features of any magnitude).
+    pub fn fold_outputs(
+        &self,
+        params: &[NamedTensor],
+        layers: usize,
+    ) -> Result<Vec<NamedTensor>, TrainError> {
+        let mut out = params.to_vec();
         if let Some(s) = self.target_scaler.as_ref().filter(|s| !s.is_identity()) {
             let last = 2 * layers.saturating_sub(1);
             out = s
@@ -394,6 +402,20 @@ impl ModelInfo {
                 .ok_or_else(|| misfit("target"))?;
         }
         Ok(out)
+    }
+
+    /// The input scaling as the int8 file's input step, if there is one
+    /// that changes anything.
+    pub fn input_step(&self) -> Option<ember_nn_core::deploy::InputStep<'_>> {
+        self.input_step_scaler()
+            .map(|s| ember_nn_core::deploy::InputStep {
+                offset: &s.offset,
+                scale: &s.scale,
+            })
+    }
+
+    fn input_step_scaler(&self) -> Option<&crate::data::scale::Scaler> {
+        self.scaler.as_ref().filter(|s| !s.is_identity())
     }
 
     /// The anomaly score of each row of an autoencoder: the mean squared
@@ -418,6 +440,13 @@ impl ModelInfo {
             })
             .collect()
     }
+}
+
+/// The error of a scaling whose width is not the model's.
+fn misfit(what: &str) -> TrainError {
+    TrainError::Data(format!(
+        "the {what} scaling does not fit the model's layers"
+    ))
 }
 
 /// The `q` quantile of `values` (linear between the closest ranks, as

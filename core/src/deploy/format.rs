@@ -15,6 +15,10 @@ pub(crate) const RECORD: usize = 48;
 pub(crate) const ALIGN: usize = 16;
 pub(crate) const DTYPE_F32: u8 = 0;
 pub(crate) const DTYPE_I8: u8 = 1;
+/// The flags byte (offset 24): bit 0, an int8 file standardizes its real
+/// inputs ([`InputStep`]) before quantizing them; the other bits are zero.
+pub(crate) const FLAGS: usize = 24;
+pub(crate) const FLAG_INPUT_STEP: u8 = 1;
 
 /// Why a weight file was rejected.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -105,6 +109,10 @@ pub enum FormatError {
         /// Which layer.
         layer: usize,
     },
+    /// The input standardization ([`InputStep`]) has an offset that is not
+    /// finite or a scale that is not finite and positive, or is in a file
+    /// that is not int8.
+    BadInputStep,
     /// Reading parameters from memory failed.
     Memory(crate::Error),
     /// The destination of a streamed write refused the bytes.
@@ -183,6 +191,10 @@ impl core::fmt::Display for FormatError {
             FormatError::ActivationNotBuilt { layer } => write!(
                 f,
                 "layer {layer}: this int8 activation needs ember-nn-core's feature `int8-float-activations`"
+            ),
+            FormatError::BadInputStep => write!(
+                f,
+                "the input standardization is invalid (an offset not finite, a scale not finite and positive, or an f32 file)"
             ),
             FormatError::Memory(e) => write!(f, "reading parameters: {e}"),
             FormatError::Output => write!(f, "the destination refused the bytes"),
@@ -293,6 +305,54 @@ pub enum LayerWeights<'a> {
     },
 }
 
+/// The standardization an int8 model applies to its real inputs before it
+/// quantizes them: feature `j` becomes `(x[j] − offset[j]) / scale[j]`, the
+/// scaling the model was trained behind (fitted on its training data), so
+/// that the device takes raw features as the host's f32 model does.
+///
+/// An f32 file folds such a scaling into its first layer's weights, which
+/// is exact up to rounding; an int8 one cannot: its input has one
+/// quantization step for every feature, and raw features of different
+/// magnitudes (a sensor's 0.1 and 1,600) would lose the small ones to it.
+/// So the int8 file keeps the step (format flag bit 0, two `f32` arrays
+/// before the first layer's data) and its first layer sees standardized
+/// features, quantized with one step as they were calibrated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InputStep<'a> {
+    /// Subtracted from each feature.
+    pub offset: &'a [f32],
+    /// Each feature's difference is divided by it (finite, positive).
+    pub scale: &'a [f32],
+}
+
+impl InputStep<'_> {
+    /// Bytes the step over `features` inputs takes in a file: the offsets,
+    /// then the scales, each padded to the format's alignment.
+    pub const fn file_len(features: usize) -> usize {
+        2 * padded(4 * features)
+    }
+
+    /// Features it standardizes.
+    pub fn features(&self) -> usize {
+        self.offset.len()
+    }
+
+    /// Feature `j` of `x` standardized: `(x − offset[j]) / scale[j]`.
+    #[inline]
+    pub fn apply(&self, j: usize, x: f32) -> f32 {
+        (x - self.offset[j]) / self.scale[j]
+    }
+
+    /// Whether it is well-formed for `features` inputs: both arrays that
+    /// long, offsets finite, scales finite and positive.
+    pub(crate) fn valid(&self, features: usize) -> bool {
+        self.offset.len() == features
+            && self.scale.len() == features
+            && self.offset.iter().all(|o| o.is_finite())
+            && self.scale.iter().all(|&s| s.is_finite() && s > 0.0)
+    }
+}
+
 /// A parsed, validated model whose weights point into the bytes it came from.
 ///
 /// Small (a few words): the layer records are decoded from the bytes when
@@ -306,6 +366,8 @@ pub struct Model<'a> {
     pub(crate) max_width: usize,
     input: usize,
     output: usize,
+    /// An int8 model's input standardization, if it has one.
+    step: Option<InputStep<'a>>,
 }
 
 /// Where a model's layers are.
@@ -506,15 +568,27 @@ impl<'a> Model<'a> {
         }
         let header = &bytes[..header_len];
         let data = &bytes[header_len..header_len + data_len];
-        // Reserved: bytes 24..32 and the header's padding after the records.
-        if !zero(&header[24..FIXED]) || !zero(&header[FIXED + RECORD * n..]) {
+        // Reserved: bytes 25..32, the flags but bit 0, and the header's
+        // padding after the records.
+        let flags = header[FLAGS];
+        if flags & !FLAG_INPUT_STEP != 0
+            || !zero(&header[FLAGS + 1..FIXED])
+            || !zero(&header[FIXED + RECORD * n..])
+        {
             return Err(FormatError::Reserved { layer: None });
         }
         let model_in = rd_u32(bytes, 16) as usize;
+        let mut at = 0;
+        let step = if flags & FLAG_INPUT_STEP != 0 {
+            let step = input_step(data, model_in, int8)?;
+            at = InputStep::file_len(model_in);
+            Some(step)
+        } else {
+            None
+        };
         let mut prev_out = model_in;
         let mut prev_q = None;
         let mut max_width = 0;
-        let mut at = 0;
         for l in 0..n {
             let (h, w) = decode_layer(header, data, l, int8)?;
             if h.in_features == 0 || h.out_features == 0 || h.in_features != prev_out {
@@ -594,6 +668,7 @@ impl<'a> Model<'a> {
             max_width,
             input: model_in,
             output: prev_out,
+            step,
         })
     }
 
@@ -648,7 +723,25 @@ impl<'a> Model<'a> {
             max_width,
             input: layers[0].0.in_features,
             output: prev,
+            step: None,
         })
+    }
+
+    /// This model (an int8 one, e.g. from [`from_layers`](Self::from_layers))
+    /// standardizing its real inputs with `step` first, as a file with an
+    /// input step does: the `INPUT_STEP` that
+    /// [`write_rust_source`](super::write_rust_source) generates for one.
+    pub fn with_input_step(mut self, step: InputStep<'a>) -> Result<Self, FormatError> {
+        if !self.int8 || !step.valid(self.input) {
+            return Err(FormatError::BadInputStep);
+        }
+        self.step = Some(step);
+        Ok(self)
+    }
+
+    /// An int8 model's input standardization ([`InputStep`]), if it has one.
+    pub fn input_step(&self) -> Option<InputStep<'a>> {
+        self.step
     }
 
     /// The header and data parts of a model parsed from a file (`None` for
@@ -829,7 +922,8 @@ impl<'a> Model<'a> {
                     requant,
                 } => weight.len() + 4 * (bias.len() + scales.len() + requant.len()),
             })
-            .sum()
+            .sum::<usize>()
+            + self.step.map_or(0, |s| 8 * s.features())
     }
 }
 
@@ -902,6 +996,29 @@ pub(crate) fn finish(out: &mut [u8], len: usize) -> usize {
     let crc = crc32(0, &out[..len]);
     out[len..len + 4].copy_from_slice(&crc.to_le_bytes());
     len + 4
+}
+
+/// The input step at the start of a file's data, validated (canonical
+/// layout: offsets, then scales, each zero-padded to the alignment).
+fn input_step(data: &[u8], features: usize, int8: bool) -> Result<InputStep<'_>, FormatError> {
+    let part = padded(4 * features);
+    if !int8 || features == 0 || data.len() < 2 * part {
+        return Err(FormatError::BadInputStep);
+    }
+    let bad = |_| FormatError::BadInputStep;
+    let step = InputStep {
+        offset: view(data, 0, features, 0).map_err(bad)?,
+        scale: view(data, part, features, 0).map_err(bad)?,
+    };
+    let used = 4 * features;
+    if !zero(&data[used..part]) || !zero(&data[part + used..2 * part]) {
+        return Err(FormatError::Reserved { layer: None });
+    }
+    if step.valid(features) {
+        Ok(step)
+    } else {
+        Err(FormatError::BadInputStep)
+    }
 }
 
 /// Whether every `(multiplier, shift)` pair is in range: a non-negative

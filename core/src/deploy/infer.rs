@@ -40,6 +40,10 @@ pub enum InferError {
         /// The model's input zero point.
         zero: i32,
     },
+    /// Bytes given to a model that standardizes real inputs first (an
+    /// [`InputStep`](super::InputStep)): it takes `f32` features,
+    /// through [`Model::infer_i8`] or [`Model::quantize_input`].
+    StandardizedInput,
 }
 
 impl core::fmt::Display for InferError {
@@ -63,6 +67,10 @@ impl core::fmt::Display for InferError {
             InferError::NotU8Input { zero } => write!(
                 f,
                 "the model's input zero point is {zero}, not -128: bytes cannot be its input"
+            ),
+            InferError::StandardizedInput => write!(
+                f,
+                "the model standardizes its real inputs first: give it f32 features (infer_i8), not bytes"
             ),
         }
     }
@@ -127,6 +135,7 @@ impl Model<'_> {
         input: &[u8],
         scratch: &'s mut [i8],
     ) -> Result<&'s [i8], InferError> {
+        self.bytes_are_input()?;
         self.run_i8(input, scratch, self.layer_count())
     }
 
@@ -141,7 +150,16 @@ impl Model<'_> {
         layers: usize,
         scratch: &'s mut [i8],
     ) -> Result<&'s [i8], InferError> {
+        self.bytes_are_input()?;
         self.run_i8(input, scratch, layers)
+    }
+
+    /// Refuses bytes for a model that standardizes its inputs.
+    fn bytes_are_input(&self) -> Result<(), InferError> {
+        match self.input_step() {
+            Some(_) => Err(InferError::StandardizedInput),
+            None => Ok(()),
+        }
     }
 
     /// Real values of layer `layer`'s quantized outputs: `scale · (q − zero)`
@@ -219,7 +237,9 @@ impl Model<'_> {
 
     /// Quantizes real inputs with the first layer's input parameters:
     /// `round(x / scale) + zero`, saturated, computed as a multiplication by
-    /// the reciprocal (no division per element). `out` must hold
+    /// the reciprocal. A model with an [`InputStep`](super::InputStep)
+    /// standardizes each feature first, `(x − offset) / scale` (one
+    /// division per feature). `out` must hold
     /// [`input_features`](Self::input_features) values.
     pub fn quantize_input(&self, input: &[f32], out: &mut [i8]) -> Result<(), InferError> {
         let Some((h, LayerWeights::Int8 { .. })) = self.layer(0) else {
@@ -234,8 +254,17 @@ impl Model<'_> {
             }
         }
         let inv = 1.0 / h.in_scale;
-        for (q, &x) in out.iter_mut().zip(input) {
-            *q = quantize_value(x, inv, h.in_zero);
+        match self.input_step() {
+            Some(step) => {
+                for (j, (q, &x)) in out.iter_mut().zip(input).enumerate() {
+                    *q = quantize_value(step.apply(j, x), inv, h.in_zero);
+                }
+            }
+            None => {
+                for (q, &x) in out.iter_mut().zip(input) {
+                    *q = quantize_value(x, inv, h.in_zero);
+                }
+            }
         }
         Ok(())
     }

@@ -14,11 +14,15 @@
 //! | 12 | 4 | data length `D` |
 //! | 16 | 4 | model input features |
 //! | 20 | 4 | model output features |
-//! | 24 | 8 | reserved (zero) |
+//! | 24 | 1 | flags: bit 0, an int8 file's input step ([`InputStep`]); the others zero |
+//! | 25 | 7 | reserved (zero) |
 //! | 32 | 48·L | layer records (see [`LayerHeader`]) |
 //! | H | D | data: weights, biases, per-channel scales, requantization |
 //! | H + D | 4 | CRC-32 (IEEE) of bytes `[0, H + D)` |
 //!
+//! An int8 file with the input step (flag bit 0) starts its data with it:
+//! the input features' offsets, then their scales (`f32` each), each part
+//! 16-byte aligned and zero-padded; the layers' data follow.
 //! Each layer's data follow in order: weight, bias, and for int8 the
 //! per-channel weight scales and `(multiplier, shift)` requantization pairs,
 //! each part starting on a 16-byte boundary, zero-padded. f32 weights are
@@ -144,13 +148,14 @@ pub use crate::backend::activation::Activation;
 pub use crc::crc32;
 pub use dense_f32::{dense_f32, dense_f32_row, ROWS_F32};
 pub use format::{
-    DenseSignature, FormatError, LayerHeader, LayerWeights, Layers, Model, MAX_LAYERS, VERSION,
+    DenseSignature, FormatError, InputStep, LayerHeader, LayerWeights, Layers, Model, MAX_LAYERS,
+    VERSION,
 };
 pub use infer::{argmax, argmax_i8, InferError};
 pub use int8::{dense_i8, int8_weight_offset, Int8Input};
 pub use quant::{
-    int8_layer_len, quantize, quantize_layer, quantized_len, requantize, write_with_last_layer,
-    Calibration, QuantParams,
+    int8_layer_len, quantize, quantize_layer, quantize_with_input_step, quantized_len, requantize,
+    write_with_last_layer, Calibration, QuantParams,
 };
 pub use source::{write_layer_types, write_model_type, write_rust_source};
 pub use trace::{

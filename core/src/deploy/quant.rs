@@ -5,8 +5,8 @@
 
 use super::dense_f32::dense_f32;
 use super::format::{
-    finish, layer_parts, padded, rd_u32, set_field, write_header, FormatError, LayerWeights, Model,
-    FIXED, MAX_LAYERS, RECORD,
+    finish, layer_parts, padded, rd_u32, set_field, write_header, FormatError, InputStep,
+    LayerWeights, Model, FIXED, FLAGS, FLAG_INPUT_STEP, MAX_LAYERS, RECORD,
 };
 use super::int8::int8_weight_offset;
 use super::Activation;
@@ -195,10 +195,36 @@ pub fn quantize(
     calib: &Calibration,
     out: &mut [u8],
 ) -> Result<usize, FormatError> {
+    quantize_into(model, calib, None, out)
+}
+
+/// [`quantize`] for a model trained on standardized features: the int8
+/// file keeps `step` and applies it to the real inputs it is given
+/// ([`Model::quantize_input`]), so that it takes raw features. `model` is
+/// the f32 model of the standardized features (no scaling folded into its
+/// first layer) and `calib` observed it on standardized rows. `out` must
+/// hold [`quantized_len`] plus [`InputStep::file_len`] of its inputs.
+pub fn quantize_with_input_step(
+    model: &Model<'_>,
+    calib: &Calibration,
+    step: InputStep<'_>,
+    out: &mut [u8],
+) -> Result<usize, FormatError> {
+    quantize_into(model, calib, Some(step), out)
+}
+
+fn quantize_into(
+    model: &Model<'_>,
+    calib: &Calibration,
+    step: Option<InputStep<'_>>,
+    out: &mut [u8],
+) -> Result<usize, FormatError> {
     if model.is_int8() || calib.samples == 0 {
         return Err(FormatError::Unsupported);
     }
-    let needed = quantized_len(model);
+    let features = model.input_features();
+    let step_len = step.map_or(0, |_| InputStep::file_len(features));
+    let needed = quantized_len(model) + step_len;
     if out.len() < needed {
         return Err(FormatError::BufferTooSmall { needed });
     }
@@ -210,7 +236,19 @@ pub fn quantize(
     let data_len = needed - 4 - header_len;
     write_header(out, true, &shapes, data_len);
     out[header_len..header_len + data_len].fill(0);
-    let mut at = header_len;
+    if let Some(s) = step {
+        if !s.valid(features) {
+            return Err(FormatError::BadInputStep);
+        }
+        out[FLAGS] = FLAG_INPUT_STEP;
+        let part = step_len / 2;
+        for (j, (o, v)) in s.offset.iter().zip(s.scale).enumerate() {
+            let at = header_len + 4 * j;
+            out[at..at + 4].copy_from_slice(&o.to_le_bytes());
+            out[at + part..at + part + 4].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    let mut at = header_len + step_len;
     for (i, (h, lw)) in model.layers().enumerate() {
         let LayerWeights::F32 { weight, bias } = lw else {
             return Err(FormatError::Unsupported);

@@ -21,7 +21,8 @@ use ember_nn_std::data::transform::{
 };
 use ember_nn_std::data::{Dataset, FashionMnist, Source, Split, TensorDataset};
 use ember_nn_std::export::{
-    evaluate_file, f32_file, int8_file, outputs_file, write_deployables, AlignedBytes,
+    evaluate_file, f32_file, int8_file, int8_file_with_step, outputs_file, write_deployables,
+    AlignedBytes,
 };
 use ember_nn_std::train::{
     self, parse_widths, Checkpointing, EpochMetrics, ModelInfo, Progress, TrainConfig,
@@ -822,7 +823,7 @@ fn cmd_train(a: TrainArgs) -> Res {
             let kind = a.table.scale.unwrap_or_default();
             let scaler = Scaler::fit(kind, &train_set);
             eprintln!(
-                "scaling: {kind}, fitted on the {} training samples (folded into the exported model, which takes raw features)",
+                "scaling: {kind}, fitted on the {} training samples (kept in the exported models, which take raw features: folded into the f32 model's first layer, the int8 model's input step)",
                 train_set.len()
             );
             let both = task == TaskKind::Reconstruct;
@@ -982,9 +983,19 @@ impl TrainRun<'_> {
             None => params.clone(),
         };
         let f32_bytes = f32_file(&cfg.widths, cfg.activation, &deployed)?;
-        let int8_bytes = match self.calib {
-            Some(c) => int8_file(&f32_bytes, c, 1000)?,
-            None => int8_file(&f32_bytes, &load_quiet(self.data, Split::Train)?, 1000)?,
+        let int8_bytes = match (self.calib, info.as_ref()) {
+            (Some(c), Some(i)) => match i.input_step() {
+                // The int8 file standardizes raw features itself.
+                Some(step) => {
+                    let layers = cfg.widths.len().saturating_sub(1);
+                    let p = i.fold_outputs(&params, layers).map_err(|e| e.to_string())?;
+                    let standardized = f32_file(&cfg.widths, cfg.activation, &p)?;
+                    int8_file_with_step(&standardized, step, c, 1000)?
+                }
+                None => int8_file(&f32_bytes, c, 1000)?,
+            },
+            (Some(c), None) => int8_file(&f32_bytes, c, 1000)?,
+            (None, _) => int8_file(&f32_bytes, &load_quiet(self.data, Split::Train)?, 1000)?,
         };
         let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
         let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
