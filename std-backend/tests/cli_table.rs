@@ -530,6 +530,19 @@ fn summary_takes_its_widths_from_a_data_file() {
         "{stdout}"
     );
     assert!(stdout.contains("Total params: 387"), "{stdout}");
+    // `--layers` with `auto` ends: the data's widths.
+    let (code, auto, stderr) = ember(&["summary", "--data", WINE, "--layers", "auto-16-8-auto"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(auto, stdout);
+    for (layers, needle) in [
+        ("13-auto-3", "only the first and the last width may be auto"),
+        ("auto-16-4", "has 4 outputs, but the target has 3 classes"),
+        ("auto-x-auto", "--layers auto-x-auto:"),
+    ] {
+        let (code, _, stderr) = ember(&["summary", "--data", WINE, "--layers", layers]);
+        assert_eq!(code, Some(1), "{layers}");
+        assert!(stderr.contains(needle), "{layers}: {stderr}");
+    }
     let (code, _, stderr) = ember(&["summary", "--hidden", "16"]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("give --data FILE"), "{stderr}");

@@ -104,7 +104,9 @@ struct DataArgs {
 #[derive(Args, Clone)]
 struct ArchArgs {
     /// Layer sizes, input first [default: 784-256-128-10]. For a model file
-    /// whose metadata names its layers, it must agree or be left out.
+    /// whose metadata names its layers, it must agree or be left out. With
+    /// a data file the ends may be `auto` (`auto-64-32-auto`): the feature
+    /// columns and the classes or targets.
     #[arg(long)]
     layers: Option<String>,
     /// Hidden activation: relu, tanh, sigmoid, leaky_relu, elu, selu, silu,
@@ -672,8 +674,9 @@ fn load_table(file: &Path, t: &TableArgs) -> Res<TableData> {
 }
 
 /// The MLP's widths for a data file of `features` columns and `classes`
-/// classes (or outputs): --layers, which must agree, or N-H...-C with
-/// --hidden's widths (64,32 by default).
+/// classes (or outputs): --layers, which must agree (its ends may be
+/// `auto`: these two), or N-H...-C with --hidden's widths (64,32 by
+/// default).
 fn table_widths(
     layers: Option<&str>,
     hidden: Option<&[usize]>,
@@ -693,7 +696,22 @@ fn table_widths(
     if hidden.is_some() {
         return Err("give --layers or --hidden, not both".into());
     }
-    let w = parse_widths(given).map_err(|e| e.to_string())?;
+    let parts: Vec<&str> = given.split('-').collect();
+    let last = parts.len().saturating_sub(1);
+    let mut resolved = Vec::with_capacity(parts.len());
+    for (i, p) in parts.iter().enumerate() {
+        resolved.push(match (p.trim(), i) {
+            ("auto", 0) => features.to_string(),
+            ("auto", i) if i == last => classes.to_string(),
+            ("auto", _) => {
+                return Err(format!(
+                    "--layers {given}: `auto` stands for the data's widths, so only the first and the last width may be auto"
+                ))
+            }
+            (p, _) => p.to_string(),
+        });
+    }
+    let w = parse_widths(&resolved.join("-")).map_err(|e| format!("--layers {given}: {e}"))?;
     if w[0] != features {
         return Err(format!(
             "--layers {given} takes {} inputs, but the data has {features} feature columns (leave --layers out for {features}-64-32-{classes})",
