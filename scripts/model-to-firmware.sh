@@ -115,6 +115,11 @@ if [ -n "$data" ] && [ -f "$data" ]; then
   # A data file's model: its held-out rows on the board.
   [ ${#targets[@]} -gt 0 ] || targets=(thumbv7em-none-eabihf thumbv6m-none-eabi)
   [ -n "$models" ] || models=$out/models
+  mkdir -p "$models"
+  if [ "$(realpath "$models")" = "$(realpath firmware-example/models)" ]; then
+    echo "model-to-firmware.sh: a data file's model goes to its own --models directory, not firmware-example/models (the committed FashionMNIST model's)" >&2
+    exit 2
+  fi
   name=$(basename "$data")
   name=${name%%.*}
   name=$(printf '%s' "$name" | tr -c 'A-Za-z0-9_-' '-')
