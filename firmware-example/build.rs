@@ -2,8 +2,9 @@
 //!
 //! Models: the cfgs `model_f32` and `model_int8` are set from the features
 //! `f32-model` and `int8-model`, except that Cortex-M0 (`thumbv6m-none-eabi`,
-//! QEMU's micro:bit with 256 KiB of flash) never gets the f32 model: the
-//! committed one's 437,732 bytes do not fit. The models come from the
+//! QEMU's micro:bit with 256 KiB of flash) never gets the f32 model of
+//! images: the committed one's 437,732 bytes do not fit (a data file's
+//! small model is the exception, below). The models come from the
 //! directory `EMBER_FIRMWARE_MODELS` (default `models/`): one `NAME.emb` (f32)
 //! and `NAME-int8.emb` pair of the same architecture, whatever it is. Their
 //! header gives the model type, which is written to `OUT_DIR/model.rs`
@@ -278,11 +279,10 @@ fn test_data(dir: &Path, out: &Path, outputs: usize, limit: Option<usize>) {
 }
 
 /// Copies a data file's model's held-out rows (little-endian `f32`,
-/// `inputs` per row), the host's
-/// outputs (`outputs` f32 and `outputs` int8 bytes per row) and, for a
-/// classifier, the rows' labels from `dir` to `out`: all of them, or as
-/// many rows as `limit` bytes hold. Checks that the files agree on the
-/// number of rows.
+/// `inputs` per row), the host's outputs (`outputs` f32 and `outputs` int8
+/// bytes per row) and, for a classifier, the rows' labels from `dir` to
+/// `out`: all of them, or as many rows as `limit` bytes hold. Checks that
+/// the files agree on the number of rows.
 fn test_rows(dir: &Path, out: &Path, inputs: usize, outputs: usize, limit: Option<usize>) {
     let read = |name: &str| {
         let path = dir.join(name);
