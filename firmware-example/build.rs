@@ -2,8 +2,9 @@
 //!
 //! Models: the cfgs `model_f32` and `model_int8` are set from the features
 //! `f32-model` and `int8-model`, except that Cortex-M0 (`thumbv6m-none-eabi`,
-//! QEMU's micro:bit with 256 KiB of flash) never gets the f32 model: the
-//! committed one's 437,732 bytes do not fit. The models come from the
+//! QEMU's micro:bit with 256 KiB of flash) never gets the f32 model of
+//! images: the committed one's 437,732 bytes do not fit (a data file's
+//! small model is the exception, below). The models come from the
 //! directory `EMBER_FIRMWARE_MODELS` (default `models/`): one `NAME.emb` (f32)
 //! and `NAME-int8.emb` pair of the same architecture, whatever it is. Their
 //! header gives the model type, which is written to `OUT_DIR/model.rs`
@@ -13,6 +14,16 @@
 //! into `OUT_DIR` for `include_bytes!`: all the images, or on Cortex-M0 the
 //! first [`M0_IMAGES`], so that the int8 model, the images and the XOR
 //! training fit the micro:bit's flash together.
+//!
+//! A data file's model (`scripts/model-to-firmware.sh --data FILE.csv`):
+//! when the directory holds `test-rows.bin` (`cargo xtask test-rows`), the
+//! test data are held-out rows of raw features, little-endian `f32`, with
+//! the host's f32 and int8 outputs (and, for a classifier, the rows'
+//! labels in `test-labels.bin`, which sets the cfg `rows_classify`); the
+//! cfg `test_rows` builds `src/rows.rs` in place of `src/inference.rs`.
+//! Such a model is small: a Cortex-M0 build gets its f32 model too when the
+//! file is at most [`M0_F32_BYTES`], and as many rows as [`M0_ROW_BYTES`]
+//! hold.
 //!
 //! Bare metal: puts the chosen `memory.x` on the linker's search path and
 //! links the binary with the runtime's `link.x` (`cortex-m-rt`'s, or
@@ -32,6 +43,13 @@ use std::{env, fs, path::Path, path::PathBuf};
 const M0_IMAGES: usize = 72;
 /// Bytes per image (28 × 28 pixels).
 const PIXELS: usize = 784;
+/// The largest f32 model a Cortex-M0 build of a data file's model embeds.
+const M0_F32_BYTES: u64 = 64 * 1024;
+/// Bytes of held-out rows a Cortex-M0 build embeds at most (as many as its
+/// test images).
+const M0_ROW_BYTES: usize = M0_IMAGES * PIXELS;
+/// The test data of a data file's model: its rows.
+const ROWS_FILE: &str = "test-rows.bin";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -39,31 +57,48 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(model_f32)");
     println!("cargo::rustc-check-cfg=cfg(model_int8)");
     println!("cargo::rustc-check-cfg=cfg(finetune)");
+    println!("cargo::rustc-check-cfg=cfg(test_rows)");
+    println!("cargo::rustc-check-cfg=cfg(rows_classify)");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bare_metal = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none");
     let m0 = bare_metal && env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv6m"));
     let riscv = bare_metal && env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("riscv32");
 
-    let f32_model = env::var_os("CARGO_FEATURE_F32_MODEL").is_some() && !m0;
+    let f32_feature = env::var_os("CARGO_FEATURE_F32_MODEL").is_some();
     let int8_model = env::var_os("CARGO_FEATURE_INT8_MODEL").is_some();
-    if f32_model {
-        println!("cargo:rustc-cfg=model_f32");
-    }
     if int8_model {
         println!("cargo:rustc-cfg=model_int8");
     }
-    if f32_model || int8_model {
+    if f32_feature || int8_model {
         println!("cargo:rerun-if-env-changed=EMBER_FIRMWARE_MODELS");
         let dir = env::var_os("EMBER_FIRMWARE_MODELS")
             .map_or_else(|| PathBuf::from("models"), PathBuf::from);
-        let outputs = models(&dir, &out);
-        test_data(&dir, &out, outputs, if m0 { Some(M0_IMAGES) } else { None });
+        let (inputs, outputs, f32_bytes) = models(&dir, &out);
+        let rows = dir.join(ROWS_FILE).is_file();
+        // Cortex-M0: the f32 model only for a data file's (small) model.
+        let f32_model = f32_feature && (!m0 || (rows && f32_bytes <= M0_F32_BYTES));
+        if f32_model {
+            println!("cargo:rustc-cfg=model_f32");
+        }
+        if rows {
+            println!("cargo:rustc-cfg=test_rows");
+            test_rows(
+                &dir,
+                &out,
+                inputs,
+                outputs,
+                if m0 { Some(M0_ROW_BYTES) } else { None },
+            );
+        } else {
+            test_data(&dir, &out, outputs, if m0 { Some(M0_IMAGES) } else { None });
+        }
         // Fine-tuning on the device (src/finetune.rs): Cortex-M4F and host
         // builds (the M0's flash holds no more images; RISC-V has no Arm
         // semihosting to send the adapted model back with), with the
         // committed model, whose head the host's expected CRC is for.
         let committed = env::var_os("EMBER_FIRMWARE_MODELS").is_none();
         if int8_model
+            && !rows
             && !m0
             && !riscv
             && committed
@@ -99,8 +134,9 @@ fn main() {
 
 /// Finds the model pair in `dir`, checks that both files describe the same
 /// model, copies them to `out` (`model-f32.emb`, `model-int8.emb`) and
-/// writes `out/model.rs`; returns the model's output count.
-fn models(dir: &Path, out: &Path) -> usize {
+/// writes `out/model.rs`; returns the model's input and output counts and
+/// the f32 file's size.
+fn models(dir: &Path, out: &Path) -> (usize, usize, u64) {
     println!("cargo:rerun-if-changed={}", dir.display());
     let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let mut int8: Vec<PathBuf> = entries
@@ -129,7 +165,7 @@ fn models(dir: &Path, out: &Path) -> usize {
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut src = String::new();
         write_model_type(&model, &mut src).expect("formatting to a String");
-        arch.push((src, model.output_features()));
+        arch.push((src, model.input_features(), model.output_features()));
         fs::write(out.join(copy), &bytes).expect("copy the model");
     }
     assert_eq!(
@@ -140,7 +176,8 @@ fn models(dir: &Path, out: &Path) -> usize {
         int8.display()
     );
     fs::write(out.join("model.rs"), &arch[0].0).expect("write model.rs");
-    arch[0].1
+    let f32_bytes = fs::metadata(&f32).map_or(u64::MAX, |m| m.len());
+    (arch[0].1, arch[0].2, f32_bytes)
 }
 
 /// Copies the fine-tuning data (always from `models/`: it goes with the
@@ -235,6 +272,54 @@ fn test_data(dir: &Path, out: &Path, outputs: usize, limit: Option<usize>) {
             bytes.len(),
             count * per,
             "{name} has {} bytes for {count} images ({per} each); regenerate with `cargo xtask test-images`",
+            bytes.len()
+        );
+        fs::write(out.join(name), &bytes[..keep * per]).expect("write test data");
+    }
+}
+
+/// Copies a data file's model's held-out rows (little-endian `f32`,
+/// `inputs` per row), the host's outputs (`outputs` f32 and `outputs` int8
+/// bytes per row) and, for a classifier, the rows' labels from `dir` to
+/// `out`: all of them, or as many rows as `limit` bytes hold. Checks that
+/// the files agree on the number of rows.
+fn test_rows(dir: &Path, out: &Path, inputs: usize, outputs: usize, limit: Option<usize>) {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        println!("cargo:rerun-if-changed={}", path.display());
+        fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; generate it with `cargo xtask test-rows`",
+                path.display()
+            )
+        })
+    };
+    let rows = read(ROWS_FILE);
+    let row_bytes = 4 * inputs;
+    assert!(
+        !rows.is_empty() && rows.len() % row_bytes == 0,
+        "{ROWS_FILE} must hold whole rows of {inputs} f32 features ({row_bytes} bytes)"
+    );
+    let count = rows.len() / row_bytes;
+    let keep = limit.map_or(count, |l| (l / row_bytes).clamp(1, count));
+    fs::write(out.join(ROWS_FILE), &rows[..keep * row_bytes]).expect("write rows");
+    let classify = dir.join("test-labels.bin").is_file();
+    if classify {
+        println!("cargo:rustc-cfg=rows_classify");
+    }
+    let mut files = vec![
+        ("expected-f32.bin", 4 * outputs),
+        ("expected-int8.bin", outputs),
+    ];
+    if classify {
+        files.push(("test-labels.bin", 1));
+    }
+    for (name, per) in files {
+        let bytes = read(name);
+        assert_eq!(
+            bytes.len(),
+            count * per,
+            "{name} has {} bytes for {count} rows ({per} each); regenerate with `cargo xtask test-rows`",
             bytes.len()
         );
         fs::write(out.join(name), &bytes[..keep * per]).expect("write test data");

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One command from a model to firmware, for any MLP on FashionMNIST:
+# One command from a model to firmware, for any MLP on FashionMNIST, or on a
+# data file (CSV) of your own (--data FILE.csv, below):
 #   1. train it with the ember CLI (default 784-128-64-10, ReLU, Adam);
 #   2. export the checkpoint: .emb in f32 and int8 (`ember export`), into the
 #      models directory as NAME.emb and NAME-int8.emb (NAME from the layers);
@@ -19,14 +20,46 @@
 #   --out DIR          where the run goes (default runs/firmware)
 #   --models DIR       where the model set goes (default firmware-example/models,
 #                      replacing the committed model; `git checkout
-#                      firmware-example/models` brings it back)
-#   --target TRIPLE    firmware target(s) to run (default: Cortex-M4F and M0)
+#                      firmware-example/models` brings it back; for a data
+#                      file, default OUT/models)
+#   --target TRIPLE    firmware target(s) to run (thumb* or riscv*; default:
+#                      all of scripts/run-firmware.sh's, for a data file the
+#                      Cortex-M4F and M0); any other --target value is the
+#                      data file's target column, for `ember train`
 #   TRAIN OPTION       passed to `ember train` (default --layers 784-128-64-10
 #                      --activation relu --epochs 10 --seed 0); the input
 #                      width must be 784
 #
-# CI (scripts/test.sh) runs the committed files, and this script once more for
-# a 784-64-32-10 tanh model in a temporary directory.
+# A data file's model (--data FILE, a CSV, .tsv or .csv.gz file):
+#   1. train it (`ember train --data FILE` with the TRAIN OPTIONs, e.g.
+#      --target COLUMN, --task classify|regress|reconstruct, --scale
+#      standard|minmax|none, --hidden 64,32; default --epochs 50 --seed 0),
+#      which exports it (.emb, f32 and int8, the scaling folded in: the model
+#      takes raw features); or take the .emb files beside --checkpoint FILE
+#      (a checkpoint of `ember train --data`);
+#   2. copy them into the models directory (default OUT/models) as NAME.emb
+#      and NAME-int8.emb (NAME from the file's name);
+#   3. write the held-out rows and the host's outputs (`cargo xtask
+#      test-rows`): the test split `ember train` held out (--test-fraction,
+#      --split-seed, the same function on the same rows), or every row of
+#      --test FILE; at most --count rows (default 200);
+#   4. build the firmware and run it under QEMU, on the Cortex-M4F and the
+#      Cortex-M0 by default (the M0 gets the f32 model too when its file is
+#      at most 64 KiB, and as many rows as 56 KiB hold). It passes only if
+#      the device gives, for every row, the host's int8 outputs byte for byte
+#      and, for a classifier, the host's f32 class, for a regression or an
+#      autoencoder the host's f32 outputs bit for bit (same code both sides).
+#   Options of this mode besides the above: --test FILE, --test-fraction F,
+#   --split-seed S and --header auto|yes|no go to both `ember train` and the
+#   xtask; --count N; --activation NAME as for `ember train` (with
+#   --checkpoint, name the model's activation if it is not ReLU, for the
+#   int8 build's features).
+#   Example: scripts/model-to-firmware.sh --data std-backend/tests/data/tables/wine.csv \
+#              --scale standard --out runs/wine-firmware
+#
+# CI (scripts/test.sh) runs the committed files, this script once more for
+# a 784-64-32-10 tanh model in a temporary directory, and for wine
+# (classification, --scale standard) and diabetes (regression) CSV models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,33 +67,106 @@ step() { printf '\n==> %s\n' "$*"; }
 
 checkpoint=""
 out=runs/firmware
-models=firmware-example/models
+models=""
 targets=()
 train=()
-layers=784-128-64-10
-activation=relu
+layers=""
+activation=""
+data=""
+# A data file's options that the row extraction needs too.
+split=()
+test_file=""
+test_fraction=0.2
+split_seed=0
+header=auto
+count=200
 while [ $# -gt 0 ]; do
   case $1 in
     --checkpoint) checkpoint=${2:?--checkpoint needs a file}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --models) models=${2:?--models needs a directory}; shift 2 ;;
-    --target) targets+=("${2:?--target needs a triple}"); shift 2 ;;
+    --target)
+      # A firmware target triple; for a data file, `ember train`'s target column.
+      case ${2:?--target needs a value} in
+        thumb*|riscv*) targets+=("$2") ;;
+        *) train+=(--target "$2") ;;
+      esac
+      shift 2 ;;
     --layers) layers=${2:?--layers needs widths}; shift 2 ;;
     --layers=*) layers=${1#--layers=}; shift ;;
     --activation) activation=${2:?--activation needs a name}; shift 2 ;;
     --activation=*) activation=${1#--activation=}; shift ;;
+    --data) data=${2:?--data needs a file or directory}; shift 2 ;;
+    --test) test_file=${2:?--test needs a file}; split+=(--test "$2"); shift 2 ;;
+    --test-fraction) test_fraction=${2:?--test-fraction needs a number}; split+=(--test-fraction "$2"); shift 2 ;;
+    --split-seed) split_seed=${2:?--split-seed needs a number}; split+=(--split-seed "$2"); shift 2 ;;
+    --header) header=${2:?--header needs auto, yes or no}; split+=(--header "$2"); shift 2 ;;
+    --count) count=${2:?--count needs a number}; shift 2 ;;
     *) train+=("$1"); shift ;;
   esac
 done
+# int8 activations other than ReLU and the identity need the f32 math linked.
+features=""
+case ${activation:-relu} in relu|identity|none) ;; *) features=int8-float-activations ;; esac
+
+ember() { cargo run -q --release -p ember-nn-std --bin ember -- "$@"; }
+
+if [ -n "$data" ] && [ -f "$data" ]; then
+  # A data file's model: its held-out rows on the board.
+  [ ${#targets[@]} -gt 0 ] || targets=(thumbv7em-none-eabihf thumbv6m-none-eabi)
+  [ -n "$models" ] || models=$out/models
+  mkdir -p "$models"
+  if [ "$(realpath "$models")" = "$(realpath firmware-example/models)" ]; then
+    echo "model-to-firmware.sh: a data file's model goes to its own --models directory, not firmware-example/models (the committed FashionMNIST model's)" >&2
+    exit 2
+  fi
+  name=$(basename "$data")
+  name=${name%%.*}
+  name=$(printf '%s' "$name" | tr -c 'A-Za-z0-9_-' '-')
+  arch=()
+  [ -z "$layers" ] || arch+=(--layers "$layers")
+  [ -z "$activation" ] || arch+=(--activation "$activation")
+  if [ -z "$checkpoint" ]; then
+    case " ${train[*]-} " in *" --epochs"*) ;; *) train+=(--epochs 50) ;; esac
+    case " ${train[*]-} " in *" --seed"*) ;; *) train+=(--seed 0) ;; esac
+    step "train: ember train --data $data ${split[*]-} ${arch[*]-} ${train[*]} --out $out"
+    ember train --data "$data" "${split[@]}" "${arch[@]}" "${train[@]}" --out "$out"
+    checkpoint=$out/checkpoint.safetensors
+  elif [ ${#train[@]} -gt 0 ]; then
+    echo "model-to-firmware.sh: --checkpoint takes no training options (${train[*]})" >&2
+    exit 2
+  fi
+  # `ember train` exports a data file's model beside its checkpoint,
+  # calibrated on its training split.
+  exported=$(dirname "$checkpoint")
+  mkdir -p "$models"
+  # One model set per directory: the firmware's build script takes the one pair.
+  rm -f "$models"/*.emb
+  cp "$exported/model.emb" "$models/$name.emb"
+  cp "$exported/model-int8.emb" "$models/$name-int8.emb"
+  ls -l "$models/$name.emb" "$models/$name-int8.emb"
+
+  rows=(--data "$data" --test-fraction "$test_fraction" --split-seed "$split_seed")
+  [ -z "$test_file" ] || rows=(--data "$test_file")
+  step "held-out rows and the host's outputs: cargo xtask test-rows ${rows[*]}"
+  cargo xtask test-rows --models "$(realpath "$models")" --name "$name" \
+    --checkpoint "$(realpath "$checkpoint")" "${rows[@]}" --header "$header" --count "$count"
+
+  step "firmware: build and run under QEMU (${targets[*]})"
+  EMBER_FIRMWARE_MODELS=$(realpath "$models") EMBER_FIRMWARE_FEATURES=$features \
+    scripts/run-firmware.sh "${targets[@]}"
+  exit 0
+fi
+
+# FashionMNIST (an IDX directory as --data, or the default data).
+[ -z "$data" ] || train+=(--data "$data")
+[ -n "$models" ] || models=firmware-example/models
+layers=${layers:-784-128-64-10}
+activation=${activation:-relu}
 case $layers in 784-*) ;; *) echo "model-to-firmware.sh: the firmware's test images have 784 pixels: --layers must start with 784" >&2; exit 2 ;; esac
 case " ${train[*]-} " in *" --epochs"*) ;; *) train+=(--epochs 10) ;; esac
 case " ${train[*]-} " in *" --seed"*) ;; *) train+=(--seed 0) ;; esac
 name=fashion-$layers
-# int8 activations other than ReLU and the identity need the f32 math linked.
-features=""
-case $activation in relu|identity|none) ;; *) features=int8-float-activations ;; esac
-
-ember() { cargo run -q --release -p ember-nn-std --bin ember -- "$@"; }
 
 if [ -z "$checkpoint" ]; then
   step "train: ember train --layers $layers --activation $activation --optimizer adam ${train[*]} --out $out"

@@ -87,6 +87,12 @@ trap 'rm -rf "$other"' EXIT
 scripts/model-to-firmware.sh --layers 784-64-32-10 --activation tanh --epochs 1 --limit 2000 \
   --models "$other/models" --out "$other/run"
 
+step "firmware on your own data: train wine (classification, --scale standard) and diabetes (regression) from their CSV files (seconds), embed held-out rows, run under QEMU on the Cortex-M4F and M0: the device's outputs are the host's"
+scripts/model-to-firmware.sh --data std-backend/tests/data/tables/wine.csv --scale standard \
+  --out "$other/wine"
+scripts/model-to-firmware.sh --data std-backend/tests/data/tables/diabetes.csv \
+  --out "$other/diabetes"
+
 # Last: `cargo install` reuses the release build of `ember` made above.
 step "publishable: cargo package of each library crate, built and tested from the packages alone; a user's no_std crate on the packaged core; the declared rust-version; cargo install of ember"
 scripts/package.sh

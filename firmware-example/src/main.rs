@@ -32,7 +32,13 @@ macro_rules! say {
 mod finetune;
 #[cfg(all(finetune, target_os = "none", feature = "qemu"))]
 mod host_file;
-#[cfg(any(model_f32, model_int8))]
+// FashionMNIST images (inference.rs), or the held-out rows of a data
+// file's model when the model directory holds them (rows.rs, cfg
+// `test_rows`), under one name: the rest of the firmware runs either.
+#[cfg(all(any(model_f32, model_int8), not(test_rows)))]
+mod inference;
+#[cfg(all(any(model_f32, model_int8), test_rows))]
+#[path = "rows.rs"]
 mod inference;
 #[cfg(feature = "xor")]
 mod xor;
@@ -66,9 +72,14 @@ fn summary(r: &xor::Report) {
 }
 
 /// Says why a Cortex-M0 build has no f32 model.
-#[cfg(all(cortex_m0, feature = "f32-model"))]
+#[cfg(all(cortex_m0, feature = "f32-model", not(model_f32), not(test_rows)))]
 fn f32_left_out() {
     say!("f32 model: left out of Cortex-M0 builds (its 437732 bytes do not fit the micro:bit's 256 KiB of flash); int8 only");
+}
+/// Says why a Cortex-M0 build of a data file's model has no f32 model.
+#[cfg(all(cortex_m0, feature = "f32-model", not(model_f32), test_rows))]
+fn f32_left_out() {
+    say!("f32 model: left out of this Cortex-M0 build (over the 64 KiB firmware-example/build.rs allows it beside the rest in the micro:bit's flash); int8 only");
 }
 
 #[cfg(not(target_os = "none"))]
@@ -109,7 +120,7 @@ fn main() {
         };
         #[cfg(model_f32)]
         {
-            let mut input = [0.0f32; inference::PIXELS];
+            let mut input = [0.0f32; inference::model::INPUTS];
             let mut scratch = vec![0.0f32; inference::SCRATCH];
             passed &= timed(inference::run_f32(&mut input, &mut scratch, &clock));
         }
@@ -165,7 +176,7 @@ fn main() {
 /// The run on the microcontroller, the same on every platform.
 #[cfg(target_os = "none")]
 mod firmware {
-    #[cfg(all(cortex_m0, feature = "f32-model"))]
+    #[cfg(all(cortex_m0, feature = "f32-model", not(model_f32)))]
     use super::f32_left_out;
     #[cfg(finetune)]
     use super::finetune;
@@ -198,7 +209,7 @@ mod firmware {
         // widest layer output), and for f32 the input image as floats. The
         // weights and the images stay in flash; int8 reads the pixels there.
         #[cfg(model_f32)]
-        static mut INPUT: [f32; inference::PIXELS] = [0.0; inference::PIXELS];
+        static mut INPUT: [f32; inference::model::INPUTS] = [0.0; inference::model::INPUTS];
         #[cfg(model_f32)]
         static mut SCRATCH_F32: [f32; inference::SCRATCH] = [0.0; inference::SCRATCH];
         #[cfg(model_int8)]
@@ -265,12 +276,18 @@ mod firmware {
             }
         }
 
-        #[cfg(any(model_f32, model_int8))]
+        #[cfg(all(any(model_f32, model_int8), not(test_rows)))]
         defmt::println!(
             "inference: {=usize} FashionMNIST test images in flash",
             inference::images()
         );
-        #[cfg(all(cortex_m0, feature = "f32-model"))]
+        #[cfg(all(any(model_f32, model_int8), test_rows))]
+        defmt::println!(
+            "inference: {=usize} held-out rows of {=usize} features in flash (a data file's model)",
+            inference::rows(),
+            inference::INPUTS
+        );
+        #[cfg(all(cortex_m0, feature = "f32-model", not(model_f32)))]
         f32_left_out();
         #[cfg(model_f32)]
         {

@@ -440,6 +440,62 @@ impl ModelInfo {
             })
             .collect()
     }
+
+    /// `table`'s rows as this model's data set, its feature columns found
+    /// by name: with their classes (in the model's order) for a
+    /// classifier, their targets for a regression, the features again for
+    /// an autoencoder. The features stay raw, as the exported model takes
+    /// them. What `ember eval --data` evaluates, and what the firmware's
+    /// held-out rows are made from (`cargo xtask test-rows`).
+    pub fn rows(&self, table: &crate::data::table::Table) -> crate::data::Result<TensorDataset> {
+        use crate::data::table::{Classified, Column, LabelKind, Regressed};
+        use crate::data::DataError;
+        let d = self.features.len();
+        let target = || -> crate::data::Result<String> {
+            self.targets
+                .first()
+                .cloned()
+                .ok_or_else(|| DataError::Invalid("the model names no target column".into()))
+        };
+        match self.task {
+            TaskKind::Classify => {
+                let kind = if self.outputs == ["false", "true"] {
+                    LabelKind::Bools
+                } else if self.outputs.iter().all(|o| o.parse::<i64>().is_ok()) {
+                    LabelKind::Integers
+                } else {
+                    LabelKind::Strings
+                };
+                let dataset = TensorDataset::new(Vec::new(), Vec::new(), d, self.outputs.len())?
+                    .with_class_names(self.outputs.clone())?;
+                table.classify_like(&Classified {
+                    dataset,
+                    target: 0,
+                    target_name: target()?,
+                    features: (0..d).collect(),
+                    feature_names: self.features.clone(),
+                    kind,
+                    by_name: true,
+                })
+            }
+            TaskKind::Regress => table.regress_like(&Regressed {
+                dataset: TensorDataset::new(Vec::new(), Vec::new(), d, 1)?,
+                targets: (0..self.targets.len()).collect(),
+                target_names: self.targets.clone(),
+                features: (0..d).collect(),
+                feature_names: self.features.clone(),
+                by_name: true,
+            }),
+            TaskKind::Reconstruct => {
+                let cols: Vec<Column> = self
+                    .features
+                    .iter()
+                    .map(|f| Column::name(f.as_str()))
+                    .collect();
+                table.reconstruct(Some(&cols)).map(|r| r.dataset)
+            }
+        }
+    }
 }
 
 /// The error of a scaling whose width is not the model's.

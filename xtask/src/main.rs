@@ -9,12 +9,28 @@
 //! int8 model's whole output vector (`Model::infer_u8` on the pixels). The
 //! firmware passes only if it predicts the same f32 class and the same int8
 //! logits, byte for byte, for every image.
+//!
+//! `cargo xtask test-rows` does the same for a model trained on a data file
+//! (`ember train --data FILE.csv`): held-out rows of raw features
+//! (little-endian `f32`), for a classifier their labels, and the host's
+//! outputs: the f32 model's (`Model::infer_f32`, little-endian `f32`) and
+//! the int8 model's (`Model::quantize_input` + `Model::infer_q8`, bytes).
+//! The rows are read with the checkpoint's model information (its feature
+//! columns, task and classes: `ModelInfo::rows`, what `ember eval --data`
+//! reads), and are either a test file's or the test split `ember train`
+//! held out of the data file (`--test-fraction` and `--split-seed` as given
+//! to it: the same split, made by the same function).
 
 use clap::{Parser, Subcommand};
 use ember_nn_core::deploy::{argmax, argmax_i8, write_model_type, Model};
 use ember_nn_std::atomic::write_atomic;
+use ember_nn_std::checkpoint::Checkpoint;
+use ember_nn_std::config::TaskKind;
+use ember_nn_std::data::split::stratified_split;
+use ember_nn_std::data::table::{read_table, Header, ReadOptions};
 use ember_nn_std::data::{Dataset, FashionMnist, Split, TensorDataset};
 use ember_nn_std::export::AlignedBytes;
+use ember_nn_std::train::ModelInfo;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -47,6 +63,48 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Write the firmware's held-out rows of a data file's model (raw
+    /// features), their labels (a classifier) and the host's outputs (f32
+    /// and int8) next to the models.
+    TestRows {
+        /// Directory of the models; the outputs go there too.
+        #[arg(long)]
+        models: PathBuf,
+        /// Model base name: NAME.emb (f32) and NAME-int8.emb.
+        #[arg(long)]
+        name: String,
+        /// The checkpoint of `ember train --data` the models were exported
+        /// from: its model information names the columns, task and classes.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The data file whose rows are embedded: the training file (with
+        /// --test-fraction) or a test file (all its rows).
+        #[arg(long)]
+        data: PathBuf,
+        /// The fraction `ember train` held out of --data as its test set
+        /// (with the same --split-seed): those rows. Without it, every row
+        /// of --data.
+        #[arg(long)]
+        test_fraction: Option<f32>,
+        /// The seed of `ember train`'s split.
+        #[arg(long, default_value_t = 0)]
+        split_seed: u64,
+        /// Whether the file's first line is a header: auto, yes or no.
+        #[arg(long, default_value = "auto", value_parser = parse_header)]
+        header: Header,
+        /// At most this many rows (the first ones).
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+    },
+}
+
+fn parse_header(s: &str) -> Result<Header, String> {
+    match s {
+        "auto" => Ok(Header::Auto),
+        "yes" => Ok(Header::Yes),
+        "no" => Ok(Header::No),
+        _ => Err(format!("`{s}`: auto, yes or no")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -57,6 +115,27 @@ fn main() -> ExitCode {
             count,
             data,
         } => test_images(&workspace_path(&models), &name, count, data.as_deref()),
+        Command::TestRows {
+            models,
+            name,
+            checkpoint,
+            data,
+            test_fraction,
+            split_seed,
+            header,
+            count,
+        } => test_rows(
+            &workspace_path(&models),
+            &name,
+            &checkpoint,
+            &RowSource {
+                file: &data,
+                test_fraction,
+                split_seed,
+                header,
+            },
+            count,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,8 +157,7 @@ fn workspace_path(p: &Path) -> PathBuf {
 }
 
 fn read_model(path: &Path) -> Result<AlignedBytes, String> {
-    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let bytes = AlignedBytes::new(&raw);
+    let bytes = read_any_model(path)?;
     let model = Model::parse(bytes.bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     if model.input_features() != PIXELS {
         return Err(format!(
@@ -89,6 +167,43 @@ fn read_model(path: &Path) -> Result<AlignedBytes, String> {
         ));
     }
     Ok(bytes)
+}
+
+/// A weight file of any input width, checked to parse.
+fn read_any_model(path: &Path) -> Result<AlignedBytes, String> {
+    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = AlignedBytes::new(&raw);
+    Model::parse(bytes.bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes)
+}
+
+/// The f32 and int8 weight files NAME.emb and NAME-int8.emb in `dir`,
+/// checked to be one model in the two data types.
+fn model_pair(
+    dir: &Path,
+    name: &str,
+    read: fn(&Path) -> Result<AlignedBytes, String>,
+) -> Result<(AlignedBytes, AlignedBytes), String> {
+    let f32_path = dir.join(format!("{name}.emb"));
+    let int8_path = dir.join(format!("{name}-int8.emb"));
+    let (f32_bytes, int8_bytes) = (read(&f32_path)?, read(&int8_path)?);
+    let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+    let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
+    if f32_model.is_int8() || !int8_model.is_int8() {
+        return Err(format!(
+            "{} must be the f32 model and {} the int8 one",
+            f32_path.display(),
+            int8_path.display()
+        ));
+    }
+    if model_type(&f32_model) != model_type(&int8_model) {
+        return Err(format!(
+            "{} and {} describe different models",
+            f32_path.display(),
+            int8_path.display()
+        ));
+    }
+    Ok((f32_bytes, int8_bytes))
 }
 
 /// The model's type as the firmware's build script writes it.
@@ -142,25 +257,9 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Result<(), String> {
-    let f32_path = dir.join(format!("{name}.emb"));
-    let int8_path = dir.join(format!("{name}-int8.emb"));
-    let (f32_bytes, int8_bytes) = (read_model(&f32_path)?, read_model(&int8_path)?);
+    let (f32_bytes, int8_bytes) = model_pair(dir, name, read_model)?;
     let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
     let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
-    if f32_model.is_int8() || !int8_model.is_int8() {
-        return Err(format!(
-            "{} must be the f32 model and {} the int8 one",
-            f32_path.display(),
-            int8_path.display()
-        ));
-    }
-    if model_type(&f32_model) != model_type(&int8_model) {
-        return Err(format!(
-            "{} and {} describe different models",
-            f32_path.display(),
-            int8_path.display()
-        ));
-    }
 
     let (test, source) =
         FashionMnist::load_or_builtin(data, Split::Test).map_err(|e| e.to_string())?;
@@ -201,6 +300,9 @@ fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Res
         logits_int8.extend(q.iter().map(|&v| v as u8));
     }
 
+    // A data file's rows left from an earlier run would make the firmware
+    // embed them instead of the images.
+    remove(&dir.join(ROWS_FILE))?;
     write(&dir.join("test-images.bin"), &images)?;
     write(&dir.join("test-labels.bin"), &labels)?;
     write(&dir.join("expected-f32.bin"), &pred_f32)?;
@@ -220,6 +322,186 @@ fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Res
         dir.display(),
         images.len(),
         int8_model.output_features()
+    );
+    Ok(())
+}
+
+/// The test data of a data file's model: its rows (the firmware's build
+/// script embeds them instead of images when the file is there).
+const ROWS_FILE: &str = "test-rows.bin";
+
+/// Removes a file, if it is there.
+fn remove(path: &Path) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("{}: {e}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Where the held-out rows come from.
+struct RowSource<'a> {
+    /// The data file.
+    file: &'a Path,
+    /// `ember train`'s test fraction of it, or `None` for all its rows.
+    test_fraction: Option<f32>,
+    /// `ember train`'s split seed.
+    split_seed: u64,
+    /// Whether the file has a header.
+    header: Header,
+}
+
+/// A data file's checkpoint's model information.
+fn model_info(path: &Path) -> Result<ModelInfo, String> {
+    let c = Checkpoint::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if c.meta.model.is_null() {
+        return Err(format!(
+            "{}: not a data file's model (no model information): `cargo xtask test-images` is for FashionMNIST models",
+            path.display()
+        ));
+    }
+    serde_json::from_value(c.meta.model.clone())
+        .map_err(|e| format!("{}: its model information: {e}", path.display()))
+}
+
+fn test_rows(
+    dir: &Path,
+    name: &str,
+    checkpoint: &Path,
+    source: &RowSource<'_>,
+    count: usize,
+) -> Result<(), String> {
+    let (f32_bytes, int8_bytes) = model_pair(dir, name, read_any_model)?;
+    let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+    let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
+    let info = model_info(checkpoint)?;
+    let (inputs, outputs) = (f32_model.input_features(), f32_model.output_features());
+    if inputs != info.features.len() || outputs != info.outputs.len() {
+        return Err(format!(
+            "{name}.emb takes {inputs} inputs and gives {outputs} outputs, but {} describes {} features and {} outputs",
+            checkpoint.display(),
+            info.features.len(),
+            info.outputs.len()
+        ));
+    }
+    let opts = ReadOptions {
+        header: source.header,
+        ..ReadOptions::new()
+    };
+    let table = read_table(source.file, &opts).map_err(|e| e.to_string())?;
+    let all = info.rows(&table).map_err(|e| e.to_string())?;
+    let (test, what) = match source.test_fraction {
+        Some(f) => {
+            let (_, held) =
+                stratified_split(&all, f, source.split_seed).map_err(|e| e.to_string())?;
+            (
+                held,
+                format!(
+                    "the test split ember train held out ({f} of the file, --split-seed {})",
+                    source.split_seed
+                ),
+            )
+        }
+        None => (all, "its rows".to_string()),
+    };
+    if test.is_empty() {
+        return Err(format!("{}: no held-out rows", source.file.display()));
+    }
+    let n = count.min(test.len());
+    if n == 0 {
+        return Err("--count must be at least 1".into());
+    }
+    let classify = info.task == TaskKind::Classify;
+    if classify && outputs > 256 {
+        return Err(format!(
+            "{outputs} classes: the firmware's labels are bytes (at most 256 classes)"
+        ));
+    }
+
+    let mut rows = Vec::with_capacity(n * inputs * 4);
+    let mut expected_f32 = Vec::with_capacity(n * outputs * 4);
+    let mut expected_int8 = Vec::with_capacity(n * outputs);
+    let mut labels = Vec::with_capacity(n);
+    let (mut right_f32, mut right_int8, mut disagree) = (0, 0, 0);
+    // How far the int8 outputs are from the f32 ones, in output steps.
+    let mut worst_steps = 0.0f32;
+    let mut fs = vec![0.0f32; f32_model.scratch_len()];
+    let mut is = vec![0i8; int8_model.scratch_len()];
+    let mut q = vec![0i8; inputs];
+    let mut real = vec![0.0f32; outputs];
+    let step = {
+        let mut one = vec![0.0f32; outputs];
+        let mut two = vec![0.0f32; outputs];
+        int8_model
+            .dequantize_output(&vec![0i8; outputs], &mut one)
+            .and_then(|()| int8_model.dequantize_output(&vec![1i8; outputs], &mut two))
+            .map_err(|e| e.to_string())?;
+        (two[0] - one[0]).abs()
+    };
+    for (i, x) in test.features().chunks_exact(inputs).take(n).enumerate() {
+        rows.extend(x.iter().flat_map(|v| v.to_le_bytes()));
+        let y = f32_model.infer_f32(x, &mut fs).map_err(|e| e.to_string())?;
+        expected_f32.extend(y.iter().flat_map(|v| v.to_le_bytes()));
+        // The firmware's calls: the model's own input quantization, then
+        // the int8 layers.
+        int8_model
+            .quantize_input(x, &mut q)
+            .map_err(|e| e.to_string())?;
+        let out = int8_model
+            .infer_q8(&q, &mut is)
+            .map_err(|e| e.to_string())?;
+        expected_int8.extend(out.iter().map(|&v| v as u8));
+        int8_model
+            .dequantize_output(out, &mut real)
+            .map_err(|e| e.to_string())?;
+        for (a, b) in y.iter().zip(&real) {
+            worst_steps = worst_steps.max((a - b).abs() / step.max(f32::MIN_POSITIVE));
+        }
+        if classify {
+            let label = test.labels()[i];
+            labels.push(label as u8);
+            let (cf, ci) = (argmax(y), argmax_i8(out));
+            right_f32 += usize::from(cf == label);
+            right_int8 += usize::from(ci == label);
+            disagree += usize::from(cf != ci);
+        }
+    }
+
+    remove(&dir.join("test-images.bin"))?;
+    write(&dir.join(ROWS_FILE), &rows)?;
+    write(&dir.join("expected-f32.bin"), &expected_f32)?;
+    write(&dir.join("expected-int8.bin"), &expected_int8)?;
+    if classify {
+        write(&dir.join("test-labels.bin"), &labels)?;
+    } else {
+        remove(&dir.join("test-labels.bin"))?;
+    }
+
+    println!(
+        "{}: the first {n} of {} ({} held-out rows), {} task, {inputs} features, {outputs} outputs",
+        source.file.display(),
+        what,
+        test.len(),
+        info.task
+    );
+    if classify {
+        println!(
+            "host, deployment kernels: f32 {right_f32}/{n} right, int8 {right_int8}/{n} right; f32 and int8 disagree on {disagree}"
+        );
+    }
+    println!(
+        "host: the int8 outputs are at most {worst_steps:.1} output steps ({step}) from the f32 ones"
+    );
+    println!(
+        "wrote {}: {ROWS_FILE} ({} bytes, {inputs} f32 per row), expected-f32.bin ({outputs} f32 per row), expected-int8.bin ({outputs} bytes per row){}",
+        dir.display(),
+        rows.len(),
+        if classify {
+            ", test-labels.bin (a byte per row)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

@@ -13,8 +13,8 @@ use ember_nn_std::config::{
 use ember_nn_std::data::scale::Scaler;
 use ember_nn_std::data::split::stratified_split;
 use ember_nn_std::data::table::{
-    parse_csv_table, read_table, Classified, Column, CsvFormat, FileKind, Header, LabelKind,
-    ReadOptions, Regressed, Table,
+    parse_csv_table, read_table, Classified, Column, CsvFormat, FileKind, Header, ReadOptions,
+    Regressed, Table,
 };
 use ember_nn_std::data::transform::{
     Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
@@ -1380,54 +1380,11 @@ fn read_rows(file: Option<&Path>) -> Res<Table> {
     }
 }
 
-/// `table`'s rows as the model's data set, with their labels or targets.
+/// `table`'s rows as the model's data set, with their labels or targets
+/// ([`ModelInfo::rows`]), the model's columns checked first.
 fn labelled_rows(info: &ModelInfo, table: &Table) -> Res<TensorDataset> {
-    let cols = feature_columns(info, table)?;
-    let d = info.features.len();
-    let target = || -> Res<String> {
-        info.targets
-            .first()
-            .cloned()
-            .ok_or_else(|| "the model names no target column".to_string())
-    };
-    match info.task {
-        TaskKind::Classify => {
-            let kind = if info.outputs == ["false", "true"] {
-                LabelKind::Bools
-            } else if info.outputs.iter().all(|o| o.parse::<i64>().is_ok()) {
-                LabelKind::Integers
-            } else {
-                LabelKind::Strings
-            };
-            let dataset = TensorDataset::new(Vec::new(), Vec::new(), d, info.outputs.len())
-                .and_then(|t| t.with_class_names(info.outputs.clone()))
-                .map_err(|e| e.to_string())?;
-            let c = Classified {
-                dataset,
-                target: 0,
-                target_name: target()?,
-                features: (0..d).collect(),
-                feature_names: info.features.clone(),
-                kind,
-                by_name: true,
-            };
-            table.classify_like(&c)
-        }
-        TaskKind::Regress => {
-            let r = Regressed {
-                dataset: TensorDataset::new(Vec::new(), Vec::new(), d, 1)
-                    .map_err(|e| e.to_string())?,
-                targets: (0..info.targets.len()).collect(),
-                target_names: info.targets.clone(),
-                features: (0..d).collect(),
-                feature_names: info.features.clone(),
-                by_name: true,
-            };
-            table.regress_like(&r)
-        }
-        TaskKind::Reconstruct => table.reconstruct(Some(&cols)).map(|r| r.dataset),
-    }
-    .map_err(|e| e.to_string())
+    feature_columns(info, table)?;
+    info.rows(table).map_err(|e| e.to_string())
 }
 
 /// `ember eval --model M --data FILE` for a model of a data file: the
