@@ -5,11 +5,12 @@
 //! * Matrix products run on the [`gemm`] crate (a blocked, SIMD GEMM with
 //!   run-time CPU feature detection, as used by candle). Transposed operands
 //!   cost nothing: they are passed as strides. Large products are split over
-//!   the backend's threads; batches of small ones run one product per thread.
+//!   the backend's threads; batches of small ones run one product per thread;
+//!   products below gemm's own threading threshold stay on the calling thread.
 //! * Every other kernel runs the portable slice kernels of
 //!   [`ember_nn_core::backend::kernels`] (the reference [`Cpu`] runs the same
 //!   functions, so results agree bit for bit): on the calling thread below
-//!   [`PAR_THRESHOLD`] elements, and above it on chunks handed to the
+//!   [`PAR_THRESHOLD`] elements (or with one thread), and above it on chunks handed to the
 //!   backend's threads. Kernels along an axis (reductions, softmax, ...) are
 //!   split over the dimensions before the axis.
 //!
@@ -83,6 +84,13 @@ impl Parallel {
         self.threads
     }
 
+    /// Whether work of `elements` floats runs whole on the calling thread:
+    /// below [`PAR_THRESHOLD`], or with one thread (handing it to the
+    /// pool's one thread would only add a wake-up and a wait).
+    fn serial(&self, elements: usize) -> bool {
+        self.threads == 1 || elements < PAR_THRESHOLD
+    }
+
     /// How many units (elements, rows, blocks, matrices) of `unit` floats
     /// each go to one task, out of `units`: about four tasks per thread, none
     /// smaller than [`MIN_CHUNK`] floats.
@@ -95,7 +103,7 @@ impl Parallel {
     /// parallel (below [`PAR_THRESHOLD`], whole on the calling thread); `f`
     /// gets the chunk's range and the chunk.
     fn elementwise(&self, out: &mut [f32], f: impl Fn(Range<usize>, &mut [f32]) + Sync) {
-        if out.len() < PAR_THRESHOLD {
+        if self.serial(out.len()) {
             return f(0..out.len(), out);
         }
         let c = self.units_per_task(out.len(), 1);
@@ -119,7 +127,7 @@ impl Parallel {
         out_row: usize,
         f: impl Fn(Range<usize>, AxisDims, &mut [f32]) + Sync,
     ) {
-        if d.numel() < PAR_THRESHOLD || d.outer < 2 {
+        if self.serial(d.numel()) || d.outer < 2 {
             return f(0..d.outer, d, &mut out[..d.outer * out_row]);
         }
         let rows = self.units_per_task(d.outer, d.len * d.inner);
@@ -140,7 +148,7 @@ impl Parallel {
     /// gets the chunk's row indices and the chunk.
     fn over_rows(&self, out: &mut [f32], row: usize, f: impl Fn(Range<usize>, &mut [f32]) + Sync) {
         let row = row.max(1);
-        if out.len() < PAR_THRESHOLD {
+        if self.serial(out.len()) {
             return f(0..out.len() / row, out);
         }
         let per = self.units_per_task(out.len() / row, row);
@@ -227,7 +235,7 @@ impl HostKernels for Parallel {
     fn copy(&self, s: &[f32], d: &mut [f32], b: &Blocks) {
         // Overlapping destination blocks must be written in order.
         let overlapping = b.blocks > 1 && b.dst_stride < b.block_len;
-        if b.blocks.saturating_mul(b.block_len) < PAR_THRESHOLD || overlapping {
+        if self.serial(b.blocks.saturating_mul(b.block_len)) || overlapping {
             return Cpu.copy(s, d, b);
         }
         if b.blocks == 1 {
@@ -304,6 +312,17 @@ impl HostKernels for Parallel {
             let (a, b) = (&a[i * sa..][..sa], &b[i * sb..][..sb]);
             gemm_one((m, n, k), a, g.trans_a, b, g.trans_b, c, g.acc, p)
         };
+        // One thread, or a product too small for gemm to split (its own
+        // threshold): on the calling thread, without a hand-off to the
+        // pool, which costs more than such a product (a futex wake and a
+        // wait per call: 4-64-32-3 trained at batch 16 spent most of its
+        // time there).
+        if self.threads == 1 || batch.saturating_mul(m * n * k) < GEMM_PAR_THRESHOLD {
+            for (i, c) in c.chunks_mut(sc).enumerate() {
+                one(i, c, gemm::Parallelism::None);
+            }
+            return;
+        }
         self.pool.install(|| {
             if batch > 1 && m * n * k < GEMM_PAR_THRESHOLD && self.threads > 1 {
                 // Small products: one per task.
@@ -356,7 +375,7 @@ impl HostKernels for Parallel {
     }
 
     fn cross_entropy(&self, x: &[f32], t: &[f32], loss: &mut [f32], classes: usize) {
-        if x.len() < PAR_THRESHOLD || classes == 0 {
+        if self.serial(x.len()) || classes == 0 {
             return kernels::cross_entropy(x, t, loss, classes);
         }
         let per = self.units_per_task(loss.len(), classes);
@@ -399,7 +418,7 @@ impl HostKernels for Parallel {
         let sz = rows * cols;
         // One matrix is not split: a block of its rows is a strided block of
         // the output's columns.
-        if batch * sz < PAR_THRESHOLD || batch < 2 {
+        if self.serial(batch * sz) || batch < 2 {
             return kernels::transpose(x, y, batch, rows, cols, acc);
         }
         let per = self.units_per_task(batch, sz);
@@ -427,7 +446,7 @@ impl HostKernels for Parallel {
 
     fn update(&self, rule: &Update, p: &mut [f32], g: &[f32], planes: [&mut [f32]; 3]) {
         let n = p.len();
-        if n < PAR_THRESHOLD {
+        if self.serial(n) {
             return kernels::update_with::<StdSqrt>(rule, p, g, planes);
         }
         let rule = *rule;
