@@ -1,7 +1,8 @@
 //! Inference from flash on held-out rows of a data file: a model trained by
 //! `ember train --data FILE.csv` (any input width; classification,
 //! regression or an autoencoder's scores), f32 and int8, on embedded rows of
-//! raw features (the model's scaling is folded into its first layer).
+//! raw features (the model's scaling is folded into the f32 model's first
+//! layer and is the int8 model's input step).
 //! Built instead of `inference.rs` when the model directory holds
 //! `test-rows.bin` (`cargo xtask test-rows` writes it; build.rs sets the
 //! cfg `test_rows`), under the same module name, so that `main.rs` runs
