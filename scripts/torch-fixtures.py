@@ -25,7 +25,11 @@ safetensors, numpy):
   batch norms' parameters and running statistics randomised; the state_dict,
   and PyTorch's logits in evaluation and training mode for a batch of two
   inputs given by a formula (`sin(0.01 · k)` of the flat index k, float64 then
-  float32), read by tests/tests/zoo.rs.
+  float32), read by tests/tests/zoo.rs;
+- tests/tests/data/torch_losses.json: the regression losses (`HuberLoss` at
+  several deltas, `L1Loss`, `MSELoss`, means and sums) with their gradients,
+  on differences that sit exactly at Huber's delta and at 0, read by
+  tests/tests/reference.rs.
 
     python3 scripts/torch-fixtures.py
 """
@@ -384,10 +388,32 @@ def zoo():
         print(f"{cls.__name__}: {sum(p.numel() for p in net.parameters())} parameters")
 
 
+def losses():
+    pred = [0.5, -1.0, 1.5, 2.0, -3.0, 0.25, 0.75, 4.0]
+    target = [1.0, 0.0, 1.0, 2.75, 0.0, 0.0, 0.75, 0.5]
+    cases = []
+    for name, make in [("huber", lambda d: torch.nn.HuberLoss(reduction=r, delta=d)),
+                       ("l1", lambda d: torch.nn.L1Loss(reduction=r)),
+                       ("mse", lambda d: torch.nn.MSELoss(reduction=r))]:
+        for delta in ([1.0, 0.75, 0.3] if name == "huber" else [None]):
+            for r in ("mean", "sum"):
+                p = torch.tensor(pred, requires_grad=True)
+                loss = make(delta)(p, torch.tensor(target))
+                loss.backward()
+                cases.append({"loss": name, "delta": delta, "reduction": r,
+                              "value": float(loss.detach()), "grad": p.grad.tolist()})
+    out = {
+        "made_by": f"PyTorch {torch.__version__}: scripts/torch-fixtures.py losses",
+        "pred": pred, "target": target, "cases": cases,
+    }
+    (ROOT / "tests" / "tests" / "data" / "torch_losses.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     import sys
     # `python3 scripts/torch-fixtures.py batchnorm2d` writes that fixture alone.
     only = sys.argv[1:]
-    for f in (mlp_class, conventions, batchnorm, batchnorm2d, conv_cases, zoo):
+    for f in (mlp_class, conventions, batchnorm, batchnorm2d, conv_cases, zoo, losses):
         if not only or f.__name__ in only:
             f()

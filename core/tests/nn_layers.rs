@@ -184,7 +184,8 @@ fn loss_reference_numbers() {
         1e-6,
         "l1",
     );
-    // PyTorch's HuberLoss (no PyTorch at hand: by hand). d = -0.5, -1, 0.5,
+    // PyTorch's HuberLoss, by hand (PyTorch's own values and gradients:
+    // tests/tests/reference.rs, regression_losses_match_pytorch). d = -0.5, -1, 0.5,
     // 0.5; with delta 1 all within: 0.5 (0.25 + 1 + 0.25 + 0.25) / 4 =
     // 0.21875; with delta 0.75, |d| = 1 is beyond: 0.75 (1 - 0.375) =
     // 0.46875, the others 0.125 each: 0.84375 / 4 = 0.2109375.
