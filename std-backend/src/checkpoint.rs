@@ -275,9 +275,9 @@ impl Checkpoint {
             })?,
         );
         let bytes =
-            state_dict::to_bytes(&tensors, Some(md)).map_err(|msg| CheckpointError::Invalid {
+            state_dict::to_bytes(&tensors, Some(md)).map_err(|e| CheckpointError::Invalid {
                 path: path.into(),
-                msg,
+                msg: e.to_string(),
             })?;
         write_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
             path: path.into(),

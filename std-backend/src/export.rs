@@ -9,10 +9,101 @@ use crate::config::ActivationKind;
 use crate::data::{Dataset, TensorDataset};
 use crate::learner::write_params;
 use crate::state_dict::NamedTensor;
-use ember_nn_core::deploy::{self, Calibration, ExportError, InputStep, Model, Probe};
+use ember_nn_core::deploy::{
+    self, Calibration, ExportError, FormatError, InferError, InputStep, Model, Probe,
+};
 use ember_nn_core::nn::{Forward, Mlp, Module};
 use ember_nn_core::{Backend, Cpu, Memory, Rng, Shape, Tensor};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a weight file could not be made, checked, evaluated or written.
+/// Nothing was written when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// A weight file was refused by the format's validation, or could
+    /// not be written in it.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Running a weight file failed.
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    /// Reading the model off its forward pass failed (an op the format
+    /// cannot express, a file that does not compute the model).
+    #[error(transparent)]
+    Trace(#[from] ExportError),
+    /// A tensor operation failed (building the model, reading its memory).
+    #[error("tensor error: {0}")]
+    Core(#[from] ember_nn_core::Error),
+    /// The parameters do not fit the model.
+    #[error(transparent)]
+    Params(#[from] crate::checkpoint::CheckpointError),
+    /// Rust source could not be formatted.
+    #[error("formatting Rust source failed")]
+    Source(#[from] std::fmt::Error),
+    /// The state_dict could not be serialized.
+    #[error("the state_dict: {0}")]
+    StateDict(#[from] safetensors::SafeTensorError),
+    /// Writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The data's rows are not as wide as the model's input.
+    #[error("the data has {data} features, the model takes {model}")]
+    Features {
+        /// Features per row of the data.
+        data: usize,
+        /// Inputs of the model.
+        model: usize,
+    },
+    /// The int8 file and the f32 file have different layers.
+    #[error("the int8 file does not have the f32 model's layers")]
+    LayersDiffer,
+    /// A weight or bias of the int8 file is not its f32 value rounded to
+    /// its step.
+    #[error("the int8 file is not a quantization of the f32 model: {} of layer {layer} is {f32} in f32, {int8} in int8 (step {step})", match col { Some(c) => format!("weight ({row}, {c})"), None => format!("bias {row}") })]
+    NotQuantized {
+        /// The layer.
+        layer: usize,
+        /// The output channel.
+        row: usize,
+        /// The input (`None`: the bias).
+        col: Option<usize>,
+        /// The f32 value.
+        f32: f32,
+        /// The int8 value, dequantized.
+        int8: f32,
+        /// The quantization step.
+        step: f32,
+    },
+    /// An int8 output left the bound its quantization allows.
+    #[error("the int8 file computes another model than the f32 one: output {output} of calibration row {row} is {int8} in int8, {f32} in f32 (difference {diff}, beyond the quantization bound {bound}); nothing was exported")]
+    Drift {
+        /// The output.
+        output: usize,
+        /// The calibration row.
+        row: usize,
+        /// The int8 output.
+        int8: f32,
+        /// The f32 output.
+        f32: f32,
+        /// Their difference.
+        diff: f32,
+        /// The bound it exceeded.
+        bound: f32,
+    },
+}
+
+/// A write's error, naming the file.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
+    move |source| DeployError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// Bytes aligned for in-place reading of weight files on the host.
 pub struct AlignedBytes {
@@ -68,7 +159,7 @@ pub fn f32_file(
     widths: &[usize],
     activation: ActivationKind,
     params: &[NamedTensor],
-) -> Result<AlignedBytes, String> {
+) -> Result<AlignedBytes, DeployError> {
     let act = activation.activation();
     // The parameters, and a traced forward pass on the probe rows (values
     // and the input's gradient buffer).
@@ -76,12 +167,11 @@ pub fn f32_file(
     let trace = deploy::PROBE_ROWS * (2 * widths.iter().sum::<usize>() + 2 * in_features);
     let mut buf = vec![0.0f32; Mlp::param_floats(widths) + trace + 1024];
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
-    let model = Mlp::new(&mut mem, &mut Rng::new(0), widths, act).map_err(|e| e.to_string())?;
-    write_params(&model, &mut mem, params, Path::new("<parameters>")).map_err(|e| e.to_string())?;
-    traced_f32(&model, &mut mem, |p| {
+    let model = Mlp::new(&mut mem, &mut Rng::new(0), widths, act)?;
+    write_params(&model, &mut mem, params, Path::new("<parameters>"))?;
+    Ok(traced_f32(&model, &mut mem, |p| {
         model.forward(p.input((p.rows(), in_features)))
-    })
-    .map_err(|e| e.to_string())
+    })?)
 }
 
 /// The f32 weight file of any model, read off its forward pass and checked
@@ -142,32 +232,30 @@ pub fn export_files<M, B, S, F>(
     forward: F,
     calibration: &TensorDataset,
     samples: usize,
-) -> Result<ExportReport, String>
+) -> Result<ExportReport, DeployError>
 where
     M: Module,
     B: Backend,
     S: Shape,
     F: for<'t> Fn(&Probe<'t, B>) -> Tensor<'t, S, B>,
 {
-    let f32_bytes = traced_f32(model, mem, forward).map_err(|e| e.to_string())?;
-    let f = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+    let f32_bytes = traced_f32(model, mem, forward)?;
+    let f = Model::parse(f32_bytes.bytes())?;
     if calibration.feature_len() != f.input_features() {
-        return Err(format!(
-            "the calibration data has {} features, the model takes {}",
-            calibration.feature_len(),
-            f.input_features()
-        ));
+        return Err(DeployError::Features {
+            data: calibration.feature_len(),
+            model: f.input_features(),
+        });
     }
     let (int8_bytes, int8_check) = quantize_checked(&f, None, calibration, samples)?;
-    let tensors = crate::state_dict::named_state(model, mem).map_err(|e| e.to_string())?;
-    let safetensors =
-        crate::state_dict::to_bytes(&tensors, None).map_err(|e| format!("the state_dict: {e}"))?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tensors = crate::state_dict::named_state(model, mem)?;
+    let safetensors = crate::state_dict::to_bytes(&tensors, None)?;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     write_deployables(dir, &f32_bytes, &int8_bytes)?;
     let path = dir.join("model.safetensors");
-    write_atomic(&path, &safetensors).map_err(|e| format!("{}: {e}", path.display()))?;
+    write_atomic(&path, &safetensors).map_err(io(&path))?;
     let mut layers = String::new();
-    deploy::write_layer_types(&f, &mut layers).map_err(|e| e.to_string())?;
+    deploy::write_layer_types(&f, &mut layers)?;
     Ok(ExportReport {
         f32_len: f32_bytes.bytes().len(),
         int8_len: int8_bytes.bytes().len(),
@@ -183,12 +271,12 @@ pub fn write_deployables(
     dir: &Path,
     f32_bytes: &AlignedBytes,
     int8_bytes: &AlignedBytes,
-) -> Result<(), String> {
-    let f = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
-    let q = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
+) -> Result<(), DeployError> {
+    let f = Model::parse(f32_bytes.bytes())?;
+    let q = Model::parse(int8_bytes.bytes())?;
     for (name, bytes) in [("model.emb", f32_bytes), ("model-int8.emb", int8_bytes)] {
         let path = dir.join(name);
-        write_atomic(&path, bytes.bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_atomic(&path, bytes.bytes()).map_err(io(&path))?;
     }
     write_rust(&f, &dir.join("model.rs"))?;
     write_rust(&q, &dir.join("model_int8.rs"))?;
@@ -203,8 +291,8 @@ pub fn int8_file(
     f32_bytes: &AlignedBytes,
     data: &TensorDataset,
     samples: usize,
-) -> Result<AlignedBytes, String> {
-    let model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+) -> Result<AlignedBytes, DeployError> {
+    let model = Model::parse(f32_bytes.bytes())?;
     quantize_checked(&model, None, data, samples).map(|(bytes, _)| bytes)
 }
 
@@ -220,8 +308,8 @@ pub fn int8_file_with_step(
     step: InputStep<'_>,
     data: &TensorDataset,
     samples: usize,
-) -> Result<AlignedBytes, String> {
-    let model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+) -> Result<AlignedBytes, DeployError> {
+    let model = Model::parse(f32_bytes.bytes())?;
     quantize_checked(&model, Some(step), data, samples).map(|(bytes, _)| bytes)
 }
 
@@ -243,30 +331,30 @@ fn quantize_checked(
     step: Option<InputStep<'_>>,
     data: &TensorDataset,
     samples: usize,
-) -> Result<(AlignedBytes, Int8Check), String> {
+) -> Result<(AlignedBytes, Int8Check), DeployError> {
     let mut calib = Calibration::new();
     let mut scratch = vec![0.0f32; model.scratch_len()];
     let d = data.feature_len();
+    if d != model.input_features() {
+        return Err(DeployError::Features {
+            data: d,
+            model: model.input_features(),
+        });
+    }
     if step.is_some_and(|s| s.features() != d) {
-        return Err(format!(
-            "the input standardization has {} features, the data {d}",
-            step.map_or(0, |s| s.features())
-        ));
+        return Err(DeployError::Format(FormatError::BadInputStep));
     }
     for row in data.features().chunks_exact(d).take(samples) {
-        calib
-            .observe(model, &standardized(step, row), &mut scratch)
-            .map_err(|e| format!("calibrating the int8 model: {e}"))?;
+        calib.observe(model, &standardized(step, row), &mut scratch)?;
     }
     let step_len = step.map_or(0, |s| InputStep::file_len(s.features()));
     let mut out = AlignedBytes::zeroed(deploy::quantized_len(model) + step_len);
     let n = match step {
         Some(s) => deploy::quantize_with_input_step(model, &calib, s, out.bytes_mut()),
         None => deploy::quantize(model, &calib, out.bytes_mut()),
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     out.truncate(n);
-    let int8 = Model::parse(out.bytes()).map_err(|e| e.to_string())?;
+    let int8 = Model::parse(out.bytes())?;
     let rows: Vec<&[f32]> = data
         .features()
         .chunks_exact(d)
@@ -299,9 +387,9 @@ pub fn check_int8(
     f32_model: &Model<'_>,
     int8: &Model<'_>,
     rows: &[&[f32]],
-) -> Result<Int8Check, String> {
+) -> Result<Int8Check, DeployError> {
     if f32_model.layer_count() != int8.layer_count() || !int8.is_int8() || f32_model.is_int8() {
-        return Err("the int8 file does not have the f32 model's layers".into());
+        return Err(DeployError::LayersDiffer);
     }
     let mut worst = Int8Check {
         max_diff: 0.0,
@@ -311,18 +399,20 @@ pub fn check_int8(
     let mut is = vec![0i8; int8.scratch_len()];
     let mut got = vec![0.0f32; int8.output_features()];
     for (r, row) in rows.iter().enumerate() {
-        int8.infer_i8(row, &mut qi, &mut is, &mut got)
-            .map_err(|e| format!("running the int8 file: {e}"))?;
+        int8.infer_i8(row, &mut qi, &mut is, &mut got)?;
         let (want, bound) =
             f32_with_int8_bound(f32_model, int8, &standardized(int8.input_step(), row))?;
         for (j, ((&g, &w), &b)) in got.iter().zip(&want).zip(&bound).enumerate() {
             let diff = (g - w).abs();
             if diff.is_nan() || diff > b {
-                return Err(format!(
-                    "the int8 file computes another model than the f32 one: output {j} of \
-                     calibration row {r} is {g} in int8, {w} in f32 (difference {diff}, beyond \
-                     the quantization bound {b}); nothing was exported"
-                ));
+                return Err(DeployError::Drift {
+                    output: j,
+                    row: r,
+                    int8: g,
+                    f32: w,
+                    diff,
+                    bound: b,
+                });
             }
             if diff > worst.max_diff {
                 worst = Int8Check {
@@ -341,8 +431,8 @@ fn f32_with_int8_bound(
     f32_model: &Model<'_>,
     int8: &Model<'_>,
     x: &[f32],
-) -> Result<(Vec<f32>, Vec<f32>), String> {
-    let layers = || "the two files' layers differ".to_string();
+) -> Result<(Vec<f32>, Vec<f32>), DeployError> {
+    let layers = || DeployError::LayersDiffer;
     let (h0, _) = int8.layer(0).ok_or_else(layers)?;
     // The input's rounding (and clipping) to the first layer's int8 input.
     let mut err: Vec<f32> = x
@@ -389,11 +479,14 @@ fn f32_with_int8_bound(
                 let dw = (w - ws * f32::from(q)).abs();
                 // Rounding moves a weight by at most half its channel's step.
                 if dw.is_nan() || dw > 0.5 * ws * (1.0 + 1e-4) {
-                    return Err(format!(
-                        "the int8 file is not a quantization of the f32 model: weight ({o}, \
-                         {j}) of layer {l} is {w} in f32, {} in int8 (step {ws})",
-                        ws * f32::from(q)
-                    ));
+                    return Err(DeployError::NotQuantized {
+                        layer: l,
+                        row: o,
+                        col: Some(j),
+                        f32: w,
+                        int8: ws * f32::from(q),
+                        step: ws,
+                    });
                 }
                 pre += w.abs() * err[j] + dw * (cur[j].abs() + err[j]);
             }
@@ -402,12 +495,14 @@ fn f32_with_int8_bound(
             let bq = i64::from(qb[o]) + i64::from(hq.in_zero + 128) * wsum;
             let db = (bias[o] - acc * bq as f32).abs();
             if db.is_nan() || db > 0.5 * acc * (1.0 + 1e-3) + 1e-6 * bias[o].abs() {
-                return Err(format!(
-                    "the int8 file is not a quantization of the f32 model: bias {o} of layer \
-                     {l} is {} in f32, {} in int8 (step {acc})",
-                    bias[o],
-                    acc * bq as f32
-                ));
+                return Err(DeployError::NotQuantized {
+                    layer: l,
+                    row: o,
+                    col: None,
+                    f32: bias[o],
+                    int8: acc * bq as f32,
+                    step: acc,
+                });
             }
             pre += db;
             let clip = (lo - next[o]).max(next[o] - hi).max(0.0);
@@ -443,8 +538,11 @@ fn lipschitz(a: deploy::Activation) -> f32 {
 
 /// Accuracy and predictions of a weight file on a data set, computed with
 /// the deployment kernels (f32 or int8).
-pub fn evaluate_file(model: &Model<'_>, data: &TensorDataset) -> Result<(f32, Vec<usize>), String> {
-    let outputs = outputs_file(model, data.features()).map_err(|e| e.to_string())?;
+pub fn evaluate_file(
+    model: &Model<'_>,
+    data: &TensorDataset,
+) -> Result<(f32, Vec<usize>), InferError> {
+    let outputs = outputs_file(model, data.features())?;
     let preds: Vec<usize> = outputs
         .chunks_exact(model.output_features().max(1))
         .map(deploy::argmax)
@@ -461,10 +559,7 @@ pub fn evaluate_file(model: &Model<'_>, data: &TensorDataset) -> Result<(f32, Ve
 /// deployment kernels) on each row of `features` (row-major, the model's
 /// input width per row), row-major: a regression's values, an
 /// autoencoder's reconstruction, a classifier's logits.
-pub fn outputs_file(
-    model: &Model<'_>,
-    features: &[f32],
-) -> Result<Vec<f32>, ember_nn_core::deploy::InferError> {
+pub fn outputs_file(model: &Model<'_>, features: &[f32]) -> Result<Vec<f32>, InferError> {
     let d = model.input_features().max(1);
     let width = model.output_features();
     let mut outputs = Vec::with_capacity(features.len() / d * width);
@@ -484,17 +579,17 @@ pub fn outputs_file(
 }
 
 /// Writes a weight file's Rust source next to it.
-pub fn write_rust(model: &Model<'_>, path: &Path) -> Result<(), String> {
+pub fn write_rust(model: &Model<'_>, path: &Path) -> Result<(), DeployError> {
     let mut src = String::new();
-    deploy::write_rust_source(model, &mut src).map_err(|e| e.to_string())?;
-    write_atomic(path, src.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    deploy::write_rust_source(model, &mut src)?;
+    write_atomic(path, src.as_bytes()).map_err(io(path))
 }
 
 /// Writes the model's type (`pub type Net = (Linear<784, 128>, ReLU, ...)`)
 /// and sizes as Rust source ([`deploy::write_model_type`]): what a firmware
 /// that embeds the `.emb` file loads it with (`Model::load::<Net>`).
-pub fn write_model_type(model: &Model<'_>, path: &Path) -> Result<(), String> {
+pub fn write_model_type(model: &Model<'_>, path: &Path) -> Result<(), DeployError> {
     let mut src = String::new();
-    deploy::write_model_type(model, &mut src).map_err(|e| e.to_string())?;
-    write_atomic(path, src.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    deploy::write_model_type(model, &mut src)?;
+    write_atomic(path, src.as_bytes()).map_err(io(path))
 }

@@ -135,7 +135,7 @@ pub enum TrainError {
     /// deployable format cannot express, a file that does not compute
     /// the model): nothing was written.
     #[error("export: {0}")]
-    Export(String),
+    Export(#[from] crate::export::DeployError),
     /// The run needs more memory than the machine has (checked before
     /// anything is allocated), or an evaluation's batch more than the
     /// memory it was given has free.
@@ -917,9 +917,9 @@ impl Learner {
                 })?;
             sched
                 .restore(&c.meta.scheduler)
-                .map_err(|msg| CheckpointError::Invalid {
+                .map_err(|e| CheckpointError::Invalid {
                     path: path.clone(),
-                    msg,
+                    msg: e.to_string(),
                 })?;
             loader.set_state(LoaderState {
                 rng: c.meta.loader_rng,

@@ -5,7 +5,36 @@ use crate::atomic::write_atomic;
 use crate::learner::EpochMetrics;
 use plotters::prelude::*;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a report could not be drawn or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The plotting library refused a drawing step.
+    #[error("drawing the plot: {0}")]
+    Draw(String),
+    /// Writing the file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A drawing step's error.
+fn draw(e: impl std::fmt::Display) -> ReportError {
+    ReportError::Draw(e.to_string())
+}
+
+/// Writes `svg` to `path` atomically.
+fn write_svg(path: &Path, svg: &str) -> Result<(), ReportError> {
+    write_atomic(path, svg.as_bytes()).map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
 
 /// The per-epoch metrics as CSV text.
 pub fn metrics_csv(history: &[EpochMetrics]) -> String {
@@ -35,11 +64,11 @@ pub fn write_metrics(path: &Path, history: &[EpochMetrics]) -> std::io::Result<(
 }
 
 /// Draws loss (left) and accuracy (right) per epoch as an SVG file.
-pub fn plot_curves(path: &Path, history: &[EpochMetrics]) -> Result<(), String> {
+pub fn plot_curves(path: &Path, history: &[EpochMetrics]) -> Result<(), ReportError> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (960, 400)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(draw)?;
         let (left, right) = root.split_horizontally(480);
         let series = |f: &dyn Fn(&EpochMetrics) -> Option<f32>| -> Vec<(f32, f32)> {
             history
@@ -62,9 +91,9 @@ pub fn plot_curves(path: &Path, history: &[EpochMetrics]) -> Result<(), String> 
             series(&|m| m.train_acc),
             series(&|m| m.val_acc),
         )?;
-        root.present().map_err(|e| e.to_string())?;
+        root.present().map_err(draw)?;
     }
-    write_atomic(path, svg.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    write_svg(path, &svg)
 }
 
 /// Draws each target's predictions against its true values as an SVG
@@ -76,14 +105,14 @@ pub fn plot_predictions(
     predictions: &[f32],
     truth: &[f32],
     names: &[String],
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let width = names.len().max(1);
     let panels = width.min(4);
     let mut svg = String::new();
     {
         let size = (400 * panels as u32, 400);
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(draw)?;
         for (j, area) in root.split_evenly((1, panels)).iter().enumerate() {
             let points: Vec<(f32, f32)> = truth
                 .iter()
@@ -108,26 +137,26 @@ pub fn plot_predictions(
                 .x_label_area_size(30)
                 .y_label_area_size(50)
                 .build_cartesian_2d(range.clone(), range)
-                .map_err(|e| e.to_string())?;
+                .map_err(draw)?;
             chart
                 .configure_mesh()
                 .x_desc("true")
                 .y_desc("predicted")
                 .draw()
-                .map_err(|e| e.to_string())?;
+                .map_err(draw)?;
             chart
                 .draw_series(LineSeries::new(
                     [(lo - pad, lo - pad), (hi + pad, hi + pad)],
                     &BLACK.mix(0.4),
                 ))
-                .map_err(|e| e.to_string())?;
+                .map_err(draw)?;
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 2, BLUE.filled())))
-                .map_err(|e| e.to_string())?;
+                .map_err(draw)?;
         }
-        root.present().map_err(|e| e.to_string())?;
+        root.present().map_err(draw)?;
     }
-    write_atomic(path, svg.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    write_svg(path, &svg)
 }
 
 /// One panel: a training curve and, when present, a validation curve, from 0 up.
@@ -137,7 +166,7 @@ fn draw_panel<DB: DrawingBackend>(
     epochs: f32,
     train: Vec<(f32, f32)>,
     val: Vec<(f32, f32)>,
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let ymax = train
         .iter()
         .chain(val.iter())
@@ -151,21 +180,21 @@ fn draw_panel<DB: DrawingBackend>(
         .x_label_area_size(30)
         .y_label_area_size(50)
         .build_cartesian_2d(0.5f32..epochs + 0.5, 0.0f32..ymax)
-        .map_err(|e| e.to_string())?;
+        .map_err(draw)?;
     chart
         .configure_mesh()
         .x_desc("epoch")
         .draw()
-        .map_err(|e| e.to_string())?;
+        .map_err(draw)?;
     chart
         .draw_series(LineSeries::new(train, &BLUE))
-        .map_err(|e| e.to_string())?
+        .map_err(draw)?
         .label("train")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
     if !val.is_empty() {
         chart
             .draw_series(LineSeries::new(val, &RED))
-            .map_err(|e| e.to_string())?
+            .map_err(draw)?
             .label("validation")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     }
@@ -181,7 +210,7 @@ fn draw_panel<DB: DrawingBackend>(
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()
-        .map_err(|e| e.to_string())
+        .map_err(draw)
 }
 
 /// Confusion matrix: `m[true][predicted]`.

@@ -139,25 +139,27 @@ impl Schedule {
         json!({ "epoch": self.inner.epoch, "inner": inner })
     }
 
-    /// Restores a state saved by [`state`](Self::state).
-    pub fn restore(&mut self, v: &Value) -> Result<(), String> {
+    /// Restores a state saved by [`state`](Self::state); the part of it that
+    /// is missing otherwise.
+    pub fn restore(&mut self, v: &Value) -> Result<(), MissingState> {
         let get_u = |o: &Value, k: &str| o.get(k).and_then(Value::as_u64).map(|x| x as usize);
         let get_f = |o: &Value, k: &str| o.get(k).and_then(Value::as_f64).map(|x| x as f32);
-        let epoch = get_u(v, "epoch").ok_or("scheduler epoch missing")?;
-        let inner = v.get("inner").ok_or("scheduler state missing")?;
+        let epoch = get_u(v, "epoch").ok_or(MissingState("scheduler epoch"))?;
+        let inner = v.get("inner").ok_or(MissingState("scheduler state"))?;
         match &mut self.inner.inner {
             Kind::None => {}
             Kind::Step(StepLR { epoch, .. })
             | Kind::Exponential(ExponentialLR { epoch, .. })
             | Kind::Cosine(CosineAnnealingLR { epoch, .. }) => {
-                *epoch = get_u(inner, "epoch").ok_or("scheduler epoch missing")?
+                *epoch = get_u(inner, "epoch").ok_or(MissingState("scheduler epoch"))?
             }
             Kind::Plateau(s) => {
                 // `best` is +inf before any metric; JSON stores that as null.
                 s.best = get_f(inner, "best").unwrap_or(f32::INFINITY);
-                s.bad_epochs = get_u(inner, "bad_epochs").ok_or("plateau state missing")?;
-                s.cooldown_left = get_u(inner, "cooldown_left").ok_or("plateau state missing")?;
-                s.scale = get_f(inner, "scale").ok_or("plateau state missing")?;
+                s.bad_epochs = get_u(inner, "bad_epochs").ok_or(MissingState("plateau state"))?;
+                s.cooldown_left =
+                    get_u(inner, "cooldown_left").ok_or(MissingState("plateau state"))?;
+                s.scale = get_f(inner, "scale").ok_or(MissingState("plateau state"))?;
             }
         }
         self.inner.epoch = epoch;
@@ -176,6 +178,12 @@ impl LrScheduler for Schedule {
         self.inner.lr(base)
     }
 }
+
+/// A scheduler state ([`Scheduler::restore`]) that lacks a part its
+/// schedule needs: the part's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0} missing")]
+pub struct MissingState(pub &'static str);
 
 #[cfg(test)]
 mod tests {

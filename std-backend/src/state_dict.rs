@@ -192,7 +192,7 @@ pub fn named_state<M: Module, B: Backend>(
 pub fn to_bytes(
     tensors: &[NamedTensor],
     metadata: Option<HashMap<String, String>>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, safetensors::SafeTensorError> {
     let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|t| {
@@ -206,9 +206,8 @@ pub fn to_bytes(
     let views = raw
         .iter()
         .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    safetensors::serialize(views, metadata).map_err(|e| e.to_string())
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::serialize(views, metadata)
 }
 
 /// Writes `model`'s state_dict as safetensors (atomically): its parameters,
@@ -224,9 +223,9 @@ pub fn save<M: Module, B: Backend>(
     };
     // Parameters, then buffers (PyTorch's state_dict holds both).
     let tensors = named_state(model, mem).map_err(memory)?;
-    let bytes = to_bytes(&tensors, None).map_err(|msg| StateDictError::Parse {
+    let bytes = to_bytes(&tensors, None).map_err(|e| StateDictError::Parse {
         path: path.into(),
-        msg,
+        msg: e.to_string(),
     })?;
     write_atomic(path, &bytes).map_err(|source| StateDictError::Io {
         path: path.into(),

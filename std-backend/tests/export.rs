@@ -8,7 +8,9 @@ use ember_nn_core::nn::{Build, Forward, Linear, Module, ReLU, Tanh};
 use ember_nn_core::prelude::*;
 use ember_nn_std::config::ActivationKind;
 use ember_nn_std::data::TensorDataset;
-use ember_nn_std::export::{check_int8, export_files, f32_file, int8_file, traced_f32};
+use ember_nn_std::export::{
+    check_int8, export_files, f32_file, int8_file, traced_f32, DeployError,
+};
 use ember_nn_std::state_dict::named_tensors;
 
 #[derive(Module)]
@@ -90,6 +92,19 @@ fn an_int8_file_of_another_model_is_refused_with_the_difference() {
     )
     .unwrap_err();
     assert!(
+        matches!(
+            err,
+            DeployError::NotQuantized {
+                layer: 0,
+                row: 0,
+                col: Some(0),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = err.to_string();
+    assert!(
         err.contains("not a quantization of the f32 model: weight (0, 0) of layer 0"),
         "{err}"
     );
@@ -130,6 +145,8 @@ fn an_int8_file_that_computes_otherwise_is_refused_with_the_difference() {
         &rows,
     )
     .unwrap_err();
+    assert!(matches!(err, DeployError::Drift { .. }), "{err:?}");
+    let err = err.to_string();
     assert!(
         err.contains("computes another model") && err.contains("beyond the quantization bound"),
         "{err}"
@@ -192,7 +209,14 @@ fn one_call_exports_every_file_of_a_trained_model() {
         8,
     )
     .unwrap_err();
-    assert!(err.contains("5 features, the model takes 12"), "{err}");
+    assert!(
+        matches!(err, DeployError::Features { data: 5, model: 12 }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("5 features, the model takes 12"),
+        "{err}"
+    );
     assert!(!other.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

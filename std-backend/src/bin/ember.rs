@@ -1000,28 +1000,31 @@ impl TrainRun<'_> {
             Some(i) => folded(Some(i), &params, &cfg.widths)?,
             None => params.clone(),
         };
-        let f32_bytes = f32_file(&cfg.widths, cfg.activation, &deployed)?;
+        let f32_bytes =
+            f32_file(&cfg.widths, cfg.activation, &deployed).map_err(|e| e.to_string())?;
         let int8_bytes = match (self.calib, info.as_ref()) {
             (Some(c), Some(i)) => match i.input_step() {
                 // The int8 file standardizes raw features itself.
                 Some(step) => {
                     let layers = cfg.widths.len().saturating_sub(1);
                     let p = i.fold_outputs(&params, layers).map_err(|e| e.to_string())?;
-                    let standardized = f32_file(&cfg.widths, cfg.activation, &p)?;
-                    int8_file_with_step(&standardized, step, c, 1000)?
+                    let standardized =
+                        f32_file(&cfg.widths, cfg.activation, &p).map_err(|e| e.to_string())?;
+                    int8_file_with_step(&standardized, step, c, 1000).map_err(|e| e.to_string())?
                 }
-                None => int8_file(&f32_bytes, c, 1000)?,
+                None => int8_file(&f32_bytes, c, 1000).map_err(|e| e.to_string())?,
             },
-            (Some(c), None) => int8_file(&f32_bytes, c, 1000)?,
-            (None, _) => int8_file(&f32_bytes, &load_quiet(self.data, Split::Train)?, 1000)?,
+            (Some(c), None) => int8_file(&f32_bytes, c, 1000).map_err(|e| e.to_string())?,
+            (None, _) => int8_file(&f32_bytes, &load_quiet(self.data, Split::Train)?, 1000)
+                .map_err(|e| e.to_string())?,
         };
         let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
         let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
         let out = self.out;
         let mut text = match cfg.task {
             TaskKind::Classify => {
-                let (acc32, preds) = evaluate_file(&f32_model, test)?;
-                let (acc8, _) = evaluate_file(&int8_model, test)?;
+                let (acc32, preds) = evaluate_file(&f32_model, test).map_err(|e| e.to_string())?;
+                let (acc8, _) = evaluate_file(&int8_model, test).map_err(|e| e.to_string())?;
                 let mut text = report::classification_report(test.labels(), &preds, self.names);
                 text.push_str(&format!(
                     "\nint8 accuracy (host, deployment kernels): {acc8:.4} ({:+.2} points vs f32 {acc32:.4})\n",
@@ -1071,7 +1074,8 @@ impl TrainRun<'_> {
                     &r32.predictions,
                     test.targets(),
                     self.names,
-                )?;
+                )
+                .map_err(|e| e.to_string())?;
                 format!(
                     "test set ({} samples), f32 model (host, deployment kernels):\n{}\nint8 model:\n{}",
                     test.len(),
@@ -1132,7 +1136,7 @@ fn class_names() -> Vec<String> {
 
 fn write_reports(out: &Path, history: &[EpochMetrics]) -> Res {
     report::write_metrics(&out.join("metrics.csv"), history).map_err(|e| e.to_string())?;
-    report::plot_curves(&out.join("curves.svg"), history)
+    report::plot_curves(&out.join("curves.svg"), history).map_err(|e| e.to_string())
 }
 
 /// A weight file's outputs on rows of features ([`outputs_file`]).
@@ -1169,7 +1173,7 @@ fn save_safetensors(
     if let Some(i) = info {
         md.insert(ModelInfo::KEY.into(), json_of(i)?.to_string());
     }
-    let bytes = state_dict::to_bytes(params, Some(md))?;
+    let bytes = state_dict::to_bytes(params, Some(md)).map_err(|e| e.to_string())?;
     write_atomic(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -1197,13 +1201,14 @@ fn model_bytes(m: &ModelArgs) -> Res<AlignedBytes> {
         }
         let (widths, act) = mlp_of(path, &c)?;
         let info = info_of(path, &c.meta.model)?;
-        return f32_file(widths, act, &folded(info.as_ref(), &c.params, widths)?);
+        return f32_file(widths, act, &folded(info.as_ref(), &c.params, widths)?)
+            .map_err(|e| e.to_string());
     }
     // A safetensors state_dict: the architecture comes from --layers or the file's metadata.
     let (widths, act) = arch_of(path, &raw, &m.arch)?;
     let params = read_state_dict(path, &raw, &widths, act, &m.names)?;
     let info = safetensors_info(path, &raw)?;
-    f32_file(&widths, act, &folded(info.as_ref(), &params, &widths)?)
+    f32_file(&widths, act, &folded(info.as_ref(), &params, &widths)?).map_err(|e| e.to_string())
 }
 
 /// A data file's model information, as a checkpoint stores it (`null`:
@@ -1405,7 +1410,7 @@ fn eval_table(m: &ModelArgs, info: &ModelInfo, file: &Path) -> Res {
     let outputs = outputs_of(&model, data.features())?;
     let text = match info.task {
         TaskKind::Classify => {
-            let (_, preds) = evaluate_file(&model, &data)?;
+            let (_, preds) = evaluate_file(&model, &data).map_err(|e| e.to_string())?;
             report::classification_report(data.labels(), &preds, &info.outputs)
         }
         TaskKind::Regress => eval::regression(outputs, data.targets(), data.target_len())
@@ -1569,7 +1574,7 @@ fn cmd_eval(m: &ModelArgs) -> Res {
     let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
     let test = load(&m.data, Split::Test)?;
     check_inputs(&model, &test)?;
-    let (_, preds) = evaluate_file(&model, &test)?;
+    let (_, preds) = evaluate_file(&model, &test).map_err(|e| e.to_string())?;
     println!(
         "{} model, {} layers, {} parameter bytes\n",
         if model.is_int8() { "int8" } else { "f32" },
@@ -1636,17 +1641,17 @@ fn export_all(
     data: &DataArgs,
 ) -> Res {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let f32_bytes = f32_file(widths, act, params)?;
+    let f32_bytes = f32_file(widths, act, params).map_err(|e| e.to_string())?;
     let calib = load_quiet(data, Split::Train)?;
-    let int8_bytes = int8_file(&f32_bytes, &calib, 1000)?;
+    let int8_bytes = int8_file(&f32_bytes, &calib, 1000).map_err(|e| e.to_string())?;
     let f = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
     let q = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
-    write_deployables(out, &f32_bytes, &int8_bytes)?;
+    write_deployables(out, &f32_bytes, &int8_bytes).map_err(|e| e.to_string())?;
     save_safetensors(&out.join("model.safetensors"), widths, act, params, None)?;
     let test = load_quiet(data, Split::Test)?;
     if check_inputs(&f, &test).is_ok() {
-        let (a32, _) = evaluate_file(&f, &test)?;
-        let (a8, _) = evaluate_file(&q, &test)?;
+        let (a32, _) = evaluate_file(&f, &test).map_err(|e| e.to_string())?;
+        let (a8, _) = evaluate_file(&q, &test).map_err(|e| e.to_string())?;
         println!("test accuracy: f32 {a32:.4}, int8 {a8:.4}");
     }
     println!(

@@ -168,7 +168,7 @@ pub(crate) fn train(a: &TrainArgs) -> Res {
     let params = trained.params().map_err(|e| e.to_string())?;
     let mut md = std::collections::HashMap::new();
     md.insert("ember.model".to_string(), preset.to_string());
-    let bytes = state_dict::to_bytes(&params, Some(md))?;
+    let bytes = state_dict::to_bytes(&params, Some(md)).map_err(|e| e.to_string())?;
     write_atomic(&out.join("model.safetensors"), &bytes).map_err(|e| e.to_string())?;
     eprintln!(
         "wrote {}: metrics.csv, curves.svg, checkpoint.safetensors, model.safetensors, report.txt ({NOT_DEPLOYABLE}: no .emb)",
