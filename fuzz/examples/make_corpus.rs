@@ -41,7 +41,8 @@ fn put(dir: &Path, name: &str, bytes: &[u8]) {
 }
 
 /// An f32 export of `M` and its int8 quantization (calibrated on a few inputs).
-fn export<M, const IN: usize, const OUT: usize>(seed: u64) -> (Vec<u8>, Vec<u8>)
+/// The f32 file, its int8 quantization, and the int8 one with an input step.
+fn export<M, const IN: usize, const OUT: usize>(seed: u64) -> (Vec<u8>, Vec<u8>, Vec<u8>)
 where
     M: Build
         + ember_nn_core::nn::Module
@@ -82,14 +83,32 @@ where
     let qn =
         deploy::quantize(&model, &calib, ember_fuzz::bytes_mut(&mut qwords)).expect("quantize");
     let int8_file = ember_fuzz::bytes(&qwords)[..qn].to_vec();
-    (f32_file, int8_file)
+    let features = model.input_features();
+    let offset: Vec<f32> = (0..features).map(|i| i as f32 * 0.25 - 1.0).collect();
+    let scale: Vec<f32> = (0..features).map(|i| 1.0 + i as f32 * 0.5).collect();
+    let step = deploy::InputStep {
+        offset: &offset,
+        scale: &scale,
+    };
+    let slen = qlen + deploy::InputStep::file_len(features);
+    let mut swords = vec![0u32; slen.div_ceil(4)];
+    let sn = deploy::quantize_with_input_step(
+        &model,
+        &calib,
+        step,
+        ember_fuzz::bytes_mut(&mut swords),
+    )
+    .expect("quantize with an input step");
+    let step_file = ember_fuzz::bytes(&swords)[..sn].to_vec();
+    (f32_file, int8_file, step_file)
 }
 
 fn emb(dir: &Path) {
-    let (f, q) = export::<Small, _, _>(1);
+    let (f, q, s) = export::<Small, _, _>(1);
     put(dir, "small-f32.emb", &f);
     put(dir, "small-int8.emb", &q);
-    let (f, q) = export::<Deep, _, _>(2);
+    put(dir, "small-int8-step.emb", &s);
+    let (f, q, _) = export::<Deep, _, _>(2);
     put(dir, "deep-f32.emb", &f);
     put(dir, "deep-int8.emb", &q);
 }
