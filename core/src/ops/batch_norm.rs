@@ -300,7 +300,7 @@ fn stats_block<B: Backend>(
         be.download(buf, s.running_mean.sub(c0, w), &mut b.mean[..w])?;
         be.download(buf, s.running_var.sub(c0, w), &mut b.inv[..w])?;
         for v in &mut b.inv[..w] {
-            *v = 1.0 / libm::sqrtf(*v + s.eps);
+            *v = 1.0 / crate::backend::update::sqrtf(*v + s.eps);
         }
         return Ok(b);
     }
@@ -317,7 +317,7 @@ fn stats_block<B: Backend>(
         e * e
     })?;
     for (j, sq) in sq[..w].iter().enumerate() {
-        b.inv[j] = 1.0 / libm::sqrtf(sq / count as f32 + s.eps);
+        b.inv[j] = 1.0 / crate::backend::update::sqrtf(sq / count as f32 + s.eps);
         b.unbiased[j] = sq / (count - 1).max(1) as f32;
     }
     Ok(b)
@@ -488,7 +488,7 @@ mod tests {
                 let d = x[i * n + j] - mean;
                 sq += d * d;
             }
-            let inv = 1.0 / libm::sqrtf(sq / mf + eps);
+            let inv = 1.0 / crate::backend::update::sqrtf(sq / mf + eps);
             let unbiased = sq / (m - 1).max(1) as f32;
             let (mut sdy, mut sdyx) = (0.0f32, 0.0f32);
             for i in 0..m {
