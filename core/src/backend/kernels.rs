@@ -9,21 +9,6 @@ use super::update::{LibmSqrt, Sqrt, Update};
 use super::zip::Zip;
 use super::{Acc, AxisDims, Reduce};
 
-/// On bare-metal Arm, an empty `asm!` statement in a loop's body: LLVM's
-/// Arm M-profile tuning does not runtime-unroll a loop that contains a call
-/// (inline assembly counts as one), and these kernels run on few elements
-/// there, where unrolling buys little speed for much flash (7 KB of a
-/// training program). It emits no instruction. Elsewhere it is nothing.
-macro_rules! compact_loop {
-    () => {
-        #[cfg(all(target_arch = "arm", target_os = "none"))]
-        // SAFETY: no instructions, no operands.
-        unsafe {
-            core::arch::asm!("", options(nomem, nostack, preserves_flags));
-        }
-    };
-}
-
 #[inline]
 fn store(out: &mut f32, v: f32, acc: Acc) {
     match acc {
