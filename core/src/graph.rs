@@ -557,6 +557,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         let result = (|| {
             let mut ins = [Span::default(); 3];
             for (slot, &p) in ins.iter_mut().zip(parents.iter()) {
+                compact_loop!();
                 if p != NONE {
                     *slot = inner.get(p)?.value;
                 }
@@ -741,6 +742,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         let result = walk_backward(self.backend, inner, root, &root_node, seed);
         // Intermediate gradients are scratch: return their memory.
         for n in inner.nodes.iter_mut().take(root as usize + 1) {
+            compact_loop!();
             if !n.is_leaf() {
                 if !retain && result.is_ok() && n.grad.is_some() {
                     n.freed = true;
@@ -826,6 +828,7 @@ fn walk_backward<B: Backend, const N: usize>(
     }
 
     for id in (0..=root as usize).rev() {
+        compact_loop!();
         let node = inner.nodes[id];
         let Some(dy) = node.grad else { continue };
         if node.is_leaf() || !node.requires_grad {
@@ -836,6 +839,7 @@ fn walk_backward<B: Backend, const N: usize>(
         }
         let mut inputs = [None; 3];
         for (slot, &p) in inputs.iter_mut().zip(node.parents.iter()) {
+            compact_loop!();
             if p == NONE {
                 continue;
             }

@@ -163,6 +163,7 @@ impl Name {
             let _ = self.buf.push('.');
         }
         for c in segment.chars() {
+            compact_loop!();
             if self.buf.push(c).is_err() {
                 break;
             }
