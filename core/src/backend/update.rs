@@ -50,7 +50,7 @@ impl Sqrt for LibmSqrt {
         }
         #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
         {
-            crate::backend::update::sqrtf(x)
+            libm::sqrtf(x)
         }
     }
 }
