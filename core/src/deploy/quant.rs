@@ -77,7 +77,10 @@ fn requantize_wide(prod: i64, s: i32) -> i32 {
     r.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
-/// The Q31 multiplier and shift with `multiplier · 2^(shift − 31) ≈ real`.
+/// The Q31 multiplier and shift with `multiplier · 2^(shift − 31) ≈ real`
+/// (the reference for [`multiplier_of`], which gives the same pairs without
+/// `f64`).
+#[cfg(test)]
 pub(crate) fn quantize_multiplier(real: f64) -> (i32, i32) {
     if real <= 0.0 || !real.is_finite() {
         return (0, 0);
@@ -96,6 +99,126 @@ pub(crate) fn quantize_multiplier(real: f64) -> (i32, i32) {
         return (i32::MAX, 30);
     }
     (q as i32, shift)
+}
+
+// The write-back's arithmetic in integers: the same bits as the `f64`
+// formulas it replaced (`f64` products of two `f32` are exact, and an `f64`
+// quotient is the exact one rounded to 53 bits, to nearest even), without
+// linking soft `f64` code (about 4 KB) into a microcontroller's program.
+
+/// The magnitude of a finite `x` as `m · 2^e`, `m < 2^24` an integer.
+fn f32_parts(x: f32) -> (u64, i32) {
+    let bits = x.to_bits() & 0x7fff_ffff;
+    let (exp, frac) = ((bits >> 23) as i32, u64::from(bits & 0x7f_ffff));
+    if exp == 0 {
+        (frac, -149)
+    } else {
+        (frac | 1 << 23, exp - 150)
+    }
+}
+
+/// `n / d` for integers `0 < n < 2^62`, `0 < d < 2^50`, rounded to 53
+/// significant bits (to nearest, ties to even) as an `f64` division rounds
+/// it: `(q, e)` with `2^52 ≤ q < 2^53` and `n / d ≈ q · 2^e`.
+fn div53(n: u64, d: u64) -> (u64, i32) {
+    let (mut q, mut r) = (n / d, n % d);
+    let mut e = 0;
+    // `cmp`: the discarded part against half a unit of the last place.
+    let cmp = if q >= 1 << 53 {
+        let sh = 64 - q.leading_zeros() as i32 - 53;
+        let low = q & ((1u64 << sh) - 1);
+        let half = 1u64 << (sh - 1);
+        q >>= sh;
+        e = sh;
+        if low != half {
+            low.cmp(&half)
+        } else if r != 0 {
+            core::cmp::Ordering::Greater
+        } else {
+            core::cmp::Ordering::Equal
+        }
+    } else {
+        while q < 1 << 52 {
+            compact_loop!();
+            r <<= 1;
+            q <<= 1;
+            if r >= d {
+                r -= d;
+                q |= 1;
+            }
+            e -= 1;
+        }
+        (2 * r).cmp(&d)
+    };
+    if cmp == core::cmp::Ordering::Greater || (cmp == core::cmp::Ordering::Equal && q & 1 == 1) {
+        q += 1;
+        if q == 1 << 53 {
+            q >>= 1;
+            e += 1;
+        }
+    }
+    (q, e)
+}
+
+/// [`quantize_multiplier`] of `in_scale · ws / out_scale` computed in
+/// `f64`, for positive finite `f32` scales.
+fn multiplier_of(in_scale: f32, ws: f32, out_scale: f32) -> (i32, i32) {
+    let ((mi, ei), (mw, ew), (mo, eo)) = (f32_parts(in_scale), f32_parts(ws), f32_parts(out_scale));
+    if mi == 0 || mw == 0 || mo == 0 {
+        return (0, 0);
+    }
+    let (q, e) = div53(mi * mw, mo);
+    // frexp: `q · 2^e = (q / 2^53) · 2^(e + 53)`; the mantissa times 2^31,
+    // rounded half away from zero, is `q / 2^22` so rounded.
+    let mut m = (q + (1 << 21)) >> 22;
+    let mut shift = e + ei + ew - eo + 53;
+    if m == 1 << 31 {
+        m /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        return (0, 0);
+    }
+    if shift > 30 {
+        return (i32::MAX, 30);
+    }
+    (m as i32, shift)
+}
+
+/// `round(b / (in_scale · ws))` computed in `f64` (half away from zero),
+/// clamped to `[−2^30, 2^30 − 1]`; NaN gives 0; for finite positive scales
+/// (a zero product as `f64` division by zero would).
+fn bias_of(b: f32, in_scale: f32, ws: f32) -> i32 {
+    const HI: u64 = (i32::MAX / 2) as u64;
+    const LO: u64 = 1 << 30;
+    let ((mi, ei), (mw, ew)) = (f32_parts(in_scale), f32_parts(ws));
+    let neg = b.is_sign_negative();
+    let r = if b.is_nan() {
+        return 0;
+    } else if b == 0.0 {
+        if mi == 0 || mw == 0 {
+            return 0;
+        }
+        0
+    } else if b.is_infinite() || mi == 0 || mw == 0 {
+        u64::MAX
+    } else {
+        let (mb, eb) = f32_parts(b);
+        let (q, e) = div53(mb, mi * mw);
+        let e = e + eb - ei - ew;
+        if e >= 0 {
+            u64::MAX
+        } else if e <= -54 {
+            0
+        } else {
+            (q + (1 << (-e - 1))) >> -e
+        }
+    };
+    if neg {
+        -(r.min(LO) as i64) as i32
+    } else {
+        r.min(HI) as i32
+    }
 }
 
 /// Value ranges seen at each layer boundary while running calibration samples.
@@ -276,14 +399,12 @@ pub fn quantize_layer(
             wsum += q;
             out[w_off + int8_weight_offset(o, j, n_out, n_in)] = q as i8 as u8;
         }
-        let acc_scale = f64::from(qin.scale) * f64::from(ws);
-        let bq = libm::round(f64::from(b) / acc_scale)
-            .clamp(i32::MIN as f64 / 2.0, i32::MAX as f64 / 2.0) as i32;
+        let bq = bias_of(b, qin.scale, ws);
         // Folded for the kernels' unsigned input `q + 128`.
         let folded = bq.saturating_sub((qin.zero + 128).saturating_mul(wsum));
         out[b_off + 4 * o..b_off + 4 * o + 4].copy_from_slice(&folded.to_le_bytes());
         out[s_off + 4 * o..s_off + 4 * o + 4].copy_from_slice(&ws.to_le_bytes());
-        let (m, s) = quantize_multiplier(acc_scale / f64::from(qout.scale));
+        let (m, s) = multiplier_of(qin.scale, ws, qout.scale);
         out[r_off + 8 * o..r_off + 8 * o + 4].copy_from_slice(&m.to_le_bytes());
         out[r_off + 8 * o + 4..r_off + 8 * o + 8].copy_from_slice(&s.to_le_bytes());
     }
@@ -395,6 +516,106 @@ mod tests {
             let want = ((i64::from(acc) * i64::from(m) + (1i64 << (s - 1))) >> s)
                 .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
             proptest::prop_assert_eq!(requantize(acc, m, shift), want);
+        }
+    }
+
+    /// The `f64` formulas that [`multiplier_of`] and [`bias_of`] replace.
+    fn reference(b: f32, qin: f32, ws: f32, qout: f32) -> ((i32, i32), i32) {
+        let acc_scale = f64::from(qin) * f64::from(ws);
+        let bq = libm::round(f64::from(b) / acc_scale)
+            .clamp(i32::MIN as f64 / 2.0, i32::MAX as f64 / 2.0) as i32;
+        (quantize_multiplier(acc_scale / f64::from(qout)), bq)
+    }
+
+    fn check_exact(b: f32, qin: f32, ws: f32, qout: f32) {
+        let (m, bq) = reference(b, qin, ws, qout);
+        assert_eq!(
+            multiplier_of(qin, ws, qout),
+            m,
+            "multiplier {qin:e} {ws:e} {qout:e}"
+        );
+        assert_eq!(bias_of(b, qin, ws), bq, "bias {b:e} / ({qin:e} · {ws:e})");
+    }
+
+    #[test]
+    fn integer_write_back_arithmetic_is_the_f64_one_at_the_edges() {
+        let scales = [
+            1.0,
+            0.5,
+            1.0 / 255.0,
+            6.0 / 255.0,
+            0.007_874_016,
+            3.0e-5,
+            1.0e-30,
+            f32::MIN_POSITIVE,
+            1.4e-45,
+            1.0e-42,
+            1.0e30,
+            f32::MAX,
+            0.0,
+        ];
+        let biases = [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            1.0e-3,
+            -7.25,
+            1.0e9,
+            -1.0e9,
+            3.0e38,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1.4e-45,
+        ];
+        for &qin in &scales {
+            for &ws in &scales {
+                for &qout in scales.iter().filter(|&&s| s > 0.0) {
+                    for &b in &biases {
+                        check_exact(b, qin, ws, qout);
+                    }
+                }
+            }
+        }
+        // Quotients exactly halfway for the bias: 2.5 = 5 / 2 and 0.5.
+        check_exact(5.0, 2.0, 1.0, 1.0);
+        check_exact(-5.0, 2.0, 1.0, 1.0);
+        check_exact(1.0, 2.0, 1.0, 1.0);
+        check_exact(3.0, 2.0, 1.0, 1.0);
+    }
+
+    proptest::proptest! {
+        /// Bit for bit the `f64` formulas, for any finite positive scales
+        /// and any bias.
+        #[test]
+        fn integer_write_back_arithmetic_is_the_f64_one(
+            b in proptest::prelude::any::<f32>(),
+            qin_bits in 1u32..0x7f80_0000,
+            ws_bits in 1u32..0x7f80_0000,
+            qout_bits in 1u32..0x7f80_0000,
+            near in proptest::prelude::any::<bool>(),
+        ) {
+            let (qin, ws, qout) = (
+                f32::from_bits(qin_bits),
+                f32::from_bits(ws_bits),
+                f32::from_bits(qout_bits),
+            );
+            check_exact(b, qin, ws, qout);
+            // Scales as a model's are (near 1/127 and 1/255), and biases near them.
+            if near {
+                let (qin, ws, qout) = (
+                    f32::from_bits(0x3c00_0000 | (qin_bits & 0x7f_ffff)),
+                    f32::from_bits(0x3c00_0000 | (ws_bits & 0x7f_ffff)),
+                    f32::from_bits(0x3b80_0000 | (qout_bits & 0x7f_ffff)),
+                );
+                let b = (b % 64.0) * qin * ws;
+                check_exact(b, qin, ws, qout);
+                check_exact(b.round(), 1.0, 1.0, qout);
+            }
         }
     }
 
