@@ -121,7 +121,18 @@ fn f32_parts(x: f32) -> (u64, i32) {
 /// significant bits (to nearest, ties to even) as an `f64` division rounds
 /// it: `(q, e)` with `2^52 ≤ q < 2^53` and `n / d ≈ q · 2^e`.
 fn div53(n: u64, d: u64) -> (u64, i32) {
-    let (mut q, mut r) = (n / d, n % d);
+    // Bit by bit (a `u64` division would link a 0.9 KB routine on a 32-bit
+    // chip): `q = ⌊n / d⌋`, `r = n mod d`.
+    let (mut q, mut r) = (0u64, 0u64);
+    for i in (0..64 - n.leading_zeros()).rev() {
+        compact_loop!();
+        r = r << 1 | (n >> i & 1);
+        q <<= 1;
+        if r >= d {
+            r -= d;
+            q |= 1;
+        }
+    }
     let mut e = 0;
     // `cmp`: the discarded part against half a unit of the last place.
     let cmp = if q >= 1 << 53 {
