@@ -171,6 +171,100 @@ fn div53(n: u64, d: u64) -> (u64, i32) {
     (q, e)
 }
 
+/// `x` rounded to 53 significant bits (to nearest, ties to even), as a
+/// conversion to `f64` rounds it: `(q, e)` with `2^52 ≤ q < 2^53` and
+/// `x ≈ q · 2^e`, for `x > 0`.
+fn round53(x: u64) -> (u64, i32) {
+    let len = 64 - x.leading_zeros() as i32;
+    if len <= 53 {
+        return (x << (53 - len), len - 53);
+    }
+    let sh = len - 53;
+    let (low, half) = (x & ((1u64 << sh) - 1), 1u64 << (sh - 1));
+    let q = x >> sh;
+    round_up(q, sh, low.cmp(&half))
+}
+
+/// `q`, of 53 bits, plus one unit if the discarded part (`cmp` against half
+/// a unit) says so, ties to even; `e` its exponent, renormalised.
+fn round_up(q: u64, e: i32, cmp: core::cmp::Ordering) -> (u64, i32) {
+    use core::cmp::Ordering::{Equal, Greater};
+    if cmp == Greater || (cmp == Equal && q & 1 == 1) {
+        let q = q + 1;
+        if q == 1 << 53 {
+            return (q >> 1, e + 1);
+        }
+        return (q, e);
+    }
+    (q, e)
+}
+
+/// `a · b` rounded to 53 bits as an `f64` product is, for `a < 2^53` and
+/// `0 < b < 2^25`: `(q, e)` as [`round53`] gives them.
+#[inline(never)]
+fn mul53(a: u64, b: u64) -> (u64, i32) {
+    // a · b = top · 2^32 + bottom, top < 2^46.
+    let (lo, hi) = ((a & 0xffff_ffff) * b, (a >> 32) * b);
+    let (top, bottom) = (hi + (lo >> 32), lo & 0xffff_ffff);
+    if top >> 21 == 0 {
+        return round53(top << 32 | bottom);
+    }
+    let sh = 64 - top.leading_zeros() as i32 + 32 - 53;
+    let q = top << (32 - sh) | bottom >> sh;
+    let (low, half) = (bottom & ((1u64 << sh) - 1), 1u64 << (sh - 1));
+    round_up(q, sh, low.cmp(&half))
+}
+
+/// `(unfolded as f64 · in_scale as f64 · ws as f64) as f32`, the same bits,
+/// computed without `f64` (an int8 layer's bias, dequantized). Out of line:
+/// it runs once per row, when a model is unpacked.
+#[inline(never)]
+pub(crate) fn dequantize_bias(unfolded: i64, in_scale: f32, ws: f32) -> f32 {
+    let ((mi, ei), (mw, ew)) = (f32_parts(in_scale), f32_parts(ws));
+    let neg = (unfolded < 0) ^ in_scale.is_sign_negative() ^ ws.is_sign_negative();
+    let sign = u32::from(neg) << 31;
+    let zero = unfolded == 0 || in_scale == 0.0 || ws == 0.0;
+    if in_scale.is_nan() || ws.is_nan() || (zero && (in_scale.is_infinite() || ws.is_infinite())) {
+        return f32::NAN;
+    }
+    if in_scale.is_infinite() || ws.is_infinite() {
+        return f32::from_bits(0x7f80_0000 | sign);
+    }
+    if zero {
+        return f32::from_bits(sign);
+    }
+    let (q0, e0) = round53(unfolded.unsigned_abs());
+    let (q1, e1) = mul53(q0, mi);
+    let (q2, e2) = mul53(q1, mw);
+    let e = e0 + e1 + e2 + ei + ew;
+    // To `f32`: `q2 · 2^e` with `2^52 ≤ q2 < 2^53`.
+    let x = e + 52;
+    let bits = if x >= -126 {
+        let (q, x) = match round_up(q2 >> 29, 0, (q2 & ((1 << 29) - 1)).cmp(&(1 << 28))) {
+            (q, _) if q == 1 << 24 => (q >> 1, x + 1),
+            (q, _) => (q, x),
+        };
+        if x > 127 {
+            0x7f80_0000
+        } else {
+            ((x + 127) as u32) << 23 | (q as u32 & 0x7f_ffff)
+        }
+    } else {
+        // Subnormal: `round(q2 · 2^(e + 149))`, which may reach 2^23 (the
+        // least normal number, the same bits).
+        let sh = -(e + 149);
+        if sh >= 64 {
+            0
+        } else {
+            let (low, half) = (q2 & ((1u64 << sh) - 1), 1u64 << (sh - 1));
+            let q = q2 >> sh;
+            let up = low > half || (low == half && q & 1 == 1);
+            (q + u64::from(up)) as u32
+        }
+    };
+    f32::from_bits(bits | sign)
+}
+
 /// [`quantize_multiplier`] of `in_scale · ws / out_scale` computed in
 /// `f64`, for positive finite `f32` scales.
 fn multiplier_of(in_scale: f32, ws: f32, out_scale: f32) -> (i32, i32) {
@@ -627,6 +721,75 @@ mod tests {
                 check_exact(b, qin, ws, qout);
                 check_exact(b.round(), 1.0, 1.0, qout);
             }
+        }
+    }
+
+    fn check_dequantized(u: i64, qin: f32, ws: f32) {
+        let want = (u as f64 * f64::from(qin) * f64::from(ws)) as f32;
+        let got = dequantize_bias(u, qin, ws);
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "{u} · {qin:e} · {ws:e}: {got:e} vs {want:e}"
+        );
+    }
+
+    #[test]
+    fn integer_dequantized_bias_is_the_f64_one_at_the_edges() {
+        let scales = [
+            1.0,
+            -1.0,
+            0.007_874_016,
+            1.0e-30,
+            f32::MIN_POSITIVE,
+            1.4e-45,
+            1.0e-42,
+            1.0e30,
+            f32::MAX,
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        let us = [
+            0,
+            1,
+            -1,
+            3,
+            -12_345,
+            1 << 40,
+            (1 << 53) + 1,
+            (1 << 54) + 3,
+            i64::MAX,
+            i64::MIN,
+            -(1 << 31) - 7,
+        ];
+        for &qin in &scales {
+            for &ws in &scales {
+                for &u in &us {
+                    check_dequantized(u, qin, ws);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Bit for bit the `f64` formula, for any finite scales.
+        #[test]
+        fn integer_dequantized_bias_is_the_f64_one(
+            u in proptest::prelude::any::<i64>(),
+            small in -(1i64 << 40)..(1i64 << 40),
+            qin_bits in proptest::prelude::any::<u32>(),
+            ws_bits in proptest::prelude::any::<u32>(),
+        ) {
+            let (qin, ws) = (f32::from_bits(qin_bits), f32::from_bits(ws_bits));
+            check_dequantized(u, qin, ws);
+            check_dequantized(small, qin, ws);
+            // Scales as a model's are, near 1/255 and 1/127.
+            let (qin, ws) = (
+                f32::from_bits(0x3b80_0000 | (qin_bits & 0x7f_ffff)),
+                f32::from_bits(0x3c00_0000 | (ws_bits & 0x7f_ffff)),
+            );
+            check_dequantized(small, qin, ws);
         }
     }
 
