@@ -598,15 +598,24 @@ pub fn softmax_backward(y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDims, log:
             compact_loop!();
             let idx = |l: usize| (o * d.len + l) * d.inner + i;
             if log {
-                // dx = dy - softmax · sum(dy)
-                let s: f32 = (0..d.len).map(|l| dy[idx(l)]).sum();
+                // dx = dy - softmax · sum(dy); sums as `Iterator::sum`
+                // adds (from −0), in a loop kept compact.
+                let mut s = -0.0f32;
+                for l in 0..d.len {
+                    compact_loop!();
+                    s += dy[idx(l)];
+                }
                 for l in 0..d.len {
                     compact_loop!();
                     dx[idx(l)] += dy[idx(l)] - libm::expf(y[idx(l)]) * s;
                 }
             } else {
                 // dx = y · (dy - sum(dy · y))
-                let s: f32 = (0..d.len).map(|l| dy[idx(l)] * y[idx(l)]).sum();
+                let mut s = -0.0f32;
+                for l in 0..d.len {
+                    compact_loop!();
+                    s += dy[idx(l)] * y[idx(l)];
+                }
                 for l in 0..d.len {
                     compact_loop!();
                     dx[idx(l)] += y[idx(l)] * (dy[idx(l)] - s);
@@ -649,7 +658,12 @@ pub fn copy_blocks(
         let d = &mut dst[b * dst_stride..][..block_len];
         match acc {
             Acc::Set => d.copy_from_slice(s),
-            Acc::Add => d.iter_mut().zip(s).for_each(|(d, &s)| *d += s),
+            Acc::Add => {
+                for (d, &s) in d.iter_mut().zip(s) {
+                    compact_loop!();
+                    *d += s;
+                }
+            }
         }
     }
 }
