@@ -225,8 +225,12 @@ impl defmt::Format for Error {
             Error::NonFinite { what } => defmt::write!(f, "NonFinite({=str})", what),
             Error::InvalidArgument { what } => defmt::write!(f, "InvalidArgument({=str})", what),
             Error::InvalidTensor => defmt::write!(f, "InvalidTensor"),
+            // The bytes (`:a`, shown as text by the host), not `as_str`,
+            // whose UTF-8 check would link 0.5 KB into every program that
+            // logs an error.
             Error::Backend { code, message } => {
-                defmt::write!(f, "Backend({=i32}: {=str})", code, message.as_str())
+                let bytes = &message.bytes[..usize::from(message.len)];
+                defmt::write!(f, "Backend({=i32}: {=[u8]:a})", code, bytes)
             }
         }
     }

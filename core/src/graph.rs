@@ -14,7 +14,7 @@ use crate::backend::{Map, Zip};
 use crate::error::{Error, Result};
 use crate::memory::Memory;
 use crate::shape::Dims;
-use core::cell::RefCell;
+use core::cell::{Ref, RefCell, RefMut};
 
 pub mod custom;
 
@@ -423,6 +423,13 @@ impl<'m, B: Backend> Graph<'m, B, DEFAULT_NODES> {
     }
 }
 
+/// A graph's state borrowed while it was in use.
+#[cold]
+#[inline(never)]
+fn state_in_use() -> ! {
+    panic!("graph state already in use")
+}
+
 impl<'m, B: Backend, const N: usize> Graph<'m, B, N> {
     /// A graph of at most `N` nodes that records into the free part of `mem`
     /// until it is dropped: `Graph::<_, 32>::with_capacity(&mut mem)`.
@@ -458,9 +465,30 @@ impl<'m, B: Backend, const N: usize> Graph<'m, B, N> {
         inner.grad_enabled = true;
     }
 
+    /// The graph's state, borrowed; a nested borrow (a bug) panics with a
+    /// fixed message: `RefCell::borrow`'s own panic formats a `BorrowError`,
+    /// which links `core::fmt`'s padding code into a microcontroller's
+    /// program.
+    #[inline]
+    fn state(&self) -> Ref<'_, Inner<'m, B, N>> {
+        match self.inner.try_borrow() {
+            Ok(r) => r,
+            Err(_) => state_in_use(),
+        }
+    }
+
+    /// The graph's state, borrowed mutably (see [`state`](Self::state)).
+    #[inline]
+    fn state_mut(&self) -> RefMut<'_, Inner<'m, B, N>> {
+        match self.inner.try_borrow_mut() {
+            Ok(r) => r,
+            Err(_) => state_in_use(),
+        }
+    }
+
     /// Floats used by the graph so far (values and gradients).
     pub fn used(&self) -> usize {
-        let inner = self.inner.borrow();
+        let inner = self.state();
         inner.top - inner.base
     }
 
@@ -470,13 +498,13 @@ impl<'m, B: Backend, const N: usize> Graph<'m, B, N> {
     /// figure to size an arena by ([`nn::train_budget`](crate::nn::train_budget)
     /// bounds it at compile time).
     pub fn peak(&self) -> usize {
-        let inner = self.inner.borrow();
+        let inner = self.state();
         inner.peak - inner.base
     }
 
     /// Nodes recorded so far.
     pub fn len(&self) -> usize {
-        self.inner.borrow().nodes.len()
+        self.state().nodes.len()
     }
 
     /// Whether no node was recorded.
@@ -486,7 +514,7 @@ impl<'m, B: Backend, const N: usize> Graph<'m, B, N> {
 
     /// The first error recorded, as a `Result`.
     pub fn status(&self) -> Result<()> {
-        match self.inner.borrow().error {
+        match self.state().error {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -521,7 +549,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         backward: Backward<B>,
         kernel: Kernel<'_, B>,
     ) -> u32 {
-        let mut guard = self.inner.borrow_mut();
+        let mut guard = self.state_mut();
         let inner = &mut *guard;
         if inner.error.is_some() {
             return NONE;
@@ -529,6 +557,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         let result = (|| {
             let mut ins = [Span::default(); 3];
             for (slot, &p) in ins.iter_mut().zip(parents.iter()) {
+                compact_loop!();
                 if p != NONE {
                     *slot = inner.get(p)?.value;
                 }
@@ -560,7 +589,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
     }
 
     fn record_alias(&self, op: Op, dims: Dims, parent: u32, backward: Backward<B>) -> u32 {
-        let mut guard = self.inner.borrow_mut();
+        let mut guard = self.state_mut();
         let inner = &mut *guard;
         if inner.error.is_some() {
             return NONE;
@@ -592,7 +621,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
     }
 
     fn record_param(&self, dims: Dims, value: Span, grad: Span) -> u32 {
-        let mut guard = self.inner.borrow_mut();
+        let mut guard = self.state_mut();
         let inner = &mut *guard;
         if inner.error.is_some() {
             return NONE;
@@ -621,7 +650,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
     }
 
     fn node(&self, id: u32) -> Result<(Span, Dims, Option<Span>, bool, Op)> {
-        let inner = self.inner.borrow();
+        let inner = self.state();
         if let Some(e) = inner.error {
             return Err(e);
         }
@@ -637,7 +666,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
     }
 
     fn parents(&self, id: u32) -> Result<[u32; 3]> {
-        let inner = self.inner.borrow();
+        let inner = self.state();
         if let Some(e) = inner.error {
             return Err(e);
         }
@@ -645,12 +674,12 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
     }
 
     fn with_buffer(&self, f: &mut dyn FnMut(&B, &mut B::Buffer) -> Result<()>) -> Result<()> {
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.state_mut();
         f(self.backend, inner.buf)
     }
 
     fn set_requires_grad(&self, id: u32) -> Result<()> {
-        let mut guard = self.inner.borrow_mut();
+        let mut guard = self.state_mut();
         let inner = &mut *guard;
         if let Some(e) = inner.error {
             return Err(e);
@@ -671,7 +700,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
     }
 
     fn write_leaf(&self, id: u32, offset: usize, data: &[f32]) -> Result<()> {
-        let mut guard = self.inner.borrow_mut();
+        let mut guard = self.state_mut();
         let inner = &mut *guard;
         if let Some(e) = inner.error {
             return Err(e);
@@ -700,7 +729,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
     }
 
     fn backward(&self, root: u32, seed: Seed<'_>, retain: bool) -> Result<()> {
-        let mut guard = self.inner.borrow_mut();
+        let mut guard = self.state_mut();
         let inner = &mut *guard;
         if let Some(e) = inner.error {
             return Err(e);
@@ -713,6 +742,7 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
         let result = walk_backward(self.backend, inner, root, &root_node, seed);
         // Intermediate gradients are scratch: return their memory.
         for n in inner.nodes.iter_mut().take(root as usize + 1) {
+            compact_loop!();
             if !n.is_leaf() {
                 if !retain && result.is_ok() && n.grad.is_some() {
                     n.freed = true;
@@ -725,22 +755,22 @@ impl<B: Backend, const N: usize> Tape<B> for Graph<'_, B, N> {
     }
 
     fn fail(&self, e: Error) {
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.state_mut();
         if inner.error.is_none() {
             inner.error = Some(e);
         }
     }
 
     fn error(&self) -> Option<Error> {
-        self.inner.borrow().error
+        self.state().error
     }
 
     fn is_grad_enabled(&self) -> bool {
-        self.inner.borrow().grad_enabled
+        self.state().grad_enabled
     }
 
     fn set_grad_enabled(&self, on: bool) -> bool {
-        core::mem::replace(&mut self.inner.borrow_mut().grad_enabled, on)
+        core::mem::replace(&mut self.state_mut().grad_enabled, on)
     }
 }
 
@@ -798,6 +828,7 @@ fn walk_backward<B: Backend, const N: usize>(
     }
 
     for id in (0..=root as usize).rev() {
+        compact_loop!();
         let node = inner.nodes[id];
         let Some(dy) = node.grad else { continue };
         if node.is_leaf() || !node.requires_grad {
@@ -808,6 +839,7 @@ fn walk_backward<B: Backend, const N: usize>(
         }
         let mut inputs = [None; 3];
         for (slot, &p) in inputs.iter_mut().zip(node.parents.iter()) {
+            compact_loop!();
             if p == NONE {
                 continue;
             }

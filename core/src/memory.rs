@@ -211,8 +211,12 @@ impl<'m, B: Backend> Memory<'m, B> {
         let mut chunk = [0.0f32; 64];
         let mut done = 0;
         while done < dst.len {
+            compact_loop!();
+            compact_loop!();
             let n = (dst.len - done).min(chunk.len());
             for (i, c) in chunk[..n].iter_mut().enumerate() {
+                compact_loop!();
+                compact_loop!();
                 *c = f(done + i);
             }
             self.backend

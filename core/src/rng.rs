@@ -2,7 +2,8 @@
 //! allocator: xoshiro128++ seeded through SplitMix64. Its whole state is four
 //! `u32`s, so it can be saved in a checkpoint and restored exactly.
 
-use libm::{logf, sqrtf};
+use crate::backend::update::sqrtf;
+use libm::logf;
 
 /// xoshiro128++ (Blackman and Vigna): fast, 128 bits of state, good
 /// statistical quality for initialisation, shuffling and dropout.

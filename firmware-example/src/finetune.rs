@@ -102,6 +102,23 @@ impl core::fmt::Display for FinetuneError {
     }
 }
 
+/// The device logs it with defmt, which formats on the host: the message
+/// through `core::fmt` (the `Display` above) linked 5 KB of formatting code
+/// and error messages into the firmware.
+#[cfg(target_os = "none")]
+impl defmt::Format for FinetuneError {
+    fn format(&self, f: defmt::Formatter) {
+        match self {
+            FinetuneError::Model(e) => defmt::write!(f, "the int8 model was rejected: {}", e),
+            FinetuneError::Infer(e) => defmt::write!(f, "inference failed: {}", e),
+            FinetuneError::Train(e) => defmt::write!(f, "training failed: {}", e),
+            FinetuneError::Write(e) => {
+                defmt::write!(f, "writing the adapted model failed: {}", e)
+            }
+        }
+    }
+}
+
 impl From<ember_nn_core::deploy::FormatError> for FinetuneError {
     fn from(e: ember_nn_core::deploy::FormatError) -> Self {
         FinetuneError::Model(e)

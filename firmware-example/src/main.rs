@@ -356,7 +356,7 @@ mod firmware {
                     passed &= r.passed() && ram_ok && cost_ok;
                 }
                 Err(e) => {
-                    defmt::error!("fine-tuning failed: {}", defmt::Display2Format(&e));
+                    defmt::error!("fine-tuning failed: {}", e);
                     passed = false;
                 }
             }

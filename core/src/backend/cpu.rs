@@ -62,6 +62,7 @@ mod tests {
         let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
         let bt = [1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            compact_loop!();
             let mut c = [0.0; 4];
             let aa: &[f32] = if ta { &at } else { &a };
             let bb: &[f32] = if tb { &bt } else { &b };

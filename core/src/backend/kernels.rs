@@ -58,6 +58,7 @@ fn derivative_fn<F: MapFn>(f: F, x: f32, y: f32) -> f32 {
 #[inline(always)]
 fn map_run<F: MapFn>(f: F, x: &[f32], y: &mut [f32]) {
     for (y, &x) in y.iter_mut().zip(x) {
+        compact_loop!();
         *y = apply_fn(f, x);
     }
 }
@@ -124,6 +125,7 @@ fn map_backward_run<F: MapFn>(f: F, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [
     let n = dx.len().min(x.len()).min(y.len()).min(dy.len());
     let (x, y, dy, dx) = (&x[..n], &y[..n], &dy[..n], &mut dx[..n]);
     for i in 0..n {
+        compact_loop!();
         let d = derivative_fn(f, x[i], y[i]) * dy[i];
         // A select, not a branch, so that the loop vectorises.
         dx[i] += if dy[i] != 0.0 { d } else { 0.0 };
@@ -156,7 +158,9 @@ fn bias_act_run<F: MapFn>(f: F, bias: &[f32], y: &mut [f32]) {
         return;
     }
     for row in y.chunks_exact_mut(bias.len()) {
+        compact_loop!();
         for (v, &b) in row.iter_mut().zip(bias) {
+            compact_loop!();
             *v = apply_fn(f, *v + b);
         }
     }
@@ -187,6 +191,7 @@ fn act_backward_run<F: MapFn>(f: F, y: &[f32], dy: &mut [f32]) {
     let n = y.len().min(dy.len());
     let (y, dy) = (&y[..n], &mut dy[..n]);
     for i in 0..n {
+        compact_loop!();
         let g = dy[i];
         let d = derivative_fn(f, y[i], y[i]) * g;
         dy[i] = if g != 0.0 { d } else { 0.0 };
@@ -230,6 +235,7 @@ pub fn class_of(t: f32, classes: usize) -> Option<usize> {
 fn shift_and_sum(row: &[f32]) -> (f32, f32) {
     let mut m = f32::NEG_INFINITY;
     for &v in row {
+        compact_loop!();
         m = m.max(v);
     }
     if m == f32::NEG_INFINITY {
@@ -237,6 +243,7 @@ fn shift_and_sum(row: &[f32]) -> (f32, f32) {
     }
     let mut s = 0.0f32;
     for &v in row {
+        compact_loop!();
         s += libm::expf(v - m);
     }
     (m, s)
@@ -252,6 +259,7 @@ pub fn cross_entropy(x: &[f32], t: &[f32], loss: &mut [f32], classes: usize) {
         return;
     }
     for ((row, &t), l) in x.chunks_exact(classes).zip(t).zip(loss) {
+        compact_loop!();
         let (m, s) = shift_and_sum(row);
         *l = match class_of(t, classes) {
             Some(c) => (m + libm::logf(s)) - row[c],
@@ -269,6 +277,7 @@ pub fn cross_entropy_backward(x: &[f32], t: &[f32], dloss: &[f32], dx: &mut [f32
     }
     let rows = x.chunks_exact(classes).zip(dx.chunks_exact_mut(classes));
     for (((row, drow), &t), &g) in rows.zip(t).zip(dloss) {
+        compact_loop!();
         if g == 0.0 {
             continue;
         }
@@ -276,6 +285,7 @@ pub fn cross_entropy_backward(x: &[f32], t: &[f32], dloss: &[f32], dx: &mut [f32
         let inv = 1.0 / s;
         let target = class_of(t, classes);
         for (c, (&v, d)) in row.iter().zip(drow.iter_mut()).enumerate() {
+            compact_loop!();
             let p = libm::expf(v - m) * inv;
             let hot = match target {
                 Some(k) if k == c => 1.0,
@@ -290,6 +300,7 @@ pub fn cross_entropy_backward(x: &[f32], t: &[f32], dloss: &[f32], dx: &mut [f32
 /// `y = a ∘ b`.
 pub fn zip(f: Zip, a: &[f32], b: &[f32], y: &mut [f32]) {
     for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+        compact_loop!();
         *y = f.apply(a, b);
     }
 }
@@ -303,6 +314,7 @@ pub fn zip_backward(f: Zip, rhs: bool, a: &[f32], b: &[f32], dy: &[f32], d: &mut
         (Zip::Sub, false) => d[..n].iter_mut().zip(dy).for_each(|(d, &g)| *d += g),
         _ => {
             for i in 0..n {
+                compact_loop!();
                 let p = if rhs {
                     f.d_rhs(a[i], b[i])
                 } else {
@@ -334,8 +346,10 @@ pub fn gemm(
     if !trans_b {
         // c[i, :] += a[i, p] · b[p, :], streaming rows of b.
         for i in 0..m {
+            compact_loop!();
             let ci = &mut c[i * n..(i + 1) * n];
             for p in 0..k {
+                compact_loop!();
                 let aip = at(i, p);
                 if aip == 0.0 {
                     continue;
@@ -349,7 +363,9 @@ pub fn gemm(
     } else {
         // c[i, j] += dot(a[i, :], b[j, :]).
         for i in 0..m {
+            compact_loop!();
             for j in 0..n {
+                compact_loop!();
                 let bj = &b[j * k..(j + 1) * k];
                 let mut s = 0.0f32;
                 if trans_a {
@@ -378,6 +394,7 @@ pub fn reduce(op: Reduce, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
         Reduce::Sum if d.inner > 1 => return sum_rows(x, y, d, acc),
         Reduce::Sum => {
             for (o, yv) in y[..d.outer].iter_mut().enumerate() {
+                compact_loop!();
                 store(yv, pairwise_sum(&x[o * d.len..][..d.len]), acc);
             }
             return;
@@ -386,11 +403,14 @@ pub fn reduce(op: Reduce, x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
         Reduce::ArgMax => true,
     };
     for o in 0..d.outer {
+        compact_loop!();
         for i in 0..d.inner {
+            compact_loop!();
             let at = |l: usize| x[(o * d.len + l) * d.inner + i];
             // The first maximum, or the first NaN (nothing beats it).
             let (mut best, mut m) = (0usize, f32::NEG_INFINITY);
             for l in 0..d.len {
+                compact_loop!();
                 let v = at(l);
                 if v > m || (v.is_nan() && !m.is_nan()) {
                     m = v;
@@ -422,12 +442,15 @@ pub fn pairwise_sum(x: &[f32]) -> f32 {
     let chunks = x.chunks_exact(8);
     let rest = chunks.remainder();
     for c in chunks {
+        compact_loop!();
         for (a, &v) in acc.iter_mut().zip(c) {
+            compact_loop!();
             *a += v;
         }
     }
     let mut s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     for &v in rest {
+        compact_loop!();
         s += v;
     }
     s
@@ -447,13 +470,16 @@ const COLUMNS: usize = 64;
 fn sum_rows(x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
     let mut t = [0.0f32; COLUMNS];
     for o in 0..d.outer {
+        compact_loop!();
         let mut i0 = 0;
         while i0 < d.inner {
+            compact_loop!();
             let w = (d.inner - i0).min(COLUMNS);
             let t = &mut t[..w];
             let rows = |l: usize| &x[(o * d.len + l) * d.inner + i0..][..w];
             sum_rows_pairwise(&rows, 0, d.len, t);
             for (yv, &v) in y[o * d.inner + i0..][..w].iter_mut().zip(t.iter()) {
+                compact_loop!();
                 store(yv, v, acc);
             }
             i0 += w;
@@ -470,13 +496,16 @@ fn sum_rows_pairwise<'a>(row: &impl Fn(usize) -> &'a [f32], lo: usize, hi: usize
         let right = &mut right[..t.len()];
         sum_rows_pairwise(row, mid, hi, right);
         for (a, &b) in t.iter_mut().zip(right.iter()) {
+            compact_loop!();
             *a += b;
         }
         return;
     }
     t.fill(0.0);
     for l in lo..hi {
+        compact_loop!();
         for (a, &v) in t.iter_mut().zip(row(l)) {
+            compact_loop!();
             *a += v;
         }
     }
@@ -485,10 +514,13 @@ fn sum_rows_pairwise<'a>(row: &impl Fn(usize) -> &'a [f32], lo: usize, hi: usize
 /// `y[o, l, i] (+)= x[o, i]`.
 pub fn expand(x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
     for o in 0..d.outer {
+        compact_loop!();
         for l in 0..d.len {
+            compact_loop!();
             let row = &mut y[(o * d.len + l) * d.inner..][..d.inner];
             let src = &x[o * d.inner..][..d.inner];
             for (yv, &xv) in row.iter_mut().zip(src) {
+                compact_loop!();
                 store(yv, xv, acc);
             }
         }
@@ -501,7 +533,9 @@ pub fn expand(x: &[f32], y: &mut [f32], d: AxisDims, acc: Acc) {
 pub fn max_backward(x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDims) {
     let is_max = |v: f32, m: f32| v == m || (v.is_nan() && m.is_nan());
     for o in 0..d.outer {
+        compact_loop!();
         for i in 0..d.inner {
+            compact_loop!();
             let m = y[o * d.inner + i];
             let at = |l: usize| (o * d.len + l) * d.inner + i;
             let ties = (0..d.len).filter(|&l| is_max(x[at(l)], m)).count();
@@ -510,6 +544,7 @@ pub fn max_backward(x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDim
             }
             let share = dy[o * d.inner + i] / ties as f32;
             for l in 0..d.len {
+                compact_loop!();
                 if is_max(x[at(l)], m) {
                     dx[at(l)] += share;
                 }
@@ -521,10 +556,13 @@ pub fn max_backward(x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDim
 /// Softmax (or log-softmax) along the middle axis.
 pub fn softmax(x: &[f32], y: &mut [f32], d: AxisDims, log: bool) {
     for o in 0..d.outer {
+        compact_loop!();
         for i in 0..d.inner {
+            compact_loop!();
             let idx = |l: usize| (o * d.len + l) * d.inner + i;
             let mut m = f32::NEG_INFINITY;
             for l in 0..d.len {
+                compact_loop!();
                 m = m.max(x[idx(l)]);
             }
             if m == f32::NEG_INFINITY {
@@ -532,16 +570,19 @@ pub fn softmax(x: &[f32], y: &mut [f32], d: AxisDims, log: bool) {
             }
             let mut s = 0.0f32;
             for l in 0..d.len {
+                compact_loop!();
                 s += libm::expf(x[idx(l)] - m);
             }
             if log {
                 let lse = m + libm::logf(s);
                 for l in 0..d.len {
+                    compact_loop!();
                     y[idx(l)] = x[idx(l)] - lse;
                 }
             } else {
                 let inv = 1.0 / s;
                 for l in 0..d.len {
+                    compact_loop!();
                     y[idx(l)] = libm::expf(x[idx(l)] - m) * inv;
                 }
             }
@@ -552,18 +593,31 @@ pub fn softmax(x: &[f32], y: &mut [f32], d: AxisDims, log: bool) {
 /// Gradient of softmax (or log-softmax) from its output `y`.
 pub fn softmax_backward(y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDims, log: bool) {
     for o in 0..d.outer {
+        compact_loop!();
         for i in 0..d.inner {
+            compact_loop!();
             let idx = |l: usize| (o * d.len + l) * d.inner + i;
             if log {
-                // dx = dy - softmax · sum(dy)
-                let s: f32 = (0..d.len).map(|l| dy[idx(l)]).sum();
+                // dx = dy - softmax · sum(dy); sums as `Iterator::sum`
+                // adds (from −0), in a loop kept compact.
+                let mut s = -0.0f32;
                 for l in 0..d.len {
+                    compact_loop!();
+                    s += dy[idx(l)];
+                }
+                for l in 0..d.len {
+                    compact_loop!();
                     dx[idx(l)] += dy[idx(l)] - libm::expf(y[idx(l)]) * s;
                 }
             } else {
                 // dx = y · (dy - sum(dy · y))
-                let s: f32 = (0..d.len).map(|l| dy[idx(l)] * y[idx(l)]).sum();
+                let mut s = -0.0f32;
                 for l in 0..d.len {
+                    compact_loop!();
+                    s += dy[idx(l)] * y[idx(l)];
+                }
+                for l in 0..d.len {
+                    compact_loop!();
                     dx[idx(l)] += y[idx(l)] * (dy[idx(l)] - s);
                 }
             }
@@ -575,9 +629,12 @@ pub fn softmax_backward(y: &[f32], dy: &[f32], dx: &mut [f32], d: AxisDims, log:
 pub fn transpose(x: &[f32], y: &mut [f32], batch: usize, rows: usize, cols: usize, acc: Acc) {
     let sz = rows * cols;
     for b in 0..batch {
+        compact_loop!();
         let (xb, yb) = (&x[b * sz..][..sz], &mut y[b * sz..][..sz]);
         for r in 0..rows {
+            compact_loop!();
             for c in 0..cols {
+                compact_loop!();
                 store(&mut yb[c * rows + r], xb[r * cols + c], acc);
             }
         }
@@ -596,11 +653,17 @@ pub fn copy_blocks(
     acc: Acc,
 ) {
     for b in 0..blocks {
+        compact_loop!();
         let s = &src[b * src_stride..][..block_len];
         let d = &mut dst[b * dst_stride..][..block_len];
         match acc {
             Acc::Set => d.copy_from_slice(s),
-            Acc::Add => d.iter_mut().zip(s).for_each(|(d, &s)| *d += s),
+            Acc::Add => {
+                for (d, &s) in d.iter_mut().zip(s) {
+                    compact_loop!();
+                    *d += s;
+                }
+            }
         }
     }
 }
@@ -627,6 +690,7 @@ pub fn update_with<Q: Sqrt>(
         let [s0, s1, s2] = planes;
         let mut n = p.len().min(g.len());
         for s in [&*s0, &*s1, &*s2].into_iter().take(K) {
+            compact_loop!();
             n = n.min(s.len());
         }
         let (p, g) = (&mut p[..n], &g[..n]);

@@ -14,7 +14,8 @@
 //! `cos`, `pow`, `erf`, ... whichever one the model uses). [`Map`] itself is
 //! a [`MapFn`] too: the function chosen at run time.
 
-use libm::{cosf, erff, expf, fabsf, logf, powf, sinf, sqrtf, tanhf};
+use super::update::sqrtf;
+use libm::{cosf, erff, expf, fabsf, logf, powf, sinf, tanhf};
 
 /// SELU's α (PyTorch's constant).
 pub const SELU_ALPHA: f32 = 1.673_263_2;

@@ -95,10 +95,19 @@ pub struct AxisDims {
 impl AxisDims {
     /// Splits `dims` (of rank `rank`) around `axis`.
     pub fn around(dims: &[usize], axis: usize) -> Self {
+        // Products in compact loops (`iter().product()` is unrolled twice).
+        let product = |xs: &[usize]| {
+            let mut p = 1;
+            for &x in xs {
+                compact_loop!();
+                p *= x;
+            }
+            p
+        };
         AxisDims {
-            outer: dims[..axis].iter().product(),
+            outer: product(&dims[..axis]),
             len: dims[axis],
-            inner: dims[axis + 1..].iter().product(),
+            inner: product(&dims[axis + 1..]),
         }
     }
     /// Number of elements of the full tensor.

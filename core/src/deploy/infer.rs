@@ -228,7 +228,8 @@ impl Model<'_> {
                     }
                     // The file holds bq − (z_in + 128)·Σw.
                     let unfolded = i64::from(bq[o]) + i64::from(h.in_zero + 128) * i64::from(sum);
-                    *b = (unfolded as f64 * f64::from(h.in_scale) * f64::from(ws)) as f32;
+                    // `(unfolded as f64 · in_scale · ws) as f32`, without `f64`.
+                    *b = super::quant::dequantize_bias(unfolded, h.in_scale, ws);
                 }
             }
         }

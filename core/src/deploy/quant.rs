@@ -77,7 +77,10 @@ fn requantize_wide(prod: i64, s: i32) -> i32 {
     r.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
-/// The Q31 multiplier and shift with `multiplier · 2^(shift − 31) ≈ real`.
+/// The Q31 multiplier and shift with `multiplier · 2^(shift − 31) ≈ real`
+/// (the reference for [`multiplier_of`], which gives the same pairs without
+/// `f64`).
+#[cfg(test)]
 pub(crate) fn quantize_multiplier(real: f64) -> (i32, i32) {
     if real <= 0.0 || !real.is_finite() {
         return (0, 0);
@@ -96,6 +99,231 @@ pub(crate) fn quantize_multiplier(real: f64) -> (i32, i32) {
         return (i32::MAX, 30);
     }
     (q as i32, shift)
+}
+
+// The write-back's arithmetic in integers: the same bits as the `f64`
+// formulas it replaced (`f64` products of two `f32` are exact, and an `f64`
+// quotient is the exact one rounded to 53 bits, to nearest even), without
+// linking soft `f64` code (about 4 KB) into a microcontroller's program.
+
+/// The magnitude of a finite `x` as `m · 2^e`, `m < 2^24` an integer.
+fn f32_parts(x: f32) -> (u64, i32) {
+    let bits = x.to_bits() & 0x7fff_ffff;
+    let (exp, frac) = ((bits >> 23) as i32, u64::from(bits & 0x7f_ffff));
+    if exp == 0 {
+        (frac, -149)
+    } else {
+        (frac | 1 << 23, exp - 150)
+    }
+}
+
+/// `n / d` for integers `0 < n < 2^62`, `0 < d < 2^50`, rounded to 53
+/// significant bits (to nearest, ties to even) as an `f64` division rounds
+/// it: `(q, e)` with `2^52 ≤ q < 2^53` and `n / d ≈ q · 2^e`.
+fn div53(n: u64, d: u64) -> (u64, i32) {
+    // Bit by bit (a `u64` division would link a 0.9 KB routine on a 32-bit
+    // chip): `q = ⌊n / d⌋`, `r = n mod d`.
+    let (mut q, mut r) = (0u64, 0u64);
+    for i in (0..64 - n.leading_zeros()).rev() {
+        compact_loop!();
+        r = r << 1 | (n >> i & 1);
+        q <<= 1;
+        if r >= d {
+            r -= d;
+            q |= 1;
+        }
+    }
+    let mut e = 0;
+    // `cmp`: the discarded part against half a unit of the last place.
+    let cmp = if q >= 1 << 53 {
+        let sh = 64 - q.leading_zeros() as i32 - 53;
+        let low = q & ((1u64 << sh) - 1);
+        let half = 1u64 << (sh - 1);
+        q >>= sh;
+        e = sh;
+        if low != half {
+            low.cmp(&half)
+        } else if r != 0 {
+            core::cmp::Ordering::Greater
+        } else {
+            core::cmp::Ordering::Equal
+        }
+    } else {
+        while q < 1 << 52 {
+            compact_loop!();
+            r <<= 1;
+            q <<= 1;
+            if r >= d {
+                r -= d;
+                q |= 1;
+            }
+            e -= 1;
+        }
+        (2 * r).cmp(&d)
+    };
+    if cmp == core::cmp::Ordering::Greater || (cmp == core::cmp::Ordering::Equal && q & 1 == 1) {
+        q += 1;
+        if q == 1 << 53 {
+            q >>= 1;
+            e += 1;
+        }
+    }
+    (q, e)
+}
+
+/// `x` rounded to 53 significant bits (to nearest, ties to even), as a
+/// conversion to `f64` rounds it: `(q, e)` with `2^52 ≤ q < 2^53` and
+/// `x ≈ q · 2^e`, for `x > 0`.
+fn round53(x: u64) -> (u64, i32) {
+    let len = 64 - x.leading_zeros() as i32;
+    if len <= 53 {
+        return (x << (53 - len), len - 53);
+    }
+    let sh = len - 53;
+    let (low, half) = (x & ((1u64 << sh) - 1), 1u64 << (sh - 1));
+    let q = x >> sh;
+    round_up(q, sh, low.cmp(&half))
+}
+
+/// `q`, of 53 bits, plus one unit if the discarded part (`cmp` against half
+/// a unit) says so, ties to even; `e` its exponent, renormalised.
+fn round_up(q: u64, e: i32, cmp: core::cmp::Ordering) -> (u64, i32) {
+    use core::cmp::Ordering::{Equal, Greater};
+    if cmp == Greater || (cmp == Equal && q & 1 == 1) {
+        let q = q + 1;
+        if q == 1 << 53 {
+            return (q >> 1, e + 1);
+        }
+        return (q, e);
+    }
+    (q, e)
+}
+
+/// `a · b` rounded to 53 bits as an `f64` product is, for `a < 2^53` and
+/// `0 < b < 2^25`: `(q, e)` as [`round53`] gives them.
+#[inline(never)]
+fn mul53(a: u64, b: u64) -> (u64, i32) {
+    // a · b = top · 2^32 + bottom, top < 2^46.
+    let (lo, hi) = ((a & 0xffff_ffff) * b, (a >> 32) * b);
+    let (top, bottom) = (hi + (lo >> 32), lo & 0xffff_ffff);
+    if top >> 21 == 0 {
+        return round53(top << 32 | bottom);
+    }
+    let sh = 64 - top.leading_zeros() as i32 + 32 - 53;
+    let q = top << (32 - sh) | bottom >> sh;
+    let (low, half) = (bottom & ((1u64 << sh) - 1), 1u64 << (sh - 1));
+    round_up(q, sh, low.cmp(&half))
+}
+
+/// `(unfolded as f64 · in_scale as f64 · ws as f64) as f32`, the same bits,
+/// computed without `f64` (an int8 layer's bias, dequantized). Out of line:
+/// it runs once per row, when a model is unpacked.
+#[inline(never)]
+pub(crate) fn dequantize_bias(unfolded: i64, in_scale: f32, ws: f32) -> f32 {
+    let ((mi, ei), (mw, ew)) = (f32_parts(in_scale), f32_parts(ws));
+    let neg = (unfolded < 0) ^ in_scale.is_sign_negative() ^ ws.is_sign_negative();
+    let sign = u32::from(neg) << 31;
+    let zero = unfolded == 0 || in_scale == 0.0 || ws == 0.0;
+    if in_scale.is_nan() || ws.is_nan() || (zero && (in_scale.is_infinite() || ws.is_infinite())) {
+        return f32::NAN;
+    }
+    if in_scale.is_infinite() || ws.is_infinite() {
+        return f32::from_bits(0x7f80_0000 | sign);
+    }
+    if zero {
+        return f32::from_bits(sign);
+    }
+    let (q0, e0) = round53(unfolded.unsigned_abs());
+    let (q1, e1) = mul53(q0, mi);
+    let (q2, e2) = mul53(q1, mw);
+    let e = e0 + e1 + e2 + ei + ew;
+    // To `f32`: `q2 · 2^e` with `2^52 ≤ q2 < 2^53`.
+    let x = e + 52;
+    let bits = if x >= -126 {
+        let (q, x) = match round_up(q2 >> 29, 0, (q2 & ((1 << 29) - 1)).cmp(&(1 << 28))) {
+            (q, _) if q == 1 << 24 => (q >> 1, x + 1),
+            (q, _) => (q, x),
+        };
+        if x > 127 {
+            0x7f80_0000
+        } else {
+            ((x + 127) as u32) << 23 | (q as u32 & 0x7f_ffff)
+        }
+    } else {
+        // Subnormal: `round(q2 · 2^(e + 149))`, which may reach 2^23 (the
+        // least normal number, the same bits).
+        let sh = -(e + 149);
+        if sh >= 64 {
+            0
+        } else {
+            let (low, half) = (q2 & ((1u64 << sh) - 1), 1u64 << (sh - 1));
+            let q = q2 >> sh;
+            let up = low > half || (low == half && q & 1 == 1);
+            (q + u64::from(up)) as u32
+        }
+    };
+    f32::from_bits(bits | sign)
+}
+
+/// [`quantize_multiplier`] of `in_scale · ws / out_scale` computed in
+/// `f64`, for positive finite `f32` scales.
+fn multiplier_of(in_scale: f32, ws: f32, out_scale: f32) -> (i32, i32) {
+    let ((mi, ei), (mw, ew), (mo, eo)) = (f32_parts(in_scale), f32_parts(ws), f32_parts(out_scale));
+    if mi == 0 || mw == 0 || mo == 0 {
+        return (0, 0);
+    }
+    let (q, e) = div53(mi * mw, mo);
+    // frexp: `q · 2^e = (q / 2^53) · 2^(e + 53)`; the mantissa times 2^31,
+    // rounded half away from zero, is `q / 2^22` so rounded.
+    let mut m = (q + (1 << 21)) >> 22;
+    let mut shift = e + ei + ew - eo + 53;
+    if m == 1 << 31 {
+        m /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        return (0, 0);
+    }
+    if shift > 30 {
+        return (i32::MAX, 30);
+    }
+    (m as i32, shift)
+}
+
+/// `round(b / (in_scale · ws))` computed in `f64` (half away from zero),
+/// clamped to `[−2^30, 2^30 − 1]`; NaN gives 0; for finite positive scales
+/// (a zero product as `f64` division by zero would).
+fn bias_of(b: f32, in_scale: f32, ws: f32) -> i32 {
+    const HI: u64 = (i32::MAX / 2) as u64;
+    const LO: u64 = 1 << 30;
+    let ((mi, ei), (mw, ew)) = (f32_parts(in_scale), f32_parts(ws));
+    let neg = b.is_sign_negative();
+    let r = if b.is_nan() {
+        return 0;
+    } else if b == 0.0 {
+        if mi == 0 || mw == 0 {
+            return 0;
+        }
+        0
+    } else if b.is_infinite() || mi == 0 || mw == 0 {
+        u64::MAX
+    } else {
+        let (mb, eb) = f32_parts(b);
+        let (q, e) = div53(mb, mi * mw);
+        let e = e + eb - ei - ew;
+        if e >= 0 {
+            u64::MAX
+        } else if e <= -54 {
+            0
+        } else {
+            (q + (1 << (-e - 1))) >> -e
+        }
+    };
+    if neg {
+        -(r.min(LO) as i64) as i32
+    } else {
+        r.min(HI) as i32
+    }
 }
 
 /// Value ranges seen at each layer boundary while running calibration samples.
@@ -314,14 +542,12 @@ pub fn quantize_layer(
             wsum += q;
             out[w_off + int8_weight_offset(o, j, n_out, n_in)] = q as i8 as u8;
         }
-        let acc_scale = f64::from(qin.scale) * f64::from(ws);
-        let bq = libm::round(f64::from(b) / acc_scale)
-            .clamp(i32::MIN as f64 / 2.0, i32::MAX as f64 / 2.0) as i32;
+        let bq = bias_of(b, qin.scale, ws);
         // Folded for the kernels' unsigned input `q + 128`.
         let folded = bq.saturating_sub((qin.zero + 128).saturating_mul(wsum));
         out[b_off + 4 * o..b_off + 4 * o + 4].copy_from_slice(&folded.to_le_bytes());
         out[s_off + 4 * o..s_off + 4 * o + 4].copy_from_slice(&ws.to_le_bytes());
-        let (m, s) = quantize_multiplier(acc_scale / f64::from(qout.scale));
+        let (m, s) = multiplier_of(qin.scale, ws, qout.scale);
         out[r_off + 8 * o..r_off + 8 * o + 4].copy_from_slice(&m.to_le_bytes());
         out[r_off + 8 * o + 4..r_off + 8 * o + 8].copy_from_slice(&s.to_le_bytes());
     }
@@ -433,6 +659,175 @@ mod tests {
             let want = ((i64::from(acc) * i64::from(m) + (1i64 << (s - 1))) >> s)
                 .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
             proptest::prop_assert_eq!(requantize(acc, m, shift), want);
+        }
+    }
+
+    /// The `f64` formulas that [`multiplier_of`] and [`bias_of`] replace.
+    fn reference(b: f32, qin: f32, ws: f32, qout: f32) -> ((i32, i32), i32) {
+        let acc_scale = f64::from(qin) * f64::from(ws);
+        let bq = libm::round(f64::from(b) / acc_scale)
+            .clamp(i32::MIN as f64 / 2.0, i32::MAX as f64 / 2.0) as i32;
+        (quantize_multiplier(acc_scale / f64::from(qout)), bq)
+    }
+
+    fn check_exact(b: f32, qin: f32, ws: f32, qout: f32) {
+        let (m, bq) = reference(b, qin, ws, qout);
+        assert_eq!(
+            multiplier_of(qin, ws, qout),
+            m,
+            "multiplier {qin:e} {ws:e} {qout:e}"
+        );
+        assert_eq!(bias_of(b, qin, ws), bq, "bias {b:e} / ({qin:e} · {ws:e})");
+    }
+
+    #[test]
+    fn integer_write_back_arithmetic_is_the_f64_one_at_the_edges() {
+        let scales = [
+            1.0,
+            0.5,
+            1.0 / 255.0,
+            6.0 / 255.0,
+            0.007_874_016,
+            3.0e-5,
+            1.0e-30,
+            f32::MIN_POSITIVE,
+            1.4e-45,
+            1.0e-42,
+            1.0e30,
+            f32::MAX,
+            0.0,
+        ];
+        let biases = [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            1.0e-3,
+            -7.25,
+            1.0e9,
+            -1.0e9,
+            3.0e38,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1.4e-45,
+        ];
+        for &qin in &scales {
+            for &ws in &scales {
+                for &qout in scales.iter().filter(|&&s| s > 0.0) {
+                    for &b in &biases {
+                        check_exact(b, qin, ws, qout);
+                    }
+                }
+            }
+        }
+        // Quotients exactly halfway for the bias: 2.5 = 5 / 2 and 0.5.
+        check_exact(5.0, 2.0, 1.0, 1.0);
+        check_exact(-5.0, 2.0, 1.0, 1.0);
+        check_exact(1.0, 2.0, 1.0, 1.0);
+        check_exact(3.0, 2.0, 1.0, 1.0);
+    }
+
+    proptest::proptest! {
+        /// Bit for bit the `f64` formulas, for any finite positive scales
+        /// and any bias.
+        #[test]
+        fn integer_write_back_arithmetic_is_the_f64_one(
+            b in proptest::prelude::any::<f32>(),
+            qin_bits in 1u32..0x7f80_0000,
+            ws_bits in 1u32..0x7f80_0000,
+            qout_bits in 1u32..0x7f80_0000,
+            near in proptest::prelude::any::<bool>(),
+        ) {
+            let (qin, ws, qout) = (
+                f32::from_bits(qin_bits),
+                f32::from_bits(ws_bits),
+                f32::from_bits(qout_bits),
+            );
+            check_exact(b, qin, ws, qout);
+            // Scales as a model's are (near 1/127 and 1/255), and biases near them.
+            if near {
+                let (qin, ws, qout) = (
+                    f32::from_bits(0x3c00_0000 | (qin_bits & 0x7f_ffff)),
+                    f32::from_bits(0x3c00_0000 | (ws_bits & 0x7f_ffff)),
+                    f32::from_bits(0x3b80_0000 | (qout_bits & 0x7f_ffff)),
+                );
+                let b = (b % 64.0) * qin * ws;
+                check_exact(b, qin, ws, qout);
+                check_exact(b.round(), 1.0, 1.0, qout);
+            }
+        }
+    }
+
+    fn check_dequantized(u: i64, qin: f32, ws: f32) {
+        let want = (u as f64 * f64::from(qin) * f64::from(ws)) as f32;
+        let got = dequantize_bias(u, qin, ws);
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "{u} · {qin:e} · {ws:e}: {got:e} vs {want:e}"
+        );
+    }
+
+    #[test]
+    fn integer_dequantized_bias_is_the_f64_one_at_the_edges() {
+        let scales = [
+            1.0,
+            -1.0,
+            0.007_874_016,
+            1.0e-30,
+            f32::MIN_POSITIVE,
+            1.4e-45,
+            1.0e-42,
+            1.0e30,
+            f32::MAX,
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        let us = [
+            0,
+            1,
+            -1,
+            3,
+            -12_345,
+            1 << 40,
+            (1 << 53) + 1,
+            (1 << 54) + 3,
+            i64::MAX,
+            i64::MIN,
+            -(1 << 31) - 7,
+        ];
+        for &qin in &scales {
+            for &ws in &scales {
+                for &u in &us {
+                    check_dequantized(u, qin, ws);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Bit for bit the `f64` formula, for any finite scales.
+        #[test]
+        fn integer_dequantized_bias_is_the_f64_one(
+            u in proptest::prelude::any::<i64>(),
+            small in -(1i64 << 40)..(1i64 << 40),
+            qin_bits in proptest::prelude::any::<u32>(),
+            ws_bits in proptest::prelude::any::<u32>(),
+        ) {
+            let (qin, ws) = (f32::from_bits(qin_bits), f32::from_bits(ws_bits));
+            check_dequantized(u, qin, ws);
+            check_dequantized(small, qin, ws);
+            // Scales as a model's are, near 1/255 and 1/127.
+            let (qin, ws) = (
+                f32::from_bits(0x3b80_0000 | (qin_bits & 0x7f_ffff)),
+                f32::from_bits(0x3c00_0000 | (ws_bits & 0x7f_ffff)),
+            );
+            check_dequantized(small, qin, ws);
         }
     }
 

@@ -38,7 +38,7 @@ impl DynLinear {
                 what: "layer widths must be positive",
             });
         }
-        let bound = 1.0 / libm::sqrtf(in_features as f32);
+        let bound = 1.0 / crate::backend::update::sqrtf(in_features as f32);
         let weight = mem.param_zeros_shaped((out_features, in_features))?;
         mem.write_fn(weight.value, |_| rng.uniform_in(-bound, bound))?;
         let bias = mem.param_zeros_shaped((out_features,))?;
@@ -195,6 +195,7 @@ impl Mlp {
         }
         let mut layers = heapless::Vec::new();
         for w in widths.windows(2) {
+            compact_loop!();
             let l = DynLinear::new(mem, rng, w[0], w[1])?;
             layers.push(l).map_err(|_| Error::InvalidArgument {
                 what: "too many layers",
@@ -258,6 +259,7 @@ impl Mlp {
         let mut w = heapless::Vec::new();
         let _ = w.push(self.in_features());
         for l in &self.layers {
+            compact_loop!();
             let _ = w.push(l.out_features());
         }
         w
@@ -310,6 +312,7 @@ impl Mlp {
         let mut per_sample = first;
         let hidden = widths.len().saturating_sub(2);
         for (i, w) in widths.windows(2).enumerate() {
+            compact_loop!();
             params = params.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)?;
             per_sample = per_sample.checked_add(w[1].checked_mul(4)?)?;
             if dropout && i < hidden {
@@ -337,6 +340,7 @@ const SEQ_INDEX: [&str; 2 * MAX_DEPTH] = [
 impl Module for Mlp {
     fn visit(&self, name: &mut Name, f: &mut dyn FnMut(&ParamInfo<'_>)) {
         for (i, l) in self.layers.iter().enumerate() {
+            compact_loop!();
             name.with(SEQ_INDEX[2 * i], |n| l.visit(n, f));
         }
     }
@@ -350,6 +354,7 @@ impl Module for Mlp {
     fn layers(&self, f: &mut dyn FnMut(Layer)) {
         let n = self.layers.len();
         for (i, l) in self.layers.iter().enumerate() {
+            compact_loop!();
             l.layers(f);
             if i + 1 < n && self.activation != Activation::Identity {
                 f(Layer::Activation(self.activation));
@@ -362,6 +367,7 @@ impl Module for Mlp {
         let n = self.layers.len();
         let pad = |f: &mut fmt::Formatter<'_>, k: usize| (0..k).try_for_each(|_| f.write_str("  "));
         for (i, l) in self.layers.iter().enumerate() {
+            compact_loop!();
             pad(f, indent + 1)?;
             write!(f, "({}): ", 2 * i)?;
             l.fmt_module(f, indent + 1)?;
@@ -383,6 +389,7 @@ impl<'t, R: Dim, B: Backend> LayerInput<Mlp> for Tensor<'t, (R, usize), B> {
         let g = self.tape();
         let mut h = self;
         for (i, l) in model.layers.iter().enumerate() {
+            compact_loop!();
             let (w, b) = (g.param(&l.weight), g.param(&l.bias));
             h = match model.activation.as_map() {
                 // Hidden layers: the activation fused into the layer where

@@ -147,18 +147,28 @@ impl Name {
     /// Runs `f` with `segment` appended (after a dot unless the path is empty).
     /// Paths longer than 128 bytes are cut short rather than failing.
     pub fn with<R>(&mut self, segment: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        let len = self.push(segment);
+        let r = f(self);
+        self.buf.truncate(len);
+        r
+    }
+
+    /// Appends `segment` as [`with`](Self::with) does and returns the
+    /// length before. Out of line: once in a program's code, not once per
+    /// closure that `with` runs.
+    #[inline(never)]
+    fn push(&mut self, segment: &str) -> usize {
         let len = self.buf.len();
         if !self.buf.is_empty() {
             let _ = self.buf.push('.');
         }
         for c in segment.chars() {
+            compact_loop!();
             if self.buf.push(c).is_err() {
                 break;
             }
         }
-        let r = f(self);
-        self.buf.truncate(len);
-        r
+        len
     }
 }
 

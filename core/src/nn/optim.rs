@@ -358,7 +358,7 @@ impl Rule {
                 decoupled: matches!(self, Rule::AdamW { .. }),
                 amsgrad,
                 bias1: powers[0].one_minus(),
-                bias2_sqrt: libm::sqrtf(powers[1].one_minus()),
+                bias2_sqrt: crate::backend::update::sqrtf(powers[1].one_minus()),
             },
             Rule::RmsProp {
                 alpha,
@@ -440,6 +440,7 @@ impl Power {
     fn of(x: f32, t: u32) -> Power {
         let mut p = Power::ONE;
         for _ in 0..t {
+            compact_loop!();
             if p.hi == 0.0 && p.lo == 0.0 {
                 break;
             }
@@ -646,6 +647,7 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
     /// Sets every group's learning rate.
     pub fn set_lr(&mut self, lr: f32) {
         for g in self.groups.iter_mut() {
+            compact_loop!();
             g.lr = lr;
         }
     }
@@ -653,6 +655,7 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
     /// Sets each group's learning rate to `f(base_lr)` (what a scheduler does).
     pub fn set_lr_with(&mut self, mut f: impl FnMut(f32) -> f32) {
         for g in self.groups.iter_mut() {
+            compact_loop!();
             g.lr = f(g.base_lr);
         }
     }
@@ -665,6 +668,7 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
     /// Zeroes the gradient of every parameter this optimizer updates.
     pub fn zero_grad<B: Backend>(&self, mem: &mut Memory<'_, B>) -> Result<()> {
         for s in &self.slots {
+            compact_loop!();
             mem.fill(s.param.grad, 0.0)?;
         }
         Ok(())
@@ -675,11 +679,13 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
         let t = self.steps + 1;
         let mut powers = self.powers.clone();
         for (p, g) in powers.iter_mut().zip(&self.groups) {
+            compact_loop!();
             if let Some((b1, b2)) = g.rule.betas() {
                 *p = [p[0].times(b1), p[1].times(b2)];
             }
         }
         for s in &self.slots {
+            compact_loop!();
             let group = usize::from(s.group);
             let (Some(g), Some(p)) = (self.groups.get(group), powers.get(group)) else {
                 continue;
@@ -704,6 +710,7 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
         self.check_len(out.len())?;
         let mut at = 0;
         for s in &self.slots {
+            compact_loop!();
             mem.read(s.state, &mut out[at..at + s.state.len])?;
             at += s.state.len;
         }
@@ -728,13 +735,16 @@ impl<const P: usize, const G: usize> Optimizer<P, G> {
         }
         let mut at = 0;
         for s in &self.slots {
+            compact_loop!();
             mem.write(s.state, &data[at..at + s.state.len])?;
             at += s.state.len;
         }
         for (g, &lr) in self.groups.iter_mut().zip(lrs) {
+            compact_loop!();
             g.lr = lr;
         }
         for (p, g) in self.powers.iter_mut().zip(&self.groups) {
+            compact_loop!();
             *p = Power::group(&g.rule, steps);
         }
         self.steps = steps;
@@ -768,6 +778,7 @@ pub fn clip_grad_norm<M: Module, B: Backend>(
         let g = p.param.grad;
         let mut done = 0;
         while result.is_ok() && done < g.len {
+            compact_loop!();
             let n = (g.len - done).min(chunk.len());
             result = mem.read(g.sub(done, n), &mut chunk[..n]);
             sum += chunk[..n]
@@ -791,6 +802,7 @@ pub fn clip_grad_norm<M: Module, B: Backend>(
             let g = p.param.grad;
             let mut done = 0;
             while result.is_ok() && done < g.len {
+                compact_loop!();
                 let n = (g.len - done).min(chunk.len());
                 let span = g.sub(done, n);
                 result = mem.read(span, &mut chunk[..n]).and_then(|()| {

@@ -136,8 +136,41 @@ impl LrScheduler for CosineAnnealingLR {
         self.epoch += 1;
     }
     fn lr(&self, base: f32) -> f32 {
-        let c = libm::cosf(PI * self.epoch as f32 / self.t_max as f32);
+        let c = cos_pi_ratio(self.epoch, self.t_max);
         self.eta_min + (base - self.eta_min) * (1.0 + c) / 2.0
+    }
+}
+
+/// `cos(π · num / den)` in `f32` arithmetic only (no `libm::cosf`, whose
+/// argument reduction links 7 KB of tables and `f64` code on a
+/// microcontroller): the period `2 · den` and the symmetry about `π` are
+/// taken out in integers, which leaves `w = num / den` in `[0, 1]`; then a
+/// Taylor polynomial of `cos` or `sin` on `[−π/4, π/4]` (errors below
+/// 3e-8 before rounding). Exact at the ends and the middle: `1`, `0`, `−1`.
+/// The same code on every target, so a schedule is bit for bit the same on
+/// the host and the device.
+fn cos_pi_ratio(num: usize, den: usize) -> f32 {
+    let den = den.max(1);
+    let e = match den.checked_mul(2) {
+        Some(period) => num % period,
+        None => num,
+    };
+    let e = if e > den { den - (e - den).min(den) } else { e };
+    let w = e as f32 / den as f32;
+    let cos = |x: f32| {
+        let x2 = x * x;
+        1.0 - x2 / 2.0 * (1.0 - x2 / 12.0 * (1.0 - x2 / 30.0 * (1.0 - x2 / 56.0)))
+    };
+    let sin = |x: f32| {
+        let x2 = x * x;
+        x * (1.0 - x2 / 6.0 * (1.0 - x2 / 20.0 * (1.0 - x2 / 42.0 * (1.0 - x2 / 72.0))))
+    };
+    if w <= 0.25 {
+        cos(PI * w)
+    } else if w >= 0.75 {
+        -cos(PI * (1.0 - w))
+    } else {
+        sin(PI * (0.5 - w))
     }
 }
 
@@ -304,5 +337,35 @@ impl<S: LrScheduler> LrScheduler for Warmup<S> {
         } else {
             self.inner.lr(base)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cos_pi_ratio;
+
+    /// Within 2.4e-7 of the true cosine (`libm::cosf` of the rounded
+    /// `π · num / den`, which it replaces, was off by up to 1.4e-6 there) for every fraction of up to 1000 steps, over two periods,
+    /// and exact where the cosine is 1, 0 or −1.
+    #[test]
+    fn cos_pi_ratio_is_the_cosine() {
+        for den in 1..=1000usize {
+            compact_loop!();
+            for num in 0..=4 * den {
+                compact_loop!();
+                let got = f64::from(cos_pi_ratio(num, den));
+                let want = (core::f64::consts::PI * num as f64 / den as f64).cos();
+                assert!(
+                    (got - want).abs() <= 2.4e-7,
+                    "cos(π·{num}/{den}): {got} vs {want}"
+                );
+            }
+        }
+        assert_eq!(cos_pi_ratio(0, 7), 1.0);
+        assert_eq!(cos_pi_ratio(7, 7), -1.0);
+        assert_eq!(cos_pi_ratio(14, 7), 1.0);
+        assert_eq!(cos_pi_ratio(2, 4), 0.0);
+        assert_eq!(cos_pi_ratio(6, 4), 0.0);
+        assert_eq!(cos_pi_ratio(5, 0), -1.0);
     }
 }

@@ -111,6 +111,7 @@ macro_rules! sequential {
                 f.write_str("Sequential(\n")?;
                 $(
                     for _ in 0..=indent {
+                        compact_loop!();
                         f.write_str("  ")?;
                     }
                     write!(f, "({}): ", $i)?;
@@ -118,6 +119,7 @@ macro_rules! sequential {
                     f.write_str("\n")?;
                 )+
                 for _ in 0..indent {
+                    compact_loop!();
                     f.write_str("  ")?;
                 }
                 f.write_str(")")

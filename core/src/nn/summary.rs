@@ -49,6 +49,7 @@ fn write_grouped(f: &mut fmt::Formatter<'_>, n: usize) -> fmt::Result {
     }
     write!(f, "{}", groups[count - 1])?;
     for g in groups[..count - 1].iter().rev() {
+        compact_loop!();
         write!(f, ",{g:03}")?;
     }
     Ok(())

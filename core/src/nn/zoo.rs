@@ -61,6 +61,7 @@ const fn same(stride: usize) -> ConvOptions {
 /// Writes `indent` levels of PyTorch's two-space indentation.
 fn pad(f: &mut fmt::Formatter<'_>, indent: usize) -> fmt::Result {
     for _ in 0..indent {
+        compact_loop!();
         f.write_str("  ")?;
     }
     Ok(())
@@ -214,6 +215,7 @@ impl Module for KwsDsCnn {
         name.with("bn", |n| self.bn.visit(n, f));
         name.with("blocks", |n| {
             for (i, b) in self.blocks.iter().enumerate() {
+                compact_loop!();
                 n.with(INDEX[i], |n| b.visit(n, f));
             }
         });
@@ -224,6 +226,7 @@ impl Module for KwsDsCnn {
         name.with("bn", |n| self.bn.visit_buffers(n, f));
         name.with("blocks", |n| {
             for (i, b) in self.blocks.iter().enumerate() {
+                compact_loop!();
                 n.with(INDEX[i], |n| b.visit_buffers(n, f));
             }
         });
@@ -232,6 +235,7 @@ impl Module for KwsDsCnn {
     fn set_training(&mut self, training: bool) {
         self.bn.set_training(training);
         for b in &mut self.blocks {
+            compact_loop!();
             b.set_training(training);
         }
     }
@@ -249,6 +253,7 @@ impl Module for KwsDsCnn {
         pad(f, indent + 1)?;
         f.write_str("(blocks): ModuleList(\n")?;
         for (i, b) in self.blocks.iter().enumerate() {
+            compact_loop!();
             pad(f, indent + 2)?;
             write!(f, "({i}): ")?;
             b.fmt_module(f, indent + 2)?;
@@ -292,6 +297,7 @@ impl<'t, N: Dim, H: Dim, W: Dim, B: Backend> Forward<Tensor<'t, (N, Const<1>, H,
     fn forward(&self, x: Tensor<'t, (N, Const<1>, H, W), B>) -> Self::Output {
         let mut x = self.bn.forward(self.stem.forward(x)).relu();
         for b in &self.blocks {
+            compact_loop!();
             x = b.forward(x);
         }
         self.fc.forward(x.global_avg_pool2d())

@@ -195,6 +195,7 @@ impl Run {
         }
         let (mut j, mut c) = (0, self.pos / self.inner);
         while j < self.len {
+            compact_loop!();
             let end = ((c + 1) * self.inner - self.pos).min(self.len);
             (j..end).for_each(|k| f(k, c));
             (j, c) = (end, c + 1);
@@ -263,10 +264,12 @@ fn channel_sums<B: Backend>(
 ) -> Result<()> {
     let mut row = [0.0f32; BLOCK];
     for run in Runs::new(d, c0, w) {
+        compact_loop!();
         be.download(buf, x.sub(run.at, run.len), &mut row[..run.len])?;
         let mut part = [0.0f32; BLOCK];
         run.each(|j, c| part[c] += f(c, row[j]));
         for c in run.channels() {
+            compact_loop!();
             acc[c] += part[c];
         }
     }
@@ -300,7 +303,8 @@ fn stats_block<B: Backend>(
         be.download(buf, s.running_mean.sub(c0, w), &mut b.mean[..w])?;
         be.download(buf, s.running_var.sub(c0, w), &mut b.inv[..w])?;
         for v in &mut b.inv[..w] {
-            *v = 1.0 / libm::sqrtf(*v + s.eps);
+            compact_loop!();
+            *v = 1.0 / crate::backend::update::sqrtf(*v + s.eps);
         }
         return Ok(b);
     }
@@ -308,6 +312,7 @@ fn stats_block<B: Backend>(
     let mut sum = [0.0f32; BLOCK];
     channel_sums(be, buf, d, (c0, w), x, &mut sum, |_, v| v)?;
     for (m, s) in b.mean[..w].iter_mut().zip(&sum) {
+        compact_loop!();
         *m = s / count as f32;
     }
     let mut sq = [0.0f32; BLOCK];
@@ -317,7 +322,8 @@ fn stats_block<B: Backend>(
         e * e
     })?;
     for (j, sq) in sq[..w].iter().enumerate() {
-        b.inv[j] = 1.0 / libm::sqrtf(sq / count as f32 + s.eps);
+        compact_loop!();
+        b.inv[j] = 1.0 / crate::backend::update::sqrtf(sq / count as f32 + s.eps);
         b.unbiased[j] = sq / (count - 1).max(1) as f32;
     }
     Ok(b)
@@ -336,11 +342,13 @@ fn forward<B: Backend>(
     let (mut gamma, mut beta, mut row) = ([0.0f32; BLOCK], [0.0f32; BLOCK], [0.0f32; BLOCK]);
     let mut c0 = 0;
     while c0 < d.len {
+        compact_loop!();
         let w = block_channels(d, c0);
         let st = stats_block(be, buf, d, s, ins[0], (c0, w))?;
         be.download(buf, ins[1].sub(c0, w), &mut gamma[..w])?;
         be.download(buf, ins[2].sub(c0, w), &mut beta[..w])?;
         for run in Runs::new(d, c0, w) {
+            compact_loop!();
             let r = &mut row[..run.len];
             be.download(buf, ins[0].sub(run.at, run.len), r)?;
             run.each(|j, c| r[j] = (r[j] - st.mean[c]) * st.inv[c] * gamma[c] + beta[c]);
@@ -349,8 +357,10 @@ fn forward<B: Backend>(
         if s.training {
             let k = s.momentum;
             for (span, batch) in [(s.running_mean, &st.mean), (s.running_var, &st.unbiased)] {
+                compact_loop!();
                 be.download(buf, span.sub(c0, w), &mut row[..w])?;
                 for j in 0..w {
+                    compact_loop!();
                     row[j] = (1.0 - k) * row[j] + k * batch[j];
                 }
                 be.upload(buf, span.sub(c0, w), &row[..w])?;
@@ -404,11 +414,13 @@ fn backward<B: Backend>(
     let mf = (d.outer * d.inner) as f32;
     let mut c0 = 0;
     while c0 < d.len {
+        compact_loop!();
         let w = block_channels(d, c0);
         let st = stats_block(be, buf, d, &stats, x.value, (c0, w))?;
         be.download(buf, g.value.sub(c0, w), &mut gamma[..w])?;
         let (mut sdy, mut sdyx) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
         for run in Runs::new(d, c0, w) {
+            compact_loop!();
             let n = run.len;
             be.download(buf, x.value.sub(run.at, n), &mut xr[..n])?;
             be.download(buf, dy.sub(run.at, n), &mut dr[..n])?;
@@ -418,6 +430,7 @@ fn backward<B: Backend>(
                 px[c] += dr[j] * (xr[j] - st.mean[c]) * st.inv[c];
             });
             for c in run.channels() {
+                compact_loop!();
                 sdy[c] += p[c];
                 sdyx[c] += px[c];
             }
@@ -430,6 +443,7 @@ fn backward<B: Backend>(
         }
         if let Some(dx) = x.grad {
             for run in Runs::new(d, c0, w) {
+                compact_loop!();
                 let n = run.len;
                 be.download(buf, x.value.sub(run.at, n), &mut xr[..n])?;
                 be.download(buf, dy.sub(run.at, n), &mut dr[..n])?;
@@ -478,26 +492,31 @@ mod tests {
             (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
         let mf = m as f32;
         for j in 0..n {
+            compact_loop!();
             let mut sum = 0.0f32;
             for i in 0..m {
+                compact_loop!();
                 sum += x[i * n + j];
             }
             let mean = sum / mf;
             let mut sq = 0.0f32;
             for i in 0..m {
+                compact_loop!();
                 let d = x[i * n + j] - mean;
                 sq += d * d;
             }
-            let inv = 1.0 / libm::sqrtf(sq / mf + eps);
+            let inv = 1.0 / crate::backend::update::sqrtf(sq / mf + eps);
             let unbiased = sq / (m - 1).max(1) as f32;
             let (mut sdy, mut sdyx) = (0.0f32, 0.0f32);
             for i in 0..m {
+                compact_loop!();
                 let k = i * n + j;
                 y[k] = (x[k] - mean) * inv * gamma[j] + beta[j];
                 sdy += dy[k];
                 sdyx += dy[k] * (x[k] - mean) * inv;
             }
             for i in 0..m {
+                compact_loop!();
                 let k = i * n + j;
                 let xhat = (x[k] - mean) * inv;
                 dx[k] = gamma[j] * inv / mf * (mf * dy[k] - sdy - xhat * sdyx);
@@ -564,6 +583,7 @@ mod tests {
         mem.read(running_mean, &mut got[4]).unwrap();
         mem.read(running_var, &mut got[5]).unwrap();
         for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+            compact_loop!();
             let bits = |v: &Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(a), bits(b), "result {k}: {a:?} vs {b:?}");
         }

@@ -62,9 +62,11 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         let mut count = 0;
         let mut i = 0;
         while i < r {
+            compact_loop!();
             if cur[i] != od[i] {
                 let start = i;
                 while i < r && cur[i] != od[i] {
+                    compact_loop!();
                     i += 1;
                 }
                 runs[count] = (start, i);
@@ -92,6 +94,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
                 let next = after(&cur, od, runs[0]);
                 let mut t = self.expand_run(&mut cur, od, runs[0], next);
                 for &run in &runs[1..count - 1] {
+                    compact_loop!();
                     let next = after(&cur, od, run);
                     t = t.expand_run(&mut cur, od, run, next);
                 }

@@ -26,8 +26,10 @@ impl<'t, B: Backend> dyn Tape<B> + 't {
                 let mut chunk = [0.0f32; 256];
                 let mut done = 0;
                 while done < out.len {
+                    compact_loop!();
                     let n = (out.len - done).min(chunk.len());
                     for (i, c) in chunk[..n].iter_mut().enumerate() {
+                        compact_loop!();
                         *c = f(done + i);
                     }
                     be.upload(buf, out.sub(done, n), &chunk[..n])?;

@@ -60,6 +60,7 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
         let mut out = [1usize; MAX_RANK];
         let mut ok = true;
         for (i, o) in out.iter_mut().enumerate().take(S::RANK) {
+            compact_loop!();
             *o = if i == AX {
                 a.dims[i] + b.dims[i]
             } else {

@@ -72,6 +72,7 @@ impl PoolOptions {
             .padding
             .resolve(input, self.kernel, stride, self.dilation);
         for a in 0..2 {
+            compact_loop!();
             let span = self.kernel[a].saturating_sub(1) * self.dilation[a] + 1;
             if before[a].max(after[a]) > span / 2 {
                 return Err(Error::InvalidArgument {

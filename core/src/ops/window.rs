@@ -148,6 +148,7 @@ fn swap<B: Backend>(
     acc: Acc,
 ) -> Result<()> {
     for i in 0..a {
+        compact_loop!();
         let len = b * inner;
         let extent = if b == 0 {
             0
