@@ -345,7 +345,16 @@ mod tests {
         ) {
             let xs: Vec<f32> = xs
                 .into_iter()
-                .map(|x| if (x.abs() - lambda).abs() < 0.05 { x + 0.2 } else { x })
+                // Moved 0.1 past the kink, on its own side (a shift by a
+                // constant could land on the kink again: x = -0.097 at
+                // lambda = 0.104 went to 0.103).
+                .map(|x| {
+                    if (x.abs() - lambda).abs() < 0.05 {
+                        x.signum() * (lambda + 0.1)
+                    } else {
+                        x
+                    }
+                })
                 .collect();
             let mut rng = Rng::new(seed);
             let ws: Vec<f32> = xs.iter().map(|_| rng.uniform_in(-1.0, 1.0)).collect();
