@@ -125,6 +125,7 @@ pub mod nn;
 pub mod ops;
 pub mod rng;
 pub mod shape;
+mod sqrt;
 pub mod tensor;
 
 pub use backend::{Backend, Cpu, Span};

@@ -2,7 +2,7 @@
 //! allocator: xoshiro128++ seeded through SplitMix64. Its whole state is four
 //! `u32`s, so it can be saved in a checkpoint and restored exactly.
 
-use crate::backend::update::sqrtf;
+use crate::sqrt::sqrtf;
 use libm::logf;
 
 /// xoshiro128++ (Blackman and Vigna): fast, 128 bits of state, good

@@ -179,7 +179,7 @@ impl LrScheduler for Schedule {
     }
 }
 
-/// A scheduler state ([`Scheduler::restore`]) that lacks a part its
+/// A scheduler state ([`Schedule::restore`]) that lacks a part its
 /// schedule needs: the part's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0} missing")]

@@ -14,7 +14,7 @@
 //! `cos`, `pow`, `erf`, ... whichever one the model uses). [`Map`] itself is
 //! a [`MapFn`] too: the function chosen at run time.
 
-use super::update::sqrtf;
+use crate::sqrt::sqrtf;
 use libm::{cosf, erff, expf, fabsf, logf, powf, sinf, tanhf};
 
 /// SELU's α (PyTorch's constant).

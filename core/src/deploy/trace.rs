@@ -817,7 +817,7 @@ fn write_folded<B: Backend>(
 ) -> Result<(), FormatError> {
     let scale = |o: usize| -> Result<f32, FormatError> {
         let var = read_one(mem, norm.running_var, o)?;
-        Ok(read_one(mem, norm.weight, o)? / crate::backend::update::sqrtf(var + norm.eps))
+        Ok(read_one(mem, norm.weight, o)? / crate::sqrt::sqrtf(var + norm.eps))
     };
     let Some(out) = bias else {
         weight.fill(0);

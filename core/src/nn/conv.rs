@@ -64,7 +64,7 @@ fn uniform_fan_in<S1: crate::shape::ConstShape, S2: crate::shape::ConstShape, B:
     mem: &mut Memory<'_, B>,
     rng: &mut Rng,
 ) -> Result<(Param<S1>, Param<S2>)> {
-    let bound = 1.0 / crate::backend::update::sqrtf(fan_in.max(1) as f32);
+    let bound = 1.0 / crate::sqrt::sqrtf(fan_in.max(1) as f32);
     let weight = mem.param_from_fn(|_| rng.uniform_in(-bound, bound))?;
     let bias = mem.param_from_fn(|_| rng.uniform_in(-bound, bound))?;
     Ok((weight, bias))

@@ -38,7 +38,7 @@ impl DynLinear {
                 what: "layer widths must be positive",
             });
         }
-        let bound = 1.0 / crate::backend::update::sqrtf(in_features as f32);
+        let bound = 1.0 / crate::sqrt::sqrtf(in_features as f32);
         let weight = mem.param_zeros_shaped((out_features, in_features))?;
         mem.write_fn(weight.value, |_| rng.uniform_in(-bound, bound))?;
         let bias = mem.param_zeros_shaped((out_features,))?;

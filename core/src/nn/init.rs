@@ -16,11 +16,11 @@
 //! ```
 
 use super::{Module, ParamInfo};
-use crate::backend::update::sqrtf;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
 use crate::rng::Rng;
+use crate::sqrt::sqrtf;
 
 /// Which fan a Kaiming initialiser preserves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,7 +21,7 @@ pub struct Linear<const IN: usize, const OUT: usize> {
 impl<const IN: usize, const OUT: usize> Linear<IN, OUT> {
     /// A layer whose weight and bias are drawn from `U(-1/√IN, 1/√IN)`, as PyTorch does.
     pub fn new<B: Backend>(mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
-        let bound = 1.0 / crate::backend::update::sqrtf(IN as f32);
+        let bound = 1.0 / crate::sqrt::sqrtf(IN as f32);
         let weight = mem.param_from_fn(|_| rng.uniform_in(-bound, bound))?;
         let bias = mem.param_from_fn(|_| rng.uniform_in(-bound, bound))?;
         Ok(Linear { weight, bias })

@@ -358,7 +358,7 @@ impl Rule {
                 decoupled: matches!(self, Rule::AdamW { .. }),
                 amsgrad,
                 bias1: powers[0].one_minus(),
-                bias2_sqrt: crate::backend::update::sqrtf(powers[1].one_minus()),
+                bias2_sqrt: crate::sqrt::sqrtf(powers[1].one_minus()),
             },
             Rule::RmsProp {
                 alpha,

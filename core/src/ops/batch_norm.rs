@@ -304,7 +304,7 @@ fn stats_block<B: Backend>(
         be.download(buf, s.running_var.sub(c0, w), &mut b.inv[..w])?;
         for v in &mut b.inv[..w] {
             compact_loop!();
-            *v = 1.0 / crate::backend::update::sqrtf(*v + s.eps);
+            *v = 1.0 / crate::sqrt::sqrtf(*v + s.eps);
         }
         return Ok(b);
     }
@@ -323,7 +323,7 @@ fn stats_block<B: Backend>(
     })?;
     for (j, sq) in sq[..w].iter().enumerate() {
         compact_loop!();
-        b.inv[j] = 1.0 / crate::backend::update::sqrtf(sq / count as f32 + s.eps);
+        b.inv[j] = 1.0 / crate::sqrt::sqrtf(sq / count as f32 + s.eps);
         b.unbiased[j] = sq / (count - 1).max(1) as f32;
     }
     Ok(b)
@@ -505,7 +505,7 @@ mod tests {
                 let d = x[i * n + j] - mean;
                 sq += d * d;
             }
-            let inv = 1.0 / crate::backend::update::sqrtf(sq / mf + eps);
+            let inv = 1.0 / crate::sqrt::sqrtf(sq / mf + eps);
             let unbiased = sq / (m - 1).max(1) as f32;
             let (mut sdy, mut sdyx) = (0.0f32, 0.0f32);
             for i in 0..m {
