@@ -1002,22 +1002,27 @@ impl TrainRun<'_> {
         };
         let f32_bytes =
             f32_file(&cfg.widths, cfg.activation, &deployed).map_err(|e| e.to_string())?;
-        let int8_bytes = match (self.calib, info.as_ref()) {
-            (Some(c), Some(i)) => match i.input_step() {
-                // The int8 file standardizes raw features itself.
-                Some(step) => {
-                    let layers = cfg.widths.len().saturating_sub(1);
-                    let p = i.fold_outputs(&params, layers).map_err(|e| e.to_string())?;
-                    let standardized =
-                        f32_file(&cfg.widths, cfg.activation, &p).map_err(|e| e.to_string())?;
-                    int8_file_with_step(&standardized, step, c, 1000).map_err(|e| e.to_string())?
-                }
-                None => int8_file(&f32_bytes, c, 1000).map_err(|e| e.to_string())?,
-            },
-            (Some(c), None) => int8_file(&f32_bytes, c, 1000).map_err(|e| e.to_string())?,
-            (None, _) => int8_file(&f32_bytes, &load_quiet(self.data, Split::Train)?, 1000)
-                .map_err(|e| e.to_string())?,
+        let idx_train;
+        let calib = match self.calib {
+            Some(c) => c,
+            None => {
+                idx_train = load_quiet(self.data, Split::Train)?;
+                &idx_train
+            }
         };
+        // A scaled data file's int8 file standardizes raw features itself
+        // (its input step), over the layers trained on standardized ones.
+        let int8_bytes = match info.as_ref().and_then(|i| Some((i, i.input_step()?))) {
+            Some((i, step)) => {
+                let layers = cfg.widths.len().saturating_sub(1);
+                let p = i.fold_outputs(&params, layers).map_err(|e| e.to_string())?;
+                let standardized =
+                    f32_file(&cfg.widths, cfg.activation, &p).map_err(|e| e.to_string())?;
+                int8_file_with_step(&standardized, step, calib, 1000)
+            }
+            None => int8_file(&f32_bytes, calib, 1000),
+        }
+        .map_err(|e| e.to_string())?;
         let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
         let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
         let out = self.out;
