@@ -213,17 +213,20 @@ impl Window {
         let nl = self.batch * l;
         let cg = self.channels / self.groups.max(1);
         let width = cg * kh * kw;
-        for c in 0..self.channels {
-            let (g, cl) = (c / cg.max(1), c % cg.max(1));
-            for i in 0..kh {
-                for j in 0..kw {
-                    let column = (cl * kh + i) * kw + j;
-                    let (lo, hi, x0) = self.valid_columns(j);
-                    if lo == hi {
-                        continue;
-                    }
-                    for n in 0..self.batch {
-                        let plane = (n * self.channels + c) * ih * iw;
+        // One sample at a time, so that the rows it writes stay in cache
+        // (the columns of a whole batch's rows do not). Each float of the
+        // input still takes its runs in the same order: (tap, row, column).
+        for n in 0..self.batch {
+            for c in 0..self.channels {
+                let (g, cl) = (c / cg.max(1), c % cg.max(1));
+                let plane = (n * self.channels + c) * ih * iw;
+                for i in 0..kh {
+                    for j in 0..kw {
+                        let column = (cl * kh + i) * kw + j;
+                        let (lo, hi, x0) = self.valid_columns(j);
+                        if lo == hi {
+                            continue;
+                        }
                         for oh in 0..self.output[0] {
                             if let Some(y) = self.source(0, oh, i) {
                                 let row = g * nl + n * l + oh * ow + lo;
@@ -265,12 +268,54 @@ impl Window {
                 let at = y * self.input[1] + x;
                 let v = read(at)?;
                 match best {
-                    Some((_, m)) if !(v > m || v.is_nan()) => {}
+                    Some((_, m)) if !wins(v, m) => {}
                     _ => best = Some((at, v)),
                 }
             }
         }
         Ok(best)
+    }
+
+    /// Whether every window lies wholly inside the input (no padding is
+    /// read): then [`run`]'s pooling takes its direct loop.
+    fn inside(&self) -> bool {
+        self.pad == [0, 0]
+            && (0..2).all(|a| {
+                self.output[a] == 0
+                    || (self.output[a] - 1) * self.stride[a]
+                        + (self.kernel[a] - 1) * self.dilation[a]
+                        < self.input[a]
+            })
+    }
+
+    /// [`window_max`](Self::window_max) where every window lies inside the
+    /// input ([`inside`](Self::inside)), over one plane `x`: the same taps
+    /// in the same order and the same tie rule, without a closure, a
+    /// `Result` or a padding test per tap. Calls `each(output index, index
+    /// of the maximum, maximum)` for every output of the plane.
+    #[inline]
+    fn plane_max(&self, x: &[f32], mut each: impl FnMut(usize, usize, f32)) {
+        let ([oh, ow], iw) = (self.output, self.input[1]);
+        let ([kh, kw], [sh, sw], [dh, dw]) = (self.kernel, self.stride, self.dilation);
+        for r in 0..oh {
+            for c in 0..ow {
+                let base = r * sh * iw + c * sw;
+                let (mut at, mut m) = (base, x[base]);
+                for i in 0..kh {
+                    let row = base + i * dh * iw;
+                    for j in 0..kw {
+                        let k = row + j * dw;
+                        let v = x[k];
+                        // A select rather than a branch: ties (the zeros
+                        // after a ReLU) make the branch unpredictable.
+                        let win = wins(v, m);
+                        at = if win { k } else { at };
+                        m = if win { v } else { m };
+                    }
+                }
+                each(r * ow + c, at, m);
+            }
+        }
     }
 
     /// The taps `k` along axis `a` whose input `o · stride + k · dilation −
@@ -395,6 +440,14 @@ impl Padding {
     }
 }
 
+/// Max pooling's tie rule, PyTorch's on the CPU: a tap's value `v` takes
+/// the place of the maximum `m` so far when strictly greater or NaN (so
+/// the first of equal maxima wins, and the last NaN).
+#[inline(always)]
+fn wins(v: f32, m: f32) -> bool {
+    v > m || v.is_nan()
+}
+
 fn mul(dims: &[usize]) -> Result<usize> {
     dims.iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
@@ -516,16 +569,18 @@ pub fn run(call: &WindowCall, x: &[f32], dy: &[f32], out: &mut [f32]) {
         WindowKernel::Unfold => {
             out.fill(0.0);
             let _ = w.runs(|xo, xs, ro, rs, n| {
-                for k in 0..n {
-                    out[ro + k * rs] = x[xo + k * xs];
+                let rows = out[ro..].iter_mut().step_by(rs);
+                for (r, v) in rows.zip(x[xo..].iter().step_by(xs)).take(n) {
+                    *r = *v;
                 }
                 Ok(())
             });
         }
         WindowKernel::Fold => {
             let _ = w.runs(|xo, xs, ro, rs, n| {
-                for k in 0..n {
-                    out[xo + k * xs] += x[ro + k * rs];
+                let input = out[xo..].iter_mut().step_by(xs);
+                for (d, r) in input.zip(x[ro..].iter().step_by(rs)).take(n) {
+                    *d += *r;
                 }
                 Ok(())
             });
@@ -533,19 +588,44 @@ pub fn run(call: &WindowCall, x: &[f32], dy: &[f32], out: &mut [f32]) {
         WindowKernel::MaxPool | WindowKernel::MaxPoolBackward => {
             let plane = w.input[0] * w.input[1];
             let max = call.kernel == WindowKernel::MaxPool;
-            let _ = w.pool(
-                |p, at| Ok(x[p * plane + at]),
-                |p, o, best| {
+            if w.inside() && plane > 0 {
+                // The common case (no padding read): a direct loop per plane.
+                let pooled = w.positions();
+                for p in 0..w.batch * w.channels {
+                    let xp = &x[p * plane..][..plane];
                     if max {
-                        out[o] = best.map_or(f32::NEG_INFINITY, |(_, v)| v);
-                    } else if let Some((at, _)) = best {
-                        out[p * plane + at] += dy[o];
+                        let op = &mut out[p * pooled..][..pooled];
+                        w.plane_max(xp, |o, _, m| op[o] = m);
+                    } else {
+                        let (op, dyp) =
+                            (&mut out[p * plane..][..plane], &dy[p * pooled..][..pooled]);
+                        w.plane_max(xp, |o, at, _| op[at] += dyp[o]);
                     }
-                    Ok(())
-                },
-            );
+                }
+                return;
+            }
+            pool_general(call, x, dy, out);
         }
     }
+}
+
+/// [`run`]'s pooling for any window (padding, partial windows), through
+/// [`Window::window_max`].
+fn pool_general(call: &WindowCall, x: &[f32], dy: &[f32], out: &mut [f32]) {
+    let w = &call.window;
+    let plane = w.input[0] * w.input[1];
+    let max = call.kernel == WindowKernel::MaxPool;
+    let _ = w.pool(
+        |p, at| Ok(x[p * plane + at]),
+        |p, o, best| {
+            if max {
+                out[o] = best.map_or(f32::NEG_INFINITY, |(_, v)| v);
+            } else if let Some((at, _)) = best {
+                out[p * plane + at] += dy[o];
+            }
+            Ok(())
+        },
+    );
 }
 
 /// The default body of [`Backend::window`], composed from the primitives:
@@ -633,4 +713,156 @@ fn pool_staged<B: Backend + ?Sized>(be: &B, buf: &mut B::Buffer, call: &WindowCa
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Small integers (many ties), now and then a NaN or an infinity.
+    fn values(state: &mut u64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *state ^= *state << 13;
+                *state ^= *state >> 7;
+                *state ^= *state << 17;
+                match *state % 23 {
+                    0 => f32::NAN,
+                    1 => f32::NEG_INFINITY,
+                    2 => -0.0,
+                    r => (r % 4) as f32 - 1.0,
+                }
+            })
+            .collect()
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|f| f.to_bits()).collect()
+    }
+
+    /// Windows of every small geometry, with padding after (partial
+    /// windows) and without.
+    fn windows() -> Vec<Window> {
+        let mut all = Vec::new();
+        for (ih, iw) in [(1, 1), (2, 3), (4, 4), (5, 7), (7, 6)] {
+            for (kh, kw) in [(1, 1), (2, 2), (3, 2), (1, 3), (3, 3)] {
+                for s in [1, 2, 3] {
+                    for d in [1, 2] {
+                        for (before, after) in [(0, 0), (0, 1), (1, 1)] {
+                            if let Ok(w) = Window::new(
+                                2,
+                                3,
+                                [ih, iw],
+                                [kh, kw],
+                                [s, s.max(2) - 1],
+                                [d, 1],
+                                [before; 2],
+                                [after; 2],
+                            ) {
+                                all.push(w);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    /// The direct pooling loop against the general one, bit for bit,
+    /// forward and backward, on inputs with ties and NaNs.
+    #[test]
+    fn pooling_inside_matches_general() {
+        let (mut state, mut inside) = (0x9e37_79b9_7f4a_7c15u64, 0);
+        for w in windows() {
+            inside += usize::from(w.inside());
+            let (xn, on) = (w.input_len().unwrap(), w.pooled_len().unwrap());
+            let (x, dy, base) = (
+                values(&mut state, xn),
+                values(&mut state, on),
+                values(&mut state, xn),
+            );
+            for kernel in [WindowKernel::MaxPool, WindowKernel::MaxPoolBackward] {
+                let backward = kernel == WindowKernel::MaxPoolBackward;
+                let call = WindowCall {
+                    kernel,
+                    window: w,
+                    x: Span::new(0, xn),
+                    dy: Span::new(0, if backward { on } else { 0 }),
+                    out: Span::new(0, if backward { xn } else { on }),
+                };
+                let dy = if backward { &dy[..] } else { &[][..] };
+                let start = if backward {
+                    base.clone()
+                } else {
+                    vec![7.0; on]
+                };
+                let (mut fast, mut general) = (start.clone(), start);
+                run(&call, &x, dy, &mut fast);
+                pool_general(&call, &x, dy, &mut general);
+                assert_eq!(bits(&fast), bits(&general), "{kernel:?} {w:?}");
+            }
+        }
+        assert!(inside > 50, "only {inside} windows inside");
+    }
+
+    /// Unfold and Fold against their definition, tap by tap, summing in
+    /// the order (tap, row, column) of each input float: bit for bit.
+    #[test]
+    fn unfold_fold_match_definition() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for w in windows() {
+            for groups in [1, 3] {
+                let w = w.grouped(groups).unwrap();
+                let (xn, rn) = (w.input_len().unwrap(), w.unfolded_len().unwrap());
+                let (x, rows, base) = (
+                    values(&mut state, xn),
+                    values(&mut state, rn),
+                    values(&mut state, xn),
+                );
+                let ([ih, iw], [kh, kw], [oh, ow]) = (w.input, w.kernel, w.output);
+                let cg = w.channels / groups;
+                let width = cg * kh * kw;
+                let (mut unfolded, mut folded) = (vec![0.0; rn], base.clone());
+                for c in 0..w.channels {
+                    let (g, cl) = (c / cg, c % cg);
+                    for i in 0..kh {
+                        for j in 0..kw {
+                            for n in 0..w.batch {
+                                for r in 0..oh {
+                                    for q in 0..ow {
+                                        let row = g * w.batch * oh * ow + (n * oh + r) * ow + q;
+                                        let at = row * width + (cl * kh + i) * kw + j;
+                                        if let (Some(y), Some(xx)) =
+                                            (w.source(0, r, i), w.source(1, q, j))
+                                        {
+                                            let src = ((n * w.channels + c) * ih + y) * iw + xx;
+                                            unfolded[at] = x[src];
+                                            folded[src] += rows[at];
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                let call = |kernel, xn, on| WindowCall {
+                    kernel,
+                    window: w,
+                    x: Span::new(0, xn),
+                    dy: Span::new(0, 0),
+                    out: Span::new(0, on),
+                };
+                let mut out = vec![5.0; rn];
+                run(&call(WindowKernel::Unfold, xn, rn), &x, &[], &mut out);
+                assert_eq!(bits(&out), bits(&unfolded), "unfold {w:?}");
+                let mut out = base.clone();
+                run(&call(WindowKernel::Fold, rn, xn), &rows, &[], &mut out);
+                assert_eq!(bits(&out), bits(&folded), "fold {w:?}");
+            }
+        }
+    }
 }
