@@ -306,8 +306,8 @@ impl Window {
                     for j in 0..kw {
                         let k = row + j * dw;
                         let v = x[k];
-                        // A select rather than a branch: ties (the zeros
-                        // after a ReLU) make the branch unpredictable.
+                        // The first tap starts the maximum (taking its own
+                        // place again changes nothing, NaN or not).
                         let win = wins(v, m);
                         at = if win { k } else { at };
                         m = if win { v } else { m };
