@@ -302,9 +302,10 @@ struct TableArgs {
     /// widths come from the data) [default: 64,32].
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
-    /// Feature scaling, fitted on the training split only and folded into
-    /// the exported model's first layer (which then takes raw features):
-    /// standard, minmax or none [default: standard].
+    /// Feature scaling, fitted on the training split only and kept in the
+    /// exported models, which take raw features (folded into the f32
+    /// model's first layer; the int8 model's input step): standard, minmax
+    /// or none [default: standard].
     #[arg(long, value_parser = ScaleKind::from_str)]
     scale: Option<ScaleKind>,
     /// reconstruct: the anomaly threshold is this quantile of the
