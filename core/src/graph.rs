@@ -43,6 +43,39 @@ pub struct BatchNormStats {
     pub training: bool,
 }
 
+/// A layer composed of several nodes, as its last node ([`Op::Layer`])
+/// names it: the node ids of its input and parameters ([`NONE`] where
+/// absent) and of the window node that holds its geometry.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Composite {
+    /// `f(conv2d(input, weight, bias))` ([`Tensor::conv2d_act`](crate::Tensor::conv2d_act)).
+    Conv {
+        /// The `[batch, in, h, w]` input.
+        input: u32,
+        /// The unfold of the input (its window: stride, padding, dilation, groups).
+        unfold: u32,
+        /// The `[out, in/groups, k_h, k_w]` weight.
+        weight: u32,
+        /// The `[out]` bias, or [`NONE`].
+        bias: u32,
+        /// The activation applied in the layer.
+        act: Option<Map>,
+    },
+    /// Average pooling ([`Tensor::avg_pool2d`](crate::Tensor::avg_pool2d)).
+    AvgPool {
+        /// The `[batch, channels, h, w]` input.
+        input: u32,
+        /// The unfold of every plane (its window: kernel, stride, padding).
+        unfold: u32,
+    },
+    /// Global average pooling ([`Tensor::global_avg_pool2d`](crate::Tensor::global_avg_pool2d)).
+    GlobalAvgPool {
+        /// The `[batch, channels, h, w]` input.
+        input: u32,
+    },
+}
+
 /// What produced a node, with what its backward pass needs to know.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -162,6 +195,12 @@ pub enum Op {
         /// Floats per `(a, b)` pair.
         inner: usize,
     },
+    /// The last node of a layer that other nodes compose (a convolution is
+    /// an unfold, a product and views): a view of the layer's output that
+    /// names it and where its input and parameters are, so that export
+    /// reads the layer off the pass ([`Composite`]). It costs a node and no
+    /// floats; its backward is a view's.
+    Layer(Composite),
     /// Concatenation of two tensors along an axis.
     Concat {
         /// Product of the dimensions before the axis.
@@ -207,6 +246,9 @@ impl Op {
             Op::Window { .. } => "Im2ColBackward",
             Op::SwapAxes { .. } => "TransposeBackward",
             Op::Custom(c) => c.name(),
+            Op::Layer(Composite::Conv { .. }) => "ConvolutionBackward",
+            Op::Layer(Composite::AvgPool { .. }) => "AvgPool2DBackward",
+            Op::Layer(Composite::GlobalAvgPool { .. }) => "MeanBackward",
             Op::BatchNorm { .. } => "NativeBatchNormBackward",
         })
     }

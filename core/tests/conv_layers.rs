@@ -1,9 +1,8 @@
 //! Convolution and pooling layers as a user writes them: PyTorch's CNN
 //! tutorial as a sequence, a residual block in a derived model's `forward`,
-//! `print(model)`, parameter names, training, and the export that refuses
-//! what the deployable format cannot hold.
+//! `print(model)`, parameter names and training (their export:
+//! `export_graph.rs`).
 
-use ember_nn_core::deploy::{self, ExportError};
 use ember_nn_core::gradcheck::{check, GradCheck};
 use ember_nn_core::nn::loss::{cross_entropy, Reduction};
 use ember_nn_core::nn::{
@@ -136,25 +135,4 @@ fn a_residual_blocks_gradients_agree_with_finite_differences() {
     })
     .expect("gradients agree");
     assert_eq!(report.checked, model.param_count());
-}
-
-#[test]
-fn exporting_a_cnn_is_an_error_not_a_file_without_its_convolutions() {
-    let mut buf = vec![0.0f32; 1 << 17];
-    let mut mem = Memory::new(&Cpu, &mut buf[..]);
-    let model = Small::build(&mut mem, &mut Rng::new(0)).unwrap();
-    let err = deploy::plan(&model, &mut mem, |p| {
-        model.forward(p.input((p.rows(), Const::<1>, Const::<8>, Const::<8>)))
-    })
-    .expect_err("the format has no convolutions");
-    assert!(
-        matches!(
-            err,
-            ExportError::Unsupported {
-                op: "Im2ColBackward",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
 }

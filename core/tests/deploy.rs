@@ -466,9 +466,14 @@ fn magic_and_versions() {
         parse_edited(&q, qn, |b| b[4] = 1),
         Err(FormatError::UnsupportedVersion(1))
     );
+    // Version 3 is a graph file, which `GraphModel` reads.
     assert_eq!(
         parse_edited(&words, n, |b| b[4] = 3),
-        Err(FormatError::UnsupportedVersion(3))
+        Err(FormatError::GraphFile)
+    );
+    assert_eq!(
+        parse_edited(&words, n, |b| b[4] = 4),
+        Err(FormatError::UnsupportedVersion(4))
     );
 }
 

@@ -113,6 +113,29 @@ pub enum FormatError {
     /// finite or a scale that is not finite and positive, or is in a file
     /// that is not int8.
     BadInputStep,
+    /// A graph file's node reads a node that is not before it, reads the
+    /// wrong number of nodes, is read by none (and is not the output), or
+    /// is an input anywhere but first (`layer`: the node).
+    BadGraph {
+        /// Which node.
+        layer: usize,
+    },
+    /// A convolution's or a pooling's window does not fit its input and
+    /// output, or a node has a window it does not use.
+    BadGeometry {
+        /// Which node.
+        layer: usize,
+    },
+    /// A node's output lies outside the arena, over a buffer still to be
+    /// read, or the arena is longer than the plan needs.
+    BadArena {
+        /// Which node.
+        layer: usize,
+    },
+    /// A graph file (version 3: convolutions, pooling, residual
+    /// additions) given to [`Model::parse`], which reads chains of dense
+    /// layers: read it with [`GraphModel::parse`](super::GraphModel::parse).
+    GraphFile,
     /// Reading parameters from memory failed.
     Memory(crate::Error),
     /// The destination of a streamed write refused the bytes.
@@ -195,6 +218,22 @@ impl core::fmt::Display for FormatError {
             FormatError::BadInputStep => write!(
                 f,
                 "the input standardization is invalid (an offset not finite, a scale not finite and positive, or an f32 file)"
+            ),
+            FormatError::BadGraph { layer } => write!(
+                f,
+                "node {layer}: reads a node that is not before it, or is read by none"
+            ),
+            FormatError::BadGeometry { layer } => write!(
+                f,
+                "node {layer}: its window (kernel, stride, padding, dilation, groups) does not fit its shapes"
+            ),
+            FormatError::BadArena { layer } => write!(
+                f,
+                "node {layer}: its output is outside the arena or over a buffer still to be read"
+            ),
+            FormatError::GraphFile => write!(
+                f,
+                "a graph file (format version 3: convolutions, pooling, residual additions): read it with GraphModel::parse"
             ),
             FormatError::Memory(e) => write!(f, "reading parameters: {e}"),
             FormatError::Output => write!(f, "the destination refused the bytes"),
@@ -409,7 +448,7 @@ pub(crate) fn rd_u32(b: &[u8], at: usize) -> u32 {
         _ => 0,
     }
 }
-fn rd_f32(b: &[u8], at: usize) -> f32 {
+pub(crate) fn rd_f32(b: &[u8], at: usize) -> f32 {
     f32::from_bits(rd_u32(b, at))
 }
 fn rd_i32(b: &[u8], at: usize) -> i32 {
@@ -417,7 +456,12 @@ fn rd_i32(b: &[u8], at: usize) -> i32 {
 }
 
 /// Reinterprets `len` elements at `data[off..]` in place.
-fn view<T: Pod>(data: &[u8], off: usize, len: usize, layer: usize) -> Result<&[T], FormatError> {
+pub(crate) fn view<T: Pod>(
+    data: &[u8],
+    off: usize,
+    len: usize,
+    layer: usize,
+) -> Result<&[T], FormatError> {
     let size = core::mem::size_of::<T>();
     let bytes = len
         .checked_mul(size)
@@ -437,7 +481,7 @@ fn view<T: Pod>(data: &[u8], off: usize, len: usize, layer: usize) -> Result<&[T
 }
 
 /// Types that any bit pattern is a valid value of.
-trait Pod: Copy {}
+pub(crate) trait Pod: Copy {}
 impl Pod for i8 {}
 impl Pod for i32 {}
 impl Pod for f32 {}
@@ -535,6 +579,9 @@ impl<'a> Model<'a> {
             DTYPE_I8 => true,
             d => return Err(FormatError::BadDtype(d)),
         };
+        if version == super::GRAPH_VERSION {
+            return Err(FormatError::GraphFile);
+        }
         if !(version == VERSION || version == 1 && !int8) {
             return Err(FormatError::UnsupportedVersion(version));
         }
@@ -1034,7 +1081,7 @@ fn requant_ok(requant: &[i32]) -> bool {
 
 /// Whether every byte is zero.
 #[inline(never)]
-fn zero(b: &[u8]) -> bool {
+pub(crate) fn zero(b: &[u8]) -> bool {
     b.iter().all(|&x| x == 0)
 }
 

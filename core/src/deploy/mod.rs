@@ -138,11 +138,13 @@
 mod crc;
 mod dense_f32;
 mod format;
+mod graph;
 mod infer;
 mod int8;
 mod quant;
 mod source;
 mod trace;
+mod walk;
 
 pub use crate::backend::activation::Activation;
 pub use crc::crc32;
@@ -150,6 +152,9 @@ pub use dense_f32::{dense_f32, dense_f32_row, ROWS_F32};
 pub use format::{
     DenseSignature, FormatError, InputStep, LayerHeader, LayerWeights, Layers, Model, MAX_LAYERS,
     VERSION,
+};
+pub use graph::{
+    Geometry, GraphModel, NodeHeader, NodeOp, NodeWeights, GRAPH_VERSION, MAX_NODES, NODE_RECORD,
 };
 pub use infer::{argmax, argmax_i8, InferError};
 pub use int8::{dense_i8, int8_weight_offset, Int8Input};
@@ -162,6 +167,7 @@ pub use trace::{
     check_f32, export_f32, plan, write_f32, ExportError, FoldedNorm, Plan, PlannedLayer, Probe,
     F32_TOLERANCE, PROBE_ROWS,
 };
+pub use walk::PlannedNode;
 
 /// Bytes aligned to 16, so that a weight file embedded with `include_bytes!`
 /// can be read in place as `f32`:

@@ -29,10 +29,13 @@
 //! ([`F32_TOLERANCE`]).
 
 use super::format::{finish, padded, set_field, write_header, FIXED, RECORD};
-use super::{Activation, FormatError, Model, MAX_LAYERS};
-use crate::backend::{Backend, Map, Span, Zip};
+use super::graph::{graph_file_len, param_parts, plan_arena, write_graph_header};
+use super::walk::{PlannedNode, Walk, TRACE_NODES};
+use super::{Activation, FormatError, GraphModel, Model, NodeHeader, NodeOp, MAX_LAYERS};
+use super::{MAX_NODES, NODE_RECORD};
+use crate::backend::{Backend, Map, Span};
 use crate::error::Error;
-use crate::graph::{Graph, Op, Tape};
+use crate::graph::{Graph, Tape};
 use crate::memory::Memory;
 use crate::nn::Module;
 use crate::shape::Shape;
@@ -48,9 +51,6 @@ pub const PROBE_ROWS: usize = 4;
 /// agree to rounding (about 1e-6 here); a dropped or wrong layer is off by
 /// orders of magnitude more.
 pub const F32_TOLERANCE: f32 = 1e-3;
-
-/// Graph nodes a traced forward pass may record.
-const TRACE_NODES: usize = 256;
 
 /// Why a model could not be exported.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -301,30 +301,100 @@ pub struct FoldedNorm {
     pub eps: f32,
 }
 
-/// The deployable layers of a model, read off its forward pass by [`plan`].
+/// The deployable layers of a model, read off its forward pass by [`plan`]:
+/// a chain of dense layers (written in the dense format, version 2), or a
+/// graph (convolutions, pooling, residual additions: a graph file,
+/// [`GraphModel`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
+    /// The dense layers of a chain (empty for a graph).
     layers: heapless::Vec<PlannedLayer, MAX_LAYERS>,
+    /// The graph's nodes, the input first, arena offsets set.
+    nodes: heapless::Vec<PlannedNode, MAX_NODES>,
+    /// Floats of the graph's arena.
+    arena: usize,
 }
 
 impl Plan {
-    /// The layers, input first.
+    /// The plan of `nodes` (the input first, in an order that runs): a
+    /// chain of dense layers when each reads the one before.
+    fn new(nodes: &mut heapless::Vec<PlannedNode, MAX_NODES>) -> Result<Plan, ExportError> {
+        let chain = nodes
+            .iter()
+            .enumerate()
+            .skip(1)
+            .all(|(i, n)| n.header.op == NodeOp::Dense && n.header.inputs[0] == i - 1);
+        let mut layers = heapless::Vec::new();
+        if chain {
+            for n in nodes.iter().skip(1) {
+                let mut l = n.params.ok_or(ExportError::NoInput)?;
+                l.activation = n.header.activation;
+                layers.push(l).map_err(|_| ExportError::TooManyLayers)?;
+            }
+            return Ok(Plan {
+                layers,
+                nodes: heapless::Vec::new(),
+                arena: 0,
+            });
+        }
+        let mut headers: heapless::Vec<NodeHeader, MAX_NODES> =
+            nodes.iter().map(|n| n.header).collect();
+        let arena = plan_arena(&mut headers);
+        for (n, h) in nodes.iter_mut().zip(&headers) {
+            n.header.arena = h.arena;
+            if let Some(p) = n.params.as_mut() {
+                p.activation = h.activation;
+            }
+        }
+        Ok(Plan {
+            layers,
+            nodes: nodes.clone(),
+            arena,
+        })
+    }
+
+    /// The dense layers, input first (empty for a graph: see
+    /// [`nodes`](Self::nodes)).
     pub fn layers(&self) -> &[PlannedLayer] {
         &self.layers
     }
 
+    /// Whether the model is a graph (convolutions, pooling, residual
+    /// additions) rather than a chain of dense layers.
+    pub fn is_graph(&self) -> bool {
+        !self.nodes.is_empty()
+    }
+
+    /// A graph's nodes, the input first (empty for a chain of dense layers).
+    pub fn nodes(&self) -> &[PlannedNode] {
+        &self.nodes
+    }
+
     /// Input features of the model.
     pub fn input_features(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.in_features)
+        match self.nodes.first() {
+            Some(n) => n.header.out_len(),
+            None => self.layers.first().map_or(0, |l| l.in_features),
+        }
     }
 
     /// Output features of the model.
     pub fn output_features(&self) -> usize {
-        self.layers.last().map_or(0, |l| l.out_features)
+        match self.nodes.last() {
+            Some(n) => n.header.out_len(),
+            None => self.layers.last().map_or(0, |l| l.out_features),
+        }
+    }
+
+    fn headers(&self) -> heapless::Vec<NodeHeader, MAX_NODES> {
+        self.nodes.iter().map(|n| n.header).collect()
     }
 
     /// Bytes of the f32 file.
     pub fn file_len(&self) -> usize {
+        if self.is_graph() {
+            return graph_file_len(&self.headers()).unwrap_or(usize::MAX);
+        }
         let data: usize = self
             .layers
             .iter()
@@ -336,6 +406,9 @@ impl Plan {
     /// Floats of scratch [`export_f32`] needs to check the file: a probe
     /// row and inference's two activation buffers.
     pub fn scratch_len(&self) -> usize {
+        if self.is_graph() {
+            return self.input_features() + self.arena;
+        }
         let widest = self
             .layers
             .iter()
@@ -346,15 +419,8 @@ impl Plan {
     }
 }
 
-/// One step of the path from the output back to the input.
-#[derive(Clone, Copy)]
-enum Step {
-    Dense(PlannedLayer),
-    Act(Activation, &'static str),
-}
-
 /// The activation the format stores for an elementwise function, if any.
-fn activation_of(m: Map) -> Option<Activation> {
+pub(crate) fn activation_of(m: Map) -> Option<Activation> {
     Some(match m {
         Map::Relu => Activation::Relu,
         Map::Sigmoid => Activation::Sigmoid,
@@ -417,287 +483,14 @@ where
     if in_dims.rank == 0 || found != PROBE_ROWS {
         return Err(ExportError::ProbeRows { found });
     }
-    let steps = walk(&*g, model, output, input)?;
+    let mut walk = Walk::new(&*g, model, output, input)?;
+    let last = walk.resolve(output, 0)?;
+    let mut nodes = walk.nodes;
     drop(g);
-    fold(&steps)
-}
-
-/// The steps from `output` back to `input`, output first.
-fn walk<B: Backend, M: Module + ?Sized>(
-    g: &dyn Tape<B>,
-    model: &M,
-    output: u32,
-    input: u32,
-) -> Result<heapless::Vec<Step, { 2 * MAX_LAYERS }>, ExportError> {
-    let mut steps: heapless::Vec<Step, { 2 * MAX_LAYERS }> = heapless::Vec::new();
-    let mut cur = output;
-    // A bias added after a product, waiting for the product.
-    let mut pending_bias: Option<(Span, &'static str)> = None;
-    // A batch norm in evaluation mode, waiting for the `linear` it folds into.
-    let mut pending_norm: Option<FoldedNorm> = None;
-    let dense_so_far = |steps: &heapless::Vec<Step, { 2 * MAX_LAYERS }>| {
-        steps.iter().filter(|s| matches!(s, Step::Dense(_))).count()
-    };
-    // The format holds dense layers: a convolution or a pooling anywhere in
-    // the pass is named as such, before the walk meets what surrounds it.
-    for id in 0..output {
-        if let (.., op @ Op::Window { .. }) = g.node(id)? {
-            return Err(ExportError::Unsupported {
-                op: op.name().unwrap_or("a window"),
-                from_output: 0,
-                why: "convolution and pooling layers are not in the deployable format yet",
-            });
-        }
-    }
-    while cur != input {
-        let (_, dims, _, requires_grad, op) = g.node(cur)?;
-        let parents = g.parents(cur)?;
-        let from_output = dense_so_far(&steps);
-        let unsupported = |why: &'static str| ExportError::Unsupported {
-            op: op.name().unwrap_or(match op {
-                Op::Param => "a parameter",
-                Op::Detach => "detach",
-                _ => "a tensor made inside the forward pass",
-            }),
-            from_output,
-            why,
-        };
-        if !requires_grad || (parents[0] == crate::graph::NONE && !matches!(op, Op::Param)) {
-            // Nodes that do not depend on the input or a parameter carry no
-            // parents: a constant, or a detached value.
-            return Err(if matches!(op, Op::Leaf) {
-                ExportError::NoInput
-            } else {
-                unsupported("it does not depend on the input")
-            });
-        }
-        if pending_norm.is_some() && !matches!(op, Op::Linear { .. }) {
-            return Err(ExportError::Unsupported {
-                op: "NativeBatchNormBackward",
-                from_output,
-                why: "a batch norm is exported folded into a Linear layer directly before it",
-            });
-        }
-        if let Some((_, name)) = pending_bias {
-            // Between the bias and its product only the no-op view that
-            // broadcasting records (the same sizes) may stand.
-            let same_view = op == Op::Reshape && g.node(parents[0])?.1 == dims;
-            if !matches!(op, Op::MatMul { .. }) && !same_view {
-                return Err(ExportError::Unsupported {
-                    op: name,
-                    from_output,
-                    why: "a parameter added to something that is not a matrix product",
-                });
-            }
-        }
-        let step = match op {
-            Op::Linear { n, k, .. } | Op::LinearAct { n, k, .. } => {
-                let weight = param(g, model, parents[1], &[n, k], from_output)?;
-                let bias = param(g, model, parents[2], &[n], from_output)?;
-                if let Op::LinearAct { act, .. } = op {
-                    let a = activation_of(act).ok_or(unsupported("an unknown activation"))?;
-                    push(&mut steps, Step::Act(a, act.name()))?;
-                }
-                Step::Dense(PlannedLayer {
-                    in_features: k,
-                    out_features: n,
-                    weight,
-                    transposed: false,
-                    bias: Some(bias),
-                    activation: Activation::Identity,
-                    norm: pending_norm.take(),
-                })
-            }
-            Op::BatchNorm { dims: bn, stats } => {
-                if stats.training {
-                    return Err(unsupported(
-                        "a batch norm in training mode normalises by the batch: export the model in eval() mode",
-                    ));
-                }
-                if bn.inner != 1 {
-                    return Err(unsupported(
-                        "a batch norm over spatial positions ([N, C, L] or [N, C, H, W] input): the format stores no convolution to fold it into",
-                    ));
-                }
-                let n = bn.len;
-                let weight = param(g, model, parents[1], &[n], from_output)?;
-                let bias = param(g, model, parents[2], &[n], from_output)?;
-                pending_norm = Some(FoldedNorm {
-                    weight,
-                    bias,
-                    running_mean: stats.running_mean,
-                    running_var: stats.running_var,
-                    eps: stats.eps,
-                });
-                cur = parents[0];
-                continue;
-            }
-            Op::Map(m) => match activation_of(m) {
-                Some(a) => Step::Act(a, m.name()),
-                None => return Err(unsupported("not an activation the format stores")),
-            },
-            Op::Reshape => {
-                let (_, pdims, ..) = g.node(parents[0])?;
-                let rows = |d: crate::shape::Dims| d.as_slice().first().copied();
-                if dims.rank < 2 || rows(dims) != rows(pdims) {
-                    return Err(unsupported("a reshape that mixes the rows of a batch"));
-                }
-                cur = parents[0];
-                continue;
-            }
-            Op::MatMul {
-                batch: 1,
-                n,
-                k,
-                trans_a: false,
-                trans_b,
-                ..
-            } => {
-                // x · wᵀ (trans_b, or the product with `w.t()`), or x · w.
-                let (.., pop) = g.node(parents[1])?;
-                let (weight, transposed) = match pop {
-                    Op::Transpose { batch: 1, .. } if !trans_b => {
-                        let w = g.parents(parents[1])?[0];
-                        (param(g, model, w, &[n, k], from_output)?, false)
-                    }
-                    _ if trans_b => (param(g, model, parents[1], &[n, k], from_output)?, false),
-                    _ => (param(g, model, parents[1], &[k, n], from_output)?, true),
-                };
-                Step::Dense(PlannedLayer {
-                    in_features: k,
-                    out_features: n,
-                    weight,
-                    transposed,
-                    bias: pending_bias.take().map(|(s, _)| s),
-                    activation: Activation::Identity,
-                    norm: None,
-                })
-            }
-            Op::Zip(Zip::Add) => {
-                // One side the path, the other a parameter broadcast over the rows.
-                let bias_of = |id: u32| -> Result<Option<Span>, ExportError> {
-                    let (_, _, _, _, o) = g.node(id)?;
-                    if !matches!(o, Op::Expand { .. } | Op::Reshape) {
-                        return Ok(None);
-                    }
-                    let p = g.parents(id)?[0];
-                    let (v, d, _, _, po) = g.node(p)?;
-                    let n = dims.as_slice().last().copied().unwrap_or(0);
-                    Ok((po == Op::Param && d.as_slice() == [n]).then_some(v))
-                };
-                let (bias, next) = match (bias_of(parents[1])?, bias_of(parents[0])?) {
-                    (Some(b), _) => (b, parents[0]),
-                    (None, Some(b)) => (b, parents[1]),
-                    (None, None) => return Err(unsupported(
-                        "only a layer's bias may be added: a residual or a constant is not stored",
-                    )),
-                };
-                if !owned(model, bias) {
-                    return Err(ExportError::ForeignParameter);
-                }
-                pending_bias = Some((bias, "AddBackward"));
-                cur = next;
-                continue;
-            }
-            _ => return Err(unsupported("not a dense layer or an activation")),
-        };
-        push(&mut steps, step)?;
-        cur = parents[0];
-    }
-    if let Some((_, name)) = pending_bias {
-        return Err(ExportError::Unsupported {
-            op: name,
-            from_output: dense_so_far(&steps),
-            why: "a parameter added to the input",
-        });
-    }
-    if pending_norm.is_some() {
-        return Err(ExportError::Unsupported {
-            op: "NativeBatchNormBackward",
-            from_output: dense_so_far(&steps),
-            why: "a batch norm is exported folded into a Linear layer directly before it",
-        });
-    }
-    Ok(steps)
-}
-
-fn push(steps: &mut heapless::Vec<Step, { 2 * MAX_LAYERS }>, s: Step) -> Result<(), ExportError> {
-    steps.push(s).map_err(|_| ExportError::TooManyLayers)
-}
-
-/// Whether `span` is the value of one of `model`'s parameters.
-fn owned<M: Module + ?Sized>(model: &M, span: Span) -> bool {
-    let mut found = false;
-    model.named_parameters(&mut |p| found |= p.param.value == span);
-    found
-}
-
-/// The value of parameter node `id`, which must be one of `model`'s, of `dims`.
-fn param<B: Backend, M: Module + ?Sized>(
-    g: &dyn Tape<B>,
-    model: &M,
-    id: u32,
-    dims: &[usize],
-    from_output: usize,
-) -> Result<Span, ExportError> {
-    let (value, d, _, _, op) = g.node(id)?;
-    if op != Op::Param {
-        return Err(ExportError::Unsupported {
-            op: op.name().unwrap_or("a tensor made inside the forward pass"),
-            from_output,
-            why: "a layer's weight or bias must be a parameter of the model",
-        });
-    }
-    if d.as_slice() != dims || !owned(model, value) {
-        return Err(ExportError::ForeignParameter);
-    }
-    Ok(value)
-}
-
-/// Dense layers with their activations, input first, from the steps
-/// (output first).
-fn fold(steps: &[Step]) -> Result<Plan, ExportError> {
-    let mut layers: heapless::Vec<PlannedLayer, MAX_LAYERS> = heapless::Vec::new();
-    let total = steps.iter().filter(|s| matches!(s, Step::Dense(_))).count();
-    for s in steps.iter().rev() {
-        match *s {
-            Step::Dense(l) => {
-                if let Some(prev) = layers.last() {
-                    if prev.out_features != l.in_features {
-                        return Err(FormatError::BadShape {
-                            layer: layers.len(),
-                        }
-                        .into());
-                    }
-                }
-                layers.push(l).map_err(|_| ExportError::TooManyLayers)?;
-            }
-            Step::Act(a, name) => {
-                let from_output = total - layers.len();
-                match layers.last_mut() {
-                    Some(last) if last.activation == Activation::Identity => last.activation = a,
-                    Some(_) => {
-                        return Err(ExportError::Unsupported {
-                            op: name,
-                            from_output,
-                            why: "a second activation after a dense layer",
-                        })
-                    }
-                    None => {
-                        return Err(ExportError::Unsupported {
-                            op: name,
-                            from_output,
-                            why: "an activation before the first dense layer",
-                        })
-                    }
-                }
-            }
-        }
-    }
-    if layers.is_empty() {
+    if last == 0 {
         return Err(ExportError::NoInput);
     }
-    Ok(Plan { layers })
+    Plan::new(&mut nodes)
 }
 
 /// Writes the f32 file of `model` as `forward` computes it, into `out`, and
@@ -766,6 +559,9 @@ pub fn write_f32<B: Backend>(
     if out.len() < needed {
         return Err(FormatError::BufferTooSmall { needed });
     }
+    if plan.is_graph() {
+        return write_graph(plan, mem, out);
+    }
     let mut shapes: heapless::Vec<(usize, usize, Activation), MAX_LAYERS> = heapless::Vec::new();
     for l in &plan.layers {
         let _ = shapes.push((l.in_features, l.out_features, l.activation));
@@ -774,27 +570,60 @@ pub fn write_f32<B: Backend>(
     let header_len = write_header(out, false, &shapes, data_len);
     let mut at = header_len;
     for (i, l) in plan.layers.iter().enumerate() {
+        let w_end = at + padded(4 * l.in_features * l.out_features);
+        let b_end = w_end + padded(4 * l.out_features);
         set_field(out, i, 16, ((at - header_len) as u32).to_le_bytes());
-        let end = at + padded(4 * l.in_features * l.out_features);
-        let dst = &mut out[at..end];
-        if let Some(norm) = l.norm {
-            write_folded(mem, l, &norm, dst, None)?;
-        } else if l.transposed {
-            write_transposed(mem, l.weight, l.in_features, l.out_features, dst)?;
-        } else {
-            write_floats(mem, Some(l.weight), l.weight.len, dst)?;
-        }
-        at = end;
-        set_field(out, i, 20, ((at - header_len) as u32).to_le_bytes());
-        let end = at + padded(4 * l.out_features);
-        if let Some(norm) = l.norm {
-            write_folded(mem, l, &norm, &mut [], Some(&mut out[at..end]))?;
-        } else {
-            write_floats(mem, l.bias, l.out_features, &mut out[at..end])?;
-        }
-        at = end;
+        set_field(out, i, 20, ((w_end - header_len) as u32).to_le_bytes());
+        let (w, b) = out[at..b_end].split_at_mut(w_end - at);
+        write_params(mem, l, w, b)?;
+        at = b_end;
     }
     Ok(finish(out, at))
+}
+
+/// Writes a graph plan's file (see [`write_f32`]).
+fn write_graph<B: Backend>(
+    plan: &Plan,
+    mem: &Memory<'_, B>,
+    out: &mut [u8],
+) -> Result<usize, FormatError> {
+    let headers = plan.headers();
+    let header_len = padded(FIXED + NODE_RECORD * headers.len());
+    let data_len = plan.file_len() - 4 - header_len;
+    write_graph_header(out, &headers, plan.arena, data_len)?;
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let Some(l) = node.params else { continue };
+        let bad = FormatError::BadShape { layer: i };
+        let [(w_at, w_len), (b_at, b_len)] = param_parts(&headers, i).ok_or(bad)?;
+        let (w_at, b_at) = (header_len + w_at, header_len + b_at);
+        let (w, b) = out[w_at..b_at + padded(b_len)].split_at_mut(b_at - w_at);
+        if w.len() != padded(w_len) {
+            return Err(bad);
+        }
+        write_params(mem, &l, w, b)?;
+    }
+    Ok(finish(out, header_len + data_len))
+}
+
+/// Writes a layer's weight (`[out, in]`, padded) and bias into `w` and
+/// `b`, with its batch norm folded in.
+fn write_params<B: Backend>(
+    mem: &Memory<'_, B>,
+    l: &PlannedLayer,
+    w: &mut [u8],
+    b: &mut [u8],
+) -> Result<(), FormatError> {
+    if let Some(norm) = l.norm {
+        write_folded(mem, l, &norm, w, None)?;
+        write_folded(mem, l, &norm, &mut [], Some(b))
+    } else {
+        if l.transposed {
+            write_transposed(mem, l.weight, l.in_features, l.out_features, w)?;
+        } else {
+            write_floats(mem, Some(l.weight), l.weight.len, w)?;
+        }
+        write_floats(mem, l.bias, l.out_features, b)
+    }
 }
 
 /// Reads one float of `mem`.
@@ -926,7 +755,11 @@ where
             needed: plan.scratch_len(),
         });
     }
-    let model = Model::parse(file)?;
+    let model = if plan.is_graph() {
+        Parsed::Graph(GraphModel::parse(file)?)
+    } else {
+        Parsed::Chain(Model::parse(file)?)
+    };
     let (n_in, n_out) = (plan.input_features(), plan.output_features());
     let g = Graph::<B, TRACE_NODES>::with_capacity(mem);
     let (output, _) = run_probe(&*g, &forward)?;
@@ -950,9 +783,11 @@ where
         for (j, x) in row_in.iter_mut().enumerate() {
             *x = probe_value(row, j);
         }
-        let got = model
-            .infer_f32(row_in, rest)
-            .map_err(|_| FormatError::BadShape { layer: 0 })?;
+        let got = match &model {
+            Parsed::Chain(m) => m.infer_f32(row_in, rest),
+            Parsed::Graph(m) => m.infer_f32(row_in, rest),
+        }
+        .map_err(|_| FormatError::BadShape { layer: 0 })?;
         let mut done = 0;
         while done < n_out {
             let n = (n_out - done).min(chunk.len());
@@ -973,6 +808,12 @@ where
         }
     }
     Ok(())
+}
+
+/// A file as [`check_f32`] runs it.
+enum Parsed<'a> {
+    Chain(Model<'a>),
+    Graph(GraphModel<'a>),
 }
 
 fn download<B: Backend>(g: &dyn Tape<B>, span: Span, out: &mut [f32]) -> Result<(), Error> {

@@ -360,7 +360,8 @@ impl Build for GlobalAvgPool2d {
 }
 
 impl Footprint for GlobalAvgPool2d {
-    spatial_footprint!(0, 3);
+    // The view, the sum, the scale and the view that names the layer.
+    spatial_footprint!(0, 4);
 }
 
 impl Module for GlobalAvgPool2d {

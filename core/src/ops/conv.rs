@@ -20,6 +20,7 @@
 
 use crate::backend::{Backend, Map, Padding, Window};
 use crate::error::Error;
+use crate::graph::Composite;
 use crate::shape::{Dim, Dims, Shape};
 use crate::tensor::{invalid, Tensor};
 
@@ -133,7 +134,10 @@ impl<'t, N: Dim, C: Dim, H: Dim, W: Dim, B: Backend> Tensor<'t, (N, C, H, W), B>
         };
         let [oh, ow] = window.output;
         let (l, ck) = (window.positions(), cg * kh * kw);
+        let input = self.id;
+        let (weight_id, bias_id) = (weight.id, bias.map_or(crate::graph::NONE, |b| b.id));
         let rows = self.unfold(window);
+        let unfold = rows.id;
         let out_dim = weight.shape.0;
         let y = if g == 1 {
             // `[batch · L, out]`: a fully connected layer over the rows.
@@ -164,7 +168,14 @@ impl<'t, N: Dim, C: Dim, H: Dim, W: Dim, B: Backend> Tensor<'t, (N, C, H, W), B>
                 None => y,
             }
         };
-        y.reshape_to(shape_of(oh, ow))
+        let layer = Composite::Conv {
+            input,
+            unfold,
+            weight: weight_id,
+            bias: bias_id,
+            act: f,
+        };
+        y.mark_layer(shape_of(oh, ow), layer)
     }
 }
 

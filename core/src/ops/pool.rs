@@ -7,6 +7,7 @@
 
 use crate::backend::{Backend, Padding, Window};
 use crate::error::Error;
+use crate::graph::Composite;
 use crate::shape::{Dim, Shape};
 use crate::tensor::{invalid, Tensor};
 
@@ -122,19 +123,26 @@ impl<'t, N: Dim, C: Dim, H: Dim, W: Dim, B: Backend> Tensor<'t, (N, C, H, W), B>
         };
         let [oh, ow] = window.output;
         let taps = window.taps();
-        self.reshape_to((n * c, 1usize, h, w))
-            .unfold(window)
-            .sum_axis::<1>()
+        let input = self.id;
+        let rows = self.reshape_to((n * c, 1usize, h, w)).unfold(window);
+        let unfold = rows.id;
+        rows.sum_axis::<1>()
             .mul_scalar(1.0 / taps as f32)
-            .reshape_to((self.shape.0, self.shape.1, oh, ow))
+            .mark_layer(
+                (self.shape.0, self.shape.1, oh, ow),
+                Composite::AvgPool { input, unfold },
+            )
     }
 
     /// Global average pooling (PyTorch's `F.adaptive_avg_pool2d(x, 1)`,
     /// flattened): the mean of each channel, `[batch, channels]`.
     pub fn global_avg_pool2d(self) -> Tensor<'t, (N, C), B> {
         let [_, _, h, w] = self.shape.dims();
-        self.reshape_to((self.shape.0, self.shape.1, h * w))
-            .mean_axis::<2>()
+        let input = self.id;
+        let mean = self
+            .reshape_to((self.shape.0, self.shape.1, h * w))
+            .mean_axis::<2>();
+        mean.mark_layer(mean.shape, Composite::GlobalAvgPool { input })
     }
 }
 

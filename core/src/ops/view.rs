@@ -3,7 +3,7 @@
 
 use crate::backend::{Acc, Backend, Span};
 use crate::error::{Error, Result};
-use crate::graph::{add_into, Input, Op};
+use crate::graph::{add_into, Composite, Input, Op};
 use crate::shape::{
     check, Const, ConstShape, Dim, HasAxis, HasFirst, InsertAxis, Shape, Transpose,
 };
@@ -31,6 +31,21 @@ impl<'t, S: Shape, B: Backend> Tensor<'t, S, B> {
     pub fn reshape_to<S2: Shape>(self, shape: S2) -> Tensor<'t, S2, B> {
         let () = check::SameNumel::<S, S2>::OK;
         self.view_as(shape, "reshape")
+    }
+
+    /// This tensor (the output of a layer that other nodes compose) seen as
+    /// `shape` through a view node that names the layer ([`Op::Layer`]).
+    pub(crate) fn mark_layer<S2: Shape>(self, shape: S2, layer: Composite) -> Tensor<'t, S2, B> {
+        if shape.numel() != self.numel() {
+            return self.view_as(shape, "layer");
+        }
+        let id = self.tape.record_alias(
+            Op::Layer(layer),
+            shape.dims_slice(),
+            self.id,
+            reshape_backward::<B>,
+        );
+        Tensor::from_id(self.tape, id, shape)
     }
 
     /// The view node behind every reshape: the element counts checked at

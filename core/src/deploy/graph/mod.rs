@@ -1,0 +1,195 @@
+//! Graph files (format version 3): models that are not a chain of dense
+//! layers (convolutions, pooling, residual additions) as a small graph of
+//! nodes, each reading one or two earlier nodes' outputs.
+//!
+//! Activations are per sample and channel-first, `[C, H, W]`, as PyTorch
+//! lays out `[N, C, H, W]` without the batch: a flatten or any reshape
+//! that keeps a sample's values in order is free (a dense layer reads its
+//! input node's values in that order, whatever its shape), the file's
+//! weights keep PyTorch's layouts (`[out, in/groups, k_h, k_w]`,
+//! `[out, in]`), and the device's input is the host model's. A 1-D signal
+//! `[C, L]` is `[C, 1, L]`.
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `EMBR` |
+//! | 4 | 2 | format version, 3 ([`GRAPH_VERSION`]) |
+//! | 6 | 1 | dtype: 0 = f32 (int8 graph files are not written yet) |
+//! | 7 | 1 | number of nodes `n`, the input included (2 to [`MAX_NODES`]) |
+//! | 8 | 4 | header length `H` |
+//! | 12 | 4 | data length `D` |
+//! | 16 | 4 | model input features (the input node's `C·H·W`) |
+//! | 20 | 4 | model output features (the last node's) |
+//! | 24 | 4 | reserved (zero) |
+//! | 28 | 4 | arena length: elements of the activation buffers ([`GraphModel::scratch_len`]) |
+//! | 32 | 96·n | node records ([`NODE_RECORD`] bytes each) |
+//! | H | D | data: each node's weight then bias, 16-byte aligned, zero-padded |
+//! | H + D | 4 | CRC-32 (IEEE) of bytes `[0, H + D)` |
+//!
+//! A node record:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 1 | op: 0 input, 1 dense, 2 convolution, 3 max pooling, 4 average pooling, 5 global average pooling, 6 addition |
+//! | 1 | 1 | activation code, then 2 reserved bytes, then its parameter (`f32`, at 4) |
+//! | 8 | 2 + 2 | the nodes it reads (`u16` each; the second for an addition only, else 0) |
+//! | 12 | 12 | input shape `C, H, W` (`u32` each) |
+//! | 24 | 12 | output shape `C, H, W` |
+//! | 36 | 22 | geometry (`u16` each): kernel h, w; stride h, w; dilation h, w; padding top, left, bottom, right; groups |
+//! | 58 | 2 | reserved |
+//! | 60 | 4 | where the output lives in the arena (elements) |
+//! | 64 | 8 | data offsets of the weight and the bias (dense and convolution) |
+//! | 72 | 24 | reserved (zero) |
+//!
+//! Node 0 is the input, read in place. Every other node reads earlier
+//! nodes only (the records are in an order that runs), and every node but
+//! the last (the output) is read by a later one. The arena plan is in the
+//! file: [`GraphModel::parse`] checks that no node writes over a buffer that
+//! is still to be read, and that the arena is as long as the plan needs,
+//! so inference runs in exactly [`GraphModel::scratch_len`] floats with no
+//! planner on the device.
+
+mod file;
+mod run;
+
+pub(crate) use file::{graph_file_len, param_parts, plan_arena, write_graph_header};
+pub use file::{GraphModel, GRAPH_VERSION, MAX_NODES, NODE_RECORD};
+
+use super::Activation;
+
+/// What a node computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum NodeOp {
+    /// The model's input (node 0 only).
+    Input,
+    /// A fully connected layer over the input node's values in order.
+    Dense,
+    /// A convolution (PyTorch's `Conv2d`; `Conv1d` with a height of 1).
+    Conv,
+    /// Max pooling (padding never wins).
+    MaxPool,
+    /// Average pooling, the padding's zeros counted (PyTorch's default).
+    AvgPool,
+    /// The mean of each channel: `[C, 1, 1]`.
+    GlobalAvgPool,
+    /// The sum of two nodes of the same size (a residual connection).
+    Add,
+}
+
+impl NodeOp {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            NodeOp::Input => 0,
+            NodeOp::Dense => 1,
+            NodeOp::Conv => 2,
+            NodeOp::MaxPool => 3,
+            NodeOp::AvgPool => 4,
+            NodeOp::GlobalAvgPool => 5,
+            NodeOp::Add => 6,
+        }
+    }
+
+    pub(crate) fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            0 => NodeOp::Input,
+            1 => NodeOp::Dense,
+            2 => NodeOp::Conv,
+            3 => NodeOp::MaxPool,
+            4 => NodeOp::AvgPool,
+            5 => NodeOp::GlobalAvgPool,
+            6 => NodeOp::Add,
+            _ => return None,
+        })
+    }
+
+    /// Whether it has a weight and a bias.
+    pub fn has_parameters(self) -> bool {
+        matches!(self, NodeOp::Dense | NodeOp::Conv)
+    }
+
+    /// Whether it slides a window ([`Geometry`]).
+    pub fn has_window(self) -> bool {
+        matches!(self, NodeOp::Conv | NodeOp::MaxPool | NodeOp::AvgPool)
+    }
+}
+
+/// The window of a convolution or a pooling, per axis `[height, width]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Geometry {
+    /// Kernel size.
+    pub kernel: [usize; 2],
+    /// Step between windows.
+    pub stride: [usize; 2],
+    /// Spacing between taps.
+    pub dilation: [usize; 2],
+    /// Zero padding `[top, left, bottom, right]`.
+    pub pad: [usize; 4],
+    /// Channel groups (a convolution's; 1 for a pooling).
+    pub groups: usize,
+}
+
+impl Geometry {
+    /// The output `[height, width]` over an input of `input`, as PyTorch
+    /// computes it: `⌊(in + before + after − dilation·(k − 1) − 1) /
+    /// stride⌋ + 1`. `None` when a kernel, stride or dilation is 0, or the
+    /// dilated kernel is larger than the padded input.
+    pub fn output(&self, input: [usize; 2]) -> Option<[usize; 2]> {
+        let mut out = [0; 2];
+        for a in 0..2 {
+            let (k, s, d) = (self.kernel[a], self.stride[a], self.dilation[a]);
+            if k == 0 || s == 0 || d == 0 {
+                return None;
+            }
+            let padded = input[a]
+                .checked_add(self.pad[a])?
+                .checked_add(self.pad[a + 2])?;
+            let span = (k - 1).checked_mul(d)?.checked_add(1)?;
+            out[a] = padded.checked_sub(span)? / s + 1;
+        }
+        Some(out)
+    }
+}
+
+/// A node as its record describes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct NodeHeader {
+    /// What it computes.
+    pub op: NodeOp,
+    /// The nodes it reads: the first, and an addition's second.
+    pub inputs: [usize; 2],
+    /// Its input `[C, H, W]` (a dense layer's: `[in, 1, 1]`).
+    pub in_shape: [usize; 3],
+    /// Its output `[C, H, W]`.
+    pub out_shape: [usize; 3],
+    /// The window (convolutions and poolings; zero otherwise).
+    pub geometry: Geometry,
+    /// The activation applied to its output.
+    pub activation: Activation,
+    /// Where its output starts in the arena (elements; 0 for the input,
+    /// which is read in place).
+    pub arena: usize,
+}
+
+impl NodeHeader {
+    /// Elements of its output.
+    pub fn out_len(&self) -> usize {
+        self.out_shape[0] * self.out_shape[1] * self.out_shape[2]
+    }
+
+    /// Elements of its input.
+    pub fn in_len(&self) -> usize {
+        self.in_shape[0] * self.in_shape[1] * self.in_shape[2]
+    }
+}
+
+/// A node's parameters, pointing into the file (empty for nodes without).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NodeWeights<'a> {
+    /// The weight: `[out, in]` (dense) or `[out, in/groups, k_h, k_w]`.
+    pub weight: &'a [f32],
+    /// The bias, `[out]`.
+    pub bias: &'a [f32],
+}

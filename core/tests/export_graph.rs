@@ -1,0 +1,519 @@
+//! Convolutional networks deploy as they were trained: the forward pass of
+//! a CNN (convolutions with stride, padding, dilation and groups, pooling,
+//! batch norm, residual additions) is read off into a graph file (format
+//! version 3, `deploy::GraphModel`), whose reference kernels give the
+//! training graph's outputs; the parser refuses every malformed file.
+
+use ember_nn_core::deploy::{self, Activation, Aligned, ExportError, FormatError, GraphModel};
+use ember_nn_core::deploy::{InferError, Model, NodeOp, Probe};
+use ember_nn_core::nn::{
+    self, AvgPool1d, AvgPool2d, BatchNorm2d, Build, Conv1d, Conv2d, Conv2dWith, DepthwiseConv2d,
+    Flatten, Forward, GlobalAvgPool2d, Linear, MaxPool1d, MaxPool2d, Module, ReLU,
+};
+use ember_nn_core::prelude::*;
+
+/// A file's storage: 16-byte aligned blocks.
+type Store = Vec<Aligned<[u8; 16]>>;
+
+/// Bytes aligned for the format, of any length.
+fn aligned(len: usize) -> Store {
+    vec![Aligned([0u8; 16]); len.div_ceil(16)]
+}
+
+fn bytes(v: &mut [Aligned<[u8; 16]>]) -> &mut [u8] {
+    // SAFETY: `Aligned<[u8; 16]>` is 16 bytes with no padding
+    // (`repr(C, align(16))` over `[u8; 16]`), so the slice's memory is
+    // `16 · len` initialised bytes, borrowed mutably for the result's life.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), 16 * v.len()) }
+}
+
+/// Exports through `forward`; the file's bytes (aligned) and length.
+fn export<M: Module, S: Shape>(
+    model: &M,
+    mem: &mut Memory<'_, Cpu>,
+    forward: impl for<'t> Fn(&Probe<'t, Cpu>) -> Tensor<'t, S, Cpu>,
+) -> Result<(Store, usize), ExportError> {
+    let plan = deploy::plan(model, mem, &forward)?;
+    let mut file = aligned(plan.file_len());
+    let mut scratch = vec![0.0f32; plan.scratch_len()];
+    let n = deploy::export_f32(model, mem, forward, bytes(&mut file), &mut scratch)?;
+    assert_eq!(n, plan.file_len());
+    Ok((file, n))
+}
+
+/// Draws every parameter afresh (so that biases and batch norms are not
+/// their identity initial values).
+fn randomize<M: Module>(model: &M, mem: &mut Memory<'_, Cpu>, rng: &mut Rng) {
+    let mut spans = Vec::new();
+    model.named_parameters(&mut |p| spans.push(p.param.value));
+    for s in spans {
+        let v: Vec<f32> = (0..s.len).map(|_| rng.uniform_in(-0.8, 0.8)).collect();
+        mem.write(s, &v).unwrap();
+    }
+}
+
+/// The training graph's outputs (no gradient) for each of `xs` of `shape`
+/// per sample, against the file's through its kernels, to rounding.
+fn assert_same<M, X, Y>(
+    file: &[u8],
+    xs: &[Vec<f32>],
+    mem: &mut Memory<'_, Cpu>,
+    model: &M,
+    shape: X,
+) where
+    X: Fn(usize) -> Y,
+    Y: Shape,
+    M: for<'t> Forward<Tensor<'t, Y, Cpu>>,
+    for<'t> <M as Forward<Tensor<'t, Y, Cpu>>>::Output: Readable,
+{
+    let graph = GraphModel::parse(file).expect("valid graph file");
+    let mut scratch = vec![0.0f32; graph.scratch_len()];
+    for x in xs {
+        let expected = {
+            let g = Graph::new(mem);
+            let y = g.no_grad(|| model.forward(g.from_slice(shape(1), x)));
+            y.read_all()
+        };
+        let got = graph.infer_f32(x, &mut scratch).expect("runs");
+        assert_eq!(got.len(), expected.len());
+        for (a, b) in got.iter().zip(&expected) {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{got:?} vs {expected:?}"
+            );
+        }
+    }
+}
+
+/// A tensor whose values can be read out.
+trait Readable {
+    fn read_all(&self) -> Vec<f32>;
+}
+impl<S: Shape> Readable for Tensor<'_, S, Cpu> {
+    fn read_all(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.numel()];
+        self.read(&mut out).unwrap();
+        out
+    }
+}
+
+fn inputs(n: usize, width: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|_| (0..width).map(|_| rng.uniform_in(-1.0, 1.0)).collect())
+        .collect()
+}
+
+fn ops(file: &[u8]) -> Vec<(NodeOp, Activation)> {
+    let g = GraphModel::parse(file).unwrap();
+    g.nodes().map(|(h, _)| (h.op, h.activation)).collect()
+}
+
+/// PyTorch's CNN tutorial on one channel of 28×28 (FashionMNIST).
+type Tutorial = (
+    Conv2d<1, 6, 5>,
+    ReLU,
+    MaxPool2d<2>,
+    Conv2d<6, 16, 5>,
+    ReLU,
+    MaxPool2d<2>,
+    Flatten<256>,
+    Linear<256, 120>,
+    ReLU,
+    Linear<120, 84>,
+    ReLU,
+    Linear<84, 10>,
+);
+
+#[test]
+fn the_tutorial_cnn_deploys_as_trained() {
+    let mut buf = vec![0.0f32; 1 << 20];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let model = Tutorial::build(&mut mem, &mut Rng::new(0)).unwrap();
+    let shape = |n: usize| (n, Const::<1>, Const::<28>, Const::<28>);
+    let (mut file, n) = export(&model, &mut mem, |p| {
+        model.forward(p.input(shape(p.rows())))
+    })
+    .unwrap();
+    let file = &bytes(&mut file)[..n];
+    let (r, i, d) = (Activation::Relu, Activation::Identity, NodeOp::Dense);
+    assert_eq!(
+        ops(file),
+        [
+            (NodeOp::Input, i),
+            (NodeOp::Conv, r),
+            (NodeOp::MaxPool, i),
+            (NodeOp::Conv, r),
+            (NodeOp::MaxPool, i),
+            (d, r),
+            (d, r),
+            (d, i),
+        ]
+    );
+    let g = GraphModel::parse(file).unwrap();
+    assert_eq!((g.input_shape(), g.output_features()), ([1, 28, 28], 10));
+    // Two adjacent maps at most: conv1's 6×24×24 and the pool's 6×12×12.
+    assert_eq!(g.scratch_len(), 6 * 24 * 24 + 6 * 12 * 12);
+    // A dense chain's file is the dense format; a CNN's is not.
+    assert_eq!(Model::parse(file).unwrap_err(), FormatError::GraphFile);
+    assert_same(file, &inputs(3, 784, 1), &mut mem, &model, shape);
+}
+
+/// A residual block written in `forward`, `y = relu(x + conv2(relu(conv1(x))))`,
+/// then global average pooling and a linear head.
+#[derive(nn::Module)]
+struct Residual {
+    stem: Conv2d<2, 4, 3, 1, 1>,
+    conv1: Conv2d<4, 4, 3, 1, 1>,
+    conv2: Conv2d<4, 4, 3, 1, 1>,
+    pool: GlobalAvgPool2d,
+    head: Linear<4, 3>,
+}
+
+impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<2>, usize, usize), B>> for Residual {
+    type Output = Tensor<'t, (usize, Const<3>), B>;
+    fn forward(&self, x: Tensor<'t, (usize, Const<2>, usize, usize), B>) -> Self::Output {
+        let x = self.stem.forward(x).relu();
+        let y = x + self.conv2.forward(self.conv1.forward(x).relu());
+        self.head.forward(self.pool.forward(y.relu()))
+    }
+}
+
+#[test]
+fn a_residual_block_deploys_with_its_skip_and_an_exact_arena() {
+    let mut buf = vec![0.0f32; 1 << 18];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut rng = Rng::new(3);
+    let model = Residual::build(&mut mem, &mut rng).unwrap();
+    randomize(&model, &mut mem, &mut rng);
+    let shape = |n: usize| (n, Const::<2>, 6usize, 5usize);
+    let (mut file, n) = export(&model, &mut mem, |p| {
+        model.forward(p.input(shape(p.rows())))
+    })
+    .unwrap();
+    let file = &bytes(&mut file)[..n];
+    let g = GraphModel::parse(file).unwrap();
+    let nodes: Vec<_> = g.nodes().map(|(h, _)| h).collect();
+    let add = nodes
+        .iter()
+        .position(|h| h.op == NodeOp::Add)
+        .expect("an addition");
+    // The addition reads the stem's output (its skip) and conv2's.
+    assert_eq!(nodes[add].activation, Activation::Relu);
+    let reads: Vec<NodeOp> = nodes[add].inputs.iter().map(|&i| nodes[i].op).collect();
+    assert_eq!(reads, [NodeOp::Conv, NodeOp::Conv]);
+    assert!(
+        nodes[add].inputs.contains(&1),
+        "the skip is the stem's output"
+    );
+    // Three maps of 4×6×5 live at once (the skip, conv1's, conv2's).
+    assert_eq!(g.scratch_len(), 3 * 4 * 6 * 5);
+    assert_same(file, &inputs(3, 60, 2), &mut mem, &model, shape);
+    // It runs in exactly its scratch, and not in one float less.
+    let x = vec![0.5f32; 60];
+    let mut scratch = vec![0.0f32; g.scratch_len()];
+    assert!(g.infer_f32(&x, &mut scratch).is_ok());
+    assert_eq!(
+        g.infer_f32(&x, &mut scratch[..g.scratch_len() - 1]),
+        Err(InferError::ScratchTooSmall {
+            needed: g.scratch_len()
+        })
+    );
+}
+
+/// Every window option, groups, a batch norm to fold and 1-D layers.
+#[derive(nn::Module)]
+struct Windows {
+    /// Stride 2 with TFLite's SAME padding: one more row and column after.
+    same2: Conv2dWith<1, 4, 4, 3>,
+    norm: BatchNorm2d<4>,
+    /// Depthwise, dilated.
+    depthwise: DepthwiseConv2d<4, 3>,
+    /// Asymmetric explicit padding.
+    padded: Conv2dWith<4, 6, 2, 2>,
+    avg: AvgPool2d<3, 2, 1>,
+    head: Linear<36, 5>,
+}
+
+impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<1>, usize, usize), B>> for Windows {
+    type Output = Tensor<'t, (usize, Const<5>), B>;
+    fn forward(&self, x: Tensor<'t, (usize, Const<1>, usize, usize), B>) -> Self::Output {
+        let x = self.norm.forward(self.same2.forward(x)).relu();
+        let x = self.depthwise.forward(x).relu();
+        let x = self.avg.forward(self.padded.forward(x));
+        let [n, ..] = x.dims().dims;
+        self.head.forward(x.reshape_to((n, Const::<36>)))
+    }
+}
+
+#[test]
+fn windows_groups_and_a_folded_batch_norm_deploy_as_trained() {
+    let mut buf = vec![0.0f32; 1 << 18];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut rng = Rng::new(5);
+    let same2 = ConvOptions {
+        stride: [2, 2],
+        padding: Padding::Same,
+        ..ConvOptions::default()
+    };
+    let dilated = ConvOptions {
+        padding: Padding::Same,
+        dilation: [2, 2],
+        ..ConvOptions::default()
+    };
+    let explicit = ConvOptions {
+        padding: Padding::Explicit {
+            top: 0,
+            bottom: 1,
+            left: 1,
+            right: 0,
+        },
+        ..ConvOptions::default()
+    };
+    let mut model = Windows {
+        same2: Conv2dWith::new(same2, &mut mem, &mut rng).unwrap(),
+        norm: BatchNorm2d::new(&mut mem).unwrap(),
+        depthwise: DepthwiseConv2d::new(dilated, &mut mem, &mut rng).unwrap(),
+        padded: Conv2dWith::new(explicit, &mut mem, &mut rng).unwrap(),
+        avg: AvgPool2d,
+        head: Linear::build(&mut mem, &mut rng).unwrap(),
+    };
+    randomize(&model, &mut mem, &mut rng);
+    let mean: Vec<f32> = (0..4).map(|_| rng.uniform_in(-0.5, 0.5)).collect();
+    let var: Vec<f32> = (0..4).map(|_| rng.uniform_in(0.2, 2.0)).collect();
+    mem.write(model.norm.running_mean, &mean).unwrap();
+    mem.write(model.norm.running_var, &var).unwrap();
+    // 9×7 → same2 5×4 → depthwise 5×4 → padded 5×4 → avg 3×2: 6·3·2 = 36.
+    let shape = |n: usize| (n, Const::<1>, 9usize, 7usize);
+    let fwd = |m: &Windows, mem: &mut Memory<'_, Cpu>| {
+        export(m, mem, |p| m.forward(p.input(shape(p.rows()))))
+    };
+    // In training mode the batch norm normalises by the batch: refused.
+    model.train();
+    let err = fwd(&model, &mut mem).unwrap_err();
+    assert!(
+        matches!(err, ExportError::Unsupported { op: "NativeBatchNormBackward", why, .. } if why.contains("eval")),
+        "{err}"
+    );
+    model.eval();
+    let (mut file, n) = fwd(&model, &mut mem).unwrap();
+    let file = &bytes(&mut file)[..n];
+    let g = GraphModel::parse(file).unwrap();
+    let convs: Vec<_> = g
+        .nodes()
+        .filter(|(h, _)| h.op == NodeOp::Conv)
+        .map(|(h, _)| h)
+        .collect();
+    assert_eq!(convs.len(), 3, "the batch norm is folded, not a node");
+    assert_eq!(
+        convs[0].geometry.pad,
+        [1, 1, 2, 1],
+        "SAME at stride 2 pads one more after"
+    );
+    assert_eq!(
+        (convs[1].geometry.groups, convs[1].geometry.dilation),
+        (4, [2, 2])
+    );
+    assert_eq!(convs[2].geometry.pad, [0, 1, 1, 0]);
+    assert_same(file, &inputs(4, 63, 6), &mut mem, &model, shape);
+}
+
+/// A 1-D network: `Conv1d`, pooling along the length, a linear head.
+type Signal = (
+    Conv1d<2, 4, 3, 1, 1>,
+    ReLU,
+    MaxPool1d<2>,
+    Conv1d<4, 4, 3, 2>,
+    AvgPool1d<2>,
+    Flatten<8>,
+    Linear<8, 3>,
+);
+
+#[test]
+fn one_dimensional_layers_deploy_as_a_height_of_one() {
+    let mut buf = vec![0.0f32; 1 << 17];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut rng = Rng::new(8);
+    let model = Signal::build(&mut mem, &mut rng).unwrap();
+    randomize(&model, &mut mem, &mut rng);
+    let shape = |n: usize| (n, Const::<2>, Const::<20>);
+    let (mut file, n) = export(&model, &mut mem, |p| {
+        model.forward(p.input(shape(p.rows())))
+    })
+    .unwrap();
+    let file = &bytes(&mut file)[..n];
+    assert_eq!(GraphModel::parse(file).unwrap().input_shape(), [2, 1, 20]);
+    assert_same(file, &inputs(3, 40, 9), &mut mem, &model, shape);
+}
+
+#[derive(nn::Module)]
+struct PreActivationSkip {
+    conv: Conv2d<1, 2, 3, 1, 1>,
+    head: Linear<32, 2>,
+}
+
+impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<1>, Const<4>, Const<4>), B>>
+    for PreActivationSkip
+{
+    type Output = Tensor<'t, (usize, Const<2>), B>;
+    fn forward(&self, x: Tensor<'t, (usize, Const<1>, Const<4>, Const<4>), B>) -> Self::Output {
+        let y = self.conv.forward(x);
+        let z = y.relu() + y;
+        let [n, ..] = z.dims().dims;
+        self.head.forward(z.reshape_to((n, Const::<32>)))
+    }
+}
+
+#[test]
+fn what_a_graph_file_cannot_hold_is_refused_by_name() {
+    let mut buf = vec![0.0f32; 1 << 17];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let model = PreActivationSkip::build(&mut mem, &mut Rng::new(0)).unwrap();
+    let err = export(&model, &mut mem, |p| {
+        model.forward(p.input((p.rows(), Const::<1>, Const::<4>, Const::<4>)))
+    })
+    .unwrap_err();
+    // The activation cannot be folded into the convolution: its value is
+    // also read without it.
+    assert!(
+        matches!(err, ExportError::Unsupported { op: "ReluBackward", why, .. } if why.contains("also read")),
+        "{err}"
+    );
+    // A batch norm after a pooling has no layer to fold into.
+    type NormAfterPool = (
+        Conv2d<1, 2, 3>,
+        MaxPool2d<2>,
+        BatchNorm2d<2>,
+        Flatten<2>,
+        Linear<2, 2>,
+    );
+    let mut model = NormAfterPool::build(&mut mem, &mut Rng::new(0)).unwrap();
+    model.eval();
+    let err = export(&model, &mut mem, |p| {
+        model.forward(p.input((p.rows(), Const::<1>, Const::<4>, Const::<4>)))
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExportError::Unsupported {
+                op: "NativeBatchNormBackward",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// The tutorial-sized residual file, for the parser's tests.
+fn residual_file() -> (Store, usize) {
+    let mut buf = vec![0.0f32; 1 << 18];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut rng = Rng::new(3);
+    let model = Residual::build(&mut mem, &mut rng).unwrap();
+    export(&model, &mut mem, |p| {
+        model.forward(p.input((p.rows(), Const::<2>, 6usize, 5usize)))
+    })
+    .unwrap()
+}
+
+/// `file` with its CRC made right again after an edit.
+fn recrc(file: &mut [u8]) {
+    let n = file.len() - 4;
+    let crc = deploy::crc32(0, &file[..n]);
+    file[n..].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn graph_files_are_validated_before_anything_runs() {
+    let (mut store, n) = residual_file();
+    let file = &mut bytes(&mut store)[..n];
+    let good = file.to_vec();
+    assert!(GraphModel::parse(file).is_ok());
+    // Corruption, truncation, versions.
+    file[200] ^= 1;
+    assert!(matches!(
+        GraphModel::parse(file),
+        Err(FormatError::Crc { .. })
+    ));
+    file.copy_from_slice(&good);
+    assert!(matches!(
+        GraphModel::parse(&file[..n - 1]),
+        Err(FormatError::LengthMismatch { .. })
+    ));
+    file[4] = 2;
+    recrc(file);
+    assert_eq!(
+        GraphModel::parse(file).unwrap_err(),
+        FormatError::UnsupportedVersion(2)
+    );
+    // Reserved bytes: the fixed header's, and a record's.
+    let record = |i: usize| 32 + 96 * i;
+    for at in [24, record(1) + 2, record(2) + 58, record(1) + 80] {
+        file.copy_from_slice(&good);
+        file[at] = 1;
+        recrc(file);
+        assert!(
+            matches!(GraphModel::parse(file), Err(FormatError::Reserved { .. })),
+            "byte {at}"
+        );
+    }
+    // A node reading a later node; the output's arena over a live buffer;
+    // a window that does not give the output shape.
+    file.copy_from_slice(&good);
+    file[record(2) + 8] = 5;
+    recrc(file);
+    assert_eq!(
+        GraphModel::parse(file).unwrap_err(),
+        FormatError::BadGraph { layer: 2 }
+    );
+    file.copy_from_slice(&good);
+    let g = GraphModel::parse(file).unwrap();
+    let add = g.nodes().position(|(h, _)| h.op == NodeOp::Add).unwrap();
+    let skip = g.node(1).unwrap().0.arena as u32;
+    file[record(add) + 60..record(add) + 64].copy_from_slice(&skip.to_le_bytes());
+    recrc(file);
+    assert_eq!(
+        GraphModel::parse(file).unwrap_err(),
+        FormatError::BadArena { layer: add }
+    );
+    file.copy_from_slice(&good);
+    file[record(1) + 38] = 2; // the stem's kernel width: 3 → 2
+    recrc(file);
+    assert_eq!(
+        GraphModel::parse(file).unwrap_err(),
+        FormatError::BadGeometry { layer: 1 }
+    );
+}
+
+#[test]
+fn no_edit_of_a_graph_header_makes_parse_or_inference_panic() {
+    let (mut store, n) = residual_file();
+    let file = &mut bytes(&mut store)[..n];
+    let good = file.to_vec();
+    let header = u32::from_le_bytes(good[8..12].try_into().unwrap()) as usize;
+    let mut rng = Rng::new(17);
+    let mut parsed = 0;
+    for round in 0..4000 {
+        file.copy_from_slice(&good);
+        let at = round % header;
+        let v = (rng.next_u32() % 256) as u8;
+        file[at] = if round % 3 == 0 {
+            v
+        } else {
+            file[at].wrapping_add(1 + (v % 3))
+        };
+        recrc(file);
+        if let Ok(g) = GraphModel::parse(file) {
+            parsed += 1;
+            let x = vec![0.25f32; g.input_features()];
+            let mut scratch = vec![0.0f32; g.scratch_len()];
+            let y = g.infer_f32(&x, &mut scratch).expect("a valid file runs");
+            assert_eq!(y.len(), g.output_features());
+        }
+    }
+    assert!(
+        parsed > 0,
+        "some edits (an activation, a parameter) are valid files"
+    );
+}
