@@ -22,12 +22,15 @@
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::data::{Dataset, MiniBatch, TensorDataset};
 use crate::eval::{self, Evaluation};
+use crate::export::{traced_f32, AlignedBytes, DeployError};
 use crate::learner::{Arena, Learner, StepOutput, Trained};
+use crate::state_dict::NamedTensor;
 use crate::train::{write_params, Checkpointing, Progress, TrainConfig, TrainError};
 use ember_nn_core::backend::{Device, Map};
+use ember_nn_core::deploy::PROBE_ROWS;
 use ember_nn_core::nn::loss::{cross_entropy, Reduction};
 use ember_nn_core::nn::{summary, Build, Conv2d, Footprint, Linear, MaxPool2d, Module, Rule};
-use ember_nn_core::{Backend, Const, Graph, Memory, Rng, Tape, Tensor};
+use ember_nn_core::{Backend, Const, Cpu, Graph, Memory, Rng, Tape, Tensor};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -124,6 +127,22 @@ impl FashionCnn {
 
 fn images(n: usize) -> (usize, Const<1>, Const<28>, Const<28>) {
     (n, Const, Const, Const)
+}
+
+/// The preset's f32 weight file (a graph file: `deploy::GraphModel`), read
+/// off its forward pass with `params` (a checkpoint's or a trained run's)
+/// and checked against it through the deployment kernels.
+pub fn f32_file(params: &[NamedTensor]) -> Result<AlignedBytes, DeployError> {
+    // The probe batch's forward pass: each convolution's unfolded rows and
+    // output (values and gradients), with room to spare.
+    let trace = PROBE_ROWS * 2 * (IN_FEATURES * 9 + 3 * 16 * 784 + 196 * 16 * 9 + 3 * 32 * 196);
+    let mut buf = vec![0.0f32; PARAMS + trace + 4096];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let model = FashionCnn::build(&mut mem, &mut Rng::new(0))?;
+    write_params(&model, &mut mem, params, Path::new("<parameters>"))?;
+    Ok(traced_f32(&model, &mut mem, |p| {
+        model.forward(p.input(images(p.rows())))
+    })?)
 }
 
 /// The preset's parameter count.

@@ -29,7 +29,7 @@ fn accuracy(text: &str) -> f32 {
 }
 
 #[test]
-fn cnn_trains_evaluates_summarises_and_refuses_export() {
+fn cnn_trains_evaluates_summarises_and_deploys() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let run_s = run.to_str().unwrap();
@@ -61,11 +61,21 @@ fn cnn_trains_evaluates_summarises_and_refuses_export() {
         "curves.svg",
         "checkpoint.safetensors",
         "model.safetensors",
+        "model.emb",
         "report.txt",
     ] {
         assert!(run.join(f).is_file(), "missing {f}");
     }
-    assert!(!run.join("model.emb").exists());
+    // The deployable file, run through the deployment kernels on every
+    // test image, classifies each as the trained model does.
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("model.emb (f32 graph): test accuracy "))
+        .unwrap_or_else(|| panic!("no file report in {text}"));
+    let agree = line.rsplit("class on ").next().unwrap();
+    let (same, all) = agree.split_once('/').unwrap();
+    let all = all.split_whitespace().next().unwrap();
+    assert_eq!(same, all, "{line}");
     // One epoch on 2,000 images lifts the test accuracy from chance (0.1)
     // well above it, and the training loss below chance's ln 10.
     let trained = accuracy(&text);
@@ -111,15 +121,36 @@ fn cnn_trains_evaluates_summarises_and_refuses_export() {
     assert!(ok, "{text}");
     assert!(accuracy(&text) > trained, "{trained} -> {text}");
 
-    // Export: one line, status 1.
-    let (ok, code, text) = ember(&["export", "--checkpoint", ckpt_s, "--out", run_s]);
-    assert!(!ok && code == Some(1), "{text}");
-    assert_eq!(
-        text.trim(),
-        "error: convolutions are not in the deployable format yet"
+    // Export: the f32 graph file, checked on the test set; predict runs it.
+    let out = dir.path().join("export");
+    let out_s = out.to_str().unwrap();
+    let (ok, _, text) = ember(&[
+        "export",
+        "--checkpoint",
+        ckpt_s,
+        "--out",
+        out_s,
+        "--data",
+        SUBSET,
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("model.emb (f32 graph): test accuracy"),
+        "{text}"
     );
+    let emb = out.join("model.emb");
+    let (ok, _, text) = ember(&[
+        "predict",
+        "--model",
+        emb.to_str().unwrap(),
+        "--index",
+        "0",
+        "--data",
+        SUBSET,
+    ]);
+    assert!(ok && text.starts_with("1. "), "{text}");
 
-    // Predict: one line that says what to use instead, status 1.
+    // Predict on the checkpoint: one line that says what to use instead.
     let (ok, code, text) = ember(&["predict", "--model", ckpt_s, "--index", "0"]);
     assert!(!ok && code == Some(1), "{text}");
     assert!(

@@ -3,7 +3,7 @@
 
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use ember_nn_core::deploy::Model;
+use ember_nn_core::deploy::{FormatError, GraphModel, Model};
 use ember_nn_core::nn::{summary, Mlp};
 use ember_nn_core::{Cpu, Memory, Rng};
 use ember_nn_std::checkpoint::Checkpoint;
@@ -1198,7 +1198,11 @@ fn model_bytes(m: &ModelArgs) -> Res<AlignedBytes> {
             return Err(not_a_state_dict());
         }
         let b = AlignedBytes::new(&raw);
-        Model::parse(b.bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+        match Model::parse(b.bytes()) {
+            Err(FormatError::GraphFile) => GraphModel::parse(b.bytes()).map(|_| ()),
+            r => r.map(|_| ()),
+        }
+        .map_err(|e| format!("{}: {e}", path.display()))?;
         return Ok(b);
     }
     if let Ok(c) = Checkpoint::load(path) {
@@ -1670,7 +1674,7 @@ fn export_all(
 fn cmd_export(checkpoint: &Path, out: &Path, data: &DataArgs) -> Res {
     let c = Checkpoint::load(checkpoint).map_err(|e| e.to_string())?;
     if ember_nn_std::cnn::is_preset(&c) {
-        return Err(cnn_cli::NOT_DEPLOYABLE.into());
+        return cnn_cli::export(checkpoint, &c, out, data);
     }
     let (widths, act) = mlp_of(checkpoint, &c)?;
     let info = info_of(checkpoint, &c.meta.model)?;
@@ -1694,7 +1698,7 @@ fn cmd_import(path: &Path, arch: &ArchArgs, names: &NamesArg, out: &Path, data: 
 fn cmd_predict(m: &ModelArgs, image_path: Option<&Path>, index: Option<usize>) -> Res {
     if cnn_cli::preset_checkpoint(&m.model).is_some() {
         return Err(format!(
-            "{}: a checkpoint of the `cnn` preset: `ember predict` runs .emb files, which hold no convolutions yet; `ember eval --model` evaluates it",
+            "{}: a checkpoint of the `cnn` preset: `ember predict` runs .emb files (`ember export --checkpoint` writes its model.emb); `ember eval --model` evaluates it",
             m.model.display()
         ));
     }
@@ -1704,11 +1708,21 @@ fn cmd_predict(m: &ModelArgs, image_path: Option<&Path>, index: Option<usize>) -
         }
     }
     let bytes = model_bytes(m)?;
-    let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
-    let side = (model.input_features() as f64).sqrt() as usize;
+    // A graph file (a CNN's) or a chain of dense layers.
+    let graph = GraphModel::parse(bytes.bytes()).ok();
+    let model = match graph {
+        Some(_) => None,
+        None => Some(Model::parse(bytes.bytes()).map_err(|e| e.to_string())?),
+    };
+    let (n_in, n_out) = match (&graph, &model) {
+        (Some(g), _) => (g.input_features(), g.output_features()),
+        (_, Some(m)) => (m.input_features(), m.output_features()),
+        (None, None) => return Err("not an Ember model".into()),
+    };
+    let side = (n_in as f64).sqrt() as usize;
     let (input, truth) = match (image_path, index) {
         (Some(p), None) => {
-            if side * side != model.input_features() {
+            if side * side != n_in {
                 return Err("the model's input is not a square image".into());
             }
             let img = image::read(p)
@@ -1725,21 +1739,23 @@ fn cmd_predict(m: &ModelArgs, image_path: Option<&Path>, index: Option<usize>) -
         }
         _ => return Err("give either an image file or --index".into()),
     };
-    if input.len() != model.input_features() {
+    if input.len() != n_in {
         return Err(format!(
-            "the model takes {} inputs, the input has {}",
-            model.input_features(),
+            "the model takes {n_in} inputs, the input has {}",
             input.len()
         ));
     }
-    let mut logits = vec![0.0f32; model.output_features()];
-    if model.is_int8() {
+    let mut logits = vec![0.0f32; n_out];
+    if let Some(g) = &graph {
+        let mut s = vec![0.0f32; g.scratch_len()];
+        logits.copy_from_slice(g.infer_f32(&input, &mut s).map_err(|e| e.to_string())?);
+    } else if let Some(model) = model.filter(|m| m.is_int8()) {
         let mut s = vec![0i8; model.scratch_len()];
         let mut q = vec![0i8; model.input_features()];
         model
             .infer_i8(&input, &mut q, &mut s, &mut logits)
             .map_err(|e| e.to_string())?;
-    } else {
+    } else if let Some(model) = model {
         let mut s = vec![0.0f32; model.scratch_len()];
         logits.copy_from_slice(model.infer_f32(&input, &mut s).map_err(|e| e.to_string())?);
     }

@@ -2,18 +2,19 @@
 //! convolutional preset ([`ember_nn_std::cnn`]), apart from the MLP's.
 
 use super::{class_names, load, write_reports, Bar, ModelArgs, Res, TrainArgs};
+use ember_nn_core::deploy::{self, GraphModel};
 use ember_nn_std::checkpoint::Checkpoint;
 use ember_nn_std::cnn;
 use ember_nn_std::data::transform::{
     Compose, GaussianNoise, RandomHorizontalFlip, RandomRotation, RandomShift,
 };
-use ember_nn_std::data::{Dataset, FashionMnist, Split};
+use ember_nn_std::data::{Dataset, FashionMnist, Split, TensorDataset};
 use ember_nn_std::train::{self, Checkpointing};
 use ember_nn_std::{atomic::write_atomic, report, state_dict, Parallel};
 use std::path::Path;
 
-/// What `ember export` says of a checkpoint of the preset.
-pub(crate) const NOT_DEPLOYABLE: &str = "convolutions are not in the deployable format yet";
+/// What the preset's export leaves out, for now.
+const NO_INT8: &str = "int8 for convolutional models: not yet";
 
 /// Batch of `eval`.
 const EVAL_BATCH: usize = 256;
@@ -170,9 +171,75 @@ pub(crate) fn train(a: &TrainArgs) -> Res {
     md.insert("ember.model".to_string(), preset.to_string());
     let bytes = state_dict::to_bytes(&params, Some(md)).map_err(|e| e.to_string())?;
     write_atomic(&out.join("model.safetensors"), &bytes).map_err(|e| e.to_string())?;
+    let file = cnn::f32_file(&params).map_err(|e| e.to_string())?;
+    write_atomic(&out.join("model.emb"), file.bytes()).map_err(|e| e.to_string())?;
+    report_file(file.bytes(), &test, Some(&preds))?;
     eprintln!(
-        "wrote {}: metrics.csv, curves.svg, checkpoint.safetensors, model.safetensors, report.txt ({NOT_DEPLOYABLE}: no .emb)",
+        "wrote {}: metrics.csv, curves.svg, checkpoint.safetensors, model.safetensors, model.emb, report.txt ({NO_INT8})",
         out.display()
     );
     Ok(())
+}
+
+/// `ember export --checkpoint` of a preset's run: the f32 graph file.
+pub(crate) fn export(checkpoint: &Path, c: &Checkpoint, out: &Path, data: &super::DataArgs) -> Res {
+    let file = cnn::f32_file(&c.params).map_err(|e| format!("{}: {e}", checkpoint.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    write_atomic(&out.join("model.emb"), file.bytes()).map_err(|e| e.to_string())?;
+    let test = super::load_quiet(data, Split::Test)?;
+    report_file(file.bytes(), &test, None)?;
+    println!("wrote {}: model.emb ({NO_INT8})", out.display());
+    Ok(())
+}
+
+/// Runs a graph file on every test image (as a device would, through the
+/// deployment kernels) and prints its accuracy, and with the trained
+/// model's predictions, on how many images the two agree.
+fn report_file(bytes: &[u8], test: &TensorDataset, trained: Option<&[usize]>) -> Res {
+    let preds = graph_predictions(bytes, test)?;
+    let right = preds
+        .iter()
+        .zip(test.labels())
+        .filter(|(p, l)| p == l)
+        .count();
+    let n = preds.len().max(1);
+    print!(
+        "model.emb (f32 graph): test accuracy {:.4}",
+        right as f64 / n as f64
+    );
+    if let Some(t) = trained {
+        let same = preds.iter().zip(t).filter(|(a, b)| a == b).count();
+        print!(
+            ", the trained model's class on {same}/{} test images",
+            preds.len()
+        );
+    }
+    println!();
+    Ok(())
+}
+
+/// The class a graph file gives each sample of `data`.
+pub(crate) fn graph_predictions(bytes: &[u8], data: &TensorDataset) -> Res<Vec<usize>> {
+    use rayon::prelude::*;
+    let g = GraphModel::parse(bytes).map_err(|e| e.to_string())?;
+    if data.feature_len() != g.input_features() {
+        return Err(format!(
+            "the model takes {} inputs, the data has {}",
+            g.input_features(),
+            data.feature_len()
+        ));
+    }
+    (0..data.len())
+        .into_par_iter()
+        .map_init(
+            || vec![0.0f32; g.scratch_len()],
+            |scratch, i| {
+                let s = data.get(i).ok_or("a sample outside the data")?;
+                let y = g
+                    .infer_f32(&s.features, scratch)
+                    .map_err(|e| e.to_string())?;
+                Ok(deploy::argmax(y))
+            },
+        )
+        .collect()
 }
