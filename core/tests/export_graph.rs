@@ -4,6 +4,7 @@
 //! version 3, `deploy::GraphModel`), whose reference kernels give the
 //! training graph's outputs; the parser refuses every malformed file.
 
+use ember_nn_core::deploy::GraphCalibration;
 use ember_nn_core::deploy::{self, Activation, Aligned, ExportError, FormatError, GraphModel};
 use ember_nn_core::deploy::{InferError, Model, NodeOp, Probe};
 use ember_nn_core::nn::{
@@ -516,4 +517,169 @@ fn no_edit_of_a_graph_header_makes_parse_or_inference_panic() {
         parsed > 0,
         "some edits (an activation, a parameter) are valid files"
     );
+}
+
+/// The int8 file of the f32 graph `file`, calibrated on `inputs`.
+fn int8_of(file: &[u8], inputs: &[Vec<f32>]) -> (Store, usize) {
+    let g = GraphModel::parse(file).unwrap();
+    let mut calib = GraphCalibration::new();
+    let mut scratch = vec![0.0f32; g.scratch_len()];
+    for x in inputs {
+        calib.observe(&g, x, &mut scratch).unwrap();
+    }
+    let mut q = aligned(deploy::graph_quantized_len(&g));
+    let n = deploy::quantize_graph(&g, &calib, bytes(&mut q)).unwrap();
+    assert_eq!(n, deploy::graph_quantized_len(&g));
+    (q, n)
+}
+
+/// The largest difference between the int8 and the f32 file's outputs on
+/// `inputs`, in steps of the int8 output.
+fn int8_error(f32_file: &[u8], int8_file: &[u8], inputs: &[Vec<f32>]) -> f32 {
+    let (f, q) = (
+        GraphModel::parse(f32_file).unwrap(),
+        GraphModel::parse(int8_file).unwrap(),
+    );
+    assert!(q.is_int8() && !f.is_int8());
+    assert_eq!(q.scratch_len(), f.scratch_len(), "the same plan, in bytes");
+    let mut fs = vec![0.0f32; f.scratch_len()];
+    let mut qs = vec![0i8; q.scratch_len()];
+    let mut qin = vec![0i8; q.input_features()];
+    let mut out = vec![0.0f32; q.output_features()];
+    let step = q.output_quantization().scale;
+    let mut worst = 0.0f32;
+    for x in inputs {
+        let e = f.infer_f32(x, &mut fs).unwrap();
+        q.infer_i8(x, &mut qin, &mut qs, &mut out).unwrap();
+        for (a, b) in out.iter().zip(e) {
+            worst = worst.max((a - b).abs() / step);
+        }
+    }
+    worst
+}
+
+#[test]
+fn int8_graphs_follow_their_f32_files() {
+    // The residual block (an int8 addition with rescaling, a global
+    // average) and the window zoo (SAME, dilation, groups, asymmetric
+    // padding, a folded batch norm, an average pooling counting padding).
+    let mut buf = vec![0.0f32; 1 << 18];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut rng = Rng::new(3);
+    let model = Residual::build(&mut mem, &mut rng).unwrap();
+    randomize(&model, &mut mem, &mut rng);
+    let (mut file, n) = export(&model, &mut mem, |p| {
+        model.forward(p.input((p.rows(), Const::<2>, 6usize, 5usize)))
+    })
+    .unwrap();
+    let file = &bytes(&mut file)[..n];
+    // Calibrated on the inputs it is checked on: no value outside its
+    // range (which would saturate whatever the kernels), so the error is
+    // the kernels' and the quantization's.
+    let xs = inputs(64, 60, 20);
+    let (mut q, qn) = int8_of(file, &xs);
+    let q = &bytes(&mut q)[..qn];
+    let err = int8_error(file, q, &xs);
+    assert!(err <= 4.0, "residual: {err} steps");
+    let ops_q: Vec<_> = ops(q);
+    assert_eq!(ops_q, ops(file), "the same graph");
+
+    type Tiny = (
+        Conv2d<1, 4, 3, 1, 1>,
+        ReLU,
+        MaxPool2d<2>,
+        AvgPool2d<3, 1, 1>,
+        Flatten<64>,
+        Linear<64, 5>,
+    );
+    let tiny = Tiny::build(&mut mem, &mut rng).unwrap();
+    randomize(&tiny, &mut mem, &mut rng);
+    let (mut file, n) = export(&tiny, &mut mem, |p| {
+        tiny.forward(p.input((p.rows(), Const::<1>, Const::<8>, Const::<8>)))
+    })
+    .unwrap();
+    let file = &bytes(&mut file)[..n];
+    let xs = inputs(64, 64, 22);
+    let (mut q, qn) = int8_of(file, &xs);
+    let q = &bytes(&mut q)[..qn];
+    let err = int8_error(file, q, &xs);
+    assert!(err <= 4.0, "tiny: {err} steps");
+    // A pooling keeps its input's quantization: a file that says otherwise
+    // is refused.
+    let g = GraphModel::parse(q).unwrap();
+    let pool = g
+        .nodes()
+        .position(|(h, _)| h.op == NodeOp::MaxPool)
+        .unwrap();
+    let mut edited = aligned(qn);
+    let e = &mut bytes(&mut edited)[..qn];
+    e.copy_from_slice(q);
+    let at = 32 + 96 * pool + 84;
+    e[at] = e[at].wrapping_add(1);
+    recrc(e);
+    assert_eq!(
+        GraphModel::parse(e).unwrap_err(),
+        FormatError::QuantizationChain { layer: pool }
+    );
+    e.copy_from_slice(q);
+    let stem = 32 + 96; // node 1's record
+    e[stem + 80..stem + 84].copy_from_slice(&(-1.0f32).to_le_bytes());
+    recrc(e);
+    assert_eq!(
+        GraphModel::parse(e).unwrap_err(),
+        FormatError::BadQuantization { layer: 1 }
+    );
+    // The f32 entry points refuse int8 files, and the other way round.
+    let mut s = vec![0.0f32; g.scratch_len()];
+    assert_eq!(
+        g.infer_f32(&[0.0; 64], &mut s).unwrap_err(),
+        InferError::WrongDtype
+    );
+}
+
+#[test]
+fn windows_quantize_within_a_few_steps() {
+    let mut buf = vec![0.0f32; 1 << 18];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut rng = Rng::new(9);
+    let opts = |stride, padding, dilation| ConvOptions {
+        stride: [stride; 2],
+        padding,
+        dilation: [dilation; 2],
+        ..ConvOptions::default()
+    };
+    let mut model = Windows {
+        same2: Conv2dWith::new(opts(2, Padding::Same, 1), &mut mem, &mut rng).unwrap(),
+        norm: BatchNorm2d::new(&mut mem).unwrap(),
+        depthwise: DepthwiseConv2d::new(opts(1, Padding::Same, 2), &mut mem, &mut rng).unwrap(),
+        padded: Conv2dWith::new(
+            opts(
+                1,
+                Padding::Explicit {
+                    top: 0,
+                    bottom: 1,
+                    left: 1,
+                    right: 0,
+                },
+                1,
+            ),
+            &mut mem,
+            &mut rng,
+        )
+        .unwrap(),
+        avg: AvgPool2d,
+        head: Linear::build(&mut mem, &mut rng).unwrap(),
+    };
+    randomize(&model, &mut mem, &mut rng);
+    model.eval();
+    let (mut file, n) = export(&model, &mut mem, |p| {
+        model.forward(p.input((p.rows(), Const::<1>, 9usize, 7usize)))
+    })
+    .unwrap();
+    let file = &bytes(&mut file)[..n];
+    let xs = inputs(64, 63, 30);
+    let (mut q, qn) = int8_of(file, &xs);
+    let q = &bytes(&mut q)[..qn];
+    let err = int8_error(file, q, &xs);
+    assert!(err <= 4.0, "windows: {err} steps");
 }

@@ -4,7 +4,9 @@
 //! output is committed, so it only needs running again when a format changes.
 
 use ember_nn_core::deploy::{self, Activation, Calibration, Model};
-use ember_nn_core::nn::{Build, Forward, Linear, Mlp, ReLU, Tanh};
+use ember_nn_core::nn::{
+    AvgPool2d, Build, Conv2d, Flatten, Forward, Linear, MaxPool2d, Mlp, ReLU, Tanh,
+};
 use ember_nn_core::{Const, Cpu, Memory, Rng, Tensor};
 use ember_nn_std::checkpoint::{Checkpoint, Meta};
 use ember_nn_std::config::ActivationKind;
@@ -111,6 +113,38 @@ fn emb(dir: &Path) {
     let (f, q, _) = export::<Deep, _, _>(2);
     put(dir, "deep-f32.emb", &f);
     put(dir, "deep-int8.emb", &q);
+    put(dir, "cnn-f32.emb", &graph_file());
+}
+
+/// A small CNN's graph file (version 3): convolutions with padding and
+/// stride, a max and an average pooling, a dense head.
+fn graph_file() -> Vec<u8> {
+    type Cnn = (
+        Conv2d<1, 2, 3, 1, 1>,
+        ReLU,
+        MaxPool2d<2>,
+        Conv2d<2, 3, 3, 2, 1>,
+        AvgPool2d<2>,
+        Flatten<3>,
+        Linear<3, 2>,
+    );
+    let mut buf = vec![0.0f32; 1 << 16];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let net = Cnn::build(&mut mem, &mut Rng::new(3)).expect("building the CNN");
+    let shape = |n: usize| (n, Const::<1>, Const::<8>, Const::<8>);
+    let plan = deploy::plan(&net, &mut mem, |p| net.forward(p.input(shape(p.rows()))))
+        .expect("tracing the CNN");
+    let mut words = vec![0u32; plan.file_len().div_ceil(4)];
+    let mut scratch = vec![0.0f32; plan.scratch_len()];
+    let n = deploy::export_f32(
+        &net,
+        &mut mem,
+        |p| net.forward(p.input(shape(p.rows()))),
+        ember_fuzz::bytes_mut(&mut words),
+        &mut scratch,
+    )
+    .expect("exporting the CNN");
+    ember_fuzz::bytes(&words)[..n].to_vec()
 }
 
 fn mlp_tensors(widths: &[usize], seed: u64) -> Vec<NamedTensor> {

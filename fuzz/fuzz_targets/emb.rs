@@ -1,4 +1,5 @@
-//! The `.emb` weight format: `Model::parse`, `Model::load::<Net>`, and what a
+//! The `.emb` weight format: `Model::parse`, `Model::load::<Net>`,
+//! `GraphModel::parse` (graph files, version 3), and what a
 //! parsed model admits (inference of every kind, dequantization,
 //! post-training quantization, head replacement, source export) must never
 //! panic, whatever the bytes; what the writers make of a parsed model must
@@ -11,7 +12,8 @@
 
 use ember_fuzz::{aligned, bytes, bytes_mut};
 use ember_nn_core::deploy::{
-    self, crc32, write_model_type, write_rust_source, Calibration, InputStep, Model, QuantParams,
+    self, crc32, write_model_type, write_rust_source, Calibration, GraphModel, InputStep, Model,
+    QuantParams,
 };
 use ember_nn_core::nn::{Linear, ReLU, Tanh};
 use libfuzzer_sys::fuzz_target;
@@ -31,13 +33,43 @@ fuzz_target!(|data: &[u8]| {
         exercise(raw, &model);
         return;
     }
+    if let Ok(graph) = GraphModel::parse(raw) {
+        exercise_graph(&graph);
+        return;
+    }
     if let Some(fixed) = repaired(data) {
         let b = &bytes(&fixed)[..data.len()];
         if let Ok(model) = Model::parse(b) {
             exercise(b, &model);
         }
+        if let Ok(graph) = GraphModel::parse(b) {
+            exercise_graph(&graph);
+        }
     }
 });
+
+/// A graph file (version 3): its nodes, and inference in exactly its
+/// scratch, must not panic; the output is as long as it says.
+fn exercise_graph(graph: &GraphModel<'_>) {
+    let _ = graph.parameter_bytes();
+    for (h, w) in graph.nodes() {
+        let _ = (h.out_len(), w.weight.len());
+    }
+    // Large but valid graphs would make each run slow: bound the work.
+    let work: usize = graph
+        .nodes()
+        .map(|(h, w)| h.out_len().saturating_mul(1 + w.weight.len() / h.out_shape[0].max(1)))
+        .fold(0usize, |a, b| a.saturating_add(b));
+    if work > 1 << 22 {
+        return;
+    }
+    let x: Vec<f32> = (0..graph.input_features())
+        .map(|i| (i % 7) as f32 * 0.375 - 1.0)
+        .collect();
+    let mut scratch = vec![0.0f32; graph.scratch_len()];
+    let y = graph.infer_f32(&x, &mut scratch).expect("a valid graph runs");
+    assert_eq!(y.len(), graph.output_features());
+}
 
 /// `data` with the data length field set to what its length and header
 /// length imply, and the CRC recomputed; `None` when too short for that.

@@ -1070,7 +1070,7 @@ fn input_step(data: &[u8], features: usize, int8: bool) -> Result<InputStep<'_>,
 
 /// Whether every `(multiplier, shift)` pair is in range: a non-negative
 /// multiplier, a shift in `-31..=30`.
-fn requant_ok(requant: &[i32]) -> bool {
+pub(crate) fn requant_ok(requant: &[i32]) -> bool {
     for p in requant.chunks_exact(2) {
         if p[0] < 0 || !(-31..=30).contains(&p[1]) {
             return false;

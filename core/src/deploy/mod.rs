@@ -2,7 +2,13 @@
 //! and int8 inference kernels, post-training quantization, and export as Rust
 //! source.
 //!
-//! The format (version 2, little-endian, every part aligned to 16 bytes):
+//! Two file layouts share the magic and the checks: chains of dense layers
+//! (version 2, below, [`Model`]) and graphs of layers for convolutional
+//! networks (version 3: convolutions, pooling, residual additions,
+//! [`GraphModel`]; f32 for now). Export ([`export_f32`]) writes whichever
+//! the model's forward pass needs.
+//!
+//! The dense format (version 2, little-endian, every part aligned to 16 bytes):
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -154,7 +160,8 @@ pub use format::{
     VERSION,
 };
 pub use graph::{
-    Geometry, GraphModel, NodeHeader, NodeOp, NodeWeights, GRAPH_VERSION, MAX_NODES, NODE_RECORD,
+    graph_quantized_len, quantize_graph, Geometry, GraphCalibration, GraphModel, NodeHeader,
+    NodeOp, GRAPH_VERSION, MAX_NODES, NODE_RECORD,
 };
 pub use infer::{argmax, argmax_i8, InferError};
 pub use int8::{dense_i8, int8_weight_offset, Int8Input};

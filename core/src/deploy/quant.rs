@@ -267,7 +267,7 @@ pub(crate) fn dequantize_bias(unfolded: i64, in_scale: f32, ws: f32) -> f32 {
 
 /// [`quantize_multiplier`] of `in_scale · ws / out_scale` computed in
 /// `f64`, for positive finite `f32` scales.
-fn multiplier_of(in_scale: f32, ws: f32, out_scale: f32) -> (i32, i32) {
+pub(crate) fn multiplier_of(in_scale: f32, ws: f32, out_scale: f32) -> (i32, i32) {
     let ((mi, ei), (mw, ew), (mo, eo)) = (f32_parts(in_scale), f32_parts(ws), f32_parts(out_scale));
     if mi == 0 || mw == 0 || mo == 0 {
         return (0, 0);
@@ -293,7 +293,7 @@ fn multiplier_of(in_scale: f32, ws: f32, out_scale: f32) -> (i32, i32) {
 /// `round(b / (in_scale · ws))` computed in `f64` (half away from zero),
 /// clamped to `[−2^30, 2^30 − 1]`; NaN gives 0; for finite positive scales
 /// (a zero product as `f64` division by zero would).
-fn bias_of(b: f32, in_scale: f32, ws: f32) -> i32 {
+pub(crate) fn bias_of(b: f32, in_scale: f32, ws: f32) -> i32 {
     const HI: u64 = (i32::MAX / 2) as u64;
     const LO: u64 = 1 << 30;
     let ((mi, ei), (mw, ew)) = (f32_parts(in_scale), f32_parts(ws));

@@ -3,33 +3,40 @@
 //! is what was trained.
 //!
 //! [`plan`] runs the caller's forward pass on a few probe rows and walks the
-//! tape back from the output to the probe's input. Each node on that path
+//! tape back from the output to the probe's input. Each node on the way
 //! must be something the format stores:
 //! - a fully connected layer: `linear` / `linear_act` (every `nn::Linear`),
 //!   or a matrix product with a parameter (`x.matmul_t(w)`,
 //!   `x.matmul(w.t())`, `x.matmul(w)`), optionally plus a broadcast
 //!   parameter bias;
-//! - an activation the format knows ([`Activation`]), right after such a
-//!   layer: a field `act: ReLU` and an inline `.relu()` are the same node;
+//! - a convolution (`conv2d`, `conv1d`: every `Conv2d`, `Conv1d`,
+//!   `Conv2dWith`, `DepthwiseConv2d`; stride, padding, dilation, groups),
+//!   a max or average pooling (2-D and 1-D), a global average pooling: each
+//!   is named on the tape by its last node ([`Composite`](crate::graph::Composite));
+//! - an activation the format knows ([`Activation`]) right after a layer, a
+//!   pooling or an addition, whose value nothing else reads: a field
+//!   `act: ReLU` and an inline `.relu()` are the same node;
+//! - a residual addition of two paths of the same size (`x + block(x)`);
 //! - a reshape that keeps the rows (`Flatten`), or a dropout in evaluation
 //!   mode (which records nothing);
-//! - a batch norm ([`BatchNorm1d`](crate::nn::BatchNorm1d)) in evaluation
-//!   mode directly after a `linear` node: it is folded into that layer
-//!   ([`FoldedNorm`]). In training mode, after anything else, or on
-//!   `[N, C, L]` or `[N, C, H, W]` input (`BatchNorm2d`), it is
+//! - a batch norm in evaluation mode directly after a `Linear`
+//!   ([`BatchNorm1d`](crate::nn::BatchNorm1d)) or a convolution
+//!   ([`BatchNorm2d`](crate::nn::BatchNorm2d)): it is folded into that
+//!   layer ([`FoldedNorm`]). In training mode, or after anything else, it is
 //!   unsupported.
 //!
-//! Anything else (a custom op, a residual addition, a second activation in a
-//! row, a constant) is an [`ExportError::Unsupported`] that names the op as
-//! its backward node is named (`ReluBackward`, a custom op's name).
+//! Anything else (a custom op, a product of two paths, a second activation
+//! in a row, a constant) is an [`ExportError::Unsupported`] that names the
+//! op as its backward node is named (`ReluBackward`, a custom op's name).
 //!
-//! [`export_f32`] then writes the file and runs it on the same probe rows
-//! through the deployment kernels ([`Model::infer_f32`]), refusing a file
-//! whose outputs differ from the training graph's by more than rounding
-//! ([`F32_TOLERANCE`]).
+//! A chain of dense layers is written in the dense format (version 2,
+//! [`Model`]); anything else as a graph file (version 3, [`GraphModel`]).
+//! [`export_f32`] writes the file and runs it on the same probe rows
+//! through the deployment kernels, refusing a file whose outputs differ
+//! from the training graph's by more than rounding ([`F32_TOLERANCE`]).
 
 use super::format::{finish, padded, set_field, write_header, FIXED, RECORD};
-use super::graph::{graph_file_len, param_parts, plan_arena, write_graph_header};
+use super::graph::{data_parts, graph_file_len, plan_arena, write_graph_header};
 use super::walk::{PlannedNode, Walk, TRACE_NODES};
 use super::{Activation, FormatError, GraphModel, Model, NodeHeader, NodeOp, MAX_LAYERS};
 use super::{MAX_NODES, NODE_RECORD};
@@ -393,7 +400,7 @@ impl Plan {
     /// Bytes of the f32 file.
     pub fn file_len(&self) -> usize {
         if self.is_graph() {
-            return graph_file_len(&self.headers()).unwrap_or(usize::MAX);
+            return graph_file_len(&self.headers(), false).unwrap_or(usize::MAX);
         }
         let data: usize = self
             .layers
@@ -590,11 +597,11 @@ fn write_graph<B: Backend>(
     let headers = plan.headers();
     let header_len = padded(FIXED + NODE_RECORD * headers.len());
     let data_len = plan.file_len() - 4 - header_len;
-    write_graph_header(out, &headers, plan.arena, data_len)?;
+    write_graph_header(out, &headers, false, plan.arena, data_len)?;
     for (i, node) in plan.nodes.iter().enumerate() {
         let Some(l) = node.params else { continue };
         let bad = FormatError::BadShape { layer: i };
-        let [(w_at, w_len), (b_at, b_len)] = param_parts(&headers, i).ok_or(bad)?;
+        let [(w_at, w_len), (b_at, b_len), ..] = data_parts(&headers, i, false).ok_or(bad)?;
         let (w_at, b_at) = (header_len + w_at, header_len + b_at);
         let (w, b) = out[w_at..b_at + padded(b_len)].split_at_mut(b_at - w_at);
         if w.len() != padded(w_len) {

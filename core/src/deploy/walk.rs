@@ -97,6 +97,8 @@ impl<'g, B: Backend, M: Module + ?Sized> Walk<'g, B, M> {
                 geometry: Geometry::default(),
                 activation: Activation::Identity,
                 arena: 0,
+                out_scale: 0.0,
+                out_zero: 0,
             },
             params: None,
         });
@@ -494,6 +496,8 @@ impl<'g, B: Backend, M: Module + ?Sized> Walk<'g, B, M> {
                 geometry,
                 activation: Activation::Identity,
                 arena: 0,
+                out_scale: 0.0,
+                out_zero: 0,
             },
             params,
         };

@@ -1,9 +1,11 @@
 //! Reading (zero-copy, validated) and writing graph files.
 
-use super::{Geometry, NodeHeader, NodeOp, NodeWeights};
+use super::{Geometry, NodeHeader, NodeOp};
+use crate::deploy::format::requant_ok;
 use crate::deploy::format::{
     padded, rd_f32, rd_u32, view, zero, ALIGN, DTYPE_F32, DTYPE_I8, FIXED, MAGIC,
 };
+use crate::deploy::LayerWeights;
 use crate::deploy::{crc32, Activation, FormatError};
 
 /// The format version of graph files.
@@ -29,6 +31,7 @@ pub struct GraphModel<'a> {
     data: &'a [u8],
     count: usize,
     arena: usize,
+    pub(super) int8: bool,
 }
 
 /// Elements of `[c, h, w]`, if it does not overflow.
@@ -36,19 +39,27 @@ fn numel(s: [usize; 3]) -> Option<usize> {
     s[0].checked_mul(s[1])?.checked_mul(s[2])
 }
 
-/// The bytes of a node's weight and bias (0 for nodes without).
-fn param_bytes(h: &NodeHeader) -> Option<(usize, usize)> {
-    match h.op {
-        NodeOp::Dense => Some((4 * h.in_len().checked_mul(h.out_len())?, 4 * h.out_len())),
-        NodeOp::Conv => {
-            let [o, ..] = h.out_shape;
-            let per = (h.in_shape[0] / h.geometry.groups.max(1))
-                .checked_mul(h.geometry.kernel[0])?
-                .checked_mul(h.geometry.kernel[1])?;
-            Some((4 * o.checked_mul(per)?, 4 * o))
-        }
-        _ => Some((0, 0)),
-    }
+/// The bytes of a node's data parts, in order: weight, bias, and for int8
+/// the per-channel weight scales and `(multiplier, shift)` pairs (an int8
+/// addition has only the pairs, one per input; an int8 global average one
+/// pair). 0 for a part it lacks.
+pub(crate) fn part_bytes(h: &NodeHeader, int8: bool) -> Option<[usize; 4]> {
+    let o = h.out_shape[0];
+    let weights = match h.op {
+        NodeOp::Dense => h.in_len().checked_mul(h.out_len())?,
+        NodeOp::Conv => (h.in_shape[0] / h.geometry.groups.max(1))
+            .checked_mul(h.geometry.kernel[0])?
+            .checked_mul(h.geometry.kernel[1])?
+            .checked_mul(o)?,
+        NodeOp::Add if int8 => return Some([0, 0, 0, 16]),
+        NodeOp::GlobalAvgPool if int8 => return Some([0, 0, 0, 8]),
+        _ => return Some([0; 4]),
+    };
+    Some(if int8 {
+        [weights, 4 * o, 4 * o, 8 * o]
+    } else {
+        [weights.checked_mul(4)?, 4 * o, 0, 0]
+    })
 }
 
 /// Decodes node `i`'s record (no validation).
@@ -71,8 +82,15 @@ fn decode(header: &[u8], i: usize) -> Option<NodeHeader> {
         },
         activation: Activation::decode(rec[1], rd_f32(rec, 4))?,
         arena: rd_u32(rec, 60) as usize,
+        out_scale: rd_f32(rec, QUANT),
+        out_zero: rd_u32(rec, QUANT + 4) as i32,
     })
 }
+
+/// Where the data offsets are in a record: weight, bias, scales, requant.
+const OFFSETS: usize = 64;
+/// Where an int8 node's output quantization is in a record: scale, zero.
+const QUANT: usize = 80;
 
 /// Whether `h`'s shapes and window are what its op computes.
 fn shapes_ok(h: &NodeHeader) -> bool {
@@ -106,10 +124,11 @@ fn shapes_ok(h: &NodeHeader) -> bool {
 impl<'a> GraphModel<'a> {
     /// Validates `bytes` completely and returns a view of the graph in
     /// them; never panics, whatever `bytes` holds. Only the canonical
-    /// layout is accepted, the one the writer produces: data parts in node
+    /// layout is accepted, the one the writers produce: data parts in node
     /// order, 16-byte aligned, zero-padded; reserved bytes zero; every
-    /// node's shapes what its op computes from its input; and an arena
-    /// plan under which no node overwrites a buffer still to be read.
+    /// node's shapes what its op computes from its input; for int8, valid
+    /// quantization with poolings keeping their input's; and an arena plan
+    /// under which no node overwrites a buffer still to be read.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
         if cfg!(target_endian = "big") {
             return Err(FormatError::BigEndian);
@@ -124,12 +143,11 @@ impl<'a> GraphModel<'a> {
         if version != GRAPH_VERSION {
             return Err(FormatError::UnsupportedVersion(version));
         }
-        match bytes[6] {
-            DTYPE_F32 => {}
-            // int8 graph files are not written yet.
-            d @ DTYPE_I8 => return Err(FormatError::BadDtype(d)),
+        let int8 = match bytes[6] {
+            DTYPE_F32 => false,
+            DTYPE_I8 => true,
             d => return Err(FormatError::BadDtype(d)),
-        }
+        };
         let n = bytes[7] as usize;
         if !(2..=MAX_NODES).contains(&n) {
             return Err(FormatError::BadLayerCount(bytes[7]));
@@ -167,6 +185,7 @@ impl<'a> GraphModel<'a> {
             data,
             count: n,
             arena: rd_u32(header, ARENA) as usize,
+            int8,
         };
         model.validate(data_len)?;
         Ok(model)
@@ -192,16 +211,13 @@ impl<'a> GraphModel<'a> {
             if !zero(&rec[2..4])
                 || rd_f32(rec, 4).to_bits() != param.to_bits()
                 || !zero(&rec[58..60])
-                || !zero(&rec[72..NODE_RECORD])
+                || !zero(&rec[QUANT + 8..NODE_RECORD])
+                || (!self.int8 && !zero(&rec[QUANT..QUANT + 8]))
             {
                 return Err(FormatError::Reserved { layer: Some(i) });
             }
             // What it reads: earlier nodes, two for an addition.
-            let reads = match h.op {
-                NodeOp::Input => 0,
-                NodeOp::Add => 2,
-                _ => 1,
-            };
+            let reads = reads(h.op);
             let input_ok = (i == 0) == (h.op == NodeOp::Input)
                 && (0..2).all(|k| {
                     if k < reads {
@@ -235,26 +251,31 @@ impl<'a> GraphModel<'a> {
                 return Err(FormatError::BadActivation { layer });
             }
             len[i] = out_len;
-            // The data: weight, then bias, each where the writer puts it.
-            let (wb, bb) = param_bytes(&h).ok_or(FormatError::BadShape { layer })?;
-            let offsets = [rd_u32(rec, 64) as usize, rd_u32(rec, 68) as usize];
-            if h.op.has_parameters() {
-                for (k, size) in [wb, bb].into_iter().enumerate() {
-                    if offsets[k] != at {
+            // The data parts, each where the writer puts it.
+            let sizes = part_bytes(&h, self.int8).ok_or(FormatError::BadShape { layer })?;
+            for (k, size) in sizes.into_iter().enumerate() {
+                let offset = rd_u32(rec, OFFSETS + 4 * k) as usize;
+                if size == 0 {
+                    if offset != 0 {
                         return Err(FormatError::BadOffset { layer });
                     }
-                    let end = size
-                        .checked_next_multiple_of(ALIGN)
-                        .and_then(|s| at.checked_add(s))
-                        .filter(|&e| e <= data_len)
-                        .ok_or(FormatError::BadOffset { layer })?;
-                    if !zero(&self.data[at + size..end]) {
-                        return Err(FormatError::Reserved { layer: Some(i) });
-                    }
-                    at = end;
+                    continue;
                 }
-            } else if offsets != [0, 0] {
-                return Err(FormatError::BadOffset { layer });
+                if offset != at {
+                    return Err(FormatError::BadOffset { layer });
+                }
+                let end = size
+                    .checked_next_multiple_of(ALIGN)
+                    .and_then(|s| at.checked_add(s))
+                    .filter(|&e| e <= data_len)
+                    .ok_or(FormatError::BadOffset { layer })?;
+                if !zero(&self.data[at + size..end]) {
+                    return Err(FormatError::Reserved { layer: Some(i) });
+                }
+                at = end;
+            }
+            if self.int8 {
+                self.validate_int8(i, &h)?;
             }
             // The arena: the input is read in place.
             if i == 0 {
@@ -301,6 +322,42 @@ impl<'a> GraphModel<'a> {
         Ok(())
     }
 
+    /// An int8 node's quantization: a finite positive output scale and a
+    /// zero point in range; poolings keep their input's; activations that
+    /// are integer (ReLU, the identity); valid requantization pairs and
+    /// weight scales.
+    fn validate_int8(&self, i: usize, h: &NodeHeader) -> Result<(), FormatError> {
+        let layer = i;
+        let bad = FormatError::BadQuantization { layer };
+        let scale_ok = h.out_scale.is_finite() && h.out_scale > 0.0;
+        if !scale_ok || !(-128..=127).contains(&h.out_zero) {
+            return Err(bad);
+        }
+        if !matches!(h.activation, Activation::Identity | Activation::Relu) {
+            return Err(FormatError::ActivationNotBuilt { layer });
+        }
+        if matches!(h.op, NodeOp::MaxPool | NodeOp::AvgPool) {
+            let src = self.node_header(h.inputs[0]);
+            if (src.out_scale.to_bits(), src.out_zero) != (h.out_scale.to_bits(), h.out_zero) {
+                return Err(FormatError::QuantizationChain { layer });
+            }
+        }
+        match self.node(i) {
+            Some((
+                _,
+                LayerWeights::Int8 {
+                    scales, requant, ..
+                },
+            )) => {
+                if !scales.iter().all(|&s| s.is_finite() && s >= 0.0) || !requant_ok(requant) {
+                    return Err(bad);
+                }
+                Ok(())
+            }
+            _ => Err(bad),
+        }
+    }
+
     /// Node `i`'s record, which [`parse`](Self::parse) validated.
     pub(super) fn node_header(&self, i: usize) -> NodeHeader {
         decode(self.header, i).unwrap_or(NodeHeader {
@@ -311,20 +368,37 @@ impl<'a> GraphModel<'a> {
             geometry: Geometry::default(),
             activation: Activation::Identity,
             arena: 0,
+            out_scale: 0.0,
+            out_zero: 0,
         })
     }
 
-    /// Node `i` and its parameters, if there is one.
-    pub fn node(&self, i: usize) -> Option<(NodeHeader, NodeWeights<'a>)> {
+    /// Node `i` and its data (empty slices for what it has none of), if
+    /// there is one.
+    pub fn node(&self, i: usize) -> Option<(NodeHeader, LayerWeights<'a>)> {
         if i >= self.count {
             return None;
         }
         let h = decode(self.header, i)?;
         let r = FIXED + NODE_RECORD * i;
-        let (wb, bb) = param_bytes(&h)?;
-        let weight = view(self.data, rd_u32(self.header, r + 64) as usize, wb / 4, i).ok()?;
-        let bias = view(self.data, rd_u32(self.header, r + 68) as usize, bb / 4, i).ok()?;
-        Some((h, NodeWeights { weight, bias }))
+        let sizes = part_bytes(&h, self.int8)?;
+        let off = |k: usize| rd_u32(self.header, r + OFFSETS + 4 * k) as usize;
+        Some((
+            h,
+            if self.int8 {
+                LayerWeights::Int8 {
+                    weight: view(self.data, off(0), sizes[0], i).ok()?,
+                    bias: view(self.data, off(1), sizes[1] / 4, i).ok()?,
+                    scales: view(self.data, off(2), sizes[2] / 4, i).ok()?,
+                    requant: view(self.data, off(3), sizes[3] / 4, i).ok()?,
+                }
+            } else {
+                LayerWeights::F32 {
+                    weight: view(self.data, off(0), sizes[0] / 4, i).ok()?,
+                    bias: view(self.data, off(1), sizes[1] / 4, i).ok()?,
+                }
+            },
+        ))
     }
 
     /// Nodes, the input included.
@@ -333,8 +407,13 @@ impl<'a> GraphModel<'a> {
     }
 
     /// The nodes in the order they run, the input first.
-    pub fn nodes(&self) -> impl Iterator<Item = (NodeHeader, NodeWeights<'a>)> + '_ {
+    pub fn nodes(&self) -> impl Iterator<Item = (NodeHeader, LayerWeights<'a>)> + '_ {
         (0..self.count).filter_map(|i| self.node(i))
+    }
+
+    /// Whether the weights and activations are int8.
+    pub fn is_int8(&self) -> bool {
+        self.int8
     }
 
     /// The input's `[C, H, W]`.
@@ -352,26 +431,38 @@ impl<'a> GraphModel<'a> {
         rd_u32(self.header, 20) as usize
     }
 
-    /// Floats of scratch inference needs: the arena the file's plan lays
-    /// every activation buffer in (the input is read in place).
+    /// Elements of scratch (`f32` or `i8`) inference needs: the arena the
+    /// file's plan lays every activation buffer in (the input is read in
+    /// place).
     pub fn scratch_len(&self) -> usize {
         self.arena
     }
 
-    /// Bytes of parameters (weights and biases).
+    /// Bytes of parameters (weights, biases, quantization tables).
     pub fn parameter_bytes(&self) -> usize {
-        self.nodes()
-            .map(|(_, w)| 4 * (w.weight.len() + w.bias.len()))
+        (0..self.count)
+            .filter_map(|i| part_bytes(&self.node_header(i), self.int8))
+            .map(|p| p.iter().sum::<usize>())
             .sum()
     }
 }
 
+/// How many nodes an op reads.
+pub(crate) fn reads(op: NodeOp) -> usize {
+    match op {
+        NodeOp::Input => 0,
+        NodeOp::Add => 2,
+        _ => 1,
+    }
+}
+
 /// Bytes of the graph file of `nodes` (`None` if a size overflows).
-pub(crate) fn graph_file_len(nodes: &[NodeHeader]) -> Option<usize> {
+pub(crate) fn graph_file_len(nodes: &[NodeHeader], int8: bool) -> Option<usize> {
     let mut data = 0usize;
     for h in nodes {
-        let (w, b) = param_bytes(h)?;
-        data = data.checked_add(padded(w))?.checked_add(padded(b))?;
+        for p in part_bytes(h, int8)? {
+            data = data.checked_add(p.checked_next_multiple_of(ALIGN)?)?;
+        }
     }
     padded(FIXED + NODE_RECORD * nodes.len())
         .checked_add(data)?
@@ -385,12 +476,7 @@ pub(crate) fn plan_arena(nodes: &mut [NodeHeader]) -> usize {
     let n = nodes.len();
     let mut last_read = [0usize; MAX_NODES];
     for (i, h) in nodes.iter().enumerate() {
-        let reads = match h.op {
-            NodeOp::Input => 0,
-            NodeOp::Add => 2,
-            _ => 1,
-        };
-        for &src in &h.inputs[..reads] {
+        for &src in &h.inputs[..reads(h.op)] {
             last_read[src] = i;
         }
     }
@@ -400,24 +486,21 @@ pub(crate) fn plan_arena(nodes: &mut [NodeHeader]) -> usize {
     let mut arena = 0;
     for i in 1..n {
         let size = nodes[i].out_len();
-        // Candidate offsets: 0 and the end of every live buffer.
         let live = |j: usize| j >= 1 && j < i && last_read[j] >= i;
         let clear = |at: usize, nodes: &[NodeHeader]| {
             (1..i)
                 .filter(|&j| live(j))
                 .all(|j| at + size <= nodes[j].arena || nodes[j].arena + nodes[j].out_len() <= at)
         };
-        let mut best = None;
-        for cand in core::iter::once(0).chain(
-            (1..i)
-                .filter(|&j| live(j))
-                .map(|j| nodes[j].arena + nodes[j].out_len()),
-        ) {
-            if clear(cand, nodes) && best.is_none_or(|b| cand < b) {
-                best = Some(cand);
-            }
-        }
-        let at = best.unwrap_or(0);
+        // Candidates: 0 and the end of every live buffer.
+        let ends = (1..i)
+            .filter(|&j| live(j))
+            .map(|j| nodes[j].arena + nodes[j].out_len());
+        let at = core::iter::once(0)
+            .chain(ends)
+            .filter(|&c| clear(c, nodes))
+            .min()
+            .unwrap_or(0);
         nodes[i].arena = at;
         arena = arena.max(at + size);
     }
@@ -430,6 +513,7 @@ pub(crate) fn plan_arena(nodes: &mut [NodeHeader]) -> usize {
 pub(crate) fn write_graph_header(
     out: &mut [u8],
     nodes: &[NodeHeader],
+    int8: bool,
     arena: usize,
     data_len: usize,
 ) -> Result<usize, FormatError> {
@@ -440,7 +524,7 @@ pub(crate) fn write_graph_header(
     out[..header_len].fill(0);
     out[0..4].copy_from_slice(&MAGIC);
     out[4..6].copy_from_slice(&GRAPH_VERSION.to_le_bytes());
-    out[6] = DTYPE_F32;
+    out[6] = if int8 { DTYPE_I8 } else { DTYPE_F32 };
     out[7] = nodes.len() as u8;
     let put = |out: &mut [u8], at: usize, v: usize| {
         out[at..at + 4].copy_from_slice(&(v as u32).to_le_bytes());
@@ -483,25 +567,38 @@ pub(crate) fn write_graph_header(
             out[r + 36 + 2 * k..r + 38 + 2 * k].copy_from_slice(&v.to_le_bytes());
         }
         put(out, r + 60, h.arena);
-        if h.op.has_parameters() {
-            let (w, b) = param_bytes(h).ok_or(FormatError::BadShape { layer: i })?;
-            put(out, r + 64, at);
-            at += padded(w);
-            put(out, r + 68, at);
-            at += padded(b);
+        let sizes = part_bytes(h, int8).ok_or(FormatError::BadShape { layer: i })?;
+        for (k, size) in sizes.into_iter().enumerate() {
+            if size > 0 {
+                put(out, r + OFFSETS + 4 * k, at);
+                at += padded(size);
+            }
+        }
+        if int8 {
+            out[r + QUANT..r + QUANT + 4].copy_from_slice(&h.out_scale.to_le_bytes());
+            out[r + QUANT + 4..r + QUANT + 8].copy_from_slice(&h.out_zero.to_le_bytes());
         }
     }
     Ok(header_len)
 }
 
-/// Where node `i`'s weight and bias go in the data, `(offset, bytes)` each,
-/// relative to the data's start.
-pub(crate) fn param_parts(nodes: &[NodeHeader], i: usize) -> Option<[(usize, usize); 2]> {
+/// Where node `i`'s data parts go, `(offset, bytes)` each, relative to the
+/// data's start (see [`part_bytes`]).
+pub(crate) fn data_parts(
+    nodes: &[NodeHeader],
+    i: usize,
+    int8: bool,
+) -> Option<[(usize, usize); 4]> {
     let mut at = 0;
     for h in &nodes[..i] {
-        let (w, b) = param_bytes(h)?;
-        at += padded(w) + padded(b);
+        for p in part_bytes(h, int8)? {
+            at += padded(p);
+        }
     }
-    let (w, b) = param_bytes(nodes.get(i)?)?;
-    Some([(at, w), (at + padded(w), b)])
+    let mut parts = [(0, 0); 4];
+    for (k, p) in part_bytes(nodes.get(i)?, int8)?.into_iter().enumerate() {
+        parts[k] = (at, p);
+        at += padded(p);
+    }
+    Some(parts)
 }

@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | 0 | 4 | magic `EMBR` |
 //! | 4 | 2 | format version, 3 ([`GRAPH_VERSION`]) |
-//! | 6 | 1 | dtype: 0 = f32 (int8 graph files are not written yet) |
+//! | 6 | 1 | dtype: 0 = f32, 1 = int8 |
 //! | 7 | 1 | number of nodes `n`, the input included (2 to [`MAX_NODES`]) |
 //! | 8 | 4 | header length `H` |
 //! | 12 | 4 | data length `D` |
@@ -23,7 +23,7 @@
 //! | 24 | 4 | reserved (zero) |
 //! | 28 | 4 | arena length: elements of the activation buffers ([`GraphModel::scratch_len`]) |
 //! | 32 | 96·n | node records ([`NODE_RECORD`] bytes each) |
-//! | H | D | data: each node's weight then bias, 16-byte aligned, zero-padded |
+//! | H | D | data: each node's parts in order, 16-byte aligned, zero-padded |
 //! | H + D | 4 | CRC-32 (IEEE) of bytes `[0, H + D)` |
 //!
 //! A node record:
@@ -38,8 +38,22 @@
 //! | 36 | 22 | geometry (`u16` each): kernel h, w; stride h, w; dilation h, w; padding top, left, bottom, right; groups |
 //! | 58 | 2 | reserved |
 //! | 60 | 4 | where the output lives in the arena (elements) |
-//! | 64 | 8 | data offsets of the weight and the bias (dense and convolution) |
-//! | 72 | 24 | reserved (zero) |
+//! | 64 | 16 | data offsets: weight, bias, int8 weight scales, int8 requantization pairs (0 where absent) |
+//! | 80 | 8 | int8: the output's scale (`f32`) and zero point (`i32`); zero in an f32 file |
+//! | 88 | 8 | reserved (zero) |
+//!
+//! A node's data parts: for a dense layer or a convolution in an f32 file,
+//! its weight (`[out, in]`, `[out, in/groups, k_h, k_w]`) and bias; in an
+//! int8 file, the weight in `i8` (same layout, symmetric per output
+//! channel), the bias in accumulator units (`i32`, input scale × the
+//! channel's weight scale; the input's zero point is subtracted per tap,
+//! not folded in, so that padding is a real zero), the weight scales
+//! (`f32`) and per channel the `(multiplier, shift)` pair that takes the
+//! accumulator to the output's scale. An int8 addition holds two pairs, each
+//! input's scale over the output's times 2^16, and an int8 global average
+//! one, the input's scale over the plane's size and the output's scale.
+//! Max and average poolings have no data, and in int8 keep their input's
+//! quantization.
 //!
 //! Node 0 is the input, read in place. Every other node reads earlier
 //! nodes only (the records are in an order that runs), and every node but
@@ -50,10 +64,12 @@
 //! planner on the device.
 
 mod file;
+mod quant;
 mod run;
 
-pub(crate) use file::{graph_file_len, param_parts, plan_arena, write_graph_header};
+pub(crate) use file::{data_parts, graph_file_len, plan_arena, write_graph_header};
 pub use file::{GraphModel, GRAPH_VERSION, MAX_NODES, NODE_RECORD};
+pub use quant::{graph_quantized_len, quantize_graph, GraphCalibration};
 
 use super::Activation;
 
@@ -171,6 +187,11 @@ pub struct NodeHeader {
     /// Where its output starts in the arena (elements; 0 for the input,
     /// which is read in place).
     pub arena: usize,
+    /// int8: the scale of its output (the input node's: of the model's
+    /// input); 0 in an f32 file.
+    pub out_scale: f32,
+    /// int8: the zero point of its output; 0 in an f32 file.
+    pub out_zero: i32,
 }
 
 impl NodeHeader {
@@ -183,13 +204,4 @@ impl NodeHeader {
     pub fn in_len(&self) -> usize {
         self.in_shape[0] * self.in_shape[1] * self.in_shape[2]
     }
-}
-
-/// A node's parameters, pointing into the file (empty for nodes without).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct NodeWeights<'a> {
-    /// The weight: `[out, in]` (dense) or `[out, in/groups, k_h, k_w]`.
-    pub weight: &'a [f32],
-    /// The bias, `[out]`.
-    pub bias: &'a [f32],
 }

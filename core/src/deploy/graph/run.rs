@@ -1,19 +1,25 @@
-//! f32 inference of a graph file: the portable reference kernels, one per
-//! node op, channel-first (`[C, H, W]` per sample).
+//! Inference of a graph file: the portable reference kernels, one per node
+//! op and data type, channel-first (`[C, H, W]` per sample), and the walk
+//! over the file's arena that feeds them.
 
 use super::{Geometry, GraphModel, NodeHeader, NodeOp};
-use crate::deploy::{dense_f32, InferError};
+use crate::deploy::{dense_f32, requantize, InferError, LayerWeights, QuantParams};
 
-impl GraphModel<'_> {
-    /// Runs an f32 graph on `input` (`C·H·W` features, channel-first, read
-    /// in place); `scratch` must hold [`scratch_len`](Self::scratch_len)
-    /// floats, the arena of the file's plan. Returns the outputs (a slice
-    /// of `scratch`).
-    pub fn infer_f32<'s>(
+/// A node's kernel for [`GraphModel::run`]: the node's index, record and
+/// data, what it reads, and its output.
+type NodeFn<'a, 'f, T> = dyn FnMut(usize, &NodeHeader, LayerWeights<'a>, [&[T]; 2], &mut [T]) -> Result<(), InferError>
+    + 'f;
+
+impl<'a> GraphModel<'a> {
+    /// Runs the nodes in order over the arena `scratch`: `node` computes
+    /// node `i` from what it reads (the input read in place) into its
+    /// output. Returns the last node's output.
+    fn run<'s, T: Copy>(
         &self,
-        input: &[f32],
-        scratch: &'s mut [f32],
-    ) -> Result<&'s [f32], InferError> {
+        input: &[T],
+        scratch: &'s mut [T],
+        node: &mut NodeFn<'a, '_, T>,
+    ) -> Result<&'s [T], InferError> {
         if input.len() != self.input_features() {
             return Err(InferError::InputLength {
                 expected: self.input_features(),
@@ -36,16 +42,13 @@ impl GraphModel<'_> {
             let (left, rest) = scratch.split_at_mut(h.arena);
             let (y, right) = rest.split_at_mut(len);
             let out_end = h.arena + len;
-            let mut src = [&[][..]; 2];
-            for (k, s) in src.iter_mut().enumerate() {
+            let mut src: [&[T]; 2] = [&[], &[]];
+            for (k, s) in src.iter_mut().enumerate().take(super::file::reads(h.op)) {
                 let from = h.inputs[k];
-                if k == 1 && h.op != NodeOp::Add {
-                    break;
-                }
                 *s = if from == 0 {
                     input
                 } else {
-                    let (f, _) = self.node(from).ok_or(bad)?;
+                    let f = self.node_header(from);
                     let (at, l) = (f.arena, f.out_len());
                     if at + l <= h.arena {
                         &left[at..at + l]
@@ -56,10 +59,43 @@ impl GraphModel<'_> {
                     }
                 };
             }
+            node(i, &h, w, src, y)?;
+            last = (h.arena, len);
+        }
+        Ok(&scratch[last.0..last.0 + last.1])
+    }
+
+    /// Runs an f32 graph on `input` (`C·H·W` features, channel-first, read
+    /// in place); `scratch` must hold [`scratch_len`](Self::scratch_len)
+    /// floats, the arena of the file's plan. Returns the outputs (a slice
+    /// of `scratch`).
+    pub fn infer_f32<'s>(
+        &self,
+        input: &[f32],
+        scratch: &'s mut [f32],
+    ) -> Result<&'s [f32], InferError> {
+        self.infer_f32_observed(input, scratch, &mut |_, _| {})
+    }
+
+    /// [`infer_f32`](Self::infer_f32), showing `observe` each node's output
+    /// (its index and values) as it is made: what calibration reads.
+    pub(crate) fn infer_f32_observed<'s>(
+        &self,
+        input: &[f32],
+        scratch: &'s mut [f32],
+        observe: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<&'s [f32], InferError> {
+        if self.int8 {
+            return Err(InferError::WrongDtype);
+        }
+        self.run(input, scratch, &mut |i, h, w, src, y| {
+            let LayerWeights::F32 { weight, bias } = w else {
+                return Err(InferError::WrongDtype);
+            };
             match h.op {
-                NodeOp::Dense => dense_f32(w.weight, w.bias, src[0], y, h.activation),
-                NodeOp::Conv => conv2d(&h, w.weight, w.bias, src[0], y),
-                NodeOp::MaxPool | NodeOp::AvgPool => pool(&h, src[0], y),
+                NodeOp::Dense => dense_f32(weight, bias, src[0], y, h.activation),
+                NodeOp::Conv => conv2d_f32(h, weight, bias, src[0], y),
+                NodeOp::MaxPool | NodeOp::AvgPool => pool_f32(h, src[0], y),
                 NodeOp::GlobalAvgPool => {
                     let plane = h.in_shape[1] * h.in_shape[2];
                     for (v, x) in y.iter_mut().zip(src[0].chunks_exact(plane)) {
@@ -71,11 +107,147 @@ impl GraphModel<'_> {
                         *v = h.activation.apply(a + b);
                     }
                 }
-                NodeOp::Input => return Err(bad),
+                NodeOp::Input => return Err(InferError::LayerCount { layers: i }),
             }
-            last = (h.arena, len);
+            observe(i, y);
+            Ok(())
+        })
+    }
+
+    /// The quantization of the model's input (an int8 file's input node).
+    pub fn input_quantization(&self) -> QuantParams {
+        let h = self.node_header(0);
+        QuantParams {
+            scale: h.out_scale,
+            zero: h.out_zero,
         }
-        Ok(&scratch[last.0..last.0 + last.1])
+    }
+
+    /// The quantization of the model's output (an int8 file's last node).
+    pub fn output_quantization(&self) -> QuantParams {
+        let h = self.node_header(self.node_count() - 1);
+        QuantParams {
+            scale: h.out_scale,
+            zero: h.out_zero,
+        }
+    }
+
+    /// Runs an int8 graph on quantized input (see
+    /// [`input_quantization`](Self::input_quantization)), read in place;
+    /// `scratch` must hold [`scratch_len`](Self::scratch_len) bytes.
+    /// Returns the quantized outputs (a slice of `scratch`).
+    pub fn infer_q8<'s>(
+        &self,
+        input: &[i8],
+        scratch: &'s mut [i8],
+    ) -> Result<&'s [i8], InferError> {
+        if !self.int8 {
+            return Err(InferError::WrongDtype);
+        }
+        self.run(input, scratch, &mut |i, h, w, src, y| {
+            let LayerWeights::Int8 {
+                weight,
+                bias,
+                requant,
+                ..
+            } = w
+            else {
+                return Err(InferError::WrongDtype);
+            };
+            let z_in = self.node_header(h.inputs[0]).out_zero;
+            let floor = match h.activation {
+                crate::deploy::Activation::Relu => h.out_zero,
+                _ => -128,
+            };
+            let out = |acc: i32, o: usize| {
+                let v = requantize(acc, requant[2 * o], requant[2 * o + 1]) + h.out_zero;
+                v.clamp(floor, 127) as i8
+            };
+            match h.op {
+                NodeOp::Dense => {
+                    let k = src[0].len();
+                    for (o, (v, row)) in y.iter_mut().zip(weight.chunks_exact(k)).enumerate() {
+                        let acc = row.iter().zip(src[0]).fold(bias[o], |a, (&w, &x)| {
+                            a.wrapping_add(i32::from(w) * (i32::from(x) - z_in))
+                        });
+                        *v = out(acc, o);
+                    }
+                }
+                NodeOp::Conv => conv2d_i8(h, z_in, weight, bias, src[0], y, &out),
+                NodeOp::MaxPool | NodeOp::AvgPool => pool_i8(h, src[0], y, floor),
+                NodeOp::GlobalAvgPool => {
+                    // Requantized to its own scale: a mean's range is
+                    // narrower than its input's.
+                    let plane = h.in_shape[1] * h.in_shape[2];
+                    for (v, x) in y.iter_mut().zip(src[0].chunks_exact(plane)) {
+                        let sum = x
+                            .iter()
+                            .fold(0i32, |a, &q| a.wrapping_add(i32::from(q) - z_in));
+                        *v = out(sum, 0);
+                    }
+                }
+                NodeOp::Add => {
+                    let zb = self.node_header(h.inputs[1]).out_zero;
+                    for ((v, &a), &b) in y.iter_mut().zip(src[0]).zip(src[1]) {
+                        let a = requantize(i32::from(a) - z_in, requant[0], requant[1]);
+                        let b = requantize(i32::from(b) - zb, requant[2], requant[3]);
+                        let sum = (i64::from(a) + i64::from(b) + (1 << 15)) >> 16;
+                        let v64 = sum + i64::from(h.out_zero);
+                        *v = v64.clamp(i64::from(floor), 127) as i8;
+                    }
+                }
+                NodeOp::Input => return Err(InferError::LayerCount { layers: i }),
+            }
+            Ok(())
+        })
+    }
+
+    /// Quantizes real inputs with the model's input quantization into `out`.
+    pub fn quantize_input(&self, x: &[f32], out: &mut [i8]) -> Result<(), InferError> {
+        if x.len() != self.input_features() || out.len() != x.len() {
+            return Err(InferError::InputLength {
+                expected: self.input_features(),
+                found: x.len(),
+            });
+        }
+        let q = self.input_quantization();
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = (libm::roundf(v / q.scale) as i32 + q.zero).clamp(-128, 127) as i8;
+        }
+        Ok(())
+    }
+
+    /// Runs an int8 graph on real inputs: quantizes `x` into `q` (input
+    /// features long), runs in `scratch`, and writes the real outputs to
+    /// `out` (output features long).
+    pub fn infer_i8(
+        &self,
+        x: &[f32],
+        q: &mut [i8],
+        scratch: &mut [i8],
+        out: &mut [f32],
+    ) -> Result<(), InferError> {
+        if out.len() != self.output_features() {
+            return Err(InferError::OutputLength {
+                expected: self.output_features(),
+            });
+        }
+        self.quantize_input(x, q)?;
+        let y = self.infer_q8(q, scratch)?;
+        let p = self.output_quantization();
+        for (o, &v) in out.iter_mut().zip(y) {
+            *o = (i32::from(v) - p.zero) as f32 * p.scale;
+        }
+        Ok(())
+    }
+}
+
+/// `a / b` rounded half away from zero (`b > 0`).
+fn div_round(a: i32, b: i32) -> i32 {
+    if a >= 0 {
+        (a + b / 2) / b
+    } else {
+        -((-a + b / 2) / b)
     }
 }
 
@@ -95,9 +267,15 @@ fn tap(
         .filter(|&i| i < len)
 }
 
-/// A direct convolution (PyTorch's `F.conv2d`: cross-correlation, zero
-/// padding, dilation, groups).
-fn conv2d(h: &NodeHeader, weight: &[f32], bias: &[f32], x: &[f32], y: &mut [f32]) {
+/// Calls `f(output channel, output index, window)` for every output of a
+/// convolution, where `window(g)` calls `g(weight index, input index)` for
+/// each of its taps on the input (padding skipped): the one loop nest of
+/// both data types' reference convolutions.
+#[inline]
+fn conv_windows(
+    h: &NodeHeader,
+    mut f: impl FnMut(usize, usize, &mut dyn FnMut(&mut dyn FnMut(usize, usize))),
+) {
     let [c, ih, iw] = h.in_shape;
     let [o, oh, ow] = h.out_shape;
     let Geometry {
@@ -109,65 +287,131 @@ fn conv2d(h: &NodeHeader, weight: &[f32], bias: &[f32], x: &[f32], y: &mut [f32]
     } = h.geometry;
     let cg = c / groups;
     let og = o / groups;
-    let taps = cg * kh * kw;
     for oc in 0..o {
         let first = oc / og * cg;
-        let wo = &weight[oc * taps..(oc + 1) * taps];
         for oy in 0..oh {
             for ox in 0..ow {
-                let mut s = bias[oc];
-                for ci in 0..cg {
-                    let plane = &x[(first + ci) * ih * iw..(first + ci + 1) * ih * iw];
-                    for ky in 0..kh {
-                        let Some(iy) = tap(oy, ky, sh, dh, pt, ih) else {
-                            continue;
-                        };
-                        for kx in 0..kw {
-                            if let Some(ix) = tap(ox, kx, sw, dw, pl, iw) {
-                                s += wo[(ci * kh + ky) * kw + kx] * plane[iy * iw + ix];
+                let at = (oc * oh + oy) * ow + ox;
+                f(oc, at, &mut |g: &mut dyn FnMut(usize, usize)| {
+                    for ci in 0..cg {
+                        for ky in 0..kh {
+                            let Some(iy) = tap(oy, ky, sh, dh, pt, ih) else {
+                                continue;
+                            };
+                            for kx in 0..kw {
+                                if let Some(ix) = tap(ox, kx, sw, dw, pl, iw) {
+                                    let wi = ((oc * cg + ci) * kh + ky) * kw + kx;
+                                    g(wi, ((first + ci) * ih + iy) * iw + ix);
+                                }
                             }
                         }
                     }
-                }
-                y[(oc * oh + oy) * ow + ox] = h.activation.apply(s);
+                });
             }
         }
     }
 }
 
+/// A direct convolution (PyTorch's `F.conv2d`: cross-correlation, zero
+/// padding, dilation, groups).
+fn conv2d_f32(h: &NodeHeader, weight: &[f32], bias: &[f32], x: &[f32], y: &mut [f32]) {
+    conv_windows(h, |oc, at, window| {
+        let mut s = bias[oc];
+        window(&mut |wi, xi| s += weight[wi] * x[xi]);
+        y[at] = h.activation.apply(s);
+    });
+}
+
+/// The int8 convolution: per output, the bias plus `w · (x − z_in)` over
+/// the taps on the input (padding is a real zero), requantized by `out`.
+fn conv2d_i8(
+    h: &NodeHeader,
+    z_in: i32,
+    weight: &[i8],
+    bias: &[i32],
+    x: &[i8],
+    y: &mut [i8],
+    out: &dyn Fn(i32, usize) -> i8,
+) {
+    conv_windows(h, |oc, at, window| {
+        let mut acc = bias[oc];
+        window(&mut |wi, xi| {
+            acc = acc.wrapping_add(i32::from(weight[wi]) * (i32::from(x[xi]) - z_in));
+        });
+        y[at] = out(acc, oc);
+    });
+}
+
 /// Max pooling (padding never wins, a NaN does) or average pooling (the
 /// padding's zeros counted: the sum over the whole window's taps).
-fn pool(h: &NodeHeader, x: &[f32], y: &mut [f32]) {
+fn pool_f32(h: &NodeHeader, x: &[f32], y: &mut [f32]) {
+    let max = h.op == NodeOp::MaxPool;
+    let taps = (h.geometry.kernel[0] * h.geometry.kernel[1]) as f32;
+    pool_windows(h, |at, window| {
+        let mut acc = if max { f32::NEG_INFINITY } else { 0.0 };
+        window(&mut |xi| {
+            let v = x[xi];
+            if !max {
+                acc += v;
+            } else if v.is_nan() || v > acc {
+                acc = v;
+            }
+        });
+        if !max {
+            acc /= taps;
+        }
+        y[at] = h.activation.apply(acc);
+    });
+}
+
+/// int8 max pooling, or average pooling with the padding counted as the
+/// zero point (a real zero), rounded half away from zero; the output keeps
+/// the input's quantization, and ReLU is the floor `floor`.
+fn pool_i8(h: &NodeHeader, x: &[i8], y: &mut [i8], floor: i32) {
+    let max = h.op == NodeOp::MaxPool;
+    let taps = (h.geometry.kernel[0] * h.geometry.kernel[1]) as i32;
+    pool_windows(h, |at, window| {
+        let (mut m, mut sum, mut n) = (i32::MIN, 0i32, 0i32);
+        window(&mut |xi| {
+            let v = i32::from(x[xi]);
+            m = m.max(v);
+            sum = sum.wrapping_add(v);
+            n += 1;
+        });
+        let v = if max {
+            m
+        } else {
+            div_round(sum + (taps - n) * h.out_zero, taps)
+        };
+        y[at] = v.clamp(floor, 127) as i8;
+    });
+}
+
+/// Calls `f(output index, window)` for every output of a pooling, where
+/// `window(g)` calls `g` with the input index of each of its taps on the
+/// input (padding skipped; PyTorch's rule on the padding leaves at least one).
+fn pool_windows(h: &NodeHeader, mut f: impl FnMut(usize, &mut dyn FnMut(&mut dyn FnMut(usize)))) {
     let [c, ih, iw] = h.in_shape;
     let [_, oh, ow] = h.out_shape;
     let g = h.geometry;
     let [kh, kw] = g.kernel;
-    let max = h.op == NodeOp::MaxPool;
     for ch in 0..c {
-        let plane = &x[ch * ih * iw..(ch + 1) * ih * iw];
         for oy in 0..oh {
             for ox in 0..ow {
-                let mut acc = if max { f32::NEG_INFINITY } else { 0.0 };
-                for ky in 0..kh {
-                    let Some(iy) = tap(oy, ky, g.stride[0], g.dilation[0], g.pad[0], ih) else {
-                        continue;
-                    };
-                    for kx in 0..kw {
-                        let Some(ix) = tap(ox, kx, g.stride[1], g.dilation[1], g.pad[1], iw) else {
+                let at = (ch * oh + oy) * ow + ox;
+                f(at, &mut |tap_fn: &mut dyn FnMut(usize)| {
+                    for ky in 0..kh {
+                        let Some(iy) = tap(oy, ky, g.stride[0], g.dilation[0], g.pad[0], ih) else {
                             continue;
                         };
-                        let v = plane[iy * iw + ix];
-                        if !max {
-                            acc += v;
-                        } else if v.is_nan() || v > acc {
-                            acc = v;
+                        for kx in 0..kw {
+                            if let Some(ix) = tap(ox, kx, g.stride[1], g.dilation[1], g.pad[1], iw)
+                            {
+                                tap_fn((ch * ih + iy) * iw + ix);
+                            }
                         }
                     }
-                }
-                if !max {
-                    acc /= (kh * kw) as f32;
-                }
-                y[(ch * oh + oy) * ow + ox] = h.activation.apply(acc);
+                });
             }
         }
     }
