@@ -10,7 +10,8 @@ use crate::data::{Dataset, TensorDataset};
 use crate::learner::write_params;
 use crate::state_dict::NamedTensor;
 use ember_nn_core::deploy::{
-    self, Calibration, ExportError, FormatError, InferError, InputStep, Model, Probe,
+    self, Calibration, ExportError, FormatError, GraphCalibration, GraphModel, InferError,
+    InputStep, Model, Probe,
 };
 use ember_nn_core::nn::{Forward, Mlp, Module};
 use ember_nn_core::{Backend, Cpu, Memory, Rng, Shape, Tensor};
@@ -286,14 +287,44 @@ pub fn write_deployables(
 /// Quantizes an f32 weight file to int8, calibrating on up to `samples`
 /// rows of `data`, and checks the result ([`check_int8`]) on up to 16 of
 /// those rows: an int8 file whose outputs leave the quantization bound is
-/// refused, saying by how much.
+/// refused, saying by how much. An f32 graph file (a CNN's) is quantized
+/// per channel ([`deploy::quantize_graph`]), calibrated likewise.
 pub fn int8_file(
     f32_bytes: &AlignedBytes,
     data: &TensorDataset,
     samples: usize,
 ) -> Result<AlignedBytes, DeployError> {
+    if let Ok(graph) = GraphModel::parse(f32_bytes.bytes()) {
+        return int8_graph(&graph, data, samples);
+    }
     let model = Model::parse(f32_bytes.bytes())?;
     quantize_checked(&model, None, data, samples).map(|(bytes, _)| bytes)
+}
+
+/// The int8 file of an f32 graph file (a CNN's), calibrated on the first
+/// `samples` rows of `data`.
+fn int8_graph(
+    graph: &GraphModel<'_>,
+    data: &TensorDataset,
+    samples: usize,
+) -> Result<AlignedBytes, DeployError> {
+    let d = data.feature_len();
+    if d != graph.input_features() {
+        return Err(DeployError::Features {
+            data: d,
+            model: graph.input_features(),
+        });
+    }
+    let mut calib = GraphCalibration::new();
+    let mut scratch = vec![0.0f32; graph.scratch_len()];
+    for row in data.features().chunks_exact(d).take(samples) {
+        calib.observe(graph, row, &mut scratch)?;
+    }
+    let mut out = AlignedBytes::zeroed(deploy::graph_quantized_len(graph));
+    let n = deploy::quantize_graph(graph, &calib, out.bytes_mut())?;
+    out.truncate(n);
+    GraphModel::parse(out.bytes())?;
+    Ok(out)
 }
 
 /// [`int8_file`] of a model trained on standardized features: `f32_bytes`

@@ -62,6 +62,7 @@ fn cnn_trains_evaluates_summarises_and_deploys() {
         "checkpoint.safetensors",
         "model.safetensors",
         "model.emb",
+        "model-int8.emb",
         "report.txt",
     ] {
         assert!(run.join(f).is_file(), "missing {f}");
@@ -76,6 +77,24 @@ fn cnn_trains_evaluates_summarises_and_deploys() {
     let (same, all) = agree.split_once('/').unwrap();
     let all = all.split_whitespace().next().unwrap();
     assert_eq!(same, all, "{line}");
+    // The int8 file: close to the f32 file's accuracy, and mostly its classes.
+    let f32_acc: f32 = line
+        .strip_prefix("model.emb (f32 graph): test accuracy ")
+        .and_then(|l| l.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("model-int8.emb (int8 graph): test accuracy "))
+        .unwrap_or_else(|| panic!("no int8 report in {text}"));
+    let int8_acc: f32 = line
+        .strip_prefix("model-int8.emb (int8 graph): test accuracy ")
+        .and_then(|l| l.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((int8_acc - f32_acc).abs() <= 0.02, "{line}");
     // One epoch on 2,000 images lifts the test accuracy from chance (0.1)
     // well above it, and the training loss below chance's ln 10.
     let trained = accuracy(&text);

@@ -1581,6 +1581,22 @@ fn cmd_eval(m: &ModelArgs) -> Res {
         ));
     }
     let bytes = model_bytes(m)?;
+    if let Ok(g) = GraphModel::parse(bytes.bytes()) {
+        // A CNN's graph file.
+        let test = load(&m.data, Split::Test)?;
+        let preds = cnn_cli::graph_predictions(bytes.bytes(), &test)?;
+        println!(
+            "{} graph model, {} nodes, {} parameter bytes\n",
+            if g.is_int8() { "int8" } else { "f32" },
+            g.node_count(),
+            g.parameter_bytes()
+        );
+        print!(
+            "{}",
+            report::classification_report(test.labels(), &preds, &class_names())
+        );
+        return Ok(());
+    }
     let model = Model::parse(bytes.bytes()).map_err(|e| e.to_string())?;
     let test = load(&m.data, Split::Test)?;
     check_inputs(&model, &test)?;
@@ -1746,7 +1762,12 @@ fn cmd_predict(m: &ModelArgs, image_path: Option<&Path>, index: Option<usize>) -
         ));
     }
     let mut logits = vec![0.0f32; n_out];
-    if let Some(g) = &graph {
+    if let Some(g) = graph.filter(|g| g.is_int8()) {
+        let mut s = vec![0i8; g.scratch_len()];
+        let mut q = vec![0i8; n_in];
+        g.infer_i8(&input, &mut q, &mut s, &mut logits)
+            .map_err(|e| e.to_string())?;
+    } else if let Some(g) = &graph {
         let mut s = vec![0.0f32; g.scratch_len()];
         logits.copy_from_slice(g.infer_f32(&input, &mut s).map_err(|e| e.to_string())?);
     } else if let Some(model) = model.filter(|m| m.is_int8()) {

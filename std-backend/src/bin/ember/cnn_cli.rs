@@ -13,8 +13,8 @@ use ember_nn_std::train::{self, Checkpointing};
 use ember_nn_std::{atomic::write_atomic, report, state_dict, Parallel};
 use std::path::Path;
 
-/// What the preset's export leaves out, for now.
-const NO_INT8: &str = "int8 for convolutional models: not yet";
+/// Training rows the int8 file is calibrated on.
+const CALIBRATION: usize = 1000;
 
 /// Batch of `eval`.
 const EVAL_BATCH: usize = 256;
@@ -171,31 +171,67 @@ pub(crate) fn train(a: &TrainArgs) -> Res {
     md.insert("ember.model".to_string(), preset.to_string());
     let bytes = state_dict::to_bytes(&params, Some(md)).map_err(|e| e.to_string())?;
     write_atomic(&out.join("model.safetensors"), &bytes).map_err(|e| e.to_string())?;
-    let file = cnn::f32_file(&params).map_err(|e| e.to_string())?;
-    write_atomic(&out.join("model.emb"), file.bytes()).map_err(|e| e.to_string())?;
-    report_file(file.bytes(), &test, Some(&preds))?;
+    let calib = train_calibration(&a.data)?;
+    deploy_files(out, &params, &calib, &test, Some(&preds))?;
     eprintln!(
-        "wrote {}: metrics.csv, curves.svg, checkpoint.safetensors, model.safetensors, model.emb, report.txt ({NO_INT8})",
+        "wrote {}: metrics.csv, curves.svg, checkpoint.safetensors, model.safetensors, model.emb, model-int8.emb, report.txt",
         out.display()
     );
     Ok(())
 }
 
-/// `ember export --checkpoint` of a preset's run: the f32 graph file.
-pub(crate) fn export(checkpoint: &Path, c: &Checkpoint, out: &Path, data: &super::DataArgs) -> Res {
-    let file = cnn::f32_file(&c.params).map_err(|e| format!("{}: {e}", checkpoint.display()))?;
+/// The first training rows, to calibrate the int8 file on.
+fn train_calibration(data: &super::DataArgs) -> Res<TensorDataset> {
+    let train = super::load_quiet(data, Split::Train)?;
+    let n = train.len().min(CALIBRATION);
+    Ok(train.split_at(n).0)
+}
+
+/// Writes the preset's f32 and int8 graph files (`model.emb`,
+/// `model-int8.emb`) to `out`, after running each on every test image.
+fn deploy_files(
+    out: &Path,
+    params: &[ember_nn_std::state_dict::NamedTensor],
+    calib: &TensorDataset,
+    test: &TensorDataset,
+    trained: Option<&[usize]>,
+) -> Res {
+    let f32_file = cnn::f32_file(params).map_err(|e| e.to_string())?;
+    let int8_file = ember_nn_std::export::int8_file(&f32_file, calib, CALIBRATION)
+        .map_err(|e| e.to_string())?;
+    let f32_preds = report_file("model.emb (f32 graph)", f32_file.bytes(), test, trained)?;
+    report_file(
+        "model-int8.emb (int8 graph)",
+        int8_file.bytes(),
+        test,
+        Some(&f32_preds),
+    )?;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    write_atomic(&out.join("model.emb"), file.bytes()).map_err(|e| e.to_string())?;
+    write_atomic(&out.join("model.emb"), f32_file.bytes()).map_err(|e| e.to_string())?;
+    write_atomic(&out.join("model-int8.emb"), int8_file.bytes()).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// `ember export --checkpoint` of a preset's run: the f32 and int8 graph
+/// files.
+pub(crate) fn export(checkpoint: &Path, c: &Checkpoint, out: &Path, data: &super::DataArgs) -> Res {
+    let calib = train_calibration(data)?;
     let test = super::load_quiet(data, Split::Test)?;
-    report_file(file.bytes(), &test, None)?;
-    println!("wrote {}: model.emb ({NO_INT8})", out.display());
+    deploy_files(out, &c.params, &calib, &test, None)
+        .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
+    println!("wrote {}: model.emb, model-int8.emb", out.display());
     Ok(())
 }
 
 /// Runs a graph file on every test image (as a device would, through the
-/// deployment kernels) and prints its accuracy, and with the trained
-/// model's predictions, on how many images the two agree.
-fn report_file(bytes: &[u8], test: &TensorDataset, trained: Option<&[usize]>) -> Res {
+/// deployment kernels), prints its accuracy and, given another model's
+/// predictions, on how many images the two agree; returns its predictions.
+fn report_file(
+    name: &str,
+    bytes: &[u8],
+    test: &TensorDataset,
+    other: Option<&[usize]>,
+) -> Res<Vec<usize>> {
     let preds = graph_predictions(bytes, test)?;
     let right = preds
         .iter()
@@ -203,19 +239,18 @@ fn report_file(bytes: &[u8], test: &TensorDataset, trained: Option<&[usize]>) ->
         .filter(|(p, l)| p == l)
         .count();
     let n = preds.len().max(1);
-    print!(
-        "model.emb (f32 graph): test accuracy {:.4}",
-        right as f64 / n as f64
-    );
-    if let Some(t) = trained {
+    print!("{name}: test accuracy {:.4}", right as f64 / n as f64);
+    if let Some(t) = other {
         let same = preds.iter().zip(t).filter(|(a, b)| a == b).count();
-        print!(
-            ", the trained model's class on {same}/{} test images",
-            preds.len()
-        );
+        let whose = if name.contains("int8") {
+            "the f32 file's"
+        } else {
+            "the trained model's"
+        };
+        print!(", {whose} class on {same}/{} test images", preds.len());
     }
     println!();
-    Ok(())
+    Ok(preds)
 }
 
 /// The class a graph file gives each sample of `data`.
@@ -229,16 +264,22 @@ pub(crate) fn graph_predictions(bytes: &[u8], data: &TensorDataset) -> Res<Vec<u
             data.feature_len()
         ));
     }
+    let (scratch, q) = (g.scratch_len(), g.input_features());
     (0..data.len())
         .into_par_iter()
         .map_init(
-            || vec![0.0f32; g.scratch_len()],
-            |scratch, i| {
+            || (vec![0.0f32; scratch], vec![0i8; scratch], vec![0i8; q]),
+            |(fs, qs, qin), i| {
                 let s = data.get(i).ok_or("a sample outside the data")?;
-                let y = g
-                    .infer_f32(&s.features, scratch)
-                    .map_err(|e| e.to_string())?;
-                Ok(deploy::argmax(y))
+                if g.is_int8() {
+                    g.quantize_input(&s.features, qin)
+                        .map_err(|e| e.to_string())?;
+                    let y = g.infer_q8(qin, qs).map_err(|e| e.to_string())?;
+                    Ok(deploy::argmax_i8(y))
+                } else {
+                    let y = g.infer_f32(&s.features, fs).map_err(|e| e.to_string())?;
+                    Ok(deploy::argmax(y))
+                }
             },
         )
         .collect()
