@@ -55,6 +55,51 @@
 //! Max and average poolings have no data, and in int8 keep their input's
 //! quantization.
 //!
+//! ```
+//! use ember_nn_core::deploy::{self, Aligned, GraphCalibration, GraphModel, NodeOp};
+//! use ember_nn_core::nn::{Build, Conv2d, Flatten, Forward, Linear, MaxPool2d, ReLU};
+//! use ember_nn_core::prelude::*;
+//! type Cnn = (Conv2d<1, 4, 3, 1, 1>, ReLU, MaxPool2d<2>, Flatten<64>, Linear<64, 3>);
+//!
+//! let mut buf = vec![0.0f32; 1 << 16];
+//! let mut mem = Memory::new(&Cpu, &mut buf[..]);
+//! let cnn = Cnn::build(&mut mem, &mut Rng::new(0))?;
+//! let mut file = Box::new(Aligned([0u8; 4096]));
+//! let mut scratch = [0.0f32; 512];
+//! let n = deploy::export_f32(
+//!     &cnn,
+//!     &mut mem,
+//!     |p| cnn.forward(p.input((p.rows(), Const::<1>, Const::<8>, Const::<8>))),
+//!     &mut file.0,
+//!     &mut scratch,
+//! )
+//! .expect("exports");
+//! let graph = GraphModel::parse(&file.0[..n]).expect("valid");
+//! let ops: Vec<NodeOp> = graph.nodes().map(|(h, _)| h.op).collect();
+//! assert_eq!(ops, [NodeOp::Input, NodeOp::Conv, NodeOp::MaxPool, NodeOp::Dense]);
+//!
+//! // f32 inference in exactly the file's arena: the convolution's 4×8×8
+//! // map and the pooling's 4×4×4.
+//! let mut arena = vec![0.0f32; graph.scratch_len()];
+//! assert_eq!(arena.len(), 256 + 64);
+//! let image = [0.5f32; 64];
+//! let logits = graph.infer_f32(&image, &mut arena).expect("runs");
+//! assert_eq!(logits.len(), 3);
+//!
+//! // int8, calibrated on sample inputs.
+//! let mut calib = GraphCalibration::new();
+//! for i in 0..8 {
+//!     let x: Vec<f32> = (0..64).map(|j| ((i * 7 + j) % 10) as f32 / 10.0).collect();
+//!     calib.observe(&graph, &x, &mut arena).expect("runs");
+//! }
+//! let mut q = Box::new(Aligned([0u8; 4096]));
+//! let qn = deploy::quantize_graph(&graph, &calib, &mut q.0).expect("quantizes");
+//! let int8 = GraphModel::parse(&q.0[..qn]).expect("valid");
+//! let (mut qin, mut qarena, mut out) = ([0i8; 64], vec![0i8; int8.scratch_len()], [0.0f32; 3]);
+//! int8.infer_i8(&image, &mut qin, &mut qarena, &mut out).expect("runs");
+//! # Ok::<(), ember_nn_core::Error>(())
+//! ```
+//!
 //! Node 0 is the input, read in place. Every other node reads earlier
 //! nodes only (the records are in an order that runs), and every node but
 //! the last (the output) is read by a later one. The arena plan is in the
