@@ -12,8 +12,8 @@
 
 use ember_fuzz::{aligned, bytes, bytes_mut};
 use ember_nn_core::deploy::{
-    self, crc32, write_model_type, write_rust_source, Calibration, GraphModel, InputStep, Model,
-    QuantParams,
+    self, crc32, write_model_type, write_rust_source, Calibration, GraphCalibration, GraphModel,
+    InputStep, LayerWeights, Model, QuantParams,
 };
 use ember_nn_core::nn::{Linear, ReLU, Tanh};
 use libfuzzer_sys::fuzz_target;
@@ -48,17 +48,23 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// A graph file (version 3): its nodes, and inference in exactly its
-/// scratch, must not panic; the output is as long as it says.
+/// A graph file (version 3): its nodes, inference in exactly its scratch
+/// (f32, or int8 on quantized input), and for an f32 file calibration and
+/// quantization (whose result must parse and run), must not panic; the
+/// output is as long as it says.
 fn exercise_graph(graph: &GraphModel<'_>) {
     let _ = graph.parameter_bytes();
-    for (h, w) in graph.nodes() {
-        let _ = (h.out_len(), w.weight.len());
-    }
+    let weights = |w: LayerWeights<'_>| match w {
+        LayerWeights::F32 { weight, .. } => weight.len(),
+        LayerWeights::Int8 { weight, .. } => weight.len(),
+    };
     // Large but valid graphs would make each run slow: bound the work.
     let work: usize = graph
         .nodes()
-        .map(|(h, w)| h.out_len().saturating_mul(1 + w.weight.len() / h.out_shape[0].max(1)))
+        .map(|(h, w)| {
+            let taps = 1 + weights(w) / h.out_shape[0].max(1);
+            h.out_len().saturating_mul(taps)
+        })
         .fold(0usize, |a, b| a.saturating_add(b));
     if work > 1 << 22 {
         return;
@@ -66,9 +72,28 @@ fn exercise_graph(graph: &GraphModel<'_>) {
     let x: Vec<f32> = (0..graph.input_features())
         .map(|i| (i % 7) as f32 * 0.375 - 1.0)
         .collect();
+    if graph.is_int8() {
+        let mut q = vec![0i8; graph.input_features()];
+        let mut scratch = vec![0i8; graph.scratch_len()];
+        let mut out = vec![0.0f32; graph.output_features()];
+        graph
+            .infer_i8(&x, &mut q, &mut scratch, &mut out)
+            .expect("a valid int8 graph runs");
+        return;
+    }
     let mut scratch = vec![0.0f32; graph.scratch_len()];
     let y = graph.infer_f32(&x, &mut scratch).expect("a valid graph runs");
     assert_eq!(y.len(), graph.output_features());
+    let mut calib = GraphCalibration::new();
+    if calib.observe(graph, &x, &mut scratch).is_err() {
+        return;
+    }
+    let len = deploy::graph_quantized_len(graph);
+    let mut words = vec![0u32; len.div_ceil(4)];
+    if let Ok(n) = deploy::quantize_graph(graph, &calib, bytes_mut(&mut words)) {
+        let q = GraphModel::parse(&bytes(&words)[..n]).expect("a quantized graph parses");
+        exercise_graph(&q);
+    }
 }
 
 /// `data` with the data length field set to what its length and header
