@@ -108,6 +108,7 @@
 //! so inference runs in exactly [`GraphModel::scratch_len`] floats with no
 //! planner on the device.
 
+mod conv;
 mod file;
 mod quant;
 mod run;

@@ -2,7 +2,7 @@
 //! op and data type, channel-first (`[C, H, W]` per sample), and the walk
 //! over the file's arena that feeds them.
 
-use super::{Geometry, GraphModel, NodeHeader, NodeOp};
+use super::{conv, GraphModel, NodeHeader, NodeOp};
 use crate::deploy::{dense_f32, requantize, InferError, LayerWeights, QuantParams};
 
 /// A node's kernel for [`GraphModel::run`]: the node's index, record and
@@ -267,59 +267,19 @@ fn tap(
         .filter(|&i| i < len)
 }
 
-/// Calls `f(output channel, output index, window)` for every output of a
-/// convolution, where `window(g)` calls `g(weight index, input index)` for
-/// each of its taps on the input (padding skipped): the one loop nest of
-/// both data types' reference convolutions.
-#[inline]
-fn conv_windows(
-    h: &NodeHeader,
-    mut f: impl FnMut(usize, usize, &mut dyn FnMut(&mut dyn FnMut(usize, usize))),
-) {
-    let [c, ih, iw] = h.in_shape;
-    let [o, oh, ow] = h.out_shape;
-    let Geometry {
-        kernel: [kh, kw],
-        stride: [sh, sw],
-        dilation: [dh, dw],
-        pad: [pt, pl, ..],
-        groups,
-    } = h.geometry;
-    let cg = c / groups;
-    let og = o / groups;
-    for oc in 0..o {
-        let first = oc / og * cg;
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let at = (oc * oh + oy) * ow + ox;
-                f(oc, at, &mut |g: &mut dyn FnMut(usize, usize)| {
-                    for ci in 0..cg {
-                        for ky in 0..kh {
-                            let Some(iy) = tap(oy, ky, sh, dh, pt, ih) else {
-                                continue;
-                            };
-                            for kx in 0..kw {
-                                if let Some(ix) = tap(ox, kx, sw, dw, pl, iw) {
-                                    let wi = ((oc * cg + ci) * kh + ky) * kw + kx;
-                                    g(wi, ((first + ci) * ih + iy) * iw + ix);
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        }
-    }
-}
-
-/// A direct convolution (PyTorch's `F.conv2d`: cross-correlation, zero
+/// A convolution in f32 (PyTorch's `F.conv2d`: cross-correlation, zero
 /// padding, dilation, groups).
 fn conv2d_f32(h: &NodeHeader, weight: &[f32], bias: &[f32], x: &[f32], y: &mut [f32]) {
-    conv_windows(h, |oc, at, window| {
-        let mut s = bias[oc];
-        window(&mut |wi, xi| s += weight[wi] * x[xi]);
-        y[at] = h.activation.apply(s);
-    });
+    let act = h.activation;
+    conv::conv2d(
+        h,
+        weight,
+        x,
+        y,
+        |o| bias[o],
+        |a, w, x| a + w * x,
+        |a, _| act.apply(a),
+    );
 }
 
 /// The int8 convolution: per output, the bias plus `w · (x − z_in)` over
@@ -333,13 +293,15 @@ fn conv2d_i8(
     y: &mut [i8],
     out: &dyn Fn(i32, usize) -> i8,
 ) {
-    conv_windows(h, |oc, at, window| {
-        let mut acc = bias[oc];
-        window(&mut |wi, xi| {
-            acc = acc.wrapping_add(i32::from(weight[wi]) * (i32::from(x[xi]) - z_in));
-        });
-        y[at] = out(acc, oc);
-    });
+    conv::conv2d(
+        h,
+        weight,
+        x,
+        y,
+        |o| bias[o],
+        |a: i32, w: i8, x: i8| a.wrapping_add(i32::from(w) * (i32::from(x) - z_in)),
+        out,
+    );
 }
 
 /// Max pooling (padding never wins, a NaN does) or average pooling (the
