@@ -70,9 +70,13 @@ pub(super) fn conv2d<X: Copy, W: Copy, A: Copy, Y>(
                             let off = kx * dw;
                             let (lo, hi) = columns(off, pl, sw, iw, ow);
                             let (lo, hi) = (lo.max(ox0), hi.min(ox0 + n));
-                            for ox in lo..hi {
-                                let a = &mut acc[ox - ox0];
-                                *a = mac(*a, w, row[ox * sw + off - pl]);
+                            if lo >= hi {
+                                continue;
+                            }
+                            // Zipped slices: no index tests in the loop.
+                            let xs = row[lo * sw + off - pl..].iter().step_by(sw);
+                            for (a, &xv) in acc[lo - ox0..hi - ox0].iter_mut().zip(xs) {
+                                *a = mac(*a, w, xv);
                             }
                         }
                     }
