@@ -50,3 +50,36 @@ fn quantize_of_a_tiny_activation_range_writes_a_file_that_parses() {
     let q = Model::parse(&as_bytes(&out)[..n]);
     assert!(q.is_ok(), "{q:?}");
 }
+
+/// A graph file (version 3) whose int8 form requantized an accumulator to
+/// `i32::MAX` (the requantization saturates) and then added the output's
+/// zero point: an overflow (a panic with overflow checks). The zero point
+/// is now added saturating, and the clamp to `i8` gives 127.
+#[test]
+fn an_int8_graph_whose_requantization_saturates_runs() {
+    use deploy::{GraphCalibration, GraphModel};
+    let file = include_bytes!("data/fuzz/emb-graph-requant-saturates.emb");
+    let words = aligned(file);
+    let graph = GraphModel::parse(&as_bytes(&words)[..file.len()]).expect("the input parses");
+    let x: Vec<f32> = (0..graph.input_features())
+        .map(|i| (i % 7) as f32 * 0.375 - 1.0)
+        .collect();
+    let run_int8 = |g: &GraphModel<'_>| {
+        let mut q = vec![0i8; g.input_features()];
+        let mut scratch = vec![0i8; g.scratch_len()];
+        let mut out = vec![0.0f32; g.output_features()];
+        g.infer_i8(&x, &mut q, &mut scratch, &mut out)
+            .expect("runs");
+    };
+    if graph.is_int8() {
+        run_int8(&graph);
+        return;
+    }
+    let mut scratch = vec![0.0f32; graph.scratch_len()];
+    let mut calib = GraphCalibration::new();
+    calib.observe(&graph, &x, &mut scratch).expect("runs");
+    let mut words = vec![0u32; deploy::graph_quantized_len(&graph).div_ceil(4)];
+    let n = deploy::quantize_graph(&graph, &calib, as_bytes_mut(&mut words)).expect("quantizes");
+    let q = GraphModel::parse(&as_bytes(&words)[..n]).expect("parses");
+    run_int8(&q);
+}

@@ -160,7 +160,8 @@ impl<'a> GraphModel<'a> {
                 _ => -128,
             };
             let out = |acc: i32, o: usize| {
-                let v = requantize(acc, requant[2 * o], requant[2 * o + 1]) + h.out_zero;
+                let v =
+                    requantize(acc, requant[2 * o], requant[2 * o + 1]).saturating_add(h.out_zero);
                 v.clamp(floor, 127) as i8
             };
             match h.op {
