@@ -244,7 +244,7 @@ impl<'a> GraphModel<'a> {
 }
 
 /// `a / b` rounded half away from zero (`b > 0`).
-fn div_round(a: i32, b: i32) -> i32 {
+fn div_round(a: i64, b: i64) -> i64 {
     if a >= 0 {
         (a + b / 2) / b
     } else {
@@ -332,21 +332,22 @@ fn pool_f32(h: &NodeHeader, x: &[f32], y: &mut [f32]) {
 /// the input's quantization, and ReLU is the floor `floor`.
 fn pool_i8(h: &NodeHeader, x: &[i8], y: &mut [i8], floor: i32) {
     let max = h.op == NodeOp::MaxPool;
-    let taps = (h.geometry.kernel[0] * h.geometry.kernel[1]) as i32;
+    // At most 65,535² taps (the format's kernel sizes are 16-bit): i64.
+    let taps = (h.geometry.kernel[0] as i64 * h.geometry.kernel[1] as i64).max(1);
     pool_windows(h, |at, window| {
-        let (mut m, mut sum, mut n) = (i32::MIN, 0i32, 0i32);
+        let (mut m, mut sum, mut n) = (i32::MIN, 0i64, 0i64);
         window(&mut |xi| {
             let v = i32::from(x[xi]);
             m = m.max(v);
-            sum = sum.wrapping_add(v);
+            sum += i64::from(v);
             n += 1;
         });
         let v = if max {
-            m
+            i64::from(m)
         } else {
-            div_round(sum + (taps - n) * h.out_zero, taps)
+            div_round(sum + (taps - n) * i64::from(h.out_zero), taps)
         };
-        y[at] = v.clamp(floor, 127) as i8;
+        y[at] = v.clamp(i64::from(floor), 127) as i8;
     });
 }
 
