@@ -456,3 +456,59 @@ fn rust_source_keeps_the_tables() {
         assert_eq!(o1.map(f32::to_bits), o2.map(f32::to_bits));
     }
 }
+
+type TanhHead = (Linear<6, 16>, ReLU, Linear<16, 4>, Tanh);
+
+/// The write-back of a fine-tuned head whose activation is a table keeps
+/// the table and the quantization it was made for; the new weights lead to
+/// its pre-activation.
+#[test]
+fn a_retrained_head_keeps_its_table() {
+    let (_, _, q, qn) = files::<TanhHead, 4>(8);
+    let model = Model::load::<TanhHead>(&bytes(&q)[..qn]).unwrap();
+    let (h, w) = model.layer(1).unwrap();
+    let LayerWeights::Int8 { table: Some(t), .. } = w else {
+        panic!("no table");
+    };
+    let mut wf = vec![0.0f32; 64];
+    let mut bf = vec![0.0f32; 4];
+    model.dequantize_layer(1, &mut wf, &mut bf).unwrap();
+    let mut scratch = vec![0u8; deploy::int8_layer_len(16, 4)];
+    let mut file = Vec::new();
+    // `qout` is not used for a layer with a table (still checked).
+    let qout = QuantParams::from_range(-3.0, 3.0);
+    let n = deploy::write_with_last_layer(&model, &wf, &bf, qout, &mut scratch, &mut |p| {
+        file.extend_from_slice(p);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n, qn);
+    let mut words = vec![0u32; n.div_ceil(4)];
+    bytes_mut(&mut words)[..n].copy_from_slice(&file);
+    let written = Model::load::<TanhHead>(&bytes(&words)[..n]).unwrap();
+    let (h2, w2) = written.layer(1).unwrap();
+    assert_eq!((h2.out_scale, h2.out_zero), (h.out_scale, h.out_zero));
+    let LayerWeights::Int8 { table: Some(t2), .. } = w2 else {
+        panic!("the table is lost");
+    };
+    assert_eq!(t2, t);
+    // The same layer written back: the same outputs (within a step).
+    let (mut s1, mut s2) = (vec![0i8; 32], vec![0i8; 32]);
+    let (mut q1, mut q2) = ([0i8; 6], [0i8; 6]);
+    let (mut o1, mut o2) = ([0.0f32; 4], [0.0f32; 4]);
+    for s in 0..8 {
+        let x: Vec<f32> = (0..6).map(|j| input(s * 6 + j + 1)).collect();
+        model.infer_i8(&x, &mut q1, &mut s1, &mut o1).unwrap();
+        written.infer_i8(&x, &mut q2, &mut s2, &mut o2).unwrap();
+        for (a, b) in o1.iter().zip(&o2) {
+            assert!((a - b).abs() <= 1.01 * h.out_scale, "{a} vs {b}");
+        }
+    }
+    // A bad `qout` is still refused.
+    let bad = QuantParams {
+        scale: 0.0,
+        zero: 0,
+    };
+    let r = deploy::write_with_last_layer(&model, &wf, &bf, bad, &mut scratch, &mut |_| Ok(()));
+    assert_eq!(r, Err(FormatError::BadQuantization { layer: 1 }));
+}
