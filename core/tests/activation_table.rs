@@ -123,11 +123,11 @@ fn quantize_writes_a_table_exactly_for_the_other_activations() {
         scale: h.out_scale,
         zero: h.out_zero,
     };
-    assert_eq!(*t.values, activation_table(Activation::Tanh, t.pre, out));
+    assert_eq!(t.values, activation_table(Activation::Tanh, t.pre(), out));
     let at = table_at(b);
     assert_eq!(at % 16, 0);
-    assert_eq!(f32::from_bits(rd(b, at)), t.pre.scale);
-    assert_eq!(rd(b, at + 4) as i32, t.pre.zero);
+    assert_eq!(f32::from_bits(rd(b, at)), t.pre_scale);
+    assert_eq!(rd(b, at + 4) as i32, t.pre_zero);
     assert!(b[at + 8..at + 16].iter().all(|&x| x == 0));
     assert_eq!(requant.len(), 16);
     // Tanh over the calibrated pre-activation range: increasing, in range.
@@ -242,12 +242,15 @@ fn layer_tables_are_validated() {
     static B: [i32; 1] = [5];
     static S: [f32; 1] = [0.02];
     static R: [i32; 2] = [1 << 30, -3];
-    static T: [i8; 256] = [0; 256];
-    let table = |scale, zero| {
-        Some(ActivationTable {
-            pre: QuantParams { scale, zero },
-            values: &T,
-        })
+    let tables: Vec<ActivationTable> =
+        [(0.05, 3), (0.0, 0), (f32::NAN, 0), (0.1, 128), (0.1, -129)]
+            .into_iter()
+            .map(|(scale, zero)| ActivationTable::new(QuantParams { scale, zero }, [0; 256]))
+            .collect();
+    let table = |scale: f32, zero: i32| {
+        tables
+            .iter()
+            .find(|t| t.pre_scale.to_bits() == scale.to_bits() && t.pre_zero == zero)
     };
     let layer = |act, table| {
         [(
@@ -381,7 +384,7 @@ proptest! {
         prop_assert_eq!(rd(data, t + 4) as i32, pre.zero);
         let values: [i8; 256] = core::array::from_fn(|i| data[t + 16 + i] as i8);
         prop_assert_eq!(values, activation_table(act, pre, out));
-        let table = ActivationTable { pre, values: &values };
+        let table = ActivationTable::new(pre, values);
         let h = LayerHeader {
             in_features: n,
             out_features: rows,
@@ -394,7 +397,7 @@ proptest! {
         let tolerance = 1.0 + slope * pre.scale / (2.0 * out.scale) + 1e-3;
         for x in &xs {
             let mut y = vec![0i8; rows];
-            deploy::dense_i8(&weight, &bias, &requant, Some(table), x, &mut y, &h);
+            deploy::dense_i8(&weight, &bias, &requant, Some(&table), x, &mut y, &h);
             for o in 0..rows {
                 // The accumulator in the kernels' units, from the file's data.
                 let mut acc = bias[o];
@@ -430,7 +433,7 @@ fn rust_source_keeps_the_tables() {
     let model = Model::load::<Net>(&bytes(&q)[..qn]).unwrap();
     let mut src = String::new();
     deploy::write_rust_source(&model, &mut src).unwrap();
-    assert!(src.contains("L1_TABLE: [i8; 256]"));
+    assert!(src.contains("static L1_TABLE: ActivationTable = ActivationTable::new("));
     assert!(src.contains("table: None"));
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -488,7 +491,10 @@ fn a_retrained_head_keeps_its_table() {
     let written = Model::load::<TanhHead>(&bytes(&words)[..n]).unwrap();
     let (h2, w2) = written.layer(1).unwrap();
     assert_eq!((h2.out_scale, h2.out_zero), (h.out_scale, h.out_zero));
-    let LayerWeights::Int8 { table: Some(t2), .. } = w2 else {
+    let LayerWeights::Int8 {
+        table: Some(t2), ..
+    } = w2
+    else {
         panic!("the table is lost");
     };
     assert_eq!(t2, t);

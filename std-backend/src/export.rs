@@ -522,7 +522,7 @@ fn f32_with_int8_bound(
             // pre-activation's quantization, and the table rounds the output.
             next_err[o] = match table {
                 Some(t) => {
-                    let (s, z) = (t.pre.scale, t.pre.zero);
+                    let (s, z) = (t.pre_scale, t.pre_zero);
                     let (plo, phi) = (s * (-128 - z) as f32, s * (127 - z) as f32);
                     let pclip = (plo - pre_act[o]).max(pre_act[o] - phi).max(0.0);
                     slope * (pre + s / 2.0 + pclip) + hq.out_scale / 2.0 + clip

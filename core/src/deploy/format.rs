@@ -311,7 +311,7 @@ pub enum LayerWeights<'a> {
         requant: &'a [i32],
         /// The activation as a table, for an activation other than ReLU
         /// and the identity (and only then).
-        table: Option<ActivationTable<'a>>,
+        table: Option<&'a ActivationTable>,
     },
 }
 
@@ -319,25 +319,49 @@ pub enum LayerWeights<'a> {
 /// is quantized (as TFLite Micro does): the accumulator is requantized to
 /// an int8 pre-activation `q` (quantization [`pre`](Self::pre)), and the
 /// output is `values[q + 128]`. Entry `i` is
-/// `saturate(round(f(pre.scale · (i − 128 − pre.zero)) / out_scale) + out_zero)`;
-/// a device only looks it up, so every target gives the same bytes.
+/// `saturate(round(f(pre_scale · (i − 128 − pre_zero)) / out_scale) + out_zero)`
+/// ([`activation_table`](super::activation_table)); a device only looks it
+/// up, so every target gives the same bytes.
 ///
 /// In a file: one more part after the layer's requantization pairs, at
-/// the next 16-byte boundary ([`FILE_LEN`](Self::FILE_LEN) bytes): the
-/// pre-activation scale (`f32`) and zero point (`i32`), 8 zero bytes, the
-/// 256 entries (`i8`).
+/// the next 16-byte boundary, laid out as this type is
+/// ([`FILE_LEN`](Self::FILE_LEN) bytes, read in place): the pre-activation
+/// scale (`f32`) and zero point (`i32`), 8 zero bytes, the 256 entries.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ActivationTable<'a> {
-    /// The pre-activation's quantization (scale finite and positive, zero
-    /// point in `-128..=127`).
-    pub pre: QuantParams,
+pub struct ActivationTable {
+    /// The pre-activation's scale (finite, positive).
+    pub pre_scale: f32,
+    /// The pre-activation's zero point (`-128..=127`).
+    pub pre_zero: i32,
+    reserved: [u8; 8],
     /// The outputs, indexed by the pre-activation `q + 128`.
-    pub values: &'a [i8; 256],
+    pub values: [i8; 256],
 }
 
-impl ActivationTable<'_> {
-    /// Bytes of a table's part in a file.
+const _: () = assert!(core::mem::size_of::<ActivationTable>() == ActivationTable::FILE_LEN);
+
+impl ActivationTable {
+    /// Bytes of a table's part in a file (the size of this type).
     pub const FILE_LEN: usize = 272;
+
+    /// A table of `values` for a pre-activation quantized by `pre`.
+    pub const fn new(pre: QuantParams, values: [i8; 256]) -> Self {
+        ActivationTable {
+            pre_scale: pre.scale,
+            pre_zero: pre.zero,
+            reserved: [0; 8],
+            values,
+        }
+    }
+
+    /// The pre-activation's quantization.
+    pub fn pre(&self) -> QuantParams {
+        QuantParams {
+            scale: self.pre_scale,
+            zero: self.pre_zero,
+        }
+    }
 
     /// Whether an int8 layer with `activation` has a table: every
     /// activation but ReLU and the identity (which the kernels compute in
@@ -355,7 +379,12 @@ impl ActivationTable<'_> {
 
     /// Whether the pre-activation quantization is valid.
     fn valid(&self) -> bool {
-        self.pre.scale.is_finite() && self.pre.scale > 0.0 && (-128..=127).contains(&self.pre.zero)
+        self.pre_scale.is_finite() && self.pre_scale > 0.0 && (-128..=127).contains(&self.pre_zero)
+    }
+
+    /// Whether the reserved bytes are zero.
+    fn reserved_zero(&self) -> bool {
+        self.reserved == [0; 8]
     }
 }
 
@@ -495,6 +524,10 @@ trait Pod: Copy {}
 impl Pod for i8 {}
 impl Pod for i32 {}
 impl Pod for f32 {}
+// SAFETY (for `view`): `repr(C)` of f32, i32, [u8; 8] and [i8; 256], no
+// padding (its size is the sum, asserted above), alignment 4; any bit
+// pattern is a valid value of each field.
+impl Pod for ActivationTable {}
 
 /// The data parts of a layer as the writer lays them out, `(offset, bytes)`
 /// each, from `at` (relative to the data): weight, bias, and for int8 the
@@ -561,16 +594,8 @@ fn decode_layer<'a>(
                 .and_then(|b| b.checked_next_multiple_of(ALIGN))
                 .and_then(|b| b.checked_add(off(3)))
                 .ok_or(FormatError::BadOffset { layer: l })?;
-            let values = view::<i8>(data, at.saturating_add(16), 256, l)?;
-            Some(ActivationTable {
-                pre: QuantParams {
-                    scale: rd_f32(data, at),
-                    zero: rd_i32(data, at + 4),
-                },
-                values: values
-                    .try_into()
-                    .map_err(|_| FormatError::BadOffset { layer: l })?,
-            })
+            let part = view::<ActivationTable>(data, at, 1, l)?;
+            Some(part.first().ok_or(FormatError::BadOffset { layer: l })?)
         } else {
             None
         };
@@ -702,11 +727,10 @@ impl<'a> Model<'a> {
                     }
                     // The table's part: its offset is implied; 8 zero bytes
                     // after the pre-activation quantization.
-                    if !zero(
-                        data.get(off + 8..off + 16)
-                            .ok_or(FormatError::BadOffset { layer: l })?,
-                    ) {
-                        return Err(FormatError::Reserved { layer: Some(l) });
+                    if let LayerWeights::Int8 { table: Some(t), .. } = w {
+                        if !t.reserved_zero() {
+                            return Err(FormatError::Reserved { layer: Some(l) });
+                        }
                     }
                     off + size
                 } else if int8 || k < 2 {

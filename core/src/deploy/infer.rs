@@ -340,7 +340,7 @@ impl Model<'_> {
                 weight,
                 bias,
                 requant,
-                table: table.map(|t| (t.values, t.pre.zero)),
+                table: table.map(|t| (&t.values, t.pre_zero)),
                 header: &h,
                 out_flip: if i == last { 0 } else { 0x80 },
             };

@@ -696,7 +696,7 @@ pub fn write_with_last_layer(
         },
         None => qout,
     };
-    let qreq = table.map_or(qout, |t| t.pre);
+    let qreq = table.map_or(qout, |t| t.pre());
     quantize_parts(
         weight,
         bias,

@@ -159,9 +159,21 @@ pub fn write_rust_source(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
                     F2(i64::from(v), None)
                 })?;
                 if let Some(t) = table {
-                    array(w, &format_name(i, "TABLE"), "i8", t.values, |v| {
-                        F2(i64::from(v), None)
-                    })?;
+                    writeln!(
+                        w,
+                        "static {}: ActivationTable = ActivationTable::new(QuantParams {{ scale: {}, zero: {} }}, [",
+                        format_name(i, "TABLE"),
+                        F(t.pre_scale),
+                        t.pre_zero
+                    )?;
+                    for chunk in t.values.chunks(12) {
+                        w.write_str("   ")?;
+                        for &v in chunk {
+                            write!(w, " {v},")?;
+                        }
+                        w.write_str("\n")?;
+                    }
+                    writeln!(w, "]);")?;
                 }
             }
         }
@@ -195,13 +207,7 @@ pub fn write_rust_source(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
                     format_name(i, "REQUANT")
                 )?;
                 match table {
-                    Some(t) => write!(
-                        w,
-                        "Some(ActivationTable {{ pre: QuantParams {{ scale: {}, zero: {} }}, values: &{} }}) }}",
-                        F(t.pre.scale),
-                        t.pre.zero,
-                        format_name(i, "TABLE")
-                    )?,
+                    Some(_) => write!(w, "Some(&{}) }}", format_name(i, "TABLE"))?,
                     None => w.write_str("None }")?,
                 }
             }

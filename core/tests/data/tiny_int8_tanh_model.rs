@@ -48,7 +48,7 @@ static L1_REQUANT: [i32; 16] = [
     1211383093, -8, 1189417360, -8, 1197178872, -8, 1161624714, -8, 1209830217, -8, 1135101703, -8,
     2131864730, -9, 1146789408, -8,
 ];
-static L1_TABLE: [i8; 256] = [
+static L1_TABLE: ActivationTable = ActivationTable::new(QuantParams { scale: 0.0045654536, zero: 35 }, [
     -128, -127, -126, -126, -125, -124, -123, -123, -122, -121, -121, -120,
     -119, -118, -118, -117, -116, -115, -115, -114, -113, -112, -112, -111,
     -110, -109, -109, -108, -107, -106, -105, -105, -104, -103, -102, -101,
@@ -71,7 +71,7 @@ static L1_TABLE: [i8; 256] = [
     100, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112,
     113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124,
     125, 125, 126, 127,
-];
+]);
 static L2_WEIGHT: [i8; 32] = [
     -107, -24, -80, -94, 44, 127, 77, 105, -90, 29, 47, -115,
     -67, -100, -127, -19, 81, -71, 18, -127, 69, 29, -24, 99,
@@ -90,6 +90,6 @@ static L2_REQUANT: [i32; 8] = [
 /// The model's layers; run them with `Model::from_layers(&LAYERS)`.
 pub static LAYERS: [(LayerHeader, LayerWeights<'static>); 3] = [
     (LayerHeader { in_features: 6, out_features: 16, activation: Activation::Relu, in_scale: 0.011764706, in_zero: -1, out_scale: 0.0051204027, out_zero: -128 }, LayerWeights::Int8 { weight: &L0_WEIGHT, bias: &L0_BIAS, scales: &L0_SCALES, requant: &L0_REQUANT, table: None }),
-    (LayerHeader { in_features: 16, out_features: 8, activation: Activation::Tanh, in_scale: 0.0051204027, in_zero: -128, out_scale: 0.0040336596, out_zero: 29 }, LayerWeights::Int8 { weight: &L1_WEIGHT, bias: &L1_BIAS, scales: &L1_SCALES, requant: &L1_REQUANT, table: Some(ActivationTable { pre: QuantParams { scale: 0.0045654536, zero: 35 }, values: &L1_TABLE }) }),
+    (LayerHeader { in_features: 16, out_features: 8, activation: Activation::Tanh, in_scale: 0.0051204027, in_zero: -128, out_scale: 0.0040336596, out_zero: 29 }, LayerWeights::Int8 { weight: &L1_WEIGHT, bias: &L1_BIAS, scales: &L1_SCALES, requant: &L1_REQUANT, table: Some(&L1_TABLE) }),
     (LayerHeader { in_features: 8, out_features: 4, activation: Activation::Identity, in_scale: 0.0040336596, in_zero: 29, out_scale: 0.0036265177, out_zero: -10 }, LayerWeights::Int8 { weight: &L2_WEIGHT, bias: &L2_BIAS, scales: &L2_SCALES, requant: &L2_REQUANT, table: None }),
 ];

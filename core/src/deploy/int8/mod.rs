@@ -100,7 +100,7 @@ pub fn dense_i8<X: Int8Input>(
     weight: &[i8],
     bias: &[i32],
     requant: &[i32],
-    table: Option<ActivationTable<'_>>,
+    table: Option<&ActivationTable>,
     x: &[X],
     y: &mut [i8],
     h: &LayerHeader,
@@ -109,7 +109,7 @@ pub fn dense_i8<X: Int8Input>(
         weight,
         bias,
         requant,
-        table: table.map(|t| (t.values, t.pre.zero)),
+        table: table.map(|t| (&t.values, t.pre_zero)),
         header: h,
         out_flip: 0,
     };
@@ -403,14 +403,15 @@ mod tests {
             let acts = [Activation::Relu, Activation::Identity, Activation::Tanh];
             let h = header(acts[usize::from(act)], 7);
             let values: [i8; 256] = core::array::from_fn(|i| (i as i32 * 37 % 256 - 128) as i8);
-            let table = ActivationTable { pre: QuantParams { scale: 0.03, zero: -5 }, values: &values };
+            let table = ActivationTable::new(QuantParams { scale: 0.03, zero: -5 }, values);
+            let table = &table;
             let table = (h.activation != Activation::Relu && h.activation != Activation::Identity)
                 .then_some(table);
             let requant: Vec<i32> = (0..rows).flat_map(|i| [1_300_000_000 + i as i32, -6]).collect();
             for out_flip in [0, 0x80] {
                 let layer = Int8Layer {
                     weight: &weight, bias: &bias, requant: &requant,
-                    table: table.map(|t| (t.values, t.pre.zero)),
+                    table: table.map(|t| (&t.values, t.pre_zero)),
                     header: &h, out_flip,
                 };
                 for flip in [0, 0x80] {
