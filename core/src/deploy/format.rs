@@ -895,6 +895,10 @@ impl<'a> Model<'a> {
     }
 
     /// Layer `i`, if there is one.
+    // Inlined: a layer is 68 bytes, which a call would return through a
+    // copy (`memcpy`, linked for it alone on a microcontroller); inlined,
+    // its callers read the fields they use.
+    #[inline]
     pub fn layer(&self, i: usize) -> Option<(LayerHeader, LayerWeights<'a>)> {
         if i >= self.count {
             return None;

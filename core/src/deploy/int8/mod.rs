@@ -179,30 +179,27 @@ impl Int8Layer<'_, '_> {
     /// The output byte of row `o` from its accumulator.
     #[inline(always)]
     fn output(&self, o: usize, acc: i32) -> u8 {
+        let h = self.header;
         let (m, s) = match self.requant.get(2 * o..2 * o + 2) {
             Some(&[m, s]) => (m, s),
             _ => (0, 0),
         };
-        self.epilogue(requantize(acc, m, s))
-    }
-
-    /// The output byte of a requantized accumulator `q`: plus the output
-    /// zero point (floored at it for ReLU) and saturated, or looked up in
-    /// the activation table.
-    #[inline(always)]
-    fn epilogue(&self, q: i32) -> u8 {
-        let h = self.header;
         let floor = match h.activation {
             Activation::Relu => h.out_zero,
             Activation::Identity => i32::MIN,
-            _ => return self.lookup(q),
+            _ => return self.table_output(acc, m, s),
         };
-        self.store(q.saturating_add(h.out_zero).max(floor))
+        self.store(requantize(acc, m, s).saturating_add(h.out_zero).max(floor))
     }
 
-    /// `q`, the requantized pre-activation, through the activation table.
-    #[inline(always)]
-    fn lookup(&self, q: i32) -> u8 {
+    /// The output byte of accumulator `acc` for an activation other than
+    /// ReLU and the identity: requantized by `(m, s)` to the
+    /// pre-activation, looked up in the activation table. Out of line (as
+    /// [`Self::table_block`]): the kernels inline their ReLU and identity
+    /// epilogues, and the table paths cost flash only once.
+    #[inline(never)]
+    fn table_output(&self, acc: i32, m: i32, s: i32) -> u8 {
+        let q = requantize(acc, m, s);
         match self.table {
             Some((values, zero)) => {
                 (ActivationTable::lookup(values, zero, q) as u8) ^ self.out_flip
@@ -210,6 +207,14 @@ impl Int8Layer<'_, '_> {
             // Never reached: `Model::parse` and `Model::from_layers` refuse
             // such a layer without a table.
             None => self.store(self.header.out_zero),
+        }
+    }
+
+    /// [`Self::output_block`] through the activation table.
+    #[inline(never)]
+    fn table_block(&self, acc: [i32; 4], rq: &[i32], out: &mut [u8]) {
+        for ((o, a), p) in out.iter_mut().zip(acc).zip(rq.chunks_exact(2)) {
+            *o = self.table_output(a, p[0], p[1]);
         }
     }
 
@@ -233,12 +238,7 @@ impl Int8Layer<'_, '_> {
         let floor = match h.activation {
             Activation::Relu => h.out_zero,
             Activation::Identity => i32::MIN,
-            _ => {
-                for ((o, a), p) in out.iter_mut().zip(acc).zip(rq.chunks_exact(2)) {
-                    *o = self.lookup(requantize(a, p[0], p[1]));
-                }
-                return;
-            }
+            _ => return self.table_block(acc, rq, out),
         };
         for ((o, a), p) in out.iter_mut().zip(acc).zip(rq.chunks_exact(2)) {
             *o = self.store(
