@@ -518,3 +518,34 @@ fn a_retrained_head_keeps_its_table() {
     let r = deploy::write_with_last_layer(&model, &wf, &bf, bad, &mut scratch, &mut |_| Ok(()));
     assert_eq!(r, Err(FormatError::BadQuantization { layer: 1 }));
 }
+
+/// With an input step, the file keeps both the step and the table.
+#[test]
+fn an_input_step_and_a_table_go_together() {
+    let (f, fnb, q, qn) = files::<Net, 4>(9);
+    let model = Model::parse(&bytes(&f)[..fnb]).unwrap();
+    let mut calib = Calibration::new();
+    let mut scratch = vec![0.0f32; model.scratch_len()];
+    for s in 0..16 {
+        let x: Vec<f32> = (0..6).map(|j| input(s * 6 + j)).collect();
+        calib.observe(&model, &x, &mut scratch).unwrap();
+    }
+    let offset = [0.5f32, -1.0, 0.0, 2.0, 0.25, -0.5];
+    let scale = [1.0f32, 2.0, 0.5, 4.0, 1.5, 3.0];
+    let step = deploy::InputStep {
+        offset: &offset,
+        scale: &scale,
+    };
+    let len = deploy::quantized_len(&model) + deploy::InputStep::file_len(6);
+    let mut words = vec![0u32; len.div_ceil(4)];
+    let n = deploy::quantize_with_input_step(&model, &calib, step, bytes_mut(&mut words)).unwrap();
+    let b = &bytes(&words)[..n];
+    assert_eq!(b[24], 3, "both flags");
+    let stepped = Model::load::<Net>(b).unwrap();
+    assert_eq!(stepped.input_step(), Some(step));
+    // The same layers as without the step (the step only precedes them).
+    let plain = Model::load::<Net>(&bytes(&q)[..qn]).unwrap();
+    for (a, p) in stepped.layers().zip(plain.layers()) {
+        assert_eq!(a, p);
+    }
+}
