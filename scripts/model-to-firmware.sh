@@ -51,9 +51,7 @@
 #      autoencoder the host's f32 outputs bit for bit (same code both sides).
 #   Options of this mode besides the above: --test FILE, --test-fraction F,
 #   --split-seed S and --header auto|yes|no go to both `ember train` and the
-#   xtask; --count N; --activation NAME as for `ember train` (with
-#   --checkpoint, name the model's activation if it is not ReLU, for the
-#   int8 build's features).
+#   xtask; --count N; --activation NAME as for `ember train`.
 #   Example: scripts/model-to-firmware.sh --data std-backend/tests/data/tables/wine.csv \
 #              --scale standard --out runs/wine-firmware
 #
@@ -105,9 +103,6 @@ while [ $# -gt 0 ]; do
     *) train+=("$1"); shift ;;
   esac
 done
-# int8 activations other than ReLU and the identity need the f32 math linked.
-features=""
-case ${activation:-relu} in relu|identity|none) ;; *) features=int8-float-activations ;; esac
 
 ember() { cargo run -q --release -p ember-nn-std --bin ember -- "$@"; }
 
@@ -153,7 +148,7 @@ if [ -n "$data" ] && [ -f "$data" ]; then
     --checkpoint "$(realpath "$checkpoint")" "${rows[@]}" --header "$header" --count "$count"
 
   step "firmware: build and run under QEMU (${targets[*]})"
-  EMBER_FIRMWARE_MODELS=$(realpath "$models") EMBER_FIRMWARE_FEATURES=$features \
+  EMBER_FIRMWARE_MODELS=$(realpath "$models") \
     scripts/run-firmware.sh "${targets[@]}"
   exit 0
 fi
@@ -194,5 +189,5 @@ if [ "$(realpath "$models")" = "$(realpath firmware-example/models)" ]; then
 fi
 
 step "firmware: build and run under QEMU"
-EMBER_FIRMWARE_MODELS=$(realpath "$models") EMBER_FIRMWARE_FEATURES=$features \
+EMBER_FIRMWARE_MODELS=$(realpath "$models") \
   scripts/run-firmware.sh "${targets[@]}"

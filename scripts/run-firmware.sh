@@ -22,8 +22,7 @@
 # EMBER_QEMU_TIMEOUT sets QEMU's time limit in seconds (default 120).
 # EMBER_FIRMWARE_MODELS: the model directory the firmware embeds (default
 # firmware-example/models; see firmware-example/build.rs).
-# EMBER_FIRMWARE_FEATURES: extra cargo features of ember-firmware (e.g.
-# int8-float-activations, for an int8 model with tanh or sigmoid layers).
+# EMBER_FIRMWARE_FEATURES: extra cargo features of ember-firmware.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

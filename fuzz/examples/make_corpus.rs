@@ -110,9 +110,11 @@ fn emb(dir: &Path) {
     put(dir, "small-f32.emb", &f);
     put(dir, "small-int8.emb", &q);
     put(dir, "small-int8-step.emb", &s);
-    let (f, q, _) = export::<Deep, _, _>(2);
+    // Tanh: the int8 files have an activation table (flag bit 1).
+    let (f, q, s) = export::<Deep, _, _>(2);
     put(dir, "deep-f32.emb", &f);
     put(dir, "deep-int8.emb", &q);
+    put(dir, "deep-int8-step.emb", &s);
     put(dir, "cnn-f32.emb", &graph_file());
 }
 

@@ -12,8 +12,8 @@
 
 use ember_fuzz::{aligned, bytes, bytes_mut};
 use ember_nn_core::deploy::{
-    self, crc32, write_model_type, write_rust_source, Calibration, GraphCalibration, GraphModel,
-    InputStep, LayerWeights, Model, QuantParams,
+    self, crc32, write_model_type, write_rust_source, ActivationTable, Calibration,
+    GraphCalibration, GraphModel, InputStep, LayerWeights, Model, QuantParams,
 };
 use ember_nn_core::nn::{Linear, ReLU, Tanh};
 use libfuzzer_sys::fuzz_target;
@@ -187,6 +187,20 @@ fn quantized(model: &Model<'_>, x: &[f32]) {
             q.is_ok(),
             "quantize wrote a file that does not parse: {q:?}"
         );
+        // A table exactly for the activations other than ReLU and the
+        // identity, and the file runs.
+        if let Ok(q) = q {
+            for (h, w) in q.layers() {
+                let has = matches!(w, LayerWeights::Int8 { table: Some(_), .. });
+                assert_eq!(has, ActivationTable::needed(h.activation), "{h:?}");
+            }
+            let mut scratch = vec![0i8; q.scratch_len()];
+            let mut qx = vec![0i8; x.len()];
+            let mut out = vec![0.0f32; q.output_features()];
+            assert!(q.infer_i8(x, &mut qx, &mut scratch, &mut out).is_ok());
+            let mut text = String::new();
+            assert!(write_rust_source(&q, &mut text).is_ok());
+        }
     }
     // With an input step: the file parses and keeps it.
     let offset: Vec<f32> = x.iter().map(|v| v * 3.0).collect();

@@ -481,6 +481,7 @@ fn f32_with_int8_bound(
                 weight: qw,
                 bias: qb,
                 scales,
+                table,
                 ..
             },
         ) = (wf, wq)
@@ -491,8 +492,17 @@ fn f32_with_int8_bound(
         if (hq.in_features, hq.out_features) != (n_in, n_out) || hq.activation != hf.activation {
             return Err(layers());
         }
-        let mut next = vec![0.0f32; n_out];
-        deploy::dense_f32(weight, bias, &cur, &mut next, hf.activation);
+        // The pre-activation, then the activation (the same bits as
+        // `dense_f32` with it).
+        let mut pre_act = vec![0.0f32; n_out];
+        deploy::dense_f32(
+            weight,
+            bias,
+            &cur,
+            &mut pre_act,
+            deploy::Activation::Identity,
+        );
+        let next: Vec<f32> = pre_act.iter().map(|&v| hf.activation.apply(v)).collect();
         let slope = lipschitz(hf.activation);
         let (lo, hi) = (
             hq.out_scale * (-128 - hq.out_zero) as f32,
@@ -538,8 +548,18 @@ fn f32_with_int8_bound(
             pre += db;
             let clip = (lo - next[o]).max(next[o] - hi).max(0.0);
             // The activation's slope, then the rounding of the rescale and of
-            // the output, and what clipping to the output's range cuts.
-            next_err[o] = slope * (pre + hq.out_scale / 2.0) + hq.out_scale / 2.0 + clip;
+            // the output, and what clipping to the output's range cuts. With
+            // an activation table, the rescale rounds (and clips) to the
+            // pre-activation's quantization, and the table rounds the output.
+            next_err[o] = match table {
+                Some(t) => {
+                    let (s, z) = (t.pre_scale, t.pre_zero);
+                    let (plo, phi) = (s * (-128 - z) as f32, s * (127 - z) as f32);
+                    let pclip = (plo - pre_act[o]).max(pre_act[o] - phi).max(0.0);
+                    slope * (pre + s / 2.0 + pclip) + hq.out_scale / 2.0 + clip
+                }
+                None => slope * (pre + hq.out_scale / 2.0) + hq.out_scale / 2.0 + clip,
+            };
         }
         cur = next;
         err = next_err;

@@ -14,7 +14,7 @@
 //!   `qemu/memory.x`. (Not from this directory: the linker would take a
 //!   `memory.x` here before any other.)
 
-use ember_nn_core::deploy::{FormatError, Model};
+use ember_nn_core::deploy::Model;
 use std::fmt::Write as _;
 use std::{env, fs, path::PathBuf};
 
@@ -24,21 +24,16 @@ fn main() {
     let input_path = path_from_env("EMBER_INPUT", "model/input.txt");
 
     // The file, 4-byte aligned as the firmware reads it, parsed and checked
-    // (CRC, layout) by the same code. Without the `int8-float-activations`
-    // feature an int8 model with tanh, sigmoid, ... layers is refused here.
+    // (CRC, layout) by the same code. An int8 model written before int8
+    // activations were tables (tanh, sigmoid, ... layers) is refused here:
+    // the error says to quantize it again.
     let bytes = fs::read(&model_path).unwrap_or_else(|e| fail(&model_path, e));
     let mut words = vec![0u32; bytes.len().div_ceil(4)];
     // SAFETY: the words' bytes, borrowed uniquely; u8 has no alignment or validity rules.
     let aligned =
         unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 4 * words.len()) };
     aligned[..bytes.len()].copy_from_slice(&bytes);
-    let model = Model::parse(&aligned[..bytes.len()]).unwrap_or_else(|e| match e {
-        FormatError::ActivationNotBuilt { .. } => fail(
-            &model_path,
-            format!("{e} (build with `--features int8-float-activations`)"),
-        ),
-        e => fail(&model_path, e),
-    });
+    let model = Model::parse(&aligned[..bytes.len()]).unwrap_or_else(|e| fail(&model_path, e));
 
     let text = fs::read_to_string(&input_path).unwrap_or_else(|e| fail(&input_path, e));
     let input: Vec<f32> = text

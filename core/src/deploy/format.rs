@@ -1,6 +1,6 @@
 //! Reading (zero-copy, validated) and writing the deployable weight format.
 
-use super::{crc32, Activation};
+use super::{crc32, Activation, QuantParams};
 use crate::nn::{Layer, LayerKind, Module, Signature};
 
 /// The format version this crate writes. It reads it, and version 1 f32
@@ -16,9 +16,12 @@ pub(crate) const ALIGN: usize = 16;
 pub(crate) const DTYPE_F32: u8 = 0;
 pub(crate) const DTYPE_I8: u8 = 1;
 /// The flags byte (offset 24): bit 0, an int8 file standardizes its real
-/// inputs ([`InputStep`]) before quantizing them; the other bits are zero.
+/// inputs ([`InputStep`]) before quantizing them; bit 1, an int8 file's
+/// layers whose activation is neither ReLU nor the identity have an
+/// activation table ([`ActivationTable`]); the other bits are zero.
 pub(crate) const FLAGS: usize = 24;
 pub(crate) const FLAG_INPUT_STEP: u8 = 1;
+pub(crate) const FLAG_TABLES: u8 = 2;
 
 /// Why a weight file was rejected.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -103,9 +106,11 @@ pub enum FormatError {
         /// Which layer.
         layer: usize,
     },
-    /// An int8 layer's activation is neither ReLU nor the identity, and
-    /// this build leaves out the f32 activation math for int8 layers.
-    ActivationNotBuilt {
+    /// An int8 layer's activation is neither ReLU nor the identity and the
+    /// layer has no activation table ([`ActivationTable`]): a file written
+    /// before int8 activations were tables (they went through f32 then).
+    /// Quantize the model again.
+    MissingActivationTable {
         /// Which layer.
         layer: usize,
     },
@@ -211,9 +216,9 @@ impl core::fmt::Display for FormatError {
                 f,
                 "layer {layer}: input quantization differs from the previous layer's output"
             ),
-            FormatError::ActivationNotBuilt { layer } => write!(
+            FormatError::MissingActivationTable { layer } => write!(
                 f,
-                "layer {layer}: this int8 activation needs ember-nn-core's feature `int8-float-activations`"
+                "layer {layer}: this int8 activation has no lookup table (the file predates int8 activation tables): quantize the model again (`ember export`)"
             ),
             FormatError::BadInputStep => write!(
                 f,
@@ -339,9 +344,87 @@ pub enum LayerWeights<'a> {
         bias: &'a [i32],
         /// Weight scale per output channel.
         scales: &'a [f32],
-        /// `[multiplier, shift]` per output channel.
+        /// `[multiplier, shift]` per output channel: to the output
+        /// quantization, or for a layer with an activation table to its
+        /// pre-activation quantization.
         requant: &'a [i32],
+        /// The activation as a table, for an activation other than ReLU
+        /// and the identity (and only then).
+        table: Option<&'a ActivationTable>,
     },
+}
+
+/// An int8 layer's activation as a lookup table, computed when the model
+/// is quantized (as TFLite Micro does): the accumulator is requantized to
+/// an int8 pre-activation `q` (quantization [`pre`](Self::pre)), and the
+/// output is `values[q + 128]`. Entry `i` is
+/// `saturate(round(f(pre_scale · (i − 128 − pre_zero)) / out_scale) + out_zero)`
+/// ([`activation_table`](super::activation_table)); a device only looks it
+/// up, so every target gives the same bytes.
+///
+/// In a file: one more part after the layer's requantization pairs, at
+/// the next 16-byte boundary, laid out as this type is
+/// ([`FILE_LEN`](Self::FILE_LEN) bytes, read in place): the pre-activation
+/// scale (`f32`) and zero point (`i32`), 8 zero bytes, the 256 entries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActivationTable {
+    /// The pre-activation's scale (finite, positive).
+    pub pre_scale: f32,
+    /// The pre-activation's zero point (`-128..=127`).
+    pub pre_zero: i32,
+    reserved: [u8; 8],
+    /// The outputs, indexed by the pre-activation `q + 128`.
+    pub values: [i8; 256],
+}
+
+const _: () = assert!(core::mem::size_of::<ActivationTable>() == ActivationTable::FILE_LEN);
+
+impl ActivationTable {
+    /// Bytes of a table's part in a file (the size of this type).
+    pub const FILE_LEN: usize = 272;
+
+    /// A table of `values` for a pre-activation quantized by `pre`.
+    pub const fn new(pre: QuantParams, values: [i8; 256]) -> Self {
+        ActivationTable {
+            pre_scale: pre.scale,
+            pre_zero: pre.zero,
+            reserved: [0; 8],
+            values,
+        }
+    }
+
+    /// The pre-activation's quantization.
+    pub fn pre(&self) -> QuantParams {
+        QuantParams {
+            scale: self.pre_scale,
+            zero: self.pre_zero,
+        }
+    }
+
+    /// Whether an int8 layer with `activation` has a table: every
+    /// activation but ReLU and the identity (which the kernels compute in
+    /// integers).
+    pub const fn needed(activation: Activation) -> bool {
+        !matches!(activation, Activation::Identity | Activation::Relu)
+    }
+
+    /// The output for the requantized accumulator `q` (before the
+    /// pre-activation zero point is added).
+    #[inline(always)]
+    pub(crate) fn lookup(values: &[i8; 256], pre_zero: i32, q: i32) -> i8 {
+        values[(q.saturating_add(pre_zero).clamp(-128, 127) + 128) as usize]
+    }
+
+    /// Whether the pre-activation quantization is valid.
+    fn valid(&self) -> bool {
+        self.pre_scale.is_finite() && self.pre_scale > 0.0 && (-128..=127).contains(&self.pre_zero)
+    }
+
+    /// Whether the reserved bytes are zero.
+    fn reserved_zero(&self) -> bool {
+        self.reserved == [0; 8]
+    }
 }
 
 /// The standardization an int8 model applies to its real inputs before it
@@ -485,24 +568,35 @@ pub(crate) trait Pod: Copy {}
 impl Pod for i8 {}
 impl Pod for i32 {}
 impl Pod for f32 {}
+// SAFETY (for `view`): `repr(C)` of f32, i32, [u8; 8] and [i8; 256], no
+// padding (its size is the sum, asserted above), alignment 4; any bit
+// pattern is a valid value of each field.
+impl Pod for ActivationTable {}
 
 /// The data parts of a layer as the writer lays them out, `(offset, bytes)`
 /// each, from `at` (relative to the data): weight, bias, and for int8 the
-/// scales and the requantization pairs. Every part starts on a 16-byte
-/// boundary and is zero-padded to the next one.
+/// scales, the requantization pairs and, with `table`, the activation
+/// table ([`ActivationTable`]; size 0 without). Every part starts on a
+/// 16-byte boundary and is zero-padded to the next one.
 pub(crate) fn layer_parts(
     int8: bool,
+    table: bool,
     in_features: usize,
     out_features: usize,
     at: usize,
-) -> Option<([(usize, usize); 4], usize)> {
+) -> Option<([(usize, usize); 5], usize)> {
     let w = in_features.checked_mul(out_features)?;
-    let sizes = if int8 {
-        [w, 4 * out_features, 4 * out_features, 8 * out_features]
+    let t = if int8 && table {
+        ActivationTable::FILE_LEN
     } else {
-        [w.checked_mul(4)?, 4 * out_features, 0, 0]
+        0
     };
-    let mut parts = [(0, 0); 4];
+    let sizes = if int8 {
+        [w, 4 * out_features, 4 * out_features, 8 * out_features, t]
+    } else {
+        [w.checked_mul(4)?, 4 * out_features, 0, 0, 0]
+    };
+    let mut parts = [(0, 0); 5];
     let mut at = at;
     for (p, &size) in parts.iter_mut().zip(&sizes) {
         *p = (at, size);
@@ -537,11 +631,24 @@ fn decode_layer<'a>(
         .checked_mul(outf)
         .ok_or(FormatError::BadShape { layer: l })?;
     let weights = if int8 {
+        let table = if header[FLAGS] & FLAG_TABLES != 0 && ActivationTable::needed(activation) {
+            // Right after the requantization pairs (the canonical layout).
+            let at = outf
+                .checked_mul(8)
+                .and_then(|b| b.checked_next_multiple_of(ALIGN))
+                .and_then(|b| b.checked_add(off(3)))
+                .ok_or(FormatError::BadOffset { layer: l })?;
+            let part = view::<ActivationTable>(data, at, 1, l)?;
+            Some(part.first().ok_or(FormatError::BadOffset { layer: l })?)
+        } else {
+            None
+        };
         LayerWeights::Int8 {
             weight: view(data, off(0), wlen, l)?,
             bias: view(data, off(1), outf, l)?,
             scales: view(data, off(2), outf, l)?,
             requant: view(data, off(3), 2 * outf, l)?,
+            table,
         }
     } else {
         LayerWeights::F32 {
@@ -618,7 +725,8 @@ impl<'a> Model<'a> {
         // Reserved: bytes 25..32, the flags but bit 0, and the header's
         // padding after the records.
         let flags = header[FLAGS];
-        if flags & !FLAG_INPUT_STEP != 0
+        if flags & !(FLAG_INPUT_STEP | FLAG_TABLES) != 0
+            || (flags & FLAG_TABLES != 0 && !int8)
             || !zero(&header[FLAGS + 1..FIXED])
             || !zero(&header[FIXED + RECORD * n..])
         {
@@ -633,6 +741,8 @@ impl<'a> Model<'a> {
         } else {
             None
         };
+        let tables = flags & FLAG_TABLES != 0;
+        let mut any_table = false;
         let mut prev_out = model_in;
         let mut prev_q = None;
         let mut max_width = 0;
@@ -650,10 +760,27 @@ impl<'a> Model<'a> {
                 return Err(FormatError::Reserved { layer: Some(l) });
             }
             // The canonical layout: each part where the writer puts it.
-            let (parts, end) = layer_parts(int8, h.in_features, h.out_features, at)
+            let table = int8 && ActivationTable::needed(h.activation);
+            if table && !tables {
+                return Err(FormatError::MissingActivationTable { layer: l });
+            }
+            any_table |= table;
+            let (parts, end) = layer_parts(int8, table, h.in_features, h.out_features, at)
                 .ok_or(FormatError::BadShape { layer: l })?;
             for (k, &(off, size)) in parts.iter().enumerate() {
-                let used = if int8 || k < 2 {
+                let used = if k == 4 {
+                    if size == 0 {
+                        continue;
+                    }
+                    // The table's part: its offset is implied; 8 zero bytes
+                    // after the pre-activation quantization.
+                    if let LayerWeights::Int8 { table: Some(t), .. } = w {
+                        if !t.reserved_zero() {
+                            return Err(FormatError::Reserved { layer: Some(l) });
+                        }
+                    }
+                    off + size
+                } else if int8 || k < 2 {
                     if rd_u32(header, r + 16 + 4 * k) as usize != off {
                         return Err(FormatError::BadOffset { layer: l });
                     }
@@ -675,7 +802,10 @@ impl<'a> Model<'a> {
             at = end;
             match w {
                 LayerWeights::Int8 {
-                    scales, requant, ..
+                    scales,
+                    requant,
+                    table,
+                    ..
                 } => {
                     let ok = |s: f32| s.is_finite() && s > 0.0;
                     let zero_ok = |z: i32| (-128..=127).contains(&z);
@@ -685,10 +815,10 @@ impl<'a> Model<'a> {
                         || !zero_ok(h.out_zero)
                         || !scales.iter().all(|&s| s.is_finite() && s >= 0.0)
                         || !requant_ok(requant)
+                        || table.is_some_and(|t| !t.valid())
                     {
                         return Err(FormatError::BadQuantization { layer: l });
                     }
-                    int8_activation_built(h.activation, l)?;
                     let q = (h.in_scale.to_bits(), h.in_zero);
                     if prev_q.is_some_and(|p| p != q) {
                         return Err(FormatError::QuantizationChain { layer: l });
@@ -704,6 +834,10 @@ impl<'a> Model<'a> {
         }
         if at != data_len {
             return Err(FormatError::BadOffset { layer: n - 1 });
+        }
+        // The flag only where some layer has a table.
+        if tables && !any_table {
+            return Err(FormatError::Reserved { layer: None });
         }
         if rd_u32(bytes, 20) as usize != prev_out {
             return Err(FormatError::BadShape { layer: n });
@@ -749,7 +883,17 @@ impl<'a> Model<'a> {
                     bias,
                     scales,
                     requant,
+                    table,
                 } => {
+                    match (table, ActivationTable::needed(h.activation)) {
+                        (None, true) => {
+                            return Err(FormatError::MissingActivationTable { layer: l })
+                        }
+                        (Some(t), needed) if !needed || !t.valid() => {
+                            return Err(FormatError::BadQuantization { layer: l })
+                        }
+                        _ => {}
+                    }
                     int8 && weight.len() == wlen
                         && bias.len() == h.out_features
                         && scales.len() == h.out_features
@@ -758,9 +902,6 @@ impl<'a> Model<'a> {
             };
             if !ok {
                 return Err(FormatError::BadOffset { layer: l });
-            }
-            if int8 {
-                int8_activation_built(h.activation, l)?;
             }
         }
         Ok(Model {
@@ -801,6 +942,10 @@ impl<'a> Model<'a> {
     }
 
     /// Layer `i`, if there is one.
+    // Inlined: a layer is 68 bytes, which a call would return through a
+    // copy (`memcpy`, linked for it alone on a microcontroller); inlined,
+    // its callers read the fields they use.
+    #[inline]
     pub fn layer(&self, i: usize) -> Option<(LayerHeader, LayerWeights<'a>)> {
         if i >= self.count {
             return None;
@@ -967,7 +1112,12 @@ impl<'a> Model<'a> {
                     bias,
                     scales,
                     requant,
-                } => weight.len() + 4 * (bias.len() + scales.len() + requant.len()),
+                    table,
+                } => {
+                    weight.len()
+                        + 4 * (bias.len() + scales.len() + requant.len())
+                        + table.map_or(0, |t| 8 + t.values.len())
+                }
             })
             .sum::<usize>()
             + self.step.map_or(0, |s| 8 * s.features())
@@ -1083,15 +1233,4 @@ pub(crate) fn requant_ok(requant: &[i32]) -> bool {
 #[inline(never)]
 pub(crate) fn zero(b: &[u8]) -> bool {
     b.iter().all(|&x| x == 0)
-}
-
-/// Whether this build runs an int8 layer with `activation` (see the feature
-/// `int8-float-activations`).
-fn int8_activation_built(activation: Activation, layer: usize) -> Result<(), FormatError> {
-    let integer = matches!(activation, Activation::Identity | Activation::Relu);
-    if integer || cfg!(feature = "int8-float-activations") {
-        Ok(())
-    } else {
-        Err(FormatError::ActivationNotBuilt { layer })
-    }
 }

@@ -329,8 +329,9 @@ impl Model<'_> {
             let LayerWeights::Int8 {
                 weight,
                 bias,
-                scales,
                 requant,
+                table,
+                ..
             } = w
             else {
                 return Err(InferError::WrongDtype);
@@ -338,8 +339,8 @@ impl Model<'_> {
             let layer = Int8Layer {
                 weight,
                 bias,
-                scales,
                 requant,
+                table: table.map(|t| (&t.values, t.pre_zero)),
                 header: &h,
                 out_flip: if i == last { 0 } else { 0x80 },
             };

@@ -20,7 +20,7 @@
 //! | 12 | 4 | data length `D` |
 //! | 16 | 4 | model input features |
 //! | 20 | 4 | model output features |
-//! | 24 | 1 | flags: bit 0, an int8 file's input step ([`InputStep`]); the others zero |
+//! | 24 | 1 | flags: bit 0, an int8 file's input step ([`InputStep`]); bit 1, an int8 file's activation tables ([`ActivationTable`]); the others zero |
 //! | 25 | 7 | reserved (zero) |
 //! | 32 | 48·L | layer records (see [`LayerHeader`]) |
 //! | H | D | data: weights, biases, per-channel scales, requantization |
@@ -31,7 +31,23 @@
 //! 16-byte aligned and zero-padded; the layers' data follow.
 //! Each layer's data follow in order: weight, bias, and for int8 the
 //! per-channel weight scales and `(multiplier, shift)` requantization pairs,
-//! each part starting on a 16-byte boundary, zero-padded. f32 weights are
+//! each part starting on a 16-byte boundary, zero-padded. An int8 layer
+//! whose activation is neither ReLU nor the identity has one more part (and
+//! the file flag bit 1; exactly the files with such a layer have it): its
+//! activation table ([`ActivationTable`]), to which its requantization pairs
+//! lead:
+//!
+//! | offset in the part | size | field |
+//! |---|---|---|
+//! | 0 | 4 | pre-activation scale (`f32`, finite, positive) |
+//! | 4 | 4 | pre-activation zero point (`i32`, −128 to 127) |
+//! | 8 | 8 | reserved (zero) |
+//! | 16 | 256 | the outputs (`i8`), indexed by the pre-activation `q + 128` |
+//!
+//! Its offset is implied (the next 16-byte boundary after the pairs): the
+//! layer record has no field for it. An int8 file with such a layer and no
+//! table (written when int8 activations went through f32) is refused with
+//! [`FormatError::MissingActivationTable`]: quantize the model again. f32 weights are
 //! row-major `[out, in]`; int8 weights are in the kernels' block layout
 //! ([`int8_weight_offset`]) and int8 biases are folded for the kernels'
 //! unsigned input (the `int8` kernels' documentation): version 2. Version 1
@@ -156,8 +172,8 @@ pub use crate::backend::activation::Activation;
 pub use crc::crc32;
 pub use dense_f32::{dense_f32, dense_f32_row, ROWS_F32};
 pub use format::{
-    DenseSignature, FormatError, InputStep, LayerHeader, LayerWeights, Layers, Model, MAX_LAYERS,
-    VERSION,
+    ActivationTable, DenseSignature, FormatError, InputStep, LayerHeader, LayerWeights, Layers,
+    Model, MAX_LAYERS, VERSION,
 };
 pub use graph::{
     graph_quantized_len, quantize_graph, Geometry, GraphCalibration, GraphModel, NodeHeader,
@@ -166,8 +182,8 @@ pub use graph::{
 pub use infer::{argmax, argmax_i8, InferError};
 pub use int8::{dense_i8, int8_weight_offset, Int8Input};
 pub use quant::{
-    int8_layer_len, quantize, quantize_layer, quantize_with_input_step, quantized_len, requantize,
-    write_with_last_layer, Calibration, QuantParams,
+    activation_table, int8_layer_len, quantize, quantize_layer, quantize_with_input_step,
+    quantized_len, requantize, write_with_last_layer, Calibration, QuantParams,
 };
 pub use source::{write_layer_types, write_model_type, write_rust_source};
 pub use trace::{

@@ -5,8 +5,8 @@
 
 use super::dense_f32::dense_f32;
 use super::format::{
-    finish, layer_parts, padded, rd_u32, set_field, write_header, FormatError, InputStep,
-    LayerWeights, Model, FIXED, FLAGS, FLAG_INPUT_STEP, MAX_LAYERS, RECORD,
+    finish, layer_parts, padded, rd_u32, set_field, write_header, ActivationTable, FormatError,
+    InputStep, LayerWeights, Model, FIXED, FLAGS, FLAG_INPUT_STEP, FLAG_TABLES, MAX_LAYERS, RECORD,
 };
 use super::int8::int8_weight_offset;
 use super::Activation;
@@ -331,6 +331,10 @@ pub(crate) fn bias_of(b: f32, in_scale: f32, ws: f32) -> i32 {
 pub struct Calibration {
     /// `(min, max)` of the model input and of each layer's output.
     pub ranges: [(f32, f32); MAX_LAYERS + 1],
+    /// `(min, max)` of each layer's pre-activation (its output before the
+    /// activation): the input of an int8 layer's activation table
+    /// ([`ActivationTable`]).
+    pub pre_ranges: [(f32, f32); MAX_LAYERS],
     /// Samples observed.
     pub samples: usize,
 }
@@ -339,6 +343,7 @@ impl Default for Calibration {
     fn default() -> Self {
         Calibration {
             ranges: [(f32::INFINITY, f32::NEG_INFINITY); MAX_LAYERS + 1],
+            pre_ranges: [(f32::INFINITY, f32::NEG_INFINITY); MAX_LAYERS],
             samples: 0,
         }
     }
@@ -385,7 +390,15 @@ impl Calibration {
             } else {
                 (&b[..h.in_features], &mut a[..h.out_features])
             };
-            dense_f32(weight, bias, src, dst, h.activation);
+            // The pre-activation, then the activation in place: the same
+            // bits as `dense_f32` with the activation.
+            dense_f32(weight, bias, src, dst, Activation::Identity);
+            widen(&mut self.pre_ranges[i], dst);
+            if h.activation != Activation::Identity {
+                for v in dst.iter_mut() {
+                    *v = h.activation.apply(*v);
+                }
+            }
             widen(&mut self.ranges[i + 1], dst);
             cur_in_a = i == 0 || !cur_in_a;
         }
@@ -410,7 +423,9 @@ pub fn quantized_len(model: &Model<'_>) -> usize {
     let data: usize = model
         .layers()
         .map(|(h, _)| {
-            layer_parts(true, h.in_features, h.out_features, 0).map_or(usize::MAX, |(_, end)| end)
+            let table = ActivationTable::needed(h.activation);
+            layer_parts(true, table, h.in_features, h.out_features, 0)
+                .map_or(usize::MAX, |(_, end)| end)
         })
         .fold(0, usize::saturating_add);
     padded(FIXED + RECORD * model.layer_count()) + data + 4
@@ -476,24 +491,39 @@ fn quantize_into(
             out[at + part..at + part + 4].copy_from_slice(&v.to_le_bytes());
         }
     }
+    if shapes.iter().any(|s| ActivationTable::needed(s.2)) {
+        out[FLAGS] |= FLAG_TABLES;
+    }
     let mut at = header_len + step_len;
     for (i, (h, lw)) in model.layers().enumerate() {
         let LayerWeights::F32 { weight, bias } = lw else {
             return Err(FormatError::Unsupported);
         };
-        let qin = QuantParams::from_range(calib.ranges[i].0, calib.ranges[i].1);
-        let qout = QuantParams::from_range(calib.ranges[i + 1].0, calib.ranges[i + 1].1);
+        let range = |(lo, hi): (f32, f32)| QuantParams::from_range(lo, hi);
+        let qin = range(calib.ranges[i]);
+        let qout = range(calib.ranges[i + 1]);
         set_field(out, i, 32, qin.scale.to_le_bytes());
         set_field(out, i, 36, qin.zero.to_le_bytes());
         set_field(out, i, 40, qout.scale.to_le_bytes());
         set_field(out, i, 44, qout.zero.to_le_bytes());
         let (n_in, n_out) = (h.in_features, h.out_features);
-        let ([(w_off, _), (b_off, _), (s_off, _), (r_off, _)], end) =
-            layer_parts(true, n_in, n_out, at).ok_or(FormatError::Unsupported)?;
+        let table = ActivationTable::needed(h.activation)
+            .then(|| (h.activation, range(calib.pre_ranges[i])));
+        let ([(w_off, _), (b_off, _), (s_off, _), (r_off, _), _], end) =
+            layer_parts(true, table.is_some(), n_in, n_out, at).ok_or(FormatError::Unsupported)?;
         for (field, off) in [(16, w_off), (20, b_off), (24, s_off), (28, r_off)] {
             set_field(out, i, field, ((off - header_len) as u32).to_le_bytes());
         }
-        quantize_layer(weight, bias, n_in, n_out, qin, qout, &mut out[at..end])?;
+        quantize_layer(
+            weight,
+            bias,
+            n_in,
+            n_out,
+            qin,
+            qout,
+            table,
+            &mut out[at..end],
+        )?;
         at = end;
     }
     Ok(finish(out, at))
@@ -505,11 +535,31 @@ pub const fn int8_layer_len(in_features: usize, out_features: usize) -> usize {
     padded(in_features * out_features) + 2 * padded(4 * out_features) + padded(8 * out_features)
 }
 
+/// The activation table ([`ActivationTable`]) of `activation` for a
+/// pre-activation quantized by `pre` and an output quantized by `out`:
+/// entry `i` is `saturate(round(f(pre.scale · (i − 128 − pre.zero)) / out.scale) + out.zero)`
+/// (halves away from zero; NaN gives `out.zero`), computed in `f32`.
+pub fn activation_table(activation: Activation, pre: QuantParams, out: QuantParams) -> [i8; 256] {
+    core::array::from_fn(|i| {
+        let x = pre.scale * (i as i32 - 128 - pre.zero) as f32;
+        let v = activation.apply(x) / out.scale;
+        // NaN becomes 0 through `as`; out-of-range values saturate.
+        (libm::roundf(v) as i32)
+            .saturating_add(out.zero)
+            .clamp(-128, 127) as i8
+    })
+}
+
 /// Quantizes one f32 dense layer (`weight` `[out, in]` row-major, `bias`
-/// `[out]`) into `out`, its int8 data as a file holds it
-/// ([`int8_layer_len`] bytes), for an input quantized by `qin` and an output
-/// quantized by `qout`: symmetric per-row weights, biases in accumulator
-/// units folded for the kernels' unsigned input, Q31 requantization pairs.
+/// `[out]`) into `out`, its int8 data as a file holds it, for an input
+/// quantized by `qin` and an output quantized by `qout`: symmetric per-row
+/// weights, biases in accumulator units folded for the kernels' unsigned
+/// input, Q31 requantization pairs ([`int8_layer_len`] bytes). With `table`,
+/// `(activation, pre)` for an activation other than ReLU and the identity,
+/// the pairs lead to the pre-activation quantization `pre` instead and the
+/// activation table ([`activation_table`]) follows
+/// ([`ActivationTable::FILE_LEN`] bytes more).
+#[allow(clippy::too_many_arguments)]
 pub fn quantize_layer(
     weight: &[f32],
     bias: &[f32],
@@ -517,11 +567,50 @@ pub fn quantize_layer(
     out_features: usize,
     qin: QuantParams,
     qout: QuantParams,
+    table: Option<(Activation, QuantParams)>,
     out: &mut [u8],
 ) -> Result<(), FormatError> {
     let (n_in, n_out) = (in_features, out_features);
-    let ([(w_off, _), (b_off, _), (s_off, _), (r_off, _)], end) =
-        layer_parts(true, n_in, n_out, 0).ok_or(FormatError::BadShape { layer: 0 })?;
+    let ([_, _, _, _, (t_off, _)], end) = layer_parts(true, table.is_some(), n_in, n_out, 0)
+        .ok_or(FormatError::BadShape { layer: 0 })?;
+    let out = out
+        .get_mut(..end)
+        .ok_or(FormatError::BufferTooSmall { needed: end })?;
+    let Some((activation, pre)) = table else {
+        return quantize_parts(weight, bias, n_in, n_out, qin, qout, out);
+    };
+    if !(pre.scale.is_finite() && pre.scale > 0.0 && (-128..=127).contains(&pre.zero)) {
+        return Err(FormatError::BadQuantization { layer: 0 });
+    }
+    // The pairs lead to the table's pre-activation.
+    let (parts, table_part) = out.split_at_mut(t_off);
+    quantize_parts(weight, bias, n_in, n_out, qin, pre, parts)?;
+    table_part.fill(0);
+    table_part[..4].copy_from_slice(&pre.scale.to_le_bytes());
+    table_part[4..8].copy_from_slice(&pre.zero.to_le_bytes());
+    for (b, v) in table_part[16..]
+        .iter_mut()
+        .zip(activation_table(activation, pre, qout))
+    {
+        *b = v as u8;
+    }
+    Ok(())
+}
+
+/// The first four parts of [`quantize_layer`] ([`int8_layer_len`] bytes,
+/// at the start of `out`), the pairs leading to `qreq`. (No activation math:
+/// the write-back on a device links this.)
+fn quantize_parts(
+    weight: &[f32],
+    bias: &[f32],
+    n_in: usize,
+    n_out: usize,
+    qin: QuantParams,
+    qreq: QuantParams,
+    out: &mut [u8],
+) -> Result<(), FormatError> {
+    let ([(w_off, _), (b_off, _), (s_off, _), (r_off, _), _], end) =
+        layer_parts(true, false, n_in, n_out, 0).ok_or(FormatError::BadShape { layer: 0 })?;
     if n_in == 0 || weight.len() != n_in * n_out || bias.len() != n_out {
         return Err(FormatError::BadShape { layer: 0 });
     }
@@ -547,7 +636,7 @@ pub fn quantize_layer(
         let folded = bq.saturating_sub((qin.zero + 128).saturating_mul(wsum));
         out[b_off + 4 * o..b_off + 4 * o + 4].copy_from_slice(&folded.to_le_bytes());
         out[s_off + 4 * o..s_off + 4 * o + 4].copy_from_slice(&ws.to_le_bytes());
-        let (m, s) = multiplier_of(qin.scale, ws, qout.scale);
+        let (m, s) = multiplier_of(qin.scale, ws, qreq.scale);
         out[r_off + 8 * o..r_off + 8 * o + 4].copy_from_slice(&m.to_le_bytes());
         out[r_off + 8 * o + 4..r_off + 8 * o + 8].copy_from_slice(&s.to_le_bytes());
     }
@@ -562,6 +651,12 @@ pub fn quantize_layer(
 /// made, its CRC last, so no copy of the model is needed: the other layers'
 /// bytes are passed on from where the model lies (flash). `scratch` holds
 /// the new layer's data ([`int8_layer_len`] bytes). Returns the file's length.
+///
+/// A last layer with an activation table ([`ActivationTable`]: an activation
+/// other than ReLU and the identity) keeps it, with the pre-activation and
+/// output quantization it was made for (a device does not evaluate
+/// activation functions): the new weights are requantized to that
+/// pre-activation, and `qout`, still checked, is not used.
 ///
 /// The result is a valid file of the same architecture, which
 /// [`Model::parse`] accepts and `ember eval` evaluates.
@@ -578,34 +673,53 @@ pub fn write_with_last_layer(
         _ => return Err(FormatError::Unsupported),
     };
     let last = model.layer_count() - 1;
-    let (h, _) = model
+    let (h, w) = model
         .layer(last)
         .ok_or(FormatError::BadShape { layer: last })?;
     if !(qout.scale.is_finite() && qout.scale > 0.0 && (-128..=127).contains(&qout.zero)) {
         return Err(FormatError::BadQuantization { layer: last });
     }
+    let table = match w {
+        LayerWeights::Int8 { table, .. } => table,
+        LayerWeights::F32 { .. } => None,
+    };
     let len = int8_layer_len(h.in_features, h.out_features);
     let qin = QuantParams {
         scale: h.in_scale,
         zero: h.in_zero,
     };
-    quantize_layer(
+    // With a table, the output quantization stays the file's.
+    let qout = match table {
+        Some(_) => QuantParams {
+            scale: h.out_scale,
+            zero: h.out_zero,
+        },
+        None => qout,
+    };
+    let qreq = table.map_or(qout, |t| t.pre());
+    quantize_parts(
         weight,
         bias,
         h.in_features,
         h.out_features,
         qin,
-        qout,
+        qreq,
         scratch,
     )
     .map_err(|e| match e {
         FormatError::BadShape { .. } => FormatError::BadShape { layer: last },
         e => e,
     })?;
-    // The last layer's data ends the file's data (the format is canonical).
+    // The last layer's data ends the file's data (the format is canonical),
+    // its table part (if any) last.
     let record = FIXED + RECORD * last;
     let start = rd_u32(header, record + 16) as usize;
-    if start + len != data.len() {
+    let table_len = if table.is_some() {
+        ActivationTable::FILE_LEN
+    } else {
+        0
+    };
+    if start + len + table_len != data.len() {
         return Err(FormatError::BadOffset { layer: last });
     }
     let mut crc = 0;
@@ -622,6 +736,7 @@ pub fn write_with_last_layer(
     put(&header[record + 48..])?;
     put(&data[..start])?;
     put(&scratch[..len])?;
+    put(&data[start + len..])?;
     let crc = crc.to_le_bytes();
     emit(&crc)?;
     Ok(total + crc.len())
@@ -834,7 +949,7 @@ mod tests {
     #[test]
     fn int8_layer_len_is_the_layout_of_a_file() {
         for (i, o) in [(1, 1), (6, 16), (64, 10), (784, 128), (3, 5), (17, 33)] {
-            let (_, end) = layer_parts(true, i, o, 0).unwrap();
+            let (_, end) = layer_parts(true, false, i, o, 0).unwrap();
             assert_eq!(int8_layer_len(i, o), end, "{i}x{o}");
         }
     }

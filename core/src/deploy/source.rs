@@ -90,7 +90,8 @@ fn header(w: &mut impl Write, h: &LayerHeader) -> fmt::Result {
 
 /// Writes `model` as Rust source. The generated module needs
 /// `use ember_nn_core::deploy::{Activation, LayerHeader, LayerWeights};` in scope
-/// (it writes that line itself) and defines
+/// (it writes that line itself, with `ActivationTable` and `QuantParams`
+/// for a model with activation tables) and defines
 /// `pub static LAYERS: [(LayerHeader, LayerWeights<'static>); N]`, and for
 /// a model with an input step `pub static INPUT_STEP: InputStep<'static>`
 /// (run it with `Model::from_layers(&LAYERS)?.with_input_step(INPUT_STEP)`).
@@ -105,9 +106,17 @@ pub fn write_rust_source(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
     } else {
         ""
     };
+    let has_table = model
+        .layers()
+        .any(|(_, lw)| matches!(lw, LayerWeights::Int8 { table: Some(_), .. }));
+    let (table, quant) = if has_table {
+        ("ActivationTable, ", ", QuantParams")
+    } else {
+        ("", "")
+    };
     writeln!(
         w,
-        "use ember_nn_core::deploy::{{Activation, {step}LayerHeader, LayerWeights}};"
+        "use ember_nn_core::deploy::{{{table}Activation, {step}LayerHeader, LayerWeights{quant}}};"
     )?;
     writeln!(w)?;
     if let Some(step) = model.input_step() {
@@ -135,6 +144,7 @@ pub fn write_rust_source(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
                 bias,
                 scales,
                 requant,
+                table,
             } => {
                 array(w, &format_name(i, "WEIGHT"), "i8", weight, |v| {
                     F2(i64::from(v), None)
@@ -148,6 +158,23 @@ pub fn write_rust_source(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
                 array(w, &format_name(i, "REQUANT"), "i32", requant, |v| {
                     F2(i64::from(v), None)
                 })?;
+                if let Some(t) = table {
+                    writeln!(
+                        w,
+                        "static {}: ActivationTable = ActivationTable::new(QuantParams {{ scale: {}, zero: {} }}, [",
+                        format_name(i, "TABLE"),
+                        F(t.pre_scale),
+                        t.pre_zero
+                    )?;
+                    for chunk in t.values.chunks(12) {
+                        w.write_str("   ")?;
+                        for &v in chunk {
+                            write!(w, " {v},")?;
+                        }
+                        w.write_str("\n")?;
+                    }
+                    writeln!(w, "]);")?;
+                }
             }
         }
     }
@@ -170,14 +197,20 @@ pub fn write_rust_source(model: &Model<'_>, w: &mut impl Write) -> fmt::Result {
                 format_name(i, "WEIGHT"),
                 format_name(i, "BIAS")
             )?,
-            LayerWeights::Int8 { .. } => write!(
-                w,
-                ", LayerWeights::Int8 {{ weight: &{}, bias: &{}, scales: &{}, requant: &{} }}",
-                format_name(i, "WEIGHT"),
-                format_name(i, "BIAS"),
-                format_name(i, "SCALES"),
-                format_name(i, "REQUANT")
-            )?,
+            LayerWeights::Int8 { table, .. } => {
+                write!(
+                    w,
+                    ", LayerWeights::Int8 {{ weight: &{}, bias: &{}, scales: &{}, requant: &{}, table: ",
+                    format_name(i, "WEIGHT"),
+                    format_name(i, "BIAS"),
+                    format_name(i, "SCALES"),
+                    format_name(i, "REQUANT")
+                )?;
+                match table {
+                    Some(_) => write!(w, "Some(&{}) }}", format_name(i, "TABLE"))?,
+                    None => w.write_str("None }")?,
+                }
+            }
         }
         w.write_str("),\n")?;
     }

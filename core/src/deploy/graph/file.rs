@@ -333,8 +333,9 @@ impl<'a> GraphModel<'a> {
         if !scale_ok || !(-128..=127).contains(&h.out_zero) {
             return Err(bad);
         }
+        // int8 graph nodes have no activation tables yet (dense files do).
         if !matches!(h.activation, Activation::Identity | Activation::Relu) {
-            return Err(FormatError::ActivationNotBuilt { layer });
+            return Err(FormatError::BadActivation { layer });
         }
         if matches!(h.op, NodeOp::MaxPool | NodeOp::AvgPool) {
             let src = self.node_header(h.inputs[0]);

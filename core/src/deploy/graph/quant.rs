@@ -75,7 +75,8 @@ pub fn graph_quantized_len(model: &GraphModel<'_>) -> usize {
 /// (an addition's: each input's scale over the output's, times 2^16; a
 /// global average's: the input's over the plane's size and the output's), the
 /// same arena plan. Returns the bytes written. Activations other than ReLU
-/// and the identity are [`FormatError::ActivationNotBuilt`].
+/// and the identity are [`FormatError::Unsupported`] for now (no activation
+/// tables in graph files yet).
 pub fn quantize_graph(
     model: &GraphModel<'_>,
     calib: &GraphCalibration,
@@ -107,7 +108,7 @@ pub fn quantize_graph(
             h.activation,
             crate::deploy::Activation::Identity | crate::deploy::Activation::Relu
         ) {
-            return Err(FormatError::ActivationNotBuilt { layer: i });
+            return Err(FormatError::Unsupported);
         }
         h.out_scale = q.scale;
         h.out_zero = q.zero;

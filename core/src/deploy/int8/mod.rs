@@ -7,9 +7,11 @@
 //! kernels store that way. The bias is folded for that input,
 //! `bias = round(b / (s_in·s_w)) − (z_in + 128)·Σw`, so that
 //! `acc = bias + Σ w·u` is the real product in accumulator units. Then
-//! requantization per output channel, the activation (ReLU and identity in
-//! integers, the others through f32 with the feature
-//! `int8-float-activations`), saturation to i8.
+//! requantization per output channel and saturation to i8, with ReLU and the
+//! identity in integers; any other activation is a table lookup: the
+//! requantized accumulator is the pre-activation `q` (its own quantization)
+//! and the output is `table[q + 128]` ([`ActivationTable`], computed when the
+//! model is quantized), in the one epilogue every kernel shares.
 //!
 //! **Layout** ([`int8_weight_offset`]). Rows in blocks of four; in a block,
 //! columns in groups of four, the four rows' four bytes of a group one after
@@ -33,7 +35,7 @@ pub(crate) mod dsp;
 #[cfg(ember_thumb1)]
 mod thumb1;
 
-use super::format::LayerHeader;
+use super::format::{ActivationTable, LayerHeader};
 use super::quant::requantize;
 use super::Activation;
 
@@ -89,14 +91,16 @@ pub fn int8_weight_offset(o: usize, j: usize, rows: usize, n: usize) -> usize {
 }
 
 /// The int8 dense layer (see the module documentation for the arithmetic and
-/// the layout): `x` as [`Int8Input`], `y` as `i8` values. Runs the target's
+/// the layout): `x` as [`Int8Input`], `y` as `i8` values; `table` the
+/// activation's for an activation other than ReLU and the identity (without
+/// one, such a layer outputs its output zero point). Runs the target's
 /// kernel; every kernel gives the same bytes.
 #[allow(clippy::too_many_arguments)]
 pub fn dense_i8<X: Int8Input>(
     weight: &[i8],
     bias: &[i32],
-    scales: &[f32],
     requant: &[i32],
+    table: Option<&ActivationTable>,
     x: &[X],
     y: &mut [i8],
     h: &LayerHeader,
@@ -104,8 +108,8 @@ pub fn dense_i8<X: Int8Input>(
     let layer = Int8Layer {
         weight,
         bias,
-        scales,
         requant,
+        table: table.map(|t| (&t.values, t.pre_zero)),
         header: h,
         out_flip: 0,
     };
@@ -161,9 +165,10 @@ impl Input<'_> {
 pub(crate) struct Int8Layer<'a, 'h> {
     pub(crate) weight: &'a [i8],
     pub(crate) bias: &'a [i32],
-    #[cfg_attr(not(feature = "int8-float-activations"), allow(dead_code))]
-    pub(crate) scales: &'a [f32],
     pub(crate) requant: &'a [i32],
+    /// The activation table and the pre-activation zero point, for an
+    /// activation other than ReLU and the identity.
+    pub(crate) table: Option<(&'a [i8; 256], i32)>,
     pub(crate) header: &'h LayerHeader,
     /// XOR-ed into each output byte: 0 stores `q` (as `i8`), 0x80 stores
     /// `q + 128` (the next layer's input).
@@ -175,16 +180,42 @@ impl Int8Layer<'_, '_> {
     #[inline(always)]
     fn output(&self, o: usize, acc: i32) -> u8 {
         let h = self.header;
-        let floor = match h.activation {
-            Activation::Relu => h.out_zero,
-            Activation::Identity => i32::MIN,
-            _ => return self.output_float(o, acc),
-        };
         let (m, s) = match self.requant.get(2 * o..2 * o + 2) {
             Some(&[m, s]) => (m, s),
             _ => (0, 0),
         };
+        let floor = match h.activation {
+            Activation::Relu => h.out_zero,
+            Activation::Identity => i32::MIN,
+            _ => return self.table_output(acc, m, s),
+        };
         self.store(requantize(acc, m, s).saturating_add(h.out_zero).max(floor))
+    }
+
+    /// The output byte of accumulator `acc` for an activation other than
+    /// ReLU and the identity: requantized by `(m, s)` to the
+    /// pre-activation, looked up in the activation table. Out of line (as
+    /// [`Self::table_block`]): the kernels inline their ReLU and identity
+    /// epilogues, and the table paths cost flash only once.
+    #[inline(never)]
+    fn table_output(&self, acc: i32, m: i32, s: i32) -> u8 {
+        let q = requantize(acc, m, s);
+        match self.table {
+            Some((values, zero)) => {
+                (ActivationTable::lookup(values, zero, q) as u8) ^ self.out_flip
+            }
+            // Never reached: `Model::parse` and `Model::from_layers` refuse
+            // such a layer without a table.
+            None => self.store(self.header.out_zero),
+        }
+    }
+
+    /// [`Self::output_block`] through the activation table.
+    #[inline(never)]
+    fn table_block(&self, acc: [i32; 4], rq: &[i32], out: &mut [u8]) {
+        for ((o, a), p) in out.iter_mut().zip(acc).zip(rq.chunks_exact(2)) {
+            *o = self.table_output(a, p[0], p[1]);
+        }
     }
 
     /// `q` saturated to i8, as the output byte.
@@ -193,48 +224,21 @@ impl Int8Layer<'_, '_> {
         (q.clamp(-128, 127) as i8 as u8) ^ self.out_flip
     }
 
-    /// The output of row `o` for an activation other than ReLU and the
-    /// identity, through f32.
-    #[inline(never)]
-    fn output_float(&self, o: usize, acc: i32) -> u8 {
-        #[cfg(feature = "int8-float-activations")]
-        {
-            let h = self.header;
-            let ws = self.scales.get(o).copied().unwrap_or(0.0);
-            let real = acc as f32 * h.in_scale * ws;
-            let v = h.activation.apply(real) / h.out_scale;
-            // NaN becomes 0 through `as`; out-of-range values saturate.
-            self.store((libm::roundf(v) as i32).saturating_add(h.out_zero))
-        }
-        // Never reached: `Model::parse` and `Model::from_layers` reject such
-        // layers in a build without the feature.
-        #[cfg(not(feature = "int8-float-activations"))]
-        {
-            let _ = (o, acc);
-            self.store(self.header.out_zero)
-        }
-    }
-
     /// Rows that the layer, `x` and `y` all have.
     fn rows(&self, n: usize, y: usize) -> usize {
         (self.weight.len() / n.max(1)).min(self.bias.len()).min(y)
     }
 
-    /// Writes `out`, the four outputs of block `b`, from their accumulators
-    /// and `rq`, their requantization pairs: for ReLU and the identity,
-    /// inlined; otherwise row by row through [`Self::output`].
+    /// Writes `out`, the four outputs of a block, from their accumulators
+    /// and `rq`, their requantization pairs (the activation's kind decided
+    /// once per block).
     #[inline(always)]
-    fn output_block(&self, b: usize, acc: [i32; 4], rq: &[i32], out: &mut [u8]) {
+    fn output_block(&self, acc: [i32; 4], rq: &[i32], out: &mut [u8]) {
         let h = self.header;
         let floor = match h.activation {
             Activation::Relu => h.out_zero,
             Activation::Identity => i32::MIN,
-            _ => {
-                for (k, (o, a)) in out.iter_mut().zip(acc).enumerate() {
-                    *o = self.output_float(4 * b + k, a);
-                }
-                return;
-            }
+            _ => return self.table_block(acc, rq, out),
         };
         for ((o, a), p) in out.iter_mut().zip(acc).zip(rq.chunks_exact(2)) {
             *o = self.store(
@@ -291,13 +295,13 @@ pub(crate) fn blocks(
         .zip(layer.bias[..4 * q].chunks_exact(4))
         .zip(layer.requant[..8 * q].chunks_exact(8))
         .zip(y[..4 * q].chunks_exact_mut(4));
-    for (b, (((block, bias), rq), out)) in full.enumerate() {
+    for (((block, bias), rq), out) in full {
         let mut acc = [bias[0], bias[1], bias[2], bias[3]];
         let done = groups(&mut acc, block);
         if 4 * done != x.bytes.len() {
             block_columns(&mut acc, block, x, done);
         }
-        layer.output_block(b, acc, rq, out);
+        layer.output_block(acc, rq, out);
     }
     let first = 4 * q;
     let rest = layer.weight[first * n..rows * n]
@@ -343,6 +347,7 @@ mod tests {
     extern crate std;
     use super::dsp::{packed, Emulated};
     use super::*;
+    use crate::deploy::QuantParams;
     use proptest::prelude::*;
     use std::{vec, vec::Vec};
 
@@ -397,11 +402,16 @@ mod tests {
         fn kernels_agree((rows, _n, weight, bias, xb, act) in layer_strategy()) {
             let acts = [Activation::Relu, Activation::Identity, Activation::Tanh];
             let h = header(acts[usize::from(act)], 7);
-            let scales: Vec<f32> = (0..rows).map(|i| 0.001 * (i + 1) as f32).collect();
+            let values: [i8; 256] = core::array::from_fn(|i| (i as i32 * 37 % 256 - 128) as i8);
+            let table = ActivationTable::new(QuantParams { scale: 0.03, zero: -5 }, values);
+            let table = &table;
+            let table = (h.activation != Activation::Relu && h.activation != Activation::Identity)
+                .then_some(table);
             let requant: Vec<i32> = (0..rows).flat_map(|i| [1_300_000_000 + i as i32, -6]).collect();
             for out_flip in [0, 0x80] {
                 let layer = Int8Layer {
-                    weight: &weight, bias: &bias, scales: &scales, requant: &requant,
+                    weight: &weight, bias: &bias, requant: &requant,
+                    table: table.map(|t| (&t.values, t.pre_zero)),
                     header: &h, out_flip,
                 };
                 for flip in [0, 0x80] {
@@ -419,8 +429,8 @@ mod tests {
             // A u8 input p is the i8 input p - 128.
             let shifted: Vec<i8> = xb.iter().map(|&b| (b ^ 0x80) as i8).collect();
             let (mut a, mut b) = (vec![0i8; rows], vec![0i8; rows]);
-            dense_i8(&weight, &bias, &scales, &requant, &shifted, &mut a, &h);
-            dense_i8(&weight, &bias, &scales, &requant, &xb, &mut b, &h);
+            dense_i8(&weight, &bias, &requant, table, &shifted, &mut a, &h);
+            dense_i8(&weight, &bias, &requant, table, &xb, &mut b, &h);
             prop_assert_eq!(&a, &b);
         }
     }
