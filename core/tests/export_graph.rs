@@ -683,3 +683,43 @@ fn windows_quantize_within_a_few_steps() {
     let err = int8_error(file, q, &xs);
     assert!(err <= 4.0, "windows: {err} steps");
 }
+
+/// MLPerf Tiny's keyword spotting DS-CNN and image classification ResNet-8
+/// (`nn::zoo`, batch norms in eval mode) export as graph files that compute
+/// what they do, and quantize to int8 within a few output steps.
+#[test]
+fn mlperf_tiny_models_deploy_as_graph_files() {
+    use ember_nn_core::nn::zoo::{KwsDsCnn, ResNet8};
+    let mut buf = vec![0.0f32; 1 << 23];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut rng = Rng::new(12);
+    let mut kws = KwsDsCnn::build(&mut mem, &mut rng).unwrap();
+    kws.eval();
+    let (mut file, n) = export(&kws, &mut mem, |p| {
+        kws.forward(p.input((p.rows(), Const::<1>, 49usize, 10usize)))
+    })
+    .unwrap();
+    let file = &bytes(&mut file)[..n];
+    let g = GraphModel::parse(file).unwrap();
+    let convs = g.nodes().filter(|(h, _)| h.op == NodeOp::Conv).count();
+    assert_eq!(convs, 9, "the stem and four depthwise-separable blocks");
+    assert_eq!(g.nodes().last().map(|(h, _)| h.op), Some(NodeOp::Dense));
+    let xs = inputs(24, 490, 40);
+    let (mut q, qn) = int8_of(file, &xs);
+    let err = int8_error(file, &bytes(&mut q)[..qn], &xs);
+    assert!(err <= 2.0, "kws: {err} steps");
+
+    let mut resnet = ResNet8::build(&mut mem, &mut rng).unwrap();
+    resnet.eval();
+    let (mut file, n) = export(&resnet, &mut mem, |p| {
+        resnet.forward(p.input((p.rows(), Const::<3>, 32usize, 32usize)))
+    })
+    .unwrap();
+    let file = &bytes(&mut file)[..n];
+    let g = GraphModel::parse(file).unwrap();
+    assert_eq!(g.nodes().filter(|(h, _)| h.op == NodeOp::Add).count(), 3);
+    let xs = inputs(8, 3072, 41);
+    let (mut q, qn) = int8_of(file, &xs);
+    let err = int8_error(file, &bytes(&mut q)[..qn], &xs);
+    assert!(err <= 2.0, "resnet8: {err} steps");
+}

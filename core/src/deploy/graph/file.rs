@@ -392,6 +392,7 @@ impl<'a> GraphModel<'a> {
                     bias: view(self.data, off(1), sizes[1] / 4, i).ok()?,
                     scales: view(self.data, off(2), sizes[2] / 4, i).ok()?,
                     requant: view(self.data, off(3), sizes[3] / 4, i).ok()?,
+                    table: None,
                 }
             } else {
                 LayerWeights::F32 {
