@@ -28,7 +28,7 @@ fn main() -> ! {
 /// Bytes of flash the firmware occupies: from the vector table to the end
 /// of `.rodata` (alignment gaps included), and the initial values of
 /// `.data`.
-#[cfg(finetune)]
+#[cfg(any(finetune, model_graph))]
 fn flash_used() -> usize {
     extern "C" {
         static __vector_table: u32;
