@@ -57,6 +57,25 @@
 #   Example: scripts/model-to-firmware.sh --data std-backend/tests/data/tables/wine.csv \
 #              --scale standard --out runs/wine-firmware
 #
+# A convolutional network (--model cnn, the CLI's FashionMNIST CNN preset,
+# Conv2d(1,16,3)-ReLU-MaxPool-Conv2d(16,32,3)-ReLU-MaxPool-Linear(1568,10)):
+#   1. train it (`ember train --model cnn` with the TRAIN OPTIONs; default
+#      --epochs 5 --seed 0), which writes its graph files (format version 3,
+#      f32 and int8 per channel); or export --checkpoint FILE (a checkpoint
+#      of `ember train --model cnn`) with `ember export`;
+#   2. copy them into the models directory (default OUT/models, not the
+#      committed MLP's) as fashion-cnn.emb and fashion-cnn-int8.emb;
+#   3. write the test images and the host's outputs (`cargo xtask
+#      test-images --count N`, --count default 100: the reference kernels
+#      take tens of millions of instructions per image);
+#   4. build the firmware and run it under QEMU on the Cortex-M4F (f32 and
+#      int8; no fine-tuning, which is the MLP's). The Cortex-M0 (the
+#      micro:bit, 16 KiB of RAM) is left out: the int8 graph's arena alone
+#      (15,680 bytes for the preset: the first convolution's 16x28x28
+#      output beside the first pooling's) and the quantized image leave no
+#      room for the stack.
+#   Example: scripts/model-to-firmware.sh --model cnn --epochs 1 --limit 2000 --count 20
+#
 # CI (scripts/test.sh) runs the committed files, this script once more for
 # a 784-64-32-10 tanh model in a temporary directory, and for wine
 # (classification, --scale standard) and diabetes (regression) CSV models.
@@ -80,6 +99,8 @@ test_fraction=0.2
 split_seed=0
 header=auto
 count=200
+count_given=""
+model=""
 while [ $# -gt 0 ]; do
   case $1 in
     --checkpoint) checkpoint=${2:?--checkpoint needs a file}; shift 2 ;;
@@ -101,7 +122,9 @@ while [ $# -gt 0 ]; do
     --test-fraction) test_fraction=${2:?--test-fraction needs a number}; split+=(--test-fraction "$2"); shift 2 ;;
     --split-seed) split_seed=${2:?--split-seed needs a number}; split+=(--split-seed "$2"); shift 2 ;;
     --header) header=${2:?--header needs auto, yes or no}; split+=(--header "$2"); shift 2 ;;
-    --count) count=${2:?--count needs a number}; shift 2 ;;
+    --count) count=${2:?--count needs a number}; count_given=1; shift 2 ;;
+    --model) model=${2:?--model needs a preset}; shift 2 ;;
+    --model=*) model=${1#--model=}; shift ;;
     *) train+=("$1"); shift ;;
   esac
 done
@@ -155,6 +178,65 @@ if [ -n "$data" ] && [ -f "$data" ]; then
   step "firmware: build and run under QEMU (${targets[*]})"
   EMBER_FIRMWARE_MODELS=$(realpath "$models") EMBER_FIRMWARE_FEATURES=$features \
     scripts/run-firmware.sh "${targets[@]}"
+  exit 0
+fi
+
+if [ -n "$model" ]; then
+  # A preset of the CLI (a CNN): its graph files on the board.
+  case $model in
+    cnn) ;;
+    *) echo "model-to-firmware.sh: --model $model: the firmware runs the CLI's cnn preset (or an MLP: --layers)" >&2; exit 2 ;;
+  esac
+  [ -z "$layers" ] || { echo "model-to-firmware.sh: --model cnn takes no --layers" >&2; exit 2; }
+  [ ${#targets[@]} -gt 0 ] || targets=(thumbv7em-none-eabihf)
+  [ -n "$models" ] || models=$out/models
+  [ -n "$count_given" ] || count=100
+  if [ "$(realpath -m "$models")" = "$(realpath firmware-example/models)" ]; then
+    echo "model-to-firmware.sh: a CNN goes to its own --models directory, not firmware-example/models (the committed MLP's, which the firmware fine-tunes)" >&2
+    exit 2
+  fi
+  dataset=()
+  [ -z "$data" ] || dataset=(--data "$data")
+  name=fashion-cnn
+  if [ -z "$checkpoint" ]; then
+    case " ${train[*]-} " in *" --epochs"*) ;; *) train+=(--epochs 5) ;; esac
+    case " ${train[*]-} " in *" --seed"*) ;; *) train+=(--seed 0) ;; esac
+    step "train: ember train --model cnn ${dataset[*]-} ${train[*]} --out $out"
+    ember train --model cnn "${dataset[@]}" "${train[@]}" --out "$out"
+    exported=$out
+  else
+    if [ ${#train[@]} -gt 0 ]; then
+      echo "model-to-firmware.sh: --checkpoint takes no training options (${train[*]})" >&2
+      exit 2
+    fi
+    step "export: ember export --checkpoint $checkpoint ${dataset[*]-} --out $out/export"
+    ember export --checkpoint "$checkpoint" "${dataset[@]}" --out "$out/export"
+    exported=$out/export
+  fi
+  mkdir -p "$models"
+  # One model set per directory: the firmware's build script takes the one pair.
+  rm -f "$models"/*.emb "$models/test-rows.bin"
+  cp "$exported/model.emb" "$models/$name.emb"
+  cp "$exported/model-int8.emb" "$models/$name-int8.emb"
+  ls -l "$models/$name.emb" "$models/$name-int8.emb"
+
+  step "test images and the host's outputs: cargo xtask test-images --count $count"
+  cargo xtask test-images --models "$(realpath "$models")" --name "$name" --count "$count" "${dataset[@]}"
+
+  run=()
+  for t in "${targets[@]}"; do
+    case $t in
+      thumbv6m*)
+        # The int8 graph's arena (header bytes 28..32) and the image beside it.
+        arena=$(od -An -t u4 -j 28 -N 4 "$models/$name-int8.emb" | tr -d ' ')
+        echo "model-to-firmware.sh: $t left out: the int8 CNN needs $arena bytes of arena and 784 of quantized image, more than the micro:bit's 16384 bytes of RAM hold with a stack" >&2 ;;
+      *) run+=("$t") ;;
+    esac
+  done
+  [ ${#run[@]} -gt 0 ] || exit 0
+  step "firmware: build and run under QEMU (${run[*]})"
+  EMBER_FIRMWARE_MODELS=$(realpath "$models") EMBER_FIRMWARE_FEATURES=$features \
+    scripts/run-firmware.sh "${run[@]}"
   exit 0
 fi
 
