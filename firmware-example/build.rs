@@ -15,6 +15,17 @@
 //! first [`M0_IMAGES`], so that the int8 model, the images and the XOR
 //! training fit the micro:bit's flash together.
 //!
+//! A CNN's graph files (format version 3, `scripts/model-to-firmware.sh
+//! --model cnn`): `Model::parse` answers `FormatError::GraphFile`, so they
+//! are parsed with `GraphModel::parse`; a graph has no model type, so
+//! `model.rs` holds `INPUTS`, `OUTPUTS`, the two files' arenas
+//! (`GRAPH_SCRATCH_F32`, `GRAPH_SCRATCH_I8`, each `scratch_len()` from its
+//! header, which the firmware sizes its scratch with at compile time) and
+//! `ARCHITECTURE`, and the cfg `model_graph` is set. No fine-tuning (the
+//! committed MLP's head) and no held-out rows go with a graph; a Cortex-M0
+//! build gets the int8 graph only (whether it fits the micro:bit's 16 KiB of
+//! RAM is the linker's to say: the preset's does not).
+//!
 //! A data file's model (`scripts/model-to-firmware.sh --data FILE.csv`):
 //! when the directory holds `test-rows.bin` (`cargo xtask test-rows`), the
 //! test data are held-out rows of raw features, little-endian `f32`, with

@@ -68,10 +68,8 @@ pub const SCRATCH: usize = 2 * model::WIDEST;
 /// (`GraphModel::scratch_len`, from its header).
 #[cfg(model_graph)]
 pub const SCRATCH: usize = model::GRAPH_SCRATCH_F32;
-/// Bytes of the quantized input image at the start of the int8 scratch: none
-/// for a dense file (it reads the pixels in place), [`PIXELS`] for a graph.
-#[cfg(not(model_graph))]
-const INT8_INPUT: usize = 0;
+/// Bytes of the quantized input image at the start of a graph's int8
+/// scratch (a dense file reads the pixels in place).
 #[cfg(model_graph)]
 const INT8_INPUT: usize = PIXELS;
 /// Scratch bytes int8 inference needs: [`SCRATCH`] for a dense file; for a
@@ -110,13 +108,15 @@ pub trait Deployed<'a>: Sized {
     /// Validates the file in place.
     fn open(bytes: &'a [u8]) -> Result<Self, FormatError>;
     /// The f32 outputs of `input` (the pixels as floats).
+    #[cfg(model_f32)]
     fn logits_f32<'s>(
         &self,
         input: &[f32],
         scratch: &'s mut [f32],
     ) -> Result<&'s [f32], InferError>;
-    /// The int8 outputs of an image's `pixels`; `scratch` holds
-    /// [`INT8_INPUT`] bytes for the quantized image, then the arena.
+    /// The int8 outputs of an image's `pixels`; for a graph, `scratch`
+    /// holds the quantized image ([`PIXELS`] bytes), then the arena.
+    #[cfg(model_int8)]
     fn logits_i8<'s>(&self, pixels: &[u8], scratch: &'s mut [i8]) -> Result<&'s [i8], InferError>;
 }
 
@@ -125,6 +125,7 @@ impl<'a> Deployed<'a> for Model<'a> {
     fn open(bytes: &'a [u8]) -> Result<Self, FormatError> {
         Model::load::<Net>(bytes)
     }
+    #[cfg(model_f32)]
     fn logits_f32<'s>(
         &self,
         input: &[f32],
@@ -132,6 +133,7 @@ impl<'a> Deployed<'a> for Model<'a> {
     ) -> Result<&'s [f32], InferError> {
         self.infer_f32(input, scratch)
     }
+    #[cfg(model_int8)]
     fn logits_i8<'s>(&self, pixels: &[u8], scratch: &'s mut [i8]) -> Result<&'s [i8], InferError> {
         self.infer_u8(pixels, scratch)
     }
@@ -142,6 +144,7 @@ impl<'a> Deployed<'a> for GraphModel<'a> {
     fn open(bytes: &'a [u8]) -> Result<Self, FormatError> {
         GraphModel::parse(bytes)
     }
+    #[cfg(model_f32)]
     fn logits_f32<'s>(
         &self,
         input: &[f32],
@@ -149,6 +152,7 @@ impl<'a> Deployed<'a> for GraphModel<'a> {
     ) -> Result<&'s [f32], InferError> {
         self.infer_f32(input, scratch)
     }
+    #[cfg(model_int8)]
     fn logits_i8<'s>(&self, pixels: &[u8], scratch: &'s mut [i8]) -> Result<&'s [i8], InferError> {
         if scratch.len() < INT8_INPUT {
             return Err(InferError::ScratchTooSmall {

@@ -422,7 +422,7 @@ mod firmware {
                 4 * (inference::SCRATCH + inference::PIXELS)
             };
             defmt::println!(
-                "{}: RAM {=usize} bytes for inference (scratch and input {=usize} + stack {=usize}); flash {=usize} bytes for the whole firmware (code, both models, the test images)",
+                "{}: RAM {=usize} bytes for inference (scratch and input {=usize} + stack {=usize}); flash {=usize} bytes for the whole firmware (code, the models, the test images)",
                 r.name,
                 scratch + stack_used(),
                 scratch,
