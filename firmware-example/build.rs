@@ -46,6 +46,10 @@
 //! (mps2-an386, Cortex-M4F), for Cortex-M0 `boards/microbit/memory.x`, which
 //! also sets the `cortex_m0` cfg, and for RISC-V (`riscv32imc`, QEMU's
 //! virt) `boards/riscv-virt/memory.x`. RISC-V builds leave fine-tuning out.
+//! `EMBER_FIRMWARE_MACHINE=mps2-an385` gives a Cortex-M0 build `memory.x`
+//! (the mps2 map, 4 MiB of RAM) and the cfg `mps2_m0`, to run the M0's code
+//! on QEMU's mps2-an385 (a Cortex-M3, which executes ARMv6-M code as is):
+//! the M0's instruction counts for models larger than the micro:bit holds.
 
 use ember_nn_core::deploy::{write_model_type, FormatError, GraphModel, Model, NodeOp};
 use std::{env, fs, path::Path, path::PathBuf};
@@ -71,6 +75,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(test_rows)");
     println!("cargo::rustc-check-cfg=cfg(rows_classify)");
     println!("cargo::rustc-check-cfg=cfg(model_graph)");
+    println!("cargo::rustc-check-cfg=cfg(mps2_m0)");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bare_metal = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none");
     let m0 = bare_metal && env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv6m"));
@@ -142,9 +147,18 @@ fn main() {
     if m0 {
         println!("cargo:rustc-cfg=cortex_m0");
     }
+    // A Cortex-M0 build on QEMU's mps2-an385 (a Cortex-M3, which runs the
+    // M0's ARMv6-M code unchanged; 4 MiB of RAM where the micro:bit has
+    // 16 KiB): the M0's instruction counts for a model whose buffers do not
+    // fit the micro:bit, such as a CNN's int8 arena.
+    println!("cargo:rerun-if-env-changed=EMBER_FIRMWARE_MACHINE");
+    let mps2_m0 = m0 && env::var("EMBER_FIRMWARE_MACHINE").as_deref() == Ok("mps2-an385");
+    if mps2_m0 {
+        println!("cargo:rustc-cfg=mps2_m0");
+    }
     let memory = if env::var_os("CARGO_FEATURE_STM32F411").is_some() {
         "boards/stm32f411/memory.x"
-    } else if m0 {
+    } else if m0 && !mps2_m0 {
         "boards/microbit/memory.x"
     } else if riscv {
         "boards/riscv-virt/memory.x"

@@ -71,8 +71,22 @@ fn summary(r: &xor::Report) {
     );
 }
 
+/// Says why a Cortex-M0 build of a CNN has no f32 model.
+#[cfg(all(cortex_m0, feature = "f32-model", not(model_f32), model_graph))]
+fn f32_left_out() {
+    say!(
+        "f32 model: left out of Cortex-M0 builds (its arena of {} bytes does not fit the micro:bit's 16 KiB of RAM, and it would run in soft float); int8 only",
+        4 * inference::SCRATCH
+    );
+}
 /// Says why a Cortex-M0 build has no f32 model.
-#[cfg(all(cortex_m0, feature = "f32-model", not(model_f32), not(test_rows)))]
+#[cfg(all(
+    cortex_m0,
+    feature = "f32-model",
+    not(model_f32),
+    not(test_rows),
+    not(model_graph)
+))]
 fn f32_left_out() {
     say!("f32 model: left out of Cortex-M0 builds (its 437732 bytes do not fit the micro:bit's 256 KiB of flash); int8 only");
 }
