@@ -24,7 +24,8 @@
 //! `ARCHITECTURE`, and the cfg `model_graph` is set. No fine-tuning (the
 //! committed MLP's head) and no held-out rows go with a graph; a Cortex-M0
 //! build gets the int8 graph only (whether it fits the micro:bit's 16 KiB of
-//! RAM is the linker's to say: the preset's does not).
+//! RAM is the linker's to say: the preset's does not, and runs on QEMU's
+//! mps2-an385 instead, `EMBER_FIRMWARE_MACHINE` below).
 //!
 //! A data file's model (`scripts/model-to-firmware.sh --data FILE.csv`):
 //! when the directory holds `test-rows.bin` (`cargo xtask test-rows`), the

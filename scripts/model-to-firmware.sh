@@ -82,7 +82,7 @@
 # CI (scripts/test.sh) runs the committed files, this script once more for
 # a 784-64-32-10 tanh model in a temporary directory, for the CNN preset
 # (--model cnn, one epoch on 2,000 images of the built-in subset, 20 test
-# images on the Cortex-M4F: about 20 s), and for wine
+# images on the Cortex-M4F and the M0: about 20 s), and for wine
 # (classification, --scale standard) and diabetes (regression) CSV models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
