@@ -15,6 +15,18 @@
 //! first [`M0_IMAGES`], so that the int8 model, the images and the XOR
 //! training fit the micro:bit's flash together.
 //!
+//! A CNN's graph files (format version 3, `scripts/model-to-firmware.sh
+//! --model cnn`): `Model::parse` answers `FormatError::GraphFile`, so they
+//! are parsed with `GraphModel::parse`; a graph has no model type, so
+//! `model.rs` holds `INPUTS`, `OUTPUTS`, the two files' arenas
+//! (`GRAPH_SCRATCH_F32`, `GRAPH_SCRATCH_I8`, each `scratch_len()` from its
+//! header, which the firmware sizes its scratch with at compile time) and
+//! `ARCHITECTURE`, and the cfg `model_graph` is set. No fine-tuning (the
+//! committed MLP's head) and no held-out rows go with a graph; a Cortex-M0
+//! build gets the int8 graph only (whether it fits the micro:bit's 16 KiB of
+//! RAM is the linker's to say: the preset's does not, and runs on QEMU's
+//! mps2-an385 instead, `EMBER_FIRMWARE_MACHINE` below).
+//!
 //! A data file's model (`scripts/model-to-firmware.sh --data FILE.csv`):
 //! when the directory holds `test-rows.bin` (`cargo xtask test-rows`), the
 //! test data are held-out rows of raw features, little-endian `f32`, with
@@ -35,8 +47,12 @@
 //! (mps2-an386, Cortex-M4F), for Cortex-M0 `boards/microbit/memory.x`, which
 //! also sets the `cortex_m0` cfg, and for RISC-V (`riscv32imc`, QEMU's
 //! virt) `boards/riscv-virt/memory.x`. RISC-V builds leave fine-tuning out.
+//! `EMBER_FIRMWARE_MACHINE=mps2-an385` gives a Cortex-M0 build `memory.x`
+//! (the mps2 map, 4 MiB of RAM) and the cfg `mps2_m0`, to run the M0's code
+//! on QEMU's mps2-an385 (a Cortex-M3, which executes ARMv6-M code as is):
+//! the M0's instruction counts for models larger than the micro:bit holds.
 
-use ember_nn_core::deploy::{write_model_type, Model};
+use ember_nn_core::deploy::{write_model_type, FormatError, GraphModel, Model, NodeOp};
 use std::{env, fs, path::Path, path::PathBuf};
 
 /// Test images a Cortex-M0 build embeds (784 bytes each).
@@ -59,6 +75,8 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(finetune)");
     println!("cargo::rustc-check-cfg=cfg(test_rows)");
     println!("cargo::rustc-check-cfg=cfg(rows_classify)");
+    println!("cargo::rustc-check-cfg=cfg(model_graph)");
+    println!("cargo::rustc-check-cfg=cfg(mps2_m0)");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bare_metal = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none");
     let m0 = bare_metal && env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv6m"));
@@ -73,14 +91,27 @@ fn main() {
         println!("cargo:rerun-if-env-changed=EMBER_FIRMWARE_MODELS");
         let dir = env::var_os("EMBER_FIRMWARE_MODELS")
             .map_or_else(|| PathBuf::from("models"), PathBuf::from);
-        let (inputs, outputs, f32_bytes) = models(&dir, &out);
+        let Models {
+            inputs,
+            outputs,
+            f32_bytes,
+            graph,
+        } = models(&dir, &out);
+        if graph {
+            println!("cargo:rustc-cfg=model_graph");
+        }
         let rows = dir.join(ROWS_FILE).is_file();
         // Cortex-M0: the f32 model only for a data file's (small) model.
-        let f32_model = f32_feature && (!m0 || (rows && f32_bytes <= M0_F32_BYTES));
+        let f32_model = f32_feature && (!m0 || (rows && !graph && f32_bytes <= M0_F32_BYTES));
         if f32_model {
             println!("cargo:rustc-cfg=model_f32");
         }
         if rows {
+            assert!(
+                !graph,
+                "{}: held-out rows ({ROWS_FILE}) go with a dense model; a graph file runs on images",
+                dir.display()
+            );
             println!("cargo:rustc-cfg=test_rows");
             test_rows(
                 &dir,
@@ -99,6 +130,7 @@ fn main() {
         let committed = env::var_os("EMBER_FIRMWARE_MODELS").is_none();
         if int8_model
             && !rows
+            && !graph
             && !m0
             && !riscv
             && committed
@@ -116,9 +148,18 @@ fn main() {
     if m0 {
         println!("cargo:rustc-cfg=cortex_m0");
     }
+    // A Cortex-M0 build on QEMU's mps2-an385 (a Cortex-M3, which runs the
+    // M0's ARMv6-M code unchanged; 4 MiB of RAM where the micro:bit has
+    // 16 KiB): the M0's instruction counts for a model whose buffers do not
+    // fit the micro:bit, such as a CNN's int8 arena.
+    println!("cargo:rerun-if-env-changed=EMBER_FIRMWARE_MACHINE");
+    let mps2_m0 = m0 && env::var("EMBER_FIRMWARE_MACHINE").as_deref() == Ok("mps2-an385");
+    if mps2_m0 {
+        println!("cargo:rustc-cfg=mps2_m0");
+    }
     let memory = if env::var_os("CARGO_FEATURE_STM32F411").is_some() {
         "boards/stm32f411/memory.x"
-    } else if m0 {
+    } else if m0 && !mps2_m0 {
         "boards/microbit/memory.x"
     } else if riscv {
         "boards/riscv-virt/memory.x"
@@ -132,11 +173,26 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
 }
 
+/// What [`models`] found.
+struct Models {
+    /// The model's input features.
+    inputs: usize,
+    /// Its output features.
+    outputs: usize,
+    /// The f32 file's size in bytes.
+    f32_bytes: u64,
+    /// Whether the files are graph files (format version 3, a CNN).
+    graph: bool,
+}
+
 /// Finds the model pair in `dir`, checks that both files describe the same
 /// model, copies them to `out` (`model-f32.emb`, `model-int8.emb`) and
-/// writes `out/model.rs`; returns the model's input and output counts and
-/// the f32 file's size.
-fn models(dir: &Path, out: &Path) -> (usize, usize, u64) {
+/// writes `out/model.rs`: for dense files (format version 2) the model type
+/// (`write_model_type`), for graph files (version 3, which have no model
+/// type) the constants the firmware sizes its buffers with, read from the
+/// header: `INPUTS`, `OUTPUTS`, `GRAPH_SCRATCH_F32` and `GRAPH_SCRATCH_I8`
+/// (each file's `GraphModel::scratch_len`, its arena) and `ARCHITECTURE`.
+fn models(dir: &Path, out: &Path) -> Models {
     println!("cargo:rerun-if-changed={}", dir.display());
     let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let mut int8: Vec<PathBuf> = entries
@@ -153,6 +209,8 @@ fn models(dir: &Path, out: &Path) -> (usize, usize, u64) {
     };
     let name = int8.to_string_lossy().replace("-int8.emb", ".emb");
     let f32 = PathBuf::from(name);
+    // Per file: its type (dense) or its graph's description, inputs,
+    // outputs, scratch, whether it is a graph.
     let mut arch = Vec::new();
     for (path, copy) in [(&f32, "model-f32.emb"), (int8, "model-int8.emb")] {
         println!("cargo:rerun-if-changed={}", path.display());
@@ -161,23 +219,74 @@ fn models(dir: &Path, out: &Path) -> (usize, usize, u64) {
         let mut words = vec![0u32; bytes.len().div_ceil(4)];
         let aligned = bytemuck_bytes(&mut words);
         aligned[..bytes.len()].copy_from_slice(&bytes);
-        let model = Model::parse(&aligned[..bytes.len()])
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let mut src = String::new();
-        write_model_type(&model, &mut src).expect("formatting to a String");
-        arch.push((src, model.input_features(), model.output_features()));
+        let aligned = &aligned[..bytes.len()];
+        match Model::parse(aligned) {
+            Ok(model) => {
+                let mut src = String::new();
+                write_model_type(&model, &mut src).expect("formatting to a String");
+                let io = (model.input_features(), model.output_features());
+                arch.push((src, io.0, io.1, 0, false));
+            }
+            Err(FormatError::GraphFile) => {
+                let g = GraphModel::parse(aligned)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let io = (g.input_features(), g.output_features());
+                arch.push((describe_graph(&g), io.0, io.1, g.scratch_len(), true));
+            }
+            Err(e) => panic!("{}: {e}", path.display()),
+        }
         fs::write(out.join(copy), &bytes).expect("copy the model");
     }
     assert_eq!(
-        arch[0].0,
-        arch[1].0,
+        (&arch[0].0, arch[0].4),
+        (&arch[1].0, arch[1].4),
         "{} and {} describe different models",
         f32.display(),
         int8.display()
     );
-    fs::write(out.join("model.rs"), &arch[0].0).expect("write model.rs");
+    let (src, inputs, outputs, _, graph) = arch[0].clone();
+    let src = if graph {
+        format!(
+            "// Generated by firmware-example/build.rs from the graph files' headers. Do not edit.\n\
+             /// Input features.\npub const INPUTS: usize = {inputs};\n\
+             /// Output features.\npub const OUTPUTS: usize = {outputs};\n\
+             /// Elements of scratch the f32 graph needs (`GraphModel::scratch_len`).\n\
+             pub const GRAPH_SCRATCH_F32: usize = {};\n\
+             /// Bytes of scratch the int8 graph needs (`GraphModel::scratch_len`).\n\
+             pub const GRAPH_SCRATCH_I8: usize = {};\n\
+             /// The graph's nodes.\npub const ARCHITECTURE: &str = {src:?};\n",
+            arch[0].3, arch[1].3
+        )
+    } else {
+        src
+    };
+    fs::write(out.join("model.rs"), src).expect("write model.rs");
     let f32_bytes = fs::metadata(&f32).map_or(u64::MAX, |m| m.len());
-    (arch[0].1, arch[0].2, f32_bytes)
+    Models {
+        inputs,
+        outputs,
+        f32_bytes,
+        graph,
+    }
+}
+
+/// A graph's nodes in a line, e.g. `conv 1-16 3x3, maxpool 2x2, dense
+/// 1568-10` (the input left out).
+fn describe_graph(g: &GraphModel<'_>) -> String {
+    let mut parts = Vec::new();
+    for (h, _) in g.nodes().skip(1) {
+        let [kh, kw] = h.geometry.kernel;
+        parts.push(match h.op {
+            NodeOp::Conv => format!("conv {}-{} {kh}x{kw}", h.in_shape[0], h.out_shape[0]),
+            NodeOp::Dense => format!("dense {}-{}", h.in_shape[0], h.out_shape[0]),
+            NodeOp::MaxPool => format!("maxpool {kh}x{kw}"),
+            NodeOp::AvgPool => format!("avgpool {kh}x{kw}"),
+            NodeOp::GlobalAvgPool => "global avgpool".to_string(),
+            NodeOp::Add => format!("add {}+{}", h.inputs[0], h.inputs[1]),
+            NodeOp::Input => "input".to_string(),
+        });
+    }
+    parts.join(", ")
 }
 
 /// Copies the fine-tuning data (always from `models/`: it goes with the

@@ -4,6 +4,8 @@
 # Usage: qemu-run.sh MACHINE ELF
 #   MACHINE: mps2-an386 (Cortex-M4F, thumbv7em-none-eabihf)
 #            microbit   (Cortex-M0,  thumbv6m-none-eabi)
+#            mps2-an385 (Cortex-M3 running a thumbv6m-none-eabi build made
+#                        with EMBER_FIRMWARE_MACHINE=mps2-an385)
 #            riscv-virt (RISC-V,     riscv32imc-unknown-none-elf; QEMU's virt)
 # The log: semihosting output on the Arm machines, the 16550 UART on the
 # virt; either way on QEMU's stdout.
@@ -19,6 +21,11 @@ elf=${2:?usage: qemu-run.sh MACHINE ELF}
 case $machine in
   mps2-an386)
     qemu=(qemu-system-arm -cpu cortex-m4 -machine mps2-an386
+      -semihosting-config enable=on,target=native) ;;
+  mps2-an385)
+    # A Cortex-M3: runs a Cortex-M0 build (ARMv6-M code) made with
+    # EMBER_FIRMWARE_MACHINE=mps2-an385 (firmware-example/build.rs).
+    qemu=(qemu-system-arm -cpu cortex-m3 -machine mps2-an385
       -semihosting-config enable=on,target=native) ;;
   microbit)
     qemu=(qemu-system-arm -machine microbit

@@ -55,8 +55,32 @@
 #   Example: scripts/model-to-firmware.sh --data std-backend/tests/data/tables/wine.csv \
 #              --scale standard --out runs/wine-firmware
 #
+# A convolutional network (--model cnn, the CLI's FashionMNIST CNN preset,
+# Conv2d(1,16,3)-ReLU-MaxPool-Conv2d(16,32,3)-ReLU-MaxPool-Linear(1568,10)):
+#   1. train it (`ember train --model cnn` with the TRAIN OPTIONs; default
+#      --epochs 5 --seed 0), which writes its graph files (format version 3,
+#      f32 and int8 per channel); or export --checkpoint FILE (a checkpoint
+#      of `ember train --model cnn`) with `ember export`;
+#   2. copy them into the models directory (default OUT/models, not the
+#      committed MLP's) as fashion-cnn.emb and fashion-cnn-int8.emb;
+#   3. write the test images and the host's outputs (`cargo xtask
+#      test-images --count N`, --count default 100: the reference kernels
+#      take tens of millions of instructions per image);
+#   4. build the firmware and run it under QEMU on the Cortex-M4F (f32 and
+#      int8; no fine-tuning, which is the MLP's) and the Cortex-M0 (int8).
+#      The M0 build does not fit the micro:bit's 16 KiB of RAM: the int8
+#      graph's arena alone is 15,680 bytes for the preset (the first
+#      convolution's 16x28x28 output beside the first pooling's), and the
+#      quantized image and the stack come on top. So it runs on QEMU's
+#      mps2-an385 (EMBER_FIRMWARE_MACHINE=mps2-an385: a Cortex-M3, which
+#      executes the M0's ARMv6-M code as is, with 4 MiB of RAM), which
+#      gives the M0 code's instruction counts.
+#   Example: scripts/model-to-firmware.sh --model cnn --epochs 1 --limit 2000 --count 20
+#
 # CI (scripts/test.sh) runs the committed files, this script once more for
-# a 784-64-32-10 tanh model in a temporary directory, and for wine
+# a 784-64-32-10 tanh model in a temporary directory, for the CNN preset
+# (--model cnn, one epoch on 2,000 images of the built-in subset, 20 test
+# images on the Cortex-M4F and the M0: about 20 s), and for wine
 # (classification, --scale standard) and diabetes (regression) CSV models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +102,8 @@ test_fraction=0.2
 split_seed=0
 header=auto
 count=200
+count_given=""
+model=""
 while [ $# -gt 0 ]; do
   case $1 in
     --checkpoint) checkpoint=${2:?--checkpoint needs a file}; shift 2 ;;
@@ -99,7 +125,9 @@ while [ $# -gt 0 ]; do
     --test-fraction) test_fraction=${2:?--test-fraction needs a number}; split+=(--test-fraction "$2"); shift 2 ;;
     --split-seed) split_seed=${2:?--split-seed needs a number}; split+=(--split-seed "$2"); shift 2 ;;
     --header) header=${2:?--header needs auto, yes or no}; split+=(--header "$2"); shift 2 ;;
-    --count) count=${2:?--count needs a number}; shift 2 ;;
+    --count) count=${2:?--count needs a number}; count_given=1; shift 2 ;;
+    --model) model=${2:?--model needs a preset}; shift 2 ;;
+    --model=*) model=${1#--model=}; shift ;;
     *) train+=("$1"); shift ;;
   esac
 done
@@ -151,6 +179,74 @@ if [ -n "$data" ] && [ -f "$data" ]; then
   EMBER_FIRMWARE_MODELS=$(realpath "$models") \
     scripts/run-firmware.sh "${targets[@]}"
   exit 0
+fi
+
+if [ -n "$model" ]; then
+  # A preset of the CLI (a CNN): its graph files on the board.
+  case $model in
+    cnn) ;;
+    *) echo "model-to-firmware.sh: --model $model: the firmware runs the CLI's cnn preset (or an MLP: --layers)" >&2; exit 2 ;;
+  esac
+  [ -z "$layers" ] || { echo "model-to-firmware.sh: --model cnn takes no --layers" >&2; exit 2; }
+  [ ${#targets[@]} -gt 0 ] || targets=(thumbv7em-none-eabihf thumbv6m-none-eabi)
+  [ -n "$models" ] || models=$out/models
+  [ -n "$count_given" ] || count=100
+  if [ "$(realpath -m "$models")" = "$(realpath firmware-example/models)" ]; then
+    echo "model-to-firmware.sh: a CNN goes to its own --models directory, not firmware-example/models (the committed MLP's, which the firmware fine-tunes)" >&2
+    exit 2
+  fi
+  dataset=()
+  [ -z "$data" ] || dataset=(--data "$data")
+  name=fashion-cnn
+  if [ -z "$checkpoint" ]; then
+    case " ${train[*]-} " in *" --epochs"*) ;; *) train+=(--epochs 5) ;; esac
+    case " ${train[*]-} " in *" --seed"*) ;; *) train+=(--seed 0) ;; esac
+    step "train: ember train --model cnn ${dataset[*]-} ${train[*]} --out $out"
+    ember train --model cnn "${dataset[@]}" "${train[@]}" --out "$out"
+    exported=$out
+  else
+    if [ ${#train[@]} -gt 0 ]; then
+      echo "model-to-firmware.sh: --checkpoint takes no training options (${train[*]})" >&2
+      exit 2
+    fi
+    step "export: ember export --checkpoint $checkpoint ${dataset[*]-} --out $out/export"
+    ember export --checkpoint "$checkpoint" "${dataset[@]}" --out "$out/export"
+    exported=$out/export
+  fi
+  mkdir -p "$models"
+  # One model set per directory: the firmware's build script takes the one pair.
+  rm -f "$models"/*.emb "$models/test-rows.bin"
+  cp "$exported/model.emb" "$models/$name.emb"
+  cp "$exported/model-int8.emb" "$models/$name-int8.emb"
+  ls -l "$models/$name.emb" "$models/$name-int8.emb"
+
+  step "test images and the host's outputs: cargo xtask test-images --count $count"
+  cargo xtask test-images --models "$(realpath "$models")" --name "$name" --count "$count" "${dataset[@]}"
+
+  run=()
+  m0=""
+  for t in "${targets[@]}"; do
+    case $t in
+      thumbv6m*) m0=$t ;;
+      *) run+=("$t") ;;
+    esac
+  done
+  status=0
+  if [ ${#run[@]} -gt 0 ]; then
+    step "firmware: build and run under QEMU (${run[*]})"
+    EMBER_FIRMWARE_MODELS=$(realpath "$models") EMBER_FIRMWARE_FEATURES=$features \
+      scripts/run-firmware.sh "${run[@]}" || status=$?
+  fi
+  if [ -n "$m0" ]; then
+    # The int8 graph's arena (header bytes 28..32) and the image beside it.
+    arena=$(od -An -t u4 -j 28 -N 4 "$models/$name-int8.emb" | tr -d ' ')
+    step "firmware: the Cortex-M0 build, int8, on QEMU's mps2-an385 (a Cortex-M3 running its ARMv6-M code): the int8 CNN's $arena-byte arena and 784-byte quantized image do not fit the micro:bit's 16 KiB of RAM beside a stack"
+    rc=0
+    EMBER_FIRMWARE_MODELS=$(realpath "$models") EMBER_FIRMWARE_FEATURES=$features \
+      EMBER_FIRMWARE_MACHINE=mps2-an385 scripts/run-firmware.sh "$m0" || rc=$?
+    [ "$status" -ne 0 ] || status=$rc
+  fi
+  exit "$status"
 fi
 
 # FashionMNIST (an IDX directory as --data, or the default data).

@@ -1,14 +1,29 @@
 //! Inference from flash: the FashionMNIST classifier trained by `ember
 //! train` (`models/`, by default the committed 784-128-64-10 ReLU model; any
-//! MLP with 784 inputs), f32 and int8, on embedded test images.
+//! MLP with 784 inputs, or a CNN's graph files), f32 and int8, on embedded
+//! test images.
 //!
 //! The weight files are embedded with `include_bytes!` inside
-//! [`Aligned`], so [`Model::load`] validates them (header, CRC, and the
-//! layer signature of [`Net`]) and reads the weights in place, from flash:
-//! nothing is copied. Inference needs [`Model::scratch_len`] elements of
-//! scratch (two activation buffers of the widest layer output, here 128; the
-//! input is read in place): int8 reads the image's pixels themselves
-//! ([`Model::infer_u8`]), f32 the pixels as floats, in a buffer of the caller.
+//! [`Aligned`], so they are validated in place and their weights read from
+//! flash: nothing is copied. Two kinds of files run through the same code
+//! ([`Deployed`], one image at a time):
+//!
+//! - dense files (format version 2): [`Model::load`] checks the header, the
+//!   CRC and the layer signature of [`Net`] (the type build.rs writes from
+//!   the header). Inference needs [`Model::scratch_len`] elements of
+//!   scratch (two activation buffers of the widest layer output, here 128;
+//!   the input is read in place): int8 reads the image's pixels themselves
+//!   ([`Model::infer_u8`]), f32 the pixels as floats, in a buffer of the
+//!   caller.
+//! - graph files (format version 3, a CNN; cfg `model_graph`, set by
+//!   build.rs): `GraphModel::parse` checks the header, the CRC, every
+//!   node's shapes and the arena plan; inference runs in exactly
+//!   `GraphModel::scratch_len` elements, read from the header at compile
+//!   time (`GRAPH_SCRATCH_F32`, `GRAPH_SCRATCH_I8`). The int8 graph reads
+//!   its input quantized: each pixel `p` becomes `p / 255` quantized with
+//!   the file's input quantization, as `GraphModel::quantize_input` does on
+//!   the host, into a [`PIXELS`]-byte buffer at the start of the int8
+//!   scratch ([`SCRATCH_I8`]); that step is timed with the inference.
 //!
 //! Each image's f32 class, and its int8 output vector byte for byte, are
 //! compared with what the host computed with the same kernels (`cargo xtask
@@ -18,17 +33,23 @@
 
 #[cfg(model_f32)]
 use ember_nn_core::deploy::argmax;
-use ember_nn_core::deploy::{argmax_i8, Aligned, InferError, Model};
-/// The model type the files describe, written by build.rs from their
-/// header (`ember_nn_core::deploy::write_model_type`): `Net`, `INPUTS`,
-/// `OUTPUTS`, `WIDEST` and `ARCHITECTURE`. [`Model::load`] checks the files
-/// against `Net`.
+#[cfg(model_graph)]
+use ember_nn_core::deploy::GraphModel;
+#[cfg(not(model_graph))]
+use ember_nn_core::deploy::Model;
+use ember_nn_core::deploy::{argmax_i8, Aligned, FormatError, InferError};
+/// What build.rs writes from the files' header: for dense files the model
+/// type (`ember_nn_core::deploy::write_model_type`: `Net`, `INPUTS`,
+/// `OUTPUTS`, `WIDEST` and `ARCHITECTURE`; [`Model::load`] checks the files
+/// against `Net`), for graph files `INPUTS`, `OUTPUTS`, `GRAPH_SCRATCH_F32`,
+/// `GRAPH_SCRATCH_I8` and `ARCHITECTURE`.
 #[allow(dead_code)] // which of its items a build uses depends on the features
 pub mod model {
     #[allow(unused_imports)]
     use ember_nn_core::nn::*;
     include!(concat!(env!("OUT_DIR"), "/model.rs"));
 }
+#[cfg(not(model_graph))]
 pub use model::Net;
 
 /// Pixels per image (28 × 28), the model's input features.
@@ -39,9 +60,24 @@ const _: () = assert!(
 );
 /// The model's outputs (the int8 logits compared per image).
 pub const CLASSES: usize = model::OUTPUTS;
-/// Scratch elements inference needs: `Model::scratch_len()` of [`Net`], two
-/// buffers of the widest layer output.
+/// Scratch elements f32 inference needs: `Model::scratch_len()` of [`Net`],
+/// two buffers of the widest layer output.
+#[cfg(not(model_graph))]
 pub const SCRATCH: usize = 2 * model::WIDEST;
+/// Scratch elements f32 inference needs: the f32 graph's arena
+/// (`GraphModel::scratch_len`, from its header).
+#[cfg(model_graph)]
+pub const SCRATCH: usize = model::GRAPH_SCRATCH_F32;
+/// Bytes of the quantized input image at the start of a graph's int8
+/// scratch (a dense file reads the pixels in place).
+#[cfg(model_graph)]
+const INT8_INPUT: usize = PIXELS;
+/// Scratch bytes int8 inference needs: [`SCRATCH`] for a dense file; for a
+/// graph, the quantized image and the int8 graph's arena.
+#[cfg(not(model_graph))]
+pub const SCRATCH_I8: usize = SCRATCH;
+#[cfg(model_graph)]
+pub const SCRATCH_I8: usize = INT8_INPUT + model::GRAPH_SCRATCH_I8;
 /// Mismatches logged one by one (the rest are only counted).
 const LOG_MISMATCHES: usize = 10;
 
@@ -64,6 +100,83 @@ static EXPECTED_F32: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/expected-
 /// The int8 logits the host's inference gives them, [`CLASSES`] per image.
 #[cfg(model_int8)]
 static EXPECTED_INT8: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/expected-int8.bin"));
+
+/// A weight file as the firmware runs it, one image at a time: a dense
+/// [`Model`] checked against [`Net`], or a graph. One code path checks
+/// either ([`run_f32`], [`run_int8`]).
+pub trait Deployed<'a>: Sized {
+    /// Validates the file in place.
+    fn open(bytes: &'a [u8]) -> Result<Self, FormatError>;
+    /// The f32 outputs of `input` (the pixels as floats).
+    #[cfg(model_f32)]
+    fn logits_f32<'s>(
+        &self,
+        input: &[f32],
+        scratch: &'s mut [f32],
+    ) -> Result<&'s [f32], InferError>;
+    /// The int8 outputs of an image's `pixels`; for a graph, `scratch`
+    /// holds the quantized image ([`PIXELS`] bytes), then the arena.
+    #[cfg(model_int8)]
+    fn logits_i8<'s>(&self, pixels: &[u8], scratch: &'s mut [i8]) -> Result<&'s [i8], InferError>;
+}
+
+#[cfg(not(model_graph))]
+impl<'a> Deployed<'a> for Model<'a> {
+    fn open(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        Model::load::<Net>(bytes)
+    }
+    #[cfg(model_f32)]
+    fn logits_f32<'s>(
+        &self,
+        input: &[f32],
+        scratch: &'s mut [f32],
+    ) -> Result<&'s [f32], InferError> {
+        self.infer_f32(input, scratch)
+    }
+    #[cfg(model_int8)]
+    fn logits_i8<'s>(&self, pixels: &[u8], scratch: &'s mut [i8]) -> Result<&'s [i8], InferError> {
+        self.infer_u8(pixels, scratch)
+    }
+}
+
+#[cfg(model_graph)]
+impl<'a> Deployed<'a> for GraphModel<'a> {
+    fn open(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        GraphModel::parse(bytes)
+    }
+    #[cfg(model_f32)]
+    fn logits_f32<'s>(
+        &self,
+        input: &[f32],
+        scratch: &'s mut [f32],
+    ) -> Result<&'s [f32], InferError> {
+        self.infer_f32(input, scratch)
+    }
+    #[cfg(model_int8)]
+    fn logits_i8<'s>(&self, pixels: &[u8], scratch: &'s mut [i8]) -> Result<&'s [i8], InferError> {
+        if scratch.len() < INT8_INPUT {
+            return Err(InferError::ScratchTooSmall {
+                needed: INT8_INPUT + self.scratch_len(),
+            });
+        }
+        let (input, arena) = scratch.split_at_mut(INT8_INPUT);
+        // `GraphModel::quantize_input` of `p / 255`, the host's input (the
+        // same operations, so the same bytes), without a buffer of floats.
+        let q = self.input_quantization();
+        for (o, &p) in input.iter_mut().zip(pixels) {
+            let v = f32::from(p) / 255.0;
+            *o = (libm::roundf(v / q.scale) as i32 + q.zero).clamp(-128, 127) as i8;
+        }
+        let n = pixels.len().min(INT8_INPUT);
+        self.infer_q8(&input[..n], arena)
+    }
+}
+
+/// The file type this build runs.
+#[cfg(not(model_graph))]
+type Loaded = Model<'static>;
+#[cfg(model_graph)]
+type Loaded = GraphModel<'static>;
 
 /// Number of embedded test images.
 pub fn images() -> usize {
@@ -193,7 +306,7 @@ pub fn run_f32(
     clock: &dyn Fn() -> u64,
 ) -> Option<Report> {
     let start = clock();
-    let loaded = Model::load::<Net>(&F32_MODEL.0);
+    let loaded = Loaded::open(&F32_MODEL.0);
     let load_ticks = clock().wrapping_sub(start);
     // Borrowed in place: the model (about 1 KiB of layer table) is not moved.
     let model = match &loaded {
@@ -208,18 +321,19 @@ pub fn run_f32(
         for (x, &p) in input.iter_mut().zip(image) {
             *x = f32::from(p) / 255.0;
         }
-        let class = argmax(model.infer_f32(&input[..], scratch)?);
+        let class = argmax(model.logits_f32(&input[..], scratch)?);
         Ok(Some(class).filter(|&c| usize::from(want[0]) == c))
     });
     Some(Report { load_ticks, ..r })
 }
 
 /// Loads the int8 model from flash and checks it on every image, the
-/// pixels read in place from flash. `scratch` must hold [`SCRATCH`] bytes.
+/// pixels read in place from flash (a graph's quantized at the start of
+/// `scratch`). `scratch` must hold [`SCRATCH_I8`] bytes.
 #[cfg(model_int8)]
 pub fn run_int8(scratch: &mut [i8], clock: &dyn Fn() -> u64) -> Option<Report> {
     let start = clock();
-    let loaded = Model::load::<Net>(&INT8_MODEL.0);
+    let loaded = Loaded::open(&INT8_MODEL.0);
     let load_ticks = clock().wrapping_sub(start);
     let model = match &loaded {
         Ok(m) => m,
@@ -230,14 +344,14 @@ pub fn run_int8(scratch: &mut [i8], clock: &dyn Fn() -> u64) -> Option<Report> {
     };
     describe("int8", INT8_MODEL.0.len(), model, scratch.len(), 1);
     let r = check("int8", EXPECTED_INT8, CLASSES, clock, |image, want| {
-        let logits = model.infer_u8(image, scratch)?;
+        let logits = model.logits_i8(image, scratch)?;
         let same = logits.iter().zip(want).all(|(&q, &w)| q as u8 == w);
         Ok(Some(argmax_i8(logits)).filter(|_| same && logits.len() == want.len()))
     });
     Some(Report { load_ticks, ..r })
 }
 
-fn describe(name: &str, file_bytes: usize, model: &Model<'_>, scratch: usize, elem: usize) {
+fn describe(name: &str, file_bytes: usize, model: &Loaded, scratch: usize, elem: usize) {
     say!(
         "{} model {}: a {}-byte file, read in place; scratch {} of {} elements ({} bytes)",
         name,
@@ -271,7 +385,7 @@ pub fn summary(r: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ember_nn_core::deploy::FormatError;
+    #[cfg(all(model_int8, not(model_graph)))]
     use ember_nn_core::nn::{Linear, ReLU};
 
     /// The committed models, run on the host, give the committed expected
@@ -289,7 +403,7 @@ mod tests {
         }
         #[cfg(model_int8)]
         {
-            let mut scratch = vec![0i8; SCRATCH];
+            let mut scratch = vec![0i8; SCRATCH_I8];
             let r = run_int8(&mut scratch, &clock).expect("the int8 model loads");
             assert!(r.passed(), "{r:?}");
             assert_eq!(r.correct, r.host_correct);
@@ -297,7 +411,7 @@ mod tests {
     }
 
     /// `Model::load` checks the file against the model type, and the CRC.
-    #[cfg(model_int8)]
+    #[cfg(all(model_int8, not(model_graph)))]
     #[test]
     fn load_checks_signature_and_checksum() {
         let bytes = &INT8_MODEL.0;
@@ -315,6 +429,50 @@ mod tests {
         copy[bytes.len() / 2] ^= 1;
         assert!(matches!(
             Model::load::<Net>(copy),
+            Err(FormatError::Crc { .. })
+        ));
+    }
+
+    /// Graph files: `Model::parse` sends them to `GraphModel::parse`, which
+    /// checks the CRC; the scratch sizes build.rs read from the headers are
+    /// the files' own, and the run fails cleanly (no panic) in less.
+    #[cfg(all(model_int8, model_graph))]
+    #[test]
+    fn graph_files_parse_in_place_with_their_scratch() {
+        use ember_nn_core::deploy::Model;
+        let bytes = &INT8_MODEL.0;
+        assert!(matches!(Model::parse(bytes), Err(FormatError::GraphFile)));
+        let g = GraphModel::parse(bytes).expect("the int8 graph parses");
+        assert!(g.is_int8());
+        assert_eq!(g.scratch_len(), model::GRAPH_SCRATCH_I8);
+        assert_eq!(SCRATCH_I8, PIXELS + g.scratch_len());
+        #[cfg(model_f32)]
+        {
+            let f = GraphModel::parse(&F32_MODEL.0).expect("the f32 graph parses");
+            assert_eq!(f.scratch_len(), SCRATCH);
+        }
+        // One byte short of the arena, or of the quantized image: an error.
+        let mut scratch = vec![0i8; SCRATCH_I8 - 1];
+        let image = &IMAGES[..PIXELS];
+        assert!(matches!(
+            g.logits_i8(image, &mut scratch),
+            Err(InferError::ScratchTooSmall { .. })
+        ));
+        assert!(g.logits_i8(image, &mut scratch[..10]).is_err());
+        // The device's quantization of the pixels is the host's.
+        let mut q_host = vec![0i8; PIXELS];
+        let x: Vec<f32> = image.iter().map(|&p| f32::from(p) / 255.0).collect();
+        g.quantize_input(&x, &mut q_host).expect("784 inputs");
+        let mut scratch = vec![0i8; SCRATCH_I8];
+        g.logits_i8(image, &mut scratch).expect("runs");
+        assert_eq!(&scratch[..PIXELS], &q_host[..]);
+        // A flipped bit in the weights: the copy must stay 4-byte aligned.
+        let mut words = vec![0u32; bytes.len().div_ceil(4)];
+        let copy: &mut [u8] = &mut as_bytes_mut(&mut words)[..bytes.len()];
+        copy.copy_from_slice(bytes);
+        copy[bytes.len() / 2] ^= 1;
+        assert!(matches!(
+            GraphModel::parse(copy),
             Err(FormatError::Crc { .. })
         ));
     }

@@ -71,8 +71,22 @@ fn summary(r: &xor::Report) {
     );
 }
 
+/// Says why a Cortex-M0 build of a CNN has no f32 model.
+#[cfg(all(cortex_m0, feature = "f32-model", not(model_f32), model_graph))]
+fn f32_left_out() {
+    say!(
+        "f32 model: left out of Cortex-M0 builds (its arena of {} bytes does not fit the micro:bit's 16 KiB of RAM, and it would run in soft float); int8 only",
+        4 * inference::SCRATCH
+    );
+}
 /// Says why a Cortex-M0 build has no f32 model.
-#[cfg(all(cortex_m0, feature = "f32-model", not(model_f32), not(test_rows)))]
+#[cfg(all(
+    cortex_m0,
+    feature = "f32-model",
+    not(model_f32),
+    not(test_rows),
+    not(model_graph)
+))]
 fn f32_left_out() {
     say!("f32 model: left out of Cortex-M0 builds (its 437732 bytes do not fit the micro:bit's 256 KiB of flash); int8 only");
 }
@@ -126,7 +140,7 @@ fn main() {
         }
         #[cfg(model_int8)]
         {
-            let mut scratch = vec![0i8; inference::SCRATCH];
+            let mut scratch = vec![0i8; inference::SCRATCH_I8];
             passed &= timed(inference::run_int8(&mut scratch, &clock));
         }
     }
@@ -213,7 +227,7 @@ mod firmware {
         #[cfg(model_f32)]
         static mut SCRATCH_F32: [f32; inference::SCRATCH] = [0.0; inference::SCRATCH];
         #[cfg(model_int8)]
-        static mut SCRATCH_I8: [i8; inference::SCRATCH] = [0; inference::SCRATCH];
+        static mut SCRATCH_I8: [i8; inference::SCRATCH_I8] = [0; inference::SCRATCH_I8];
         // Fine-tuning: the head, its gradients, Adam's state and a training
         // step's graph, sized by `nn::train_floats` at compile time.
         #[cfg(finetune)]
@@ -412,6 +426,24 @@ mod firmware {
             r.load_ticks
         );
         defmt::println!("{}: stack used: {=usize} bytes", r.name, stack_used());
+        // A graph's memory: its scratch (sized from the file's header at
+        // compile time) and the stack, and the whole firmware's flash.
+        #[cfg(all(model_graph, target_arch = "arm"))]
+        {
+            let scratch = if r.name == "int8" {
+                inference::SCRATCH_I8
+            } else {
+                4 * (inference::SCRATCH + inference::PIXELS)
+            };
+            defmt::println!(
+                "{}: RAM {=usize} bytes for inference (scratch and input {=usize} + stack {=usize}); flash {=usize} bytes for the whole firmware (code, the models, the test images)",
+                r.name,
+                scratch + stack_used(),
+                scratch,
+                stack_used(),
+                flash_used()
+            );
+        }
         r.passed()
     }
 
@@ -464,9 +496,12 @@ mod firmware {
     /// Except on RISC-V, whose clock counts instructions rather than ticks:
     /// there the f32 model's soft-float run over all the images can pass
     /// 2^32, so the division is done in 64 bits.
+    /// A graph (a CNN with the reference kernels) takes tens of millions of
+    /// instructions per inference: the total over the images can pass 2^32
+    /// too, and is divided in 64 bits as well.
     #[cfg(any(model_f32, model_int8, finetune))]
     fn per_inference(total: u64, images: usize) -> u32 {
-        if cfg!(target_arch = "riscv32") {
+        if cfg!(any(target_arch = "riscv32", model_graph)) {
             u32::try_from(total / images.max(1) as u64).unwrap_or(u32::MAX)
         } else {
             u32::try_from(total).unwrap_or(u32::MAX) / (images.max(1) as u32)

@@ -50,6 +50,8 @@ pub const OUTPUTS: usize = model::OUTPUTS;
 /// Scratch elements inference needs: `Model::scratch_len()` of [`Net`], two
 /// buffers of the widest layer output.
 pub const SCRATCH: usize = 2 * model::WIDEST;
+/// Scratch bytes int8 inference needs (as many as f32's elements).
+pub const SCRATCH_I8: usize = SCRATCH;
 /// Bytes per embedded row.
 const ROW_BYTES: usize = 4 * INPUTS;
 /// Mismatches logged one by one (the rest are only counted).

@@ -6,7 +6,9 @@
 //! the first `--count` FashionMNIST test images (u8 pixels), their labels, and
 //! what the host computes for them with the deployed kernels, the code the
 //! firmware runs: the f32 model's class (`Model::infer_f32` + `argmax`) and the
-//! int8 model's whole output vector (`Model::infer_u8` on the pixels). The
+//! int8 model's whole output vector (`Model::infer_u8` on the pixels); for
+//! a CNN's graph files (format version 3), `GraphModel::infer_f32` and
+//! `GraphModel::quantize_input` of `p / 255` + `GraphModel::infer_q8`. The
 //! firmware passes only if it predicts the same f32 class and the same int8
 //! logits, byte for byte, for every image.
 //!
@@ -22,7 +24,7 @@
 //! to it: the same split, made by the same function).
 
 use clap::{Parser, Subcommand};
-use ember_nn_core::deploy::{argmax, argmax_i8, write_model_type, Model};
+use ember_nn_core::deploy::{argmax, argmax_i8, write_model_type, FormatError, GraphModel, Model};
 use ember_nn_std::atomic::write_atomic;
 use ember_nn_std::checkpoint::Checkpoint;
 use ember_nn_std::config::TaskKind;
@@ -256,10 +258,163 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     write_atomic(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Whether the file at `path` is a graph file (format version 3: a CNN),
+/// which `Model::parse` sends to `GraphModel::parse`.
+fn is_graph_file(path: &Path) -> Result<bool, String> {
+    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = AlignedBytes::new(&raw);
+    Ok(matches!(
+        Model::parse(bytes.bytes()),
+        Err(FormatError::GraphFile)
+    ))
+}
+
+/// The f32 and int8 graph files NAME.emb and NAME-int8.emb in `dir`,
+/// checked to be one graph (the same nodes and shapes) in the two data
+/// types, with the firmware's 784 inputs.
+fn graph_pair(dir: &Path, name: &str) -> Result<(AlignedBytes, AlignedBytes), String> {
+    let f32_path = dir.join(format!("{name}.emb"));
+    let int8_path = dir.join(format!("{name}-int8.emb"));
+    let read = |path: &Path| -> Result<AlignedBytes, String> {
+        let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = AlignedBytes::new(&raw);
+        let g = GraphModel::parse(bytes.bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+        if g.input_features() != PIXELS {
+            return Err(format!(
+                "{}: the model takes {} inputs; the firmware's test images have {PIXELS} pixels",
+                path.display(),
+                g.input_features()
+            ));
+        }
+        Ok(bytes)
+    };
+    let (f32_bytes, int8_bytes) = (read(&f32_path)?, read(&int8_path)?);
+    let f = GraphModel::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+    let q = GraphModel::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
+    if f.is_int8() || !q.is_int8() {
+        return Err(format!(
+            "{} must be the f32 graph and {} the int8 one",
+            f32_path.display(),
+            int8_path.display()
+        ));
+    }
+    let shape = |g: &GraphModel<'_>| {
+        g.nodes()
+            .map(|(h, _)| (h.op, h.inputs, h.in_shape, h.out_shape, h.geometry))
+            .collect::<Vec<_>>()
+    };
+    if shape(&f) != shape(&q) {
+        return Err(format!(
+            "{} and {} describe different graphs",
+            f32_path.display(),
+            int8_path.display()
+        ));
+    }
+    Ok((f32_bytes, int8_bytes))
+}
+
+/// The host's outputs for one image, with the deployed kernels, as the
+/// firmware computes them.
+trait HostRun {
+    /// The f32 file's class of `input` (the pixels as floats).
+    fn f32_class(&mut self, input: &[f32]) -> Result<u8, String>;
+    /// The int8 file's logits for the image (`pixels`, and as floats `input`).
+    fn int8_logits(&mut self, pixels: &[u8], input: &[f32]) -> Result<Vec<i8>, String>;
+    /// The int8 file's outputs.
+    fn outputs(&self) -> usize;
+}
+
+/// Dense files (version 2): `Model::infer_f32`, and `Model::infer_u8` on
+/// the pixels, read in place as the firmware does.
+struct DenseRun<'a> {
+    f32_model: Model<'a>,
+    int8_model: Model<'a>,
+    fs: Vec<f32>,
+    is: Vec<i8>,
+}
+
+impl HostRun for DenseRun<'_> {
+    fn f32_class(&mut self, input: &[f32]) -> Result<u8, String> {
+        let logits = self
+            .f32_model
+            .infer_f32(input, &mut self.fs)
+            .map_err(|e| e.to_string())?;
+        Ok(argmax(logits) as u8)
+    }
+    fn int8_logits(&mut self, pixels: &[u8], _input: &[f32]) -> Result<Vec<i8>, String> {
+        // The firmware's call: the pixels themselves, read in place.
+        let q = self
+            .int8_model
+            .infer_u8(pixels, &mut self.is)
+            .map_err(|e| e.to_string())?;
+        Ok(q.to_vec())
+    }
+    fn outputs(&self) -> usize {
+        self.int8_model.output_features()
+    }
+}
+
+/// Graph files (version 3): `GraphModel::infer_f32`, and for int8
+/// `GraphModel::quantize_input` of the floats then `GraphModel::infer_q8`
+/// (the firmware quantizes each pixel the same way).
+struct GraphRun<'a> {
+    f32_model: GraphModel<'a>,
+    int8_model: GraphModel<'a>,
+    fs: Vec<f32>,
+    qin: Vec<i8>,
+    is: Vec<i8>,
+}
+
+impl HostRun for GraphRun<'_> {
+    fn f32_class(&mut self, input: &[f32]) -> Result<u8, String> {
+        let logits = self
+            .f32_model
+            .infer_f32(input, &mut self.fs)
+            .map_err(|e| e.to_string())?;
+        Ok(argmax(logits) as u8)
+    }
+    fn int8_logits(&mut self, _pixels: &[u8], input: &[f32]) -> Result<Vec<i8>, String> {
+        self.int8_model
+            .quantize_input(input, &mut self.qin)
+            .map_err(|e| e.to_string())?;
+        let q = self
+            .int8_model
+            .infer_q8(&self.qin, &mut self.is)
+            .map_err(|e| e.to_string())?;
+        Ok(q.to_vec())
+    }
+    fn outputs(&self) -> usize {
+        self.int8_model.output_features()
+    }
+}
+
 fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Result<(), String> {
-    let (f32_bytes, int8_bytes) = model_pair(dir, name, read_model)?;
-    let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
-    let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
+    let graph = is_graph_file(&dir.join(format!("{name}.emb")))?;
+    let (f32_bytes, int8_bytes) = if graph {
+        graph_pair(dir, name)?
+    } else {
+        model_pair(dir, name, read_model)?
+    };
+    let mut run: Box<dyn HostRun> = if graph {
+        let f32_model = GraphModel::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+        let int8_model = GraphModel::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
+        Box::new(GraphRun {
+            fs: vec![0.0; f32_model.scratch_len()],
+            qin: vec![0; int8_model.input_features()],
+            is: vec![0; int8_model.scratch_len()],
+            f32_model,
+            int8_model,
+        })
+    } else {
+        let f32_model = Model::parse(f32_bytes.bytes()).map_err(|e| e.to_string())?;
+        let int8_model = Model::parse(int8_bytes.bytes()).map_err(|e| e.to_string())?;
+        Box::new(DenseRun {
+            fs: vec![0.0; f32_model.scratch_len()],
+            is: vec![0; int8_model.scratch_len()],
+            f32_model,
+            int8_model,
+        })
+    };
 
     let (test, source) =
         FashionMnist::load_or_builtin(data, Split::Test).map_err(|e| e.to_string())?;
@@ -274,8 +429,6 @@ fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Res
 
     let mut images = Vec::with_capacity(count * PIXELS);
     let (mut labels, mut pred_f32, mut pred_int8) = (Vec::new(), Vec::new(), Vec::new());
-    let mut fs = vec![0.0f32; f32_model.scratch_len()];
-    let mut is = vec![0i8; int8_model.scratch_len()];
     let mut logits_int8 = Vec::new();
     for (i, row) in test.features().chunks_exact(PIXELS).take(count).enumerate() {
         // The loader scales pixels to [0, 1] with `p / 255`; recover the
@@ -288,15 +441,9 @@ fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Res
         }
         images.extend_from_slice(&pixels);
         labels.push(test.labels()[i] as u8);
-        let logits = f32_model
-            .infer_f32(&input, &mut fs)
-            .map_err(|e| e.to_string())?;
-        pred_f32.push(argmax(logits) as u8);
-        // The firmware's call: the pixels themselves, read in place.
-        let q = int8_model
-            .infer_u8(&pixels, &mut is)
-            .map_err(|e| e.to_string())?;
-        pred_int8.push(argmax_i8(q) as u8);
+        pred_f32.push(run.f32_class(&input)?);
+        let q = run.int8_logits(&pixels, &input)?;
+        pred_int8.push(argmax_i8(&q) as u8);
         logits_int8.extend(q.iter().map(|&v| v as u8));
     }
 
@@ -307,7 +454,10 @@ fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Res
     write(&dir.join("test-labels.bin"), &labels)?;
     write(&dir.join("expected-f32.bin"), &pred_f32)?;
     write(&dir.join("expected-int8.bin"), &logits_int8)?;
-    finetune_data(dir, &test, count)?;
+    // The firmware fine-tunes the committed dense model's head only.
+    if !graph {
+        finetune_data(dir, &test, count)?;
+    }
 
     let correct = |p: &[u8]| p.iter().zip(&labels).filter(|(a, b)| a == b).count();
     println!("{source}: the first {count} test images");
@@ -321,7 +471,7 @@ fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Res
         "wrote {}: test-images.bin ({} bytes), test-labels.bin and expected-f32.bin ({count} bytes each), expected-int8.bin ({} int8 logits per image)",
         dir.display(),
         images.len(),
-        int8_model.output_features()
+        run.outputs()
     );
     Ok(())
 }
