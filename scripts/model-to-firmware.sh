@@ -234,7 +234,7 @@ if [ -n "$model" ]; then
   status=0
   if [ ${#run[@]} -gt 0 ]; then
     step "firmware: build and run under QEMU (${run[*]})"
-    EMBER_FIRMWARE_MODELS=$(realpath "$models") EMBER_FIRMWARE_FEATURES=$features \
+    EMBER_FIRMWARE_MODELS=$(realpath "$models") \
       scripts/run-firmware.sh "${run[@]}" || status=$?
   fi
   if [ -n "$m0" ]; then
@@ -242,7 +242,7 @@ if [ -n "$model" ]; then
     arena=$(od -An -t u4 -j 28 -N 4 "$models/$name-int8.emb" | tr -d ' ')
     step "firmware: the Cortex-M0 build, int8, on QEMU's mps2-an385 (a Cortex-M3 running its ARMv6-M code): the int8 CNN's $arena-byte arena and 784-byte quantized image do not fit the micro:bit's 16 KiB of RAM beside a stack"
     rc=0
-    EMBER_FIRMWARE_MODELS=$(realpath "$models") EMBER_FIRMWARE_FEATURES=$features \
+    EMBER_FIRMWARE_MODELS=$(realpath "$models") \
       EMBER_FIRMWARE_MACHINE=mps2-an385 scripts/run-firmware.sh "$m0" || rc=$?
     [ "$status" -ne 0 ] || status=$rc
   fi

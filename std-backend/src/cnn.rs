@@ -15,9 +15,9 @@
 //! with 20,490 parameters (a fifth of the 784-128-64-10 MLP's 109,386).
 //! Its parameters are named `conv1.*`, `conv2.*` and `fc.*`.
 //!
-//! Convolutions are not in the deployable format (`.emb`) yet: a
-//! checkpoint of this preset is evaluated here ([`evaluate_checkpoint`]),
-//! not exported.
+//! A checkpoint of this preset is evaluated here ([`evaluate_checkpoint`]);
+//! [`f32_file`] writes its deployable graph file (`deploy::GraphModel`),
+//! which `export::int8_file` quantizes.
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::data::{Dataset, MiniBatch, TensorDataset};

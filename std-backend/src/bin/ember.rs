@@ -173,8 +173,9 @@ struct ModelArgs {
 struct TrainArgs {
     /// A preset model instead of an MLP: `cnn` (Conv2d(1,16,3,pad 1)-ReLU-MaxPool2d(2)-
     /// Conv2d(16,32,3,pad 1)-ReLU-MaxPool2d(2)-Linear(1568,10), 20,490 parameters) on
-    /// 28×28 images. Its checkpoint is evaluated by `ember eval`; it is not exported
-    /// (convolutions are not in the deployable format yet).
+    /// 28×28 images. It writes the deployable graph files model.emb (f32) and
+    /// model-int8.emb (int8, per channel), each checked on the test set; `ember eval`
+    /// evaluates its checkpoint and runs the files.
     #[arg(long, value_name = "PRESET")]
     model: Option<String>,
     #[command(flatten)]
