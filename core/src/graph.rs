@@ -44,7 +44,7 @@ pub struct BatchNormStats {
 }
 
 /// A layer composed of several nodes, as its last node ([`Op::Layer`])
-/// names it: the node ids of its input and parameters ([`NONE`] where
+/// names it: the node ids of its input and parameters (`u32::MAX` where
 /// absent) and of the window node that holds its geometry.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -57,7 +57,7 @@ pub enum Composite {
         unfold: u32,
         /// The `[out, in/groups, k_h, k_w]` weight.
         weight: u32,
-        /// The `[out]` bias, or [`NONE`].
+        /// The `[out]` bias, or `u32::MAX` (none).
         bias: u32,
         /// The activation applied in the layer.
         act: Option<Map>,

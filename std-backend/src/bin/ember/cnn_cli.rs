@@ -272,12 +272,12 @@ pub(crate) fn graph_predictions(bytes: &[u8], data: &TensorDataset) -> Res<Vec<u
             |(fs, qs, qin), i| {
                 let s = data.get(i).ok_or("a sample outside the data")?;
                 if g.is_int8() {
-                    g.quantize_input(&s.features, qin)
+                    g.quantize_input(s.features, qin)
                         .map_err(|e| e.to_string())?;
                     let y = g.infer_q8(qin, qs).map_err(|e| e.to_string())?;
                     Ok(deploy::argmax_i8(y))
                 } else {
-                    let y = g.infer_f32(&s.features, fs).map_err(|e| e.to_string())?;
+                    let y = g.infer_f32(s.features, fs).map_err(|e| e.to_string())?;
                     Ok(deploy::argmax(y))
                 }
             },
