@@ -6,8 +6,8 @@
 use ember_nn_core::gradcheck::{check, GradCheck};
 use ember_nn_core::nn::loss::{cross_entropy, Reduction};
 use ember_nn_core::nn::{
-    self, AvgPool2d, Build, Conv2d, Flatten, Forward, GlobalAvgPool2d, Linear, MaxPool2d, Module,
-    Optimizer, ReLU, Rule,
+    self, AvgPool2d, Build, Conv2d, Flatten, Forward, Linear, MaxPool2d, Module, Optimizer, ReLU,
+    Rule,
 };
 use ember_nn_core::prelude::*;
 
@@ -97,25 +97,9 @@ fn a_cnn_learns_where_the_square_is() {
     );
 }
 
-/// A residual block written in `forward`: `y = relu(x + conv2(relu(conv1(x))))`,
-/// then global average pooling and a linear head.
-#[derive(nn::Module)]
-struct Residual {
-    stem: Conv2d<2, 4, 3, 1, 1>,
-    conv1: Conv2d<4, 4, 3, 1, 1>,
-    conv2: Conv2d<4, 4, 3, 1, 1>,
-    pool: GlobalAvgPool2d,
-    head: Linear<4, 3>,
-}
-
-impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<2>, usize, usize), B>> for Residual {
-    type Output = Tensor<'t, (usize, Const<3>), B>;
-    fn forward(&self, x: Tensor<'t, (usize, Const<2>, usize, usize), B>) -> Self::Output {
-        let x = self.stem.forward(x).relu();
-        let y = x + self.conv2.forward(self.conv1.forward(x).relu());
-        self.head.forward(self.pool.forward(y.relu()))
-    }
-}
+#[path = "support/residual.rs"]
+mod residual;
+use residual::Residual;
 
 #[test]
 fn a_residual_blocks_gradients_agree_with_finite_differences() {

@@ -9,7 +9,7 @@ use ember_nn_core::deploy::{self, Activation, Aligned, ExportError, FormatError,
 use ember_nn_core::deploy::{InferError, Model, NodeOp, Probe};
 use ember_nn_core::nn::{
     self, AvgPool1d, AvgPool2d, BatchNorm2d, Build, Conv1d, Conv2d, Conv2dWith, DepthwiseConv2d,
-    Flatten, Forward, GlobalAvgPool2d, Linear, MaxPool1d, MaxPool2d, Module, ReLU,
+    Flatten, Forward, Linear, MaxPool1d, MaxPool2d, Module, ReLU,
 };
 use ember_nn_core::prelude::*;
 
@@ -160,25 +160,9 @@ fn the_tutorial_cnn_deploys_as_trained() {
     assert_same(file, &inputs(3, 784, 1), &mut mem, &model, shape);
 }
 
-/// A residual block written in `forward`, `y = relu(x + conv2(relu(conv1(x))))`,
-/// then global average pooling and a linear head.
-#[derive(nn::Module)]
-struct Residual {
-    stem: Conv2d<2, 4, 3, 1, 1>,
-    conv1: Conv2d<4, 4, 3, 1, 1>,
-    conv2: Conv2d<4, 4, 3, 1, 1>,
-    pool: GlobalAvgPool2d,
-    head: Linear<4, 3>,
-}
-
-impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<2>, usize, usize), B>> for Residual {
-    type Output = Tensor<'t, (usize, Const<3>), B>;
-    fn forward(&self, x: Tensor<'t, (usize, Const<2>, usize, usize), B>) -> Self::Output {
-        let x = self.stem.forward(x).relu();
-        let y = x + self.conv2.forward(self.conv1.forward(x).relu());
-        self.head.forward(self.pool.forward(y.relu()))
-    }
-}
+#[path = "support/residual.rs"]
+mod residual;
+use residual::Residual;
 
 #[test]
 fn a_residual_block_deploys_with_its_skip_and_an_exact_arena() {

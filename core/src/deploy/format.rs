@@ -670,58 +670,21 @@ impl<'a> Model<'a> {
     /// layer's input quantization equal to the previous layer's output
     /// quantization.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
-        if cfg!(target_endian = "big") {
-            return Err(FormatError::BigEndian);
-        }
-        // Whatever the length: a file that starts otherwise is not ours.
-        if bytes.iter().zip(MAGIC).any(|(&a, b)| a != b) {
-            return Err(FormatError::BadMagic);
-        }
-        if bytes.len() < FIXED + 4 {
-            return Err(FormatError::TooShort);
-        }
-        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        let int8 = match bytes[6] {
-            DTYPE_F32 => false,
-            DTYPE_I8 => true,
-            d => return Err(FormatError::BadDtype(d)),
-        };
-        if version == super::GRAPH_VERSION {
-            return Err(FormatError::GraphFile);
-        }
-        if !(version == VERSION || version == 1 && !int8) {
-            return Err(FormatError::UnsupportedVersion(version));
-        }
-        let n = bytes[7];
-        if n == 0 || n as usize > MAX_LAYERS {
-            return Err(FormatError::BadLayerCount(n));
-        }
-        let n = n as usize;
-        let header_len = rd_u32(bytes, 8) as usize;
-        if header_len != padded(FIXED + RECORD * n) {
-            return Err(FormatError::BadHeaderLength);
-        }
-        let data_len = rd_u32(bytes, 12) as usize;
-        let expected = header_len
-            .checked_add(data_len)
-            .and_then(|v| v.checked_add(4))
-            .ok_or(FormatError::BadHeaderLength)?;
-        if bytes.len() != expected {
-            return Err(FormatError::LengthMismatch {
-                expected,
-                found: bytes.len(),
-            });
-        }
-        let stored = rd_u32(bytes, header_len + data_len);
-        let computed = crc32(0, &bytes[..header_len + data_len]);
-        if stored != computed {
-            return Err(FormatError::Crc { stored, computed });
-        }
-        if !(bytes.as_ptr() as usize).is_multiple_of(4) {
-            return Err(FormatError::Misaligned);
-        }
-        let header = &bytes[..header_len];
-        let data = &bytes[header_len..header_len + data_len];
+        let Envelope {
+            header,
+            data,
+            int8,
+            count: n,
+        } = envelope(bytes, RECORD, 1..=MAX_LAYERS, |version, int8| {
+            if version == super::GRAPH_VERSION {
+                Err(FormatError::GraphFile)
+            } else if version == VERSION || version == 1 && !int8 {
+                Ok(())
+            } else {
+                Err(FormatError::UnsupportedVersion(version))
+            }
+        })?;
+        let data_len = data.len();
         // Reserved: bytes 25..32, the flags but bit 0, and the header's
         // padding after the records.
         let flags = header[FLAGS];
@@ -1122,6 +1085,80 @@ impl<'a> Model<'a> {
             .sum::<usize>()
             + self.step.map_or(0, |s| 8 * s.features())
     }
+}
+
+/// What both file layouts share, validated: the magic, the version (by
+/// `version`, given it and whether the file is int8), the data type, the
+/// record count (in `counts`), the header length it implies (`record` bytes
+/// a record), the file's length, the CRC and the alignment.
+pub(crate) struct Envelope<'a> {
+    /// Bytes `[0, H)`: the fixed header and the records.
+    pub header: &'a [u8],
+    /// Bytes `[H, H + D)`.
+    pub data: &'a [u8],
+    /// dtype 1.
+    pub int8: bool,
+    /// Records.
+    pub count: usize,
+}
+
+/// Checks a file's [`Envelope`]; never panics, whatever `bytes` holds.
+pub(crate) fn envelope(
+    bytes: &[u8],
+    record: usize,
+    counts: core::ops::RangeInclusive<usize>,
+    version: impl Fn(u16, bool) -> Result<(), FormatError>,
+) -> Result<Envelope<'_>, FormatError> {
+    if cfg!(target_endian = "big") {
+        return Err(FormatError::BigEndian);
+    }
+    // Whatever the length: a file that starts otherwise is not ours.
+    if bytes.iter().zip(MAGIC).any(|(&a, b)| a != b) {
+        return Err(FormatError::BadMagic);
+    }
+    if bytes.len() < FIXED + 4 {
+        return Err(FormatError::TooShort);
+    }
+    let int8 = match bytes[6] {
+        DTYPE_F32 => false,
+        DTYPE_I8 => true,
+        d => return Err(FormatError::BadDtype(d)),
+    };
+    version(u16::from_le_bytes([bytes[4], bytes[5]]), int8)?;
+    let n = bytes[7];
+    if !counts.contains(&(n as usize)) {
+        return Err(FormatError::BadLayerCount(n));
+    }
+    let n = n as usize;
+    let header_len = rd_u32(bytes, 8) as usize;
+    if header_len != padded(FIXED + record * n) {
+        return Err(FormatError::BadHeaderLength);
+    }
+    let data_len = rd_u32(bytes, 12) as usize;
+    let expected = header_len
+        .checked_add(data_len)
+        .and_then(|v| v.checked_add(4))
+        .ok_or(FormatError::BadHeaderLength)?;
+    if bytes.len() != expected {
+        return Err(FormatError::LengthMismatch {
+            expected,
+            found: bytes.len(),
+        });
+    }
+    let stored = rd_u32(bytes, header_len + data_len);
+    let computed = crc32(0, &bytes[..header_len + data_len]);
+    if stored != computed {
+        return Err(FormatError::Crc { stored, computed });
+    }
+    if !(bytes.as_ptr() as usize).is_multiple_of(4) {
+        return Err(FormatError::Misaligned);
+    }
+    Ok(Envelope {
+        header: &bytes[..header_len],
+        data: &bytes[header_len..header_len + data_len],
+        int8,
+        count: n,
+    })
 }
 
 pub(crate) const fn padded(n: usize) -> usize {

@@ -3,10 +3,11 @@
 use super::{Geometry, NodeHeader, NodeOp};
 use crate::deploy::format::requant_ok;
 use crate::deploy::format::{
-    padded, rd_f32, rd_u32, view, zero, ALIGN, DTYPE_F32, DTYPE_I8, FIXED, MAGIC,
+    envelope, padded, rd_f32, rd_u32, view, zero, Envelope, ALIGN, DTYPE_F32, DTYPE_I8, FIXED,
+    MAGIC,
 };
 use crate::deploy::LayerWeights;
-use crate::deploy::{crc32, Activation, FormatError};
+use crate::deploy::{Activation, FormatError};
 
 /// The format version of graph files.
 pub const GRAPH_VERSION: u16 = 3;
@@ -130,53 +131,19 @@ impl<'a> GraphModel<'a> {
     /// quantization with poolings keeping their input's; and an arena plan
     /// under which no node overwrites a buffer still to be read.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
-        if cfg!(target_endian = "big") {
-            return Err(FormatError::BigEndian);
-        }
-        if bytes.iter().zip(MAGIC).any(|(&a, b)| a != b) {
-            return Err(FormatError::BadMagic);
-        }
-        if bytes.len() < FIXED + 4 {
-            return Err(FormatError::TooShort);
-        }
-        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != GRAPH_VERSION {
-            return Err(FormatError::UnsupportedVersion(version));
-        }
-        let int8 = match bytes[6] {
-            DTYPE_F32 => false,
-            DTYPE_I8 => true,
-            d => return Err(FormatError::BadDtype(d)),
-        };
-        let n = bytes[7] as usize;
-        if !(2..=MAX_NODES).contains(&n) {
-            return Err(FormatError::BadLayerCount(bytes[7]));
-        }
-        let header_len = rd_u32(bytes, 8) as usize;
-        if header_len != padded(FIXED + NODE_RECORD * n) {
-            return Err(FormatError::BadHeaderLength);
-        }
-        let data_len = rd_u32(bytes, 12) as usize;
-        let expected = header_len
-            .checked_add(data_len)
-            .and_then(|v| v.checked_add(4))
-            .ok_or(FormatError::BadHeaderLength)?;
-        if bytes.len() != expected {
-            return Err(FormatError::LengthMismatch {
-                expected,
-                found: bytes.len(),
-            });
-        }
-        let stored = rd_u32(bytes, header_len + data_len);
-        let computed = crc32(0, &bytes[..header_len + data_len]);
-        if stored != computed {
-            return Err(FormatError::Crc { stored, computed });
-        }
-        if !(bytes.as_ptr() as usize).is_multiple_of(4) {
-            return Err(FormatError::Misaligned);
-        }
-        let header = &bytes[..header_len];
-        let data = &bytes[header_len..header_len + data_len];
+        let Envelope {
+            header,
+            data,
+            int8,
+            count: n,
+        } = envelope(bytes, NODE_RECORD, 2..=MAX_NODES, |version, _| {
+            if version == GRAPH_VERSION {
+                Ok(())
+            } else {
+                Err(FormatError::UnsupportedVersion(version))
+            }
+        })?;
+        let data_len = data.len();
         if !zero(&header[24..ARENA]) || !zero(&header[FIXED + NODE_RECORD * n..]) {
             return Err(FormatError::Reserved { layer: None });
         }
