@@ -15,23 +15,6 @@ use ember_nn_core::prelude::*;
 mod quadrants;
 use quadrants::quadrants;
 
-/// PyTorch's CNN tutorial on one channel of 28×28 (FashionMNIST):
-/// `Conv2d(1, 6, 5)`, `MaxPool2d(2, 2)`, `Conv2d(6, 16, 5)`, then 120, 84, 10.
-type Tutorial = (
-    Conv2d<1, 6, 5>,
-    ReLU,
-    MaxPool2d<2>,
-    Conv2d<6, 16, 5>,
-    ReLU,
-    MaxPool2d<2>,
-    Flatten<256>,
-    Linear<256, 120>,
-    ReLU,
-    Linear<120, 84>,
-    ReLU,
-    Linear<84, 10>,
-);
-
 #[test]
 fn the_tutorial_cnn_prints_names_and_counts_as_pytorch() {
     let mut buf = vec![0.0f32; 1 << 17];
@@ -97,9 +80,9 @@ fn a_cnn_learns_where_the_square_is() {
     );
 }
 
-#[path = "support/residual.rs"]
-mod residual;
-use residual::Residual;
+#[path = "support/cnn_models.rs"]
+mod cnn_models;
+use cnn_models::{Residual, Tutorial};
 
 #[test]
 fn a_residual_blocks_gradients_agree_with_finite_differences() {

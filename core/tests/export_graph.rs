@@ -110,22 +110,6 @@ fn ops(file: &[u8]) -> Vec<(NodeOp, Activation)> {
     g.nodes().map(|(h, _)| (h.op, h.activation)).collect()
 }
 
-/// PyTorch's CNN tutorial on one channel of 28×28 (FashionMNIST).
-type Tutorial = (
-    Conv2d<1, 6, 5>,
-    ReLU,
-    MaxPool2d<2>,
-    Conv2d<6, 16, 5>,
-    ReLU,
-    MaxPool2d<2>,
-    Flatten<256>,
-    Linear<256, 120>,
-    ReLU,
-    Linear<120, 84>,
-    ReLU,
-    Linear<84, 10>,
-);
-
 #[test]
 fn the_tutorial_cnn_deploys_as_trained() {
     let mut buf = vec![0.0f32; 1 << 20];
@@ -160,9 +144,9 @@ fn the_tutorial_cnn_deploys_as_trained() {
     assert_same(file, &inputs(3, 784, 1), &mut mem, &model, shape);
 }
 
-#[path = "support/residual.rs"]
-mod residual;
-use residual::Residual;
+#[path = "support/cnn_models.rs"]
+mod cnn_models;
+use cnn_models::{Residual, Tutorial};
 
 #[test]
 fn a_residual_block_deploys_with_its_skip_and_an_exact_arena() {
