@@ -605,6 +605,146 @@ fn int8_graphs_follow_their_f32_files() {
     );
 }
 
+/// A conv net with smooth activations: after a convolution, a pooling, a
+/// residual addition and a dense layer.
+#[derive(nn::Module)]
+struct Smooth {
+    stem: Conv2d<1, 4, 3, 1, 1>,
+    pool: MaxPool2d<2>,
+    conv: Conv2d<4, 4, 3, 1, 1>,
+    hidden: Linear<36, 8>,
+    head: Linear<8, 3>,
+}
+
+impl<'t, B: Backend> Forward<Tensor<'t, (usize, Const<1>, Const<6>, Const<6>), B>> for Smooth {
+    type Output = Tensor<'t, (usize, Const<3>), B>;
+    fn forward(&self, x: Tensor<'t, (usize, Const<1>, Const<6>, Const<6>), B>) -> Self::Output {
+        let x = self.stem.forward(x).tanh();
+        let x = self.pool.forward(x).sigmoid();
+        let y = (x + self.conv.forward(x)).gelu();
+        let [n, ..] = y.dims().dims;
+        self.head
+            .forward(self.hidden.forward(y.reshape_to((n, Const::<36>))).silu())
+    }
+}
+
+/// An int8 node whose activation is not ReLU or the identity carries an
+/// activation table (as dense files do): its pairs lead to the
+/// pre-activation's quantization, the table to the output's, the same
+/// table the host computes; a file with a bad one is refused.
+#[test]
+fn int8_graphs_carry_activation_tables() {
+    let mut buf = vec![0.0f32; 1 << 18];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut rng = Rng::new(17);
+    let model = Smooth::build(&mut mem, &mut rng).unwrap();
+    randomize(&model, &mut mem, &mut rng);
+    let (mut file, n) = export(&model, &mut mem, |p| {
+        model.forward(p.input((p.rows(), Const::<1>, Const::<6>, Const::<6>)))
+    })
+    .unwrap();
+    let file = &bytes(&mut file)[..n];
+    let acts: Vec<_> = ops(file).into_iter().map(|(_, a)| a).collect();
+    assert_eq!(
+        acts,
+        [
+            Activation::Identity,
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::Identity,
+            Activation::Gelu,
+            Activation::Silu,
+            Activation::Identity,
+        ]
+    );
+    let xs = inputs(64, 36, 50);
+    let (mut q, qn) = int8_of(file, &xs);
+    let q = &bytes(&mut q)[..qn];
+    // Four tables in a row each add a rounding of their own: 4.3 steps.
+    let err = int8_error(file, q, &xs);
+    assert!(err <= 6.0, "smooth: {err} steps");
+    let g = GraphModel::parse(q).unwrap();
+    let mut tables = 0;
+    for (i, (h, w)) in g.nodes().enumerate() {
+        let deploy::LayerWeights::Int8 { table, .. } = w else {
+            panic!("int8")
+        };
+        assert_eq!(
+            table.is_some(),
+            deploy::ActivationTable::needed(h.activation)
+        );
+        let Some(t) = table else { continue };
+        tables += 1;
+        let out = deploy::QuantParams {
+            scale: h.out_scale,
+            zero: h.out_zero,
+        };
+        assert_eq!(
+            t.values,
+            deploy::activation_table(h.activation, t.pre(), out),
+            "node {i}"
+        );
+        if h.op == NodeOp::MaxPool {
+            // A pooling's table reads its input's quantization.
+            let src = g.nodes().nth(h.inputs[0]).unwrap().0;
+            assert_eq!((t.pre_scale, t.pre_zero), (src.out_scale, src.out_zero));
+        }
+    }
+    assert_eq!(tables, 4);
+    // Edits of a table the parser refuses: its pre-activation scale, and
+    // a pooling's pre-activation zero point that is not its input's.
+    let table_of = |node: usize| {
+        let r = 32 + 96 * node + 88;
+        let header = u32::from_le_bytes(q[8..12].try_into().unwrap()) as usize;
+        header + u32::from_le_bytes(q[r..r + 4].try_into().unwrap()) as usize
+    };
+    let mut edited = aligned(qn);
+    let e = &mut bytes(&mut edited)[..qn];
+    for (node, at, value, want) in [
+        (
+            1,
+            0,
+            (-1.0f32).to_le_bytes(),
+            FormatError::BadQuantization { layer: 1 },
+        ),
+        (
+            1,
+            8,
+            1u32.to_le_bytes(),
+            FormatError::BadQuantization { layer: 1 },
+        ),
+        (
+            2,
+            4,
+            (t_zero(q, table_of(2)) ^ 1).to_le_bytes(),
+            FormatError::QuantizationChain { layer: 2 },
+        ),
+    ] {
+        e.copy_from_slice(q);
+        let t = table_of(node);
+        e[t + at..t + at + 4].copy_from_slice(&value);
+        recrc(e);
+        assert_eq!(
+            GraphModel::parse(e).unwrap_err(),
+            want,
+            "node {node}, byte {at}"
+        );
+    }
+    // The bytes after a record's table offset are reserved.
+    e.copy_from_slice(q);
+    e[32 + 96 + 92] = 1;
+    recrc(e);
+    assert_eq!(
+        GraphModel::parse(e).unwrap_err(),
+        FormatError::Reserved { layer: Some(1) }
+    );
+}
+
+/// The pre-activation zero point of the table at `at`.
+fn t_zero(file: &[u8], at: usize) -> i32 {
+    i32::from_le_bytes(file[at + 4..at + 8].try_into().unwrap())
+}
+
 #[test]
 fn windows_quantize_within_a_few_steps() {
     let mut buf = vec![0.0f32; 1 << 18];

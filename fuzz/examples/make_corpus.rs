@@ -5,7 +5,7 @@
 
 use ember_nn_core::deploy::{self, Activation, Calibration, Model};
 use ember_nn_core::nn::{
-    AvgPool2d, Build, Conv2d, Flatten, Forward, Linear, MaxPool2d, Mlp, ReLU, Tanh,
+    AvgPool2d, Build, Conv2d, Flatten, Forward, Linear, MaxPool2d, Mlp, ReLU, Sigmoid, Tanh,
 };
 use ember_nn_core::{Const, Cpu, Memory, Rng, Tensor};
 use ember_nn_std::checkpoint::{Checkpoint, Meta};
@@ -116,6 +116,47 @@ fn emb(dir: &Path) {
     put(dir, "deep-int8.emb", &q);
     put(dir, "deep-int8-step.emb", &s);
     put(dir, "cnn-f32.emb", &graph_file());
+    put(dir, "cnn-tanh-int8.emb", &tanh_graph_int8());
+}
+
+/// An int8 graph file with activation tables: a convolution's tanh and a
+/// pooling's sigmoid.
+fn tanh_graph_int8() -> Vec<u8> {
+    type Cnn = (
+        Conv2d<1, 2, 3, 1, 1>,
+        Tanh,
+        MaxPool2d<2>,
+        Sigmoid,
+        Flatten<8>,
+        Linear<8, 2>,
+    );
+    let mut buf = vec![0.0f32; 1 << 16];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let net = Cnn::build(&mut mem, &mut Rng::new(4)).expect("building the CNN");
+    let shape = |n: usize| (n, Const::<1>, Const::<4>, Const::<4>);
+    let plan = deploy::plan(&net, &mut mem, |p| net.forward(p.input(shape(p.rows()))))
+        .expect("tracing the CNN");
+    let mut words = vec![0u32; plan.file_len().div_ceil(4)];
+    let mut scratch = vec![0.0f32; plan.scratch_len()];
+    let n = deploy::export_f32(
+        &net,
+        &mut mem,
+        |p| net.forward(p.input(shape(p.rows()))),
+        ember_fuzz::bytes_mut(&mut words),
+        &mut scratch,
+    )
+    .expect("exporting the CNN");
+    let graph = deploy::GraphModel::parse(&ember_fuzz::bytes(&words)[..n]).expect("a graph");
+    let mut calib = deploy::GraphCalibration::new();
+    let mut arena = vec![0.0f32; graph.scratch_len()];
+    for i in 0..8 {
+        let x: Vec<f32> = (0..16).map(|j| ((i * 5 + j) % 9) as f32 / 4.0 - 1.0).collect();
+        calib.observe(&graph, &x, &mut arena).expect("calibrating");
+    }
+    let mut q = vec![0u32; deploy::graph_quantized_len(&graph).div_ceil(4)];
+    let qn = deploy::quantize_graph(&graph, &calib, ember_fuzz::bytes_mut(&mut q))
+        .expect("quantizing the CNN");
+    ember_fuzz::bytes(&q)[..qn].to_vec()
 }
 
 /// A small CNN's graph file (version 3): convolutions with padding and

@@ -417,12 +417,12 @@ impl ActivationTable {
     }
 
     /// Whether the pre-activation quantization is valid.
-    fn valid(&self) -> bool {
+    pub(crate) fn valid(&self) -> bool {
         self.pre_scale.is_finite() && self.pre_scale > 0.0 && (-128..=127).contains(&self.pre_zero)
     }
 
     /// Whether the reserved bytes are zero.
-    fn reserved_zero(&self) -> bool {
+    pub(crate) fn reserved_zero(&self) -> bool {
         self.reserved == [0; 8]
     }
 }

@@ -7,7 +7,7 @@ use crate::deploy::format::{
     MAGIC,
 };
 use crate::deploy::LayerWeights;
-use crate::deploy::{Activation, FormatError};
+use crate::deploy::{Activation, ActivationTable, FormatError};
 
 /// The format version of graph files.
 pub const GRAPH_VERSION: u16 = 3;
@@ -40,26 +40,36 @@ fn numel(s: [usize; 3]) -> Option<usize> {
     s[0].checked_mul(s[1])?.checked_mul(s[2])
 }
 
+/// Data parts a node may have.
+pub(crate) const PARTS: usize = 5;
+
 /// The bytes of a node's data parts, in order: weight, bias, and for int8
 /// the per-channel weight scales and `(multiplier, shift)` pairs (an int8
 /// addition has only the pairs, one per input; an int8 global average one
-/// pair). 0 for a part it lacks.
-pub(crate) fn part_bytes(h: &NodeHeader, int8: bool) -> Option<[usize; 4]> {
+/// pair), then an int8 node's activation table
+/// ([`ActivationTable`], for an activation other than ReLU and the
+/// identity). 0 for a part it lacks.
+pub(crate) fn part_bytes(h: &NodeHeader, int8: bool) -> Option<[usize; PARTS]> {
     let o = h.out_shape[0];
+    let table = if int8 && h.op != NodeOp::Input && ActivationTable::needed(h.activation) {
+        ActivationTable::FILE_LEN
+    } else {
+        0
+    };
     let weights = match h.op {
         NodeOp::Dense => h.in_len().checked_mul(h.out_len())?,
         NodeOp::Conv => (h.in_shape[0] / h.geometry.groups.max(1))
             .checked_mul(h.geometry.kernel[0])?
             .checked_mul(h.geometry.kernel[1])?
             .checked_mul(o)?,
-        NodeOp::Add if int8 => return Some([0, 0, 0, 16]),
-        NodeOp::GlobalAvgPool if int8 => return Some([0, 0, 0, 8]),
-        _ => return Some([0; 4]),
+        NodeOp::Add if int8 => return Some([0, 0, 0, 16, table]),
+        NodeOp::GlobalAvgPool if int8 => return Some([0, 0, 0, 8, table]),
+        _ => return Some([0, 0, 0, 0, table]),
     };
     Some(if int8 {
-        [weights, 4 * o, 4 * o, 8 * o]
+        [weights, 4 * o, 4 * o, 8 * o, table]
     } else {
-        [weights.checked_mul(4)?, 4 * o, 0, 0]
+        [weights.checked_mul(4)?, 4 * o, 0, 0, 0]
     })
 }
 
@@ -88,10 +98,19 @@ fn decode(header: &[u8], i: usize) -> Option<NodeHeader> {
     })
 }
 
-/// Where the data offsets are in a record: weight, bias, scales, requant.
-const OFFSETS: usize = 64;
+/// Where data part `k`'s offset is in a record: weight, bias, scales and
+/// requant at 64, the activation table at 88.
+const fn offset_field(k: usize) -> usize {
+    if k < 4 {
+        64 + 4 * k
+    } else {
+        TABLE
+    }
+}
 /// Where an int8 node's output quantization is in a record: scale, zero.
 const QUANT: usize = 80;
+/// Where an int8 node's activation table's offset is in a record.
+const TABLE: usize = 88;
 
 /// Whether `h`'s shapes and window are what its op computes.
 fn shapes_ok(h: &NodeHeader) -> bool {
@@ -178,7 +197,7 @@ impl<'a> GraphModel<'a> {
             if !zero(&rec[2..4])
                 || rd_f32(rec, 4).to_bits() != param.to_bits()
                 || !zero(&rec[58..60])
-                || !zero(&rec[QUANT + 8..NODE_RECORD])
+                || !zero(&rec[TABLE + 4..NODE_RECORD])
                 || (!self.int8 && !zero(&rec[QUANT..QUANT + 8]))
             {
                 return Err(FormatError::Reserved { layer: Some(i) });
@@ -221,7 +240,7 @@ impl<'a> GraphModel<'a> {
             // The data parts, each where the writer puts it.
             let sizes = part_bytes(&h, self.int8).ok_or(FormatError::BadShape { layer })?;
             for (k, size) in sizes.into_iter().enumerate() {
-                let offset = rd_u32(rec, OFFSETS + 4 * k) as usize;
+                let offset = rd_u32(rec, offset_field(k)) as usize;
                 if size == 0 {
                     if offset != 0 {
                         return Err(FormatError::BadOffset { layer });
@@ -290,9 +309,9 @@ impl<'a> GraphModel<'a> {
     }
 
     /// An int8 node's quantization: a finite positive output scale and a
-    /// zero point in range; poolings keep their input's; activations that
-    /// are integer (ReLU, the identity); valid requantization pairs and
-    /// weight scales.
+    /// zero point in range; poolings compute in their input's (their
+    /// output's, or their table's pre-activation); valid requantization
+    /// pairs, weight scales and activation tables.
     fn validate_int8(&self, i: usize, h: &NodeHeader) -> Result<(), FormatError> {
         let layer = i;
         let bad = FormatError::BadQuantization { layer };
@@ -300,30 +319,34 @@ impl<'a> GraphModel<'a> {
         if !scale_ok || !(-128..=127).contains(&h.out_zero) {
             return Err(bad);
         }
-        // int8 graph nodes have no activation tables yet (dense files do).
-        if !matches!(h.activation, Activation::Identity | Activation::Relu) {
-            return Err(FormatError::BadActivation { layer });
+        let Some((
+            _,
+            LayerWeights::Int8 {
+                scales,
+                requant,
+                table,
+                ..
+            },
+        )) = self.node(i)
+        else {
+            return Err(bad);
+        };
+        if let Some(t) = table {
+            if !t.valid() || !t.reserved_zero() {
+                return Err(bad);
+            }
         }
         if matches!(h.op, NodeOp::MaxPool | NodeOp::AvgPool) {
             let src = self.node_header(h.inputs[0]);
-            if (src.out_scale.to_bits(), src.out_zero) != (h.out_scale.to_bits(), h.out_zero) {
+            let computed = table.map_or((h.out_scale, h.out_zero), |t| (t.pre_scale, t.pre_zero));
+            if (src.out_scale.to_bits(), src.out_zero) != (computed.0.to_bits(), computed.1) {
                 return Err(FormatError::QuantizationChain { layer });
             }
         }
-        match self.node(i) {
-            Some((
-                _,
-                LayerWeights::Int8 {
-                    scales, requant, ..
-                },
-            )) => {
-                if !scales.iter().all(|&s| s.is_finite() && s >= 0.0) || !requant_ok(requant) {
-                    return Err(bad);
-                }
-                Ok(())
-            }
-            _ => Err(bad),
+        if !scales.iter().all(|&s| s.is_finite() && s >= 0.0) || !requant_ok(requant) {
+            return Err(bad);
         }
+        Ok(())
     }
 
     /// Node `i`'s record, which [`parse`](Self::parse) validated.
@@ -350,7 +373,7 @@ impl<'a> GraphModel<'a> {
         let h = decode(self.header, i)?;
         let r = FIXED + NODE_RECORD * i;
         let sizes = part_bytes(&h, self.int8)?;
-        let off = |k: usize| rd_u32(self.header, r + OFFSETS + 4 * k) as usize;
+        let off = |k: usize| rd_u32(self.header, r + offset_field(k)) as usize;
         Some((
             h,
             if self.int8 {
@@ -359,7 +382,11 @@ impl<'a> GraphModel<'a> {
                     bias: view(self.data, off(1), sizes[1] / 4, i).ok()?,
                     scales: view(self.data, off(2), sizes[2] / 4, i).ok()?,
                     requant: view(self.data, off(3), sizes[3] / 4, i).ok()?,
-                    table: None,
+                    table: if sizes[4] == 0 {
+                        None
+                    } else {
+                        Some(&view::<ActivationTable>(self.data, off(4), 1, i).ok()?[0])
+                    },
                 }
             } else {
                 LayerWeights::F32 {
@@ -539,7 +566,7 @@ pub(crate) fn write_graph_header(
         let sizes = part_bytes(h, int8).ok_or(FormatError::BadShape { layer: i })?;
         for (k, size) in sizes.into_iter().enumerate() {
             if size > 0 {
-                put(out, r + OFFSETS + 4 * k, at);
+                put(out, r + offset_field(k), at);
                 at += padded(size);
             }
         }
@@ -557,14 +584,14 @@ pub(crate) fn data_parts(
     nodes: &[NodeHeader],
     i: usize,
     int8: bool,
-) -> Option<[(usize, usize); 4]> {
+) -> Option<[(usize, usize); PARTS]> {
     let mut at = 0;
     for h in &nodes[..i] {
         for p in part_bytes(h, int8)? {
             at += padded(p);
         }
     }
-    let mut parts = [(0, 0); 4];
+    let mut parts = [(0, 0); PARTS];
     for (k, p) in part_bytes(nodes.get(i)?, int8)?.into_iter().enumerate() {
         parts[k] = (at, p);
         at += padded(p);

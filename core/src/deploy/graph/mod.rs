@@ -40,7 +40,8 @@
 //! | 60 | 4 | where the output lives in the arena (elements) |
 //! | 64 | 16 | data offsets: weight, bias, int8 weight scales, int8 requantization pairs (0 where absent) |
 //! | 80 | 8 | int8: the output's scale (`f32`) and zero point (`i32`); zero in an f32 file |
-//! | 88 | 8 | reserved (zero) |
+//! | 88 | 4 | int8: the activation table's data offset (0 where absent) |
+//! | 92 | 4 | reserved (zero) |
 //!
 //! A node's data parts: for a dense layer or a convolution in an f32 file,
 //! its weight (`[out, in]`, `[out, in/groups, k_h, k_w]`) and bias; in an
@@ -53,7 +54,11 @@
 //! input's scale over the output's times 2^16, and an int8 global average
 //! one, the input's scale over the plane's size and the output's scale.
 //! Max and average poolings have no data, and in int8 keep their input's
-//! quantization.
+//! quantization. An int8 node whose activation is not ReLU or the identity
+//! (tanh, sigmoid, GELU, ...) has one more part, its activation table
+//! ([`ActivationTable`](crate::deploy::ActivationTable), 272 bytes, as in
+//! dense files): its pairs lead to the table's pre-activation quantization
+//! (a pooling's is its input's) and the table maps that to the output's.
 //!
 //! ```
 //! use ember_nn_core::deploy::{self, Aligned, GraphCalibration, GraphModel, NodeOp};

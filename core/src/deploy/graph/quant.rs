@@ -5,8 +5,8 @@
 use super::file::{data_parts, graph_file_len, write_graph_header, MAX_NODES};
 use super::{GraphModel, NodeHeader, NodeOp};
 use crate::deploy::format::finish;
-use crate::deploy::quant::{bias_of, multiplier_of};
-use crate::deploy::{FormatError, InferError, LayerWeights, QuantParams};
+use crate::deploy::quant::{activation_table, bias_of, multiplier_of};
+use crate::deploy::{ActivationTable, FormatError, InferError, LayerWeights, QuantParams};
 
 /// The range of a graph's input and of every node's output, observed on
 /// sample inputs through the f32 file.
@@ -14,6 +14,9 @@ use crate::deploy::{FormatError, InferError, LayerWeights, QuantParams};
 pub struct GraphCalibration {
     /// `(min, max)` per node (node 0: the input).
     pub ranges: [(f32, f32); MAX_NODES],
+    /// `(min, max)` of each node's values before its activation: the
+    /// quantization of an activation table's input ([`ActivationTable`]).
+    pub pre_ranges: [(f32, f32); MAX_NODES],
     /// Samples observed.
     pub samples: usize,
 }
@@ -22,6 +25,7 @@ impl Default for GraphCalibration {
     fn default() -> Self {
         GraphCalibration {
             ranges: [(f32::INFINITY, f32::NEG_INFINITY); MAX_NODES],
+            pre_ranges: [(f32::INFINITY, f32::NEG_INFINITY); MAX_NODES],
             samples: 0,
         }
     }
@@ -50,8 +54,10 @@ impl GraphCalibration {
         input: &[f32],
         scratch: &mut [f32],
     ) -> Result<(), InferError> {
-        let ranges = &mut self.ranges;
-        model.infer_f32_observed(input, scratch, &mut |i, y| widen(&mut ranges[i], y))?;
+        let (ranges, pre) = (&mut self.ranges, &mut self.pre_ranges);
+        model.infer_f32_observed(input, scratch, &mut |i, before, y| {
+            widen(if before { &mut pre[i] } else { &mut ranges[i] }, y)
+        })?;
         widen(&mut self.ranges[0], input);
         self.samples += 1;
         Ok(())
@@ -74,9 +80,11 @@ pub fn graph_quantized_len(model: &GraphModel<'_>) -> usize {
 /// output channel, biases in accumulator units, Q31 requantization pairs
 /// (an addition's: each input's scale over the output's, times 2^16; a
 /// global average's: the input's over the plane's size and the output's), the
-/// same arena plan. Returns the bytes written. Activations other than ReLU
-/// and the identity are [`FormatError::Unsupported`] for now (no activation
-/// tables in graph files yet).
+/// same arena plan. A node whose activation is not ReLU or the identity
+/// gets an activation table ([`ActivationTable`]): its pairs lead to its
+/// pre-activation's quantization (its observed range before the
+/// activation; a pooling's input's) and the table to its output's.
+/// Returns the bytes written.
 pub fn quantize_graph(
     model: &GraphModel<'_>,
     calib: &GraphCalibration,
@@ -90,26 +98,29 @@ pub fn quantize_graph(
         return Err(FormatError::BufferTooSmall { needed });
     }
     let mut nodes: heapless::Vec<NodeHeader, MAX_NODES> = heapless::Vec::new();
+    // Per node, the quantization its pairs lead to: a table's input, or
+    // its output's.
+    let mut pre = [QuantParams {
+        scale: 1.0,
+        zero: 0,
+    }; MAX_NODES];
     for (i, (mut h, _)) in model.nodes().enumerate() {
-        let q = match h.op {
-            NodeOp::MaxPool | NodeOp::AvgPool => {
-                let src = nodes[h.inputs[0]];
-                QuantParams {
-                    scale: src.out_scale,
-                    zero: src.out_zero,
-                }
-            }
-            _ => {
-                let (lo, hi) = calib.ranges[i];
-                QuantParams::from_range(lo, hi)
-            }
+        let range = |(lo, hi): (f32, f32)| QuantParams::from_range(lo, hi);
+        let pooled = matches!(h.op, NodeOp::MaxPool | NodeOp::AvgPool);
+        let src = nodes.get(h.inputs[0]).map(|s| QuantParams {
+            scale: s.out_scale,
+            zero: s.out_zero,
+        });
+        let table = i > 0 && ActivationTable::needed(h.activation);
+        let q = match (pooled, src) {
+            (true, Some(s)) if !table => s,
+            _ => range(calib.ranges[i]),
         };
-        if !matches!(
-            h.activation,
-            crate::deploy::Activation::Identity | crate::deploy::Activation::Relu
-        ) {
-            return Err(FormatError::Unsupported);
-        }
+        pre[i] = match (table, pooled, src) {
+            (true, true, Some(s)) => s,
+            (true, _, _) => range(calib.pre_ranges[i]),
+            _ => q,
+        };
         h.out_scale = q.scale;
         h.out_zero = q.zero;
         nodes
@@ -123,9 +134,22 @@ pub fn quantize_graph(
     for (i, h) in nodes.iter().enumerate() {
         let bad = FormatError::BadShape { layer: i };
         let parts = data_parts(&nodes, i, true).ok_or(bad)?;
-        let [(w_at, _), (b_at, _), (s_at, _), (r_at, _)] =
+        let [(w_at, _), (b_at, _), (s_at, _), (r_at, _), (t_at, t_len)] =
             parts.map(|(at, len)| (header_len + at, len));
         let qin = nodes[h.inputs[0]];
+        let to = pre[i].scale;
+        if t_len > 0 {
+            let out_q = QuantParams {
+                scale: h.out_scale,
+                zero: h.out_zero,
+            };
+            let t = ActivationTable::new(pre[i], activation_table(h.activation, pre[i], out_q));
+            out[t_at..t_at + 4].copy_from_slice(&t.pre_scale.to_le_bytes());
+            out[t_at + 4..t_at + 8].copy_from_slice(&t.pre_zero.to_le_bytes());
+            for (b, &v) in out[t_at + 16..t_at + 16 + 256].iter_mut().zip(&t.values) {
+                *b = v as u8;
+            }
+        }
         match (h.op, model.node(i)) {
             (NodeOp::Dense | NodeOp::Conv, Some((_, LayerWeights::F32 { weight, bias }))) => {
                 let per = weight.len() / bias.len().max(1);
@@ -148,7 +172,7 @@ pub fn quantize_graph(
                         bias_of(b, qin.out_scale, ws).to_le_bytes(),
                     );
                     put(out, s_at + 4 * o, ws.to_le_bytes());
-                    let (m, s) = multiplier_of(qin.out_scale, ws, h.out_scale);
+                    let (m, s) = multiplier_of(qin.out_scale, ws, to);
                     put(out, r_at + 8 * o, m.to_le_bytes());
                     put(out, r_at + 8 * o + 4, s.to_le_bytes());
                 }
@@ -157,7 +181,7 @@ pub fn quantize_graph(
                 let qb = nodes[h.inputs[1]];
                 for (k, src) in [qin, qb].iter().enumerate() {
                     // Each input in units of 2^-16 of the output's step.
-                    let (m, s) = multiplier_of(src.out_scale, 65536.0, h.out_scale);
+                    let (m, s) = multiplier_of(src.out_scale, 65536.0, to);
                     let at = r_at + 8 * k;
                     out[at..at + 4].copy_from_slice(&m.to_le_bytes());
                     out[at + 4..at + 8].copy_from_slice(&s.to_le_bytes());
@@ -166,7 +190,7 @@ pub fn quantize_graph(
             (NodeOp::GlobalAvgPool, _) => {
                 // The sum of a plane, over its size, to the output's step.
                 let plane = (h.in_shape[1] * h.in_shape[2]) as f32;
-                let (m, s) = multiplier_of(qin.out_scale, 1.0 / plane, h.out_scale);
+                let (m, s) = multiplier_of(qin.out_scale, 1.0 / plane, to);
                 out[r_at..r_at + 4].copy_from_slice(&m.to_le_bytes());
                 out[r_at + 4..r_at + 8].copy_from_slice(&s.to_le_bytes());
             }

@@ -3,7 +3,7 @@
 //! over the file's arena that feeds them.
 
 use super::{conv, GraphModel, NodeHeader, NodeOp};
-use crate::deploy::{dense_f32, requantize, InferError, LayerWeights, QuantParams};
+use crate::deploy::{dense_f32, requantize, Activation, InferError, LayerWeights, QuantParams};
 
 /// A node's kernel for [`GraphModel::run`]: the node's index, record and
 /// data, what it reads, and its output.
@@ -74,16 +74,18 @@ impl<'a> GraphModel<'a> {
         input: &[f32],
         scratch: &'s mut [f32],
     ) -> Result<&'s [f32], InferError> {
-        self.infer_f32_observed(input, scratch, &mut |_, _| {})
+        self.infer_f32_observed(input, scratch, &mut |_, _, _| {})
     }
 
-    /// [`infer_f32`](Self::infer_f32), showing `observe` each node's output
-    /// (its index and values) as it is made: what calibration reads.
+    /// [`infer_f32`](Self::infer_f32), showing `observe` each node's values
+    /// as they are made (its index, whether they are the pre-activation,
+    /// and the values): first before its activation, then after. What
+    /// calibration reads.
     pub(crate) fn infer_f32_observed<'s>(
         &self,
         input: &[f32],
         scratch: &'s mut [f32],
-        observe: &mut dyn FnMut(usize, &[f32]),
+        observe: &mut dyn FnMut(usize, bool, &[f32]),
     ) -> Result<&'s [f32], InferError> {
         if self.int8 {
             return Err(InferError::WrongDtype);
@@ -92,24 +94,37 @@ impl<'a> GraphModel<'a> {
             let LayerWeights::F32 { weight, bias } = w else {
                 return Err(InferError::WrongDtype);
             };
+            // The kernels compute the pre-activation; the activation is a
+            // pass of its own (the same values as applied in the kernel).
+            let act = h.activation;
+            let h = &NodeHeader {
+                activation: Activation::Identity,
+                ..*h
+            };
             match h.op {
-                NodeOp::Dense => dense_f32(weight, bias, src[0], y, h.activation),
+                NodeOp::Dense => dense_f32(weight, bias, src[0], y, Activation::Identity),
                 NodeOp::Conv => conv2d_f32(h, weight, bias, src[0], y),
                 NodeOp::MaxPool | NodeOp::AvgPool => pool_f32(h, src[0], y),
                 NodeOp::GlobalAvgPool => {
                     let plane = h.in_shape[1] * h.in_shape[2];
                     for (v, x) in y.iter_mut().zip(src[0].chunks_exact(plane)) {
-                        *v = h.activation.apply(x.iter().sum::<f32>() / plane as f32);
+                        *v = x.iter().sum::<f32>() / plane as f32;
                     }
                 }
                 NodeOp::Add => {
                     for ((v, &a), &b) in y.iter_mut().zip(src[0]).zip(src[1]) {
-                        *v = h.activation.apply(a + b);
+                        *v = a + b;
                     }
                 }
                 NodeOp::Input => return Err(InferError::LayerCount { layers: i }),
             }
-            observe(i, y);
+            observe(i, true, y);
+            if act != Activation::Identity {
+                for v in y.iter_mut() {
+                    *v = act.apply(*v);
+                }
+            }
+            observe(i, false, y);
             Ok(())
         })
     }
@@ -149,20 +164,27 @@ impl<'a> GraphModel<'a> {
                 weight,
                 bias,
                 requant,
+                table,
                 ..
             } = w
             else {
                 return Err(InferError::WrongDtype);
             };
             let z_in = self.node_header(h.inputs[0]).out_zero;
+            // With a table, the pairs lead to the pre-activation's
+            // quantization and the table gives the output.
+            let zero = table.map_or(h.out_zero, |t| t.pre_zero);
             let floor = match h.activation {
-                crate::deploy::Activation::Relu => h.out_zero,
+                Activation::Relu => h.out_zero,
                 _ => -128,
             };
+            let lookup = |q: i32| match table {
+                Some(t) => t.values[(q + 128) as usize & 0xff],
+                None => q as i8,
+            };
             let out = |acc: i32, o: usize| {
-                let v =
-                    requantize(acc, requant[2 * o], requant[2 * o + 1]).saturating_add(h.out_zero);
-                v.clamp(floor, 127) as i8
+                let v = requantize(acc, requant[2 * o], requant[2 * o + 1]).saturating_add(zero);
+                lookup(v.clamp(floor, 127))
             };
             match h.op {
                 NodeOp::Dense => {
@@ -175,7 +197,14 @@ impl<'a> GraphModel<'a> {
                     }
                 }
                 NodeOp::Conv => conv2d_i8(h, z_in, weight, bias, src[0], y, &out),
-                NodeOp::MaxPool | NodeOp::AvgPool => pool_i8(h, src[0], y, floor),
+                NodeOp::MaxPool | NodeOp::AvgPool => {
+                    pool_i8(h, z_in, src[0], y, floor);
+                    if table.is_some() {
+                        for v in y.iter_mut() {
+                            *v = lookup(i32::from(*v));
+                        }
+                    }
+                }
                 NodeOp::GlobalAvgPool => {
                     // Requantized to its own scale: a mean's range is
                     // narrower than its input's.
@@ -193,8 +222,8 @@ impl<'a> GraphModel<'a> {
                         let a = requantize(i32::from(a) - z_in, requant[0], requant[1]);
                         let b = requantize(i32::from(b) - zb, requant[2], requant[3]);
                         let sum = (i64::from(a) + i64::from(b) + (1 << 15)) >> 16;
-                        let v64 = sum + i64::from(h.out_zero);
-                        *v = v64.clamp(i64::from(floor), 127) as i8;
+                        let v64 = sum + i64::from(zero);
+                        *v = lookup(v64.clamp(i64::from(floor), 127) as i32);
                     }
                 }
                 NodeOp::Input => return Err(InferError::LayerCount { layers: i }),
@@ -328,9 +357,9 @@ fn pool_f32(h: &NodeHeader, x: &[f32], y: &mut [f32]) {
 }
 
 /// int8 max pooling, or average pooling with the padding counted as the
-/// zero point (a real zero), rounded half away from zero; the output keeps
-/// the input's quantization, and ReLU is the floor `floor`.
-fn pool_i8(h: &NodeHeader, x: &[i8], y: &mut [i8], floor: i32) {
+/// input's zero point `zero` (a real zero), rounded half away from zero; the
+/// result is in the input's quantization, and ReLU is the floor `floor`.
+fn pool_i8(h: &NodeHeader, zero: i32, x: &[i8], y: &mut [i8], floor: i32) {
     let max = h.op == NodeOp::MaxPool;
     // At most 65,535² taps (the format's kernel sizes are 16-bit): i64.
     let taps = (h.geometry.kernel[0] as i64 * h.geometry.kernel[1] as i64).max(1);
@@ -345,7 +374,7 @@ fn pool_i8(h: &NodeHeader, x: &[i8], y: &mut [i8], floor: i32) {
         let v = if max {
             i64::from(m)
         } else {
-            div_round(sum + (taps - n) * i64::from(h.out_zero), taps)
+            div_round(sum + (taps - n) * i64::from(zero), taps)
         };
         y[at] = v.clamp(i64::from(floor), 127) as i8;
     });
