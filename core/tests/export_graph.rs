@@ -831,3 +831,169 @@ fn mlperf_tiny_models_deploy_as_graph_files() {
     let err = int8_error(file, &bytes(&mut q)[..qn], &xs);
     assert!(err <= 2.0, "resnet8: {err} steps");
 }
+
+/// A graph's head trained on the device, as a dense model's last layer is:
+/// the frozen nodes' int8 features, the head dequantized into an
+/// `nn::Linear`, trained with the host's API on new labels, and written
+/// back into the int8 file, which then gets them right.
+#[test]
+fn a_graphs_head_is_fine_tuned_and_written_back() {
+    type Cnn = (
+        Conv2d<1, 4, 3, 1, 1>,
+        ReLU,
+        MaxPool2d<2>,
+        Flatten<64>,
+        Linear<64, 3>,
+    );
+    let mut buf = vec![0.0f32; 1 << 18];
+    let mut mem = Memory::new(&Cpu, &mut buf[..]);
+    let mut rng = Rng::new(31);
+    let cnn = Cnn::build(&mut mem, &mut rng).unwrap();
+    randomize(&cnn, &mut mem, &mut rng);
+    let (mut file, n) = export(&cnn, &mut mem, |p| {
+        cnn.forward(p.input((p.rows(), Const::<1>, Const::<8>, Const::<8>)))
+    })
+    .unwrap();
+    let f32_file = &bytes(&mut file)[..n];
+    let xs = inputs(384, 64, 60);
+    let (mut q, qn) = int8_of(f32_file, &xs);
+    let q = &bytes(&mut q)[..qn];
+    let g = GraphModel::parse(q).unwrap();
+    assert_eq!(g.head_shape(), Ok((64, 3)));
+
+    // The features are what the whole run leaves in the head's input.
+    let mut qin = vec![0i8; 64];
+    let mut arena = vec![0i8; g.scratch_len()];
+    g.quantize_input(&xs[0], &mut qin).unwrap();
+    let feats = g.head_features_q8(&qin, &mut arena).unwrap().to_vec();
+    g.infer_q8(&qin, &mut arena).unwrap();
+    let before_head = g.nodes().nth(g.node_count() - 2).unwrap().0;
+    assert_eq!(feats, arena[before_head.arena..before_head.arena + 64]);
+    let f = GraphModel::parse(f32_file).unwrap();
+    let mut farena = vec![0.0f32; f.scratch_len()];
+    assert_eq!(f.head_features_f32(&xs[0], &mut farena).unwrap().len(), 64);
+
+    // Real features of each input, and labels from a teacher the deployed
+    // head does not know.
+    let fq = g.head_input_quantization().unwrap();
+    let features: Vec<Vec<f32>> = xs
+        .iter()
+        .map(|x| {
+            g.quantize_input(x, &mut qin).unwrap();
+            let h = g.head_features_q8(&qin, &mut arena).unwrap();
+            h.iter()
+                .map(|&v| (i32::from(v) - fq.zero) as f32 * fq.scale)
+                .collect()
+        })
+        .collect();
+    let teacher: Vec<f32> = (0..3 * 64).map(|_| rng.uniform_in(-1.0, 1.0)).collect();
+    let labels: Vec<usize> = features
+        .iter()
+        .map(|f| {
+            let logits: Vec<f32> = teacher
+                .chunks_exact(64)
+                .map(|w| w.iter().zip(f).map(|(a, b)| a * b).sum())
+                .collect();
+            deploy::argmax(&logits)
+        })
+        .collect();
+    let (train, held) = (0..256, 256..384);
+    let accuracy = |file: &[u8]| {
+        let m = GraphModel::parse(file).unwrap();
+        let (mut qi, mut ar, mut out) = (vec![0i8; 64], vec![0i8; m.scratch_len()], [0.0f32; 3]);
+        held.clone()
+            .filter(|&i| {
+                m.infer_i8(&xs[i], &mut qi, &mut ar, &mut out).unwrap();
+                deploy::argmax(&out) == labels[i]
+            })
+            .count() as f32
+            / held.len() as f32
+    };
+
+    // The head, started from the deployed one; a dequantized head written
+    // back as it is gives the file's weights again.
+    let mut hbuf = vec![0.0f32; 1 << 16];
+    let mut hmem = Memory::new(&Cpu, &mut hbuf[..]);
+    let head = Linear::<64, 3>::build(&mut hmem, &mut Rng::new(0)).unwrap();
+    let (mut w, mut b) = (vec![0.0f32; 192], vec![0.0f32; 3]);
+    g.dequantize_head(&mut w, &mut b).unwrap();
+    let write = |w: &[f32], b: &[f32], qout| {
+        let mut scratch = vec![0u8; deploy::graph_head_len(64, 3)];
+        let mut out = aligned(qn);
+        let mut at = 0;
+        let len = deploy::write_graph_with_head(&g, w, b, qout, &mut scratch, &mut |part| {
+            bytes(&mut out)[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(len, qn, "the same architecture, the same length");
+        out
+    };
+    let mut same = write(&w, &b, g.output_quantization());
+    let same = &bytes(&mut same)[..qn];
+    let weight_of = |file: &[u8]| match GraphModel::parse(file).unwrap().nodes().last().unwrap().1 {
+        deploy::LayerWeights::Int8 { weight, .. } => weight.to_vec(),
+        _ => panic!("int8"),
+    };
+    assert_eq!(weight_of(same), weight_of(q));
+    hmem.write(head.weight.value, &w).unwrap();
+    hmem.write(head.bias.value, &b).unwrap();
+
+    let mut opt: nn::Optimizer<2, 1> =
+        nn::Optimizer::new(&mut hmem, &head, nn::Rule::sgd_momentum(0.9), 0.1).unwrap();
+    let mut range = (f32::INFINITY, f32::NEG_INFINITY);
+    for epoch in 0..30 {
+        for batch in train.clone().collect::<Vec<_>>().chunks(16) {
+            opt.zero_grad(&mut hmem).unwrap();
+            {
+                let gr = Graph::<Cpu, 16>::with_capacity(&mut hmem);
+                let flat: Vec<f32> = batch.iter().flat_map(|&i| features[i].clone()).collect();
+                let x = gr.from_slice((batch.len(), Const::<64>), &flat);
+                let logits = head.forward(x);
+                if epoch == 29 {
+                    let mut out = vec![0.0f32; 3 * batch.len()];
+                    logits.read(&mut out).unwrap();
+                    for v in out {
+                        range = (range.0.min(v), range.1.max(v));
+                    }
+                }
+                let ys: Vec<usize> = batch.iter().map(|&i| labels[i]).collect();
+                nn::loss::cross_entropy(logits, &ys, nn::loss::Reduction::Mean)
+                    .backward()
+                    .unwrap();
+            }
+            opt.step(&mut hmem).unwrap();
+        }
+    }
+    let (mut w, mut b) = (vec![0.0f32; 192], vec![0.0f32; 3]);
+    hmem.read(head.weight.value, &mut w).unwrap();
+    hmem.read(head.bias.value, &mut b).unwrap();
+    let qout = deploy::QuantParams::from_range(range.0, range.1);
+    let mut adapted = write(&w, &b, qout);
+    let adapted = &bytes(&mut adapted)[..qn];
+    assert_eq!(
+        GraphModel::parse(adapted).unwrap().output_quantization(),
+        qout
+    );
+    let (before, after) = (accuracy(q), accuracy(adapted));
+    assert!(
+        after >= before + 0.2 && after >= 0.8,
+        "held-out accuracy {before} -> {after}"
+    );
+
+    // A graph without a dense head has none to train.
+    type NoHead = (Conv2d<1, 2, 3, 1, 1>, ReLU, MaxPool2d<2>);
+    let nohead = NoHead::build(&mut mem, &mut rng).unwrap();
+    let (mut file, n) = export(&nohead, &mut mem, |p| {
+        nohead.forward(p.input((p.rows(), Const::<1>, Const::<4>, Const::<4>)))
+    })
+    .unwrap();
+    let g = GraphModel::parse(&bytes(&mut file)[..n]).unwrap();
+    assert_eq!(g.head_shape(), Err(InferError::NoDenseHead));
+    let mut arena = vec![0.0f32; g.scratch_len()];
+    assert_eq!(
+        g.head_features_f32(&[0.0; 16], &mut arena).unwrap_err(),
+        InferError::NoDenseHead
+    );
+}

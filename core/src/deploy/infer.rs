@@ -44,6 +44,9 @@ pub enum InferError {
     /// [`InputStep`](super::InputStep)): it takes `f32` features,
     /// through [`Model::infer_i8`] or [`Model::quantize_input`].
     StandardizedInput,
+    /// A graph whose last node is not a dense layer, asked for its head
+    /// (the layer a device trains, [`GraphModel::head_features_q8`](super::GraphModel::head_features_q8)).
+    NoDenseHead,
 }
 
 impl core::fmt::Display for InferError {
@@ -71,6 +74,10 @@ impl core::fmt::Display for InferError {
             InferError::StandardizedInput => write!(
                 f,
                 "the model standardizes its real inputs first: give it f32 features (infer_i8), not bytes"
+            ),
+            InferError::NoDenseHead => write!(
+                f,
+                "the graph's last node is not a dense layer: it has no head to train"
             ),
         }
     }

@@ -100,7 +100,7 @@ fn decode(header: &[u8], i: usize) -> Option<NodeHeader> {
 
 /// Where data part `k`'s offset is in a record: weight, bias, scales and
 /// requant at 64, the activation table at 88.
-const fn offset_field(k: usize) -> usize {
+pub(super) const fn offset_field(k: usize) -> usize {
     if k < 4 {
         64 + 4 * k
     } else {
@@ -108,7 +108,7 @@ const fn offset_field(k: usize) -> usize {
     }
 }
 /// Where an int8 node's output quantization is in a record: scale, zero.
-const QUANT: usize = 80;
+pub(super) const QUANT: usize = 80;
 /// Where an int8 node's activation table's offset is in a record.
 const TABLE: usize = 88;
 
@@ -347,6 +347,11 @@ impl<'a> GraphModel<'a> {
             return Err(bad);
         }
         Ok(())
+    }
+
+    /// The header (fixed part and records) and the data, as in the file.
+    pub(super) fn file_parts(&self) -> (&'a [u8], &'a [u8]) {
+        (self.header, self.data)
     }
 
     /// Node `i`'s record, which [`parse`](Self::parse) validated.

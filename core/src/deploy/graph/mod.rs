@@ -115,11 +115,13 @@
 
 mod conv;
 mod file;
+mod head;
 mod quant;
 mod run;
 
 pub(crate) use file::{data_parts, graph_file_len, plan_arena, write_graph_header};
 pub use file::{GraphModel, GRAPH_VERSION, MAX_NODES, NODE_RECORD};
+pub use head::{graph_head_len, write_graph_with_head};
 pub use quant::{graph_quantized_len, quantize_graph, GraphCalibration};
 
 use super::Activation;

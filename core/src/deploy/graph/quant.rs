@@ -55,7 +55,7 @@ impl GraphCalibration {
         scratch: &mut [f32],
     ) -> Result<(), InferError> {
         let (ranges, pre) = (&mut self.ranges, &mut self.pre_ranges);
-        model.infer_f32_observed(input, scratch, &mut |i, before, y| {
+        model.infer_f32_observed(input, scratch, model.node_count(), &mut |i, before, y| {
             widen(if before { &mut pre[i] } else { &mut ranges[i] }, y)
         })?;
         widen(&mut self.ranges[0], input);
@@ -152,30 +152,10 @@ pub fn quantize_graph(
         }
         match (h.op, model.node(i)) {
             (NodeOp::Dense | NodeOp::Conv, Some((_, LayerWeights::F32 { weight, bias }))) => {
-                let per = weight.len() / bias.len().max(1);
-                for (o, (row, &b)) in weight.chunks_exact(per.max(1)).zip(bias).enumerate() {
-                    let max = row.iter().fold(0.0f32, |m, &w| m.max(w.abs()));
-                    let ws = if max > 0.0 && max.is_finite() {
-                        max / 127.0
-                    } else {
-                        1.0
-                    };
-                    for (j, &w) in row.iter().enumerate() {
-                        let q = (libm::roundf(w / ws) as i32).clamp(-127, 127);
-                        out[w_at + o * per + j] = q as i8 as u8;
-                    }
-                    let put =
-                        |out: &mut [u8], at: usize, v: [u8; 4]| out[at..at + 4].copy_from_slice(&v);
-                    put(
-                        out,
-                        b_at + 4 * o,
-                        bias_of(b, qin.out_scale, ws).to_le_bytes(),
-                    );
-                    put(out, s_at + 4 * o, ws.to_le_bytes());
-                    let (m, s) = multiplier_of(qin.out_scale, ws, to);
-                    put(out, r_at + 8 * o, m.to_le_bytes());
-                    put(out, r_at + 8 * o + 4, s.to_le_bytes());
-                }
+                let (w, rest) = out[w_at..].split_at_mut(b_at - w_at);
+                let (b, rest) = rest.split_at_mut(s_at - b_at);
+                let (sc, r) = rest.split_at_mut(r_at - s_at);
+                quantize_channels(weight, bias, qin.out_scale, to, [w, b, sc, r]);
             }
             (NodeOp::Add, _) => {
                 let qb = nodes[h.inputs[1]];
@@ -198,4 +178,36 @@ pub fn quantize_graph(
         }
     }
     Ok(finish(out, needed - 4))
+}
+
+/// Quantizes a dense or convolution node's f32 parameters (`weight`, one
+/// row per output channel, and `bias`) for an input of scale `in_scale` and
+/// pairs leading to the scale `to`, into its int8 parts `[weight, bias,
+/// scales, pairs]` (each at least as long as the node's part): weights
+/// symmetric per row, biases in accumulator units.
+pub(super) fn quantize_channels(
+    weight: &[f32],
+    bias: &[f32],
+    in_scale: f32,
+    to: f32,
+    [w_out, b_out, s_out, r_out]: [&mut [u8]; 4],
+) {
+    let per = (weight.len() / bias.len().max(1)).max(1);
+    for (o, (row, &b)) in weight.chunks_exact(per).zip(bias).enumerate() {
+        let max = row.iter().fold(0.0f32, |m, &w| m.max(w.abs()));
+        let ws = if max > 0.0 && max.is_finite() {
+            max / 127.0
+        } else {
+            1.0
+        };
+        for (q, &w) in w_out[o * per..(o + 1) * per].iter_mut().zip(row) {
+            *q = (libm::roundf(w / ws) as i32).clamp(-127, 127) as i8 as u8;
+        }
+        let put = |out: &mut [u8], at: usize, v: [u8; 4]| out[at..at + 4].copy_from_slice(&v);
+        put(b_out, 4 * o, bias_of(b, in_scale, ws).to_le_bytes());
+        put(s_out, 4 * o, ws.to_le_bytes());
+        let (m, s) = multiplier_of(in_scale, ws, to);
+        put(r_out, 8 * o, m.to_le_bytes());
+        put(r_out, 8 * o + 4, s.to_le_bytes());
+    }
 }

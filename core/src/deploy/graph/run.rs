@@ -11,13 +11,15 @@ type NodeFn<'a, 'f, T> = dyn FnMut(usize, &NodeHeader, LayerWeights<'a>, [&[T]; 
     + 'f;
 
 impl<'a> GraphModel<'a> {
-    /// Runs the nodes in order over the arena `scratch`: `node` computes
-    /// node `i` from what it reads (the input read in place) into its
-    /// output. Returns the last node's output.
+    /// Runs the first `count` nodes (the input included) in order over the
+    /// arena `scratch`: `node` computes node `i` from what it reads (the
+    /// input read in place) into its output. Returns the last run node's
+    /// output.
     fn run<'s, T: Copy>(
         &self,
         input: &[T],
         scratch: &'s mut [T],
+        count: usize,
         node: &mut NodeFn<'a, '_, T>,
     ) -> Result<&'s [T], InferError> {
         if input.len() != self.input_features() {
@@ -33,8 +35,11 @@ impl<'a> GraphModel<'a> {
         }
         let n = self.node_count();
         let bad = InferError::LayerCount { layers: n };
+        if count < 2 || count > n {
+            return Err(bad);
+        }
         let mut last = (0, 0);
-        for i in 1..n {
+        for i in 1..count {
             let (h, w) = self.node(i).ok_or(bad)?;
             let len = h.out_len();
             // The output, and the arena on either side of it: the inputs
@@ -74,23 +79,24 @@ impl<'a> GraphModel<'a> {
         input: &[f32],
         scratch: &'s mut [f32],
     ) -> Result<&'s [f32], InferError> {
-        self.infer_f32_observed(input, scratch, &mut |_, _, _| {})
+        self.infer_f32_observed(input, scratch, self.node_count(), &mut |_, _, _| {})
     }
 
-    /// [`infer_f32`](Self::infer_f32), showing `observe` each node's values
-    /// as they are made (its index, whether they are the pre-activation,
-    /// and the values): first before its activation, then after. What
-    /// calibration reads.
+    /// [`infer_f32`](Self::infer_f32) of the first `count` nodes, showing
+    /// `observe` each node's values as they are made (its index, whether
+    /// they are the pre-activation, and the values): first before its
+    /// activation, then after. What calibration reads.
     pub(crate) fn infer_f32_observed<'s>(
         &self,
         input: &[f32],
         scratch: &'s mut [f32],
+        count: usize,
         observe: &mut dyn FnMut(usize, bool, &[f32]),
     ) -> Result<&'s [f32], InferError> {
         if self.int8 {
             return Err(InferError::WrongDtype);
         }
-        self.run(input, scratch, &mut |i, h, w, src, y| {
+        self.run(input, scratch, count, &mut |i, h, w, src, y| {
             let LayerWeights::F32 { weight, bias } = w else {
                 return Err(InferError::WrongDtype);
             };
@@ -156,10 +162,21 @@ impl<'a> GraphModel<'a> {
         input: &[i8],
         scratch: &'s mut [i8],
     ) -> Result<&'s [i8], InferError> {
+        self.infer_q8_first(input, scratch, self.node_count())
+    }
+
+    /// [`infer_q8`](Self::infer_q8) of the first `count` nodes; returns
+    /// node `count − 1`'s output.
+    pub(super) fn infer_q8_first<'s>(
+        &self,
+        input: &[i8],
+        scratch: &'s mut [i8],
+        count: usize,
+    ) -> Result<&'s [i8], InferError> {
         if !self.int8 {
             return Err(InferError::WrongDtype);
         }
-        self.run(input, scratch, &mut |i, h, w, src, y| {
+        self.run(input, scratch, count, &mut |i, h, w, src, y| {
             let LayerWeights::Int8 {
                 weight,
                 bias,
