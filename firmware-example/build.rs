@@ -20,9 +20,12 @@
 //! are parsed with `GraphModel::parse`; a graph has no model type, so
 //! `model.rs` holds `INPUTS`, `OUTPUTS`, the two files' arenas
 //! (`GRAPH_SCRATCH_F32`, `GRAPH_SCRATCH_I8`, each `scratch_len()` from its
-//! header, which the firmware sizes its scratch with at compile time) and
-//! `ARCHITECTURE`, and the cfg `model_graph` is set. No fine-tuning (the
-//! committed MLP's head) and no held-out rows go with a graph; a Cortex-M0
+//! header, which the firmware sizes its scratch with at compile time),
+//! `LAST_INPUTS` (the head's input features) and `ARCHITECTURE`, and the
+//! cfg `model_graph` is set. A graph whose directory holds the fine-tuning
+//! images (`cargo xtask test-images`) has its head (its last node, a dense
+//! layer) fine-tuned on the device as the committed MLP's is (cfg
+//! `finetune`); no held-out rows go with a graph; a Cortex-M0
 //! build gets the int8 graph only (whether it fits the micro:bit's 16 KiB of
 //! RAM is the linker's to say: the preset's does not, and runs on QEMU's
 //! mps2-an385 instead, `EMBER_FIRMWARE_MACHINE` below).
@@ -96,6 +99,7 @@ fn main() {
             outputs,
             f32_bytes,
             graph,
+            head,
         } = models(&dir, &out);
         if graph {
             println!("cargo:rustc-cfg=model_graph");
@@ -126,18 +130,21 @@ fn main() {
         // Fine-tuning on the device (src/finetune.rs): Cortex-M4F and host
         // builds (the M0's flash holds no more images; RISC-V has no Arm
         // semihosting to send the adapted model back with), with the
-        // committed model, whose head the host's expected CRC is for.
+        // committed model, or a model set whose directory holds the
+        // fine-tuning images (`cargo xtask test-images`; a CNN's, whose
+        // head is its last node, a dense layer).
         let committed = env::var_os("EMBER_FIRMWARE_MODELS").is_none();
+        let has_data = FINETUNE_DATA.iter().all(|f| dir.join(f).is_file());
         if int8_model
             && !rows
-            && !graph
+            && (!graph || head > 0)
             && !m0
             && !riscv
-            && committed
+            && (committed || (graph && has_data))
             && env::var_os("CARGO_FEATURE_FINETUNE").is_some()
         {
             println!("cargo:rustc-cfg=finetune");
-            finetune_data(Path::new("models"), &out);
+            finetune_data(&dir, &out);
             finetuned_path();
         }
     }
@@ -183,6 +190,9 @@ struct Models {
     f32_bytes: u64,
     /// Whether the files are graph files (format version 3, a CNN).
     graph: bool,
+    /// A graph's head input features (its last node's, a dense layer's;
+    /// 0 for a graph whose last node is not dense, or a dense file).
+    head: usize,
 }
 
 /// Finds the model pair in `dir`, checks that both files describe the same
@@ -212,6 +222,7 @@ fn models(dir: &Path, out: &Path) -> Models {
     // Per file: its type (dense) or its graph's description, inputs,
     // outputs, scratch, whether it is a graph.
     let mut arch = Vec::new();
+    let mut head = 0;
     for (path, copy) in [(&f32, "model-f32.emb"), (int8, "model-int8.emb")] {
         println!("cargo:rerun-if-changed={}", path.display());
         let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -231,6 +242,7 @@ fn models(dir: &Path, out: &Path) -> Models {
                 let g = GraphModel::parse(aligned)
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 let io = (g.input_features(), g.output_features());
+                head = g.head_shape().map_or(0, |(i, _)| i);
                 arch.push((describe_graph(&g), io.0, io.1, g.scratch_len(), true));
             }
             Err(e) => panic!("{}: {e}", path.display()),
@@ -254,6 +266,8 @@ fn models(dir: &Path, out: &Path) -> Models {
              pub const GRAPH_SCRATCH_F32: usize = {};\n\
              /// Bytes of scratch the int8 graph needs (`GraphModel::scratch_len`).\n\
              pub const GRAPH_SCRATCH_I8: usize = {};\n\
+             /// The head's input features (its last node's, a dense layer's; 0 if none).\n\
+             pub const LAST_INPUTS: usize = {head};\n\
              /// The graph's nodes.\npub const ARCHITECTURE: &str = {src:?};\n",
             arch[0].3, arch[1].3
         )
@@ -267,6 +281,7 @@ fn models(dir: &Path, out: &Path) -> Models {
         outputs,
         f32_bytes,
         graph,
+        head,
     }
 }
 
@@ -289,27 +304,41 @@ fn describe_graph(g: &GraphModel<'_>) -> String {
     parts.join(", ")
 }
 
-/// Copies the fine-tuning data (always from `models/`: it goes with the
-/// committed model's head) and the host's head CRC to `out`.
+/// The fine-tuning images and labels (`cargo xtask test-images`).
+const FINETUNE_DATA: [&str; 4] = [
+    "finetune-train-images.bin",
+    "finetune-train-labels.bin",
+    "finetune-eval-images.bin",
+    "finetune-eval-labels.bin",
+];
+/// The host's CRCs of the fine-tuned head and model
+/// (`EMBER_UPDATE_FINETUNE=1 cargo test -p ember-firmware host_finetuning`).
+const FINETUNE_CRCS: [&str; 2] = ["finetune-head.crc32", "finetune-model.crc32"];
+
+/// Copies the fine-tuning data of the model set in `dir` and the host's
+/// CRCs to `out`, and tells the host test where the CRCs go
+/// (`EMBER_FIRMWARE_MODELS_DIR`). A missing CRC is copied as an empty file:
+/// the host test that writes it runs this build, and a firmware built
+/// without it reports that it has no host figure to match (and fails).
 fn finetune_data(dir: &Path, out: &Path) {
-    for name in [
-        "finetune-train-images.bin",
-        "finetune-train-labels.bin",
-        "finetune-eval-images.bin",
-        "finetune-eval-labels.bin",
-        "finetune-head.crc32",
-        "finetune-model.crc32",
-    ] {
+    for name in FINETUNE_DATA.iter().chain(&FINETUNE_CRCS) {
         let path = dir.join(name);
         println!("cargo:rerun-if-changed={}", path.display());
-        let bytes = fs::read(&path).unwrap_or_else(|e| {
-            panic!(
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(_) if FINETUNE_CRCS.contains(name) => Vec::new(),
+            Err(e) => panic!(
                 "{}: {e}; `cargo xtask test-images` writes the images and `EMBER_UPDATE_FINETUNE=1 cargo test -p ember-firmware` the CRCs",
                 path.display()
-            )
-        });
+            ),
+        };
         fs::write(out.join(name), bytes).expect("write fine-tuning data");
     }
+    let dir = fs::canonicalize(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    println!(
+        "cargo:rustc-env=EMBER_FIRMWARE_MODELS_DIR={}",
+        dir.display()
+    );
 }
 
 /// Where the fine-tuned model goes back to on the host (through semihosting

@@ -65,9 +65,14 @@
 #      committed MLP's) as fashion-cnn.emb and fashion-cnn-int8.emb;
 #   3. write the test images and the host's outputs (`cargo xtask
 #      test-images --count N`, --count default 100: the reference kernels
-#      take tens of millions of instructions per image);
-#   4. build the firmware and run it under QEMU on the Cortex-M4F (f32 and
-#      int8; no fine-tuning, which is the MLP's) and the Cortex-M0 (int8).
+#      take tens of millions of instructions per image), and the shifted
+#      (colour-inverted) images its head is fine-tuned on;
+#   4. fine-tune the head (Linear(1568,10)) on the host with the firmware's
+#      own code (`EMBER_UPDATE_FINETUNE=1 cargo test -p ember-firmware
+#      host_finetuning`), which writes the head's and the adapted file's
+#      CRCs beside the model for the device to match;
+#   5. build the firmware and run it under QEMU on the Cortex-M4F (f32 and
+#      int8, and the head fine-tuned on the device) and the Cortex-M0 (int8).
 #      The M0 build does not fit the micro:bit's 16 KiB of RAM: the int8
 #      graph's arena alone is 15,680 bytes for the preset (the first
 #      convolution's 16x28x28 output beside the first pooling's), and the
@@ -222,6 +227,14 @@ if [ -n "$model" ]; then
 
   step "test images and the host's outputs: cargo xtask test-images --count $count"
   cargo xtask test-images --models "$(realpath "$models")" --name "$name" --count "$count" "${dataset[@]}"
+
+  # The firmware fine-tunes the CNN's head (its last layer) on shifted
+  # images and checks it against the host's: the same code on the host
+  # writes the head's and the adapted file's CRCs beside the model.
+  step "fine-tuning the CNN's head on the host: the CRCs for the firmware to match"
+  rm -f "$models"/finetune-*.crc32
+  EMBER_FIRMWARE_MODELS=$(realpath "$models") EMBER_UPDATE_FINETUNE=1 \
+    cargo test -q -p ember-firmware host_finetuning
 
   run=()
   m0=""

@@ -8,19 +8,20 @@
 //!
 //! The code is the host's `nn` API: the head is an `nn::Linear` built in a
 //! `Memory` arena and started from the deployed layer
-//! (`Model::dequantize_layer`), each step is `Optimizer::zero_grad`, a
+//! (`Deployed::head_parameters`), each step is `Optimizer::zero_grad`, a
 //! `Graph`, `forward`, `loss::cross_entropy`, `backward`, `Optimizer::step`,
 //! and the learning rate follows an `nn::sched` scheduler. The frozen part is
 //! an ordinary int8 forward through the deployed model
-//! (`Model::features_u8`), dequantized to f32 features. No allocator; on the
+//! (`Deployed::head_features`), dequantized to f32 features. The model is
+//! the committed MLP (`Model`) or a CNN's int8 graph (`GraphModel`, whose
+//! head is its last node, a dense layer). No allocator; on the
 //! host the same code runs as part of an ordinary program, and gives the
 //! same head, bit for bit (`EXPECTED_HEAD_CRC`, checked by the firmware and
 //! by the host test).
 
-use crate::inference::{model, Net, INT8_MODEL, PIXELS};
+use crate::inference::{model, Deployed, Loaded, INT8_MODEL, PIXELS, SCRATCH_I8};
 use ember_nn_core::deploy::{
-    argmax, argmax_i8, crc32, dense_f32, int8_layer_len, write_with_last_layer, Activation,
-    FormatError, Model, QuantParams,
+    argmax, argmax_i8, crc32, dense_f32, int8_layer_len, Activation, FormatError, QuantParams,
 };
 use ember_nn_core::nn::loss::{cross_entropy, Loss, Reduction};
 use ember_nn_core::nn::sched::{CosineAnnealingLR, LrScheduler};
@@ -51,9 +52,17 @@ pub const ARENA_FLOATS: usize = BUDGET.floats;
 /// Node capacity of a training step's graph: the input's, the head's and
 /// the loss's.
 pub const NODES: usize = BUDGET.nodes;
-/// RAM the fine-tuning may take on the device (arena and stack), bytes.
+/// RAM the fine-tuning may take on the device (arena and stack), bytes:
+/// 16 KB for the committed MLP's `Linear<64, 10>` head; for a CNN's head
+/// (`Linear<1568, 10>` for the preset), its arena and the stack's two
+/// large buffers (the int8 inference's scratch, one sample's f32
+/// features) plus 8 KB of stack.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
+#[cfg(not(model_graph))]
 pub const RAM_TARGET_BYTES: usize = 16 * 1024;
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+#[cfg(model_graph)]
+pub const RAM_TARGET_BYTES: usize = 4 * ARENA_FLOATS + SCRATCH_I8 + 4 * FEATURES + 8 * 1024;
 /// A training sample (features, forward, backward, update) must cost less
 /// than this many int8 inferences of the whole model, in hundredths.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
@@ -162,7 +171,10 @@ pub struct Report {
     pub logit_range: (f32, f32),
     /// Bytes of the adapted model file written back.
     pub model_bytes: usize,
-    /// CRC-32 of that whole file (its stored CRC included).
+    /// CRC-32 of that file's contents: the CRC it stores at its end. (The
+    /// CRC of the whole file, stored CRC included, is the same constant
+    /// for every valid file, 558161692, CRC-32's residue: it compared
+    /// nothing.)
     pub model_crc: u32,
 }
 
@@ -218,24 +230,22 @@ fn head_slices<'b>(
 
 /// The frozen features of `image`, dequantized into `out`.
 fn features(
-    model: &Model<'_>,
+    model: &Loaded,
     image: &[u8],
     scratch: &mut [i8],
     out: &mut [f32],
 ) -> Result<(), FinetuneError> {
-    let frozen = model.layer_count() - 1;
-    let q = model.features_u8(image, frozen, scratch)?;
-    model.dequantize_output_of(frozen - 1, q, out)?;
+    model.head_features(image, scratch, out)?;
     Ok(())
 }
 
 /// Held-out images the deployed model (all of it, int8) gets right.
 #[inline(never)]
-fn accuracy_before(model: &Model<'_>) -> Result<usize, FinetuneError> {
-    let mut scratch = [0i8; 2 * model::WIDEST];
+fn accuracy_before(model: &Loaded) -> Result<usize, FinetuneError> {
+    let mut scratch = [0i8; SCRATCH_I8];
     let mut right = 0;
     for (image, &label) in EVAL_IMAGES.chunks_exact(PIXELS).zip(EVAL_LABELS) {
-        let logits = model.infer_u8(image, &mut scratch)?;
+        let logits = model.logits_i8(image, &mut scratch)?;
         right += usize::from(argmax_i8(logits) == usize::from(label));
     }
     Ok(right)
@@ -250,7 +260,7 @@ fn accuracy_before(model: &Model<'_>) -> Result<usize, FinetuneError> {
 /// at a time.)
 #[inline(never)]
 fn step(
-    model: &Model<'_>,
+    model: &Loaded,
     head: &Head,
     optimizer: &mut Optimizer<2, 1>,
     mem: &mut Memory<'_, Cpu>,
@@ -258,7 +268,7 @@ fn step(
     range: Option<&mut (f32, f32)>,
 ) -> Result<(usize, usize, usize), FinetuneError> {
     let (images, ys) = batch;
-    let mut scratch = [0i8; 2 * model::WIDEST];
+    let mut scratch = [0i8; SCRATCH_I8];
     let mut row = [0.0f32; FEATURES];
     let mut labels = [0usize; BATCH];
     let n = ys.len().min(images.len() / PIXELS).min(BATCH);
@@ -291,11 +301,11 @@ fn step(
 /// (the head read in place from the arena), and the head's CRC-32.
 #[inline(never)]
 fn evaluate(
-    model: &Model<'_>,
+    model: &Loaded,
     head: &Head,
     mem: &mut Memory<'_, Cpu>,
 ) -> Result<(usize, u32), FinetuneError> {
-    let mut scratch = [0i8; 2 * model::WIDEST];
+    let mut scratch = [0i8; SCRATCH_I8];
     let (mut right, mut crc, mut status) = (0, 0, Ok(()));
     let mut f = [0.0f32; FEATURES];
     let mut logits = [0.0f32; CLASSES];
@@ -320,27 +330,31 @@ fn evaluate(
 
 /// Writes the adapted model, the deployed int8 file with the trained head
 /// quantized in place of its last layer, to `emit`; returns its length and
-/// CRC-32. The frozen layers' bytes go from flash to `emit` as they are.
+/// the CRC-32 of its contents (the CRC the writer emits last, computed here
+/// again from the pieces before it). The frozen layers' bytes go from flash
+/// to `emit` as they are.
 #[inline(never)]
 fn write_back(
-    model: &Model<'_>,
+    model: &Loaded,
     head: &Head,
     mem: &mut Memory<'_, Cpu>,
     qout: QuantParams,
     emit: &mut dyn FnMut(&[u8]) -> Result<(), FormatError>,
 ) -> Result<(usize, u32), FinetuneError> {
     let mut scratch = [0u8; HEAD_BYTES];
-    let mut crc = 0;
+    // The CRC of every piece but the last, which is the stored CRC.
+    let (mut crc, mut before_last) = (0, 0);
     let mut written = Ok(0);
     mem.with_buffer(|_, buf| {
         let (w, b) = head_slices(buf, head)?;
-        written = write_with_last_layer(model, w, b, qout, &mut scratch, &mut |bytes| {
+        written = model.write_with_head(w, b, qout, &mut scratch, &mut |bytes| {
+            before_last = crc;
             crc = crc32(crc, bytes);
             emit(bytes)
         });
         Ok(())
     })?;
-    Ok((written.map_err(FinetuneError::Write)?, crc))
+    Ok((written.map_err(FinetuneError::Write)?, before_last))
 }
 
 /// Fine-tunes the head in `arena` (at least [`ARENA_FLOATS`] floats) and
@@ -352,7 +366,7 @@ pub fn run(
     clock: &dyn Fn() -> u64,
     emit: &mut dyn FnMut(&[u8]) -> Result<(), FormatError>,
 ) -> Result<Report, FinetuneError> {
-    let model = Model::load::<Net>(&INT8_MODEL.0)?;
+    let model = Loaded::open(&INT8_MODEL.0)?;
     let eval = EVAL_LABELS.len().min(EVAL_IMAGES.len() / PIXELS);
     let before = accuracy_before(&model)?;
 
@@ -363,7 +377,7 @@ pub fn run(
     let mut init = Ok(());
     mem.with_buffer(|_, buf| {
         let (w, b) = head_slices(buf, &head)?;
-        init = model.dequantize_layer(model.layer_count() - 1, w, b);
+        init = model.head_parameters(w, b);
         Ok(())
     })?;
     init?;
@@ -482,13 +496,13 @@ mod tests {
         // SAFETY: u8 has no alignment or validity requirements; the slice
         // covers the words' bytes and borrows them shared.
         let bytes = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), file.len()) };
-        let model = Model::load::<Net>(bytes).expect("the adapted model parses as the same type");
-        let mut scratch = [0i8; 2 * model::WIDEST];
+        let model = Loaded::open(bytes).expect("the adapted model parses as the same model");
+        let mut scratch = vec![0i8; SCRATCH_I8];
         EVAL_IMAGES
             .chunks_exact(PIXELS)
             .zip(EVAL_LABELS)
             .filter(|(image, &label)| {
-                let logits = model.infer_u8(image, &mut scratch).expect("inference");
+                let logits = model.logits_i8(image, &mut scratch).expect("inference");
                 argmax_i8(logits) == usize::from(label)
             })
             .count()
@@ -510,9 +524,11 @@ mod tests {
         })
         .expect("fine-tuning runs");
         assert_eq!(r.model_bytes, file.len());
-        assert_eq!(r.model_crc, crc32(0, &file));
+        let (contents, stored) = file.split_at(file.len() - 4);
+        assert_eq!(r.model_crc, crc32(0, contents));
+        assert_eq!(r.model_crc.to_le_bytes(), stored);
         if std::env::var_os("EMBER_UPDATE_FINETUNE").is_some() {
-            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/models");
+            let dir = env!("EMBER_FIRMWARE_MODELS_DIR");
             std::fs::write(
                 format!("{dir}/finetune-head.crc32"),
                 r.head_crc.to_le_bytes(),

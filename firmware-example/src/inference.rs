@@ -118,6 +118,30 @@ pub trait Deployed<'a>: Sized {
     /// holds the quantized image ([`PIXELS`] bytes), then the arena.
     #[cfg(model_int8)]
     fn logits_i8<'s>(&self, pixels: &[u8], scratch: &'s mut [i8]) -> Result<&'s [i8], InferError>;
+    /// The frozen part's output for an image (the head's input), real, into
+    /// `out` ([`model::LAST_INPUTS`] long); `scratch` as for
+    /// [`logits_i8`](Self::logits_i8).
+    #[cfg(finetune)]
+    fn head_features(
+        &self,
+        pixels: &[u8],
+        scratch: &mut [i8],
+        out: &mut [f32],
+    ) -> Result<(), InferError>;
+    /// The head's parameters as real numbers (weight `[out, in]`, bias).
+    #[cfg(finetune)]
+    fn head_parameters(&self, weight: &mut [f32], bias: &mut [f32]) -> Result<(), InferError>;
+    /// The file with the head replaced (`deploy::write_with_last_layer`,
+    /// `deploy::write_graph_with_head`), streamed to `emit`.
+    #[cfg(finetune)]
+    fn write_with_head(
+        &self,
+        weight: &[f32],
+        bias: &[f32],
+        qout: ember_nn_core::deploy::QuantParams,
+        scratch: &mut [u8],
+        emit: &mut dyn FnMut(&[u8]) -> Result<(), FormatError>,
+    ) -> Result<usize, FormatError>;
 }
 
 #[cfg(not(model_graph))]
@@ -136,6 +160,32 @@ impl<'a> Deployed<'a> for Model<'a> {
     #[cfg(model_int8)]
     fn logits_i8<'s>(&self, pixels: &[u8], scratch: &'s mut [i8]) -> Result<&'s [i8], InferError> {
         self.infer_u8(pixels, scratch)
+    }
+    #[cfg(finetune)]
+    fn head_features(
+        &self,
+        pixels: &[u8],
+        scratch: &mut [i8],
+        out: &mut [f32],
+    ) -> Result<(), InferError> {
+        let frozen = self.layer_count() - 1;
+        let q = self.features_u8(pixels, frozen, scratch)?;
+        self.dequantize_output_of(frozen - 1, q, out)
+    }
+    #[cfg(finetune)]
+    fn head_parameters(&self, weight: &mut [f32], bias: &mut [f32]) -> Result<(), InferError> {
+        self.dequantize_layer(self.layer_count() - 1, weight, bias)
+    }
+    #[cfg(finetune)]
+    fn write_with_head(
+        &self,
+        weight: &[f32],
+        bias: &[f32],
+        qout: ember_nn_core::deploy::QuantParams,
+        scratch: &mut [u8],
+        emit: &mut dyn FnMut(&[u8]) -> Result<(), FormatError>,
+    ) -> Result<usize, FormatError> {
+        ember_nn_core::deploy::write_with_last_layer(self, weight, bias, qout, scratch, emit)
     }
 }
 
@@ -159,24 +209,74 @@ impl<'a> Deployed<'a> for GraphModel<'a> {
                 needed: INT8_INPUT + self.scratch_len(),
             });
         }
-        let (input, arena) = scratch.split_at_mut(INT8_INPUT);
-        // `GraphModel::quantize_input` of `p / 255`, the host's input (the
-        // same operations, so the same bytes), without a buffer of floats.
-        let q = self.input_quantization();
-        for (o, &p) in input.iter_mut().zip(pixels) {
-            let v = f32::from(p) / 255.0;
-            *o = (libm::roundf(v / q.scale) as i32 + q.zero).clamp(-128, 127) as i8;
-        }
-        let n = pixels.len().min(INT8_INPUT);
-        self.infer_q8(&input[..n], arena)
+        let (input, arena) = quantized_image(self, pixels, scratch);
+        self.infer_q8(input, arena)
     }
+    #[cfg(finetune)]
+    fn head_features(
+        &self,
+        pixels: &[u8],
+        scratch: &mut [i8],
+        out: &mut [f32],
+    ) -> Result<(), InferError> {
+        if scratch.len() < INT8_INPUT {
+            return Err(InferError::ScratchTooSmall {
+                needed: INT8_INPUT + self.scratch_len(),
+            });
+        }
+        let (input, arena) = quantized_image(self, pixels, scratch);
+        let q = self.head_features_q8(input, arena)?;
+        let p = self.head_input_quantization()?;
+        if out.len() != q.len() {
+            return Err(InferError::OutputLength { expected: q.len() });
+        }
+        for (o, &v) in out.iter_mut().zip(q) {
+            *o = (i32::from(v) - p.zero) as f32 * p.scale;
+        }
+        Ok(())
+    }
+    #[cfg(finetune)]
+    fn head_parameters(&self, weight: &mut [f32], bias: &mut [f32]) -> Result<(), InferError> {
+        GraphModel::dequantize_head(self, weight, bias)
+    }
+    #[cfg(finetune)]
+    fn write_with_head(
+        &self,
+        weight: &[f32],
+        bias: &[f32],
+        qout: ember_nn_core::deploy::QuantParams,
+        scratch: &mut [u8],
+        emit: &mut dyn FnMut(&[u8]) -> Result<(), FormatError>,
+    ) -> Result<usize, FormatError> {
+        ember_nn_core::deploy::write_graph_with_head(self, weight, bias, qout, scratch, emit)
+    }
+}
+
+/// An image's pixels quantized at the start of `scratch` (at least
+/// [`INT8_INPUT`] bytes) as the int8 graph's input: `GraphModel::quantize_input`
+/// of `p / 255`, the host's input (the same operations, so the same bytes),
+/// without a buffer of floats. Returns the input and the rest of `scratch`.
+#[cfg(all(model_graph, model_int8))]
+fn quantized_image<'s>(
+    model: &GraphModel<'_>,
+    pixels: &[u8],
+    scratch: &'s mut [i8],
+) -> (&'s [i8], &'s mut [i8]) {
+    let (input, arena) = scratch.split_at_mut(INT8_INPUT);
+    let q = model.input_quantization();
+    for (o, &p) in input.iter_mut().zip(pixels) {
+        let v = f32::from(p) / 255.0;
+        *o = (libm::roundf(v / q.scale) as i32 + q.zero).clamp(-128, 127) as i8;
+    }
+    let n = pixels.len().min(INT8_INPUT);
+    (&input[..n], arena)
 }
 
 /// The file type this build runs.
 #[cfg(not(model_graph))]
-type Loaded = Model<'static>;
+pub type Loaded = Model<'static>;
 #[cfg(model_graph)]
-type Loaded = GraphModel<'static>;
+pub type Loaded = GraphModel<'static>;
 
 /// Number of embedded test images.
 pub fn images() -> usize {

@@ -454,10 +454,9 @@ fn test_images(dir: &Path, name: &str, count: usize, data: Option<&Path>) -> Res
     write(&dir.join("test-labels.bin"), &labels)?;
     write(&dir.join("expected-f32.bin"), &pred_f32)?;
     write(&dir.join("expected-int8.bin"), &logits_int8)?;
-    // The firmware fine-tunes the committed dense model's head only.
-    if !graph {
-        finetune_data(dir, &test, count)?;
-    }
+    // The firmware fine-tunes the committed dense model's head, and a
+    // graph's (its last node, a dense layer).
+    finetune_data(dir, &test, count)?;
 
     let correct = |p: &[u8]| p.iter().zip(&labels).filter(|(a, b)| a == b).count();
     println!("{source}: the first {count} test images");
