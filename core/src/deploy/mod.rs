@@ -176,8 +176,8 @@ pub use format::{
     Model, MAX_LAYERS, VERSION,
 };
 pub use graph::{
-    graph_quantized_len, quantize_graph, Geometry, GraphCalibration, GraphModel, NodeHeader,
-    NodeOp, GRAPH_VERSION, MAX_NODES, NODE_RECORD,
+    graph_quantized_len, quantize_graph, Geometry, GraphCalibration, GraphModel, NodeEvent,
+    NodeHeader, NodeOp, GRAPH_VERSION, MAX_NODES, NODE_RECORD,
 };
 pub use infer::{argmax, argmax_i8, InferError};
 pub use int8::{dense_i8, int8_weight_offset, Int8Input};

@@ -51,7 +51,12 @@ impl GraphCalibration {
         scratch: &mut [f32],
     ) -> Result<(), InferError> {
         let ranges = &mut self.ranges;
-        model.infer_f32_observed(input, scratch, &mut |i, y| widen(&mut ranges[i], y))?;
+        model.infer_f32_observed(
+            input,
+            scratch,
+            &mut |i, y| widen(&mut ranges[i], y),
+            &mut |_, _, _| {},
+        )?;
         widen(&mut self.ranges[0], input);
         self.samples += 1;
         Ok(())
