@@ -19,7 +19,8 @@
 # scripts/model-to-firmware.sh) whose int8 per-node lines
 #   int8 node 3 conv 16x14x14 -> 32x14x14 k3x3 s1 p1 g1: N instructions, ...
 # fill the Ember column: a CMSIS-NN layer and an Ember node match when their
-# keys (op, shapes, kernel, stride, padding, groups) are the same.
+# keys (op, shapes, kernel, stride, padding, groups) are the same. Only the
+# Cortex-M4F runs count (a log's thumbv6m and riscv32 runs are skipped).
 # The harness (bench/cmsis-nn/harness.c) holds the layer list; CMSIS_NN_CFLAGS
 # replaces the compiler flags below. Output: the harness's log, then the table.
 # Exit status: 0 when every layer ran, 1 when the harness failed, 2 when
@@ -80,8 +81,11 @@ timeout "${EMBER_QEMU_TIMEOUT:-120}" \
 echo
 echo "==> per layer: instructions of one int8 call on the Cortex-M4 (QEMU mps2-an386, -icount shift=0)"
 awk -F' [|] ' '
+  # Only the Cortex-M4F runs of a log (run-firmware.sh says which target runs).
+  /^==> run under QEMU [(]/ { m4f = ($0 ~ /thumbv7em/) }
+  FNR == 1 { m4f = 1 }
   # Ember: "int8 node N KEY: I instructions, ..." (the f32 lines are left out).
-  /^int8 node [0-9]+ / {
+  m4f && /^int8 node [0-9]+ / {
     line = $0
     sub(/^int8 node [0-9]+ /, "", line)
     key = line; sub(/: .*/, "", key)
