@@ -22,7 +22,16 @@
 # keys (op, shapes, kernel, stride, padding, groups) are the same. Only the
 # Cortex-M4F runs count (a log's thumbv6m and riscv32 runs are skipped).
 # The harness (bench/cmsis-nn/harness.c) holds the layer list; CMSIS_NN_CFLAGS
-# replaces the compiler flags below. Output: the harness's log, then the table.
+# replaces the compiler flags below; CMSIS_NN_REV names the CMSIS-NN commit
+# in the log when CMSIS_NN_DIR is not a git checkout (an archive).
+#
+# Ember's logs for the layers in the list (Cortex-M4F, QEMU):
+#   FashionMNIST CNN: scripts/model-to-firmware.sh --model cnn \
+#     --data std-backend/data/fashion-mnist-subset --epochs 1 --limit 2000 \
+#     --count 20 --out /tmp/cnnfw > cnn.log
+#   KWS DS-CNN's layers: cargo xtask kws-layers --models /tmp/kws-layers &&
+#     cargo xtask test-images --models /tmp/kws-layers --name kws-layers --count 4 &&
+#     EMBER_FIRMWARE_MODELS=/tmp/kws-layers scripts/run-firmware.sh thumbv7em-none-eabihf > kws.log Output: the harness's log, then the table.
 # Exit status: 0 when every layer ran, 1 when the harness failed, 2 when
 # something it needs is missing.
 set -euo pipefail
@@ -61,7 +70,7 @@ for d in ConvolutionFunctions PoolingFunctions FullyConnectedFunctions NNSupport
   done
 done
 
-echo "==> build: arm-none-eabi-gcc ${cflags[*]} ($(arm-none-eabi-gcc -dumpversion)); CMSIS-NN $(git -C "$nn" rev-parse --short=12 HEAD 2>/dev/null || echo "(not a git checkout)")"
+echo "==> build: arm-none-eabi-gcc ${cflags[*]} ($(arm-none-eabi-gcc -dumpversion)); CMSIS-NN ${CMSIS_NN_REV:-$(git -C "$nn" rev-parse --short=12 HEAD 2>/dev/null || echo "(not a git checkout: CMSIS_NN_REV names it)")}"
 arm-none-eabi-gcc "${cflags[@]}" -std=c11 -ffunction-sections -fdata-sections \
   -I "$nn/Include" -I "$core" -I bench/cmsis-nn \
   bench/cmsis-nn/startup.c bench/cmsis-nn/harness.c "${sources[@]}" \
