@@ -283,6 +283,12 @@ pub fn images() -> usize {
     IMAGES.len() / PIXELS
 }
 
+/// The first embedded test image's pixels (what `profile` times).
+#[cfg(model_graph)]
+pub fn first_image() -> &'static [u8] {
+    &IMAGES[..PIXELS.min(IMAGES.len())]
+}
+
 /// What one model's run measured; [`Report::passed`] is the verdict.
 #[derive(Clone, Copy, Debug)]
 pub struct Report {

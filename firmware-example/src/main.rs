@@ -40,6 +40,9 @@ mod inference;
 #[cfg(all(any(model_f32, model_int8), test_rows))]
 #[path = "rows.rs"]
 mod inference;
+// Per-node costs of a graph model (a CNN's graph files).
+#[cfg(all(model_graph, not(test_rows)))]
+mod profile;
 #[cfg(feature = "xor")]
 mod xor;
 
@@ -96,6 +99,13 @@ fn f32_left_out() {
     say!("f32 model: left out of this Cortex-M0 build (over the 64 KiB firmware-example/build.rs allows it beside the rest in the micro:bit's flash); int8 only");
 }
 
+/// A node's cost on the host: nanoseconds.
+#[cfg(all(not(target_os = "none"), model_graph, not(test_rows)))]
+const HOST_COST: profile::Cost = profile::Cost {
+    convert: |ns| ns,
+    unit: "ns (host)",
+};
+
 #[cfg(not(target_os = "none"))]
 fn main() {
     // (Never changed in a build without any of the features.)
@@ -137,11 +147,15 @@ fn main() {
             let mut input = [0.0f32; inference::model::INPUTS];
             let mut scratch = vec![0.0f32; inference::SCRATCH];
             passed &= timed(inference::run_f32(&mut input, &mut scratch, &clock));
+            #[cfg(all(model_graph, not(test_rows)))]
+            profile::f32(&mut input, &mut scratch, &clock, &HOST_COST);
         }
         #[cfg(model_int8)]
         {
             let mut scratch = vec![0i8; inference::SCRATCH_I8];
             passed &= timed(inference::run_int8(&mut scratch, &clock));
+            #[cfg(all(model_graph, not(test_rows)))]
+            profile::int8(&mut scratch, &clock, &HOST_COST);
         }
     }
     #[cfg(finetune)]
@@ -308,6 +322,13 @@ mod firmware {
             repaint_stack();
             let r = inference::run_f32(input, &mut scratch_f32[..], &clock_ticks);
             passed &= model_report(r);
+            #[cfg(all(model_graph, not(test_rows)))]
+            super::profile::f32(
+                &mut input[..],
+                &mut scratch_f32[..],
+                &clock_ticks,
+                &NODE_COST,
+            );
         }
         // Ticks per int8 inference: the yardstick of a training sample's cost.
         #[cfg(model_int8)]
@@ -317,6 +338,8 @@ mod firmware {
             let r = inference::run_int8(&mut scratch_i8[..], &clock_ticks);
             let ticks = r.as_ref().map_or(0, |r| per_inference(r.ticks, r.images));
             passed &= model_report(r);
+            #[cfg(all(model_graph, not(test_rows)))]
+            super::profile::int8(&mut scratch_i8[..], &clock_ticks, &NODE_COST);
             ticks
         };
         #[cfg(all(target_arch = "riscv32", feature = "finetune"))]
@@ -391,6 +414,19 @@ mod firmware {
         defmt::println!("{}", if passed { "PASS" } else { "FAIL" });
         passed
     }
+
+    /// A node's cost ([`super::profile`]): instructions under QEMU, core
+    /// clock cycles on a board.
+    #[cfg(all(model_graph, not(test_rows), feature = "qemu"))]
+    const NODE_COST: super::profile::Cost = super::profile::Cost {
+        convert: instructions,
+        unit: "instructions",
+    };
+    #[cfg(all(model_graph, not(test_rows), not(feature = "qemu")))]
+    const NODE_COST: super::profile::Cost = super::profile::Cost {
+        convert: |ticks| ticks,
+        unit: "core clock cycles",
+    };
 
     /// Logs a model's results, its cost per inference and the stack it used
     /// (painted again just before it ran); returns its verdict.

@@ -36,6 +36,8 @@ use ember_nn_std::train::ModelInfo;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod layers;
+
 /// Pixels per image.
 const PIXELS: usize = 784;
 
@@ -64,6 +66,25 @@ enum Command {
         /// the built-in subset, the first 1,000 test images, when absent).
         #[arg(long)]
         data: Option<PathBuf>,
+    },
+    /// Write graph files (f32 and int8, untrained) that put KWS DS-CNN's
+    /// stem, depthwise and pointwise layers in the firmware, behind an
+    /// adapter from its 28×28 test images (see xtask/src/layers.rs): their
+    /// per-node instruction counts beside CMSIS-NN's
+    /// (scripts/cmsis-nn-layers.sh).
+    KwsLayers {
+        /// Output directory (the firmware's EMBER_FIRMWARE_MODELS).
+        #[arg(long)]
+        models: PathBuf,
+        /// Model base name: NAME.emb (f32) and NAME-int8.emb.
+        #[arg(long, default_value = "kws-layers")]
+        name: String,
+        /// FashionMNIST directory for calibration (default as test-images).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Seed of the weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Write the firmware's held-out rows of a data file's model (raw
     /// features), their labels (a classifier) and the host's outputs (f32
@@ -117,6 +138,12 @@ fn main() -> ExitCode {
             count,
             data,
         } => test_images(&workspace_path(&models), &name, count, data.as_deref()),
+        Command::KwsLayers {
+            models,
+            name,
+            data,
+            seed,
+        } => layers::kws_layers(&workspace_path(&models), &name, data.as_deref(), seed),
         Command::TestRows {
             models,
             name,

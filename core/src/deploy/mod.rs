@@ -177,7 +177,8 @@ pub use format::{
 };
 pub use graph::{
     graph_head_len, graph_quantized_len, quantize_graph, write_graph_with_head, Geometry,
-    GraphCalibration, GraphModel, NodeHeader, NodeOp, GRAPH_VERSION, MAX_NODES, NODE_RECORD,
+    GraphCalibration, GraphModel, NodeEvent, NodeHeader, NodeOp, GRAPH_VERSION, MAX_NODES,
+    NODE_RECORD,
 };
 pub use infer::{argmax, argmax_i8, InferError};
 pub use int8::{dense_i8, int8_weight_offset, Int8Input};

@@ -55,7 +55,7 @@ impl GraphModel<'_> {
         self.head()?;
         // Every node but the output is read by a later one, so the node
         // before the head is what the head reads.
-        self.infer_q8_first(input, scratch, self.node_count() - 1)
+        self.infer_q8_first(input, scratch, self.node_count() - 1, &mut |_, _, _| {})
     }
 
     /// Runs every node but the head of an f32 graph, as
@@ -66,7 +66,13 @@ impl GraphModel<'_> {
         scratch: &'s mut [f32],
     ) -> Result<&'s [f32], InferError> {
         self.head()?;
-        self.infer_f32_observed(input, scratch, self.node_count() - 1, &mut |_, _, _| {})
+        self.infer_f32_observed(
+            input,
+            scratch,
+            self.node_count() - 1,
+            &mut |_, _, _| {},
+            &mut |_, _, _| {},
+        )
     }
 
     /// The head's parameters as real numbers: the weight `[out, in]`

@@ -116,6 +116,8 @@
 mod conv;
 mod file;
 mod head;
+#[cfg(test)]
+mod profile_tests;
 mod quant;
 mod run;
 
@@ -247,7 +249,36 @@ pub struct NodeHeader {
     pub out_zero: i32,
 }
 
+/// When [`GraphModel::infer_q8_profiled`] and
+/// [`GraphModel::infer_f32_profiled`] call their observer: each node but
+/// the input gets a `Start` just before its kernel runs and an `End` just
+/// after it (before the next node's `Start`), so what the observer does
+/// between an `End` and the next `Start` (logging, say) is outside both
+/// nodes' spans. A node whose kernel fails gets no `End`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum NodeEvent {
+    /// The node's kernel is about to run.
+    Start,
+    /// The node's kernel has written its output.
+    End,
+}
+
 impl NodeHeader {
+    /// The multiply-adds its kernel does: a dense layer's `in · out`, a
+    /// convolution's `out elements · in/groups · k_h · k_w` (padding taps
+    /// counted); 0 for the other ops.
+    pub fn multiply_adds(&self) -> usize {
+        match self.op {
+            NodeOp::Dense => self.in_len() * self.out_len(),
+            NodeOp::Conv => {
+                let g = self.geometry;
+                self.out_len() * (self.in_shape[0] / g.groups.max(1)) * g.kernel[0] * g.kernel[1]
+            }
+            _ => 0,
+        }
+    }
+
     /// Elements of its output.
     pub fn out_len(&self) -> usize {
         self.out_shape[0] * self.out_shape[1] * self.out_shape[2]

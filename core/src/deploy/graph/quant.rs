@@ -55,9 +55,13 @@ impl GraphCalibration {
         scratch: &mut [f32],
     ) -> Result<(), InferError> {
         let (ranges, pre) = (&mut self.ranges, &mut self.pre_ranges);
-        model.infer_f32_observed(input, scratch, model.node_count(), &mut |i, before, y| {
-            widen(if before { &mut pre[i] } else { &mut ranges[i] }, y)
-        })?;
+        model.infer_f32_observed(
+            input,
+            scratch,
+            model.node_count(),
+            &mut |i, before, y| widen(if before { &mut pre[i] } else { &mut ranges[i] }, y),
+            &mut |_, _, _| {},
+        )?;
         widen(&mut self.ranges[0], input);
         self.samples += 1;
         Ok(())

@@ -2,7 +2,7 @@
 //! op and data type, channel-first (`[C, H, W]` per sample), and the walk
 //! over the file's arena that feeds them.
 
-use super::{conv, GraphModel, NodeHeader, NodeOp};
+use super::{conv, GraphModel, NodeEvent, NodeHeader, NodeOp};
 use crate::deploy::{dense_f32, requantize, Activation, InferError, LayerWeights, QuantParams};
 
 /// A node's kernel for [`GraphModel::run`]: the node's index, record and
@@ -10,16 +10,21 @@ use crate::deploy::{dense_f32, requantize, Activation, InferError, LayerWeights,
 type NodeFn<'a, 'f, T> = dyn FnMut(usize, &NodeHeader, LayerWeights<'a>, [&[T]; 2], &mut [T]) -> Result<(), InferError>
     + 'f;
 
+/// What [`GraphModel::run`] tells of each node, just before and just after
+/// its kernel (see [`GraphModel::infer_q8_profiled`]).
+pub(super) type ProfileFn<'f> = dyn FnMut(usize, &NodeHeader, NodeEvent) + 'f;
+
 impl<'a> GraphModel<'a> {
     /// Runs the first `count` nodes (the input included) in order over the
     /// arena `scratch`: `node` computes node `i` from what it reads (the
-    /// input read in place) into its output. Returns the last run node's
-    /// output.
+    /// input read in place) into its output, between `profile`'s calls.
+    /// Returns the last run node's output.
     fn run<'s, T: Copy>(
         &self,
         input: &[T],
         scratch: &'s mut [T],
         count: usize,
+        profile: &mut ProfileFn<'_>,
         node: &mut NodeFn<'a, '_, T>,
     ) -> Result<&'s [T], InferError> {
         if input.len() != self.input_features() {
@@ -64,7 +69,9 @@ impl<'a> GraphModel<'a> {
                     }
                 };
             }
+            profile(i, &h, NodeEvent::Start);
             node(i, &h, w, src, y)?;
+            profile(i, &h, NodeEvent::End);
             last = (h.arena, len);
         }
         Ok(&scratch[last.0..last.0 + last.1])
@@ -79,24 +86,51 @@ impl<'a> GraphModel<'a> {
         input: &[f32],
         scratch: &'s mut [f32],
     ) -> Result<&'s [f32], InferError> {
-        self.infer_f32_observed(input, scratch, self.node_count(), &mut |_, _, _| {})
+        self.infer_f32_observed(
+            input,
+            scratch,
+            self.node_count(),
+            &mut |_, _, _| {},
+            &mut |_, _, _| {},
+        )
+    }
+
+    /// [`infer_f32`](Self::infer_f32), calling `profile` with each node's
+    /// index and record just before and just after its kernel (see
+    /// [`NodeEvent`]): per-node timing, with no allocation.
+    pub fn infer_f32_profiled<'s>(
+        &self,
+        input: &[f32],
+        scratch: &'s mut [f32],
+        profile: &mut dyn FnMut(usize, &NodeHeader, NodeEvent),
+    ) -> Result<&'s [f32], InferError> {
+        self.infer_f32_observed(
+            input,
+            scratch,
+            self.node_count(),
+            &mut |_, _, _| {},
+            profile,
+        )
     }
 
     /// [`infer_f32`](Self::infer_f32) of the first `count` nodes, showing
     /// `observe` each node's values as they are made (its index, whether
     /// they are the pre-activation, and the values): first before its
-    /// activation, then after. What calibration reads.
+    /// activation, then after. What calibration reads. `profile` is called
+    /// when each node starts and ends (the public form is
+    /// [`infer_f32_profiled`](Self::infer_f32_profiled)).
     pub(crate) fn infer_f32_observed<'s>(
         &self,
         input: &[f32],
         scratch: &'s mut [f32],
         count: usize,
         observe: &mut dyn FnMut(usize, bool, &[f32]),
+        profile: &mut ProfileFn<'_>,
     ) -> Result<&'s [f32], InferError> {
         if self.int8 {
             return Err(InferError::WrongDtype);
         }
-        self.run(input, scratch, count, &mut |i, h, w, src, y| {
+        self.run(input, scratch, count, profile, &mut |i, h, w, src, y| {
             let LayerWeights::F32 { weight, bias } = w else {
                 return Err(InferError::WrongDtype);
             };
@@ -162,21 +196,33 @@ impl<'a> GraphModel<'a> {
         input: &[i8],
         scratch: &'s mut [i8],
     ) -> Result<&'s [i8], InferError> {
-        self.infer_q8_first(input, scratch, self.node_count())
+        self.infer_q8_profiled(input, scratch, &mut |_, _, _| {})
     }
 
-    /// [`infer_q8`](Self::infer_q8) of the first `count` nodes; returns
-    /// node `count − 1`'s output.
+    /// [`infer_q8`](Self::infer_q8), calling `profile` just before and just
+    /// after each node's kernel (see [`NodeEvent`]).
+    pub fn infer_q8_profiled<'s>(
+        &self,
+        input: &[i8],
+        scratch: &'s mut [i8],
+        profile: &mut dyn FnMut(usize, &NodeHeader, NodeEvent),
+    ) -> Result<&'s [i8], InferError> {
+        self.infer_q8_first(input, scratch, self.node_count(), profile)
+    }
+
+    /// [`infer_q8_profiled`](Self::infer_q8_profiled) of the first `count`
+    /// nodes; returns node `count − 1`'s output.
     pub(super) fn infer_q8_first<'s>(
         &self,
         input: &[i8],
         scratch: &'s mut [i8],
         count: usize,
+        profile: &mut ProfileFn<'_>,
     ) -> Result<&'s [i8], InferError> {
         if !self.int8 {
             return Err(InferError::WrongDtype);
         }
-        self.run(input, scratch, count, &mut |i, h, w, src, y| {
+        self.run(input, scratch, count, profile, &mut |i, h, w, src, y| {
             let LayerWeights::Int8 {
                 weight,
                 bias,
