@@ -54,6 +54,13 @@
 //! (the mps2 map, 4 MiB of RAM) and the cfg `mps2_m0`, to run the M0's code
 //! on QEMU's mps2-an385 (a Cortex-M3, which executes ARMv6-M code as is):
 //! the M0's instruction counts for models larger than the micro:bit holds.
+//!
+//! MLPerf Tiny (feature `mlperf`, [`mlperf`]): the directory
+//! `EMBER_FIRMWARE_MODELS` as `cargo xtask mlperf` writes it, one int8
+//! model (`mlperf-NAME-int8.emb`, dense or graph; cfg `mlperf_graph` for a
+//! graph), quantized test inputs and the host's int8 outputs, and
+//! `mlperf.txt`; `OUT_DIR/mlperf.rs` gets `NAME`, `MACS`, `INPUTS`,
+//! `OUTPUTS`, `SCRATCH` and `ARCHITECTURE`.
 
 use ember_nn_core::deploy::{write_model_type, FormatError, GraphModel, Model, NodeOp};
 use std::{env, fs, path::Path, path::PathBuf};
@@ -80,6 +87,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(rows_classify)");
     println!("cargo::rustc-check-cfg=cfg(model_graph)");
     println!("cargo::rustc-check-cfg=cfg(mps2_m0)");
+    println!("cargo::rustc-check-cfg=cfg(mlperf_graph)");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bare_metal = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none");
     let m0 = bare_metal && env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv6m"));
@@ -147,6 +155,10 @@ fn main() {
             finetune_data(&dir, &out);
             finetuned_path();
         }
+    }
+
+    if env::var_os("CARGO_FEATURE_MLPERF").is_some() {
+        mlperf(&out);
     }
 
     if !bare_metal {
@@ -462,4 +474,111 @@ fn test_rows(dir: &Path, out: &Path, inputs: usize, outputs: usize, limit: Optio
         );
         fs::write(out.join(name), &bytes[..keep * per]).expect("write test data");
     }
+}
+
+/// The MLPerf Tiny mode's files (feature `mlperf`): from the directory
+/// `EMBER_FIRMWARE_MODELS` (`cargo xtask mlperf --out DIR` writes it), the
+/// one `mlperf-NAME-int8.emb`, checked to parse and to agree with
+/// `mlperf.txt`, copied to `out` as `mlperf-int8.emb` with
+/// `mlperf-inputs.bin` and `mlperf-expected.bin`; `out/mlperf.rs` holds
+/// the constants the firmware sizes its buffers with. A graph file sets
+/// the cfg `mlperf_graph`.
+fn mlperf(out: &Path) {
+    println!("cargo:rerun-if-env-changed=EMBER_FIRMWARE_MODELS");
+    let Some(dir) = env::var_os("EMBER_FIRMWARE_MODELS").map(PathBuf::from) else {
+        panic!("the feature `mlperf` runs the model in EMBER_FIRMWARE_MODELS: set it to the directory `cargo xtask mlperf --model ad|kws|ic --out DIR` wrote")
+    };
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let read = |name: &str| {
+        let path = dir.join(name);
+        println!("cargo:rerun-if-changed={}", path.display());
+        fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; `cargo xtask mlperf --out {}` writes it",
+                path.display(),
+                dir.display()
+            )
+        })
+    };
+    let meta = String::from_utf8(read("mlperf.txt")).expect("mlperf.txt is UTF-8");
+    let field = |key: &str| {
+        meta.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("mlperf.txt has no `{key}` line"))
+            .trim()
+            .to_string()
+    };
+    let name = field("name");
+    let number = |key: &str| {
+        field(key)
+            .parse::<usize>()
+            .unwrap_or_else(|e| panic!("mlperf.txt: {key}: {e}"))
+    };
+    let (macs, inputs, outputs) = (number("macs"), number("inputs"), number("outputs"));
+    let file = format!("mlperf-{name}-int8.emb");
+    let bytes = read(&file);
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    let aligned = bytemuck_bytes(&mut words);
+    aligned[..bytes.len()].copy_from_slice(&bytes);
+    let aligned = &aligned[..bytes.len()];
+    let (arch, io, scratch, graph) = match Model::parse(aligned) {
+        Ok(m) => {
+            let layers: Vec<String> = m
+                .layers()
+                .map(|(h, _)| format!("dense {}-{}", h.in_features, h.out_features))
+                .collect();
+            assert!(m.is_int8(), "{file}: not an int8 file");
+            (
+                layers.join(", "),
+                (m.input_features(), m.output_features()),
+                m.scratch_len(),
+                false,
+            )
+        }
+        Err(FormatError::GraphFile) => {
+            let g = GraphModel::parse(aligned).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(g.is_int8(), "{file}: not an int8 file");
+            (
+                describe_graph(&g),
+                (g.input_features(), g.output_features()),
+                g.scratch_len(),
+                true,
+            )
+        }
+        Err(e) => panic!("{file}: {e}"),
+    };
+    assert_eq!(
+        io,
+        (inputs, outputs),
+        "{file} and mlperf.txt disagree on the inputs and outputs"
+    );
+    let test_inputs = read("mlperf-inputs.bin");
+    let expected = read("mlperf-expected.bin");
+    let count = test_inputs.len() / inputs;
+    assert!(
+        count > 0 && test_inputs.len() == count * inputs && expected.len() == count * outputs,
+        "mlperf-inputs.bin ({} bytes) and mlperf-expected.bin ({} bytes) must hold the same number of inputs of {inputs} and outputs of {outputs} bytes",
+        test_inputs.len(),
+        expected.len()
+    );
+    if graph {
+        println!("cargo:rustc-cfg=mlperf_graph");
+    }
+    fs::write(out.join("mlperf-int8.emb"), &bytes).expect("copy the model");
+    fs::write(out.join("mlperf-inputs.bin"), &test_inputs).expect("copy the inputs");
+    fs::write(out.join("mlperf-expected.bin"), &expected).expect("copy the outputs");
+    assert!(
+        name.bytes().all(|b| b.is_ascii_lowercase()),
+        "mlperf.txt: name `{name}`"
+    );
+    let src = format!(
+        "// Generated by firmware-example/build.rs from mlperf.txt and the int8 file. Do not edit.\n\
+         /// The model's name (`ad`, `kws`, `ic`).\npub const NAME: &str = {name:?};\n\
+         /// Multiply-adds of one inference.\npub const MACS: usize = {macs};\n\
+         /// Input features (int8 bytes per test input).\npub const INPUTS: usize = {inputs};\n\
+         /// Outputs (int8 bytes per test input).\npub const OUTPUTS: usize = {outputs};\n\
+         /// Scratch bytes of an int8 inference (the file's `scratch_len`).\npub const SCRATCH: usize = {scratch};\n\
+         /// The layers.\npub const ARCHITECTURE: &str = {arch:?};\n"
+    );
+    fs::write(out.join("mlperf.rs"), src).expect("write mlperf.rs");
 }

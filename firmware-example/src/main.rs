@@ -41,10 +41,14 @@ mod inference;
 #[path = "rows.rs"]
 mod inference;
 // Per-node costs of a graph model (a CNN's graph files).
+#[cfg(feature = "mlperf")]
+mod mlperf;
 #[cfg(all(model_graph, not(test_rows)))]
 mod profile;
 #[cfg(feature = "xor")]
 mod xor;
+#[cfg(all(feature = "mlperf", target_os = "none", not(target_arch = "arm")))]
+compile_error!("the feature `mlperf` is for Cortex-M (QEMU's mps2-an386) and host builds");
 
 /// Points that must be classified correctly for the run to pass.
 #[cfg(feature = "xor")]
@@ -158,6 +162,28 @@ fn main() {
             profile::int8(&mut scratch, &clock, &HOST_COST);
         }
     }
+    #[cfg(feature = "mlperf")]
+    {
+        let mut input = vec![0i8; mlperf::INPUTS];
+        let mut scratch = vec![0i8; mlperf::SCRATCH];
+        let start = std::time::Instant::now();
+        let clock = move || start.elapsed().as_nanos() as u64;
+        match mlperf::run(&mut input, &mut scratch, &clock) {
+            Some(r) => {
+                say!(
+                    "mlperf-{}: {} of {} inputs' int8 outputs match the host's byte for byte; {} multiply-adds; {} ns per inference, the file's parse {} ns (host, not deterministic)",
+                    mlperf::NAME,
+                    r.matches,
+                    mlperf::inputs(),
+                    mlperf::MACS,
+                    r.ticks / r.inputs.max(1) as u64,
+                    r.load_ticks
+                );
+                passed &= r.passed();
+            }
+            None => passed = false,
+        }
+    }
     #[cfg(finetune)]
     {
         let mut arena = vec![0.0f32; finetune::ARENA_FLOATS];
@@ -210,6 +236,8 @@ mod firmware {
     use super::finetune;
     #[cfg(any(model_f32, model_int8))]
     use super::inference;
+    #[cfg(feature = "mlperf")]
+    use super::mlperf;
     #[cfg(feature = "xor")]
     use super::{summary, xor, REQUIRED_CORRECT};
     use core::sync::atomic::{AtomicBool, Ordering};
@@ -246,6 +274,12 @@ mod firmware {
         // step's graph, sized by `nn::train_floats` at compile time.
         #[cfg(finetune)]
         static mut FINETUNE_ARENA: [f32; finetune::ARENA_FLOATS] = [0.0; finetune::ARENA_FLOATS];
+        // MLPerf Tiny: the quantized input (copied from flash before each
+        // inference) and the int8 model's scratch.
+        #[cfg(feature = "mlperf")]
+        static mut MLPERF_INPUT: [i8; mlperf::INPUTS] = [0; mlperf::INPUTS];
+        #[cfg(feature = "mlperf")]
+        static mut MLPERF_SCRATCH: [i8; mlperf::SCRATCH] = [0; mlperf::SCRATCH];
 
         // (Load and store, not `swap`: Cortex-M0 and riscv32imc have no
         // atomic read-modify-write; one core, and no interrupt calls `run`.)
@@ -269,6 +303,13 @@ mod firmware {
         let scratch_i8 = unsafe { &mut *core::ptr::addr_of_mut!(SCRATCH_I8) };
         #[cfg(finetune)]
         let finetune_arena = unsafe { &mut *core::ptr::addr_of_mut!(FINETUNE_ARENA) };
+        #[cfg(feature = "mlperf")]
+        let (mlperf_input, mlperf_scratch) = unsafe {
+            (
+                &mut *core::ptr::addr_of_mut!(MLPERF_INPUT),
+                &mut *core::ptr::addr_of_mut!(MLPERF_SCRATCH),
+            )
+        };
 
         // (Never changed in a build without any of the features.)
         #[allow(unused_mut)]
@@ -399,9 +440,16 @@ mod firmware {
             }
         }
 
+        #[cfg(feature = "mlperf")]
+        {
+            repaint_stack();
+            let r = mlperf::run(&mut mlperf_input[..], &mut mlperf_scratch[..], &clock_ticks);
+            passed &= mlperf_report(r);
+        }
+
         // A build with none of the features only starts, logs and exits (the
         // footprint of the platform part alone).
-        #[cfg(not(any(feature = "xor", model_f32, model_int8)))]
+        #[cfg(not(any(feature = "xor", feature = "mlperf", model_f32, model_int8)))]
         defmt::println!("nothing to run; stack used: {=usize} bytes", stack_used());
         #[cfg(feature = "qemu")]
         defmt::println!(
@@ -480,6 +528,62 @@ mod firmware {
                 flash_used()
             );
         }
+        r.passed()
+    }
+
+    /// Logs an MLPerf Tiny run: its verdict, the instructions (QEMU) or
+    /// cycles (a board) per inference and per multiply-add, then the RAM
+    /// (`.bss` and `.data`, which hold the scratch and the input, and the
+    /// stack, painted again just before the run) and the flash; returns
+    /// the verdict.
+    #[cfg(feature = "mlperf")]
+    fn mlperf_report(r: Option<mlperf::Report>) -> bool {
+        let Some(r) = r else {
+            return false;
+        };
+        let stack = stack_used();
+        #[cfg(feature = "qemu")]
+        let (per, unit) = (
+            instructions(r.ticks) / r.inputs.max(1) as u64,
+            "instructions",
+        );
+        #[cfg(not(feature = "qemu"))]
+        let (per, unit) = (r.ticks / r.inputs.max(1) as u64, "core clock cycles");
+        let hundredths = per * 100 / mlperf::MACS.max(1) as u64;
+        defmt::println!(
+            "mlperf-{=str}: {=usize} of {=usize} inputs' int8 outputs match the host's byte for byte; {=usize} multiply-adds, {=u64}.{=u64:02} {=str} each; about {=u64} {=str} per inference",
+            mlperf::NAME,
+            r.matches,
+            mlperf::inputs(),
+            mlperf::MACS,
+            hundredths / 100,
+            hundredths % 100,
+            unit,
+            per,
+            unit
+        );
+        #[cfg(feature = "qemu")]
+        let load = instructions(r.load_ticks);
+        #[cfg(not(feature = "qemu"))]
+        let load = r.load_ticks;
+        defmt::println!(
+            "mlperf-{=str}: the file's parse (header, CRC), once: about {=u64} {=str}",
+            mlperf::NAME,
+            load,
+            unit
+        );
+        let statics = static_ram();
+        defmt::println!(
+            "mlperf-{=str}: RAM {=usize} bytes (.bss and .data {=usize}, of which scratch {=usize} and input {=usize}; stack {=usize}); flash {=usize} bytes (the model {=usize}; the whole firmware with its test data)",
+            mlperf::NAME,
+            statics + stack,
+            statics,
+            mlperf::SCRATCH,
+            mlperf::INPUTS,
+            stack,
+            flash_used(),
+            mlperf::MODEL.0.len()
+        );
         r.passed()
     }
 

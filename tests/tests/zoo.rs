@@ -7,7 +7,9 @@
 //!   (`std-backend/tests/data/torch_zoo_*`, written by
 //!   `scripts/torch-fixtures.py zoo`);
 //! - parameter counts and multiply-adds (counted from the weights' shapes
-//!   and each layer's output size) equal MLPerf Tiny's figures.
+//!   and each layer's output size) equal MLPerf Tiny's figures;
+//! - anomaly detection's Deep AutoEncoder trains one step on `Parallel`
+//!   and exports, its batch norms folded, as a dense file (version 2).
 
 use ember_nn_core::nn::loss::{cross_entropy, Loss, Reduction};
 use ember_nn_core::nn::zoo::{KwsDsCnn, ResNet8};
@@ -18,7 +20,7 @@ use std::path::Path;
 
 /// Graph capacity of the tests' steps (the models' `NODES` are checked
 /// against what a step records).
-const NODES: usize = 256;
+const NODES: usize = 512;
 
 /// Every parameter's values (or gradients), in visiting order.
 fn params<M: Module, B: Backend>(model: &M, mem: &Memory<'_, B>, grads: bool) -> Vec<f32> {
@@ -63,7 +65,7 @@ where
 {
     let mut mem = Memory::new(backend, buf);
     let model = M::build(&mut mem, &mut Rng::new(3)).unwrap();
-    let mut opt: Optimizer = Optimizer::new(&mut mem, &model, Rule::adam(), 1e-3).unwrap();
+    let mut opt: Optimizer<128> = Optimizer::new(&mut mem, &model, Rule::adam(), 1e-3).unwrap();
     let before = params(&model, &mem, false);
     let n = labels.len();
     let (loss, logits, nodes) = {
@@ -94,8 +96,9 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// One step on `Cpu` and on `Parallel`: finite, every parameter tensor
-/// moved, and the two within 1e-4.
-fn train_on_both<M, const C: usize, const K: usize>(hw: (usize, usize), n: usize)
+/// moved, and the two within `tol` (relative, for logits and gradients;
+/// absolute for the parameters after the step).
+fn train_on_both<M, const C: usize, const K: usize>(hw: (usize, usize), n: usize, tol: f32)
 where
     M: Module + Build + Footprint,
     for<'t> M: Forward<
@@ -108,7 +111,12 @@ where
 {
     let x = random(n * C * hw.0 * hw.1, 17);
     let labels: Vec<usize> = (0..n).map(|i| (i * 5) % K).collect();
-    let floats = 1 << 23;
+    // VWW's 96×96 maps need more room than the others' (im2col buffers).
+    let floats = if hw.0 * hw.1 > 32 * 32 {
+        1 << 25
+    } else {
+        1 << 23
+    };
     let mut a = vec![0.0f32; floats];
     let cpu = step::<M, Cpu, C, K>(&Cpu, &mut a[..], hw, &x, &labels);
     drop(a);
@@ -127,8 +135,14 @@ where
         ("logits", &cpu.logits, &par.logits),
         ("gradients", &cpu.grads, &par.grads),
     ] {
+        // Relative to the value's size: the two backends sum in other
+        // orders (MobileNet's gradients reach about 5, through 27 batch
+        // norms in training mode on maps down to 3×3).
         for (i, (p, q)) in a.iter().zip(b.iter()).enumerate() {
-            assert!((p - q).abs() <= 1e-4, "{what}[{i}]: Cpu {p}, Parallel {q}");
+            assert!(
+                (p - q).abs() <= tol * (1.0 + p.abs()),
+                "{what}[{i}]: Cpu {p}, Parallel {q}"
+            );
         }
     }
     // The parameters after Adam's step, except where the gradient is
@@ -136,19 +150,23 @@ where
     // norm in training mode has a gradient of exactly zero in exact
     // arithmetic (the norm subtracts the channel's mean), and Adam's first
     // step moves a parameter by about the rate whatever its gradient's
-    // size, in the direction of the noise's sign.
+    // size, in the direction of the noise's sign. The noise floor is
+    // `tol / 100`.
     let mut noise = 0;
     for (i, (p, q)) in cpu.after.iter().zip(&par.after).enumerate() {
-        if cpu.grads[i].abs() < 1e-6 && par.grads[i].abs() < 1e-6 {
+        if cpu.grads[i].abs() < tol / 100.0 && par.grads[i].abs() < tol / 100.0 {
             noise += 1;
             continue;
         }
         assert!(
-            (p - q).abs() <= 1e-4,
+            (p - q).abs() <= tol,
             "parameter {i} after the step: Cpu {p}, Parallel {q}"
         );
     }
-    assert!(noise < M::PARAMS / 20, "{noise} gradients below 1e-6");
+    assert!(
+        noise < M::PARAMS / 20,
+        "{noise} gradients below the noise floor"
+    );
     assert_eq!(cpu.before.len(), M::PARAMS);
     // Adam moves every parameter that has a gradient by about the rate.
     let moved = cpu
@@ -173,12 +191,96 @@ where
 
 #[test]
 fn kws_ds_cnn_trains_one_step_on_cpu_and_parallel_alike() {
-    train_on_both::<KwsDsCnn, 1, 12>((49, 10), 3);
+    train_on_both::<KwsDsCnn, 1, 12>((49, 10), 3, 1e-4);
 }
 
 #[test]
 fn resnet8_trains_one_step_on_cpu_and_parallel_alike() {
-    train_on_both::<ResNet8, 3, 10>((32, 32), 2);
+    train_on_both::<ResNet8, 3, 10>((32, 32), 2, 1e-4);
+}
+
+/// The f32 file exported through `forward` (in 16-byte aligned storage,
+/// as the format wants: the bytes start at an `Aligned` block).
+fn export_file<M: Module, B: Backend, S: Shape>(
+    model: &M,
+    mem: &mut Memory<'_, B>,
+    forward: impl for<'t> Fn(&ember_nn_core::deploy::Probe<'t, B>) -> Tensor<'t, S, B>,
+) -> AlignedFile {
+    use ember_nn_core::deploy::{self, Aligned};
+    let plan = deploy::plan(model, mem, &forward).unwrap();
+    let mut file = vec![Aligned([0u8; 16]); plan.file_len().div_ceil(16)];
+    let mut scratch = vec![0.0f32; plan.scratch_len()];
+    // SAFETY: `Aligned<[u8; 16]>` is 16 bytes without padding.
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(file.as_mut_ptr().cast::<u8>(), 16 * file.len()) };
+    let len = deploy::export_f32(model, mem, forward, bytes, &mut scratch).unwrap();
+    AlignedFile { file, len }
+}
+
+/// An exported file's aligned storage and length.
+struct AlignedFile {
+    file: Vec<ember_nn_core::deploy::Aligned<[u8; 16]>>,
+    len: usize,
+}
+
+impl std::ops::Deref for AlignedFile {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: as in `export_file`; `len` is at most the storage's bytes.
+        unsafe { std::slice::from_raw_parts(self.file.as_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+/// Visual wake words' MobileNetV1 ×0.25: one step on `Cpu` and `Parallel`
+/// alike, then, in evaluation mode, an export as a graph file (27
+/// convolutions, the batch norms folded) within the trace's limits.
+///
+/// On a thread of 32 MiB of stack: export walks the trace back from the
+/// output recursively, a few frames per tape node, and a debug build's
+/// frames for MobileNet's hundreds of nodes pass the test thread's 2 MiB.
+#[test]
+fn mobilenet_v1_vww_trains_one_step_and_exports() {
+    std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(vww_step_and_export)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+fn vww_step_and_export() {
+    use ember_nn_core::deploy::{GraphModel, NodeOp};
+    use ember_nn_core::nn::zoo::MobileNetV1Vww;
+    train_on_both::<MobileNetV1Vww, 3, 2>((96, 96), 2, 1e-3);
+    assert_eq!(MobileNetV1Vww::MACS, 7_489_664);
+
+    let mut buf = vec![0.0f32; 1 << 25];
+    let backend = Parallel::try_new(2).unwrap();
+    let mut mem = Memory::new(&backend, &mut buf[..]);
+    let mut model = MobileNetV1Vww::build(&mut mem, &mut Rng::new(5)).unwrap();
+    let positions = |name: &str| {
+        let block: usize = name
+            .strip_prefix("block")
+            .and_then(|r| r.split('.').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let side = match block {
+            0 | 1 => 48,
+            2 | 3 => 24,
+            4 | 5 => 12,
+            6..=11 => 6,
+            _ => 3,
+        };
+        side * side
+    };
+    assert_eq!(macs(&model, positions), MobileNetV1Vww::MACS);
+    model.eval();
+    let file = export_file(&model, &mut mem, |p| {
+        model.forward(p.input((p.rows(), Const::<3>, 96usize, 96usize)))
+    });
+    let g = GraphModel::parse(&file[..]).expect("a graph file");
+    assert_eq!(g.nodes().filter(|(h, _)| h.op == NodeOp::Conv).count(), 27);
+    assert_eq!(g.output_features(), 2);
 }
 
 /// Loads PyTorch's state_dict `torch_zoo_<name>` into `M` by name and
@@ -407,4 +509,75 @@ fn a_derived_model_sets_the_options_of_its_convolutions() {
     let x = g.from_fn((1usize, Const::<1>, 49usize, 10usize), |i| i as f32 / 490.0);
     let y = stem.dw.forward(stem.conv.forward(x));
     assert_eq!(y.dims().as_slice(), &[1, 4, 25, 5]);
+}
+
+/// The Deep AutoEncoder: one real training step (MSE reconstruction, Adam)
+/// on `Parallel`, then, in evaluation mode with the running statistics the
+/// step moved, an export as a dense file (format version 2) of ten layers:
+/// every batch norm folded into the `Linear` before it, ReLU after each
+/// hidden layer (the bottleneck too), none after the last.
+#[test]
+fn deep_autoencoder_trains_on_parallel_and_exports_as_a_dense_file() {
+    use ember_nn_core::deploy::{Activation, Model};
+    use ember_nn_core::nn::loss::mse;
+    use ember_nn_core::nn::zoo::DeepAutoEncoder;
+
+    let backend = Parallel::try_new(2).unwrap();
+    let mut buf = vec![0.0f32; 1 << 22];
+    let mut mem = Memory::new(&backend, &mut buf[..]);
+    let mut model = DeepAutoEncoder::build(&mut mem, &mut Rng::new(3)).unwrap();
+    assert_eq!(model.param_count(), DeepAutoEncoder::PARAMS);
+    assert_eq!(DeepAutoEncoder::PARAMS, 267_928);
+    assert_eq!(DeepAutoEncoder::MACS, 264_192);
+    assert_eq!(macs(&model, |_| 1), DeepAutoEncoder::MACS);
+    let mut opt: Optimizer<128> = Optimizer::new(&mut mem, &model, Rule::adam(), 1e-3).unwrap();
+    let before = params(&model, &mem, false);
+    let n = 4;
+    let x = random(n * 640, 21);
+    let (loss, nodes) = {
+        let g = Graph::<_, NODES>::with_capacity(&mut mem);
+        let input = g.from_slice((n, Const::<640>), &x);
+        let target = g.from_slice((n, Const::<640>), &x);
+        let loss = mse(model.forward(input), target, Reduction::Mean);
+        loss.backward().unwrap();
+        (loss.item().unwrap(), g.len())
+    };
+    assert!(loss.is_finite() && loss > 0.0, "loss {loss}");
+    // The input, the target, the model, the loss's difference, square, sum
+    // and scaling.
+    assert!(nodes <= 2 + DeepAutoEncoder::NODES + 4, "{nodes} nodes");
+    opt.step(&mut mem).unwrap();
+    let after = params(&model, &mem, false);
+    let moved = before.iter().zip(&after).filter(|(p, q)| p != q).count();
+    assert!(moved >= DeepAutoEncoder::PARAMS * 99 / 100, "{moved} moved");
+
+    model.eval();
+    let file = export_file(&model, &mut mem, |p| {
+        model.forward(p.input((p.rows(), Const::<640>)))
+    });
+    let m = Model::parse(&file[..]).expect("a dense file");
+    assert_eq!((m.input_features(), m.output_features()), (640, 640));
+    let layers: Vec<_> = m
+        .layers()
+        .map(|(h, _)| (h.in_features, h.out_features, h.activation))
+        .collect();
+    assert_eq!(layers.len(), 10);
+    assert_eq!(layers[4], (128, 8, Activation::Relu));
+    assert_eq!(layers[9], (128, 640, Activation::Identity));
+    assert!(layers[..9].iter().all(|l| l.2 == Activation::Relu));
+
+    // The file computes what the model does in evaluation mode.
+    let row = random(640, 22);
+    let expected = {
+        let g = Graph::<_, NODES>::with_capacity(&mut mem);
+        let y = g.no_grad(|| model.forward(g.from_slice((1usize, Const::<640>), &row)));
+        let mut v = vec![0.0f32; 640];
+        y.read(&mut v).unwrap();
+        v
+    };
+    let mut s = vec![0.0f32; m.scratch_len()];
+    let got = m.infer_f32(&row, &mut s).unwrap();
+    for (a, b) in got.iter().zip(&expected) {
+        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+    }
 }

@@ -22,6 +22,17 @@
 //! reads), and are either a test file's or the test split `ember train`
 //! held out of the data file (`--test-fraction` and `--split-seed` as given
 //! to it: the same split, made by the same function).
+//!
+//! `cargo xtask mlperf --model ad|kws|ic|vww --out DIR` writes an MLPerf Tiny
+//! model (`ember_nn_core::nn::zoo`) for the firmware's `mlperf` mode:
+//! seeded random weights, batch norms in evaluation mode with random
+//! running statistics (so that folding them is exercised), exported in f32
+//! (anomaly detection's autoencoder as a dense file, format version 2; the
+//! DS-CNN, ResNet-8 and MobileNetV1 as graph files, version 3), quantized to int8 on
+//! random inputs (no data set: the instruction count does not depend on
+//! the values, except at ReLU branches), a few random test inputs
+//! quantized with the int8 file's input quantization, and the host's int8
+//! outputs for them (`infer_q8`, the code the firmware runs).
 
 use clap::{Parser, Subcommand};
 use ember_nn_core::deploy::{argmax, argmax_i8, write_model_type, FormatError, GraphModel, Model};
@@ -37,6 +48,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod layers;
+mod mlperf;
+use mlperf::MlperfModel;
 
 /// Pixels per image.
 const PIXELS: usize = 784;
@@ -86,6 +99,25 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Write an MLPerf Tiny model (random weights, int8 calibrated on
+    /// random inputs), test inputs and the host's int8 outputs for the
+    /// firmware's `mlperf` feature.
+    Mlperf {
+        /// Which model: ad (Deep AutoEncoder), kws (DS-CNN), ic (ResNet-8) or
+        /// vww (MobileNetV1 ×0.25).
+        #[arg(long, value_enum)]
+        model: MlperfModel,
+        /// Directory the files go to (created; its earlier model files are
+        /// removed).
+        #[arg(long)]
+        out: PathBuf,
+        /// Test inputs the firmware checks.
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+        /// Seed of the weights and the inputs.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Write the firmware's held-out rows of a data file's model (raw
     /// features), their labels (a classifier) and the host's outputs (f32
     /// and int8) next to the models.
@@ -132,6 +164,12 @@ fn parse_header(s: &str) -> Result<Header, String> {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
+        Command::Mlperf {
+            model,
+            out,
+            count,
+            seed,
+        } => mlperf::run(model, &workspace_path(&out), count, seed),
         Command::TestImages {
             models,
             name,

@@ -355,9 +355,25 @@ impl Model<'_> {
                 if X::FLIP == 0 && h.in_zero != -128 {
                     return Err(InferError::NotU8Input { zero: h.in_zero });
                 }
-                let x = Input {
-                    bytes: X::bytes(input),
-                    flip: X::FLIP,
+                let bytes = X::bytes(input);
+                // The Cortex-M4's DSP kernels take unflipped input only: an
+                // `i8` input that fits the second buffer (free until the
+                // second layer) is flipped there once, so that the first
+                // layer runs them too (the same sums, the same bytes out).
+                let x = if X::FLIP != 0 && bytes.len() <= b.len() {
+                    let t = &mut b[..bytes.len()];
+                    for (d, &v) in t.iter_mut().zip(bytes) {
+                        *d = v ^ X::FLIP;
+                    }
+                    Input {
+                        bytes: &*t,
+                        flip: 0,
+                    }
+                } else {
+                    Input {
+                        bytes,
+                        flip: X::FLIP,
+                    }
                 };
                 int8::run(&layer, x, &mut a[..h.out_features]);
                 continue;

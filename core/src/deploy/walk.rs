@@ -9,8 +9,10 @@ use crate::backend::{Backend, Span, Window, WindowKernel, Zip};
 use crate::graph::{Composite, Op, Tape, NONE};
 use crate::nn::Module;
 
-/// Tape nodes a traced forward pass may record.
-pub(crate) const TRACE_NODES: usize = 256;
+/// Tape nodes a traced forward pass may record: MLPerf Tiny's MobileNetV1
+/// (27 convolutions, each with its batch norm and ReLU) records more than
+/// 256.
+pub(crate) const TRACE_NODES: usize = 512;
 
 /// One node of the graph a forward pass computes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -29,8 +31,10 @@ pub(crate) struct Walk<'g, B: Backend, M: ?Sized> {
     model: &'g M,
     input: u32,
     pub(crate) nodes: heapless::Vec<PlannedNode, MAX_NODES>,
-    /// Tape node → graph node, for values read twice (a residual's input).
-    memo: heapless::Vec<(u32, usize), MAX_NODES>,
+    /// Tape node → graph node, for values read twice (a residual's input):
+    /// one entry per tape node walked (a layer's batch norm and activation
+    /// too), so as many as a trace records.
+    memo: heapless::Vec<(u32, usize), TRACE_NODES>,
     /// How many tape nodes read each tape node.
     uses: [u16; TRACE_NODES],
 }

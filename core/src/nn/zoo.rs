@@ -6,9 +6,19 @@
 //!   ([`KwsDsCnn::MACS`]);
 //! - [`ResNet8`]: image classification's ResNet-8 (the 16-filter model of
 //!   the reference `.tflite`) on `[N, 3, 32, 32]` images, 10 classes;
-//!   78,186 parameters, 12,501,632 multiply-adds ([`ResNet8::MACS`]).
+//!   78,186 parameters, 12,501,632 multiply-adds ([`ResNet8::MACS`]);
+//! - [`DeepAutoEncoder`]: anomaly detection's Deep AutoEncoder on
+//!   `[N, 640]` log-mel frames (640 → 128 ×4 → 8 → 128 ×4 → 640);
+//!   267,928 parameters (Keras counts 269,992 with the running statistics),
+//!   264,192 multiply-adds
+//!   ([`DeepAutoEncoder::MACS`]). It exports as a dense file (format
+//!   version 2): each batch norm, in evaluation mode, folds into the
+//!   `Linear` before it;
+//! - [`MobileNetV1Vww`]: visual wake words' MobileNetV1 ×0.25 on
+//!   `[N, 3, 96, 96]` images, 2 classes; 7,489,664 multiply-adds
+//!   ([`MobileNetV1Vww::MACS`]).
 //!
-//! Both follow the reference Keras models of MLPerf Tiny's training code:
+//! The convolutional ones follow the reference Keras models of MLPerf Tiny's training code:
 //! every convolution has a bias, TFLite's SAME padding ([`Padding::Same`]:
 //! at stride 2 one more row and column below and to the right), batch
 //! norms with PyTorch's defaults (`eps = 1e-5`, `momentum = 0.1`; Keras's
@@ -36,8 +46,8 @@
 //! ```
 
 use super::{
-    BatchNorm2d, BufferInfo, Build, Conv2d, Conv2dWith, DepthwiseConv2d, Footprint, Forward,
-    Linear, Module, Name, ParamInfo, SCRATCH_UNKNOWN,
+    BatchNorm1d, BatchNorm2d, BufferInfo, Build, Conv2d, Conv2dWith, DepthwiseConv2d, Footprint,
+    Forward, Linear, Module, Name, ParamInfo, SCRATCH_UNKNOWN,
 };
 use crate::backend::{Backend, Padding};
 use crate::error::Result;
@@ -481,5 +491,338 @@ impl<'t, N: Dim, H: Dim, W: Dim, B: Backend> Forward<Tensor<'t, (N, Const<3>, H,
             .stack3
             .forward(self.stack2.forward(self.stack1.forward(x)));
         self.fc.forward(x.global_avg_pool2d())
+    }
+}
+
+// ===================================================== Deep AutoEncoder
+
+/// One hidden layer of the [`DeepAutoEncoder`]: a `Linear` of `I` to `O`
+/// features, a batch norm ([`BatchNorm1d`]), ReLU.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DenseBlock<const I: usize, const O: usize> {
+    /// The fully connected layer.
+    pub fc: Linear<I, O>,
+    /// Its batch norm (folded into `fc` on export, in evaluation mode).
+    pub bn: BatchNorm1d<O>,
+}
+
+impl<const I: usize, const O: usize> Build for DenseBlock<I, O> {
+    fn build<B: Backend>(mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
+        Ok(DenseBlock {
+            fc: Linear::build(mem, rng)?,
+            bn: BatchNorm1d::new(mem)?,
+        })
+    }
+}
+
+fields_module!(DenseBlock<const I: usize, const O: usize>, "DenseBlock", [fc, bn]);
+// The ReLU.
+fields_footprint!(
+    DenseBlock<const I: usize, const O: usize>,
+    1,
+    [Linear<I, O>, BatchNorm1d<O>]
+);
+
+impl<'t, N: Dim, B: Backend, const I: usize, const O: usize> Forward<Tensor<'t, (N, Const<I>), B>>
+    for DenseBlock<I, O>
+{
+    type Output = Tensor<'t, (N, Const<O>), B>;
+    fn forward(&self, x: Tensor<'t, (N, Const<I>), B>) -> Self::Output {
+        self.bn.forward(self.fc.forward(x)).relu()
+    }
+}
+
+/// MLPerf Tiny's anomaly-detection Deep AutoEncoder on `[N, 640]` (five
+/// frames of 128 log-mel bins): four [`DenseBlock`]s of 128 features, a
+/// bottleneck [`DenseBlock`] of 8 (batch norm and ReLU too, as the
+/// reference Keras model's), four [`DenseBlock`]s of 128, and a `Linear`
+/// back to 640 features (the reconstruction; its error is the anomaly
+/// score).
+///
+/// PyTorch's names: `enc1` … `enc4`, `bottleneck`, `dec1` … `dec4` (each
+/// `fc`, `bn`) and `out`.
+///
+/// ```
+/// use ember_nn_core::nn::zoo::DeepAutoEncoder;
+/// use ember_nn_core::nn::{Build, Footprint, Forward, Module};
+/// use ember_nn_core::prelude::*;
+/// let mut buf = vec![0.0f32; 1 << 20];
+/// let mut mem = Memory::new(&Cpu, &mut buf[..]);
+/// let mut model = DeepAutoEncoder::build(&mut mem, &mut Rng::new(0))?;
+/// model.eval();
+/// assert_eq!(DeepAutoEncoder::PARAMS, 267_928);
+/// let g = Graph::new(&mut mem);
+/// let y = model.forward(g.from_fn((2usize, Const::<640>), |_| 0.5));
+/// assert_eq!(y.dims().as_slice(), &[2, 640]);
+/// # Ok::<(), ember_nn_core::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeepAutoEncoder {
+    /// 640 → 128.
+    pub enc1: DenseBlock<640, 128>,
+    /// 128 → 128.
+    pub enc2: DenseBlock<128, 128>,
+    /// 128 → 128.
+    pub enc3: DenseBlock<128, 128>,
+    /// 128 → 128.
+    pub enc4: DenseBlock<128, 128>,
+    /// 128 → 8, the code.
+    pub bottleneck: DenseBlock<128, 8>,
+    /// 8 → 128.
+    pub dec1: DenseBlock<8, 128>,
+    /// 128 → 128.
+    pub dec2: DenseBlock<128, 128>,
+    /// 128 → 128.
+    pub dec3: DenseBlock<128, 128>,
+    /// 128 → 128.
+    pub dec4: DenseBlock<128, 128>,
+    /// 128 → 640, the reconstruction (no batch norm, no activation).
+    pub out: Linear<128, 640>,
+}
+
+impl DeepAutoEncoder {
+    /// Input (and output) features: five frames of 128 log-mel bins.
+    pub const FEATURES: usize = 640;
+    /// Multiply-adds of one sample: the weights' sizes,
+    /// `2 · 640 · 128 + 6 · 128 · 128 + 2 · 128 · 8` (batch norms, folded
+    /// on export, biases and ReLUs not counted).
+    pub const MACS: usize = 2 * 640 * 128 + 6 * 128 * 128 + 2 * 128 * 8;
+}
+
+impl Build for DeepAutoEncoder {
+    fn build<B: Backend>(mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
+        Ok(DeepAutoEncoder {
+            enc1: DenseBlock::build(mem, rng)?,
+            enc2: DenseBlock::build(mem, rng)?,
+            enc3: DenseBlock::build(mem, rng)?,
+            enc4: DenseBlock::build(mem, rng)?,
+            bottleneck: DenseBlock::build(mem, rng)?,
+            dec1: DenseBlock::build(mem, rng)?,
+            dec2: DenseBlock::build(mem, rng)?,
+            dec3: DenseBlock::build(mem, rng)?,
+            dec4: DenseBlock::build(mem, rng)?,
+            out: Linear::build(mem, rng)?,
+        })
+    }
+}
+
+fields_module!(
+    DeepAutoEncoder,
+    "DeepAutoEncoder",
+    [enc1, enc2, enc3, enc4, bottleneck, dec1, dec2, dec3, dec4, out]
+);
+fields_footprint!(
+    DeepAutoEncoder,
+    0,
+    [
+        DenseBlock<640, 128>,
+        DenseBlock<128, 128>,
+        DenseBlock<128, 128>,
+        DenseBlock<128, 128>,
+        DenseBlock<128, 8>,
+        DenseBlock<8, 128>,
+        DenseBlock<128, 128>,
+        DenseBlock<128, 128>,
+        DenseBlock<128, 128>,
+        Linear<128, 640>
+    ]
+);
+
+impl<'t, N: Dim, B: Backend> Forward<Tensor<'t, (N, Const<640>), B>> for DeepAutoEncoder {
+    type Output = Tensor<'t, (N, Const<640>), B>;
+    fn forward(&self, x: Tensor<'t, (N, Const<640>), B>) -> Self::Output {
+        let x = self
+            .enc4
+            .forward(self.enc3.forward(self.enc2.forward(self.enc1.forward(x))));
+        let x = self.dec1.forward(self.bottleneck.forward(x));
+        let x = self.dec4.forward(self.dec3.forward(self.dec2.forward(x)));
+        self.out.forward(x)
+    }
+}
+
+// ============================================== MobileNetV1 ×0.25 (VWW)
+
+/// A depthwise-separable block of MobileNetV1 from `I` to `O` channels: a
+/// depthwise 3×3 convolution (SAME, stride 1 or 2), batch norm, ReLU, a
+/// pointwise 1×1 convolution, batch norm, ReLU.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeparableBlock<const I: usize, const O: usize> {
+    /// The depthwise 3×3 convolution, `groups = I`.
+    pub depthwise: DepthwiseConv2d<I, 3>,
+    /// Its batch norm.
+    pub bn1: BatchNorm2d<I>,
+    /// The pointwise 1×1 convolution.
+    pub pointwise: Conv2d<I, O, 1>,
+    /// Its batch norm.
+    pub bn2: BatchNorm2d<O>,
+}
+
+impl<const I: usize, const O: usize> SeparableBlock<I, O> {
+    /// A block whose depthwise convolution has `stride` (SAME padding).
+    pub fn new<B: Backend>(stride: usize, mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
+        Ok(SeparableBlock {
+            depthwise: DepthwiseConv2d::new(same(stride), mem, rng)?,
+            bn1: BatchNorm2d::new(mem)?,
+            pointwise: Conv2d::build(mem, rng)?,
+            bn2: BatchNorm2d::new(mem)?,
+        })
+    }
+}
+
+fields_module!(
+    SeparableBlock<const I: usize, const O: usize>,
+    "SeparableBlock",
+    [depthwise, bn1, pointwise, bn2]
+);
+fields_footprint!(
+    SeparableBlock<const I: usize, const O: usize>,
+    2,
+    [DepthwiseConv2d<I, 3>, BatchNorm2d<I>, Conv2d<I, O, 1>, BatchNorm2d<O>]
+);
+
+impl<'t, N: Dim, H: Dim, W: Dim, B: Backend, const I: usize, const O: usize>
+    Forward<Tensor<'t, (N, Const<I>, H, W), B>> for SeparableBlock<I, O>
+{
+    type Output = Map<'t, N, O, B>;
+    fn forward(&self, x: Tensor<'t, (N, Const<I>, H, W), B>) -> Self::Output {
+        let x = self.bn1.forward(self.depthwise.forward(x)).relu();
+        self.bn2.forward(self.pointwise.forward(x)).relu()
+    }
+}
+
+/// MLPerf Tiny's visual-wake-words MobileNetV1 (width ×0.25) on
+/// `[N, 3, 96, 96]`: a 3×3 stride-2 convolution to 8 channels (SAME), batch
+/// norm, ReLU; thirteen [`SeparableBlock`]s (8→16, 16→32 /2, 32→32,
+/// 32→64 /2, 64→64, 64→128 /2, five of 128, 128→256 /2, 256→256; `/2`: a
+/// stride-2 depthwise convolution) down to a 3×3 map; the average over it;
+/// a linear layer to 2 logits. Its convolutions have biases (the reference
+/// has none before its batch norms; folded on export, they change no
+/// multiply-add).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MobileNetV1Vww {
+    /// The 3×3 stride-2 convolution, 3 → 8 channels.
+    pub stem: Conv2dWith<3, 8, 3, 3>,
+    /// Its batch norm.
+    pub bn: BatchNorm2d<8>,
+    /// 8 → 16, 48×48.
+    pub block1: SeparableBlock<8, 16>,
+    /// 16 → 32, to 24×24.
+    pub block2: SeparableBlock<16, 32>,
+    /// 32 → 32.
+    pub block3: SeparableBlock<32, 32>,
+    /// 32 → 64, to 12×12.
+    pub block4: SeparableBlock<32, 64>,
+    /// 64 → 64.
+    pub block5: SeparableBlock<64, 64>,
+    /// 64 → 128, to 6×6.
+    pub block6: SeparableBlock<64, 128>,
+    /// 128 → 128.
+    pub block7: SeparableBlock<128, 128>,
+    /// 128 → 128.
+    pub block8: SeparableBlock<128, 128>,
+    /// 128 → 128.
+    pub block9: SeparableBlock<128, 128>,
+    /// 128 → 128.
+    pub block10: SeparableBlock<128, 128>,
+    /// 128 → 128.
+    pub block11: SeparableBlock<128, 128>,
+    /// 128 → 256, to 3×3.
+    pub block12: SeparableBlock<128, 256>,
+    /// 256 → 256.
+    pub block13: SeparableBlock<256, 256>,
+    /// The classifier, 256 → 2.
+    pub fc: Linear<256, 2>,
+}
+
+impl MobileNetV1Vww {
+    /// Multiply-adds of one `[3, 96, 96]` sample: each convolution's output
+    /// positions times its weight's size, plus the classifier's `256 · 2`.
+    pub const MACS: usize = 48 * 48 * 8 * 27
+        + 48 * 48 * (8 * 9 + 16 * 8)
+        + 24 * 24 * (16 * 9 + 32 * 16)
+        + 24 * 24 * (32 * 9 + 32 * 32)
+        + 12 * 12 * (32 * 9 + 64 * 32)
+        + 12 * 12 * (64 * 9 + 64 * 64)
+        + 6 * 6 * (64 * 9 + 128 * 64)
+        + 5 * 6 * 6 * (128 * 9 + 128 * 128)
+        + 3 * 3 * (128 * 9 + 256 * 128)
+        + 3 * 3 * (256 * 9 + 256 * 256)
+        + 256 * 2;
+}
+
+impl Build for MobileNetV1Vww {
+    fn build<B: Backend>(mem: &mut Memory<'_, B>, rng: &mut Rng) -> Result<Self> {
+        Ok(MobileNetV1Vww {
+            stem: Conv2dWith::new(same(2), mem, rng)?,
+            bn: BatchNorm2d::new(mem)?,
+            block1: SeparableBlock::new(1, mem, rng)?,
+            block2: SeparableBlock::new(2, mem, rng)?,
+            block3: SeparableBlock::new(1, mem, rng)?,
+            block4: SeparableBlock::new(2, mem, rng)?,
+            block5: SeparableBlock::new(1, mem, rng)?,
+            block6: SeparableBlock::new(2, mem, rng)?,
+            block7: SeparableBlock::new(1, mem, rng)?,
+            block8: SeparableBlock::new(1, mem, rng)?,
+            block9: SeparableBlock::new(1, mem, rng)?,
+            block10: SeparableBlock::new(1, mem, rng)?,
+            block11: SeparableBlock::new(1, mem, rng)?,
+            block12: SeparableBlock::new(2, mem, rng)?,
+            block13: SeparableBlock::new(1, mem, rng)?,
+            fc: Linear::build(mem, rng)?,
+        })
+    }
+}
+
+fields_module!(
+    MobileNetV1Vww,
+    "MobileNetV1Vww",
+    [
+        stem, bn, block1, block2, block3, block4, block5, block6, block7, block8, block9, block10,
+        block11, block12, block13, fc
+    ]
+);
+// The stem's ReLU.
+fields_footprint!(
+    MobileNetV1Vww,
+    1 + <super::GlobalAvgPool2d as Footprint>::NODES,
+    [
+        Conv2dWith<3, 8, 3, 3>,
+        BatchNorm2d<8>,
+        SeparableBlock<8, 16>,
+        SeparableBlock<16, 32>,
+        SeparableBlock<32, 32>,
+        SeparableBlock<32, 64>,
+        SeparableBlock<64, 64>,
+        SeparableBlock<64, 128>,
+        SeparableBlock<128, 128>,
+        SeparableBlock<128, 128>,
+        SeparableBlock<128, 128>,
+        SeparableBlock<128, 128>,
+        SeparableBlock<128, 128>,
+        SeparableBlock<128, 256>,
+        SeparableBlock<256, 256>,
+        Linear<256, 2>
+    ]
+);
+
+impl<'t, N: Dim, H: Dim, W: Dim, B: Backend> Forward<Tensor<'t, (N, Const<3>, H, W), B>>
+    for MobileNetV1Vww
+{
+    type Output = Tensor<'t, (N, Const<2>), B>;
+    fn forward(&self, x: Tensor<'t, (N, Const<3>, H, W), B>) -> Self::Output {
+        let x = self.bn.forward(self.stem.forward(x)).relu();
+        let x = self
+            .block3
+            .forward(self.block2.forward(self.block1.forward(x)));
+        let x = self
+            .block6
+            .forward(self.block5.forward(self.block4.forward(x)));
+        let x = self
+            .block9
+            .forward(self.block8.forward(self.block7.forward(x)));
+        let x = self
+            .block12
+            .forward(self.block11.forward(self.block10.forward(x)));
+        self.fc.forward(self.block13.forward(x).global_avg_pool2d())
     }
 }

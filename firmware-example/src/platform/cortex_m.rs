@@ -28,7 +28,7 @@ fn main() -> ! {
 /// Bytes of flash the firmware occupies: from the vector table to the end
 /// of `.rodata` (alignment gaps included), and the initial values of
 /// `.data`.
-#[cfg(any(finetune, model_graph))]
+#[cfg(any(finetune, model_graph, feature = "mlperf"))]
 fn flash_used() -> usize {
     extern "C" {
         static __vector_table: u32;
@@ -45,6 +45,26 @@ fn flash_used() -> usize {
         core::ptr::addr_of!(__edata) as usize,
     );
     (end - start) + (data_end - data_start)
+}
+
+/// Bytes of RAM in `.bss` and `.data` (the statics: buffers, the
+/// logger's state), from `cortex-m-rt`'s linker symbols.
+#[cfg(feature = "mlperf")]
+fn static_ram() -> usize {
+    extern "C" {
+        static __sbss: u32;
+        static __ebss: u32;
+        static __sdata: u32;
+        static __edata: u32;
+    }
+    // Only the symbols' addresses are taken.
+    let (bss, ebss, data, edata) = (
+        core::ptr::addr_of!(__sbss) as usize,
+        core::ptr::addr_of!(__ebss) as usize,
+        core::ptr::addr_of!(__sdata) as usize,
+        core::ptr::addr_of!(__edata) as usize,
+    );
+    (ebss - bss) + (edata - data)
 }
 
 /// Instructions executed in `ticks` SysTick ticks under QEMU's `-icount
@@ -151,7 +171,7 @@ fn stack_used() -> usize {
 /// Paints the free part of the stack (below the stack pointer) again, so
 /// that the next [`stack_used`] measures only the deepest point reached
 /// after this call.
-#[cfg(any(model_f32, model_int8, finetune))]
+#[cfg(any(model_f32, model_int8, finetune, feature = "mlperf"))]
 fn repaint_stack() {
     extern "C" {
         static _stack_end: u32;
