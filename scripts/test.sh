@@ -87,12 +87,15 @@ trap 'rm -rf "$other"' EXIT
 scripts/model-to-firmware.sh --layers 784-64-32-10 --activation tanh --epochs 1 --limit 2000 \
   --models "$other/models" --out "$other/run"
 
-step "firmware for a CNN: train the CLI's cnn preset briefly on the built-in subset, embed its graph files (f32 and int8), run 20 images under QEMU on the Cortex-M4F and the M0 (on mps2-an385) (about 20 s)"
+step "firmware for a CNN: train the CLI's cnn preset briefly on the built-in subset, embed its graph files (f32 and int8), run 20 images under QEMU on the Cortex-M4F and the M0 (on mps2-an385), fine-tune its head on the M4F against the host's (about a minute)"
 scripts/model-to-firmware.sh --model cnn --data std-backend/data/fashion-mnist-subset \
   --epochs 1 --limit 2000 --count 20 --out "$other/cnn"
 # The firmware's host tests on those graph files (src/inference.rs: the host
 # run gives the expected outputs, parsing, scratch sizes, quantization).
 EMBER_FIRMWARE_MODELS="$other/cnn/models" cargo test -q -p ember-firmware
+
+step "MLPerf Tiny on the Cortex-M4F: the four models (random weights, int8 calibrated on random inputs), every output the host's byte for byte; instructions, RAM, flash"
+scripts/mlperf-tiny.sh --out "$other/mlperf-tiny"
 
 step "firmware on your own data: train wine (classification, --scale standard) and diabetes (regression) from their CSV files (seconds), embed held-out rows, run under QEMU on the Cortex-M4F and M0: the device's outputs are the host's"
 scripts/model-to-firmware.sh --data std-backend/tests/data/tables/wine.csv --scale standard \
