@@ -92,7 +92,7 @@ pub(super) fn conv2d<X: Copy, W: Copy, A: Copy, Y>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::{Geometry, NodeHeader, NodeOp};
     use super::conv2d;
     use crate::deploy::Activation;
@@ -143,7 +143,7 @@ mod tests {
 
     /// Groups, channels in and out per group, kernel, stride, dilation,
     /// padding, input height and width.
-    type Params = (
+    pub(crate) type Params = (
         usize,
         usize,
         usize,
@@ -157,7 +157,7 @@ mod tests {
     );
 
     /// A valid convolution node from random hyper-parameters.
-    fn node((groups, cg, og, kh, kw, s, d, pad, ih, iw): Params) -> Option<NodeHeader> {
+    pub(crate) fn node((groups, cg, og, kh, kw, s, d, pad, ih, iw): Params) -> Option<NodeHeader> {
         let geometry = Geometry {
             kernel: [kh, kw],
             stride: s,

@@ -2,6 +2,8 @@
 //! op and data type, channel-first (`[C, H, W]` per sample), and the walk
 //! over the file's arena that feeds them.
 
+#[cfg(any(ember_dsp, ember_thumb1))]
+use super::im2col;
 use super::{conv, GraphModel, NodeEvent, NodeHeader, NodeOp};
 use crate::deploy::{dense_f32, requantize, Activation, InferError, LayerWeights, QuantParams};
 
@@ -386,6 +388,15 @@ fn conv2d_i8(
     y: &mut [i8],
     out: &dyn Fn(i32, usize) -> i8,
 ) {
+    // The microcontrollers' kernels (`im2col`); the same bytes as the
+    // portable one.
+    #[cfg(ember_dsp)]
+    im2col::conv2d_i8::<im2col::DspConv<crate::deploy::int8::dsp::Arm>>(
+        h, z_in, weight, bias, x, y, out,
+    );
+    #[cfg(ember_thumb1)]
+    im2col::conv2d_i8::<im2col::Thumb1>(h, z_in, weight, bias, x, y, out);
+    #[cfg(not(any(ember_dsp, ember_thumb1)))]
     conv::conv2d(
         h,
         weight,

@@ -33,7 +33,7 @@
 #[cfg_attr(not(ember_dsp), allow(dead_code))]
 pub(crate) mod dsp;
 #[cfg(ember_thumb1)]
-mod thumb1;
+pub(crate) mod thumb1;
 
 use super::format::{ActivationTable, LayerHeader};
 use super::quant::requantize;

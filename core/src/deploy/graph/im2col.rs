@@ -1,0 +1,444 @@
+//! The int8 convolution kernels of the microcontrollers: im2col of two
+//! output columns (output positions) at a time into a small fixed buffer on
+//! the stack, then two output channels × two columns per inner step, as
+//! CMSIS-NN's `arm_nn_mat_mult_kernel_s8_s16`.
+//!
+//! The buffer holds `x − z_in` (0 at the padding) for up to [`Im2col::CHUNK`]
+//! taps of the two columns, in the order (input channel, kernel row, kernel
+//! column): the order of a weight row in PyTorch's layout, so the weights
+//! are read as they are in the file. A layer with more taps is done a chunk
+//! at a time, the accumulators of up to [`BATCH`] output channels kept
+//! across chunks, so the memory is known at compile time and the file
+//! format is unchanged. Where the buffer puts a tap is the target's choice
+//! ([`Im2col::slot`]), so that its inner loop reads it with no shuffling:
+//! - Armv7E-M ([`Dsp`], cfg `ember_dsp`): halfwords; in each group of four
+//!   taps, column A's taps (0, 2) then (1, 3), then column B's, so that one
+//!   weight word's `SXTB16` and `SXTB16 ROR #8` meet their inputs in one
+//!   `SMLAD` each. 18 instructions for 16 multiply-adds ([`Dsp::conv_step`]).
+//! - Armv6-M ([`Thumb1`], cfg `ember_thumb1`): words, the two columns' tap
+//!   side by side; one output channel and both columns a pass, in assembly.
+//!
+//! Taps past the last group of four, a last output channel without a
+//! partner and a last column without a partner are done by the same steps
+//! with a duplicate channel, or in portable code; the epilogue is the
+//! caller's `out`, the same as the portable kernel's, so every kernel gives
+//! the same bytes.
+
+use super::NodeHeader;
+#[cfg(any(ember_dsp, test))]
+use crate::deploy::int8::dsp::Dsp;
+
+/// Output channels whose accumulators are kept across the chunks of taps.
+pub(super) const BATCH: usize = 32;
+
+/// A target's im2col layout and inner step.
+pub(super) trait Im2col {
+    /// Taps per chunk: a multiple of four.
+    const CHUNK: usize;
+    /// An element of the buffer.
+    type Elem: Copy + Into<i32>;
+    /// The buffer: `2 · CHUNK` elements, aligned for the inner step.
+    type Buf: AsMut<[Self::Elem]> + AsRef<[Self::Elem]>;
+    /// A zeroed buffer.
+    fn buffer() -> Self::Buf;
+    /// `v` (|v| ≤ 255) as an element.
+    fn elem(v: i32) -> Self::Elem;
+    /// Where tap `i` of column `c` (0 or 1) of a chunk is stored.
+    fn slot(i: usize, c: usize) -> usize;
+    /// Adds to `acc` (output channel a's columns 0 and 1, then channel b's)
+    /// the products of the first `4 · groups` taps of the buffer with
+    /// weight rows `wa` and `wb` (at least that long).
+    fn step(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &Self::Buf, groups: usize);
+}
+
+/// The int8 convolution (see the module documentation) with target `K`:
+/// per output the bias, plus `w · (x − z_in)` over the taps on the input,
+/// stored by `out(acc, channel)`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_i8<K: Im2col>(
+    h: &NodeHeader,
+    z_in: i32,
+    weight: &[i8],
+    bias: &[i32],
+    x: &[i8],
+    y: &mut [i8],
+    out: &dyn Fn(i32, usize) -> i8,
+) {
+    let [c, ih, iw] = h.in_shape;
+    let [o, oh, ow] = h.out_shape;
+    let groups = h.geometry.groups.max(1);
+    let (cg, og) = (c / groups, o / groups);
+    let [kh, kw] = h.geometry.kernel;
+    let taps = cg * kh * kw;
+    let pixels = oh * ow;
+    if taps == 0 || pixels == 0 || weight.len() < o * taps || bias.len() < o {
+        return;
+    }
+    let mut buf = K::buffer();
+    let single = taps <= K::CHUNK;
+    for g in 0..groups {
+        let xg = &x[g * cg * ih * iw..(g + 1) * cg * ih * iw];
+        let mut p = 0;
+        while p < pixels {
+            let cols = [Some(p), Some(p + 1).filter(|&q| q < pixels)];
+            // With one chunk, the buffer is filled once for every batch.
+            if single {
+                fill::<K>(&mut buf, h, xg, z_in, cols, 0, taps);
+            }
+            let mut b0 = 0;
+            while b0 < og {
+                let nb = BATCH.min(og - b0);
+                let first = g * og + b0;
+                let mut acc = [0i32; 2 * BATCH];
+                for (k, a) in acc[..2 * nb].chunks_exact_mut(2).enumerate() {
+                    a.fill(bias[first + k]);
+                }
+                let mut t0 = 0;
+                while t0 < taps {
+                    let n = K::CHUNK.min(taps - t0);
+                    if !single {
+                        fill::<K>(&mut buf, h, xg, z_in, cols, t0, n);
+                    }
+                    let mut k = 0;
+                    while k < nb {
+                        // A last channel without a partner is its own.
+                        let kb = if k + 1 < nb { k + 1 } else { k };
+                        let row = |k: usize| &weight[(first + k) * taps + t0..][..n];
+                        let (wa, wb) = (row(k), row(kb));
+                        let mut a4 = [acc[2 * k], acc[2 * k + 1], acc[2 * kb], acc[2 * kb + 1]];
+                        let done = 4 * (n / 4);
+                        K::step(&mut a4, wa, wb, &buf, n / 4);
+                        let b = buf.as_ref();
+                        for i in done..n {
+                            let (u, v) = (b[K::slot(i, 0)].into(), b[K::slot(i, 1)].into());
+                            let (s, t) = (i32::from(wa[i]), i32::from(wb[i]));
+                            a4[0] = a4[0].wrapping_add(s * u);
+                            a4[1] = a4[1].wrapping_add(s * v);
+                            a4[2] = a4[2].wrapping_add(t * u);
+                            a4[3] = a4[3].wrapping_add(t * v);
+                        }
+                        acc[2 * kb] = a4[2];
+                        acc[2 * kb + 1] = a4[3];
+                        acc[2 * k] = a4[0];
+                        acc[2 * k + 1] = a4[1];
+                        k += 2;
+                    }
+                    t0 += n;
+                }
+                for (k, a) in acc[..2 * nb].chunks_exact(2).enumerate() {
+                    let ch = first + k;
+                    for (col, &v) in cols.iter().zip(a) {
+                        if let Some(q) = *col {
+                            y[ch * pixels + q] = out(v, ch);
+                        }
+                    }
+                }
+                b0 += nb;
+            }
+            p += 2;
+        }
+    }
+}
+
+/// Writes taps `t0..t0 + n` of columns `cols` (output positions, row-major;
+/// `None`: zeros) of the group's input `xg` into the buffer, as
+/// `x − z_in`, 0 at the padding.
+#[inline(always)]
+fn fill<K: Im2col>(
+    buf: &mut K::Buf,
+    h: &NodeHeader,
+    xg: &[i8],
+    z_in: i32,
+    cols: [Option<usize>; 2],
+    t0: usize,
+    n: usize,
+) {
+    let [_, ih, iw] = h.in_shape;
+    let ow = h.out_shape[2];
+    let gm = h.geometry;
+    let [kh, kw] = gm.kernel;
+    let buf = buf.as_mut();
+    let zero = K::elem(0);
+    for (c, col) in cols.iter().enumerate() {
+        let Some(q) = *col else {
+            for i in 0..n {
+                buf[K::slot(i, c)] = zero;
+            }
+            continue;
+        };
+        // The input position of tap (0, 0), which may be in the padding.
+        let y0 = ((q / ow) * gm.stride[0]) as isize - gm.pad[0] as isize;
+        let x0 = ((q % ow) * gm.stride[1]) as isize - gm.pad[1] as isize;
+        let (dh, dw) = (gm.dilation[0] as isize, gm.dilation[1] as isize);
+        let plane = kh * kw;
+        let (mut ci, mut ky, mut kx) = (t0 / plane, t0 % plane / kw, t0 % kw);
+        let mut i = 0;
+        while i < n {
+            let seg = (kw - kx).min(n - i);
+            let iy = y0 + ky as isize * dh;
+            if iy >= 0 && (iy as usize) < ih {
+                let row = &xg[(ci * ih + iy as usize) * iw..][..iw];
+                let mut ix = x0 + kx as isize * dw;
+                for j in i..i + seg {
+                    let v = if ix >= 0 && (ix as usize) < iw {
+                        i32::from(row[ix as usize]) - z_in
+                    } else {
+                        0
+                    };
+                    buf[K::slot(j, c)] = K::elem(v);
+                    ix += dw;
+                }
+            } else {
+                for j in i..i + seg {
+                    buf[K::slot(j, c)] = zero;
+                }
+            }
+            i += seg;
+            kx += seg;
+            if kx == kw {
+                kx = 0;
+                ky += 1;
+                if ky == kh {
+                    ky = 0;
+                    ci += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Halfwords aligned for word loads (`LDRD`).
+#[cfg(any(ember_dsp, test))]
+#[repr(C, align(8))]
+pub(super) struct Halves<const N: usize>(pub(super) [i16; N]);
+
+#[cfg(any(ember_dsp, test))]
+impl<const N: usize> AsRef<[i16]> for Halves<N> {
+    fn as_ref(&self) -> &[i16] {
+        &self.0
+    }
+}
+
+#[cfg(any(ember_dsp, test))]
+impl<const N: usize> AsMut<[i16]> for Halves<N> {
+    fn as_mut(&mut self) -> &mut [i16] {
+        &mut self.0
+    }
+}
+
+/// The Armv7E-M layout and step, the instructions from `D` (the assembly,
+/// or their emulation on the host).
+#[cfg(any(ember_dsp, test))]
+pub(super) struct DspConv<D>(core::marker::PhantomData<D>);
+
+/// Taps per chunk on Armv7E-M: a 512-byte buffer.
+#[cfg(any(ember_dsp, test))]
+const DSP_CHUNK: usize = 128;
+
+#[cfg(any(ember_dsp, test))]
+impl<D: Dsp> Im2col for DspConv<D> {
+    const CHUNK: usize = DSP_CHUNK;
+    type Elem = i16;
+    type Buf = Halves<{ 2 * DSP_CHUNK }>;
+    fn buffer() -> Self::Buf {
+        Halves([0; 2 * DSP_CHUNK])
+    }
+    #[inline(always)]
+    fn elem(v: i32) -> i16 {
+        v as i16
+    }
+    #[inline(always)]
+    fn slot(i: usize, c: usize) -> usize {
+        // Taps 0, 2, 1, 3 of a group: SXTB16's pairs.
+        const ORDER: [usize; 4] = [0, 2, 1, 3];
+        8 * (i / 4) + 4 * c + ORDER[i % 4]
+    }
+    #[inline(always)]
+    fn step(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &Self::Buf, groups: usize) {
+        D::conv_step(acc, wa, wb, &buf.0, groups);
+    }
+}
+
+/// Words aligned as words.
+#[cfg(any(ember_thumb1, test))]
+pub(super) struct Words<const N: usize>(pub(super) [i32; N]);
+
+#[cfg(any(ember_thumb1, test))]
+impl<const N: usize> AsRef<[i32]> for Words<N> {
+    fn as_ref(&self) -> &[i32] {
+        &self.0
+    }
+}
+
+#[cfg(any(ember_thumb1, test))]
+impl<const N: usize> AsMut<[i32]> for Words<N> {
+    fn as_mut(&mut self) -> &mut [i32] {
+        &mut self.0
+    }
+}
+
+/// The Armv6-M layout (words, tap by tap, the two columns side by side) and
+/// step: one output channel and both columns a pass (in assembly on the
+/// target, in portable code on the host).
+#[cfg(any(ember_thumb1, test))]
+pub(super) struct Thumb1;
+
+/// Taps per chunk on Armv6-M: a 512-byte buffer.
+#[cfg(any(ember_thumb1, test))]
+const THUMB1_CHUNK: usize = 64;
+
+#[cfg(any(ember_thumb1, test))]
+impl Im2col for Thumb1 {
+    const CHUNK: usize = THUMB1_CHUNK;
+    type Elem = i32;
+    type Buf = Words<{ 2 * THUMB1_CHUNK }>;
+    fn buffer() -> Self::Buf {
+        Words([0; 2 * THUMB1_CHUNK])
+    }
+    #[inline(always)]
+    fn elem(v: i32) -> i32 {
+        v
+    }
+    #[inline(always)]
+    fn slot(i: usize, c: usize) -> usize {
+        2 * i + c
+    }
+    #[inline(always)]
+    fn step(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &Self::Buf, groups: usize) {
+        let [a0, a1, a2, a3] = acc;
+        column_pair(a0, a1, wa, &buf.0, groups);
+        column_pair(a2, a3, wb, &buf.0, groups);
+    }
+}
+
+/// One output channel's two columns over `4 · groups` taps of the Armv6-M
+/// layout: the assembly on the target.
+#[cfg(ember_thumb1)]
+#[inline(always)]
+fn column_pair(a0: &mut i32, a1: &mut i32, w: &[i8], buf: &[i32], groups: usize) {
+    crate::deploy::int8::thumb1::conv_pair(a0, a1, w, buf, groups);
+}
+
+/// One output channel's two columns over `4 · groups` taps of the Armv6-M
+/// layout: what the assembly computes, on the host.
+#[cfg(all(test, not(ember_thumb1)))]
+fn column_pair(a0: &mut i32, a1: &mut i32, w: &[i8], buf: &[i32], groups: usize) {
+    for (&wv, x) in w[..4 * groups].iter().zip(buf.chunks_exact(2)) {
+        *a0 = a0.wrapping_add(i32::from(wv).wrapping_mul(x[0]));
+        *a1 = a1.wrapping_add(i32::from(wv).wrapping_mul(x[1]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conv::{conv2d, tests::node};
+    use super::*;
+    use crate::deploy::int8::dsp::Emulated;
+    use crate::deploy::requantize;
+    use proptest::prelude::*;
+    extern crate std;
+    use std::{vec, vec::Vec};
+
+    /// Runs `K` and the portable kernel on the layer of hyper-parameters
+    /// `p` with random weights, inputs, biases and zero points, and
+    /// compares their outputs through two epilogues: one that folds every
+    /// bit of the accumulator into the byte, and a requantization.
+    fn agree<K: Im2col>(h: &NodeHeader, seed: u64, z: i32) -> Result<(), TestCaseError> {
+        let mut rng = crate::Rng::new(seed);
+        let g = h.geometry;
+        let taps = h.in_shape[0] / g.groups * g.kernel[0] * g.kernel[1];
+        let w: Vec<i8> = (0..h.out_shape[0] * taps)
+            .map(|_| rng.next_u32() as i8)
+            .collect();
+        let x: Vec<i8> = (0..h.in_len()).map(|_| rng.next_u32() as i8).collect();
+        let b: Vec<i32> = (0..h.out_shape[0])
+            .map(|_| rng.next_u32() as i32 >> 8)
+            .collect();
+        let rq: Vec<(i32, i32)> = (0..h.out_shape[0])
+            .map(|_| {
+                (
+                    (rng.next_u32() >> 1) as i32,
+                    -((rng.next_u32() % 12) as i32) - 2,
+                )
+            })
+            .collect();
+        let fold = |a: i32, _: usize| (a ^ a >> 8 ^ a >> 16 ^ a >> 24) as i8;
+        let requant = |a: i32, o: usize| {
+            (requantize(a, rq[o].0, rq[o].1).saturating_add(3)).clamp(-128, 127) as i8
+        };
+        let outs: [&dyn Fn(i32, usize) -> i8; 2] = [&fold, &requant];
+        for out in outs {
+            let mut want = vec![0i8; h.out_len()];
+            conv2d(
+                h,
+                &w,
+                &x,
+                &mut want,
+                |o| b[o],
+                |a: i32, w: i8, x: i8| a.wrapping_add(i32::from(w) * (i32::from(x) - z)),
+                out,
+            );
+            let mut got = vec![0i8; h.out_len()];
+            conv2d_i8::<K>(h, z, &w, &b, &x, &mut got, out);
+            prop_assert_eq!(got, want);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// On random layers (groups, channels past a batch, taps past a
+        /// chunk, kernels, strides, dilations, asymmetric padding, odd
+        /// output counts, zero points), the Armv7E-M kernel (its
+        /// instructions emulated) and the Armv6-M one (its step in portable
+        /// code) give the portable kernel's bytes.
+        #[test]
+        fn kernels_are_the_portable_kernel(
+            p in (1usize..4, 1usize..20, 1usize..40, 1usize..4, 1usize..5,
+                  proptest::array::uniform2(1usize..4), proptest::array::uniform2(1usize..3),
+                  proptest::array::uniform4(0usize..3), 1usize..8, 1usize..12),
+            seed in any::<u64>(),
+            z in -128i32..128,
+        ) {
+            let Some(h) = node(p) else { return Ok(()) };
+            agree::<DspConv<Emulated>>(&h, seed, z)?;
+            agree::<Thumb1>(&h, seed, z)?;
+        }
+
+        /// The same on depthwise layers (as many groups as channels, one
+        /// output channel each) and on pointwise ones.
+        #[test]
+        fn depthwise_and_pointwise(
+            c in 1usize..70,
+            k in 1usize..4,
+            s in 1usize..3,
+            pad in proptest::array::uniform4(0usize..2),
+            ih in 1usize..9,
+            iw in 1usize..9,
+            seed in any::<u64>(),
+            z in -128i32..128,
+        ) {
+            let depthwise = (c, 1, 1, k, k, [s, s], [1, 1], pad, ih, iw);
+            if let Some(h) = node(depthwise) {
+                agree::<DspConv<Emulated>>(&h, seed, z)?;
+                agree::<Thumb1>(&h, seed, z)?;
+            }
+            let pointwise = (1, c, c, 1, 1, [1, 1], [1, 1], [0; 4], ih, iw);
+            if let Some(h) = node(pointwise) {
+                agree::<DspConv<Emulated>>(&h, seed, z)?;
+                agree::<Thumb1>(&h, seed, z)?;
+            }
+        }
+    }
+
+    #[test]
+    fn dsp_slots_are_a_permutation() {
+        let mut seen = [false; 2 * DSP_CHUNK];
+        for i in 0..DSP_CHUNK {
+            for c in 0..2 {
+                let s = DspConv::<Emulated>::slot(i, c);
+                assert!(!seen[s]);
+                seen[s] = true;
+            }
+        }
+    }
+}
