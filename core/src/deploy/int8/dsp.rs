@@ -323,12 +323,12 @@ impl Dsp for Arm {
         // buf[..8 · groups], in bounds by the checks above. `LDRD` needs a
         // word-aligned address: `buf` is (checked above) and moves by 8;
         // unaligned `LDR`s of the weights are allowed on Armv7E-M. It writes
-        // only the operand registers, the flags, r7 and lr (which operands
-        // may not name: pushed before the loop and popped after, so the asm
-        // uses the stack; no memory Rust can see is written).
+        // only the operand registers, the flags, and r7 (which operands may
+        // not name: pushed before the loop and popped after, so the asm uses
+        // the stack; no memory Rust can see is written).
         unsafe {
             core::arch::asm!(
-                "push {{r7, lr}}",
+                "push {{r7}}",
                 "2:",
                 "ldr {ea}, [{wa}], #4",
                 "ldr {eb}, [{wb}], #4",
@@ -336,19 +336,19 @@ impl Dsp for Arm {
                 "sxtb16 {ea}, {ea}",
                 "sxtb16 {ob}, {eb}, ror #8",
                 "sxtb16 {eb}, {eb}",
-                "ldrd r7, lr, [{xp}], #8",
-                "smlad {a0}, {ea}, r7, {a0}",
-                "smlad {a2}, {eb}, r7, {a2}",
-                "smlad {a0}, {oa}, lr, {a0}",
-                "smlad {a2}, {ob}, lr, {a2}",
-                "ldrd r7, lr, [{xp}], #8",
-                "smlad {a1}, {ea}, r7, {a1}",
-                "smlad {a3}, {eb}, r7, {a3}",
-                "smlad {a1}, {oa}, lr, {a1}",
-                "smlad {a3}, {ob}, lr, {a3}",
+                "ldrd {x}, r7, [{xp}], #8",
+                "smlad {a0}, {ea}, {x}, {a0}",
+                "smlad {a2}, {eb}, {x}, {a2}",
+                "smlad {a0}, {oa}, r7, {a0}",
+                "smlad {a2}, {ob}, r7, {a2}",
+                "ldrd {x}, r7, [{xp}], #8",
+                "smlad {a1}, {ea}, {x}, {a1}",
+                "smlad {a3}, {eb}, {x}, {a3}",
+                "smlad {a1}, {oa}, r7, {a1}",
+                "smlad {a3}, {ob}, r7, {a3}",
                 "subs {n}, #1",
                 "bne 2b",
-                "pop {{r7, lr}}",
+                "pop {{r7}}",
                 wa = inout(reg) wa.as_ptr() => _,
                 wb = inout(reg) wb.as_ptr() => _,
                 xp = inout(reg) buf.as_ptr() => _,
@@ -361,6 +361,7 @@ impl Dsp for Arm {
                 oa = out(reg) _,
                 eb = out(reg) _,
                 ob = out(reg) _,
+                x = out(reg) _,
                 options(readonly),
             );
         }
