@@ -76,6 +76,8 @@ pub(super) fn conv2d_i8<K: Im2col>(
     }
     let mut buf = K::buffer();
     let single = taps <= K::CHUNK;
+    let mut table = [0u16; TABLE];
+    let table = offsets(h, &mut table);
     for g in 0..groups {
         let xg = &x[g * cg * ih * iw..(g + 1) * cg * ih * iw];
         let mut p = 0;
@@ -83,7 +85,7 @@ pub(super) fn conv2d_i8<K: Im2col>(
             let cols = [Some(p), Some(p + 1).filter(|&q| q < pixels)];
             // With one chunk, the buffer is filled once for every batch.
             if single {
-                fill::<K>(&mut buf, h, xg, z_in, cols, 0, taps);
+                fill::<K>(&mut buf, h, xg, z_in, cols, 0, taps, table);
             }
             let mut b0 = 0;
             while b0 < og {
@@ -97,7 +99,7 @@ pub(super) fn conv2d_i8<K: Im2col>(
                 while t0 < taps {
                     let n = K::CHUNK.min(taps - t0);
                     if !single {
-                        fill::<K>(&mut buf, h, xg, z_in, cols, t0, n);
+                        fill::<K>(&mut buf, h, xg, z_in, cols, t0, n, table);
                     }
                     let mut k = 0;
                     while k < nb {
@@ -140,9 +142,40 @@ pub(super) fn conv2d_i8<K: Im2col>(
     }
 }
 
+/// Taps whose input offsets [`offsets`] tables.
+const TABLE: usize = 256;
+
+/// Fills `table` with the offset of each tap's input from tap 0's, in a
+/// group's input, for a layer of at most [`TABLE`] taps whose offsets fit
+/// in 16 bits: the same at every output position whose taps are all on the
+/// input (the fast path of [`fill`]). `None` for other layers.
+fn offsets<'t>(h: &NodeHeader, table: &'t mut [u16; TABLE]) -> Option<&'t [u16]> {
+    let [c, ih, iw] = h.in_shape;
+    let g = h.geometry;
+    let [kh, kw] = g.kernel;
+    let cg = c / g.groups.max(1);
+    let taps = cg * kh * kw;
+    if taps > TABLE {
+        return None;
+    }
+    let mut at = 0;
+    for ci in 0..cg {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let off = (ci * ih + ky * g.dilation[0]) * iw + kx * g.dilation[1];
+                table[at] = u16::try_from(off).ok()?;
+                at += 1;
+            }
+        }
+    }
+    Some(&table[..taps])
+}
+
 /// Writes taps `t0..t0 + n` of columns `cols` (output positions, row-major;
 /// `None`: zeros) of the group's input `xg` into the buffer, as
-/// `x − z_in`, 0 at the padding.
+/// `x − z_in`, 0 at the padding; `table` the layer's tap offsets, if
+/// [`offsets`] gave them.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fill<K: Im2col>(
     buf: &mut K::Buf,
@@ -152,56 +185,103 @@ fn fill<K: Im2col>(
     cols: [Option<usize>; 2],
     t0: usize,
     n: usize,
+    table: Option<&[u16]>,
+) {
+    let buf = buf.as_mut();
+    column::<K, 0>(buf, h, xg, z_in, cols[0], t0, n, table);
+    column::<K, 1>(buf, h, xg, z_in, cols[1], t0, n, table);
+}
+
+/// [`fill`]'s column `C`: through the table when all its taps are on the
+/// input, else tap by tap with the bounds.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn column<K: Im2col, const C: usize>(
+    buf: &mut [K::Elem],
+    h: &NodeHeader,
+    xg: &[i8],
+    z_in: i32,
+    col: Option<usize>,
+    t0: usize,
+    n: usize,
+    table: Option<&[u16]>,
 ) {
     let [_, ih, iw] = h.in_shape;
     let ow = h.out_shape[2];
     let gm = h.geometry;
     let [kh, kw] = gm.kernel;
-    let buf = buf.as_mut();
     let zero = K::elem(0);
-    for (c, col) in cols.iter().enumerate() {
-        let Some(q) = *col else {
-            for i in 0..n {
-                buf[K::slot(i, c)] = zero;
+    let Some(q) = col else {
+        for i in 0..n {
+            buf[K::slot(i, C)] = zero;
+        }
+        return;
+    };
+    // The input position of tap (0, 0), which may be in the padding.
+    let y0 = ((q / ow) * gm.stride[0]) as isize - gm.pad[0] as isize;
+    let x0 = ((q % ow) * gm.stride[1]) as isize - gm.pad[1] as isize;
+    let (dh, dw) = (gm.dilation[0] as isize, gm.dilation[1] as isize);
+    let inside = y0 >= 0
+        && x0 >= 0
+        && ((y0 + (kh as isize - 1) * dh) as usize) < ih
+        && ((x0 + (kw as isize - 1) * dw) as usize) < iw;
+    if let (true, Some(offs)) = (inside, table.and_then(|t| t.get(t0..t0 + n))) {
+        let base = y0 as usize * iw + x0 as usize;
+        // The offsets grow with the tap: the last is the largest.
+        if offs.last().is_some_and(|&m| base + usize::from(m) < xg.len()) {
+            let xs = &xg[base..];
+            let at = |o: u16| {
+                // SAFETY: o ≤ the chunk's last offset, and base + that
+                // offset < xg.len() (checked above), so o < xs.len().
+                K::elem(i32::from(unsafe { *xs.get_unchecked(usize::from(o)) }) - z_in)
+            };
+            // Tap 4g + r of a chunk is at 8g + slot(r) in both layouts.
+            let quads = offs.chunks_exact(4);
+            let rest = quads.remainder();
+            for (o, b) in quads.zip(buf.chunks_exact_mut(8)) {
+                b[K::slot(0, C)] = at(o[0]);
+                b[K::slot(1, C)] = at(o[1]);
+                b[K::slot(2, C)] = at(o[2]);
+                b[K::slot(3, C)] = at(o[3]);
             }
-            continue;
-        };
-        // The input position of tap (0, 0), which may be in the padding.
-        let y0 = ((q / ow) * gm.stride[0]) as isize - gm.pad[0] as isize;
-        let x0 = ((q % ow) * gm.stride[1]) as isize - gm.pad[1] as isize;
-        let (dh, dw) = (gm.dilation[0] as isize, gm.dilation[1] as isize);
-        let plane = kh * kw;
-        let (mut ci, mut ky, mut kx) = (t0 / plane, t0 % plane / kw, t0 % kw);
-        let mut i = 0;
-        while i < n {
-            let seg = (kw - kx).min(n - i);
-            let iy = y0 + ky as isize * dh;
-            if iy >= 0 && (iy as usize) < ih {
-                let row = &xg[(ci * ih + iy as usize) * iw..][..iw];
-                let mut ix = x0 + kx as isize * dw;
-                for j in i..i + seg {
-                    let v = if ix >= 0 && (ix as usize) < iw {
-                        i32::from(row[ix as usize]) - z_in
-                    } else {
-                        0
-                    };
-                    buf[K::slot(j, c)] = K::elem(v);
-                    ix += dw;
-                }
-            } else {
-                for j in i..i + seg {
-                    buf[K::slot(j, c)] = zero;
-                }
+            let done = n - rest.len();
+            for (i, &o) in rest.iter().enumerate() {
+                buf[K::slot(done + i, C)] = at(o);
             }
-            i += seg;
-            kx += seg;
-            if kx == kw {
-                kx = 0;
-                ky += 1;
-                if ky == kh {
-                    ky = 0;
-                    ci += 1;
-                }
+            return;
+        }
+    }
+    let plane = kh * kw;
+    let (mut ci, mut ky, mut kx) = (t0 / plane, t0 % plane / kw, t0 % kw);
+    let mut i = 0;
+    while i < n {
+        let seg = (kw - kx).min(n - i);
+        let iy = y0 + ky as isize * dh;
+        if iy >= 0 && (iy as usize) < ih {
+            let row = &xg[(ci * ih + iy as usize) * iw..][..iw];
+            let mut ix = x0 + kx as isize * dw;
+            for j in i..i + seg {
+                let v = if ix >= 0 && (ix as usize) < iw {
+                    i32::from(row[ix as usize]) - z_in
+                } else {
+                    0
+                };
+                buf[K::slot(j, C)] = K::elem(v);
+                ix += dw;
+            }
+        } else {
+            for j in i..i + seg {
+                buf[K::slot(j, C)] = zero;
+            }
+        }
+        i += seg;
+        kx += seg;
+        if kx == kw {
+            kx = 0;
+            ky += 1;
+            if ky == kh {
+                ky = 0;
+                ci += 1;
             }
         }
     }
