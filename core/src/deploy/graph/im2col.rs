@@ -62,7 +62,7 @@ pub(super) fn conv2d_i8<K: Im2col>(
     bias: &[i32],
     x: &[i8],
     y: &mut [i8],
-    out: &dyn Fn(i32, usize) -> i8,
+    out: &impl Fn(i32, usize) -> i8,
 ) {
     let [c, ih, iw] = h.in_shape;
     let [o, oh, ow] = h.out_shape;
@@ -78,6 +78,7 @@ pub(super) fn conv2d_i8<K: Im2col>(
     let single = taps <= K::CHUNK;
     let mut table = [0u16; TABLE];
     let table = offsets(h, &mut table);
+    let mut acc = [[0i32; 4]; BATCH / 2];
     for g in 0..groups {
         let xg = &x[g * cg * ih * iw..(g + 1) * cg * ih * iw];
         let mut p = 0;
@@ -91,9 +92,14 @@ pub(super) fn conv2d_i8<K: Im2col>(
             while b0 < og {
                 let nb = BATCH.min(og - b0);
                 let first = g * og + b0;
-                let mut acc = [0i32; 2 * BATCH];
-                for (k, a) in acc[..2 * nb].chunks_exact_mut(2).enumerate() {
-                    a.fill(bias[first + k]);
+                let rows = &weight[first * taps..(first + nb) * taps];
+                // Per pair of channels a and b: a's columns, then b's. A
+                // last channel without a partner is its own (b's sums are
+                // not stored).
+                let pairs = nb.div_ceil(2);
+                for (a, bs) in acc.iter_mut().zip(bias[first..first + nb].chunks(2)) {
+                    let (ba, bb) = (bs[0], bs[bs.len() - 1]);
+                    *a = [ba, ba, bb, bb];
                 }
                 let mut t0 = 0;
                 while t0 < taps {
@@ -101,37 +107,28 @@ pub(super) fn conv2d_i8<K: Im2col>(
                     if !single {
                         fill::<K>(&mut buf, h, xg, z_in, cols, t0, n, table);
                     }
-                    let mut k = 0;
-                    while k < nb {
-                        // A last channel without a partner is its own.
-                        let kb = if k + 1 < nb { k + 1 } else { k };
-                        let row = |k: usize| &weight[(first + k) * taps + t0..][..n];
-                        let (wa, wb) = (row(k), row(kb));
-                        let mut a4 = [acc[2 * k], acc[2 * k + 1], acc[2 * kb], acc[2 * kb + 1]];
-                        let done = 4 * (n / 4);
-                        K::step(&mut a4, wa, wb, &buf, n / 4);
-                        let b = buf.as_ref();
-                        for i in done..n {
-                            let (u, v) = (b[K::slot(i, 0)].into(), b[K::slot(i, 1)].into());
-                            let (s, t) = (i32::from(wa[i]), i32::from(wb[i]));
-                            a4[0] = a4[0].wrapping_add(s * u);
-                            a4[1] = a4[1].wrapping_add(s * v);
-                            a4[2] = a4[2].wrapping_add(t * u);
-                            a4[3] = a4[3].wrapping_add(t * v);
+                    let mut w = rows.chunks_exact(taps);
+                    for a in &mut acc[..pairs] {
+                        let (Some(wa), wb) = (w.next(), w.next()) else {
+                            break;
+                        };
+                        let (wa, wb) = (&wa[t0..t0 + n], &wb.unwrap_or(wa)[t0..t0 + n]);
+                        K::step(a, wa, wb, &buf, n / 4);
+                        if n % 4 != 0 {
+                            tail::<K>(a, wa, wb, &buf, n);
                         }
-                        acc[2 * kb] = a4[2];
-                        acc[2 * kb + 1] = a4[3];
-                        acc[2 * k] = a4[0];
-                        acc[2 * k + 1] = a4[1];
-                        k += 2;
                     }
                     t0 += n;
                 }
-                for (k, a) in acc[..2 * nb].chunks_exact(2).enumerate() {
-                    let ch = first + k;
-                    for (col, &v) in cols.iter().zip(a) {
-                        if let Some(q) = *col {
-                            y[ch * pixels + q] = out(v, ch);
+                for (j, a) in acc[..pairs].iter().enumerate() {
+                    for (r, k) in [(0, 2 * j), (2, 2 * j + 1)] {
+                        if k < nb {
+                            let ch = first + k;
+                            let at = ch * pixels + p;
+                            y[at] = out(a[r], ch);
+                            if cols[1].is_some() {
+                                y[at + 1] = out(a[r + 1], ch);
+                            }
                         }
                     }
                 }
@@ -139,6 +136,21 @@ pub(super) fn conv2d_i8<K: Im2col>(
             }
             p += 2;
         }
+    }
+}
+
+/// Adds to `acc` (as [`Im2col::step`]) the products of a chunk's taps
+/// past its last group of four, `n` taps in all.
+#[inline(never)]
+fn tail<K: Im2col>(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &K::Buf, n: usize) {
+    let b = buf.as_ref();
+    for i in 4 * (n / 4)..n {
+        let (u, v) = (b[K::slot(i, 0)].into(), b[K::slot(i, 1)].into());
+        let (s, t) = (i32::from(wa[i]), i32::from(wb[i]));
+        acc[0] = acc[0].wrapping_add(s * u);
+        acc[1] = acc[1].wrapping_add(s * v);
+        acc[2] = acc[2].wrapping_add(t * u);
+        acc[3] = acc[3].wrapping_add(t * v);
     }
 }
 
@@ -459,7 +471,7 @@ mod tests {
                 out,
             );
             let mut got = vec![0i8; h.out_len()];
-            conv2d_i8::<K>(h, z, &w, &b, &x, &mut got, out);
+            conv2d_i8::<K>(h, z, &w, &b, &x, &mut got, &out);
             prop_assert_eq!(got, want);
         }
         Ok(())

@@ -386,7 +386,7 @@ fn conv2d_i8(
     bias: &[i32],
     x: &[i8],
     y: &mut [i8],
-    out: &dyn Fn(i32, usize) -> i8,
+    out: &impl Fn(i32, usize) -> i8,
 ) {
     // The microcontrollers' kernels (`im2col`); the same bytes as the
     // portable one.
