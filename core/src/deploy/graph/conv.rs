@@ -4,6 +4,11 @@
 //! by arithmetic (no per-tap bounds test). Each output sums its taps in the
 //! same order as the reference loop (input channel, kernel row, kernel
 //! column), so f32 results are bit-identical to it and int8 ones exact.
+//!
+//! It runs every f32 convolution, and the int8 ones on targets without a
+//! kernel of their own: on Armv7E-M (cfg `ember_dsp`) and Armv6-M (cfg
+//! `ember_thumb1`) the int8 convolution is `im2col`'s, which gives the same
+//! bytes (proptested against this kernel).
 
 use super::{Geometry, NodeHeader};
 

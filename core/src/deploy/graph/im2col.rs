@@ -240,7 +240,10 @@ fn column<K: Im2col, const C: usize>(
     if let (true, Some(offs)) = (inside, table.and_then(|t| t.get(t0..t0 + n))) {
         let base = y0 as usize * iw + x0 as usize;
         // The offsets grow with the tap: the last is the largest.
-        if offs.last().is_some_and(|&m| base + usize::from(m) < xg.len()) {
+        if offs
+            .last()
+            .is_some_and(|&m| base + usize::from(m) < xg.len())
+        {
             let xs = &xg[base..];
             let at = |o: u16| {
                 // SAFETY: o ≤ the chunk's last offset, and base + that

@@ -378,7 +378,9 @@ fn conv2d_f32(h: &NodeHeader, weight: &[f32], bias: &[f32], x: &[f32], y: &mut [
 }
 
 /// The int8 convolution: per output, the bias plus `w · (x − z_in)` over
-/// the taps on the input (padding is a real zero), requantized by `out`.
+/// the taps on the input (padding is a real zero), requantized by `out`
+/// (the one epilogue of every kernel). The target's kernel: `im2col`'s on
+/// Armv7E-M and Armv6-M, the portable row kernel elsewhere.
 fn conv2d_i8(
     h: &NodeHeader,
     z_in: i32,

@@ -3,7 +3,9 @@
 //! and `SXTB16` (two bytes widened to two halfwords) and `SMLAD` (two
 //! halfword products added to an accumulator). [`Arm`] runs the step in
 //! assembly; [`Emulated`] defines the same instructions in portable Rust,
-//! so that the host tests the kernel against the reference.
+//! so that the host tests the kernel against the reference. The same trait
+//! has the inner step of the graph files' int8 convolution
+//! ([`Dsp::conv_step`], used by `deploy::graph::im2col`).
 
 use super::{blocks, Input, Int8Layer};
 
