@@ -18,6 +18,11 @@
 //! - Armv6-M ([`Thumb1`], cfg `ember_thumb1`): words, the two columns' tap
 //!   side by side; one output channel and both columns a pass, in assembly.
 //!
+//! A depthwise layer (one input and one output channel a group) skips the
+//! buffer: its outputs have too few taps to pay for im2col and no second
+//! channel shares it, so it runs a loop of its own ([`depthwise`]), the same
+//! on both targets.
+//!
 //! Taps past the last group of four, a last output channel without a
 //! partner and a last column without a partner are done by the same steps
 //! with a duplicate channel, or in portable code; the epilogue is the
@@ -74,10 +79,13 @@ pub(super) fn conv2d_i8<K: Im2col>(
     if taps == 0 || pixels == 0 || weight.len() < o * taps || bias.len() < o {
         return;
     }
-    let mut buf = K::buffer();
-    let single = taps <= K::CHUNK;
     let mut table = [0u16; TABLE];
     let table = offsets(h, &mut table);
+    if cg == 1 && og == 1 {
+        return depthwise(h, z_in, weight, bias, x, y, out, table);
+    }
+    let mut buf = K::buffer();
+    let single = taps <= K::CHUNK;
     let mut acc = [[0i32; 4]; BATCH / 2];
     for g in 0..groups {
         let xg = &x[g * cg * ih * iw..(g + 1) * cg * ih * iw];
@@ -135,6 +143,84 @@ pub(super) fn conv2d_i8<K: Im2col>(
                 b0 += nb;
             }
             p += 2;
+        }
+    }
+}
+
+/// A depthwise convolution (one input and one output channel a group),
+/// without the buffer: an output has too few taps to pay for im2col and
+/// there is no second channel to share it. Per channel, each output whose
+/// taps are all on the input sums `w · x` through the offset table from
+/// `bias − z_in · Σw` (the same sum modulo 2³², as the portable kernel's
+/// wrapping one); the others go tap by tap with the bounds.
+#[allow(clippy::too_many_arguments)]
+fn depthwise(
+    h: &NodeHeader,
+    z_in: i32,
+    weight: &[i8],
+    bias: &[i32],
+    x: &[i8],
+    y: &mut [i8],
+    out: &impl Fn(i32, usize) -> i8,
+    table: Option<&[u16]>,
+) {
+    let [c, ih, iw] = h.in_shape;
+    let [_, oh, ow] = h.out_shape;
+    let gm = h.geometry;
+    let [kh, kw] = gm.kernel;
+    let taps = kh * kw;
+    let (plane, pixels) = (ih * iw, oh * ow);
+    let (dh, dw) = (gm.dilation[0] as isize, gm.dilation[1] as isize);
+    let chans = x
+        .chunks_exact(plane)
+        .zip(weight.chunks_exact(taps))
+        .zip(y.chunks_exact_mut(pixels))
+        .zip(bias)
+        .take(c);
+    for (ch, (((xs, w), ys), &b)) in chans.enumerate() {
+        let wsum = w.iter().fold(0i32, |a, &v| a.wrapping_add(i32::from(v)));
+        let folded = b.wrapping_sub(z_in.wrapping_mul(wsum));
+        for (oy, yr) in ys.chunks_exact_mut(ow).enumerate() {
+            let y0 = (oy * gm.stride[0]) as isize - gm.pad[0] as isize;
+            let rows_in = y0 >= 0 && ((y0 + (kh as isize - 1) * dh) as usize) < ih;
+            for (ox, v) in yr.iter_mut().enumerate() {
+                let x0 = (ox * gm.stride[1]) as isize - gm.pad[1] as isize;
+                let inside = rows_in && x0 >= 0 && ((x0 + (kw as isize - 1) * dw) as usize) < iw;
+                let base = (y0 * iw as isize + x0) as usize;
+                let acc = match table {
+                    Some(t)
+                        if inside && t.last().is_some_and(|&m| base + usize::from(m) < plane) =>
+                    {
+                        let win = &xs[base..];
+                        t.iter().zip(w).fold(folded, |a, (&o, &wv)| {
+                            // SAFETY: o ≤ the table's last offset, and base
+                            // + that offset < plane = xs.len() (checked in
+                            // the guard), so o < win.len().
+                            let xv = unsafe { *win.get_unchecked(usize::from(o)) };
+                            a.wrapping_add(i32::from(wv) * i32::from(xv))
+                        })
+                    }
+                    _ => {
+                        let mut a = b;
+                        for (ky, wr) in w.chunks_exact(kw).enumerate() {
+                            let iy = y0 + ky as isize * dh;
+                            if iy < 0 || iy as usize >= ih {
+                                continue;
+                            }
+                            let row = &xs[iy as usize * iw..][..iw];
+                            for (kx, &wv) in wr.iter().enumerate() {
+                                let ix = x0 + kx as isize * dw;
+                                if ix >= 0 && (ix as usize) < iw {
+                                    let xv = i32::from(row[ix as usize]) - z_in;
+                                    a = a.wrapping_add(i32::from(wv) * xv);
+                                }
+                            }
+                        }
+                        a
+                    }
+                };
+                *v = out(acc, ch);
+            }
         }
     }
 }
@@ -506,13 +592,14 @@ mod tests {
             c in 1usize..70,
             k in 1usize..4,
             s in 1usize..3,
+            d in 1usize..3,
             pad in proptest::array::uniform4(0usize..2),
             ih in 1usize..9,
             iw in 1usize..9,
             seed in any::<u64>(),
             z in -128i32..128,
         ) {
-            let depthwise = (c, 1, 1, k, k, [s, s], [1, 1], pad, ih, iw);
+            let depthwise = (c, 1, 1, k, k, [s, s], [d, d], pad, ih, iw);
             if let Some(h) = node(depthwise) {
                 agree::<DspConv<Emulated>>(&h, seed, z)?;
                 agree::<Thumb1>(&h, seed, z)?;
