@@ -115,17 +115,7 @@ pub(super) fn conv2d_i8<K: Im2col>(
                     if !single {
                         fill::<K>(&mut buf, h, xg, z_in, cols, t0, n, table);
                     }
-                    let mut w = rows.chunks_exact(taps);
-                    for a in &mut acc[..pairs] {
-                        let (Some(wa), wb) = (w.next(), w.next()) else {
-                            break;
-                        };
-                        let (wa, wb) = (&wa[t0..t0 + n], &wb.unwrap_or(wa)[t0..t0 + n]);
-                        K::step(a, wa, wb, &buf, n / 4);
-                        if n % 4 != 0 {
-                            tail::<K>(a, wa, wb, &buf, n);
-                        }
-                    }
+                    channel_pairs::<K>(&mut acc[..pairs], rows, taps, t0, n, &buf);
                     t0 += n;
                 }
                 for (j, a) in acc[..pairs].iter().enumerate() {
@@ -143,6 +133,33 @@ pub(super) fn conv2d_i8<K: Im2col>(
                 b0 += nb;
             }
             p += 2;
+        }
+    }
+}
+
+/// Adds to each pair of channels' accumulators in `acc` the products of
+/// taps `t0..t0 + n` of their weight rows (`rows`, `taps` long each) with
+/// the buffer. Out of line: the inner step's assembly takes thirteen
+/// registers, and a small loop around it keeps the rest of the kernel's
+/// state out of the way (fewer spills per step).
+#[inline(never)]
+fn channel_pairs<K: Im2col>(
+    acc: &mut [[i32; 4]],
+    rows: &[i8],
+    taps: usize,
+    t0: usize,
+    n: usize,
+    buf: &K::Buf,
+) {
+    let mut w = rows.chunks_exact(taps);
+    for a in acc {
+        let (Some(wa), wb) = (w.next(), w.next()) else {
+            break;
+        };
+        let (wa, wb) = (&wa[t0..t0 + n], &wb.unwrap_or(wa)[t0..t0 + n]);
+        K::step(a, wa, wb, buf, n / 4);
+        if n % 4 != 0 {
+            tail::<K>(a, wa, wb, buf, n);
         }
     }
 }
