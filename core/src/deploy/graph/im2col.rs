@@ -171,6 +171,7 @@ fn channel_pairs<K: Im2col>(
 /// `bias − z_in · Σw` (the same sum modulo 2³², as the portable kernel's
 /// wrapping one); the others go tap by tap with the bounds.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn depthwise(
     h: &NodeHeader,
     z_in: i32,
@@ -291,7 +292,7 @@ fn offsets<'t>(h: &NodeHeader, table: &'t mut [u16; TABLE]) -> Option<&'t [u16]>
 /// `x − z_in`, 0 at the padding; `table` the layer's tap offsets, if
 /// [`offsets`] gave them.
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
+#[inline(never)]
 fn fill<K: Im2col>(
     buf: &mut K::Buf,
     h: &NodeHeader,
