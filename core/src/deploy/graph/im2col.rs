@@ -158,7 +158,7 @@ fn channel_pairs<K: Im2col>(
         };
         let (wa, wb) = (&wa[t0..t0 + n], &wb.unwrap_or(wa)[t0..t0 + n]);
         K::step(a, wa, wb, buf, n / 4);
-        if n % 4 != 0 {
+        if !n.is_multiple_of(4) {
             tail::<K>(a, wa, wb, buf, n);
         }
     }
