@@ -4,6 +4,11 @@
 //! by arithmetic (no per-tap bounds test). Each output sums its taps in the
 //! same order as the reference loop (input channel, kernel row, kernel
 //! column), so f32 results are bit-identical to it and int8 ones exact.
+//!
+//! It runs every f32 convolution, and the int8 ones on targets without a
+//! kernel of their own: on Armv7E-M (cfg `ember_dsp`) and Armv6-M (cfg
+//! `ember_thumb1`) the int8 convolution is `im2col`'s, which gives the same
+//! bytes (proptested against this kernel).
 
 use super::{Geometry, NodeHeader};
 
@@ -92,7 +97,7 @@ pub(super) fn conv2d<X: Copy, W: Copy, A: Copy, Y>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::{Geometry, NodeHeader, NodeOp};
     use super::conv2d;
     use crate::deploy::Activation;
@@ -143,7 +148,7 @@ mod tests {
 
     /// Groups, channels in and out per group, kernel, stride, dilation,
     /// padding, input height and width.
-    type Params = (
+    pub(crate) type Params = (
         usize,
         usize,
         usize,
@@ -157,7 +162,7 @@ mod tests {
     );
 
     /// A valid convolution node from random hyper-parameters.
-    fn node((groups, cg, og, kh, kw, s, d, pad, ih, iw): Params) -> Option<NodeHeader> {
+    pub(crate) fn node((groups, cg, og, kh, kw, s, d, pad, ih, iw): Params) -> Option<NodeHeader> {
         let geometry = Geometry {
             kernel: [kh, kw],
             stride: s,

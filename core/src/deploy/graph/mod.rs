@@ -116,6 +116,8 @@
 mod conv;
 mod file;
 mod head;
+#[cfg(any(ember_dsp, ember_thumb1, test))]
+mod im2col;
 #[cfg(test)]
 mod profile_tests;
 mod quant;

@@ -2,6 +2,8 @@
 //! op and data type, channel-first (`[C, H, W]` per sample), and the walk
 //! over the file's arena that feeds them.
 
+#[cfg(any(ember_dsp, ember_thumb1))]
+use super::im2col;
 use super::{conv, GraphModel, NodeEvent, NodeHeader, NodeOp};
 use crate::deploy::{dense_f32, requantize, Activation, InferError, LayerWeights, QuantParams};
 
@@ -376,7 +378,9 @@ fn conv2d_f32(h: &NodeHeader, weight: &[f32], bias: &[f32], x: &[f32], y: &mut [
 }
 
 /// The int8 convolution: per output, the bias plus `w · (x − z_in)` over
-/// the taps on the input (padding is a real zero), requantized by `out`.
+/// the taps on the input (padding is a real zero), requantized by `out`
+/// (the one epilogue of every kernel). The target's kernel: `im2col`'s on
+/// Armv7E-M and Armv6-M, the portable row kernel elsewhere.
 fn conv2d_i8(
     h: &NodeHeader,
     z_in: i32,
@@ -384,8 +388,17 @@ fn conv2d_i8(
     bias: &[i32],
     x: &[i8],
     y: &mut [i8],
-    out: &dyn Fn(i32, usize) -> i8,
+    out: &impl Fn(i32, usize) -> i8,
 ) {
+    // The microcontrollers' kernels (`im2col`); the same bytes as the
+    // portable one.
+    #[cfg(ember_dsp)]
+    im2col::conv2d_i8::<im2col::DspConv<crate::deploy::int8::dsp::Arm>>(
+        h, z_in, weight, bias, x, y, out,
+    );
+    #[cfg(ember_thumb1)]
+    im2col::conv2d_i8::<im2col::Thumb1>(h, z_in, weight, bias, x, y, out);
+    #[cfg(not(any(ember_dsp, ember_thumb1)))]
     conv::conv2d(
         h,
         weight,

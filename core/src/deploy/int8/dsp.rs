@@ -3,7 +3,9 @@
 //! and `SXTB16` (two bytes widened to two halfwords) and `SMLAD` (two
 //! halfword products added to an accumulator). [`Arm`] runs the step in
 //! assembly; [`Emulated`] defines the same instructions in portable Rust,
-//! so that the host tests the kernel against the reference.
+//! so that the host tests the kernel against the reference. The same trait
+//! has the inner step of the graph files' int8 convolution
+//! ([`Dsp::conv_step`], used by `deploy::graph::im2col`).
 
 use super::{blocks, Input, Int8Layer};
 
@@ -59,6 +61,33 @@ pub(crate) trait Dsp {
             done += 4;
         }
         done
+    }
+    /// The convolution step of the im2col kernel
+    /// (`deploy::graph::im2col`): adds to `acc` (output channel a's columns
+    /// 0 and 1, then channel b's) the products of the first `4 · groups`
+    /// weights of rows `wa` and `wb` with the buffer `buf`, where each group
+    /// of four taps is eight halfwords: column 0's taps (0, 2) and (1, 3),
+    /// then column 1's. A group is two weight words, each widened once by
+    /// `SXTB16` and `SXTB16 ROR #8`, and eight `SMLAD`.
+    #[inline(always)]
+    fn conv_step(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &[i16], groups: usize) {
+        let word = |w: &[i8]| u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]);
+        let steps = wa
+            .chunks_exact(4)
+            .zip(wb.chunks_exact(4))
+            .zip(buf.chunks_exact(8))
+            .take(groups);
+        for ((a, b), x) in steps {
+            let half = |i: usize| pack(x[i] as u16, x[i + 1] as u16);
+            let (ae, ao, be, bo) = (half(0), half(2), half(4), half(6));
+            let (wa, wb) = (word(a), word(b));
+            let (ea, oa) = (Self::sxtb16(wa), Self::sxtb16_ror8(wa));
+            let (eb, ob) = (Self::sxtb16(wb), Self::sxtb16_ror8(wb));
+            acc[0] = Self::smlad(oa, ao, Self::smlad(ea, ae, acc[0]));
+            acc[1] = Self::smlad(oa, bo, Self::smlad(ea, be, acc[1]));
+            acc[2] = Self::smlad(ob, ao, Self::smlad(eb, ae, acc[2]));
+            acc[3] = Self::smlad(ob, bo, Self::smlad(eb, be, acc[3]));
+        }
     }
 }
 
@@ -276,6 +305,69 @@ impl Dsp for Arm {
         }
         *acc = a;
         4 * steps
+    }
+
+    /// The convolution step in assembly: 18 instructions for 16
+    /// multiply-adds (two weight loads, four `SXTB16`, two `LDRD` of the
+    /// buffer, eight `SMLAD`, the loop's two).
+    #[inline(always)]
+    fn conv_step(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &[i16], groups: usize) {
+        if groups == 0 || wa.len() < 4 * groups || wb.len() < 4 * groups || buf.len() < 8 * groups {
+            return Emulated::conv_step(acc, wa, wb, buf, groups);
+        }
+        if !(buf.as_ptr() as usize).is_multiple_of(4) {
+            return Emulated::conv_step(acc, wa, wb, buf, groups);
+        }
+        let [mut a0, mut a1, mut a2, mut a3] = *acc;
+        // SAFETY: the loop runs `groups` (> 0) times; a pass reads the words
+        // at `wa` and `wb` and the 16 bytes at `xp`, then moves them by 4, 4
+        // and 16: it reads wa[..4 · groups], wb[..4 · groups] and
+        // buf[..8 · groups], in bounds by the checks above. `LDRD` needs a
+        // word-aligned address: `buf` is (checked above) and moves by 8;
+        // unaligned `LDR`s of the weights are allowed on Armv7E-M. It writes
+        // only the operand registers, the flags, and r7 (which operands may
+        // not name: pushed before the loop and popped after, so the asm uses
+        // the stack; no memory Rust can see is written).
+        unsafe {
+            core::arch::asm!(
+                "push {{r7}}",
+                "2:",
+                "ldr {ea}, [{wa}], #4",
+                "ldr {eb}, [{wb}], #4",
+                "sxtb16 {oa}, {ea}, ror #8",
+                "sxtb16 {ea}, {ea}",
+                "sxtb16 {ob}, {eb}, ror #8",
+                "sxtb16 {eb}, {eb}",
+                "ldrd {x}, r7, [{xp}], #8",
+                "smlad {a0}, {ea}, {x}, {a0}",
+                "smlad {a2}, {eb}, {x}, {a2}",
+                "smlad {a0}, {oa}, r7, {a0}",
+                "smlad {a2}, {ob}, r7, {a2}",
+                "ldrd {x}, r7, [{xp}], #8",
+                "smlad {a1}, {ea}, {x}, {a1}",
+                "smlad {a3}, {eb}, {x}, {a3}",
+                "smlad {a1}, {oa}, r7, {a1}",
+                "smlad {a3}, {ob}, r7, {a3}",
+                "subs {n}, #1",
+                "bne 2b",
+                "pop {{r7}}",
+                wa = inout(reg) wa.as_ptr() => _,
+                wb = inout(reg) wb.as_ptr() => _,
+                xp = inout(reg) buf.as_ptr() => _,
+                n = inout(reg) groups => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                ea = out(reg) _,
+                oa = out(reg) _,
+                eb = out(reg) _,
+                ob = out(reg) _,
+                x = out(reg) _,
+                options(readonly),
+            );
+        }
+        *acc = [a0, a1, a2, a3];
     }
 }
 

@@ -29,11 +29,18 @@
 //! - Armv6-M (Cortex-M0, cfg `ember_thumb1`): two rows of a block at a time,
 //!   in assembly ([`thumb1`]).
 //! - Elsewhere: the portable kernel, block by block.
+//!
+//! The int8 convolutions of graph files have their own kernels on the same
+//! two targets (`deploy::graph::im2col`: im2col of two output positions,
+//! then two output channels × two positions a step), whose inner steps live
+//! here beside the dense ones: `dsp::Dsp::conv_step` (`SMLAD`, 18
+//! instructions for 16 multiply-adds) and `thumb1::conv_pair` (34
+//! instructions for 8).
 
 #[cfg_attr(not(ember_dsp), allow(dead_code))]
 pub(crate) mod dsp;
 #[cfg(ember_thumb1)]
-mod thumb1;
+pub(crate) mod thumb1;
 
 use super::format::{ActivationTable, LayerHeader};
 use super::quant::requantize;

@@ -74,3 +74,56 @@ fn pair_groups(a0: &mut i32, a1: &mut i32, w: &[i8], x: &[u8], groups: usize) {
         );
     }
 }
+
+/// The inner loop of the Armv6-M convolution kernel
+/// (`deploy::graph::im2col`): adds to `a0` and `a1` the products of the
+/// first `4 · groups` weights of row `w` with the im2col buffer `buf`, whose
+/// tap `t` is `buf[2t]` (column 0) and `buf[2t + 1]` (column 1). 34
+/// instructions for eight multiply-adds: per tap one `LDRSB` (indexed by a
+/// counter that runs up to zero, which also ends the loop), two word loads,
+/// two `MULS`, two `ADDS`, and the counter's step.
+#[inline(always)]
+pub(crate) fn conv_pair(a0: &mut i32, a1: &mut i32, w: &[i8], buf: &[i32], groups: usize) {
+    if groups == 0 || w.len() < 4 * groups || buf.len() < 8 * groups {
+        return;
+    }
+    let end = w[4 * groups..].as_ptr();
+    let start = -(4 * groups as isize);
+    // SAFETY: the loop runs `groups` (> 0) times; pass g reads the bytes at
+    // `end + i` for i in −4(groups − g)..−4(groups − g) + 4, that is
+    // w[4g..4g + 4], and the 32 bytes at `xp` (buf[8g..8g + 8]), then moves
+    // `xp` by 32: in bounds by the check above (`buf` is a slice of i32,
+    // word-aligned). It writes only the operand registers, the flags, and r7
+    // (which operands may not name: pushed before and popped after, so the
+    // asm uses the stack; no memory Rust can see is written).
+    unsafe {
+        core::arch::asm!(
+            "push {{r7}}",
+            "2:",
+            "ldrsb r7, [{wp}, {i}]", "adds {i}, #1",
+            "ldr {x}, [{xp}, #0]", "muls {x}, r7, {x}", "adds {a0}, {a0}, {x}",
+            "ldr {x}, [{xp}, #4]", "muls {x}, r7, {x}", "adds {a1}, {a1}, {x}",
+            "ldrsb r7, [{wp}, {i}]", "adds {i}, #1",
+            "ldr {x}, [{xp}, #8]", "muls {x}, r7, {x}", "adds {a0}, {a0}, {x}",
+            "ldr {x}, [{xp}, #12]", "muls {x}, r7, {x}", "adds {a1}, {a1}, {x}",
+            "ldrsb r7, [{wp}, {i}]", "adds {i}, #1",
+            "ldr {x}, [{xp}, #16]", "muls {x}, r7, {x}", "adds {a0}, {a0}, {x}",
+            "ldr {x}, [{xp}, #20]", "muls {x}, r7, {x}", "adds {a1}, {a1}, {x}",
+            "ldrsb r7, [{wp}, {i}]",
+            "ldr {x}, [{xp}, #24]", "muls {x}, r7, {x}", "adds {a0}, {a0}, {x}",
+            "ldr {x}, [{xp}, #28]", "muls {x}, r7, {x}", "adds {a1}, {a1}, {x}",
+            "adds {xp}, #32",
+            // The last step of the counter sets the flags for the branch.
+            "adds {i}, #1",
+            "bne 2b",
+            "pop {{r7}}",
+            wp = in(reg) end,
+            i = inout(reg) start => _,
+            xp = inout(reg) buf.as_ptr() => _,
+            a0 = inout(reg) *a0,
+            a1 = inout(reg) *a1,
+            x = out(reg) _,
+            options(readonly),
+        );
+    }
+}

@@ -1,0 +1,651 @@
+//! The int8 convolution kernels of the microcontrollers: im2col of two
+//! output columns (output positions) at a time into a small fixed buffer on
+//! the stack, then two output channels × two columns per inner step, as
+//! CMSIS-NN's `arm_nn_mat_mult_kernel_s8_s16`.
+//!
+//! The buffer holds `x − z_in` (0 at the padding) for up to [`Im2col::CHUNK`]
+//! taps of the two columns, in the order (input channel, kernel row, kernel
+//! column): the order of a weight row in PyTorch's layout, so the weights
+//! are read as they are in the file. A layer with more taps is done a chunk
+//! at a time, the accumulators of up to [`BATCH`] output channels kept
+//! across chunks, so the memory is known at compile time and the file
+//! format is unchanged. Where the buffer puts a tap is the target's choice
+//! ([`Im2col::slot`]), so that its inner loop reads it with no shuffling:
+//! - Armv7E-M ([`Dsp`], cfg `ember_dsp`): halfwords; in each group of four
+//!   taps, column A's taps (0, 2) then (1, 3), then column B's, so that one
+//!   weight word's `SXTB16` and `SXTB16 ROR #8` meet their inputs in one
+//!   `SMLAD` each. 18 instructions for 16 multiply-adds ([`Dsp::conv_step`]).
+//! - Armv6-M ([`Thumb1`], cfg `ember_thumb1`): words, the two columns' tap
+//!   side by side; one output channel and both columns a pass, in assembly
+//!   (34 instructions for 8 multiply-adds).
+//!
+//! A column whose taps all fall on the input is filled through a table of
+//! the taps' offsets in the input ([`offsets`], up to [`TABLE`] taps, made
+//! once per layer); the others (the border) tap by tap with the bounds.
+//! On the stack: the buffer (512 bytes on either target), the table (512)
+//! and the batch's accumulators (256).
+//!
+//! A depthwise layer (one input and one output channel a group) skips the
+//! buffer: its outputs have too few taps to pay for im2col and no second
+//! channel shares it, so it runs a loop of its own ([`depthwise`]), the same
+//! on both targets.
+//!
+//! Taps past the last group of four, a last output channel without a
+//! partner and a last column without a partner are done by the same steps
+//! with a duplicate channel, or in portable code; the epilogue is the
+//! caller's `out`, the same as the portable kernel's, so every kernel gives
+//! the same bytes.
+
+use super::NodeHeader;
+#[cfg(any(ember_dsp, test))]
+use crate::deploy::int8::dsp::Dsp;
+
+/// Output channels whose accumulators are kept across the chunks of taps.
+pub(super) const BATCH: usize = 32;
+
+/// A target's im2col layout and inner step.
+pub(super) trait Im2col {
+    /// Taps per chunk: a multiple of four.
+    const CHUNK: usize;
+    /// An element of the buffer.
+    type Elem: Copy + Into<i32>;
+    /// The buffer: `2 · CHUNK` elements, aligned for the inner step.
+    type Buf: AsMut<[Self::Elem]> + AsRef<[Self::Elem]>;
+    /// A zeroed buffer.
+    fn buffer() -> Self::Buf;
+    /// `v` (|v| ≤ 255) as an element.
+    fn elem(v: i32) -> Self::Elem;
+    /// Where tap `i` of column `c` (0 or 1) of a chunk is stored.
+    fn slot(i: usize, c: usize) -> usize;
+    /// Adds to `acc` (output channel a's columns 0 and 1, then channel b's)
+    /// the products of the first `4 · groups` taps of the buffer with
+    /// weight rows `wa` and `wb` (at least that long).
+    fn step(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &Self::Buf, groups: usize);
+}
+
+/// The int8 convolution (see the module documentation) with target `K`:
+/// per output the bias, plus `w · (x − z_in)` over the taps on the input,
+/// stored by `out(acc, channel)`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_i8<K: Im2col>(
+    h: &NodeHeader,
+    z_in: i32,
+    weight: &[i8],
+    bias: &[i32],
+    x: &[i8],
+    y: &mut [i8],
+    out: &impl Fn(i32, usize) -> i8,
+) {
+    let [c, ih, iw] = h.in_shape;
+    let [o, oh, ow] = h.out_shape;
+    let groups = h.geometry.groups.max(1);
+    let (cg, og) = (c / groups, o / groups);
+    let [kh, kw] = h.geometry.kernel;
+    let taps = cg * kh * kw;
+    let pixels = oh * ow;
+    if taps == 0 || pixels == 0 || weight.len() < o * taps || bias.len() < o {
+        return;
+    }
+    let mut table = [0u16; TABLE];
+    let table = offsets(h, &mut table);
+    if cg == 1 && og == 1 {
+        return depthwise(h, z_in, weight, bias, x, y, out, table);
+    }
+    let mut buf = K::buffer();
+    let single = taps <= K::CHUNK;
+    let mut acc = [[0i32; 4]; BATCH / 2];
+    for g in 0..groups {
+        let xg = &x[g * cg * ih * iw..(g + 1) * cg * ih * iw];
+        let mut p = 0;
+        while p < pixels {
+            let cols = [Some(p), Some(p + 1).filter(|&q| q < pixels)];
+            // With one chunk, the buffer is filled once for every batch.
+            if single {
+                fill::<K>(&mut buf, h, xg, z_in, cols, 0, taps, table);
+            }
+            let mut b0 = 0;
+            while b0 < og {
+                let nb = BATCH.min(og - b0);
+                let first = g * og + b0;
+                let rows = &weight[first * taps..(first + nb) * taps];
+                // Per pair of channels a and b: a's columns, then b's. A
+                // last channel without a partner is its own (b's sums are
+                // not stored).
+                let pairs = nb.div_ceil(2);
+                for (a, bs) in acc.iter_mut().zip(bias[first..first + nb].chunks(2)) {
+                    let (ba, bb) = (bs[0], bs[bs.len() - 1]);
+                    *a = [ba, ba, bb, bb];
+                }
+                let mut t0 = 0;
+                while t0 < taps {
+                    let n = K::CHUNK.min(taps - t0);
+                    if !single {
+                        fill::<K>(&mut buf, h, xg, z_in, cols, t0, n, table);
+                    }
+                    channel_pairs::<K>(&mut acc[..pairs], rows, taps, t0, n, &buf);
+                    t0 += n;
+                }
+                for (j, a) in acc[..pairs].iter().enumerate() {
+                    for (r, k) in [(0, 2 * j), (2, 2 * j + 1)] {
+                        if k < nb {
+                            let ch = first + k;
+                            let at = ch * pixels + p;
+                            y[at] = out(a[r], ch);
+                            if cols[1].is_some() {
+                                y[at + 1] = out(a[r + 1], ch);
+                            }
+                        }
+                    }
+                }
+                b0 += nb;
+            }
+            p += 2;
+        }
+    }
+}
+
+/// Adds to each pair of channels' accumulators in `acc` the products of
+/// taps `t0..t0 + n` of their weight rows (`rows`, `taps` long each) with
+/// the buffer. Out of line: the inner step's assembly takes thirteen
+/// registers, and a small loop around it keeps the rest of the kernel's
+/// state out of the way (fewer spills per step).
+#[inline(never)]
+fn channel_pairs<K: Im2col>(
+    acc: &mut [[i32; 4]],
+    rows: &[i8],
+    taps: usize,
+    t0: usize,
+    n: usize,
+    buf: &K::Buf,
+) {
+    let mut w = rows.chunks_exact(taps);
+    for a in acc {
+        let (Some(wa), wb) = (w.next(), w.next()) else {
+            break;
+        };
+        let (wa, wb) = (&wa[t0..t0 + n], &wb.unwrap_or(wa)[t0..t0 + n]);
+        K::step(a, wa, wb, buf, n / 4);
+        if !n.is_multiple_of(4) {
+            tail::<K>(a, wa, wb, buf, n);
+        }
+    }
+}
+
+/// A depthwise convolution (one input and one output channel a group),
+/// without the buffer: an output has too few taps to pay for im2col and
+/// there is no second channel to share it. Per channel, each output whose
+/// taps are all on the input sums `w · x` through the offset table from
+/// `bias − z_in · Σw` (the same sum modulo 2³², as the portable kernel's
+/// wrapping one); the others go tap by tap with the bounds.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn depthwise(
+    h: &NodeHeader,
+    z_in: i32,
+    weight: &[i8],
+    bias: &[i32],
+    x: &[i8],
+    y: &mut [i8],
+    out: &impl Fn(i32, usize) -> i8,
+    table: Option<&[u16]>,
+) {
+    let [c, ih, iw] = h.in_shape;
+    let [_, oh, ow] = h.out_shape;
+    let gm = h.geometry;
+    let [kh, kw] = gm.kernel;
+    let taps = kh * kw;
+    let (plane, pixels) = (ih * iw, oh * ow);
+    let (dh, dw) = (gm.dilation[0] as isize, gm.dilation[1] as isize);
+    let chans = x
+        .chunks_exact(plane)
+        .zip(weight.chunks_exact(taps))
+        .zip(y.chunks_exact_mut(pixels))
+        .zip(bias)
+        .take(c);
+    for (ch, (((xs, w), ys), &b)) in chans.enumerate() {
+        let wsum = w.iter().fold(0i32, |a, &v| a.wrapping_add(i32::from(v)));
+        let folded = b.wrapping_sub(z_in.wrapping_mul(wsum));
+        for (oy, yr) in ys.chunks_exact_mut(ow).enumerate() {
+            let y0 = (oy * gm.stride[0]) as isize - gm.pad[0] as isize;
+            let rows_in = y0 >= 0 && ((y0 + (kh as isize - 1) * dh) as usize) < ih;
+            for (ox, v) in yr.iter_mut().enumerate() {
+                let x0 = (ox * gm.stride[1]) as isize - gm.pad[1] as isize;
+                let inside = rows_in && x0 >= 0 && ((x0 + (kw as isize - 1) * dw) as usize) < iw;
+                let base = (y0 * iw as isize + x0) as usize;
+                let acc = match table {
+                    Some(t)
+                        if inside && t.last().is_some_and(|&m| base + usize::from(m) < plane) =>
+                    {
+                        let win = &xs[base..];
+                        t.iter().zip(w).fold(folded, |a, (&o, &wv)| {
+                            // SAFETY: o ≤ the table's last offset, and base
+                            // + that offset < plane = xs.len() (checked in
+                            // the guard), so o < win.len().
+                            let xv = unsafe { *win.get_unchecked(usize::from(o)) };
+                            a.wrapping_add(i32::from(wv) * i32::from(xv))
+                        })
+                    }
+                    _ => {
+                        let mut a = b;
+                        for (ky, wr) in w.chunks_exact(kw).enumerate() {
+                            let iy = y0 + ky as isize * dh;
+                            if iy < 0 || iy as usize >= ih {
+                                continue;
+                            }
+                            let row = &xs[iy as usize * iw..][..iw];
+                            for (kx, &wv) in wr.iter().enumerate() {
+                                let ix = x0 + kx as isize * dw;
+                                if ix >= 0 && (ix as usize) < iw {
+                                    let xv = i32::from(row[ix as usize]) - z_in;
+                                    a = a.wrapping_add(i32::from(wv) * xv);
+                                }
+                            }
+                        }
+                        a
+                    }
+                };
+                *v = out(acc, ch);
+            }
+        }
+    }
+}
+
+/// Adds to `acc` (as [`Im2col::step`]) the products of a chunk's taps
+/// past its last group of four, `n` taps in all.
+#[inline(never)]
+fn tail<K: Im2col>(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &K::Buf, n: usize) {
+    let b = buf.as_ref();
+    for i in 4 * (n / 4)..n {
+        let (u, v) = (b[K::slot(i, 0)].into(), b[K::slot(i, 1)].into());
+        let (s, t) = (i32::from(wa[i]), i32::from(wb[i]));
+        acc[0] = acc[0].wrapping_add(s * u);
+        acc[1] = acc[1].wrapping_add(s * v);
+        acc[2] = acc[2].wrapping_add(t * u);
+        acc[3] = acc[3].wrapping_add(t * v);
+    }
+}
+
+/// Taps whose input offsets [`offsets`] tables.
+const TABLE: usize = 256;
+
+/// Fills `table` with the offset of each tap's input from tap 0's, in a
+/// group's input, for a layer of at most [`TABLE`] taps whose offsets fit
+/// in 16 bits: the same at every output position whose taps are all on the
+/// input (the fast path of [`fill`]). `None` for other layers.
+fn offsets<'t>(h: &NodeHeader, table: &'t mut [u16; TABLE]) -> Option<&'t [u16]> {
+    let [c, ih, iw] = h.in_shape;
+    let g = h.geometry;
+    let [kh, kw] = g.kernel;
+    let cg = c / g.groups.max(1);
+    let taps = cg * kh * kw;
+    if taps > TABLE {
+        return None;
+    }
+    let mut at = 0;
+    for ci in 0..cg {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let off = (ci * ih + ky * g.dilation[0]) * iw + kx * g.dilation[1];
+                table[at] = u16::try_from(off).ok()?;
+                at += 1;
+            }
+        }
+    }
+    Some(&table[..taps])
+}
+
+/// Writes taps `t0..t0 + n` of columns `cols` (output positions, row-major;
+/// `None`: zeros) of the group's input `xg` into the buffer, as
+/// `x − z_in`, 0 at the padding; `table` the layer's tap offsets, if
+/// [`offsets`] gave them.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn fill<K: Im2col>(
+    buf: &mut K::Buf,
+    h: &NodeHeader,
+    xg: &[i8],
+    z_in: i32,
+    cols: [Option<usize>; 2],
+    t0: usize,
+    n: usize,
+    table: Option<&[u16]>,
+) {
+    let buf = buf.as_mut();
+    column::<K, 0>(buf, h, xg, z_in, cols[0], t0, n, table);
+    column::<K, 1>(buf, h, xg, z_in, cols[1], t0, n, table);
+}
+
+/// [`fill`]'s column `C`: through the table when all its taps are on the
+/// input, else tap by tap with the bounds.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn column<K: Im2col, const C: usize>(
+    buf: &mut [K::Elem],
+    h: &NodeHeader,
+    xg: &[i8],
+    z_in: i32,
+    col: Option<usize>,
+    t0: usize,
+    n: usize,
+    table: Option<&[u16]>,
+) {
+    let [_, ih, iw] = h.in_shape;
+    let ow = h.out_shape[2];
+    let gm = h.geometry;
+    let [kh, kw] = gm.kernel;
+    let zero = K::elem(0);
+    let Some(q) = col else {
+        for i in 0..n {
+            buf[K::slot(i, C)] = zero;
+        }
+        return;
+    };
+    // The input position of tap (0, 0), which may be in the padding.
+    let y0 = ((q / ow) * gm.stride[0]) as isize - gm.pad[0] as isize;
+    let x0 = ((q % ow) * gm.stride[1]) as isize - gm.pad[1] as isize;
+    let (dh, dw) = (gm.dilation[0] as isize, gm.dilation[1] as isize);
+    let inside = y0 >= 0
+        && x0 >= 0
+        && ((y0 + (kh as isize - 1) * dh) as usize) < ih
+        && ((x0 + (kw as isize - 1) * dw) as usize) < iw;
+    if let (true, Some(offs)) = (inside, table.and_then(|t| t.get(t0..t0 + n))) {
+        let base = y0 as usize * iw + x0 as usize;
+        // The offsets grow with the tap: the last is the largest.
+        if offs
+            .last()
+            .is_some_and(|&m| base + usize::from(m) < xg.len())
+        {
+            let xs = &xg[base..];
+            let at = |o: u16| {
+                // SAFETY: o ≤ the chunk's last offset, and base + that
+                // offset < xg.len() (checked above), so o < xs.len().
+                K::elem(i32::from(unsafe { *xs.get_unchecked(usize::from(o)) }) - z_in)
+            };
+            // Tap 4g + r of a chunk is at 8g + slot(r) in both layouts.
+            let quads = offs.chunks_exact(4);
+            let rest = quads.remainder();
+            for (o, b) in quads.zip(buf.chunks_exact_mut(8)) {
+                b[K::slot(0, C)] = at(o[0]);
+                b[K::slot(1, C)] = at(o[1]);
+                b[K::slot(2, C)] = at(o[2]);
+                b[K::slot(3, C)] = at(o[3]);
+            }
+            let done = n - rest.len();
+            for (i, &o) in rest.iter().enumerate() {
+                buf[K::slot(done + i, C)] = at(o);
+            }
+            return;
+        }
+    }
+    let plane = kh * kw;
+    let (mut ci, mut ky, mut kx) = (t0 / plane, t0 % plane / kw, t0 % kw);
+    let mut i = 0;
+    while i < n {
+        let seg = (kw - kx).min(n - i);
+        let iy = y0 + ky as isize * dh;
+        if iy >= 0 && (iy as usize) < ih {
+            let row = &xg[(ci * ih + iy as usize) * iw..][..iw];
+            let mut ix = x0 + kx as isize * dw;
+            for j in i..i + seg {
+                let v = if ix >= 0 && (ix as usize) < iw {
+                    i32::from(row[ix as usize]) - z_in
+                } else {
+                    0
+                };
+                buf[K::slot(j, C)] = K::elem(v);
+                ix += dw;
+            }
+        } else {
+            for j in i..i + seg {
+                buf[K::slot(j, C)] = zero;
+            }
+        }
+        i += seg;
+        kx += seg;
+        if kx == kw {
+            kx = 0;
+            ky += 1;
+            if ky == kh {
+                ky = 0;
+                ci += 1;
+            }
+        }
+    }
+}
+
+/// Halfwords aligned for word loads (`LDRD`).
+#[cfg(any(ember_dsp, test))]
+#[repr(C, align(8))]
+pub(super) struct Halves<const N: usize>(pub(super) [i16; N]);
+
+#[cfg(any(ember_dsp, test))]
+impl<const N: usize> AsRef<[i16]> for Halves<N> {
+    fn as_ref(&self) -> &[i16] {
+        &self.0
+    }
+}
+
+#[cfg(any(ember_dsp, test))]
+impl<const N: usize> AsMut<[i16]> for Halves<N> {
+    fn as_mut(&mut self) -> &mut [i16] {
+        &mut self.0
+    }
+}
+
+/// The Armv7E-M layout and step, the instructions from `D` (the assembly,
+/// or their emulation on the host).
+#[cfg(any(ember_dsp, test))]
+pub(super) struct DspConv<D>(core::marker::PhantomData<D>);
+
+/// Taps per chunk on Armv7E-M: a 512-byte buffer.
+#[cfg(any(ember_dsp, test))]
+const DSP_CHUNK: usize = 128;
+
+#[cfg(any(ember_dsp, test))]
+impl<D: Dsp> Im2col for DspConv<D> {
+    const CHUNK: usize = DSP_CHUNK;
+    type Elem = i16;
+    type Buf = Halves<{ 2 * DSP_CHUNK }>;
+    fn buffer() -> Self::Buf {
+        Halves([0; 2 * DSP_CHUNK])
+    }
+    #[inline(always)]
+    fn elem(v: i32) -> i16 {
+        v as i16
+    }
+    #[inline(always)]
+    fn slot(i: usize, c: usize) -> usize {
+        // Taps 0, 2, 1, 3 of a group: SXTB16's pairs.
+        const ORDER: [usize; 4] = [0, 2, 1, 3];
+        8 * (i / 4) + 4 * c + ORDER[i % 4]
+    }
+    #[inline(always)]
+    fn step(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &Self::Buf, groups: usize) {
+        D::conv_step(acc, wa, wb, &buf.0, groups);
+    }
+}
+
+/// Words aligned as words.
+#[cfg(any(ember_thumb1, test))]
+pub(super) struct Words<const N: usize>(pub(super) [i32; N]);
+
+#[cfg(any(ember_thumb1, test))]
+impl<const N: usize> AsRef<[i32]> for Words<N> {
+    fn as_ref(&self) -> &[i32] {
+        &self.0
+    }
+}
+
+#[cfg(any(ember_thumb1, test))]
+impl<const N: usize> AsMut<[i32]> for Words<N> {
+    fn as_mut(&mut self) -> &mut [i32] {
+        &mut self.0
+    }
+}
+
+/// The Armv6-M layout (words, tap by tap, the two columns side by side) and
+/// step: one output channel and both columns a pass (in assembly on the
+/// target, in portable code on the host).
+#[cfg(any(ember_thumb1, test))]
+pub(super) struct Thumb1;
+
+/// Taps per chunk on Armv6-M: a 512-byte buffer.
+#[cfg(any(ember_thumb1, test))]
+const THUMB1_CHUNK: usize = 64;
+
+#[cfg(any(ember_thumb1, test))]
+impl Im2col for Thumb1 {
+    const CHUNK: usize = THUMB1_CHUNK;
+    type Elem = i32;
+    type Buf = Words<{ 2 * THUMB1_CHUNK }>;
+    fn buffer() -> Self::Buf {
+        Words([0; 2 * THUMB1_CHUNK])
+    }
+    #[inline(always)]
+    fn elem(v: i32) -> i32 {
+        v
+    }
+    #[inline(always)]
+    fn slot(i: usize, c: usize) -> usize {
+        2 * i + c
+    }
+    #[inline(always)]
+    fn step(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &Self::Buf, groups: usize) {
+        let [a0, a1, a2, a3] = acc;
+        column_pair(a0, a1, wa, &buf.0, groups);
+        column_pair(a2, a3, wb, &buf.0, groups);
+    }
+}
+
+/// One output channel's two columns over `4 · groups` taps of the Armv6-M
+/// layout: the assembly on the target.
+#[cfg(ember_thumb1)]
+#[inline(always)]
+fn column_pair(a0: &mut i32, a1: &mut i32, w: &[i8], buf: &[i32], groups: usize) {
+    crate::deploy::int8::thumb1::conv_pair(a0, a1, w, buf, groups);
+}
+
+/// One output channel's two columns over `4 · groups` taps of the Armv6-M
+/// layout: what the assembly computes, on the host.
+#[cfg(all(test, not(ember_thumb1)))]
+fn column_pair(a0: &mut i32, a1: &mut i32, w: &[i8], buf: &[i32], groups: usize) {
+    for (&wv, x) in w[..4 * groups].iter().zip(buf.chunks_exact(2)) {
+        *a0 = a0.wrapping_add(i32::from(wv).wrapping_mul(x[0]));
+        *a1 = a1.wrapping_add(i32::from(wv).wrapping_mul(x[1]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conv::{conv2d, tests::node};
+    use super::*;
+    use crate::deploy::int8::dsp::Emulated;
+    use crate::deploy::requantize;
+    use proptest::prelude::*;
+    extern crate std;
+    use std::{vec, vec::Vec};
+
+    /// Runs `K` and the portable kernel on the layer of hyper-parameters
+    /// `p` with random weights, inputs, biases and zero points, and
+    /// compares their outputs through two epilogues: one that folds every
+    /// bit of the accumulator into the byte, and a requantization.
+    fn agree<K: Im2col>(h: &NodeHeader, seed: u64, z: i32) -> Result<(), TestCaseError> {
+        let mut rng = crate::Rng::new(seed);
+        let g = h.geometry;
+        let taps = h.in_shape[0] / g.groups * g.kernel[0] * g.kernel[1];
+        let w: Vec<i8> = (0..h.out_shape[0] * taps)
+            .map(|_| rng.next_u32() as i8)
+            .collect();
+        let x: Vec<i8> = (0..h.in_len()).map(|_| rng.next_u32() as i8).collect();
+        let b: Vec<i32> = (0..h.out_shape[0])
+            .map(|_| rng.next_u32() as i32 >> 8)
+            .collect();
+        let rq: Vec<(i32, i32)> = (0..h.out_shape[0])
+            .map(|_| {
+                (
+                    (rng.next_u32() >> 1) as i32,
+                    -((rng.next_u32() % 12) as i32) - 2,
+                )
+            })
+            .collect();
+        let fold = |a: i32, _: usize| (a ^ a >> 8 ^ a >> 16 ^ a >> 24) as i8;
+        let requant = |a: i32, o: usize| {
+            (requantize(a, rq[o].0, rq[o].1).saturating_add(3)).clamp(-128, 127) as i8
+        };
+        let outs: [&dyn Fn(i32, usize) -> i8; 2] = [&fold, &requant];
+        for out in outs {
+            let mut want = vec![0i8; h.out_len()];
+            conv2d(
+                h,
+                &w,
+                &x,
+                &mut want,
+                |o| b[o],
+                |a: i32, w: i8, x: i8| a.wrapping_add(i32::from(w) * (i32::from(x) - z)),
+                out,
+            );
+            let mut got = vec![0i8; h.out_len()];
+            conv2d_i8::<K>(h, z, &w, &b, &x, &mut got, &out);
+            prop_assert_eq!(got, want);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// On random layers (groups, channels past a batch, taps past a
+        /// chunk, kernels, strides, dilations, asymmetric padding, odd
+        /// output counts, zero points), the Armv7E-M kernel (its
+        /// instructions emulated) and the Armv6-M one (its step in portable
+        /// code) give the portable kernel's bytes.
+        #[test]
+        fn kernels_are_the_portable_kernel(
+            p in (1usize..4, 1usize..20, 1usize..40, 1usize..4, 1usize..5,
+                  proptest::array::uniform2(1usize..4), proptest::array::uniform2(1usize..3),
+                  proptest::array::uniform4(0usize..3), 1usize..8, 1usize..12),
+            seed in any::<u64>(),
+            z in -128i32..128,
+        ) {
+            let Some(h) = node(p) else { return Ok(()) };
+            agree::<DspConv<Emulated>>(&h, seed, z)?;
+            agree::<Thumb1>(&h, seed, z)?;
+        }
+
+        /// The same on depthwise layers (as many groups as channels, one
+        /// output channel each) and on pointwise ones.
+        #[test]
+        fn depthwise_and_pointwise(
+            c in 1usize..70,
+            k in 1usize..4,
+            s in 1usize..3,
+            d in 1usize..3,
+            pad in proptest::array::uniform4(0usize..2),
+            ih in 1usize..9,
+            iw in 1usize..9,
+            seed in any::<u64>(),
+            z in -128i32..128,
+        ) {
+            let depthwise = (c, 1, 1, k, k, [s, s], [d, d], pad, ih, iw);
+            if let Some(h) = node(depthwise) {
+                agree::<DspConv<Emulated>>(&h, seed, z)?;
+                agree::<Thumb1>(&h, seed, z)?;
+            }
+            let pointwise = (1, c, c, 1, 1, [1, 1], [1, 1], [0; 4], ih, iw);
+            if let Some(h) = node(pointwise) {
+                agree::<DspConv<Emulated>>(&h, seed, z)?;
+                agree::<Thumb1>(&h, seed, z)?;
+            }
+        }
+    }
+
+    #[test]
+    fn dsp_slots_are_a_permutation() {
+        let mut seen = [false; 2 * DSP_CHUNK];
+        for i in 0..DSP_CHUNK {
+            for c in 0..2 {
+                let s = DspConv::<Emulated>::slot(i, c);
+                assert!(!seen[s]);
+                seen[s] = true;
+            }
+        }
+    }
+}
