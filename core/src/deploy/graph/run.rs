@@ -413,74 +413,99 @@ fn conv2d_i8(
 /// Max pooling (padding never wins, a NaN does) or average pooling (the
 /// padding's zeros counted: the sum over the whole window's taps).
 fn pool_f32(h: &NodeHeader, x: &[f32], y: &mut [f32]) {
-    let max = h.op == NodeOp::MaxPool;
     let taps = (h.geometry.kernel[0] * h.geometry.kernel[1]) as f32;
-    pool_windows(h, |at, window| {
-        let mut acc = if max { f32::NEG_INFINITY } else { 0.0 };
-        window(&mut |xi| {
+    let act = h.activation;
+    if h.op == NodeOp::MaxPool {
+        let max = |acc: f32, xi: usize| {
             let v = x[xi];
-            if !max {
-                acc += v;
-            } else if v.is_nan() || v > acc {
-                acc = v;
+            if v.is_nan() || v > acc {
+                v
+            } else {
+                acc
             }
+        };
+        pool_windows(h, f32::NEG_INFINITY, max, |at, acc, _| {
+            y[at] = act.apply(acc)
         });
-        if !max {
-            acc /= taps;
-        }
-        y[at] = h.activation.apply(acc);
-    });
+    } else {
+        let sum = |acc: f32, xi: usize| acc + x[xi];
+        pool_windows(h, 0.0, sum, |at, acc, _| y[at] = act.apply(acc / taps));
+    }
 }
 
 /// int8 max pooling, or average pooling with the padding counted as the
 /// input's zero point `zero` (a real zero), rounded half away from zero; the
 /// result is in the input's quantization, and ReLU is the floor `floor`.
 fn pool_i8(h: &NodeHeader, zero: i32, x: &[i8], y: &mut [i8], floor: i32) {
-    let max = h.op == NodeOp::MaxPool;
     // At most 65,535² taps (the format's kernel sizes are 16-bit): i64.
     let taps = (h.geometry.kernel[0] as i64 * h.geometry.kernel[1] as i64).max(1);
-    pool_windows(h, |at, window| {
-        let (mut m, mut sum, mut n) = (i32::MIN, 0i64, 0i64);
-        window(&mut |xi| {
-            let v = i32::from(x[xi]);
-            m = m.max(v);
-            sum += i64::from(v);
-            n += 1;
+    if h.op == NodeOp::MaxPool {
+        let max = |m: i32, xi: usize| m.max(i32::from(x[xi]));
+        pool_windows(h, i32::MIN, max, |at, m, _| {
+            y[at] = m.clamp(floor, 127) as i8;
         });
-        let v = if max {
-            i64::from(m)
-        } else {
-            div_round(sum + (taps - n) * i64::from(zero), taps)
-        };
-        y[at] = v.clamp(i64::from(floor), 127) as i8;
-    });
+    } else {
+        let sum = |s: i64, xi: usize| s + i64::from(x[xi]);
+        pool_windows(h, 0i64, sum, |at, s, n| {
+            let v = div_round(s + (taps - n as i64) * i64::from(zero), taps);
+            y[at] = v.clamp(i64::from(floor), 127) as i8;
+        });
+    }
 }
 
-/// Calls `f(output index, window)` for every output of a pooling, where
-/// `window(g)` calls `g` with the input index of each of its taps on the
-/// input (padding skipped; PyTorch's rule on the padding leaves at least one).
-fn pool_windows(h: &NodeHeader, mut f: impl FnMut(usize, &mut dyn FnMut(&mut dyn FnMut(usize)))) {
+/// Folds every output window of a pooling: for output `at`, `acc` starts
+/// at `init`, takes `tap(acc, input index)` for each of the window's taps
+/// on the input in order (rows, then columns; padding skipped, PyTorch's
+/// rule on the padding leaves at least one), and `store(at, acc, taps on
+/// the input)` writes it. Generic, so that the taps cost no calls.
+#[inline(always)]
+fn pool_windows<A: Copy>(
+    h: &NodeHeader,
+    init: A,
+    mut tap_fn: impl FnMut(A, usize) -> A,
+    mut store: impl FnMut(usize, A, usize),
+) {
     let [c, ih, iw] = h.in_shape;
     let [_, oh, ow] = h.out_shape;
     let g = h.geometry;
     let [kh, kw] = g.kernel;
+    if g.pad == [0; 4] {
+        // Without padding every window lies inside the input (the output
+        // size is PyTorch's): no bounds to test per tap.
+        let ([sh, sw], [dh, dw]) = (g.stride, g.dilation);
+        for ch in 0..c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = init;
+                    for ky in 0..kh {
+                        let row = (ch * ih + oy * sh + ky * dh) * iw + ox * sw;
+                        for kx in 0..kw {
+                            acc = tap_fn(acc, row + kx * dw);
+                        }
+                    }
+                    store((ch * oh + oy) * ow + ox, acc, kh * kw);
+                }
+            }
+        }
+        return;
+    }
     for ch in 0..c {
         for oy in 0..oh {
             for ox in 0..ow {
-                let at = (ch * oh + oy) * ow + ox;
-                f(at, &mut |tap_fn: &mut dyn FnMut(usize)| {
-                    for ky in 0..kh {
-                        let Some(iy) = tap(oy, ky, g.stride[0], g.dilation[0], g.pad[0], ih) else {
-                            continue;
-                        };
-                        for kx in 0..kw {
-                            if let Some(ix) = tap(ox, kx, g.stride[1], g.dilation[1], g.pad[1], iw)
-                            {
-                                tap_fn((ch * ih + iy) * iw + ix);
-                            }
+                let (mut acc, mut n) = (init, 0);
+                for ky in 0..kh {
+                    let Some(iy) = tap(oy, ky, g.stride[0], g.dilation[0], g.pad[0], ih) else {
+                        continue;
+                    };
+                    let row = (ch * ih + iy) * iw;
+                    for kx in 0..kw {
+                        if let Some(ix) = tap(ox, kx, g.stride[1], g.dilation[1], g.pad[1], iw) {
+                            acc = tap_fn(acc, row + ix);
+                            n += 1;
                         }
                     }
-                });
+                }
+                store((ch * oh + oy) * ow + ox, acc, n);
             }
         }
     }
