@@ -138,11 +138,17 @@ fn main() {
         // Fine-tuning on the device (src/finetune.rs): Cortex-M4F and host
         // builds (the M0's flash holds no more images; RISC-V has no Arm
         // semihosting to send the adapted model back with), with the
-        // committed model, or a model set whose directory holds the
-        // fine-tuning images (`cargo xtask test-images`; a CNN's, whose
-        // head is its last node, a dense layer).
+        // committed model, or a graph whose directory holds the
+        // fine-tuning images (`cargo xtask test-images`; its head is its
+        // last node, a dense layer).
+        // A directory of the user's gets it when it holds the images and
+        // the host's CRCs, or when the host test that writes the CRCs
+        // builds it (`EMBER_UPDATE_FINETUNE`).
+        println!("cargo:rerun-if-env-changed=EMBER_UPDATE_FINETUNE");
         let committed = env::var_os("EMBER_FIRMWARE_MODELS").is_none();
-        let has_data = FINETUNE_DATA.iter().all(|f| dir.join(f).is_file());
+        let pinning = env::var_os("EMBER_UPDATE_FINETUNE").is_some();
+        let has_data = FINETUNE_DATA.iter().all(|f| dir.join(f).is_file())
+            && (pinning || FINETUNE_CRCS.iter().all(|f| dir.join(f).is_file()));
         if int8_model
             && !rows
             && (!graph || head > 0)
@@ -330,8 +336,7 @@ const FINETUNE_CRCS: [&str; 2] = ["finetune-head.crc32", "finetune-model.crc32"]
 /// Copies the fine-tuning data of the model set in `dir` and the host's
 /// CRCs to `out`, and tells the host test where the CRCs go
 /// (`EMBER_FIRMWARE_MODELS_DIR`). A missing CRC is copied as an empty file:
-/// the host test that writes it runs this build, and a firmware built
-/// without it reports that it has no host figure to match (and fails).
+/// the host test that writes it runs this build (`EMBER_UPDATE_FINETUNE`).
 fn finetune_data(dir: &Path, out: &Path) {
     for name in FINETUNE_DATA.iter().chain(&FINETUNE_CRCS) {
         let path = dir.join(name);
