@@ -5,9 +5,9 @@
 
 use ember_nn_core::deploy::{self, Activation, Calibration, Model};
 use ember_nn_core::nn::{
-    AvgPool2d, Build, Conv2d, Flatten, Forward, Linear, MaxPool2d, Mlp, ReLU, Sigmoid, Tanh,
+    AvgPool2d, Build, Conv2d, Flatten, Forward, Linear, MaxPool2d, Mlp, Module, ReLU, Sigmoid, Tanh,
 };
-use ember_nn_core::{Const, Cpu, Memory, Rng, Tensor};
+use ember_nn_core::{Const, Cpu, Memory, Rng, Shape, Tensor};
 use ember_nn_std::checkpoint::{Checkpoint, Meta};
 use ember_nn_std::config::ActivationKind;
 use ember_nn_std::data::idx;
@@ -134,18 +134,7 @@ fn tanh_graph_int8() -> Vec<u8> {
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let net = Cnn::build(&mut mem, &mut Rng::new(4)).expect("building the CNN");
     let shape = |n: usize| (n, Const::<1>, Const::<4>, Const::<4>);
-    let plan = deploy::plan(&net, &mut mem, |p| net.forward(p.input(shape(p.rows()))))
-        .expect("tracing the CNN");
-    let mut words = vec![0u32; plan.file_len().div_ceil(4)];
-    let mut scratch = vec![0.0f32; plan.scratch_len()];
-    let n = deploy::export_f32(
-        &net,
-        &mut mem,
-        |p| net.forward(p.input(shape(p.rows()))),
-        ember_fuzz::bytes_mut(&mut words),
-        &mut scratch,
-    )
-    .expect("exporting the CNN");
+    let (words, n) = graph_words(&net, &mut mem, |p| net.forward(p.input(shape(p.rows()))));
     let graph = deploy::GraphModel::parse(&ember_fuzz::bytes(&words)[..n]).expect("a graph");
     let mut calib = deploy::GraphCalibration::new();
     let mut arena = vec![0.0f32; graph.scratch_len()];
@@ -175,19 +164,23 @@ fn graph_file() -> Vec<u8> {
     let mut mem = Memory::new(&Cpu, &mut buf[..]);
     let net = Cnn::build(&mut mem, &mut Rng::new(3)).expect("building the CNN");
     let shape = |n: usize| (n, Const::<1>, Const::<8>, Const::<8>);
-    let plan = deploy::plan(&net, &mut mem, |p| net.forward(p.input(shape(p.rows()))))
-        .expect("tracing the CNN");
+    let (words, n) = graph_words(&net, &mut mem, |p| net.forward(p.input(shape(p.rows()))));
+    ember_fuzz::bytes(&words)[..n].to_vec()
+}
+
+/// A CNN's f32 graph file, exported through `forward`: its 4-byte-aligned
+/// words and its length in bytes.
+fn graph_words<M: Module, S: Shape>(
+    net: &M,
+    mem: &mut Memory<'_, Cpu>,
+    forward: impl for<'t> Fn(&deploy::Probe<'t, Cpu>) -> Tensor<'t, S, Cpu>,
+) -> (Vec<u32>, usize) {
+    let plan = deploy::plan(net, mem, &forward).expect("tracing the CNN");
     let mut words = vec![0u32; plan.file_len().div_ceil(4)];
     let mut scratch = vec![0.0f32; plan.scratch_len()];
-    let n = deploy::export_f32(
-        &net,
-        &mut mem,
-        |p| net.forward(p.input(shape(p.rows()))),
-        ember_fuzz::bytes_mut(&mut words),
-        &mut scratch,
-    )
-    .expect("exporting the CNN");
-    ember_fuzz::bytes(&words)[..n].to_vec()
+    let n = deploy::export_f32(net, mem, forward, ember_fuzz::bytes_mut(&mut words), &mut scratch)
+        .expect("exporting the CNN");
+    (words, n)
 }
 
 fn mlp_tensors(widths: &[usize], seed: u64) -> Vec<NamedTensor> {
