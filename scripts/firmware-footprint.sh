@@ -90,7 +90,7 @@ echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 cnn_dir=${EMBER_FOOTPRINT_CNN:-}
 if [ -n "$cnn_dir" ]; then
   cnn_dir=$(realpath "$cnn_dir")
-  cnn_int8=$(compgen -G "$cnn_dir/*-int8.emb" | head -n 1)
+  cnn_int8=$(first_line compgen -G "$cnn_dir/*-int8.emb")
   [ -n "$cnn_int8" ] || { echo "firmware-footprint.sh: no *-int8.emb in $cnn_dir" >&2; exit 2; }
 fi
 for t in "${targets[@]}"; do
