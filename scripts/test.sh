@@ -60,7 +60,11 @@ step "rustdoc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ember-nn-core -p ember-nn-std -p ember-nn-cuda
 
 step "tests"
-cargo test --workspace --all-features
+# The firmware's features but `mlperf`, whose model directory (EMBER_FIRMWARE_MODELS,
+# `cargo xtask mlperf`) is not an image model's: its host test runs with the
+# MLPerf Tiny step below.
+cargo test --workspace --all-features --exclude ember-firmware
+cargo test -p ember-firmware --features stm32f411
 
 step "the PyTorch tutorials' idioms, ported: each example checks what it shows"
 for example in seed_autograd seed_mlp_class seed_add_module seed_init_apply seed_state_dict seed_train_loop; do
@@ -96,6 +100,9 @@ EMBER_FIRMWARE_MODELS="$other/cnn/models" cargo test -q -p ember-firmware
 
 step "MLPerf Tiny on the Cortex-M4F: the four models (random weights, int8 calibrated on random inputs), every output the host's byte for byte; instructions, RAM, flash"
 scripts/mlperf-tiny.sh --out "$other/mlperf-tiny"
+# The mode's host build on one of them (the same check, the host's kernels).
+EMBER_FIRMWARE_MODELS="$other/mlperf-tiny/kws" cargo test -q -p ember-firmware \
+  --no-default-features --features mlperf
 
 step "firmware on your own data: train wine (classification, --scale standard) and diabetes (regression) from their CSV files (seconds), embed held-out rows, run under QEMU on the Cortex-M4F and M0: the device's outputs are the host's"
 scripts/model-to-firmware.sh --data std-backend/tests/data/tables/wine.csv --scale standard \
