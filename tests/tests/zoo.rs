@@ -516,8 +516,21 @@ fn a_derived_model_sets_the_options_of_its_convolutions() {
 /// step moved, an export as a dense file (format version 2) of ten layers:
 /// every batch norm folded into the `Linear` before it, ReLU after each
 /// hidden layer (the bottleneck too), none after the last.
+///
+/// On a thread of 32 MiB of stack, as MobileNet's: a debug build's export
+/// frames (22 layers, 10 folded batch norms) passed the test thread's 2 MiB
+/// in CI.
 #[test]
 fn deep_autoencoder_trains_on_parallel_and_exports_as_a_dense_file() {
+    std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(ad_step_and_export)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+fn ad_step_and_export() {
     use ember_nn_core::deploy::{Activation, Model};
     use ember_nn_core::nn::loss::mse;
     use ember_nn_core::nn::zoo::DeepAutoEncoder;
