@@ -43,7 +43,10 @@ mod inference;
 // Per-node costs of a graph model (a CNN's graph files).
 #[cfg(feature = "mlperf")]
 mod mlperf;
-#[cfg(all(model_graph, not(test_rows)))]
+#[cfg(any(
+    all(model_graph, not(test_rows)),
+    all(mlperf_graph, target_os = "none")
+))]
 mod profile;
 #[cfg(feature = "xor")]
 mod xor;
@@ -445,6 +448,13 @@ mod firmware {
             repaint_stack();
             let r = mlperf::run(&mut mlperf_input[..], &mut mlperf_scratch[..], &clock_ticks);
             passed &= mlperf_report(r);
+            #[cfg(mlperf_graph)]
+            mlperf::profile(
+                &mut mlperf_input[..],
+                &mut mlperf_scratch[..],
+                &clock_ticks,
+                &NODE_COST,
+            );
         }
 
         // A build with none of the features only starts, logs and exits (the
@@ -465,12 +475,15 @@ mod firmware {
 
     /// A node's cost ([`super::profile`]): instructions under QEMU, core
     /// clock cycles on a board.
-    #[cfg(all(model_graph, not(test_rows), feature = "qemu"))]
+    #[cfg(all(any(all(model_graph, not(test_rows)), mlperf_graph), feature = "qemu"))]
     const NODE_COST: super::profile::Cost = super::profile::Cost {
         convert: instructions,
         unit: "instructions",
     };
-    #[cfg(all(model_graph, not(test_rows), not(feature = "qemu")))]
+    #[cfg(all(
+        any(all(model_graph, not(test_rows)), mlperf_graph),
+        not(feature = "qemu")
+    ))]
     const NODE_COST: super::profile::Cost = super::profile::Cost {
         convert: |ticks| ticks,
         unit: "core clock cycles",

@@ -140,6 +140,45 @@ pub fn run(input: &mut [i8], scratch: &mut [i8], clock: &dyn Fn() -> u64) -> Opt
     Some(r)
 }
 
+/// Times each node of one inference of the first test input
+/// (`crate::profile`'s lines, named `mlperf-NAME int8`): where the
+/// instructions of [`run`] go.
+#[cfg(all(mlperf_graph, target_os = "none"))]
+pub fn profile(
+    input: &mut [i8],
+    scratch: &mut [i8],
+    clock: &dyn Fn() -> u64,
+    cost: &crate::profile::Cost,
+) {
+    let (Ok(model), Some(x)) = (open(&MODEL.0), TEST_INPUTS.get(..INPUTS)) else {
+        return;
+    };
+    let Some(input) = input.get_mut(..INPUTS) else {
+        return;
+    };
+    for (d, &b) in input.iter_mut().zip(x) {
+        *d = b as i8;
+    }
+    let mut name = [0u8; 24];
+    let label = label(&mut name);
+    crate::profile::graph_int8(label, &model, input, scratch, clock, cost);
+}
+
+/// `mlperf-NAME int8` in `buf`.
+#[cfg(all(mlperf_graph, target_os = "none"))]
+fn label(buf: &mut [u8; 24]) -> &str {
+    let mut n = 0;
+    for part in ["mlperf-", NAME, " int8"] {
+        for &b in part.as_bytes() {
+            if n < buf.len() {
+                buf[n] = b;
+                n += 1;
+            }
+        }
+    }
+    core::str::from_utf8(&buf[..n]).unwrap_or("mlperf")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,8 +16,9 @@
 //! instructions, on a board in core clock cycles, on the host in
 //! nanoseconds: the `cost` function and its unit say which.
 
+#[cfg(all(model_graph, not(test_rows)))]
 use crate::inference;
-#[cfg(model_int8)]
+#[cfg(all(model_int8, model_graph, not(test_rows)))]
 use crate::inference::{Deployed, INT8_MODEL};
 use ember_nn_core::deploy::{GraphModel, NodeEvent, NodeHeader, NodeOp};
 
@@ -32,7 +33,7 @@ pub struct Cost {
 /// Times each node of one int8 inference of the first test image (the
 /// quantized image at the start of `scratch`, [`inference::SCRATCH_I8`]
 /// bytes, as `run_int8` uses it).
-#[cfg(model_int8)]
+#[cfg(all(model_int8, model_graph, not(test_rows)))]
 pub fn int8(scratch: &mut [i8], clock: &dyn Fn() -> u64, cost: &Cost) {
     let Ok(model) = GraphModel::parse(&INT8_MODEL.0) else {
         return;
@@ -55,7 +56,7 @@ pub fn int8(scratch: &mut [i8], clock: &dyn Fn() -> u64, cost: &Cost) {
 
 /// Times each node of one f32 inference of the first test image (the
 /// pixels as floats in `input`; `scratch` [`inference::SCRATCH`] floats).
-#[cfg(model_f32)]
+#[cfg(all(model_f32, model_graph, not(test_rows)))]
 pub fn f32(input: &mut [f32], scratch: &mut [f32], clock: &dyn Fn() -> u64, cost: &Cost) {
     let Ok(model) = GraphModel::parse(&inference::F32_MODEL.0) else {
         return;
@@ -69,6 +70,27 @@ pub fn f32(input: &mut [f32], scratch: &mut [f32], clock: &dyn Fn() -> u64, cost
     });
     if let Err(e) = r {
         say!("f32 per node: inference failed: {}", e);
+    }
+}
+
+/// Times each node of one int8 inference of `input` (quantized) by
+/// `model` in `scratch`, its lines named `name` (the MLPerf Tiny mode's
+/// graph models).
+#[cfg(all(mlperf_graph, target_os = "none"))]
+pub fn graph_int8(
+    name: &str,
+    model: &GraphModel<'_>,
+    input: &[i8],
+    scratch: &mut [i8],
+    clock: &dyn Fn() -> u64,
+    cost: &Cost,
+) {
+    let mut start = 0;
+    let r = model.infer_q8_profiled(input, scratch, &mut |i, h, e| {
+        timed(&mut start, name, i, h, e, clock, cost)
+    });
+    if let Err(e) = r {
+        say!("{} per node: inference failed: {}", name, e);
     }
 }
 

@@ -70,6 +70,125 @@ pub fn requantize(acc: i32, multiplier: i32, shift: i32) -> i32 {
     requantize_wide(prod, 31 - shift.clamp(-31, 30))
 }
 
+/// A `(multiplier, shift)` pair ready for [`requantize`]'s arithmetic,
+/// its fast path decided and its rounding constant computed once: a
+/// kernel makes one per output channel and applies it to each of the
+/// channel's accumulators (the graph files' epilogue; the same results as
+/// [`requantize`], which the dense kernels call per output, proptested).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Multiplier {
+    multiplier: i32,
+    shift: i32,
+    /// The right shift of the product's high word (1..=30) on the fast
+    /// path; 0 for the 64-bit path.
+    k: i32,
+    /// `2^(k − 1)`: rounds the fast path's shift half up.
+    round: i32,
+}
+
+impl Multiplier {
+    /// The pair `(multiplier, shift)` of a file.
+    #[inline(always)]
+    pub(crate) fn new(multiplier: i32, shift: i32) -> Self {
+        let (k, round) = if (-31..=-2).contains(&shift) && multiplier >= 0 {
+            let k = -1 - shift;
+            (k, 1 << (k - 1))
+        } else {
+            (0, 0)
+        };
+        Multiplier {
+            multiplier,
+            shift,
+            k,
+            round,
+        }
+    }
+
+    /// Whether [`apply_fast`](Self::apply_fast) is [`apply`](Self::apply).
+    #[cfg(any(ember_dsp, ember_thumb1, test))]
+    #[inline(always)]
+    pub(crate) fn fast(self) -> bool {
+        self.k > 0
+    }
+
+    /// [`apply`](Self::apply) where [`fast`](Self::fast) holds (else a
+    /// wrong result, never a panic): the high word of the product, one add
+    /// and one shift.
+    #[cfg(any(ember_dsp, ember_thumb1, test))]
+    #[inline(always)]
+    pub(crate) fn apply_fast(self, acc: i32) -> i32 {
+        let hi = ((i64::from(acc) * i64::from(self.multiplier)) >> 32) as i32;
+        hi.wrapping_add(self.round) >> (self.k & 31)
+    }
+
+    /// [`apply`](Self::apply) with the 64-bit path inline too (no call): a
+    /// loop whose pairs take that path (an addition's, whose factors are
+    /// above 1) pays for the code.
+    #[inline(always)]
+    pub(crate) fn apply_inline(self, acc: i32) -> i32 {
+        let prod = i64::from(acc) * i64::from(self.multiplier);
+        if self.k > 0 {
+            let hi = (prod >> 32) as i32;
+            return (hi + self.round) >> self.k;
+        }
+        let s = 31 - self.shift.clamp(-31, 30);
+        let r = (prod + (1i64 << (s - 1))) >> s;
+        r.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+    }
+
+    /// This pair's rescale of inputs of at most 255 in magnitude (an int8
+    /// value less a zero point) in 32-bit arithmetic, where the factor is
+    /// between 2^−13 and 2^13 (`shift` in 9..=22, an addition's pairs):
+    /// `None` for other pairs.
+    #[inline(always)]
+    pub(crate) fn small(self) -> Option<SmallRescale> {
+        if !(9..=22).contains(&self.shift) || self.multiplier < 0 {
+            return None;
+        }
+        let s = 31 - self.shift;
+        Some(SmallRescale {
+            hi: self.multiplier >> s,
+            lo: self.multiplier & ((1 << s) - 1),
+            s,
+            round: 1 << (s - 1),
+        })
+    }
+
+    /// [`requantize`] of `acc` by this pair.
+    #[inline(always)]
+    pub(crate) fn apply(self, acc: i32) -> i32 {
+        let prod = i64::from(acc) * i64::from(self.multiplier);
+        if self.k > 0 {
+            // As in `requantize`.
+            let hi = (prod >> 32) as i32;
+            return (hi + self.round) >> self.k;
+        }
+        requantize_wide(prod, 31 - self.shift.clamp(-31, 30))
+    }
+}
+
+/// [`Multiplier::small`]: the multiplier split at the shift, `m = hi ·
+/// 2^s + lo`, so that for |x| ≤ 255, `round(x · m / 2^s) = x · hi +
+/// ((x · lo + 2^(s−1)) >> s)` exactly, every term below 2^30 (as s is in
+/// 9..=22 and m < 2^31).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SmallRescale {
+    hi: i32,
+    lo: i32,
+    s: i32,
+    round: i32,
+}
+
+impl SmallRescale {
+    /// [`requantize`] of `x` (|x| ≤ 255; a larger `x` gives a wrong
+    /// result, never a panic), in magnitude at most 2^30.
+    #[inline(always)]
+    pub(crate) fn apply(self, x: i32) -> i32 {
+        x.wrapping_mul(self.hi)
+            .wrapping_add(x.wrapping_mul(self.lo).wrapping_add(self.round) >> (self.s & 31))
+    }
+}
+
 /// The 64-bit rounding shift of [`requantize`], saturated to i32.
 #[inline(never)]
 fn requantize_wide(prod: i64, s: i32) -> i32 {
@@ -745,6 +864,30 @@ pub fn write_with_last_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 32-bit rescale of small inputs is `requantize`'s, on every
+    /// shift it takes, every input, and multipliers from 0 to 2^31 − 1.
+    #[test]
+    fn small_rescale_is_requantize() {
+        let mut rng = crate::Rng::new(29);
+        for shift in -40..40 {
+            for i in 0..200 {
+                let m = match i {
+                    0 => 0,
+                    1 => i32::MAX,
+                    2 => 1 << 30,
+                    _ => (rng.next_u32() >> 1) as i32,
+                };
+                let Some(r) = Multiplier::new(m, shift).small() else {
+                    assert!(!(9..=22).contains(&shift));
+                    continue;
+                };
+                for x in -255..=255 {
+                    assert_eq!(r.apply(x), requantize(x, m, shift), "{x} {m} {shift}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn multiplier_round_trips() {

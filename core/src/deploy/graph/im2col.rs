@@ -22,13 +22,11 @@
 //! A column whose taps all fall on the input is filled through a table of
 //! the taps' offsets in the input ([`offsets`], up to [`TABLE`] taps, made
 //! once per layer); the others (the border) tap by tap with the bounds.
-//! On the stack: the buffer (512 bytes on either target), the table (512)
+//! On the stack: the buffer (576 bytes on Armv7E-M, 512 on Armv6-M), the table (512)
 //! and the batch's accumulators (256).
 //!
-//! A depthwise layer (one input and one output channel a group) skips the
-//! buffer: its outputs have too few taps to pay for im2col and no second
-//! channel shares it, so it runs a loop of its own ([`depthwise`]), the same
-//! on both targets.
+//! Depthwise layers have a kernel of their own (`depthwise`); this one
+//! takes those it leaves.
 //!
 //! Taps past the last group of four, a last output channel without a
 //! partner and a last column without a partner are done by the same steps
@@ -36,6 +34,7 @@
 //! caller's `out`, the same as the portable kernel's, so every kernel gives
 //! the same bytes.
 
+use super::epilogue::Epilogue;
 use super::NodeHeader;
 #[cfg(any(ember_dsp, test))]
 use crate::deploy::int8::dsp::Dsp;
@@ -65,7 +64,7 @@ pub(super) trait Im2col {
 
 /// The int8 convolution (see the module documentation) with target `K`:
 /// per output the bias, plus `w · (x − z_in)` over the taps on the input,
-/// stored by `out(acc, channel)`.
+/// stored by `ep`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d_i8<K: Im2col>(
     h: &NodeHeader,
@@ -74,7 +73,7 @@ pub(super) fn conv2d_i8<K: Im2col>(
     bias: &[i32],
     x: &[i8],
     y: &mut [i8],
-    out: &impl Fn(i32, usize) -> i8,
+    ep: &impl Epilogue,
 ) {
     let [c, ih, iw] = h.in_shape;
     let [o, oh, ow] = h.out_shape;
@@ -88,21 +87,35 @@ pub(super) fn conv2d_i8<K: Im2col>(
     }
     let mut table = [0u16; TABLE];
     let table = offsets(h, &mut table);
-    if cg == 1 && og == 1 {
-        return depthwise(h, z_in, weight, bias, x, y, out, table);
-    }
     let mut buf = K::buffer();
-    let single = taps <= K::CHUNK;
+    if taps <= K::CHUNK {
+        // One chunk: the buffer is filled once per pair of columns, and
+        // each pair of channels is summed and stored at once.
+        for g in 0..groups {
+            let xg = &x[g * cg * ih * iw..(g + 1) * cg * ih * iw];
+            let rows = &weight[g * og * taps..(g + 1) * og * taps];
+            let mut p = 0;
+            while p < pixels {
+                let cols = [Some(p), Some(p + 1).filter(|&q| q < pixels)];
+                fill::<K>(&mut buf, h, xg, z_in, cols, 0, taps, table);
+                let at = Columns {
+                    first: g * og,
+                    pixels,
+                    p,
+                    two: cols[1].is_some(),
+                };
+                pairs_stored::<K>(rows, &bias[g * og..(g + 1) * og], taps, &buf, y, at, ep);
+                p += 2;
+            }
+        }
+        return;
+    }
     let mut acc = [[0i32; 4]; BATCH / 2];
     for g in 0..groups {
         let xg = &x[g * cg * ih * iw..(g + 1) * cg * ih * iw];
         let mut p = 0;
         while p < pixels {
             let cols = [Some(p), Some(p + 1).filter(|&q| q < pixels)];
-            // With one chunk, the buffer is filled once for every batch.
-            if single {
-                fill::<K>(&mut buf, h, xg, z_in, cols, 0, taps, table);
-            }
             let mut b0 = 0;
             while b0 < og {
                 let nb = BATCH.min(og - b0);
@@ -119,9 +132,7 @@ pub(super) fn conv2d_i8<K: Im2col>(
                 let mut t0 = 0;
                 while t0 < taps {
                     let n = K::CHUNK.min(taps - t0);
-                    if !single {
-                        fill::<K>(&mut buf, h, xg, z_in, cols, t0, n, table);
-                    }
+                    fill::<K>(&mut buf, h, xg, z_in, cols, t0, n, table);
                     channel_pairs::<K>(&mut acc[..pairs], rows, taps, t0, n, &buf);
                     t0 += n;
                 }
@@ -129,10 +140,11 @@ pub(super) fn conv2d_i8<K: Im2col>(
                     for (r, k) in [(0, 2 * j), (2, 2 * j + 1)] {
                         if k < nb {
                             let ch = first + k;
+                            let m = ep.channel(ch);
                             let at = ch * pixels + p;
-                            y[at] = out(a[r], ch);
+                            y[at] = ep.apply(m, a[r]);
                             if cols[1].is_some() {
-                                y[at + 1] = out(a[r + 1], ch);
+                                y[at + 1] = ep.apply(m, a[r + 1]);
                             }
                         }
                     }
@@ -141,6 +153,53 @@ pub(super) fn conv2d_i8<K: Im2col>(
             }
             p += 2;
         }
+    }
+}
+
+/// Where [`pairs_stored`] stores: the group's first output channel, the
+/// output's plane (`pixels`), the first column `p`, and whether the
+/// second column exists.
+#[derive(Clone, Copy)]
+struct Columns {
+    first: usize,
+    pixels: usize,
+    p: usize,
+    two: bool,
+}
+
+/// A layer of one chunk: for each pair of a group's output channels
+/// (`rows`, `taps` weights each; a last channel without a partner is its
+/// own), the bias plus the buffer's products, then the epilogue and the
+/// stores of both columns, with no accumulators kept.
+#[inline(never)]
+fn pairs_stored<K: Im2col>(
+    rows: &[i8],
+    bias: &[i32],
+    taps: usize,
+    buf: &K::Buf,
+    y: &mut [i8],
+    at: Columns,
+    ep: &impl Epilogue,
+) {
+    let og = bias.len().min(rows.len() / taps);
+    let mut k = 0;
+    while k < og {
+        let b = (k + 1).min(og - 1);
+        let (wa, wb) = (&rows[k * taps..][..taps], &rows[b * taps..][..taps]);
+        let mut a = [bias[k], bias[k], bias[b], bias[b]];
+        K::step(&mut a, wa, wb, buf, taps / 4);
+        if !taps.is_multiple_of(4) {
+            tail::<K>(&mut a, wa, wb, buf, taps);
+        }
+        for (r, ch) in [(0, k), (2, b)].into_iter().take(if b > k { 2 } else { 1 }) {
+            let m = ep.channel(at.first + ch);
+            let i = (at.first + ch) * at.pixels + at.p;
+            y[i] = ep.apply(m, a[r]);
+            if at.two {
+                y[i + 1] = ep.apply(m, a[r + 1]);
+            }
+        }
+        k += 2;
     }
 }
 
@@ -167,85 +226,6 @@ fn channel_pairs<K: Im2col>(
         K::step(a, wa, wb, buf, n / 4);
         if !n.is_multiple_of(4) {
             tail::<K>(a, wa, wb, buf, n);
-        }
-    }
-}
-
-/// A depthwise convolution (one input and one output channel a group),
-/// without the buffer: an output has too few taps to pay for im2col and
-/// there is no second channel to share it. Per channel, each output whose
-/// taps are all on the input sums `w · x` through the offset table from
-/// `bias − z_in · Σw` (the same sum modulo 2³², as the portable kernel's
-/// wrapping one); the others go tap by tap with the bounds.
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn depthwise(
-    h: &NodeHeader,
-    z_in: i32,
-    weight: &[i8],
-    bias: &[i32],
-    x: &[i8],
-    y: &mut [i8],
-    out: &impl Fn(i32, usize) -> i8,
-    table: Option<&[u16]>,
-) {
-    let [c, ih, iw] = h.in_shape;
-    let [_, oh, ow] = h.out_shape;
-    let gm = h.geometry;
-    let [kh, kw] = gm.kernel;
-    let taps = kh * kw;
-    let (plane, pixels) = (ih * iw, oh * ow);
-    let (dh, dw) = (gm.dilation[0] as isize, gm.dilation[1] as isize);
-    let chans = x
-        .chunks_exact(plane)
-        .zip(weight.chunks_exact(taps))
-        .zip(y.chunks_exact_mut(pixels))
-        .zip(bias)
-        .take(c);
-    for (ch, (((xs, w), ys), &b)) in chans.enumerate() {
-        let wsum = w.iter().fold(0i32, |a, &v| a.wrapping_add(i32::from(v)));
-        let folded = b.wrapping_sub(z_in.wrapping_mul(wsum));
-        for (oy, yr) in ys.chunks_exact_mut(ow).enumerate() {
-            let y0 = (oy * gm.stride[0]) as isize - gm.pad[0] as isize;
-            let rows_in = y0 >= 0 && ((y0 + (kh as isize - 1) * dh) as usize) < ih;
-            for (ox, v) in yr.iter_mut().enumerate() {
-                let x0 = (ox * gm.stride[1]) as isize - gm.pad[1] as isize;
-                let inside = rows_in && x0 >= 0 && ((x0 + (kw as isize - 1) * dw) as usize) < iw;
-                let base = (y0 * iw as isize + x0) as usize;
-                let acc = match table {
-                    Some(t)
-                        if inside && t.last().is_some_and(|&m| base + usize::from(m) < plane) =>
-                    {
-                        let win = &xs[base..];
-                        t.iter().zip(w).fold(folded, |a, (&o, &wv)| {
-                            // SAFETY: o ≤ the table's last offset, and base
-                            // + that offset < plane = xs.len() (checked in
-                            // the guard), so o < win.len().
-                            let xv = unsafe { *win.get_unchecked(usize::from(o)) };
-                            a.wrapping_add(i32::from(wv) * i32::from(xv))
-                        })
-                    }
-                    _ => {
-                        let mut a = b;
-                        for (ky, wr) in w.chunks_exact(kw).enumerate() {
-                            let iy = y0 + ky as isize * dh;
-                            if iy < 0 || iy as usize >= ih {
-                                continue;
-                            }
-                            let row = &xs[iy as usize * iw..][..iw];
-                            for (kx, &wv) in wr.iter().enumerate() {
-                                let ix = x0 + kx as isize * dw;
-                                if ix >= 0 && (ix as usize) < iw {
-                                    let xv = i32::from(row[ix as usize]) - z_in;
-                                    a = a.wrapping_add(i32::from(wv) * xv);
-                                }
-                            }
-                        }
-                        a
-                    }
-                };
-                *v = out(acc, ch);
-            }
         }
     }
 }
@@ -437,9 +417,11 @@ impl<const N: usize> AsMut<[i16]> for Halves<N> {
 #[cfg(any(ember_dsp, test))]
 pub(super) struct DspConv<D>(core::marker::PhantomData<D>);
 
-/// Taps per chunk on Armv7E-M: a 512-byte buffer.
+/// Taps per chunk on Armv7E-M: a 576-byte buffer. 144 taps are a 3×3
+/// kernel over 16 input channels (ResNet's first stack): such a layer takes
+/// the one-chunk path, and 32 and 64 channels are two and four chunks.
 #[cfg(any(ember_dsp, test))]
-const DSP_CHUNK: usize = 128;
+const DSP_CHUNK: usize = 144;
 
 #[cfg(any(ember_dsp, test))]
 impl<D: Dsp> Im2col for DspConv<D> {

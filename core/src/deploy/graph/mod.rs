@@ -114,6 +114,9 @@
 //! planner on the device.
 
 mod conv;
+#[cfg(any(ember_dsp, ember_thumb1, test))]
+mod depthwise;
+mod epilogue;
 mod file;
 mod head;
 #[cfg(any(ember_dsp, ember_thumb1, test))]

@@ -2,10 +2,11 @@
 //! op and data type, channel-first (`[C, H, W]` per sample), and the walk
 //! over the file's arena that feeds them.
 
-#[cfg(any(ember_dsp, ember_thumb1))]
-use super::im2col;
+use super::epilogue::{Epilogue, Requant};
 use super::{conv, GraphModel, NodeEvent, NodeHeader, NodeOp};
-use crate::deploy::{dense_f32, requantize, Activation, InferError, LayerWeights, QuantParams};
+#[cfg(any(ember_dsp, ember_thumb1))]
+use super::{depthwise, im2col};
+use crate::deploy::{dense_f32, Activation, InferError, LayerWeights, QuantParams};
 
 /// A node's kernel for [`GraphModel::run`]: the node's index, record and
 /// data, what it reads, and its output.
@@ -238,19 +239,7 @@ impl<'a> GraphModel<'a> {
             let z_in = self.node_header(h.inputs[0]).out_zero;
             // With a table, the pairs lead to the pre-activation's
             // quantization and the table gives the output.
-            let zero = table.map_or(h.out_zero, |t| t.pre_zero);
-            let floor = match h.activation {
-                Activation::Relu => h.out_zero,
-                _ => -128,
-            };
-            let lookup = |q: i32| match table {
-                Some(t) => t.values[(q + 128) as usize & 0xff],
-                None => q as i8,
-            };
-            let out = |acc: i32, o: usize| {
-                let v = requantize(acc, requant[2 * o], requant[2 * o + 1]).saturating_add(zero);
-                lookup(v.clamp(floor, 127))
-            };
+            let ep = Requant::new(h, requant, table);
             match h.op {
                 NodeOp::Dense => {
                     let k = src[0].len();
@@ -258,15 +247,15 @@ impl<'a> GraphModel<'a> {
                         let acc = row.iter().zip(src[0]).fold(bias[o], |a, (&w, &x)| {
                             a.wrapping_add(i32::from(w) * (i32::from(x) - z_in))
                         });
-                        *v = out(acc, o);
+                        *v = ep.apply(ep.channel(o), acc);
                     }
                 }
-                NodeOp::Conv => conv2d_i8(h, z_in, weight, bias, src[0], y, &out),
+                NodeOp::Conv => conv2d_i8(h, z_in, weight, bias, src[0], y, &ep),
                 NodeOp::MaxPool | NodeOp::AvgPool => {
-                    pool_i8(h, z_in, src[0], y, floor);
+                    pool_i8(h, z_in, src[0], y, ep.floor());
                     if table.is_some() {
                         for v in y.iter_mut() {
-                            *v = lookup(i32::from(*v));
+                            *v = ep.lookup(i32::from(*v));
                         }
                     }
                 }
@@ -274,21 +263,36 @@ impl<'a> GraphModel<'a> {
                     // Requantized to its own scale: a mean's range is
                     // narrower than its input's.
                     let plane = h.in_shape[1] * h.in_shape[2];
+                    let m = ep.channel(0);
                     for (v, x) in y.iter_mut().zip(src[0].chunks_exact(plane)) {
                         let sum = x
                             .iter()
                             .fold(0i32, |a, &q| a.wrapping_add(i32::from(q) - z_in));
-                        *v = out(sum, 0);
+                        *v = ep.apply(m, sum);
                     }
                 }
                 NodeOp::Add => {
                     let zb = self.node_header(h.inputs[1]).out_zero;
+                    let (ma, mb) = (ep.multiplier(0), ep.multiplier(1));
+                    if let (Some(sa), Some(sb)) = (ma.small(), mb.small()) {
+                        // The usual pairs: 32-bit arithmetic throughout
+                        // (each rescaled term below 2^30, their sum below
+                        // 2^31), the same results.
+                        let (floor, zero) = (ep.floor(), ep.zero());
+                        for ((v, &a), &b) in y.iter_mut().zip(src[0]).zip(src[1]) {
+                            let a = sa.apply(i32::from(a) - z_in);
+                            let b = sb.apply(i32::from(b) - zb);
+                            let sum = (a + b + (1 << 15)) >> 16;
+                            *v = ep.lookup((sum + zero).max(floor).min(127));
+                        }
+                        return Ok(());
+                    }
+                    let (floor, zero) = (i64::from(ep.floor()), i64::from(ep.zero()));
                     for ((v, &a), &b) in y.iter_mut().zip(src[0]).zip(src[1]) {
-                        let a = requantize(i32::from(a) - z_in, requant[0], requant[1]);
-                        let b = requantize(i32::from(b) - zb, requant[2], requant[3]);
+                        let a = ma.apply_inline(i32::from(a) - z_in);
+                        let b = mb.apply_inline(i32::from(b) - zb);
                         let sum = (i64::from(a) + i64::from(b) + (1 << 15)) >> 16;
-                        let v64 = sum + i64::from(zero);
-                        *v = lookup(v64.clamp(i64::from(floor), 127) as i32);
+                        *v = ep.lookup((sum + zero).clamp(floor, 127) as i32);
                     }
                 }
                 NodeOp::Input => return Err(InferError::LayerCount { layers: i }),
@@ -378,9 +382,11 @@ fn conv2d_f32(h: &NodeHeader, weight: &[f32], bias: &[f32], x: &[f32], y: &mut [
 }
 
 /// The int8 convolution: per output, the bias plus `w · (x − z_in)` over
-/// the taps on the input (padding is a real zero), requantized by `out`
-/// (the one epilogue of every kernel). The target's kernel: `im2col`'s on
-/// Armv7E-M and Armv6-M, the portable row kernel elsewhere.
+/// the taps on the input (padding is a real zero), requantized by `ep`
+/// (the one epilogue of every kernel). The target's kernels: on Armv7E-M
+/// and Armv6-M `depthwise`'s for the depthwise layers it takes and
+/// `im2col`'s for the others, the portable row kernel elsewhere; all give
+/// the same bytes.
 fn conv2d_i8(
     h: &NodeHeader,
     z_in: i32,
@@ -388,16 +394,19 @@ fn conv2d_i8(
     bias: &[i32],
     x: &[i8],
     y: &mut [i8],
-    out: &impl Fn(i32, usize) -> i8,
+    ep: &Requant<'_>,
 ) {
-    // The microcontrollers' kernels (`im2col`); the same bytes as the
-    // portable one.
     #[cfg(ember_dsp)]
-    im2col::conv2d_i8::<im2col::DspConv<crate::deploy::int8::dsp::Arm>>(
-        h, z_in, weight, bias, x, y, out,
-    );
+    {
+        use crate::deploy::int8::dsp::Arm;
+        if !depthwise::depthwise::<depthwise::Simd<Arm>>(h, z_in, weight, bias, x, y, ep) {
+            im2col::conv2d_i8::<im2col::DspConv<Arm>>(h, z_in, weight, bias, x, y, ep);
+        }
+    }
     #[cfg(ember_thumb1)]
-    im2col::conv2d_i8::<im2col::Thumb1>(h, z_in, weight, bias, x, y, out);
+    if !depthwise::depthwise::<depthwise::Scalar>(h, z_in, weight, bias, x, y, ep) {
+        im2col::conv2d_i8::<im2col::Thumb1>(h, z_in, weight, bias, x, y, ep);
+    }
     #[cfg(not(any(ember_dsp, ember_thumb1)))]
     conv::conv2d(
         h,
@@ -406,7 +415,7 @@ fn conv2d_i8(
         y,
         |o| bias[o],
         |a: i32, w: i8, x: i8| a.wrapping_add(i32::from(w) * (i32::from(x) - z_in)),
-        out,
+        |a, o| ep.apply(ep.channel(o), a),
     );
 }
 

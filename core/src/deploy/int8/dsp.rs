@@ -21,6 +21,52 @@ pub(crate) trait Dsp {
     fn uxtb16_ror8(x: u32) -> u32;
     /// `acc + a.lo·b.lo + a.hi·b.hi` (signed halfwords, wrapping).
     fn smlad(a: u32, b: u32, acc: i32) -> i32;
+    /// `acc + a.lo·b.lo` (signed halfwords, wrapping).
+    fn smlabb(a: u32, b: u32, acc: i32) -> i32;
+
+    /// One kernel row of three taps of a depthwise convolution
+    /// (`deploy::graph::depthwise`): `acc + w0·x0 + w1·x1 + w2·x2`, with
+    /// `w02` the halfwords `w0, w2`, `w1` in the low halfword, and `x` the
+    /// input bytes `x0..x3` (x3 unused). Two `SXTB16`, an `SMLAD` and an
+    /// `SMLABB`.
+    #[inline(always)]
+    fn row3(acc: i32, w02: u32, w1: u32, x: u32) -> i32 {
+        Self::smlabb(
+            w1,
+            Self::sxtb16_ror8(x),
+            Self::smlad(w02, Self::sxtb16(x), acc),
+        )
+    }
+
+    /// A run of outputs of a 3×3 depthwise convolution at unit dilation
+    /// (`deploy::graph::depthwise`), each from `init`: output `k` adds
+    /// [`row3`](Self::row3) of the words at `x + k · stride + r · width`
+    /// for its kernel rows `r` = 0, 1, 2, with `w02[r]` the row's `(w0,
+    /// w2)` halfwords, `w1[0]` rows 0's and 1's `w1` (low and high
+    /// halfwords) and `w1[1]` row 2's (low).
+    ///
+    /// # Safety
+    /// The bytes from `x` to `x + (accs.len() − 1) · stride + 2 · width + 3`
+    /// must be readable.
+    #[inline(always)]
+    unsafe fn dw3_run(
+        accs: &mut [i32],
+        x: *const i8,
+        width: usize,
+        stride: usize,
+        init: i32,
+        w02: [u32; 3],
+        w1: [u32; 2],
+    ) {
+        // SAFETY: the caller makes every word read here readable.
+        let word = |p: *const i8| u32::from_le(unsafe { p.cast::<u32>().read_unaligned() });
+        for (k, a) in accs.iter_mut().enumerate() {
+            let p = x.wrapping_add(k * stride);
+            let v = Self::row3(init, w02[0], w1[0] & 0xffff, word(p));
+            let v = Self::row3(v, w02[1], w1[0] >> 16, word(p.wrapping_add(width)));
+            *a = Self::row3(v, w02[2], w1[1], word(p.wrapping_add(2 * width)));
+        }
+    }
 
     /// Up to `steps` steps over a block (four rows of `n = x.len()` weights
     /// in the layout), from its first group: each step adds to `acc` the
@@ -143,6 +189,10 @@ impl Dsp for Emulated {
         let hi = i32::from((a >> 16) as u16 as i16) * i32::from((b >> 16) as u16 as i16);
         acc.wrapping_add(lo).wrapping_add(hi)
     }
+    #[inline(always)]
+    fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
+        acc.wrapping_add(i32::from(a as u16 as i16) * i32::from(b as u16 as i16))
+    }
 }
 
 /// The Armv7E-M instructions themselves.
@@ -151,22 +201,123 @@ pub(crate) struct Arm;
 
 #[cfg(ember_dsp)]
 impl Dsp for Arm {
-    // The single instructions serve only the default `steps`, which `Arm`
-    // overrides with the assembly loop: they delegate to the definitions.
+    // The single instructions, each one instruction of inline assembly
+    // (the default `row3` uses them; `steps`, `row` and `conv_step` are
+    // whole loops of assembly below).
+    #[inline(always)]
     fn sxtb16(x: u32) -> u32 {
-        Emulated::sxtb16(x)
+        let r;
+        // SAFETY: one instruction on registers, nothing else touched.
+        unsafe {
+            core::arch::asm!("sxtb16 {r}, {x}", r = lateout(reg) r, x = in(reg) x,
+                options(pure, nomem, nostack, preserves_flags));
+        }
+        r
     }
+    #[inline(always)]
     fn sxtb16_ror8(x: u32) -> u32 {
-        Emulated::sxtb16_ror8(x)
+        let r;
+        // SAFETY: one instruction on registers, nothing else touched.
+        unsafe {
+            core::arch::asm!("sxtb16 {r}, {x}, ror #8", r = lateout(reg) r, x = in(reg) x,
+                options(pure, nomem, nostack, preserves_flags));
+        }
+        r
     }
+    #[inline(always)]
     fn uxtb16(x: u32) -> u32 {
         Emulated::uxtb16(x)
     }
+    #[inline(always)]
     fn uxtb16_ror8(x: u32) -> u32 {
         Emulated::uxtb16_ror8(x)
     }
+    #[inline(always)]
     fn smlad(a: u32, b: u32, acc: i32) -> i32 {
-        Emulated::smlad(a, b, acc)
+        let r;
+        // SAFETY: one instruction on registers (SMLAD sets the Q flag on
+        // overflow, which nothing reads), nothing else touched.
+        unsafe {
+            core::arch::asm!("smlad {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a,
+                b = in(reg) b, c = in(reg) acc, options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[inline(always)]
+    fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
+        let r;
+        // SAFETY: as `smlad`.
+        unsafe {
+            core::arch::asm!("smlabb {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a,
+                b = in(reg) b, c = in(reg) acc, options(pure, nomem, nostack));
+        }
+        r
+    }
+
+    /// The run in assembly, 18 instructions an output for 9 multiply-adds:
+    /// per kernel row an unaligned word load, two `SXTB16`, an `SMLAD` and
+    /// an `SMLABB`/`SMLATB`, then the store and the loop's three. Thirteen
+    /// operands and r7 (pushed before the loop and popped after).
+    #[inline(always)]
+    unsafe fn dw3_run(
+        accs: &mut [i32],
+        x: *const i8,
+        width: usize,
+        stride: usize,
+        init: i32,
+        w02: [u32; 3],
+        w1: [u32; 2],
+    ) {
+        let n = accs.len();
+        if n == 0 {
+            return;
+        }
+        // SAFETY: the loop runs n (> 0) times; pass k reads the words at p +
+        // width, p + 2 · width and p, p = x + k · stride, which the caller
+        // makes readable (unaligned word loads are allowed on Armv7E-M), and
+        // writes accs[k] (the pointer moves by 4 a pass: n words, in
+        // bounds). Besides that it writes only its operand registers, the
+        // flags, and r7 (pushed before and popped after, so the asm uses the
+        // stack).
+        unsafe {
+            core::arch::asm!(
+                "push {{r7}}",
+                "2:",
+                "ldr r7, [{p}, {w}]",
+                "sxtb16 {o}, r7, ror #8",
+                "sxtb16 r7, r7",
+                "smlad {a}, {w02_1}, r7, {init}",
+                "smlatb {a}, {w1_01}, {o}, {a}",
+                "ldr r7, [{p}, {w}, lsl #1]",
+                "sxtb16 {o}, r7, ror #8",
+                "sxtb16 r7, r7",
+                "smlad {a}, {w02_2}, r7, {a}",
+                "smlabb {a}, {w1_2}, {o}, {a}",
+                "ldr r7, [{p}]",
+                "add {p}, {s}",
+                "sxtb16 {o}, r7, ror #8",
+                "sxtb16 r7, r7",
+                "smlad {a}, {w02_0}, r7, {a}",
+                "smlabb {a}, {w1_01}, {o}, {a}",
+                "str {a}, [{acc}], #4",
+                "subs {n}, #1",
+                "bne 2b",
+                "pop {{r7}}",
+                p = inout(reg) x => _,
+                w = in(reg) width,
+                s = in(reg) stride,
+                n = inout(reg) n => _,
+                acc = inout(reg) accs.as_mut_ptr() => _,
+                init = in(reg) init,
+                w02_0 = in(reg) w02[0],
+                w02_1 = in(reg) w02[1],
+                w02_2 = in(reg) w02[2],
+                w1_01 = in(reg) w1[0],
+                w1_2 = in(reg) w1[1],
+                o = out(reg) _,
+                a = out(reg) _,
+            );
+        }
     }
 
     /// The steps in assembly, 48 instructions for 32 multiply-adds: two
@@ -382,6 +533,13 @@ mod tests {
         assert_eq!(Emulated::uxtb16(0x80_7f_ff_01), 0x007f_0001);
         assert_eq!(Emulated::uxtb16_ror8(0x80_7f_ff_01), 0x0080_00ff);
         assert_eq!(Emulated::smlad(0xffff_0002, 0x0003_0004, 10), 10 + 8 - 3);
+        assert_eq!(Emulated::smlabb(0xffff_fffe, 0x7000_0005, 10), 10 - 10);
+        // x = bytes 1, -2, 3, 4; w0, w1, w2 = 5, -6, 7.
+        let (w02, w1) = (0x0007_0005, 0x0000_fffa);
+        assert_eq!(
+            Emulated::row3(100, w02, w1, 0x04_03_fe_01),
+            100 + 5 + 12 + 21
+        );
         assert_eq!(
             Emulated::smlad(0x8000_8000, 0x8000_8000, i32::MAX),
             i32::MAX.wrapping_add(1 << 31)
