@@ -104,6 +104,20 @@ impl Multiplier {
         }
     }
 
+    /// The pair `(multiplier, shift)` of a file where [`fast`](Self::fast)
+    /// holds (else a pair whose results are wrong, never a panic): no test.
+    #[cfg(any(ember_dsp, ember_thumb1, test))]
+    #[inline(always)]
+    pub(crate) fn new_fast(multiplier: i32, shift: i32) -> Self {
+        let k = (-1 - shift) & 31;
+        Multiplier {
+            multiplier,
+            shift,
+            k,
+            round: (1 << k) >> 1,
+        }
+    }
+
     /// Whether [`apply_fast`](Self::apply_fast) is [`apply`](Self::apply).
     #[cfg(any(ember_dsp, ember_thumb1, test))]
     #[inline(always)]

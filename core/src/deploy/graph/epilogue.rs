@@ -16,6 +16,13 @@ pub(super) trait Epilogue {
     fn channel(&self, o: usize) -> Self::Channel;
     /// The output byte of accumulator `acc` of a channel.
     fn apply(&self, c: Self::Channel, acc: i32) -> i8;
+    /// The same epilogue without a test per output, where it has one (see
+    /// [`FastRequant`]).
+    #[cfg(any(ember_dsp, ember_thumb1, test))]
+    #[inline(always)]
+    fn fast(&self) -> Option<FastRequant<'_>> {
+        None
+    }
     /// [`apply`](Self::apply) to each of a channel's accumulators `accs`
     /// into `out` (as long).
     #[cfg(any(ember_dsp, ember_thumb1, test))]
@@ -111,8 +118,46 @@ impl<'a> Requant<'a> {
     }
 }
 
+/// A node's requantization where every channel's pair takes the fast
+/// rescale and there is no table (the usual case, checked once per node by
+/// [`Epilogue::fast`]): per output a multiply-high, an add, a shift, the
+/// zero point and the clamp, with no test.
+#[cfg(any(ember_dsp, ember_thumb1, test))]
+#[derive(Clone, Copy)]
+pub(super) struct FastRequant<'a> {
+    pairs: &'a [i32],
+    zero: i32,
+    floor: i32,
+}
+
+#[cfg(any(ember_dsp, ember_thumb1, test))]
+impl Epilogue for FastRequant<'_> {
+    type Channel = Multiplier;
+    #[inline(always)]
+    fn channel(&self, o: usize) -> Multiplier {
+        Multiplier::new_fast(self.pairs[2 * o], self.pairs[2 * o + 1])
+    }
+    #[inline(always)]
+    fn apply(&self, m: Multiplier, acc: i32) -> i8 {
+        // |apply_fast| < 2^30: adding a zero point cannot overflow.
+        (m.apply_fast(acc) + self.zero).max(self.floor).min(127) as i8
+    }
+}
+
 impl Epilogue for Requant<'_> {
     type Channel = Multiplier;
+    #[cfg(any(ember_dsp, ember_thumb1, test))]
+    fn fast(&self) -> Option<FastRequant<'_>> {
+        let all = self
+            .pairs
+            .chunks_exact(2)
+            .all(|p| Multiplier::new(p[0], p[1]).fast());
+        (all && self.table.is_none()).then_some(FastRequant {
+            pairs: self.pairs,
+            zero: self.zero,
+            floor: self.floor,
+        })
+    }
     #[inline(always)]
     fn channel(&self, o: usize) -> Multiplier {
         self.multiplier(o)
@@ -198,6 +243,15 @@ mod tests {
             let mut stored = std::vec![0i8; accs.len()];
             ep.store(m, &accs, &mut stored);
             prop_assert_eq!(&stored, &want);
+            match ep.fast() {
+                Some(f) => {
+                    prop_assert!(table.is_none() && (-31..=-2).contains(&shift));
+                    let c = f.channel(0);
+                    let fast: std::vec::Vec<i8> = accs.iter().map(|&a| f.apply(c, a)).collect();
+                    prop_assert_eq!(&fast, &want);
+                }
+                None => prop_assert!(table.is_some() || !(-31..=-2).contains(&shift)),
+            }
         }
     }
 }

@@ -60,6 +60,21 @@ pub(super) trait Im2col {
     /// the products of the first `4 · groups` taps of the buffer with
     /// weight rows `wa` and `wb` (at least that long).
     fn step(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &Self::Buf, groups: usize);
+    /// Fills taps `0..n` (`n ≤ CHUNK`) of columns `p` and `p + 1` of a
+    /// pointwise layer (a 1×1 kernel at unit stride, no padding: tap `t`
+    /// of column `c` is `xg[t · plane + p + c]`, both columns on the
+    /// input), if the target has a path of its own for it; `false` (the
+    /// buffer untouched) if not.
+    fn fill_pointwise(
+        _buf: &mut Self::Buf,
+        _xg: &[i8],
+        _plane: usize,
+        _p: usize,
+        _z_in: i32,
+        _n: usize,
+    ) -> bool {
+        false
+    }
 }
 
 /// The int8 convolution (see the module documentation) with target `K`:
@@ -91,20 +106,31 @@ pub(super) fn conv2d_i8<K: Im2col>(
     if taps <= K::CHUNK {
         // One chunk: the buffer is filled once per pair of columns, and
         // each pair of channels is summed and stored at once.
+        let g = h.geometry;
+        let pointwise = g.kernel == [1, 1] && g.stride == [1, 1] && g.pad == [0; 4];
         for g in 0..groups {
             let xg = &x[g * cg * ih * iw..(g + 1) * cg * ih * iw];
             let rows = &weight[g * og * taps..(g + 1) * og * taps];
             let mut p = 0;
             while p < pixels {
                 let cols = [Some(p), Some(p + 1).filter(|&q| q < pixels)];
-                fill::<K>(&mut buf, h, xg, z_in, cols, 0, taps, table);
+                if !(pointwise
+                    && cols[1].is_some()
+                    && K::fill_pointwise(&mut buf, xg, ih * iw, p, z_in, taps))
+                {
+                    fill::<K>(&mut buf, h, xg, z_in, cols, 0, taps, table);
+                }
                 let at = Columns {
                     first: g * og,
                     pixels,
                     p,
                     two: cols[1].is_some(),
                 };
-                pairs_stored::<K>(rows, &bias[g * og..(g + 1) * og], taps, &buf, y, at, ep);
+                let bias = &bias[g * og..(g + 1) * og];
+                match ep.fast() {
+                    Some(f) => pairs_stored::<K>(rows, bias, taps, &buf, y, at, &f),
+                    None => pairs_stored::<K>(rows, bias, taps, &buf, y, at, ep),
+                }
                 p += 2;
             }
         }
@@ -181,25 +207,31 @@ fn pairs_stored<K: Im2col>(
     at: Columns,
     ep: &impl Epilogue,
 ) {
-    let og = bias.len().min(rows.len() / taps);
-    let mut k = 0;
-    while k < og {
-        let b = (k + 1).min(og - 1);
-        let (wa, wb) = (&rows[k * taps..][..taps], &rows[b * taps..][..taps]);
-        let mut a = [bias[k], bias[k], bias[b], bias[b]];
+    let mut ws = rows.chunks_exact(taps).zip(bias);
+    let (mut ch, mut i) = (at.first, at.first * at.pixels + at.p);
+    let cols = if at.two { 2 } else { 1 };
+    while let Some((wa, &ba)) = ws.next() {
+        let partner = ws.next();
+        let (wb, bb) = partner.map_or((wa, ba), |(w, &b)| (w, b));
+        let mut a = [ba, ba, bb, bb];
         K::step(&mut a, wa, wb, buf, taps / 4);
         if !taps.is_multiple_of(4) {
             tail::<K>(&mut a, wa, wb, buf, taps);
         }
-        for (r, ch) in [(0, k), (2, b)].into_iter().take(if b > k { 2 } else { 1 }) {
-            let m = ep.channel(at.first + ch);
-            let i = (at.first + ch) * at.pixels + at.p;
-            y[i] = ep.apply(m, a[r]);
-            if at.two {
-                y[i + 1] = ep.apply(m, a[r + 1]);
+        let outs = if partner.is_some() { 2 } else { 1 };
+        for (r, o) in [(0, 0), (2, 1)].into_iter().take(outs) {
+            let m = ep.channel(ch + o);
+            if let Some(out) = y
+                .get_mut(i + o * at.pixels..)
+                .and_then(|v| v.get_mut(..cols))
+            {
+                for (v, &acc) in out.iter_mut().zip(&a[r..r + 2]) {
+                    *v = ep.apply(m, acc);
+                }
             }
         }
-        k += 2;
+        ch += 2;
+        i += 2 * at.pixels;
     }
 }
 
@@ -445,6 +477,50 @@ impl<D: Dsp> Im2col for DspConv<D> {
     fn step(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &Self::Buf, groups: usize) {
         D::conv_step(acc, wa, wb, &buf.0, groups);
     }
+    /// The two columns are adjacent bytes of each input plane: per group of
+    /// four taps, four halfword loads hold both columns, two words of them
+    /// give each column's pairs through `SXTB16` and `SXTB16 ROR #8`, and
+    /// `SSUB16` takes the zero point off two at a time.
+    fn fill_pointwise(
+        buf: &mut Self::Buf,
+        xg: &[i8],
+        plane: usize,
+        p: usize,
+        z_in: i32,
+        n: usize,
+    ) -> bool {
+        if n == 0 || n > DSP_CHUNK || p + 1 >= plane || (n - 1) * plane + p + 1 >= xg.len() {
+            return false;
+        }
+        // Bytes (column 0, column 1) of tap t, as a halfword.
+        let pair = |t: usize| {
+            let i = t * plane + p;
+            // SAFETY: t < n, so i + 1 ≤ (n − 1) · plane + p + 1 < xg.len()
+            // (checked above).
+            let (a, b) = unsafe { (*xg.get_unchecked(i), *xg.get_unchecked(i + 1)) };
+            u32::from(a as u8) | u32::from(b as u8) << 8
+        };
+        let zz = u32::from(z_in as u16) * 0x0001_0001;
+        let word = |lo: u32, hi: u32| [lo as i16, (lo >> 16) as i16, hi as i16, (hi >> 16) as i16];
+        for (g, out) in buf.0.chunks_exact_mut(8).take(n / 4).enumerate() {
+            let t = 4 * g;
+            // Bytes: column 0's taps t and t + 2, column 1's between.
+            let u = pair(t) | pair(t + 2) << 16;
+            let v = pair(t + 1) | pair(t + 3) << 16;
+            let (a02, b02) = (D::sxtb16(u), D::sxtb16_ror8(u));
+            let (a13, b13) = (D::sxtb16(v), D::sxtb16_ror8(v));
+            let (a02, a13) = (D::ssub16(a02, zz), D::ssub16(a13, zz));
+            let (b02, b13) = (D::ssub16(b02, zz), D::ssub16(b13, zz));
+            out[..4].copy_from_slice(&word(a02, a13));
+            out[4..].copy_from_slice(&word(b02, b13));
+        }
+        for t in 4 * (n / 4)..n {
+            let v = pair(t);
+            buf.0[Self::slot(t, 0)] = (i32::from(v as u8 as i8) - z_in) as i16;
+            buf.0[Self::slot(t, 1)] = (i32::from((v >> 8) as u8 as i8) - z_in) as i16;
+        }
+        true
+    }
 }
 
 /// Words aligned as words.
@@ -616,6 +692,33 @@ mod tests {
                 agree::<DspConv<Emulated>>(&h, seed, z)?;
                 agree::<Thumb1>(&h, seed, z)?;
             }
+        }
+    }
+
+    proptest! {
+        /// The Armv7E-M pointwise fill writes the general fill's buffer.
+        #[test]
+        fn pointwise_fill_is_the_fill(
+            c in 1usize..=DSP_CHUNK,
+            ih in 1usize..5,
+            iw in 1usize..7,
+            p in 0usize..30,
+            seed in any::<u64>(),
+            z in -128i32..128,
+        ) {
+            let h = node((1, c, 1, 1, 1, [1, 1], [1, 1], [0; 4], ih, iw)).unwrap();
+            let plane = ih * iw;
+            prop_assume!(p + 1 < plane);
+            let mut rng = crate::Rng::new(seed);
+            let x: Vec<i8> = (0..h.in_len()).map(|_| rng.next_u32() as i8).collect();
+            type K = DspConv<Emulated>;
+            let mut want = K::buffer();
+            let mut table = [0u16; TABLE];
+            let table = offsets(&h, &mut table);
+            fill::<K>(&mut want, &h, &x, z, [Some(p), Some(p + 1)], 0, c, table);
+            let mut got = K::buffer();
+            prop_assert!(K::fill_pointwise(&mut got, &x, plane, p, z, c));
+            prop_assert_eq!(&got.0[..2 * c.next_multiple_of(4)], &want.0[..2 * c.next_multiple_of(4)]);
         }
     }
 

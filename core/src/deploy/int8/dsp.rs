@@ -23,6 +23,8 @@ pub(crate) trait Dsp {
     fn smlad(a: u32, b: u32, acc: i32) -> i32;
     /// `acc + a.lo·b.lo` (signed halfwords, wrapping).
     fn smlabb(a: u32, b: u32, acc: i32) -> i32;
+    /// `a − b` per halfword (wrapping).
+    fn ssub16(a: u32, b: u32) -> u32;
 
     /// One kernel row of three taps of a depthwise convolution
     /// (`deploy::graph::depthwise`): `acc + w0·x0 + w1·x1 + w2·x2`, with
@@ -193,6 +195,13 @@ impl Dsp for Emulated {
     fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
         acc.wrapping_add(i32::from(a as u16 as i16) * i32::from(b as u16 as i16))
     }
+    #[inline(always)]
+    fn ssub16(a: u32, b: u32) -> u32 {
+        pack(
+            (a as u16).wrapping_sub(b as u16),
+            ((a >> 16) as u16).wrapping_sub((b >> 16) as u16),
+        )
+    }
 }
 
 /// The Armv7E-M instructions themselves.
@@ -240,6 +249,17 @@ impl Dsp for Arm {
         unsafe {
             core::arch::asm!("smlad {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a,
                 b = in(reg) b, c = in(reg) acc, options(pure, nomem, nostack));
+        }
+        r
+    }
+    #[inline(always)]
+    fn ssub16(a: u32, b: u32) -> u32 {
+        let r;
+        // SAFETY: one instruction on registers (it sets the GE flags, which
+        // nothing reads), nothing else touched.
+        unsafe {
+            core::arch::asm!("ssub16 {r}, {a}, {b}", r = lateout(reg) r, a = in(reg) a,
+                b = in(reg) b, options(pure, nomem, nostack));
         }
         r
     }
@@ -534,6 +554,7 @@ mod tests {
         assert_eq!(Emulated::uxtb16_ror8(0x80_7f_ff_01), 0x0080_00ff);
         assert_eq!(Emulated::smlad(0xffff_0002, 0x0003_0004, 10), 10 + 8 - 3);
         assert_eq!(Emulated::smlabb(0xffff_fffe, 0x7000_0005, 10), 10 - 10);
+        assert_eq!(Emulated::ssub16(0x0005_ff80, 0x0007_0001), 0xfffe_ff7f);
         // x = bytes 1, -2, 3, 4; w0, w1, w2 = 5, -6, 7.
         let (w02, w1) = (0x0007_0005, 0x0000_fffa);
         assert_eq!(
