@@ -223,15 +223,15 @@ fn pairs_stored<K: Im2col>(
         let partner = ws.next();
         let (wb, bb) = partner.map_or((wa, ba), |(w, &b)| (w, b));
         let mut a = [ba, ba, bb, bb];
-        let b = ch + usize::from(partner.is_some()) - at.first;
-        let (ra, rb) = ((ch - at.first) * taps, b * taps);
-        match (rows.get(ra..ra + whole), rows.get(rb..rb + whole)) {
-            (Some(wa), Some(wb)) if K::WHOLE_GROUPS && whole > taps => {
-                K::step(&mut a, wa, wb, buf, whole / 4)
-            }
-            _ => {
-                K::step(&mut a, wa, wb, buf, taps / 4);
-                if !taps.is_multiple_of(4) {
+        if whole == taps {
+            K::step(&mut a, wa, wb, buf, taps / 4);
+        } else {
+            let b = ch + usize::from(partner.is_some()) - at.first;
+            let (ra, rb) = ((ch - at.first) * taps, b * taps);
+            match (rows.get(ra..ra + whole), rows.get(rb..rb + whole)) {
+                (Some(wa), Some(wb)) if K::WHOLE_GROUPS => K::step(&mut a, wa, wb, buf, whole / 4),
+                _ => {
+                    K::step(&mut a, wa, wb, buf, taps / 4);
                     tail::<K>(&mut a, wa, wb, buf, taps);
                 }
             }
