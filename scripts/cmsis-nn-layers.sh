@@ -29,7 +29,9 @@
 #   FashionMNIST CNN: scripts/model-to-firmware.sh --model cnn \
 #     --data std-backend/data/fashion-mnist-subset --epochs 1 --limit 2000 \
 #     --count 20 --out /tmp/cnnfw > cnn.log
-#   KWS DS-CNN's layers: cargo xtask kws-layers --models /tmp/kws-layers &&
+#   KWS DS-CNN's layers: scripts/mlperf-tiny.sh --out /tmp/mlp kws, whose
+#     /tmp/mlp/kws.log has a line per node (mlperf-kws int8 node ...), or
+#     cargo xtask kws-layers --models /tmp/kws-layers &&
 #     cargo xtask test-images --models /tmp/kws-layers --name kws-layers --count 4 &&
 #     EMBER_FIRMWARE_MODELS=/tmp/kws-layers scripts/run-firmware.sh thumbv7em-none-eabihf > kws.log Output: the harness's log, then the table.
 # Exit status: 0 when every layer ran, 1 when the harness failed, 2 when
@@ -93,10 +95,11 @@ awk -F' [|] ' '
   # Only the Cortex-M4F runs of a log (run-firmware.sh says which target runs).
   /^==> run under QEMU [(]/ { m4f = ($0 ~ /thumbv7em/) }
   FNR == 1 { m4f = 1 }
-  # Ember: "int8 node N KEY: I instructions, ..." (the f32 lines are left out).
-  m4f && /^int8 node [0-9]+ / {
+  # Ember: "int8 node N KEY: I instructions, ..." (the f32 lines are left
+  # out), or the MLPerf Tiny firmware'"'"'s "mlperf-kws int8 node N KEY: ...".
+  m4f && /^(mlperf-[a-z]+ )?int8 node [0-9]+ / {
     line = $0
-    sub(/^int8 node [0-9]+ /, "", line)
+    sub(/^(mlperf-[a-z]+ )?int8 node [0-9]+ /, "", line)
     key = line; sub(/: .*/, "", key)
     n = line; sub(/^[^:]*: /, "", n); sub(/ instructions.*/, "", n)
     ember[key] = n

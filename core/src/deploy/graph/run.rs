@@ -448,6 +448,11 @@ fn pool_f32(h: &NodeHeader, x: &[f32], y: &mut [f32]) {
 fn pool_i8(h: &NodeHeader, zero: i32, x: &[i8], y: &mut [i8], floor: i32) {
     // At most 65,535² taps (the format's kernel sizes are 16-bit): i64.
     let taps = (h.geometry.kernel[0] as i64 * h.geometry.kernel[1] as i64).max(1);
+    let g = h.geometry;
+    let two = g.kernel == [2, 2] && g.stride == [2, 2] && g.dilation == [1, 1];
+    if h.op == NodeOp::MaxPool && two && g.pad == [0; 4] {
+        return max_pool_2x2(h, x, y, floor);
+    }
     if h.op == NodeOp::MaxPool {
         let max = |m: i32, xi: usize| m.max(i32::from(x[xi]));
         pool_windows(h, i32::MIN, max, |at, m, _| {
@@ -459,6 +464,28 @@ fn pool_i8(h: &NodeHeader, zero: i32, x: &[i8], y: &mut [i8], floor: i32) {
             let v = div_round(s + (taps - n as i64) * i64::from(zero), taps);
             y[at] = v.clamp(i64::from(floor), 127) as i8;
         });
+    }
+}
+
+/// int8 2×2 max pooling at stride 2, unit dilation, without padding (the
+/// commonest pooling), a pair of input rows at a time with no bounds test
+/// per tap: the generic loop's bytes.
+fn max_pool_2x2(h: &NodeHeader, x: &[i8], y: &mut [i8], floor: i32) {
+    let [c, ih, iw] = h.in_shape;
+    let [_, oh, ow] = h.out_shape;
+    if ow == 0 || iw == 0 {
+        return;
+    }
+    let planes = x.chunks_exact(ih * iw).zip(y.chunks_exact_mut(oh * ow));
+    for (xc, yc) in planes.take(c) {
+        for (rows, yr) in xc.chunks_exact(2 * iw).zip(yc.chunks_exact_mut(ow)) {
+            let (r0, r1) = rows.split_at(iw);
+            let pairs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+            for (v, (a, b)) in yr.iter_mut().zip(pairs) {
+                let m = a[0].max(a[1]).max(b[0]).max(b[1]);
+                *v = i32::from(m).max(floor).min(127) as i8;
+            }
+        }
     }
 }
 
@@ -516,6 +543,41 @@ fn pool_windows<A: Copy>(
                 }
                 store((ch * oh + oy) * ow + ox, acc, n);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conv::tests::node;
+    use super::*;
+    use proptest::prelude::*;
+    extern crate std;
+    use std::{vec, vec::Vec};
+
+    proptest! {
+        /// The 2×2 max pooling is the generic window loop's, on odd and
+        /// even sizes and with ReLU's floor.
+        #[test]
+        fn max_pool_2x2_is_the_window_loop(
+            c in 1usize..4,
+            ih in 2usize..12,
+            iw in 2usize..12,
+            floor in -128i32..128,
+            seed in any::<u64>(),
+        ) {
+            let mut h = node((c, 1, 1, 2, 2, [2, 2], [1, 1], [0; 4], ih, iw)).unwrap();
+            h.op = NodeOp::MaxPool;
+            let mut rng = crate::Rng::new(seed);
+            let x: Vec<i8> = (0..h.in_len()).map(|_| rng.next_u32() as i8).collect();
+            let mut want = vec![0i8; h.out_len()];
+            let max = |m: i32, xi: usize| m.max(i32::from(x[xi]));
+            pool_windows(&h, i32::MIN, max, |at, m, _| {
+                want[at] = m.clamp(floor, 127) as i8;
+            });
+            let mut got = vec![0i8; h.out_len()];
+            max_pool_2x2(&h, &x, &mut got, floor);
+            prop_assert_eq!(got, want);
         }
     }
 }
