@@ -488,6 +488,9 @@ pub struct Model<'a> {
     pub(crate) max_width: usize,
     /// An int8 model's arena ([`int8_arena`]); 0 for an f32 model.
     pub(crate) arena: usize,
+    /// Every int8 layer's requantization pairs take the 32-bit path
+    /// (`quant::requant_is_fast`): the DSP kernel's own epilogue may run.
+    pub(crate) fast_requant: bool,
     input: usize,
     output: usize,
     /// An int8 model's input standardization, if it has one.
@@ -729,6 +732,7 @@ impl<'a> Model<'a> {
         let mut prev_q = None;
         let mut max_width = 0;
         let (mut first_out, mut pairs) = (0, 0);
+        let mut fast_requant = true;
         for l in 0..n {
             let (h, w) = decode_layer(header, data, l, int8)?;
             if h.in_features == 0 || h.out_features == 0 || h.in_features != prev_out {
@@ -812,6 +816,7 @@ impl<'a> Model<'a> {
                         return Err(FormatError::QuantizationChain { layer: l });
                     }
                     prev_q = Some((h.out_scale.to_bits(), h.out_zero));
+                    fast_requant &= super::quant::all_fast(requant);
                 }
                 LayerWeights::F32 { .. } => {
                     if !zero(&header[r + 32..r + RECORD]) {
@@ -836,6 +841,7 @@ impl<'a> Model<'a> {
             count: n,
             max_width,
             arena: int8_arena(int8, model_in, first_out, pairs, max_width),
+            fast_requant: int8 && fast_requant,
             input: model_in,
             output: prev_out,
             step,
@@ -854,6 +860,7 @@ impl<'a> Model<'a> {
         let mut prev = layers[0].0.in_features;
         let mut max_width = 0;
         let mut pairs = 0;
+        let mut fast_requant = int8;
         for (l, &(h, w)) in layers.iter().enumerate() {
             if h.in_features == 0 || h.out_features == 0 || h.in_features != prev {
                 return Err(FormatError::BadShape { layer: l });
@@ -887,6 +894,7 @@ impl<'a> Model<'a> {
                         }
                         _ => {}
                     }
+                    fast_requant &= super::quant::all_fast(requant);
                     int8 && weight.len() == wlen
                         && bias.len() == h.out_features
                         && scales.len() == h.out_features
@@ -904,6 +912,7 @@ impl<'a> Model<'a> {
             count: n,
             max_width,
             arena: int8_arena(int8, model_in, first_out, pairs, max_width),
+            fast_requant,
             input: layers[0].0.in_features,
             output: prev,
             step: None,

@@ -351,6 +351,7 @@ impl Model<'_> {
                 table: table.map(|t| (&t.values, t.pre_zero)),
                 header: &h,
                 out_flip: if i == last { 0 } else { 0x80 },
+                fast_requant: self.fast_requant,
             };
             // The output at the start of the arena (even layers) or at its
             // end (odd ones); the input at the other end.
