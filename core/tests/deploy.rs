@@ -689,3 +689,31 @@ fn a_signature_mismatch_says_what_differs() {
         "the file describes a different model: layer 2 is Linear(8, 4) in the file, no layer in the type"
     );
 }
+
+/// An int8 model's arena is the largest layer input and output side by side
+/// (16 + 8 here; the first layer's `i8` input flipped beside its output,
+/// 6 + 16, fits too), less than two buffers of the widest layer (32), and
+/// the outputs do not depend on what else the scratch holds or how long it
+/// is.
+#[test]
+fn int8_arena_is_the_largest_adjacent_pair() {
+    let (words, n) = quantized(3);
+    let q = Model::load::<Net>(&bytes(&words)[..n]).unwrap();
+    assert_eq!(q.scratch_len(), 16 + 8);
+    for s in 0..8 {
+        let x: Vec<f32> = (0..6).map(|j| input(s * 6 + j)).collect();
+        let mut qi = vec![0i8; 6];
+        let (mut tight, mut wide) = (vec![0i8; q.scratch_len()], vec![0x55i8; 64]);
+        let (mut a, mut b) = ([0.0f32; 4], [0.0f32; 4]);
+        q.infer_i8(&x, &mut qi, &mut tight, &mut a).unwrap();
+        q.infer_i8(&x, &mut qi, &mut wide, &mut b).unwrap();
+        assert_eq!(a, b);
+        let t = q.infer_q8(&qi, &mut tight).unwrap().to_vec();
+        assert_eq!(t, q.infer_q8(&qi, &mut wide).unwrap());
+    }
+    let mut short = vec![0i8; q.scratch_len() - 1];
+    assert!(matches!(
+        q.infer_q8(&[0i8; 6], &mut short),
+        Err(deploy::InferError::ScratchTooSmall { needed: 24 })
+    ));
+}

@@ -167,11 +167,10 @@ fn main() {
     }
     #[cfg(feature = "mlperf")]
     {
-        let mut input = vec![0i8; mlperf::INPUTS];
         let mut scratch = vec![0i8; mlperf::SCRATCH];
         let start = std::time::Instant::now();
         let clock = move || start.elapsed().as_nanos() as u64;
-        match mlperf::run(&mut input, &mut scratch, &clock) {
+        match mlperf::run(&mut scratch, &clock) {
             Some(r) => {
                 say!(
                     "mlperf-{}: {} of {} inputs' int8 outputs match the host's byte for byte; {} multiply-adds; {} ns per inference, the file's parse {} ns (host, not deterministic)",
@@ -277,10 +276,8 @@ mod firmware {
         // step's graph, sized by `nn::train_floats` at compile time.
         #[cfg(finetune)]
         static mut FINETUNE_ARENA: [f32; finetune::ARENA_FLOATS] = [0.0; finetune::ARENA_FLOATS];
-        // MLPerf Tiny: the quantized input (copied from flash before each
-        // inference) and the int8 model's scratch.
-        #[cfg(feature = "mlperf")]
-        static mut MLPERF_INPUT: [i8; mlperf::INPUTS] = [0; mlperf::INPUTS];
+        // MLPerf Tiny: the int8 model's scratch (its arena; the quantized
+        // inputs are read in place from flash).
         #[cfg(feature = "mlperf")]
         static mut MLPERF_SCRATCH: [i8; mlperf::SCRATCH] = [0; mlperf::SCRATCH];
 
@@ -307,12 +304,7 @@ mod firmware {
         #[cfg(finetune)]
         let finetune_arena = unsafe { &mut *core::ptr::addr_of_mut!(FINETUNE_ARENA) };
         #[cfg(feature = "mlperf")]
-        let (mlperf_input, mlperf_scratch) = unsafe {
-            (
-                &mut *core::ptr::addr_of_mut!(MLPERF_INPUT),
-                &mut *core::ptr::addr_of_mut!(MLPERF_SCRATCH),
-            )
-        };
+        let mlperf_scratch = unsafe { &mut *core::ptr::addr_of_mut!(MLPERF_SCRATCH) };
 
         // (Never changed in a build without any of the features.)
         #[allow(unused_mut)]
@@ -446,15 +438,10 @@ mod firmware {
         #[cfg(feature = "mlperf")]
         {
             repaint_stack();
-            let r = mlperf::run(&mut mlperf_input[..], &mut mlperf_scratch[..], &clock_ticks);
+            let r = mlperf::run(&mut mlperf_scratch[..], &clock_ticks);
             passed &= mlperf_report(r);
             #[cfg(mlperf_graph)]
-            mlperf::profile(
-                &mut mlperf_input[..],
-                &mut mlperf_scratch[..],
-                &clock_ticks,
-                &NODE_COST,
-            );
+            mlperf::profile(&mut mlperf_scratch[..], &clock_ticks, &NODE_COST);
         }
 
         // A build with none of the features only starts, logs and exits (the
@@ -546,9 +533,9 @@ mod firmware {
 
     /// Logs an MLPerf Tiny run: its verdict, the instructions (QEMU) or
     /// cycles (a board) per inference and per multiply-add, then the RAM
-    /// (`.bss` and `.data`, which hold the scratch and the input, and the
-    /// stack, painted again just before the run) and the flash; returns
-    /// the verdict.
+    /// (`.bss` and `.data`, which hold the scratch, and the stack, painted
+    /// again just before the run; the inputs are read in place from flash)
+    /// and the flash; returns the verdict.
     #[cfg(feature = "mlperf")]
     fn mlperf_report(r: Option<mlperf::Report>) -> bool {
         let Some(r) = r else {
@@ -587,13 +574,13 @@ mod firmware {
         );
         let statics = static_ram();
         defmt::println!(
-            "mlperf-{=str}: RAM {=usize} bytes (.bss and .data {=usize}, of which scratch {=usize} and input {=usize}; stack {=usize}); flash {=usize} bytes (the model {=usize}; the whole firmware with its test data)",
+            "mlperf-{=str}: RAM {=usize} bytes (.bss and .data {=usize}, of which scratch {=usize}; stack {=usize}; the {=usize}-byte inputs read in place from flash); flash {=usize} bytes (the model {=usize}; the whole firmware with its test data)",
             mlperf::NAME,
             statics + stack,
             statics,
             mlperf::SCRATCH,
-            mlperf::INPUTS,
             stack,
+            mlperf::INPUTS,
             flash_used(),
             mlperf::MODEL.0.len()
         );

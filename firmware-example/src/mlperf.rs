@@ -5,9 +5,10 @@
 //! inputs, every output byte checked against the host's.
 //!
 //! Each test input (already quantized by the host with the file's input
-//! quantization, [`INPUTS`] bytes) is copied from flash into a RAM buffer,
-//! as a sensor's data would arrive, then `infer_q8` runs on it with
-//! [`SCRATCH`] bytes of scratch: only that call is timed. Dense files are
+//! quantization, [`INPUTS`] bytes) is read in place from flash, as the
+//! MNIST firmware reads its images (a sensor's buffer would be read the same
+//! way, where the sensor's driver put it), by `infer_q8` with [`SCRATCH`]
+//! bytes of scratch, the file's arena: only that call is timed. Dense files are
 //! parsed with `Model::parse`, graph files (cfg `mlperf_graph`, set by
 //! build.rs) with `GraphModel::parse`; both check the header and the CRC
 //! once, before the timing.
@@ -33,6 +34,13 @@ pub static MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
 )));
 /// Test inputs, [`INPUTS`] quantized bytes (`i8`) each.
 static TEST_INPUTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mlperf-inputs.bin"));
+
+/// Bytes read as the `i8` values they hold.
+fn as_i8(x: &[u8]) -> &[i8] {
+    // SAFETY: i8 and u8 have the same size and alignment and every bit
+    // pattern is valid for both; the slice borrows `x`.
+    unsafe { core::slice::from_raw_parts(x.as_ptr().cast::<i8>(), x.len()) }
+}
 /// The host's int8 outputs for them, [`OUTPUTS`] bytes each.
 static EXPECTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mlperf-expected.bin"));
 /// Mismatches logged one by one.
@@ -73,11 +81,10 @@ impl Report {
     }
 }
 
-/// Parses the model from flash and runs every test input: copied into
-/// `input` ([`INPUTS`] bytes), then `infer_q8` with `scratch` ([`SCRATCH`]
-/// bytes), timed with `clock`. `None` if the file is refused or an
-/// inference fails (logged).
-pub fn run(input: &mut [i8], scratch: &mut [i8], clock: &dyn Fn() -> u64) -> Option<Report> {
+/// Parses the model from flash and runs every test input, read in place
+/// from flash, with `infer_q8` and `scratch` ([`SCRATCH`] bytes), timed with
+/// `clock`. `None` if the file is refused or an inference fails (logged).
+pub fn run(scratch: &mut [i8], clock: &dyn Fn() -> u64) -> Option<Report> {
     let start = clock();
     let model = match open(&MODEL.0) {
         Ok(m) => m,
@@ -88,12 +95,12 @@ pub fn run(input: &mut [i8], scratch: &mut [i8], clock: &dyn Fn() -> u64) -> Opt
     };
     let load_ticks = clock().wrapping_sub(start);
     say!(
-        "mlperf-{}: int8 {}: a {}-byte file read in place from flash; scratch {} bytes, input {} bytes",
+        "mlperf-{}: int8 {}: a {}-byte file and {}-byte inputs read in place from flash; scratch {} bytes",
         NAME,
         meta::ARCHITECTURE,
         MODEL.0.len(),
-        scratch.len(),
-        input.len()
+        INPUTS,
+        scratch.len()
     );
     let mut r = Report {
         inputs: 0,
@@ -101,7 +108,7 @@ pub fn run(input: &mut [i8], scratch: &mut [i8], clock: &dyn Fn() -> u64) -> Opt
         ticks: 0,
         load_ticks,
     };
-    if input.len() < INPUTS || EXPECTED.len() != inputs() * OUTPUTS {
+    if EXPECTED.len() != inputs() * OUTPUTS {
         say!(
             "mlperf-{}: buffers or expected outputs of the wrong size",
             NAME
@@ -113,11 +120,8 @@ pub fn run(input: &mut [i8], scratch: &mut [i8], clock: &dyn Fn() -> u64) -> Opt
         .zip(EXPECTED.chunks_exact(OUTPUTS))
         .enumerate()
     {
-        for (d, &b) in input.iter_mut().zip(x) {
-            *d = b as i8;
-        }
         let start = clock();
-        let out: Result<&[i8], InferError> = model.infer_q8(&input[..INPUTS], scratch);
+        let out: Result<&[i8], InferError> = model.infer_q8(as_i8(x), scratch);
         r.ticks += clock().wrapping_sub(start);
         let out = match out {
             Ok(o) => o,
@@ -140,28 +144,17 @@ pub fn run(input: &mut [i8], scratch: &mut [i8], clock: &dyn Fn() -> u64) -> Opt
     Some(r)
 }
 
-/// Times each node of one inference of the first test input
-/// (`crate::profile`'s lines, named `mlperf-NAME int8`): where the
-/// instructions of [`run`] go.
+/// Times each node of one inference of the first test input, read in
+/// place from flash (`crate::profile`'s lines, named `mlperf-NAME int8`):
+/// where the instructions of [`run`] go.
 #[cfg(all(mlperf_graph, target_os = "none"))]
-pub fn profile(
-    input: &mut [i8],
-    scratch: &mut [i8],
-    clock: &dyn Fn() -> u64,
-    cost: &crate::profile::Cost,
-) {
+pub fn profile(scratch: &mut [i8], clock: &dyn Fn() -> u64, cost: &crate::profile::Cost) {
     let (Ok(model), Some(x)) = (open(&MODEL.0), TEST_INPUTS.get(..INPUTS)) else {
         return;
     };
-    let Some(input) = input.get_mut(..INPUTS) else {
-        return;
-    };
-    for (d, &b) in input.iter_mut().zip(x) {
-        *d = b as i8;
-    }
     let mut name = [0u8; 24];
     let label = label(&mut name);
-    crate::profile::graph_int8(label, &model, input, scratch, clock, cost);
+    crate::profile::graph_int8(label, &model, as_i8(x), scratch, clock, cost);
 }
 
 /// `mlperf-NAME int8` in `buf`.
@@ -186,9 +179,8 @@ mod tests {
     /// The firmware's code on the host gives the host's expected outputs.
     #[test]
     fn host_outputs_match_the_expected_file() {
-        let mut input = vec![0i8; INPUTS];
         let mut scratch = vec![0i8; SCRATCH];
-        let r = run(&mut input, &mut scratch, &|| 0).expect("the model runs");
+        let r = run(&mut scratch, &|| 0).expect("the model runs");
         assert!(r.passed(), "{r:?}");
     }
 }

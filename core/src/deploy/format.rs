@@ -486,10 +486,32 @@ pub struct Model<'a> {
     count: usize,
     /// The widest activation a layer produces (the input is read in place).
     pub(crate) max_width: usize,
+    /// An int8 model's arena ([`int8_arena`]); 0 for an f32 model.
+    pub(crate) arena: usize,
+    /// Every int8 layer's requantization pairs take the 32-bit path
+    /// (`quant::requant_is_fast`): the DSP kernel's own epilogue may run.
+    pub(crate) fast_requant: bool,
     input: usize,
     output: usize,
     /// An int8 model's input standardization, if it has one.
     step: Option<InputStep<'a>>,
+}
+
+/// An int8 model's arena (see [`Model::scratch_len`]): the largest
+/// `in + out` of the layers after the first (`pairs`), the first layer's
+/// output, and beside it the first layer's `i8` input flipped (`in0`), when
+/// it is no wider than the widest activation (as with two buffers of that
+/// width, the plan before). 0 for an f32 model.
+fn int8_arena(int8: bool, in0: usize, out0: usize, pairs: usize, max_width: usize) -> usize {
+    if !int8 {
+        return 0;
+    }
+    let first = if in0 <= max_width {
+        in0.saturating_add(out0)
+    } else {
+        out0
+    };
+    pairs.max(first)
 }
 
 /// Where a model's layers are.
@@ -709,6 +731,8 @@ impl<'a> Model<'a> {
         let mut prev_out = model_in;
         let mut prev_q = None;
         let mut max_width = 0;
+        let (mut first_out, mut pairs) = (0, 0);
+        let mut fast_requant = true;
         for l in 0..n {
             let (h, w) = decode_layer(header, data, l, int8)?;
             if h.in_features == 0 || h.out_features == 0 || h.in_features != prev_out {
@@ -716,6 +740,11 @@ impl<'a> Model<'a> {
             }
             prev_out = h.out_features;
             max_width = max_width.max(h.out_features);
+            if l == 0 {
+                first_out = h.out_features;
+            } else {
+                pairs = pairs.max(h.in_features.saturating_add(h.out_features));
+            }
             let r = FIXED + RECORD * l;
             let (_, param) = h.activation.encode();
             if !zero(&header[r + 9..r + 12]) || rd_f32(header, r + 12).to_bits() != param.to_bits()
@@ -787,6 +816,7 @@ impl<'a> Model<'a> {
                         return Err(FormatError::QuantizationChain { layer: l });
                     }
                     prev_q = Some((h.out_scale.to_bits(), h.out_zero));
+                    fast_requant &= super::quant::all_fast(requant);
                 }
                 LayerWeights::F32 { .. } => {
                     if !zero(&header[r + 32..r + RECORD]) {
@@ -810,6 +840,8 @@ impl<'a> Model<'a> {
             source: Source::File { header, data },
             count: n,
             max_width,
+            arena: int8_arena(int8, model_in, first_out, pairs, max_width),
+            fast_requant: int8 && fast_requant,
             input: model_in,
             output: prev_out,
             step,
@@ -827,12 +859,17 @@ impl<'a> Model<'a> {
         let int8 = matches!(layers[0].1, LayerWeights::Int8 { .. });
         let mut prev = layers[0].0.in_features;
         let mut max_width = 0;
+        let mut pairs = 0;
+        let mut fast_requant = int8;
         for (l, &(h, w)) in layers.iter().enumerate() {
             if h.in_features == 0 || h.out_features == 0 || h.in_features != prev {
                 return Err(FormatError::BadShape { layer: l });
             }
             prev = h.out_features;
             max_width = max_width.max(prev);
+            if l > 0 {
+                pairs = pairs.max(h.in_features.saturating_add(h.out_features));
+            }
             let wlen = h
                 .in_features
                 .checked_mul(h.out_features)
@@ -857,6 +894,7 @@ impl<'a> Model<'a> {
                         }
                         _ => {}
                     }
+                    fast_requant &= super::quant::all_fast(requant);
                     int8 && weight.len() == wlen
                         && bias.len() == h.out_features
                         && scales.len() == h.out_features
@@ -867,11 +905,14 @@ impl<'a> Model<'a> {
                 return Err(FormatError::BadOffset { layer: l });
             }
         }
+        let (model_in, first_out) = (layers[0].0.in_features, layers[0].0.out_features);
         Ok(Model {
             int8,
             source: Source::Tables(layers),
             count: n,
             max_width,
+            arena: int8_arena(int8, model_in, first_out, pairs, max_width),
+            fast_requant,
             input: layers[0].0.in_features,
             output: prev,
             step: None,
@@ -1059,10 +1100,18 @@ impl<'a> Model<'a> {
         self.output
     }
 
-    /// Scratch elements inference needs: two activation buffers of the
-    /// widest activation a layer produces (the input is read in place).
+    /// Scratch elements inference needs (the input is read in place). An
+    /// f32 model: two activation buffers of the widest activation a layer
+    /// produces. An int8 model: the largest input and output of one layer
+    /// side by side (each layer writes at the other end of the arena from
+    /// its input), and room for a first layer's `i8` input flipped next to
+    /// its output where two buffers of the widest activation had it.
     pub fn scratch_len(&self) -> usize {
-        2 * self.max_width
+        if self.int8 {
+            self.arena
+        } else {
+            2 * self.max_width
+        }
     }
 
     /// Bytes of parameters (weights, biases, quantization tables).

@@ -306,9 +306,11 @@ impl Model<'_> {
     }
 
     /// The int8 layers, the first reading `input` in place, the others
-    /// alternating between the two halves of `scratch`. Hidden activations
-    /// are stored as `q + 128` (what the next kernel reads), the outputs as
-    /// `q`.
+    /// reading the previous layer's output: in an arena of
+    /// [`scratch_len`](Self::scratch_len) bytes at the start of `scratch`,
+    /// the even layers write at its start, the odd ones at its end, so that
+    /// a layer's output never meets its input. Hidden activations are stored
+    /// as `q + 128` (what the next kernel reads), the outputs as `q`.
     // Inlined into each caller: a firmware links only the callers it uses.
     #[inline(always)]
     fn run_i8<'s, X: Int8Input>(
@@ -326,13 +328,12 @@ impl Model<'_> {
             });
         }
         self.check(input.len(), scratch.len())?;
-        let scratch = int8::bytes_mut(scratch);
-        let (a, b) = scratch.split_at_mut(self.max_width);
+        let arena = &mut int8::bytes_mut(scratch)[..self.arena];
+        let len = arena.len();
         let last = count - 1;
-        let mut in_a = true;
-        let mut n = 0;
+        // Where the last layer run wrote: `arena[at..at + n]`.
+        let (mut at, mut n) = (0, 0);
         for (i, (h, w)) in self.layers().take(count).enumerate() {
-            n = h.out_features;
             let LayerWeights::Int8 {
                 weight,
                 bias,
@@ -350,21 +351,26 @@ impl Model<'_> {
                 table: table.map(|t| (&t.values, t.pre_zero)),
                 header: &h,
                 out_flip: if i == last { 0 } else { 0x80 },
+                fast_requant: self.fast_requant,
             };
+            // The output at the start of the arena (even layers) or at its
+            // end (odd ones); the input at the other end.
+            let out_at = if i % 2 == 0 { 0 } else { len - h.out_features };
             if i == 0 {
                 if X::FLIP == 0 && h.in_zero != -128 {
                     return Err(InferError::NotU8Input { zero: h.in_zero });
                 }
                 let bytes = X::bytes(input);
+                let (dst, free) = arena.split_at_mut(h.out_features);
                 // The Cortex-M4's DSP kernels take unflipped input only: an
-                // `i8` input that fits the second buffer (free until the
-                // second layer) is flipped there once, so that the first
-                // layer runs them too (the same sums, the same bytes out).
-                let x = if X::FLIP != 0 && bytes.len() <= b.len() {
-                    let t = &mut b[..bytes.len()];
-                    for (d, &v) in t.iter_mut().zip(bytes) {
-                        *d = v ^ X::FLIP;
-                    }
+                // `i8` input that fits beside the first layer's output (free
+                // until the second layer) is flipped there once, so that the
+                // first layer runs them too (the same sums, the same bytes
+                // out).
+                let x = if X::FLIP != 0 && bytes.len() <= free.len() {
+                    let skip = free.len() - bytes.len();
+                    let t = &mut free[skip..];
+                    flip_into(t, bytes, X::FLIP);
                     Input {
                         bytes: &*t,
                         flip: 0,
@@ -375,25 +381,29 @@ impl Model<'_> {
                         flip: X::FLIP,
                     }
                 };
-                int8::run(&layer, x, &mut a[..h.out_features]);
-                continue;
-            }
-            let (src, dst) = if in_a {
-                (&a[..h.in_features], &mut b[..h.out_features])
+                int8::run(&layer, x, dst);
             } else {
-                (&b[..h.in_features], &mut a[..h.out_features])
-            };
-            int8::run(
-                &layer,
-                Input {
-                    bytes: src,
-                    flip: 0,
-                },
-                dst,
-            );
-            in_a = !in_a;
+                // `in + out ≤ len` for every layer after the first (the
+                // arena's plan): the two never overlap.
+                let (src, dst) = if out_at == 0 {
+                    let (lo, hi) = arena.split_at_mut(len - h.in_features);
+                    (&hi[..], &mut lo[..h.out_features])
+                } else {
+                    let (lo, hi) = arena.split_at_mut(out_at);
+                    (&lo[..h.in_features], hi)
+                };
+                int8::run(
+                    &layer,
+                    Input {
+                        bytes: src,
+                        flip: 0,
+                    },
+                    dst,
+                );
+            }
+            (at, n) = (out_at, h.out_features);
         }
-        Ok(int8::as_i8(if in_a { &a[..n] } else { &b[..n] }))
+        Ok(int8::as_i8(&arena[at..at + n]))
     }
 
     fn check(&self, input: usize, scratch: usize) -> Result<(), InferError> {
@@ -409,6 +419,21 @@ impl Model<'_> {
             });
         }
         Ok(())
+    }
+}
+
+/// `dst[j] = src[j] ^ flip`, a word at a time (`dst` as long as `src`).
+#[inline(always)]
+fn flip_into(dst: &mut [u8], src: &[u8], flip: u8) {
+    let f = u32::from_le_bytes([flip; 4]);
+    let mut d = dst.chunks_exact_mut(4);
+    let mut s = src.chunks_exact(4);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let w = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) ^ f;
+        d.copy_from_slice(&w.to_le_bytes());
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = s ^ flip;
     }
 }
 

@@ -145,9 +145,11 @@
 //!     let n = deploy::quantize(&f32_model, &calib, &mut int8_bytes.0)?;
 //!
 //!     // On the device: the file in flash, loaded in place; the scratch is
-//!     // two buffers of the widest layer output (`Model::scratch_len`).
+//!     // the arena of `Model::scratch_len`: a layer's input and output side
+//!     // by side (8 + 3), or the first layer's output and its `i8` input
+//!     // flipped beside it (8 + 4).
 //!     let model = Model::load::<Net>(&int8_bytes.0[..n])?;
-//!     let mut scratch = [0i8; 2 * 8];
+//!     let mut scratch = [0i8; 8 + 4];
 //!     assert_eq!(model.scratch_len(), scratch.len());
 //!     let pixels = [0u8, 255, 128, 64];
 //!     let logits = model.infer_u8(&pixels, &mut scratch)?;

@@ -58,7 +58,7 @@ impl QuantParams {
 #[inline]
 pub fn requantize(acc: i32, multiplier: i32, shift: i32) -> i32 {
     let prod = i64::from(acc) * i64::from(multiplier);
-    if (-31..=-2).contains(&shift) && multiplier >= 0 {
+    if requant_is_fast(multiplier, shift) {
         // With s = 31 − shift = 32 + k, k in 1..=30: |prod| ≤ 2^62, so
         // |hi| ≤ 2^30 and hi + 2^(k−1) fits in i32, and
         // floor((hi·2^32 + lo + 2^(s−1)) / 2^s) = (hi + 2^(k−1)) >> k,
@@ -201,6 +201,20 @@ impl SmallRescale {
         x.wrapping_mul(self.hi)
             .wrapping_add(x.wrapping_mul(self.lo).wrapping_add(self.round) >> (self.s & 31))
     }
+}
+
+/// Whether [`requantize`] takes its 32-bit path for this pair (a
+/// non-negative multiplier, `shift` in −31..=−2): the Cortex-M4 int8
+/// kernel's epilogue computes only that case in its own instructions.
+#[inline]
+pub(crate) fn requant_is_fast(multiplier: i32, shift: i32) -> bool {
+    (-31..=-2).contains(&shift) && multiplier >= 0
+}
+
+/// Whether every pair of `requant` (`[multiplier, shift]` per output) is
+/// [`requant_is_fast`].
+pub(crate) fn all_fast(requant: &[i32]) -> bool {
+    requant.chunks_exact(2).all(|p| requant_is_fast(p[0], p[1]))
 }
 
 /// The 64-bit rounding shift of [`requantize`], saturated to i32.

@@ -8,6 +8,7 @@
 //! ([`Dsp::conv_step`], used by `deploy::graph::im2col`).
 
 use super::{blocks, Input, Int8Layer};
+use crate::backend::activation::Activation;
 
 /// The instructions the packed kernel uses, and its eight-column step.
 pub(crate) trait Dsp {
@@ -94,6 +95,33 @@ pub(crate) trait Dsp {
         done
     }
 
+    /// The first `q` blocks of a layer on unflipped input of `steps` whole
+    /// steps (`x.len() = 8 · steps`), their outputs through the epilogue
+    /// `e` (every pair fast): per block the bias, [`Dsp::steps`] and
+    /// [`Dsp::out4`] ([`full_blocks`]).
+    #[inline(always)]
+    fn full_blocks(
+        layer: &Int8Layer<'_, '_>,
+        x: &[u8],
+        y: &mut [u8],
+        q: usize,
+        steps: usize,
+        e: Epilogue,
+    ) {
+        full_blocks::<Self>(layer, x, y, q, steps, e);
+    }
+
+    /// Writes `out[..4]`, a block's four output bytes, from their
+    /// accumulators and `rq`, their four requantization pairs, every pair
+    /// fast (`quant::requant_is_fast`): [`Epilogue::output`] each (in
+    /// `Arm::full_blocks`, the same instructions in assembly).
+    #[inline(always)]
+    fn out4(acc: [i32; 4], rq: &[i32], out: &mut [u8], e: Epilogue) {
+        for ((o, a), p) in out.iter_mut().zip(acc).zip(rq.chunks_exact(2)) {
+            *o = e.output(a, p[0], p[1]);
+        }
+    }
+
     /// Adds to `acc` the products of one row-major row `w` with `x` over
     /// up to their first `4 · (min(w.len(), x.len()) / 4)` columns, four a
     /// step, each input word XOR-ed with `flip` first. Returns the columns
@@ -145,15 +173,142 @@ pub(crate) trait Dsp {
 /// for the others, and two inlined copies cost 1.5 KB of flash.
 #[inline(never)]
 pub(crate) fn packed<D: Dsp>(layer: &Int8Layer<'_, '_>, x: Input<'_>, y: &mut [u8]) {
-    let steps = x.bytes.len() / 8;
+    let n = x.bytes.len();
+    let steps = n / 8;
     let flip = u32::from_le_bytes([x.flip; 4]);
+    let mut layer = *layer;
+    let mut y = y;
+    // Unflipped input of whole steps, ReLU or the identity, every pair
+    // fast: the full blocks with the steps and the DSP epilogue; whatever
+    // rows are left over by `blocks` below.
+    if let Some(e) = Epilogue::of(&layer) {
+        if x.flip == 0 && steps > 0 && n == 8 * steps {
+            let q = layer.rows(n, y.len()) / 4;
+            if q > 0 {
+                D::full_blocks(&layer, x.bytes, y, q, steps, e);
+            }
+            // The leftover rows are row-major after the blocks: a layer of
+            // their own.
+            layer.weight = &layer.weight[4 * q * n..];
+            layer.bias = &layer.bias[4 * q..];
+            layer.requant = &layer.requant[(8 * q).min(layer.requant.len())..];
+            y = &mut y[4 * q..];
+            if y.is_empty() {
+                return;
+            }
+        }
+    }
     blocks(
-        layer,
+        &layer,
         x,
         y,
         |acc, block| D::steps(acc, block, x.bytes, flip, steps),
         |acc, w| D::row(acc, w, x.bytes, flip),
     );
+}
+
+/// [`Dsp::full_blocks`] in Rust: per block the bias, the steps and the
+/// four outputs.
+#[inline(always)]
+fn full_blocks<D: Dsp + ?Sized>(
+    layer: &Int8Layer<'_, '_>,
+    x: &[u8],
+    y: &mut [u8],
+    q: usize,
+    steps: usize,
+    e: Epilogue,
+) {
+    let n = x.len();
+    let full = layer.weight[..4 * q * n]
+        .chunks_exact(4 * n)
+        .zip(layer.bias[..4 * q].chunks_exact(4))
+        .zip(layer.requant[..8 * q].chunks_exact(8))
+        .zip(y[..4 * q].chunks_exact_mut(4));
+    for (((block, bias), rq), out) in full {
+        let mut acc = [bias[0], bias[1], bias[2], bias[3]];
+        D::steps(&mut acc, block, x, 0, steps);
+        D::out4(acc, rq, out, e);
+    }
+}
+
+/// What `Arm::full_blocks` keeps in memory (the operands take every
+/// register): the input, the steps, and the pointers it moves block by
+/// block.
+#[cfg(ember_dsp)]
+#[repr(C)]
+struct Frame {
+    /// 0: the input.
+    x: *const u8,
+    /// 4: steps per block.
+    steps: usize,
+    /// 8: the next block's biases.
+    bias: *const i32,
+    /// 12: the next block's requantization pairs.
+    rq: *const i32,
+    /// 16: the next block's outputs.
+    y: *mut u8,
+    /// 20: [`Epilogue::c1`].
+    c1: i32,
+    /// 24: [`Epilogue::ff`].
+    ff: u32,
+    /// 28: where the weight pointer is after the last block.
+    end: *const i8,
+}
+
+/// The DSP kernel's epilogue constants of a layer whose activation is ReLU
+/// or the identity and whose requantization pairs are all fast: the output
+/// byte is computed in `u = q + 128` units with `SMMUL`, shifts, `USAT`
+/// and `USUB8`/`SEL` ([`Epilogue::output`]), ten instructions an output.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Epilogue {
+    /// `1 + 2·(z + 128)`, `z` the output zero point: the rounding half and
+    /// the zero point, doubled (the last shift halves them).
+    c1: i32,
+    /// Byte 0: the least output `u` (`z + 128` for ReLU, 0 for the
+    /// identity); byte 1: what the output byte is XOR-ed with
+    /// (`0x80 ^ out_flip`: `u` for a hidden layer, `q` for the last).
+    ff: u32,
+}
+
+impl Epilogue {
+    /// The layer's constants, if its outputs can take this epilogue.
+    pub(crate) fn of(layer: &Int8Layer<'_, '_>) -> Option<Self> {
+        let h = layer.header;
+        if !layer.fast_requant || !(-128..=127).contains(&h.out_zero) {
+            return None;
+        }
+        let least = match h.activation {
+            Activation::Relu => h.out_zero + 128,
+            Activation::Identity => 0,
+            _ => return None,
+        };
+        Some(Epilogue {
+            c1: 1 + 2 * (h.out_zero + 128),
+            ff: least as u32 | u32::from(0x80 ^ layer.out_flip) << 8,
+        })
+    }
+
+    /// The output byte of accumulator `acc` with the pair `(m, s)` (fast:
+    /// `m ≥ 0`, `s` in −31..=−2), the instructions of `Arm::full_blocks`'s
+    /// epilogue one by one. With `k = −1 − s`, [`requantize`](crate::deploy::quant) is
+    /// `(hi + 2^(k−1)) >> k` (`hi` the product's high word), which is
+    /// `((hi >> (k − 1)) + 1) >> 1`; the zero point `z` and 128 join the
+    /// last shift doubled, and `USAT` saturates `u` to 0..=255 (`q` to
+    /// −128..=127); ReLU is the larger of `u` and `z + 128`.
+    #[inline(always)]
+    pub(crate) fn output(self, acc: i32, m: i32, s: i32) -> u8 {
+        // SMMUL: the high word of the product.
+        let hi = ((i64::from(acc) * i64::from(m)) >> 32) as i32;
+        // SUB, ASR (by the bottom byte of the register), ADD.
+        let k1 = ((-2i32).wrapping_sub(s) as u32) & 0xff;
+        let t = (hi >> k1.min(31)).wrapping_add(self.c1);
+        // USAT #8 of `t ASR #1`.
+        let u = (t >> 1).clamp(0, 255) as u32;
+        // USUB8 and SEL on byte 0: the larger of `u` and the least output.
+        let u = u.max(self.ff & 0xff);
+        // EOR with `ff LSR #8`; the store keeps byte 0.
+        (u ^ (self.ff >> 8)) as u8
+    }
 }
 
 /// The instructions' definitions in portable Rust.
@@ -202,6 +357,87 @@ impl Dsp for Emulated {
             ((a >> 16) as u16).wrapping_sub((b >> 16) as u16),
         )
     }
+}
+
+/// One eight-column step of `Arm::steps` over a block's four rows (46
+/// instructions for 32 multiply-adds): two word loads and four `UXTB16`
+/// for the input, then per row and group one load, two `SXTB16` and two
+/// `SMLAD`; the first weight load moves `wp` to the step's 32 bytes.
+#[cfg(ember_dsp)]
+macro_rules! step {
+    () => {
+        concat!(
+            "ldr {xa}, [{xp}], #4\n",
+            "ldr {xb}, [{xp}], #4\n",
+            "uxtb16 {xo0}, {xa}, ror #8\n",
+            "uxtb16 {xa}, {xa}\n",
+            "uxtb16 {xo1}, {xb}, ror #8\n",
+            "uxtb16 {xb}, {xb}\n",
+            "ldr r7, [{wp}, #32]!\n",
+            "sxtb16 {u}, r7\n",
+            "smlad {a0}, {u}, {xa}, {a0}\n",
+            "sxtb16 r7, r7, ror #8\n",
+            "smlad {a0}, r7, {xo0}, {a0}\n",
+            "ldr r7, [{wp}, #4]\n",
+            "sxtb16 {u}, r7\n",
+            "smlad {a1}, {u}, {xa}, {a1}\n",
+            "sxtb16 r7, r7, ror #8\n",
+            "smlad {a1}, r7, {xo0}, {a1}\n",
+            "ldr r7, [{wp}, #8]\n",
+            "sxtb16 {u}, r7\n",
+            "smlad {a2}, {u}, {xa}, {a2}\n",
+            "sxtb16 r7, r7, ror #8\n",
+            "smlad {a2}, r7, {xo0}, {a2}\n",
+            "ldr r7, [{wp}, #12]\n",
+            "sxtb16 {u}, r7\n",
+            "smlad {a3}, {u}, {xa}, {a3}\n",
+            "sxtb16 r7, r7, ror #8\n",
+            "smlad {a3}, r7, {xo0}, {a3}\n",
+            "ldr r7, [{wp}, #16]\n",
+            "sxtb16 {u}, r7\n",
+            "smlad {a0}, {u}, {xb}, {a0}\n",
+            "sxtb16 r7, r7, ror #8\n",
+            "smlad {a0}, r7, {xo1}, {a0}\n",
+            "ldr r7, [{wp}, #20]\n",
+            "sxtb16 {u}, r7\n",
+            "smlad {a1}, {u}, {xb}, {a1}\n",
+            "sxtb16 r7, r7, ror #8\n",
+            "smlad {a1}, r7, {xo1}, {a1}\n",
+            "ldr r7, [{wp}, #24]\n",
+            "sxtb16 {u}, r7\n",
+            "smlad {a2}, {u}, {xb}, {a2}\n",
+            "sxtb16 r7, r7, ror #8\n",
+            "smlad {a2}, r7, {xo1}, {a2}\n",
+            "ldr r7, [{wp}, #28]\n",
+            "sxtb16 {u}, r7\n",
+            "smlad {a3}, {u}, {xb}, {a3}\n",
+            "sxtb16 r7, r7, ror #8\n",
+            "smlad {a3}, r7, {xo1}, {a3}\n",
+        )
+    };
+}
+
+/// One output of `Arm::full_blocks` (ten instructions,
+/// [`Epilogue::output`]): accumulator `$a`, the pair at `xb` and the byte
+/// to `xp`, both moved on; c1 in `xo0`, ff in `xo1`, −2 in `steps`.
+#[cfg(ember_dsp)]
+macro_rules! out_next {
+    ($a:literal) => {
+        concat!(
+            "ldrd {u}, r7, [{xb}], #8\n",
+            "smmul {u}, {",
+            $a,
+            "}, {u}\n",
+            "sub r7, {steps}, r7\n",
+            "asr {u}, {u}, r7\n",
+            "add {u}, {u}, {xo0}\n",
+            "usat {u}, #8, {u}, asr #1\n",
+            "usub8 r7, {u}, {xo1}\n",
+            "sel {u}, {u}, {xo1}\n",
+            "eor {u}, {u}, {xo1}, lsr #8\n",
+            "strb {u}, [{xp}], #1\n",
+        )
+    };
 }
 
 /// The Armv7E-M instructions themselves.
@@ -340,12 +576,13 @@ impl Dsp for Arm {
         }
     }
 
-    /// The steps in assembly, 48 instructions for 32 multiply-adds: two
-    /// word loads and four `UXTB16` for the input, then per row and group
-    /// one load, two `SXTB16` and two `SMLAD`. One pointer walks the block
-    /// (the first load of a step moves it with pre-indexed writeback);
-    /// twelve operands and r7, which operands may not name (pushed before
-    /// the loop and popped after). Input that needs a flip (`i8` input, only
+    /// The steps in assembly, two a pass (`step!`, 46 instructions for 32
+    /// multiply-adds; the loop's two per 64; an odd count enters the pass
+    /// at its second step): two word loads and four `UXTB16` for the
+    /// input, then per row and group one load, two `SXTB16` and two
+    /// `SMLAD`. One pointer walks the block (the first load of a step moves
+    /// it with pre-indexed writeback); twelve operands and r7, which
+    /// operands may not name (pushed before the loop and popped after). Input that needs a flip (`i8` input, only
     /// ever a first layer) is left to the portable loop: it keeps one loop
     /// in flash.
     #[inline(always)]
@@ -355,7 +592,8 @@ impl Dsp for Arm {
             return 0;
         }
         let [mut a0, mut a1, mut a2, mut a3] = *acc;
-        // SAFETY: the loop runs `steps` (> 0) times; a step reads the 8
+        // SAFETY: the steps run `steps` (> 0) times (a pass of two, entered
+        // at its second for an odd count); a step reads the 8
         // bytes at `xp` and the 32 at `wp + 32` (then moves `xp` by 8 and
         // `wp` by 32), so it reads x[..8 · steps] and block[..32 · steps]:
         // in bounds, as 8 · steps ≤ n = x.len() and block.len() = 4n
@@ -367,55 +605,16 @@ impl Dsp for Arm {
         unsafe {
             core::arch::asm!(
                 "push {{r7}}",
+                // Two steps a pass; odd `steps` enter at the second.
+                "lsrs {steps}, {steps}, #1",
+                "bcs 3f",
+                "sub {steps}, {steps}, #1",
                 "2:",
-                "ldr {xa}, [{xp}], #4",
-                "ldr {xb}, [{xp}], #4",
-                "uxtb16 {xo0}, {xa}, ror #8",
-                "uxtb16 {xa}, {xa}",
-                "uxtb16 {xo1}, {xb}, ror #8",
-                "uxtb16 {xb}, {xb}",
-                "ldr r7, [{wp}, #32]!",
-                "sxtb16 {u}, r7",
-                "smlad {a0}, {u}, {xa}, {a0}",
-                "sxtb16 r7, r7, ror #8",
-                "smlad {a0}, r7, {xo0}, {a0}",
-                "ldr r7, [{wp}, #4]",
-                "sxtb16 {u}, r7",
-                "smlad {a1}, {u}, {xa}, {a1}",
-                "sxtb16 r7, r7, ror #8",
-                "smlad {a1}, r7, {xo0}, {a1}",
-                "ldr r7, [{wp}, #8]",
-                "sxtb16 {u}, r7",
-                "smlad {a2}, {u}, {xa}, {a2}",
-                "sxtb16 r7, r7, ror #8",
-                "smlad {a2}, r7, {xo0}, {a2}",
-                "ldr r7, [{wp}, #12]",
-                "sxtb16 {u}, r7",
-                "smlad {a3}, {u}, {xa}, {a3}",
-                "sxtb16 r7, r7, ror #8",
-                "smlad {a3}, r7, {xo0}, {a3}",
-                "ldr r7, [{wp}, #16]",
-                "sxtb16 {u}, r7",
-                "smlad {a0}, {u}, {xb}, {a0}",
-                "sxtb16 r7, r7, ror #8",
-                "smlad {a0}, r7, {xo1}, {a0}",
-                "ldr r7, [{wp}, #20]",
-                "sxtb16 {u}, r7",
-                "smlad {a1}, {u}, {xb}, {a1}",
-                "sxtb16 r7, r7, ror #8",
-                "smlad {a1}, r7, {xo1}, {a1}",
-                "ldr r7, [{wp}, #24]",
-                "sxtb16 {u}, r7",
-                "smlad {a2}, {u}, {xb}, {a2}",
-                "sxtb16 r7, r7, ror #8",
-                "smlad {a2}, r7, {xo1}, {a2}",
-                "ldr r7, [{wp}, #28]",
-                "sxtb16 {u}, r7",
-                "smlad {a3}, {u}, {xb}, {a3}",
-                "sxtb16 r7, r7, ror #8",
-                "smlad {a3}, r7, {xo1}, {a3}",
-                "subs {steps}, #1",
-                "bne 2b",
+                step!(),
+                "3:",
+                step!(),
+                "subs {steps}, {steps}, #1",
+                "bpl 2b",
                 "pop {{r7}}",
                 xp = inout(reg) x.as_ptr() => _,
                 wp = inout(reg) block.as_ptr().wrapping_sub(32) => _,
@@ -434,6 +633,114 @@ impl Dsp for Arm {
         }
         *acc = [a0, a1, a2, a3];
         2 * steps
+    }
+
+    /// The blocks in assembly, one loop: per block 7 instructions to load
+    /// the input pointer, the step count and the biases (and store the
+    /// moved bias pointer), 2 or 3 to enter the steps, the steps, 4 to load
+    /// the epilogue's operands, the four outputs (ten instructions each), 4
+    /// to store the moved pointers and loop: about 57 a block besides the
+    /// steps. Only the weight pointer stays in a register from block to
+    /// block; the rest is a [`Frame`] whose address is on the stack.
+    #[inline(always)]
+    fn full_blocks(
+        layer: &Int8Layer<'_, '_>,
+        x: &[u8],
+        y: &mut [u8],
+        q: usize,
+        steps: usize,
+        e: Epilogue,
+    ) {
+        let n = x.len();
+        let ok = q > 0
+            && steps > 0
+            && n == 8 * steps
+            && layer.weight.len() >= 4 * q * n
+            && layer.bias.len() >= 4 * q
+            && layer.requant.len() >= 8 * q
+            && y.len() >= 4 * q;
+        if !ok {
+            return full_blocks::<Self>(layer, x, y, q, steps, e);
+        }
+        let w = layer.weight.as_ptr();
+        let mut frame = Frame {
+            x: x.as_ptr(),
+            steps,
+            bias: layer.bias.as_ptr(),
+            rq: layer.requant.as_ptr(),
+            y: y.as_mut_ptr(),
+            c1: e.c1,
+            ff: e.ff,
+            end: w.wrapping_add(4 * q * n).wrapping_sub(32),
+        };
+        // SAFETY: the loop runs `q` (> 0) blocks, until the weight pointer
+        // reaches `end`. A block reads the 8 · steps bytes of `x` (n bytes:
+        // in bounds), its four biases and eight requantization words at
+        // `frame.bias` and `frame.rq` (moved by 16 and 32 bytes a block:
+        // bias[..4q] and requant[..8q], in bounds), and 32 · steps = 4n
+        // weight bytes from where the last block ended (`wp` starts 32
+        // bytes before the weights and is dereferenced only after moving
+        // into them; the q blocks read weight[..4qn], in bounds); it writes
+        // four bytes at `frame.y` (moved by 4: y[..4q], in bounds, `y`
+        // borrowed uniquely). All checked above. `LDRD` needs word-aligned
+        // addresses: `&[i32]` and `frame` (`repr(C)`, pointer-sized fields)
+        // are; unaligned `LDR`s of the input and weights are allowed on
+        // Armv7E-M. It writes `frame`'s moved pointers (borrowed uniquely),
+        // the output bytes, the operand registers, the flags (`USUB8` sets
+        // the GE flags `SEL` reads) and r7 and the frame's address, pushed
+        // to the stack and popped before the end.
+        unsafe {
+            core::arch::asm!(
+                "push {{r7}}",
+                "push {{{xa}}}",
+                "4:",
+                "ldr {xa}, [sp]",
+                "ldr {xp}, [{xa}]",
+                "ldr {steps}, [{xa}, #4]",
+                "ldr {xb}, [{xa}, #8]",
+                "ldrd {a0}, {a1}, [{xb}], #8",
+                "ldrd {a2}, {a3}, [{xb}], #8",
+                "str {xb}, [{xa}, #8]",
+                // Two steps a pass; odd `steps` enter at the second.
+                "lsrs {steps}, {steps}, #1",
+                "bcs 3f",
+                "sub {steps}, {steps}, #1",
+                "2:",
+                step!(),
+                "3:",
+                step!(),
+                "subs {steps}, {steps}, #1",
+                "bpl 2b",
+                // The epilogue: rq in xb, y in xp, c1 in xo0, ff in xo1,
+                // −2 in steps; u and r7 the temporaries.
+                "ldr {xa}, [sp]",
+                "ldrd {xb}, {xp}, [{xa}, #12]",
+                "ldrd {xo0}, {xo1}, [{xa}, #20]",
+                "mvn {steps}, #1",
+                out_next!("a0"),
+                out_next!("a1"),
+                out_next!("a2"),
+                out_next!("a3"),
+                "strd {xb}, {xp}, [{xa}, #12]",
+                "ldr {xb}, [{xa}, #28]",
+                "cmp {wp}, {xb}",
+                "bne 4b",
+                "add sp, #4",
+                "pop {{r7}}",
+                xa = inout(reg) core::ptr::addr_of_mut!(frame) => _,
+                wp = inout(reg) w.wrapping_sub(32) => _,
+                xp = out(reg) _,
+                steps = out(reg) _,
+                xb = out(reg) _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+                xo0 = out(reg) _,
+                xo1 = out(reg) _,
+                u = out(reg) _,
+            );
+        }
     }
 
     /// One row in assembly: 10 instructions for four multiply-adds
@@ -545,6 +852,44 @@ impl Dsp for Arm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::LayerHeader;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The DSP epilogue gives the shared epilogue's byte for every fast
+        /// pair, zero point, ReLU or the identity, and output form.
+        #[test]
+        fn epilogue_is_the_shared_one(
+            acc in any::<i32>(),
+            m in 0i32..=i32::MAX,
+            s in -31i32..=-2,
+            z in -128i32..=127,
+            relu in any::<bool>(),
+            last in any::<bool>(),
+        ) {
+            let h = LayerHeader {
+                in_features: 1,
+                out_features: 1,
+                activation: if relu { Activation::Relu } else { Activation::Identity },
+                in_scale: 0.02,
+                in_zero: -3,
+                out_scale: 0.05,
+                out_zero: z,
+            };
+            let requant = [m, s];
+            let layer = Int8Layer {
+                weight: &[1],
+                bias: &[0],
+                requant: &requant,
+                table: None,
+                header: &h,
+                out_flip: if last { 0 } else { 0x80 },
+                fast_requant: true,
+            };
+            let e = Epilogue::of(&layer).expect("ReLU or the identity, fast pairs");
+            prop_assert_eq!(e.output(acc, m, s), layer.output(0, acc));
+        }
+    }
 
     #[test]
     fn emulated_instructions() {

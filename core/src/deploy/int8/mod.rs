@@ -23,9 +23,14 @@
 //! **Kernels.**
 //! - Armv7E-M (Cortex-M4/M7, cfg `ember_dsp`): eight columns a step, bytes
 //!   widened in pairs (`UXTB16`, `SXTB16`) and multiplied-accumulated in
-//!   pairs (`SMLAD`), in assembly ([`dsp`]). The same step runs on the host
-//!   with the instructions emulated, which is how the tests compare it with
-//!   the portable kernel.
+//!   pairs (`SMLAD`), in assembly ([`dsp`]). A layer of whole steps on
+//!   unflipped input, ReLU or the identity, whose requantization pairs all
+//!   take [`requantize`]'s 32-bit path runs its blocks in one assembly loop
+//!   with its own epilogue (`SMMUL`, `USAT`, `USUB8`/`SEL`: ten
+//!   instructions an output, `dsp::Epilogue`); any other layer, the shared
+//!   one. The same steps and epilogue run on the host with the instructions
+//!   emulated, which is how the tests compare them with the portable
+//!   kernel and [`requantize`].
 //! - Armv6-M (Cortex-M0, cfg `ember_thumb1`): two rows of a block at a time,
 //!   in assembly ([`thumb1`]).
 //! - Elsewhere: the portable kernel, block by block.
@@ -119,6 +124,7 @@ pub fn dense_i8<X: Int8Input>(
         table: table.map(|t| (&t.values, t.pre_zero)),
         header: h,
         out_flip: 0,
+        fast_requant: super::quant::all_fast(requant),
     };
     let x = Input {
         bytes: X::bytes(x),
@@ -180,6 +186,9 @@ pub(crate) struct Int8Layer<'a, 'h> {
     /// XOR-ed into each output byte: 0 stores `q` (as `i8`), 0x80 stores
     /// `q + 128` (the next layer's input).
     pub(crate) out_flip: u8,
+    /// Every requantization pair takes the 32-bit path
+    /// (`quant::requant_is_fast`): a kernel may run its own epilogue.
+    pub(crate) fast_requant: bool,
 }
 
 impl Int8Layer<'_, '_> {
@@ -414,12 +423,20 @@ mod tests {
             let table = &table;
             let table = (h.activation != Activation::Relu && h.activation != Activation::Identity)
                 .then_some(table);
-            let requant: Vec<i32> = (0..rows).flat_map(|i| [1_300_000_000 + i as i32, -6]).collect();
+            // Shifts of the 32-bit path (the DSP epilogue's), and now and
+            // then one of the 64-bit path (the whole layer through the
+            // shared epilogue).
+            let shift = |i: usize| match (rows % 5, i) {
+                (0, 0) => 1,
+                _ => [-6, -2, -31, -14][i % 4],
+            };
+            let requant: Vec<i32> = (0..rows).flat_map(|i| [1_300_000_000 + i as i32, shift(i)]).collect();
             for out_flip in [0, 0x80] {
                 let layer = Int8Layer {
                     weight: &weight, bias: &bias, requant: &requant,
                     table: table.map(|t| (&t.values, t.pre_zero)),
                     header: &h, out_flip,
+                    fast_requant: crate::deploy::quant::all_fast(&requant),
                 };
                 for flip in [0, 0x80] {
                     let x = Input { bytes: &xb, flip };
