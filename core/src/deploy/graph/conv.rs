@@ -162,6 +162,63 @@ pub(super) mod tests {
     );
 
     /// A valid convolution node from random hyper-parameters.
+    /// A target kernel's run of layer `h` on weights, biases and inputs:
+    /// `false` if it left the layer to another kernel.
+    pub(crate) type Kernel<'k> =
+        dyn Fn(&[i8], &[i32], &[i8], &mut [i8], &dyn Fn(i32, usize) -> i8) -> bool + 'k;
+
+    /// Runs `kernel` and the portable kernel on layer `h` with random
+    /// weights, inputs and biases (from `seed`) and input zero point `z`,
+    /// through two epilogues: one that folds every bit of the accumulator
+    /// into the byte, and a requantization. `Ok(false)` if the kernel left
+    /// the layer; a failed case if an output differs.
+    pub(crate) fn agrees_with_portable(
+        h: &NodeHeader,
+        seed: u64,
+        z: i32,
+        kernel: &Kernel<'_>,
+    ) -> Result<bool, TestCaseError> {
+        let mut rng = crate::Rng::new(seed);
+        let g = h.geometry;
+        let taps = h.in_shape[0] / g.groups * g.kernel[0] * g.kernel[1];
+        let o = h.out_shape[0];
+        let w: Vec<i8> = (0..o * taps).map(|_| rng.next_u32() as i8).collect();
+        let x: Vec<i8> = (0..h.in_len()).map(|_| rng.next_u32() as i8).collect();
+        let b: Vec<i32> = (0..o).map(|_| rng.next_u32() as i32 >> 8).collect();
+        let rq: Vec<(i32, i32)> = (0..o)
+            .map(|_| {
+                (
+                    (rng.next_u32() >> 1) as i32,
+                    -((rng.next_u32() % 12) as i32) - 2,
+                )
+            })
+            .collect();
+        let fold = |a: i32, _: usize| (a ^ a >> 8 ^ a >> 16 ^ a >> 24) as i8;
+        let requant = |a: i32, o: usize| {
+            (crate::deploy::requantize(a, rq[o].0, rq[o].1).saturating_add(3)).clamp(-128, 127)
+                as i8
+        };
+        let outs: [&dyn Fn(i32, usize) -> i8; 2] = [&fold, &requant];
+        for out in outs {
+            let mut want = vec![0i8; h.out_len()];
+            conv2d(
+                h,
+                &w,
+                &x,
+                &mut want,
+                |o| b[o],
+                |a: i32, w: i8, x: i8| a.wrapping_add(i32::from(w) * (i32::from(x) - z)),
+                out,
+            );
+            let mut got = vec![0i8; h.out_len()];
+            if !kernel(&w, &b, &x, &mut got, out) {
+                return Ok(false);
+            }
+            prop_assert_eq!(got, want);
+        }
+        Ok(true)
+    }
+
     pub(crate) fn node((groups, cg, og, kh, kw, s, d, pad, ih, iw): Params) -> Option<NodeHeader> {
         let geometry = Geometry {
             kernel: [kh, kw],

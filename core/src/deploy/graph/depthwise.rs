@@ -276,57 +276,18 @@ fn copy(dst: &mut [i8], src: &[i8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::conv::{conv2d, tests::node};
+    use super::super::conv::tests::{agrees_with_portable, node, Kernel};
     use super::*;
     use crate::deploy::int8::dsp::Emulated;
-    use crate::deploy::requantize;
     use proptest::prelude::*;
     extern crate std;
-    use std::{vec, vec::Vec};
+    use std::vec;
 
-    /// Runs `R`'s depthwise kernel and the portable one on the layer `h`
-    /// with random weights, inputs and biases and zero point `z`, through
-    /// an epilogue that folds every bit of the accumulator into the byte and
-    /// through a requantization. `false` if the kernel left the layer.
+    /// `R`'s depthwise kernel gives the portable kernel's bytes on layer
+    /// `h`; `false` if it left the layer.
     fn agree<R: Row3>(h: &NodeHeader, seed: u64, z: i32) -> Result<bool, TestCaseError> {
-        let mut rng = crate::Rng::new(seed);
-        let g = h.geometry;
-        let taps = g.kernel[0] * g.kernel[1];
-        let c = h.out_shape[0];
-        let w: Vec<i8> = (0..c * taps).map(|_| rng.next_u32() as i8).collect();
-        let x: Vec<i8> = (0..h.in_len()).map(|_| rng.next_u32() as i8).collect();
-        let b: Vec<i32> = (0..c).map(|_| rng.next_u32() as i32 >> 8).collect();
-        let rq: Vec<(i32, i32)> = (0..c)
-            .map(|_| {
-                (
-                    (rng.next_u32() >> 1) as i32,
-                    -((rng.next_u32() % 12) as i32) - 2,
-                )
-            })
-            .collect();
-        let fold = |a: i32, _: usize| (a ^ a >> 8 ^ a >> 16 ^ a >> 24) as i8;
-        let requant = |a: i32, o: usize| {
-            (requantize(a, rq[o].0, rq[o].1).saturating_add(3)).clamp(-128, 127) as i8
-        };
-        let outs: [&dyn Fn(i32, usize) -> i8; 2] = [&fold, &requant];
-        for out in outs {
-            let mut want = vec![0i8; h.out_len()];
-            conv2d(
-                h,
-                &w,
-                &x,
-                &mut want,
-                |o| b[o],
-                |a: i32, w: i8, x: i8| a.wrapping_add(i32::from(w) * (i32::from(x) - z)),
-                out,
-            );
-            let mut got = vec![0i8; h.out_len()];
-            if !depthwise::<R>(h, z, &w, &b, &x, &mut got, &out) {
-                return Ok(false);
-            }
-            prop_assert_eq!(got, want);
-        }
-        Ok(true)
+        let run: &Kernel<'_> = &|w, b, x, y, out| depthwise::<R>(h, z, w, b, x, y, &out);
+        agrees_with_portable(h, seed, z, run)
     }
 
     proptest! {

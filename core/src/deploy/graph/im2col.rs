@@ -617,58 +617,20 @@ fn column_pair(a0: &mut i32, a1: &mut i32, w: &[i8], buf: &[i32], groups: usize)
 
 #[cfg(test)]
 mod tests {
-    use super::super::conv::{conv2d, tests::node};
+    use super::super::conv::tests::{agrees_with_portable, node, Kernel};
     use super::*;
     use crate::deploy::int8::dsp::Emulated;
-    use crate::deploy::requantize;
     use proptest::prelude::*;
     extern crate std;
-    use std::{vec, vec::Vec};
+    use std::vec::Vec;
 
-    /// Runs `K` and the portable kernel on the layer of hyper-parameters
-    /// `p` with random weights, inputs, biases and zero points, and
-    /// compares their outputs through two epilogues: one that folds every
-    /// bit of the accumulator into the byte, and a requantization.
+    /// `K` gives the portable kernel's bytes on layer `h`.
     fn agree<K: Im2col>(h: &NodeHeader, seed: u64, z: i32) -> Result<(), TestCaseError> {
-        let mut rng = crate::Rng::new(seed);
-        let g = h.geometry;
-        let taps = h.in_shape[0] / g.groups * g.kernel[0] * g.kernel[1];
-        let w: Vec<i8> = (0..h.out_shape[0] * taps)
-            .map(|_| rng.next_u32() as i8)
-            .collect();
-        let x: Vec<i8> = (0..h.in_len()).map(|_| rng.next_u32() as i8).collect();
-        let b: Vec<i32> = (0..h.out_shape[0])
-            .map(|_| rng.next_u32() as i32 >> 8)
-            .collect();
-        let rq: Vec<(i32, i32)> = (0..h.out_shape[0])
-            .map(|_| {
-                (
-                    (rng.next_u32() >> 1) as i32,
-                    -((rng.next_u32() % 12) as i32) - 2,
-                )
-            })
-            .collect();
-        let fold = |a: i32, _: usize| (a ^ a >> 8 ^ a >> 16 ^ a >> 24) as i8;
-        let requant = |a: i32, o: usize| {
-            (requantize(a, rq[o].0, rq[o].1).saturating_add(3)).clamp(-128, 127) as i8
+        let run: &Kernel<'_> = &|w, b, x, y, out| {
+            conv2d_i8::<K>(h, z, w, b, x, y, &out);
+            true
         };
-        let outs: [&dyn Fn(i32, usize) -> i8; 2] = [&fold, &requant];
-        for out in outs {
-            let mut want = vec![0i8; h.out_len()];
-            conv2d(
-                h,
-                &w,
-                &x,
-                &mut want,
-                |o| b[o],
-                |a: i32, w: i8, x: i8| a.wrapping_add(i32::from(w) * (i32::from(x) - z)),
-                out,
-            );
-            let mut got = vec![0i8; h.out_len()];
-            conv2d_i8::<K>(h, z, &w, &b, &x, &mut got, &out);
-            prop_assert_eq!(got, want);
-        }
-        Ok(())
+        agrees_with_portable(h, seed, z, run).map(|_| ())
     }
 
     proptest! {

@@ -440,6 +440,51 @@ macro_rules! out_next {
     };
 }
 
+/// A [`Dsp`] method that is one instruction on registers: `name(a) ->
+/// u32`, `name(a, b) -> u32`, or `name(a, b, c) -> i32` with `c` the
+/// accumulator, as the template names them (`{r}` the result).
+#[cfg(ember_dsp)]
+macro_rules! one_instruction {
+    ($name:ident($a:ident) -> u32 = $asm:literal) => {
+        #[inline(always)]
+        fn $name($a: u32) -> u32 {
+            let r;
+            // SAFETY: one instruction on registers, nothing else touched.
+            unsafe {
+                core::arch::asm!($asm, r = lateout(reg) r, a = in(reg) $a,
+                    options(pure, nomem, nostack));
+            }
+            r
+        }
+    };
+    ($name:ident($a:ident, $b:ident) -> u32 = $asm:literal) => {
+        #[inline(always)]
+        fn $name($a: u32, $b: u32) -> u32 {
+            let r;
+            // SAFETY: one instruction on registers (it may set the GE
+            // flags, which nothing reads), nothing else touched.
+            unsafe {
+                core::arch::asm!($asm, r = lateout(reg) r, a = in(reg) $a, b = in(reg) $b,
+                    options(pure, nomem, nostack));
+            }
+            r
+        }
+    };
+    ($name:ident($a:ident, $b:ident, $c:ident) -> i32 = $asm:literal) => {
+        #[inline(always)]
+        fn $name($a: u32, $b: u32, $c: i32) -> i32 {
+            let r;
+            // SAFETY: one instruction on registers (it may set the Q flag
+            // on overflow, which nothing reads), nothing else touched.
+            unsafe {
+                core::arch::asm!($asm, r = lateout(reg) r, a = in(reg) $a, b = in(reg) $b,
+                    c = in(reg) $c, options(pure, nomem, nostack));
+            }
+            r
+        }
+    };
+}
+
 /// The Armv7E-M instructions themselves.
 #[cfg(ember_dsp)]
 pub(crate) struct Arm;
@@ -447,28 +492,10 @@ pub(crate) struct Arm;
 #[cfg(ember_dsp)]
 impl Dsp for Arm {
     // The single instructions, each one instruction of inline assembly
-    // (the default `row3` uses them; `steps`, `row` and `conv_step` are
-    // whole loops of assembly below).
-    #[inline(always)]
-    fn sxtb16(x: u32) -> u32 {
-        let r;
-        // SAFETY: one instruction on registers, nothing else touched.
-        unsafe {
-            core::arch::asm!("sxtb16 {r}, {x}", r = lateout(reg) r, x = in(reg) x,
-                options(pure, nomem, nostack, preserves_flags));
-        }
-        r
-    }
-    #[inline(always)]
-    fn sxtb16_ror8(x: u32) -> u32 {
-        let r;
-        // SAFETY: one instruction on registers, nothing else touched.
-        unsafe {
-            core::arch::asm!("sxtb16 {r}, {x}, ror #8", r = lateout(reg) r, x = in(reg) x,
-                options(pure, nomem, nostack, preserves_flags));
-        }
-        r
-    }
+    // (the default `row3` and the pointwise fill use them; `steps`, `row`,
+    // `conv_step` and `dw3_run` are whole loops of assembly below).
+    one_instruction!(sxtb16(a) -> u32 = "sxtb16 {r}, {a}");
+    one_instruction!(sxtb16_ror8(a) -> u32 = "sxtb16 {r}, {a}, ror #8");
     #[inline(always)]
     fn uxtb16(x: u32) -> u32 {
         Emulated::uxtb16(x)
@@ -477,38 +504,9 @@ impl Dsp for Arm {
     fn uxtb16_ror8(x: u32) -> u32 {
         Emulated::uxtb16_ror8(x)
     }
-    #[inline(always)]
-    fn smlad(a: u32, b: u32, acc: i32) -> i32 {
-        let r;
-        // SAFETY: one instruction on registers (SMLAD sets the Q flag on
-        // overflow, which nothing reads), nothing else touched.
-        unsafe {
-            core::arch::asm!("smlad {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a,
-                b = in(reg) b, c = in(reg) acc, options(pure, nomem, nostack));
-        }
-        r
-    }
-    #[inline(always)]
-    fn ssub16(a: u32, b: u32) -> u32 {
-        let r;
-        // SAFETY: one instruction on registers (it sets the GE flags, which
-        // nothing reads), nothing else touched.
-        unsafe {
-            core::arch::asm!("ssub16 {r}, {a}, {b}", r = lateout(reg) r, a = in(reg) a,
-                b = in(reg) b, options(pure, nomem, nostack));
-        }
-        r
-    }
-    #[inline(always)]
-    fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
-        let r;
-        // SAFETY: as `smlad`.
-        unsafe {
-            core::arch::asm!("smlabb {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a,
-                b = in(reg) b, c = in(reg) acc, options(pure, nomem, nostack));
-        }
-        r
-    }
+    one_instruction!(smlad(a, b, c) -> i32 = "smlad {r}, {a}, {b}, {c}");
+    one_instruction!(ssub16(a, b) -> u32 = "ssub16 {r}, {a}, {b}");
+    one_instruction!(smlabb(a, b, c) -> i32 = "smlabb {r}, {a}, {b}, {c}");
 
     /// The run in assembly, 18 instructions an output for 9 multiply-adds:
     /// per kernel row an unaligned word load, two `SXTB16`, an `SMLAD` and
