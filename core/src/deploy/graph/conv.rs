@@ -167,6 +167,56 @@ pub(super) mod tests {
     pub(crate) type Kernel<'k> =
         dyn Fn(&[i8], &[i32], &[i8], &mut [i8], &dyn Fn(i32, usize) -> i8) -> bool + 'k;
 
+    /// A layer's random weights, inputs, biases and fast requantization
+    /// pairs (`[multiplier, shift]` per output channel).
+    pub(crate) struct RandomLayer {
+        pub(crate) w: Vec<i8>,
+        pub(crate) x: Vec<i8>,
+        pub(crate) b: Vec<i32>,
+        pub(crate) pairs: Vec<i32>,
+    }
+
+    /// Random values for layer `h`, from `seed`.
+    pub(crate) fn random_layer(h: &NodeHeader, seed: u64) -> RandomLayer {
+        let mut rng = crate::Rng::new(seed);
+        let g = h.geometry;
+        let taps = h.in_shape[0] / g.groups * g.kernel[0] * g.kernel[1];
+        let o = h.out_shape[0];
+        let w = (0..o * taps).map(|_| rng.next_u32() as i8).collect();
+        let x = (0..h.in_len()).map(|_| rng.next_u32() as i8).collect();
+        let b = (0..o).map(|_| rng.next_u32() as i32 >> 8).collect();
+        let pairs = (0..o)
+            .flat_map(|_| {
+                [
+                    (rng.next_u32() >> 1) as i32,
+                    -((rng.next_u32() % 12) as i32) - 2,
+                ]
+            })
+            .collect();
+        RandomLayer { w, x, b, pairs }
+    }
+
+    /// The portable kernel's int8 outputs of layer `h` on `l` with input
+    /// zero point `z`, stored by `out`.
+    pub(crate) fn portable(
+        h: &NodeHeader,
+        l: &RandomLayer,
+        z: i32,
+        out: &dyn Fn(i32, usize) -> i8,
+    ) -> Vec<i8> {
+        let mut y = vec![0i8; h.out_len()];
+        conv2d(
+            h,
+            &l.w,
+            &l.x,
+            &mut y,
+            |o| l.b[o],
+            |a: i32, w: i8, x: i8| a.wrapping_add(i32::from(w) * (i32::from(x) - z)),
+            out,
+        );
+        y
+    }
+
     /// Runs `kernel` and the portable kernel on layer `h` with random
     /// weights, inputs and biases (from `seed`) and input zero point `z`,
     /// through two epilogues: one that folds every bit of the accumulator
@@ -178,40 +228,17 @@ pub(super) mod tests {
         z: i32,
         kernel: &Kernel<'_>,
     ) -> Result<bool, TestCaseError> {
-        let mut rng = crate::Rng::new(seed);
-        let g = h.geometry;
-        let taps = h.in_shape[0] / g.groups * g.kernel[0] * g.kernel[1];
-        let o = h.out_shape[0];
-        let w: Vec<i8> = (0..o * taps).map(|_| rng.next_u32() as i8).collect();
-        let x: Vec<i8> = (0..h.in_len()).map(|_| rng.next_u32() as i8).collect();
-        let b: Vec<i32> = (0..o).map(|_| rng.next_u32() as i32 >> 8).collect();
-        let rq: Vec<(i32, i32)> = (0..o)
-            .map(|_| {
-                (
-                    (rng.next_u32() >> 1) as i32,
-                    -((rng.next_u32() % 12) as i32) - 2,
-                )
-            })
-            .collect();
+        let l = random_layer(h, seed);
         let fold = |a: i32, _: usize| (a ^ a >> 8 ^ a >> 16 ^ a >> 24) as i8;
         let requant = |a: i32, o: usize| {
-            (crate::deploy::requantize(a, rq[o].0, rq[o].1).saturating_add(3)).clamp(-128, 127)
-                as i8
+            let (m, s) = (l.pairs[2 * o], l.pairs[2 * o + 1]);
+            (crate::deploy::requantize(a, m, s).saturating_add(3)).clamp(-128, 127) as i8
         };
         let outs: [&dyn Fn(i32, usize) -> i8; 2] = [&fold, &requant];
         for out in outs {
-            let mut want = vec![0i8; h.out_len()];
-            conv2d(
-                h,
-                &w,
-                &x,
-                &mut want,
-                |o| b[o],
-                |a: i32, w: i8, x: i8| a.wrapping_add(i32::from(w) * (i32::from(x) - z)),
-                out,
-            );
+            let want = portable(h, &l, z, out);
             let mut got = vec![0i8; h.out_len()];
-            if !kernel(&w, &b, &x, &mut got, out) {
+            if !kernel(&l.w, &l.b, &l.x, &mut got, out) {
                 return Ok(false);
             }
             prop_assert_eq!(got, want);

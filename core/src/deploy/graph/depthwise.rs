@@ -248,6 +248,9 @@ pub(super) fn depthwise<R: Row3>(
                     for (ox, v) in yr.iter_mut().enumerate() {
                         let win = &band[r * sh * width + ox * sw..];
                         let acc = offs.iter().zip(w).fold(folded, |a, (&off, &wv)| {
+                            // Not unrolled: flash (3×3 kernels have their
+                            // own path).
+                            compact_loop!();
                             a.wrapping_add(i32::from(wv) * i32::from(win[off]))
                         });
                         *v = ep.apply(m, acc);

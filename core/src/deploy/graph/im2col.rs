@@ -107,9 +107,12 @@ pub(super) fn conv2d_i8<K: Im2col>(
     let mut table = [0u16; TABLE];
     let table = offsets(h, &mut table);
     let mut buf = K::buffer();
-    if taps <= K::CHUNK {
-        // One chunk: the buffer is filled once per pair of columns, and
-        // each pair of channels is summed and stored at once.
+    // One chunk and the usual epilogue: the buffer is filled once per pair
+    // of columns, and each pair of channels is summed and stored at once.
+    // Other layers (more taps, an activation table, a rescale off the fast
+    // path) take the chunked path, which holds every case (one copy of the
+    // per-pair code in flash).
+    if let (true, Some(fast)) = (taps <= K::CHUNK, ep.fast()) {
         let g = h.geometry;
         let pointwise = g.kernel == [1, 1] && g.stride == [1, 1] && g.pad == [0; 4];
         for g in 0..groups {
@@ -131,10 +134,7 @@ pub(super) fn conv2d_i8<K: Im2col>(
                     two: cols[1].is_some(),
                 };
                 let bias = &bias[g * og..(g + 1) * og];
-                match ep.fast() {
-                    Some(f) => pairs_stored::<K>(rows, bias, taps, &buf, y, at, &f),
-                    None => pairs_stored::<K>(rows, bias, taps, &buf, y, at, ep),
-                }
+                pairs_stored::<K>(rows, bias, taps, &buf, y, at, &fast);
                 p += 2;
             }
         }
@@ -617,7 +617,8 @@ fn column_pair(a0: &mut i32, a1: &mut i32, w: &[i8], buf: &[i32], groups: usize)
 
 #[cfg(test)]
 mod tests {
-    use super::super::conv::tests::{agrees_with_portable, node, Kernel};
+    use super::super::conv::tests::{agrees_with_portable, node, portable, random_layer, Kernel};
+    use super::super::epilogue::Requant;
     use super::*;
     use crate::deploy::int8::dsp::Emulated;
     use proptest::prelude::*;
@@ -630,7 +631,18 @@ mod tests {
             conv2d_i8::<K>(h, z, w, b, x, y, &out);
             true
         };
-        agrees_with_portable(h, seed, z, run).map(|_| ())
+        agrees_with_portable(h, seed, z, run)?;
+        // Through a node's own epilogue too: its fast form takes the
+        // one-chunk path that closures (which have none) do not.
+        let l = random_layer(h, seed);
+        let at = NodeHeader { out_zero: 3, ..*h };
+        let ep = Requant::new(&at, &l.pairs, None);
+        prop_assert!(ep.fast().is_some());
+        let want = portable(h, &l, z, &|a, o| ep.apply(ep.channel(o), a));
+        let mut got = std::vec![0i8; h.out_len()];
+        conv2d_i8::<K>(h, z, &l.w, &l.b, &l.x, &mut got, &ep);
+        prop_assert_eq!(got, want);
+        Ok(())
     }
 
     proptest! {

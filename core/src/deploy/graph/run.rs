@@ -516,6 +516,9 @@ fn pool_windows<A: Copy>(
                     for ky in 0..kh {
                         let row = (ch * ih + oy * sh + ky * dh) * iw + ox * sw;
                         for kx in 0..kw {
+                            // Not unrolled: flash (2×2 max pooling, the hot
+                            // case, has a loop of its own).
+                            compact_loop!();
                             acc = tap_fn(acc, row + kx * dw);
                         }
                     }
@@ -535,6 +538,7 @@ fn pool_windows<A: Copy>(
                     };
                     let row = (ch * ih + iy) * iw;
                     for kx in 0..kw {
+                        compact_loop!();
                         if let Some(ix) = tap(ox, kx, g.stride[1], g.dilation[1], g.pad[1], iw) {
                             acc = tap_fn(acc, row + ix);
                             n += 1;
