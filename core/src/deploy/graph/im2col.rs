@@ -30,9 +30,14 @@
 //!
 //! Taps past the last group of four, a last output channel without a
 //! partner and a last column without a partner are done by the same steps
-//! with a duplicate channel, or in portable code; the epilogue is the
-//! caller's `out`, the same as the portable kernel's, so every kernel gives
-//! the same bytes.
+//! with zeros or a duplicate channel, or in portable code; the epilogue is
+//! the caller's (`Epilogue`), the same as the portable kernel's, so every
+//! kernel gives the same bytes.
+//!
+//! A layer of one chunk whose epilogue has the fast form (the usual case)
+//! fills the buffer once per pair of columns and sums and stores each pair
+//! of channels at once ([`pairs_stored`]); the others keep a batch's
+//! accumulators across the chunks.
 
 use super::epilogue::Epilogue;
 use super::NodeHeader;
