@@ -218,7 +218,13 @@ fn full_blocks<D: Dsp + ?Sized>(
     steps: usize,
     e: Epilogue,
 ) {
-    for (((block, bias), rq), out) in layer.full_blocks(x.len(), q, y) {
+    let n = x.len();
+    let full = layer.weight[..4 * q * n]
+        .chunks_exact(4 * n)
+        .zip(layer.bias[..4 * q].chunks_exact(4))
+        .zip(layer.requant[..8 * q].chunks_exact(8))
+        .zip(y[..4 * q].chunks_exact_mut(4));
+    for (((block, bias), rq), out) in full {
         let mut acc = [bias[0], bias[1], bias[2], bias[3]];
         D::steps(&mut acc, block, x, 0, steps);
         D::out4(acc, rq, out, e);

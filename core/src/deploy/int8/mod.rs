@@ -191,28 +191,7 @@ pub(crate) struct Int8Layer<'a, 'h> {
     pub(crate) fast_requant: bool,
 }
 
-/// One block of four rows: its weights (`4n`), biases, requantization
-/// pairs and outputs.
-pub(crate) type Block<'s> = (((&'s [i8], &'s [i32]), &'s [i32]), &'s mut [u8]);
-
-impl<'a> Int8Layer<'a, '_> {
-    /// The layer's first `q` blocks of four rows of `n` columns each, with
-    /// their biases, requantization pairs and outputs in `y`.
-    pub(crate) fn full_blocks<'s>(
-        &self,
-        n: usize,
-        q: usize,
-        y: &'s mut [u8],
-    ) -> impl Iterator<Item = Block<'s>>
-    where
-        'a: 's,
-    {
-        self.weight[..4 * q * n]
-            .chunks_exact(4 * n)
-            .zip(self.bias[..4 * q].chunks_exact(4))
-            .zip(self.requant[..8 * q].chunks_exact(8))
-            .zip(y[..4 * q].chunks_exact_mut(4))
-    }
+impl Int8Layer<'_, '_> {
     /// The output byte of row `o` from its accumulator.
     #[inline(always)]
     fn output(&self, o: usize, acc: i32) -> u8 {
@@ -327,7 +306,12 @@ pub(crate) fn blocks(
     let n = x.bytes.len().max(1);
     let rows = layer.rows(n, y.len());
     let q = rows / 4;
-    for (((block, bias), rq), out) in layer.full_blocks(n, q, y) {
+    let full = layer.weight[..4 * q * n]
+        .chunks_exact(4 * n)
+        .zip(layer.bias[..4 * q].chunks_exact(4))
+        .zip(layer.requant[..8 * q].chunks_exact(8))
+        .zip(y[..4 * q].chunks_exact_mut(4));
+    for (((block, bias), rq), out) in full {
         let mut acc = [bias[0], bias[1], bias[2], bias[3]];
         let done = groups(&mut acc, block);
         if 4 * done != x.bytes.len() {
