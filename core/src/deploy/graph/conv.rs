@@ -12,6 +12,18 @@
 
 use super::{Geometry, NodeHeader};
 
+/// An int8 convolution's operands, what every int8 convolution kernel
+/// takes: the node, its input's zero point, its weights (`[out, in/groups,
+/// k_h, k_w]`), its biases (accumulator units) and its input.
+#[derive(Clone, Copy)]
+pub(super) struct Int8Conv<'a> {
+    pub(super) h: &'a NodeHeader,
+    pub(super) z_in: i32,
+    pub(super) weight: &'a [i8],
+    pub(super) bias: &'a [i32],
+    pub(super) x: &'a [i8],
+}
+
 /// Output columns accumulated at once.
 const BLOCK: usize = 32;
 

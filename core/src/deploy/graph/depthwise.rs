@@ -18,8 +18,8 @@
 //! [`BAND`] bytes of input rows) or with more than [`TAPS`] taps are left
 //! to the caller (`im2col`'s general kernel takes them).
 
+use super::conv::Int8Conv;
 use super::epilogue::Epilogue;
-use super::NodeHeader;
 
 /// Bytes of the band buffer: padded input rows of one channel.
 const BAND: usize = 1024;
@@ -139,17 +139,15 @@ impl<D: Dsp> Row3 for Simd<D> {
 /// z_in)` over the taps on the input, stored by `ep`. Returns `false`,
 /// having written nothing, for a layer that is not depthwise or that it
 /// leaves to the caller.
-#[allow(clippy::too_many_arguments)]
 #[inline(never)]
-pub(super) fn depthwise<R: Row3>(
-    h: &NodeHeader,
-    z_in: i32,
-    weight: &[i8],
-    bias: &[i32],
-    x: &[i8],
-    y: &mut [i8],
-    ep: &impl Epilogue,
-) -> bool {
+pub(super) fn depthwise<R: Row3>(l: &Int8Conv<'_>, y: &mut [i8], ep: &impl Epilogue) -> bool {
+    let Int8Conv {
+        h,
+        z_in,
+        weight,
+        bias,
+        x,
+    } = *l;
     let [c, ih, iw] = h.in_shape;
     let [o, oh, ow] = h.out_shape;
     let g = h.geometry;
@@ -280,6 +278,7 @@ fn copy(dst: &mut [i8], src: &[i8]) {
 #[cfg(test)]
 mod tests {
     use super::super::conv::tests::{agrees_with_portable, node, Kernel};
+    use super::super::NodeHeader;
     use super::*;
     use crate::deploy::int8::dsp::Emulated;
     use proptest::prelude::*;
@@ -289,7 +288,16 @@ mod tests {
     /// `R`'s depthwise kernel gives the portable kernel's bytes on layer
     /// `h`; `false` if it left the layer.
     fn agree<R: Row3>(h: &NodeHeader, seed: u64, z: i32) -> Result<bool, TestCaseError> {
-        let run: &Kernel<'_> = &|w, b, x, y, out| depthwise::<R>(h, z, w, b, x, y, &out);
+        let run: &Kernel<'_> = &|w, b, x, y, out| {
+            let l = Int8Conv {
+                h,
+                z_in: z,
+                weight: w,
+                bias: b,
+                x,
+            };
+            depthwise::<R>(&l, y, &out)
+        };
         agrees_with_portable(h, seed, z, run)
     }
 
@@ -345,7 +353,14 @@ mod tests {
         let mut y = vec![7i8; h.out_len()];
         let x = vec![0i8; h.in_len()];
         let ep = |a: i32, _: usize| a as i8;
-        assert!(!depthwise::<Scalar>(&h, 0, &[1; 9], &[0], &x, &mut y, &ep));
+        let l = Int8Conv {
+            h: &h,
+            z_in: 0,
+            weight: &[1; 9],
+            bias: &[0],
+            x: &x,
+        };
+        assert!(!depthwise::<Scalar>(&l, &mut y, &ep));
         assert!(y.iter().all(|&v| v == 7));
     }
 }

@@ -39,6 +39,7 @@
 //! of channels at once ([`pairs_stored`]); the others keep a batch's
 //! accumulators across the chunks.
 
+use super::conv::Int8Conv;
 use super::epilogue::Epilogue;
 use super::NodeHeader;
 #[cfg(any(ember_dsp, test))]
@@ -89,16 +90,14 @@ pub(super) trait Im2col {
 /// The int8 convolution (see the module documentation) with target `K`:
 /// per output the bias, plus `w · (x − z_in)` over the taps on the input,
 /// stored by `ep`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn conv2d_i8<K: Im2col>(
-    h: &NodeHeader,
-    z_in: i32,
-    weight: &[i8],
-    bias: &[i32],
-    x: &[i8],
-    y: &mut [i8],
-    ep: &impl Epilogue,
-) {
+pub(super) fn conv2d_i8<K: Im2col>(l: &Int8Conv<'_>, y: &mut [i8], ep: &impl Epilogue) {
+    let Int8Conv {
+        h,
+        z_in,
+        weight,
+        bias,
+        x,
+    } = *l;
     let [c, ih, iw] = h.in_shape;
     let [o, oh, ow] = h.out_shape;
     let groups = h.geometry.groups.max(1);
@@ -633,7 +632,14 @@ mod tests {
     /// `K` gives the portable kernel's bytes on layer `h`.
     fn agree<K: Im2col>(h: &NodeHeader, seed: u64, z: i32) -> Result<(), TestCaseError> {
         let run: &Kernel<'_> = &|w, b, x, y, out| {
-            conv2d_i8::<K>(h, z, w, b, x, y, &out);
+            let l = Int8Conv {
+                h,
+                z_in: z,
+                weight: w,
+                bias: b,
+                x,
+            };
+            conv2d_i8::<K>(&l, y, &out);
             true
         };
         agrees_with_portable(h, seed, z, run)?;
@@ -645,7 +651,14 @@ mod tests {
         prop_assert!(ep.fast().is_some());
         let want = portable(h, &l, z, &|a, o| ep.apply(ep.channel(o), a));
         let mut got = std::vec![0i8; h.out_len()];
-        conv2d_i8::<K>(h, z, &l.w, &l.b, &l.x, &mut got, &ep);
+        let conv = Int8Conv {
+            h,
+            z_in: z,
+            weight: &l.w,
+            bias: &l.b,
+            x: &l.x,
+        };
+        conv2d_i8::<K>(&conv, &mut got, &ep);
         prop_assert_eq!(got, want);
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! op and data type, channel-first (`[C, H, W]` per sample), and the walk
 //! over the file's arena that feeds them.
 
+use super::conv::Int8Conv;
 use super::epilogue::{Epilogue, Requant};
 use super::{conv, GraphModel, NodeEvent, NodeHeader, NodeOp};
 #[cfg(any(ember_dsp, ember_thumb1))]
@@ -250,7 +251,16 @@ impl<'a> GraphModel<'a> {
                         *v = ep.apply(ep.channel(o), acc);
                     }
                 }
-                NodeOp::Conv => conv2d_i8(h, z_in, weight, bias, src[0], y, &ep),
+                NodeOp::Conv => {
+                    let l = Int8Conv {
+                        h,
+                        z_in,
+                        weight,
+                        bias,
+                        x: src[0],
+                    };
+                    conv2d_i8(&l, y, &ep)
+                }
                 NodeOp::MaxPool | NodeOp::AvgPool => {
                     pool_i8(h, z_in, src[0], y, ep.floor());
                     if table.is_some() {
@@ -387,34 +397,26 @@ fn conv2d_f32(h: &NodeHeader, weight: &[f32], bias: &[f32], x: &[f32], y: &mut [
 /// and Armv6-M `depthwise`'s for the depthwise layers it takes and
 /// `im2col`'s for the others, the portable row kernel elsewhere; all give
 /// the same bytes.
-fn conv2d_i8(
-    h: &NodeHeader,
-    z_in: i32,
-    weight: &[i8],
-    bias: &[i32],
-    x: &[i8],
-    y: &mut [i8],
-    ep: &Requant<'_>,
-) {
+fn conv2d_i8(l: &Int8Conv<'_>, y: &mut [i8], ep: &Requant<'_>) {
     #[cfg(ember_dsp)]
     {
         use crate::deploy::int8::dsp::Arm;
-        if !depthwise::depthwise::<depthwise::Simd<Arm>>(h, z_in, weight, bias, x, y, ep) {
-            im2col::conv2d_i8::<im2col::DspConv<Arm>>(h, z_in, weight, bias, x, y, ep);
+        if !depthwise::depthwise::<depthwise::Simd<Arm>>(l, y, ep) {
+            im2col::conv2d_i8::<im2col::DspConv<Arm>>(l, y, ep);
         }
     }
     #[cfg(ember_thumb1)]
-    if !depthwise::depthwise::<depthwise::Scalar>(h, z_in, weight, bias, x, y, ep) {
-        im2col::conv2d_i8::<im2col::Thumb1>(h, z_in, weight, bias, x, y, ep);
+    if !depthwise::depthwise::<depthwise::Scalar>(l, y, ep) {
+        im2col::conv2d_i8::<im2col::Thumb1>(l, y, ep);
     }
     #[cfg(not(any(ember_dsp, ember_thumb1)))]
     conv::conv2d(
-        h,
-        weight,
-        x,
+        l.h,
+        l.weight,
+        l.x,
         y,
-        |o| bias[o],
-        |a: i32, w: i8, x: i8| a.wrapping_add(i32::from(w) * (i32::from(x) - z_in)),
+        |o| l.bias[o],
+        |a: i32, w: i8, x: i8| a.wrapping_add(i32::from(w) * (i32::from(x) - l.z_in)),
         |a, o| ep.apply(ep.channel(o), a),
     );
 }

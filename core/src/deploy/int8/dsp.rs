@@ -788,10 +788,8 @@ impl Dsp for Arm {
     /// buffer, eight `SMLAD`, the loop's two).
     #[inline(always)]
     fn conv_step(acc: &mut [i32; 4], wa: &[i8], wb: &[i8], buf: &[i16], groups: usize) {
-        if groups == 0 || wa.len() < 4 * groups || wb.len() < 4 * groups || buf.len() < 8 * groups {
-            return Emulated::conv_step(acc, wa, wb, buf, groups);
-        }
-        if !(buf.as_ptr() as usize).is_multiple_of(4) {
+        let short = wa.len() < 4 * groups || wb.len() < 4 * groups || buf.len() < 8 * groups;
+        if groups == 0 || short || !(buf.as_ptr() as usize).is_multiple_of(4) {
             return Emulated::conv_step(acc, wa, wb, buf, groups);
         }
         let [mut a0, mut a1, mut a2, mut a3] = *acc;
