@@ -207,6 +207,10 @@ pub fn parse_csv(path: &Path, text: &str, opts: &CsvOptions) -> Result<TensorDat
                         "not a class index (a non-negative integer)".into(),
                     ));
                 };
+                if l == usize::MAX {
+                    // Its class count, l + 1, is not a number.
+                    return Err(bad(*line, label_col, cell, "class index too large".into()));
+                }
                 if let Some(n) = opts.num_classes.filter(|&n| l >= n) {
                     return Err(bad(
                         *line,
@@ -264,6 +268,15 @@ pub fn parse_csv(path: &Path, text: &str, opts: &CsvOptions) -> Result<TensorDat
 mod tests {
     use super::*;
     use crate::data::Dataset;
+
+    /// The largest `usize` as a label is an error, not an overflow of the
+    /// class count (found by the fuzzer).
+    #[test]
+    fn the_largest_index_is_refused() {
+        let text = "a,label\n1,18446744073709551615\n";
+        let e = parse_csv(Path::new("m.csv"), text, &CsvOptions::new()).unwrap_err();
+        assert!(e.to_string().contains("class index too large"), "{e}");
+    }
 
     #[test]
     fn quoted_fields_span_lines() {
